@@ -1,0 +1,135 @@
+/**
+ * Canonical JSON and SHA-256: the only way Mandate hashes anything.
+ *
+ * The encoding is RFC 8785 (JSON Canonicalization Scheme): object keys sorted by UTF-16 code units, no
+ * whitespace, ECMAScript number formatting, JSON string escaping. Values JSON cannot represent exactly
+ * (`NaN`, `Infinity`, `undefined`, `bigint`, functions, symbols, class instances such as `Date`) are
+ * refused with the JSON path of the offending value, never silently dropped or converted: a hash must
+ * commit to exactly the data that was given.
+ *
+ * @since 0.1.0
+ */
+import { createHash } from "node:crypto"
+import { Effect } from "effect"
+import { InvalidInput, jsonPath } from "./InvalidInput.ts"
+
+/**
+ * Thrown by the synchronous functions when a value has no canonical JSON form.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class NotCanonicalJson extends Error {
+  readonly _tag = "NotCanonicalJson"
+  readonly path: string
+  readonly reason: string
+  constructor(path: string, reason: string) {
+    super(`${reason} at ${path}`)
+    this.path = path
+    this.reason = reason
+  }
+}
+
+const isPlainObject = (value: object): boolean => {
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+const write = (value: unknown, path: Array<PropertyKey>): string => {
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value)
+    case "boolean":
+      return value ? "true" : "false"
+    case "number":
+      if (!Number.isFinite(value)) throw new NotCanonicalJson(jsonPath(path), `${value} is not a JSON number`)
+      // JSON.stringify formats numbers as ECMAScript Number::toString, which is what RFC 8785 §3.2.2.3 requires
+      return JSON.stringify(value)
+    case "object": {
+      if (value === null) return "null"
+      if (Array.isArray(value)) {
+        let out = "["
+        for (let i = 0; i < value.length; i++) {
+          if (i > 0) out += ","
+          path.push(i)
+          out += write(value[i], path)
+          path.pop()
+        }
+        return `${out}]`
+      }
+      if (!isPlainObject(value)) {
+        throw new NotCanonicalJson(jsonPath(path), `${value.constructor?.name ?? "object"} is not plain JSON data`)
+      }
+      // Default sort compares UTF-16 code units, as RFC 8785 §3.2.3 specifies
+      const keys = Object.keys(value).sort()
+      let out = "{"
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i]!
+        if (i > 0) out += ","
+        path.push(key)
+        out += `${JSON.stringify(key)}:${write((value as Record<string, unknown>)[key], path)}`
+        path.pop()
+      }
+      return `${out}}`
+    }
+    default:
+      throw new NotCanonicalJson(jsonPath(path), `${typeof value} is not a JSON value`)
+  }
+}
+
+/**
+ * The canonical JSON text of a value. Throws `NotCanonicalJson` for values JSON cannot represent; use
+ * `encodeEffect` at boundaries.
+ *
+ * @category encoding
+ * @since 0.1.0
+ */
+export const encode = (value: unknown): string => write(value, [])
+
+/**
+ * `encode` as an Effect that fails with `InvalidInput` (path and reason) instead of throwing.
+ *
+ * @category encoding
+ * @since 0.1.0
+ */
+export const encodeEffect = (value: unknown, root = "$"): Effect.Effect<string, InvalidInput> =>
+  Effect.try({
+    try: () => encode(value),
+    catch: (error) =>
+      error instanceof NotCanonicalJson
+        ? InvalidInput.at(root + error.path.slice(1), error.reason)
+        : InvalidInput.at(root, String(error))
+  })
+
+/**
+ * SHA-256 of a UTF-8 string or of bytes, as 64 lowercase hex digits.
+ *
+ * @category hashing
+ * @since 0.1.0
+ */
+export const sha256Hex = (data: string | Uint8Array): string => createHash("sha256").update(data).digest("hex")
+
+/**
+ * SHA-256 of a UTF-8 string or of bytes, as 32 raw bytes.
+ *
+ * @category hashing
+ * @since 0.1.0
+ */
+export const sha256 = (data: string | Uint8Array): Uint8Array => createHash("sha256").update(data).digest()
+
+/**
+ * SHA-256 (hex) of the canonical JSON of a value. Throws `NotCanonicalJson` like `encode`.
+ *
+ * @category hashing
+ * @since 0.1.0
+ */
+export const hash = (value: unknown): string => sha256Hex(encode(value))
+
+/**
+ * `hash` as an Effect that fails with `InvalidInput` instead of throwing.
+ *
+ * @category hashing
+ * @since 0.1.0
+ */
+export const hashEffect = (value: unknown, root = "$"): Effect.Effect<string, InvalidInput> =>
+  Effect.map(encodeEffect(value, root), sha256Hex)

@@ -1,0 +1,88 @@
+/**
+ * Jobs: units of work in the queue, with their lease and retry bookkeeping.
+ *
+ * ```
+ * queued → claimed → running → completed
+ *                            → failed (attempts left: waits for its retry time) → claimed …
+ *                            → dead_lettered (no attempts left) → queued (retryDeadLettered)
+ * queued | claimed | running | failed → cancelled
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import { AgentId, JobId } from "./Ids.ts"
+import { Priority } from "./Task.ts"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export const JobState = Schema.Literals([
+  "queued",
+  "claimed",
+  "running",
+  "completed",
+  "failed",
+  "dead_lettered",
+  "cancelled"
+])
+export type JobState = typeof JobState.Type
+
+/**
+ * A queue name: letters, digits and `_ . : -`, at most 64 characters.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const QueueName = Schema.String.check(
+  Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, {
+    message: "Expected a queue name: 1-64 letters, digits and _ . : -, starting with a letter or digit"
+  })
+)
+
+/**
+ * A worker pool name (same alphabet as queue names).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PoolName = QueueName
+
+/**
+ * Who holds a job and until when (epoch ms).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const Lease = Schema.Struct({ workerId: AgentId, expiresAt: Schema.Number })
+export type Lease = typeof Lease.Type
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export const Job = Schema.Struct({
+  id: JobId,
+  queue: QueueName,
+  payload: Schema.Json,
+  priority: Priority,
+  state: JobState,
+  /** When the job becomes (or became) claimable: enqueue time, a delay, or a retry time. */
+  runAt: Schema.Number,
+  /** Attempts started so far (a claim starts one). */
+  attempts: Schema.Int,
+  maxAttempts: Schema.Int,
+  idempotencyKey: Schema.optionalKey(Schema.String),
+  pool: Schema.optionalKey(PoolName),
+  lease: Schema.optionalKey(Lease),
+  lastError: Schema.optionalKey(Schema.String),
+  result: Schema.optionalKey(Schema.Json),
+  createdAt: Schema.Number,
+  updatedAt: Schema.Number,
+  /** When the current or last attempt was claimed. */
+  claimedAt: Schema.optionalKey(Schema.Number),
+  /** When the job reached completed, dead_lettered or cancelled. */
+  finishedAt: Schema.optionalKey(Schema.Number)
+})
+export type Job = typeof Job.Type

@@ -1,0 +1,210 @@
+/**
+ * The planner: turns a task into a `Plan`, a DAG of typed steps each annotated with its policy decision.
+ *
+ * The template planner (`Planner.layerTemplates`) maps a task kind to a template; host apps add their own
+ * step types and templates through its options, or provide a whole `Planner` layer of their own.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Effect, Layer, Result, Schema } from "effect"
+import * as Canonical from "./Canonical.ts"
+import { makePlanId, PlanId, type PolicyVersion, Sha256Hex, StepId, type TaskId } from "./Ids.ts"
+import { decode, InvalidInput } from "./InvalidInput.ts"
+import * as PlanModule from "./Plan.ts"
+import { Policy } from "./Policy.ts"
+import type { PolicyStoreError, UnknownPolicyVersion } from "./PolicyStore.ts"
+import type { Principal } from "./Principal.ts"
+import * as Seed from "./Seed.ts"
+import type { StepType, TaskTemplate } from "./Template.ts"
+
+/**
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnknownTaskKind extends Schema.TaggedError<UnknownTaskKind>()("UnknownTaskKind", {
+  kind: Schema.String,
+  known: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `Unknown task kind "${this.kind}" (known: ${this.known.join(", ")})`
+  }
+}
+
+/**
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnknownStepType extends Schema.TaggedError<UnknownStepType>()("UnknownStepType", {
+  step: Schema.String,
+  type: Schema.String
+}) {
+  override get message(): string {
+    return `Step "${this.step}" has unknown type "${this.type}"`
+  }
+}
+
+/**
+ * A plan with at least one denied step. Carries the plan (with every decision) so it can be recorded.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PlanRejected extends Schema.TaggedError<PlanRejected>()("PlanRejected", {
+  reasons: Schema.Array(Schema.String),
+  plan: PlanModule.Plan
+}) {
+  override get message(): string {
+    return `Plan rejected by policy: ${this.reasons.join("; ")}`
+  }
+}
+
+/**
+ * What to plan.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PlanRequest {
+  readonly kind: string
+  readonly params: unknown
+  readonly principal: Principal
+  readonly taskId?: TaskId | undefined
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface PlanOptions {
+  /** Plan under this policy version instead of the active one (a task stays pinned to its version). */
+  readonly policyVersion?: PolicyVersion | undefined
+}
+
+/**
+ * A task kind the planner knows.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface KindInfo {
+  readonly kind: string
+  readonly description?: string | undefined
+}
+
+/**
+ * Everything `plan` can fail with.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type PlanError =
+  | UnknownTaskKind
+  | UnknownStepType
+  | InvalidInput
+  | PlanModule.InvalidPlan
+  | PlanRejected
+  | UnknownPolicyVersion
+  | PolicyStoreError
+
+/**
+ * @category services
+ * @since 0.1.0
+ */
+export class Planner extends Context.Service<
+  Planner,
+  {
+    readonly plan: (request: PlanRequest, options?: PlanOptions) => Effect.Effect<PlanModule.Plan, PlanError>
+    readonly kinds: Effect.Effect<ReadonlyArray<KindInfo>>
+  }
+>()("@mandate/core/Planner") {
+  /**
+   * The template planner. The seed step types and templates are included unless `seed: false`; templates
+   * and step types given here are added (and replace seed ones of the same name).
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layerTemplates = (options?: {
+    readonly templates?: ReadonlyArray<TaskTemplate> | undefined
+    readonly stepTypes?: ReadonlyArray<StepType> | undefined
+    readonly seed?: boolean | undefined
+  }): Layer.Layer<Planner, never, Policy> =>
+    Layer.effect(
+      Planner,
+      Effect.gen(function* () {
+        const policy = yield* Policy
+        const seed = options?.seed ?? true
+        const templates = new Map<string, TaskTemplate>()
+        const stepTypes = new Map<string, StepType>()
+        for (const t of [...(seed ? Seed.templates : []), ...(options?.templates ?? [])]) templates.set(t.kind, t)
+        for (const s of [...(seed ? Seed.stepTypes : []), ...(options?.stepTypes ?? [])]) stepTypes.set(s.type, s)
+        return Planner.of({
+          plan: (request, planOptions) => makePlan(policy, templates, stepTypes, request, planOptions),
+          kinds: Effect.succeed([...templates.values()].map((t) => ({ kind: t.kind, description: t.description })))
+        })
+      })
+    )
+}
+
+const makePlan = Effect.fn("Planner.plan")(function* (
+  policy: Policy["Service"],
+  templates: ReadonlyMap<string, TaskTemplate>,
+  stepTypes: ReadonlyMap<string, StepType>,
+  request: PlanRequest,
+  options: PlanOptions | undefined
+) {
+  const template = templates.get(request.kind)
+  if (template === undefined) return yield* new UnknownTaskKind({ kind: request.kind, known: [...templates.keys()] })
+  const taskParams = yield* decode(template.params, "$.params")(request.params)
+  const specs = template.steps(taskParams)
+
+  const steps: Array<{ id: StepId; type: string; params: Schema.Json; dependsOn: Array<StepId> }> = []
+  for (const spec of specs) {
+    const idResult = Schema.decodeUnknownResult(StepId)(spec.id)
+    if (Result.isFailure(idResult))
+      return yield* InvalidInput.at(`$.steps`, `Invalid step id ${JSON.stringify(spec.id)}`)
+    const stepType = stepTypes.get(spec.type)
+    if (stepType === undefined) return yield* new UnknownStepType({ step: spec.id, type: spec.type })
+    const root = `$.steps[${JSON.stringify(spec.id)}].params`
+    const decoded = yield* decode(stepType.params, root)(spec.params)
+    // Store the encoded form: plans are JSON, and re-encoding drops keys the schema does not know
+    const params = yield* Schema.encodeEffect(stepType.params)(decoded).pipe(
+      Effect.flatMap((encoded) => Effect.as(Canonical.encodeEffect(encoded, root), encoded as Schema.Json)),
+      Effect.mapError((e) => (e instanceof InvalidInput ? e : InvalidInput.at(root, e.message)))
+    )
+    steps.push({
+      id: idResult.success,
+      type: spec.type,
+      params,
+      dependsOn: (spec.dependsOn ?? []).map((d) => StepId.make(d))
+    })
+  }
+  const ordered = PlanModule.topologicalOrder(steps)
+  if (Result.isFailure(ordered)) return yield* ordered.failure
+
+  const active = options?.policyVersion === undefined ? yield* policy.active : undefined
+  const policyVersion = options?.policyVersion ?? active!.version
+  const at = yield* Clock.currentTimeMillis
+  const planned: Array<PlanModule.PlannedStep> = []
+  for (const step of steps) {
+    const decision = yield* policy.evaluate(
+      { action: step.type, task: request.kind, params: step.params, principal: request.principal, at },
+      { version: policyVersion }
+    )
+    planned.push({ ...step, decision, paramsHash: Sha256Hex.make(Canonical.hash(step.params)) })
+  }
+  const params = yield* Schema.encodeEffect(template.params)(taskParams).pipe(
+    Effect.mapError((e) => InvalidInput.at("$.params", e.message))
+  )
+  const content = { kind: request.kind, params: params as Schema.Json, steps: planned, policyVersion }
+  const plan: PlanModule.Plan = {
+    id: PlanId.make(yield* makePlanId),
+    ...(request.taskId === undefined ? {} : { taskId: request.taskId }),
+    ...content,
+    hash: Sha256Hex.make(PlanModule.hashOf(content)),
+    createdAt: at
+  }
+  const denied = PlanModule.denials(plan)
+  if (denied.length > 0) return yield* new PlanRejected({ reasons: denied, plan })
+  return plan
+})

@@ -1,0 +1,102 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Canonical, InvalidInput } from "@mandate/core"
+import { Effect, Schema } from "effect"
+
+describe("Canonical JSON (RFC 8785)", () => {
+  it("sorts keys, drops whitespace and formats numbers like RFC 8785 §3.2.2 and Appendix B", () => {
+    // RFC 8785 §3.2.2 example input
+    const input = JSON.parse(
+      '{"numbers":[333333333.33333329,1E30,4.50,2e-3,0.000000000000000000000000001],' +
+        '"string":"\\u20ac$\\u000F\\u000aA\'\\u0042\\u0022\\u005c\\\\\\"\\/","literals":[null,true,false]}'
+    )
+    assert.strictEqual(
+      Canonical.encode(input),
+      '{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],' +
+        '"string":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}'
+    )
+    // Appendix B number serialisation samples
+    const numbers: Array<[number, string]> = [
+      [0, "0"],
+      [-0, "0"],
+      [Number.MIN_VALUE, "5e-324"],
+      [-Number.MIN_VALUE, "-5e-324"],
+      [1.7976931348623157e308, "1.7976931348623157e+308"],
+      [9007199254740992, "9007199254740992"],
+      [295147905179352830000, "295147905179352830000"],
+      [1e21, "1e+21"],
+      [0.000001, "0.000001"],
+      [1e-7, "1e-7"]
+    ]
+    for (const [n, text] of numbers) assert.strictEqual(Canonical.encode(n), text)
+  })
+
+  it("orders keys by UTF-16 code units (RFC 8785 §3.2.3 example)", () => {
+    const input = {
+      "\u20ac": "Euro Sign",
+      "\r": "Carriage Return",
+      "\ufb33": "Hebrew Letter Dalet With Dagesh",
+      "1": "One",
+      "\ud83d\ude00": "Emoji: Grinning Face",
+      "\u0080": "Control",
+      "\u00f6": "Latin Small Letter O With Diaeresis"
+    }
+    // Object.keys would put "1" first: read the order from the text itself
+    assert.strictEqual(
+      Canonical.encode(input),
+      '{"\\r":"Carriage Return","1":"One","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis",' +
+        '"\u20ac":"Euro Sign","\ud83d\ude00":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}'
+    )
+  })
+
+  it("hashes with SHA-256 (FIPS 180-2 known answers)", () => {
+    assert.strictEqual(Canonical.sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    assert.strictEqual(Canonical.sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    assert.strictEqual(
+      Canonical.sha256Hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+    )
+    // the hash of a value is the hash of its canonical text, whatever the key order
+    assert.strictEqual(Canonical.hash({ b: 1, a: [true, null] }), Canonical.sha256Hex('{"a":[true,null],"b":1}'))
+    assert.strictEqual(Canonical.hash({ a: [true, null], b: 1 }), Canonical.hash({ b: 1, a: [true, null] }))
+  })
+
+  it.effect("refuses NaN, Infinity, undefined and non-JSON values with the JSON path", () =>
+    Effect.gen(function* () {
+      const cases: Array<[unknown, string, RegExp]> = [
+        [{ a: { b: Number.NaN } }, "$.a.b", /NaN/],
+        [{ list: [1, Number.POSITIVE_INFINITY] }, "$.list[1]", /Infinity/],
+        [{ x: undefined }, "$.x", /undefined/],
+        [[1, [2, undefined]], "$[1][1]", /undefined/],
+        [{ when: new Date(0) }, "$.when", /Date/],
+        [{ n: 10n }, "$.n", /bigint/],
+        [{ "odd key": () => 1 }, '$["odd key"]', /function/]
+      ]
+      for (const [value, path, reason] of cases) {
+        assert.throws(() => Canonical.encode(value), reason)
+        const error = yield* Effect.flip(Canonical.encodeEffect(value))
+        assert.instanceOf(error, InvalidInput)
+        assert.strictEqual(error.path, path)
+        assert.match(error.message, reason)
+      }
+    })
+  )
+
+  it.prop("is independent of key order", [Schema.Json], ([value]) => {
+    const shuffle = (v: unknown): unknown => {
+      if (Array.isArray(v)) return v.map(shuffle)
+      if (v !== null && typeof v === "object") {
+        const entries = Object.entries(v).reverse()
+        return Object.fromEntries(entries.map(([k, x]) => [k, shuffle(x)]))
+      }
+      return v
+    }
+    assert.strictEqual(Canonical.encode(shuffle(value)), Canonical.encode(value))
+  })
+
+  it.prop("round-trips through JSON.parse", [Schema.Json], ([value]) => {
+    const text = Canonical.encode(value)
+    assert.strictEqual(Canonical.encode(JSON.parse(text)), text)
+    assert.deepStrictEqual(JSON.parse(text), JSON.parse(JSON.stringify(value)))
+    assert.notMatch(text, /^\s|\s$|": |, /)
+  })
+})
