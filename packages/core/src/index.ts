@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+export * from "./Anchor.ts"
 export * from "./Approval.ts"
 export * as Canonical from "./Canonical.ts"
 export * from "./Ids.ts"
@@ -21,3 +22,4 @@ export * as Step from "./Step.ts"
 export * as Task from "./Task.ts"
 export { IllegalTransition } from "./Task.ts"
 export * from "./Template.ts"
+export * from "./UnitOfWork.ts"
