@@ -42,7 +42,7 @@ describePostgres("PolicyStore on Postgres", () => {
     it.effect("agree on one active set", () =>
       Effect.gen(function* () {
         const { schema } = yield* TestPostgres
-        const initials = Array.from({ length: 6 }, (_, i): PolicySet.PolicySet => ({ name: `start-${i}`, rules: [] }))
+        const initials = Array.from({ length: 10 }, (_, i): PolicySet.PolicySet => ({ name: `start-${i}`, rules: [] }))
         const stores = yield* Effect.all(
           initials.map((initial) => makePolicyStore({ schema, initial })),
           { concurrency: "unbounded" }

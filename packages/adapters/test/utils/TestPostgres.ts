@@ -20,7 +20,7 @@ import {
   type PostgresOptions,
   type PostgresStartError
 } from "@mandate/adapters/postgres"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, Redacted, type Scope } from "effect"
 import { SqlClient } from "effect/sql"
 
 /** The database the Postgres tests run against. */
@@ -90,6 +90,10 @@ export const describePostgres = (name: string, fn: () => void): void => {
 
 const dropSchema = (schema: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(Effect.orDie)
+
+/** Drops `schema` when the current scope closes (for tests that build their own backend on a fresh schema). */
+export const dropSchemaOnExit = (schema: string): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.addFinalizer(() => dropSchema(schema).pipe(Effect.provide(TestPostgres.otherClient())))
 
 /**
  * The schema a `TestPostgres.layer` build migrated (and will drop), with the config that reaches it.
