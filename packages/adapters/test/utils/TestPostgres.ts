@@ -6,11 +6,12 @@
  *   `mandate_test_<uuid>`, dropped when the layer is released; `TestPostgres.layerWith(f)` builds a per-service
  *   layer over it: `TestPostgres.layerWith((options) => Postgres.layerQueue(options))`.
  * - `describePostgres(name, fn)` runs the block when the server answers. When it does not, the block is skipped
- *   with one `console.warn` line saying why, except under `CI=true`, where a failing test takes its place.
+ *   (`postgresSetup.ts`, the project's global setup, printed the one warning line saying why), except under
+ *   `CI=true`, where a failing test takes its place.
  *
  * @since 0.1.0
  */
-import { PgClient } from "@effect/sql-pg"
+import type { PgClient } from "@effect/sql-pg"
 import { describe, it } from "@effect/vitest"
 import {
   layerClient,
@@ -20,21 +21,12 @@ import {
   type PostgresOptions,
   type PostgresStartError
 } from "@mandate/adapters/postgres"
-import { Context, Effect, Layer, Redacted, type Scope } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import { SqlClient } from "effect/sql"
+import { inject } from "vitest"
+import { shownUrl, url } from "./postgresSetup.ts"
 
-/** The database the Postgres tests run against. */
-export const url = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
-
-const shownUrl = (() => {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password) parsed.password = "***"
-    return parsed.toString()
-  } catch {
-    return "(unparsable DATABASE_URL)"
-  }
-})()
+export { url }
 
 /** A schema name no other test run uses. */
 export const freshSchema = (): string => `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
@@ -43,35 +35,15 @@ export const freshSchema = (): string => `mandate_test_${crypto.randomUUID().rep
 export const config = (overrides?: Partial<Omit<PostgresConfig, "url">>): PostgresConfig =>
   makeConfig(url, { schema: freshSchema(), poolSize: 5, ...overrides })
 
-const probe = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
-  yield* sql`SELECT 1`
-}).pipe(
-  Effect.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 1, connectTimeout: "3 seconds" })),
-  Effect.timeout("5 seconds")
-)
+const unreachable = inject("mandatePostgresUnreachable")
+if (unreachable === undefined) {
+  throw new Error("TestPostgres needs test/utils/postgresSetup.ts as the vitest project's globalSetup")
+}
 
-const unreachable: string | undefined = await Effect.runPromise(
-  probe.pipe(
-    Effect.as(undefined),
-    Effect.catchCause((cause) => Effect.succeed(String(cause).split("\n")[0]))
-  )
-)
-
-/** Whether the tests can reach PostgreSQL. */
-export const reachable = unreachable === undefined
+/** Whether the tests can reach PostgreSQL (probed once per run by `postgresSetup.ts`). */
+export const reachable = unreachable === null
 
 const required = process.env.CI === "true"
-
-// One line per test worker, however many files skip
-const warned = Symbol.for("@mandate/adapters/test/TestPostgres/warned")
-if (!reachable && !required && !(globalThis as Record<symbol, unknown>)[warned]) {
-  ;(globalThis as Record<symbol, unknown>)[warned] = true
-  console.warn(
-    `[mandate] Skipping the PostgreSQL tests: cannot reach ${shownUrl} (${unreachable}). ` +
-      "Start PostgreSQL or set DATABASE_URL; with CI=true these tests fail instead."
-  )
-}
 
 /**
  * A describe block that needs PostgreSQL: run when reachable, skipped with a warning when not, failing when
