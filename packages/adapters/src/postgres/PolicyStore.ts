@@ -4,8 +4,13 @@
  *
  * Versions are computed in core (`PolicySet.version`, the SHA-256 of the canonical JSON); this module only stores
  * and reads. Every statement goes through the abstract `SqlClient`, so inside `UnitOfWork.run` it joins the
- * unit's transaction. Rows are decoded with Schema: a row that no longer decodes (edited by hand) fails the call
- * with `PolicyStoreError`, as driver failures do, instead of handing out a malformed set.
+ * unit's transaction. Rows are decoded with Schema: a row that does not decode fails the call with
+ * `PolicyStoreError`, as driver failures do, instead of handing out a malformed set.
+ *
+ * A published version never changes (the database refuses UPDATE, DELETE and TRUNCATE on `policy_sets`), so each
+ * store keeps the sets it has read, by version, and `active` (read on every policy evaluation) costs one small
+ * query for the pointer instead of fetching and decoding the whole set. A set enters that cache only once the
+ * transaction that read it has committed, so a unit that published and then rolled back leaves nothing behind.
  *
  * @since 0.1.0
  */
@@ -112,10 +117,32 @@ export const makePolicyStore = Effect.fnUntraced(function* (options?: PolicyStor
           RETURNING p.version, p.policy, p.published_at, true AS active`
   })
 
+  const Pointer = Schema.Struct({ version: Schema.NullOr(PolicyVersion) })
+  const findPointer = SqlSchema.findAll({
+    Request: Schema.Void,
+    Result: Pointer,
+    execute: () => sql`SELECT version FROM ${policyActive}`
+  })
+  const pointer = (operation: string) =>
+    Effect.map(findPointer(undefined), (rows) => rows[0]?.version ?? null).pipe(Effect.mapError(storeError(operation)))
+
+  // Published sets by version, as read from committed rows (bounded: a runaway publisher cannot grow it forever)
+  const cache = new Map<PolicyVersion, Omit<StoredPolicySet, "active">>()
+  const remember = (stored: StoredPolicySet) =>
+    sql.afterCommit(
+      Effect.sync(() => {
+        if (cache.size >= 1_000) cache.clear()
+        cache.set(stored.version, { version: stored.version, set: stored.set, publishedAt: stored.publishedAt })
+      })
+    )
+  const read = (row: typeof Row.Type) => Effect.as(remember(toStored(row)), toStored(row))
+
   const get = Effect.fn("PolicyStore.get")(function* (version: PolicyVersion) {
+    const cached = cache.get(version)
+    if (cached !== undefined) return { ...cached, active: (yield* pointer("get")) === version }
     const found = yield* findByVersion(version).pipe(Effect.mapError(storeError("get")))
     if (found._tag === "None") return yield* new UnknownPolicyVersion({ version })
-    return toStored(found.value)
+    return yield* read(found.value)
   })
 
   const publish = Effect.fn("PolicyStore.publish")(function* (set: PolicySet.PolicySet) {
@@ -131,15 +158,20 @@ export const makePolicyStore = Effect.fnUntraced(function* (options?: PolicyStor
     const at = new Date(yield* Clock.currentTimeMillis)
     const updated = yield* setActive({ version, at }).pipe(Effect.mapError(storeError("activate")))
     if (updated._tag === "None") return yield* new UnknownPolicyVersion({ version })
-    return toStored(updated.value)
+    return yield* read(updated.value)
   })
 
+  const noneActive = () => storeError("active")(new Error(`No policy set is active in schema ${schema}`))
+
   const active = Effect.gen(function* () {
+    const version = yield* pointer("active")
+    if (version === null) return yield* noneActive()
+    const cached = cache.get(version)
+    if (cached !== undefined) return { ...cached, active: true }
+    // Not read yet: fetch the active set in one statement (the pointer may have moved since)
     const found = yield* findActive(undefined).pipe(Effect.mapError(storeError("active")))
-    if (found._tag === "None") {
-      return yield* storeError("active")(new Error(`No policy set is active in schema ${schema}`))
-    }
-    return toStored(found.value)
+    if (found._tag === "None") return yield* noneActive()
+    return yield* read(found.value)
   }).pipe(Effect.withSpan("PolicyStore.active"))
 
   const list = findAll(undefined).pipe(

@@ -11,6 +11,13 @@ const custom: PolicySet.PolicySet = {
   rules: [{ id: "all", effect: "allow", match: {} }]
 }
 
+// The server's own message, under the driver's wrappers
+const rootMessage = (error: unknown): string => {
+  let current = error
+  while (current instanceof Error && current.cause instanceof Error) current = current.cause
+  return current instanceof Error ? current.message : String(current)
+}
+
 describePostgres("PolicyStore on Postgres", () => {
   suite(
     "postgres",
@@ -61,20 +68,45 @@ describePostgres("PolicyStore on Postgres", () => {
   })
 
   layer(TestPostgres.layerWith((options) => layerPolicyStore(options)))("stored data", (it) => {
-    it.effect("a row edited into an invalid set fails the read with PolicyStoreError, not a defect", () =>
+    it.effect("the database refuses to change, delete or truncate a published set", () =>
       Effect.gen(function* () {
         const store = yield* PolicyStore
         const { schema } = yield* TestPostgres
         const sql = yield* SqlClient.SqlClient
+        const table = sql(`${schema}.policy_sets`)
+        const stored = yield* store.publish({ name: "immutable", rules: [] })
+        const refusals = yield* Effect.all([
+          Effect.flip(sql`UPDATE ${table} SET policy = '{}'::jsonb WHERE version = ${stored.version}`),
+          Effect.flip(sql`DELETE FROM ${table} WHERE version = ${stored.version}`),
+          Effect.flip(sql`TRUNCATE ${table} CASCADE`)
+        ])
+        for (const error of refusals) {
+          assert.strictEqual(error.reason._tag, "ConstraintError")
+          assert.include(rootMessage(error), "published policy sets are immutable")
+        }
+        assert.deepStrictEqual((yield* store.get(stored.version)).set, stored.set)
+      })
+    )
+
+    it.effect("a row that does not decode fails the read with PolicyStoreError, not a defect", () =>
+      Effect.gen(function* () {
+        const store = yield* PolicyStore
+        const { schema } = yield* TestPostgres
+        const sql = yield* SqlClient.SqlClient
+        const table = sql(`${schema}.policy_sets`)
         const stored = yield* store.publish({ name: "to-corrupt", rules: [] })
-        yield* sql`UPDATE ${sql(`${schema}.policy_sets`)} SET policy = '{"name": 5, "rules": "x"}'::jsonb
-                   WHERE version = ${stored.version}`
-        const error = yield* Effect.flip(store.get(stored.version))
+        // what only a superuser could do: switch the guard off and rewrite the row
+        yield* sql`ALTER TABLE ${table} DISABLE TRIGGER policy_sets_immutable`
+        yield* sql`UPDATE ${table} SET policy = '{"name": 5, "rules": "x"}'::jsonb WHERE version = ${stored.version}`
+        yield* sql`ALTER TABLE ${table} ENABLE TRIGGER policy_sets_immutable`
+        // a store that has not read the row before (another process, or after a restart)
+        const fresh = yield* makePolicyStore({ schema })
+        const error = yield* Effect.flip(fresh.get(stored.version))
         assert.strictEqual(error._tag === "PolicyStoreError" && error.operation, "get")
-        const listError = yield* Effect.flip(store.list)
-        assert.strictEqual(listError._tag, "PolicyStoreError")
+        const listError = yield* Effect.flip(fresh.list)
+        assert.strictEqual(listError._tag === "PolicyStoreError" && listError.operation, "list")
         // the other versions are still readable
-        assert.strictEqual((yield* store.get(PolicySet.version(Seed.defaultPolicySet))).set.name, "mandate-default")
+        assert.strictEqual((yield* fresh.get(PolicySet.version(Seed.defaultPolicySet))).set.name, "mandate-default")
       })
     )
 

@@ -4,7 +4,8 @@
  * A set's `version` is the SHA-256 of its canonical JSON (computed in core); `seq` orders the listing newest first
  * even when two sets are published within one millisecond. `policy_active` always holds exactly one row (the
  * `singleton` key can only be `true`), so activating is a single-row update: concurrent activations serialize on
- * that row, and no reader ever sees zero or two active sets.
+ * that row, and no reader ever sees zero or two active sets. A published set is immutable (tasks stay pinned to the
+ * version they were planned under, and stores cache sets by version): a trigger refuses UPDATE, DELETE and TRUNCATE.
  *
  * Released: never edit this file; add a migration.
  *
@@ -27,4 +28,14 @@ export default Effect.gen(function* () {
     activated_at timestamptz
   )`
   yield* sql`INSERT INTO policy_active (singleton, version) VALUES (true, NULL)`
+  yield* sql`CREATE FUNCTION policy_sets_immutable() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    BEGIN
+      RAISE EXCEPTION 'published policy sets are immutable (% refused): publish a new version instead', TG_OP
+        USING ERRCODE = 'integrity_constraint_violation';
+    END $$`
+  yield* sql`CREATE TRIGGER policy_sets_immutable BEFORE UPDATE OR DELETE ON policy_sets
+    FOR EACH ROW EXECUTE FUNCTION policy_sets_immutable()`
+  yield* sql`CREATE TRIGGER policy_sets_no_truncate BEFORE TRUNCATE ON policy_sets
+    FOR EACH STATEMENT EXECUTE FUNCTION policy_sets_immutable()`
 })
