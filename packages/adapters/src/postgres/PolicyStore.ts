@@ -50,6 +50,9 @@ const Row = Schema.Struct({
   active: Schema.Boolean
 })
 
+// The one row of policy_active: the active version, null before the first start published one
+const Pointer = Schema.Struct({ version: Schema.NullOr(PolicyVersion) })
+
 const toStored = (row: typeof Row.Type): StoredPolicySet => ({
   version: row.version,
   set: row.policy,
@@ -117,7 +120,6 @@ export const makePolicyStore = Effect.fnUntraced(function* (options?: PolicyStor
           RETURNING p.version, p.policy, p.published_at, true AS active`
   })
 
-  const Pointer = Schema.Struct({ version: Schema.NullOr(PolicyVersion) })
   const findPointer = SqlSchema.findAll({
     Request: Schema.Void,
     Result: Pointer,
@@ -135,7 +137,10 @@ export const makePolicyStore = Effect.fnUntraced(function* (options?: PolicyStor
         cache.set(stored.version, { version: stored.version, set: stored.set, publishedAt: stored.publishedAt })
       })
     )
-  const read = (row: typeof Row.Type) => Effect.as(remember(toStored(row)), toStored(row))
+  const read = (row: typeof Row.Type) => {
+    const stored = toStored(row)
+    return Effect.as(remember(stored), stored)
+  }
 
   const get = Effect.fn("PolicyStore.get")(function* (version: PolicyVersion) {
     const cached = cache.get(version)
@@ -184,12 +189,12 @@ export const makePolicyStore = Effect.fnUntraced(function* (options?: PolicyStor
   // concurrent first start wait, then see the active set and leave it alone.
   const initial = options?.initial ?? Seed.defaultPolicySet
   yield* Effect.gen(function* () {
-    const [pointer] = yield* sql<{ readonly version: string | null }>`
+    const [current] = yield* sql<{ readonly version: string | null }>`
       SELECT version FROM ${policyActive} FOR UPDATE`
-    if (pointer === undefined) {
+    if (current === undefined) {
       return yield* Effect.fail(new Error(`${schema}.policy_active has no row: were the migrations run?`))
     }
-    if (pointer.version !== null) return
+    if (current.version !== null) return
     const version = PolicySet.version(initial)
     const now = yield* Clock.currentTimeMillis
     yield* insertSet(initial, version, now)

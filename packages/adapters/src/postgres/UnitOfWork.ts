@@ -43,7 +43,8 @@ export const makeUnitOfWork: Effect.Effect<UnitOfWork["Service"], never, SqlClie
                     cause: failure
                   })
                 )
-          )
+          ),
+          Effect.withSpan("UnitOfWork.run")
         )
     })
 )
