@@ -7,11 +7,12 @@
  * number.
  *
  * `run` applies the pending ones in id order, inside one transaction that
- * 1. takes a transaction-scoped advisory lock keyed by the schema name, so two processes starting at once apply
+ * 1. lifts `statement_timeout`: an index build on a big table may be slow, and waiting for another process's
+ *    migrations must not time out halfway;
+ * 2. takes a transaction-scoped advisory lock keyed by the schema name, so two processes starting at once apply
  *    each migration once (the second waits, then finds nothing to do) and the `CREATE SCHEMA` cannot race;
- * 2. creates the schema if needed and sets `search_path` to it with `SET LOCAL`, so migration files write
+ * 3. creates the schema if needed and sets `search_path` to it with `SET LOCAL`, so migration files write
  *    unqualified table names and the setting ends with the transaction instead of leaking into the pool;
- * 3. lifts `statement_timeout` (index builds on big tables may be slow; the advisory lock bounds the wait);
  * 4. runs Effect's `Migrator`, which records applied ids in `mandate_migrations` inside the schema.
  * A migration that fails rolls the whole run back, including the record of the ones before it.
  *
@@ -67,10 +68,10 @@ export const run = (
     const schema = yield* resolveSchema(options)
     const sql = yield* SqlClient.SqlClient
     return yield* Effect.gen(function* () {
+      yield* sql`SET LOCAL statement_timeout TO 0`
       yield* sql`SELECT pg_advisory_xact_lock(${lockClass}, hashtext(${schema}))`
       yield* sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`
       yield* sql`SET LOCAL search_path TO ${sql(schema)}`
-      yield* sql`SET LOCAL statement_timeout TO 0`
       // The Migrator's own transaction nests as a savepoint inside this one
       return yield* migrate
     }).pipe(sql.withTransaction, Effect.withSpan("Postgres.migrate", { attributes: { schema } }))
