@@ -5,7 +5,9 @@
  * Build the backend once, at the edge of the application (`layer(config)` or `layerConfig()` from the
  * environment). The per-service layers (`layerPolicyStore`, `layerUnitOfWork`, …) require only the abstract
  * `SqlClient`; they never open a pool or read configuration, so every service built here runs on the same pool
- * and, inside `UnitOfWork.run`, in the same transaction.
+ * and, inside `UnitOfWork.run`, in the same transaction. They also accept a client the host application built
+ * itself, as long as it leaves column and JSON names untransformed (no `transformResultNames`,
+ * `transformQueryNames` or `transformJson`): rows are decoded by their column names as written in the SQL.
  *
  * @since 0.1.0
  */
