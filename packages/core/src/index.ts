@@ -4,8 +4,10 @@
  *
  * @since 0.1.0
  */
+export * from "./Agents.ts"
 export * from "./Anchor.ts"
 export * from "./Approval.ts"
+export * as Backoff from "./Backoff.ts"
 export * as Canonical from "./Canonical.ts"
 export * from "./Ids.ts"
 export * from "./InvalidInput.ts"
@@ -17,9 +19,12 @@ export * from "./Policy.ts"
 export * as PolicySet from "./PolicySet.ts"
 export * from "./PolicyStore.ts"
 export * as Principal from "./Principal.ts"
+export * from "./Queue.ts"
 export * as Seed from "./Seed.ts"
 export * as Step from "./Step.ts"
 export * as Task from "./Task.ts"
 export { IllegalTransition } from "./Task.ts"
 export * from "./Template.ts"
 export * from "./UnitOfWork.ts"
+export * as Worker from "./Worker.ts"
+export { JobFailure } from "./Worker.ts"

@@ -1,0 +1,4 @@
+import { Queue } from "@mandate/core"
+import { suite } from "@mandate/core/conformance/queue"
+
+suite("Queue.layerMemory (conformance)", Queue.layerMemory())
