@@ -287,7 +287,10 @@ function makeMemory(options?: AgentsMemoryOptions): Agents["Service"] {
       const byPool = new Map<string, { agents: number; online: number; degraded: number; offline: number }>()
       for (const stored of agents.values()) {
         let summary = byPool.get(stored.pool)
-        if (!summary) byPool.set(stored.pool, (summary = { agents: 0, online: 0, degraded: 0, offline: 0 }))
+        if (!summary) {
+          summary = { agents: 0, online: 0, degraded: 0, offline: 0 }
+          byPool.set(stored.pool, summary)
+        }
         summary.agents++
         summary[agentStatusAt(stored.lastHeartbeatAt, now, limits)]++
       }

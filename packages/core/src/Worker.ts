@@ -73,6 +73,15 @@ export type Outcome =
   | { readonly _tag: "Failed"; readonly error: string; readonly retryable: boolean }
 
 /**
+ * What a handler may succeed with: JSON, or nothing (stored as `null`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+// biome-ignore lint/suspicious/noConfusingVoidType: a handler typed Effect<void> must be accepted as is
+export type HandlerResult = Schema.Json | void
+
+/**
  * Options of `run`. Durations are in ms.
  *
  * @category models
@@ -81,7 +90,7 @@ export type Outcome =
 export interface RunOptions<E, R, RS> {
   readonly queues: ReadonlyArray<string>
   /** Runs one attempt. Its result must be JSON (`undefined` is stored as `null`). */
-  readonly handler: (job: Job, context: HandlerContext) => Effect.Effect<Schema.Json | void, E, R>
+  readonly handler: (job: Job, context: HandlerContext) => Effect.Effect<HandlerResult, E, R>
   /** Jobs run at once (default 1). */
   readonly concurrency?: number | undefined
   /** Most jobs per claim (default: `concurrency`). */
@@ -211,12 +220,12 @@ export const run = <E = never, R = never, RS = never>(
 
     // ---- one attempt --------------------------------------------------------------------------------------
 
-    const attempt = (job: Job): Effect.Effect<Schema.Json | void, unknown, R> => {
+    const attempt = (job: Job): Effect.Effect<HandlerResult, unknown, R> => {
       const handled = Effect.suspend(() => options.handler(job, { workerId, attempt: job.attempts }))
       return settings.timeoutMs === undefined ? handled : Effect.timeout(handled, settings.timeoutMs)
     }
 
-    const outcomeOf = (exit: Exit.Exit<Schema.Json | void, unknown>): Outcome => {
+    const outcomeOf = (exit: Exit.Exit<HandlerResult, unknown>): Outcome => {
       if (Exit.isSuccess(exit)) return { _tag: "Completed", result: exit.value === undefined ? null : exit.value }
       const error = Cause.findErrorOption(exit.cause)
       if (Option.isSome(error)) {

@@ -137,7 +137,10 @@ export class MemoryQueueStore {
       if (key !== undefined) this.byKey.set(key, entry)
       this.all.push(entry)
       let list = this.byQueue.get(job.queue)
-      if (!list) this.byQueue.set(job.queue, (list = []))
+      if (!list) {
+        list = []
+        this.byQueue.set(job.queue, list)
+      }
       list.push(entry)
       this.schedule(entry, now)
       touched.add(job.queue)
@@ -358,7 +361,10 @@ export class MemoryQueueStore {
   watch(queues: ReadonlyArray<string>, latch: Latch.Latch): () => void {
     for (const queue of queues) {
       let set = this.watchers.get(queue)
-      if (!set) this.watchers.set(queue, (set = new Set()))
+      if (!set) {
+        set = new Set()
+        this.watchers.set(queue, set)
+      }
       set.add(latch)
     }
     return () => {
@@ -380,7 +386,10 @@ export class MemoryQueueStore {
 
   private bucket(queue: string, pool: string | undefined): Bucket {
     let pools = this.buckets.get(queue)
-    if (!pools) this.buckets.set(queue, (pools = new Map()))
+    if (!pools) {
+      pools = new Map()
+      this.buckets.set(queue, pools)
+    }
     const key = pool ?? ""
     let bucket = pools.get(key)
     if (!bucket) {
