@@ -22,12 +22,22 @@ export const AgentStatus = Schema.Literals(["online", "degraded", "offline"])
 export type AgentStatus = typeof AgentStatus.Type
 
 const Capability = Schema.String.check(Schema.isBetweenLength(1, 128))
-const LabelKey = Schema.String.check(
-  Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/, {
-    message: "Expected a label key: 1-63 letters, digits and _ . / -, starting with a letter or digit"
+const labelKey = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/
+const LabelValue = Schema.String.check(Schema.isMaxLength(256))
+// Keys are checked by a filter, not by the record's key schema: decoding ignores keys that do not match a key
+// schema, and a bad label must be refused (by its own path), not dropped
+const Labels = Schema.Record(Schema.String, LabelValue).check(
+  Schema.makeFilter((labels: { readonly [key: string]: string }) => {
+    const keys = Object.keys(labels)
+    if (keys.length > 64) return "Expected at most 64 labels"
+    return keys
+      .filter((key) => !labelKey.test(key))
+      .map((key) => ({
+        path: [key],
+        issue: "Expected a label key: 1-63 letters, digits and _ . / -, starting with a letter or digit"
+      }))
   })
 )
-const LabelValue = Schema.String.check(Schema.isMaxLength(256))
 
 /**
  * A load figure reported with a heartbeat: a finite number ≥ 0 (e.g. in-flight jobs / concurrency).
@@ -47,7 +57,7 @@ export const AgentRegistration = Schema.Struct({
   id: Schema.optionalKey(AgentId),
   pool: PoolName,
   capabilities: Schema.optionalKey(Schema.Array(Capability).check(Schema.isMaxLength(64))),
-  labels: Schema.optionalKey(Schema.Record(LabelKey, LabelValue))
+  labels: Schema.optionalKey(Labels)
 })
 export type AgentRegistration = typeof AgentRegistration.Type
 
