@@ -1,0 +1,13 @@
+/**
+ * The one implementation of the entry hash, shared by `LedgerEntry.entryHashOf` (auditors, verification) and
+ * the ledger's append path (which already holds the previous hash as bytes).
+ *
+ * @since 0.1.0
+ */
+import * as Canonical from "../Canonical.ts"
+
+const utf8 = new TextEncoder()
+
+/** `SHA-256(prevHash bytes ‖ UTF-8 canonical JSON of body)`; throws `NotCanonicalJson` for non-JSON bodies. */
+export const hashEntryBody = (prevHash: Uint8Array, body: object): Uint8Array =>
+  Canonical.sha256Concat([prevHash, utf8.encode(Canonical.encode(body))])
