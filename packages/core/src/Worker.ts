@@ -26,7 +26,7 @@ import { AgentId, type JobId, uuidv7 } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import { type Job, PoolName, QueueName } from "./Job.ts"
 import { Queue } from "./Queue.ts"
-import { UnitOfWork } from "./UnitOfWork.ts"
+import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
 
 /**
  * How a handler says an attempt failed. `retryable: false` dead-letters the job at once (retrying cannot
@@ -213,7 +213,7 @@ export const run = <E = never, R = never, RS = never>(
 
     const slots = Semaphore.makeUnsafe(settings.concurrency)
     const jobs = yield* FiberSet.make<void, never>()
-    const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X, RX> =>
+    const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> =>
       Option.isSome(unitOfWork) ? unitOfWork.value.run(effect) : effect
 
     const annotate = (job: Job) => Effect.annotateLogs({ workerId, jobId: job.id, queue: job.queue })
