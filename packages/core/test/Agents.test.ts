@@ -3,8 +3,12 @@ import { suite } from "@mandate/core/conformance/agents"
 
 suite("Agents.layerMemory (conformance)", Agents.layerMemory())
 
-suite("Agents.layerMemory (conformance, short thresholds, real time)", Agents.layerMemory({ degradedAfterMs: 400, offlineAfterMs: 1_200 }), {
-  testClock: false,
-  degradedAfterMs: 400,
-  offlineAfterMs: 1_200
-})
+suite(
+  "Agents.layerMemory (conformance, short thresholds, real time)",
+  Agents.layerMemory({ degradedAfterMs: 400, offlineAfterMs: 1_200 }),
+  {
+    testClock: false,
+    degradedAfterMs: 400,
+    offlineAfterMs: 1_200
+  }
+)

@@ -30,11 +30,15 @@ describe("Backoff", () => {
     assert.strictEqual(Backoff.settings({ baseMs: 5_000, capMs: 1_000 }).capMs, 5_000, "the cap is at least the base")
   })
 
-  it.prop("every delay lies within its bounds and under the cap", { attempt: Attempt, draw: Draw }, ({ attempt, draw }) => {
-    const delay = Backoff.delay(attempt, draw)
-    const [min, max] = Backoff.bounds(attempt)
-    return delay >= min && delay <= max && delay <= Backoff.defaults.capMs
-  })
+  it.prop(
+    "every delay lies within its bounds and under the cap",
+    { attempt: Attempt, draw: Draw },
+    ({ attempt, draw }) => {
+      const delay = Backoff.delay(attempt, draw)
+      const [min, max] = Backoff.bounds(attempt)
+      return delay >= min && delay <= max && delay <= Backoff.defaults.capMs
+    }
+  )
 
   it.prop(
     "with the defaults each delay below the cap exceeds the previous one, whatever the draws",

@@ -130,7 +130,10 @@ describe("Worker.run", () => {
         leaseMs: 3_000,
         handler: () => Effect.as(Effect.sleep(20_000), "slow but done")
       })
-      yield* drive(Effect.map(stateOf(job.id), (s) => s === "completed"), 500)
+      yield* drive(
+        Effect.map(stateOf(job.id), (s) => s === "completed"),
+        500
+      )
       const done = yield* queue.get(job.id)
       assert.strictEqual(done.attempts, 1, "the lease never expired")
       assert.strictEqual(done.failures, 0)
@@ -144,11 +147,17 @@ describe("Worker.run", () => {
       const queue = yield* Queue
       const job = yield* queue.enqueue({ queue: "q", payload: {}, maxAttempts: 2 })
       const { handle } = yield* start({ queues: ["q"], timeoutMs: 1_000, handler: () => Effect.never })
-      yield* drive(Effect.map(stateOf(job.id), (s) => s === "failed"), 250)
+      yield* drive(
+        Effect.map(stateOf(job.id), (s) => s === "failed"),
+        250
+      )
       const failed = yield* queue.get(job.id)
       assert.match(failed.lastError ?? "", /timed out after 1000 ms/)
       assert.strictEqual(failed.attempts, 1)
-      yield* drive(Effect.map(stateOf(job.id), (s) => s === "dead_lettered"), 250)
+      yield* drive(
+        Effect.map(stateOf(job.id), (s) => s === "dead_lettered"),
+        250
+      )
       assert.strictEqual((yield* queue.get(job.id)).attempts, 2)
       const stats = yield* handle.stats
       assert.strictEqual(stats.retried, 1)
@@ -244,7 +253,10 @@ describe("Worker.run", () => {
       assert.strictEqual(yield* stateOf(job.id), "cancelled")
       assert.strictEqual((yield* handle.stats).lost, 1)
       const next = yield* queue.enqueue({ queue: "q", payload: "short" })
-      yield* drive(Effect.map(stateOf(next.id), (s) => s === "completed"), 100)
+      yield* drive(
+        Effect.map(stateOf(next.id), (s) => s === "completed"),
+        100
+      )
     }).pipe(Effect.provide(Queue.layerMemory()))
   )
 
@@ -436,10 +448,7 @@ describe("Worker.run", () => {
   it.effect("refuses bad options with their paths", () =>
     Effect.gen(function* () {
       const pathOf = (options: Partial<Worker.RunOptions<never, never, never>>) =>
-        Effect.map(
-          Effect.flip(Worker.run({ queues: ["q"], handler: () => Effect.void, ...options })),
-          (e) => e.path
-        )
+        Effect.map(Effect.flip(Worker.run({ queues: ["q"], handler: () => Effect.void, ...options })), (e) => e.path)
       assert.strictEqual(yield* pathOf({ concurrency: 0 }), "$.concurrency")
       assert.strictEqual(yield* pathOf({ queues: ["bad name"] }), "$.queues[0]")
       assert.strictEqual(yield* pathOf({ leaseMs: 1_000, heartbeatIntervalMs: 1_000 }), "$.heartbeatIntervalMs")

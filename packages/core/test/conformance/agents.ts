@@ -118,7 +118,9 @@ export const suite = (name: string, agentsLayer: Layer.Layer<Agents, unknown>, o
         Effect.gen(function* () {
           const agents = yield* Agents
           const pathOf = (registration: unknown) =>
-            Effect.map(Effect.flip(agents.register(bad(registration))), (e) => e._tag === "InvalidInput" ? e.path : e._tag)
+            Effect.map(Effect.flip(agents.register(bad(registration))), (e) =>
+              e._tag === "InvalidInput" ? e.path : e._tag
+            )
           const pool = poolName("bad")
           assert.strictEqual(yield* pathOf({ pool: "no spaces" }), "$.pool")
           assert.strictEqual(yield* pathOf({}), "$.pool")

@@ -3,18 +3,22 @@ import { Schema } from "effect"
 import { Heap } from "../../src/internal/Heap.ts"
 
 describe("internal/Heap", () => {
-  it.prop("pops in ascending order whatever the insertion order", { values: Schema.Array(Schema.Int) }, ({ values }) => {
-    const heap = new Heap<number>((a, b) => a < b)
-    for (const v of values) heap.push(v)
-    assert.strictEqual(heap.size, values.length)
-    const out: Array<number> = []
-    while (heap.size > 0) out.push(heap.pop()!)
-    assert.deepStrictEqual(
-      out,
-      [...values].sort((a, b) => a - b)
-    )
-    assert.isUndefined(heap.pop())
-  })
+  it.prop(
+    "pops in ascending order whatever the insertion order",
+    { values: Schema.Array(Schema.Int) },
+    ({ values }) => {
+      const heap = new Heap<number>((a, b) => a < b)
+      for (const v of values) heap.push(v)
+      assert.strictEqual(heap.size, values.length)
+      const out: Array<number> = []
+      while (heap.size > 0) out.push(heap.pop()!)
+      assert.deepStrictEqual(
+        out,
+        [...values].sort((a, b) => a - b)
+      )
+      assert.isUndefined(heap.pop())
+    }
+  )
 
   it.prop(
     "keeps the minimum on top under interleaved pushes and pops",
