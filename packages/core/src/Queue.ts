@@ -282,6 +282,11 @@ export interface QueueMemoryOptions {
   readonly backoff?: Backoff.Options | undefined
   /** How often the layer requeues jobs whose lease expired (ms, default 1,000). */
   readonly requeueIntervalMs?: number | undefined
+  /**
+   * Forget completed and cancelled jobs this long (ms) after they finished, with their idempotency keys, so a
+   * long-running process does not grow without bound. Default: keep every job. Dead letters are always kept.
+   */
+  readonly retainFinishedMs?: number | undefined
 }
 
 /**
@@ -508,6 +513,10 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
   Effect.gen(function* () {
     const store = new MemoryQueueStore(Backoff.settings(options?.backoff))
     const requeueIntervalMs = clampInterval(options?.requeueIntervalMs, 1_000)
+    const retainFinishedMs =
+      options?.retainFinishedMs !== undefined && Number.isFinite(options.retainFinishedMs)
+        ? Math.max(0, options.retainFinishedMs)
+        : undefined
 
     const leased = (
       jobId: JobId,
@@ -540,7 +549,13 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
       Effect.sync((): ReadonlyArray<Job> => store.requeueExpired(now))
     )
 
-    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), requeueExpired)))
+    const sweep = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.sync(() => {
+        store.requeueExpired(now)
+        if (retainFinishedMs !== undefined) store.prune(now, retainFinishedMs)
+      })
+    )
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), sweep)))
 
     return Queue.of({
       enqueue: Effect.fnUntraced(function* (request: EnqueueRequest) {
@@ -642,6 +657,7 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
         let last: Entry | undefined
         for (; i < entries.length && jobs.length < limit; i++) {
           const entry = entries[i]!
+          if (entry.removed) continue
           if (q.state !== undefined && entry.job.state !== q.state) continue
           if (q.pool !== undefined && entry.job.pool !== q.pool) continue
           jobs.push(entry.job)
@@ -654,10 +670,9 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
       stats: Effect.fn("Queue.stats")(function* (queue?: string) {
         const name = queue === undefined ? undefined : yield* StatsQueue(queue)
         const now = yield* Clock.currentTimeMillis
-        return computeQueueStats(
-          store.entries(name).map((e) => e.job),
-          now
-        )
+        const jobs: Array<Job> = []
+        for (const entry of store.entries(name)) if (!entry.removed) jobs.push(entry.job)
+        return computeQueueStats(jobs, now)
       }),
 
       wakeups: (request) =>

@@ -15,8 +15,9 @@
  *   job's.
  * - Closing the scope stops claiming, lets in-flight jobs finish for `shutdownGraceMs`, then interrupts the
  *   rest and releases their leases (the attempt is given back), so nothing waits for a lease to expire.
- * - With an `Agents` service in context the worker registers itself (id, pool, queues as capabilities),
- *   reports its load with each heartbeat round and deregisters when it stops.
+ * - With an `Agents` service in context the worker registers itself (its id, its pool or `default`, its queues
+ *   as capabilities), reports its load (in-flight / concurrency) each heartbeat round and deregisters when it
+ *   stops.
  *
  * @since 0.1.0
  */

@@ -28,6 +28,8 @@ export interface Entry {
   epoch: number
   readonly rank: number
   readonly bucket: Bucket
+  /** Pruned (finished longer ago than the retention); still in the list arrays until they are compacted. */
+  removed: boolean
 }
 
 interface ReadyItem {
@@ -137,10 +139,14 @@ export class MemoryQueueStore {
   private seq = 0
   private readonly byId = new Map<string, Entry>()
   private readonly byKey = new Map<string, Entry>()
-  private readonly all: Array<Entry> = []
+  private all: Array<Entry> = []
   private readonly byQueue = new Map<string, Array<Entry>>()
   private readonly buckets = new Map<string, Map<string, Bucket>>()
   private readonly leases = new Heap<TimedItem>(timedLess)
+  // Completed and cancelled jobs in the order they finished, for pruning; `finishedHead` is the next to check
+  private finished: Array<Entry> = []
+  private finishedHead = 0
+  private removedInLists = 0
   private readonly watchers = new Map<string, Set<Latch.Latch>>()
 
   private readonly backoff: Backoff.Settings
@@ -162,7 +168,14 @@ export class MemoryQueueStore {
         continue
       }
       const bucket = this.bucket(job.queue, job.pool)
-      const entry: Entry = { job: freeze(job), seq: ++this.seq, epoch: 0, rank: priorityRank(job.priority), bucket }
+      const entry: Entry = {
+        job: freeze(job),
+        seq: ++this.seq,
+        epoch: 0,
+        rank: priorityRank(job.priority),
+        bucket,
+        removed: false
+      }
       this.byId.set(job.id, entry)
       if (key !== undefined) this.byKey.set(key, entry)
       this.all.push(entry)
@@ -244,12 +257,13 @@ export class MemoryQueueStore {
   }
 
   complete(jobId: JobId, workerId: AgentId, result: Schema.Json, now: number): LeaseResult {
-    return this.withLease(jobId, workerId, now, (entry) =>
-      this.set(
+    return this.withLease(jobId, workerId, now, (entry) => {
+      this.finished.push(entry)
+      return this.set(
         entry,
         update(entry.job, { state: "completed", lease: undefined, result, updatedAt: now, finishedAt: now })
       )
-    )
+    })
   }
 
   fail(jobId: JobId, workerId: AgentId, error: string, retryable: boolean, draw: number, now: number): LeaseResult {
@@ -303,6 +317,7 @@ export class MemoryQueueStore {
       entry,
       update(entry.job, { state: "cancelled", lease: undefined, updatedAt: now, finishedAt: now })
     )
+    this.finished.push(entry)
     return { ok: true, job }
   }
 
@@ -348,13 +363,52 @@ export class MemoryQueueStore {
     return out
   }
 
+  /**
+   * Forgets completed and cancelled jobs that finished at least `retainMs` ago (with their idempotency keys).
+   * Dead-lettered jobs are kept: they wait for someone to look at them. Returns how many were removed.
+   */
+  prune(now: number, retainMs: number): number {
+    let removed = 0
+    while (this.finishedHead < this.finished.length) {
+      const entry = this.finished[this.finishedHead]!
+      const finishedAt = entry.job.finishedAt ?? now
+      if (!entry.removed && finishedAt + retainMs > now) break
+      this.finishedHead++
+      if (entry.removed) continue
+      entry.removed = true
+      entry.epoch++
+      this.byId.delete(entry.job.id)
+      const key = entry.job.idempotencyKey
+      if (key !== undefined && this.byKey.get(`${entry.job.queue}\u0000${key}`) === entry) {
+        this.byKey.delete(`${entry.job.queue}\u0000${key}`)
+      }
+      removed++
+    }
+    if (this.finishedHead > 1_024 && this.finishedHead * 2 > this.finished.length) {
+      this.finished = this.finished.slice(this.finishedHead)
+      this.finishedHead = 0
+    }
+    this.removedInLists += removed
+    // Compact the list arrays once pruned entries are half of them (amortised O(1) per removal)
+    if (this.removedInLists > 1_024 && this.removedInLists * 2 > this.all.length) {
+      this.all = this.all.filter((e) => !e.removed)
+      for (const [queue, list] of this.byQueue) {
+        const kept = list.filter((e) => !e.removed)
+        if (kept.length === 0) this.byQueue.delete(queue)
+        else this.byQueue.set(queue, kept)
+      }
+      this.removedInLists = 0
+    }
+    return removed
+  }
+
   // ---- reads ---------------------------------------------------------------------------------------------
 
   get(jobId: JobId): Job | undefined {
     return this.byId.get(jobId)?.job
   }
 
-  /** Entries in insertion order, optionally of one queue. */
+  /** Entries in insertion order, optionally of one queue; skip those marked `removed`. */
   entries(queue: string | undefined): ReadonlyArray<Entry> {
     return queue === undefined ? this.all : (this.byQueue.get(queue) ?? [])
   }
