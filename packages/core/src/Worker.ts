@@ -71,7 +71,13 @@ export interface HandlerContext {
  */
 export type Outcome =
   | { readonly _tag: "Completed"; readonly result: Schema.Json }
-  | { readonly _tag: "Failed"; readonly error: string; readonly retryable: boolean }
+  | {
+      readonly _tag: "Failed"
+      readonly error: string
+      readonly retryable: boolean
+      /** A `JobFailure`'s details, if it had any. */
+      readonly details?: Schema.Json
+    }
 
 /**
  * What a handler may succeed with: JSON, or nothing (stored as `null`).
@@ -233,7 +239,14 @@ export const run = <E = never, R = never, RS = never>(
       const error = Cause.findErrorOption(exit.cause)
       if (Option.isSome(error)) {
         const e = error.value
-        if (e instanceof JobFailure) return { _tag: "Failed", error: truncate(e.message), retryable: e.retryable }
+        if (e instanceof JobFailure) {
+          return {
+            _tag: "Failed",
+            error: truncate(e.message),
+            retryable: e.retryable,
+            ...(e.details !== undefined ? { details: e.details } : {})
+          }
+        }
         if (Cause.isTimeoutError(e)) {
           return { _tag: "Failed", error: `attempt timed out after ${settings.timeoutMs} ms`, retryable: true }
         }

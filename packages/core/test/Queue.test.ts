@@ -9,8 +9,8 @@ suite("Queue.layerMemory (conformance)", Queue.layerMemory())
 // The same contract in real time, as layers whose clock is a database's run it: proves that mode of the suite
 suite(
   "Queue.layerMemory (conformance, real time)",
-  Queue.layerMemory({ backoff: { baseMs: 100 }, requeueIntervalMs: 200 }),
-  { testClock: false, backoff: { baseMs: 100 }, requeueIntervalMs: 200 }
+  Queue.layerMemory({ backoff: { baseMs: 200 }, requeueIntervalMs: 200 }),
+  { testClock: false, backoff: { baseMs: 200 }, requeueIntervalMs: 200 }
 )
 
 const w = AgentId.make("w1")

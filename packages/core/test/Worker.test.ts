@@ -337,7 +337,9 @@ describe("Worker.run", () => {
         queues: ["q"],
         concurrency: 4,
         handler: (job) =>
-          (job.payload as number) % 5 === 0 ? Effect.fail(JobFailure.permanent("no")) : Effect.succeed(job.payload),
+          (job.payload as number) % 5 === 0
+            ? Effect.fail(new JobFailure({ message: "no", retryable: false, details: { code: 42 } }))
+            : Effect.succeed(job.payload),
         settle: (job, outcome) =>
           Effect.gen(function* () {
             yield* yields(5) // a slow write: another unit would see the gap if there were one
@@ -355,7 +357,12 @@ describe("Worker.run", () => {
         const record = settled.get(job.id)!
         if ((job.payload as number) % 5 === 0) {
           assert.strictEqual(record.state, "dead_lettered")
-          assert.deepStrictEqual(record.outcome, { _tag: "Failed", error: "no", retryable: false })
+          assert.deepStrictEqual(record.outcome, {
+            _tag: "Failed",
+            error: "no",
+            retryable: false,
+            details: { code: 42 }
+          })
         } else {
           assert.strictEqual(record.state, "completed")
           assert.deepStrictEqual(record.outcome, { _tag: "Completed", result: job.payload })
