@@ -273,9 +273,12 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
       Effect.orDie // the schedule never ends: only interruption (the layer closing) stops the poll
     )
 
-  const recordPending = (root: string, size: number, attempt: Attempt) =>
+  // Records a new attempt as the root's receipt; the attempt it replaces (if any) becomes `dropped` in the same
+  // step, so `lookup` never shows a dropped receipt while a rebroadcast is under way
+  const recordPending = (root: string, size: number, attempt: Attempt, replaces?: Attempt) =>
     Effect.map(Clock.currentTimeMillis, (now) => {
-      const receipt: AnchorReceipt = {
+      if (replaces !== undefined) markDropped(replaces)
+      byTx.set(attempt.txId, {
         chain,
         txId: attempt.txId,
         tick: attempt.tick,
@@ -283,17 +286,14 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
         size,
         status: "pending",
         publishedAt: now
-      }
-      byTx.set(attempt.txId, receipt)
+      })
       byRoot.set(root, attempt.txId)
-      return receipt
     })
 
-  const update = (txId: string, change: Partial<AnchorReceipt>) =>
-    Effect.sync(() => {
-      const receipt = byTx.get(txId)
-      if (receipt !== undefined) byTx.set(txId, { ...receipt, ...change })
-    })
+  const markDropped = (attempt: Attempt) => {
+    const receipt = byTx.get(attempt.txId)
+    if (receipt !== undefined) byTx.set(attempt.txId, { ...receipt, status: "dropped" })
+  }
 
   const workflow = (root: string, size: number, flight: Flight) =>
     Effect.gen(function* () {
@@ -305,19 +305,24 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
       for (let rebroadcasts = 0; ; rebroadcasts++) {
         const result = yield* outcome(attempt)
         if (result._tag === "confirmed") {
-          return yield* update(attempt.txId, { status: "confirmed", confirmedAt: Number(result.tx.timestamp) })
+          const confirmedAt = Number(result.tx.timestamp)
+          return yield* Effect.sync(() => {
+            const receipt = byTx.get(attempt.txId)
+            if (receipt !== undefined) byTx.set(attempt.txId, { ...receipt, status: "confirmed", confirmedAt })
+          })
         }
-        yield* update(attempt.txId, { status: "dropped" })
         if (rebroadcasts >= maxRebroadcasts) {
+          yield* Effect.sync(() => markDropped(attempt))
           return yield* Effect.logWarning(`Qubic anchor: root ${root} dropped ${rebroadcasts + 1} times, giving up`)
         }
         yield* Effect.logInfo(`Qubic anchor: ${attempt.txId} was not included in tick ${attempt.tick}, rebroadcasting`)
         const next = yield* Effect.result(broadcast(root, size))
         if (Result.isFailure(next)) {
+          yield* Effect.sync(() => markDropped(attempt))
           return yield* Effect.logWarning(`Qubic anchor: rebroadcast of root ${root} failed: ${next.failure.message}`)
         }
+        yield* recordPending(root, size, next.success, attempt)
         attempt = next.success
-        yield* recordPending(root, size, attempt)
       }
     }).pipe(
       slot.withPermits(1),
