@@ -38,7 +38,7 @@ import { type ArchivedTransaction, isRetryable, type QubicError, QubicNetworkErr
 import { type ChainOptions, layerChain } from "./Chain.ts"
 import { identityProblem, isTxId, publicKeyFromIdentity, txIdFromSignedBytes } from "./Identity.ts"
 import { layerRpcNode, type RpcNodeOptions } from "./RpcClient.ts"
-import { layerMockSigner, Signer, type SignerError, signTransaction } from "./Signer.ts"
+import { layerMockSigner, type QubicSignerError, Signer, signTransaction } from "./Signer.ts"
 import { encodeTransaction, fromBase64, toBase64 } from "./Transaction.ts"
 
 /**
@@ -194,7 +194,7 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
   const broadcastOnce = (
     root: string,
     size: number
-  ): Effect.Effect<Attempt, QubicError | SignerError | AnchorError | TickPassed> =>
+  ): Effect.Effect<Attempt, QubicError | QubicSignerError | AnchorError | TickPassed> =>
     Effect.gen(function* () {
       const info = yield* node.tickInfo
       const tick = info.tick + tickOffset
@@ -365,57 +365,51 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
   }
 
   return Anchor.of({
-    publish: (root, size) =>
-      Effect.gen(function* () {
-        if (!isRoot(root)) {
-          return yield* new AnchorError({ operation: "publish", message: "the root must be 64 lowercase hex digits" })
-        }
-        if (!Number.isSafeInteger(size) || size < 0) {
-          return yield* new AnchorError({ operation: "publish", message: "the size must be a non-negative integer" })
-        }
-        const known = latest(root)
-        if (known?.status === "confirmed") return known
-        let flight = inFlight.get(root)
-        if (flight === undefined) {
-          flight = { started: Deferred.makeUnsafe(), done: Deferred.makeUnsafe() }
-          inFlight.set(root, flight)
-          yield* Effect.forkIn(workflow(root, size, flight), scope)
-        }
-        yield* Deferred.await(flight.started)
-        if (options?.awaitConfirmation !== undefined) {
-          yield* Effect.timeoutOption(Deferred.await(flight.done), options.awaitConfirmation)
-        }
-        return latest(root)!
-      }),
+    publish: Effect.fn("QubicAnchor.publish")(function* (root: string, size: number) {
+      if (!isRoot(root)) {
+        return yield* new AnchorError({ operation: "publish", message: "the root must be 64 lowercase hex digits" })
+      }
+      if (!Number.isSafeInteger(size) || size < 0) {
+        return yield* new AnchorError({ operation: "publish", message: "the size must be a non-negative integer" })
+      }
+      const known = latest(root)
+      if (known?.status === "confirmed") return known
+      // One workflow per root: a publish of a root already under way joins it
+      let flight = inFlight.get(root)
+      if (flight === undefined) {
+        flight = { started: Deferred.makeUnsafe(), done: Deferred.makeUnsafe() }
+        inFlight.set(root, flight)
+        yield* Effect.forkIn(workflow(root, size, flight), scope)
+      }
+      yield* Deferred.await(flight.started)
+      if (options?.awaitConfirmation !== undefined) {
+        yield* Effect.timeoutOption(Deferred.await(flight.done), options.awaitConfirmation)
+      }
+      return latest(root)!
+    }),
     lookup: (root) => Effect.sync(() => Option.fromNullishOr(latest(root))),
-    getTx: (txId) =>
-      Effect.suspend(() => {
-        const known = byTx.get(txId)
-        if (known !== undefined) return Effect.succeed(known)
-        if (!isTxId(txId)) return Effect.fail(new AnchorNotFound({ id: txId }))
-        return node.transactionByHash(txId).pipe(
-          Effect.catchIf(
-            (error) => error._tag === "QubicApiError" && error.status === 404,
-            () => Effect.fail(new AnchorNotFound({ id: txId }))
-          ),
-          Effect.mapError((error) =>
-            error._tag === "AnchorNotFound"
-              ? error
-              : new AnchorError({ operation: "getTx", message: error.message, cause: error })
-          ),
-          Effect.flatMap((tx) =>
-            Option.match(receiptFromChain(tx), {
-              onNone: () => Effect.fail(new AnchorNotFound({ id: txId })),
-              onSome: (receipt) =>
-                Effect.sync(() => {
-                  byTx.set(receipt.txId, receipt)
-                  if (!byRoot.has(receipt.root)) byRoot.set(receipt.root, receipt.txId)
-                  return receipt
-                })
-            })
-          )
+    getTx: Effect.fn("QubicAnchor.getTx")(function* (txId: string) {
+      const known = byTx.get(txId)
+      if (known !== undefined) return known
+      if (!isTxId(txId)) return yield* new AnchorNotFound({ id: txId })
+      // Not sent by this layer (or before a restart): read it from the archive
+      const tx = yield* node.transactionByHash(txId).pipe(
+        Effect.catchIf(
+          (error) => error._tag === "QubicApiError" && error.status === 404,
+          () => Effect.fail(new AnchorNotFound({ id: txId }))
+        ),
+        Effect.mapError((error) =>
+          error._tag === "AnchorNotFound"
+            ? error
+            : new AnchorError({ operation: "getTx", message: error.message, cause: error })
         )
-      })
+      )
+      const receipt = receiptFromChain(tx)
+      if (Option.isNone(receipt)) return yield* new AnchorNotFound({ id: txId })
+      byTx.set(txId, receipt.value)
+      if (!byRoot.has(receipt.value.root)) byRoot.set(receipt.value.root, txId)
+      return receipt.value
+    })
   })
 })
 

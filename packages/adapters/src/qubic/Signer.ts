@@ -35,7 +35,7 @@ import { encodeTransaction, type SignedTransaction, signingDigest, type Unsigned
  * @category errors
  * @since 0.1.0
  */
-export class SignerError extends Schema.TaggedError<SignerError>()("QubicSignerError", {
+export class QubicSignerError extends Schema.TaggedError<QubicSignerError>()("QubicSignerError", {
   message: Schema.String,
   cause: Schema.optionalKey(Schema.Defect())
 }) {}
@@ -52,7 +52,7 @@ export class Signer extends Context.Service<
     /** The 32-byte public key; its identity is the transaction source. */
     readonly publicKey: Uint8Array
     /** A 64-byte signature of the 32-byte K12 digest of the unsigned transaction bytes. */
-    readonly sign: (digest: Uint8Array) => Effect.Effect<Uint8Array, SignerError>
+    readonly sign: (digest: Uint8Array) => Effect.Effect<Uint8Array, QubicSignerError>
   }
 >()("@mandate/adapters/qubic/Signer") {}
 
@@ -62,12 +62,14 @@ export class Signer extends Context.Service<
  * @category constructors
  * @since 0.1.0
  */
-export const signTransaction = (tx: UnsignedTransaction): Effect.Effect<SignedTransaction, SignerError, Signer> =>
+export const signTransaction = (tx: UnsignedTransaction): Effect.Effect<SignedTransaction, QubicSignerError, Signer> =>
   Effect.gen(function* () {
     const signer = yield* Signer
     const signature = yield* signer.sign(signingDigest(tx))
     if (signature.length !== 64) {
-      return yield* new SignerError({ message: `a signature has 64 bytes, the signer returned ${signature.length}` })
+      return yield* new QubicSignerError({
+        message: `a signature has 64 bytes, the signer returned ${signature.length}`
+      })
     }
     const signed: SignedTransaction = { ...tx, signature }
     encodeTransaction(signed) // throws on a malformed transaction: a bug of the caller, not a signer failure
@@ -107,11 +109,11 @@ const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => {
  */
 export const makeMockSigner = (
   seed: string | Redacted.Redacted<string>
-): Effect.Effect<Signer["Service"], SignerError> =>
+): Effect.Effect<Signer["Service"], QubicSignerError> =>
   Effect.gen(function* () {
     const value = Redacted.isRedacted(seed) ? Redacted.value(seed) : seed
     if (!Schema.is(QubicSeed)(value)) {
-      return yield* new SignerError({ message: "Expected a Qubic seed: 55 lowercase letters" })
+      return yield* new QubicSignerError({ message: "Expected a Qubic seed: 55 lowercase letters" })
     }
     const { privateKey } = seedKeys(value)
     const publicKey = k12(concat(MOCK_DOMAIN, privateKey))
@@ -127,5 +129,5 @@ export const makeMockSigner = (
  * @category layers
  * @since 0.1.0
  */
-export const layerMockSigner = (seed: string | Redacted.Redacted<string>): Layer.Layer<Signer, SignerError> =>
+export const layerMockSigner = (seed: string | Redacted.Redacted<string>): Layer.Layer<Signer, QubicSignerError> =>
   Layer.effect(Signer, makeMockSigner(seed))

@@ -5,14 +5,20 @@ import {
   fromBase64,
   identityFromPublicKey,
   isTxId,
+  k12,
   layerMock,
   MOCK_SEED,
-  makeMockSigner
+  makeAnchor,
+  makeMockSigner,
+  QubicApiError,
+  QubicNode,
+  Signer
 } from "@mandate/adapters/qubic"
 import { Anchor, type AnchorReceipt, Canonical } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/anchor"
 import { Effect, Fiber, Option } from "effect"
 import { TestClock } from "effect/testing"
+import { mockSigner, seedB, signedTx } from "../utils/qubic.ts"
 
 suite("qubic-mock", layerMock())
 
@@ -194,6 +200,83 @@ describe("Anchor on the simulated Qubic chain", () => {
       assert.strictEqual(receipt.status, "confirmed")
       assert.isDefined(receipt.confirmedAt)
     }).pipe(Effect.provide(layerMock({ awaitConfirmation: "2 minutes" })))
+  )
+
+  it.effect("a broadcast refused because the network passed the target tick is built again and sent", () =>
+    Effect.gen(function* () {
+      const node = yield* QubicNode
+      let stale = true
+      // the first tick-info is 20 ticks old, as from a node that lags the one the gateway checks against
+      const lagging = QubicNode.of({
+        ...node,
+        tickInfo: Effect.map(node.tickInfo, (info) => {
+          const answer = stale ? { ...info, tick: info.tick - 20 } : info
+          stale = false
+          return answer
+        })
+      })
+      const anchor = yield* makeAnchor({ retryBase: "100 millis" }).pipe(
+        Effect.provideService(QubicNode, lagging),
+        Effect.provideService(Signer, mockSigner(seedB))
+      )
+      const receipt = yield* drive(anchor.publish(root(), 1))
+      assert.isAbove(receipt.tick, (yield* node.tickInfo).tick)
+    }).pipe(Effect.provide(layerMock()))
+  )
+
+  it.effect("a broadcast refused for any other reason is not retried", () =>
+    Effect.gen(function* () {
+      const node = yield* QubicNode
+      let calls = 0
+      const refusing = QubicNode.of({
+        ...node,
+        broadcastTransaction: () =>
+          Effect.suspend(() => {
+            calls += 1
+            return Effect.fail(QubicApiError.of("broadcastTransaction", 3, "invalid signature"))
+          })
+      })
+      const anchor = yield* makeAnchor().pipe(
+        Effect.provideService(QubicNode, refusing),
+        Effect.provideService(Signer, mockSigner(seedB))
+      )
+      const error = yield* Effect.flip(drive(anchor.publish(root(), 1)))
+      assert.strictEqual(error._tag, "AnchorError")
+      assert.match(error.message, /invalid signature/)
+      assert.strictEqual(calls, 1)
+    }).pipe(Effect.provide(layerMock()))
+  )
+
+  it.effect("getTx reads a transaction it did not send from the archive; a non-anchor transaction is not found", () =>
+    Effect.gen(function* () {
+      const anchor = yield* Anchor
+      const chain = yield* Chain
+      const other = yield* makeAnchor({ chain: "qubic-mock" }).pipe(
+        Effect.provideService(QubicNode, chain),
+        Effect.provideService(Signer, mockSigner(seedB))
+      )
+      const r = root()
+      yield* other.publish(r, 77)
+      const sent = yield* drive(
+        Effect.gen(function* () {
+          for (;;) {
+            const receipt = Option.getOrThrow(yield* other.lookup(r))
+            if (receipt.status === "confirmed") return receipt
+            yield* Effect.sleep("1 second")
+          }
+        })
+      )
+      const read = yield* anchor.getTx(sent.txId)
+      assert.deepStrictEqual(read, { ...sent, publishedAt: sent.confirmedAt! })
+      assert.strictEqual(Option.getOrThrow(yield* anchor.lookup(r)).txId, sent.txId)
+      const transfer = yield* signedTx(mockSigner(seedB), { tick: (yield* chain.tickInfo).tick + 2 })
+      yield* chain.broadcastTransaction(transfer.encoded)
+      yield* seconds(6)
+      assert.strictEqual((yield* chain.transactionByHash(transfer.txId)).inputSize, 0)
+      assert.strictEqual((yield* Effect.flip(anchor.getTx(transfer.txId)))._tag, "AnchorNotFound")
+      const unknown = identityFromPublicKey(k12(new TextEncoder().encode(r)), { lowercase: true }) // well-formed
+      assert.strictEqual((yield* Effect.flip(anchor.getTx(unknown)))._tag, "AnchorNotFound")
+    }).pipe(Effect.provide(layerMock()))
   )
 
   it.effect("refuses a malformed root or size, and invalid options", () =>

@@ -1,6 +1,8 @@
 import { assert, describe, layer } from "@effect/vitest"
 import {
   Chain,
+  identityFromPublicKey,
+  k12,
   layerChain,
   layerMockServer,
   layerMockSigner,
@@ -163,7 +165,8 @@ describe("Anchor over the Qubic RPC API", () => {
         yield* same((n) => n.tickData(last.tickNumber + 1))
         yield* same((n) => n.tickData(1))
         yield* same((n) => n.transactionByHash("nope"))
-        yield* same((n) => n.transactionByHash(sent.txId.replace(/^./, (c) => (c === "a" ? "b" : "a"))))
+        yield* same((n) => n.transactionByHash(sent.txId.replace(/^./, (c) => (c === "a" ? "b" : "a")))) // bad checksum
+        yield* same((n) => n.transactionByHash(identityFromPublicKey(k12(Uint8Array.of(7)), { lowercase: true })))
         yield* same((n) => n.balance("NOBODY"))
         yield* same((n) => n.broadcastTransaction("%%%"))
         yield* same((n) => n.broadcastTransaction(toBase64(new Uint8Array(20))))
