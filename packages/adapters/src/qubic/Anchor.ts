@@ -35,7 +35,7 @@
 import { Anchor, AnchorError, AnchorNotFound, type AnchorReceipt, InvalidInput } from "@mandate/core"
 import { Clock, Deferred, Duration, Effect, Layer, Option, type Redacted, Result, Schedule, Semaphore } from "effect"
 import { type ArchivedTransaction, isRetryable, type QubicError, QubicNetworkError, QubicNode } from "./Api.ts"
-import { type ChainOptions, layerChain } from "./Chain.ts"
+import { type Chain, type ChainOptions, layerChain } from "./Chain.ts"
 import { identityProblem, isTxId, publicKeyFromIdentity, txIdFromSignedBytes } from "./Identity.ts"
 import { layerRpcNode, type RpcNodeOptions } from "./RpcClient.ts"
 import { layerMockSigner, type QubicSignerError, Signer, signTransaction } from "./Signer.ts"
@@ -444,7 +444,7 @@ export const layerMock = (
     /** Seed of the mock signer (default `MOCK_SEED`). */
     readonly seed?: string | Redacted.Redacted<string> | undefined
   }
-) =>
+): Layer.Layer<Anchor | Chain | QubicNode, InvalidInput | QubicSignerError> =>
   layerAnchor({ chain: "qubic-mock", ...options }).pipe(
     Layer.provideMerge(layerChain(options?.network)),
     Layer.provide(layerMockSigner(options?.seed ?? MOCK_SEED))

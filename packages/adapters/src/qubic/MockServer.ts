@@ -157,7 +157,9 @@ export interface MockServerOptions {
  * @category layers
  * @since 0.1.0
  */
-export const layerMockServer = (options?: MockServerOptions) =>
+export const layerMockServer = (
+  options?: MockServerOptions
+): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError, QubicNode> =>
   HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provideMerge(
       NodeHttpServer.layer(createServer, { port: options?.port ?? 0, host: options?.host ?? "127.0.0.1" })
