@@ -24,6 +24,8 @@ export type ApprovalDecision = typeof ApprovalDecision.Type
 export const Approval = Schema.Struct({
   taskId: TaskId,
   stepId: StepId,
+  /** The step's round it applies to: an approval is consumed by the run it allowed. */
+  round: Schema.Int,
   principal: Principal,
   decision: ApprovalDecision,
   comment: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(2000))),

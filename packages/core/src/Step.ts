@@ -54,8 +54,13 @@ export const Step = Schema.Struct({
   id: StepId,
   type: Schema.String,
   state: StepState,
+  /** Attempts started, over every round. */
   attempts: Schema.Int,
+  /** How many times the step was (re)scheduled: a task retry starts a new round, which needs new approvals. */
+  round: Schema.Int,
   jobId: Schema.optionalKey(JobId),
+  /** For a step waiting for approval: when the approval window closes (epoch ms). */
+  deadlineAt: Schema.optionalKey(Schema.Number),
   result: Schema.optionalKey(Schema.Json),
   error: Schema.optionalKey(StepErrorInfo),
   updatedAt: Schema.Number
@@ -94,7 +99,7 @@ export const transition = (
   step: Step,
   to: StepState,
   now: number,
-  patch?: Partial<Pick<Step, "attempts" | "jobId" | "result" | "error">>
+  patch?: Partial<Pick<Step, "attempts" | "round" | "jobId" | "result" | "error" | "deadlineAt">>
 ): Effect.Effect<Step, IllegalTransition> =>
   canTransition(step.state, to)
     ? Effect.succeed({ ...step, ...patch, state: to, updatedAt: now })

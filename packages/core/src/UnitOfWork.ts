@@ -10,7 +10,21 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Semaphore } from "effect"
+import { Context, Effect, Layer, Schema, Semaphore } from "effect"
+
+/**
+ * The unit itself could not be carried out: the backend failed to begin or commit it (connection lost,
+ * serialization failure, deadlock). None of the unit's writes took effect. `retryable` says whether running the
+ * same unit again may succeed (e.g. a serialization failure or deadlock); the memory layer never fails this way.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnitOfWorkError extends Schema.TaggedError<UnitOfWorkError>()("UnitOfWorkError", {
+  message: Schema.String,
+  retryable: Schema.Boolean,
+  cause: Schema.Defect()
+}) {}
 
 // Set inside a memory unit, so a nested unit joins the outer one instead of waiting on its own lock
 const InsideUnit = Context.Reference<boolean>("@mandate/core/UnitOfWork/InsideUnit", { defaultValue: () => false })
@@ -22,8 +36,12 @@ const InsideUnit = Context.Reference<boolean>("@mandate/core/UnitOfWork/InsideUn
 export class UnitOfWork extends Context.Service<
   UnitOfWork,
   {
-    /** Runs `effect` as one unit: all its store writes take effect together, or (where the backend can) none. */
-    readonly run: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    /**
+     * Runs `effect` as one unit: all its store writes take effect together, or (where the backend can) none.
+     * Fails with the effect's own error (after rolling back), or with `UnitOfWorkError` when the backend could
+     * not begin or commit the unit.
+     */
+    readonly run: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | UnitOfWorkError, R>
   }
 >()("@mandate/core/UnitOfWork") {
   /**

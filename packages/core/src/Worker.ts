@@ -27,7 +27,7 @@ import { AgentId, type JobId, uuidv7 } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import { type Job, PoolName, QueueName } from "./Job.ts"
 import { Queue } from "./Queue.ts"
-import { UnitOfWork } from "./UnitOfWork.ts"
+import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
 
 /**
  * How a handler says an attempt failed. `retryable: false` dead-letters the job at once (retrying cannot
@@ -221,8 +221,13 @@ export const run = <E = never, R = never, RS = never>(
     // Opened whenever a job finishes; the claim loop waits on it when every slot is taken
     const slotFreed = Latch.makeUnsafe(false)
     const jobs = yield* FiberSet.make<void, never>()
-    const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X, RX> =>
-      Option.isSome(unitOfWork) ? unitOfWork.value.run(effect) : effect
+    const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> =>
+      Option.isSome(unitOfWork)
+        ? // A unit the backend could not commit changed nothing; try it again when the backend says it may succeed
+          unitOfWork.value
+            .run(effect)
+            .pipe(Effect.retry({ times: 2, while: (e) => isTagged(e, "UnitOfWorkError") && isRetryable(e) }))
+        : effect
 
     // Annotates log lines only: annotating every job's whole run would cost on the hot path
     const annotate = (job: Job) => Effect.annotateLogs({ workerId, jobId: job.id, queue: job.queue })
@@ -473,6 +478,10 @@ export const run = <E = never, R = never, RS = never>(
       stats: Effect.sync(() => ({ inFlight: inFlight.size, ...counters }))
     }
   })
+
+function isRetryable(error: unknown): boolean {
+  return typeof error === "object" && error !== null && "retryable" in error && error.retryable === true
+}
 
 function isTagged(error: unknown, tag: string): boolean {
   return typeof error === "object" && error !== null && "_tag" in error && error._tag === tag

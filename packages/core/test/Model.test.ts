@@ -52,6 +52,7 @@ describe("Domain model schemas", () => {
       const approval = {
         taskId: "task_1",
         stepId: "onchain_action",
+        round: 0,
         principal: bob,
         decision: "granted",
         at: 5,

@@ -82,6 +82,7 @@ describe("State machines", () => {
         type: "x",
         state: "pending",
         attempts: 0,
+        round: 0,
         updatedAt: 0
       }
       const waiting = yield* Step.transition(step, "waiting_approval", 1)

@@ -1,0 +1,182 @@
+/**
+ * The Postgres backend: its configuration, the one connection pool all Postgres services share, and the layer
+ * that migrates the schema and builds the services over that pool.
+ *
+ * Build the backend once, at the edge of the application (`layer(config)` or `layerConfig()` from the
+ * environment). The per-service layers (`layerPolicyStore`, `layerUnitOfWork`, …) require only the abstract
+ * `SqlClient`; they never open a pool or read configuration, so every service built here runs on the same pool
+ * and, inside `UnitOfWork.run`, in the same transaction. They also accept a client the host application built
+ * itself, as long as it leaves column and JSON names untransformed (no `transformResultNames`,
+ * `transformQueryNames` or `transformJson`): rows are decoded by their column names as written in the SQL.
+ *
+ * @since 0.1.0
+ */
+import { PgClient } from "@effect/sql-pg"
+import type { InvalidInput, PolicySet, PolicyStore, PolicyStoreError, UnitOfWork } from "@mandate/core"
+import { Clock, Config, Duration, Effect, Layer, Redacted, Schema } from "effect"
+import type { Migrator, SqlClient, SqlError } from "effect/sql"
+import * as Migrations from "./Migrations.ts"
+import { defaultSchema, SchemaName } from "./Options.ts"
+import { layerPolicyStore } from "./PolicyStore.ts"
+import { layerUnitOfWork } from "./UnitOfWork.ts"
+
+/**
+ * Everything needed to reach the database and find Mandate's tables in it.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PostgresConfig {
+  /** `postgres://user:password@host:port/database?sslmode=…` */
+  readonly url: Redacted.Redacted
+  /** The Postgres schema holding Mandate's tables, so several applications can share one database. */
+  readonly schema: string
+  /** Most connections the pool opens. */
+  readonly poolSize: number
+  /** An idle connection is closed after this long. */
+  readonly idleTimeout: Duration.Duration
+  /** Opening a connection fails after this long. */
+  readonly connectTimeout: Duration.Duration
+  /** The server cancels a statement running longer than this; zero disables the limit. */
+  readonly statementTimeout: Duration.Duration
+}
+
+/**
+ * The defaults of every setting but the URL.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaults: Omit<PostgresConfig, "url"> = {
+  schema: defaultSchema,
+  poolSize: 10,
+  idleTimeout: Duration.seconds(30),
+  connectTimeout: Duration.seconds(10),
+  statementTimeout: Duration.seconds(30)
+}
+
+/**
+ * `PostgresConfig` read from the environment (or any `ConfigProvider`): `DATABASE_URL` (required),
+ * `MANDATE_PG_SCHEMA`, `MANDATE_PG_POOL_SIZE`, `MANDATE_PG_IDLE_TIMEOUT`, `MANDATE_PG_CONNECT_TIMEOUT`,
+ * `MANDATE_PG_STATEMENT_TIMEOUT` (durations such as `30 seconds` or `500 millis`).
+ *
+ * @category config
+ * @since 0.1.0
+ */
+export const PostgresConfig: Config.Config<PostgresConfig> = Config.all({
+  url: Config.Redacted("DATABASE_URL"),
+  schema: Config.schema(SchemaName, "MANDATE_PG_SCHEMA").pipe(Config.withDefault(defaults.schema)),
+  poolSize: Config.schema(
+    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 })),
+    "MANDATE_PG_POOL_SIZE"
+  ).pipe(Config.withDefault(defaults.poolSize)),
+  idleTimeout: Config.Duration("MANDATE_PG_IDLE_TIMEOUT").pipe(Config.withDefault(defaults.idleTimeout)),
+  connectTimeout: Config.Duration("MANDATE_PG_CONNECT_TIMEOUT").pipe(Config.withDefault(defaults.connectTimeout)),
+  statementTimeout: Config.Duration("MANDATE_PG_STATEMENT_TIMEOUT").pipe(Config.withDefault(defaults.statementTimeout))
+})
+
+/**
+ * A `PostgresConfig` from a URL, with the defaults for every setting not overridden.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeConfig = (
+  url: string | Redacted.Redacted,
+  overrides?: Partial<Omit<PostgresConfig, "url">>
+): PostgresConfig => ({
+  ...defaults,
+  ...overrides,
+  url: typeof url === "string" ? Redacted.make(url) : url
+})
+
+// statement_timeout in milliseconds, "0" meaning none (an infinite duration included)
+const statementTimeoutSetting = (timeout: Duration.Duration): string => {
+  const millis = Duration.toMillis(timeout)
+  return Number.isFinite(millis) && millis > 0 ? String(Math.max(1, Math.round(millis))) : "0"
+}
+
+/**
+ * The connection pool alone: `PgClient` and the abstract `SqlClient` over one pool. The statement timeout is
+ * sent in each connection's startup packet, so it holds on every connection without an extra round trip.
+ *
+ * The pool keeps time with the real clock even when a `TestClock` is in context: its idle timers are
+ * infrastructure, and a test that moves the clock by a year must not make the pool replay a year of timers.
+ * The services over the pool still read `Clock` per call, so tests drive them as usual.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerClient = (
+  config: PostgresConfig
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError.SqlError> =>
+  PgClient.layer({
+    url: config.url,
+    maxConnections: config.poolSize,
+    idleTimeout: config.idleTimeout,
+    connectTimeout: config.connectTimeout,
+    applicationName: "mandate",
+    startupParameters: { statement_timeout: statementTimeoutSetting(config.statementTimeout) }
+  }).pipe(Layer.provide(Layer.succeed(Clock.Clock, Clock.Clock.defaultValue())))
+
+/**
+ * What the backend's layer builds besides the pool.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface BackendOptions {
+  /** The policy set published and activated on first start (default: the seed policy). */
+  readonly initialPolicy?: PolicySet.PolicySet | undefined
+}
+
+/**
+ * Everything the Postgres backend provides.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type PostgresServices = PolicyStore | UnitOfWork | PgClient.PgClient | SqlClient.SqlClient
+
+/**
+ * Errors building the backend can fail with: the database unreachable or refusing, a migration failing, a bad
+ * schema name, the initial policy set not stored.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type PostgresStartError = SqlError.SqlError | Migrator.MigrationError | InvalidInput | PolicyStoreError
+
+/**
+ * The whole Postgres backend: one pool, the migrations run on start (before any service is built), then every
+ * Postgres service over that pool, and the transactional unit of work.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (
+  config: PostgresConfig,
+  options?: BackendOptions
+): Layer.Layer<PostgresServices, PostgresStartError> => {
+  const postgres = { schema: config.schema }
+  return Layer.mergeAll(layerPolicyStore({ ...postgres, initial: options?.initialPolicy }), layerUnitOfWork).pipe(
+    Layer.provide(Migrations.layer(postgres)),
+    Layer.provideMerge(layerClient(config))
+  )
+}
+
+/**
+ * The whole Postgres backend configured from the environment (`PostgresConfig`, or another `Config` of it).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerConfig = (
+  config: Config.Config<PostgresConfig> = PostgresConfig,
+  options?: BackendOptions
+): Layer.Layer<PostgresServices, PostgresStartError | Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      return layer(yield* config, options)
+    })
+  )

@@ -1,0 +1,89 @@
+/**
+ * The schema migrations shipped with `@mandate/adapters/postgres`, and the migrator that applies them.
+ *
+ * Migrations are numbered files under `migrations/` (`0001_policy_sets.ts`, …), each default-exporting an Effect
+ * that runs one statement per `sql` call. They are imported statically into the record below, so the migrator
+ * works from `dist/` without reading the file system. A released migration is never edited: add the next
+ * number.
+ *
+ * `run` applies the pending ones in id order, inside one transaction that
+ * 1. lifts `statement_timeout`: an index build on a big table may be slow, and waiting for another process's
+ *    migrations must not time out halfway;
+ * 2. takes a transaction-scoped advisory lock keyed by the schema name, so two processes starting at once apply
+ *    each migration once (the second waits, then finds nothing to do) and the `CREATE SCHEMA` cannot race;
+ * 3. creates the schema if needed and sets `search_path` to it with `SET LOCAL`, so migration files write
+ *    unqualified table names and the setting ends with the transaction instead of leaking into the pool;
+ * 4. runs Effect's `Migrator`, which records applied ids in `mandate_migrations` inside the schema.
+ * A migration that fails rolls the whole run back, including the record of the ones before it.
+ *
+ * Migration files that create functions or triggers must not depend on the caller's `search_path` at run time:
+ * declare them with `SET search_path FROM CURRENT`, which pins the schema they were created in.
+ *
+ * @since 0.1.0
+ */
+import type { InvalidInput } from "@mandate/core"
+import { Effect, Layer } from "effect"
+import { Migrator, SqlClient, type SqlError } from "effect/sql"
+import m0001 from "./migrations/0001_policy_sets.ts"
+import { type PostgresOptions, resolveSchema } from "./Options.ts"
+
+/**
+ * Every migration, by `<id>_<name>`. Append only.
+ *
+ * @category migrations
+ * @since 0.1.0
+ */
+export const migrations = {
+  "0001_policy_sets": m0001
+} as const
+
+/**
+ * The table, inside the configured schema, recording which migrations ran.
+ *
+ * @category migrations
+ * @since 0.1.0
+ */
+export const migrationsTable = "mandate_migrations"
+
+// First half of the two-int advisory lock key ("MNDT"); the second half is hashtext(schema)
+const lockClass = 0x4d4e4454
+
+const migrate = Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: migrationsTable })
+
+/**
+ * Applies the pending migrations to the schema; returns the `[id, name]` of each one applied (empty when the
+ * schema was up to date or another process applied them first).
+ *
+ * @category migrations
+ * @since 0.1.0
+ */
+export const run = (
+  options?: PostgresOptions
+): Effect.Effect<
+  ReadonlyArray<readonly [id: number, name: string]>,
+  Migrator.MigrationError | SqlError.SqlError | InvalidInput,
+  SqlClient.SqlClient
+> =>
+  Effect.gen(function* () {
+    const schema = yield* resolveSchema(options)
+    const sql = yield* SqlClient.SqlClient
+    return yield* Effect.gen(function* () {
+      yield* sql`SET LOCAL statement_timeout TO 0`
+      yield* sql`SELECT pg_advisory_xact_lock(${lockClass}, hashtext(${schema}))`
+      yield* sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`
+      yield* sql`SET LOCAL search_path TO ${sql(schema)}`
+      // The Migrator's own transaction nests as a savepoint inside this one
+      return yield* migrate
+    }).pipe(sql.withTransaction, Effect.withSpan("Postgres.migrate", { attributes: { schema } }))
+  })
+
+/**
+ * Runs the migrations when the layer is built; the services built after it find their tables.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (
+  options?: PostgresOptions
+): Layer.Layer<never, Migrator.MigrationError | SqlError.SqlError | InvalidInput, SqlClient.SqlClient> =>
+  Layer.effectDiscard(run(options))

@@ -1,0 +1,10 @@
+/**
+ * `@mandate/adapters/postgres`: the Mandate services on PostgreSQL, over one shared pool.
+ *
+ * @since 0.1.0
+ */
+export * from "./Backend.ts"
+export * as Migrations from "./Migrations.ts"
+export * from "./Options.ts"
+export * from "./PolicyStore.ts"
+export * from "./UnitOfWork.ts"
