@@ -87,8 +87,8 @@ export const Job = Schema.Struct({
   /** When the job reached completed, dead_lettered or cancelled. */
   finishedAt: Schema.optionalKey(Schema.Number),
   /**
-   * Failed attempts so far (failures reported by workers and expired leases); absent means 0. Added after
-   * 0.1.0's first cut, hence optional. Queue stats derive the failure rate from it.
+   * Failed attempts so far (failures reported by workers and expired leases); absent means 0 (optional so
+   * that jobs written before the field existed still decode). Queue stats derive the failure rate from it.
    */
   failures: Schema.optionalKey(Schema.Int)
 })

@@ -23,11 +23,11 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Effect, Latch, Layer, Random, Schema, type Scope } from "effect"
+import { Clock, Context, Effect, Latch, Layer, Random, Result, Schema, type Scope } from "effect"
 import * as Backoff from "./Backoff.ts"
 import * as Canonical from "./Canonical.ts"
 import { AgentId, JobId, uuidv7 } from "./Ids.ts"
-import { decode, type InputIssue, InvalidInput } from "./InvalidInput.ts"
+import { decode, fromSchemaError, type InputIssue, InvalidInput } from "./InvalidInput.ts"
 import {
   type AdminResult,
   type Entry,
@@ -282,6 +282,11 @@ export interface QueueMemoryOptions {
   readonly backoff?: Backoff.Options | undefined
   /** How often the layer requeues jobs whose lease expired (ms, default 1,000). */
   readonly requeueIntervalMs?: number | undefined
+  /**
+   * Forget completed and cancelled jobs this long (ms) after they finished, with their idempotency keys, so a
+   * long-running process does not grow without bound. Default: keep every job. Dead letters are always kept.
+   */
+  readonly retainFinishedMs?: number | undefined
 }
 
 /**
@@ -413,31 +418,54 @@ const clampInterval = (ms: number | undefined, fallback: number): number =>
 // serialises the same everywhere. Parsing the canonical text back yields the store's private copy.
 const EnqueueInput = Schema.Struct({ ...enqueueFields, payload: Schema.Unknown })
 
-const validateRequest = (
-  input: unknown,
-  root: string
-): Effect.Effect<{ readonly request: EnqueueRequest; readonly payload: Schema.Json }, InvalidInput> =>
-  Effect.gen(function* () {
-    const fields = yield* Effect.result(decode(EnqueueInput, root)(input))
-    const payloadInput =
-      typeof input === "object" && input !== null ? (input as { readonly payload?: unknown }).payload : undefined
-    const text = yield* Effect.result(Canonical.encodeEffect(payloadInput, `${root}.payload`))
-    const errors = [
-      ...(fields._tag === "Failure" ? [fields.failure] : []),
-      ...(text._tag === "Failure" && !(fields._tag === "Failure" && hasPath(fields.failure, `${root}.payload`))
-        ? [text.failure]
-        : [])
-    ]
-    if (fields._tag === "Failure" || text._tag === "Failure") return yield* combine(errors)
-    const request = fields.success
-    if (request.runAt !== undefined && request.delayMs !== undefined) {
-      return yield* InvalidInput.at(`${root}.delayMs`, "Give runAt or delayMs, not both")
-    }
-    const payload = deepFreeze(JSON.parse(text.success)) as Schema.Json
-    return { request: { ...request, payload }, payload }
-  })
+const decodeEnqueueInput = Schema.decodeUnknownResult(EnqueueInput)
+
+interface Valid {
+  readonly request: EnqueueRequest
+  readonly payload: Schema.Json
+}
+
+// Synchronous on purpose: it runs once per enqueued job, and Effect generators per field cost more than the checks
+const validateRequest = (input: unknown, root: string): Result.Result<Valid, InvalidInput> => {
+  const fields = decodeEnqueueInput(input, { errors: "all", onExcessProperty: "ignore" })
+  const payloadInput =
+    typeof input === "object" && input !== null ? (input as { readonly payload?: unknown }).payload : undefined
+  let text: string | undefined
+  let payloadError: InvalidInput | undefined
+  try {
+    text = Canonical.encode(payloadInput)
+  } catch (error) {
+    payloadError =
+      error instanceof Canonical.NotCanonicalJson
+        ? InvalidInput.at(`${root}.payload${error.path.slice(1)}`, error.reason)
+        : InvalidInput.at(`${root}.payload`, String(error))
+  }
+  if (Result.isFailure(fields)) {
+    const fieldError = fromSchemaError(fields.failure, root)
+    return Result.fail(
+      payloadError && !hasPath(fieldError, `${root}.payload`) ? combine([fieldError, payloadError]) : fieldError
+    )
+  }
+  if (payloadError || text === undefined)
+    return Result.fail(payloadError ?? InvalidInput.at(`${root}.payload`, "Expected JSON"))
+  const request = fields.success
+  if (request.runAt !== undefined && request.delayMs !== undefined) {
+    return Result.fail(InvalidInput.at(`${root}.delayMs`, "Give runAt or delayMs, not both"))
+  }
+  const payload = deepFreeze(JSON.parse(text)) as Schema.Json
+  return Result.succeed({ request: { ...request, payload }, payload })
+}
 
 const hasPath = (error: InvalidInput, path: string): boolean => error.issues.some((issue) => issue.path === path)
+
+// A stored copy of a JSON value: primitives as they are, anything else checked by Canonical and re-parsed
+const privateJson = (value: unknown, path: string): Effect.Effect<Schema.Json, InvalidInput> =>
+  value === null ||
+  typeof value === "string" ||
+  typeof value === "boolean" ||
+  (typeof value === "number" && Number.isFinite(value))
+    ? Effect.succeed(value as Schema.Json)
+    : Effect.map(Canonical.encodeEffect(value, path), (text) => deepFreeze(JSON.parse(text)) as Schema.Json)
 
 const deepFreeze = (value: unknown): unknown => {
   if (typeof value === "object" && value !== null) {
@@ -485,6 +513,10 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
   Effect.gen(function* () {
     const store = new MemoryQueueStore(Backoff.settings(options?.backoff))
     const requeueIntervalMs = clampInterval(options?.requeueIntervalMs, 1_000)
+    const retainFinishedMs =
+      options?.retainFinishedMs !== undefined && Number.isFinite(options.retainFinishedMs)
+        ? Math.max(0, options.retainFinishedMs)
+        : undefined
 
     const leased = (
       jobId: JobId,
@@ -517,22 +549,29 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
       Effect.sync((): ReadonlyArray<Job> => store.requeueExpired(now))
     )
 
-    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), requeueExpired)))
+    const sweep = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.sync(() => {
+        store.requeueExpired(now)
+        if (retainFinishedMs !== undefined) store.prune(now, retainFinishedMs)
+      })
+    )
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), sweep)))
 
     return Queue.of({
-      enqueue: Effect.fn("Queue.enqueue")(function* (request: EnqueueRequest) {
-        const valid = yield* validateRequest(request, "$")
+      enqueue: Effect.fnUntraced(function* (request: EnqueueRequest) {
+        const valid = validateRequest(request, "$")
+        if (Result.isFailure(valid)) return yield* valid.failure
         const now = yield* Clock.currentTimeMillis
-        return store.enqueue([newJob(valid, now)], now)[0]!
+        return store.enqueue([newJob(valid.success, now)], now)[0]!
       }),
 
-      enqueueBatch: Effect.fn("Queue.enqueueBatch")(function* (requests: ReadonlyArray<EnqueueRequest>) {
+      enqueueBatch: Effect.fnUntraced(function* (requests: ReadonlyArray<EnqueueRequest>) {
         if (!Array.isArray(requests)) return yield* InvalidInput.at("$", "Expected an array of enqueue requests")
         const errors: Array<InvalidInput> = []
         const valid: Array<{ readonly request: EnqueueRequest; readonly payload: Schema.Json }> = []
         for (let i = 0; i < requests.length; i++) {
-          const result = yield* Effect.result(validateRequest(requests[i], `$[${i}]`))
-          if (result._tag === "Success") valid.push(result.success)
+          const result = validateRequest(requests[i], `$[${i}]`)
+          if (Result.isSuccess(result)) valid.push(result.success)
           else errors.push(result.failure)
         }
         if (errors.length > 0) return yield* combine(errors)
@@ -543,7 +582,7 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
         )
       }),
 
-      claim: Effect.fn("Queue.claim")(function* (request: ClaimRequest) {
+      claim: Effect.fnUntraced(function* (request: ClaimRequest) {
         const claim = yield* ClaimDecode(request)
         const now = yield* Clock.currentTimeMillis
         return store.claim(
@@ -556,25 +595,24 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
         ) as ReadonlyArray<Job>
       }),
 
-      start: Effect.fn("Queue.start")(function* (jobId: JobId, workerId: AgentId) {
+      start: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
         const now = yield* Clock.currentTimeMillis
         return yield* leased(jobId, workerId, store.start(jobId, workerId, now))
       }),
 
-      heartbeat: Effect.fn("Queue.heartbeat")(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
+      heartbeat: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
         const extend = yield* ExtendMs(extendMs)
         const now = yield* Clock.currentTimeMillis
         return yield* leased(jobId, workerId, store.heartbeat(jobId, workerId, extend, now))
       }),
 
-      complete: Effect.fn("Queue.complete")(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
-        const text = yield* Canonical.encodeEffect(result === undefined ? null : result, "$.result")
-        const value = deepFreeze(JSON.parse(text)) as Schema.Json
+      complete: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
+        const value = yield* privateJson(result === undefined ? null : result, "$.result")
         const now = yield* Clock.currentTimeMillis
         return yield* leased(jobId, workerId, store.complete(jobId, workerId, value, now))
       }),
 
-      fail: Effect.fn("Queue.fail")(function* (jobId: JobId, workerId: AgentId, error: string, options?: FailOptions) {
+      fail: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, error: string, options?: FailOptions) {
         const draw = yield* Random.next
         const now = yield* Clock.currentTimeMillis
         const message = typeof error === "string" ? error : String(error)
@@ -585,7 +623,7 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
         )
       }),
 
-      release: Effect.fn("Queue.release")(function* (jobId: JobId, workerId: AgentId) {
+      release: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
         const now = yield* Clock.currentTimeMillis
         return yield* leased(jobId, workerId, store.release(jobId, workerId, now))
       }),
@@ -619,6 +657,7 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
         let last: Entry | undefined
         for (; i < entries.length && jobs.length < limit; i++) {
           const entry = entries[i]!
+          if (entry.removed) continue
           if (q.state !== undefined && entry.job.state !== q.state) continue
           if (q.pool !== undefined && entry.job.pool !== q.pool) continue
           jobs.push(entry.job)
@@ -631,10 +670,9 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
       stats: Effect.fn("Queue.stats")(function* (queue?: string) {
         const name = queue === undefined ? undefined : yield* StatsQueue(queue)
         const now = yield* Clock.currentTimeMillis
-        return computeQueueStats(
-          store.entries(name).map((e) => e.job),
-          now
-        )
+        const jobs: Array<Job> = []
+        for (const entry of store.entries(name)) if (!entry.removed) jobs.push(entry.job)
+        return computeQueueStats(jobs, now)
       }),
 
       wakeups: (request) =>

@@ -15,12 +15,13 @@
  *   job's.
  * - Closing the scope stops claiming, lets in-flight jobs finish for `shutdownGraceMs`, then interrupts the
  *   rest and releases their leases (the attempt is given back), so nothing waits for a lease to expire.
- * - With an `Agents` service in context the worker registers itself (id, pool, queues as capabilities),
- *   reports its load with each heartbeat round and deregisters when it stops.
+ * - With an `Agents` service in context the worker registers itself (its id, its pool or `default`, its queues
+ *   as capabilities), reports its load (in-flight / concurrency) each heartbeat round and deregisters when it
+ *   stops.
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Effect, Exit, Fiber, FiberSet, Option, Schema, type Scope, Semaphore } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, FiberSet, Latch, Option, Schema, type Scope } from "effect"
 import { Agents } from "./Agents.ts"
 import { AgentId, type JobId, uuidv7 } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
@@ -70,7 +71,13 @@ export interface HandlerContext {
  */
 export type Outcome =
   | { readonly _tag: "Completed"; readonly result: Schema.Json }
-  | { readonly _tag: "Failed"; readonly error: string; readonly retryable: boolean }
+  | {
+      readonly _tag: "Failed"
+      readonly error: string
+      readonly retryable: boolean
+      /** A `JobFailure`'s details, if it had any. */
+      readonly details?: Schema.Json
+    }
 
 /**
  * What a handler may succeed with: JSON, or nothing (stored as `null`).
@@ -211,11 +218,18 @@ export const run = <E = never, R = never, RS = never>(
     const counters = { claimed: 0, completed: 0, retried: 0, deadLettered: 0, lost: 0, released: 0 }
     let stopping = false
 
-    const slots = Semaphore.makeUnsafe(settings.concurrency)
+    // Opened whenever a job finishes; the claim loop waits on it when every slot is taken
+    const slotFreed = Latch.makeUnsafe(false)
     const jobs = yield* FiberSet.make<void, never>()
     const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> =>
-      Option.isSome(unitOfWork) ? unitOfWork.value.run(effect) : effect
+      Option.isSome(unitOfWork)
+        ? // A unit the backend could not commit changed nothing; try it again when the backend says it may succeed
+          unitOfWork.value
+            .run(effect)
+            .pipe(Effect.retry({ times: 2, while: (e) => isTagged(e, "UnitOfWorkError") && isRetryable(e) }))
+        : effect
 
+    // Annotates log lines only: annotating every job's whole run would cost on the hot path
     const annotate = (job: Job) => Effect.annotateLogs({ workerId, jobId: job.id, queue: job.queue })
 
     // ---- one attempt --------------------------------------------------------------------------------------
@@ -230,7 +244,14 @@ export const run = <E = never, R = never, RS = never>(
       const error = Cause.findErrorOption(exit.cause)
       if (Option.isSome(error)) {
         const e = error.value
-        if (e instanceof JobFailure) return { _tag: "Failed", error: truncate(e.message), retryable: e.retryable }
+        if (e instanceof JobFailure) {
+          return {
+            _tag: "Failed",
+            error: truncate(e.message),
+            retryable: e.retryable,
+            ...(e.details !== undefined ? { details: e.details } : {})
+          }
+        }
         if (Cause.isTimeoutError(e)) {
           return { _tag: "Failed", error: `attempt timed out after ${settings.timeoutMs} ms`, retryable: true }
         }
@@ -249,19 +270,28 @@ export const run = <E = never, R = never, RS = never>(
 
     // Writes the outcome and settles it as one unit; falls back to a plain retryable failure when the unit
     // fails (on a transactional backend the unit rolled back and the job is still ours).
-    const finish = (job: Job, outcome: Outcome): Effect.Effect<void, never, RS> =>
-      Effect.gen(function* () {
-        const write =
-          outcome._tag === "Completed"
-            ? queue.complete(job.id, workerId, outcome.result)
-            : queue.fail(job.id, workerId, outcome.error, { retryable: outcome.retryable })
-        const settle = options.settle
-        const exit = yield* Effect.exit(
+    const finish = (job: Job, outcome: Outcome): Effect.Effect<void, never, RS> => {
+      const write =
+        outcome._tag === "Completed"
+          ? queue.complete(job.id, workerId, outcome.result)
+          : queue.fail(job.id, workerId, outcome.error, { retryable: outcome.retryable })
+      const settle = options.settle
+      return Effect.flatMap(
+        Effect.exit(
           unit(
             settle === undefined ? write : Effect.flatMap(write, (after) => Effect.as(settle(after, outcome), after))
           )
-        )
-        if (Exit.isSuccess(exit)) return count(exit.value)
+        ),
+        (exit) => (Exit.isSuccess(exit) ? Effect.sync(() => count(exit.value)) : unrecorded(job, outcome, exit))
+      )
+    }
+
+    const unrecorded = (
+      job: Job,
+      outcome: Outcome,
+      exit: Exit.Failure<unknown, unknown>
+    ): Effect.Effect<void, never, RS> =>
+      Effect.gen(function* () {
         const error = Cause.findErrorOption(exit.cause)
         const e = Option.isSome(error) ? error.value : undefined
         if (e instanceof InvalidInput && outcome._tag === "Completed") {
@@ -274,49 +304,59 @@ export const run = <E = never, R = never, RS = never>(
         }
         if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
           counters.lost++
-          return yield* Effect.logWarning(`lost the lease before recording the outcome: ${describe(e)}`)
+          return yield* Effect.logWarning(`lost the lease before recording the outcome: ${describe(e)}`).pipe(
+            annotate(job)
+          )
         }
-        yield* Effect.logError(`recording the outcome failed: ${Cause.pretty(exit.cause)}`)
+        yield* Effect.logError(`recording the outcome failed: ${Cause.pretty(exit.cause)}`).pipe(annotate(job))
         const retry = yield* Effect.exit(
           queue.fail(job.id, workerId, truncate(`recording the outcome failed: ${describe(Cause.squash(exit.cause))}`))
         )
         if (Exit.isSuccess(retry)) count(retry.value)
-      }).pipe(annotate(job))
+      })
 
-    const runJob = (record: InFlight): Effect.Effect<void, never, R | RS> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function* () {
-          const job = record.job
-          if (options.markRunning) {
-            const started = yield* Effect.exit(queue.start(job.id, workerId))
-            if (Exit.isFailure(started)) {
-              counters.lost++
-              return yield* Effect.logWarning(`could not start the job: ${Cause.pretty(started.cause)}`)
-            }
-          }
-          // Only the handler is interruptible: once it is done, the outcome is recorded even while stopping
-          const exit = yield* Effect.exit(restore(attempt(job)))
-          if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) {
-            if (record.lost) {
-              counters.lost++
-              return yield* Effect.logInfo("handler interrupted: the job's lease was lost")
-            }
-            if (stopping) {
-              const released = yield* Effect.exit(queue.release(job.id, workerId))
-              if (Exit.isSuccess(released)) counters.released++
-              return
-            }
-          }
-          yield* finish(job, outcomeOf(exit))
-        }).pipe(annotate(record.job))
-      ).pipe(
-        Effect.ensuring(
-          Effect.suspend(() => {
-            inFlight.delete(record.job.id)
-            return slots.release(1)
+    const afterAttempt = (
+      record: InFlight,
+      exit: Exit.Exit<HandlerResult, unknown>
+    ): Effect.Effect<void, never, RS> => {
+      const job = record.job
+      if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) {
+        if (record.lost) {
+          counters.lost++
+          return Effect.logInfo("handler interrupted: the job's lease was lost").pipe(annotate(job))
+        }
+        if (stopping) {
+          return Effect.map(Effect.exit(queue.release(job.id, workerId)), (released) => {
+            if (Exit.isSuccess(released)) counters.released++
           })
+        }
+      }
+      return finish(job, outcomeOf(exit))
+    }
+
+    const started = (record: InFlight): Effect.Effect<boolean> =>
+      Effect.flatMap(Effect.exit(queue.start(record.job.id, workerId)), (exit) => {
+        if (Exit.isSuccess(exit)) return Effect.succeed(true)
+        counters.lost++
+        return Effect.as(
+          Effect.logWarning(`could not start the job: ${Cause.pretty(exit.cause)}`).pipe(annotate(record.job)),
+          false
         )
+      })
+
+    const runJob = (record: InFlight): Effect.Effect<void, never, R | RS> => {
+      // Only the handler is interruptible: once it is done, the outcome is recorded even while stopping
+      const run = Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.exit(restore(attempt(record.job))), (exit) => afterAttempt(record, exit))
       )
+      return Effect.ensuring(
+        options.markRunning ? Effect.flatMap(started(record), (ok) => (ok ? run : Effect.void)) : run,
+        Effect.sync(() => {
+          inFlight.delete(record.job.id)
+          slotFreed.openUnsafe()
+        })
+      )
+    }
 
     // ---- claiming -----------------------------------------------------------------------------------------
 
@@ -328,12 +368,10 @@ export const run = <E = never, R = never, RS = never>(
             queue.claim({ workerId, queues, max, leaseMs: settings.leaseMs, ...(pool ? { pool } : {}) })
           )
           if (Exit.isFailure(claimed)) {
-            yield* slots.release(max)
             yield* Effect.logWarning(`claim failed: ${Cause.pretty(claimed.cause)}`)
             return -1
           }
           const batch = claimed.value
-          if (batch.length < max) yield* slots.release(max - batch.length)
           for (const job of batch) {
             const record: InFlight = { job, fiber: undefined, lastBeat: job.claimedAt ?? 0, lost: false }
             inFlight.set(job.id, record)
@@ -356,10 +394,13 @@ export const run = <E = never, R = never, RS = never>(
       let idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
       let errorMs = FIRST_IDLE_WAIT_MS
       while (true) {
-        yield* slots.take(1)
-        let max = 1
-        while (max < settings.batchSize && (yield* slots.takeIfAvailable(1))) max++
-        const claimed = yield* claimBatch(max)
+        const free = settings.concurrency - inFlight.size
+        if (free <= 0) {
+          yield* slotFreed.await
+          slotFreed.closeUnsafe()
+          continue
+        }
+        const claimed = yield* claimBatch(Math.min(free, settings.batchSize))
         if (claimed > 0) {
           idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
           errorMs = FIRST_IDLE_WAIT_MS
@@ -437,6 +478,10 @@ export const run = <E = never, R = never, RS = never>(
       stats: Effect.sync(() => ({ inFlight: inFlight.size, ...counters }))
     }
   })
+
+function isRetryable(error: unknown): boolean {
+  return typeof error === "object" && error !== null && "retryable" in error && error.retryable === true
+}
 
 function isTagged(error: unknown, tag: string): boolean {
   return typeof error === "object" && error !== null && "_tag" in error && error._tag === tag

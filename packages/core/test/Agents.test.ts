@@ -5,10 +5,10 @@ suite("Agents.layerMemory (conformance)", Agents.layerMemory())
 
 suite(
   "Agents.layerMemory (conformance, short thresholds, real time)",
-  Agents.layerMemory({ degradedAfterMs: 400, offlineAfterMs: 1_200 }),
+  Agents.layerMemory({ degradedAfterMs: 400, offlineAfterMs: 2_000 }),
   {
     testClock: false,
     degradedAfterMs: 400,
-    offlineAfterMs: 1_200
+    offlineAfterMs: 2_000
   }
 )

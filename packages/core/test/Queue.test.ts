@@ -9,8 +9,8 @@ suite("Queue.layerMemory (conformance)", Queue.layerMemory())
 // The same contract in real time, as layers whose clock is a database's run it: proves that mode of the suite
 suite(
   "Queue.layerMemory (conformance, real time)",
-  Queue.layerMemory({ backoff: { baseMs: 100 }, requeueIntervalMs: 200 }),
-  { testClock: false, backoff: { baseMs: 100 }, requeueIntervalMs: 200 }
+  Queue.layerMemory({ backoff: { baseMs: 200 }, requeueIntervalMs: 200 }),
+  { testClock: false, backoff: { baseMs: 200 }, requeueIntervalMs: 200 }
 )
 
 const w = AgentId.make("w1")
@@ -110,5 +110,64 @@ describe("Queue.layerMemory", () => {
       })
       assert.deepStrictEqual((yield* queue.get(job.id)).payload, { list: [1] })
     }).pipe(Effect.provide(Queue.layerMemory()))
+  )
+
+  it.effect("forgets completed and cancelled jobs after retainFinishedMs, keeping dead letters and live jobs", () =>
+    Effect.gen(function* () {
+      const queue = yield* Queue
+      const [done, cancelled, dead, waiting] = yield* queue.enqueueBatch(
+        ["done", "cancelled", "dead", "waiting"].map((payload) => ({
+          queue: "q",
+          payload,
+          idempotencyKey: payload,
+          priority: payload === "waiting" ? ("low" as const) : ("normal" as const)
+        }))
+      )
+      yield* queue.claim({ workerId: w, queues: ["q"], max: 3 })
+      yield* queue.complete(done!.id, w, null)
+      yield* queue.cancel(cancelled!.id)
+      yield* queue.fail(dead!.id, w, "no", { retryable: false })
+      yield* TestClock.adjust(59_000)
+      assert.strictEqual((yield* queue.list({ queue: "q" })).jobs.length, 4)
+      yield* TestClock.adjust(2_000)
+      assert.strictEqual((yield* Effect.flip(queue.get(done!.id)))._tag, "JobNotFound")
+      assert.strictEqual((yield* Effect.flip(queue.get(cancelled!.id)))._tag, "JobNotFound")
+      assert.deepStrictEqual(
+        (yield* queue.list({ queue: "q" })).jobs.map((j) => j.id),
+        [dead!.id, waiting!.id]
+      )
+      const stats = yield* queue.stats("q")
+      assert.strictEqual(stats.byState.completed + stats.byState.cancelled, 0)
+      assert.strictEqual(stats.deadLettered, 1)
+      // the key of a forgotten job is free again; a live job's key still holds
+      assert.notStrictEqual((yield* queue.enqueue({ queue: "q", payload: 1, idempotencyKey: "done" })).id, done!.id)
+      assert.strictEqual((yield* queue.enqueue({ queue: "q", payload: 2, idempotencyKey: "waiting" })).id, waiting!.id)
+    }).pipe(Effect.provide(Queue.layerMemory({ retainFinishedMs: 60_000 })))
+  )
+
+  it.effect("keeps list pages consistent when pruning compacts its indexes", () =>
+    Effect.gen(function* () {
+      const queue = yield* Queue
+      const old = yield* queue.enqueueBatch(Array.from({ length: 3_000 }, (_, i) => ({ queue: "q", payload: i })))
+      const keep = yield* queue.enqueueBatch(Array.from({ length: 30 }, (_, i) => ({ queue: "q", payload: -i })))
+      for (const job of old) {
+        yield* queue.claim({ workerId: w, queues: ["q"] })
+        yield* queue.complete(job.id, w, null)
+      }
+      const first = yield* queue.list({ queue: "q", limit: 10 })
+      yield* TestClock.adjust(2_000) // prunes 3,000 jobs and compacts
+      const seen = [...first.jobs]
+      let cursor = first.nextCursor
+      while (cursor !== undefined) {
+        const page = yield* queue.list({ queue: "q", limit: 10, cursor })
+        seen.push(...page.jobs)
+        cursor = page.nextCursor
+      }
+      assert.deepStrictEqual(
+        seen.slice(10).map((j) => j.id),
+        keep.map((j) => j.id)
+      )
+      assert.strictEqual((yield* queue.list({ limit: 1_000 })).jobs.length, 30)
+    }).pipe(Effect.provide(Queue.layerMemory({ retainFinishedMs: 1_000 })))
   )
 })

@@ -1,5 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Agents, type ClaimRequest, type Job, JobFailure, Queue, UnitOfWork, Worker } from "@mandate/core"
+import {
+  Agents,
+  type ClaimRequest,
+  type Job,
+  JobFailure,
+  Queue,
+  UnitOfWork,
+  UnitOfWorkError,
+  Worker
+} from "@mandate/core"
 import { Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { TestClock } from "effect/testing"
 
@@ -337,7 +346,9 @@ describe("Worker.run", () => {
         queues: ["q"],
         concurrency: 4,
         handler: (job) =>
-          (job.payload as number) % 5 === 0 ? Effect.fail(JobFailure.permanent("no")) : Effect.succeed(job.payload),
+          (job.payload as number) % 5 === 0
+            ? Effect.fail(new JobFailure({ message: "no", retryable: false, details: { code: 42 } }))
+            : Effect.succeed(job.payload),
         settle: (job, outcome) =>
           Effect.gen(function* () {
             yield* yields(5) // a slow write: another unit would see the gap if there were one
@@ -355,7 +366,12 @@ describe("Worker.run", () => {
         const record = settled.get(job.id)!
         if ((job.payload as number) % 5 === 0) {
           assert.strictEqual(record.state, "dead_lettered")
-          assert.deepStrictEqual(record.outcome, { _tag: "Failed", error: "no", retryable: false })
+          assert.deepStrictEqual(record.outcome, {
+            _tag: "Failed",
+            error: "no",
+            retryable: false,
+            details: { code: 42 }
+          })
         } else {
           assert.strictEqual(record.state, "completed")
           assert.deepStrictEqual(record.outcome, { _tag: "Completed", result: job.payload })
@@ -363,6 +379,48 @@ describe("Worker.run", () => {
       }
     }).pipe(Effect.provide(Layer.mergeAll(Queue.layerMemory(), UnitOfWork.layerMemory)))
   )
+
+  it.effect("runs a unit again when the backend could not commit it and says a retry may succeed", () => {
+    let calls = 0
+    const flaky = Layer.succeed(UnitOfWork, {
+      run: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.suspend((): Effect.Effect<A, E | UnitOfWorkError, R> => {
+          calls++
+          return calls === 1
+            ? Effect.fail(new UnitOfWorkError({ message: "serialization failure", retryable: true, cause: null }))
+            : effect
+        })
+    })
+    return Effect.gen(function* () {
+      const queue = yield* Queue
+      const job = yield* queue.enqueue({ queue: "q", payload: {} })
+      const settled: Array<string> = []
+      yield* start({
+        queues: ["q"],
+        handler: () => Effect.succeed("ok"),
+        settle: (after) => Effect.sync(() => settled.push(after.state))
+      })
+      yield* yields()
+      assert.strictEqual(calls, 2)
+      assert.deepStrictEqual(settled, ["completed"])
+      assert.strictEqual((yield* queue.get(job.id)).attempts, 1)
+    }).pipe(Effect.provide(Layer.mergeAll(Queue.layerMemory(), flaky)))
+  })
+
+  it.effect("fails the job for a retry when its unit cannot be committed", () => {
+    const broken = Layer.succeed(UnitOfWork, {
+      run: () => Effect.fail(new UnitOfWorkError({ message: "connection lost", retryable: false, cause: null }))
+    })
+    return Effect.gen(function* () {
+      const queue = yield* Queue
+      const job = yield* queue.enqueue({ queue: "q", payload: {} })
+      yield* start({ queues: ["q"], handler: () => Effect.succeed("ok"), settle: () => Effect.void })
+      yield* yields()
+      const failed = yield* queue.get(job.id)
+      assert.strictEqual(failed.state, "failed")
+      assert.match(failed.lastError ?? "", /recording the outcome failed.*connection lost/)
+    }).pipe(Effect.provide(Layer.mergeAll(Queue.layerMemory(), broken)))
+  })
 
   it.effect("keeps running when a settle hook fails", () =>
     Effect.gen(function* () {

@@ -28,6 +28,8 @@ export interface Entry {
   epoch: number
   readonly rank: number
   readonly bucket: Bucket
+  /** Pruned (finished longer ago than the retention); still in the list arrays until they are compacted. */
+  removed: boolean
 }
 
 interface ReadyItem {
@@ -96,10 +98,40 @@ const notFound = { ok: false, refusal: { _tag: "NotFound" } } as const
 // Returned jobs are shared with the store, so they are frozen: a caller cannot change what is stored
 const freeze = (job: Job): Job => Object.freeze(job)
 
-const omit = <K extends keyof Job>(job: Job, keys: ReadonlyArray<K>): Job => {
-  const copy: Record<string, unknown> = { ...job }
-  for (const key of keys) delete copy[key]
-  return copy as Job
+const KEYS: ReadonlyArray<keyof Job> = [
+  "id",
+  "queue",
+  "payload",
+  "priority",
+  "state",
+  "runAt",
+  "attempts",
+  "maxAttempts",
+  "idempotencyKey",
+  "pool",
+  "lease",
+  "lastError",
+  "result",
+  "createdAt",
+  "updatedAt",
+  "claimedAt",
+  "finishedAt",
+  "failures"
+]
+
+type Patch = { readonly [K in keyof Job]?: Job[K] | undefined }
+
+/**
+ * A new job from `job` with `patch` applied; a patch value of `undefined` removes the key. Built key by key in
+ * one order (no `delete`), so every job object has the same shape and stays fast.
+ */
+const update = (job: Job, patch: Patch): Job => {
+  const out: Record<string, unknown> = {}
+  for (const key of KEYS) {
+    const value = key in patch ? patch[key] : job[key]
+    if (value !== undefined) out[key] = value
+  }
+  return out as Job
 }
 
 /** @internal */
@@ -107,10 +139,14 @@ export class MemoryQueueStore {
   private seq = 0
   private readonly byId = new Map<string, Entry>()
   private readonly byKey = new Map<string, Entry>()
-  private readonly all: Array<Entry> = []
+  private all: Array<Entry> = []
   private readonly byQueue = new Map<string, Array<Entry>>()
   private readonly buckets = new Map<string, Map<string, Bucket>>()
   private readonly leases = new Heap<TimedItem>(timedLess)
+  // Completed and cancelled jobs in the order they finished, for pruning; `finishedHead` is the next to check
+  private finished: Array<Entry> = []
+  private finishedHead = 0
+  private removedInLists = 0
   private readonly watchers = new Map<string, Set<Latch.Latch>>()
 
   private readonly backoff: Backoff.Settings
@@ -132,7 +168,14 @@ export class MemoryQueueStore {
         continue
       }
       const bucket = this.bucket(job.queue, job.pool)
-      const entry: Entry = { job: freeze(job), seq: ++this.seq, epoch: 0, rank: priorityRank(job.priority), bucket }
+      const entry: Entry = {
+        job: freeze(job),
+        seq: ++this.seq,
+        epoch: 0,
+        rank: priorityRank(job.priority),
+        bucket,
+        removed: false
+      }
       this.byId.set(job.id, entry)
       if (key !== undefined) this.byKey.set(key, entry)
       this.all.push(entry)
@@ -179,14 +222,16 @@ export class MemoryQueueStore {
       best.ready.pop()
       const entry = bestItem.entry
       const expiresAt = now + leaseMs
-      this.set(entry, {
-        ...omit(entry.job, ["lease"]),
-        state: "claimed",
-        attempts: entry.job.attempts + 1,
-        lease: { workerId, expiresAt },
-        claimedAt: now,
-        updatedAt: now
-      })
+      this.set(
+        entry,
+        update(entry.job, {
+          state: "claimed",
+          attempts: entry.job.attempts + 1,
+          lease: { workerId, expiresAt },
+          claimedAt: now,
+          updatedAt: now
+        })
+      )
       this.leases.push({ entry, epoch: entry.epoch, at: expiresAt, seq: entry.seq })
       out.push(entry.job)
     }
@@ -198,29 +243,27 @@ export class MemoryQueueStore {
   start(jobId: JobId, workerId: AgentId, now: number): LeaseResult {
     return this.withLease(jobId, workerId, now, (entry) => {
       if (entry.job.state === "running") return entry.job
-      return this.set(entry, { ...entry.job, state: "running", updatedAt: now }, true)
+      return this.set(entry, update(entry.job, { state: "running", updatedAt: now }), true)
     })
   }
 
   heartbeat(jobId: JobId, workerId: AgentId, extendMs: number, now: number): LeaseResult {
     return this.withLease(jobId, workerId, now, (entry) => {
       const expiresAt = now + extendMs
-      const job = this.set(entry, { ...entry.job, lease: { workerId, expiresAt }, updatedAt: now })
+      const job = this.set(entry, update(entry.job, { lease: { workerId, expiresAt }, updatedAt: now }))
       this.leases.push({ entry, epoch: entry.epoch, at: expiresAt, seq: entry.seq })
       return job
     })
   }
 
   complete(jobId: JobId, workerId: AgentId, result: Schema.Json, now: number): LeaseResult {
-    return this.withLease(jobId, workerId, now, (entry) =>
-      this.set(entry, {
-        ...omit(entry.job, ["lease"]),
-        state: "completed",
-        result,
-        updatedAt: now,
-        finishedAt: now
-      })
-    )
+    return this.withLease(jobId, workerId, now, (entry) => {
+      this.finished.push(entry)
+      return this.set(
+        entry,
+        update(entry.job, { state: "completed", lease: undefined, result, updatedAt: now, finishedAt: now })
+      )
+    })
   }
 
   fail(jobId: JobId, workerId: AgentId, error: string, retryable: boolean, draw: number, now: number): LeaseResult {
@@ -230,11 +273,11 @@ export class MemoryQueueStore {
         { attempts: job.attempts, maxAttempts: job.maxAttempts, retryable, now, draw },
         this.backoff
       )
-      const failed = { ...omit(job, ["lease"]), lastError: error, failures: (job.failures ?? 0) + 1, updatedAt: now }
+      const failed = { lease: undefined, lastError: error, failures: (job.failures ?? 0) + 1, updatedAt: now }
       if (decision._tag === "DeadLetter") {
-        return this.set(entry, { ...failed, state: "dead_lettered", finishedAt: now })
+        return this.set(entry, update(job, { ...failed, state: "dead_lettered", finishedAt: now }))
       }
-      const next = this.set(entry, { ...failed, state: "failed", runAt: decision.retryAt })
+      const next = this.set(entry, update(job, { ...failed, state: "failed", runAt: decision.retryAt }))
       this.schedule(entry, now)
       this.signal(job.queue)
       return next
@@ -245,12 +288,15 @@ export class MemoryQueueStore {
     return this.withLease(jobId, workerId, now, (entry) => {
       // The attempt is given back: the worker let go of the job, it did not fail it. The job keeps its
       // runAt, so it returns to its old place in line.
-      const job = this.set(entry, {
-        ...omit(entry.job, ["lease"]),
-        state: "queued",
-        attempts: Math.max(0, entry.job.attempts - 1),
-        updatedAt: now
-      })
+      const job = this.set(
+        entry,
+        update(entry.job, {
+          state: "queued",
+          lease: undefined,
+          attempts: Math.max(0, entry.job.attempts - 1),
+          updatedAt: now
+        })
+      )
       this.schedule(entry, now)
       this.signal(job.queue)
       return job
@@ -267,12 +313,11 @@ export class MemoryQueueStore {
     if (state === "completed" || state === "dead_lettered") {
       return { ok: false, refusal: { _tag: "IllegalTransition", from: state, to: "cancelled" } }
     }
-    const job = this.set(entry, {
-      ...omit(entry.job, ["lease"]),
-      state: "cancelled",
-      updatedAt: now,
-      finishedAt: now
-    })
+    const job = this.set(
+      entry,
+      update(entry.job, { state: "cancelled", lease: undefined, updatedAt: now, finishedAt: now })
+    )
+    this.finished.push(entry)
     return { ok: true, job }
   }
 
@@ -282,13 +327,10 @@ export class MemoryQueueStore {
     if (entry.job.state !== "dead_lettered") {
       return { ok: false, refusal: { _tag: "IllegalTransition", from: entry.job.state, to: "queued" } }
     }
-    const job = this.set(entry, {
-      ...omit(entry.job, ["finishedAt"]),
-      state: "queued",
-      attempts: 0,
-      runAt: now,
-      updatedAt: now
-    })
+    const job = this.set(
+      entry,
+      update(entry.job, { state: "queued", finishedAt: undefined, attempts: 0, runAt: now, updatedAt: now })
+    )
     this.schedule(entry, now)
     this.signal(job.queue)
     return { ok: true, job }
@@ -305,20 +347,59 @@ export class MemoryQueueStore {
       if (top.epoch !== entry.epoch) continue
       const job = entry.job
       const failed = {
-        ...omit(job, ["lease"]),
+        lease: undefined,
         lastError: `lease expired (held by ${job.lease?.workerId ?? "unknown"})`,
         failures: (job.failures ?? 0) + 1,
         updatedAt: now
       }
       if (job.attempts >= job.maxAttempts) {
-        out.push(this.set(entry, { ...failed, state: "dead_lettered", finishedAt: now }))
+        out.push(this.set(entry, update(job, { ...failed, state: "dead_lettered", finishedAt: now })))
       } else {
-        out.push(this.set(entry, { ...failed, state: "queued", runAt: now }))
+        out.push(this.set(entry, update(job, { ...failed, state: "queued", runAt: now })))
         this.schedule(entry, now)
         this.signal(job.queue)
       }
     }
     return out
+  }
+
+  /**
+   * Forgets completed and cancelled jobs that finished at least `retainMs` ago (with their idempotency keys).
+   * Dead-lettered jobs are kept: they wait for someone to look at them. Returns how many were removed.
+   */
+  prune(now: number, retainMs: number): number {
+    let removed = 0
+    while (this.finishedHead < this.finished.length) {
+      const entry = this.finished[this.finishedHead]!
+      const finishedAt = entry.job.finishedAt ?? now
+      if (!entry.removed && finishedAt + retainMs > now) break
+      this.finishedHead++
+      if (entry.removed) continue
+      entry.removed = true
+      entry.epoch++
+      this.byId.delete(entry.job.id)
+      const key = entry.job.idempotencyKey
+      if (key !== undefined && this.byKey.get(`${entry.job.queue}\u0000${key}`) === entry) {
+        this.byKey.delete(`${entry.job.queue}\u0000${key}`)
+      }
+      removed++
+    }
+    if (this.finishedHead > 1_024 && this.finishedHead * 2 > this.finished.length) {
+      this.finished = this.finished.slice(this.finishedHead)
+      this.finishedHead = 0
+    }
+    this.removedInLists += removed
+    // Compact the list arrays once pruned entries are half of them (amortised O(1) per removal)
+    if (this.removedInLists > 1_024 && this.removedInLists * 2 > this.all.length) {
+      this.all = this.all.filter((e) => !e.removed)
+      for (const [queue, list] of this.byQueue) {
+        const kept = list.filter((e) => !e.removed)
+        if (kept.length === 0) this.byQueue.delete(queue)
+        else this.byQueue.set(queue, kept)
+      }
+      this.removedInLists = 0
+    }
+    return removed
   }
 
   // ---- reads ---------------------------------------------------------------------------------------------
@@ -327,7 +408,7 @@ export class MemoryQueueStore {
     return this.byId.get(jobId)?.job
   }
 
-  /** Entries in insertion order, optionally of one queue. */
+  /** Entries in insertion order, optionally of one queue; skip those marked `removed`. */
   entries(queue: string | undefined): ReadonlyArray<Entry> {
     return queue === undefined ? this.all : (this.byQueue.get(queue) ?? [])
   }
