@@ -48,7 +48,10 @@ const run = (count: number, sequential: boolean) =>
     const submit = (i: number) =>
       Effect.gen(function* () {
         const begin = performance.now()
-        const task = yield* runtime.start({ kind: "transfer_funds", params: { from, to, amount: 1 + (i % 1000) } }, alice)
+        const task = yield* runtime.start(
+          { kind: "transfer_funds", params: { from, to, amount: 1 + (i % 1000) } },
+          alice
+        )
         startedAt.set(task.id, begin)
       })
     if (sequential) {
@@ -58,7 +61,11 @@ const run = (count: number, sequential: boolean) =>
         while (latencies.length === before) yield* Effect.sleep("0 millis")
       }
     } else {
-      yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), submit, { concurrency: 64, discard: true })
+      yield* Effect.forEach(
+        Array.from({ length: count }, (_, i) => i),
+        submit,
+        { concurrency: 64, discard: true }
+      )
     }
     const submitted = performance.now() - t0
     yield* Deferred.await(allDone)
@@ -71,7 +78,9 @@ const program = Effect.gen(function* () {
   const load = yield* run(N, false)
   const light = yield* run(200, true)
   const line = (label: string, value: string) => console.log(`${label.padEnd(34)}${value}`)
-  console.log(`bench:runtime — ${N} seed tasks (3 steps, auto-approval) on memory layers, worker concurrency ${CONCURRENCY}`)
+  console.log(
+    `bench:runtime — ${N} seed tasks (3 steps, auto-approval) on memory layers, worker concurrency ${CONCURRENCY}`
+  )
   line("submitted (start calls)", `${(N / (load.submitted / 1000)).toFixed(0)} tasks/s`)
   line("completed", `${(N / (load.elapsed / 1000)).toFixed(0)} tasks/s  (${(load.elapsed / 1000).toFixed(2)} s)`)
   line("task latency under load", `p50 ${load.p50.toFixed(1)} ms  p99 ${load.p99.toFixed(1)} ms`)
