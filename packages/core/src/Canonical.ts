@@ -87,6 +87,36 @@ const write = (value: unknown, path: Array<PropertyKey>): string => {
 export const encode = (value: unknown): string => write(value, [])
 
 /**
+ * The canonical JSON of a plain object some of whose members are already canonical JSON text: `encoded` maps
+ * member names to their canonical text, spliced in verbatim at their sorted position. The result is
+ * `encode({ ...value, ...decoded(encoded) })`; it saves encoding a large member twice (the ledger hashes a
+ * payload on its own and again inside its entry). Throws like `encode`.
+ *
+ * @category encoding
+ * @since 0.1.0
+ */
+export const encodeWith = (
+  value: Readonly<Record<string, unknown>>,
+  encoded: Readonly<Record<string, string>>
+): string => {
+  const keys = [...Object.keys(value).filter((key) => !Object.hasOwn(encoded, key)), ...Object.keys(encoded)].sort()
+  const path: Array<PropertyKey> = []
+  let out = "{"
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!
+    if (i > 0) out += ","
+    if (Object.hasOwn(encoded, key)) {
+      out += `${JSON.stringify(key)}:${encoded[key]}`
+    } else {
+      path.push(key)
+      out += `${JSON.stringify(key)}:${write(value[key], path)}`
+      path.pop()
+    }
+  }
+  return `${out}}`
+}
+
+/**
  * `encode` as an Effect that fails with `InvalidInput` (path and reason) instead of throwing.
  *
  * @category encoding

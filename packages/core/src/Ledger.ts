@@ -38,7 +38,7 @@ import { Anchor, type AnchorError, AnchorReceipt } from "./Anchor.ts"
 import * as Canonical from "./Canonical.ts"
 import { EntryHash, Sha256Hex, StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
-import { hashEntryBody } from "./internal/entryHash.ts"
+import { hashEntryText } from "./internal/entryHash.ts"
 import {
   Checkpoint,
   checkpointMessage,
@@ -439,6 +439,8 @@ interface Prepared {
   readonly principal?: Principal | undefined
   readonly payloadHash: Sha256Hex
   readonly payload?: Schema.Json | undefined
+  /** The payload's canonical JSON, spliced into the entry body rather than encoded a second time. */
+  readonly payloadText: string
 }
 
 const decodeInput = decode(EntryInput)
@@ -452,7 +454,8 @@ const prepare = (input: unknown, root: string): Effect.Effect<Prepared, InvalidI
       stepId: decoded.stepId,
       principal: decoded.principal,
       payloadHash: Canonical.sha256Hex(text),
-      payload: decoded.storePayload === false ? undefined : (decoded.payload as Schema.Json)
+      payload: decoded.storePayload === false ? undefined : (decoded.payload as Schema.Json),
+      payloadText: text
     }))
   )
 
@@ -580,7 +583,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
         for (let i = 0; i < prepared.length; i++) {
           const p = prepared[i]!
           const seq = head.size + i
-          const body: EntryBody = {
+          const fields: Omit<EntryBody, "payload"> = {
             seq,
             kind: p.kind,
             ...(p.taskId !== undefined ? { taskId: p.taskId } : {}),
@@ -588,12 +591,18 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
             ...(p.principal !== undefined ? { principal: p.principal } : {}),
             at,
             payloadHash: p.payloadHash,
-            ...(p.payload !== undefined ? { payload: p.payload } : {}),
             prevHash
           }
-          const hashBytes = hashEntryBody(prevBytes, body)
+          // Exactly Canonical.encode(body): the stored payload's text is already canonical
+          const text =
+            p.payload === undefined
+              ? Canonical.encode(fields)
+              : Canonical.encodeWith(fields, { payload: p.payloadText })
+          const hashBytes = hashEntryText(prevBytes, text)
           const entryHash = hex(hashBytes) as EntryHash
-          entries.push({ ...body, entryHash })
+          entries.push(
+            p.payload === undefined ? { ...fields, entryHash } : { ...fields, payload: p.payload, entryHash }
+          )
           leaves.push(Merkle.leafHash(hashBytes))
           receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
           prevHash = entryHash

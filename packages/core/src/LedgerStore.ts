@@ -115,6 +115,8 @@ const makeMemory = Effect.gen(function* () {
     if (typeof entry.taskId === "string") {
       const list = byTask.get(entry.taskId)
       if (list === undefined) byTask.set(entry.taskId, [seq])
+      // Appends arrive in seq order (O(1)); only a tampered entry can be indexed out of order
+      else if (list[list.length - 1]! < seq) list.push(seq)
       else if (!list.includes(seq)) list.push(seq)
     }
   }
