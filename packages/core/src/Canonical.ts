@@ -158,23 +158,31 @@ export const sha256 = (data: string | Uint8Array): Uint8Array =>
 const scratch = Buffer.allocUnsafe(1024)
 
 /**
- * SHA-256 of the concatenation of byte strings (`a ‖ b ‖ …`), as 32 raw bytes. This is how Merkle leaves and
- * nodes (`0x00 ‖ data`, `0x01 ‖ left ‖ right`) and entry hashes (`prevHash ‖ canonical JSON`) are hashed.
+ * SHA-256 of the concatenation of byte strings (`a ‖ b ‖ …`; a string part counts as its UTF-8 bytes), as 32
+ * raw bytes. This is how Merkle leaves and nodes (`0x00 ‖ data`, `0x01 ‖ left ‖ right`) and entry hashes
+ * (`prevHash ‖ canonical JSON`) are hashed.
  *
  * @category hashing
  * @since 0.1.0
  */
-export const sha256Concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  let length = 0
-  for (const part of parts) length += part.length
-  if (length > scratch.length) return sha256(Buffer.concat(parts))
+export const sha256Concat = (parts: ReadonlyArray<Uint8Array | string>): Uint8Array => {
   let offset = 0
   for (const part of parts) {
-    scratch.set(part, offset)
-    offset += part.length
+    if (typeof part === "string") {
+      // A UTF-16 code unit takes at most 3 UTF-8 bytes; past the scratch buffer, take the allocating path
+      if (offset + part.length * 3 > scratch.length) return sha256Slow(parts)
+      offset += scratch.write(part, offset, "utf8")
+    } else {
+      if (offset + part.length > scratch.length) return sha256Slow(parts)
+      scratch.set(part, offset)
+      offset += part.length
+    }
   }
-  return sha256(scratch.subarray(0, length))
+  return sha256(scratch.subarray(0, offset))
 }
+
+const sha256Slow = (parts: ReadonlyArray<Uint8Array | string>): Uint8Array =>
+  sha256(Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : part))))
 
 /**
  * Lowercase hex of bytes.

@@ -42,7 +42,6 @@ import { hashEntryText } from "./internal/entryHash.ts"
 import {
   Checkpoint,
   checkpointMessage,
-  type EntryBody,
   EntryKind,
   entryHashOfRecord,
   entryLeafHash,
@@ -120,14 +119,14 @@ export type TamperCheck = typeof TamperCheck.Type
  * @category models
  * @since 0.1.0
  */
-export const Mismatch = Schema.Struct({
+export const LedgerMismatch = Schema.Struct({
   seq: Schema.Int,
   check: TamperCheck,
   expected: Schema.String,
   found: Schema.String,
   detail: Schema.String
 })
-export type Mismatch = typeof Mismatch.Type
+export type LedgerMismatch = typeof LedgerMismatch.Type
 
 /**
  * The result of `verifyAll`: which entries and checkpoints were checked, and the first mismatch if any.
@@ -143,7 +142,7 @@ export const LedgerVerification = Schema.Struct({
   /** Checkpoints checked against the tree. */
   checkpoints: Schema.Int,
   valid: Schema.Boolean,
-  mismatch: Schema.optionalKey(Mismatch)
+  mismatch: Schema.optionalKey(LedgerMismatch)
 })
 export type LedgerVerification = typeof LedgerVerification.Type
 
@@ -441,23 +440,55 @@ interface Prepared {
   readonly payload?: Schema.Json | undefined
   /** The payload's canonical JSON, spliced into the entry body rather than encoded a second time. */
   readonly payloadText: string
+  readonly principalText: string | undefined
 }
 
+const isEntryInput = Schema.is(EntryInput)
 const decodeInput = decode(EntryInput)
+
+// The stored payload and principal are copies parsed back from their canonical text: exactly what was hashed,
+// and out of reach of a caller who mutates its own objects after appending.
+const fromCanonical = <A>(text: string): A => JSON.parse(text) as A
+
+/**
+ * The fast path, synchronous: valid input (the same schema as `decodeInput`, checked without building a
+ * decoded copy) whose payload has a canonical form. `undefined` sends the input to `explain`.
+ */
+const prepareValid = (input: unknown): Prepared | undefined => {
+  if (!isEntryInput(input)) return undefined
+  let text: string
+  try {
+    text = Canonical.encode(input.payload)
+  } catch {
+    return undefined
+  }
+  const principalText = input.principal === undefined ? undefined : Canonical.encode(input.principal)
+  return {
+    kind: input.kind,
+    taskId: input.taskId,
+    stepId: input.stepId,
+    principal: principalText === undefined ? undefined : fromCanonical<Principal>(principalText),
+    payloadHash: Canonical.sha256Hex(text),
+    payload: input.storePayload === false ? undefined : fromCanonical<Schema.Json>(text),
+    payloadText: text,
+    principalText
+  }
+}
+
+/** Why an input was refused: every schema issue (by JSON path under `root`), else the payload's. */
+const explain = (input: unknown, root: string): Effect.Effect<never, InvalidInput> =>
+  Effect.flatMap(decodeInput(input).pipe(Effect.mapError((e) => reroot(e, root))), (decoded) =>
+    Effect.flatMap(Canonical.encodeEffect(decoded.payload, `${root}.payload`), () =>
+      Effect.fail(InvalidInput.at(root, "Expected a ledger entry"))
+    )
+  )
 
 // Decoding and payload hashing happen before the append lock is taken: the lock only covers chaining.
 const prepare = (input: unknown, root: string): Effect.Effect<Prepared, InvalidInput> =>
-  Effect.flatMap(decodeInput(input).pipe(Effect.mapError((e) => reroot(e, root))), (decoded) =>
-    Effect.map(Canonical.encodeEffect(decoded.payload, `${root}.payload`), (text) => ({
-      kind: decoded.kind,
-      taskId: decoded.taskId,
-      stepId: decoded.stepId,
-      principal: decoded.principal,
-      payloadHash: Canonical.sha256Hex(text),
-      payload: decoded.storePayload === false ? undefined : (decoded.payload as Schema.Json),
-      payloadText: text
-    }))
-  )
+  Effect.suspend(() => {
+    const prepared = prepareValid(input)
+    return prepared === undefined ? explain(input, root) : Effect.succeed(prepared)
+  })
 
 const reroot = (error: InvalidInput, root: string): InvalidInput =>
   root === "$"
@@ -471,15 +502,20 @@ const reroot = (error: InvalidInput, root: string): InvalidInput =>
 const prepareAll = (inputs: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<Prepared>, InvalidInput> =>
   Effect.gen(function* () {
     if (!Array.isArray(inputs)) return yield* InvalidInput.at("$", "Expected an array of entries")
-    // Every bad entry is reported, not just the first
-    const results = yield* Effect.forEach(inputs, (input, i) => Effect.result(prepare(input, `$[${i}]`)))
     const prepared: Array<Prepared> = []
-    const issues: Array<InvalidInput["issues"][number]> = []
-    for (const result of results) {
-      if (Result.isFailure(result)) issues.push(...result.failure.issues)
-      else prepared.push(result.success)
+    const refused: Array<number> = []
+    for (let i = 0; i < inputs.length; i++) {
+      const p = prepareValid(inputs[i])
+      if (p === undefined) refused.push(i)
+      else prepared.push(p)
     }
-    if (issues.length === 0) return prepared
+    if (refused.length === 0) return prepared
+    // Every bad entry is reported, not just the first
+    const issues: Array<InvalidInput["issues"][number]> = []
+    for (const i of refused) {
+      const result = yield* Effect.result(explain(inputs[i], `$[${i}]`))
+      if (Result.isFailure(result)) issues.push(...result.failure.issues)
+    }
     return yield* new InvalidInput({ message: issues[0]!.message, path: issues[0]!.path, issues })
   })
 
@@ -583,26 +619,27 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
         for (let i = 0; i < prepared.length; i++) {
           const p = prepared[i]!
           const seq = head.size + i
-          const fields: Omit<EntryBody, "payload"> = {
-            seq,
-            kind: p.kind,
-            ...(p.taskId !== undefined ? { taskId: p.taskId } : {}),
-            ...(p.stepId !== undefined ? { stepId: p.stepId } : {}),
-            ...(p.principal !== undefined ? { principal: p.principal } : {}),
-            at,
-            payloadHash: p.payloadHash,
-            prevHash
+          // The stored entry; its canonical JSON is built from the scalar members plus the canonical text the
+          // principal and payload already have: exactly Canonical.encode(entry without entryHash)
+          const entry: Record<string, unknown> = { seq, kind: p.kind }
+          const spliced: Record<string, string> = {}
+          if (p.taskId !== undefined) entry.taskId = p.taskId
+          if (p.stepId !== undefined) entry.stepId = p.stepId
+          if (p.principal !== undefined) {
+            entry.principal = p.principal
+            spliced.principal = p.principalText!
           }
-          // Exactly Canonical.encode(body): the stored payload's text is already canonical
-          const text =
-            p.payload === undefined
-              ? Canonical.encode(fields)
-              : Canonical.encodeWith(fields, { payload: p.payloadText })
-          const hashBytes = hashEntryText(prevBytes, text)
+          entry.at = at
+          entry.payloadHash = p.payloadHash
+          if (p.payload !== undefined) {
+            entry.payload = p.payload
+            spliced.payload = p.payloadText
+          }
+          entry.prevHash = prevHash
+          const hashBytes = hashEntryText(prevBytes, Canonical.encodeWith(entry, spliced))
           const entryHash = hex(hashBytes) as EntryHash
-          entries.push(
-            p.payload === undefined ? { ...fields, entryHash } : { ...fields, payload: p.payload, entryHash }
-          )
+          entry.entryHash = entryHash
+          entries.push(entry as LedgerEntry)
           leaves.push(Merkle.leafHash(hashBytes))
           receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
           prevHash = entryHash
@@ -693,7 +730,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     }))
 
   // Re-checks one stored entry on its own: its payload against payloadHash, its body against entryHash
-  const checkEntry = (entry: LedgerEntry): Mismatch | undefined => {
+  const checkEntry = (entry: LedgerEntry): LedgerMismatch | undefined => {
     const record = entry as unknown as Record<string, unknown>
     if ("payload" in record) {
       const found = attempt(() => Canonical.hash(record.payload))
@@ -720,7 +757,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     return undefined
   }
 
-  const tampered = (m: Mismatch) => new LedgerTampered(m)
+  const tampered = (m: LedgerMismatch) => new LedgerTampered(m)
 
   const verify = Effect.fn("Ledger.verify")(function* (entryHash: string) {
     const entry = yield* get(entryHash)
@@ -786,7 +823,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     const to = yield* requireIndex("to", range?.to ?? size)
     if (to > size) return yield* outOfRange("to", to, size, `the ledger has ${size} entries`)
     if (from > to) return yield* outOfRange("from", from, to, `from must not exceed to (${to})`)
-    const report = (mismatch: Mismatch, entries: number, checkpoints: number): LedgerVerification => ({
+    const report = (mismatch: LedgerMismatch, entries: number, checkpoints: number): LedgerVerification => ({
       from,
       to,
       entries,
@@ -875,7 +912,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
         }
         expectedPrev = recomputed
         // The leaf, then every node this entry completed (their children were checked before them)
-        const nodeMismatch = (level: number, index: number, expected: Uint8Array): Mismatch | undefined => {
+        const nodeMismatch = (level: number, index: number, expected: Uint8Array): LedgerMismatch | undefined => {
           const found = nodeAt.get(`${level}:${index}`)
           if (found !== undefined && equalBytes(found, expected)) return undefined
           return {
@@ -1077,7 +1114,7 @@ const missingNode = (operation: string, id: Merkle.NodeId): LedgerStoreError =>
     cause: new Error(`Merkle node (level ${id.level}, index ${id.index}) is missing from the store`)
   })
 
-const missing = (seq: number, found: LedgerEntry | undefined): Mismatch => ({
+const missing = (seq: number, found: LedgerEntry | undefined): LedgerMismatch => ({
   seq,
   check: "missing",
   expected: `entry ${seq}`,

@@ -101,7 +101,7 @@ describe("Merkle trees against the RFC 9162 reference, every size 1..64", () => 
       const nodes = [...first.nodes, ...second.nodes]
       assert.strictEqual(nodes.length, stored.size)
       for (const node of nodes) assert.strictEqual(hex(node.hash), hex(read(node.level, node.index)))
-      assert.strictEqual(hex(second.root), hex(MTH(data)))
+      assert.strictEqual(hex(Merkle.foldSubtrees(second.frontier)), hex(MTH(data)))
     }
   })
 
