@@ -251,10 +251,15 @@ export class LedgerTampered extends Schema.TaggedError<LedgerTampered>()("Ledger
 export interface LedgerOptions {
   /**
    * The Ed25519 private key that signs checkpoints: PKCS#8 PEM (plain or `Redacted`, e.g. from `Config`) or a
-   * `KeyObject`. Without it a key is generated when the layer is built (checkpoints then verify only against
-   * that layer's `publicKey`).
+   * `KeyObject`. Without it a key is generated when the layer is built, which suits a memory ledger only: on a
+   * persistent store, a process started with another key cannot verify the checkpoints signed before.
    */
   readonly signingKey?: string | Redacted.Redacted<string> | NodeCrypto.KeyObject | undefined
+  /**
+   * Public keys of earlier signing keys (key rotation): checkpoints they signed still verify. Checkpoints
+   * signed by any other key count as tampering.
+   */
+  readonly trustedKeys?: ReadonlyArray<PublicKeyInput> | undefined
   /** Anchor automatically: after every `entries` new entries and/or every `interval` with new entries. */
   readonly anchorEvery?:
     | {
@@ -401,9 +406,27 @@ interface Signer {
   readonly privateKey: NodeCrypto.KeyObject
   readonly publicKey: string
   readonly keyId: string
+  /** The public keys checkpoints may be signed with, by key id: this ledger's and the trusted ones. */
+  readonly verifiers: ReadonlyMap<string, PublicKeyInput>
 }
 
-const loadSigner = (key: LedgerOptions["signingKey"]): Effect.Effect<Signer, InvalidInput> =>
+const loadSigner = (options: LedgerOptions | undefined): Effect.Effect<Signer, InvalidInput> =>
+  Effect.flatMap(loadSigningKey(options?.signingKey), (signer) =>
+    Effect.gen(function* () {
+      const verifiers = new Map<string, PublicKeyInput>([[signer.keyId, signer.publicKey]])
+      const trusted = options?.trustedKeys ?? []
+      for (let i = 0; i < trusted.length; i++) {
+        const keyId = publicKeyId(trusted[i]!)
+        if (keyId === undefined) {
+          return yield* InvalidInput.at(`$.trustedKeys[${i}]`, "Expected an Ed25519 public key (SPKI PEM or KeyObject)")
+        }
+        verifiers.set(keyId, trusted[i]!)
+      }
+      return { ...signer, verifiers }
+    })
+  )
+
+const loadSigningKey = (key: LedgerOptions["signingKey"]): Effect.Effect<Omit<Signer, "verifiers">, InvalidInput> =>
   Effect.try({
     try: () => {
       const privateKey =
@@ -554,7 +577,12 @@ const anchorTriggers = (every: LedgerOptions["anchorEvery"]) =>
 const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
   const store = yield* LedgerStore
   const anchorService = yield* Anchor
-  const signer = yield* loadSigner(options?.signingKey)
+  const signer = yield* loadSigner(options)
+  // A checkpoint verifies when a trusted key with its key id signed it
+  const signedByTrustedKey = (cp: Checkpoint): boolean => {
+    const key = signer.verifiers.get(cp.keyId)
+    return key !== undefined && verifyCheckpointSignature(cp, key)
+  }
   const anchorLock = yield* Semaphore.make(1)
 
   // The frontier of the tree the last append in this process left, keyed by (size, lastHash): the chain
@@ -767,11 +795,11 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     if (record === undefined || record.checkpoint.size <= entry.seq) record = yield* checkpointRecord
     const leafHash = entryLeafHash(entry.entryHash)
     const prove = Effect.fnUntraced(function* (cp: Checkpoint) {
-      if (!verifyCheckpointSignature(cp, signer.publicKey)) {
+      if (!signedByTrustedKey(cp)) {
         return yield* tampered({
           seq: cp.size - 1,
           check: "checkpoint",
-          expected: `a signature by ${signer.keyId}`,
+          expected: `a signature by a trusted key (this ledger signs with ${signer.keyId})`,
           found: cp.signature,
           detail: `the stored checkpoint of size ${cp.size} is not signed by this ledger`
         })
@@ -971,12 +999,12 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
         )
       }
       if (cp.size <= from || cp.size > to) continue
-      if (!verifyCheckpointSignature(cp, signer.publicKey)) {
+      if (!signedByTrustedKey(cp)) {
         return report(
           {
             seq: cp.size - 1,
             check: "checkpoint",
-            expected: `a signature by ${signer.keyId}`,
+            expected: `a signature by a trusted key (this ledger signs with ${signer.keyId})`,
             found: String(cp.signature),
             detail: `the stored checkpoint of size ${cp.size} is not signed by this ledger`
           },
@@ -1062,10 +1090,10 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       const checkpoint = yield* decode(Checkpoint)(input)
       const reject = (reason: CheckpointRejected["reason"], detail: string) =>
         new CheckpointRejected({ size: checkpoint.size, reason, detail })
-      if (checkpoint.keyId !== signer.keyId) {
-        return yield* reject("key", `signed by key ${checkpoint.keyId}, this ledger signs with ${signer.keyId}`)
+      if (!signer.verifiers.has(checkpoint.keyId)) {
+        return yield* reject("key", `signed by key ${checkpoint.keyId}, which this ledger does not trust`)
       }
-      if (!verifyCheckpointSignature(checkpoint, signer.publicKey)) {
+      if (!signedByTrustedKey(checkpoint)) {
         return yield* reject("signature", "the signature does not match the checkpoint's size, root and timestamp")
       }
       const { size } = yield* store.head
