@@ -12,7 +12,7 @@ import {
   verifyCheckpointSignature,
   verifyEntryProof
 } from "@mandate/core"
-import { Clock, Context, Effect, Layer, Logger, Option, Ref } from "effect"
+import { Clock, Context, Effect, Layer, Logger, Option, Redacted, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import { suite } from "./conformance/ledger.ts"
 
@@ -240,12 +240,12 @@ describe("Ledger anchoring", () => {
   )
 })
 
-describe("Ledger signing key", () => {
+describe("Ledger options: signing keys and anchoring triggers", () => {
   it.effect("signs with the configured Ed25519 key (PEM, Redacted or KeyObject)", () =>
     Effect.gen(function* () {
       const { privateKey, publicKey } = NodeCrypto.generateKeyPairSync("ed25519")
       const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString()
-      for (const signingKey of [pem, privateKey]) {
+      for (const signingKey of [pem, Redacted.make(pem), privateKey]) {
         const checkpoint = yield* Effect.gen(function* () {
           const ledger = yield* Ledger
           assert.strictEqual(ledger.publicKey, publicKey.export({ type: "spki", format: "pem" }).toString())
