@@ -87,6 +87,36 @@ const write = (value: unknown, path: Array<PropertyKey>): string => {
 export const encode = (value: unknown): string => write(value, [])
 
 /**
+ * The canonical JSON of a plain object some of whose members are already canonical JSON text: `encoded` maps
+ * member names to their canonical text, spliced in verbatim at their sorted position. The result is
+ * `encode({ ...value, ...decoded(encoded) })`; it saves encoding a large member twice (the ledger hashes a
+ * payload on its own and again inside its entry). Throws like `encode`.
+ *
+ * @category encoding
+ * @since 0.1.0
+ */
+export const encodeWith = (
+  value: Readonly<Record<string, unknown>>,
+  encoded: Readonly<Record<string, string>>
+): string => {
+  const keys = [...Object.keys(value).filter((key) => !Object.hasOwn(encoded, key)), ...Object.keys(encoded)].sort()
+  const path: Array<PropertyKey> = []
+  let out = "{"
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!
+    if (i > 0) out += ","
+    if (Object.hasOwn(encoded, key)) {
+      out += `${JSON.stringify(key)}:${encoded[key]}`
+    } else {
+      path.push(key)
+      out += `${JSON.stringify(key)}:${write(value[key], path)}`
+      path.pop()
+    }
+  }
+  return `${out}}`
+}
+
+/**
  * `encode` as an Effect that fails with `InvalidInput` (path and reason) instead of throwing.
  *
  * @category encoding
@@ -128,23 +158,31 @@ export const sha256 = (data: string | Uint8Array): Uint8Array =>
 const scratch = Buffer.allocUnsafe(1024)
 
 /**
- * SHA-256 of the concatenation of byte strings (`a ‖ b ‖ …`), as 32 raw bytes. This is how Merkle leaves and
- * nodes (`0x00 ‖ data`, `0x01 ‖ left ‖ right`) and entry hashes (`prevHash ‖ canonical JSON`) are hashed.
+ * SHA-256 of the concatenation of byte strings (`a ‖ b ‖ …`; a string part counts as its UTF-8 bytes), as 32
+ * raw bytes. This is how Merkle leaves and nodes (`0x00 ‖ data`, `0x01 ‖ left ‖ right`) and entry hashes
+ * (`prevHash ‖ canonical JSON`) are hashed.
  *
  * @category hashing
  * @since 0.1.0
  */
-export const sha256Concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  let length = 0
-  for (const part of parts) length += part.length
-  if (length > scratch.length) return sha256(Buffer.concat(parts))
+export const sha256Concat = (parts: ReadonlyArray<Uint8Array | string>): Uint8Array => {
   let offset = 0
   for (const part of parts) {
-    scratch.set(part, offset)
-    offset += part.length
+    if (typeof part === "string") {
+      // A UTF-16 code unit takes at most 3 UTF-8 bytes; past the scratch buffer, take the allocating path
+      if (offset + part.length * 3 > scratch.length) return sha256Slow(parts)
+      offset += scratch.write(part, offset, "utf8")
+    } else {
+      if (offset + part.length > scratch.length) return sha256Slow(parts)
+      scratch.set(part, offset)
+      offset += part.length
+    }
   }
-  return sha256(scratch.subarray(0, length))
+  return sha256(scratch.subarray(0, offset))
 }
+
+const sha256Slow = (parts: ReadonlyArray<Uint8Array | string>): Uint8Array =>
+  sha256(Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : part))))
 
 /**
  * Lowercase hex of bytes.

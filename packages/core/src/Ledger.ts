@@ -38,11 +38,10 @@ import { Anchor, type AnchorError, AnchorReceipt } from "./Anchor.ts"
 import * as Canonical from "./Canonical.ts"
 import { EntryHash, Sha256Hex, StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
-import { hashEntryBody } from "./internal/entryHash.ts"
+import { hashEntryText } from "./internal/entryHash.ts"
 import {
   Checkpoint,
   checkpointMessage,
-  type EntryBody,
   EntryKind,
   entryHashOfRecord,
   entryLeafHash,
@@ -120,14 +119,14 @@ export type TamperCheck = typeof TamperCheck.Type
  * @category models
  * @since 0.1.0
  */
-export const Mismatch = Schema.Struct({
+export const LedgerMismatch = Schema.Struct({
   seq: Schema.Int,
   check: TamperCheck,
   expected: Schema.String,
   found: Schema.String,
   detail: Schema.String
 })
-export type Mismatch = typeof Mismatch.Type
+export type LedgerMismatch = typeof LedgerMismatch.Type
 
 /**
  * The result of `verifyAll`: which entries and checkpoints were checked, and the first mismatch if any.
@@ -143,7 +142,7 @@ export const LedgerVerification = Schema.Struct({
   /** Checkpoints checked against the tree. */
   checkpoints: Schema.Int,
   valid: Schema.Boolean,
-  mismatch: Schema.optionalKey(Mismatch)
+  mismatch: Schema.optionalKey(LedgerMismatch)
 })
 export type LedgerVerification = typeof LedgerVerification.Type
 
@@ -252,10 +251,15 @@ export class LedgerTampered extends Schema.TaggedError<LedgerTampered>()("Ledger
 export interface LedgerOptions {
   /**
    * The Ed25519 private key that signs checkpoints: PKCS#8 PEM (plain or `Redacted`, e.g. from `Config`) or a
-   * `KeyObject`. Without it a key is generated when the layer is built (checkpoints then verify only against
-   * that layer's `publicKey`).
+   * `KeyObject`. Without it a key is generated when the layer is built, which suits a memory ledger only: on a
+   * persistent store, a process started with another key cannot verify the checkpoints signed before.
    */
   readonly signingKey?: string | Redacted.Redacted<string> | NodeCrypto.KeyObject | undefined
+  /**
+   * Public keys of earlier signing keys (key rotation): checkpoints they signed still verify. Checkpoints
+   * signed by any other key count as tampering.
+   */
+  readonly trustedKeys?: ReadonlyArray<PublicKeyInput> | undefined
   /** Anchor automatically: after every `entries` new entries and/or every `interval` with new entries. */
   readonly anchorEvery?:
     | {
@@ -402,9 +406,27 @@ interface Signer {
   readonly privateKey: NodeCrypto.KeyObject
   readonly publicKey: string
   readonly keyId: string
+  /** The public keys checkpoints may be signed with, by key id: this ledger's and the trusted ones. */
+  readonly verifiers: ReadonlyMap<string, PublicKeyInput>
 }
 
-const loadSigner = (key: LedgerOptions["signingKey"]): Effect.Effect<Signer, InvalidInput> =>
+const loadSigner = (options: LedgerOptions | undefined): Effect.Effect<Signer, InvalidInput> =>
+  Effect.flatMap(loadSigningKey(options?.signingKey), (signer) =>
+    Effect.gen(function* () {
+      const verifiers = new Map<string, PublicKeyInput>([[signer.keyId, signer.publicKey]])
+      const trusted = options?.trustedKeys ?? []
+      for (let i = 0; i < trusted.length; i++) {
+        const keyId = publicKeyId(trusted[i]!)
+        if (keyId === undefined) {
+          return yield* InvalidInput.at(`$.trustedKeys[${i}]`, "Expected an Ed25519 public key (SPKI PEM or KeyObject)")
+        }
+        verifiers.set(keyId, trusted[i]!)
+      }
+      return { ...signer, verifiers }
+    })
+  )
+
+const loadSigningKey = (key: LedgerOptions["signingKey"]): Effect.Effect<Omit<Signer, "verifiers">, InvalidInput> =>
   Effect.try({
     try: () => {
       const privateKey =
@@ -439,22 +461,57 @@ interface Prepared {
   readonly principal?: Principal | undefined
   readonly payloadHash: Sha256Hex
   readonly payload?: Schema.Json | undefined
+  /** The payload's canonical JSON, spliced into the entry body rather than encoded a second time. */
+  readonly payloadText: string
+  readonly principalText: string | undefined
 }
 
+const isEntryInput = Schema.is(EntryInput)
 const decodeInput = decode(EntryInput)
+
+// The stored payload and principal are copies parsed back from their canonical text: exactly what was hashed,
+// and out of reach of a caller who mutates its own objects after appending.
+const fromCanonical = <A>(text: string): A => JSON.parse(text) as A
+
+/**
+ * The fast path, synchronous: valid input (the same schema as `decodeInput`, checked without building a
+ * decoded copy) whose payload has a canonical form. `undefined` sends the input to `explain`.
+ */
+const prepareValid = (input: unknown): Prepared | undefined => {
+  if (!isEntryInput(input)) return undefined
+  let text: string
+  try {
+    text = Canonical.encode(input.payload)
+  } catch {
+    return undefined
+  }
+  const principalText = input.principal === undefined ? undefined : Canonical.encode(input.principal)
+  return {
+    kind: input.kind,
+    taskId: input.taskId,
+    stepId: input.stepId,
+    principal: principalText === undefined ? undefined : fromCanonical<Principal>(principalText),
+    payloadHash: Canonical.sha256Hex(text),
+    payload: input.storePayload === false ? undefined : fromCanonical<Schema.Json>(text),
+    payloadText: text,
+    principalText
+  }
+}
+
+/** Why an input was refused: every schema issue (by JSON path under `root`), else the payload's. */
+const explain = (input: unknown, root: string): Effect.Effect<never, InvalidInput> =>
+  Effect.flatMap(decodeInput(input).pipe(Effect.mapError((e) => reroot(e, root))), (decoded) =>
+    Effect.flatMap(Canonical.encodeEffect(decoded.payload, `${root}.payload`), () =>
+      Effect.fail(InvalidInput.at(root, "Expected a ledger entry"))
+    )
+  )
 
 // Decoding and payload hashing happen before the append lock is taken: the lock only covers chaining.
 const prepare = (input: unknown, root: string): Effect.Effect<Prepared, InvalidInput> =>
-  Effect.flatMap(decodeInput(input).pipe(Effect.mapError((e) => reroot(e, root))), (decoded) =>
-    Effect.map(Canonical.encodeEffect(decoded.payload, `${root}.payload`), (text) => ({
-      kind: decoded.kind,
-      taskId: decoded.taskId,
-      stepId: decoded.stepId,
-      principal: decoded.principal,
-      payloadHash: Canonical.sha256Hex(text),
-      payload: decoded.storePayload === false ? undefined : (decoded.payload as Schema.Json)
-    }))
-  )
+  Effect.suspend(() => {
+    const prepared = prepareValid(input)
+    return prepared === undefined ? explain(input, root) : Effect.succeed(prepared)
+  })
 
 const reroot = (error: InvalidInput, root: string): InvalidInput =>
   root === "$"
@@ -468,15 +525,20 @@ const reroot = (error: InvalidInput, root: string): InvalidInput =>
 const prepareAll = (inputs: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<Prepared>, InvalidInput> =>
   Effect.gen(function* () {
     if (!Array.isArray(inputs)) return yield* InvalidInput.at("$", "Expected an array of entries")
-    // Every bad entry is reported, not just the first
-    const results = yield* Effect.forEach(inputs, (input, i) => Effect.result(prepare(input, `$[${i}]`)))
     const prepared: Array<Prepared> = []
-    const issues: Array<InvalidInput["issues"][number]> = []
-    for (const result of results) {
-      if (Result.isFailure(result)) issues.push(...result.failure.issues)
-      else prepared.push(result.success)
+    const refused: Array<number> = []
+    for (let i = 0; i < inputs.length; i++) {
+      const p = prepareValid(inputs[i])
+      if (p === undefined) refused.push(i)
+      else prepared.push(p)
     }
-    if (issues.length === 0) return prepared
+    if (refused.length === 0) return prepared
+    // Every bad entry is reported, not just the first
+    const issues: Array<InvalidInput["issues"][number]> = []
+    for (const i of refused) {
+      const result = yield* Effect.result(explain(inputs[i], `$[${i}]`))
+      if (Result.isFailure(result)) issues.push(...result.failure.issues)
+    }
     return yield* new InvalidInput({ message: issues[0]!.message, path: issues[0]!.path, issues })
   })
 
@@ -515,7 +577,12 @@ const anchorTriggers = (every: LedgerOptions["anchorEvery"]) =>
 const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
   const store = yield* LedgerStore
   const anchorService = yield* Anchor
-  const signer = yield* loadSigner(options?.signingKey)
+  const signer = yield* loadSigner(options)
+  // A checkpoint verifies when a trusted key with its key id signed it
+  const signedByTrustedKey = (cp: Checkpoint): boolean => {
+    const key = signer.verifiers.get(cp.keyId)
+    return key !== undefined && verifyCheckpointSignature(cp, key)
+  }
   const anchorLock = yield* Semaphore.make(1)
 
   // The frontier of the tree the last append in this process left, keyed by (size, lastHash): the chain
@@ -580,20 +647,27 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
         for (let i = 0; i < prepared.length; i++) {
           const p = prepared[i]!
           const seq = head.size + i
-          const body: EntryBody = {
-            seq,
-            kind: p.kind,
-            ...(p.taskId !== undefined ? { taskId: p.taskId } : {}),
-            ...(p.stepId !== undefined ? { stepId: p.stepId } : {}),
-            ...(p.principal !== undefined ? { principal: p.principal } : {}),
-            at,
-            payloadHash: p.payloadHash,
-            ...(p.payload !== undefined ? { payload: p.payload } : {}),
-            prevHash
+          // The stored entry; its canonical JSON is built from the scalar members plus the canonical text the
+          // principal and payload already have: exactly Canonical.encode(entry without entryHash)
+          const entry: Record<string, unknown> = { seq, kind: p.kind }
+          const spliced: Record<string, string> = {}
+          if (p.taskId !== undefined) entry.taskId = p.taskId
+          if (p.stepId !== undefined) entry.stepId = p.stepId
+          if (p.principal !== undefined) {
+            entry.principal = p.principal
+            spliced.principal = p.principalText!
           }
-          const hashBytes = hashEntryBody(prevBytes, body)
+          entry.at = at
+          entry.payloadHash = p.payloadHash
+          if (p.payload !== undefined) {
+            entry.payload = p.payload
+            spliced.payload = p.payloadText
+          }
+          entry.prevHash = prevHash
+          const hashBytes = hashEntryText(prevBytes, Canonical.encodeWith(entry, spliced))
           const entryHash = hex(hashBytes) as EntryHash
-          entries.push({ ...body, entryHash })
+          entry.entryHash = entryHash
+          entries.push(entry as LedgerEntry)
           leaves.push(Merkle.leafHash(hashBytes))
           receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
           prevHash = entryHash
@@ -684,7 +758,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     }))
 
   // Re-checks one stored entry on its own: its payload against payloadHash, its body against entryHash
-  const checkEntry = (entry: LedgerEntry): Mismatch | undefined => {
+  const checkEntry = (entry: LedgerEntry): LedgerMismatch | undefined => {
     const record = entry as unknown as Record<string, unknown>
     if ("payload" in record) {
       const found = attempt(() => Canonical.hash(record.payload))
@@ -711,7 +785,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     return undefined
   }
 
-  const tampered = (m: Mismatch) => new LedgerTampered(m)
+  const tampered = (m: LedgerMismatch) => new LedgerTampered(m)
 
   const verify = Effect.fn("Ledger.verify")(function* (entryHash: string) {
     const entry = yield* get(entryHash)
@@ -721,11 +795,11 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     if (record === undefined || record.checkpoint.size <= entry.seq) record = yield* checkpointRecord
     const leafHash = entryLeafHash(entry.entryHash)
     const prove = Effect.fnUntraced(function* (cp: Checkpoint) {
-      if (!verifyCheckpointSignature(cp, signer.publicKey)) {
+      if (!signedByTrustedKey(cp)) {
         return yield* tampered({
           seq: cp.size - 1,
           check: "checkpoint",
-          expected: `a signature by ${signer.keyId}`,
+          expected: `a signature by a trusted key (this ledger signs with ${signer.keyId})`,
           found: cp.signature,
           detail: `the stored checkpoint of size ${cp.size} is not signed by this ledger`
         })
@@ -777,7 +851,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     const to = yield* requireIndex("to", range?.to ?? size)
     if (to > size) return yield* outOfRange("to", to, size, `the ledger has ${size} entries`)
     if (from > to) return yield* outOfRange("from", from, to, `from must not exceed to (${to})`)
-    const report = (mismatch: Mismatch, entries: number, checkpoints: number): LedgerVerification => ({
+    const report = (mismatch: LedgerMismatch, entries: number, checkpoints: number): LedgerVerification => ({
       from,
       to,
       entries,
@@ -866,7 +940,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
         }
         expectedPrev = recomputed
         // The leaf, then every node this entry completed (their children were checked before them)
-        const nodeMismatch = (level: number, index: number, expected: Uint8Array): Mismatch | undefined => {
+        const nodeMismatch = (level: number, index: number, expected: Uint8Array): LedgerMismatch | undefined => {
           const found = nodeAt.get(`${level}:${index}`)
           if (found !== undefined && equalBytes(found, expected)) return undefined
           return {
@@ -925,12 +999,12 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
         )
       }
       if (cp.size <= from || cp.size > to) continue
-      if (!verifyCheckpointSignature(cp, signer.publicKey)) {
+      if (!signedByTrustedKey(cp)) {
         return report(
           {
             seq: cp.size - 1,
             check: "checkpoint",
-            expected: `a signature by ${signer.keyId}`,
+            expected: `a signature by a trusted key (this ledger signs with ${signer.keyId})`,
             found: String(cp.signature),
             detail: `the stored checkpoint of size ${cp.size} is not signed by this ledger`
           },
@@ -1016,10 +1090,10 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       const checkpoint = yield* decode(Checkpoint)(input)
       const reject = (reason: CheckpointRejected["reason"], detail: string) =>
         new CheckpointRejected({ size: checkpoint.size, reason, detail })
-      if (checkpoint.keyId !== signer.keyId) {
-        return yield* reject("key", `signed by key ${checkpoint.keyId}, this ledger signs with ${signer.keyId}`)
+      if (!signer.verifiers.has(checkpoint.keyId)) {
+        return yield* reject("key", `signed by key ${checkpoint.keyId}, which this ledger does not trust`)
       }
-      if (!verifyCheckpointSignature(checkpoint, signer.publicKey)) {
+      if (!signedByTrustedKey(checkpoint)) {
         return yield* reject("signature", "the signature does not match the checkpoint's size, root and timestamp")
       }
       const { size } = yield* store.head
@@ -1068,7 +1142,7 @@ const missingNode = (operation: string, id: Merkle.NodeId): LedgerStoreError =>
     cause: new Error(`Merkle node (level ${id.level}, index ${id.index}) is missing from the store`)
   })
 
-const missing = (seq: number, found: LedgerEntry | undefined): Mismatch => ({
+const missing = (seq: number, found: LedgerEntry | undefined): LedgerMismatch => ({
   seq,
   check: "missing",
   expected: `entry ${seq}`,

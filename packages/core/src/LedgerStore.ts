@@ -89,6 +89,16 @@ export class LedgerTamper extends Context.Service<
   }
 >()("@mandate/core/LedgerTamper") {}
 
+// What the memory store keeps cannot be changed through a reference a caller holds (an entry it was given or
+// one it returned): only LedgerTamper changes stored data
+const deepFreeze = <A>(value: A): A => {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const member of Object.values(value)) deepFreeze(member)
+  }
+  return value
+}
+
 const storeError = (operation: string, message: string) =>
   new LedgerStoreError({ operation, cause: new Error(message) })
 
@@ -115,6 +125,8 @@ const makeMemory = Effect.gen(function* () {
     if (typeof entry.taskId === "string") {
       const list = byTask.get(entry.taskId)
       if (list === undefined) byTask.set(entry.taskId, [seq])
+      // Appends arrive in seq order (O(1)); only a tampered entry can be indexed out of order
+      else if (list[list.length - 1]! < seq) list.push(seq)
       else if (!list.includes(seq)) list.push(seq)
     }
   }
@@ -155,7 +167,7 @@ const makeMemory = Effect.gen(function* () {
         }
         entries.length = size
         for (const entry of batch) {
-          entries.push(entry)
+          entries.push(deepFreeze(entry))
           index(entry.seq, entry)
         }
         for (const node of written) nodes.push(node.level, node.index, node.hash)
@@ -193,7 +205,7 @@ const makeMemory = Effect.gen(function* () {
         const i = checkpointIndex(checkpoint.size)
         const existing = checkpoints[i]
         if (existing !== undefined && existing.checkpoint.size === checkpoint.size) return existing
-        const record: CheckpointRecord = { checkpoint }
+        const record: CheckpointRecord = deepFreeze({ checkpoint: { ...checkpoint } })
         checkpoints.splice(i, 0, record)
         return record
       }),
@@ -206,7 +218,7 @@ const makeMemory = Effect.gen(function* () {
         if (existing === undefined || existing.checkpoint.size !== size) {
           return Effect.fail(storeError("putAnchor", `no checkpoint of size ${size}`))
         }
-        checkpoints[i] = { checkpoint: existing.checkpoint, anchor }
+        checkpoints[i] = deepFreeze({ checkpoint: existing.checkpoint, anchor: { ...anchor } })
         return Effect.void
       })
   })
@@ -217,7 +229,7 @@ const makeMemory = Effect.gen(function* () {
         if (!Number.isInteger(seq) || seq < 0 || seq >= entries.length) {
           return Effect.fail(storeError("replaceEntry", `no entry ${seq}`))
         }
-        const entry = fields === undefined ? undefined : ({ ...fields } as LedgerEntry)
+        const entry = fields === undefined ? undefined : deepFreeze(structuredClone(fields) as LedgerEntry)
         entries[seq] = entry
         if (entry !== undefined) index(seq, entry)
         return Effect.void

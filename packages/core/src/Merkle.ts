@@ -279,7 +279,8 @@ export const rootAt = (size: number, read: NodeReader): Uint8Array => subtreeHas
 
 /**
  * The result of appending leaves: every node they complete (leaves included, in creation order, each parent
- * after its children) and the new frontier.
+ * after its children) and the new frontier. The new root is `foldSubtrees(frontier)`, left to callers that
+ * need it: folding costs one hash per frontier node, more than the append itself.
  *
  * @category models
  * @since 0.1.0
@@ -288,7 +289,6 @@ export interface Appended {
   readonly nodes: Array<Node>
   /** The hashes of `subtreeNodes(0, newSize)`. */
   readonly frontier: Array<Uint8Array>
-  readonly root: Uint8Array
 }
 
 /**
@@ -325,7 +325,7 @@ export const append = (
     stack.push({ level, hash })
   }
   const next = stack.map((entry) => entry.hash)
-  return { nodes, frontier: next, root: foldSubtrees(next) }
+  return { nodes, frontier: next }
 }
 
 /**
@@ -334,7 +334,8 @@ export const append = (
  * @category hashing
  * @since 0.1.0
  */
-export const rootOf = (leafHashes: ReadonlyArray<Uint8Array>): Uint8Array => append(0, [], leafHashes).root
+export const rootOf = (leafHashes: ReadonlyArray<Uint8Array>): Uint8Array =>
+  foldSubtrees(append(0, [], leafHashes).frontier)
 
 const isHash = (bytes: Uint8Array): boolean => bytes.length === HASH_SIZE
 

@@ -12,7 +12,7 @@ import {
   verifyCheckpointSignature,
   verifyEntryProof
 } from "@mandate/core"
-import { Clock, Context, Effect, Layer, Logger, Option, Ref } from "effect"
+import { Clock, Context, Effect, Layer, Logger, Option, Redacted, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import { suite } from "./conformance/ledger.ts"
 
@@ -240,12 +240,12 @@ describe("Ledger anchoring", () => {
   )
 })
 
-describe("Ledger signing key", () => {
+describe("Ledger options: signing keys and anchoring triggers", () => {
   it.effect("signs with the configured Ed25519 key (PEM, Redacted or KeyObject)", () =>
     Effect.gen(function* () {
       const { privateKey, publicKey } = NodeCrypto.generateKeyPairSync("ed25519")
       const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString()
-      for (const signingKey of [pem, privateKey]) {
+      for (const signingKey of [pem, Redacted.make(pem), privateKey]) {
         const checkpoint = yield* Effect.gen(function* () {
           const ledger = yield* Ledger
           assert.strictEqual(ledger.publicKey, publicKey.export({ type: "spki", format: "pem" }).toString())
@@ -254,6 +254,47 @@ describe("Ledger signing key", () => {
         }).pipe(Effect.provide(Ledger.layerMemory({ signingKey }).pipe(Layer.provide(Anchor.layerNone))))
         assert.isTrue(verifyCheckpointSignature(checkpoint, publicKey))
       }
+    })
+  )
+
+  it.effect("after a key rotation, checkpoints of a trusted earlier key still verify; of an unknown key, never", () =>
+    Effect.gen(function* () {
+      // One persistent store, a ledger process per signing key
+      const store = yield* Layer.build(LedgerStore.layerMemory)
+      const on = (options: Parameters<typeof Ledger.layer>[0]) =>
+        Ledger.layer(options).pipe(Layer.provide(Layer.succeedContext(store)), Layer.provide(Anchor.layerNone))
+      const old = NodeCrypto.generateKeyPairSync("ed25519")
+      const next = NodeCrypto.generateKeyPairSync("ed25519")
+      const signedBefore = yield* Effect.provide(
+        Ledger.use((ledger) => Effect.andThen(ledger.appendBatch([1, 2, 3].map(entry)), ledger.checkpoint)),
+        on({ signingKey: old.privateKey })
+      )
+      yield* Effect.gen(function* () {
+        const ledger = yield* Ledger
+        yield* ledger.append(entry(4))
+        yield* ledger.checkpoint
+        assert.isTrue((yield* ledger.verifyAll()).valid)
+        yield* ledger.verifyCheckpoint(signedBefore)
+        const first = (yield* ledger.entries())[0]!
+        assert.isTrue(verifyEntryProof(yield* ledger.verify(first.entryHash), ledger.publicKey))
+      }).pipe(Effect.provide(on({ signingKey: next.privateKey, trustedKeys: [old.publicKey] })))
+
+      yield* Effect.gen(function* () {
+        const ledger = yield* Ledger
+        const report = yield* ledger.verifyAll()
+        assert.strictEqual(report.mismatch?.check, "checkpoint")
+        assert.strictEqual(report.mismatch?.seq, signedBefore.size - 1)
+        const rejected = yield* Effect.flip(ledger.verifyCheckpoint(signedBefore))
+        assert.strictEqual(rejected._tag === "CheckpointRejected" && rejected.reason, "key")
+      }).pipe(Effect.provide(on({ signingKey: next.privateKey })))
+
+      const error = yield* Effect.flip(
+        Effect.provide(
+          Ledger.use(() => Effect.void),
+          on({ trustedKeys: ["not a key"] })
+        )
+      )
+      assert.strictEqual(error._tag === "InvalidInput" && error.path, "$.trustedKeys[0]")
     })
   )
 

@@ -6,8 +6,10 @@
  */
 import * as Canonical from "../Canonical.ts"
 
-const utf8 = new TextEncoder()
-
 /** `SHA-256(prevHash bytes ‖ UTF-8 canonical JSON of body)`; throws `NotCanonicalJson` for non-JSON bodies. */
 export const hashEntryBody = (prevHash: Uint8Array, body: object): Uint8Array =>
-  Canonical.sha256Concat([prevHash, utf8.encode(Canonical.encode(body))])
+  hashEntryText(prevHash, Canonical.encode(body))
+
+/** The same hash from the body's canonical JSON text (the append path builds it with `Canonical.encodeWith`). */
+export const hashEntryText = (prevHash: Uint8Array, canonicalBody: string): Uint8Array =>
+  Canonical.sha256Concat([prevHash, canonicalBody])
