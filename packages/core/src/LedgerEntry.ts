@@ -41,7 +41,9 @@ export const knownKinds = [
   "approval.rejected",
   "task.completed",
   "task.failed",
-  "task.cancelled"
+  "task.cancelled",
+  "task.rejected",
+  "task.retried"
 ] as const
 
 /**
