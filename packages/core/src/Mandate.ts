@@ -15,10 +15,11 @@ import { Layer } from "effect"
 import { Agents } from "./Agents.ts"
 import { Anchor } from "./Anchor.ts"
 import { Ledger, type LedgerOptions } from "./Ledger.ts"
+import { LedgerStore } from "./LedgerStore.ts"
 import { Planner } from "./Planner.ts"
 import { Policy } from "./Policy.ts"
 import type { PolicySet } from "./PolicySet.ts"
-import type { PolicyStore } from "./PolicyStore.ts"
+import { PolicyStore } from "./PolicyStore.ts"
 import { Queue, type QueueMemoryOptions } from "./Queue.ts"
 import { Runtime, type RuntimeOptions } from "./Runtime.ts"
 import * as Seed from "./Seed.ts"
@@ -68,7 +69,58 @@ export interface MemoryOptions {
   readonly queue?: QueueMemoryOptions | undefined
   readonly ledger?: LedgerOptions | undefined
   /** The chain the ledger anchors on and `onchain_action` submits to (default `Anchor.layerMemory`). */
-  readonly anchor?: Layer.Layer<Anchor> | undefined
+  readonly anchor?: Layer.Layer<Anchor, unknown> | undefined
+}
+
+/**
+ * The stores under the services: what a backend (memory, Postgres, Redis) provides.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Stores = TaskStore | Queue | Agents | UnitOfWork | LedgerStore | PolicyStore
+
+/**
+ * Every store on memory (the policy store holding `options.policy`, the seed policy by default).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerMemoryStores = (options?: Pick<MemoryOptions, "policy" | "queue"> | undefined): Layer.Layer<Stores> =>
+  Layer.mergeAll(
+    TaskStore.layerMemory,
+    Queue.layerMemory(options?.queue),
+    Agents.layerMemory(),
+    UnitOfWork.layerMemory,
+    LedgerStore.layerMemory,
+    PolicyStore.layerMemory(options?.policy)
+  )
+
+/**
+ * Every service over the given stores: the ledger, policy, planner, step handlers and runtime built on them.
+ * Handlers' step types are known to the planner, so a host that registers a handler can plan steps of its type.
+ * `options.policy` and `options.queue` are ignored here: they configure memory stores (`layerMemoryStores`).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = <E, R>(
+  stores: Layer.Layer<Stores, E, R>,
+  options?: MemoryOptions
+): Layer.Layer<Services | LedgerStore, unknown, R> => {
+  const handlers = [...SeedHandlers.handlers({ blockedWallets: options?.blockedWallets }), ...(options?.handlers ?? [])]
+  const stepTypes: Array<StepType> = [...Seed.stepTypes, ...handlers]
+  const base = Layer.mergeAll(
+    stores,
+    Wallets.layerMemory(options?.wallets ?? { defaultBalance: 1_000_000 }),
+    options?.anchor ?? Anchor.layerMemory
+  )
+  const services = Layer.mergeAll(
+    Ledger.layer(options?.ledger),
+    StepHandlers.layer(handlers),
+    Planner.layerTemplates({ templates: options?.templates, stepTypes }).pipe(Layer.provideMerge(Policy.layer))
+  ).pipe(Layer.provideMerge(base))
+  return Runtime.layer(options?.runtime).pipe(Layer.provideMerge(services))
 }
 
 /**
@@ -78,23 +130,5 @@ export interface MemoryOptions {
  * @category layers
  * @since 0.1.0
  */
-export const layerMemory = (options?: MemoryOptions): Layer.Layer<Services, unknown> => {
-  const handlers = [...SeedHandlers.handlers({ blockedWallets: options?.blockedWallets }), ...(options?.handlers ?? [])]
-  const stepTypes: Array<StepType> = [...Seed.stepTypes, ...handlers]
-  const base = Layer.mergeAll(
-    TaskStore.layerMemory,
-    Queue.layerMemory(options?.queue),
-    Agents.layerMemory(),
-    UnitOfWork.layerMemory,
-    Wallets.layerMemory(options?.wallets ?? { defaultBalance: 1_000_000 }),
-    options?.anchor ?? Anchor.layerMemory
-  )
-  const services = Layer.mergeAll(
-    Ledger.layerMemory(options?.ledger),
-    StepHandlers.layer(handlers),
-    Planner.layerTemplates({ templates: options?.templates, stepTypes }).pipe(
-      Layer.provideMerge(Policy.layerMemory(options?.policy))
-    )
-  ).pipe(Layer.provideMerge(base))
-  return Runtime.layer(options?.runtime).pipe(Layer.provideMerge(services))
-}
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<Services, unknown> =>
+  layer(layerMemoryStores(options), options)

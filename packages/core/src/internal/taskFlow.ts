@@ -31,7 +31,9 @@ export class ApprovalForbidden extends Schema.TaggedError<ApprovalForbidden>()("
 }
 
 /**
- * The step named does not exist, or no single step waits for approval.
+ * The step named does not exist, or no single step waits for approval. `problem` says which: `missing` (no such
+ * step), `not_waiting` (the step is in another state), `none_waiting` or `ambiguous` (no step named, and not
+ * exactly one waits), so callers can tell an unknown step from a state conflict without reading `reason`.
  *
  * @category errors
  * @since 0.1.0
@@ -39,6 +41,7 @@ export class ApprovalForbidden extends Schema.TaggedError<ApprovalForbidden>()("
 export class StepNotFound extends Schema.TaggedError<StepNotFound>()("StepNotFound", {
   taskId: Schema.String,
   stepId: Schema.String,
+  problem: Schema.Literals(["missing", "not_waiting", "none_waiting", "ambiguous"]),
   reason: Schema.String
 }) {
   override get message(): string {
@@ -287,13 +290,16 @@ const findWaiting = (record: TaskRecord, stepId: StepId | undefined): Effect.Eff
   if (stepId !== undefined) {
     const step = stepOf(record, stepId)
     if (step === undefined) {
-      return Effect.fail(new StepNotFound({ taskId: record.task.id, stepId, reason: `no step ${stepId}` }))
+      return Effect.fail(
+        new StepNotFound({ taskId: record.task.id, stepId, problem: "missing", reason: `no step ${stepId}` })
+      )
     }
     if (step.state !== "waiting_approval") {
       return Effect.fail(
         new StepNotFound({
           taskId: record.task.id,
           stepId,
+          problem: "not_waiting",
           reason: `step ${stepId} is ${step.state}, not waiting for approval`
         })
       )
@@ -306,6 +312,7 @@ const findWaiting = (record: TaskRecord, stepId: StepId | undefined): Effect.Eff
     new StepNotFound({
       taskId: record.task.id,
       stepId: "",
+      problem: waiting.length === 0 ? "none_waiting" : "ambiguous",
       reason:
         waiting.length === 0
           ? "no step is waiting for approval"

@@ -1,0 +1,122 @@
+/**
+ * The server's configuration, read from the environment (or any `ConfigProvider`) here and nowhere else.
+ * Secrets are `Redacted`, so they print as `<redacted>`.
+ *
+ * | variable | default | meaning |
+ * | --- | --- | --- |
+ * | `PORT` / `HOST` | `8000` / `127.0.0.1` | where to listen |
+ * | `MANDATE_STORE` | `memory` | `memory`, `postgres` or `redis` |
+ * | `DATABASE_URL` | | Postgres URL (with `MANDATE_STORE=postgres`) |
+ * | `REDIS_URL` | | Redis URL (rate limits; stores with `MANDATE_STORE=redis`) |
+ * | `MANDATE_ANCHOR` | `qubic-mock` | `qubic-mock`, `qubic-rpc` or `none` |
+ * | `QUBIC_RPC_URL` | | gateway URL (with `qubic-rpc`) |
+ * | `MANDATE_QUBIC_SEED` | mock seed | 55-letter seed of the (mock) signer |
+ * | `MANDATE_POLICY_FILE` | seed policy | JSON or YAML policy set |
+ * | `MANDATE_API_KEYS` | | `token:role+role,token:role`; principal = the token's part before a `.` |
+ * | `MANDATE_JWT_SECRET` / `MANDATE_JWT_PUBLIC_KEY` | | HS256 secret / EdDSA public key (PEM) |
+ * | `MANDATE_JWT_ISSUER` / `MANDATE_JWT_AUDIENCE` | | required `iss` / `aud` of JWTs |
+ * | `MANDATE_LEDGER_KEY` | generated | Ed25519 PKCS#8 PEM signing ledger checkpoints |
+ * | `MANDATE_ANCHOR_INTERVAL` / `MANDATE_ANCHOR_ENTRIES` | `30 seconds` / `1000` | automatic anchoring |
+ * | `MANDATE_RATE_LIMIT` / `MANDATE_RATE_WINDOW` | `600` / `1 minute` | requests per token per window |
+ * | `MANDATE_MAX_BODY_BYTES` | `1048576` | largest request body |
+ * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
+ * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps |
+ * | `MANDATE_DEV_TOKENS_FILE` | `.mandate/dev-tokens.env` | where development mode writes its tokens |
+ * | `LOG_LEVEL` | `Info` | `Debug`, `Info`, `Warn`, `Error` |
+ *
+ * @since 0.1.0
+ */
+import { Config, Duration, type LogLevel, Option, type Redacted, Schema } from "effect"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type StoreKind = "memory" | "postgres" | "redis"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type AnchorKind = "qubic-mock" | "qubic-rpc" | "none"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface ServerConfig {
+  readonly port: number
+  readonly host: string
+  readonly store: StoreKind
+  readonly redisUrl: Option.Option<Redacted.Redacted>
+  readonly anchor: AnchorKind
+  readonly qubicRpcUrl: Option.Option<string>
+  readonly qubicSeed: Option.Option<Redacted.Redacted>
+  readonly policyFile: Option.Option<string>
+  readonly apiKeys: Option.Option<Redacted.Redacted>
+  readonly jwtSecret: Option.Option<Redacted.Redacted>
+  readonly jwtPublicKey: Option.Option<string>
+  readonly jwtIssuer: Option.Option<string>
+  readonly jwtAudience: Option.Option<string>
+  readonly ledgerKey: Option.Option<Redacted.Redacted>
+  readonly anchorInterval: Duration.Duration
+  readonly anchorEntries: number
+  readonly rateLimit: number
+  readonly rateWindow: Duration.Duration
+  readonly maxBodyBytes: number
+  readonly workerConcurrency: number
+  readonly shutdownGrace: Duration.Duration
+  readonly devTokensFile: string
+  readonly logLevel: LogLevel.LogLevel
+}
+
+const positiveInt = (name: string, fallback: number, max = 1_000_000_000) =>
+  Config.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: max })), name).pipe(
+    Config.withDefault(fallback)
+  )
+
+/**
+ * The server's configuration from the environment.
+ *
+ * @category config
+ * @since 0.1.0
+ */
+export const ServerConfig: Config.Config<ServerConfig> = Config.all({
+  port: Config.Port("PORT").pipe(Config.withDefault(8000)),
+  host: Config.String("HOST").pipe(Config.withDefault("127.0.0.1")),
+  store: Config.Literals(["memory", "postgres", "redis"], "MANDATE_STORE").pipe(Config.withDefault("memory" as const)),
+  redisUrl: Config.Redacted("REDIS_URL").pipe(Config.option),
+  anchor: Config.Literals(["qubic-mock", "qubic-rpc", "none"], "MANDATE_ANCHOR").pipe(
+    Config.withDefault("qubic-mock" as const)
+  ),
+  qubicRpcUrl: Config.String("QUBIC_RPC_URL").pipe(Config.option),
+  qubicSeed: Config.Redacted("MANDATE_QUBIC_SEED").pipe(Config.option),
+  policyFile: Config.String("MANDATE_POLICY_FILE").pipe(Config.option),
+  apiKeys: Config.Redacted("MANDATE_API_KEYS").pipe(Config.option),
+  jwtSecret: Config.Redacted("MANDATE_JWT_SECRET").pipe(Config.option),
+  jwtPublicKey: Config.String("MANDATE_JWT_PUBLIC_KEY").pipe(Config.option),
+  jwtIssuer: Config.String("MANDATE_JWT_ISSUER").pipe(Config.option),
+  jwtAudience: Config.String("MANDATE_JWT_AUDIENCE").pipe(Config.option),
+  ledgerKey: Config.Redacted("MANDATE_LEDGER_KEY").pipe(Config.option),
+  anchorInterval: Config.Duration("MANDATE_ANCHOR_INTERVAL").pipe(Config.withDefault(Duration.seconds(30))),
+  anchorEntries: positiveInt("MANDATE_ANCHOR_ENTRIES", 1000),
+  rateLimit: positiveInt("MANDATE_RATE_LIMIT", 600),
+  rateWindow: Config.Duration("MANDATE_RATE_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
+  maxBodyBytes: positiveInt("MANDATE_MAX_BODY_BYTES", 1_048_576, 1_073_741_824),
+  workerConcurrency: Config.schema(
+    Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000 })),
+    "MANDATE_WORKER_CONCURRENCY"
+  ).pipe(Config.withDefault(16)),
+  shutdownGrace: Config.Duration("MANDATE_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
+  devTokensFile: Config.String("MANDATE_DEV_TOKENS_FILE").pipe(Config.withDefault(".mandate/dev-tokens.env")),
+  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const))
+})
+
+/**
+ * Whether the configuration names no credentials at all (development mode).
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isDevelopmentMode = (config: ServerConfig): boolean =>
+  Option.isNone(config.apiKeys) && Option.isNone(config.jwtSecret) && Option.isNone(config.jwtPublicKey)

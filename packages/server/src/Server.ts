@@ -1,0 +1,167 @@
+/**
+ * The server: the API's handlers behind the `Auth` and `RequestErrors` middleware, `/openapi.json`, the Scalar
+ * docs page at `/docs`, the request middleware (request ids, size limit, access logs, metrics), served by
+ * Node's HTTP server. `layerApp` needs the services and an `HttpServer` (tests use `NodeHttpServer.layerTest`);
+ * `layerConfig` builds everything from the environment.
+ *
+ * @since 0.1.0
+ */
+import { createServer } from "node:http"
+import { NodeHttpServer, NodeRedis, NodeServices } from "@effect/platform-node"
+import { loadFile } from "@mandate/core"
+import { Duration, Effect, Layer, type LogLevel, Logger, Option, Redacted, References } from "effect"
+import { HttpRouter, HttpServer } from "effect/http"
+import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
+import { RateLimiter } from "effect/persistence"
+import { Api } from "./api/Api.ts"
+import { isDevelopmentMode, ServerConfig } from "./Config.ts"
+import {
+  type AuthOptions,
+  Authenticator,
+  developmentKeys,
+  layerAuth,
+  layerRequestErrors,
+  parseApiKeys,
+  RateLimit
+} from "./http/Auth.ts"
+import * as Ledger from "./http/Ledger.ts"
+import * as Queue from "./http/Queue.ts"
+import * as Requests from "./http/Requests.ts"
+import * as System from "./http/System.ts"
+import * as Tasks from "./http/Tasks.ts"
+import * as Metrics from "./Metrics.ts"
+import * as Stores from "./Stores.ts"
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface AppOptions {
+  /** Largest request body, in bytes (default 1 MiB). */
+  readonly maxBodyBytes?: number | undefined
+}
+
+/**
+ * Every route: the API (with `/openapi.json`), `/docs`, and the request middleware.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerRoutes = (options?: AppOptions) => {
+  const maxBodyBytes = options?.maxBodyBytes ?? 1_048_576
+  const handlers = Layer.mergeAll(Tasks.layer, Ledger.layer, Queue.layer, System.layer).pipe(
+    Layer.provide([layerAuth, layerRequestErrors({ maxBodyBytes })])
+  )
+  return Layer.mergeAll(
+    HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(Layer.provide(handlers)),
+    HttpApiScalar.layer(Api, { path: "/docs" }),
+    Requests.layer({ maxBodyBytes })
+  )
+}
+
+/**
+ * The application served on the `HttpServer` in context, over the core services, `Readiness`,
+ * `Authenticator` and `RateLimit`. Its metrics go to a registry of its own.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerApp = (options?: AppOptions) =>
+  HttpRouter.serve(layerRoutes(options), { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provide(Metrics.layerRegistry)
+  )
+
+/**
+ * JSON logs, one object per line, at `level` and above.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerLogging = (level: LogLevel.LogLevel = "Info") =>
+  Layer.mergeAll(Logger.layer([Logger.consoleJson]), Layer.succeed(References.MinimumLogLevel, level))
+
+const announce = (details: Record<string, unknown>) =>
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      const server = yield* HttpServer.HttpServer
+      yield* Effect.logInfo("Mandate server listening").pipe(
+        Effect.annotateLogs({ address: HttpServer.formatAddress(server.address), ...details })
+      )
+      yield* Effect.addFinalizer(() => Effect.logInfo("Mandate server stopped"))
+    })
+  )
+
+/**
+ * The whole server from the environment (`ServerConfig`): stores, anchor, credentials, rate limits, the Node
+ * HTTP server. Release it (SIGTERM) and it stops accepting connections, lets requests and running steps finish
+ * within `MANDATE_SHUTDOWN_GRACE` (then releases the rest to the queue), and closes the pools.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerConfig = Layer.unwrap(
+  Effect.gen(function* () {
+    const config = yield* ServerConfig
+    const policy = Option.isSome(config.policyFile)
+      ? yield* loadFile(config.policyFile.value).pipe(Effect.provide(NodeServices.layer))
+      : undefined
+    const development = isDevelopmentMode(config)
+    const auth: AuthOptions = development
+      ? { apiKeys: yield* developmentKeys(config.devTokensFile) }
+      : {
+          apiKeys: Option.isSome(config.apiKeys) ? yield* parseApiKeys(Redacted.value(config.apiKeys.value)) : [],
+          jwtSecret: Option.getOrUndefined(config.jwtSecret),
+          jwtPublicKey: Option.getOrUndefined(config.jwtPublicKey),
+          jwtIssuer: Option.getOrUndefined(config.jwtIssuer),
+          jwtAudience: Option.getOrUndefined(config.jwtAudience)
+        }
+    const limiterStore = Option.isSome(config.redisUrl)
+      ? RateLimiter.layerStoreRedis({ prefix: "mandate:" }).pipe(
+          Layer.provide(NodeRedis.layer({ url: Redacted.value(config.redisUrl.value) }))
+        )
+      : RateLimiter.layerStoreMemory
+    const grace = Duration.toMillis(config.shutdownGrace)
+    const services = Stores.layerFromConfig(config, {
+      policy,
+      ledger: {
+        ...(Option.isSome(config.ledgerKey) ? { signingKey: config.ledgerKey.value as Redacted.Redacted<string> } : {}),
+        ...(config.anchor === "none"
+          ? {}
+          : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } })
+      },
+      runtime: {
+        workers: config.workerConcurrency > 0,
+        concurrency: Math.max(1, config.workerConcurrency),
+        shutdownGraceMs: grace
+      }
+    })
+    return layerApp({ maxBodyBytes: config.maxBodyBytes }).pipe(
+      Layer.provideMerge(
+        announce({
+          store: config.store,
+          anchor: config.anchor,
+          auth: development ? "development" : "configured",
+          rate_limit: `${config.rateLimit}/${Duration.format(config.rateWindow)}`
+        })
+      ),
+      Layer.provide(
+        Layer.mergeAll(
+          Authenticator.layer(auth),
+          RateLimit.layer({ limit: config.rateLimit, window: config.rateWindow }).pipe(
+            Layer.provide(RateLimiter.layer),
+            Layer.provide(limiterStore)
+          ),
+          services
+        )
+      ),
+      Layer.provide(
+        NodeHttpServer.layer(createServer, {
+          port: config.port,
+          host: config.host,
+          gracefulShutdownTimeout: config.shutdownGrace
+        })
+      ),
+      Layer.provide(layerLogging(config.logLevel))
+    )
+  })
+)

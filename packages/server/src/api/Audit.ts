@@ -1,0 +1,142 @@
+/**
+ * Audit and chain: a task's ledger entries, host-defined entries, verification of an entry (inclusion proof,
+ * signed checkpoint, anchor), checkpoints and consistency proofs, and the chain itself (write a hash, read a
+ * transaction).
+ *
+ * @since 0.1.0
+ */
+import { EntryKind, Sha256Hex, StepId, TaskId } from "@mandate/core"
+import { Schema } from "effect"
+import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
+import { Auth, RequiredRoles } from "./Auth.ts"
+import { BadRequest, Conflict, NotFound, Unavailable } from "./Errors.ts"
+import { AnchorReceiptWire, CheckpointWire, InclusionProofWire, LedgerEntryWire } from "./Models.ts"
+
+/**
+ * `POST /audit/record`: a host-defined entry, recorded with the caller as its principal.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const RecordEntry = Schema.Struct({
+  kind: EntryKind,
+  task_id: Schema.optionalKey(TaskId),
+  step_id: Schema.optionalKey(StepId),
+  payload: Schema.Json,
+  /** Default true; false records only the payload's hash. */
+  store_payload: Schema.optionalKey(Schema.Boolean)
+})
+
+/**
+ * Where an appended entry landed.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const AppendReceiptWire = Schema.Struct({
+  seq: Schema.Int,
+  entry_hash: Schema.String,
+  prev_hash: Schema.String,
+  leaf_index: Schema.Int
+})
+
+/**
+ * An entry with everything to check it offline: leaf hash, inclusion proof against a signed checkpoint, the
+ * checkpoint's anchor receipt if it was anchored (`anchor_tx_id`), otherwise a proof against the latest anchored
+ * checkpoint that covers the entry (`anchored`), and the ledger's public key.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const VerificationWire = Schema.Struct({
+  verified: Schema.Boolean,
+  entry: LedgerEntryWire,
+  leaf_hash: Schema.String,
+  checkpoint: CheckpointWire,
+  inclusion_proof: InclusionProofWire,
+  anchor_tx_id: Schema.optionalKey(Schema.String),
+  anchor: Schema.optionalKey(AnchorReceiptWire),
+  anchored: Schema.optionalKey(
+    Schema.Struct({ checkpoint: CheckpointWire, inclusion_proof: InclusionProofWire, anchor: AnchorReceiptWire })
+  ),
+  public_key: Schema.String
+})
+
+/**
+ * A signed checkpoint and the key that signed it.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const SignedCheckpointWire = Schema.Struct({ ...CheckpointWire.fields, public_key: Schema.String })
+
+/**
+ * `POST /write`: publish a SHA-256 digest on the chain.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const WriteHash = Schema.Struct({
+  hash: Sha256Hex,
+  /** The size of the tree the hash is the root of, if it is one (default 0). */
+  size: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
+})
+
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const auditors = ["auditor"] as const
+
+/**
+ * @category groups
+ * @since 0.1.0
+ */
+export class AuditApi extends HttpApiGroup.make("audit")
+  .add(
+    HttpApiEndpoint.get("byTask", "/audit/:task_id", {
+      params: { task_id: TaskId },
+      success: Schema.Struct({ task_id: Schema.String, entries: Schema.Array(LedgerEntryWire) }),
+      error: [NotFound, Unavailable]
+    })
+      .annotate(RequiredRoles, auditors)
+      .annotate(OpenApi.Description, "A task's ledger entries with their hashes, by sequence number"),
+    HttpApiEndpoint.post("record", "/audit/record", {
+      payload: RecordEntry,
+      success: AppendReceiptWire,
+      error: [BadRequest, Unavailable]
+    })
+      .annotate(RequiredRoles, ["submitter", "agent"])
+      .annotate(OpenApi.Description, "Appends a host-defined entry (kind such as invoice.paid) signed by the caller"),
+    HttpApiEndpoint.get("verify", "/verify/:hash", {
+      params: { hash: Sha256Hex },
+      success: VerificationWire,
+      error: [NotFound, Conflict, Unavailable]
+    })
+      .annotate(RequiredRoles, auditors)
+      .annotate(OpenApi.Description, "Verifies an entry: inclusion proof, signed checkpoint and anchor transaction"),
+    HttpApiEndpoint.get("checkpoint", "/ledger/checkpoint", { success: SignedCheckpointWire, error: Unavailable })
+      .annotate(RequiredRoles, auditors)
+      .annotate(OpenApi.Description, "Signs (or returns) the checkpoint of the current tree"),
+    HttpApiEndpoint.get("consistency", "/ledger/consistency", {
+      query: { from: NonNegativeInt, to: Schema.optional(NonNegativeInt) },
+      success: Schema.Struct({ old_size: Schema.Int, new_size: Schema.Int, path: Schema.Array(Schema.String) }),
+      error: [BadRequest, Unavailable]
+    })
+      .annotate(RequiredRoles, auditors)
+      .annotate(OpenApi.Description, "Proof that the tree of `from` entries is a prefix of the tree of `to` entries"),
+    HttpApiEndpoint.post("anchor", "/ledger/anchor", {
+      success: Schema.Struct({ checkpoint: CheckpointWire, anchor: Schema.optionalKey(AnchorReceiptWire) }),
+      error: Unavailable
+    })
+      .annotate(RequiredRoles, auditors)
+      .annotate(OpenApi.Description, "Checkpoints the ledger and publishes its root on the chain"),
+    HttpApiEndpoint.post("write", "/write", { payload: WriteHash, success: AnchorReceiptWire, error: Unavailable })
+      .annotate(RequiredRoles, ["admin"])
+      .annotate(OpenApi.Description, "Publishes a hash on the chain (Qubic)"),
+    HttpApiEndpoint.get("tx", "/tx/:txid", {
+      params: { txid: Schema.String.check(Schema.isBetweenLength(1, 128)) },
+      success: AnchorReceiptWire,
+      error: [NotFound, Unavailable]
+    })
+      .annotate(RequiredRoles, auditors)
+      .annotate(OpenApi.Description, "An anchor transaction by id, with its status")
+  )
+  .middleware(Auth) {}

@@ -1,0 +1,403 @@
+/**
+ * Authentication, authorization and rate limiting, behind the `Auth` middleware of the API:
+ *
+ * - `Authenticator` turns a bearer token into a principal: a static API key (`MANDATE_API_KEYS`,
+ *   `token:role+role,…`, the principal being the token's part before its first `.`), or a JWT verified with
+ *   `jose` (HS256 with `MANDATE_JWT_SECRET`, EdDSA with `MANDATE_JWT_PUBLIC_KEY`; `sub` is the principal, `roles`
+ *   its roles; `exp`/`nbf` checked against `Clock`). With neither configured, development mode generates one
+ *   key per role, announces it and prints the keys once.
+ * - `Auth` checks the endpoint's `RequiredRoles` (admins pass every check), then the caller's rate limit.
+ * - `RateLimit` is a token bucket per principal on `effect/persistence`'s `RateLimiter` (memory, or Redis).
+ *
+ * @since 0.1.0
+ */
+import * as NodeCrypto from "node:crypto"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import { decode, fromSchemaError, Principal } from "@mandate/core"
+import { Clock, Console, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import type { HttpServerResponse } from "effect/http"
+import { HttpApiError } from "effect/http-api"
+import { RateLimiter } from "effect/persistence"
+import * as Jose from "jose"
+import { Auth, CurrentPrincipal, RequestErrors, RequiredRoles } from "../api/Auth.ts"
+import { BadRequest, Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized } from "../api/Errors.ts"
+import { badRequest } from "./Errors.ts"
+import { RequestInfo } from "./Requests.ts"
+
+// ---- static API keys ---------------------------------------------------------------------------------------
+
+/**
+ * A static API key: the secret token and the principal it stands for.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ApiKey {
+  readonly token: Redacted.Redacted
+  readonly principal: Principal.Principal
+}
+
+/**
+ * The configuration is wrong (a malformed key list, an unreadable public key).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class AuthConfigError extends Schema.TaggedError<AuthConfigError>()("AuthConfigError", {
+  message: Schema.String
+}) {}
+
+const sha256 = (text: string) => NodeCrypto.createHash("sha256").update(text).digest("hex")
+
+/**
+ * The principal id of a token: its part before the first `.` (`alice.s3cret` → `alice`); a token without a `.`
+ * gets `key-` and the first 12 hex digits of its SHA-256, so the secret never lands in the audit log.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const principalOfToken = (token: string): string => {
+  const dot = token.indexOf(".")
+  return dot > 0 ? token.slice(0, dot) : `key-${sha256(token).slice(0, 12)}`
+}
+
+/**
+ * Parses `MANDATE_API_KEYS`: `token:role+role,token:role`.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const parseApiKeys = (text: string): Effect.Effect<ReadonlyArray<ApiKey>, AuthConfigError> =>
+  Effect.gen(function* () {
+    const keys: Array<ApiKey> = []
+    const entries = text
+      .split(",")
+      .map((e) => e.trim())
+      .filter((e) => e.length > 0)
+    for (const [i, entry] of entries.entries()) {
+      const colon = entry.lastIndexOf(":")
+      const token = colon > 0 ? entry.slice(0, colon).trim() : ""
+      const roles =
+        colon > 0
+          ? entry
+              .slice(colon + 1)
+              .split("+")
+              .map((r) => r.trim())
+          : []
+      const fail = (why: string) =>
+        new AuthConfigError({ message: `MANDATE_API_KEYS entry ${i + 1}: ${why} (expected token:role+role)` })
+      if (token.length < 8) return yield* fail("the token must have at least 8 characters")
+      if (/\s/.test(token)) return yield* fail("the token must not contain whitespace")
+      const decoded = Schema.decodeUnknownOption(Schema.NonEmptyArray(Principal.Role))(roles)
+      if (Option.isNone(decoded)) {
+        return yield* fail(`unknown role in "${roles.join("+")}" (roles: ${Principal.Role.literals.join(", ")})`)
+      }
+      keys.push({ token: Redacted.make(token), principal: Principal.make(principalOfToken(token), decoded.value) })
+    }
+    if (keys.length === 0) return yield* new AuthConfigError({ message: "MANDATE_API_KEYS names no key" })
+    return keys
+  })
+
+// ---- the authenticator -------------------------------------------------------------------------------------
+
+/**
+ * How tokens are verified.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface AuthOptions {
+  readonly apiKeys?: ReadonlyArray<ApiKey> | undefined
+  /** HS256 secret. */
+  readonly jwtSecret?: Redacted.Redacted | undefined
+  /** EdDSA (Ed25519) public key, SPKI PEM. */
+  readonly jwtPublicKey?: string | undefined
+  readonly jwtIssuer?: string | undefined
+  readonly jwtAudience?: string | undefined
+}
+
+/**
+ * Turns a bearer token into the principal it stands for.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class Authenticator extends Context.Service<
+  Authenticator,
+  { readonly authenticate: (token: string) => Effect.Effect<Principal.Principal, Unauthorized> }
+>()("@mandate/server/Authenticator") {
+  /**
+   * An authenticator over API keys and/or a JWT key.
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layer = (options: AuthOptions): Layer.Layer<Authenticator, AuthConfigError> =>
+    Layer.effect(Authenticator, make(options))
+}
+
+const Claims = Schema.Struct({
+  sub: Principal.PrincipalId,
+  roles: Schema.Array(Principal.Role)
+})
+const decodeClaims = decode(Claims)
+
+const unauthorized = (message: string) => new Unauthorized({ message })
+
+const make = Effect.fnUntraced(function* (options: AuthOptions) {
+  // Keys are looked up by the SHA-256 of the token: the map never compares secrets character by character
+  const keys = new Map<string, Principal.Principal>()
+  for (const key of options.apiKeys ?? []) keys.set(sha256(Redacted.value(key.token)), key.principal)
+  if (options.jwtSecret !== undefined && options.jwtPublicKey !== undefined) {
+    return yield* new AuthConfigError({ message: "Set MANDATE_JWT_SECRET or MANDATE_JWT_PUBLIC_KEY, not both" })
+  }
+  const jwtKey: Option.Option<{ readonly key: Jose.CryptoKey | Uint8Array; readonly alg: string }> =
+    options.jwtSecret !== undefined
+      ? Option.some({ key: new TextEncoder().encode(Redacted.value(options.jwtSecret)), alg: "HS256" })
+      : options.jwtPublicKey !== undefined
+        ? Option.some({
+            key: yield* Effect.tryPromise({
+              try: () => Jose.importSPKI(options.jwtPublicKey!, "EdDSA"),
+              catch: (e) =>
+                new AuthConfigError({ message: `MANDATE_JWT_PUBLIC_KEY is not an Ed25519 SPKI PEM key: ${String(e)}` })
+            }),
+            alg: "EdDSA"
+          })
+        : Option.none()
+  if (Option.isSome(jwtKey) && options.jwtSecret !== undefined && Redacted.value(options.jwtSecret).length < 32) {
+    return yield* new AuthConfigError({ message: "MANDATE_JWT_SECRET must have at least 32 characters" })
+  }
+
+  const verifyJwt = (token: string) =>
+    Effect.gen(function* () {
+      if (Option.isNone(jwtKey)) return yield* unauthorized("Unknown token")
+      const now = yield* Clock.currentTimeMillis
+      const { payload } = yield* Effect.tryPromise({
+        try: () =>
+          Jose.jwtVerify(token, jwtKey.value.key, {
+            algorithms: [jwtKey.value.alg],
+            currentDate: new Date(now),
+            ...(options.jwtIssuer === undefined ? {} : { issuer: options.jwtIssuer }),
+            ...(options.jwtAudience === undefined ? {} : { audience: options.jwtAudience })
+          }),
+        catch: (e) =>
+          unauthorized(
+            e instanceof Jose.errors.JWTExpired
+              ? "The token has expired"
+              : e instanceof Jose.errors.JWTClaimValidationFailed
+                ? `The token's ${e.claim} claim is not valid: ${e.reason}`
+                : "The token does not verify"
+          )
+      })
+      const claims = yield* decodeClaims(payload).pipe(
+        Effect.mapError((e) => unauthorized(`The token's claims are not valid: ${e.path} ${e.message}`))
+      )
+      return Principal.make(claims.sub, claims.roles)
+    })
+
+  return Authenticator.of({
+    authenticate: (token) => {
+      if (token.length === 0) return Effect.fail(unauthorized("Missing bearer token (Authorization: Bearer <token>)"))
+      const principal = keys.get(sha256(token))
+      if (principal !== undefined) return Effect.succeed(principal)
+      return token.split(".").length === 3 ? verifyJwt(token) : Effect.fail(unauthorized("Unknown token"))
+    }
+  })
+})
+
+/**
+ * Development mode: one fresh key per role, principal = the role's name. The keys are announced on stderr and
+ * written to `file` (mode 0600) as shell `export` lines, so a shell can `source` them; they die with the process.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const developmentKeys = (file: string): Effect.Effect<ReadonlyArray<ApiKey>> =>
+  Effect.gen(function* () {
+    const keys = Principal.Role.literals.map(
+      (role): ApiKey => ({
+        token: Redacted.make(`${role}.${NodeCrypto.randomBytes(18).toString("base64url")}`),
+        principal: Principal.make(role, [role])
+      })
+    )
+    const lines = keys.map((k) => `export MANDATE_TOKEN_${k.principal.id.toUpperCase()}=${Redacted.value(k.token)}`)
+    const written = yield* Effect.try(() => {
+      NodeFs.mkdirSync(NodePath.dirname(NodePath.resolve(file)), { recursive: true })
+      NodeFs.writeFileSync(file, `${lines.join("\n")}\n`, { mode: 0o600 })
+      NodeFs.chmodSync(file, 0o600)
+      return true
+    }).pipe(Effect.orElseSucceed(() => false))
+    yield* Console.error(
+      [
+        "",
+        "  ┌─ DEVELOPMENT MODE ───────────────────────────────────────────────────────────────────",
+        "  │ No MANDATE_API_KEYS, MANDATE_JWT_SECRET or MANDATE_JWT_PUBLIC_KEY is set, so these",
+        "  │ tokens were generated, one per role. They are shown once and die with this process.",
+        "  │ Never run development mode where others can reach it.",
+        "  │",
+        ...lines.map((l) => `  │   ${l}`),
+        "  │",
+        written ? `  │ Also written to ${file} (mode 0600): source it in a shell.` : `  │ (Could not write ${file}.)`,
+        "  └──────────────────────────────────────────────────────────────────────────────────────",
+        ""
+      ].join("\n")
+    )
+    return keys
+  })
+
+// ---- rate limits -------------------------------------------------------------------------------------------
+
+/**
+ * The per-principal request budget.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class RateLimit extends Context.Service<
+  RateLimit,
+  { readonly consume: (principalId: string) => Effect.Effect<void, TooManyRequests> }
+>()("@mandate/server/RateLimit") {
+  /**
+   * A token bucket of `limit` requests per `window` per principal, over the `RateLimiter` in context. A store
+   * failure lets the request through (and is logged): the limit protects the service, it must not take it down.
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layer = (options: {
+    readonly limit: number
+    readonly window: Duration.Duration
+  }): Layer.Layer<RateLimit, never, RateLimiter.RateLimiter> =>
+    Layer.effect(
+      RateLimit,
+      Effect.gen(function* () {
+        const limiter = yield* RateLimiter.RateLimiter
+        return RateLimit.of({
+          consume: (principalId) =>
+            limiter
+              .consume({
+                algorithm: "token-bucket",
+                onExceeded: "fail",
+                limit: options.limit,
+                window: options.window,
+                key: `mandate:rate:${principalId}`
+              })
+              .pipe(
+                Effect.asVoid,
+                Effect.catchTag("RateLimiterError", (error) =>
+                  error.reason._tag === "RateLimitExceeded"
+                    ? Effect.fail(
+                        new TooManyRequests({
+                          message: `Rate limit of ${options.limit} requests per ${Duration.format(options.window)} exceeded`,
+                          retry_after: Math.max(1, Math.ceil(Duration.toSeconds(error.reason.retryAfter)))
+                        })
+                      )
+                    : Effect.logWarning("rate limiter unavailable; request let through", error)
+                )
+              )
+        })
+      })
+    )
+
+  /**
+   * In-process buckets.
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layerMemory = (options: {
+    readonly limit: number
+    readonly window: Duration.Duration
+  }): Layer.Layer<RateLimit> =>
+    RateLimit.layer(options).pipe(Layer.provide(RateLimiter.layer), Layer.provide(RateLimiter.layerStoreMemory))
+}
+
+// ---- the middleware --------------------------------------------------------------------------------------
+
+/**
+ * The `Auth` middleware over `Authenticator` and `RateLimit`.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerAuth: Layer.Layer<Auth, never, Authenticator | RateLimit> = Layer.effect(
+  Auth,
+  Effect.gen(function* () {
+    const authenticator = yield* Authenticator
+    const rateLimit = yield* RateLimit
+    return Auth.of({
+      bearer: (httpEffect, { credential, endpoint }) =>
+        Effect.gen(function* () {
+          const principal = yield* authenticator.authenticate(Redacted.value(credential))
+          const info = yield* Effect.serviceOption(RequestInfo)
+          if (Option.isSome(info)) info.value.principal = principal.id
+          const roles = Context.get(endpoint.annotations, RequiredRoles)
+          if (!Principal.hasRole(principal, "admin") && !roles.some((role) => principal.roles.includes(role))) {
+            return yield* new Forbidden({
+              message:
+                roles.length === 0
+                  ? `${endpoint.name} is for admins only`
+                  : `${endpoint.name} needs the role ${roles.join(" or ")}; ${principal.id} has ${principal.roles.join(", ") || "none"}`,
+              principal: principal.id
+            })
+          }
+          yield* rateLimit.consume(principal.id)
+          return yield* Effect.provideService(httpEffect, CurrentPrincipal, principal).pipe(
+            Effect.annotateLogs({ principal: principal.id })
+          )
+        })
+    })
+  })
+)
+
+const rootOf = (kind: string): string =>
+  kind === "Payload" ? "$" : kind === "Params" ? "$path" : kind === "Query" ? "$query" : `$${kind.toLowerCase()}`
+
+const isBodyTooLarge = (defect: unknown): boolean =>
+  (defect as { readonly reason?: { readonly reason?: unknown } } | undefined)?.reason?.reason === "BodyTooLarge"
+
+/**
+ * The `RequestErrors` middleware: decoding failures become `BadRequest` (paths under `$` for the body, `$path`
+ * and `$query` for the URL), a body over the limit `PayloadTooLarge`. Response encoding failures stay what
+ * they are: a bug, answered with a 500.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerRequestErrors = (options: { readonly maxBodyBytes: number }): Layer.Layer<RequestErrors> =>
+  Layer.succeed(
+    RequestErrors,
+    RequestErrors.of(
+      (httpEffect, { endpoint }) =>
+        (httpEffect as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, never>).pipe(
+          // The route template labels metrics and access logs (`/task/:id`, not each task's URL)
+          (self) =>
+            Effect.andThen(
+              Effect.map(Effect.serviceOption(RequestInfo), (info) => {
+                if (Option.isSome(info)) info.value.route = endpoint.path
+              }),
+              self
+            ),
+          Effect.catchIf(HttpApiError.HttpApiSchemaError.is, (error): Effect.Effect<never, unknown> => {
+            if (error.kind === "Body" || error.kind === "ResponseHeaders") return Effect.fail(error)
+            const root = rootOf(error.kind)
+            return Effect.fail(
+              Schema.isSchemaError(error.cause)
+                ? badRequest(fromSchemaError(error.cause, root))
+                : new BadRequest({ message: String(error.cause), path: root, issues: [] })
+            )
+          }),
+          Effect.catchDefect((defect) =>
+            isBodyTooLarge(defect)
+              ? Effect.fail(
+                  new PayloadTooLarge({
+                    message: `The request body exceeds the limit of ${options.maxBodyBytes} bytes`,
+                    limit_bytes: options.maxBodyBytes
+                  })
+                )
+              : Effect.die(defect)
+          )
+        ) as Effect.Effect<HttpServerResponse.HttpServerResponse, never, never>
+    )
+  )

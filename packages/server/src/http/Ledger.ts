@@ -1,0 +1,165 @@
+/**
+ * Handlers of the `policy` and `audit` groups: each one call into `Policy`, `PolicyStore`, `Ledger` or
+ * `Anchor`, mapped to the wire.
+ *
+ * @since 0.1.0
+ */
+import { Anchor, Ledger, Policy, PolicyStore, type StoredPolicySet } from "@mandate/core"
+import { Effect, Layer } from "effect"
+import { HttpApiBuilder } from "effect/http-api"
+import { Api } from "../api/Api.ts"
+import { CurrentPrincipal } from "../api/Auth.ts"
+import { NotFound } from "../api/Errors.ts"
+import { mapErrors } from "./Errors.ts"
+import * as Wire from "./Wire.ts"
+
+const storedPolicy = (stored: StoredPolicySet) => ({
+  version: stored.version,
+  active: stored.active,
+  published_at: stored.publishedAt,
+  policy: stored.set
+})
+
+/**
+ * @category handlers
+ * @since 0.1.0
+ */
+export const PolicyHandlers = HttpApiBuilder.group(Api, "policy", (handlers) =>
+  Effect.gen(function* () {
+    const policy = yield* Policy
+    const store = yield* PolicyStore
+    return handlers
+      .handle("active", () => policy.active.pipe(Effect.map(storedPolicy), mapErrors()))
+      .handle("list", () =>
+        store.list.pipe(
+          Effect.map((all) => ({ policies: all.map(storedPolicy) })),
+          mapErrors()
+        )
+      )
+      .handle("evaluate", ({ payload }) =>
+        Effect.flatMap(CurrentPrincipal, (caller) =>
+          policy.explain({
+            action: payload.action,
+            ...(payload.task_type === undefined ? {} : { task: payload.task_type }),
+            params: payload.parameters,
+            principal: payload.principal ?? caller,
+            ...(payload.at === undefined ? {} : { at: payload.at })
+          })
+        ).pipe(
+          Effect.map((explanation) => ({
+            decision: Wire.decision(explanation.decision),
+            trace: explanation.trace
+          })),
+          mapErrors()
+        )
+      )
+  })
+)
+
+/**
+ * @category handlers
+ * @since 0.1.0
+ */
+export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
+  Effect.gen(function* () {
+    const ledger = yield* Ledger
+    const anchor = yield* Anchor
+    return handlers
+      .handle("byTask", ({ params }) =>
+        ledger.byTask(params.task_id).pipe(
+          mapErrors(),
+          // Every task starts with task.created: no entries means no such task
+          Effect.flatMap((entries) =>
+            entries.length === 0
+              ? Effect.fail(
+                  new NotFound({
+                    message: `No ledger entries for task ${params.task_id}`,
+                    resource: "task",
+                    id: params.task_id
+                  })
+                )
+              : Effect.succeed({ task_id: params.task_id, entries: entries.map(Wire.ledgerEntry) })
+          )
+        )
+      )
+      .handle("record", ({ payload }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) =>
+          ledger.append({
+            kind: payload.kind,
+            ...(payload.task_id === undefined ? {} : { taskId: payload.task_id }),
+            ...(payload.step_id === undefined ? {} : { stepId: payload.step_id }),
+            principal,
+            payload: payload.payload,
+            storePayload: payload.store_payload ?? true
+          })
+        ).pipe(
+          Effect.map((receipt) => ({
+            seq: receipt.seq,
+            entry_hash: receipt.entryHash,
+            prev_hash: receipt.prevHash,
+            leaf_index: receipt.leafIndex
+          })),
+          mapErrors({ "$.taskId": "$.task_id", "$.stepId": "$.step_id", "$.storePayload": "$.store_payload" })
+        )
+      )
+      .handle("verify", ({ params }) =>
+        ledger.verify(params.hash).pipe(
+          Effect.map((verified) => ({
+            // verify fails with LedgerTampered when anything no longer matches: what it returns verified
+            verified: true,
+            entry: Wire.ledgerEntry(verified.entry),
+            leaf_hash: verified.leafHash,
+            checkpoint: Wire.checkpoint(verified.checkpoint),
+            inclusion_proof: Wire.inclusionProof(verified.proof),
+            ...(verified.anchor === undefined
+              ? {}
+              : { anchor_tx_id: verified.anchor.txId, anchor: Wire.anchorReceipt(verified.anchor) }),
+            ...(verified.anchored === undefined
+              ? {}
+              : {
+                  anchored: {
+                    checkpoint: Wire.checkpoint(verified.anchored.checkpoint),
+                    inclusion_proof: Wire.inclusionProof(verified.anchored.proof),
+                    anchor: Wire.anchorReceipt(verified.anchored.anchor)
+                  }
+                }),
+            public_key: ledger.publicKey
+          })),
+          mapErrors()
+        )
+      )
+      .handle("checkpoint", () =>
+        ledger.checkpoint.pipe(
+          Effect.map((checkpoint) => ({ ...Wire.checkpoint(checkpoint), public_key: ledger.publicKey })),
+          mapErrors()
+        )
+      )
+      .handle("consistency", ({ query }) =>
+        ledger.consistencyProof(query.from, query.to).pipe(
+          Effect.map((proof) => ({ old_size: proof.oldSize, new_size: proof.newSize, path: proof.path })),
+          mapErrors({ "$.oldSize": "$query.from", "$.newSize": "$query.to" })
+        )
+      )
+      .handle("anchor", () =>
+        ledger.anchor.pipe(
+          Effect.map((record) => ({
+            checkpoint: Wire.checkpoint(record.checkpoint),
+            ...(record.anchor === undefined ? {} : { anchor: Wire.anchorReceipt(record.anchor) })
+          })),
+          mapErrors()
+        )
+      )
+      .handle("write", ({ payload }) =>
+        anchor.publish(payload.hash, payload.size ?? 0).pipe(Effect.map(Wire.anchorReceipt), mapErrors())
+      )
+      .handle("tx", ({ params }) => anchor.getTx(params.txid).pipe(Effect.map(Wire.anchorReceipt), mapErrors()))
+  })
+)
+
+/**
+ * Both groups.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = Layer.mergeAll(PolicyHandlers, AuditHandlers)

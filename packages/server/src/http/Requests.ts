@@ -1,0 +1,124 @@
+/**
+ * What happens around every request, matched or not: a request id (the caller's `X-Request-Id` if it is
+ * sane, else a new one) on the response and in every log line of the request; the body size limit (413 before
+ * the body is read when `Content-Length` says so); a JSON 404 for unknown routes and a JSON 500, without a
+ * stack trace, for a defect; one structured access-log line and the HTTP metrics per request.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Clock, Context, Effect, Layer } from "effect"
+import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import * as Metrics from "../Metrics.ts"
+
+/**
+ * The current request's id, and what the inner layers learn about it (its route, its principal).
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class RequestInfo extends Context.Service<
+  RequestInfo,
+  { readonly requestId: string; route: string | undefined; principal: string | undefined }
+>()("@mandate/server/RequestInfo") {}
+
+/**
+ * @category options
+ * @since 0.1.0
+ */
+export interface RequestOptions {
+  /** Largest request body accepted, in bytes. */
+  readonly maxBodyBytes: number
+}
+
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
+
+const json = (status: number, body: object, requestId: string) =>
+  HttpServerResponse.jsonUnsafe(body, { status, headers: { "x-request-id": requestId } })
+
+/**
+ * The global middleware.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (options: RequestOptions): Layer.Layer<never, never, HttpRouter.HttpRouter> =>
+  HttpRouter.middleware(
+    (httpEffect) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const given = request.headers["x-request-id"]
+        const requestId = given !== undefined && requestIdPattern.test(given) ? given : crypto.randomUUID()
+        return handle(httpEffect, request, requestId, options).pipe(Effect.annotateLogs({ request_id: requestId }))
+      }),
+    { global: true }
+  )
+
+const handle = <E, R>(
+  httpEffect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+  request: HttpServerRequest.HttpServerRequest,
+  requestId: string,
+  options: RequestOptions
+) =>
+  Effect.gen(function* () {
+    const started = yield* Clock.currentTimeNanos
+    const info: RequestInfo["Service"] = { requestId, route: undefined, principal: undefined }
+    const declared = Number(request.headers["content-length"])
+    const response: HttpServerResponse.HttpServerResponse =
+      Number.isFinite(declared) && declared > options.maxBodyBytes
+        ? json(
+            413,
+            {
+              error: "payload_too_large",
+              message: `The request body (${declared} bytes) exceeds the limit of ${options.maxBodyBytes} bytes`,
+              limit_bytes: options.maxBodyBytes
+            },
+            requestId
+          )
+        : yield* httpEffect.pipe(
+            Effect.provideService(RequestInfo, info),
+            Effect.provideService(HttpIncomingMessage.MaxBodySize, options.maxBodyBytes as never),
+            Effect.catchCause((cause) => {
+              if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
+              const failure = Cause.findErrorOption(cause)
+              const notFound =
+                failure._tag === "Some" &&
+                (failure.value as { readonly reason?: { readonly _tag?: string } })?.reason?._tag === "RouteNotFound"
+              if (notFound) {
+                return Effect.succeed(
+                  json(
+                    404,
+                    { error: "not_found", message: `No route ${request.method} ${pathOf(request.url)}` },
+                    requestId
+                  )
+                )
+              }
+              return Effect.as(
+                Effect.logError("request failed", cause),
+                json(
+                  500,
+                  { error: "internal", message: "Internal error; quote the request id", request_id: requestId },
+                  requestId
+                )
+              )
+            })
+          )
+    const withId = HttpServerResponse.setHeader(response, "x-request-id", requestId)
+    const seconds = Number((yield* Clock.currentTimeNanos) - started) / 1e9
+    const route = info.route ?? (withId.status === 404 ? "unmatched" : pathOf(request.url))
+    yield* Metrics.recordRequest(request.method, route, withId.status, seconds)
+    yield* Effect.logInfo("request").pipe(
+      Effect.annotateLogs({
+        method: request.method,
+        path: pathOf(request.url),
+        route,
+        status: withId.status,
+        duration_ms: Math.round(seconds * 1e6) / 1e3,
+        ...(info.principal === undefined ? {} : { principal: info.principal })
+      })
+    )
+    return withId
+  })
+
+const pathOf = (url: string): string => {
+  const q = url.indexOf("?")
+  return q === -1 ? url : url.slice(0, q)
+}

@@ -1,0 +1,142 @@
+/**
+ * Handlers of the `tasks` and `plans` groups: each one call into `Runtime`, mapped to the wire.
+ *
+ * @since 0.1.0
+ */
+import { Plan, Runtime, Task } from "@mandate/core"
+import { Effect, Layer, Stream } from "effect"
+import { HttpApiBuilder } from "effect/http-api"
+import { Api } from "../api/Api.ts"
+import { CurrentPrincipal } from "../api/Auth.ts"
+import { mapErrors } from "./Errors.ts"
+import * as Wire from "./Wire.ts"
+
+// Core reports request fields by their core names; the wire names them differently
+const requestNames = { "$.kind": "$.task_type", "$.params": "$.parameters", "$.idempotencyKey": "$.idempotency_key" }
+
+const started = (task: Task.Task) => ({ task_id: task.id, status: task.state, plan_id: task.planId ?? "" })
+
+/**
+ * @category handlers
+ * @since 0.1.0
+ */
+export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
+  Effect.gen(function* () {
+    const runtime = yield* Runtime
+    return handlers
+      .handle("start", ({ payload }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) =>
+          runtime.start(
+            {
+              kind: payload.task_type,
+              params: payload.parameters,
+              ...(payload.priority === undefined ? {} : { priority: payload.priority }),
+              ...(payload.idempotency_key === undefined ? {} : { idempotencyKey: payload.idempotency_key })
+            },
+            principal
+          )
+        ).pipe(Effect.map(started), mapErrors(requestNames))
+      )
+      .handle("get", ({ params }) => runtime.get(params.id).pipe(Effect.map(Wire.taskDetail), mapErrors()))
+      .handle("status", ({ params }) => runtime.get(params.id).pipe(Effect.map(Wire.taskStatus), mapErrors()))
+      .handle("approve", ({ params, payload }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) =>
+          (payload.approved ? runtime.approve : runtime.reject)(params.id, principal, {
+            stepId: payload.step_id,
+            comment: payload.comment
+          })
+        ).pipe(Effect.map(Wire.taskStatus), mapErrors({ "$.stepId": "$.step_id" }))
+      )
+      .handle("cancel", ({ params, payload }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => runtime.cancel(params.id, principal, payload.reason)).pipe(
+          Effect.map(Wire.taskStatus),
+          mapErrors()
+        )
+      )
+      .handle("retry", ({ params }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => runtime.retry(params.id, principal)).pipe(
+          Effect.map(Wire.taskStatus),
+          mapErrors()
+        )
+      )
+      .handle("list", ({ query }) =>
+        runtime
+          .list({
+            states: query.status,
+            kind: query.task_type,
+            requestedBy: query.requested_by,
+            limit: query.limit,
+            cursor: query.cursor
+          })
+          .pipe(
+            Effect.map((page) => ({
+              tasks: page.tasks.map(Wire.task),
+              ...(page.nextCursor === undefined ? {} : { next_cursor: page.nextCursor })
+            })),
+            mapErrors()
+          )
+      )
+      .handle("events", ({ params }) =>
+        Effect.gen(function* () {
+          // Subscribe before reading the snapshot, so no event falls between the two; the subscription lives
+          // as long as the request's scope, which the response stream holds open
+          const live = yield* runtime.events(params.id)
+          const view = yield* runtime.get(params.id)
+          const snapshot = {
+            seq: 0,
+            task_id: view.task.id,
+            kind: "task.snapshot",
+            status: view.task.state,
+            at: view.task.updatedAt,
+            data: Wire.taskStatus(view)
+          }
+          const rest = Task.isTerminal(view.task.state)
+            ? Stream.empty
+            : live.pipe(
+                Stream.map(Wire.taskEvent),
+                Stream.takeUntil((e) => Task.isTerminal(e.status))
+              )
+          return Stream.concat(Stream.make(snapshot), rest)
+        }).pipe(mapErrors())
+      )
+  })
+)
+
+/**
+ * @category handlers
+ * @since 0.1.0
+ */
+export const PlansHandlers = HttpApiBuilder.group(Api, "plans", (handlers) =>
+  Effect.gen(function* () {
+    const runtime = yield* Runtime
+    return handlers
+      .handle("create", ({ payload }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) =>
+          runtime.plan({ kind: payload.task_type, params: payload.parameters }, principal)
+        ).pipe(
+          Effect.map((plan) => Wire.plan(plan, Plan.denials(plan))),
+          mapErrors(requestNames)
+        )
+      )
+      .handle("get", ({ params }) =>
+        runtime.getPlan(params.plan_id).pipe(
+          Effect.map((plan) => Wire.plan(plan, Plan.denials(plan))),
+          mapErrors()
+        )
+      )
+      .handle("execute", ({ payload }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => runtime.execute(payload.plan_id, principal)).pipe(
+          Effect.map(started),
+          mapErrors(requestNames)
+        )
+      )
+  })
+)
+
+/**
+ * Both groups over the `Runtime` in context.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = Layer.mergeAll(TasksHandlers, PlansHandlers)
