@@ -390,12 +390,16 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           const now = yield* Clock.currentTimeMillis
           const transition = yield* decide(record, plan, now)
           if (transition === undefined) return { record, events: [] as ReadonlyArray<Omit<TaskEvent, "seq">> }
-          return yield* apply(record, transition, now)
+          const applied = yield* apply(record, transition, now)
+          // Published inside the unit: a transition that commits after this one (a worker woken by this commit)
+          // cannot publish first, so a task's events reach subscribers in commit order. (Should the backend then
+          // fail to commit, subscribers saw events of a transition that is retried or abandoned.)
+          yield* publish(applied.events)
+          return applied
         })
       )
       .pipe(
         Effect.retry({ while: (e) => e instanceof VersionConflict, times: 25 }),
-        Effect.tap(({ events }) => publish(events)),
         Effect.map(({ record }) => record)
       )
 
@@ -494,14 +498,15 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
               commands: [...opening, { _tag: "Record", kind: "task.rejected", payload: { reasons: denied } }]
             }
           : Flow.advance({ record: initial, commands: opening }, plan, now)
-      const { events } = yield* uow.run(
+      yield* uow.run(
         Effect.gen(function* () {
           // Create first: a lost idempotency race fails here, before any job or entry is written
           yield* store.create(transition.record, plan)
-          return yield* apply(transition.record, transition, now, true)
+          const applied = yield* apply(transition.record, transition, now, true)
+          // Inside the unit, as in `transact`: the first step's events cannot overtake the task's creation
+          yield* publish(applied.events)
         })
       )
-      yield* publish(events)
       if (denied.length > 0) return yield* new TaskRejected({ taskId: task.id, planId: plan.id, reasons: denied })
       return (yield* mustGet(task.id)).task
     }).pipe(

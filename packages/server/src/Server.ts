@@ -9,15 +9,15 @@
 import { createServer } from "node:http"
 import { NodeHttpServer, NodeRedis, NodeServices } from "@effect/platform-node"
 import { loadFile } from "@mandate/core"
-import { Duration, Effect, Layer, type LogLevel, Logger, Option, Redacted, References } from "effect"
+import { Duration, Effect, Layer, Logger, type LogLevel, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { RateLimiter } from "effect/persistence"
 import { Api } from "./api/Api.ts"
 import { isDevelopmentMode, ServerConfig } from "./Config.ts"
 import {
-  type AuthOptions,
   Authenticator,
+  type AuthOptions,
   developmentKeys,
   layerAuth,
   layerRequestErrors,

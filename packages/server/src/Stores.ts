@@ -12,8 +12,8 @@ import * as Qubic from "@mandate/adapters/qubic"
 import {
   Agents,
   Anchor,
-  type LedgerOptions,
   Ledger,
+  type LedgerOptions,
   LedgerStore,
   Mandate,
   type PolicySet,
@@ -21,9 +21,10 @@ import {
   Queue,
   type RuntimeOptions,
   Sha256Hex,
-  TaskStore
+  TaskStore,
+  UnitOfWork
 } from "@mandate/core"
-import { Clock, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, type Redacted, Schema } from "effect"
 import type { Check, Readiness as ReadinessWire } from "./api/System.ts"
 import type { AnchorKind, ServerConfig, StoreKind } from "./Config.ts"
 
@@ -78,8 +79,10 @@ export const layerMemory = (options?: StoresOptions): Layer.Layer<Services, unkn
   Mandate.layer(Mandate.layerMemoryStores({ policy: options?.policy, queue: memoryQueue }), mandateOptions(options))
 
 /**
- * Every service over PostgreSQL as far as the Postgres adapters go (policy store and unit of work), the rest on
- * memory, all in one process.
+ * Every service over PostgreSQL as far as the Postgres adapters of this build go: the policy store (versioned
+ * policy sets, kept across restarts). The task store, queue, agents and ledger stay on memory until their
+ * Postgres layers land, and so does the unit of work: a transition writes those stores, and only the memory
+ * unit (a lock) makes their writes atomic.
  *
  * @category layers
  * @since 0.1.0
@@ -90,8 +93,15 @@ export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions
       TaskStore.layerMemory,
       Queue.layerMemory(memoryQueue),
       Agents.layerMemory(),
-      LedgerStore.layerMemory
-    ).pipe(Layer.provideMerge(Postgres.layer(config, { initialPolicy: options?.policy }))),
+      LedgerStore.layerMemory,
+      UnitOfWork.layerMemory,
+      Layer.effect(
+        PolicyStore,
+        Effect.gen(function* () {
+          return yield* PolicyStore
+        })
+      ).pipe(Layer.provide(Postgres.layer(config, { initialPolicy: options?.policy })))
+    ),
     mandateOptions(options)
   )
 

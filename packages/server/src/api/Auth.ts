@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { type Principal, Principal as PrincipalModule } from "@mandate/core"
+import type { Principal, Principal as PrincipalModule } from "@mandate/core"
 import { Context } from "effect"
 import { HttpApiMiddleware, HttpApiSecurity } from "effect/http-api"
 import { BadRequest, Forbidden, PayloadTooLarge, TooManyRequestsResponse, Unauthorized } from "./Errors.ts"

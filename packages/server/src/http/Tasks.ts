@@ -94,7 +94,9 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
             ? Stream.empty
             : live.pipe(
                 Stream.map(Wire.taskEvent),
-                Stream.takeUntil((e) => Task.isTerminal(e.status))
+                // The task.* event of the final transition ends the stream (its step events carry the final
+                // status too, and come first)
+                Stream.takeUntil((e) => Task.isTerminal(e.status) && e.kind.startsWith("task."))
               )
           return Stream.concat(Stream.make(snapshot), rest)
         }).pipe(mapErrors())
