@@ -337,8 +337,8 @@ export const layerAuth: Layer.Layer<Auth, never, Authenticator | RateLimit> = La
             return yield* new Forbidden({
               message:
                 roles.length === 0
-                  ? `${endpoint.name} is for admins only`
-                  : `${endpoint.name} needs the role ${roles.join(" or ")}; ${principal.id} has ${principal.roles.join(", ") || "none"}`,
+                  ? `${endpoint.method} ${endpoint.path} is for admins only`
+                  : `${endpoint.method} ${endpoint.path} needs the role ${roles.join(" or ")}; ${principal.id} has ${principal.roles.join(", ") || "none"}`,
               principal: principal.id
             })
           }
