@@ -6,10 +6,11 @@
  *
  * @since 0.1.0
  */
+import type * as NodeHttp from "node:http"
 import { createServer } from "node:http"
 import { NodeHttpServer, NodeRedis, NodeServices } from "@effect/platform-node"
 import { loadFile } from "@mandate/core"
-import { Duration, Effect, Layer, Logger, type LogLevel, Option, Redacted, References } from "effect"
+import { Clock, Duration, Effect, Layer, Logger, type LogLevel, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { RateLimiter } from "effect/persistence"
@@ -87,7 +88,7 @@ const announce = (details: Record<string, unknown>) =>
       yield* Effect.logInfo("Mandate server listening").pipe(
         Effect.annotateLogs({ address: HttpServer.formatAddress(server.address), ...details })
       )
-      yield* Effect.addFinalizer(() => Effect.logInfo("Mandate server stopped"))
+      yield* Effect.addFinalizer(() => Effect.logInfo("Mandate server shutting down"))
     })
   )
 
@@ -135,15 +136,8 @@ export const layerConfig = Layer.unwrap(
         shutdownGraceMs: grace
       }
     })
-    return layerApp({ maxBodyBytes: config.maxBodyBytes }).pipe(
-      Layer.provideMerge(
-        announce({
-          store: config.store,
-          anchor: config.anchor,
-          auth: development ? "development" : "configured",
-          rate_limit: `${config.rateLimit}/${Duration.format(config.rateWindow)}`
-        })
-      ),
+    const server = createServer()
+    const app = layerApp({ maxBodyBytes: config.maxBodyBytes }).pipe(
       Layer.provide(
         Layer.mergeAll(
           Authenticator.layer(auth),
@@ -153,15 +147,62 @@ export const layerConfig = Layer.unwrap(
           ),
           services
         )
-      ),
-      Layer.provide(
-        NodeHttpServer.layer(createServer, {
+      )
+    )
+    // The server listens before the routes are registered; `announce` and `layerDrain` are built after them
+    // (so "listening" means serving), and released first (so the drain runs while everything is still there)
+    return Layer.mergeAll(
+      layerDrain(server, config.shutdownGrace),
+      announce({
+        store: config.store,
+        anchor: config.anchor,
+        auth: development ? "development" : "configured",
+        rate_limit: `${config.rateLimit}/${Duration.format(config.rateWindow)}`
+      })
+    ).pipe(
+      Layer.provideMerge(app),
+      Layer.provideMerge(
+        NodeHttpServer.layer(() => server, {
           port: config.port,
           host: config.host,
           gracefulShutdownTimeout: config.shutdownGrace
         })
       ),
+      // Built first, released last: after the workers, the stores and their pools
+      Layer.provideMerge(Layer.effectDiscard(Effect.addFinalizer(() => Effect.logInfo("Mandate server stopped")))),
       Layer.provide(layerLogging(config.logLevel))
     )
   })
 )
+
+/**
+ * On release, stops accepting connections and waits (up to `grace`) for the requests in flight to finish,
+ * before anything else shuts down. (Without it, releasing the server interrupts requests still running.)
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerDrain = (server: NodeHttp.Server, grace: Duration.Duration): Layer.Layer<never> =>
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      let active = 0
+      server.on("request", (_request, response) => {
+        active++
+        response.once("close", () => active--)
+      })
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function* () {
+          yield* Effect.logInfo("Mandate server draining").pipe(Effect.annotateLogs({ in_flight: active }))
+          // Stop accepting; idle keep-alive connections close now, busy ones after their response
+          server.close()
+          const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(grace)
+          while (active > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep("20 millis")
+          if (active > 0) {
+            yield* Effect.logWarning("requests still running after the grace period are cut").pipe(
+              Effect.annotateLogs({ in_flight: active })
+            )
+          }
+        })
+      )
+    })
+  )

@@ -1,0 +1,113 @@
+import * as ChildProcess from "node:child_process"
+import * as Net from "node:net"
+import * as NodePath from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+
+const root = NodePath.resolve(import.meta.dirname, "../../..")
+const token = "alice.shutdown-test-1"
+
+const freePort = () =>
+  Effect.promise(
+    () =>
+      new Promise<number>((resolve) => {
+        const server = Net.createServer()
+        server.listen(0, "127.0.0.1", () => {
+          const port = (server.address() as Net.AddressInfo).port
+          server.close(() => resolve(port))
+        })
+      })
+  )
+
+describe("graceful shutdown", () => {
+  it.live(
+    "SIGTERM: stops accepting, lets the in-flight request finish, exits 0",
+    () =>
+      Effect.gen(function* () {
+        const port = yield* freePort()
+        const child = ChildProcess.spawn(
+          process.execPath,
+          ["--conditions=mandate-source", "--import", "tsx", "packages/server/src/main.ts"],
+          {
+            cwd: root,
+            env: {
+              ...process.env,
+              PORT: String(port),
+              MANDATE_API_KEYS: `${token}:submitter+auditor`,
+              MANDATE_SHUTDOWN_GRACE: "3 seconds",
+              MANDATE_ANCHOR: "none",
+              NODE_OPTIONS: ""
+            },
+            stdio: ["ignore", "pipe", "pipe"]
+          }
+        )
+        let stdout = ""
+        child.stdout.on("data", (chunk) => {
+          stdout += chunk
+        })
+        child.stderr.on("data", (chunk) => {
+          stdout += chunk
+        })
+        const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+        yield* Effect.promise(async () => {
+          while (!stdout.includes("Mandate server listening")) {
+            if (child.exitCode !== null) throw new Error(`server exited: ${stdout}`)
+            await new Promise((r) => setTimeout(r, 50))
+          }
+        }).pipe(Effect.timeout("60 seconds"))
+
+        // A request in flight: its headers and part of its body sent, the rest to come after the signal
+        const body = JSON.stringify({ task_type: "monitoring", parameters: { wallet: "A".repeat(60) } })
+        const inFlight = Net.connect(port, "127.0.0.1")
+        let received = ""
+        const answered = new Promise<string>((resolve) => {
+          inFlight.on("data", (chunk) => {
+            received += chunk
+          })
+          inFlight.on("close", () => resolve(received))
+          inFlight.on("error", () => resolve(received))
+        })
+        yield* Effect.promise(() => new Promise((resolve) => inFlight.once("connect", resolve)))
+        inFlight.write(
+          "POST /task/start HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" +
+            `Authorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 20)}`
+        )
+        yield* Effect.sleep("300 millis")
+
+        child.kill("SIGTERM")
+        yield* Effect.sleep("300 millis")
+        // New connections are refused once shutdown began
+        const refused = yield* Effect.promise(
+          () =>
+            new Promise<boolean>((resolve) => {
+              const socket = Net.connect(port, "127.0.0.1")
+              socket.on("connect", () => {
+                socket.destroy()
+                resolve(false)
+              })
+              socket.on("error", () => resolve(true))
+            })
+        )
+        assert.isTrue(refused, "a new connection after SIGTERM was accepted")
+        // The in-flight request completes
+        inFlight.write(body.slice(20))
+        const reply = yield* Effect.promise(() => answered)
+        assert.match(reply, /^HTTP\/1\.1 200 /)
+        assert.match(reply, /"task_id":"task_/)
+
+        const code = yield* Effect.promise(() => exited).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(code, 0, stdout)
+        assert.include(stdout, "Mandate server stopped")
+        const lines = stdout
+          .split("\n")
+          .filter((l) => l.startsWith("{"))
+          .map((l) => JSON.parse(l))
+        const access = lines.find((l) => l.message === "request" && l.annotations.path === "/task/start")
+        assert.strictEqual(access.annotations.status, 200)
+        assert.match(access.annotations.request_id, /^[0-9a-f-]{36}$/)
+        assert.strictEqual(access.annotations.principal, "alice")
+      }),
+    90_000
+  )
+})
