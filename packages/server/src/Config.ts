@@ -8,7 +8,7 @@
  * | `MANDATE_STORE` | `memory` | `memory`, `postgres` or `redis` |
  * | `DATABASE_URL` | | Postgres URL (with `MANDATE_STORE=postgres`) |
  * | `REDIS_URL` | | Redis URL (rate limits; stores with `MANDATE_STORE=redis`) |
- * | `MANDATE_ANCHOR` | `qubic-mock` | `qubic-mock`, `qubic-rpc` or `none` |
+ * | `MANDATE_ANCHOR` | `qubic-mock` | `qubic-mock`, `qubic-rpc`, `memory` (in-process, proves nothing) or `none` |
  * | `QUBIC_RPC_URL` | | gateway URL (with `qubic-rpc`) |
  * | `MANDATE_QUBIC_SEED` | mock seed | 55-letter seed of the (mock) signer |
  * | `MANDATE_POLICY_FILE` | seed policy | JSON or YAML policy set |
@@ -38,7 +38,7 @@ export type StoreKind = "memory" | "postgres" | "redis"
  * @category models
  * @since 0.1.0
  */
-export type AnchorKind = "qubic-mock" | "qubic-rpc" | "none"
+export type AnchorKind = "qubic-mock" | "qubic-rpc" | "memory" | "none"
 
 /**
  * @category models
@@ -86,7 +86,7 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   host: Config.String("HOST").pipe(Config.withDefault("127.0.0.1")),
   store: Config.Literals(["memory", "postgres", "redis"], "MANDATE_STORE").pipe(Config.withDefault("memory" as const)),
   redisUrl: Config.Redacted("REDIS_URL").pipe(Config.option),
-  anchor: Config.Literals(["qubic-mock", "qubic-rpc", "none"], "MANDATE_ANCHOR").pipe(
+  anchor: Config.Literals(["qubic-mock", "qubic-rpc", "memory", "none"], "MANDATE_ANCHOR").pipe(
     Config.withDefault("qubic-mock" as const)
   ),
   qubicRpcUrl: Config.String("QUBIC_RPC_URL").pipe(Config.option),

@@ -137,6 +137,13 @@ export const layerConfig = Layer.unwrap(
       }
     })
     const server = createServer()
+    // Node listens before the routes are registered: until they are, answer 503 rather than leave a request
+    // without anyone to answer it (it would hang)
+    server.on("request", (_request, response) => {
+      if (server.listenerCount("request") > 1) return
+      response.writeHead(503, { "content-type": "application/json", "retry-after": "1" })
+      response.end(JSON.stringify({ error: "unavailable", message: "The server is starting" }))
+    })
     const app = layerApp({ maxBodyBytes: config.maxBodyBytes }).pipe(
       Layer.provide(
         Layer.mergeAll(

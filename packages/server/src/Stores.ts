@@ -133,7 +133,8 @@ const mandateOptions = (options: StoresOptions | undefined): Mandate.MemoryOptio
 
 /**
  * The chain: the in-process Qubic mock, a Qubic gateway (`QUBIC_RPC_URL`, signing with the mock signer, which
- * only the mock network accepts), or no anchoring.
+ * only the mock network accepts), core's in-process chain (instant confirmations; for benchmarks and tests, it
+ * proves nothing to a third party), or no anchoring.
  *
  * @category layers
  * @since 0.1.0
@@ -145,6 +146,8 @@ export const layerAnchor = (
   switch (kind) {
     case "none":
       return Anchor.layerNone
+    case "memory":
+      return Anchor.layerMemory
     case "qubic-mock":
       return Qubic.layerMock(options?.seed === undefined ? {} : { seed: options.seed as Redacted.Redacted<string> })
     case "qubic-rpc":

@@ -1,0 +1,128 @@
+/**
+ * bench:http — the reference server under load: autocannon against `POST /task/start` and `GET /task/{id}`, 50
+ * connections for 20 s each (set BENCH_SECONDS / BENCH_CONNECTIONS to change), on memory stores with an
+ * auto-approval policy, so every started task also runs to completion in the background (check_balance →
+ * policy_check → onchain_action on the in-process chain). The server runs in its own process (`npm start`'s
+ * entry point), the load generator in this one.
+ *
+ *   npm run bench:http
+ */
+import * as ChildProcess from "node:child_process"
+import * as NodeFs from "node:fs"
+import * as Net from "node:net"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import { type PolicySet, Seed } from "@mandate/core"
+import autocannon from "autocannon"
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 20)
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
+const token = "bench.submitter-token"
+
+const autoApprove: PolicySet.PolicySet = {
+  name: "auto-approval",
+  rules: [
+    ...Seed.defaultPolicySet.rules.filter((r) => r.effect !== "require_approval"),
+    { id: "auto-approve", effect: "allow", match: { action: "onchain_action" } }
+  ]
+}
+const body = JSON.stringify({
+  task_type: "transfer_funds",
+  parameters: { from: `${"A".repeat(56)}FXIB`, to: "B".repeat(60), amount: 25 }
+})
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as Net.AddressInfo).port
+      server.close(() => resolve(port))
+    })
+  })
+
+const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-bench-"))
+const policyFile = NodePath.join(dir, "auto-approval.json")
+NodeFs.writeFileSync(policyFile, JSON.stringify(autoApprove))
+const port = await freePort()
+const base = `http://127.0.0.1:${port}`
+const root = NodePath.resolve(import.meta.dirname, "..")
+const server = ChildProcess.spawn(
+  process.execPath,
+  ["--conditions=mandate-source", "--import", "tsx", "packages/server/src/main.ts"],
+  {
+    cwd: root,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      MANDATE_API_KEYS: `${token}:submitter+auditor`,
+      MANDATE_POLICY_FILE: policyFile,
+      MANDATE_ANCHOR: "memory",
+      MANDATE_RATE_LIMIT: "1000000000",
+      LOG_LEVEL: "Warn",
+      // BENCH_WORKERS=0: an API-only process (tasks are queued for workers elsewhere, not run here)
+      MANDATE_WORKER_CONCURRENCY: process.env.BENCH_WORKERS ?? "16"
+    },
+    stdio: ["ignore", "pipe", "inherit"]
+  }
+)
+let output = ""
+server.stdout.on("data", (chunk) => {
+  output += chunk
+})
+const started = Date.now()
+while (
+  !(await fetch(`${base}/health`)
+    .then((r) => r.ok)
+    .catch(() => false))
+) {
+  if (server.exitCode !== null || Date.now() - started > 60_000) throw new Error(`server did not start: ${output}`)
+  await new Promise((r) => setTimeout(r, 100))
+}
+
+const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" }
+const start = async () => {
+  const response = await fetch(`${base}/task/start`, { method: "POST", headers, body })
+  return ((await response.json()) as { task_id: string }).task_id
+}
+
+const load = (title: string, options: Partial<autocannon.Options>) =>
+  new Promise<autocannon.Result>((resolve, reject) => {
+    autocannon({ url: base, connections: CONNECTIONS, duration: SECONDS, headers, ...options }, (error, result) =>
+      error ? reject(error) : resolve(result)
+    )
+  }).then((result) => {
+    const ok = result.requests.total - result.non2xx - result.errors
+    console.log(
+      `${title.padEnd(24)} ${result.requests.average.toFixed(0).padStart(7)} req/s  p50 ${String(result.latency.p50).padStart(4)} ms  p99 ${String(result.latency.p99).padStart(4)} ms  (${ok} ok, ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts)`
+    )
+    return result
+  })
+
+console.log(
+  `bench:http — ${CONNECTIONS} connections, ${SECONDS} s per route, worker concurrency ${process.env.BENCH_WORKERS ?? "16"}, Node ${process.version}`
+)
+// Warm up (JIT, first tasks through the pipeline)
+for (let i = 0; i < 200; i++) await start()
+await load("warm-up", { url: `${base}/task/start`, method: "POST", body, duration: 3 })
+
+await load("POST /task/start", { url: `${base}/task/start`, method: "POST", body })
+
+const ids: Array<string> = []
+for (let i = 0; i < 1_000; i++) ids.push(await start())
+let next = 0
+await load("GET /task/{id}", {
+  requests: [
+    {
+      method: "GET",
+      setupRequest: (request) => ({ ...request, path: `/task/${ids[next++ % ids.length]}` })
+    }
+  ]
+})
+
+const tasks = await fetch(`${base}/metrics`, { headers }).then((r) => r.text())
+const completed = /mandate_tasks\{state="completed"\} (\d+)/.exec(tasks)?.[1]
+const running = /mandate_tasks\{state="running"\} (\d+)/.exec(tasks)?.[1]
+console.log(`tasks completed in the background: ${completed ?? "?"} (still running: ${running ?? "?"})`)
+server.kill("SIGTERM")
+await new Promise((r) => server.once("exit", r))
+NodeFs.rmSync(dir, { recursive: true })
