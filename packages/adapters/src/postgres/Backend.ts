@@ -12,12 +12,13 @@
  * @since 0.1.0
  */
 import { PgClient } from "@effect/sql-pg"
-import type { InvalidInput, PolicySet, PolicyStore, PolicyStoreError, UnitOfWork } from "@mandate/core"
+import type { InvalidInput, PolicySet, PolicyStore, PolicyStoreError, TaskStore, UnitOfWork } from "@mandate/core"
 import { Clock, Config, Duration, Effect, Layer, Redacted, Schema } from "effect"
 import type { Migrator, SqlClient, SqlError } from "effect/sql"
 import * as Migrations from "./Migrations.ts"
 import { defaultSchema, SchemaName } from "./Options.ts"
 import { layerPolicyStore } from "./PolicyStore.ts"
+import { layerTaskStore } from "./TaskStore.ts"
 import { layerUnitOfWork } from "./UnitOfWork.ts"
 
 /**
@@ -136,7 +137,7 @@ export interface BackendOptions {
  * @category models
  * @since 0.1.0
  */
-export type PostgresServices = PolicyStore | UnitOfWork | PgClient.PgClient | SqlClient.SqlClient
+export type PostgresServices = PolicyStore | TaskStore | UnitOfWork | PgClient.PgClient | SqlClient.SqlClient
 
 /**
  * Errors building the backend can fail with: the database unreachable or refusing, a migration failing, a bad
@@ -159,10 +160,11 @@ export const layer = (
   options?: BackendOptions
 ): Layer.Layer<PostgresServices, PostgresStartError> => {
   const postgres = { schema: config.schema }
-  return Layer.mergeAll(layerPolicyStore({ ...postgres, initial: options?.initialPolicy }), layerUnitOfWork).pipe(
-    Layer.provide(Migrations.layer(postgres)),
-    Layer.provideMerge(layerClient(config))
-  )
+  return Layer.mergeAll(
+    layerPolicyStore({ ...postgres, initial: options?.initialPolicy }),
+    layerTaskStore(postgres),
+    layerUnitOfWork
+  ).pipe(Layer.provide(Migrations.layer(postgres)), Layer.provideMerge(layerClient(config)))
 }
 
 /**

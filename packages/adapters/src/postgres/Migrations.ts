@@ -25,6 +25,7 @@ import type { InvalidInput } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { Migrator, SqlClient, type SqlError } from "effect/sql"
 import m0001 from "./migrations/0001_policy_sets.ts"
+import m0002 from "./migrations/0002_tasks.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -34,7 +35,8 @@ import { type PostgresOptions, resolveSchema } from "./Options.ts"
  * @since 0.1.0
  */
 export const migrations = {
-  "0001_policy_sets": m0001
+  "0001_policy_sets": m0001,
+  "0002_tasks": m0002
 } as const
 
 /**
