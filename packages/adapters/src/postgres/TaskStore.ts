@@ -10,6 +10,9 @@
  * - `save` is a compare-and-set: `UPDATE … WHERE id = $id AND version = $expected`. Only when it updates nothing
  *   does a second read tell `TaskNotFound` from `VersionConflict`.
  *
+ * Listings walk an index newest first (`seq`), one row past the page to know whether another follows;
+ * `countByState` sums the trigger-maintained `task_counts` rows, so neither grows with the table.
+ *
  * What is stored is first encoded with the core schemas (so a record that could not be read back, e.g. holding a
  * `NaN` timestamp, is refused with `TaskStoreError` and nothing is written), and every row read is decoded with
  * them: a row that does not decode, or whose columns disagree with its record, fails the call with
@@ -98,6 +101,7 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
   const schema = yield* resolveSchema(options)
   const tasks = sql(`${schema}.tasks`)
   const plans = sql(`${schema}.plans`)
+  const taskCounts = sql(`${schema}.task_counts`)
 
   const storeError = (operation: string) => (cause: unknown) => new TaskStoreError({ operation, cause })
 
@@ -297,7 +301,7 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
   const countByState = SqlSchema.findAll({
     Request: Schema.Void,
     Result: CountRow,
-    execute: () => sql`SELECT state, count(*)::int AS n FROM ${tasks} GROUP BY state`
+    execute: () => sql`SELECT state, sum(n)::int AS n FROM ${taskCounts} GROUP BY state HAVING sum(n) <> 0`
   })(undefined).pipe(
     Effect.map((rows) => {
       const counts = emptyCounts()

@@ -172,6 +172,53 @@ describePostgres("TaskStore on Postgres", () => {
     )
   })
 
+  layer(TestPostgres.layerWith((options) => layerTaskStore(options)))("counts by state", (it) => {
+    it.effect("stay equal to the table's own count through concurrent writers, bulk statements and deletes", () =>
+      Effect.gen(function* () {
+        const here = yield* TaskStore
+        const there = yield* otherProcess
+        const { schema } = yield* TestPostgres
+        const sql = yield* SqlClient.SqlClient
+        const table = sql(`${schema}.tasks`)
+        const counted = Effect.map(
+          sql<{ readonly state: string; readonly n: number }>`
+            SELECT state, count(*)::int AS n FROM ${table} GROUP BY state`,
+          (rows) => Object.fromEntries(rows.map((r) => [r.state, r.n]))
+        )
+        const nonZero = (counts: Readonly<Record<string, number>>) =>
+          Object.fromEntries(Object.entries(counts).filter(([, n]) => n !== 0))
+        const cycle = ["running", "waiting_approval", "running", "completed"] as const
+        const records = Array.from({ length: 40 }, (_, i) => makeRecord({ state: i % 3 === 0 ? "pending" : "running" }))
+        yield* Effect.forEach(records, (r, i) => (i % 2 === 0 ? here : there).create(r), { concurrency: 10 })
+        // every task walks through states, on both pools at once
+        yield* Effect.forEach(
+          records,
+          (r, i) =>
+            Effect.forEach(cycle, (state, step) =>
+              (i % 2 === 0 ? there : here).save(
+                { ...r, task: { ...r.task, state, version: r.task.version + step + 1 } },
+                r.task.version + step
+              )
+            ),
+          { concurrency: 10 }
+        )
+        assert.deepStrictEqual(nonZero(yield* here.countByState), yield* counted)
+        // statements touching many rows at once, as an operator might run
+        yield* sql`UPDATE ${table} SET state = 'failed' WHERE id IN ${sql.in(records.slice(0, 15).map((r) => r.task.id))}`
+        yield* sql`DELETE FROM ${table} WHERE id IN ${sql.in(records.slice(10, 20).map((r) => r.task.id))}`
+        const counts = yield* here.countByState
+        assert.deepStrictEqual(nonZero(counts), yield* counted)
+        assert.strictEqual(counts.failed, 10)
+        assert.strictEqual(counts.completed, 20)
+        // a unit that rolls back leaves the counts as they were
+        yield* Effect.flip(sql.withTransaction(Effect.andThen(here.create(makeRecord()), Effect.fail(new Boom()))))
+        assert.deepStrictEqual(yield* here.countByState, counts)
+        yield* sql`TRUNCATE ${table}`
+        assert.deepStrictEqual(nonZero(yield* here.countByState), {})
+      })
+    )
+  })
+
   layer(TestPostgres.layerWith((options) => layerTaskStore(options)))("stored data", (it) => {
     it.effect("keeps strings jsonb would refuse, exactly", () =>
       Effect.gen(function* () {
