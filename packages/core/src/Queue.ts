@@ -481,6 +481,46 @@ const combine = (errors: ReadonlyArray<InvalidInput>): InvalidInput => {
   return new InvalidInput({ message: first.message, path: first.path, issues })
 }
 
+/**
+ * Checks one enqueue request exactly as `Queue.layerMemory` does, for other layers to share: every bad field by
+ * its JSON path under `root` (`$.queue`, `$.payload.amount`; the payload checked as canonical JSON), and
+ * `runAt` with `delayMs` refused. Returns the request with a private, frozen copy of its payload.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const validateEnqueue = (input: unknown, root = "$"): Result.Result<EnqueueRequest, InvalidInput> =>
+  Result.map(validateRequest(input, root), (valid) => valid.request)
+
+/**
+ * Checks a batch of enqueue requests as `Queue.layerMemory` does: all or nothing, each bad request's issues
+ * under `$[i]`.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const validateEnqueueBatch = (inputs: unknown): Result.Result<ReadonlyArray<EnqueueRequest>, InvalidInput> => {
+  if (!Array.isArray(inputs)) return Result.fail(InvalidInput.at("$", "Expected an array of enqueue requests"))
+  const errors: Array<InvalidInput> = []
+  const valid: Array<EnqueueRequest> = []
+  for (let i = 0; i < inputs.length; i++) {
+    const result = validateRequest(inputs[i], `$[${i}]`)
+    if (Result.isSuccess(result)) valid.push(result.success.request)
+    else errors.push(result.failure)
+  }
+  return errors.length > 0 ? Result.fail(combine(errors)) : Result.succeed(valid)
+}
+
+/**
+ * Checks a job's result as `Queue.layerMemory` does (JSON, default `null`, bad values by path under
+ * `$.result`) and returns a private copy.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const validateResult = (result: unknown): Effect.Effect<Schema.Json, InvalidInput> =>
+  privateJson(result === undefined ? null : result, "$.result")
+
 const newJob = (
   { request, payload }: { readonly request: EnqueueRequest; readonly payload: Schema.Json },
   now: number

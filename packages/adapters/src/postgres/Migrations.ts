@@ -26,6 +26,7 @@ import { Effect, Layer } from "effect"
 import { Migrator, SqlClient, type SqlError } from "effect/sql"
 import m0001 from "./migrations/0001_policy_sets.ts"
 import m0002 from "./migrations/0002_tasks.ts"
+import m0003 from "./migrations/0003_queue.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -36,7 +37,8 @@ import { type PostgresOptions, resolveSchema } from "./Options.ts"
  */
 export const migrations = {
   "0001_policy_sets": m0001,
-  "0002_tasks": m0002
+  "0002_tasks": m0002,
+  "0003_queue": m0003
 } as const
 
 /**
