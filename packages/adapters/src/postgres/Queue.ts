@@ -246,7 +246,8 @@ interface InsertRow {
   readonly pool: string | null
   readonly priority: string
   readonly priority_rank: number
-  readonly payload: unknown
+  /** JSON text, sent as a string: Postgres' JSON functions would refuse a lone surrogate inside a nested value */
+  readonly payload: string
   readonly run_at: number | null
   readonly delay_ms: number | null
   readonly max_attempts: number
@@ -297,11 +298,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       sql`WITH changed AS (
             INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
                                  max_attempts, failures, idempotency_key, created_at, updated_at)
-            SELECT r.id, r.queue, r.pool, r.priority, r.priority_rank, 'queued', r.payload,
+            SELECT r.id, r.queue, r.pool, r.priority, r.priority_rank, 'queued', r.payload::json,
                    coalesce(r.run_at, ${now} + coalesce(r.delay_ms, 0)), 0, r.max_attempts, 0, r.idempotency_key,
                    ${now}, ${now}
             FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(
-              ord int, id text, queue text, pool text, priority text, priority_rank smallint, payload json,
+              ord int, id text, queue text, pool text, priority text, priority_rank smallint, payload text,
               run_at float8, delay_ms float8, max_attempts int, idempotency_key text)
             ORDER BY r.ord
             ON CONFLICT DO NOTHING
@@ -328,7 +329,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       pool: r.pool ?? null,
       priority: r.priority ?? "normal",
       priority_rank: Task.priorityRank(r.priority ?? "normal"),
-      payload: r.payload,
+      payload: JSON.stringify(r.payload),
       run_at: r.runAt ?? null,
       delay_ms: r.delayMs ?? null,
       max_attempts: r.maxAttempts ?? defaultMaxAttempts,
