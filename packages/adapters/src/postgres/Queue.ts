@@ -176,6 +176,7 @@ const JobRow = Schema.Struct({
   finished_at: Schema.NullOr(Millis)
 })
 type JobRow = typeof JobRow.Type
+const decodeJobRows = Schema.decodeUnknownEffect(Schema.Array(JobRow))
 
 const toJob = (row: JobRow): Job => ({
   id: row.id,
@@ -280,10 +281,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   const storeError = (operation: string) => (cause: unknown) => new QueueStoreError({ operation, cause })
   const rows = (operation: string, statement: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
-    statement.pipe(
-      Effect.flatMap((raw) => Schema.decodeUnknownEffect(Schema.Array(JobRow))(raw)),
-      Effect.mapError(storeError(operation))
-    )
+    statement.pipe(Effect.flatMap(decodeJobRows), Effect.mapError(storeError(operation)))
   // A pg_notify per distinct queue among the pending rows a CTE named `changed` returned. It sits in a scalar
   // subquery of the final SELECT because Postgres skips a CTE that only SELECTs and is never referenced.
   const notified = sql`(SELECT count(*) FROM (
