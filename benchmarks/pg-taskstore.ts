@@ -117,11 +117,16 @@ const main = Effect.gen(function* () {
     row("countByState (200k tasks)", yield* measure(() => store.countByState, 100, 1))
     const unfinished = (yield* store.unfinished).length
     row(`unfinished (${unfinished} ids of 200k)`, yield* measure(() => store.unfinished, 20, 1))
-    yield* sql`DROP SCHEMA ${sql(schema)} CASCADE`
   }).pipe(Effect.provide(Postgres.layer(config)))
 })
 
-Effect.runPromise(main).catch((error) => {
+// The schema is dropped after the backend stops, so its background fibers never see it vanish
+const dropSchema = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`
+}).pipe(Effect.provide(Postgres.layerClient(Postgres.makeConfig(url, { poolSize: 1 }))))
+
+Effect.runPromise(main.pipe(Effect.ensuring(Effect.ignore(dropSchema)))).catch((error) => {
   console.error(error)
   process.exitCode = 1
 })
