@@ -3,8 +3,8 @@
  * that migrates the schema and builds the services over that pool.
  *
  * Build the backend once, at the edge of the application (`layer(config)` or `layerConfig()` from the
- * environment). The per-service layers (`layerPolicyStore`, `layerTaskStore`, `layerAgents`, `layerUnitOfWork`)
- * require only the abstract `SqlClient`, `layerQueue` the `PgClient` (for `LISTEN`); they never open a pool or
+ * environment). The per-service layers (`layerPolicyStore`, `layerTaskStore`, `layerAgents`, `layerLedgerStore`,
+ * `layerUnitOfWork`) require only the abstract `SqlClient`, `layerQueue` the `PgClient` (for `LISTEN`); they never open a pool or
  * read configuration, so every service built here runs on the same pool and, inside `UnitOfWork.run`, in the
  * same transaction. The queue holds one connection of the pool for its `LISTEN` once a worker subscribes. They also accept a client the host application built
  * itself, as long as it leaves column and JSON names untransformed (no `transformResultNames`,
@@ -16,6 +16,7 @@ import { PgClient } from "@effect/sql-pg"
 import type {
   Agents,
   InvalidInput,
+  LedgerStore,
   PolicySet,
   PolicyStore,
   PolicyStoreError,
@@ -26,6 +27,7 @@ import type {
 import { Clock, Config, Duration, Effect, Layer, Redacted, Schema } from "effect"
 import type { Migrator, SqlClient, SqlError } from "effect/sql"
 import { type AgentsOptions, layerAgents } from "./Agents.ts"
+import { layerLedgerStore } from "./Ledger.ts"
 import * as Migrations from "./Migrations.ts"
 import { defaultSchema, SchemaName } from "./Options.ts"
 import { layerPolicyStore } from "./PolicyStore.ts"
@@ -158,6 +160,7 @@ export type PostgresServices =
   | TaskStore
   | Queue
   | Agents
+  | LedgerStore
   | UnitOfWork
   | PgClient.PgClient
   | SqlClient.SqlClient
@@ -173,7 +176,9 @@ export type PostgresStartError = SqlError.SqlError | Migrator.MigrationError | I
 
 /**
  * The whole Postgres backend: one pool, the migrations run on start (before any service is built), then every
- * Postgres service over that pool, and the transactional unit of work.
+ * Postgres service over that pool, and the transactional unit of work. It provides the stores under services
+ * that need more than a database: build `Policy.layer` over `PolicyStore`, and `Ledger.layer({ signingKey })`
+ * over `LedgerStore` with an `Anchor`.
  *
  * @category layers
  * @since 0.1.0
@@ -188,6 +193,7 @@ export const layer = (
     layerTaskStore(postgres),
     layerQueue({ ...options?.queue, ...postgres }),
     layerAgents({ ...options?.agents, ...postgres }),
+    layerLedgerStore(postgres),
     layerUnitOfWork
   ).pipe(Layer.provide(Migrations.layer(postgres)), Layer.provideMerge(layerClient(config)))
 }

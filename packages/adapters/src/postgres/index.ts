@@ -5,6 +5,7 @@
  */
 export * from "./Agents.ts"
 export * from "./Backend.ts"
+export * from "./Ledger.ts"
 export * as Migrations from "./Migrations.ts"
 export * from "./Options.ts"
 export * from "./PolicyStore.ts"
