@@ -120,32 +120,39 @@ const program = Effect.gen(function* () {
     latencies(`  claim latency (${concurrency} per claim)`, [...claimLatencies])
   }
 
-  // Light load: one job at a time to an idle worker that would poll only once a minute
-  const waits: Array<number> = []
-  yield* Effect.scoped(
-    Effect.gen(function* () {
-      let started = 0
-      let picked = yield* Deferred.make<void>()
-      yield* Worker.run({
-        queues: ["light"],
-        pollIntervalMs: 60_000,
-        handler: () =>
-          Effect.sync(() => {
-            waits.push(performance.now() - started)
-            Deferred.doneUnsafe(picked, Effect.void)
-          })
+  // Light load: one job at a time to an idle worker that would poll only once a minute; the worker runs on the
+  // same queue instance (woken in-process after the commit) or on another backend over its own pool (woken by
+  // NOTIFY, as a worker in another process is)
+  const lightLoad = (label: string, workerQueue: Queue["Service"]) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const waits: Array<number> = []
+        const name = `light-${label.replaceAll(" ", "-")}`
+        let started = 0
+        let picked = yield* Deferred.make<void>()
+        yield* Worker.run({
+          queues: [name],
+          pollIntervalMs: 60_000,
+          handler: () =>
+            Effect.sync(() => {
+              waits.push(performance.now() - started)
+              Deferred.doneUnsafe(picked, Effect.void)
+            })
+        }).pipe(Effect.provideService(Queue, workerQueue))
+        yield* Effect.sleep(200)
+        for (let i = 0; i < 200; i++) {
+          picked = yield* Deferred.make<void>()
+          started = performance.now()
+          yield* queue.enqueue({ queue: name, payload: { i } })
+          yield* Deferred.await(picked)
+          yield* Effect.sleep(20)
+        }
+        latencies(`enqueue → handler start, ${label}`, waits)
       })
-      yield* Effect.sleep(200)
-      for (let i = 0; i < 200; i++) {
-        picked = yield* Deferred.make<void>()
-        started = performance.now()
-        yield* queue.enqueue({ queue: "light", payload: { i } })
-        yield* Deferred.await(picked)
-        yield* Effect.sleep(20)
-      }
-    })
-  )
-  latencies("enqueue → handler start, idle worker", waits)
+    )
+  yield* lightLoad("same instance", queue)
+  const other = yield* Layer.build(Postgres.layer({ ...config, poolSize: 4 }))
+  yield* lightLoad("other instance", Context.get(other, Queue))
 })
 
 // The schema is dropped after the backend stops, so its background fibers never see it vanish

@@ -9,9 +9,8 @@
  * ranked by `Task.priorityRank`. This module only stores and locks.
  *
  * - `enqueue`/`enqueueBatch`: one `INSERT … SELECT FROM json_to_recordset(…) ON CONFLICT DO NOTHING` for the
- *   whole batch, with the `pg_notify` in the same statement; a second read returns the jobs already holding an
- *   idempotency key. Neither opens a transaction, so inside `UnitOfWork.run` they join the unit's, and the
- *   notification goes out when that commits (Postgres delivers `NOTIFY` at commit, and drops it on rollback).
+ *   whole batch; a second read returns the jobs already holding an idempotency key. Neither opens a transaction,
+ *   so inside `UnitOfWork.run` they join the unit's; workers are told once it commits, never if it rolls back.
  * - `claim`: one statement, a CTE picking up to `max` ready jobs in claim order (`jobs_ready`) `FOR UPDATE SKIP
  *   LOCKED`, then the `UPDATE` leasing them: concurrent claimers never wait for, nor get, each other's jobs.
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
@@ -19,10 +18,13 @@
  *   attempt count first (the backoff decision needs it), then writes the decision under the same conditions.
  * - `requeueExpired`: one statement; the layer also runs it every `requeueIntervalMs`, and deletes completed and
  *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope.
- * - `wakeups`: one `LISTEN` connection per layer, opened on the first subscription, on a channel named after the
- *   schema; a notification names the queue, and opens the latches of that queue's subscribers. After a lost
- *   connection the layer listens again and wakes every subscriber (it may have missed notifications). Delayed
- *   jobs and retries coming due send nothing: workers find them by polling, the fallback the contract allows.
+ * - Wake-ups: a write that makes jobs claimable announces their queues after its commit: this process's
+ *   subscribers are woken at once, and one fiber sends `NOTIFY` (channel `mandate_jobs_<schema>`, payload
+ *   `<layer instance> <queue>`; a bare queue name works too) for every queue announced since its last round, so under load many commits share one notification.
+ *   `wakeups` holds one `LISTEN` connection per layer, opened on the first subscription; a notification opens the
+ *   latches of that queue's subscribers. After a lost connection the layer listens again and wakes every
+ *   subscriber (it may have missed notifications). Delayed jobs and retries coming due send nothing: workers find
+ *   them by polling, the fallback the contract allows.
  *
  * @since 0.1.0
  */
@@ -282,19 +284,60 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const storeError = (operation: string) => (cause: unknown) => new QueueStoreError({ operation, cause })
   const rows = (operation: string, statement: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
     statement.pipe(Effect.flatMap(decodeJobRows), Effect.mapError(storeError(operation)))
-  // A pg_notify per distinct queue among the pending rows a CTE named `changed` returned. It sits in a scalar
-  // subquery of the final SELECT because Postgres skips a CTE that only SELECTs and is never referenced.
-  const notified = sql`(SELECT count(*) FROM (
-      SELECT pg_notify(${channel}, q.queue) FROM (SELECT DISTINCT queue FROM changed WHERE state IN ('queued', 'failed')) q
-    ) n) AS notified`
+  // ---- announcing work ------------------------------------------------------------------------------------
+  //
+  // A write that makes jobs claimable announces their queues once it has committed (`afterCommit`: at once
+  // outside a transaction, after the outermost COMMIT inside one, never after a rollback). Subscribers in this
+  // process are woken directly; the others by a NOTIFY that one fiber sends for every queue announced since its
+  // last round. The NOTIFY is its own tiny statement rather than part of the write: Postgres serialises the commits
+  // of transactions that NOTIFY, which would cost every enqueue its group commit; and under load many commits share
+  // one notification. A process that dies between a commit and its NOTIFY leaves the other workers to find the
+  // jobs by polling.
+  const watchers = new Map<string, Set<Latch.Latch>>()
+  const signal = (queue: string) => {
+    const set = watchers.get(queue)
+    if (set) for (const latch of set) latch.openUnsafe()
+  }
+  const signalAll = () => {
+    for (const set of watchers.values()) for (const latch of set) latch.openUnsafe()
+  }
+  // Notifications carry "<instance> <queue>": a layer skips its own, whose subscribers it woke already
+  const instance = crypto.randomUUID()
+  const announced = new Set<string>()
+  const notifyWanted = Latch.makeUnsafe(false)
+  const announce = (jobs: ReadonlyArray<JobRow>) => {
+    const queues = new Set<string>()
+    // Only jobs claimable now: a delayed job or a retry is found by polling when it comes due
+    for (const job of jobs)
+      if ((job.state === "queued" || job.state === "failed") && job.run_at <= job.updated_at) {
+        queues.add(job.queue)
+      }
+    if (queues.size === 0) return Effect.void
+    return sql.afterCommit(
+      Effect.sync(() => {
+        for (const queue of queues) {
+          signal(queue)
+          announced.add(queue)
+        }
+        notifyWanted.openUnsafe()
+      })
+    )
+  }
+  const notifyRound = Effect.gen(function* () {
+    yield* notifyWanted.await
+    notifyWanted.closeUnsafe()
+    const queues = [...announced]
+    announced.clear()
+    yield* sql`SELECT pg_notify(${channel}, ${`${instance} `} || q)
+               FROM json_array_elements_text(${JSON.stringify(queues)}::json) AS q`
+  })
 
   // ---- enqueue --------------------------------------------------------------------------------------------
 
   const insertBatch = (input: ReadonlyArray<InsertRow>) =>
     rows(
       "enqueue",
-      sql`WITH changed AS (
-            INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
+      sql`INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
                                  max_attempts, failures, idempotency_key, created_at, updated_at)
             SELECT r.id, r.queue, r.pool, r.priority, r.priority_rank, 'queued', r.payload::json,
                    coalesce(r.run_at, ${now} + coalesce(r.delay_ms, 0)), 0, r.max_attempts, 0, r.idempotency_key,
@@ -304,9 +347,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
               run_at float8, delay_ms float8, max_attempts int, idempotency_key text)
             ORDER BY r.ord
             ON CONFLICT DO NOTHING
-            RETURNING ${cols}
-          )
-          SELECT *, ${notified} FROM changed`
+            RETURNING ${cols}`
     )
 
   const findByKeys = (keys: ReadonlyArray<{ readonly queue: string; readonly key: string }>) =>
@@ -336,7 +377,9 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     // A job holding a key can be pruned between the insert and the read: then insert again
     for (let attempt = 0; attempt < 3; attempt++) {
       const inserted = new Map<string, Job>()
-      for (const row of yield* insertBatch(input)) inserted.set(row.id, toJob(row))
+      const rows = yield* insertBatch(input)
+      yield* announce(rows)
+      for (const row of rows) inserted.set(row.id, toJob(row))
       const missing = input.filter((row) => !inserted.has(row.id))
       const keyOf = (queue: string, key: string) => `${queue}\u0000${key}`
       const existing = new Map<string, Job>()
@@ -439,6 +482,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     Effect.gen(function* () {
       const [row] = yield* rows(operation, statement)
       if (row === undefined) return yield* refusal(operation, jobId, workerId)
+      // a released job, or a failed one retried at once, is claimable again
+      yield* announce([row])
       return toJob(row)
     })
 
@@ -511,14 +556,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       "fail",
       jobId,
       workerId,
-      sql`WITH changed AS (
-            UPDATE ${jobs}
-            SET ${outcome}, lease_worker = NULL, lease_expires_at = NULL, last_error = ${message}::json,
-                failures = failures + 1, updated_at = ${now}
-            WHERE ${holding(jobId, workerId)} AND attempts = ${attempts}
-            RETURNING ${cols}
-          )
-          SELECT *, ${notified} FROM changed`
+      sql`UPDATE ${jobs}
+          SET ${outcome}, lease_worker = NULL, lease_expires_at = NULL, last_error = ${message}::json,
+              failures = failures + 1, updated_at = ${now}
+          WHERE ${holding(jobId, workerId)} AND attempts = ${attempts}
+          RETURNING ${cols}`
     )
   })
 
@@ -527,14 +569,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       "release",
       jobId,
       workerId,
-      sql`WITH changed AS (
-            UPDATE ${jobs}
-            SET state = 'queued', lease_worker = NULL, lease_expires_at = NULL,
-                attempts = greatest(0, attempts - 1), updated_at = ${now}
-            WHERE ${holding(jobId, workerId)}
-            RETURNING ${cols}
-          )
-          SELECT *, ${notified} FROM changed`
+      sql`UPDATE ${jobs}
+          SET state = 'queued', lease_worker = NULL, lease_expires_at = NULL,
+              attempts = greatest(0, attempts - 1), updated_at = ${now}
+          WHERE ${holding(jobId, workerId)}
+          RETURNING ${cols}`
     )
   })
 
@@ -565,15 +604,15 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const retryDeadLettered = Effect.fn("Queue.retryDeadLettered")(function* (jobId: JobId) {
     const [row] = yield* rows(
       "retryDeadLettered",
-      sql`WITH changed AS (
-            UPDATE ${jobs}
-            SET state = 'queued', finished_at = NULL, attempts = 0, run_at = ${now}, updated_at = ${now}
-            WHERE id = ${jobId} AND state = 'dead_lettered'
-            RETURNING ${cols}
-          )
-          SELECT *, ${notified} FROM changed`
+      sql`UPDATE ${jobs}
+          SET state = 'queued', finished_at = NULL, attempts = 0, run_at = ${now}, updated_at = ${now}
+          WHERE id = ${jobId} AND state = 'dead_lettered'
+          RETURNING ${cols}`
     )
-    if (row !== undefined) return toJob(row)
+    if (row !== undefined) {
+      yield* announce([row])
+      return toJob(row)
+    }
     const current = yield* findJob("retryDeadLettered", jobId)
     if (Option.isNone(current)) return yield* new JobNotFound({ jobId })
     return yield* new IllegalTransition({ entity: "job", id: jobId, from: current.value.state, to: "queued" })
@@ -597,8 +636,9 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           FROM expired WHERE j.id = expired.id
           RETURNING ${jCols}
         )
-        SELECT *, ${notified} FROM changed`
+        SELECT * FROM changed`
   ).pipe(
+    Effect.tap(announce),
     Effect.map((changed) => changed.map(toJob)),
     Effect.withSpan("Queue.requeueExpired")
   )
@@ -698,15 +738,6 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // ---- wake-ups -------------------------------------------------------------------------------------------
 
-  const watchers = new Map<string, Set<Latch.Latch>>()
-  const signal = (queue: string) => {
-    const set = watchers.get(queue)
-    if (set) for (const latch of set) latch.openUnsafe()
-  }
-  const signalAll = () => {
-    for (const set of watchers.values()) for (const latch of set) latch.openUnsafe()
-  }
-
   // A LISTEN in its own scope under the layer's, so a lost connection can be replaced
   const subscribe = Effect.gen(function* () {
     const scope = yield* Scope.fork(layerScope)
@@ -721,7 +752,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // Retries forever: the error type is only what the type system cannot rule out
   const consume = (subscription: Subscription): Effect.Effect<never, SqlError.SqlError> =>
     Effect.forever(
-      Effect.map(EffectQueue.take(subscription.notifications), (notification) => signal(notification.payload))
+      Effect.map(EffectQueue.take(subscription.notifications), ({ payload }) => {
+        const space = payload.indexOf(" ")
+        if (space < 0) signal(payload)
+        else if (payload.slice(0, space) !== instance) signal(payload.slice(space + 1))
+      })
     ).pipe(
       Effect.catch((error) =>
         Effect.gen(function* () {
@@ -790,6 +825,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         Effect.catch((error) => Effect.logWarning(`Queue ${what} failed: ${String(error)}`)),
         Effect.catchDefect((defect) => Effect.logError(`Queue ${what} died: ${String(defect)}`))
       )
+  yield* Effect.forkScoped(Effect.forever(logged("notify")(notifyRound)))
   yield* Effect.forkScoped(
     Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), logged("requeue")(requeueExpired)))
   )

@@ -120,9 +120,45 @@ describePostgres("Queue on Postgres", () => {
   })
 
   layer(
-    TestPostgres.layerWith((options) => layerQueue({ ...options, backoff, requeueIntervalMs })),
+    TestPostgres.layerWith((options) =>
+      Layer.mergeAll(layerQueue({ ...options, backoff, requeueIntervalMs }), layerUnitOfWork)
+    ),
     { excludeTestServices: true, timeout: "60 seconds" }
   )("several processes", (it) => {
+    it.effect("an enqueue wakes another process's subscriber through NOTIFY, once its unit commits", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const uow = yield* UnitOfWork
+        const elsewhere = yield* otherProcess
+        const q = queueName("cross")
+        const next = yield* elsewhere.wakeups({ queues: [q] })
+        const waiting = yield* Effect.forkChild(next)
+        const release = yield* Deferred.make<void>()
+        const written = yield* Deferred.make<void>()
+        const unit = yield* Effect.forkChild(
+          uow.run(
+            Effect.gen(function* () {
+              yield* queue.enqueue({ queue: q, payload: "from afar" })
+              yield* Deferred.succeed(written, undefined)
+              yield* Deferred.await(release)
+            })
+          )
+        )
+        yield* Deferred.await(written)
+        assert.isFalse(yield* wokeWithin(waiting, 300), "woken before the commit")
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(unit)
+        yield* awaitWake(waiting)
+        const [claimed] = yield* elsewhere.claim({ workerId: worker("afar"), queues: [q] })
+        assert.strictEqual(claimed?.payload, "from afar")
+        // a delayed job is not announced: it is found by polling when it comes due
+        const again = yield* Effect.forkChild(next)
+        yield* queue.enqueue({ queue: q, payload: "later", delayMs: 60_000 })
+        assert.isFalse(yield* wokeWithin(again, 300), "woken by a job that is not claimable yet")
+        yield* Fiber.interrupt(again)
+      }).pipe(Effect.scoped)
+    )
+
     it.effect("three pools claiming at once give each of 600 jobs to exactly one worker", () =>
       Effect.gen(function* () {
         const here = yield* Queue
@@ -187,7 +223,7 @@ describePostgres("Queue on Postgres", () => {
         const waiting = yield* Effect.forkChild(next)
         yield* elsewhere.enqueue({ queue: q, payload: "elsewhere" })
         assert.isFalse(yield* wokeWithin(waiting, 300), "woken by another schema")
-        yield* queue.enqueue({ queue: q, payload: "here" })
+        yield* (yield* otherProcess).enqueue({ queue: q, payload: "here, from another process" })
         yield* awaitWake(waiting)
       }).pipe(Effect.scoped)
     )
@@ -209,10 +245,11 @@ describePostgres("Queue on Postgres", () => {
         )
         // the layer listens again, and wakes its subscribers in case it missed something meanwhile
         yield* next.pipe(Effect.timeout("10 seconds"))
-        // and notifications flow on the new connection
+        // and notifications from other processes flow on the new connection
+        const elsewhere = yield* otherProcess
         const waiting = yield* Effect.forkChild(next)
         yield* Effect.sleep(100)
-        yield* queue.enqueue({ queue: q, payload: "after the reconnect" })
+        yield* elsewhere.enqueue({ queue: q, payload: "after the reconnect" })
         yield* awaitWake(waiting)
       }).pipe(Effect.scoped)
     )
