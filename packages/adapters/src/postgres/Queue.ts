@@ -105,7 +105,9 @@ export interface QueueOptions extends PostgresOptions {
 export const defaultRetainFinishedMs = 7 * 86_400_000
 
 /**
- * The `LISTEN`/`NOTIFY` channel of a schema's queue: `mandate_jobs_<schema>`, within Postgres' 63-byte limit.
+ * The `LISTEN`/`NOTIFY` channel of a schema's queue: `mandate_jobs_<schema>`, cut to Postgres' 63-byte limit (two
+ * schemas whose names share their first 50 characters share a channel: their workers wake each other for nothing,
+ * and miss nothing).
  *
  * @category constructors
  * @since 0.1.0
