@@ -1,0 +1,235 @@
+/**
+ * The Redis backend: its configuration, the one client all Redis services share, and the layer that builds the
+ * services over that client.
+ *
+ * The client is node-redis (the `redis` package) through `NodeRedis` from `@effect/platform-node`, which
+ * implements Effect's abstract `Redis` service (`effect/persistence`): commands, Lua scripts loaded once and run
+ * with `EVALSHA` (reloaded on `NOSCRIPT`), pub/sub, and `reserve` for blocking commands on a pooled connection of
+ * their own. We chose it over ioredis because it is the implementation Effect ships and tests: with ioredis we
+ * would have to write and maintain that `Redis` service ourselves, and Effect's Redis-backed stores
+ * (`RateLimiter.layerStoreRedis`) run on it unchanged. node-redis pipelines concurrent commands on one connection,
+ * so one client serves every fiber.
+ *
+ * Build the backend once, at the edge of the application (`layer(config)` or `layerConfig()` from the
+ * environment). The per-service layers (`layerTaskStore`, `layerRateLimit`, …) require only the abstract
+ * `Redis` service and take the key prefix as an option; they never open a connection or read configuration, so
+ * they also run on a `Redis` the host application built itself.
+ *
+ * @since 0.1.0
+ */
+import { NodeRedis } from "@effect/platform-node"
+import type { InvalidInput, RateLimit, TaskStore } from "@mandate/core"
+import { Cause, Clock, Config, Context, Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Redis } from "effect/persistence"
+import { defaultPrefix, Prefix } from "./Keys.ts"
+import { layerRateLimit } from "./RateLimit.ts"
+import { layerTaskStore } from "./TaskStore.ts"
+
+/**
+ * Everything needed to reach Redis and find Mandate's keys in it.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RedisConfig {
+  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+  readonly url: Redacted.Redacted
+  /** Prepended to every key, so several applications can share one Redis. */
+  readonly prefix: string
+  /** Opening a connection fails after this long. */
+  readonly connectTimeout: Duration.Duration
+  /**
+   * A command fails after this long without a reply, including time spent waiting for a lost connection to come
+   * back; zero disables the limit. Blocking commands on reserved connections are exempt: they wait on purpose.
+   */
+  readonly commandTimeout: Duration.Duration
+  /** Reconnection waits grow exponentially from 50 ms up to this (plus up to 10% jitter). */
+  readonly reconnectMaxDelay: Duration.Duration
+  /** Most connections kept for blocking commands (the queue's idle-worker wake-up), beside the shared one. */
+  readonly reservedConnections: number
+}
+
+/**
+ * The defaults of every setting but the URL.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaults: Omit<RedisConfig, "url"> = {
+  prefix: defaultPrefix,
+  connectTimeout: Duration.seconds(10),
+  commandTimeout: Duration.seconds(10),
+  reconnectMaxDelay: Duration.seconds(2),
+  reservedConnections: 10
+}
+
+/**
+ * The URL used when `REDIS_URL` is not set.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultUrl = "redis://127.0.0.1:6379"
+
+/**
+ * `RedisConfig` read from the environment (or any `ConfigProvider`): `REDIS_URL` (default
+ * `redis://127.0.0.1:6379`), `MANDATE_REDIS_PREFIX`, `MANDATE_REDIS_CONNECT_TIMEOUT`,
+ * `MANDATE_REDIS_COMMAND_TIMEOUT`, `MANDATE_REDIS_RECONNECT_MAX_DELAY` (durations such as `10 seconds`),
+ * `MANDATE_REDIS_RESERVED_CONNECTIONS`.
+ *
+ * @category config
+ * @since 0.1.0
+ */
+export const RedisConfig: Config.Config<RedisConfig> = Config.all({
+  url: Config.Redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make(defaultUrl))),
+  prefix: Config.schema(Prefix, "MANDATE_REDIS_PREFIX").pipe(Config.withDefault(defaults.prefix)),
+  connectTimeout: Config.Duration("MANDATE_REDIS_CONNECT_TIMEOUT").pipe(Config.withDefault(defaults.connectTimeout)),
+  commandTimeout: Config.Duration("MANDATE_REDIS_COMMAND_TIMEOUT").pipe(Config.withDefault(defaults.commandTimeout)),
+  reconnectMaxDelay: Config.Duration("MANDATE_REDIS_RECONNECT_MAX_DELAY").pipe(
+    Config.withDefault(defaults.reconnectMaxDelay)
+  ),
+  reservedConnections: Config.schema(
+    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 })),
+    "MANDATE_REDIS_RESERVED_CONNECTIONS"
+  ).pipe(Config.withDefault(defaults.reservedConnections))
+})
+
+/**
+ * A `RedisConfig` from a URL, with the defaults for every setting not overridden.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeConfig = (
+  url: string | Redacted.Redacted = defaultUrl,
+  overrides?: Partial<Omit<RedisConfig, "url">>
+): RedisConfig => ({
+  ...defaults,
+  ...overrides,
+  url: typeof url === "string" ? Redacted.make(url) : url
+})
+
+// Milliseconds for node-redis: whole, at least 1; undefined for "no limit"
+const driverMillis = (duration: Duration.Duration): number | undefined => {
+  const millis = Duration.toMillis(duration)
+  return Number.isFinite(millis) && millis > 0 ? Math.max(1, Math.round(millis)) : undefined
+}
+
+/**
+ * The wait before reconnection attempt `retries` (0-based): 50 ms doubling up to `maxDelay`, plus up to 10%
+ * jitter so that many clients cut off together do not reconnect in lockstep.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const reconnectDelay = (retries: number, maxDelay: Duration.Duration, jitter: number): number => {
+  const cap = driverMillis(maxDelay) ?? 50
+  const base = Math.min(cap, 50 * 2 ** Math.min(retries, 20))
+  return Math.round(base * (1 + 0.1 * Math.min(1, Math.max(0, jitter))))
+}
+
+/**
+ * Fails a Redis effect with `RedisError` (a `TimeoutError` cause) once `timeout` has passed, on the real clock:
+ * a test moving a `TestClock` must not time out commands in flight.
+ */
+const withDeadline = (redis: Redis.Redis["Service"], timeout: Duration.Duration): Redis.Redis["Service"] => {
+  const millis = driverMillis(timeout)
+  if (millis === undefined) return redis
+  const realClock = Clock.Clock.defaultValue()
+  const timedOut = () =>
+    Effect.fail(new Redis.RedisError({ cause: new Cause.TimeoutError(`Redis did not answer within ${millis} ms`) }))
+  const limit = <A>(effect: Effect.Effect<A, Redis.RedisError>): Effect.Effect<A, Redis.RedisError> =>
+    effect.pipe(
+      Effect.timeoutOrElse({ duration: millis, orElse: timedOut }),
+      Effect.provideService(Clock.Clock, realClock)
+    )
+  return Redis.Redis.of({
+    ...redis,
+    send: (command, ...args) => limit(redis.send(command, ...args)),
+    eval: (script) => {
+      const run = redis.eval(script)
+      return (...params) => limit(run(...params))
+    }
+  })
+}
+
+/**
+ * The client alone: `Redis` (Effect's abstract service, with the command deadline) and `NodeRedis` (the raw
+ * node-redis client) over one connection, plus a pool of up to `reservedConnections` for blocking commands.
+ *
+ * Building the layer connects, and fails with `RedisError` if Redis cannot be reached. Once connected, a lost
+ * connection is re-opened with exponential backoff (`reconnectDelay`) while commands wait for it up to the
+ * command timeout. Releasing the layer closes every connection.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerClient = (config: RedisConfig): Layer.Layer<Redis.Redis | NodeRedis.NodeRedis, Redis.RedisError> =>
+  Layer.effectContext(
+    Effect.gen(function* () {
+      // Before the first connection succeeds, a failure is final (the layer fails: wrong URL, Redis down);
+      // after it, the client keeps reconnecting
+      let connected = false
+      const commandTimeout = driverMillis(config.commandTimeout)
+      const connectTimeout = driverMillis(config.connectTimeout)
+      const context = yield* Layer.build(
+        NodeRedis.layer({
+          url: Redacted.value(config.url),
+          socket: {
+            ...(connectTimeout === undefined ? {} : { connectTimeout }),
+            // node-redis calls this synchronously, outside any fiber: Math.random is the jitter source
+            reconnectStrategy: (retries: number, cause: Error) =>
+              connected ? reconnectDelay(retries, config.reconnectMaxDelay, Math.random()) : cause
+          },
+          // node-redis applies this to commands waiting for a connection; withDeadline covers the rest
+          commandOptions: commandTimeout === undefined ? {} : { timeout: commandTimeout },
+          clientInfoTag: "mandate",
+          maxConnections: config.reservedConnections
+        }).pipe(Layer.provide(Layer.succeed(Clock.Clock, Clock.Clock.defaultValue())))
+      )
+      connected = true
+      return Context.add(context, Redis.Redis, withDeadline(Context.get(context, Redis.Redis), config.commandTimeout))
+    })
+  )
+
+/**
+ * Everything the Redis backend provides.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type RedisServices = TaskStore | RateLimit | Redis.Redis | NodeRedis.NodeRedis
+
+/**
+ * Errors building the backend can fail with: Redis unreachable or refusing, a bad key prefix.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type RedisStartError = Redis.RedisError | InvalidInput
+
+/**
+ * The whole Redis backend: one client, and every Redis service over it under the configured prefix.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (config: RedisConfig): Layer.Layer<RedisServices, RedisStartError> => {
+  const options = { prefix: config.prefix }
+  return Layer.mergeAll(layerTaskStore(options), layerRateLimit(options)).pipe(Layer.provideMerge(layerClient(config)))
+}
+
+/**
+ * The whole Redis backend configured from the environment (`RedisConfig`, or another `Config` of it).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerConfig = (
+  config: Config.Config<RedisConfig> = RedisConfig
+): Layer.Layer<RedisServices, RedisStartError | Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      return layer(yield* config)
+    })
+  )

@@ -1,0 +1,9 @@
+/**
+ * `@mandate/adapters/redis`: the Mandate services on Redis, over one shared client.
+ *
+ * @since 0.1.0
+ */
+export * from "./Backend.ts"
+export * from "./Keys.ts"
+export * from "./RateLimit.ts"
+export * from "./TaskStore.ts"
