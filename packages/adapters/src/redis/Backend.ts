@@ -17,9 +17,11 @@
  *
  * @since 0.1.0
  */
+
+import { createHash } from "node:crypto"
 import { NodeRedis } from "@effect/platform-node"
 import type { InvalidInput, RateLimit, TaskStore } from "@mandate/core"
-import { Cause, Clock, Config, Context, Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Cause, Clock, Config, Context, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { Redis } from "effect/persistence"
 import { defaultPrefix, Prefix } from "./Keys.ts"
 import { layerRateLimit } from "./RateLimit.ts"
@@ -128,30 +130,109 @@ export const reconnectDelay = (retries: number, maxDelay: Duration.Duration, jit
   return Math.round(base * (1 + 0.1 * Math.min(1, Math.max(0, jitter))))
 }
 
-/**
- * Fails a Redis effect with `RedisError` (a `TimeoutError` cause) once `timeout` has passed, on the real clock:
- * a test moving a `TestClock` must not time out commands in flight.
- */
-const withDeadline = (redis: Redis.Redis["Service"], timeout: Duration.Duration): Redis.Redis["Service"] => {
-  const millis = driverMillis(timeout)
-  if (millis === undefined) return redis
-  const realClock = Clock.Clock.defaultValue()
-  const timedOut = () =>
-    Effect.fail(new Redis.RedisError({ cause: new Cause.TimeoutError(`Redis did not answer within ${millis} ms`) }))
-  const limit = <A>(effect: Effect.Effect<A, Redis.RedisError>): Effect.Effect<A, Redis.RedisError> =>
-    effect.pipe(
-      Effect.timeoutOrElse({ duration: millis, orElse: timedOut }),
-      Effect.provideService(Clock.Clock, realClock)
-    )
-  return Redis.Redis.of({
-    ...redis,
-    send: (command, ...args) => limit(redis.send(command, ...args)),
-    eval: (script) => {
-      const run = redis.eval(script)
-      return (...params) => limit(run(...params))
-    }
-  })
+type NodeRedisClient = NodeRedis.NodeRedis["Service"]["client"]
+
+// A command in flight under the deadline: settled by its reply or by the watchdog, whichever comes first
+interface InFlight {
+  readonly deadline: number
+  readonly settle: (result: Effect.Effect<unknown, Redis.RedisError>) => void
 }
+
+/**
+ * `send` and `eval` on the shared connection with a deadline per command, and `subscribe`/`reserve` as `base`
+ * has them (blocking commands on reserved connections wait on purpose).
+ *
+ * A per-call `Effect.timeout` forks a fiber and arms a timer for every command, which halved throughput in our
+ * measurements; instead each command registers in a set that one watchdog fiber sweeps on the real clock, and
+ * settles it with a `TimeoutError` once overdue. The real clock because a test moving a `TestClock` must not time
+ * out commands in flight. The reply to an abandoned command still arrives and is dropped: node-redis matches
+ * replies by position, so the connection stays in step.
+ *
+ * Scripts run as node-redis runs its own: `EVALSHA` with the SHA-1 of the source, and `EVAL` (which also caches
+ * the script on the server) when Redis answers `NOSCRIPT`, so a script costs one round trip even right after a
+ * restart or a `SCRIPT FLUSH`.
+ */
+const makeCommands = Effect.fnUntraced(function* (
+  base: Redis.Redis["Service"],
+  client: NodeRedisClient,
+  timeout: Duration.Duration
+) {
+  const millis = driverMillis(timeout)
+  const clock = Clock.Clock.defaultValue()
+  const inFlight = new Set<InFlight>()
+
+  if (millis !== undefined) {
+    const sweepEvery = Math.min(1_000, Math.max(10, Math.floor(millis / 4)))
+    const sweep = Effect.sync(() => {
+      const now = clock.currentTimeMillisUnsafe()
+      for (const entry of inFlight) {
+        if (entry.deadline <= now) {
+          entry.settle(
+            Effect.fail(
+              new Redis.RedisError({ cause: new Cause.TimeoutError(`Redis did not answer within ${millis} ms`) })
+            )
+          )
+        }
+      }
+    })
+    yield* sweep.pipe(
+      Effect.repeat(Schedule.spaced(Duration.millis(sweepEvery))),
+      Effect.provideService(Clock.Clock, clock),
+      Effect.forkScoped
+    )
+  }
+
+  const run = <A>(args: Array<string>): Effect.Effect<A, Redis.RedisError> =>
+    Effect.callback<A, Redis.RedisError>((resume) => {
+      let done = false
+      const entry: InFlight = {
+        deadline: millis === undefined ? Number.POSITIVE_INFINITY : clock.currentTimeMillisUnsafe() + millis,
+        settle: (result) => {
+          if (done) return
+          done = true
+          inFlight.delete(entry)
+          resume(result as Effect.Effect<A, Redis.RedisError>)
+        }
+      }
+      if (millis !== undefined) inFlight.add(entry)
+      client.sendCommand(args).then(
+        (reply) => entry.settle(Effect.succeed(reply)),
+        (cause) => entry.settle(Effect.fail(new Redis.RedisError({ cause })))
+      )
+      // interrupted: the reply will be dropped; stop watching it
+      return Effect.sync(() => {
+        done = true
+        inFlight.delete(entry)
+      })
+    })
+
+  const shas = new WeakMap<object, string>()
+  const shaOf = (lua: string, script: object) => {
+    let sha = shas.get(script)
+    if (sha === undefined) {
+      sha = createHash("sha1").update(lua).digest("hex")
+      shas.set(script, sha)
+    }
+    return sha
+  }
+  const isNoScript = (error: Redis.RedisError) => String(error.cause).includes("NOSCRIPT")
+
+  return Redis.Redis.of({
+    send: (command, ...args) => run([command, ...args]),
+    eval: (script) => {
+      return (...params) => {
+        const keys = String(script.numberOfKeys(...params))
+        const values = script.params(...params).map(String)
+        const sha = shaOf(script.lua, script)
+        return run<any>(["EVALSHA", sha, keys, ...values]).pipe(
+          Effect.catchIf(isNoScript, () => run<any>(["EVAL", script.lua, keys, ...values]))
+        )
+      }
+    },
+    subscribe: base.subscribe,
+    reserve: base.reserve
+  })
+})
 
 /**
  * The client alone: `Redis` (Effect's abstract service, with the command deadline) and `NodeRedis` (the raw
@@ -181,14 +262,19 @@ export const layerClient = (config: RedisConfig): Layer.Layer<Redis.Redis | Node
             reconnectStrategy: (retries: number, cause: Error) =>
               connected ? reconnectDelay(retries, config.reconnectMaxDelay, Math.random()) : cause
           },
-          // node-redis applies this to commands waiting for a connection; withDeadline covers the rest
+          // node-redis applies this to commands waiting for a connection; makeCommands covers the rest
           commandOptions: commandTimeout === undefined ? {} : { timeout: commandTimeout },
           clientInfoTag: "mandate",
           maxConnections: config.reservedConnections
         }).pipe(Layer.provide(Layer.succeed(Clock.Clock, Clock.Clock.defaultValue())))
       )
       connected = true
-      return Context.add(context, Redis.Redis, withDeadline(Context.get(context, Redis.Redis), config.commandTimeout))
+      const commands = yield* makeCommands(
+        Context.get(context, Redis.Redis),
+        Context.get(context, NodeRedis.NodeRedis).client,
+        config.commandTimeout
+      )
+      return Context.add(context, Redis.Redis, commands)
     })
   )
 

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as RedisBackend from "@mandate/adapters/redis"
@@ -127,6 +128,27 @@ describeRedis("Redis backend", () => {
         const ping = yield* redis.send("PING").pipe(Effect.forkChild)
         yield* TestClock.adjust("1 hour") // moving the test clock times out nothing in flight
         assert.strictEqual(yield* Fiber.join(ping), "PONG")
+      })
+    )
+  })
+
+  layer(RedisBackend.layerClient(config()))("scripts", (it) => {
+    it.effect("a script Redis has not cached runs anyway, and is cached after its first run", () =>
+      Effect.gen(function* () {
+        const redis = yield* Redis.Redis
+        // a source no one has loaded: its SHA-1 is unknown to the server until the first run
+        const lua = `-- ${crypto.randomUUID()}\nreturn tonumber(ARGV[1]) + redis.call('EXISTS', KEYS[1])`
+        const sha = createHash("sha1").update(lua).digest("hex")
+        const script = Redis.script((key: string, n: number) => [key, n], {
+          lua,
+          numberOfKeys: 1
+        }).withReturnType<number>()
+        assert.deepStrictEqual(yield* redis.send("SCRIPT", "EXISTS", sha), [0])
+        assert.strictEqual(yield* redis.eval(script)(`mandate_test:none:${crypto.randomUUID()}`, 41), 41)
+        assert.deepStrictEqual(yield* redis.send("SCRIPT", "EXISTS", sha), [1])
+        assert.strictEqual(yield* redis.eval(script)(`mandate_test:none:${crypto.randomUUID()}`, 1), 1)
+        const failing = Redis.script(() => [], { lua: "return redis.call('NOPE')", numberOfKeys: 0 })
+        assert.strictEqual((yield* Effect.flip(redis.eval(failing)()))._tag, "RedisError")
       })
     )
   })
