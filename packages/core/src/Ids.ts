@@ -72,11 +72,18 @@ export type PolicyVersion = typeof PolicyVersion.Type
 export const Sha256Hex = Schema.String.check(hex64)
 export type Sha256Hex = typeof Sha256Hex.Type
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
+
 const hex = (bytes: Uint8Array, from: number, to: number): string => {
   let out = ""
-  for (let i = from; i < to; i++) out += bytes[i]!.toString(16).padStart(2, "0")
+  for (let i = from; i < to; i++) out += HEX[bytes[i]!]!
   return out
 }
+
+// Random bytes are drawn 4 KiB at a time: one getRandomValues call per id cost more than the rest of an
+// enqueue in the memory queue
+const pool = new Uint8Array(4096)
+let poolOffset = pool.length
 
 /**
  * A UUIDv7 (RFC 9562) for the given millisecond time.
@@ -85,8 +92,13 @@ const hex = (bytes: Uint8Array, from: number, to: number): string => {
  * @since 0.1.0
  */
 export const uuidv7 = (millis: number): string => {
+  if (poolOffset + 10 > pool.length) {
+    crypto.getRandomValues(pool)
+    poolOffset = 0
+  }
   const bytes = new Uint8Array(16)
-  crypto.getRandomValues(bytes)
+  bytes.set(pool.subarray(poolOffset, poolOffset + 10), 6)
+  poolOffset += 10
   let ts = Math.max(0, Math.floor(millis))
   for (let i = 5; i >= 0; i--) {
     bytes[i] = ts % 256

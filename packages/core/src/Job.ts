@@ -1,10 +1,12 @@
 /**
- * Jobs: units of work in the queue, with their lease and retry bookkeeping.
+ * Jobs: units of work in the queue, with their lease and retry bookkeeping, and the job state machine
+ * (once, here; every `Queue` layer follows `canTransitionJob`).
  *
  * ```
- * queued → claimed → running → completed
- *                            → failed (attempts left: waits for its retry time) → claimed …
- *                            → dead_lettered (no attempts left) → queued (retryDeadLettered)
+ * queued → claimed → running → completed              (`start` is optional: claimed → completed is allowed)
+ *          claimed | running → failed                  (attempts left: waits for its retry time) → claimed …
+ *          claimed | running → dead_lettered           (no attempts left, or not retryable) → queued (retryDeadLettered)
+ *          claimed | running → queued                  (lease expired with attempts left, or released)
  * queued | claimed | running | failed → cancelled
  * ```
  *
@@ -83,6 +85,55 @@ export const Job = Schema.Struct({
   /** When the current or last attempt was claimed. */
   claimedAt: Schema.optionalKey(Schema.Number),
   /** When the job reached completed, dead_lettered or cancelled. */
-  finishedAt: Schema.optionalKey(Schema.Number)
+  finishedAt: Schema.optionalKey(Schema.Number),
+  /**
+   * Failed attempts so far (failures reported by workers and expired leases); absent means 0 (optional so
+   * that jobs written before the field existed still decode). Queue stats derive the failure rate from it.
+   */
+  failures: Schema.optionalKey(Schema.Int)
 })
 export type Job = typeof Job.Type
+
+const jobTransitions: Record<JobState, ReadonlyArray<JobState>> = {
+  queued: ["claimed", "cancelled"],
+  claimed: ["running", "completed", "failed", "dead_lettered", "queued", "cancelled"],
+  running: ["completed", "failed", "dead_lettered", "queued", "cancelled"],
+  failed: ["claimed", "cancelled"],
+  dead_lettered: ["queued"],
+  completed: [],
+  cancelled: []
+}
+
+/**
+ * Whether the job state machine allows `from → to`.
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const canTransitionJob = (from: JobState, to: JobState): boolean => jobTransitions[from].includes(to)
+
+/**
+ * A job that holds a lease: `claimed` or `running`.
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isLeasedJobState = (state: JobState): boolean => state === "claimed" || state === "running"
+
+/**
+ * A job waiting to be claimed: `queued`, or `failed` with its retry time pending.
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isPendingJobState = (state: JobState): boolean => state === "queued" || state === "failed"
+
+/**
+ * A job that will not run again by itself: `completed`, `dead_lettered` (until `retryDeadLettered`) or
+ * `cancelled`.
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isFinishedJobState = (state: JobState): boolean =>
+  state === "completed" || state === "dead_lettered" || state === "cancelled"

@@ -1,0 +1,699 @@
+/**
+ * The durable job queue: enqueue work, claim it under a lease, heartbeat, complete or fail it (with retries
+ * and backoff, then a dead letter), cancel it, and watch the queue's depth.
+ *
+ * **Contract** (every layer; the conformance suite `@mandate/core/conformance/queue` checks it):
+ * - A claim takes up to `max` ready jobs of the given queues, highest priority first, then oldest `runAt`,
+ *   and gives each a lease; two claims never get the same job. A job with a target `pool` is claimable only by
+ *   a claim for that pool; a job without one by any claim.
+ * - Only the lease holder may `start`, `heartbeat`, `complete`, `fail` or `release` a job, and only while the
+ *   lease has not expired (an expired lease is lost even before `requeueExpired` has run): anyone else gets
+ *   `LeaseLost`. `complete`/`fail` accept a `claimed` or a `running` job (`start` is optional).
+ * - A failure with attempts left and `retryable` (the default) waits for `Backoff.decide`'s retry time in state
+ *   `failed`; otherwise the job is `dead_lettered`. An expired lease counts as a failed attempt; the job goes
+ *   back to `queued` at once (or is dead-lettered without attempts left). Layers run `requeueExpired`
+ *   periodically by themselves.
+ * - An enqueue with an idempotency key already used in the same queue returns the stored job.
+ * - Bad input (names, delays, attempts, non-JSON payloads and results) fails with `InvalidInput` naming the
+ *   field by JSON path (`$.payload.amount`, `$[3].queue` in a batch); a batch is all or nothing.
+ * - `enqueue`/`enqueueBatch` neither fork nor open a transaction of their own, so a caller can run them inside
+ *   `UnitOfWork.run` together with other writes (one transaction on Postgres).
+ * - `wakeups` lets an idle worker sleep until work may be claimable (memory: a latch; Postgres: LISTEN/NOTIFY;
+ *   Redis: a blocking pop), with polling as the fallback.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Effect, Latch, Layer, Random, Result, Schema, type Scope } from "effect"
+import * as Backoff from "./Backoff.ts"
+import * as Canonical from "./Canonical.ts"
+import { AgentId, JobId, uuidv7 } from "./Ids.ts"
+import { decode, fromSchemaError, type InputIssue, InvalidInput } from "./InvalidInput.ts"
+import {
+  type AdminResult,
+  type Entry,
+  type LeaseResult,
+  MemoryQueueStore,
+  type NewJob
+} from "./internal/MemoryQueue.ts"
+import { isPendingJobState, Job, JobState, PoolName, QueueName } from "./Job.ts"
+import { IllegalTransition, Priority } from "./Task.ts"
+
+// ---- models -----------------------------------------------------------------------------------------------
+
+/**
+ * Attempts a job gets unless its request says otherwise.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultMaxAttempts = 5
+
+/**
+ * Lease length (ms) of a claim that does not give one.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultLeaseMs = 30_000
+
+/**
+ * Page size of `list` when the query does not give one.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultListLimit = 100
+
+const DAY_MS = 86_400_000
+const Millis = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+const LeaseMillis = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: DAY_MS }))
+
+const enqueueFields = {
+  queue: QueueName,
+  /** Default `normal`. */
+  priority: Schema.optionalKey(Priority),
+  runAt: Schema.optionalKey(Millis),
+  delayMs: Schema.optionalKey(Millis),
+  /** Default 5. */
+  maxAttempts: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000 }))),
+  /** A second enqueue with the same key in the same queue returns the first job. */
+  idempotencyKey: Schema.optionalKey(Schema.String.check(Schema.isBetweenLength(1, 256))),
+  /** Only claims for this pool may take the job. */
+  pool: Schema.optionalKey(PoolName)
+}
+
+/**
+ * What to enqueue. `runAt` (epoch ms) or `delayMs` delays the job; without either it is ready at once.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const EnqueueRequest = Schema.Struct({ ...enqueueFields, payload: Schema.Json })
+export type EnqueueRequest = typeof EnqueueRequest.Type
+
+/**
+ * A claim: up to `max` jobs (default 1) from `queues`, each leased to `workerId` for `leaseMs` (default 30 s).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const ClaimRequest = Schema.Struct({
+  workerId: AgentId,
+  queues: Schema.NonEmptyArray(QueueName).check(Schema.isMaxLength(64)),
+  /** The claimer's pool: it may take that pool's jobs as well as pool-less ones. */
+  pool: Schema.optionalKey(PoolName),
+  max: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000 }))),
+  leaseMs: Schema.optionalKey(LeaseMillis)
+})
+export type ClaimRequest = typeof ClaimRequest.Type
+
+/**
+ * Options of `fail`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface FailOptions {
+  /** False when retrying cannot help: the job is dead-lettered at once. Default true. */
+  readonly retryable?: boolean | undefined
+}
+
+/**
+ * A `list` query. Jobs come oldest first (by creation); pass a page's `nextCursor` to get the next page.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const JobQuery = Schema.Struct({
+  queue: Schema.optionalKey(QueueName),
+  state: Schema.optionalKey(JobState),
+  pool: Schema.optionalKey(PoolName),
+  limit: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000 }))),
+  /** Opaque: only a `nextCursor` from the same layer. */
+  cursor: Schema.optionalKey(Schema.String.check(Schema.isBetweenLength(1, 512)))
+})
+export type JobQuery = typeof JobQuery.Type
+
+/**
+ * One page of `list`. `nextCursor` is absent on the last page.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const JobPage = Schema.Struct({
+  jobs: Schema.Array(Job),
+  nextCursor: Schema.optionalKey(Schema.String)
+})
+export type JobPage = typeof JobPage.Type
+
+/**
+ * Which queues a worker watches for work, and its pool.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface WakeupRequest {
+  readonly queues: ReadonlyArray<string>
+  readonly pool?: string | undefined
+}
+
+const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * Jobs per state.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const JobStateCounts = Schema.Struct({
+  queued: Count,
+  claimed: Count,
+  running: Count,
+  completed: Count,
+  failed: Count,
+  dead_lettered: Count,
+  cancelled: Count
+})
+export type JobStateCounts = typeof JobStateCounts.Type
+
+/**
+ * Jobs per priority.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PriorityCounts = Schema.Struct({ critical: Count, high: Count, normal: Count, low: Count })
+export type PriorityCounts = typeof PriorityCounts.Type
+
+/**
+ * A queue's health, computed over the jobs the layer holds (all queues when no queue is given).
+ *
+ * - `pendingByPriority`: jobs waiting to be claimed (`queued`, and `failed` ones waiting for their retry).
+ * - `ready`: pending jobs claimable now (runAt ≤ now); `oldestReadyAgeMs`: now − the oldest such runAt.
+ * - `waitP50Ms`/`waitP95Ms`: enqueue-to-claim wait (claimedAt − runAt) of each job's latest claim, for jobs
+ *   not rescheduled since (claimedAt ≥ runAt); nearest-rank percentiles, as Postgres' `percentile_disc`.
+ * - `failureRate`: failed attempts / (failed attempts + completed jobs), from `Job.failures`.
+ * - `null` where there is nothing to measure.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const QueueStats = Schema.Struct({
+  byState: JobStateCounts,
+  pendingByPriority: PriorityCounts,
+  ready: Count,
+  oldestReadyAgeMs: Schema.NullOr(Schema.Number),
+  waitP50Ms: Schema.NullOr(Schema.Number),
+  waitP95Ms: Schema.NullOr(Schema.Number),
+  failureRate: Schema.NullOr(Schema.Number),
+  deadLettered: Count
+})
+export type QueueStats = typeof QueueStats.Type
+
+// ---- errors -----------------------------------------------------------------------------------------------
+
+/**
+ * No job with this id.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class JobNotFound extends Schema.TaggedError<JobNotFound>()("JobNotFound", { jobId: Schema.String }) {
+  override get message(): string {
+    return `No job ${this.jobId}`
+  }
+}
+
+/**
+ * Why a lease operation was refused: the job holds no lease (it was completed, failed, cancelled, requeued…),
+ * another worker holds it, or the caller's lease expired.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const LeaseLossReason = Schema.Literals(["not_leased", "held_by_other", "expired"])
+export type LeaseLossReason = typeof LeaseLossReason.Type
+
+/**
+ * The worker does not hold the job's lease (any more). The job's current state tells why, e.g. `cancelled`.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", {
+  jobId: Schema.String,
+  workerId: Schema.String,
+  reason: LeaseLossReason,
+  state: JobState,
+  holder: Schema.optionalKey(Schema.String)
+}) {
+  override get message(): string {
+    const why =
+      this.reason === "expired"
+        ? "its lease expired"
+        : this.reason === "held_by_other"
+          ? `it is leased to ${this.holder}`
+          : `it is ${this.state}`
+    return `Worker ${this.workerId} does not hold job ${this.jobId}: ${why}`
+  }
+}
+
+/**
+ * The backing store failed (connection, query); wraps the driver's error.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class QueueStoreError extends Schema.TaggedError<QueueStoreError>()("QueueStoreError", {
+  operation: Schema.String,
+  cause: Schema.Defect()
+}) {}
+
+// ---- the service ------------------------------------------------------------------------------------------
+
+/**
+ * Options of `Queue.layerMemory`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface QueueMemoryOptions {
+  /** Retry delays (see `Backoff`). */
+  readonly backoff?: Backoff.Options | undefined
+  /** How often the layer requeues jobs whose lease expired (ms, default 1,000). */
+  readonly requeueIntervalMs?: number | undefined
+  /**
+   * Forget completed and cancelled jobs this long (ms) after they finished, with their idempotency keys, so a
+   * long-running process does not grow without bound. Default: keep every job. Dead letters are always kept.
+   */
+  readonly retainFinishedMs?: number | undefined
+}
+
+/**
+ * The durable job queue. Claims are leases; only the lease holder may complete or fail a job.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class Queue extends Context.Service<
+  Queue,
+  {
+    readonly enqueue: (request: EnqueueRequest) => Effect.Effect<Job, InvalidInput | QueueStoreError>
+    /** All or nothing: one bad request (reported as `$[i]...`) enqueues none. */
+    readonly enqueueBatch: (
+      requests: ReadonlyArray<EnqueueRequest>
+    ) => Effect.Effect<ReadonlyArray<Job>, InvalidInput | QueueStoreError>
+    readonly claim: (request: ClaimRequest) => Effect.Effect<ReadonlyArray<Job>, InvalidInput | QueueStoreError>
+    /** claimed → running (a running job stays running). Optional: complete/fail accept claimed jobs. */
+    readonly start: (jobId: JobId, workerId: AgentId) => Effect.Effect<Job, JobNotFound | LeaseLost | QueueStoreError>
+    /** Extends the lease to now + `extendMs`. */
+    readonly heartbeat: (
+      jobId: JobId,
+      workerId: AgentId,
+      extendMs: number
+    ) => Effect.Effect<Job, JobNotFound | LeaseLost | InvalidInput | QueueStoreError>
+    /** Records the result (JSON; default null). */
+    readonly complete: (
+      jobId: JobId,
+      workerId: AgentId,
+      result?: Schema.Json
+    ) => Effect.Effect<Job, JobNotFound | LeaseLost | InvalidInput | QueueStoreError>
+    /** Returns the job as rescheduled (`failed`, with its retry `runAt`) or `dead_lettered`. */
+    readonly fail: (
+      jobId: JobId,
+      workerId: AgentId,
+      error: string,
+      options?: FailOptions
+    ) => Effect.Effect<Job, JobNotFound | LeaseLost | QueueStoreError>
+    /** Gives the job back without failing it (the attempt is not counted): back to `queued`, same runAt. */
+    readonly release: (jobId: JobId, workerId: AgentId) => Effect.Effect<Job, JobNotFound | LeaseLost | QueueStoreError>
+    /** Cancels a pending or leased job (its holder's next heartbeat is refused). Cancelling again is a no-op. */
+    readonly cancel: (jobId: JobId) => Effect.Effect<Job, JobNotFound | IllegalTransition | QueueStoreError>
+    /** dead_lettered → queued, with a fresh attempt budget. */
+    readonly retryDeadLettered: (jobId: JobId) => Effect.Effect<Job, JobNotFound | IllegalTransition | QueueStoreError>
+    /** Returns jobs with expired leases to the ready set (or dead-letters them); the jobs it changed. */
+    readonly requeueExpired: Effect.Effect<ReadonlyArray<Job>, QueueStoreError>
+    readonly get: (jobId: JobId) => Effect.Effect<Job, JobNotFound | QueueStoreError>
+    readonly list: (query?: JobQuery) => Effect.Effect<JobPage, InvalidInput | QueueStoreError>
+    readonly stats: (queue?: string) => Effect.Effect<QueueStats, InvalidInput | QueueStoreError>
+    /**
+     * Subscribes to work on `queues` for the scope. The returned effect resumes when work may have become
+     * claimable (an enqueue, a retry or requeue, a delayed job coming due) since the previous resume or the
+     * subscription: no signal between two waits is lost. It may resume spuriously; callers claim, then wait
+     * again, with a poll interval as the fallback (a layer without notifications may never resume).
+     */
+    readonly wakeups: (request: WakeupRequest) => Effect.Effect<Effect.Effect<void>, QueueStoreError, Scope.Scope>
+  }
+>()("@mandate/core/Queue") {
+  /**
+   * In-process queue, the embedded default: indexed heaps, no scan per claim; its time is the `Clock`'s, so
+   * `TestClock` drives leases, delays and retries. Runs `requeueExpired` every `requeueIntervalMs` in the
+   * layer's scope.
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layerMemory = (options?: QueueMemoryOptions): Layer.Layer<Queue> =>
+    Layer.effect(Queue, makeMemory(options))
+}
+
+// ---- pure helpers shared by layers ------------------------------------------------------------------------
+
+/**
+ * The nearest-rank percentile (`p` in (0, 1]) of ascending values, as SQL's `percentile_disc`.
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const percentileDisc = (sorted: ReadonlyArray<number>, p: number): number | null =>
+  sorted.length === 0 ? null : sorted[Math.min(sorted.length, Math.max(1, Math.ceil(p * sorted.length))) - 1]!
+
+/**
+ * Queue statistics over a set of jobs at time `now` (see `QueueStats`). Layers that hold jobs in memory, or
+ * can stream them, use it as is; SQL layers compute the same figures in a query.
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const computeQueueStats = (jobs: Iterable<Job>, now: number): QueueStats => {
+  const byState = { queued: 0, claimed: 0, running: 0, completed: 0, failed: 0, dead_lettered: 0, cancelled: 0 }
+  const pendingByPriority = { critical: 0, high: 0, normal: 0, low: 0 }
+  const waits: Array<number> = []
+  let ready = 0
+  let oldestReadyAt = Number.POSITIVE_INFINITY
+  let failures = 0
+  for (const job of jobs) {
+    byState[job.state]++
+    failures += job.failures ?? 0
+    if (isPendingJobState(job.state)) {
+      pendingByPriority[job.priority]++
+      if (job.runAt <= now) {
+        ready++
+        if (job.runAt < oldestReadyAt) oldestReadyAt = job.runAt
+      }
+    }
+    if (job.claimedAt !== undefined && job.claimedAt >= job.runAt) waits.push(job.claimedAt - job.runAt)
+  }
+  waits.sort((a, b) => a - b)
+  const finished = failures + byState.completed
+  return {
+    byState,
+    pendingByPriority,
+    ready,
+    oldestReadyAgeMs: ready === 0 ? null : now - oldestReadyAt,
+    waitP50Ms: percentileDisc(waits, 0.5),
+    waitP95Ms: percentileDisc(waits, 0.95),
+    failureRate: finished === 0 ? null : failures / finished,
+    deadLettered: byState.dead_lettered
+  }
+}
+
+// ---- memory layer -----------------------------------------------------------------------------------------
+
+const clampInterval = (ms: number | undefined, fallback: number): number =>
+  ms !== undefined && Number.isFinite(ms) ? Math.min(DAY_MS, Math.max(1, Math.floor(ms))) : fallback
+
+// The payload is checked by Canonical rather than Schema.Json: it names the offending value's own path
+// ($.payload.amount, not just $.payload) and also refuses class instances, so what is stored hashes and
+// serialises the same everywhere. Parsing the canonical text back yields the store's private copy.
+const EnqueueInput = Schema.Struct({ ...enqueueFields, payload: Schema.Unknown })
+
+const decodeEnqueueInput = Schema.decodeUnknownResult(EnqueueInput)
+
+interface Valid {
+  readonly request: EnqueueRequest
+  readonly payload: Schema.Json
+}
+
+// Synchronous on purpose: it runs once per enqueued job, and Effect generators per field cost more than the checks
+const validateRequest = (input: unknown, root: string): Result.Result<Valid, InvalidInput> => {
+  const fields = decodeEnqueueInput(input, { errors: "all", onExcessProperty: "ignore" })
+  const payloadInput =
+    typeof input === "object" && input !== null ? (input as { readonly payload?: unknown }).payload : undefined
+  let text: string | undefined
+  let payloadError: InvalidInput | undefined
+  try {
+    text = Canonical.encode(payloadInput)
+  } catch (error) {
+    payloadError =
+      error instanceof Canonical.NotCanonicalJson
+        ? InvalidInput.at(`${root}.payload${error.path.slice(1)}`, error.reason)
+        : InvalidInput.at(`${root}.payload`, String(error))
+  }
+  if (Result.isFailure(fields)) {
+    const fieldError = fromSchemaError(fields.failure, root)
+    return Result.fail(
+      payloadError && !hasPath(fieldError, `${root}.payload`) ? combine([fieldError, payloadError]) : fieldError
+    )
+  }
+  if (payloadError || text === undefined)
+    return Result.fail(payloadError ?? InvalidInput.at(`${root}.payload`, "Expected JSON"))
+  const request = fields.success
+  if (request.runAt !== undefined && request.delayMs !== undefined) {
+    return Result.fail(InvalidInput.at(`${root}.delayMs`, "Give runAt or delayMs, not both"))
+  }
+  const payload = deepFreeze(JSON.parse(text)) as Schema.Json
+  return Result.succeed({ request: { ...request, payload }, payload })
+}
+
+const hasPath = (error: InvalidInput, path: string): boolean => error.issues.some((issue) => issue.path === path)
+
+// A stored copy of a JSON value: primitives as they are, anything else checked by Canonical and re-parsed
+const privateJson = (value: unknown, path: string): Effect.Effect<Schema.Json, InvalidInput> =>
+  value === null ||
+  typeof value === "string" ||
+  typeof value === "boolean" ||
+  (typeof value === "number" && Number.isFinite(value))
+    ? Effect.succeed(value as Schema.Json)
+    : Effect.map(Canonical.encodeEffect(value, path), (text) => deepFreeze(JSON.parse(text)) as Schema.Json)
+
+const deepFreeze = (value: unknown): unknown => {
+  if (typeof value === "object" && value !== null) {
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key])
+    Object.freeze(value)
+  }
+  return value
+}
+
+const combine = (errors: ReadonlyArray<InvalidInput>): InvalidInput => {
+  const issues: Array<InputIssue> = errors.flatMap((e) => e.issues)
+  const first = errors[0]!
+  return new InvalidInput({ message: first.message, path: first.path, issues })
+}
+
+const newJob = (
+  { request, payload }: { readonly request: EnqueueRequest; readonly payload: Schema.Json },
+  now: number
+): NewJob => {
+  const runAt = request.runAt ?? (request.delayMs !== undefined ? now + request.delayMs : now)
+  const job: Job = {
+    id: JobId.make(`job_${uuidv7(now)}`),
+    queue: request.queue,
+    payload,
+    priority: request.priority ?? "normal",
+    state: "queued",
+    runAt,
+    attempts: 0,
+    maxAttempts: request.maxAttempts ?? defaultMaxAttempts,
+    ...(request.idempotencyKey !== undefined ? { idempotencyKey: request.idempotencyKey } : {}),
+    ...(request.pool !== undefined ? { pool: request.pool } : {}),
+    failures: 0,
+    createdAt: now,
+    updatedAt: now
+  }
+  return { job, idempotencyKey: request.idempotencyKey }
+}
+
+const ExtendMs = decode(LeaseMillis, "$.extendMs")
+const StatsQueue = decode(QueueName, "$.queue")
+const ListQueryDecode = decode(JobQuery)
+const ClaimDecode = decode(ClaimRequest)
+
+const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"], never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const store = new MemoryQueueStore(Backoff.settings(options?.backoff))
+    const requeueIntervalMs = clampInterval(options?.requeueIntervalMs, 1_000)
+    const retainFinishedMs =
+      options?.retainFinishedMs !== undefined && Number.isFinite(options.retainFinishedMs)
+        ? Math.max(0, options.retainFinishedMs)
+        : undefined
+
+    const leased = (
+      jobId: JobId,
+      workerId: AgentId,
+      result: LeaseResult
+    ): Effect.Effect<Job, JobNotFound | LeaseLost> => {
+      if (result.ok) return Effect.succeed(result.job)
+      const refusal = result.refusal
+      return refusal._tag === "NotFound"
+        ? Effect.fail(new JobNotFound({ jobId }))
+        : Effect.fail(
+            new LeaseLost({
+              jobId,
+              workerId,
+              reason: refusal.reason,
+              state: refusal.state,
+              ...(refusal.holder !== undefined ? { holder: refusal.holder } : {})
+            })
+          )
+    }
+    const administered = (jobId: JobId, result: AdminResult): Effect.Effect<Job, JobNotFound | IllegalTransition> => {
+      if (result.ok) return Effect.succeed(result.job)
+      const refusal = result.refusal
+      return refusal._tag === "NotFound"
+        ? Effect.fail(new JobNotFound({ jobId }))
+        : Effect.fail(new IllegalTransition({ entity: "job", id: jobId, from: refusal.from, to: refusal.to }))
+    }
+
+    const requeueExpired = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.sync((): ReadonlyArray<Job> => store.requeueExpired(now))
+    )
+
+    const sweep = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.sync(() => {
+        store.requeueExpired(now)
+        if (retainFinishedMs !== undefined) store.prune(now, retainFinishedMs)
+      })
+    )
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), sweep)))
+
+    return Queue.of({
+      enqueue: Effect.fnUntraced(function* (request: EnqueueRequest) {
+        const valid = validateRequest(request, "$")
+        if (Result.isFailure(valid)) return yield* valid.failure
+        const now = yield* Clock.currentTimeMillis
+        return store.enqueue([newJob(valid.success, now)], now)[0]!
+      }),
+
+      enqueueBatch: Effect.fnUntraced(function* (requests: ReadonlyArray<EnqueueRequest>) {
+        if (!Array.isArray(requests)) return yield* InvalidInput.at("$", "Expected an array of enqueue requests")
+        const errors: Array<InvalidInput> = []
+        const valid: Array<{ readonly request: EnqueueRequest; readonly payload: Schema.Json }> = []
+        for (let i = 0; i < requests.length; i++) {
+          const result = validateRequest(requests[i], `$[${i}]`)
+          if (Result.isSuccess(result)) valid.push(result.success)
+          else errors.push(result.failure)
+        }
+        if (errors.length > 0) return yield* combine(errors)
+        const now = yield* Clock.currentTimeMillis
+        return store.enqueue(
+          valid.map((v) => newJob(v, now)),
+          now
+        )
+      }),
+
+      claim: Effect.fnUntraced(function* (request: ClaimRequest) {
+        const claim = yield* ClaimDecode(request)
+        const now = yield* Clock.currentTimeMillis
+        return store.claim(
+          claim.queues,
+          claim.pool,
+          claim.max ?? 1,
+          claim.workerId,
+          claim.leaseMs ?? defaultLeaseMs,
+          now
+        ) as ReadonlyArray<Job>
+      }),
+
+      start: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
+        const now = yield* Clock.currentTimeMillis
+        return yield* leased(jobId, workerId, store.start(jobId, workerId, now))
+      }),
+
+      heartbeat: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
+        const extend = yield* ExtendMs(extendMs)
+        const now = yield* Clock.currentTimeMillis
+        return yield* leased(jobId, workerId, store.heartbeat(jobId, workerId, extend, now))
+      }),
+
+      complete: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
+        const value = yield* privateJson(result === undefined ? null : result, "$.result")
+        const now = yield* Clock.currentTimeMillis
+        return yield* leased(jobId, workerId, store.complete(jobId, workerId, value, now))
+      }),
+
+      fail: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, error: string, options?: FailOptions) {
+        const draw = yield* Random.next
+        const now = yield* Clock.currentTimeMillis
+        const message = typeof error === "string" ? error : String(error)
+        return yield* leased(
+          jobId,
+          workerId,
+          store.fail(jobId, workerId, message, options?.retryable !== false, draw, now)
+        )
+      }),
+
+      release: Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
+        const now = yield* Clock.currentTimeMillis
+        return yield* leased(jobId, workerId, store.release(jobId, workerId, now))
+      }),
+
+      cancel: Effect.fn("Queue.cancel")(function* (jobId: JobId) {
+        const now = yield* Clock.currentTimeMillis
+        return yield* administered(jobId, store.cancel(jobId, now))
+      }),
+
+      retryDeadLettered: Effect.fn("Queue.retryDeadLettered")(function* (jobId: JobId) {
+        const now = yield* Clock.currentTimeMillis
+        return yield* administered(jobId, store.retryDeadLettered(jobId, now))
+      }),
+
+      requeueExpired,
+
+      get: (jobId) => {
+        const job = store.get(jobId)
+        return job ? Effect.succeed(job) : Effect.fail(new JobNotFound({ jobId }))
+      },
+
+      list: Effect.fn("Queue.list")(function* (query?: JobQuery) {
+        const q = yield* ListQueryDecode(query ?? {})
+        if (q.cursor !== undefined && !/^\d{1,15}$/.test(q.cursor)) {
+          return yield* InvalidInput.at("$.cursor", "Expected a cursor returned by this queue's list")
+        }
+        const limit = q.limit ?? defaultListLimit
+        const entries = store.entries(q.queue)
+        let i = MemoryQueueStore.indexAfter(entries, q.cursor === undefined ? 0 : Number(q.cursor))
+        const jobs: Array<Job> = []
+        let last: Entry | undefined
+        for (; i < entries.length && jobs.length < limit; i++) {
+          const entry = entries[i]!
+          if (entry.removed) continue
+          if (q.state !== undefined && entry.job.state !== q.state) continue
+          if (q.pool !== undefined && entry.job.pool !== q.pool) continue
+          jobs.push(entry.job)
+          last = entry
+        }
+        const more = jobs.length === limit && i < entries.length && last !== undefined
+        return more ? { jobs, nextCursor: String(last!.seq) } : { jobs }
+      }),
+
+      stats: Effect.fn("Queue.stats")(function* (queue?: string) {
+        const name = queue === undefined ? undefined : yield* StatsQueue(queue)
+        const now = yield* Clock.currentTimeMillis
+        const jobs: Array<Job> = []
+        for (const entry of store.entries(name)) if (!entry.removed) jobs.push(entry.job)
+        return computeQueueStats(jobs, now)
+      }),
+
+      wakeups: (request) =>
+        Effect.gen(function* () {
+          const latch = Latch.makeUnsafe(false)
+          const unwatch = store.watch(request.queues, latch)
+          yield* Effect.addFinalizer(() => Effect.sync(unwatch))
+          const pool = request.pool
+          return Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<void> => {
+            if (latch.isOpen()) {
+              latch.closeUnsafe()
+              return Effect.void
+            }
+            const due = store.nextDueAt(request.queues, pool, now)
+            if (due !== undefined && due <= now) return Effect.void
+            const signalled = Effect.andThen(
+              latch.await,
+              Effect.sync(() => latch.closeUnsafe())
+            )
+            return due === undefined ? signalled : Effect.raceFirst(signalled, Effect.sleep(due - now))
+          })
+        })
+    })
+  })

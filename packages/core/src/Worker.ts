@@ -1,0 +1,505 @@
+/**
+ * A worker: a scoped pool of fibers that claims jobs from a `Queue`, runs a handler on each, keeps the leases
+ * alive, and completes or fails the jobs.
+ *
+ * - Claims in batches of up to the free slots (at most `batchSize`); when a claim comes back empty it waits
+ *   for the queue's `wakeups` or a poll interval that doubles up to `pollIntervalMs`, so idle workers do
+ *   not spin.
+ * - One heartbeat fiber extends every in-flight lease each `heartbeatIntervalMs`. A refused heartbeat (the
+ *   lease was lost, the job cancelled) interrupts that job's handler.
+ * - A handler's success completes the job. A `JobFailure` fails it with its `retryable` flag (a non-retryable
+ *   one dead-letters at once); any other error, a defect or a timed-out attempt is a retryable failure: a
+ *   handler can never take the pool down.
+ * - `settle(job, outcome)` runs after each complete/fail, in the same `UnitOfWork.run` when a `UnitOfWork`
+ *   is in context (one transaction on Postgres), so the caller can advance its own state atomically with the
+ *   job's.
+ * - Closing the scope stops claiming, lets in-flight jobs finish for `shutdownGraceMs`, then interrupts the
+ *   rest and releases their leases (the attempt is given back), so nothing waits for a lease to expire.
+ * - With an `Agents` service in context the worker registers itself (its id, its pool or `default`, its queues
+ *   as capabilities), reports its load (in-flight / concurrency) each heartbeat round and deregisters when it
+ *   stops.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Clock, Effect, Exit, Fiber, FiberSet, Latch, Option, Schema, type Scope } from "effect"
+import { Agents } from "./Agents.ts"
+import { AgentId, type JobId, uuidv7 } from "./Ids.ts"
+import { decode, InvalidInput } from "./InvalidInput.ts"
+import { type Job, PoolName, QueueName } from "./Job.ts"
+import { Queue } from "./Queue.ts"
+import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
+
+/**
+ * How a handler says an attempt failed. `retryable: false` dead-letters the job at once (retrying cannot
+ * help, e.g. the params are wrong); `true` lets the queue retry it with backoff while attempts remain.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class JobFailure extends Schema.TaggedError<JobFailure>()("JobFailure", {
+  message: Schema.String,
+  retryable: Schema.Boolean,
+  details: Schema.optionalKey(Schema.Json)
+}) {
+  /** A failure worth retrying (a timeout, an unavailable dependency). */
+  static transient(message: string): JobFailure {
+    return new JobFailure({ message, retryable: true })
+  }
+  /** A failure retrying cannot fix: the job is dead-lettered. */
+  static permanent(message: string): JobFailure {
+    return new JobFailure({ message, retryable: false })
+  }
+}
+
+/**
+ * What the handler gets besides the job.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface HandlerContext {
+  readonly workerId: AgentId
+  /** 1 for the first attempt. */
+  readonly attempt: number
+}
+
+/**
+ * How an attempt ended, as passed to `settle` (with the job as stored after complete/fail).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Outcome =
+  | { readonly _tag: "Completed"; readonly result: Schema.Json }
+  | {
+      readonly _tag: "Failed"
+      readonly error: string
+      readonly retryable: boolean
+      /** A `JobFailure`'s details, if it had any. */
+      readonly details?: Schema.Json
+    }
+
+/**
+ * What a handler may succeed with: JSON, or nothing (stored as `null`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+// biome-ignore lint/suspicious/noConfusingVoidType: a handler typed Effect<void> must be accepted as is
+export type HandlerResult = Schema.Json | void
+
+/**
+ * Options of `run`. Durations are in ms.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RunOptions<E, R, RS> {
+  readonly queues: ReadonlyArray<string>
+  /** Runs one attempt. Its result must be JSON (`undefined` is stored as `null`). */
+  readonly handler: (job: Job, context: HandlerContext) => Effect.Effect<HandlerResult, E, R>
+  /** Jobs run at once (default 1). */
+  readonly concurrency?: number | undefined
+  /** Most jobs per claim (default: `concurrency`). */
+  readonly batchSize?: number | undefined
+  /** The lease holder's id (default: a generated `worker_…` id). */
+  readonly workerId?: string | undefined
+  /** Lets the worker take this pool's jobs as well as pool-less ones. */
+  readonly pool?: string | undefined
+  /** Lease per claim and per heartbeat (default 30,000). */
+  readonly leaseMs?: number | undefined
+  /** Default: a third of `leaseMs`. */
+  readonly heartbeatIntervalMs?: number | undefined
+  /** Time limit of one attempt; a timed-out attempt is a retryable failure. Default: none. */
+  readonly timeoutMs?: number | undefined
+  /** Longest wait between claims when idle (default 1,000); wake-ups usually come sooner. */
+  readonly pollIntervalMs?: number | undefined
+  /** How long a stopping worker lets in-flight jobs finish before interrupting them (default 10,000). */
+  readonly shutdownGraceMs?: number | undefined
+  /** Call `Queue.start` (claimed → running) before each handler. Default false: claimed jobs are run directly. */
+  readonly markRunning?: boolean | undefined
+  /** Registered capabilities when an `Agents` service is present (default: the queue names). */
+  readonly capabilities?: ReadonlyArray<string> | undefined
+  readonly labels?: { readonly [key: string]: string } | undefined
+  /** Runs after each complete/fail, with the stored job, in the same unit of work. */
+  readonly settle?: ((job: Job, outcome: Outcome) => Effect.Effect<void, unknown, RS>) | undefined
+}
+
+/**
+ * Counters of a running worker.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkerStats {
+  readonly inFlight: number
+  readonly claimed: number
+  readonly completed: number
+  /** Failed attempts that will be retried. */
+  readonly retried: number
+  readonly deadLettered: number
+  /** Jobs whose lease was lost (cancelled, expired, taken over) while the worker held them. */
+  readonly lost: number
+  /** Jobs given back when the worker stopped. */
+  readonly released: number
+}
+
+/**
+ * A running worker.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface WorkerHandle {
+  readonly workerId: AgentId
+  readonly stats: Effect.Effect<WorkerStats>
+}
+
+const Settings = Schema.Struct({
+  queues: Schema.NonEmptyArray(QueueName).check(Schema.isMaxLength(64)),
+  concurrency: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 })),
+  batchSize: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000 })),
+  workerId: AgentId,
+  pool: Schema.optionalKey(PoolName),
+  leaseMs: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 86_400_000 })),
+  heartbeatIntervalMs: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  timeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  pollIntervalMs: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 3_600_000 })),
+  shutdownGraceMs: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+})
+const SettingsDecode = decode(Settings)
+
+const MAX_ERROR_LENGTH = 4_000
+const FIRST_IDLE_WAIT_MS = 50
+
+/**
+ * Starts a worker in the current scope and returns once it runs; closing the scope stops it gracefully.
+ * Fails with `InvalidInput` for bad options (each named by path, e.g. `$.queues[0]`).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const run = <E = never, R = never, RS = never>(
+  options: RunOptions<E, R, RS>
+): Effect.Effect<WorkerHandle, InvalidInput, Queue | Scope.Scope | R | RS> =>
+  Effect.gen(function* () {
+    const startedAt = yield* Clock.currentTimeMillis
+    const leaseMs = options.leaseMs ?? 30_000
+    const concurrency = options.concurrency ?? 1
+    const settings = yield* SettingsDecode({
+      queues: options.queues,
+      concurrency,
+      batchSize: options.batchSize ?? concurrency,
+      workerId: options.workerId ?? `worker_${uuidv7(startedAt)}`,
+      ...(options.pool !== undefined ? { pool: options.pool } : {}),
+      leaseMs,
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? Math.max(1, Math.floor(leaseMs / 3)),
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      pollIntervalMs: options.pollIntervalMs ?? 1_000,
+      shutdownGraceMs: options.shutdownGraceMs ?? 10_000
+    })
+    if (settings.heartbeatIntervalMs >= settings.leaseMs) {
+      return yield* InvalidInput.at("$.heartbeatIntervalMs", "Expected a heartbeat interval shorter than the lease")
+    }
+    const { queues, workerId, pool } = settings
+
+    const queue = yield* Queue
+    const unitOfWork = yield* Effect.serviceOption(UnitOfWork)
+    const agents = yield* Effect.serviceOption(Agents)
+    const scope = yield* Effect.scope
+
+    interface InFlight {
+      readonly job: Job
+      fiber: Fiber.Fiber<void> | undefined
+      lastBeat: number
+      lost: boolean
+    }
+    const inFlight = new Map<JobId, InFlight>()
+    const counters = { claimed: 0, completed: 0, retried: 0, deadLettered: 0, lost: 0, released: 0 }
+    let stopping = false
+
+    // Opened whenever a job finishes; the claim loop waits on it when every slot is taken
+    const slotFreed = Latch.makeUnsafe(false)
+    const jobs = yield* FiberSet.make<void, never>()
+    const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> =>
+      Option.isSome(unitOfWork)
+        ? // A unit the backend could not commit changed nothing; try it again when the backend says it may succeed
+          unitOfWork.value
+            .run(effect)
+            .pipe(Effect.retry({ times: 2, while: (e) => isTagged(e, "UnitOfWorkError") && isRetryable(e) }))
+        : effect
+
+    // Annotates log lines only: annotating every job's whole run would cost on the hot path
+    const annotate = (job: Job) => Effect.annotateLogs({ workerId, jobId: job.id, queue: job.queue })
+
+    // ---- one attempt --------------------------------------------------------------------------------------
+
+    const attempt = (job: Job): Effect.Effect<HandlerResult, unknown, R> => {
+      const handled = Effect.suspend(() => options.handler(job, { workerId, attempt: job.attempts }))
+      return settings.timeoutMs === undefined ? handled : Effect.timeout(handled, settings.timeoutMs)
+    }
+
+    const outcomeOf = (exit: Exit.Exit<HandlerResult, unknown>): Outcome => {
+      if (Exit.isSuccess(exit)) return { _tag: "Completed", result: exit.value === undefined ? null : exit.value }
+      const error = Cause.findErrorOption(exit.cause)
+      if (Option.isSome(error)) {
+        const e = error.value
+        if (e instanceof JobFailure) {
+          return {
+            _tag: "Failed",
+            error: truncate(e.message),
+            retryable: e.retryable,
+            ...(e.details !== undefined ? { details: e.details } : {})
+          }
+        }
+        if (Cause.isTimeoutError(e)) {
+          return { _tag: "Failed", error: `attempt timed out after ${settings.timeoutMs} ms`, retryable: true }
+        }
+        return { _tag: "Failed", error: truncate(describe(e)), retryable: true }
+      }
+      if (Cause.hasInterruptsOnly(exit.cause))
+        return { _tag: "Failed", error: "handler was interrupted", retryable: true }
+      return { _tag: "Failed", error: truncate(`defect: ${describe(Cause.squash(exit.cause))}`), retryable: true }
+    }
+
+    const count = (after: Job) => {
+      if (after.state === "completed") counters.completed++
+      else if (after.state === "dead_lettered") counters.deadLettered++
+      else if (after.state === "failed") counters.retried++
+    }
+
+    // Writes the outcome and settles it as one unit; falls back to a plain retryable failure when the unit
+    // fails (on a transactional backend the unit rolled back and the job is still ours).
+    const finish = (job: Job, outcome: Outcome): Effect.Effect<void, never, RS> => {
+      const write =
+        outcome._tag === "Completed"
+          ? queue.complete(job.id, workerId, outcome.result)
+          : queue.fail(job.id, workerId, outcome.error, { retryable: outcome.retryable })
+      const settle = options.settle
+      return Effect.flatMap(
+        Effect.exit(
+          unit(
+            settle === undefined ? write : Effect.flatMap(write, (after) => Effect.as(settle(after, outcome), after))
+          )
+        ),
+        (exit) => (Exit.isSuccess(exit) ? Effect.sync(() => count(exit.value)) : unrecorded(job, outcome, exit))
+      )
+    }
+
+    const unrecorded = (
+      job: Job,
+      outcome: Outcome,
+      exit: Exit.Failure<unknown, unknown>
+    ): Effect.Effect<void, never, RS> =>
+      Effect.gen(function* () {
+        const error = Cause.findErrorOption(exit.cause)
+        const e = Option.isSome(error) ? error.value : undefined
+        if (e instanceof InvalidInput && outcome._tag === "Completed") {
+          // A result that is not JSON is a bug in the handler: retrying gives the same result
+          return yield* finish(job, {
+            _tag: "Failed",
+            error: truncate(`handler result is not JSON: ${e.message} at ${e.path}`),
+            retryable: false
+          })
+        }
+        if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
+          counters.lost++
+          return yield* Effect.logWarning(`lost the lease before recording the outcome: ${describe(e)}`).pipe(
+            annotate(job)
+          )
+        }
+        yield* Effect.logError(`recording the outcome failed: ${Cause.pretty(exit.cause)}`).pipe(annotate(job))
+        const retry = yield* Effect.exit(
+          queue.fail(job.id, workerId, truncate(`recording the outcome failed: ${describe(Cause.squash(exit.cause))}`))
+        )
+        if (Exit.isSuccess(retry)) count(retry.value)
+      })
+
+    const afterAttempt = (
+      record: InFlight,
+      exit: Exit.Exit<HandlerResult, unknown>
+    ): Effect.Effect<void, never, RS> => {
+      const job = record.job
+      if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) {
+        if (record.lost) {
+          counters.lost++
+          return Effect.logInfo("handler interrupted: the job's lease was lost").pipe(annotate(job))
+        }
+        if (stopping) {
+          return Effect.map(Effect.exit(queue.release(job.id, workerId)), (released) => {
+            if (Exit.isSuccess(released)) counters.released++
+          })
+        }
+      }
+      return finish(job, outcomeOf(exit))
+    }
+
+    const started = (record: InFlight): Effect.Effect<boolean> =>
+      Effect.flatMap(Effect.exit(queue.start(record.job.id, workerId)), (exit) => {
+        if (Exit.isSuccess(exit)) return Effect.succeed(true)
+        counters.lost++
+        return Effect.as(
+          Effect.logWarning(`could not start the job: ${Cause.pretty(exit.cause)}`).pipe(annotate(record.job)),
+          false
+        )
+      })
+
+    const runJob = (record: InFlight): Effect.Effect<void, never, R | RS> => {
+      // Only the handler is interruptible: once it is done, the outcome is recorded even while stopping
+      const run = Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.exit(restore(attempt(record.job))), (exit) => afterAttempt(record, exit))
+      )
+      return Effect.ensuring(
+        options.markRunning ? Effect.flatMap(started(record), (ok) => (ok ? run : Effect.void)) : run,
+        Effect.sync(() => {
+          inFlight.delete(record.job.id)
+          slotFreed.openUnsafe()
+        })
+      )
+    }
+
+    // ---- claiming -----------------------------------------------------------------------------------------
+
+    // Uninterruptible: jobs a claim returned are always handed to a fiber, never dropped with their leases
+    const claimBatch = (max: number): Effect.Effect<number, never, R | RS> =>
+      Effect.uninterruptible(
+        Effect.gen(function* () {
+          const claimed = yield* Effect.exit(
+            queue.claim({ workerId, queues, max, leaseMs: settings.leaseMs, ...(pool ? { pool } : {}) })
+          )
+          if (Exit.isFailure(claimed)) {
+            yield* Effect.logWarning(`claim failed: ${Cause.pretty(claimed.cause)}`)
+            return -1
+          }
+          const batch = claimed.value
+          for (const job of batch) {
+            const record: InFlight = { job, fiber: undefined, lastBeat: job.claimedAt ?? 0, lost: false }
+            inFlight.set(job.id, record)
+            counters.claimed++
+            record.fiber = yield* FiberSet.run(jobs, runJob(record))
+          }
+          return batch.length
+        })
+      )
+
+    const next: Effect.Effect<void> = yield* queue
+      .wakeups({ queues, pool })
+      .pipe(
+        Effect.catch((error) =>
+          Effect.as(Effect.logWarning(`no wake-ups from this queue, polling only: ${describe(error)}`), Effect.never)
+        )
+      )
+
+    const loop = Effect.gen(function* () {
+      let idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
+      let errorMs = FIRST_IDLE_WAIT_MS
+      while (true) {
+        const free = settings.concurrency - inFlight.size
+        if (free <= 0) {
+          yield* slotFreed.await
+          slotFreed.closeUnsafe()
+          continue
+        }
+        const claimed = yield* claimBatch(Math.min(free, settings.batchSize))
+        if (claimed > 0) {
+          idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
+          errorMs = FIRST_IDLE_WAIT_MS
+        } else if (claimed === 0) {
+          yield* Effect.raceFirst(next, Effect.sleep(idleMs))
+          idleMs = Math.min(idleMs * 2, settings.pollIntervalMs)
+        } else {
+          yield* Effect.sleep(errorMs)
+          errorMs = Math.min(errorMs * 2, 30_000)
+        }
+      }
+    })
+
+    // ---- heartbeats ---------------------------------------------------------------------------------------
+
+    const beatOnce = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      for (const record of [...inFlight.values()]) {
+        if (record.lost || now - record.lastBeat < settings.heartbeatIntervalMs / 2) continue
+        const beat = yield* Effect.exit(queue.heartbeat(record.job.id, workerId, settings.leaseMs))
+        if (Exit.isSuccess(beat)) {
+          record.lastBeat = now
+          continue
+        }
+        const error = Cause.findErrorOption(beat.cause)
+        const e = Option.isSome(error) ? error.value : undefined
+        if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
+          record.lost = true
+          const fiber = record.fiber
+          if (fiber) yield* Effect.forkIn(Fiber.interrupt(fiber), scope)
+        } else {
+          yield* Effect.logWarning(`heartbeat failed: ${Cause.pretty(beat.cause)}`).pipe(annotate(record.job))
+        }
+      }
+      if (Option.isSome(agents)) {
+        yield* agents.value.heartbeat(workerId, inFlight.size / settings.concurrency).pipe(Effect.ignore)
+      }
+    })
+
+    if (Option.isSome(agents)) {
+      yield* agents.value
+        .register({
+          id: workerId,
+          pool: pool ?? "default",
+          capabilities: [...(options.capabilities ?? queues)],
+          labels: { ...options.labels }
+        })
+        .pipe(
+          Effect.catch((error) => Effect.logWarning(`could not register the worker as an agent: ${describe(error)}`))
+        )
+    }
+
+    const beats = yield* Effect.forkScoped(
+      Effect.forever(Effect.andThen(Effect.sleep(settings.heartbeatIntervalMs), beatOnce))
+    )
+    const claims = yield* Effect.forkScoped(loop)
+
+    // Registered last, so it runs first when the scope closes, while the heartbeat fiber still runs
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        yield* Fiber.interrupt(claims)
+        if (settings.shutdownGraceMs > 0) {
+          yield* FiberSet.awaitEmpty(jobs).pipe(Effect.timeoutOption(settings.shutdownGraceMs))
+        }
+        stopping = true
+        yield* FiberSet.clear(jobs)
+        yield* FiberSet.awaitEmpty(jobs)
+        yield* Fiber.interrupt(beats)
+        if (Option.isSome(agents)) yield* agents.value.deregister(workerId).pipe(Effect.ignore)
+      })
+    )
+
+    return {
+      workerId,
+      stats: Effect.sync(() => ({ inFlight: inFlight.size, ...counters }))
+    }
+  })
+
+function isRetryable(error: unknown): boolean {
+  return typeof error === "object" && error !== null && "retryable" in error && error.retryable === true
+}
+
+function isTagged(error: unknown, tag: string): boolean {
+  return typeof error === "object" && error !== null && "_tag" in error && error._tag === tag
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const tag = "_tag" in error && typeof error._tag === "string" ? `${error._tag}: ` : ""
+    return `${tag}${error.message}`
+  }
+  if (typeof error === "string") return error
+  try {
+    return JSON.stringify(error) ?? String(error)
+  } catch {
+    return String(error)
+  }
+}
+
+function truncate(message: string): string {
+  return message.length <= MAX_ERROR_LENGTH ? message : `${message.slice(0, MAX_ERROR_LENGTH - 1)}…`
+}
