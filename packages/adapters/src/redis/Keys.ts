@@ -84,7 +84,91 @@ export interface Keys {
   readonly plan: (planId: string) => string
   /** The prefix under which `RateLimiter.layerStoreRedis` keeps its counters. */
   readonly rateLimit: string
+  /** The queue's keys (see `queueKeyFamilies`). */
+  readonly queue: QueueKeys
 }
+
+/**
+ * The queue's key layout, once: each family is a fixed part followed by its variable part (a job id, a queue
+ * name, or `queue/pool` for a bucket: `/` is outside the alphabet of queue and pool names, so the pair is
+ * unambiguous; the pool-less bucket is `queue/`). `makeKeys` renders it as TypeScript functions, and
+ * `queueLuaKeys` as the Lua functions the queue's scripts build keys with (a script discovers job ids and their
+ * queues as it runs, so it cannot receive every key up front).
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const queueKeyFamilies = {
+  /** Hash of one job's fields. */
+  job: "job:",
+  /** Sorted set of a bucket's ready jobs, scored by priority rank · 2^42 + runAt. */
+  ready: "jobs:ready:",
+  /** Sorted set of a bucket's delayed jobs (and failed ones waiting to retry), scored by runAt. */
+  delayed: "jobs:delayed:",
+  /** Set of a queue's pools that have a bucket ("" for the pool-less one). */
+  pools: "jobs:pools:",
+  /** Sorted set of a queue's job ids by creation sequence (for `list`). */
+  list: "jobs:list:",
+  /** Hash of a queue's counters: jobs per state, pending jobs per priority, failed attempts. */
+  counts: "jobs:counts:",
+  /** Sorted set of the enqueue-to-claim wait of a queue's jobs (for the percentiles of `stats`). */
+  waits: "jobs:waits:",
+  /** Stream an idle worker blocks on: an entry whenever a queue's work may have become claimable. */
+  signal: "jobs:signal:"
+} as const
+
+/**
+ * The queue's keys that are one per prefix.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const queueSingleKeys = {
+  /** Counter handing out job sequence numbers (creation order, ready-set ties, list cursors). */
+  sequence: "jobs:seq",
+  /** Sorted set of every job id by sequence. */
+  all: "jobs:all",
+  /** Sorted set of leased job ids, scored by lease expiry. */
+  leases: "jobs:leases",
+  /** Hash from (queue, idempotency key) to job id. */
+  idempotency: "jobs:idempotency",
+  /** Set of the queue names that have jobs. */
+  queues: "jobs:queues",
+  /** Counters over every queue (as `counts`). */
+  countsAll: "jobs:counts",
+  /** Waits over every queue (as `waits`). */
+  waitsAll: "jobs:waits",
+  /** Sorted set of completed and cancelled job ids by finish time, for pruning. */
+  finished: "jobs:finished"
+} as const
+
+/**
+ * Every queue key under one prefix.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type QueueKeys = { readonly [K in keyof typeof queueKeyFamilies]: (name: string) => string } & {
+  readonly [K in keyof typeof queueSingleKeys]: string
+} & {
+  /** The bucket (`queue/pool`) part of `ready` and `delayed` keys. */
+  readonly bucket: (queue: string, pool: string | undefined) => string
+}
+
+/**
+ * Lua functions building the queue's keys from `P` (the prefix, a script's first argument): `k_job(id)`,
+ * `k_ready(bucket)`, …, `k_sequence()`, ….
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const queueLuaKeys: string = [
+  ...Object.entries(queueKeyFamilies).map(
+    ([name, fixed]) => `local function k_${name}(v) return P .. '${fixed}' .. v end`
+  ),
+  ...Object.entries(queueSingleKeys).map(([name, key]) => `local function k_${name}() return P .. '${key}' end`),
+  "local function bucket(q, pool) return q .. '/' .. pool end"
+].join("\n")
 
 /**
  * The keys under `prefix`.
@@ -103,7 +187,16 @@ export const makeKeys = (prefix: string): Keys => ({
   tasksByRequester: (principalId) => `${prefix}tasks:by:${principalId}`,
   taskIdempotency: `${prefix}tasks:idempotency`,
   plan: (planId) => `${prefix}plan:${planId}`,
-  rateLimit: `${prefix}ratelimit:`
+  rateLimit: `${prefix}ratelimit:`,
+  queue: {
+    ...(Object.fromEntries(
+      Object.entries(queueKeyFamilies).map(([name, fixed]) => [name, (v: string) => `${prefix}${fixed}${v}`])
+    ) as { readonly [K in keyof typeof queueKeyFamilies]: (name: string) => string }),
+    ...(Object.fromEntries(Object.entries(queueSingleKeys).map(([name, key]) => [name, `${prefix}${key}`])) as {
+      readonly [K in keyof typeof queueSingleKeys]: string
+    }),
+    bucket: (queue, pool) => `${queue}/${pool ?? ""}`
+  }
 })
 
 /**

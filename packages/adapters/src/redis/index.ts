@@ -5,5 +5,6 @@
  */
 export * from "./Backend.ts"
 export * from "./Keys.ts"
+export * from "./Queue.ts"
 export * from "./RateLimit.ts"
 export * from "./TaskStore.ts"
