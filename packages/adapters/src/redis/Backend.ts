@@ -20,10 +20,11 @@
 
 import { createHash } from "node:crypto"
 import { NodeRedis } from "@effect/platform-node"
-import type { InvalidInput, RateLimit, TaskStore } from "@mandate/core"
+import type { InvalidInput, Queue, RateLimit, TaskStore } from "@mandate/core"
 import { Cause, Clock, Config, Context, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { Redis } from "effect/persistence"
 import { defaultPrefix, Prefix } from "./Keys.ts"
+import { layerQueue, type QueueOptions } from "./Queue.ts"
 import { layerRateLimit } from "./RateLimit.ts"
 import { layerTaskStore } from "./TaskStore.ts"
 
@@ -49,6 +50,8 @@ export interface RedisConfig {
   readonly reconnectMaxDelay: Duration.Duration
   /** Most connections kept for blocking commands (the queue's idle-worker wake-up), beside the shared one. */
   readonly reservedConnections: number
+  /** The name every connection gives itself (`CLIENT SETNAME`), so operators can tell them apart in `CLIENT LIST`. */
+  readonly clientName: string
 }
 
 /**
@@ -62,7 +65,8 @@ export const defaults: Omit<RedisConfig, "url"> = {
   connectTimeout: Duration.seconds(10),
   commandTimeout: Duration.seconds(10),
   reconnectMaxDelay: Duration.seconds(2),
-  reservedConnections: 10
+  reservedConnections: 10,
+  clientName: "mandate"
 }
 
 /**
@@ -77,7 +81,7 @@ export const defaultUrl = "redis://127.0.0.1:6379"
  * `RedisConfig` read from the environment (or any `ConfigProvider`): `REDIS_URL` (default
  * `redis://127.0.0.1:6379`), `MANDATE_REDIS_PREFIX`, `MANDATE_REDIS_CONNECT_TIMEOUT`,
  * `MANDATE_REDIS_COMMAND_TIMEOUT`, `MANDATE_REDIS_RECONNECT_MAX_DELAY` (durations such as `10 seconds`),
- * `MANDATE_REDIS_RESERVED_CONNECTIONS`.
+ * `MANDATE_REDIS_RESERVED_CONNECTIONS`, `MANDATE_REDIS_CLIENT_NAME`.
  *
  * @category config
  * @since 0.1.0
@@ -93,7 +97,11 @@ export const RedisConfig: Config.Config<RedisConfig> = Config.all({
   reservedConnections: Config.schema(
     Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 })),
     "MANDATE_REDIS_RESERVED_CONNECTIONS"
-  ).pipe(Config.withDefault(defaults.reservedConnections))
+  ).pipe(Config.withDefault(defaults.reservedConnections)),
+  clientName: Config.schema(
+    Schema.String.check(Schema.isPattern(/^[\x21-\x7e]{1,64}$/, { message: "Expected 1-64 printable characters" })),
+    "MANDATE_REDIS_CLIENT_NAME"
+  ).pipe(Config.withDefault(defaults.clientName))
 })
 
 /**
@@ -265,6 +273,7 @@ export const layerClient = (config: RedisConfig): Layer.Layer<Redis.Redis | Node
           // node-redis applies this to commands waiting for a connection; makeCommands covers the rest
           commandOptions: commandTimeout === undefined ? {} : { timeout: commandTimeout },
           clientInfoTag: "mandate",
+          name: config.clientName,
           maxConnections: config.reservedConnections
         }).pipe(Layer.provide(Layer.succeed(Clock.Clock, Clock.Clock.defaultValue())))
       )
@@ -284,7 +293,18 @@ export const layerClient = (config: RedisConfig): Layer.Layer<Redis.Redis | Node
  * @category models
  * @since 0.1.0
  */
-export type RedisServices = TaskStore | RateLimit | Redis.Redis | NodeRedis.NodeRedis
+export type RedisServices = Queue | TaskStore | RateLimit | Redis.Redis | NodeRedis.NodeRedis
+
+/**
+ * What the backend's layer builds besides the client.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface BackendOptions {
+  /** The queue's backoff, sweep interval and retention (its prefix is the backend's). */
+  readonly queue?: Omit<QueueOptions, "prefix"> | undefined
+}
 
 /**
  * Errors building the backend can fail with: Redis unreachable or refusing, a bad key prefix.
@@ -300,9 +320,13 @@ export type RedisStartError = Redis.RedisError | InvalidInput
  * @category layers
  * @since 0.1.0
  */
-export const layer = (config: RedisConfig): Layer.Layer<RedisServices, RedisStartError> => {
-  const options = { prefix: config.prefix }
-  return Layer.mergeAll(layerTaskStore(options), layerRateLimit(options)).pipe(Layer.provideMerge(layerClient(config)))
+export const layer = (config: RedisConfig, options?: BackendOptions): Layer.Layer<RedisServices, RedisStartError> => {
+  const prefix = { prefix: config.prefix }
+  return Layer.mergeAll(
+    layerQueue({ ...options?.queue, ...prefix }),
+    layerTaskStore(prefix),
+    layerRateLimit(prefix)
+  ).pipe(Layer.provideMerge(layerClient(config)))
 }
 
 /**
@@ -312,10 +336,11 @@ export const layer = (config: RedisConfig): Layer.Layer<RedisServices, RedisStar
  * @since 0.1.0
  */
 export const layerConfig = (
-  config: Config.Config<RedisConfig> = RedisConfig
+  config: Config.Config<RedisConfig> = RedisConfig,
+  options?: BackendOptions
 ): Layer.Layer<RedisServices, RedisStartError | Config.ConfigError> =>
   Layer.unwrap(
     Effect.gen(function* () {
-      return layer(yield* config)
+      return layer(yield* config, options)
     })
   )

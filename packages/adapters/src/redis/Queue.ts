@@ -611,7 +611,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           }
         })
   const sweepOnce = Effect.andThen(requeueExpired, prune).pipe(
-    Effect.catch((error) => Effect.logWarning(`queue sweep failed: ${String(error)}`))
+    Effect.catch((error) => Effect.logWarning("queue sweep failed", error))
   )
   // The timer never waits for Redis: each tick starts a sweep, or asks the running one to go again when done. So
   // a sweep that is still waiting for Redis when the clock jumps ahead (a TestClock moved by a whole lease) still
@@ -681,6 +681,7 @@ local FIELDS = {${FIELDS.map((f) => `'${f}'`).join(", ")}}
 local function read(id) return redis.call('HMGET', k_job(id), unpack(FIELDS)) end
 local function member(seq, priority, id) return string.format('%016d', tonumber(seq)) .. RANKS[priority] .. id end
 local function count(q, field, by)
+  if by == 0 then return end
   redis.call('HINCRBY', k_counts(q), field, by)
   redis.call('HINCRBY', k_countsAll(), field, by)
 end
@@ -777,7 +778,8 @@ const enqueueJobs = Redis.script(
     lua: `${prelude}
 local n = tonumber(ARGV[3])
 local out = {}
-local ready = {}
+-- every queue that got a job is signalled, delayed ones included: a waiting worker then learns when it is due
+local touched = {}
 for i = 0, n - 1 do
   local a = 4 + i * 9
   local id, q, pool, priority, runAt, maxAttempts, idemKey, idem, payload =
@@ -801,11 +803,12 @@ for i = 0, n - 1 do
     redis.call('SADD', k_queues(), q)
     redis.call('SADD', k_pools(q), pool)
     move(q, priority, nil, 'queued')
-    if schedule(q, pool, seq, priority, id, runAt) then ready[q] = true end
+    schedule(q, pool, seq, priority, id, runAt)
+    touched[q] = true
     out[#out + 1] = {1}
   end
 end
-for q in pairs(ready) do signal(q) end
+for q in pairs(touched) do signal(q) end
 return out
 `
   }
@@ -939,7 +942,8 @@ elseif op == 'fail' then
     redis.call('HSET', key, 'state', 'failed', 'runAt', ARGV[7], 'lastError', ARGV[8], 'updatedAt', ARGV[2])
     move(q, priority, state, 'failed')
     sync_wait(q, id, j[${F.claimedAt}], ARGV[7])
-    if schedule(q, pool, redis.call('HGET', key, 'seq'), priority, id, ARGV[7]) then signal(q) end
+    schedule(q, pool, redis.call('HGET', key, 'seq'), priority, id, ARGV[7])
+    signal(q)
   end
 end
 return {'ok', read(id)}
@@ -1126,7 +1130,6 @@ const pruneFinished = Redis.script(
     lua: `${prelude}
 local ids = redis.call('ZRANGEBYSCORE', k_finished(), '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
-  redis.call('ZREM', k_finished(), id)
   local j = read(id)
   if j[${F.id}] then
     local q, state = j[${F.queue}], j[${F.state}]
@@ -1140,6 +1143,7 @@ for _, id in ipairs(ids) do
     if field and redis.call('HGET', k_idempotency(), field) == id then redis.call('HDEL', k_idempotency(), field) end
     redis.call('DEL', k_job(id))
   end
+  redis.call('ZREM', k_finished(), id)
 end
 return #ids
 `

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as RedisBackend from "@mandate/adapters/redis"
-import { RateLimit, TaskStore } from "@mandate/core"
+import { Queue, RateLimit, TaskStore } from "@mandate/core"
 import { makeRecord } from "@mandate/core/conformance/taskStore"
 import { Cause, ConfigProvider, Duration, Effect, Fiber, Layer, Redacted } from "effect"
 import { Redis } from "effect/persistence"
@@ -21,6 +21,7 @@ describe("RedisConfig", () => {
       assert.strictEqual(Duration.toMillis(read.commandTimeout), 10_000)
       assert.strictEqual(Duration.toMillis(read.reconnectMaxDelay), 2_000)
       assert.strictEqual(read.reservedConnections, 10)
+      assert.strictEqual(read.clientName, "mandate")
     })
   )
 
@@ -32,7 +33,8 @@ describe("RedisConfig", () => {
         MANDATE_REDIS_CONNECT_TIMEOUT: "2 seconds",
         MANDATE_REDIS_COMMAND_TIMEOUT: "750 millis",
         MANDATE_REDIS_RECONNECT_MAX_DELAY: "5 seconds",
-        MANDATE_REDIS_RESERVED_CONNECTIONS: "3"
+        MANDATE_REDIS_RESERVED_CONNECTIONS: "3",
+        MANDATE_REDIS_CLIENT_NAME: "billing-workers"
       })
       assert.strictEqual(Redacted.value(read.url), "redis://app:s3cret@cache:6380/2")
       assert.notInclude(String(read.url), "s3cret")
@@ -41,6 +43,7 @@ describe("RedisConfig", () => {
       assert.strictEqual(Duration.toMillis(read.commandTimeout), 750)
       assert.strictEqual(Duration.toMillis(read.reconnectMaxDelay), 5_000)
       assert.strictEqual(read.reservedConnections, 3)
+      assert.strictEqual(read.clientName, "billing-workers")
     })
   )
 
@@ -87,6 +90,9 @@ describeRedis("Redis backend", () => {
       yield* Effect.gen(function* () {
         const store = yield* TaskStore
         const limits = yield* RateLimit
+        const queue = yield* Queue
+        const job = yield* queue.enqueue({ queue: "backend", payload: { n: 1 } })
+        assert.deepStrictEqual(yield* queue.get(job.id), job)
         const record = makeRecord()
         yield* store.create(record)
         assert.deepStrictEqual(yield* store.get(record.task.id), record)
@@ -94,6 +100,10 @@ describeRedis("Redis backend", () => {
         const keys = yield* keysUnder(cfg.prefix)
         assert.isTrue(keys.some((k) => k.startsWith(`${cfg.prefix}task:`)))
         assert.isTrue(keys.some((k) => k.startsWith(`${cfg.prefix}ratelimit:`)))
+        assert.isTrue(keys.some((k) => k.startsWith(`${cfg.prefix}job:`)))
+        // every connection carries the configured name
+        const clients = yield* Redis.Redis.use((redis) => redis.send<string>("CLIENT", "INFO"))
+        assert.include(clients, `name=${cfg.clientName}`)
       }).pipe(Effect.provide(RedisBackend.layer(cfg)))
     })
   )

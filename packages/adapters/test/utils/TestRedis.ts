@@ -26,7 +26,12 @@ export const freshPrefix = (): string => `mandate_test:${crypto.randomUUID().rep
 
 /** A `RedisConfig` for the test server with a fresh prefix and a small reserved pool (2 shared cores). */
 export const config = (overrides?: Partial<Omit<RedisConfig, "url">>): RedisConfig =>
-  makeConfig(url, { prefix: freshPrefix(), reservedConnections: 4, ...overrides })
+  makeConfig(url, {
+    prefix: freshPrefix(),
+    reservedConnections: 4,
+    clientName: `mandate-test-${crypto.randomUUID().slice(0, 8)}`,
+    ...overrides
+  })
 
 const unreachable = inject("mandateRedisUnreachable")
 if (unreachable === undefined) {
