@@ -91,9 +91,9 @@ export interface Keys {
 /**
  * The queue's key layout, once: each family is a fixed part followed by its variable part (a job id, a queue
  * name, or `queue/pool` for a bucket: `/` is outside the alphabet of queue and pool names, so the pair is
- * unambiguous; the pool-less bucket is `queue/`). `makeKeys` renders it as TypeScript functions, and
- * `queueLuaKeys` as the Lua functions the queue's scripts build keys with (a script discovers job ids and their
- * queues as it runs, so it cannot receive every key up front).
+ * unambiguous; the pool-less bucket is `queue/`). `makeKeys` renders it as TypeScript functions, and the queue's
+ * scripts render it as Lua expressions (a script discovers job ids and their queues as it runs, so it cannot
+ * receive every key up front).
  *
  * @category constants
  * @since 0.1.0
@@ -134,10 +134,8 @@ export const queueSingleKeys = {
   idempotency: "jobs:idempotency",
   /** Set of the queue names that have jobs. */
   queues: "jobs:queues",
-  /** Counters over every queue (as `counts`). */
-  countsAll: "jobs:counts",
-  /** Waits over every queue (as `waits`). */
-  waitsAll: "jobs:waits",
+  /** Where `stats` over every queue merges the queues' waits for a moment (deleted in the same script). */
+  statsScratch: "jobs:stats-scratch",
   /** Sorted set of completed and cancelled job ids by finish time, for pruning. */
   finished: "jobs:finished"
 } as const
@@ -154,21 +152,6 @@ export type QueueKeys = { readonly [K in keyof typeof queueKeyFamilies]: (name: 
   /** The bucket (`queue/pool`) part of `ready` and `delayed` keys. */
   readonly bucket: (queue: string, pool: string | undefined) => string
 }
-
-/**
- * Lua functions building the queue's keys from `P` (the prefix, a script's first argument): `k_job(id)`,
- * `k_ready(bucket)`, …, `k_sequence()`, ….
- *
- * @category constants
- * @since 0.1.0
- */
-export const queueLuaKeys: string = [
-  ...Object.entries(queueKeyFamilies).map(
-    ([name, fixed]) => `local function k_${name}(v) return P .. '${fixed}' .. v end`
-  ),
-  ...Object.entries(queueSingleKeys).map(([name, key]) => `local function k_${name}() return P .. '${key}' end`),
-  "local function bucket(q, pool) return q .. '/' .. pool end"
-].join("\n")
 
 /**
  * The keys under `prefix`.

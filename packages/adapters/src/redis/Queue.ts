@@ -5,9 +5,8 @@
  * sorted set scored by priority rank · 2^42 + runAt, so `ZPOPMIN` takes the most urgent, oldest job (members
  * start with the zero-padded creation sequence, so equal scores keep enqueue order), and a delayed sorted set
  * scored by runAt, whose due members a claim promotes first. Leases are members of one sorted set scored by their
- * expiry: a claim, the periodic sweep and `requeueExpired` take the expired ones back. Counters per queue (and over
- * all queues) and a sorted set of enqueue-to-claim waits are kept by the same scripts, so `stats` reads a few keys
- * instead of every job.
+ * expiry: a claim, the periodic sweep and `requeueExpired` take the expired ones back. Counters per queue and sorted
+ * sets of enqueue-to-claim waits are kept by the same scripts, so `stats` reads a few keys instead of every job.
  *
  * What is computed stays in core: requests are validated and jobs built by `Queue.prepareJob(s)`, retry times by
  * `Backoff.decide` (a failure reads the job, decides, then stores the decision under a guard on its attempts),
@@ -52,7 +51,7 @@ import {
 } from "@mandate/core"
 import { Cause, Clock, Duration, Effect, Exit, Latch, Layer, Random, Result, Schema } from "effect"
 import { Redis } from "effect/persistence"
-import { type Keys, makeKeys, queueLuaKeys, type RedisOptions, resolvePrefix } from "./Keys.ts"
+import { type Keys, makeKeys, queueKeyFamilies, queueSingleKeys, type RedisOptions, resolvePrefix } from "./Keys.ts"
 
 /**
  * Options of the Redis queue.
@@ -117,13 +116,13 @@ const toJob = (fields: Fields): Result.Result<Job, unknown> => {
     }
     if (f[8] !== null) job.idempotencyKey = f[8]
     if (f[9] !== null && f[9] !== "") job.pool = f[9]
-    if (f[10] !== null) job.lease = { workerId: f[10], expiresAt: Number(f[11]) }
+    if (f[10] !== null && f[10] !== "") job.lease = { workerId: f[10], expiresAt: Number(f[11]) }
     if (f[12] !== null) job.lastError = f[12]
     if (f[13] !== null) job.result = JSON.parse(f[13]!)
     job.createdAt = Number(f[14])
     job.updatedAt = Number(f[15])
     if (f[16] !== null) job.claimedAt = Number(f[16])
-    if (f[17] !== null) job.finishedAt = Number(f[17])
+    if (f[17] !== null && f[17] !== "") job.finishedAt = Number(f[17])
     job.failures = Number(f[18])
     return decodeJob(job)
   } catch (cause) {
@@ -670,20 +669,20 @@ export const layerQueue = (options?: QueueOptions): Layer.Layer<Queue, InvalidIn
 // ---- Lua -----------------------------------------------------------------------------------------------------
 
 // Every script: KEYS[1] is one of the prefix's keys (so a cluster routes the script to the prefix's slot),
-// ARGV[1] the prefix, ARGV[2] the caller's time. The helpers below keep the indexes and counters in step.
+// ARGV[1] the prefix, ARGV[2] the caller's time. A script's Redis time grows with its commands and with what its
+// body allocates on each run, so the scripts read a job once (`read`, with its sequence number), write it once
+// (`UPDATE` also patches the fields read, which then are the reply), keep counters and waits per queue only
+// (`stats` adds them up), and build keys inline (`expand` below) rather than through closures and tables.
 const prelude = `
 local P = ARGV[1]
 local now = tonumber(ARGV[2])
-${queueLuaKeys}
 local SCALE = 4398046511104
 local RANKS = {critical = 0, high = 1, normal = 2, low = 3}
-local FIELDS = {${FIELDS.map((f) => `'${f}'`).join(", ")}}
-local function read(id) return redis.call('HMGET', k_job(id), unpack(FIELDS)) end
+local function read(id) return redis.call('HMGET', k_job(id), ${[...FIELDS, "seq"].map((f) => `'${f}'`).join(", ")}) end
+local function bucket(q, pool) return q .. '/' .. pool end
 local function member(seq, priority, id) return string.format('%016d', tonumber(seq)) .. RANKS[priority] .. id end
 local function count(q, field, by)
-  if by == 0 then return end
-  redis.call('HINCRBY', k_counts(q), field, by)
-  redis.call('HINCRBY', k_countsAll(), field, by)
+  if by ~= 0 then redis.call('HINCRBY', k_counts(q), field, by) end
 end
 local function pending(state) return state == 'queued' or state == 'failed' end
 local function move(q, priority, from, to)
@@ -696,26 +695,22 @@ local function move(q, priority, from, to)
 end
 -- the wait of the job's latest claim counts while the job was not rescheduled since (claimedAt >= runAt)
 local function sync_wait(q, id, claimedAt, runAt)
-  if claimedAt and tonumber(claimedAt) >= tonumber(runAt) then
-    local wait = tonumber(claimedAt) - tonumber(runAt)
-    redis.call('ZADD', k_waits(q), wait, id)
-    redis.call('ZADD', k_waitsAll(), wait, id)
-  else
+  if claimedAt and claimedAt ~= '' and tonumber(claimedAt) >= tonumber(runAt) then
+    redis.call('ZADD', k_waits(q), tonumber(claimedAt) - tonumber(runAt), id)
+  elseif claimedAt and claimedAt ~= '' then
     redis.call('ZREM', k_waits(q), id)
-    redis.call('ZREM', k_waitsAll(), id)
   end
 end
 local function signal(q) redis.call('XADD', k_signal(q), 'MAXLEN', '~', '100', '*', 'w', '1') end
--- a pending job into its bucket: ready when due, delayed otherwise; true when ready
+-- a pending job into its bucket: ready when due, delayed otherwise
 local function schedule(q, pool, seq, priority, id, runAt)
   local m = member(seq, priority, id)
   local b = bucket(q, pool)
   if tonumber(runAt) <= now then
     redis.call('ZADD', k_ready(b), RANKS[priority] * SCALE + tonumber(runAt), m)
-    return true
+  else
+    redis.call('ZADD', k_delayed(b), runAt, m)
   end
-  redis.call('ZADD', k_delayed(b), runAt, m)
-  return false
 end
 local function unschedule(q, pool, seq, priority, id)
   local m = member(seq, priority, id)
@@ -725,9 +720,81 @@ local function unschedule(q, pool, seq, priority, id)
 end
 `
 
-// The field positions in FIELDS (Lua is 1-based)
-const luaField = (name: (typeof FIELDS)[number]) => FIELDS.indexOf(name) + 1
-const F = Object.fromEntries(FIELDS.map((name) => [name, luaField(name)])) as Record<(typeof FIELDS)[number], number>
+// The field positions in a read (Lua is 1-based); `seq` follows FIELDS
+const F = Object.fromEntries([...FIELDS, "seq"].map((name, i) => [name, i + 1])) as Record<
+  (typeof FIELDS)[number] | "seq",
+  number
+>
+
+/**
+ * Expands the scripts' two macros, so that a run allocates no closures or tables for them:
+ * - `k_name(expr)` / `k_name()`: the key family or single key `name` of `Keys` (one layout: `queueKeyFamilies`);
+ * - `UPDATE(id, j, 'field', value, …)`: `HSET`s the pairs on job `id` and patches the read `j` at each field's
+ *   position (values are evaluated twice, so they must be plain expressions).
+ */
+const expand = (source: string): string => {
+  const families: Record<string, string> = { ...queueKeyFamilies }
+  const singles: Record<string, string> = { ...queueSingleKeys }
+  // The arguments of the call whose "(" is at `open`, split at top-level commas; and where the call ends
+  const argsAt = (text: string, open: number): { readonly args: Array<string>; readonly end: number } => {
+    const args: Array<string> = []
+    let depth = 0
+    let quote: string | undefined
+    let current = ""
+    for (let i = open + 1; i < text.length; i++) {
+      const c = text[i]!
+      if (quote !== undefined) {
+        if (c === quote) quote = undefined
+        current += c
+      } else if (c === "'" || c === '"') {
+        quote = c
+        current += c
+      } else if (c === "(" || c === "{" || c === "[") {
+        depth++
+        current += c
+      } else if ((c === ")" || c === "}" || c === "]") && depth > 0) {
+        depth--
+        current += c
+      } else if (c === ")") {
+        if (current.trim() !== "") args.push(current.trim())
+        return { args, end: i + 1 }
+      } else if (c === "," && depth === 0) {
+        args.push(current.trim())
+        current = ""
+      } else current += c
+    }
+    throw new Error(`unbalanced call in a queue script at ${open}`)
+  }
+  let out = ""
+  let i = 0
+  const pattern = /\b(k_([A-Za-z]+)|UPDATE)\(/g
+  for (let m = pattern.exec(source); m !== null; m = pattern.exec(source)) {
+    if (m.index < i) continue
+    const open = m.index + m[0].length - 1
+    const { args, end } = argsAt(source, open)
+    const inner = args.map(expand)
+    let replacement: string
+    if (m[1] === "UPDATE") {
+      const [id, j, ...pairs] = inner
+      const sets: Array<string> = []
+      for (let p = 0; p < pairs.length; p += 2) {
+        const field = pairs[p]!.slice(1, -1) as keyof typeof F
+        if (F[field] === undefined) throw new Error(`UPDATE of an unknown field ${field}`)
+        sets.push(`${j}[${F[field]}] = ${pairs[p + 1]}`)
+      }
+      replacement = `redis.call('HSET', ${expand(`k_job(${id})`)}, ${pairs.join(", ")}); ${sets.join("; ")}`
+    } else {
+      const name = m[2]!
+      if (families[name] !== undefined) replacement = `(P .. '${families[name]}' .. ${inner[0]})`
+      else if (singles[name] !== undefined) replacement = `(P .. '${singles[name]}')`
+      else throw new Error(`unknown key ${name} in a queue script`)
+    }
+    out += source.slice(i, m.index) + replacement
+    i = end
+    pattern.lastIndex = end
+  }
+  return out + source.slice(i)
+}
 
 // Expired leases back to their bucket, or dead-lettered without attempts left; returns the jobs it changed
 const requeueFunction = `
@@ -740,22 +807,22 @@ local function requeue_expired(limit)
     local state = j[${F.state}]
     if j[${F.id}] and (state == 'claimed' or state == 'running') then
       local q, pool, priority = j[${F.queue}], j[${F.pool}] or '', j[${F.priority}]
-      local fields = {'lastError', 'lease expired (held by ' .. (j[${F.leaseWorker}] or 'unknown') .. ')', 'updatedAt',
-        ARGV[2]}
-      redis.call('HDEL', k_job(id), 'leaseWorker', 'leaseExpires')
-      redis.call('HINCRBY', k_job(id), 'failures', 1)
+      local failures = tonumber(j[${F.failures}]) + 1
+      local lastError = 'lease expired (held by ' .. j[${F.leaseWorker}] .. ')'
       count(q, 'failures', 1)
       if tonumber(j[${F.attempts}]) >= tonumber(j[${F.maxAttempts}]) then
-        redis.call('HSET', k_job(id), 'state', 'dead_lettered', 'finishedAt', ARGV[2], unpack(fields))
+        UPDATE(id, j, 'state', 'dead_lettered', 'finishedAt', ARGV[2], 'leaseWorker', '', 'leaseExpires', '',
+          'lastError', lastError, 'failures', failures, 'updatedAt', ARGV[2])
         move(q, priority, state, 'dead_lettered')
       else
-        redis.call('HSET', k_job(id), 'state', 'queued', 'runAt', ARGV[2], unpack(fields))
+        UPDATE(id, j, 'state', 'queued', 'runAt', ARGV[2], 'leaseWorker', '', 'leaseExpires', '',
+          'lastError', lastError, 'failures', failures, 'updatedAt', ARGV[2])
         move(q, priority, state, 'queued')
         sync_wait(q, id, j[${F.claimedAt}], now)
-        schedule(q, pool, redis.call('HGET', k_job(id), 'seq'), priority, id, now)
+        schedule(q, pool, j[${F.seq}], priority, id, now)
         signal(q)
       end
-      out[#out + 1] = read(id)
+      out[#out + 1] = j
     end
   end
   return out
@@ -775,11 +842,12 @@ const enqueueJobs = Redis.script(
   ],
   {
     numberOfKeys: 1,
-    lua: `${prelude}
+    lua: expand(`${prelude}
 local n = tonumber(ARGV[3])
 local out = {}
 -- every queue that got a job is signalled, delayed ones included: a waiting worker then learns when it is due
 local touched = {}
+local added = {}
 for i = 0, n - 1 do
   local a = 4 + i * 9
   local id, q, pool, priority, runAt, maxAttempts, idemKey, idem, payload =
@@ -790,27 +858,40 @@ for i = 0, n - 1 do
     out[#out + 1] = {0, read(existing)}
   else
     local seq = redis.call('INCR', k_sequence())
-    redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
-      'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
-      'failures', 0, 'seq', seq)
-    if pool ~= '' then redis.call('HSET', k_job(id), 'pool', pool) end
     if idem ~= '' then
-      redis.call('HSET', k_job(id), 'idempotencyKey', idemKey, 'idempotencyField', idem)
+      redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
+        'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
+        'failures', 0, 'seq', seq, 'pool', pool, 'leaseWorker', '', 'idempotencyKey', idemKey, 'idempotencyField', idem)
       redis.call('HSET', k_idempotency(), idem, id)
+    else
+      redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
+        'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
+        'failures', 0, 'seq', seq, 'pool', pool, 'leaseWorker', '')
     end
     redis.call('ZADD', k_all(), seq, id)
     redis.call('ZADD', k_list(q), seq, id)
-    redis.call('SADD', k_queues(), q)
-    redis.call('SADD', k_pools(q), pool)
-    move(q, priority, nil, 'queued')
+    local key = q .. '/' .. pool
+    if not added[key] then
+      added[key] = true
+      redis.call('SADD', k_queues(), q)
+      redis.call('SADD', k_pools(q), pool)
+    end
+    added[q .. ' ' .. priority] = (added[q .. ' ' .. priority] or 0) + 1
     schedule(q, pool, seq, priority, id, runAt)
-    touched[q] = true
+    touched[q] = (touched[q] or 0) + 1
     out[#out + 1] = {1}
   end
 end
-for q in pairs(touched) do signal(q) end
+-- counters once per queue and priority, not per job
+for q, n in pairs(touched) do
+  count(q, 'queued', n)
+  signal(q)
+end
+for priority in pairs(RANKS) do
+  for q in pairs(touched) do count(q, 'pending:' .. priority, added[q .. ' ' .. priority] or 0) end
+end
 return out
-`
+`)
   }
 ).withReturnType<ReadonlyArray<readonly [1] | readonly [0, Fields]>>()
 
@@ -830,9 +911,10 @@ const claimJobs = Redis.script(
   ) => [keySequence, prefix, now, max, workerId, expiresAt, pool, requeueLimit, ...queues],
   {
     numberOfKeys: 1,
-    lua: `${prelude}${requeueFunction}
+    lua: expand(`${prelude}${requeueFunction}
 local max, worker, expires, pool = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
-requeue_expired(tonumber(ARGV[7]))
+-- a crashed worker's jobs are claimable without waiting for the sweep
+if redis.call('ZRANGEBYSCORE', k_leases(), '-inf', now, 'LIMIT', 0, 1)[1] then requeue_expired(tonumber(ARGV[7])) end
 local buckets = {}
 for i = 8, #ARGV do
   buckets[#buckets + 1] = bucket(ARGV[i], '')
@@ -866,19 +948,28 @@ else
   end
 end
 local out = {}
+local moved = {}
 for _, m in ipairs(chosen) do
   local id = string.sub(m, 18)
-  local j = redis.call('HMGET', k_job(id), 'state', 'queue', 'priority', 'runAt')
-  redis.call('HSET', k_job(id), 'state', 'claimed', 'leaseWorker', worker, 'leaseExpires', expires,
-    'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
-  redis.call('HINCRBY', k_job(id), 'attempts', 1)
+  local j = read(id)
+  local q, priority, state = j[${F.queue}], j[${F.priority}], j[${F.state}]
+  UPDATE(id, j, 'state', 'claimed', 'attempts', tonumber(j[${F.attempts}]) + 1, 'leaseWorker', worker,
+    'leaseExpires', expires, 'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
   redis.call('ZADD', k_leases(), expires, id)
-  move(j[2], j[3], j[1], 'claimed')
-  sync_wait(j[2], id, now, j[4])
-  out[#out + 1] = read(id)
+  sync_wait(q, id, ARGV[2], j[${F.runAt}])
+  local key = q .. ' ' .. state .. ' ' .. priority
+  moved[key] = moved[key] or {q, state, priority, 0}
+  moved[key][4] = moved[key][4] + 1
+  out[#out + 1] = j
+end
+-- counters once per (queue, state, priority) claimed from
+for _, m in pairs(moved) do
+  count(m[1], m[2], -m[4])
+  count(m[1], 'claimed', m[4])
+  count(m[1], 'pending:' .. m[3], -m[4])
 end
 return out
-`
+`)
   }
 ).withReturnType<ReadonlyArray<Fields>>()
 
@@ -897,57 +988,59 @@ const leaseOperation = Redis.script(
   ) => [keyJob, prefix, now, operation, jobId, workerId, ...extra],
   {
     numberOfKeys: 1,
-    lua: `${prelude}
+    lua: expand(`${prelude}
 local op, id, worker = ARGV[3], ARGV[4], ARGV[5]
 local j = read(id)
 if not j[${F.id}] then return {'missing'} end
 local state, holder = j[${F.state}], j[${F.leaseWorker}]
-if (state ~= 'claimed' and state ~= 'running') or not holder then return {'lost', 'not_leased', state, holder} end
+if (state ~= 'claimed' and state ~= 'running') or not holder or holder == '' then
+  return {'lost', 'not_leased', state, holder or ''}
+end
 if holder ~= worker then return {'lost', 'held_by_other', state, holder} end
 if tonumber(j[${F.leaseExpires}]) <= now then return {'lost', 'expired', state, holder} end
 local q, pool, priority = j[${F.queue}], j[${F.pool}] or '', j[${F.priority}]
-local key = k_job(id)
 if op == 'start' then
   if state ~= 'running' then
-    redis.call('HSET', key, 'state', 'running', 'updatedAt', ARGV[2])
+    UPDATE(id, j, 'state', 'running', 'updatedAt', ARGV[2])
     move(q, priority, state, 'running')
   end
 elseif op == 'heartbeat' then
-  redis.call('HSET', key, 'leaseExpires', ARGV[6], 'updatedAt', ARGV[2])
+  UPDATE(id, j, 'leaseExpires', ARGV[6], 'updatedAt', ARGV[2])
   redis.call('ZADD', k_leases(), ARGV[6], id)
 elseif op == 'complete' then
-  redis.call('HSET', key, 'state', 'completed', 'result', ARGV[6], 'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
-  redis.call('HDEL', key, 'leaseWorker', 'leaseExpires')
+  UPDATE(id, j, 'state', 'completed', 'result', ARGV[6], 'leaseWorker', '', 'leaseExpires', '',
+    'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
   redis.call('ZREM', k_leases(), id)
   redis.call('ZADD', k_finished(), now, id)
   move(q, priority, state, 'completed')
 elseif op == 'release' then
   -- the attempt is given back, and the job its old place in line (same runAt)
-  local attempts = math.max(0, tonumber(j[${F.attempts}]) - 1)
-  redis.call('HSET', key, 'state', 'queued', 'attempts', attempts, 'updatedAt', ARGV[2])
-  redis.call('HDEL', key, 'leaseWorker', 'leaseExpires')
+  UPDATE(id, j, 'state', 'queued', 'attempts', math.max(0, tonumber(j[${F.attempts}]) - 1), 'leaseWorker', '',
+    'leaseExpires', '', 'updatedAt', ARGV[2])
   redis.call('ZREM', k_leases(), id)
   move(q, priority, state, 'queued')
-  if schedule(q, pool, redis.call('HGET', key, 'seq'), priority, id, j[${F.runAt}]) then signal(q) end
+  schedule(q, pool, j[${F.seq}], priority, id, j[${F.runAt}])
+  signal(q)
 elseif op == 'fail' then
   if j[${F.attempts}] ~= ARGV[6] then return {'stale'} end
-  redis.call('HDEL', key, 'leaseWorker', 'leaseExpires')
-  redis.call('HINCRBY', key, 'failures', 1)
   redis.call('ZREM', k_leases(), id)
   count(q, 'failures', 1)
+  local failures = tonumber(j[${F.failures}]) + 1
   if ARGV[7] == '' then
-    redis.call('HSET', key, 'state', 'dead_lettered', 'lastError', ARGV[8], 'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
+    UPDATE(id, j, 'state', 'dead_lettered', 'lastError', ARGV[8], 'failures', failures, 'leaseWorker', '',
+      'leaseExpires', '', 'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
     move(q, priority, state, 'dead_lettered')
   else
-    redis.call('HSET', key, 'state', 'failed', 'runAt', ARGV[7], 'lastError', ARGV[8], 'updatedAt', ARGV[2])
+    UPDATE(id, j, 'state', 'failed', 'runAt', ARGV[7], 'lastError', ARGV[8], 'failures', failures, 'leaseWorker', '',
+      'leaseExpires', '', 'updatedAt', ARGV[2])
     move(q, priority, state, 'failed')
     sync_wait(q, id, j[${F.claimedAt}], ARGV[7])
-    schedule(q, pool, redis.call('HGET', key, 'seq'), priority, id, ARGV[7])
+    schedule(q, pool, j[${F.seq}], priority, id, ARGV[7])
     signal(q)
   end
 end
-return {'ok', read(id)}
-`
+return {'ok', j}
+`)
   }
 ).withReturnType<
   readonly ["ok", Fields] | readonly ["missing"] | readonly ["lost", string, string, string | null] | readonly ["stale"]
@@ -965,33 +1058,30 @@ const adminOperation = Redis.script(
   ],
   {
     numberOfKeys: 1,
-    lua: `${prelude}
+    lua: expand(`${prelude}
 local op, id = ARGV[3], ARGV[4]
 local j = read(id)
 if not j[${F.id}] then return {'missing'} end
-local state, q, pool, priority = j[${F.state}], j[${F.queue}], j[${F.pool}] or '', j[${F.priority}]
-local key = k_job(id)
-local seq = redis.call('HGET', key, 'seq')
+local state, q, pool, priority, seq = j[${F.state}], j[${F.queue}], j[${F.pool}] or '', j[${F.priority}], j[${F.seq}]
 if op == 'cancel' then
   if state == 'cancelled' then return {'ok', j} end
   if state == 'completed' or state == 'dead_lettered' then return {'illegal', state, 'cancelled'} end
   unschedule(q, pool, seq, priority, id)
   redis.call('ZREM', k_leases(), id)
-  redis.call('HDEL', key, 'leaseWorker', 'leaseExpires')
-  redis.call('HSET', key, 'state', 'cancelled', 'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
+  UPDATE(id, j, 'state', 'cancelled', 'leaseWorker', '', 'leaseExpires', '', 'updatedAt', ARGV[2],
+    'finishedAt', ARGV[2])
   redis.call('ZADD', k_finished(), now, id)
   move(q, priority, state, 'cancelled')
 else
   if state ~= 'dead_lettered' then return {'illegal', state, 'queued'} end
-  redis.call('HDEL', key, 'finishedAt')
-  redis.call('HSET', key, 'state', 'queued', 'attempts', 0, 'runAt', ARGV[2], 'updatedAt', ARGV[2])
+  UPDATE(id, j, 'state', 'queued', 'attempts', 0, 'runAt', ARGV[2], 'updatedAt', ARGV[2], 'finishedAt', '')
   move(q, priority, state, 'queued')
   sync_wait(q, id, j[${F.claimedAt}], now)
   schedule(q, pool, seq, priority, id, now)
   signal(q)
 end
-return {'ok', read(id)}
-`
+return {'ok', j}
+`)
   }
 ).withReturnType<readonly ["ok", Fields] | readonly ["missing"] | readonly ["illegal", string, string]>()
 
@@ -1000,9 +1090,9 @@ const requeueExpiredJobs = Redis.script(
   (keyLeases: string, prefix: string, now: number, limit: number) => [keyLeases, prefix, now, limit],
   {
     numberOfKeys: 1,
-    lua: `${prelude}${requeueFunction}
+    lua: expand(`${prelude}${requeueFunction}
 return requeue_expired(tonumber(ARGV[3]))
-`
+`)
   }
 ).withReturnType<ReadonlyArray<Fields>>()
 
@@ -1021,7 +1111,7 @@ const listJobs = Redis.script(
   ],
   {
     numberOfKeys: 1,
-    lua: `${prelude}
+    lua: expand(`${prelude}
 local bound, wanted, state, pool, budget = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
 local found, scanned, last = {}, 0, ''
 local batch = math.min(budget, math.max(wanted, 50))
@@ -1041,7 +1131,7 @@ while scanned < budget do
   bound = '(' .. last
 end
 return {0, last, found}
-`
+`)
   }
 ).withReturnType<readonly [0 | 1, string, ReadonlyArray<readonly [string, Fields]>]>()
 
@@ -1051,16 +1141,27 @@ const queueStats = Redis.script(
   (keySequence: string, prefix: string, now: number, queue: string) => [keySequence, prefix, now, queue],
   {
     numberOfKeys: 1,
-    lua: `${prelude}
+    lua: expand(`${prelude}
 local queue = ARGV[3]
 local queues = {queue}
-local counts, waits = k_counts(queue), k_waits(queue)
+local waits = k_waits(queue)
 if queue == '' then
+  -- every queue's waits, merged for the percentiles (an occasional, linear read: stats over all queues)
   queues = redis.call('SMEMBERS', k_queues())
-  counts, waits = k_countsAll(), k_waitsAll()
+  waits = k_statsScratch()
+  local sources = {}
+  for _, q in ipairs(queues) do sources[#sources + 1] = k_waits(q) end
+  redis.call('DEL', waits)
+  if #sources > 0 then redis.call('ZUNIONSTORE', waits, #sources, unpack(sources)) end
 end
+local totals, fields = {}, {}
 local ready, oldest = 0, nil
 for _, q in ipairs(queues) do
+  local counts = redis.call('HGETALL', k_counts(q))
+  for i = 1, #counts, 2 do
+    if not totals[counts[i]] then fields[#fields + 1] = counts[i] end
+    totals[counts[i]] = (totals[counts[i]] or 0) + tonumber(counts[i + 1])
+  end
   for _, pool in ipairs(redis.call('SMEMBERS', k_pools(q))) do
     local b = bucket(q, pool)
     ready = ready + redis.call('ZCARD', k_ready(b)) + redis.call('ZCOUNT', k_delayed(b), '-inf', now)
@@ -1076,18 +1177,24 @@ for _, q in ipairs(queues) do
     if due[2] and (not oldest or tonumber(due[2]) < oldest) then oldest = tonumber(due[2]) end
   end
 end
+local flat = {}
+for _, f in ipairs(fields) do
+  flat[#flat + 1] = f
+  flat[#flat + 1] = tostring(totals[f])
+end
 local n = redis.call('ZCARD', waits)
 local p50, p95 = false, false
 if n > 0 then
-  p50 = redis.call('ZRANGE', waits, math.max(1, math.ceil(0.5 * n)) - 1, math.max(1, math.ceil(0.5 * n)) - 1,
-    'WITHSCORES')[2]
-  p95 = redis.call('ZRANGE', waits, math.max(1, math.ceil(0.95 * n)) - 1, math.max(1, math.ceil(0.95 * n)) - 1,
-    'WITHSCORES')[2]
+  local r50 = math.max(1, math.ceil(0.5 * n)) - 1
+  local r95 = math.max(1, math.ceil(0.95 * n)) - 1
+  p50 = redis.call('ZRANGE', waits, r50, r50, 'WITHSCORES')[2]
+  p95 = redis.call('ZRANGE', waits, r95, r95, 'WITHSCORES')[2]
 end
+if queue == '' then redis.call('DEL', waits) end
 local oldestText = false
 if oldest then oldestText = string.format('%.17g', oldest) end
-return {redis.call('HGETALL', counts), ready, oldestText, n, p50, p95}
-`
+return {flat, ready, oldestText, n, p50, p95}
+`)
   }
 ).withReturnType<readonly [ReadonlyArray<string>, number, string | null, number, string | null, string | null]>()
 
@@ -1103,7 +1210,7 @@ const nextDue = Redis.script(
   ],
   {
     numberOfKeys: 1,
-    lua: `${prelude}
+    lua: expand(`${prelude}
 local pool = ARGV[3]
 local next = nil
 for i = 4, #ARGV do
@@ -1117,7 +1224,7 @@ for i = 4, #ARGV do
 end
 if not next then return false end
 return string.format('%.17g', math.max(now, next))
-`
+`)
   }
 ).withReturnType<string | null>()
 
@@ -1127,7 +1234,7 @@ const pruneFinished = Redis.script(
   (keyFinished: string, prefix: string, before: number, limit: number) => [keyFinished, prefix, before, limit],
   {
     numberOfKeys: 1,
-    lua: `${prelude}
+    lua: expand(`${prelude}
 local ids = redis.call('ZRANGEBYSCORE', k_finished(), '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
   local j = read(id)
@@ -1136,7 +1243,6 @@ for _, id in ipairs(ids) do
     count(q, state, -1)
     count(q, 'failures', -tonumber(j[${F.failures}] or 0))
     redis.call('ZREM', k_waits(q), id)
-    redis.call('ZREM', k_waitsAll(), id)
     redis.call('ZREM', k_all(), id)
     redis.call('ZREM', k_list(q), id)
     local field = redis.call('HGET', k_job(id), 'idempotencyField')
@@ -1146,6 +1252,6 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', k_finished(), id)
 end
 return #ids
-`
+`)
   }
 ).withReturnType<number>()
