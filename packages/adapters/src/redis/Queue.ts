@@ -191,11 +191,20 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // ---- enqueue ---------------------------------------------------------------------------------------------
 
+  // The (queue, pool) buckets this process has registered in the queue and pool sets: later enqueues skip the
+  // two SADDs (the sets only grow, so a registration never goes stale while the keys exist)
+  const registered = new Set<string>()
+
   const store = (jobs: ReadonlyArray<Job>, now: number): Effect.Effect<Array<Job>, QueueStoreError> => {
     if (jobs.length === 0) return Effect.succeed([])
     const args: Array<string> = []
+    const buckets: Array<string> = []
     for (const job of jobs) {
+      const bucket = k.bucket(job.queue, job.pool)
+      const known = registered.has(bucket)
+      if (!known) buckets.push(bucket)
       args.push(
+        known ? "0" : "1",
         job.id,
         job.queue,
         job.pool ?? "",
@@ -210,6 +219,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     return enqueueScript(k.sequence, prefix, now, jobs.length, args).pipe(
       Effect.mapError(storeError("enqueue")),
       Effect.flatMap((replies) => {
+        for (const bucket of buckets) registered.add(bucket)
         const out: Array<Job> = []
         for (let i = 0; i < jobs.length; i++) {
           const reply = replies[i]!
@@ -829,8 +839,8 @@ local function requeue_expired(limit)
 end
 `
 
-// ARGV: prefix, now, n, then per job: id, queue, pool, priority, runAt, maxAttempts, idempotency key and its field
-// in the idempotency hash ("" for none), payload
+// ARGV: prefix, now, n, then per job: whether to register its bucket ("1"/"0"), id, queue, pool, priority, runAt,
+// maxAttempts, idempotency key and its field in the idempotency hash ("" for none), payload
 // Returns per job {1} when stored, {0, fields} when its idempotency key returned an existing job
 const enqueueJobs = Redis.script(
   (keySequence: string, prefix: string, now: number, n: number, jobs: ReadonlyArray<string>) => [
@@ -849,9 +859,9 @@ local out = {}
 local touched = {}
 local added = {}
 for i = 0, n - 1 do
-  local a = 4 + i * 9
-  local id, q, pool, priority, runAt, maxAttempts, idemKey, idem, payload =
-    ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+  local a = 4 + i * 10
+  local register, id, q, pool, priority, runAt, maxAttempts, idemKey, idem, payload = ARGV[a], ARGV[a + 1],
+    ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
   local existing = false
   if idem ~= '' then existing = redis.call('HGET', k_idempotency(), idem) end
   if existing then
@@ -871,7 +881,7 @@ for i = 0, n - 1 do
     redis.call('ZADD', k_all(), seq, id)
     redis.call('ZADD', k_list(q), seq, id)
     local key = q .. '/' .. pool
-    if not added[key] then
+    if register == '1' and not added[key] then
       added[key] = true
       redis.call('SADD', k_queues(), q)
       redis.call('SADD', k_pools(q), pool)

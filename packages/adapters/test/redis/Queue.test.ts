@@ -76,19 +76,29 @@ describeRedis("Queue on Redis: processes, faults, wake-ups, retention", () => {
           for (let i = 0; i < total; i += 100) {
             yield* queue.enqueueBatch(Array.from({ length: 100 }, (_, k) => ({ queue: q, payload: { n: i + k } })))
           }
-          yield* waitUntil(() => completions.size >= total / 3, "a third of the jobs")
+          const completedInRedis = Effect.map(queue.stats(q), (stats) => stats.byState.completed)
+          const waitForCompleted = (count: number, what: string) =>
+            Effect.gen(function* () {
+              const deadline = Date.now() + 30_000
+              while ((yield* completedInRedis) < count) {
+                if (Date.now() > deadline) return assert.fail(`timed out waiting for ${what}`)
+                yield* Effect.sleep(50)
+              }
+            })
+          yield* waitForCompleted(total / 3, "a third of the jobs")
           // the shared connection and the wake-up reader's, while commands are in flight on them
           assert.isAtLeast(yield* killConnections(config.clientName), 2)
-          yield* waitUntil(() => completions.size >= (2 * total) / 3, "two thirds of the jobs")
+          yield* waitForCompleted((2 * total) / 3, "two thirds of the jobs")
           assert.isAtLeast(yield* killConnections(config.clientName), 1)
-          yield* waitUntil(() => completions.size >= total, "every job")
+          yield* waitForCompleted(total, "every job")
 
-          // each job completed once; a job ran again only under a new lease (its attempt count says how many)
-          assert.strictEqual(completions.size, total)
+          // No job was recorded as completed twice. (A complete whose reply the kill swallowed is applied but never
+          // reported, so its job may miss a settle: the queue's state is the record, checked below.)
           assert.isTrue(
             [...completions.values()].every((n) => n === 1),
             "a job completed twice"
           )
+          assert.isAtLeast(completions.size, total - 20)
           const { jobs } = yield* queue.list({ queue: q, limit: 1_000 })
           assert.strictEqual(jobs.length, total)
           for (const job of jobs) {
