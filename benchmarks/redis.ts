@@ -107,25 +107,26 @@ const mandateEnqueueBatches = (name: string) =>
   })
 
 const mandateDrain = (name: string, concurrency: number) =>
-  measure(`drain at concurrency ${concurrency}`, jobs, () =>
-    mandate.runPromise(
-      Effect.scoped(
-        Effect.gen(function* () {
-          const done = yield* Deferred.make<void>()
-          let settled = 0
-          yield* Worker.run({
-            queues: [name],
-            concurrency,
-            workerId: AgentId.make(`bench-${concurrency}-${run}`),
-            handler: () => Effect.void,
-            settle: () =>
-              Effect.sync(() => {
-                if (++settled === jobs) Deferred.doneUnsafe(done, Effect.void)
-              })
-          })
-          yield* Deferred.await(done)
+  measure(`drain at concurrency ${concurrency}`, jobs, () => mandateDrainN(name, jobs, concurrency))
+
+const mandateDrainN = (name: string, count: number, concurrency = 10) =>
+  mandate.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const done = yield* Deferred.make<void>()
+        let settled = 0
+        yield* Worker.run({
+          queues: [name],
+          concurrency,
+          workerId: AgentId.make(`bench-${name}-${concurrency}-${run}`),
+          handler: () => Effect.void,
+          settle: () =>
+            Effect.sync(() => {
+              if (++settled === count) Deferred.doneUnsafe(done, Effect.void)
+            })
         })
-      )
+        yield* Deferred.await(done)
+      })
     )
   )
 
@@ -182,21 +183,23 @@ const bullEnqueueBatches = (name: string) => {
 }
 
 const bullDrain = (name: string, concurrency: number) =>
-  measure(`drain at concurrency ${concurrency}`, jobs, async () => {
-    let completed = 0
-    let resolve: () => void = () => {}
-    const finished = new Promise<void>((r) => {
-      resolve = r
-    })
-    const conn = connection()
-    bullConnections.push(conn)
-    const worker = new BullWorker(name, async () => {}, { connection: conn, prefix: bullPrefix, concurrency })
-    worker.on("completed", () => {
-      if (++completed === jobs) resolve()
-    })
-    await finished
-    await worker.close()
+  measure(`drain at concurrency ${concurrency}`, jobs, () => bullDrainN(name, jobs, concurrency))
+
+const bullDrainN = async (name: string, count: number, concurrency = 10) => {
+  let completed = 0
+  let resolve: () => void = () => {}
+  const finished = new Promise<void>((r) => {
+    resolve = r
   })
+  const conn = connection()
+  bullConnections.push(conn)
+  const worker = new BullWorker(name, async () => {}, { connection: conn, prefix: bullPrefix, concurrency })
+  worker.on("completed", () => {
+    if (++completed === count) resolve()
+  })
+  await finished
+  await worker.close()
+}
 
 const bullLatency = async (name: string): Promise<Latency> => {
   const samples: Array<number> = []
@@ -254,6 +257,19 @@ const main = async () => {
       .join(" ")}`
   )
   const rows: Array<{ readonly mandate: Measure; readonly bull: Measure }> = []
+
+  // Warm-up (not reported): scripts loaded, code paths compiled, connections open, for both
+  const warm = Math.min(2_000, jobs)
+  await withQueue((queue) =>
+    Effect.forEach(
+      Array.from({ length: warm }, (_, i) => i),
+      (i) => queue.enqueue({ queue: "warm-up", payload: { i } }),
+      { concurrency: 50, discard: true }
+    )
+  )
+  const warmBull = bullQueue("warm-up")
+  await pooled(warm, 50, (i) => warmBull.add("job", { i }))
+  await Promise.all([mandateDrainN("warm-up", warm), bullDrainN("warm-up", warm)])
 
   // enqueue one call per job, then drain those at concurrency 10; batches, then drain at concurrency 50
   for (const [concurrency, single] of [
