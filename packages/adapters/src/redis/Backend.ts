@@ -20,9 +20,10 @@
 
 import { createHash } from "node:crypto"
 import { NodeRedis } from "@effect/platform-node"
-import type { InvalidInput, Queue, RateLimit, TaskStore } from "@mandate/core"
+import type { Agents, InvalidInput, Queue, RateLimit, TaskStore } from "@mandate/core"
 import { Cause, Clock, Config, Context, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { Redis } from "effect/persistence"
+import { type AgentsOptions, layerAgents } from "./Agents.ts"
 import { defaultPrefix, Prefix } from "./Keys.ts"
 import { layerQueue, type QueueOptions } from "./Queue.ts"
 import { layerRateLimit } from "./RateLimit.ts"
@@ -295,7 +296,7 @@ export const layerClient = (config: RedisConfig): Layer.Layer<Redis.Redis | Node
  * @category models
  * @since 0.1.0
  */
-export type RedisServices = Queue | TaskStore | RateLimit | Redis.Redis | NodeRedis.NodeRedis
+export type RedisServices = Queue | Agents | TaskStore | RateLimit | Redis.Redis | NodeRedis.NodeRedis
 
 /**
  * What the backend's layer builds besides the client.
@@ -306,6 +307,8 @@ export type RedisServices = Queue | TaskStore | RateLimit | Redis.Redis | NodeRe
 export interface BackendOptions {
   /** The queue's backoff, sweep interval and retention (its prefix is the backend's). */
   readonly queue?: Omit<QueueOptions, "prefix"> | undefined
+  /** The agent registry's status thresholds. */
+  readonly agents?: Omit<AgentsOptions, "prefix"> | undefined
 }
 
 /**
@@ -326,6 +329,7 @@ export const layer = (config: RedisConfig, options?: BackendOptions): Layer.Laye
   const prefix = { prefix: config.prefix }
   return Layer.mergeAll(
     layerQueue({ ...options?.queue, ...prefix }),
+    layerAgents({ ...options?.agents, ...prefix }),
     layerTaskStore(prefix),
     layerRateLimit(prefix)
   ).pipe(Layer.provideMerge(layerClient(config)))

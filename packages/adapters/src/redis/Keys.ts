@@ -84,6 +84,12 @@ export interface Keys {
   readonly plan: (planId: string) => string
   /** The prefix under which `RateLimiter.layerStoreRedis` keeps its counters. */
   readonly rateLimit: string
+  /** Hash of one agent: its registration (JSON), registration and heartbeat times, load. */
+  readonly agent: (agentId: string) => string
+  /** Set of every agent id. */
+  readonly agentsAll: string
+  /** Set of the agent ids of one pool. */
+  readonly agentsByPool: (pool: string) => string
   /** The queue's keys (see `queueKeyFamilies`). */
   readonly queue: QueueKeys
 }
@@ -171,6 +177,9 @@ export const makeKeys = (prefix: string): Keys => ({
   taskIdempotency: `${prefix}tasks:idempotency`,
   plan: (planId) => `${prefix}plan:${planId}`,
   rateLimit: `${prefix}ratelimit:`,
+  agent: (agentId) => `${prefix}agent:${agentId}`,
+  agentsAll: `${prefix}agents:all`,
+  agentsByPool: (pool) => `${prefix}agents:pool:${pool}`,
   queue: {
     ...(Object.fromEntries(
       Object.entries(queueKeyFamilies).map(([name, fixed]) => [name, (v: string) => `${prefix}${fixed}${v}`])

@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+export * from "./Agents.ts"
 export * from "./Backend.ts"
 export * from "./Keys.ts"
 export * from "./Queue.ts"

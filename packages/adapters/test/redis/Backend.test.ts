@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as RedisBackend from "@mandate/adapters/redis"
-import { Queue, RateLimit, TaskStore } from "@mandate/core"
+import { Agents, Queue, RateLimit, TaskStore } from "@mandate/core"
 import { makeRecord } from "@mandate/core/conformance/taskStore"
 import { Cause, ConfigProvider, Duration, Effect, Fiber, Layer, Redacted } from "effect"
 import { Redis } from "effect/persistence"
@@ -91,6 +91,9 @@ describeRedis("Redis backend", () => {
         const store = yield* TaskStore
         const limits = yield* RateLimit
         const queue = yield* Queue
+        const agents = yield* Agents
+        const agent = yield* agents.register({ pool: "backend" })
+        assert.deepStrictEqual(yield* agents.get(agent.id), agent)
         const job = yield* queue.enqueue({ queue: "backend", payload: { n: 1 } })
         assert.deepStrictEqual(yield* queue.get(job.id), job)
         const record = makeRecord()
@@ -101,6 +104,7 @@ describeRedis("Redis backend", () => {
         assert.isTrue(keys.some((k) => k.startsWith(`${cfg.prefix}task:`)))
         assert.isTrue(keys.some((k) => k.startsWith(`${cfg.prefix}ratelimit:`)))
         assert.isTrue(keys.some((k) => k.startsWith(`${cfg.prefix}job:`)))
+        assert.isTrue(keys.some((k) => k.startsWith(`${cfg.prefix}agent:`)))
         // every connection carries the configured name
         const clients = yield* Redis.Redis.use((redis) => redis.send<string>("CLIENT", "INFO"))
         assert.include(clients, `name=${cfg.clientName}`)
