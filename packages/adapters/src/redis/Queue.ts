@@ -139,6 +139,8 @@ const listBudget = 2_000
 const claimRequeueLimit = 100
 // Jobs the sweep requeues or prunes per script call
 const sweepBatch = 500
+// Most jobs one enqueue script stores
+const storeChunk = 2_000
 
 /**
  * Builds the Redis queue over the `Redis` service in context, and starts its sweep (expired leases, and old
@@ -195,7 +197,22 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // two SADDs (the sets only grow, so a registration never goes stale while the keys exist)
   const registered = new Set<string>()
 
-  const store = (jobs: ReadonlyArray<Job>, now: number): Effect.Effect<Array<Job>, QueueStoreError> => {
+  // A batch is stored by scripts of at most `storeChunk` jobs, so that none holds Redis for long (input was
+  // validated as a whole before: a bad request still stores nothing)
+  const store = (jobs: ReadonlyArray<Job>, now: number): Effect.Effect<Array<Job>, QueueStoreError> =>
+    jobs.length <= storeChunk
+      ? storeChunkOf(jobs, now)
+      : Effect.map(
+          Effect.forEach(
+            Array.from({ length: Math.ceil(jobs.length / storeChunk) }, (_, i) =>
+              jobs.slice(i * storeChunk, (i + 1) * storeChunk)
+            ),
+            (chunk) => storeChunkOf(chunk, now)
+          ),
+          (chunks) => chunks.flat()
+        )
+
+  const storeChunkOf = (jobs: ReadonlyArray<Job>, now: number): Effect.Effect<Array<Job>, QueueStoreError> => {
     if (jobs.length === 0) return Effect.succeed([])
     const args: Array<string> = []
     const buckets: Array<string> = []
@@ -328,10 +345,12 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     // The retry time is Backoff's, from the attempts stored: read, decide, then store under a guard on the
     // attempts (only a new claim changes them, and then this worker's lease is gone anyway)
     for (let round = 0; ; round++) {
-      const fields = yield* read(jobId, "fail")
-      if (fields[0] === null) return yield* new JobNotFound({ jobId })
-      const attempts = Number(fields[6])
-      const maxAttempts = Number(fields[7])
+      const [stored, attemptsText, maxAttemptsText] = yield* redis
+        .send<ReadonlyArray<string | null>>("HMGET", k.job(jobId), "id", "attempts", "maxAttempts")
+        .pipe(Effect.mapError(storeError("fail")))
+      if (stored === null) return yield* new JobNotFound({ jobId })
+      const attempts = Number(attemptsText)
+      const maxAttempts = Number(maxAttemptsText)
       const draw = yield* Random.next
       const now = yield* Clock.currentTimeMillis
       const decision = Backoff.decide({ attempts, maxAttempts, retryable, now, draw }, backoff)

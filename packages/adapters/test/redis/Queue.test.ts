@@ -241,3 +241,34 @@ describeRedis("Queue on Redis: processes, faults, wake-ups, retention", () => {
     )
   })
 })
+
+describeRedis("Queue on Redis: large batches", () => {
+  layer(TestRedis.layerWith((options) => layerQueue(options)))("chunks", (it) => {
+    it.effect("a batch larger than one script's share is stored whole, in order", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = `big-${uid()}`
+        const jobs = yield* queue.enqueueBatch(
+          Array.from({ length: 4_500 }, (_, n) => ({
+            queue: q,
+            payload: n,
+            ...(n === 4_499 ? { idempotencyKey: "last" } : {})
+          }))
+        )
+        assert.strictEqual(jobs.length, 4_500)
+        assert.deepStrictEqual(
+          jobs.map((j) => j.payload),
+          Array.from({ length: 4_500 }, (_, n) => n)
+        )
+        assert.strictEqual((yield* queue.stats(q)).byState.queued, 4_500)
+        const page = yield* queue.list({ queue: q, limit: 1_000 })
+        assert.deepStrictEqual(
+          page.jobs.map((j) => j.payload),
+          Array.from({ length: 1_000 }, (_, n) => n)
+        )
+        const [first] = yield* queue.claim({ workerId: AgentId.make(`w-${uid()}`), queues: [q] })
+        assert.strictEqual(first?.payload, 0)
+      })
+    )
+  })
+})
