@@ -8,7 +8,9 @@
  * their own. We chose it over ioredis because it is the implementation Effect ships and tests: with ioredis we
  * would have to write and maintain that `Redis` service ourselves, and Effect's Redis-backed stores
  * (`RateLimiter.layerStoreRedis`) run on it unchanged. node-redis pipelines concurrent commands on one connection,
- * so one client serves every fiber.
+ * so one client serves every fiber. On that shared connection the backend's `Redis` keeps a deadline per command
+ * (one watchdog fiber, not a timer per command) and runs scripts by `EVALSHA`, falling back to `EVAL` (which also
+ * caches the script) on `NOSCRIPT`; `subscribe` and `reserve` are NodeRedis' own.
  *
  * Build the backend once, at the edge of the application (`layer(config)` or `layerConfig()` from the
  * environment). The per-service layers (`layerTaskStore`, `layerRateLimit`, …) require only the abstract
