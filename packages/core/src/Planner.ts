@@ -146,7 +146,8 @@ export class Planner extends Context.Service<
     )
 }
 
-const makePlan = Effect.fn("Planner.plan")(function* (
+// Untraced: Runtime.start, its caller, carries the span
+const makePlan = Effect.fnUntraced(function* (
   policy: Policy["Service"],
   templates: ReadonlyMap<string, TaskTemplate>,
   stepTypes: ReadonlyMap<string, StepType>,

@@ -64,16 +64,17 @@ export class Policy extends Context.Service<
           cache.set(version, stored.set)
           return { version, set: stored.set }
         })
-      const explain = Effect.fn("Policy.explain")(function* (
-        request: PolicySet.ActionRequest,
-        options?: EvaluateOptions
-      ) {
+      // Untraced: evaluated once per planned step, where a span would cost more than the evaluation
+      const explain = Effect.fnUntraced(function* (request: PolicySet.ActionRequest, options?: EvaluateOptions) {
         const { version, set } = yield* setFor(options)
         return PolicySet.explain(set, version, request, yield* Clock.currentTimeMillis)
       })
       return Policy.of({
         active: store.active,
-        evaluate: (request, options) => Effect.map(explain(request, options), (e) => e.decision),
+        evaluate: Effect.fnUntraced(function* (request: PolicySet.ActionRequest, options?: EvaluateOptions) {
+          const { version, set } = yield* setFor(options)
+          return PolicySet.evaluate(set, version, request, yield* Clock.currentTimeMillis)
+        }),
         explain
       })
     })

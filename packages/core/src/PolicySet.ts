@@ -435,33 +435,34 @@ export const inWindow = (window: TimeWindow, at: number): boolean => {
   return from <= to ? minutes >= from && minutes < to : minutes >= from || minutes < to
 }
 
-const traceRule = (rule: Rule, request: ActionRequest, at: number): RuleTrace => {
-  const miss = (detail: string): RuleTrace => ({ rule: rule.id, effect: rule.effect, matched: false, detail })
+/** Why a rule does not match the request, or `undefined` when it matches. */
+const missReason = (rule: Rule, request: ActionRequest, at: number, withDetail: boolean): string | undefined => {
   const { match } = rule
   if (match.action !== undefined && !anyGlob(match.action, request.action)) {
-    return miss(`action "${request.action}" does not match ${showGlobs(match.action)}`)
+    return withDetail ? `action "${request.action}" does not match ${showGlobs(match.action)}` : ""
   }
   if (match.task !== undefined && (request.task === undefined || !anyGlob(match.task, request.task))) {
-    return miss(
-      `task kind ${request.task === undefined ? "(none)" : `"${request.task}"`} does not match ${showGlobs(match.task)}`
-    )
+    return withDetail
+      ? `task kind ${request.task === undefined ? "(none)" : `"${request.task}"`} does not match ${showGlobs(match.task)}`
+      : ""
   }
   if (match.roles !== undefined && !match.roles.some((role) => request.principal.roles.includes(role))) {
-    return miss(`principal has none of the roles ${match.roles.join(", ")}`)
+    return withDetail ? `principal has none of the roles ${match.roles.join(", ")}` : ""
   }
   for (const condition of match.when ?? []) {
-    if (!conditionHolds(condition, request.params)) return miss(`condition ${showCondition(condition)} does not hold`)
+    if (!conditionHolds(condition, request.params)) {
+      return withDetail ? `condition ${showCondition(condition)} does not hold` : ""
+    }
   }
   if (match.window !== undefined && !inWindow(match.window, at)) {
-    return miss(`outside the time window ${match.window.from}-${match.window.to} ${match.window.timezone ?? "UTC"}`)
+    return withDetail
+      ? `outside the time window ${match.window.from}-${match.window.to} ${match.window.timezone ?? "UTC"}`
+      : ""
   }
-  return {
-    rule: rule.id,
-    effect: rule.effect,
-    matched: true,
-    detail: rule.reason ?? rule.description ?? `rule ${rule.id} matched`
-  }
+  return undefined
 }
+
+const reasonOf = (rule: Rule) => rule.reason ?? rule.description ?? `rule ${rule.id} matched`
 
 const strictest = (rules: ReadonlyArray<Rule>): ApprovalRequirement => {
   let required = 1
@@ -489,13 +490,22 @@ export const explain = (
   at: number
 ): PolicyExplanation => {
   const when = request.at ?? at
-  const trace = set.rules.map((rule) => traceRule(rule, request, when))
-  const matched = set.rules.filter((_, i) => trace[i]!.matched)
+  const trace = set.rules.map((rule): RuleTrace => {
+    const miss = missReason(rule, request, when, true)
+    return { rule: rule.id, effect: rule.effect, matched: miss === undefined, detail: miss ?? reasonOf(rule) }
+  })
+  return {
+    decision: decide(
+      set.rules.filter((_, i) => trace[i]!.matched),
+      policyVersion,
+      request
+    ),
+    trace
+  }
+}
+
+const decide = (matched: ReadonlyArray<Rule>, policyVersion: PolicyVersion, request: ActionRequest): PolicyDecision => {
   const matchedRules = matched.map((rule) => rule.id)
-  const reasonsOf = (effect: PolicyEffect) =>
-    matched
-      .filter((rule) => rule.effect === effect)
-      .map((rule) => rule.reason ?? rule.description ?? `rule ${rule.id} matched`)
   const deciding: PolicyEffect | undefined = matched.some((r) => r.effect === "deny")
     ? "deny"
     : matched.some((r) => r.effect === "require_approval")
@@ -503,24 +513,19 @@ export const explain = (
       : matched.some((r) => r.effect === "allow")
         ? "allow"
         : undefined
-  const decision: PolicyDecision =
-    deciding === undefined
-      ? {
-          effect: "deny",
-          matchedRules,
-          reasons: [`no rule matches action "${request.action}" (default deny)`],
-          policyVersion
-        }
-      : deciding === "require_approval"
-        ? {
-            effect: deciding,
-            matchedRules,
-            reasons: reasonsOf(deciding),
-            policyVersion,
-            approvals: strictest(matched.filter((r) => r.effect === "require_approval"))
-          }
-        : { effect: deciding, matchedRules, reasons: reasonsOf(deciding), policyVersion }
-  return { decision, trace }
+  if (deciding === undefined) {
+    return {
+      effect: "deny",
+      matchedRules,
+      reasons: [`no rule matches action "${request.action}" (default deny)`],
+      policyVersion
+    }
+  }
+  const deciders = matched.filter((rule) => rule.effect === deciding)
+  const reasons = deciders.map(reasonOf)
+  return deciding === "require_approval"
+    ? { effect: deciding, matchedRules, reasons, policyVersion, approvals: strictest(deciders) }
+    : { effect: deciding, matchedRules, reasons, policyVersion }
 }
 
 /**
@@ -534,4 +539,11 @@ export const evaluate = (
   policyVersion: PolicyVersion,
   request: ActionRequest,
   at: number
-): PolicyDecision => explain(set, policyVersion, request, at).decision
+): PolicyDecision => {
+  const when = request.at ?? at
+  return decide(
+    set.rules.filter((rule) => missReason(rule, request, when, false) === undefined),
+    policyVersion,
+    request
+  )
+}

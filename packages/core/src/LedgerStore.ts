@@ -1,0 +1,294 @@
+/**
+ * Where a ledger keeps its data: entries, Merkle nodes and checkpoints. `LedgerStore` is the backend contract
+ * under the `Ledger` service: the ledger computes every hash, node, proof and signature itself (once, in core)
+ * and asks the store only to keep rows, find them again and serialise appenders. A backend implements this
+ * service and reuses `Ledger.layer` on top of it; it then passes the ledger conformance suite like the
+ * memory backend does.
+ *
+ * **What a store must guarantee**
+ *
+ * - `withAppendLock` runs one appender at a time across every process sharing the store: between an
+ *   appender's `head` read and its `write`, no other append commits. A SQL backend runs it in a transaction
+ *   (joining an enclosing one, so a `UnitOfWork` commits ledger entries with the rest of a transition) that
+ *   holds a lock such as `pg_advisory_xact_lock`.
+ * - `write` stores the entries and nodes it is given all together or not at all, and refuses to change a row
+ *   that exists (append-only: a database refuses updates and deletes, e.g. with a trigger).
+ * - Reads return what was written, field for field (absent optional fields stay absent): the ledger re-hashes
+ *   them, so any difference shows up as tampering. Reads may return tampered rows; they must not repair them.
+ *
+ * **Layout** (what a SQL backend stores): entries by `seq` (unique; indexed by `entryHash` and `taskId`),
+ * Merkle nodes by `(level, index)` as `Merkle` documents (32-byte hashes, fewer than two per entry), and
+ * checkpoints by `size` (one per tree size, with the anchor receipt once it is anchored).
+ *
+ * `LedgerTamper` is the test hook that the ledger conformance suite needs to prove tampering is detected: it
+ * changes stored data behind the ledger's back (a database backend disables its append-only trigger for it).
+ * Never provide it in production.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer, Option, Schema, Semaphore } from "effect"
+import { AnchorReceipt } from "./Anchor.ts"
+import type { EntryHash, TaskId } from "./Ids.ts"
+import { NodeArray } from "./internal/NodeArray.ts"
+import { Checkpoint, genesisHash, type LedgerEntry } from "./LedgerEntry.ts"
+import type * as Merkle from "./Merkle.ts"
+
+/**
+ * A stored checkpoint and, once it was published to a chain, its anchor receipt.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const CheckpointRecord = Schema.Struct({
+  checkpoint: Checkpoint,
+  anchor: Schema.optionalKey(AnchorReceipt)
+})
+export type CheckpointRecord = typeof CheckpointRecord.Type
+
+/**
+ * The number of entries and the hash of the last one (`genesisHash` when empty).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface LedgerHead {
+  readonly size: number
+  readonly lastHash: EntryHash
+}
+
+/**
+ * The backing store failed (connection, query, or a write that would break the append-only layout).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class LedgerStoreError extends Schema.TaggedError<LedgerStoreError>()("LedgerStoreError", {
+  operation: Schema.String,
+  cause: Schema.Defect()
+}) {}
+
+/**
+ * Test hook: changes stored ledger data behind the ledger's back, so tests can prove that tampering is caught.
+ *
+ * @category testing
+ * @since 0.1.0
+ */
+export class LedgerTamper extends Context.Service<
+  LedgerTamper,
+  {
+    /**
+     * Replaces the stored entry at `seq` with `fields` (any JSON-like record, kept as given), or deletes it
+     * when `fields` is `undefined`. Restoring the original record undoes the tampering.
+     */
+    readonly replaceEntry: (
+      seq: number,
+      fields: Readonly<Record<string, unknown>> | undefined
+    ) => Effect.Effect<void, LedgerStoreError>
+    /** Overwrites a stored Merkle node. */
+    readonly replaceNode: (node: Merkle.Node) => Effect.Effect<void, LedgerStoreError>
+  }
+>()("@mandate/core/LedgerTamper") {}
+
+// What the memory store keeps cannot be changed through a reference a caller holds (an entry it was given or
+// one it returned): only LedgerTamper changes stored data
+const deepFreeze = <A>(value: A): A => {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const member of Object.values(value)) deepFreeze(member)
+  }
+  return value
+}
+
+const storeError = (operation: string, message: string) =>
+  new LedgerStoreError({ operation, cause: new Error(message) })
+
+const makeMemory = Effect.gen(function* () {
+  const lock = yield* Semaphore.make(1)
+  // Index = seq. A deleted entry (tampering) leaves a hole; an entry whose seq field was tampered with stays at
+  // its index, and the ledger notices that its seq field no longer matches its place. The indexes follow the
+  // stored fields, as a database's would.
+  const entries: Array<LedgerEntry | undefined> = []
+  const byHash = new Map<string, number>()
+  const byTask = new Map<string, Array<number>>()
+  const nodes = new NodeArray()
+  const checkpoints: Array<CheckpointRecord> = [] // ascending size
+
+  // The size is one past the last stored entry, as `max(seq) + 1` would be in a database
+  const sizeOf = (): number => {
+    let size = entries.length
+    while (size > 0 && entries[size - 1] === undefined) size--
+    return size
+  }
+
+  const index = (seq: number, entry: LedgerEntry): void => {
+    if (typeof entry.entryHash === "string") byHash.set(entry.entryHash, seq)
+    if (typeof entry.taskId === "string") {
+      const list = byTask.get(entry.taskId)
+      if (list === undefined) byTask.set(entry.taskId, [seq])
+      // Appends arrive in seq order (O(1)); only a tampered entry can be indexed out of order
+      else if (list[list.length - 1]! < seq) list.push(seq)
+      else if (!list.includes(seq)) list.push(seq)
+    }
+  }
+
+  const checkpointIndex = (size: number): number => {
+    let lo = 0
+    let hi = checkpoints.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (checkpoints[mid]!.checkpoint.size < size) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+
+  const store = LedgerStore.of({
+    withAppendLock: (effect) => lock.withPermits(1)(effect),
+    head: Effect.sync(() => {
+      const size = sizeOf()
+      return { size, lastHash: size === 0 ? genesisHash : entries[size - 1]!.entryHash }
+    }),
+    write: (batch, written) =>
+      Effect.suspend(() => {
+        const size = sizeOf()
+        // Validate everything first so a refused write changes nothing
+        for (let i = 0; i < batch.length; i++) {
+          if (batch[i]!.seq !== size + i) {
+            return Effect.fail(storeError("write", `entry ${batch[i]!.seq} is not the next entry (${size + i})`))
+          }
+        }
+        const next = new Map<number, number>()
+        for (const node of written) {
+          const expected = next.get(node.level) ?? nodes.count(node.level)
+          if (node.index !== expected) {
+            return Effect.fail(storeError("write", `node (${node.level}, ${node.index}) is not the next node`))
+          }
+          next.set(node.level, expected + 1)
+        }
+        entries.length = size
+        for (const entry of batch) {
+          entries.push(deepFreeze(entry))
+          index(entry.seq, entry)
+        }
+        for (const node of written) nodes.push(node.level, node.index, node.hash)
+        return Effect.void
+      }),
+    nodes: (ids) => Effect.sync(() => ids.map((id) => nodes.get(id.level, id.index))),
+    entries: (from, to) =>
+      Effect.sync(() => {
+        const out: Array<LedgerEntry> = []
+        const end = Math.min(to, entries.length)
+        for (let seq = Math.max(0, from); seq < end; seq++) {
+          const entry = entries[seq]
+          if (entry !== undefined) out.push(entry)
+        }
+        return out
+      }),
+    findByHash: (entryHash) =>
+      Effect.sync(() => {
+        const seq = byHash.get(entryHash)
+        const entry = seq === undefined ? undefined : entries[seq]
+        // Match on the stored field, as a database index would after tampering
+        return entry !== undefined && entry.entryHash === entryHash ? Option.some(entry) : Option.none()
+      }),
+    findByTask: (taskId) =>
+      Effect.sync(() =>
+        (byTask.get(taskId) ?? [])
+          .flatMap((seq) => {
+            const entry = entries[seq]
+            return entry !== undefined && entry.taskId === taskId ? [entry] : []
+          })
+          .sort((a, b) => a.seq - b.seq)
+      ),
+    putCheckpoint: (checkpoint) =>
+      Effect.sync(() => {
+        const i = checkpointIndex(checkpoint.size)
+        const existing = checkpoints[i]
+        if (existing !== undefined && existing.checkpoint.size === checkpoint.size) return existing
+        const record: CheckpointRecord = deepFreeze({ checkpoint: { ...checkpoint } })
+        checkpoints.splice(i, 0, record)
+        return record
+      }),
+    checkpoints: Effect.sync(() => checkpoints.slice()),
+    latestCheckpoint: Effect.sync(() => Option.fromNullishOr(checkpoints[checkpoints.length - 1])),
+    putAnchor: (size, anchor) =>
+      Effect.suspend(() => {
+        const i = checkpointIndex(size)
+        const existing = checkpoints[i]
+        if (existing === undefined || existing.checkpoint.size !== size) {
+          return Effect.fail(storeError("putAnchor", `no checkpoint of size ${size}`))
+        }
+        checkpoints[i] = deepFreeze({ checkpoint: existing.checkpoint, anchor: { ...anchor } })
+        return Effect.void
+      })
+  })
+
+  const tamper = LedgerTamper.of({
+    replaceEntry: (seq, fields) =>
+      Effect.suspend(() => {
+        if (!Number.isInteger(seq) || seq < 0 || seq >= entries.length) {
+          return Effect.fail(storeError("replaceEntry", `no entry ${seq}`))
+        }
+        const entry = fields === undefined ? undefined : deepFreeze(structuredClone(fields) as LedgerEntry)
+        entries[seq] = entry
+        if (entry !== undefined) index(seq, entry)
+        return Effect.void
+      }),
+    replaceNode: (node) =>
+      Effect.try({
+        try: () => nodes.overwrite(node.level, node.index, node.hash),
+        catch: (cause) => new LedgerStoreError({ operation: "replaceNode", cause })
+      })
+  })
+
+  return Context.make(LedgerStore, store).pipe(Context.add(LedgerTamper, tamper))
+})
+
+/**
+ * The storage contract under `Ledger`. See the module documentation for what an implementation guarantees.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class LedgerStore extends Context.Service<
+  LedgerStore,
+  {
+    /** Runs `effect` as the only appender (across processes); see the module documentation. */
+    readonly withAppendLock: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | LedgerStoreError, R>
+    readonly head: Effect.Effect<LedgerHead, LedgerStoreError>
+    /**
+     * Appends entries (seq `head.size`, `head.size + 1`, …) and the Merkle nodes they complete, all or nothing.
+     * Called inside `withAppendLock`.
+     */
+    readonly write: (
+      entries: ReadonlyArray<LedgerEntry>,
+      nodes: ReadonlyArray<Merkle.Node>
+    ) => Effect.Effect<void, LedgerStoreError>
+    /** The stored hashes of these nodes, in order; `undefined` for a node that is not stored. */
+    readonly nodes: (
+      ids: ReadonlyArray<Merkle.NodeId>
+    ) => Effect.Effect<ReadonlyArray<Uint8Array | undefined>, LedgerStoreError>
+    /** The stored entries with `from <= seq < to`, by seq (missing rows are skipped, never invented). */
+    readonly entries: (from: number, to: number) => Effect.Effect<ReadonlyArray<LedgerEntry>, LedgerStoreError>
+    /** The entry whose stored `entryHash` is this hash. */
+    readonly findByHash: (entryHash: string) => Effect.Effect<Option.Option<LedgerEntry>, LedgerStoreError>
+    /** The entries whose stored `taskId` is this id, by seq. */
+    readonly findByTask: (taskId: TaskId | string) => Effect.Effect<ReadonlyArray<LedgerEntry>, LedgerStoreError>
+    /** Stores a checkpoint unless one of the same size exists; returns the stored record either way. */
+    readonly putCheckpoint: (checkpoint: Checkpoint) => Effect.Effect<CheckpointRecord, LedgerStoreError>
+    /** Every stored checkpoint, by ascending size. */
+    readonly checkpoints: Effect.Effect<ReadonlyArray<CheckpointRecord>, LedgerStoreError>
+    readonly latestCheckpoint: Effect.Effect<Option.Option<CheckpointRecord>, LedgerStoreError>
+    /** Records (or replaces) the anchor receipt of the checkpoint of this size. */
+    readonly putAnchor: (size: number, anchor: AnchorReceipt) => Effect.Effect<void, LedgerStoreError>
+  }
+>()("@mandate/core/LedgerStore") {
+  /**
+   * In-process store (also provides `LedgerTamper`, for tests). Nodes are packed per level, so a million
+   * entries need about 64 MB of node storage besides the entries themselves.
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layerMemory: Layer.Layer<LedgerStore | LedgerTamper> = Layer.effectContext(makeMemory)
+}

@@ -1,0 +1,100 @@
+/**
+ * Every Mandate service on memory in one layer: the embedded default.
+ *
+ * ```ts
+ * const program = Effect.gen(function* () {
+ *   const runtime = yield* Runtime
+ *   const task = yield* runtime.start({ kind: "monitoring", params: { wallet } }, alice)
+ * })
+ * program.pipe(Effect.provide(Mandate.layerMemory()), Effect.runPromise)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Layer } from "effect"
+import { Agents } from "./Agents.ts"
+import { Anchor } from "./Anchor.ts"
+import { Ledger, type LedgerOptions } from "./Ledger.ts"
+import { Planner } from "./Planner.ts"
+import { Policy } from "./Policy.ts"
+import type { PolicySet } from "./PolicySet.ts"
+import type { PolicyStore } from "./PolicyStore.ts"
+import { Queue, type QueueMemoryOptions } from "./Queue.ts"
+import { Runtime, type RuntimeOptions } from "./Runtime.ts"
+import * as Seed from "./Seed.ts"
+import * as SeedHandlers from "./SeedHandlers.ts"
+import { type StepHandler, StepHandlers } from "./StepHandlers.ts"
+import { TaskStore } from "./TaskStore.ts"
+import type { StepType, TaskTemplate } from "./Template.ts"
+import { UnitOfWork } from "./UnitOfWork.ts"
+import { Wallets } from "./Wallets.ts"
+
+/**
+ * The services `layerMemory` provides.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Services =
+  | Runtime
+  | Policy
+  | PolicyStore
+  | Planner
+  | Queue
+  | Agents
+  | Ledger
+  | Anchor
+  | TaskStore
+  | UnitOfWork
+  | StepHandlers
+  | Wallets
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface MemoryOptions {
+  /** The policy set (default: the seed policy). */
+  readonly policy?: PolicySet | undefined
+  /** Handlers added to (or replacing) the seed handlers, by step type. */
+  readonly handlers?: ReadonlyArray<StepHandler<any, any, never>> | undefined
+  /** Templates added to (or replacing) the seed templates, by kind. */
+  readonly templates?: ReadonlyArray<TaskTemplate> | undefined
+  /** Wallet balances for the seed handlers (default: every wallet holds 1,000,000 QU). */
+  readonly wallets?: Parameters<typeof Wallets.layerMemory>[0]
+  /** Wallets the seed `policy_check` refuses. */
+  readonly blockedWallets?: ReadonlyArray<string> | undefined
+  readonly runtime?: RuntimeOptions | undefined
+  readonly queue?: QueueMemoryOptions | undefined
+  readonly ledger?: LedgerOptions | undefined
+  /** The chain the ledger anchors on and `onchain_action` submits to (default `Anchor.layerMemory`). */
+  readonly anchor?: Layer.Layer<Anchor> | undefined
+}
+
+/**
+ * Every service on memory. Handlers' step types are known to the planner, so a host that registers a handler
+ * can plan steps of its type.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<Services, unknown> => {
+  const handlers = [...SeedHandlers.handlers({ blockedWallets: options?.blockedWallets }), ...(options?.handlers ?? [])]
+  const stepTypes: Array<StepType> = [...Seed.stepTypes, ...handlers]
+  const base = Layer.mergeAll(
+    TaskStore.layerMemory,
+    Queue.layerMemory(options?.queue),
+    Agents.layerMemory(),
+    UnitOfWork.layerMemory,
+    Wallets.layerMemory(options?.wallets ?? { defaultBalance: 1_000_000 }),
+    options?.anchor ?? Anchor.layerMemory
+  )
+  const services = Layer.mergeAll(
+    Ledger.layerMemory(options?.ledger),
+    StepHandlers.layer(handlers),
+    Planner.layerTemplates({ templates: options?.templates, stepTypes }).pipe(
+      Layer.provideMerge(Policy.layerMemory(options?.policy))
+    )
+  ).pipe(Layer.provideMerge(base))
+  return Runtime.layer(options?.runtime).pipe(Layer.provideMerge(services))
+}

@@ -1,0 +1,824 @@
+/**
+ * The runtime: governed, durable task execution.
+ *
+ * `start` plans a task, records the plan and every policy decision in the ledger, refuses denied plans, and
+ * enqueues the steps whose dependencies are done. Workers (a `Worker` pool over the `Queue`) run steps through
+ * their `StepHandlers`; every start, success and failure is a ledger entry. Steps that need approval wait in
+ * the task store — no worker or fiber is held — until enough distinct approvers (never the requester) grant
+ * them, or a rejection or the approval deadline (a delayed job, so it survives restarts) ends the task.
+ *
+ * Every transition reads the task record, decides with the pure task flow (internal/taskFlow.ts) and writes the
+ * record (compare-and-set on its version), the jobs and the ledger entries in one `UnitOfWork`. A runtime built
+ * over stores holding unfinished tasks resumes them: queued work is still in the queue, expired leases come
+ * back, and `reconcile` re-schedules anything a crash between stores left behind (job idempotency keys make
+ * that safe).
+ *
+ * @since 0.1.0
+ */
+import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema, type Scope, Stream } from "effect"
+import { makeTaskId, type StepId, TaskId } from "./Ids.ts"
+import type { InvalidInput } from "./InvalidInput.ts"
+import { decode } from "./InvalidInput.ts"
+import * as Flow from "./internal/taskFlow.ts"
+import type { Job } from "./Job.ts"
+import { type EntryInput, Ledger } from "./Ledger.ts"
+import type { LedgerStoreError } from "./LedgerStore.ts"
+import type { Plan } from "./Plan.ts"
+import { type PlanError, Planner, PlanRejected, UnknownStepType } from "./Planner.ts"
+import { hasRole, Principal } from "./Principal.ts"
+import { Queue, type QueueStoreError } from "./Queue.ts"
+import type { Step } from "./Step.ts"
+import { StepError, StepHandlers } from "./StepHandlers.ts"
+import type { IllegalTransition } from "./Task.ts"
+import { type Task, TaskRequest, type TaskState } from "./Task.ts"
+import {
+  type PlanNotFound,
+  type TaskFilter,
+  type TaskNotFound,
+  type TaskPage,
+  type TaskRecord,
+  TaskStore,
+  TaskStoreError,
+  VersionConflict
+} from "./TaskStore.ts"
+import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
+import * as Worker from "./Worker.ts"
+
+export { ApprovalForbidden, StepNotFound } from "./internal/taskFlow.ts"
+
+// ---------------------------------------------------------------------------------------------------------
+// Models and errors
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * A task with everything about it: plan, steps with states, attempts and results, approvals.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TaskView {
+  readonly task: Task
+  readonly plan: Plan
+  readonly steps: ReadonlyArray<Step>
+  readonly approvals: TaskRecord["approvals"]
+}
+
+/**
+ * A live event about a task: each ledger entry the runtime writes, plus scheduling news (`step.queued`,
+ * `step.waiting_approval`, `task.running`, `task.waiting_approval`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskEvent = Schema.Struct({
+  /** Increases by one per event in this process. */
+  seq: Schema.Int,
+  taskId: TaskId,
+  kind: Schema.String,
+  stepId: Schema.optionalKey(Schema.String),
+  /** The task's state after the transition. */
+  state: Schema.String,
+  at: Schema.Number,
+  data: Schema.optionalKey(Schema.Json)
+})
+export type TaskEvent = typeof TaskEvent.Type
+
+/**
+ * The plan was denied by policy. The task exists, in state `rejected`, with the plan and decisions recorded.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class TaskRejected extends Schema.TaggedError<TaskRejected>()("TaskRejected", {
+  taskId: Schema.String,
+  planId: Schema.String,
+  reasons: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `Task ${this.taskId} rejected by policy: ${this.reasons.join("; ")}`
+  }
+}
+
+/**
+ * The principal may not do this (missing role, not the requester).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", {
+  principal: Schema.String,
+  action: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `${this.principal} may not ${this.action}: ${this.reason}`
+  }
+}
+
+/**
+ * Failures of the stores under the runtime, and a write race lost too many times in a row (`VersionConflict`).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type StoreError = TaskStoreError | QueueStoreError | LedgerStoreError | UnitOfWorkError | VersionConflict
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface RuntimeOptions {
+  /** Queue of step jobs (default `mandate.steps`). */
+  readonly stepsQueue?: string | undefined
+  /** Queue of approval deadlines (default `mandate.deadlines`). */
+  readonly deadlinesQueue?: string | undefined
+  /** Run workers in this process (default true). A process that only serves the API can set false. */
+  readonly workers?: boolean | undefined
+  /** Steps run at once by this process's worker (default 16). */
+  readonly concurrency?: number | undefined
+  /** Attempts per step before it fails (default 5). */
+  readonly maxAttempts?: number | undefined
+  /** Lease per step attempt in ms (default 30,000); heartbeats keep it while the handler runs. */
+  readonly leaseMs?: number | undefined
+  /** Heartbeat interval in ms (default a third of the lease). Cancellation reaches a running handler within it. */
+  readonly heartbeatIntervalMs?: number | undefined
+  /** Idle poll interval of the worker in ms (default 1,000; enqueues wake workers sooner). */
+  readonly pollIntervalMs?: number | undefined
+  /** How long a stopping runtime lets running steps finish before interrupting them and releasing their jobs. */
+  readonly shutdownGraceMs?: number | undefined
+  /** The worker's pool, when step jobs are routed to pools. */
+  readonly pool?: string | undefined
+  /** Resume unfinished tasks when the runtime starts (default true). */
+  readonly reconcileOnStart?: boolean | undefined
+}
+
+/**
+ * @category services
+ * @since 0.1.0
+ */
+export class Runtime extends Context.Service<
+  Runtime,
+  {
+    /** Plans and starts a task. A request with an idempotency key already used by this principal returns that task. */
+    readonly start: (
+      request: unknown,
+      principal: Principal
+    ) => Effect.Effect<Task, InvalidInput | Forbidden | TaskRejected | PlanError | StoreError>
+    /** Plans without executing (a dry run with every policy decision); the plan is stored for `execute`. */
+    readonly plan: (
+      request: unknown,
+      principal: Principal
+    ) => Effect.Effect<Plan, InvalidInput | Forbidden | PlanError | StoreError>
+    /** Starts a task from a stored plan, re-planned under the active policy so it is governed by current rules. */
+    readonly execute: (
+      planId: string,
+      principal: Principal
+    ) => Effect.Effect<Task, InvalidInput | Forbidden | TaskRejected | PlanError | PlanNotFound | StoreError>
+    readonly getPlan: (planId: string) => Effect.Effect<Plan, PlanNotFound | InvalidInput | StoreError>
+    readonly approve: (
+      taskId: string,
+      principal: Principal,
+      options?: { readonly stepId?: string | undefined; readonly comment?: string | undefined }
+    ) => Effect.Effect<TaskView, DecisionError>
+    readonly reject: (
+      taskId: string,
+      principal: Principal,
+      options?: { readonly stepId?: string | undefined; readonly comment?: string | undefined }
+    ) => Effect.Effect<TaskView, DecisionError>
+    /** Cancels a task: queued jobs are withdrawn, running handlers interrupted. Requester or admin. */
+    readonly cancel: (
+      taskId: string,
+      principal: Principal,
+      reason?: string
+    ) => Effect.Effect<TaskView, TaskNotFound | Forbidden | IllegalTransition | InvalidInput | StoreError>
+    /** Re-runs a failed task from its failed steps. Requester or admin. */
+    readonly retry: (
+      taskId: string,
+      principal: Principal
+    ) => Effect.Effect<TaskView, TaskNotFound | Forbidden | IllegalTransition | InvalidInput | StoreError>
+    readonly get: (taskId: string) => Effect.Effect<TaskView, TaskNotFound | InvalidInput | StoreError>
+    readonly list: (filter?: TaskFilter) => Effect.Effect<TaskPage, StoreError>
+    /**
+     * Live events, of one task or all. Subscribes when the effect runs (so nothing published after that is
+     * missed) for the life of the scope.
+     */
+    readonly events: (taskId?: string) => Effect.Effect<Stream.Stream<TaskEvent>, never, Scope.Scope>
+    /** Re-schedules what unfinished tasks are owed (run on start; safe to run again). */
+    readonly reconcile: Effect.Effect<number, StoreError | InvalidInput>
+  }
+>()("@mandate/core/Runtime") {
+  /**
+   * The runtime over its stores. Requires `TaskStore`, `Queue`, `Ledger`, `Planner`, `StepHandlers` and
+   * `UnitOfWork`; runs a worker in the layer's scope unless `workers: false`.
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layer = (
+    options?: RuntimeOptions
+  ): Layer.Layer<
+    Runtime,
+    InvalidInput | StoreError,
+    TaskStore | Queue | Ledger | Planner | StepHandlers | UnitOfWork
+  > => Layer.effect(Runtime, make(options))
+}
+
+/**
+ * Everything approving or rejecting can fail with.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type DecisionError =
+  | TaskNotFound
+  | Flow.ApprovalForbidden
+  | Flow.StepNotFound
+  | IllegalTransition
+  | InvalidInput
+  | StoreError
+
+// ---------------------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------------------
+
+const StepJob = Schema.Struct({ taskId: TaskId, stepId: Schema.String, round: Schema.Int })
+const decodeStepJob = decode(StepJob, "$.payload")
+const decodeTaskId = decode(TaskId, "$.taskId")
+const decodePrincipal = decode(Principal, "$.principal")
+const decodeRequest = decode(TaskRequest)
+
+const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
+  const store = yield* TaskStore
+  const queue = yield* Queue
+  const ledger = yield* Ledger
+  const planner = yield* Planner
+  const handlers = yield* StepHandlers
+  const uow = yield* UnitOfWork
+  const context = yield* Effect.context<TaskStore | Queue | Ledger | UnitOfWork>()
+
+  const stepsQueue = options?.stepsQueue ?? "mandate.steps"
+  const deadlinesQueue = options?.deadlinesQueue ?? "mandate.deadlines"
+  const maxAttempts = options?.maxAttempts ?? 5
+  const hub = yield* PubSub.sliding<TaskEvent>(16_384)
+  let eventSeq = 0
+
+  // Plans never change: cache them by id.
+  const plans = new Map<string, Plan>()
+  const planOf = (record: TaskRecord) =>
+    Effect.suspend(() => {
+      const id = record.task.planId!
+      const cached = plans.get(id)
+      if (cached) return Effect.succeed(cached)
+      return store.getPlan(id).pipe(
+        Effect.tap((plan) =>
+          Effect.sync(() => {
+            if (plans.size > 50_000) plans.clear()
+            plans.set(id, plan)
+          })
+        ),
+        // A task whose plan is missing means the store lost data: a store failure, not a caller's error
+        Effect.catchTag("PlanNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "getPlan", cause })))
+      )
+    })
+
+  /** Reads a record that must exist (it was just written). */
+  const mustGet = (taskId: TaskId) =>
+    store
+      .get(taskId)
+      .pipe(Effect.catchTag("TaskNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "get", cause }))))
+
+  // ---- applying a transition ------------------------------------------------------------------------------
+
+  /** Writes a transition: jobs first (their ids go into the record), then the record (CAS), ledger, cancels. */
+  const apply = (before: TaskRecord, transition: Flow.Transition, now: number, created = false) =>
+    Effect.gen(function* () {
+      let record = transition.record
+      const enqueues = transition.commands.flatMap((c) => (c._tag === "Enqueue" ? [c] : []))
+      if (enqueues.length > 0) {
+        const jobs = yield* queue.enqueueBatch(
+          enqueues.map((c) => ({
+            queue: stepsQueue,
+            payload: { taskId: record.task.id, stepId: c.step.id, round: c.step.round },
+            priority: record.task.priority,
+            maxAttempts,
+            idempotencyKey: `${record.task.id}/${c.step.id}/${c.step.round}`,
+            ...(options?.pool === undefined ? {} : { pool: options.pool })
+          }))
+        )
+        const jobIds = new Map(enqueues.map((c, i) => [c.step.id as string, jobs[i]!.id]))
+        record = {
+          ...record,
+          steps: record.steps.map((s) => (jobIds.has(s.id) ? { ...s, jobId: jobIds.get(s.id)! } : s))
+        }
+      }
+      const deadlines = transition.commands.flatMap((c) => (c._tag === "ScheduleDeadline" ? [c] : []))
+      if (deadlines.length > 0) {
+        yield* queue.enqueueBatch(
+          deadlines.map((c) => ({
+            queue: deadlinesQueue,
+            payload: { taskId: record.task.id, stepId: c.stepId, round: c.round },
+            priority: "high" as const,
+            runAt: c.at,
+            maxAttempts: 20,
+            idempotencyKey: `${record.task.id}/${c.stepId}/${c.round}/deadline`
+          }))
+        )
+      }
+      // A created record was stored as version 0 before its jobs existed; this write adds their ids
+      const expected = created ? 0 : before.task.version
+      record = { ...record, task: { ...record.task, version: expected + 1 } }
+      yield* store.save(record, expected)
+      const entries: Array<EntryInput> = transition.commands.flatMap((c) =>
+        c._tag === "Record"
+          ? [
+              {
+                kind: c.kind,
+                taskId: record.task.id,
+                ...(c.stepId === undefined ? {} : { stepId: c.stepId }),
+                ...(c.principal === undefined ? {} : { principal: c.principal }),
+                payload: c.payload,
+                storePayload: true
+              }
+            ]
+          : []
+      )
+      if (entries.length > 0) yield* ledger.appendBatch(entries)
+      for (const c of transition.commands) {
+        if (c._tag === "CancelJob") {
+          // A job that already finished or vanished needs no cancelling
+          yield* queue.cancel(c.jobId).pipe(Effect.catchTag(["JobNotFound", "IllegalTransition"], () => Effect.void))
+        }
+      }
+      const events: Array<Omit<TaskEvent, "seq">> = transition.commands.flatMap((c) =>
+        c._tag === "Record" || c._tag === "Notify"
+          ? [
+              {
+                taskId: record.task.id,
+                kind: c.kind,
+                ...(c.stepId === undefined ? {} : { stepId: c.stepId }),
+                state: record.task.state,
+                at: now,
+                ...(c._tag === "Record" ? { data: c.payload } : c.data === undefined ? {} : { data: c.data })
+              }
+            ]
+          : []
+      )
+      return { record, events }
+    })
+
+  const publish = (events: ReadonlyArray<Omit<TaskEvent, "seq">>) =>
+    events.length === 0
+      ? Effect.void
+      : PubSub.publishAll(
+          hub,
+          events.map((e) => ({ ...e, seq: ++eventSeq }))
+        )
+
+  /**
+   * Reads a task, decides with `decide`, and applies the result in one unit of work. Retried when another
+   * writer advanced the task in between.
+   */
+  const transact = <E, R>(
+    taskId: TaskId,
+    decide: (record: TaskRecord, plan: Plan, now: number) => Effect.Effect<Flow.Transition | undefined, E, R>
+  ) =>
+    uow
+      .run(
+        Effect.gen(function* () {
+          const record = yield* store.get(taskId)
+          const plan = yield* planOf(record)
+          const now = yield* Clock.currentTimeMillis
+          const transition = yield* decide(record, plan, now)
+          if (transition === undefined) return { record, events: [] as ReadonlyArray<Omit<TaskEvent, "seq">> }
+          return yield* apply(record, transition, now)
+        })
+      )
+      .pipe(
+        Effect.retry({ while: (e) => e instanceof VersionConflict, times: 25 }),
+        Effect.tap(({ events }) => publish(events)),
+        Effect.map(({ record }) => record)
+      )
+
+  const view = (record: TaskRecord) =>
+    Effect.map(
+      planOf(record),
+      (plan): TaskView => ({
+        task: record.task,
+        plan,
+        steps: record.steps,
+        approvals: record.approvals
+      })
+    )
+
+  // ---- starting tasks -------------------------------------------------------------------------------------
+
+  const requireRole = (principal: Principal, role: "submitter", action: string) =>
+    hasRole(principal, role)
+      ? Effect.void
+      : Effect.fail(new Forbidden({ principal: principal.id, action, reason: `the ${role} role is required` }))
+
+  /** Every step type in a plan must have a handler, or the task could never finish. */
+  const checkHandlers = (plan: Plan) => {
+    const missing = plan.steps.find((s) => Option.isNone(handlers.get(s.type)))
+    return missing === undefined
+      ? Effect.void
+      : Effect.fail(new UnknownStepType({ step: missing.id, type: missing.type }))
+  }
+
+  const launch = (
+    task: Task,
+    plan: Plan,
+    principal: Principal
+  ): Effect.Effect<Task, TaskRejected | StoreError | InvalidInput> =>
+    Effect.gen(function* () {
+      const now = task.createdAt
+      const opening: Array<Flow.Command> = [
+        {
+          _tag: "Record",
+          kind: "task.created",
+          principal,
+          payload: {
+            kind: task.kind,
+            params: task.params,
+            priority: task.priority,
+            ...(task.idempotencyKey === undefined ? {} : { idempotencyKey: task.idempotencyKey })
+          }
+        },
+        {
+          _tag: "Record",
+          kind: "plan.created",
+          payload: {
+            planId: plan.id,
+            hash: plan.hash,
+            policyVersion: plan.policyVersion,
+            steps: plan.steps.map((s) => ({ id: s.id, type: s.type, dependsOn: s.dependsOn, paramsHash: s.paramsHash }))
+          }
+        },
+        ...plan.steps.map(
+          (s): Flow.Command => ({
+            _tag: "Record",
+            kind: "policy.decided",
+            stepId: s.id,
+            payload: {
+              effect: s.decision.effect,
+              matchedRules: s.decision.matchedRules,
+              reasons: s.decision.reasons,
+              policyVersion: s.decision.policyVersion,
+              paramsHash: s.paramsHash,
+              ...(s.decision.approvals === undefined ? {} : { approvals: s.decision.approvals })
+            }
+          })
+        )
+      ]
+      const steps: Array<Step> = plan.steps.map((s) => ({
+        taskId: task.id,
+        id: s.id,
+        type: s.type,
+        state: "pending",
+        attempts: 0,
+        round: 0,
+        updatedAt: now
+      }))
+      const denied = plan.steps.flatMap((s) =>
+        s.decision.effect === "deny" ? s.decision.reasons.map((r) => `step ${s.id} (${s.type}): ${r}`) : []
+      )
+      const initial: TaskRecord = {
+        task: { ...task, state: denied.length > 0 ? "rejected" : "running", reasons: denied },
+        steps: denied.length > 0 ? steps.map((s) => ({ ...s, state: "skipped" as const })) : steps,
+        approvals: []
+      }
+      const transition: Flow.Transition =
+        denied.length > 0
+          ? {
+              record: initial,
+              commands: [...opening, { _tag: "Record", kind: "task.rejected", payload: { reasons: denied } }]
+            }
+          : Flow.advance({ record: initial, commands: opening }, plan, now)
+      const { events } = yield* uow.run(
+        Effect.gen(function* () {
+          // Create first: a lost idempotency race fails here, before any job or entry is written
+          yield* store.create(transition.record, plan)
+          return yield* apply(transition.record, transition, now, true)
+        })
+      )
+      yield* publish(events)
+      if (denied.length > 0) return yield* new TaskRejected({ taskId: task.id, planId: plan.id, reasons: denied })
+      return (yield* mustGet(task.id)).task
+    }).pipe(
+      Effect.catchTag("TaskExists", (e) =>
+        // Lost a race on the same idempotency key: the other request's task is the answer
+        Effect.map(mustGet(TaskId.make(e.existing)), (r) => r.task)
+      ),
+      Effect.catchTag("TaskNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "save", cause })))
+    )
+
+  const newTask = (
+    request: TaskRequest,
+    principal: Principal,
+    planned: (taskId: TaskId) => Effect.Effect<Plan, PlanError | StoreError, never>
+  ) =>
+    Effect.gen(function* () {
+      if (request.idempotencyKey !== undefined) {
+        const existing = yield* store.findByIdempotencyKey(principal.id, request.idempotencyKey)
+        if (Option.isSome(existing)) return (yield* mustGet(existing.value)).task
+      }
+      const id = yield* makeTaskId
+      const plan = yield* planned(id).pipe(
+        Effect.map((p): Plan | PlanRejected => p),
+        Effect.catchTag("PlanRejected", (rejected) => Effect.succeed(rejected))
+      )
+      const accepted = plan instanceof PlanRejected ? plan.plan : plan
+      yield* checkHandlers(accepted)
+      const now = yield* Clock.currentTimeMillis
+      const task: Task = {
+        id,
+        kind: request.kind,
+        params: accepted.params,
+        priority: request.priority ?? "normal",
+        ...(request.idempotencyKey === undefined ? {} : { idempotencyKey: request.idempotencyKey }),
+        requestedBy: principal,
+        state: "planning",
+        planId: accepted.id,
+        policyVersion: accepted.policyVersion,
+        reasons: [],
+        createdAt: now,
+        updatedAt: now,
+        version: 0
+      }
+      return yield* launch(task, accepted, principal)
+    })
+
+  const start = Effect.fn("Runtime.start")(function* (input: unknown, principalInput: Principal) {
+    const principal = yield* decodePrincipal(principalInput)
+    yield* requireRole(principal, "submitter", "start tasks")
+    const request = yield* decodeRequest(input)
+    return yield* newTask(request, principal, (taskId) =>
+      planner.plan({ kind: request.kind, params: request.params, principal, taskId })
+    )
+  })
+
+  const dryRun = Effect.fn("Runtime.plan")(function* (input: unknown, principalInput: Principal) {
+    const principal = yield* decodePrincipal(principalInput)
+    yield* requireRole(principal, "submitter", "plan tasks")
+    const request = yield* decodeRequest(input)
+    const plan = yield* planner
+      .plan({ kind: request.kind, params: request.params, principal })
+      .pipe(Effect.catchTag("PlanRejected", (rejected) => Effect.succeed(rejected.plan)))
+    yield* store.putPlan(plan)
+    return plan
+  })
+
+  const execute = Effect.fn("Runtime.execute")(function* (planId: string, principalInput: Principal) {
+    const principal = yield* decodePrincipal(principalInput)
+    yield* requireRole(principal, "submitter", "start tasks")
+    const stored = yield* store.getPlan(planId as Plan["id"])
+    const request: TaskRequest = { kind: stored.kind, params: stored.params }
+    // Re-plan under the active policy: a dry run is advice, the execution is governed by current rules
+    return yield* newTask(request, principal, (taskId) =>
+      planner.plan({ kind: stored.kind, params: stored.params, principal, taskId })
+    )
+  })
+
+  // ---- decisions ----------------------------------------------------------------------------------------------
+
+  const decideOn =
+    (verdict: "approve" | "reject") =>
+    (
+      taskIdInput: string,
+      principalInput: Principal,
+      decisionOptions?: { readonly stepId?: string | undefined; readonly comment?: string | undefined }
+    ) =>
+      Effect.gen(function* () {
+        const taskId = yield* decodeTaskId(taskIdInput)
+        const principal = yield* decodePrincipal(principalInput)
+        const stepId = decisionOptions?.stepId as StepId | undefined
+        const record = yield* transact(taskId, (r, plan, now) =>
+          (verdict === "approve" ? Flow.approve : Flow.reject)(
+            r,
+            plan,
+            stepId,
+            principal,
+            decisionOptions?.comment,
+            now
+          )
+        )
+        return yield* view(record)
+      }).pipe(Effect.withSpan(`Runtime.${verdict}`))
+
+  const ownerOrAdmin = (record: TaskRecord, principal: Principal, action: string) =>
+    record.task.requestedBy.id === principal.id || hasRole(principal, "admin")
+      ? Effect.void
+      : Effect.fail(
+          new Forbidden({ principal: principal.id, action, reason: "only the requester or an admin may do this" })
+        )
+
+  const cancel = Effect.fn("Runtime.cancel")(function* (
+    taskIdInput: string,
+    principalInput: Principal,
+    reason?: string
+  ) {
+    const taskId = yield* decodeTaskId(taskIdInput)
+    const principal = yield* decodePrincipal(principalInput)
+    const record = yield* transact(taskId, (r, _plan, now) =>
+      Effect.andThen(ownerOrAdmin(r, principal, "cancel this task"), Flow.cancel(r, principal, reason, now))
+    )
+    return yield* view(record)
+  })
+
+  const retry = Effect.fn("Runtime.retry")(function* (taskIdInput: string, principalInput: Principal) {
+    const taskId = yield* decodeTaskId(taskIdInput)
+    const principal = yield* decodePrincipal(principalInput)
+    const record = yield* transact(taskId, (r, plan, now) =>
+      Effect.andThen(ownerOrAdmin(r, principal, "retry this task"), Flow.retry(r, plan, principal, now))
+    )
+    return yield* view(record)
+  })
+
+  // ---- the worker -----------------------------------------------------------------------------------------
+
+  /** A step job whose step has moved on (cancelled, re-planned, an older round) is stale: it does nothing. */
+  const isCurrent = (record: TaskRecord, job: { readonly stepId: string; readonly round: number }) => {
+    const step = record.steps.find((s) => s.id === job.stepId)
+    const active = record.task.state === "running" || record.task.state === "waiting_approval"
+    return (
+      step !== undefined && step.round === job.round && (step.state === "queued" || step.state === "running") && active
+    )
+  }
+
+  const runStep = (job: Job) =>
+    Effect.gen(function* () {
+      const ref = yield* decodeStepJob(job.payload).pipe(Effect.mapError((e) => Worker.JobFailure.permanent(e.message)))
+      let current = true
+      const record = yield* transact(ref.taskId, (r, _plan, now) => {
+        current = isCurrent(r, ref)
+        return current ? Flow.stepStarted(r, ref.stepId as StepId, job.attempts, now) : Effect.succeed(undefined)
+      })
+      if (!current) return { stale: true }
+      const plan = yield* planOf(record)
+      const planned = plan.steps.find((s) => s.id === ref.stepId)!
+      const handler = handlers.get(planned.type)
+      if (Option.isNone(handler)) return yield* StepError.permanent(`no handler for step type ${planned.type}`)
+      const h = handler.value
+      const params = yield* Schema.decodeUnknownEffect(h.params)(planned.params).pipe(
+        Effect.mapError((e) => StepError.permanent(`params do not match the ${planned.type} handler: ${e.message}`))
+      )
+      const ctx = {
+        task: record.task,
+        step: planned,
+        attempt: job.attempts,
+        idempotencyKey: `${record.task.id}/${planned.id}`,
+        record: (kind: string, payload: Schema.Json) =>
+          ledger.append({ kind, taskId: record.task.id, stepId: planned.id, payload, storePayload: true }).pipe(
+            Effect.asVoid,
+            Effect.mapError((e) =>
+              e._tag === "InvalidInput" ? StepError.permanent(e.message) : StepError.transient(e.message)
+            )
+          )
+      }
+      const run = h.run(params, ctx)
+      const timed =
+        h.timeout === undefined
+          ? run
+          : run.pipe(
+              Effect.timeoutOrElse({
+                duration: h.timeout,
+                orElse: () =>
+                  Effect.fail(
+                    StepError.transient(
+                      `attempt timed out after ${Duration.format(Duration.fromInputUnsafe(h.timeout!))}`
+                    )
+                  )
+              })
+            )
+      const result = yield* timed.pipe(
+        Effect.annotateLogs({ taskId: record.task.id, stepId: planned.id, attempt: job.attempts }),
+        Effect.withLogSpan(`step.${planned.type}`)
+      )
+      return yield* Schema.encodeEffect(h.result)(result).pipe(
+        Effect.mapError((e) => StepError.permanent(`result does not match the ${planned.type} handler: ${e.message}`))
+      ) as Effect.Effect<Schema.Json, StepError>
+    }).pipe(
+      Effect.mapError((e) =>
+        e instanceof StepError
+          ? new Worker.JobFailure({
+              message: e.message,
+              retryable: e.retryable,
+              ...(e.details === undefined ? {} : { details: e.details })
+            })
+          : e
+      )
+    )
+
+  const settleStep = (job: Job, outcome: Worker.Outcome) =>
+    Effect.gen(function* () {
+      const ref = yield* decodeStepJob(job.payload)
+      yield* transact(ref.taskId, (r, plan, now) => {
+        if (!isCurrent(r, ref)) return Effect.succeed(undefined)
+        const stepId = ref.stepId as StepId
+        return Effect.succeed(
+          outcome._tag === "Completed"
+            ? (outcome.result as { stale?: boolean } | null)?.stale === true
+              ? undefined
+              : Flow.stepSucceeded(r, plan, stepId, outcome.result, now)
+            : Flow.stepFailed(
+                r,
+                stepId,
+                { message: outcome.error, retryable: outcome.retryable },
+                job.state === "dead_lettered",
+                now
+              )
+        )
+      })
+    })
+
+  const runDeadline = (job: Job) =>
+    Effect.gen(function* () {
+      const ref = yield* decodeStepJob(job.payload).pipe(Effect.mapError((e) => Worker.JobFailure.permanent(e.message)))
+      yield* transact(ref.taskId, (r, _plan, now) =>
+        Effect.succeed(Flow.deadlinePassed(r, ref.stepId as StepId, ref.round, now))
+      )
+      return null
+    })
+
+  // ---- reconcile ------------------------------------------------------------------------------------------
+
+  const reconcileTask = (taskId: TaskId) =>
+    transact(taskId, (r, plan, now) => {
+      if (r.task.state !== "running" && r.task.state !== "waiting_approval") return Effect.succeed(undefined)
+      // Re-issue the jobs of queued steps and the deadlines of waiting ones: idempotency keys return the
+      // existing jobs, so this only fills gaps a crash between stores left.
+      const reissue: Array<Flow.Command> = r.steps.flatMap((s): Array<Flow.Command> => {
+        if (s.state === "queued") return [{ _tag: "Enqueue", step: s, planned: plan.steps.find((p) => p.id === s.id)! }]
+        if (s.state === "waiting_approval" && s.deadlineAt !== undefined) {
+          return [{ _tag: "ScheduleDeadline", stepId: s.id, round: s.round, at: s.deadlineAt }]
+        }
+        return []
+      })
+      return Effect.succeed(Flow.advance({ record: r, commands: reissue }, plan, now))
+    })
+
+  const reconcile = Effect.gen(function* () {
+    const ids = yield* store.unfinished
+    yield* Effect.forEach(ids, (id) => reconcileTask(id).pipe(Effect.catchTag("TaskNotFound", () => Effect.void)), {
+      concurrency: 8,
+      discard: true
+    })
+    return ids.length
+  }).pipe(Effect.withSpan("Runtime.reconcile"))
+
+  if (options?.reconcileOnStart ?? true) yield* reconcile
+
+  if (options?.workers ?? true) {
+    yield* Worker.run({
+      queues: [stepsQueue, deadlinesQueue],
+      concurrency: options?.concurrency ?? 16,
+      ...(options?.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
+      ...(options?.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
+      ...(options?.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+      ...(options?.pool === undefined ? {} : { pool: options.pool }),
+      ...(options?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
+      handler: (job) => (job.queue === deadlinesQueue ? runDeadline(job) : runStep(job)),
+      settle: (job, outcome) =>
+        job.queue === deadlinesQueue
+          ? Effect.void
+          : settleStep(job, outcome).pipe(
+              Effect.catchCause((cause) =>
+                Cause.hasInterruptsOnly(cause)
+                  ? Effect.failCause(cause)
+                  : Effect.logError("settling a step failed; its lease will expire and it will run again", cause)
+              )
+            )
+    }).pipe(Effect.provide(context))
+  }
+
+  return Runtime.of({
+    start,
+    plan: dryRun,
+    execute,
+    getPlan: (planId) => store.getPlan(planId as Plan["id"]),
+    approve: decideOn("approve"),
+    reject: decideOn("reject"),
+    cancel,
+    retry,
+    get: (taskIdInput) =>
+      Effect.gen(function* () {
+        const record = yield* store.get(yield* decodeTaskId(taskIdInput))
+        return yield* view(record)
+      }),
+    list: (filter) => store.list(filter),
+    events: (taskId) =>
+      Effect.map(PubSub.subscribe(hub), (subscription) => {
+        const all = Stream.fromSubscription(subscription)
+        return taskId === undefined ? all : Stream.filter(all, (e) => e.taskId === taskId)
+      }),
+    reconcile
+  })
+})
+
+/**
+ * The task states in which a task still changes without anyone acting.
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isActive = (state: TaskState): boolean => state === "running" || state === "waiting_approval"

@@ -1,0 +1,338 @@
+import * as NodeCrypto from "node:crypto"
+import { assert, describe, it } from "@effect/vitest"
+import {
+  Anchor,
+  AnchorError,
+  type AnchorReceipt,
+  InvalidInput,
+  Ledger,
+  LedgerStore,
+  LedgerTamper,
+  UnitOfWork,
+  verifyCheckpointSignature,
+  verifyEntryProof
+} from "@mandate/core"
+import { Clock, Context, Effect, Layer, Logger, Option, Redacted, Ref } from "effect"
+import { TestClock } from "effect/testing"
+import { suite } from "./conformance/ledger.ts"
+
+suite(
+  "Ledger.layerMemory (conformance)",
+  Ledger.layer().pipe(
+    Layer.provideMerge(LedgerStore.layerMemory),
+    Layer.provide(Anchor.layerMemory),
+    Layer.merge(UnitOfWork.layerMemory)
+  )
+)
+
+// The memory store never suspends, so its appenders cannot interleave and a missing lock would go unnoticed.
+// Behind this wrapper every store call yields to other fibers, as a database round trip does: the suite then
+// shows that the ledger reads and writes inside the append lock, and that the memory lock serialises.
+const memoryWithLatency = Layer.effectContext(
+  Effect.gen(function* () {
+    const context = yield* Layer.build(LedgerStore.layerMemory)
+    const inner = Context.get(context, LedgerStore)
+    const io = <A, E>(effect: Effect.Effect<A, E>) => Effect.andThen(Effect.yieldNow, effect)
+    const store = LedgerStore.of({
+      withAppendLock: (effect) => inner.withAppendLock(Effect.andThen(Effect.yieldNow, effect)),
+      head: io(inner.head),
+      write: (entries, nodes) => io(inner.write(entries, nodes)),
+      nodes: (ids) => io(inner.nodes(ids)),
+      entries: (from, to) => io(inner.entries(from, to)),
+      findByHash: (hash) => io(inner.findByHash(hash)),
+      findByTask: (taskId) => io(inner.findByTask(taskId)),
+      putCheckpoint: (checkpoint) => io(inner.putCheckpoint(checkpoint)),
+      checkpoints: io(inner.checkpoints),
+      latestCheckpoint: io(inner.latestCheckpoint),
+      putAnchor: (size, anchor) => io(inner.putAnchor(size, anchor))
+    })
+    return Context.make(LedgerStore, store).pipe(Context.add(LedgerTamper, Context.get(context, LedgerTamper)))
+  })
+)
+
+suite(
+  "Ledger on LedgerStore.layerMemory behind simulated I/O (conformance)",
+  Ledger.layer().pipe(
+    Layer.provideMerge(memoryWithLatency),
+    Layer.provide(Anchor.layerMemory),
+    Layer.merge(UnitOfWork.layerMemory)
+  )
+)
+
+const entry = (i: number) => ({ kind: "step.succeeded", taskId: "task_1", payload: { i } })
+
+// Lets the anchoring fiber run: it wakes on a queue, so a few scheduler turns are enough
+const settle = Effect.gen(function* () {
+  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+})
+
+const anchoredSizes = Ledger.use((ledger) =>
+  Effect.map(ledger.checkpoints, (records) =>
+    records.filter((r) => r.anchor !== undefined).map((r) => r.checkpoint.size)
+  )
+)
+
+/** An Anchor that fails while `failing` is set, then behaves like Anchor.layerMemory; counts publishes. */
+const flakyAnchor = (failing: Ref.Ref<boolean>, publishes: Ref.Ref<number>) =>
+  Layer.effect(
+    Anchor,
+    Effect.gen(function* () {
+      const memory = yield* Effect.provide(
+        Anchor.use((anchor) => Effect.succeed(anchor)),
+        Anchor.layerMemory
+      )
+      return Anchor.of({
+        ...memory,
+        publish: (root, size) =>
+          Effect.gen(function* () {
+            yield* Ref.update(publishes, (n) => n + 1)
+            if (yield* Ref.get(failing)) {
+              return yield* new AnchorError({ operation: "publish", message: "chain unreachable" })
+            }
+            return yield* memory.publish(root, size)
+          })
+      })
+    })
+  )
+
+describe("Ledger anchoring", () => {
+  it.effect("anchors automatically every N entries from a background fiber", () =>
+    Effect.gen(function* () {
+      const ledger = yield* Ledger
+      yield* ledger.appendBatch([1, 2, 3, 4].map(entry))
+      yield* settle
+      assert.deepStrictEqual(yield* anchoredSizes, [])
+      yield* ledger.append(entry(5))
+      yield* settle
+      assert.deepStrictEqual(yield* anchoredSizes, [5])
+      yield* ledger.appendBatch([6, 7, 8, 9, 10, 11, 12].map(entry))
+      yield* settle
+      assert.deepStrictEqual(yield* anchoredSizes, [5, 12])
+      const latest = Option.getOrThrow(yield* ledger.latestCheckpoint)
+      assert.strictEqual(latest.anchor?.root, latest.checkpoint.root)
+      assert.strictEqual(latest.anchor?.chain, "memory")
+    }).pipe(Effect.provide(Ledger.layerMemory({ anchorEvery: { entries: 5 } }).pipe(Layer.provide(Anchor.layerMemory))))
+  )
+
+  it.effect("anchors every interval when there are new entries, driven by the Clock", () =>
+    Effect.gen(function* () {
+      const ledger = yield* Ledger
+      yield* ledger.appendBatch([1, 2, 3].map(entry))
+      yield* TestClock.adjust("59 seconds")
+      yield* settle
+      assert.deepStrictEqual(yield* anchoredSizes, [])
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual(yield* anchoredSizes, [3])
+      // nothing new: nothing published
+      yield* TestClock.adjust("5 minutes")
+      yield* settle
+      assert.deepStrictEqual(yield* anchoredSizes, [3])
+      yield* ledger.append(entry(4))
+      yield* TestClock.adjust("1 minute")
+      yield* settle
+      assert.deepStrictEqual(yield* anchoredSizes, [3, 4])
+      const records = yield* ledger.checkpoints
+      assert.strictEqual(records[1]!.checkpoint.timestamp, yield* Clock.currentTimeMillis)
+    }).pipe(
+      Effect.provide(
+        Ledger.layerMemory({ anchorEvery: { interval: "1 minute" } }).pipe(Layer.provide(Anchor.layerMemory))
+      )
+    )
+  )
+
+  it.effect("an anchoring failure never fails appends; it is logged and retried at the next trigger", () =>
+    Effect.gen(function* () {
+      const failing = yield* Ref.make(true)
+      const publishes = yield* Ref.make(0)
+      const warnings: Array<string> = []
+      const collector = Logger.make(({ logLevel, message }) => {
+        if (logLevel === "Warn") warnings.push(String(Array.isArray(message) ? message[0] : message))
+      })
+      yield* Effect.gen(function* () {
+        const ledger = yield* Ledger
+        assert.strictEqual((yield* ledger.appendBatch([1, 2, 3].map(entry))).length, 3)
+        yield* settle
+        assert.strictEqual(yield* Ref.get(publishes), 1)
+        assert.deepStrictEqual(yield* anchoredSizes, [])
+        assert.deepStrictEqual(warnings, ["Ledger anchoring failed; retrying at the next trigger"])
+        // still three or more entries behind: the next append triggers a retry
+        yield* ledger.append(entry(4))
+        yield* settle
+        assert.strictEqual(yield* Ref.get(publishes), 2)
+        assert.deepStrictEqual(yield* anchoredSizes, [])
+        yield* Ref.set(failing, false)
+        yield* ledger.append(entry(5))
+        yield* settle
+        assert.strictEqual(yield* Ref.get(publishes), 3)
+        assert.deepStrictEqual(yield* anchoredSizes, [5])
+        assert.strictEqual(warnings.length, 2)
+        assert.isTrue((yield* ledger.verifyAll()).valid)
+      }).pipe(
+        Effect.provide(
+          Ledger.layerMemory({ anchorEvery: { entries: 3 } }).pipe(
+            Layer.provide(flakyAnchor(failing, publishes)),
+            Layer.provide(Logger.layer([collector]))
+          )
+        )
+      )
+    })
+  )
+
+  it.effect("anchor() fails with the Anchor's error when anchoring is off, and appends go on", () =>
+    Effect.gen(function* () {
+      const ledger = yield* Ledger
+      yield* ledger.append(entry(1))
+      const error = yield* Effect.flip(ledger.anchor)
+      assert.instanceOf(error, AnchorError)
+      yield* ledger.append(entry(2))
+      const verified = yield* ledger.verify((yield* ledger.entries())[1]!.entryHash)
+      assert.isUndefined(verified.anchor)
+      assert.isTrue(verifyEntryProof(verified, ledger.publicKey))
+    }).pipe(Effect.provide(Ledger.layerMemory().pipe(Layer.provide(Anchor.layerNone))))
+  )
+
+  it.effect("a pending receipt is refreshed from the chain when the entry is verified", () =>
+    Effect.gen(function* () {
+      const confirmed = yield* Ref.make(false)
+      const pendingAnchor = Layer.succeed(
+        Anchor,
+        Anchor.of({
+          publish: (root, size) =>
+            Effect.succeed<AnchorReceipt>({
+              chain: "test",
+              txId: `tx_${root.slice(0, 8)}`,
+              tick: 10,
+              root,
+              size,
+              status: "pending",
+              publishedAt: 0
+            }),
+          lookup: () => Effect.succeed(Option.none()),
+          getTx: (txId) =>
+            Effect.map(Ref.get(confirmed), (done) => ({
+              chain: "test",
+              txId,
+              tick: 10,
+              root: "0".repeat(64),
+              size: 0,
+              status: done ? ("confirmed" as const) : ("pending" as const),
+              publishedAt: 0,
+              ...(done ? { confirmedAt: 42 } : {})
+            }))
+        })
+      )
+      yield* Effect.gen(function* () {
+        const ledger = yield* Ledger
+        const receipt = yield* ledger.append(entry(1))
+        const anchored = yield* ledger.anchor
+        assert.strictEqual(anchored.anchor?.status, "pending")
+        assert.strictEqual((yield* ledger.verify(receipt.entryHash)).anchor?.status, "pending")
+        yield* Ref.set(confirmed, true)
+        const verified = yield* ledger.verify(receipt.entryHash)
+        assert.strictEqual(verified.anchor?.status, "confirmed")
+        assert.strictEqual(verified.anchor?.confirmedAt, 42)
+        // stored, so the next read sees it without asking the chain
+        const stored = Option.getOrThrow(yield* ledger.latestCheckpoint)
+        assert.strictEqual(stored.anchor?.status, "confirmed")
+      }).pipe(Effect.provide(Ledger.layerMemory().pipe(Layer.provide(pendingAnchor))))
+    })
+  )
+})
+
+describe("Ledger options: signing keys and anchoring triggers", () => {
+  it.effect("signs with the configured Ed25519 key (PEM, Redacted or KeyObject)", () =>
+    Effect.gen(function* () {
+      const { privateKey, publicKey } = NodeCrypto.generateKeyPairSync("ed25519")
+      const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString()
+      for (const signingKey of [pem, Redacted.make(pem), privateKey]) {
+        const checkpoint = yield* Effect.gen(function* () {
+          const ledger = yield* Ledger
+          assert.strictEqual(ledger.publicKey, publicKey.export({ type: "spki", format: "pem" }).toString())
+          yield* ledger.append(entry(1))
+          return yield* ledger.checkpoint
+        }).pipe(Effect.provide(Ledger.layerMemory({ signingKey }).pipe(Layer.provide(Anchor.layerNone))))
+        assert.isTrue(verifyCheckpointSignature(checkpoint, publicKey))
+      }
+    })
+  )
+
+  it.effect("after a key rotation, checkpoints of a trusted earlier key still verify; of an unknown key, never", () =>
+    Effect.gen(function* () {
+      // One persistent store, a ledger process per signing key
+      const store = yield* Layer.build(LedgerStore.layerMemory)
+      const on = (options: Parameters<typeof Ledger.layer>[0]) =>
+        Ledger.layer(options).pipe(Layer.provide(Layer.succeedContext(store)), Layer.provide(Anchor.layerNone))
+      const old = NodeCrypto.generateKeyPairSync("ed25519")
+      const next = NodeCrypto.generateKeyPairSync("ed25519")
+      const signedBefore = yield* Effect.provide(
+        Ledger.use((ledger) => Effect.andThen(ledger.appendBatch([1, 2, 3].map(entry)), ledger.checkpoint)),
+        on({ signingKey: old.privateKey })
+      )
+      yield* Effect.gen(function* () {
+        const ledger = yield* Ledger
+        yield* ledger.append(entry(4))
+        yield* ledger.checkpoint
+        assert.isTrue((yield* ledger.verifyAll()).valid)
+        yield* ledger.verifyCheckpoint(signedBefore)
+        const first = (yield* ledger.entries())[0]!
+        assert.isTrue(verifyEntryProof(yield* ledger.verify(first.entryHash), ledger.publicKey))
+      }).pipe(Effect.provide(on({ signingKey: next.privateKey, trustedKeys: [old.publicKey] })))
+
+      yield* Effect.gen(function* () {
+        const ledger = yield* Ledger
+        const report = yield* ledger.verifyAll()
+        assert.strictEqual(report.mismatch?.check, "checkpoint")
+        assert.strictEqual(report.mismatch?.seq, signedBefore.size - 1)
+        const rejected = yield* Effect.flip(ledger.verifyCheckpoint(signedBefore))
+        assert.strictEqual(rejected._tag === "CheckpointRejected" && rejected.reason, "key")
+      }).pipe(Effect.provide(on({ signingKey: next.privateKey })))
+
+      const error = yield* Effect.flip(
+        Effect.provide(
+          Ledger.use(() => Effect.void),
+          on({ trustedKeys: ["not a key"] })
+        )
+      )
+      assert.strictEqual(error._tag === "InvalidInput" && error.path, "$.trustedKeys[0]")
+    })
+  )
+
+  it.effect("refuses anchoring triggers that are not positive", () =>
+    Effect.gen(function* () {
+      const cases: Array<[Parameters<typeof Ledger.layerMemory>[0], string]> = [
+        [{ anchorEvery: { entries: 0 } }, "$.anchorEvery.entries"],
+        [{ anchorEvery: { entries: 2.5 } }, "$.anchorEvery.entries"],
+        [{ anchorEvery: { interval: "0 seconds" } }, "$.anchorEvery.interval"],
+        [{ anchorEvery: { interval: "soon" as never } }, "$.anchorEvery.interval"]
+      ]
+      for (const [options, path] of cases) {
+        const error = yield* Effect.flip(
+          Effect.provide(
+            Ledger.use(() => Effect.void),
+            Ledger.layerMemory(options).pipe(Layer.provide(Anchor.layerNone))
+          )
+        )
+        assert.instanceOf(error, InvalidInput)
+        assert.strictEqual((error as InvalidInput).path, path)
+      }
+    })
+  )
+
+  it.effect("refuses a signing key that is not an Ed25519 private key", () =>
+    Effect.gen(function* () {
+      const rsa = NodeCrypto.generateKeyPairSync("rsa", { modulusLength: 1024 })
+      const ed = NodeCrypto.generateKeyPairSync("ed25519")
+      for (const signingKey of ["not a key", rsa.privateKey, ed.publicKey]) {
+        const error = yield* Effect.flip(
+          Effect.provide(
+            Ledger.use(() => Effect.void),
+            Ledger.layerMemory({ signingKey }).pipe(Layer.provide(Anchor.layerNone))
+          )
+        )
+        assert.instanceOf(error, InvalidInput)
+        assert.strictEqual((error as InvalidInput).path, "$.signingKey")
+      }
+    })
+  )
+})

@@ -1,0 +1,718 @@
+/**
+ * The Ledger conformance suite: the whole contract of the `Ledger` service, run against any backend.
+ *
+ * ```ts
+ * import { suite } from "@mandate/core/conformance/ledger"
+ * suite("Ledger on my store", Ledger.layer().pipe(Layer.provideMerge(myStoreAndTamper), Layer.provideMerge(uow), ...))
+ * ```
+ *
+ * The layer provides the `Ledger` (anchoring through a working `Anchor`: memory, a chain mock or a test chain),
+ * a `UnitOfWork` its stores take part in, and `LedgerTamper`, the backend access the tamper-detection tests need.
+ * One layer instance serves the whole suite, and tests isolate themselves by task ids; the suite must be the
+ * only writer to its ledger while it runs (tamper tests restore what they change).
+ *
+ * @since 0.1.0
+ */
+import * as NodeCrypto from "node:crypto"
+import { assert, describe, layer } from "@effect/vitest"
+import {
+  Canonical,
+  CheckpointRejected,
+  checkpointMessage,
+  type EntryInput,
+  EntryNotFound,
+  entryHashOf,
+  entryLeafHash,
+  InvalidInput,
+  InvalidTreeRange,
+  Ledger,
+  type LedgerEntry,
+  LedgerTamper,
+  LedgerTampered,
+  Merkle,
+  publicKeyId,
+  UnitOfWork,
+  verifyCheckpointSignature,
+  verifyEntryProof
+} from "@mandate/core"
+import { Clock, Effect, type Layer } from "effect"
+
+/**
+ * How the suite runs against a backend. No option removes an assertion.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface SuiteOptions {
+  /** Concurrent appenders in the concurrency tests (default 24). */
+  readonly fibers?: number | undefined
+}
+
+const newTask = () => `task_${NodeCrypto.randomUUID()}`
+
+const entryFor = (taskId: string, i: number, extra: Partial<EntryInput> = {}): EntryInput => ({
+  kind: "step.succeeded",
+  taskId,
+  stepId: `step_${i}`,
+  principal: { id: "alice", roles: ["submitter"] },
+  payload: { i, amount: 10 * i, memo: `entry ${i}`, tags: ["a", "b"], nested: { ok: true, none: null } },
+  ...extra
+})
+
+const bytes = (hex: string) => Canonical.fromHex(hex)!
+
+/**
+ * Runs the Ledger contract against `layer`.
+ *
+ * @category conformance
+ * @since 0.1.0
+ */
+export const suite = (
+  name: string,
+  ledgerLayer: Layer.Layer<Ledger | LedgerTamper | UnitOfWork, unknown>,
+  options?: SuiteOptions
+): void => {
+  const fibers = options?.fibers ?? 24
+
+  layer(ledgerLayer, { timeout: "120 seconds" })(name, (it) => {
+    describe("append and read", () => {
+      it.effect("appends entries that chain, and reads them back field for field", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const task = newTask()
+          const before = yield* Clock.currentTimeMillis
+          const r1 = yield* ledger.append(entryFor(task, 1))
+          const r2 = yield* ledger.append(entryFor(task, 2, { principal: { id: "bob", roles: ["approver", "agent"] } }))
+          const r3 = yield* ledger.append(entryFor(task, 3, { storePayload: false, stepId: undefined }))
+          assert.strictEqual(r2.seq, r1.seq + 1)
+          assert.strictEqual(r3.seq, r2.seq + 1)
+          assert.strictEqual(r2.prevHash, r1.entryHash)
+          assert.strictEqual(r3.prevHash, r2.entryHash)
+          for (const r of [r1, r2, r3]) assert.strictEqual(r.leafIndex, r.seq)
+
+          const e1 = yield* ledger.get(r1.entryHash)
+          assert.strictEqual(e1.seq, r1.seq)
+          assert.strictEqual(e1.kind, "step.succeeded")
+          assert.strictEqual(e1.taskId, task)
+          assert.strictEqual(e1.stepId, "step_1")
+          assert.deepStrictEqual<unknown>(e1.principal, { id: "alice", roles: ["submitter"] })
+          assert.deepStrictEqual(e1.payload, entryFor(task, 1).payload)
+          assert.strictEqual(e1.payloadHash, Canonical.hash(entryFor(task, 1).payload))
+          assert.strictEqual(e1.prevHash, r1.prevHash)
+          assert.strictEqual(e1.entryHash, r1.entryHash)
+          assert.strictEqual(entryHashOf(e1), e1.entryHash)
+          assert.isAtLeast(e1.at, before)
+
+          // the payload's hash is kept even when the payload is not
+          const e3 = yield* ledger.get(r3.entryHash)
+          assert.isFalse("payload" in e3)
+          assert.isFalse("stepId" in e3)
+          assert.strictEqual(e3.payloadHash, Canonical.hash(entryFor(task, 3).payload))
+          assert.strictEqual(entryHashOf(e3), r3.entryHash)
+
+          const byTask = yield* ledger.byTask(task)
+          assert.deepStrictEqual(
+            byTask.map((e) => e.entryHash),
+            [r1.entryHash, r2.entryHash, r3.entryHash]
+          )
+          const listed = yield* ledger.entries({ from: r1.seq, limit: 3 })
+          assert.deepStrictEqual(listed, byTask)
+          assert.deepStrictEqual(yield* ledger.byTask(newTask()), [])
+          assert.isAtLeast(yield* ledger.size, r3.seq + 1)
+        })
+      )
+
+      it.effect("stored entries are out of reach of the objects a caller appended or read back", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const payload = { amount: 5, to: { wallet: "W" } }
+          const principal = { id: "carol", roles: ["approver" as const] }
+          const receipt = yield* ledger.append({ kind: "approval.granted", taskId: newTask(), principal, payload })
+          payload.amount = 500_000
+          payload.to.wallet = "MALLORY"
+          principal.roles.push("admin" as never)
+          const read = yield* ledger.get(receipt.entryHash)
+          assert.deepStrictEqual<unknown>(read.payload, { amount: 5, to: { wallet: "W" } })
+          assert.deepStrictEqual<unknown>(read.principal, { id: "carol", roles: ["approver"] })
+          try {
+            ;(read.payload as { amount: number }).amount = 7
+          } catch {
+            // a backend may hand out frozen objects
+          }
+          assert.deepStrictEqual<unknown>((yield* ledger.get(receipt.entryHash)).payload, {
+            amount: 5,
+            to: { wallet: "W" }
+          })
+          assert.isTrue((yield* ledger.verifyAll({ from: receipt.seq, to: receipt.seq + 1 })).valid)
+        })
+      )
+
+      it.effect("accepts host-defined kinds and refuses bad input by JSON path, appending nothing", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const task = newTask()
+          const custom = yield* ledger.append({ kind: "invoice.paid", taskId: task, payload: { invoice: "INV-7" } })
+          assert.strictEqual((yield* ledger.get(custom.entryHash)).kind, "invoice.paid")
+          const size = yield* ledger.size
+          const cases: Array<[unknown, string]> = [
+            [{ ...entryFor(task, 1), kind: "Not A Kind" }, "$.kind"],
+            [{ ...entryFor(task, 1), payload: { amount: Number.NaN } }, "$.payload.amount"],
+            [{ ...entryFor(task, 1), payload: { a: { b: undefined } } }, "$.payload.a.b"],
+            [{ ...entryFor(task, 1), payload: { list: [1, Number.POSITIVE_INFINITY] } }, "$.payload.list[1]"],
+            [{ ...entryFor(task, 1), payload: { when: new Date(0) } }, "$.payload.when"],
+            [{ ...entryFor(task, 1), payload: undefined }, "$.payload"],
+            [{ ...entryFor(task, 1), taskId: "no spaces allowed" }, "$.taskId"],
+            [{ ...entryFor(task, 1), principal: { id: "x", roles: ["king"] } }, "$.principal.roles[0]"]
+          ]
+          for (const [input, path] of cases) {
+            const error = yield* Effect.flip(ledger.append(input as EntryInput))
+            assert.instanceOf(error, InvalidInput)
+            assert.strictEqual(error.path, path, JSON.stringify(error.issues))
+          }
+          assert.strictEqual(yield* ledger.size, size)
+          assert.strictEqual((yield* ledger.byTask(task)).length, 1)
+          assert.instanceOf(yield* Effect.flip(ledger.get("f".repeat(64))), EntryNotFound)
+          assert.instanceOf(yield* Effect.flip(ledger.get("not a hash")), EntryNotFound)
+        })
+      )
+
+      it.effect("appendBatch is atomic: one invalid entry and nothing is appended", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const task = newTask()
+          const size = yield* ledger.size
+          const error = yield* Effect.flip(
+            ledger.appendBatch([
+              entryFor(task, 1),
+              entryFor(task, 2),
+              { ...entryFor(task, 3), payload: { x: Number.NaN } },
+              { ...entryFor(task, 4), kind: "BAD" }
+            ])
+          )
+          assert.instanceOf(error, InvalidInput)
+          assert.strictEqual(error.path, "$[2].payload.x")
+          assert.includeMembers(
+            error.issues.map((i) => i.path),
+            ["$[2].payload.x", "$[3].kind"]
+          )
+          assert.strictEqual(yield* ledger.size, size)
+          assert.deepStrictEqual(yield* ledger.byTask(task), [])
+
+          const receipts = yield* ledger.appendBatch([1, 2, 3, 4, 5].map((i) => entryFor(task, i)))
+          assert.strictEqual(receipts.length, 5)
+          for (let i = 1; i < receipts.length; i++) {
+            assert.strictEqual(receipts[i]!.seq, receipts[i - 1]!.seq + 1)
+            assert.strictEqual(receipts[i]!.prevHash, receipts[i - 1]!.entryHash)
+          }
+          const stored = yield* ledger.byTask(task)
+          assert.deepStrictEqual(
+            stored.map((e) => e.stepId as string | undefined),
+            ["step_1", "step_2", "step_3", "step_4", "step_5"]
+          )
+          // one batch, one timestamp
+          assert.strictEqual(new Set(stored.map((e) => e.at)).size, 1)
+          assert.deepStrictEqual(yield* ledger.appendBatch([]), [])
+        })
+      )
+
+      it.effect("concurrent appenders never fork the chain or the tree", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const task = newTask()
+          const results = yield* Effect.forEach(
+            Array.from({ length: fibers }, (_, f) => f),
+            (f) =>
+              f % 3 === 0
+                ? ledger.appendBatch([0, 1, 2].map((i) => entryFor(task, f * 10 + i)))
+                : Effect.forEach([0, 1, 2], (i) => ledger.append(entryFor(task, f * 10 + i)), { concurrency: 1 }),
+            { concurrency: "unbounded" }
+          )
+          const receipts = results.flat()
+          const seqs = receipts.map((r) => r.seq).sort((a, b) => a - b)
+          assert.strictEqual(new Set(seqs).size, receipts.length)
+          const first = seqs[0]!
+          const last = seqs[seqs.length - 1]!
+          assert.strictEqual(last - first + 1, receipts.length, "the appends took consecutive seqs")
+          const bySeq = new Map(receipts.map((r) => [r.seq, r]))
+          for (const r of receipts) {
+            const previous = bySeq.get(r.seq - 1)
+            if (previous) assert.strictEqual(r.prevHash, previous.entryHash)
+          }
+          // a batch lands in one piece
+          for (const batch of results.filter((_, f) => f % 3 === 0)) {
+            assert.deepStrictEqual(
+              batch.map((r) => r.seq),
+              [batch[0]!.seq, batch[0]!.seq + 1, batch[0]!.seq + 2]
+            )
+          }
+          const report = yield* ledger.verifyAll({ from: first, to: last + 1 })
+          assert.isTrue(report.valid, JSON.stringify(report.mismatch))
+          const checkpoint = yield* ledger.checkpoint
+          for (const r of receipts.filter((_, i) => i % 7 === 0)) {
+            const proof = yield* ledger.inclusionProof(r.entryHash, checkpoint.size)
+            assert.isTrue(Merkle.verifyInclusionProof(proof, entryLeafHash(r.entryHash), checkpoint.root))
+          }
+        })
+      )
+
+      it.effect("appendBatch joins a unit of work, alongside concurrent plain appends", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const uow = yield* UnitOfWork
+          const task = newTask()
+          const results = yield* Effect.forEach(
+            Array.from({ length: fibers }, (_, f) => f),
+            (f) =>
+              f % 2 === 0
+                ? uow.run(ledger.appendBatch([0, 1, 2].map((i) => entryFor(task, f * 10 + i))))
+                : Effect.map(ledger.append(entryFor(task, f * 10)), (r) => [r]),
+            { concurrency: "unbounded" }
+          )
+          for (const batch of results.filter((_, f) => f % 2 === 0)) {
+            assert.deepStrictEqual(
+              batch.map((r) => r.seq - batch[0]!.seq),
+              [0, 1, 2]
+            )
+          }
+          const seqs = results.flat().map((r) => r.seq)
+          const report = yield* ledger.verifyAll({ from: Math.min(...seqs), to: Math.max(...seqs) + 1 })
+          assert.isTrue(report.valid, JSON.stringify(report.mismatch))
+          assert.strictEqual((yield* ledger.byTask(task)).length, seqs.length)
+        })
+      )
+    })
+
+    describe("Merkle tree, proofs and checkpoints", () => {
+      it.effect("root(size) of every past size is the RFC 9162 tree head over the stored entries", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          yield* ledger.appendBatch([1, 2, 3].map((i) => entryFor(newTask(), i)))
+          const size = yield* ledger.size
+          const entries: Array<LedgerEntry> = []
+          while (entries.length < size) entries.push(...(yield* ledger.entries({ from: entries.length, limit: 500 })))
+          assert.strictEqual(entries.length, size)
+          // the roots of every prefix, computed independently from the entries
+          const roots: Array<string> = [Canonical.toHex(Merkle.emptyRoot)]
+          let frontier: ReadonlyArray<Uint8Array> = []
+          for (let i = 0; i < size; i++) {
+            assert.strictEqual(entries[i]!.seq, i)
+            const appended = Merkle.append(i, frontier, [Merkle.leafHash(bytes(entries[i]!.entryHash))])
+            frontier = appended.frontier
+            roots.push(Canonical.toHex(Merkle.foldSubtrees(appended.frontier)))
+          }
+          const step = Math.max(1, Math.floor(size / 40))
+          for (let n = 0; n <= size; n += step) assert.strictEqual(yield* ledger.root(n), roots[n], `size ${n}`)
+          assert.strictEqual(yield* ledger.root(), roots[size])
+          assert.strictEqual(yield* ledger.root(size - 1), roots[size - 1])
+        })
+      )
+
+      it.effect("inclusion proofs, by index or by hash, verify offline against checkpoints", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const receipts = yield* ledger.appendBatch([1, 2, 3, 4, 5, 6, 7].map((i) => entryFor(newTask(), i)))
+          const checkpoint = yield* ledger.checkpoint
+          for (const r of receipts) {
+            const byHash = yield* ledger.inclusionProof(r.entryHash, checkpoint.size)
+            const byIndex = yield* ledger.inclusionProof(r.leafIndex, checkpoint.size)
+            assert.deepStrictEqual(byHash, byIndex)
+            assert.strictEqual(byHash.leafIndex, r.seq)
+            assert.strictEqual(byHash.treeSize, checkpoint.size)
+            assert.isTrue(Merkle.verifyInclusionProof(byHash, entryLeafHash(r.entryHash), checkpoint.root))
+            assert.isFalse(Merkle.verifyInclusionProof(byHash, entryLeafHash(r.prevHash), checkpoint.root))
+            // against an older tree that already held the entry
+            const older = r.seq + 1
+            const proof = yield* ledger.inclusionProof(r.entryHash, older)
+            assert.isTrue(Merkle.verifyInclusionProof(proof, entryLeafHash(r.entryHash), yield* ledger.root(older)))
+          }
+          // the default tree size is the whole ledger
+          const latest = yield* ledger.inclusionProof(receipts[0]!.entryHash)
+          assert.strictEqual(latest.treeSize, yield* ledger.size)
+        })
+      )
+
+      it.effect("consistency proofs show each checkpoint extends the previous one", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          yield* ledger.append(entryFor(newTask(), 1))
+          const first = yield* ledger.checkpoint
+          yield* ledger.appendBatch([1, 2, 3, 4, 5].map((i) => entryFor(newTask(), i)))
+          const second = yield* ledger.checkpoint
+          const proof = yield* ledger.consistencyProof(first.size, second.size)
+          assert.deepStrictEqual([proof.oldSize, proof.newSize], [first.size, second.size])
+          assert.isTrue(Merkle.verifyConsistencyProof(proof, first.root, second.root))
+          assert.isFalse(Merkle.verifyConsistencyProof(proof, second.root, first.root))
+          assert.isFalse(
+            Merkle.verifyConsistencyProof({ ...proof, path: proof.path.slice(1) }, first.root, second.root)
+          )
+          assert.deepStrictEqual(yield* ledger.consistencyProof(first.size), proof)
+          assert.deepStrictEqual((yield* ledger.consistencyProof(second.size, second.size)).path, [])
+        })
+      )
+
+      it.effect("refuses sizes and indexes outside the tree", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          yield* ledger.append(entryFor(newTask(), 1))
+          const size = yield* ledger.size
+          const range = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+            Effect.map(Effect.flip(effect), (error) => {
+              assert.instanceOf(error, InvalidTreeRange)
+              return (error as InvalidTreeRange).parameter
+            })
+          assert.strictEqual(yield* range(ledger.root(size + 1)), "size")
+          assert.strictEqual(yield* range(ledger.inclusionProof(size)), "leafIndex")
+          assert.strictEqual(yield* range(ledger.inclusionProof(0, size + 1)), "treeSize")
+          assert.strictEqual(yield* range(ledger.inclusionProof(3, 3)), "leafIndex")
+          assert.strictEqual(yield* range(ledger.consistencyProof(3, 2)), "oldSize")
+          assert.strictEqual(yield* range(ledger.consistencyProof(1, size + 1)), "newSize")
+          assert.strictEqual(yield* range(ledger.verifyAll({ from: 0, to: size + 1 })), "to")
+          assert.instanceOf(yield* Effect.flip(ledger.root(-1)), InvalidInput)
+          assert.instanceOf(yield* Effect.flip(ledger.inclusionProof(1.5)), InvalidInput)
+          assert.instanceOf(yield* Effect.flip(ledger.inclusionProof("e".repeat(64))), EntryNotFound)
+        })
+      )
+
+      it.effect("checkpoints are signed with Ed25519; altered or foreign checkpoints are rejected", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          yield* ledger.append(entryFor(newTask(), 1))
+          const checkpoint = yield* ledger.checkpoint
+          assert.strictEqual(checkpoint.size, yield* ledger.size)
+          assert.strictEqual(checkpoint.root, yield* ledger.root())
+          assert.strictEqual(checkpoint.keyId, ledger.keyId)
+          assert.strictEqual(publicKeyId(ledger.publicKey), ledger.keyId)
+          assert.isTrue(verifyCheckpointSignature(checkpoint, ledger.publicKey))
+          yield* ledger.verifyCheckpoint(checkpoint)
+          // a tree size is signed once
+          assert.deepStrictEqual(yield* ledger.checkpoint, checkpoint)
+
+          const otherRoot = yield* ledger.root(checkpoint.size - 1)
+          const flipped = checkpoint.signature.startsWith("A")
+            ? `B${checkpoint.signature.slice(1)}`
+            : `A${checkpoint.signature.slice(1)}`
+          const altered: Array<[string, typeof checkpoint, CheckpointRejected["reason"]]> = [
+            ["root", { ...checkpoint, root: otherRoot }, "signature"],
+            ["size", { ...checkpoint, size: checkpoint.size - 1 }, "signature"],
+            ["size + 1", { ...checkpoint, size: checkpoint.size + 1 }, "signature"],
+            ["timestamp", { ...checkpoint, timestamp: checkpoint.timestamp + 1 }, "signature"],
+            ["signature", { ...checkpoint, signature: flipped }, "signature"],
+            ["signature padding", { ...checkpoint, signature: `${checkpoint.signature}=` }, "signature"],
+            ["keyId", { ...checkpoint, keyId: "0".repeat(64) }, "key"]
+          ]
+          for (const [what, cp, reason] of altered) {
+            assert.isFalse(verifyCheckpointSignature(cp, ledger.publicKey), what)
+            const error = yield* Effect.flip(ledger.verifyCheckpoint(cp))
+            assert.instanceOf(error, CheckpointRejected, what)
+            assert.strictEqual((error as CheckpointRejected).reason, reason, what)
+          }
+
+          // correctly signed, by someone else
+          const other = NodeCrypto.generateKeyPairSync("ed25519")
+          const foreignBody = { size: checkpoint.size, root: checkpoint.root, timestamp: checkpoint.timestamp }
+          const foreignKeyId = publicKeyId(other.publicKey)!
+          const foreign = {
+            ...foreignBody,
+            keyId: foreignKeyId,
+            signature: NodeCrypto.sign(
+              null,
+              checkpointMessage({ ...foreignBody, keyId: foreignKeyId }),
+              other.privateKey
+            ).toString("base64")
+          }
+          assert.isTrue(verifyCheckpointSignature(foreign, other.publicKey))
+          assert.isFalse(verifyCheckpointSignature(foreign, ledger.publicKey))
+          assert.strictEqual((yield* Effect.flip(ledger.verifyCheckpoint(foreign)))._tag, "CheckpointRejected")
+          assert.isFalse(verifyCheckpointSignature(checkpoint, other.publicKey))
+
+          const latest = yield* ledger.latestCheckpoint
+          assert.isTrue(latest._tag === "Some" && latest.value.checkpoint.size >= checkpoint.size)
+          const sizes = (yield* ledger.checkpoints).map((r) => r.checkpoint.size)
+          assert.deepStrictEqual(
+            sizes,
+            [...sizes].sort((a, b) => a - b)
+          )
+          assert.include(sizes, checkpoint.size)
+          const invalid = yield* Effect.flip(ledger.verifyCheckpoint({ ...checkpoint, size: "ten" } as never))
+          assert.instanceOf(invalid, InvalidInput)
+        })
+      )
+
+      it.effect("verify(hash) returns the entry with a proof against the latest checkpoint, checkable offline", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const receipt = yield* ledger.append(entryFor(newTask(), 1))
+          const verified = yield* ledger.verify(receipt.entryHash)
+          assert.deepStrictEqual(verified.entry, yield* ledger.get(receipt.entryHash))
+          assert.strictEqual(verified.leafHash, entryLeafHash(receipt.entryHash))
+          assert.isAbove(verified.checkpoint.size, receipt.seq)
+          assert.deepStrictEqual(verified.proof, yield* ledger.inclusionProof(receipt.seq, verified.checkpoint.size))
+          assert.isTrue(Merkle.verifyInclusionProof(verified.proof, verified.leafHash, verified.checkpoint.root))
+          assert.isTrue(verifyEntryProof(verified, ledger.publicKey))
+          // the same checks fail for anything else
+          const stranger = NodeCrypto.generateKeyPairSync("ed25519").publicKey
+          assert.isFalse(verifyEntryProof(verified, stranger))
+          assert.isFalse(
+            verifyEntryProof({ ...verified, entry: { ...verified.entry, kind: "task.failed" } }, ledger.publicKey)
+          )
+          assert.isFalse(
+            verifyEntryProof({ ...verified, entry: { ...verified.entry, payload: { i: 2 } } }, ledger.publicKey)
+          )
+          assert.isFalse(
+            verifyEntryProof(
+              { ...verified, proof: { ...verified.proof, leafIndex: verified.proof.leafIndex + 1 } },
+              ledger.publicKey
+            )
+          )
+          assert.instanceOf(yield* Effect.flip(ledger.verify("a".repeat(64))), EntryNotFound)
+        })
+      )
+
+      it.effect("anchors checkpoints through the Anchor service and returns the receipts with verified entries", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const first = yield* ledger.append(entryFor(newTask(), 1))
+          const anchored = yield* ledger.anchor
+          const receipt = anchored.anchor!
+          assert.strictEqual(anchored.checkpoint.size, yield* ledger.size)
+          assert.strictEqual(receipt.root, anchored.checkpoint.root)
+          assert.strictEqual(receipt.size, anchored.checkpoint.size)
+          assert.include(["pending", "confirmed"], receipt.status)
+          // anchoring the same tree again publishes nothing new
+          assert.strictEqual((yield* ledger.anchor).anchor!.txId, receipt.txId)
+          const stored = (yield* ledger.checkpoints).find((r) => r.checkpoint.size === anchored.checkpoint.size)
+          assert.strictEqual(stored?.anchor?.txId, receipt.txId)
+
+          const v1 = yield* ledger.verify(first.entryHash)
+          assert.deepStrictEqual(v1.checkpoint, anchored.checkpoint)
+          assert.strictEqual(v1.anchor?.txId, receipt.txId)
+          assert.isTrue(verifyEntryProof(v1, ledger.publicKey))
+
+          // a newer, unanchored checkpoint: the proof against the anchored one comes along
+          const second = yield* ledger.append(entryFor(newTask(), 2))
+          const v2 = yield* ledger.verify(second.entryHash)
+          assert.isUndefined(v2.anchor)
+          assert.isUndefined(v2.anchored, "no anchored checkpoint covers the new entry yet")
+          const v3 = yield* ledger.verify(first.entryHash)
+          assert.strictEqual(v3.checkpoint.size, v2.checkpoint.size)
+          assert.strictEqual(v3.anchored?.anchor.txId, receipt.txId)
+          assert.strictEqual(v3.anchored?.checkpoint.root, anchored.checkpoint.root)
+          assert.isTrue(verifyEntryProof(v3, ledger.publicKey))
+        })
+      )
+    })
+
+    describe("tamper detection", () => {
+      const seed = (n: number) =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const task = newTask()
+          const receipts = yield* ledger.appendBatch(Array.from({ length: n }, (_, i) => entryFor(task, i)))
+          const entries = yield* ledger.byTask(task)
+          return { ledger, task, receipts, entries, from: receipts[0]!.seq, to: receipts[n - 1]!.seq + 1 }
+        })
+      // Tampering lasts until the enclosing scope closes, then the original is put back, even when an assertion
+      // failed, so one failing test does not break the others
+      const tamperEntry = (original: LedgerEntry, fields: Readonly<Record<string, unknown>> | undefined) =>
+        LedgerTamper.use((tamper) =>
+          Effect.acquireRelease(tamper.replaceEntry(original.seq, fields), () =>
+            Effect.orDie(tamper.replaceEntry(original.seq, original))
+          )
+        )
+      const tamperNode = (node: Merkle.Node, original: Uint8Array) =>
+        LedgerTamper.use((tamper) =>
+          Effect.acquireRelease(tamper.replaceNode(node), () =>
+            Effect.orDie(tamper.replaceNode({ ...node, hash: original }))
+          )
+        )
+      const leafOf = (e: LedgerEntry) => Merkle.leafHash(bytes(e.entryHash))
+      const bogus = Canonical.sha256("bogus")
+
+      it.effect("a clean ledger verifies end to end, checkpoints included", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          yield* ledger.append(entryFor(newTask(), 1))
+          yield* ledger.checkpoint
+          const size = yield* ledger.size
+          const report = yield* ledger.verifyAll()
+          assert.deepStrictEqual(report, {
+            from: 0,
+            to: size,
+            entries: size,
+            checkpoints: report.checkpoints,
+            valid: true
+          })
+          assert.isAtLeast(report.checkpoints, 1)
+          const part = yield* ledger.verifyAll({ from: 1, to: size - 1 })
+          assert.isTrue(part.valid)
+          assert.strictEqual(part.entries, size - 2)
+        })
+      )
+
+      it.effect("tampering with any field of any stored entry is reported at its seq", () =>
+        Effect.gen(function* () {
+          const { entries, from, ledger, to } = yield* seed(6)
+          yield* ledger.checkpoint
+          const target = entries[3]!
+          const original = { ...target } as Record<string, unknown>
+          const cases: Array<[string, (e: Record<string, unknown>) => Record<string, unknown>, string]> = [
+            ["kind", (e) => ({ ...e, kind: "task.cancelled" }), "entryHash"],
+            ["taskId", (e) => ({ ...e, taskId: newTask() }), "entryHash"],
+            ["taskId removed", ({ taskId: _, ...e }) => e, "entryHash"],
+            ["stepId", (e) => ({ ...e, stepId: "step_other" }), "entryHash"],
+            ["principal", (e) => ({ ...e, principal: { id: "mallory", roles: ["admin"] } }), "entryHash"],
+            ["at", (e) => ({ ...e, at: (e.at as number) + 1 }), "entryHash"],
+            ["payload", (e) => ({ ...e, payload: { i: 3, amount: 1_000_000 } }), "payloadHash"],
+            ["payload removed", ({ payload: _, ...e }) => e, "entryHash"],
+            ["payloadHash", (e) => ({ ...e, payloadHash: Canonical.sha256Hex("other") }), "payloadHash"],
+            ["prevHash", (e) => ({ ...e, prevHash: Canonical.sha256Hex("other") }), "prevHash"],
+            ["entryHash", (e) => ({ ...e, entryHash: Canonical.sha256Hex("other") }), "entryHash"],
+            ["seq", (e) => ({ ...e, seq: (e.seq as number) + 1_000_000_000 }), "missing"]
+          ]
+          for (const [what, change, check] of cases) {
+            yield* Effect.scoped(
+              Effect.gen(function* () {
+                yield* tamperEntry(target, change(original))
+                for (const report of [yield* ledger.verifyAll({ from, to }), yield* ledger.verifyAll()]) {
+                  assert.isFalse(report.valid, what)
+                  assert.strictEqual(report.mismatch?.seq, target.seq, what)
+                  assert.strictEqual(report.mismatch?.check, check, what)
+                  assert.notStrictEqual(report.mismatch?.expected, report.mismatch?.found, what)
+                  assert.strictEqual(report.entries, target.seq - report.from, what)
+                }
+              })
+            )
+            assert.isTrue((yield* ledger.verifyAll({ from, to })).valid, `restored after ${what}`)
+          }
+
+          // verify(hash) refuses the tampered entry
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* tamperEntry(target, { ...original, kind: "task.cancelled" })
+              const refused = yield* Effect.flip(ledger.verify(target.entryHash))
+              assert.instanceOf(refused, LedgerTampered)
+              assert.strictEqual((refused as LedgerTampered).seq, target.seq)
+              assert.strictEqual((refused as LedgerTampered).check, "entryHash")
+            })
+          )
+          assert.isTrue(verifyEntryProof(yield* ledger.verify(target.entryHash), ledger.publicKey))
+
+          // a deleted entry
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* tamperEntry(target, undefined)
+              const gone = yield* ledger.verifyAll({ from, to })
+              assert.strictEqual(gone.mismatch?.check, "missing")
+              assert.strictEqual(gone.mismatch?.seq, target.seq)
+            })
+          )
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+        })
+      )
+
+      it.effect("tampering with a Merkle node is reported, and breaks the proofs through it", () =>
+        Effect.gen(function* () {
+          const { entries, from, ledger, to } = yield* seed(8)
+          yield* ledger.checkpoint
+          // A node is never on its own leaf's proof: each case checks an entry whose proof passes through it
+          const inRange = (seq: number) => entries.find((e) => e.seq === seq)
+          const target = entries.find((e) => inRange(e.seq ^ 1) !== undefined)!
+          const witness = inRange(target.seq ^ 1)!
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* tamperNode({ level: 0, index: target.seq, hash: bogus }, leafOf(target))
+              const report = yield* ledger.verifyAll({ from, to })
+              assert.strictEqual(report.mismatch?.check, "node")
+              assert.strictEqual(report.mismatch?.seq, target.seq)
+              assert.strictEqual(report.mismatch?.found, Canonical.toHex(bogus))
+              const refused = yield* Effect.flip(ledger.verify(witness.entryHash))
+              assert.instanceOf(refused, LedgerTampered)
+              assert.strictEqual((refused as LedgerTampered).check, "node")
+            })
+          )
+          assert.isTrue((yield* ledger.verifyAll({ from, to })).valid)
+          assert.isTrue(verifyEntryProof(yield* ledger.verify(witness.entryHash), ledger.publicKey))
+
+          // An interior node: a level-1 node whose sibling's leaves are in the range too
+          const pair = (j: number) => [inRange(2 * j), inRange(2 * j + 1)]
+          const j = [...new Set(entries.map((e) => Math.floor(e.seq / 2)))].find((j) =>
+            [...pair(j), ...pair(j ^ 1)].every((e) => e !== undefined)
+          )!
+          const [left, right] = pair(j) as [LedgerEntry, LedgerEntry]
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* tamperNode({ level: 1, index: j, hash: bogus }, Merkle.nodeHash(leafOf(left), leafOf(right)))
+              const interior = yield* ledger.verifyAll({ from, to })
+              assert.strictEqual(interior.mismatch?.check, "node")
+              assert.strictEqual(interior.mismatch?.seq, right.seq)
+              const broken = yield* Effect.flip(ledger.verify(pair(j ^ 1)[0]!.entryHash))
+              assert.instanceOf(broken, LedgerTampered)
+            })
+          )
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+        })
+      )
+
+      it.effect("a rewrite that recomputes every hash is caught by the signed checkpoint", () =>
+        Effect.gen(function* () {
+          const { ledger, receipts } = yield* seed(3)
+          const checkpoint = yield* ledger.checkpoint
+          const size = yield* ledger.size
+          const last = yield* ledger.get(receipts[2]!.entryHash)
+          assert.strictEqual(last.seq, size - 1)
+          // every entry, to recompute the nodes the rewritten entry is part of
+          const all: Array<LedgerEntry> = []
+          while (all.length < size) all.push(...(yield* ledger.entries({ from: all.length, limit: 500 })))
+          const leaves = all.map(leafOf)
+          // the nodes the last entry completed: (level, size / 2^level - 1) while 2^level divides size
+          const nodesOver = (leafHashes: ReadonlyArray<Uint8Array>) => {
+            const out: Array<Merkle.Node> = []
+            for (let level = 0, span = 1; size % span === 0; level++, span *= 2) {
+              const index = size / span - 1
+              out.push({ level, index, hash: Merkle.rootOf(leafHashes.slice(index * span, (index + 1) * span)) })
+            }
+            return out
+          }
+          const { entryHash: _, ...body } = last
+          const forgedBody = { ...body, kind: "approval.granted" as const }
+          const forged = { ...forgedBody, entryHash: entryHashOf(forgedBody) }
+          const originals = nodesOver(leaves)
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* tamperEntry(last, forged)
+              const rewritten = nodesOver([...leaves.slice(0, -1), Merkle.leafHash(bytes(forged.entryHash))])
+              for (let i = 0; i < rewritten.length; i++) yield* tamperNode(rewritten[i]!, originals[i]!.hash)
+              const report = yield* ledger.verifyAll()
+              assert.isFalse(report.valid)
+              assert.strictEqual(report.mismatch?.check, "checkpoint")
+              assert.strictEqual(report.mismatch?.expected, checkpoint.root)
+              assert.isAtMost(report.mismatch!.seq, last.seq)
+              assert.strictEqual(report.entries, size, "every entry and node agreed with the others")
+              const refused = yield* Effect.flip(ledger.verify(forged.entryHash))
+              assert.instanceOf(refused, LedgerTampered)
+            })
+          )
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+        })
+      )
+
+      it.effect("entries removed from the end are caught by the signed checkpoint", () =>
+        Effect.gen(function* () {
+          const { entries, ledger } = yield* seed(2)
+          yield* ledger.checkpoint
+          const last = entries[1]!
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* tamperEntry(last, undefined)
+              const report = yield* ledger.verifyAll()
+              assert.isFalse(report.valid)
+              assert.strictEqual(report.mismatch?.seq, last.seq)
+              assert.strictEqual(report.mismatch?.check, "checkpoint")
+            })
+          )
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+        })
+      )
+    })
+  })
+}
