@@ -91,7 +91,10 @@ const program = Effect.gen(function* () {
   )
   line("submitted (start calls)", `${(N / (load.submitted / 1000)).toFixed(0)} tasks/s`)
   line("completed", `${(N / (load.elapsed / 1000)).toFixed(0)} tasks/s  (${(load.elapsed / 1000).toFixed(2)} s)`)
-  line("CPU per task", `${load.cpuMsPerTask.toFixed(2)} ms (${(1000 / load.cpuMsPerTask).toFixed(0)} tasks per CPU-second)`)
+  line(
+    "CPU per task",
+    `${load.cpuMsPerTask.toFixed(2)} ms (${(1000 / load.cpuMsPerTask).toFixed(0)} tasks per CPU-second)`
+  )
   line("task latency under load", `p50 ${load.p50.toFixed(1)} ms  p99 ${load.p99.toFixed(1)} ms`)
   line("task latency, one at a time", `p50 ${light.p50.toFixed(2)} ms  p99 ${light.p99.toFixed(2)} ms`)
 })
