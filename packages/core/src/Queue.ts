@@ -549,6 +549,80 @@ const StatsQueue = decode(QueueName, "$.queue")
 const ListQueryDecode = decode(JobQuery)
 const ClaimDecode = decode(ClaimRequest)
 
+// ---- validation shared by layers ------------------------------------------------------------------------
+
+/**
+ * Validates one enqueue request and builds the queued job it describes at `now` (id, defaults, `runAt` from
+ * `runAt`/`delayMs`): what every layer stores, so layers agree on ids, defaults and paths (`$.payload.amount`).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const prepareJob = (request: unknown, now: number): Result.Result<Job, InvalidInput> =>
+  Result.map(validateRequest(request, "$"), (valid) => newJob(valid, now).job)
+
+/**
+ * `prepareJob` for a batch: every request checked (each problem at `$[i]...`), all jobs or none.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const prepareJobs = (
+  requests: ReadonlyArray<unknown>,
+  now: number
+): Result.Result<ReadonlyArray<Job>, InvalidInput> => {
+  if (!Array.isArray(requests)) return Result.fail(InvalidInput.at("$", "Expected an array of enqueue requests"))
+  const errors: Array<InvalidInput> = []
+  const jobs: Array<Job> = []
+  for (let i = 0; i < requests.length; i++) {
+    const result = validateRequest(requests[i], `$[${i}]`)
+    if (Result.isSuccess(result)) jobs.push(newJob(result.success, now).job)
+    else errors.push(result.failure)
+  }
+  return errors.length > 0 ? Result.fail(combine(errors)) : Result.succeed(jobs)
+}
+
+/**
+ * Decodes a claim request (`InvalidInput` at `$.queues[0]`, `$.max`, …).
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeClaimRequest: (request: unknown) => Effect.Effect<ClaimRequest, InvalidInput> = ClaimDecode
+
+/**
+ * Decodes a `list` query (`InvalidInput` at `$.limit`, `$.state`, …; the cursor's format is the layer's).
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeJobQuery: (query: unknown) => Effect.Effect<JobQuery, InvalidInput> = ListQueryDecode
+
+/**
+ * Decodes a heartbeat extension in ms (`InvalidInput` at `$.extendMs`).
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeExtendMs: (extendMs: unknown) => Effect.Effect<number, InvalidInput> = ExtendMs
+
+/**
+ * Decodes the queue name of `stats` (`InvalidInput` at `$.queue`).
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeStatsQueue: (queue: unknown) => Effect.Effect<string, InvalidInput> = StatsQueue
+
+/**
+ * A job result as stored: JSON checked by `Canonical` (`InvalidInput` at `$.result.x`), `undefined` as `null`.
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const prepareResult = (result: unknown): Effect.Effect<Schema.Json, InvalidInput> =>
+  privateJson(result === undefined ? null : result, "$.result")
+
 const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"], never, Scope.Scope> =>
   Effect.gen(function* () {
     const store = new MemoryQueueStore(Backoff.settings(options?.backoff))
