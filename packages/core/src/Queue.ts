@@ -499,27 +499,24 @@ export const validateEnqueue = (input: unknown, root = "$"): Result.Result<Enque
  * @category validation
  * @since 0.1.0
  */
-export const validateEnqueueBatch = (inputs: unknown): Result.Result<ReadonlyArray<EnqueueRequest>, InvalidInput> => {
+export const validateEnqueueBatch = (inputs: unknown): Result.Result<ReadonlyArray<EnqueueRequest>, InvalidInput> =>
+  validateAll(inputs, (valid) => valid.request)
+
+// Every request checked (each problem under `$[i]`), all or nothing
+const validateAll = <A>(
+  inputs: unknown,
+  build: (valid: { readonly request: EnqueueRequest; readonly payload: Schema.Json }) => A
+): Result.Result<ReadonlyArray<A>, InvalidInput> => {
   if (!Array.isArray(inputs)) return Result.fail(InvalidInput.at("$", "Expected an array of enqueue requests"))
   const errors: Array<InvalidInput> = []
-  const valid: Array<EnqueueRequest> = []
+  const built: Array<A> = []
   for (let i = 0; i < inputs.length; i++) {
     const result = validateRequest(inputs[i], `$[${i}]`)
-    if (Result.isSuccess(result)) valid.push(result.success.request)
+    if (Result.isSuccess(result)) built.push(build(result.success))
     else errors.push(result.failure)
   }
-  return errors.length > 0 ? Result.fail(combine(errors)) : Result.succeed(valid)
+  return errors.length > 0 ? Result.fail(combine(errors)) : Result.succeed(built)
 }
-
-/**
- * Checks a job's result as `Queue.layerMemory` does (JSON, default `null`, bad values by path under
- * `$.result`) and returns a private copy.
- *
- * @category validation
- * @since 0.1.0
- */
-export const validateResult = (result: unknown): Effect.Effect<Schema.Json, InvalidInput> =>
-  privateJson(result === undefined ? null : result, "$.result")
 
 const newJob = (
   { request, payload }: { readonly request: EnqueueRequest; readonly payload: Schema.Json },
@@ -570,17 +567,7 @@ export const prepareJob = (request: unknown, now: number): Result.Result<Job, In
 export const prepareJobs = (
   requests: ReadonlyArray<unknown>,
   now: number
-): Result.Result<ReadonlyArray<Job>, InvalidInput> => {
-  if (!Array.isArray(requests)) return Result.fail(InvalidInput.at("$", "Expected an array of enqueue requests"))
-  const errors: Array<InvalidInput> = []
-  const jobs: Array<Job> = []
-  for (let i = 0; i < requests.length; i++) {
-    const result = validateRequest(requests[i], `$[${i}]`)
-    if (Result.isSuccess(result)) jobs.push(newJob(result.success, now).job)
-    else errors.push(result.failure)
-  }
-  return errors.length > 0 ? Result.fail(combine(errors)) : Result.succeed(jobs)
-}
+): Result.Result<ReadonlyArray<Job>, InvalidInput> => validateAll(requests, (valid) => newJob(valid, now).job)
 
 /**
  * Decodes a claim request (`InvalidInput` at `$.queues[0]`, `$.max`, …).

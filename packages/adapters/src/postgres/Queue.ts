@@ -47,6 +47,7 @@ import {
   JobQuery,
   JobState,
   LeaseLost,
+  prepareResult,
   Queue,
   QueueName,
   type QueueStats,
@@ -55,7 +56,6 @@ import {
   uuidv7,
   validateEnqueue,
   validateEnqueueBatch,
-  validateResult,
   type WakeupRequest
 } from "@mandate/core"
 import {
@@ -514,7 +514,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   })
 
   const complete = Effect.fn("Queue.complete")(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
-    const value = yield* validateResult(result)
+    const value = yield* prepareResult(result)
     return yield* leaseOperation(
       "complete",
       jobId,
