@@ -45,6 +45,7 @@ const run = (count: number, sequential: boolean) =>
       Effect.forkScoped
     )
     const t0 = performance.now()
+    const cpu0 = process.cpuUsage()
     const submit = (i: number) =>
       Effect.gen(function* () {
         const begin = performance.now()
@@ -70,8 +71,15 @@ const run = (count: number, sequential: boolean) =>
     const submitted = performance.now() - t0
     yield* Deferred.await(allDone)
     const elapsed = performance.now() - t0
+    const cpu = process.cpuUsage(cpu0)
     latencies.sort((a, b) => a - b)
-    return { submitted, elapsed, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) }
+    return {
+      submitted,
+      elapsed,
+      cpuMsPerTask: (cpu.user + cpu.system) / 1000 / count,
+      p50: percentile(latencies, 0.5),
+      p99: percentile(latencies, 0.99)
+    }
   }).pipe(Effect.scoped)
 
 const program = Effect.gen(function* () {
@@ -83,6 +91,10 @@ const program = Effect.gen(function* () {
   )
   line("submitted (start calls)", `${(N / (load.submitted / 1000)).toFixed(0)} tasks/s`)
   line("completed", `${(N / (load.elapsed / 1000)).toFixed(0)} tasks/s  (${(load.elapsed / 1000).toFixed(2)} s)`)
+  line(
+    "CPU per task",
+    `${load.cpuMsPerTask.toFixed(2)} ms (${(1000 / load.cpuMsPerTask).toFixed(0)} tasks per CPU-second)`
+  )
   line("task latency under load", `p50 ${load.p50.toFixed(1)} ms  p99 ${load.p99.toFixed(1)} ms`)
   line("task latency, one at a time", `p50 ${light.p50.toFixed(2)} ms  p99 ${light.p99.toFixed(2)} ms`)
 })

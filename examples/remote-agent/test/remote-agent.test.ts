@@ -3,10 +3,10 @@ import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Principal } from "@mandate/core"
-import { Authenticator, RateLimit } from "@mandate/server/http/Auth"
+import { Authenticator } from "@mandate/server/http/Auth"
 import * as Server from "@mandate/server/Server"
 import * as Stores from "@mandate/server/Stores"
-import { Duration, Effect, Fiber, Layer, Redacted } from "effect"
+import { Effect, Fiber, Layer, Redacted } from "effect"
 import { FetchHttpClient, HttpServer } from "effect/http"
 import { run, type Signature, verify } from "../src/Agent.ts"
 
@@ -24,7 +24,6 @@ const server = Server.layerApp().pipe(
           { token: Redacted.make(auditor), principal: Principal.make("carol", ["auditor"]) }
         ]
       }),
-      RateLimit.layerMemory({ limit: 100_000, window: Duration.minutes(1) }),
       Stores.Readiness.layer({ store: "memory", anchor: "none" }).pipe(
         Layer.provideMerge(Stores.layerMemory({ anchor: Stores.layerAnchor("none") }))
       )

@@ -239,6 +239,31 @@ const RegistrationDecode = decode(AgentRegistration)
 const LoadDecode = decode(AgentLoad, "$.load")
 const QueryDecode = decode(AgentQuery)
 
+/**
+ * Decodes a registration (`InvalidInput` at `$.pool`, `$.labels["bad key"]`, …), for layers.
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeAgentRegistration: (registration: unknown) => Effect.Effect<AgentRegistration, InvalidInput> =
+  RegistrationDecode
+
+/**
+ * Decodes a heartbeat's load (`InvalidInput` at `$.load`), for layers.
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeAgentLoad: (load: unknown) => Effect.Effect<number, InvalidInput> = LoadDecode
+
+/**
+ * Decodes a `list` query (`InvalidInput` at `$.status`, …), for layers.
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeAgentQuery: (query: unknown) => Effect.Effect<AgentQuery, InvalidInput> = QueryDecode
+
 function makeMemory(options?: AgentsMemoryOptions): Agents["Service"] {
   const limits = statusThresholds(options)
   const agents = new Map<string, Stored>()

@@ -1050,12 +1050,13 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
   return Ledger.of({
     publicKey: signer.publicKey,
     keyId: signer.keyId,
-    append: Effect.fn("Ledger.append")(function* (entry: EntryInput) {
+    // Appends are on every transition's path: untraced, a span would cost as much as the append
+    append: Effect.fnUntraced(function* (entry: EntryInput) {
       const prepared = yield* prepare(entry, "$")
       const [receipt] = yield* appendPrepared([prepared])
       return receipt!
     }),
-    appendBatch: Effect.fn("Ledger.appendBatch")(function* (entries: ReadonlyArray<EntryInput>) {
+    appendBatch: Effect.fnUntraced(function* (entries: ReadonlyArray<EntryInput>) {
       const prepared = yield* prepareAll(entries)
       return prepared.length === 0 ? [] : yield* appendPrepared(prepared)
     }),

@@ -481,6 +481,43 @@ const combine = (errors: ReadonlyArray<InvalidInput>): InvalidInput => {
   return new InvalidInput({ message: first.message, path: first.path, issues })
 }
 
+/**
+ * Checks one enqueue request exactly as `Queue.layerMemory` does, for other layers to share: every bad field by
+ * its JSON path under `root` (`$.queue`, `$.payload.amount`; the payload checked as canonical JSON), and
+ * `runAt` with `delayMs` refused. Returns the request with a private, frozen copy of its payload.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const validateEnqueue = (input: unknown, root = "$"): Result.Result<EnqueueRequest, InvalidInput> =>
+  Result.map(validateRequest(input, root), (valid) => valid.request)
+
+/**
+ * Checks a batch of enqueue requests as `Queue.layerMemory` does: all or nothing, each bad request's issues
+ * under `$[i]`.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const validateEnqueueBatch = (inputs: unknown): Result.Result<ReadonlyArray<EnqueueRequest>, InvalidInput> =>
+  validateAll(inputs, (valid) => valid.request)
+
+// Every request checked (each problem under `$[i]`), all or nothing
+const validateAll = <A>(
+  inputs: unknown,
+  build: (valid: { readonly request: EnqueueRequest; readonly payload: Schema.Json }) => A
+): Result.Result<ReadonlyArray<A>, InvalidInput> => {
+  if (!Array.isArray(inputs)) return Result.fail(InvalidInput.at("$", "Expected an array of enqueue requests"))
+  const errors: Array<InvalidInput> = []
+  const built: Array<A> = []
+  for (let i = 0; i < inputs.length; i++) {
+    const result = validateRequest(inputs[i], `$[${i}]`)
+    if (Result.isSuccess(result)) built.push(build(result.success))
+    else errors.push(result.failure)
+  }
+  return errors.length > 0 ? Result.fail(combine(errors)) : Result.succeed(built)
+}
+
 const newJob = (
   { request, payload }: { readonly request: EnqueueRequest; readonly payload: Schema.Json },
   now: number
@@ -508,6 +545,70 @@ const ExtendMs = decode(LeaseMillis, "$.extendMs")
 const StatsQueue = decode(QueueName, "$.queue")
 const ListQueryDecode = decode(JobQuery)
 const ClaimDecode = decode(ClaimRequest)
+
+// ---- validation shared by layers ------------------------------------------------------------------------
+
+/**
+ * Validates one enqueue request and builds the queued job it describes at `now` (id, defaults, `runAt` from
+ * `runAt`/`delayMs`): what every layer stores, so layers agree on ids, defaults and paths (`$.payload.amount`).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const prepareJob = (request: unknown, now: number): Result.Result<Job, InvalidInput> =>
+  Result.map(validateRequest(request, "$"), (valid) => newJob(valid, now).job)
+
+/**
+ * `prepareJob` for a batch: every request checked (each problem at `$[i]...`), all jobs or none.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const prepareJobs = (
+  requests: ReadonlyArray<unknown>,
+  now: number
+): Result.Result<ReadonlyArray<Job>, InvalidInput> => validateAll(requests, (valid) => newJob(valid, now).job)
+
+/**
+ * Decodes a claim request (`InvalidInput` at `$.queues[0]`, `$.max`, …).
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeClaimRequest: (request: unknown) => Effect.Effect<ClaimRequest, InvalidInput> = ClaimDecode
+
+/**
+ * Decodes a `list` query (`InvalidInput` at `$.limit`, `$.state`, …; the cursor's format is the layer's).
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeJobQuery: (query: unknown) => Effect.Effect<JobQuery, InvalidInput> = ListQueryDecode
+
+/**
+ * Decodes a heartbeat extension in ms (`InvalidInput` at `$.extendMs`).
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeExtendMs: (extendMs: unknown) => Effect.Effect<number, InvalidInput> = ExtendMs
+
+/**
+ * Decodes the queue name of `stats` (`InvalidInput` at `$.queue`).
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeStatsQueue: (queue: unknown) => Effect.Effect<string, InvalidInput> = StatsQueue
+
+/**
+ * A job result as stored: JSON checked by `Canonical` (`InvalidInput` at `$.result.x`), `undefined` as `null`.
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const prepareResult = (result: unknown): Effect.Effect<Schema.Json, InvalidInput> =>
+  privateJson(result === undefined ? null : result, "$.result")
 
 const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"], never, Scope.Scope> =>
   Effect.gen(function* () {

@@ -150,6 +150,11 @@ export interface RuntimeOptions {
   readonly pool?: string | undefined
   /** Resume unfinished tasks when the runtime starts (default true). */
   readonly reconcileOnStart?: boolean | undefined
+  /**
+   * How often (ms) unfinished tasks are checked against their jobs, settling any step whose job finished
+   * unheard (default 60,000; 0 turns it off).
+   */
+  readonly reconcileIntervalMs?: number | undefined
 }
 
 /**
@@ -747,31 +752,78 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
 
   // ---- reconcile ------------------------------------------------------------------------------------------
 
-  const reconcileTask = (taskId: TaskId) =>
-    transact(taskId, (r, plan, now) => {
-      if (r.task.state !== "running" && r.task.state !== "waiting_approval") return Effect.succeed(undefined)
-      // Re-issue the jobs of queued steps and the deadlines of waiting ones: idempotency keys return the
-      // existing jobs, so this only fills gaps a crash between stores left.
-      const reissue: Array<Flow.Command> = r.steps.flatMap((s): Array<Flow.Command> => {
-        if (s.state === "queued") return [{ _tag: "Enqueue", step: s, planned: plan.steps.find((p) => p.id === s.id)! }]
-        if (s.state === "waiting_approval" && s.deadlineAt !== undefined) {
-          return [{ _tag: "ScheduleDeadline", stepId: s.id, round: s.round, at: s.deadlineAt }]
+  /**
+   * Settles what a task is owed from its jobs' state. A step whose job finished without the task hearing of it
+   * (a crash or a lost reply between the queue and the task store) is settled from the job; a step whose job is
+   * missing is enqueued again (idempotency keys return an existing job, never a second one). On `restart`, the
+   * deadlines of waiting steps are re-issued as well.
+   */
+  const reconcileTask = (taskId: TaskId, restart: boolean) =>
+    transact(taskId, (r, plan, now) =>
+      Effect.gen(function* () {
+        if (r.task.state !== "running" && r.task.state !== "waiting_approval") return undefined
+        let transition: Flow.Transition = { record: r, commands: [] }
+        const add = (next: Flow.Transition) => {
+          transition = { record: next.record, commands: [...transition.commands, ...next.commands] }
         }
-        return []
+        for (const step of r.steps) {
+          const planned = plan.steps.find((p) => p.id === step.id)!
+          if (step.state === "waiting_approval" && restart && step.deadlineAt !== undefined) {
+            add({
+              record: transition.record,
+              commands: [{ _tag: "ScheduleDeadline", stepId: step.id, round: step.round, at: step.deadlineAt }]
+            })
+          }
+          if (step.state !== "queued" && step.state !== "running") continue
+          const job = step.jobId === undefined ? Option.none() : yield* Effect.option(queue.get(step.jobId))
+          if (Option.isNone(job)) {
+            add({ record: transition.record, commands: [{ _tag: "Enqueue", step, planned }] })
+          } else if (job.value.state === "completed") {
+            add(Flow.stepSucceeded(transition.record, plan, step.id, job.value.result ?? null, now))
+          } else if (job.value.state === "dead_lettered") {
+            const message = job.value.lastError ?? "the step's job was dead-lettered"
+            add(Flow.stepFailed(transition.record, step.id, { message, retryable: false }, true, now))
+          } else if (job.value.state === "cancelled") {
+            // Withdrawn while the task still wants it: run it again, in a new round
+            const current = transition.record.steps.find((s) => s.id === step.id)!
+            add({
+              record: {
+                ...transition.record,
+                steps: transition.record.steps.map((s) =>
+                  s.id === step.id ? { ...current, state: "pending", round: current.round + 1, updatedAt: now } : s
+                )
+              },
+              commands: []
+            })
+          }
+        }
+        const next = Flow.advance(transition, plan, now)
+        return next.commands.length === 0 && next.record === r ? undefined : next
       })
-      return Effect.succeed(Flow.advance({ record: r, commands: reissue }, plan, now))
-    })
+    )
 
-  const reconcile = Effect.gen(function* () {
-    const ids = yield* store.unfinished
-    yield* Effect.forEach(ids, (id) => reconcileTask(id).pipe(Effect.catchTag("TaskNotFound", () => Effect.void)), {
-      concurrency: 8,
-      discard: true
-    })
-    return ids.length
-  }).pipe(Effect.withSpan("Runtime.reconcile"))
+  const reconcileWith = (restart: boolean) =>
+    Effect.gen(function* () {
+      const ids = yield* store.unfinished
+      yield* Effect.forEach(
+        ids,
+        (id) => reconcileTask(id, restart).pipe(Effect.catchTag("TaskNotFound", () => Effect.void)),
+        { concurrency: 8, discard: true }
+      )
+      return ids.length
+    }).pipe(Effect.withSpan("Runtime.reconcile"))
+  const reconcile = reconcileWith(true)
 
   if (options?.reconcileOnStart ?? true) yield* reconcile
+  const reconcileEveryMs = options?.reconcileIntervalMs ?? 60_000
+  if (reconcileEveryMs > 0) {
+    yield* reconcileWith(false).pipe(
+      Effect.catchCause((cause) => Effect.logWarning("reconciling unfinished tasks failed", cause)),
+      Effect.delay(Duration.millis(reconcileEveryMs)),
+      Effect.forever,
+      Effect.forkScoped
+    )
+  }
 
   if (options?.workers ?? true) {
     yield* Worker.run({

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import {
+  AgentId,
   Anchor,
   handler,
   Ledger,
@@ -652,6 +653,37 @@ describe("Runtime: durability and scale", () => {
       assert.strictEqual(view.steps[0]!.attempts, 2)
     }).pipe(Effect.scoped)
   })
+
+  it.live("reconcile settles a step whose job finished unheard (a crash or a lost reply after the queue wrote)", () =>
+    Effect.gen(function* () {
+      const runtime = yield* Runtime
+      const queue = yield* Queue
+      const worker = AgentId.make("phantom")
+      // A worker that completes the job in the queue but dies before the task store hears of it
+      const task = yield* runtime.start(monitoring, alice)
+      const [claimed] = yield* queue.claim({ workerId: worker, queues: ["mandate.steps"], max: 1 })
+      yield* queue.complete(claimed!.id, worker, { wallet: walletA, balance: 7, sufficient: true })
+      assert.strictEqual((yield* runtime.get(task.id)).steps[0]!.state, "queued")
+      yield* runtime.reconcile
+      const settled = yield* runtime.get(task.id)
+      assert.deepStrictEqual(settled.steps[0]!.result, { wallet: walletA, balance: 7, sufficient: true })
+      assert.deepStrictEqual(
+        settled.steps.map((s) => s.state),
+        ["succeeded", "queued"]
+      )
+      // ...and one whose job was dead-lettered: the task fails with the job's error
+      const [next] = yield* queue.claim({ workerId: worker, queues: ["mandate.steps"], max: 1 })
+      yield* queue.fail(next!.id, worker, "disk on fire", { retryable: false })
+      yield* runtime.reconcile
+      const failed = yield* runtime.get(task.id)
+      assert.strictEqual(failed.task.state, "failed")
+      assert.deepStrictEqual(failed.task.reasons, ["step monitor_action failed: disk on fire"])
+      // a second pass finds nothing to do and writes nothing
+      const version = failed.task.version
+      yield* runtime.reconcile
+      assert.strictEqual((yield* runtime.get(task.id)).task.version, version)
+    }).pipe(Effect.provide(memory({ runtime: { workers: false } })))
+  )
 
   it.live("1,000 concurrent tasks complete, each step succeeds exactly once, and the ledger verifies", () =>
     Effect.gen(function* () {

@@ -100,7 +100,7 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   ledgerKey: Config.Redacted("MANDATE_LEDGER_KEY").pipe(Config.option),
   anchorInterval: Config.Duration("MANDATE_ANCHOR_INTERVAL").pipe(Config.withDefault(Duration.seconds(30))),
   anchorEntries: positiveInt("MANDATE_ANCHOR_ENTRIES", 1000),
-  rateLimit: positiveInt("MANDATE_RATE_LIMIT", 600),
+  rateLimit: positiveInt("MANDATE_RATE_LIMIT", 600, 1_000_000),
   rateWindow: Config.Duration("MANDATE_RATE_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
   maxBodyBytes: positiveInt("MANDATE_MAX_BODY_BYTES", 1_048_576, 1_073_741_824),
   workerConcurrency: Config.schema(

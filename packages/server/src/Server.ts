@@ -8,12 +8,11 @@
  */
 import type * as NodeHttp from "node:http"
 import { createServer } from "node:http"
-import { NodeHttpServer, NodeRedis, NodeServices } from "@effect/platform-node"
+import { NodeHttpServer, NodeServices } from "@effect/platform-node"
 import { loadFile } from "@mandate/core"
 import { Clock, Duration, Effect, Layer, Logger, type LogLevel, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
-import { RateLimiter } from "effect/persistence"
 import { Api } from "./api/Api.ts"
 import { isDevelopmentMode, ServerConfig } from "./Config.ts"
 import {
@@ -23,7 +22,7 @@ import {
   layerAuth,
   layerRequestErrors,
   parseApiKeys,
-  RateLimit
+  type RateLimitOptions
 } from "./http/Auth.ts"
 import * as Ledger from "./http/Ledger.ts"
 import * as Queue from "./http/Queue.ts"
@@ -40,6 +39,8 @@ import * as Stores from "./Stores.ts"
 export interface AppOptions {
   /** Largest request body, in bytes (default 1 MiB). */
   readonly maxBodyBytes?: number | undefined
+  /** Requests per principal per window (default 600 per minute). */
+  readonly rateLimit?: RateLimitOptions | undefined
 }
 
 /**
@@ -51,7 +52,10 @@ export interface AppOptions {
 export const layerRoutes = (options?: AppOptions) => {
   const maxBodyBytes = options?.maxBodyBytes ?? 1_048_576
   const handlers = Layer.mergeAll(Tasks.layer, Ledger.layer, Queue.layer, System.layer).pipe(
-    Layer.provide([layerAuth, layerRequestErrors({ maxBodyBytes })])
+    Layer.provide([
+      layerAuth(options?.rateLimit ?? { limit: 600, window: Duration.minutes(1) }),
+      layerRequestErrors({ maxBodyBytes })
+    ])
   )
   return Layer.mergeAll(
     HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(Layer.provide(handlers)),
@@ -62,7 +66,7 @@ export const layerRoutes = (options?: AppOptions) => {
 
 /**
  * The application served on the `HttpServer` in context, over the core services, `Readiness`,
- * `Authenticator` and `RateLimit`. Its metrics go to a registry of its own.
+ * `Authenticator` and core's `RateLimit`. Its metrics go to a registry of its own.
  *
  * @category layers
  * @since 0.1.0
@@ -116,11 +120,6 @@ export const layerConfig = Layer.unwrap(
           jwtIssuer: Option.getOrUndefined(config.jwtIssuer),
           jwtAudience: Option.getOrUndefined(config.jwtAudience)
         }
-    const limiterStore = Option.isSome(config.redisUrl)
-      ? RateLimiter.layerStoreRedis({ prefix: "mandate:" }).pipe(
-          Layer.provide(NodeRedis.layer({ url: Redacted.value(config.redisUrl.value) }))
-        )
-      : RateLimiter.layerStoreMemory
     const grace = Duration.toMillis(config.shutdownGrace)
     const services = Stores.layerFromConfig(config, {
       policy,
@@ -144,18 +143,10 @@ export const layerConfig = Layer.unwrap(
       response.writeHead(503, { "content-type": "application/json", "retry-after": "1" })
       response.end(JSON.stringify({ error: "unavailable", message: "The server is starting" }))
     })
-    const app = layerApp({ maxBodyBytes: config.maxBodyBytes }).pipe(
-      Layer.provide(
-        Layer.mergeAll(
-          Authenticator.layer(auth),
-          RateLimit.layer({ limit: config.rateLimit, window: config.rateWindow }).pipe(
-            Layer.provide(RateLimiter.layer),
-            Layer.provide(limiterStore)
-          ),
-          services
-        )
-      )
-    )
+    const app = layerApp({
+      maxBodyBytes: config.maxBodyBytes,
+      rateLimit: { limit: config.rateLimit, window: config.rateWindow }
+    }).pipe(Layer.provide(Layer.mergeAll(Authenticator.layer(auth), services)))
     // The server listens before the routes are registered; `announce` and `layerDrain` are built after them
     // (so "listening" means serving), and released first (so the drain runs while everything is still there)
     return Layer.mergeAll(

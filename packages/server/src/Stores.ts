@@ -9,6 +9,7 @@
  */
 import * as Postgres from "@mandate/adapters/postgres"
 import * as Qubic from "@mandate/adapters/qubic"
+import * as Redis from "@mandate/adapters/redis"
 import {
   Agents,
   Anchor,
@@ -19,6 +20,7 @@ import {
   type PolicySet,
   PolicyStore,
   Queue,
+  RateLimit,
   type RuntimeOptions,
   Sha256Hex,
   TaskStore,
@@ -41,6 +43,8 @@ export interface StoresOptions {
   readonly anchor?: Layer.Layer<Anchor, unknown> | undefined
   readonly ledger?: LedgerOptions | undefined
   readonly runtime?: RuntimeOptions | undefined
+  /** Where request budgets are counted (default: the backend's own, else memory). */
+  readonly rateLimit?: Layer.Layer<RateLimit, unknown> | undefined
 }
 
 /**
@@ -49,7 +53,7 @@ export interface StoresOptions {
  * @category models
  * @since 0.1.0
  */
-export type Services = Mandate.Services | LedgerStore
+export type Services = Mandate.Services | LedgerStore | RateLimit
 
 /**
  * A backend that cannot be used in this build or configuration.
@@ -76,54 +80,61 @@ const memoryQueue = { retainFinishedMs: 3_600_000 }
  * @since 0.1.0
  */
 export const layerMemory = (options?: StoresOptions): Layer.Layer<Services, unknown> =>
-  Mandate.layer(Mandate.layerMemoryStores({ policy: options?.policy, queue: memoryQueue }), mandateOptions(options))
+  Layer.mergeAll(
+    Mandate.layer(Mandate.layerMemoryStores({ policy: options?.policy, queue: memoryQueue }), mandateOptions(options)),
+    options?.rateLimit ?? RateLimit.layerMemory
+  )
 
 /**
- * Every service over PostgreSQL as far as the Postgres adapters of this build go: the policy store (versioned
- * policy sets, kept across restarts). The task store, queue, agents and ledger stay on memory until their
- * Postgres layers land, and so does the unit of work: a transition writes those stores, and only the memory
- * unit (a lock) makes their writes atomic.
+ * Every service over PostgreSQL: policy sets, tasks, the queue, agents and the ledger in one database, one pool,
+ * and a transition's writes in one transaction. Request budgets stay in memory unless `rateLimit` says otherwise.
  *
  * @category layers
  * @since 0.1.0
  */
 export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions): Layer.Layer<Services, unknown> =>
-  Mandate.layer(
-    Layer.mergeAll(
-      TaskStore.layerMemory,
-      Queue.layerMemory(memoryQueue),
-      Agents.layerMemory(),
-      LedgerStore.layerMemory,
-      UnitOfWork.layerMemory,
-      Layer.effect(
-        PolicyStore,
-        Effect.gen(function* () {
-          return yield* PolicyStore
-        })
-      ).pipe(Layer.provide(Postgres.layer(config, { initialPolicy: options?.policy })))
-    ),
-    mandateOptions(options)
+  Layer.mergeAll(
+    Mandate.layer(Postgres.layer(config, { initialPolicy: options?.policy }), mandateOptions(options)),
+    options?.rateLimit ?? RateLimit.layerMemory
   )
 
 /**
- * Redis stores. The Redis adapters (task store, queue) have not landed in this build: the layer fails at
- * start, saying so, rather than quietly running on memory.
+ * Tasks, the queue, agents and request budgets on Redis. Redis has no ledger or policy store (their durable
+ * home is Postgres): they stay in this process, and so does the unit of work, so a transition's writes to the
+ * task store, the queue and the ledger are not one transaction (steps are at-least-once; handlers get an
+ * idempotency key).
  *
  * @category layers
  * @since 0.1.0
  */
-export const layerRedis = (
-  _url: Redacted.Redacted,
-  _options?: StoresOptions
-): Layer.Layer<Services, StoreUnavailable> =>
-  failing(
-    new StoreUnavailable({
-      store: "redis",
-      message:
-        "MANDATE_STORE=redis: the Redis task store and queue are not part of this build yet; use memory or postgres " +
-        "(REDIS_URL alone already moves the rate limits to Redis)"
-    })
+export const layerRedis = (config: Redis.RedisConfig, options?: StoresOptions): Layer.Layer<Services, unknown> => {
+  // One client: the layer is memoised, so both uses below share one build
+  const backend = Redis.layer(config)
+  return Layer.mergeAll(
+    Mandate.layer(
+      Layer.mergeAll(LedgerStore.layerMemory, PolicyStore.layerMemory(options?.policy), UnitOfWork.layerMemory).pipe(
+        Layer.provideMerge(backend)
+      ),
+      mandateOptions(options)
+    ),
+    options?.rateLimit ??
+      Layer.effect(
+        RateLimit,
+        Effect.gen(function* () {
+          return yield* RateLimit
+        })
+      ).pipe(Layer.provide(backend))
   )
+}
+
+/**
+ * Request budgets on Redis (`REDIS_URL`), shared by every server using it, whatever the stores.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerRedisRateLimit = (config: Redis.RedisConfig): Layer.Layer<RateLimit, unknown> =>
+  Redis.layerRateLimit({ prefix: config.prefix }).pipe(Layer.provide(Redis.layerClient(config)))
 
 const mandateOptions = (options: StoresOptions | undefined): Mandate.MemoryOptions => ({
   anchor: options?.anchor ?? layerAnchor("qubic-mock"),
@@ -173,18 +184,24 @@ export const layerFromConfig = (
     rpcUrl: Option.getOrUndefined(config.qubicRpcUrl),
     seed: Option.getOrUndefined(config.qubicSeed)
   })
-  const stores = { ...options, anchor }
   const services: Layer.Layer<Services, unknown> = Layer.unwrap(
     Effect.gen(function* (): Effect.fn.Return<Layer.Layer<Services, unknown>, unknown> {
+      const redis = Option.isSome(config.redisUrl) ? Option.some(yield* Redis.RedisConfig) : Option.none()
+      const stores: StoresOptions = {
+        ...options,
+        anchor,
+        ...(Option.isSome(redis) ? { rateLimit: layerRedisRateLimit(redis.value) } : {})
+      }
       switch (config.store) {
         case "memory":
           return layerMemory(stores)
         case "postgres":
           return layerPg(yield* Postgres.PostgresConfig, stores)
         case "redis":
-          return Option.isSome(config.redisUrl)
-            ? layerRedis(config.redisUrl.value, stores)
-            : failing(new StoreUnavailable({ store: "redis", message: "MANDATE_STORE=redis needs REDIS_URL" }))
+          return layerRedis(
+            Option.getOrElse(redis, () => Redis.makeConfig()),
+            stores
+          )
       }
     })
   )

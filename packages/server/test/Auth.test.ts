@@ -8,7 +8,7 @@ import { Duration, Effect, Layer, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 import * as Jose from "jose"
 import { Unauthorized } from "../src/api/Errors.ts"
-import { Authenticator, developmentKeys, parseApiKeys, principalOfToken, RateLimit } from "../src/http/Auth.ts"
+import { Authenticator, developmentKeys, parseApiKeys, principalOfToken } from "../src/http/Auth.ts"
 import * as Server from "../src/Server.ts"
 import * as TestServer from "./utils/TestServer.ts"
 
@@ -149,14 +149,8 @@ describe("development mode", () => {
 })
 
 // A server whose bearer tokens are JWTs, with a budget of 3 requests per minute per principal
-const jwtServer = Server.layerApp({ maxBodyBytes: 4096 }).pipe(
-  Layer.provide(
-    Layer.mergeAll(
-      Authenticator.layer({ jwtSecret: Redacted.make(secret) }),
-      RateLimit.layerMemory({ limit: 3, window: Duration.minutes(1) }),
-      TestServer.memoryServices()
-    )
-  ),
+const jwtServer = Server.layerApp({ maxBodyBytes: 4096, rateLimit: { limit: 3, window: Duration.minutes(1) } }).pipe(
+  Layer.provide(Layer.mergeAll(Authenticator.layer({ jwtSecret: Redacted.make(secret) }), TestServer.memoryServices())),
   Layer.provideMerge(NodeHttpServer.layerTest)
 )
 

@@ -3,21 +3,36 @@
  * that migrates the schema and builds the services over that pool.
  *
  * Build the backend once, at the edge of the application (`layer(config)` or `layerConfig()` from the
- * environment). The per-service layers (`layerPolicyStore`, `layerUnitOfWork`, …) require only the abstract
- * `SqlClient`; they never open a pool or read configuration, so every service built here runs on the same pool
- * and, inside `UnitOfWork.run`, in the same transaction. They also accept a client the host application built
+ * environment). The per-service layers (`layerPolicyStore`, `layerTaskStore`, `layerAgents`, `layerLedgerStore`,
+ * `layerUnitOfWork`) require only the abstract `SqlClient`, `layerQueue` the `PgClient` (for `LISTEN`); they never open a pool or
+ * read configuration, so every service built here runs on the same pool and, inside `UnitOfWork.run`, in the
+ * same transaction. The queue holds one connection of the pool for its `LISTEN` once a worker subscribes. They also accept a client the host application built
  * itself, as long as it leaves column and JSON names untransformed (no `transformResultNames`,
  * `transformQueryNames` or `transformJson`): rows are decoded by their column names as written in the SQL.
  *
  * @since 0.1.0
  */
 import { PgClient } from "@effect/sql-pg"
-import type { InvalidInput, PolicySet, PolicyStore, PolicyStoreError, UnitOfWork } from "@mandate/core"
+import type {
+  Agents,
+  InvalidInput,
+  LedgerStore,
+  PolicySet,
+  PolicyStore,
+  PolicyStoreError,
+  Queue,
+  TaskStore,
+  UnitOfWork
+} from "@mandate/core"
 import { Clock, Config, Duration, Effect, Layer, Redacted, Schema } from "effect"
 import type { Migrator, SqlClient, SqlError } from "effect/sql"
+import { type AgentsOptions, layerAgents } from "./Agents.ts"
+import { layerLedgerStore } from "./Ledger.ts"
 import * as Migrations from "./Migrations.ts"
 import { defaultSchema, SchemaName } from "./Options.ts"
 import { layerPolicyStore } from "./PolicyStore.ts"
+import { layerQueue, type QueueOptions } from "./Queue.ts"
+import { layerTaskStore } from "./TaskStore.ts"
 import { layerUnitOfWork } from "./UnitOfWork.ts"
 
 /**
@@ -128,6 +143,10 @@ export const layerClient = (
 export interface BackendOptions {
   /** The policy set published and activated on first start (default: the seed policy). */
   readonly initialPolicy?: PolicySet.PolicySet | undefined
+  /** The queue's backoff, requeue interval and retention of finished jobs (the schema is the backend's). */
+  readonly queue?: Omit<QueueOptions, "schema"> | undefined
+  /** The agent registry's status thresholds. */
+  readonly agents?: Omit<AgentsOptions, "schema"> | undefined
 }
 
 /**
@@ -136,7 +155,15 @@ export interface BackendOptions {
  * @category models
  * @since 0.1.0
  */
-export type PostgresServices = PolicyStore | UnitOfWork | PgClient.PgClient | SqlClient.SqlClient
+export type PostgresServices =
+  | PolicyStore
+  | TaskStore
+  | Queue
+  | Agents
+  | LedgerStore
+  | UnitOfWork
+  | PgClient.PgClient
+  | SqlClient.SqlClient
 
 /**
  * Errors building the backend can fail with: the database unreachable or refusing, a migration failing, a bad
@@ -149,7 +176,9 @@ export type PostgresStartError = SqlError.SqlError | Migrator.MigrationError | I
 
 /**
  * The whole Postgres backend: one pool, the migrations run on start (before any service is built), then every
- * Postgres service over that pool, and the transactional unit of work.
+ * Postgres service over that pool, and the transactional unit of work. It provides the stores under services
+ * that need more than a database: build `Policy.layer` over `PolicyStore`, and `Ledger.layer({ signingKey })`
+ * over `LedgerStore` with an `Anchor`.
  *
  * @category layers
  * @since 0.1.0
@@ -159,10 +188,14 @@ export const layer = (
   options?: BackendOptions
 ): Layer.Layer<PostgresServices, PostgresStartError> => {
   const postgres = { schema: config.schema }
-  return Layer.mergeAll(layerPolicyStore({ ...postgres, initial: options?.initialPolicy }), layerUnitOfWork).pipe(
-    Layer.provide(Migrations.layer(postgres)),
-    Layer.provideMerge(layerClient(config))
-  )
+  return Layer.mergeAll(
+    layerPolicyStore({ ...postgres, initial: options?.initialPolicy }),
+    layerTaskStore(postgres),
+    layerQueue({ ...options?.queue, ...postgres }),
+    layerAgents({ ...options?.agents, ...postgres }),
+    layerLedgerStore(postgres),
+    layerUnitOfWork
+  ).pipe(Layer.provide(Migrations.layer(postgres)), Layer.provideMerge(layerClient(config)))
 }
 
 /**

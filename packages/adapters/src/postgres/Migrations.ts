@@ -25,6 +25,9 @@ import type { InvalidInput } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { Migrator, SqlClient, type SqlError } from "effect/sql"
 import m0001 from "./migrations/0001_policy_sets.ts"
+import m0002 from "./migrations/0002_tasks.ts"
+import m0003 from "./migrations/0003_queue.ts"
+import m0004 from "./migrations/0004_ledger.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -34,7 +37,10 @@ import { type PostgresOptions, resolveSchema } from "./Options.ts"
  * @since 0.1.0
  */
 export const migrations = {
-  "0001_policy_sets": m0001
+  "0001_policy_sets": m0001,
+  "0002_tasks": m0002,
+  "0003_queue": m0003,
+  "0004_ledger": m0004
 } as const
 
 /**

@@ -3,8 +3,12 @@
  *
  * @since 0.1.0
  */
+export * from "./Agents.ts"
 export * from "./Backend.ts"
+export * from "./Ledger.ts"
 export * as Migrations from "./Migrations.ts"
 export * from "./Options.ts"
 export * from "./PolicyStore.ts"
+export * from "./Queue.ts"
+export * from "./TaskStore.ts"
 export * from "./UnitOfWork.ts"

@@ -7,18 +7,17 @@
  *   its roles; `exp`/`nbf` checked against `Clock`). With neither configured, development mode generates one
  *   key per role, announces it and prints the keys once.
  * - `Auth` checks the endpoint's `RequiredRoles` (admins pass every check), then the caller's rate limit.
- * - `RateLimit` is a token bucket per principal on `effect/persistence`'s `RateLimiter` (memory, or Redis).
+ * - The rate limit is a token bucket per principal: core's `RateLimit` (memory, or Redis across servers).
  *
  * @since 0.1.0
  */
 import * as NodeCrypto from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import { decode, fromSchemaError, Principal } from "@mandate/core"
+import { decode, fromSchemaError, Principal, RateLimit } from "@mandate/core"
 import { Clock, Console, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import type { HttpServerResponse } from "effect/http"
 import { HttpApiError } from "effect/http-api"
-import { RateLimiter } from "effect/persistence"
 import * as Jose from "jose"
 import { Auth, CurrentPrincipal, RequestErrors, RequiredRoles } from "../api/Auth.ts"
 import { BadRequest, Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized } from "../api/Errors.ts"
@@ -246,110 +245,72 @@ export const developmentKeys = (file: string): Effect.Effect<ReadonlyArray<ApiKe
     return keys
   })
 
-// ---- rate limits -------------------------------------------------------------------------------------------
-
-/**
- * The per-principal request budget.
- *
- * @category services
- * @since 0.1.0
- */
-export class RateLimit extends Context.Service<
-  RateLimit,
-  { readonly consume: (principalId: string) => Effect.Effect<void, TooManyRequests> }
->()("@mandate/server/RateLimit") {
-  /**
-   * A token bucket of `limit` requests per `window` per principal, over the `RateLimiter` in context. A store
-   * failure lets the request through (and is logged): the limit protects the service, it must not take it down.
-   *
-   * @category layers
-   * @since 0.1.0
-   */
-  static readonly layer = (options: {
-    readonly limit: number
-    readonly window: Duration.Duration
-  }): Layer.Layer<RateLimit, never, RateLimiter.RateLimiter> =>
-    Layer.effect(
-      RateLimit,
-      Effect.gen(function* () {
-        const limiter = yield* RateLimiter.RateLimiter
-        return RateLimit.of({
-          consume: (principalId) =>
-            limiter
-              .consume({
-                algorithm: "token-bucket",
-                onExceeded: "fail",
-                limit: options.limit,
-                window: options.window,
-                key: `mandate:rate:${principalId}`
-              })
-              .pipe(
-                Effect.asVoid,
-                Effect.catchTag("RateLimiterError", (error) =>
-                  error.reason._tag === "RateLimitExceeded"
-                    ? Effect.fail(
-                        new TooManyRequests({
-                          message: `Rate limit of ${options.limit} requests per ${Duration.format(options.window)} exceeded`,
-                          retry_after: Math.max(1, Math.ceil(Duration.toSeconds(error.reason.retryAfter)))
-                        })
-                      )
-                    : Effect.logWarning("rate limiter unavailable; request let through", error)
-                )
-              )
-        })
-      })
-    )
-
-  /**
-   * In-process buckets.
-   *
-   * @category layers
-   * @since 0.1.0
-   */
-  static readonly layerMemory = (options: {
-    readonly limit: number
-    readonly window: Duration.Duration
-  }): Layer.Layer<RateLimit> =>
-    RateLimit.layer(options).pipe(Layer.provide(RateLimiter.layer), Layer.provide(RateLimiter.layerStoreMemory))
-}
-
 // ---- the middleware --------------------------------------------------------------------------------------
 
 /**
- * The `Auth` middleware over `Authenticator` and `RateLimit`.
+ * The per-principal request budget: `limit` requests per `window`, a token bucket (core `RateLimit`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RateLimitOptions {
+  readonly limit: number
+  readonly window: Duration.Duration
+}
+
+/**
+ * The `Auth` middleware over `Authenticator` and core's `RateLimit` (memory, or Redis: one budget across
+ * servers). A limiter store that fails lets the request through (and says so in the log): the limit protects
+ * the service, it must not take it down.
  *
  * @category layers
  * @since 0.1.0
  */
-export const layerAuth: Layer.Layer<Auth, never, Authenticator | RateLimit> = Layer.effect(
-  Auth,
-  Effect.gen(function* () {
-    const authenticator = yield* Authenticator
-    const rateLimit = yield* RateLimit
-    return Auth.of({
-      bearer: (httpEffect, { credential, endpoint }) =>
-        Effect.gen(function* () {
-          const principal = yield* authenticator.authenticate(Redacted.value(credential))
-          const info = yield* Effect.serviceOption(RequestInfo)
-          if (Option.isSome(info)) info.value.principal = principal.id
-          const roles = Context.get(endpoint.annotations, RequiredRoles)
-          if (!Principal.hasRole(principal, "admin") && !roles.some((role) => principal.roles.includes(role))) {
-            return yield* new Forbidden({
-              message:
-                roles.length === 0
-                  ? `${endpoint.method} ${endpoint.path} is for admins only`
-                  : `${endpoint.method} ${endpoint.path} needs the role ${roles.join(" or ")}; ${principal.id} has ${principal.roles.join(", ") || "none"}`,
-              principal: principal.id
-            })
-          }
-          yield* rateLimit.consume(principal.id)
-          return yield* Effect.provideService(httpEffect, CurrentPrincipal, principal).pipe(
-            Effect.annotateLogs({ principal: principal.id })
+export const layerAuth = (rateLimit: RateLimitOptions): Layer.Layer<Auth, never, Authenticator | RateLimit> =>
+  Layer.effect(
+    Auth,
+    Effect.gen(function* () {
+      const authenticator = yield* Authenticator
+      const limiter = yield* RateLimit
+      const consume = (principalId: string) =>
+        limiter.consume({ subject: principalId, limit: rateLimit.limit, window: rateLimit.window }).pipe(
+          Effect.asVoid,
+          Effect.catchTag("RateLimited", (e) =>
+            Effect.fail(
+              new TooManyRequests({
+                message: `Rate limit of ${rateLimit.limit} requests per ${Duration.format(rateLimit.window)} exceeded`,
+                retry_after: Math.max(1, Math.ceil(e.retryAfterMillis / 1000))
+              })
+            )
+          ),
+          Effect.catchTag(["RateLimitStoreError", "InvalidInput"], (e) =>
+            Effect.logWarning("rate limiter unavailable; request let through", e)
           )
-        })
+        )
+      return Auth.of({
+        bearer: (httpEffect, { credential, endpoint }) =>
+          Effect.gen(function* () {
+            const principal = yield* authenticator.authenticate(Redacted.value(credential))
+            const info = yield* Effect.serviceOption(RequestInfo)
+            if (Option.isSome(info)) info.value.principal = principal.id
+            const roles = Context.get(endpoint.annotations, RequiredRoles)
+            if (!Principal.hasRole(principal, "admin") && !roles.some((role) => principal.roles.includes(role))) {
+              return yield* new Forbidden({
+                message:
+                  roles.length === 0
+                    ? `${endpoint.method} ${endpoint.path} is for admins only`
+                    : `${endpoint.method} ${endpoint.path} needs the role ${roles.join(" or ")}; ${principal.id} has ${principal.roles.join(", ") || "none"}`,
+                principal: principal.id
+              })
+            }
+            yield* consume(principal.id)
+            return yield* Effect.provideService(httpEffect, CurrentPrincipal, principal).pipe(
+              Effect.annotateLogs({ principal: principal.id })
+            )
+          })
+      })
     })
-  })
-)
+  )
 
 const rootOf = (kind: string): string =>
   kind === "Payload" ? "$" : kind === "Params" ? "$path" : kind === "Query" ? "$query" : `$${kind.toLowerCase()}`

@@ -7,7 +7,7 @@ import * as Qubic from "@mandate/adapters/qubic"
 import { Principal } from "@mandate/core"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
-import { Authenticator, RateLimit } from "../../src/http/Auth.ts"
+import { Authenticator } from "../../src/http/Auth.ts"
 import * as Server from "../../src/Server.ts"
 import * as Stores from "../../src/Stores.ts"
 
@@ -51,14 +51,11 @@ export const layer = <E>(
   services: Layer.Layer<Stores.Services | Stores.Readiness, E>,
   options?: { readonly rateLimit?: number; readonly maxBodyBytes?: number }
 ) =>
-  Server.layerApp({ maxBodyBytes: options?.maxBodyBytes ?? 64 * 1024 }).pipe(
-    Layer.provide(
-      Layer.mergeAll(
-        Authenticator.layer({ apiKeys }),
-        RateLimit.layerMemory({ limit: options?.rateLimit ?? 100_000, window: Duration.minutes(1) }),
-        services
-      )
-    ),
+  Server.layerApp({
+    maxBodyBytes: options?.maxBodyBytes ?? 64 * 1024,
+    rateLimit: { limit: options?.rateLimit ?? 100_000, window: Duration.minutes(1) }
+  }).pipe(
+    Layer.provide(Layer.mergeAll(Authenticator.layer({ apiKeys }), services)),
     Layer.provideMerge(NodeHttpServer.layerTest)
   )
 

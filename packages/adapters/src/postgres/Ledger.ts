@@ -1,0 +1,451 @@
+/**
+ * The audit ledger on Postgres: a `LedgerStore` over `ledger_entries`, `ledger_nodes`, `ledger_checkpoints` and
+ * `ledger_anchors` (migration 0004), for core's `Ledger.layer` to run on.
+ *
+ * The ledger computes every hash, Merkle node, proof and signature in core; this module stores rows and
+ * serialises appenders:
+ * - `withAppendLock` runs the append in a transaction (a savepoint inside an enclosing one, such as a
+ *   `UnitOfWork`) holding `pg_advisory_xact_lock` on a key derived from the schema. Every process appending to
+ *   the schema takes the same lock, and holds it until its transaction ends, so the next appender reads a head
+ *   that includes every committed append: the chain and the tree never fork.
+ * - `write` inserts the entries and the Merkle nodes they complete in one statement, only when the first entry
+ *   is the next position (so nothing is written out of place), and the primary keys refuse to overwrite.
+ * - Triggers make entries, nodes and checkpoints append-only in the database itself.
+ * - Reads return the columns as stored, tampered or not; the ledger re-hashes them.
+ *
+ * `LedgerTamper` (for the conformance suite's tamper tests only; never provide it in production) rewrites rows
+ * in a transaction that switches the append-only trigger off and on again, which only the tables' owner can do.
+ *
+ * @since 0.1.0
+ */
+import {
+  type Anchor,
+  AnchorReceipt,
+  Canonical,
+  type Checkpoint,
+  type CheckpointRecord,
+  genesisHash,
+  type InvalidInput,
+  Ledger,
+  type LedgerEntry,
+  type LedgerOptions,
+  LedgerStore,
+  LedgerStoreError,
+  LedgerTamper,
+  type Merkle
+} from "@mandate/core"
+import { Context, Effect, Layer, Option, Schema } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
+import { type PostgresOptions, resolveSchema } from "./Options.ts"
+
+// First half of the two-int advisory lock key ("LDGR"); the second half is hashtext(schema)
+const lockClass = 0x4c444752
+
+const EntryRow = Schema.Struct({
+  pos: Schema.BigInt,
+  seq: Schema.BigInt,
+  kind: Schema.String,
+  task_id: Schema.NullOr(Schema.String),
+  step_id: Schema.NullOr(Schema.String),
+  principal: Schema.Unknown,
+  no_principal: Schema.Boolean,
+  at: Schema.Number,
+  payload_hash: Schema.String,
+  payload: Schema.Unknown,
+  no_payload: Schema.Boolean,
+  prev_hash: Schema.String,
+  entry_hash: Schema.String
+})
+type EntryRow = typeof EntryRow.Type
+const decodeEntryRows = Schema.decodeUnknownEffect(Schema.Array(EntryRow))
+
+const CheckpointRow = Schema.Struct({
+  size: Schema.BigInt,
+  root: Schema.String,
+  timestamp: Schema.Number,
+  signature: Schema.String,
+  key_id: Schema.String,
+  receipt: Schema.NullOr(AnchorReceipt)
+})
+type CheckpointRow = typeof CheckpointRow.Type
+const decodeCheckpointRows = Schema.decodeUnknownEffect(Schema.Array(CheckpointRow))
+
+const NodeRow = Schema.Struct({ ord: Schema.Int, hash: Schema.NullOr(Schema.String) })
+const decodeNodeRows = Schema.decodeUnknownEffect(Schema.Array(NodeRow))
+
+const HeadRow = Schema.Struct({ pos: Schema.BigInt, entry_hash: Schema.String })
+const decodeHeadRows = Schema.decodeUnknownEffect(Schema.Array(HeadRow))
+
+// The entry as stored, field for field: absent optional fields stay absent, tampered values stay as they are
+const toEntry = (row: EntryRow): LedgerEntry => {
+  const entry: Record<string, unknown> = { seq: Number(row.seq), kind: row.kind }
+  if (row.task_id !== null) entry.taskId = row.task_id
+  if (row.step_id !== null) entry.stepId = row.step_id
+  if (!row.no_principal) entry.principal = row.principal
+  entry.at = row.at
+  entry.payloadHash = row.payload_hash
+  if (!row.no_payload) entry.payload = row.payload
+  entry.prevHash = row.prev_hash
+  entry.entryHash = row.entry_hash
+  return entry as LedgerEntry
+}
+
+const toRecord = (row: CheckpointRow): CheckpointRecord => {
+  const checkpoint: Checkpoint = {
+    size: Number(row.size),
+    root: row.root,
+    timestamp: row.timestamp,
+    signature: row.signature,
+    keyId: row.key_id
+  } as Checkpoint
+  return row.receipt === null ? { checkpoint } : { checkpoint, anchor: row.receipt }
+}
+
+// The columns of an entry (as JSON for json_to_recordset). JSON values travel as text: Postgres' JSON functions
+// refuse some strings (a lone surrogate) inside nested values that a json column keeps
+interface EntryColumns {
+  readonly seq: unknown
+  readonly kind: unknown
+  readonly task_id: unknown
+  readonly step_id: unknown
+  readonly principal: string | null
+  readonly at: unknown
+  readonly payload_hash: unknown
+  readonly payload: string | null
+  readonly prev_hash: unknown
+  readonly entry_hash: unknown
+}
+
+const fieldColumns: Readonly<Record<string, keyof EntryColumns>> = {
+  seq: "seq",
+  kind: "kind",
+  taskId: "task_id",
+  stepId: "step_id",
+  principal: "principal",
+  at: "at",
+  payloadHash: "payload_hash",
+  payload: "payload",
+  prevHash: "prev_hash",
+  entryHash: "entry_hash"
+}
+
+// Any record of entry fields as columns; a field the table has no column for is refused, not dropped
+const columnsOf = (fields: Readonly<Record<string, unknown>>): EntryColumns | string => {
+  const unknown = Object.keys(fields).filter((key) => !(key in fieldColumns))
+  if (unknown.length > 0) return `no column for ${unknown.join(", ")}`
+  const json = (value: unknown) => (value === undefined ? null : JSON.stringify(value))
+  const plain = (value: unknown) => (value === undefined ? null : value)
+  return {
+    seq: plain(fields.seq),
+    kind: plain(fields.kind),
+    task_id: plain(fields.taskId),
+    step_id: plain(fields.stepId),
+    principal: json(fields.principal),
+    at: plain(fields.at),
+    payload_hash: plain(fields.payloadHash),
+    payload: json(fields.payload),
+    prev_hash: plain(fields.prevHash),
+    entry_hash: plain(fields.entryHash)
+  }
+}
+
+// Carries the appender's own failure through withTransaction, so that it can be told apart from the SqlError of
+// BEGIN or COMMIT on the way out
+class Rollback<E> {
+  readonly error: E
+  constructor(error: E) {
+    this.error = error
+  }
+}
+
+const ENTRY_COLUMNS =
+  "pos, seq, kind, task_id, step_id, principal, (principal IS NULL) AS no_principal, at, payload_hash, payload, " +
+  "(payload IS NULL) AS no_payload, prev_hash, entry_hash"
+
+const RECORDSET =
+  "AS r(seq bigint, kind text, task_id text, step_id text, principal text, at float8, payload_hash text, " +
+  "payload text, prev_hash text, entry_hash text)"
+
+/**
+ * Builds the Postgres ledger store and its tamper hook over the `SqlClient` in context.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOptions) {
+  const sql = yield* SqlClient.SqlClient
+  const schema = yield* resolveSchema(options)
+  const entriesTable = sql(`${schema}.ledger_entries`)
+  const nodesTable = sql(`${schema}.ledger_nodes`)
+  const checkpointsTable = sql(`${schema}.ledger_checkpoints`)
+  const anchorsTable = sql(`${schema}.ledger_anchors`)
+  const entryColumns = sql.literal(ENTRY_COLUMNS)
+  const recordset = sql.literal(RECORDSET)
+
+  const storeError = (operation: string) => (cause: unknown) => new LedgerStoreError({ operation, cause })
+  const failure = (operation: string, message: string) => storeError(operation)(new Error(message))
+  const query = <A>(
+    operation: string,
+    statement: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>,
+    decode: (rows: ReadonlyArray<unknown>) => Effect.Effect<A, Schema.SchemaError>
+  ) => statement.pipe(Effect.flatMap(decode), Effect.mapError(storeError(operation)))
+
+  const withAppendLock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.gen(function* () {
+      yield* sql`SELECT pg_advisory_xact_lock(${lockClass}, hashtext(${schema}))`.pipe(
+        Effect.mapError((cause) => new Rollback(storeError("withAppendLock")(cause)))
+      )
+      return yield* Effect.mapError(effect, (error) => new Rollback(error))
+    }).pipe(
+      sql.withTransaction,
+      Effect.catch((failed: Rollback<E | LedgerStoreError> | SqlError.SqlError) =>
+        Effect.fail(failed instanceof Rollback ? failed.error : storeError("withAppendLock")(failed))
+      ),
+      Effect.withSpan("LedgerStore.withAppendLock")
+    )
+
+  const head = query(
+    "head",
+    sql`SELECT pos, entry_hash FROM ${entriesTable} ORDER BY pos DESC LIMIT 1`,
+    decodeHeadRows
+  ).pipe(
+    Effect.map(([last]) =>
+      last === undefined
+        ? { size: 0, lastHash: genesisHash }
+        : { size: Number(last.pos) + 1, lastHash: last.entry_hash as LedgerEntry["entryHash"] }
+    )
+  )
+
+  const write = (entries: ReadonlyArray<LedgerEntry>, nodes: ReadonlyArray<Merkle.Node>) =>
+    Effect.gen(function* () {
+      if (entries.length === 0 && nodes.length === 0) return
+      const rows: Array<EntryColumns> = []
+      for (const entry of entries) {
+        const columns = columnsOf(entry)
+        if (typeof columns === "string") return yield* failure("write", columns)
+        rows.push(columns)
+      }
+      const first = entries[0]?.seq ?? -1
+      const nodeRows = nodes.map((node) => ({ level: node.level, idx: node.index, hash: Canonical.toHex(node.hash) }))
+      const [written] = yield* sql<{ readonly entries: number; readonly nodes: number }>`
+        WITH e AS (
+          INSERT INTO ${entriesTable}
+            (pos, seq, kind, task_id, step_id, principal, at, payload_hash, payload, prev_hash, entry_hash)
+          SELECT r.seq, r.seq, r.kind, r.task_id, r.step_id, r.principal::json, r.at, r.payload_hash,
+                 r.payload::json, r.prev_hash, r.entry_hash
+          FROM json_to_recordset(${JSON.stringify(rows)}::json) ${recordset}
+          WHERE (SELECT coalesce(max(pos) + 1, 0) FROM ${entriesTable}) = ${first}
+          RETURNING pos
+        ), n AS (
+          INSERT INTO ${nodesTable} (level, idx, hash)
+          SELECT r.level, r.idx, decode(r.hash, 'hex')
+          FROM json_to_recordset(${JSON.stringify(nodeRows)}::json) AS r(level smallint, idx bigint, hash text)
+          WHERE (SELECT count(*) FROM e) = ${entries.length}
+          RETURNING level
+        )
+        SELECT (SELECT count(*) FROM e)::int AS entries, (SELECT count(*) FROM n)::int AS nodes`.pipe(
+        Effect.mapError(storeError("write"))
+      )
+      if (written?.entries !== entries.length || written.nodes !== nodes.length) {
+        return yield* failure("write", `entry ${first} is not the next entry: nothing was written`)
+      }
+    }).pipe(Effect.withSpan("LedgerStore.write"))
+
+  const nodes = (ids: ReadonlyArray<Merkle.NodeId>) =>
+    Effect.gen(function* () {
+      if (ids.length === 0) return []
+      const keys = ids.map((id, ord) => ({ ord, level: id.level, idx: id.index }))
+      const found = yield* query(
+        "nodes",
+        sql`SELECT k.ord, encode(n.hash, 'hex') AS hash
+            FROM json_to_recordset(${JSON.stringify(keys)}::json) AS k(ord int, level smallint, idx bigint)
+            LEFT JOIN ${nodesTable} n ON n.level = k.level AND n.idx = k.idx`,
+        decodeNodeRows
+      )
+      const out: Array<Uint8Array | undefined> = new Array(ids.length).fill(undefined)
+      for (const row of found) if (row.hash !== null) out[row.ord] = Canonical.fromHex(row.hash)
+      return out
+    }).pipe(Effect.withSpan("LedgerStore.nodes"))
+
+  const entries = (from: number, to: number) =>
+    query(
+      "entries",
+      sql`SELECT ${entryColumns} FROM ${entriesTable} WHERE pos >= ${Math.max(0, from)} AND pos < ${to} ORDER BY pos`,
+      decodeEntryRows
+    ).pipe(
+      Effect.map((rows) => rows.map(toEntry)),
+      Effect.withSpan("LedgerStore.entries")
+    )
+
+  const findByHash = (entryHash: string) =>
+    query(
+      "findByHash",
+      sql`SELECT ${entryColumns} FROM ${entriesTable} WHERE entry_hash = ${entryHash} ORDER BY pos LIMIT 1`,
+      decodeEntryRows
+    ).pipe(Effect.map(([row]) => (row === undefined ? Option.none() : Option.some(toEntry(row)))))
+
+  const findByTask = (taskId: string) =>
+    query(
+      "findByTask",
+      sql`SELECT ${entryColumns} FROM ${entriesTable} WHERE task_id = ${taskId} ORDER BY seq, pos`,
+      decodeEntryRows
+    ).pipe(Effect.map((rows) => rows.map(toEntry)))
+
+  const checkpointColumns = sql.literal(`c.size, c.root, c."timestamp", c.signature, c.key_id, a.receipt`)
+  const checkpointFrom = sql`${checkpointsTable} c LEFT JOIN ${anchorsTable} a ON a.size = c.size`
+
+  const findCheckpoint = (operation: string, size: number) =>
+    query(
+      operation,
+      sql`SELECT ${checkpointColumns} FROM ${checkpointFrom} WHERE c.size = ${size}`,
+      decodeCheckpointRows
+    )
+
+  // Two statements: under READ COMMITTED the SELECT sees a checkpoint a concurrent writer committed while this
+  // INSERT waited on it (a CTE would return nothing)
+  const putCheckpoint = (checkpoint: Checkpoint) =>
+    Effect.gen(function* () {
+      yield* sql`INSERT INTO ${checkpointsTable} (size, root, "timestamp", signature, key_id)
+                 VALUES (${checkpoint.size}, ${checkpoint.root}, ${checkpoint.timestamp}, ${checkpoint.signature},
+                         ${checkpoint.keyId})
+                 ON CONFLICT (size) DO NOTHING`.pipe(Effect.mapError(storeError("putCheckpoint")))
+      const [stored] = yield* findCheckpoint("putCheckpoint", checkpoint.size)
+      if (stored === undefined) return yield* failure("putCheckpoint", `checkpoint ${checkpoint.size} not stored`)
+      return toRecord(stored)
+    }).pipe(Effect.withSpan("LedgerStore.putCheckpoint"))
+
+  const checkpoints = query(
+    "checkpoints",
+    sql`SELECT ${checkpointColumns} FROM ${checkpointFrom} ORDER BY c.size`,
+    decodeCheckpointRows
+  ).pipe(Effect.map((rows) => rows.map(toRecord)))
+
+  const latestCheckpoint = query(
+    "latestCheckpoint",
+    sql`SELECT ${checkpointColumns} FROM ${checkpointFrom} ORDER BY c.size DESC LIMIT 1`,
+    decodeCheckpointRows
+  ).pipe(Effect.map(([row]) => (row === undefined ? Option.none() : Option.some(toRecord(row)))))
+
+  const encodeReceipt = Schema.encodeEffect(AnchorReceipt)
+  const putAnchor = (size: number, anchor: AnchorReceipt) =>
+    Effect.gen(function* () {
+      const receipt = yield* encodeReceipt(anchor).pipe(Effect.mapError(storeError("putAnchor")))
+      const stored = yield* sql`INSERT INTO ${anchorsTable} (size, receipt)
+          SELECT size, ${JSON.stringify(receipt)}::json FROM ${checkpointsTable} WHERE size = ${size}
+          ON CONFLICT (size) DO UPDATE SET receipt = excluded.receipt
+          RETURNING size`.pipe(Effect.mapError(storeError("putAnchor")))
+      if (stored.length === 0) return yield* failure("putAnchor", `no checkpoint of size ${size}`)
+    }).pipe(Effect.withSpan("LedgerStore.putAnchor"))
+
+  const store = LedgerStore.of({
+    withAppendLock,
+    head,
+    write,
+    nodes,
+    entries,
+    findByHash,
+    findByTask,
+    putCheckpoint,
+    checkpoints,
+    latestCheckpoint,
+    putAnchor
+  })
+
+  // ---- tamper hook (tests only) ---------------------------------------------------------------------------
+
+  // Runs `change` with the table's append-only trigger off, in one transaction: other sessions never see the
+  // trigger disabled, and a failed change leaves everything as it was
+  const unguarded = (
+    operation: string,
+    table: string,
+    change: Effect.Effect<void, SqlError.SqlError | LedgerStoreError>
+  ) =>
+    Effect.gen(function* () {
+      const name = sql(`${schema}.${table}`)
+      const trigger = sql(`${table}_append_only`)
+      yield* sql`ALTER TABLE ${name} DISABLE TRIGGER ${trigger}`
+      yield* change
+      yield* sql`ALTER TABLE ${name} ENABLE TRIGGER ${trigger}`
+    }).pipe(
+      sql.withTransaction,
+      Effect.mapError((error) => (error instanceof LedgerStoreError ? error : storeError(operation)(error)))
+    )
+
+  const tamper = LedgerTamper.of({
+    replaceEntry: (seq, fields) =>
+      Effect.gen(function* () {
+        if (!Number.isSafeInteger(seq) || seq < 0) return yield* failure("replaceEntry", `no entry ${seq}`)
+        const columns = fields === undefined ? undefined : columnsOf(fields)
+        if (typeof columns === "string") return yield* failure("replaceEntry", columns)
+        yield* unguarded(
+          "replaceEntry",
+          "ledger_entries",
+          Effect.gen(function* () {
+            yield* sql`DELETE FROM ${entriesTable} WHERE pos = ${seq}`
+            if (columns === undefined) return
+            yield* sql`INSERT INTO ${entriesTable}
+                (pos, seq, kind, task_id, step_id, principal, at, payload_hash, payload, prev_hash, entry_hash)
+              SELECT ${seq}, r.seq, r.kind, r.task_id, r.step_id, r.principal::json, r.at, r.payload_hash,
+                     r.payload::json, r.prev_hash, r.entry_hash
+              FROM json_to_recordset(${JSON.stringify([columns])}::json) ${recordset}`
+          })
+        )
+      }),
+    replaceNode: (node) =>
+      unguarded(
+        "replaceNode",
+        "ledger_nodes",
+        Effect.gen(function* () {
+          const changed = yield* sql`UPDATE ${nodesTable} SET hash = decode(${Canonical.toHex(node.hash)}, 'hex')
+                                     WHERE level = ${node.level} AND idx = ${node.index} RETURNING idx`
+          if (changed.length === 0) {
+            return yield* failure("replaceNode", `no node (${node.level}, ${node.index})`)
+          }
+        })
+      )
+  })
+
+  return { store, tamper }
+})
+
+/**
+ * The Postgres ledger store as a layer over the shared `SqlClient`.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerLedgerStore = (
+  options?: PostgresOptions
+): Layer.Layer<LedgerStore, InvalidInput, SqlClient.SqlClient> =>
+  Layer.effect(
+    LedgerStore,
+    Effect.map(makeLedgerStore(options), ({ store }) => store)
+  )
+
+/**
+ * The Postgres ledger store with its tamper hook, for tests that prove tampering is detected (the ledger
+ * conformance suite). Never provide `LedgerTamper` in production.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerLedgerStoreWithTamper = (
+  options?: PostgresOptions
+): Layer.Layer<LedgerStore | LedgerTamper, InvalidInput, SqlClient.SqlClient> =>
+  Layer.effectContext(
+    Effect.map(makeLedgerStore(options), ({ store, tamper }) =>
+      Context.make(LedgerStore, store).pipe(Context.add(LedgerTamper, tamper))
+    )
+  )
+
+/**
+ * Core's `Ledger` on the Postgres store: give it a persistent `signingKey` (a key generated per start cannot
+ * verify the checkpoints an earlier start signed) and an `Anchor`.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerLedger = (
+  options?: LedgerOptions & PostgresOptions
+): Layer.Layer<Ledger, InvalidInput | LedgerStoreError, SqlClient.SqlClient | Anchor> =>
+  Ledger.layer(options).pipe(Layer.provide(layerLedgerStore(options)))

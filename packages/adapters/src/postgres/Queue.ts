@@ -1,0 +1,864 @@
+/**
+ * `Queue` on Postgres: jobs in `jobs` (migration 0003), claimed with `FOR UPDATE SKIP LOCKED`, idle workers woken
+ * by `LISTEN`/`NOTIFY`.
+ *
+ * Time is the database's: every statement reads `statement_timestamp()` (as epoch ms) for the times it writes and
+ * the leases it checks, so workers on hosts with skewed clocks still agree on who holds a job. The rules are
+ * core's: requests are checked by `validateEnqueue`/`validateEnqueueBatch`, retry delays come from
+ * `Backoff.decide` (this layer draws the random number, computes the delay in core and stores it), priorities are
+ * ranked by `Task.priorityRank`. This module only stores and locks.
+ *
+ * - `enqueue`/`enqueueBatch`: one `INSERT … SELECT FROM json_to_recordset(…) ON CONFLICT DO NOTHING` for the
+ *   whole batch; a second read returns the jobs already holding an idempotency key. Neither opens a transaction,
+ *   so inside `UnitOfWork.run` they join the unit's; workers are told once it commits, never if it rolls back.
+ * - `claim`: one statement, a CTE picking up to `max` ready jobs in claim order (`jobs_ready`) `FOR UPDATE SKIP
+ *   LOCKED`, then the `UPDATE` leasing them: concurrent claimers never wait for, nor get, each other's jobs.
+ * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
+ *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). `fail` reads the
+ *   attempt count first (the backoff decision needs it), then writes the decision under the same conditions.
+ * - `requeueExpired`: one statement; the layer also runs it every `requeueIntervalMs`, and deletes completed and
+ *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope.
+ * - Wake-ups: a write that makes jobs claimable announces their queues after its commit: this process's
+ *   subscribers are woken at once, and one fiber sends `NOTIFY` (channel `mandate_jobs_<schema>`, payload
+ *   `<layer instance> <queue>`; a bare queue name works too) for every queue announced since its last round, so under load many commits share one notification.
+ *   `wakeups` holds one `LISTEN` connection per layer, opened on the first subscription; a notification opens the
+ *   latches of that queue's subscribers. After a lost connection the layer listens again and wakes every
+ *   subscriber (it may have missed notifications). Delayed jobs and retries coming due send nothing: workers find
+ *   them by polling, the fallback the contract allows.
+ *
+ * @since 0.1.0
+ */
+import { PgClient } from "@effect/sql-pg"
+import {
+  AgentId,
+  Backoff,
+  ClaimRequest,
+  decode,
+  defaultLeaseMs,
+  defaultListLimit,
+  defaultMaxAttempts,
+  type EnqueueRequest,
+  type FailOptions,
+  IllegalTransition,
+  InvalidInput,
+  type Job,
+  JobId,
+  JobNotFound,
+  JobQuery,
+  JobState,
+  LeaseLost,
+  prepareResult,
+  Queue,
+  QueueName,
+  type QueueStats,
+  QueueStoreError,
+  Task,
+  uuidv7,
+  validateEnqueue,
+  validateEnqueueBatch,
+  type WakeupRequest
+} from "@mandate/core"
+import {
+  Clock,
+  Effect,
+  Queue as EffectQueue,
+  Exit,
+  Latch,
+  Layer,
+  Option,
+  Random,
+  Result,
+  Schedule,
+  Schema,
+  Scope,
+  Semaphore
+} from "effect"
+import { type SqlClient, type SqlError, SqlSchema } from "effect/sql"
+import { type PostgresOptions, resolveSchema } from "./Options.ts"
+
+/**
+ * Options of the Postgres queue.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface QueueOptions extends PostgresOptions {
+  /** Retry delays (see core's `Backoff`). */
+  readonly backoff?: Backoff.Options | undefined
+  /** How often the layer requeues jobs whose lease expired (ms, default 1,000). */
+  readonly requeueIntervalMs?: number | undefined
+  /**
+   * How long (ms) completed and cancelled jobs are kept after they finished, with their idempotency keys
+   * (default 7 days; `Infinity` keeps them). Dead-lettered jobs are always kept.
+   */
+  readonly retainFinishedMs?: number | undefined
+  /** How often the layer deletes finished jobs past their retention (ms, default 60,000). */
+  readonly pruneIntervalMs?: number | undefined
+}
+
+/**
+ * Completed and cancelled jobs are kept this long by default (7 days).
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultRetainFinishedMs = 7 * 86_400_000
+
+/**
+ * The `LISTEN`/`NOTIFY` channel of a schema's queue: `mandate_jobs_<schema>`, cut to Postgres' 63-byte limit (two
+ * schemas whose names share their first 50 characters share a channel: their workers wake each other for nothing,
+ * and miss nothing).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const channelOf = (schema: string): string => `mandate_jobs_${schema}`.slice(0, 63)
+
+const DAY_MS = 86_400_000
+
+const interval = (ms: number | undefined, fallback: number): number =>
+  ms !== undefined && Number.isFinite(ms) ? Math.min(DAY_MS, Math.max(1, Math.floor(ms))) : fallback
+
+// The database's clock in epoch ms; stable within a statement, so every use in one statement agrees
+const NOW = "floor(extract(epoch FROM statement_timestamp()) * 1000)::float8"
+
+// Idempotency keys as stored: the body of their JSON literal (text cannot hold NUL or a lone surrogate), and back
+const textKey = (value: string): string => JSON.stringify(value).slice(1, -1)
+const fromTextKey = (stored: string): string => JSON.parse(`"${stored}"`) as string
+
+const COLUMNS = [
+  "id",
+  "seq",
+  "queue",
+  "pool",
+  "priority",
+  "state",
+  "payload",
+  "run_at",
+  "attempts",
+  "max_attempts",
+  "failures",
+  "idempotency_key",
+  "lease_worker",
+  "lease_expires_at",
+  "last_error",
+  "result",
+  "created_at",
+  "updated_at",
+  "claimed_at",
+  "finished_at"
+] as const
+
+// The column list of a job row, optionally qualified by a table alias
+const columnList = (alias?: string): string => {
+  const prefix = alias === undefined ? "" : `${alias}.`
+  return `${COLUMNS.map((c) => prefix + c).join(", ")}, (${prefix}result IS NULL) AS no_result`
+}
+
+const Millis = Schema.Number
+const JobRow = Schema.Struct({
+  id: JobId,
+  seq: Schema.BigInt,
+  queue: QueueName,
+  pool: Schema.NullOr(Schema.String),
+  priority: Task.Priority,
+  state: JobState,
+  payload: Schema.Json,
+  run_at: Millis,
+  attempts: Schema.Int,
+  max_attempts: Schema.Int,
+  failures: Schema.Int,
+  idempotency_key: Schema.NullOr(Schema.String),
+  lease_worker: Schema.NullOr(AgentId),
+  lease_expires_at: Schema.NullOr(Millis),
+  last_error: Schema.NullOr(Schema.String),
+  result: Schema.NullOr(Schema.Json),
+  no_result: Schema.Boolean,
+  created_at: Millis,
+  updated_at: Millis,
+  claimed_at: Schema.NullOr(Millis),
+  finished_at: Schema.NullOr(Millis)
+})
+type JobRow = typeof JobRow.Type
+const decodeJobRows = Schema.decodeUnknownEffect(Schema.Array(JobRow))
+
+const toJob = (row: JobRow): Job => ({
+  id: row.id,
+  queue: row.queue,
+  payload: row.payload,
+  priority: row.priority,
+  state: row.state,
+  runAt: row.run_at,
+  attempts: row.attempts,
+  maxAttempts: row.max_attempts,
+  ...(row.idempotency_key === null ? {} : { idempotencyKey: fromTextKey(row.idempotency_key) }),
+  ...(row.pool === null ? {} : { pool: row.pool }),
+  ...(row.lease_worker === null || row.lease_expires_at === null
+    ? {}
+    : { lease: { workerId: row.lease_worker, expiresAt: row.lease_expires_at } }),
+  ...(row.last_error === null ? {} : { lastError: row.last_error }),
+  ...(row.no_result ? {} : { result: row.result }),
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+  ...(row.claimed_at === null ? {} : { claimedAt: row.claimed_at }),
+  ...(row.finished_at === null ? {} : { finishedAt: row.finished_at }),
+  failures: row.failures
+})
+
+const rankOf = (row: JobRow) => Task.priorityRank(row.priority)
+const claimOrder = (a: JobRow, b: JobRow): number =>
+  rankOf(a) - rankOf(b) || a.run_at - b.run_at || (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)
+
+// Why a lease operation found nothing to change
+const RefusalRow = Schema.Struct({
+  state: JobState,
+  lease_worker: Schema.NullOr(AgentId),
+  expired: Schema.NullOr(Schema.Boolean)
+})
+
+const AttemptRow = Schema.Struct({ attempts: Schema.Int, max_attempts: Schema.Int, now: Millis })
+
+const StatsRow = Schema.Struct({
+  queued: Schema.Int,
+  claimed: Schema.Int,
+  running: Schema.Int,
+  completed: Schema.Int,
+  failed: Schema.Int,
+  dead_lettered: Schema.Int,
+  cancelled: Schema.Int,
+  p_critical: Schema.Int,
+  p_high: Schema.Int,
+  p_normal: Schema.Int,
+  p_low: Schema.Int,
+  ready: Schema.Int,
+  oldest_ready_at: Schema.NullOr(Millis),
+  wait_p50: Schema.NullOr(Millis),
+  wait_p95: Schema.NullOr(Millis),
+  failures: Schema.Number,
+  now: Millis
+})
+
+const ExtendMs = decode(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: DAY_MS })), "$.extendMs")
+const StatsQueue = decode(QueueName, "$.queue")
+const ListQueryDecode = decode(JobQuery)
+const ClaimDecode = decode(ClaimRequest)
+
+// The JSON a batch insert reads with json_to_recordset
+interface InsertRow {
+  readonly ord: number
+  readonly id: string
+  readonly queue: string
+  readonly pool: string | null
+  readonly priority: string
+  readonly priority_rank: number
+  /** JSON text, sent as a string: Postgres' JSON functions would refuse a lone surrogate inside a nested value */
+  readonly payload: string
+  readonly run_at: number | null
+  readonly delay_ms: number | null
+  readonly max_attempts: number
+  readonly idempotency_key: string | null
+}
+
+/**
+ * Builds the Postgres queue over the `PgClient` in context, with its requeue and prune fibers in the scope.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
+  const pg = yield* PgClient.PgClient
+  const sql: SqlClient.SqlClient = pg
+  const schema = yield* resolveSchema(options)
+  const layerScope = yield* Effect.scope
+  const jobs = sql(`${schema}.jobs`)
+  const channel = channelOf(schema)
+  const now = sql.literal(NOW)
+  const backoff = Backoff.settings(options?.backoff)
+  const requeueIntervalMs = interval(options?.requeueIntervalMs, 1_000)
+  const pruneIntervalMs = interval(options?.pruneIntervalMs, 60_000)
+  const retainFinishedMs =
+    options?.retainFinishedMs === undefined || Number.isNaN(options.retainFinishedMs)
+      ? defaultRetainFinishedMs
+      : Math.max(0, options.retainFinishedMs)
+  const cols = sql.literal(columnList())
+  const jCols = sql.literal(columnList("j"))
+
+  const storeError = (operation: string) => (cause: unknown) => new QueueStoreError({ operation, cause })
+  const rows = (operation: string, statement: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
+    statement.pipe(Effect.flatMap(decodeJobRows), Effect.mapError(storeError(operation)))
+  // ---- announcing work ------------------------------------------------------------------------------------
+  //
+  // A write that makes jobs claimable announces their queues once it has committed (`afterCommit`: at once
+  // outside a transaction, after the outermost COMMIT inside one, never after a rollback). Subscribers in this
+  // process are woken directly; the others by a NOTIFY that one fiber sends for every queue announced since its
+  // last round. The NOTIFY is its own tiny statement rather than part of the write: Postgres serialises the commits
+  // of transactions that NOTIFY, which would cost every enqueue its group commit; and under load many commits share
+  // one notification. A process that dies between a commit and its NOTIFY leaves the other workers to find the
+  // jobs by polling.
+  const watchers = new Map<string, Set<Latch.Latch>>()
+  const signal = (queue: string) => {
+    const set = watchers.get(queue)
+    if (set) for (const latch of set) latch.openUnsafe()
+  }
+  const signalAll = () => {
+    for (const set of watchers.values()) for (const latch of set) latch.openUnsafe()
+  }
+  // Notifications carry "<instance> <queue>": a layer skips its own, whose subscribers it woke already
+  const instance = crypto.randomUUID()
+  const announced = new Set<string>()
+  const notifyWanted = Latch.makeUnsafe(false)
+  const announce = (jobs: ReadonlyArray<JobRow>) => {
+    const queues = new Set<string>()
+    // Only jobs claimable now: a delayed job or a retry is found by polling when it comes due
+    for (const job of jobs)
+      if ((job.state === "queued" || job.state === "failed") && job.run_at <= job.updated_at) {
+        queues.add(job.queue)
+      }
+    if (queues.size === 0) return Effect.void
+    return sql.afterCommit(
+      Effect.sync(() => {
+        for (const queue of queues) {
+          signal(queue)
+          announced.add(queue)
+        }
+        notifyWanted.openUnsafe()
+      })
+    )
+  }
+  const notifyRound = Effect.gen(function* () {
+    yield* notifyWanted.await
+    notifyWanted.closeUnsafe()
+    const queues = [...announced]
+    announced.clear()
+    yield* sql`SELECT pg_notify(${channel}, ${`${instance} `} || q)
+               FROM json_array_elements_text(${JSON.stringify(queues)}::json) AS q`
+  })
+
+  // ---- enqueue --------------------------------------------------------------------------------------------
+
+  const insertBatch = (input: ReadonlyArray<InsertRow>) =>
+    rows(
+      "enqueue",
+      sql`INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
+                                 max_attempts, failures, idempotency_key, created_at, updated_at)
+            SELECT r.id, r.queue, r.pool, r.priority, r.priority_rank, 'queued', r.payload::json,
+                   coalesce(r.run_at, ${now} + coalesce(r.delay_ms, 0)), 0, r.max_attempts, 0, r.idempotency_key,
+                   ${now}, ${now}
+            FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(
+              ord int, id text, queue text, pool text, priority text, priority_rank smallint, payload text,
+              run_at float8, delay_ms float8, max_attempts int, idempotency_key text)
+            ORDER BY r.ord
+            ON CONFLICT DO NOTHING
+            RETURNING ${cols}`
+    )
+
+  const findByKeys = (keys: ReadonlyArray<{ readonly queue: string; readonly key: string }>) =>
+    rows(
+      "enqueue",
+      sql`SELECT ${jCols} FROM ${jobs} j
+          JOIN json_to_recordset(${JSON.stringify(keys)}::json) AS k(queue text, key text)
+            ON j.queue = k.queue AND j.idempotency_key = k.key`
+    )
+
+  const store = Effect.fnUntraced(function* (requests: ReadonlyArray<EnqueueRequest>) {
+    if (requests.length === 0) return []
+    const clock = yield* Clock.currentTimeMillis
+    const input: Array<InsertRow> = requests.map((r, ord) => ({
+      ord,
+      id: `job_${uuidv7(clock)}`,
+      queue: r.queue,
+      pool: r.pool ?? null,
+      priority: r.priority ?? "normal",
+      priority_rank: Task.priorityRank(r.priority ?? "normal"),
+      payload: JSON.stringify(r.payload),
+      run_at: r.runAt ?? null,
+      delay_ms: r.delayMs ?? null,
+      max_attempts: r.maxAttempts ?? defaultMaxAttempts,
+      idempotency_key: r.idempotencyKey === undefined ? null : textKey(r.idempotencyKey)
+    }))
+    // A job holding a key can be pruned between the insert and the read: then insert again
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const inserted = new Map<string, Job>()
+      const rows = yield* insertBatch(input)
+      yield* announce(rows)
+      for (const row of rows) inserted.set(row.id, toJob(row))
+      const missing = input.filter((row) => !inserted.has(row.id))
+      const keyOf = (queue: string, key: string) => `${queue}\u0000${key}`
+      const existing = new Map<string, Job>()
+      if (missing.length > 0) {
+        const keys = missing.flatMap((row) =>
+          row.idempotency_key === null ? [] : [{ queue: row.queue, key: row.idempotency_key }]
+        )
+        for (const row of yield* findByKeys(keys)) existing.set(keyOf(row.queue, row.idempotency_key!), toJob(row))
+      }
+      const out: Array<Job> = []
+      for (const row of input) {
+        const job =
+          inserted.get(row.id) ??
+          (row.idempotency_key === null ? undefined : existing.get(keyOf(row.queue, row.idempotency_key)))
+        if (job === undefined) break
+        out.push(job)
+      }
+      if (out.length === input.length) return out
+    }
+    return yield* storeError("enqueue")(new Error("Jobs neither inserted nor found by their idempotency keys"))
+  })
+
+  const enqueue = Effect.fn("Queue.enqueue")(function* (request: EnqueueRequest) {
+    const valid = validateEnqueue(request)
+    if (Result.isFailure(valid)) return yield* valid.failure
+    return (yield* store([valid.success]))[0]!
+  })
+
+  const enqueueBatch = Effect.fn("Queue.enqueueBatch")(function* (requests: ReadonlyArray<EnqueueRequest>) {
+    const valid = validateEnqueueBatch(requests)
+    if (Result.isFailure(valid)) return yield* valid.failure
+    return yield* store(valid.success)
+  })
+
+  // ---- claim ----------------------------------------------------------------------------------------------
+
+  const claim = Effect.fn("Queue.claim")(function* (request: ClaimRequest) {
+    const c = yield* ClaimDecode(request)
+    const pool = c.pool === undefined ? sql`pool IS NULL` : sql`(pool IS NULL OR pool = ${c.pool})`
+    const claimed = yield* rows(
+      "claim",
+      sql`WITH picked AS (
+            SELECT id FROM ${jobs}
+            WHERE queue IN ${sql.in(c.queues)} AND state IN ('queued', 'failed') AND run_at <= ${now} AND ${pool}
+            ORDER BY priority_rank, run_at, seq
+            LIMIT ${c.max ?? 1}
+            FOR UPDATE SKIP LOCKED
+          )
+          UPDATE ${jobs} j
+          SET state = 'claimed', attempts = j.attempts + 1, lease_worker = ${c.workerId},
+              lease_expires_at = ${now} + ${c.leaseMs ?? defaultLeaseMs}, claimed_at = ${now}, updated_at = ${now}
+          FROM picked WHERE j.id = picked.id
+          RETURNING ${jCols}`
+    )
+    return [...claimed].sort(claimOrder).map(toJob)
+  })
+
+  // ---- the lease holder's operations ----------------------------------------------------------------------
+
+  const findRefusal = SqlSchema.findOneOption({
+    Request: JobId,
+    Result: RefusalRow,
+    execute: (id) =>
+      sql`SELECT state, lease_worker, lease_expires_at <= ${now} AS expired FROM ${jobs} WHERE id = ${id}`
+  })
+
+  // Why `workerId` could not act on the job, read after the conditional UPDATE changed nothing
+  const refusal = (operation: string, jobId: JobId, workerId: AgentId) =>
+    Effect.gen(function* () {
+      const found = yield* findRefusal(jobId).pipe(Effect.mapError(storeError(operation)))
+      if (Option.isNone(found)) return yield* new JobNotFound({ jobId })
+      const { state, lease_worker, expired } = found.value
+      const leased = (state === "claimed" || state === "running") && lease_worker !== null
+      return yield* new LeaseLost({
+        jobId,
+        workerId,
+        reason: !leased
+          ? "not_leased"
+          : lease_worker !== workerId
+            ? "held_by_other"
+            : expired
+              ? "expired"
+              : "not_leased",
+        state,
+        ...(lease_worker === null ? {} : { holder: lease_worker })
+      })
+    })
+
+  const holding = (jobId: string, workerId: string) =>
+    sql`id = ${jobId} AND state IN ('claimed', 'running') AND lease_worker = ${workerId}
+        AND lease_expires_at > ${now}`
+
+  // Runs a conditional single-row statement; refuses with the reason when it changed nothing
+  const leaseOperation = (
+    operation: string,
+    jobId: JobId,
+    workerId: AgentId,
+    statement: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>
+  ) =>
+    Effect.gen(function* () {
+      const [row] = yield* rows(operation, statement)
+      if (row === undefined) return yield* refusal(operation, jobId, workerId)
+      // a released job, or a failed one retried at once, is claimable again
+      yield* announce([row])
+      return toJob(row)
+    })
+
+  const start = Effect.fn("Queue.start")(function* (jobId: JobId, workerId: AgentId) {
+    return yield* leaseOperation(
+      "start",
+      jobId,
+      workerId,
+      sql`UPDATE ${jobs}
+          SET state = 'running', updated_at = CASE WHEN state = 'running' THEN updated_at ELSE ${now} END
+          WHERE ${holding(jobId, workerId)}
+          RETURNING ${cols}`
+    )
+  })
+
+  const heartbeat = Effect.fn("Queue.heartbeat")(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
+    const extend = yield* ExtendMs(extendMs)
+    return yield* leaseOperation(
+      "heartbeat",
+      jobId,
+      workerId,
+      sql`UPDATE ${jobs} SET lease_expires_at = ${now} + ${extend}, updated_at = ${now}
+          WHERE ${holding(jobId, workerId)}
+          RETURNING ${cols}`
+    )
+  })
+
+  const complete = Effect.fn("Queue.complete")(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
+    const value = yield* prepareResult(result)
+    return yield* leaseOperation(
+      "complete",
+      jobId,
+      workerId,
+      sql`UPDATE ${jobs}
+          SET state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = ${JSON.stringify(value)}::json,
+              updated_at = ${now}, finished_at = ${now}
+          WHERE ${holding(jobId, workerId)}
+          RETURNING ${cols}`
+    )
+  })
+
+  const findAttempts = SqlSchema.findOneOption({
+    Request: Schema.Struct({ id: JobId, workerId: AgentId }),
+    Result: AttemptRow,
+    execute: ({ id, workerId }) =>
+      sql`SELECT attempts, max_attempts, ${now} AS now FROM ${jobs} WHERE ${holding(id, workerId)}`
+  })
+
+  const fail = Effect.fn("Queue.fail")(function* (
+    jobId: JobId,
+    workerId: AgentId,
+    error: string,
+    options?: FailOptions
+  ) {
+    const message = JSON.stringify(typeof error === "string" ? error : String(error))
+    const draw = yield* Random.next
+    const found = yield* findAttempts({ id: jobId, workerId }).pipe(Effect.mapError(storeError("fail")))
+    if (Option.isNone(found)) return yield* refusal("fail", jobId, workerId)
+    const { attempts, max_attempts, now: at } = found.value
+    const decision = Backoff.decide(
+      { attempts, maxAttempts: max_attempts, retryable: options?.retryable !== false, now: at, draw },
+      backoff
+    )
+    // The delay is core's; it starts from the database's clock when the write happens
+    const outcome =
+      decision._tag === "Retry"
+        ? sql`state = 'failed', run_at = ${now} + ${decision.delayMs}`
+        : sql`state = 'dead_lettered', finished_at = ${now}`
+    return yield* leaseOperation(
+      "fail",
+      jobId,
+      workerId,
+      sql`UPDATE ${jobs}
+          SET ${outcome}, lease_worker = NULL, lease_expires_at = NULL, last_error = ${message}::json,
+              failures = failures + 1, updated_at = ${now}
+          WHERE ${holding(jobId, workerId)} AND attempts = ${attempts}
+          RETURNING ${cols}`
+    )
+  })
+
+  const release = Effect.fn("Queue.release")(function* (jobId: JobId, workerId: AgentId) {
+    return yield* leaseOperation(
+      "release",
+      jobId,
+      workerId,
+      sql`UPDATE ${jobs}
+          SET state = 'queued', lease_worker = NULL, lease_expires_at = NULL,
+              attempts = greatest(0, attempts - 1), updated_at = ${now}
+          WHERE ${holding(jobId, workerId)}
+          RETURNING ${cols}`
+    )
+  })
+
+  // ---- administration -------------------------------------------------------------------------------------
+
+  const findJob = (operation: string, jobId: JobId) =>
+    Effect.map(rows(operation, sql`SELECT ${cols} FROM ${jobs} WHERE id = ${jobId}`), (found) =>
+      found[0] === undefined ? Option.none<JobRow>() : Option.some(found[0])
+    )
+
+  const cancel = Effect.fn("Queue.cancel")(function* (jobId: JobId) {
+    const [row] = yield* rows(
+      "cancel",
+      sql`UPDATE ${jobs}
+          SET state = 'cancelled', lease_worker = NULL, lease_expires_at = NULL, updated_at = ${now},
+              finished_at = ${now}
+          WHERE id = ${jobId} AND state IN ('queued', 'claimed', 'running', 'failed')
+          RETURNING ${cols}`
+    )
+    if (row !== undefined) return toJob(row)
+    const current = yield* findJob("cancel", jobId)
+    if (Option.isNone(current)) return yield* new JobNotFound({ jobId })
+    // Cancelling again is a no-op
+    if (current.value.state === "cancelled") return toJob(current.value)
+    return yield* new IllegalTransition({ entity: "job", id: jobId, from: current.value.state, to: "cancelled" })
+  })
+
+  const retryDeadLettered = Effect.fn("Queue.retryDeadLettered")(function* (jobId: JobId) {
+    const [row] = yield* rows(
+      "retryDeadLettered",
+      sql`UPDATE ${jobs}
+          SET state = 'queued', finished_at = NULL, attempts = 0, run_at = ${now}, updated_at = ${now}
+          WHERE id = ${jobId} AND state = 'dead_lettered'
+          RETURNING ${cols}`
+    )
+    if (row !== undefined) {
+      yield* announce([row])
+      return toJob(row)
+    }
+    const current = yield* findJob("retryDeadLettered", jobId)
+    if (Option.isNone(current)) return yield* new JobNotFound({ jobId })
+    return yield* new IllegalTransition({ entity: "job", id: jobId, from: current.value.state, to: "queued" })
+  })
+
+  // One statement: every expired lease, locked (skipping rows another sweep or their holder is writing), back
+  // to queued, or dead-lettered when no attempt is left; an expired lease counts as a failed attempt
+  const requeueExpired = rows(
+    "requeueExpired",
+    sql`WITH expired AS (
+          SELECT id FROM ${jobs}
+          WHERE state IN ('claimed', 'running') AND lease_expires_at <= ${now}
+          FOR UPDATE SKIP LOCKED
+        ), changed AS (
+          UPDATE ${jobs} j
+          SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead_lettered' ELSE 'queued' END,
+              run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at ELSE ${now} END,
+              finished_at = CASE WHEN j.attempts >= j.max_attempts THEN ${now} ELSE j.finished_at END,
+              last_error = to_json('lease expired (held by ' || coalesce(j.lease_worker, 'unknown') || ')'),
+              failures = j.failures + 1, lease_worker = NULL, lease_expires_at = NULL, updated_at = ${now}
+          FROM expired WHERE j.id = expired.id
+          RETURNING ${jCols}
+        )
+        SELECT * FROM changed`
+  ).pipe(
+    Effect.tap(announce),
+    Effect.map((changed) => changed.map(toJob)),
+    Effect.withSpan("Queue.requeueExpired")
+  )
+
+  // Completed and cancelled jobs past their retention, a thousand rows per statement
+  const pruneBatch = sql<{ readonly id: string }>`DELETE FROM ${jobs} WHERE id IN (
+      SELECT id FROM ${jobs}
+      WHERE state IN ('completed', 'cancelled') AND finished_at <= ${now} - ${retainFinishedMs}
+      LIMIT 1000 FOR UPDATE SKIP LOCKED
+    ) RETURNING id`
+  const prune: Effect.Effect<number, QueueStoreError> = Effect.gen(function* () {
+    let total = 0
+    while (true) {
+      const deleted = (yield* pruneBatch.pipe(Effect.mapError(storeError("prune")))).length
+      total += deleted
+      if (deleted < 1000) return total
+    }
+  })
+
+  // ---- reads ----------------------------------------------------------------------------------------------
+
+  const get = Effect.fn("Queue.get")(function* (jobId: JobId) {
+    const found = yield* findJob("get", jobId)
+    if (Option.isNone(found)) return yield* new JobNotFound({ jobId })
+    return toJob(found.value)
+  })
+
+  const list = Effect.fn("Queue.list")(function* (query?: JobQuery) {
+    const q = yield* ListQueryDecode(query ?? {})
+    if (q.cursor !== undefined && !/^\d{1,15}$/.test(q.cursor)) {
+      return yield* InvalidInput.at("$.cursor", "Expected a cursor returned by this queue's list")
+    }
+    const limit = q.limit ?? defaultListLimit
+    const where = sql.and([
+      ...(q.queue === undefined ? [] : [sql`queue = ${q.queue}`]),
+      ...(q.state === undefined ? [] : [sql`state = ${q.state}`]),
+      ...(q.pool === undefined ? [] : [sql`pool = ${q.pool}`]),
+      ...(q.cursor === undefined ? [] : [sql`seq > ${Number(q.cursor)}`])
+    ])
+    const found = yield* rows("list", sql`SELECT ${cols} FROM ${jobs} WHERE ${where} ORDER BY seq LIMIT ${limit + 1}`)
+    const page = found.slice(0, limit)
+    const out = page.map(toJob)
+    return found.length > limit ? { jobs: out, nextCursor: page[page.length - 1]!.seq.toString() } : { jobs: out }
+  })
+
+  const stats = Effect.fn("Queue.stats")(function* (queue?: string) {
+    const name = queue === undefined ? undefined : yield* StatsQueue(queue)
+    const pending = sql.literal("state IN ('queued', 'failed')")
+    const [row] = yield* SqlSchema.findAll({
+      Request: Schema.Void,
+      Result: StatsRow,
+      execute: () =>
+        sql`SELECT
+              count(*) FILTER (WHERE state = 'queued')::int AS queued,
+              count(*) FILTER (WHERE state = 'claimed')::int AS claimed,
+              count(*) FILTER (WHERE state = 'running')::int AS running,
+              count(*) FILTER (WHERE state = 'completed')::int AS completed,
+              count(*) FILTER (WHERE state = 'failed')::int AS failed,
+              count(*) FILTER (WHERE state = 'dead_lettered')::int AS dead_lettered,
+              count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled,
+              count(*) FILTER (WHERE ${pending} AND priority = 'critical')::int AS p_critical,
+              count(*) FILTER (WHERE ${pending} AND priority = 'high')::int AS p_high,
+              count(*) FILTER (WHERE ${pending} AND priority = 'normal')::int AS p_normal,
+              count(*) FILTER (WHERE ${pending} AND priority = 'low')::int AS p_low,
+              count(*) FILTER (WHERE ${pending} AND run_at <= ${now})::int AS ready,
+              min(run_at) FILTER (WHERE ${pending} AND run_at <= ${now}) AS oldest_ready_at,
+              percentile_disc(0.5) WITHIN GROUP (ORDER BY claimed_at - run_at)
+                FILTER (WHERE claimed_at >= run_at) AS wait_p50,
+              percentile_disc(0.95) WITHIN GROUP (ORDER BY claimed_at - run_at)
+                FILTER (WHERE claimed_at >= run_at) AS wait_p95,
+              coalesce(sum(failures), 0)::float8 AS failures,
+              ${now} AS now
+            FROM ${jobs}
+            WHERE ${name === undefined ? sql.literal("true") : sql`queue = ${name}`}`
+    })(undefined).pipe(Effect.mapError(storeError("stats")))
+    const r = row!
+    const finished = r.failures + r.completed
+    return {
+      byState: {
+        queued: r.queued,
+        claimed: r.claimed,
+        running: r.running,
+        completed: r.completed,
+        failed: r.failed,
+        dead_lettered: r.dead_lettered,
+        cancelled: r.cancelled
+      },
+      pendingByPriority: { critical: r.p_critical, high: r.p_high, normal: r.p_normal, low: r.p_low },
+      ready: r.ready,
+      oldestReadyAgeMs: r.ready === 0 || r.oldest_ready_at === null ? null : r.now - r.oldest_ready_at,
+      waitP50Ms: r.wait_p50,
+      waitP95Ms: r.wait_p95,
+      failureRate: finished === 0 ? null : r.failures / finished,
+      deadLettered: r.dead_lettered
+    } satisfies QueueStats
+  })
+
+  // ---- wake-ups -------------------------------------------------------------------------------------------
+
+  // A LISTEN in its own scope under the layer's, so a lost connection can be replaced
+  const subscribe = Effect.gen(function* () {
+    const scope = yield* Scope.fork(layerScope)
+    const notifications = yield* pg.listen(channel).pipe(
+      Scope.provide(scope),
+      Effect.tapError(() => Scope.close(scope, Exit.void))
+    )
+    return { scope, notifications }
+  })
+  type Subscription = Effect.Success<typeof subscribe>
+
+  // Retries forever: the error type is only what the type system cannot rule out
+  const consume = (subscription: Subscription): Effect.Effect<never, SqlError.SqlError> =>
+    Effect.forever(
+      Effect.map(EffectQueue.take(subscription.notifications), ({ payload }) => {
+        const space = payload.indexOf(" ")
+        if (space < 0) signal(payload)
+        else if (payload.slice(0, space) !== instance) signal(payload.slice(space + 1))
+      })
+    ).pipe(
+      Effect.catch((error) =>
+        Effect.gen(function* () {
+          yield* Scope.close(subscription.scope, Exit.void)
+          yield* Effect.logWarning(`Queue wake-ups lost their connection, listening again: ${error.message}`)
+          const next = yield* subscribe.pipe(Effect.retry(Schedule.spaced("1 second")))
+          // Notifications sent while nobody listened are gone: let every subscriber look for work
+          signalAll()
+          return yield* consume(next)
+        })
+      )
+    )
+
+  // The first subscriber opens the LISTEN (and fails if it cannot; the next one tries again); later ones share it
+  const startLock = yield* Semaphore.make(1)
+  let started = false
+  const listening = startLock
+    .withPermits(1)(
+      Effect.suspend(() =>
+        started
+          ? Effect.void
+          : Effect.gen(function* () {
+              const subscription = yield* subscribe
+              yield* Effect.forkIn(consume(subscription), layerScope)
+              started = true
+            })
+      )
+    )
+    .pipe(Effect.mapError(storeError("wakeups")))
+
+  const wakeups = (request: WakeupRequest) =>
+    Effect.gen(function* () {
+      yield* listening
+      const latch = Latch.makeUnsafe(false)
+      for (const queue of request.queues) {
+        let set = watchers.get(queue)
+        if (!set) {
+          set = new Set()
+          watchers.set(queue, set)
+        }
+        set.add(latch)
+      }
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          for (const queue of request.queues) {
+            const set = watchers.get(queue)
+            if (!set) continue
+            set.delete(latch)
+            if (set.size === 0) watchers.delete(queue)
+          }
+        })
+      )
+      return Effect.andThen(
+        latch.await,
+        Effect.sync(() => latch.closeUnsafe())
+      )
+    })
+
+  // ---- background -----------------------------------------------------------------------------------------
+
+  const logged =
+    (what: string) =>
+    <A, E>(effect: Effect.Effect<A, E>) =>
+      effect.pipe(
+        Effect.asVoid,
+        Effect.catch((error) => Effect.logWarning(`Queue ${what} failed: ${String(error)}`)),
+        Effect.catchDefect((defect) => Effect.logError(`Queue ${what} died: ${String(defect)}`))
+      )
+  yield* Effect.forkScoped(Effect.forever(logged("notify")(notifyRound)))
+  yield* Effect.forkScoped(
+    Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), logged("requeue")(requeueExpired)))
+  )
+  if (Number.isFinite(retainFinishedMs)) {
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(pruneIntervalMs), logged("prune")(prune))))
+  }
+
+  return Queue.of({
+    enqueue,
+    enqueueBatch,
+    claim,
+    start,
+    heartbeat,
+    complete,
+    fail,
+    release,
+    cancel,
+    retryDeadLettered,
+    requeueExpired,
+    get,
+    list,
+    stats,
+    wakeups
+  })
+})
+
+/**
+ * The Postgres queue as a layer over the shared `PgClient` (see `makeQueue`).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerQueue = (options?: QueueOptions): Layer.Layer<Queue, InvalidInput, PgClient.PgClient> =>
+  Layer.effect(Queue, makeQueue(options))

@@ -1,0 +1,345 @@
+import { assert, layer } from "@effect/vitest"
+import * as Postgres from "@mandate/adapters/postgres"
+import { channelOf, layerQueue, layerTaskStore, layerUnitOfWork, makeQueue } from "@mandate/adapters/postgres"
+import { AgentId, type Job, Queue, TaskStore, UnitOfWork } from "@mandate/core"
+import { suite } from "@mandate/core/conformance/queue"
+import { makeRecord } from "@mandate/core/conformance/taskStore"
+import { Context, Deferred, Effect, Fiber, Layer } from "effect"
+import { SqlClient } from "effect/sql"
+import { TestClock } from "effect/testing"
+import { config, describePostgres, dropSchemaOnExit, TestPostgres } from "../utils/TestPostgres.ts"
+
+// The database keeps the time: real waits, short durations
+const backoff = { baseMs: 100, capMs: 5_000 }
+const requeueIntervalMs = 200
+
+class Boom {
+  readonly _tag = "Boom"
+}
+
+const uid = () => crypto.randomUUID()
+const queueName = (label: string) => `${label}-${uid()}`
+const worker = (label: string) => AgentId.make(`${label}-${uid()}`)
+
+// A queue on a second pool over the same schema: another process, as far as the server can tell
+const otherProcess = Effect.gen(function* () {
+  const { schema } = yield* TestPostgres
+  const context = yield* Layer.build(TestPostgres.otherClient())
+  return yield* makeQueue({ schema, backoff, requeueIntervalMs }).pipe(Effect.provide(context))
+})
+
+// Whether a forked wait has returned, after giving a notification time to arrive
+const wokeWithin = (fiber: Fiber.Fiber<void>, ms: number) =>
+  Effect.andThen(
+    Effect.sleep(ms),
+    Effect.sync(() => fiber.pollUnsafe() !== undefined)
+  )
+
+const awaitWake = (fiber: Fiber.Fiber<void>) => Fiber.join(fiber).pipe(Effect.timeout("10 seconds"))
+
+describePostgres("Queue on Postgres", () => {
+  suite(
+    "postgres",
+    TestPostgres.layerWith((options) => layerQueue({ ...options, backoff, requeueIntervalMs })),
+    { testClock: false, backoff, requeueIntervalMs }
+  )
+
+  layer(
+    TestPostgres.layerWith((options) =>
+      Layer.mergeAll(layerQueue({ ...options, backoff, requeueIntervalMs }), layerTaskStore(options), layerUnitOfWork)
+    ),
+    { excludeTestServices: true, timeout: "60 seconds" }
+  )("in a unit of work", (it) => {
+    it.effect("an enqueue wakes workers only when its unit commits, and never when it rolls back", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const uow = yield* UnitOfWork
+        const q = queueName("commit")
+        const next = yield* queue.wakeups({ queues: [q] })
+        const waiting = yield* Effect.forkChild(next)
+        const written = yield* Deferred.make<Job>()
+        const release = yield* Deferred.make<void>()
+        const unit = yield* Effect.forkChild(
+          uow.run(
+            Effect.gen(function* () {
+              yield* Deferred.succeed(written, yield* queue.enqueue({ queue: q, payload: "in a unit" }))
+              yield* Deferred.await(release)
+            })
+          )
+        )
+        const job = yield* Deferred.await(written)
+        assert.isFalse(yield* wokeWithin(waiting, 300), "woken before the commit")
+        assert.deepStrictEqual(yield* queue.claim({ workerId: worker("outsider"), queues: [q] }), [])
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(unit)
+        yield* awaitWake(waiting)
+        const [claimed] = yield* queue.claim({ workerId: worker("w"), queues: [q] })
+        assert.strictEqual(claimed?.id, job.id)
+
+        const again = yield* Effect.forkChild(next)
+        const failed = yield* Effect.flip(
+          uow.run(Effect.andThen(queue.enqueue({ queue: q, payload: "rolled back" }), Effect.fail(new Boom())))
+        )
+        assert.instanceOf(failed, Boom)
+        assert.isFalse(yield* wokeWithin(again, 300), "woken by a rolled-back enqueue")
+        assert.deepStrictEqual(yield* queue.claim({ workerId: worker("w"), queues: [q] }), [])
+        yield* Fiber.interrupt(again)
+      }).pipe(Effect.scoped)
+    )
+
+    it.effect("a job and a task written in one unit commit or roll back together", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const tasks = yield* TaskStore
+        const uow = yield* UnitOfWork
+        const q = queueName("with-task")
+        const dropped = makeRecord()
+        yield* Effect.flip(
+          uow.run(
+            Effect.gen(function* () {
+              yield* tasks.create(dropped)
+              yield* queue.enqueueBatch([
+                { queue: q, payload: 1 },
+                { queue: q, payload: 2 }
+              ])
+              return yield* Effect.fail(new Boom())
+            })
+          )
+        )
+        assert.strictEqual((yield* Effect.flip(tasks.get(dropped.task.id)))._tag, "TaskNotFound")
+        assert.strictEqual((yield* queue.list({ queue: q })).jobs.length, 0)
+        const kept = makeRecord()
+        yield* uow.run(Effect.andThen(tasks.create(kept), queue.enqueue({ queue: q, payload: 3 })))
+        assert.deepStrictEqual(yield* tasks.get(kept.task.id), kept)
+        assert.deepStrictEqual(
+          (yield* queue.list({ queue: q })).jobs.map((j) => j.payload),
+          [3]
+        )
+      })
+    )
+  })
+
+  layer(
+    TestPostgres.layerWith((options) =>
+      Layer.mergeAll(layerQueue({ ...options, backoff, requeueIntervalMs }), layerUnitOfWork)
+    ),
+    { excludeTestServices: true, timeout: "60 seconds" }
+  )("several processes", (it) => {
+    it.effect("an enqueue wakes another process's subscriber through NOTIFY, once its unit commits", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const uow = yield* UnitOfWork
+        const elsewhere = yield* otherProcess
+        const q = queueName("cross")
+        const next = yield* elsewhere.wakeups({ queues: [q] })
+        const waiting = yield* Effect.forkChild(next)
+        const release = yield* Deferred.make<void>()
+        const written = yield* Deferred.make<void>()
+        const unit = yield* Effect.forkChild(
+          uow.run(
+            Effect.gen(function* () {
+              yield* queue.enqueue({ queue: q, payload: "from afar" })
+              yield* Deferred.succeed(written, undefined)
+              yield* Deferred.await(release)
+            })
+          )
+        )
+        yield* Deferred.await(written)
+        assert.isFalse(yield* wokeWithin(waiting, 300), "woken before the commit")
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(unit)
+        yield* awaitWake(waiting)
+        const [claimed] = yield* elsewhere.claim({ workerId: worker("afar"), queues: [q] })
+        assert.strictEqual(claimed?.payload, "from afar")
+        // a delayed job is not announced: it is found by polling when it comes due
+        const again = yield* Effect.forkChild(next)
+        yield* queue.enqueue({ queue: q, payload: "later", delayMs: 60_000 })
+        assert.isFalse(yield* wokeWithin(again, 300), "woken by a job that is not claimable yet")
+        yield* Fiber.interrupt(again)
+      }).pipe(Effect.scoped)
+    )
+
+    it.effect("three pools claiming at once give each of 600 jobs to exactly one worker", () =>
+      Effect.gen(function* () {
+        const here = yield* Queue
+        const queues = [here, yield* otherProcess, yield* otherProcess]
+        const q = queueName("pools")
+        yield* here.enqueueBatch(Array.from({ length: 600 }, (_, i) => ({ queue: q, payload: i })))
+        const claimer = (queue: Queue["Service"], n: number) =>
+          Effect.gen(function* () {
+            const w = worker(`claimer-${n}`)
+            const mine: Array<Job> = []
+            while (true) {
+              const jobs = yield* queue.claim({ workerId: w, queues: [q], max: 10 })
+              if (jobs.length === 0) return mine
+              mine.push(...jobs)
+            }
+          })
+        const results = yield* Effect.all(
+          Array.from({ length: 9 }, (_, n) => claimer(queues[n % 3]!, n)),
+          { concurrency: "unbounded" }
+        )
+        const all = results.flat()
+        assert.strictEqual(all.length, 600)
+        assert.strictEqual(new Set(all.map((j) => j.id)).size, 600)
+        assert.isTrue(results.filter((r) => r.length > 0).length > 1)
+      })
+    )
+
+    it.effect("a lease is kept by the database's clock, whatever the worker's clock says", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = queueName("db-time")
+        const w = worker("skewed")
+        const job = yield* queue.enqueue({ queue: q, payload: {} })
+        // this worker's clock is a day ahead: a lease computed from it would be judged by it too
+        yield* TestClock.adjust("1 day")
+        const [claimed] = yield* queue.claim({ workerId: w, queues: [q], leaseMs: 60_000 })
+        assert.strictEqual(claimed?.id, job.id)
+        const wall = Date.now()
+        assert.isTrue(Math.abs(claimed!.lease!.expiresAt - (wall + 60_000)) < 10_000, "the lease is in database time")
+        assert.deepStrictEqual(
+          yield* queue.requeueExpired.pipe(Effect.map((jobs) => jobs.filter((j) => j.id === job.id))),
+          []
+        )
+        assert.strictEqual((yield* queue.heartbeat(job.id, w, 60_000)).lease?.workerId, w)
+        assert.strictEqual((yield* queue.complete(job.id, w, "done")).state, "completed")
+      }).pipe(Effect.provide(TestClock.layer()))
+    )
+
+    it.effect("wake-ups stay within their schema: another schema's enqueue on the same queue name wakes no one", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const { schema } = yield* TestPostgres
+        const other = config()
+        yield* dropSchemaOnExit(other.schema)
+        const elsewhere = Context.get(
+          yield* Layer.build(Postgres.layer(other, { queue: { requeueIntervalMs } })),
+          Queue
+        )
+        assert.notStrictEqual(channelOf(schema), channelOf(other.schema))
+        const q = queueName("shared-name")
+        const next = yield* queue.wakeups({ queues: [q] })
+        const waiting = yield* Effect.forkChild(next)
+        yield* elsewhere.enqueue({ queue: q, payload: "elsewhere" })
+        assert.isFalse(yield* wokeWithin(waiting, 300), "woken by another schema")
+        yield* (yield* otherProcess).enqueue({ queue: q, payload: "here, from another process" })
+        yield* awaitWake(waiting)
+      }).pipe(Effect.scoped)
+    )
+
+    it.effect("wake-ups survive a lost LISTEN connection", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const { schema } = yield* TestPostgres
+        const q = queueName("reconnect")
+        const next = yield* queue.wakeups({ queues: [q] })
+        // kill the listening session from outside, as a failover or an idle-session reaper would
+        const admin = Context.get(yield* Layer.build(TestPostgres.otherClient()), SqlClient.SqlClient)
+        const killed = yield* admin<{ readonly killed: boolean }>`
+          SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity
+          WHERE query = ${`LISTEN "${channelOf(schema)}"`}`
+        assert.deepStrictEqual(
+          killed.map((r) => r.killed),
+          [true]
+        )
+        // the layer listens again, and wakes its subscribers in case it missed something meanwhile
+        yield* next.pipe(Effect.timeout("10 seconds"))
+        // and notifications from other processes flow on the new connection
+        const elsewhere = yield* otherProcess
+        const waiting = yield* Effect.forkChild(next)
+        yield* Effect.sleep(100)
+        yield* elsewhere.enqueue({ queue: q, payload: "after the reconnect" })
+        yield* awaitWake(waiting)
+      }).pipe(Effect.scoped)
+    )
+  })
+
+  layer(
+    TestPostgres.layerWith((options) =>
+      layerQueue({ ...options, backoff, requeueIntervalMs, retainFinishedMs: 300, pruneIntervalMs: 100 })
+    ),
+    { excludeTestServices: true, timeout: "60 seconds" }
+  )("retention", (it) => {
+    it.effect("deletes completed and cancelled jobs after the retention, keeps dead letters and live jobs", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = queueName("retention")
+        const w = worker("w")
+        const [done, cancelled, dead, waiting] = yield* queue.enqueueBatch([
+          { queue: q, payload: "done", priority: "critical", idempotencyKey: "reused" },
+          { queue: q, payload: "cancelled" },
+          { queue: q, payload: "dead", priority: "high", maxAttempts: 1 },
+          { queue: q, payload: "waiting", priority: "low", delayMs: 60_000 }
+        ])
+        yield* queue.claim({ workerId: w, queues: [q], max: 2 })
+        yield* queue.complete(done!.id, w, null)
+        yield* queue.fail(dead!.id, w, "boom")
+        yield* queue.cancel(cancelled!.id)
+        const gone = (job: Job) =>
+          Effect.map(Effect.result(queue.get(job.id)), (r) => r._tag === "Failure" && r.failure._tag === "JobNotFound")
+        for (let i = 0; i < 100 && !((yield* gone(done!)) && (yield* gone(cancelled!))); i++) yield* Effect.sleep(50)
+        assert.isTrue(yield* gone(done!))
+        assert.isTrue(yield* gone(cancelled!))
+        assert.strictEqual((yield* queue.get(dead!.id)).state, "dead_lettered")
+        assert.strictEqual((yield* queue.get(waiting!.id)).state, "queued")
+        // the pruned job's idempotency key is free again
+        const fresh = yield* queue.enqueue({ queue: q, payload: "again", idempotencyKey: "reused" })
+        assert.notStrictEqual(fresh.id, done!.id)
+      })
+    )
+  })
+
+  layer(
+    TestPostgres.layerWith((options) => layerQueue({ ...options, backoff, requeueIntervalMs })),
+    {
+      excludeTestServices: true
+    }
+  )("stored data", (it) => {
+    it.effect("a row that does not decode fails the call with QueueStoreError, not a defect", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const { schema } = yield* TestPostgres
+        const sql = yield* SqlClient.SqlClient
+        const q = queueName("corrupt")
+        const [bad, good] = yield* queue.enqueueBatch([
+          { queue: q, payload: 1 },
+          { queue: q, payload: 2 }
+        ])
+        yield* sql`UPDATE ${sql(`${schema}.jobs`)} SET state = 'exploded' WHERE id = ${bad!.id}`
+        const errors = yield* Effect.all([Effect.flip(queue.get(bad!.id)), Effect.flip(queue.list({ queue: q }))])
+        assert.deepStrictEqual(
+          errors.map((e) => e._tag === "QueueStoreError" && e.operation),
+          ["get", "list"]
+        )
+        assert.strictEqual((yield* queue.get(good!.id)).payload, 2)
+      })
+    )
+
+    it.effect("keeps payloads, results, errors and idempotency keys that text columns could not", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = queueName("strings")
+        const w = worker("w")
+        const payload = { nul: "a\u0000b", lone: "\ud800", quote: '"\\' }
+        const job = yield* queue.enqueue({ queue: q, payload, idempotencyKey: "k\u0000\ud800" })
+        assert.deepStrictEqual(job.payload, payload)
+        assert.strictEqual(job.idempotencyKey, "k\u0000\ud800")
+        assert.strictEqual((yield* queue.enqueue({ queue: q, payload: 0, idempotencyKey: "k\u0000\ud800" })).id, job.id)
+        assert.notStrictEqual(
+          (yield* queue.enqueue({ queue: q, payload: 0, idempotencyKey: "k\u0000\ud801" })).id,
+          job.id
+        )
+        yield* queue.claim({ workerId: w, queues: [q] })
+        const failed = yield* queue.fail(job.id, w, "line\nwith \u0000 and \ud800")
+        assert.strictEqual(failed.lastError, "line\nwith \u0000 and \ud800")
+        yield* Effect.sleep(failed.runAt - failed.updatedAt + 100)
+        const claimed = yield* queue.claim({ workerId: w, queues: [q], max: 10 })
+        assert.isTrue(claimed.some((j) => j.id === job.id))
+        const done = yield* queue.complete(job.id, w, { out: "\u0000" })
+        assert.deepStrictEqual(done.result, { out: "\u0000" })
+        assert.deepStrictEqual(yield* queue.get(job.id), done)
+      })
+    )
+  })
+})

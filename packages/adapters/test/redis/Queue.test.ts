@@ -1,0 +1,274 @@
+import { assert, layer } from "@effect/vitest"
+import { layerQueue, makeQueue } from "@mandate/adapters/redis"
+import { AgentId, Queue, Worker } from "@mandate/core"
+import { suite } from "@mandate/core/conformance/queue"
+import { Effect, Layer } from "effect"
+import { Redis } from "effect/persistence"
+import { describeRedis, keysUnder, TestRedis } from "../utils/TestRedis.ts"
+
+describeRedis("Queue on Redis", () => {
+  // Time is the caller's Clock, passed to every script: TestClock drives leases, delays and retries
+  suite(
+    "Queue conformance (redis)",
+    TestRedis.layerWith((options) => layerQueue(options))
+  )
+
+  // And in real time, as production runs it
+  suite(
+    "Queue conformance (redis, real time)",
+    TestRedis.layerWith((options) => layerQueue({ ...options, backoff: { baseMs: 200 }, requeueIntervalMs: 200 })),
+    { testClock: false, backoff: { baseMs: 200 }, requeueIntervalMs: 200 }
+  )
+})
+
+const uid = () => crypto.randomUUID().slice(0, 8)
+
+// Kills every connection named `name` (ours: the test config's unique client name), from another connection
+const killConnections = (name: string) =>
+  Effect.gen(function* () {
+    const redis = yield* Redis.Redis
+    const list = yield* redis.send<string>("CLIENT", "LIST")
+    const ids = list
+      .split("\n")
+      .filter((line) => line.includes(` name=${name} `))
+      .map((line) => /(?:^|\s)id=(\d+)/.exec(line)?.[1])
+      .filter((id): id is string => id !== undefined)
+    for (const id of ids) yield* redis.send("CLIENT", "KILL", "ID", id).pipe(Effect.ignore)
+    return ids.length
+  }).pipe(Effect.provide(TestRedis.otherClient()))
+
+const waitUntil = (check: () => boolean, what: string, timeoutMs = 30_000) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + timeoutMs
+    while (!check()) {
+      if (Date.now() > deadline) return assert.fail(`timed out waiting for ${what}`)
+      yield* Effect.sleep(20)
+    }
+  })
+
+describeRedis("Queue on Redis: processes, faults, wake-ups, retention", () => {
+  layer(
+    TestRedis.layerWith((options) => layerQueue({ ...options, backoff: { baseMs: 100 }, requeueIntervalMs: 200 })),
+    { excludeTestServices: true, timeout: "120 seconds" }
+  )("real time", (it) => {
+    it.effect(
+      "connections killed mid-workload: workers reconnect, every job completes exactly once, nothing is lost",
+      () =>
+        Effect.gen(function* () {
+          const queue = yield* Queue
+          const { config } = yield* TestRedis
+          const q = `faults-${uid()}`
+          const total = 600
+          const runs = new Map<string, number>()
+          const completions = new Map<string, number>()
+          yield* Worker.run({
+            queues: [q],
+            concurrency: 10,
+            leaseMs: 2_000,
+            pollIntervalMs: 200,
+            handler: (job) =>
+              Effect.sync(() => void runs.set(job.id, (runs.get(job.id) ?? 0) + 1)).pipe(Effect.delay("2 millis")),
+            settle: (job, outcome) =>
+              Effect.sync(() => {
+                if (outcome._tag === "Completed") completions.set(job.id, (completions.get(job.id) ?? 0) + 1)
+              })
+          })
+          for (let i = 0; i < total; i += 100) {
+            yield* queue.enqueueBatch(Array.from({ length: 100 }, (_, k) => ({ queue: q, payload: { n: i + k } })))
+          }
+          const completedInRedis = Effect.map(queue.stats(q), (stats) => stats.byState.completed)
+          const waitForCompleted = (count: number, what: string) =>
+            Effect.gen(function* () {
+              const deadline = Date.now() + 30_000
+              while ((yield* completedInRedis) < count) {
+                if (Date.now() > deadline) return assert.fail(`timed out waiting for ${what}`)
+                yield* Effect.sleep(50)
+              }
+            })
+          yield* waitForCompleted(total / 3, "a third of the jobs")
+          // the shared connection and the wake-up reader's, while commands are in flight on them
+          assert.isAtLeast(yield* killConnections(config.clientName), 2)
+          yield* waitForCompleted((2 * total) / 3, "two thirds of the jobs")
+          assert.isAtLeast(yield* killConnections(config.clientName), 1)
+          yield* waitForCompleted(total, "every job")
+
+          // No job was recorded as completed twice. (A complete whose reply the kill swallowed is applied but never
+          // reported, so its job may miss a settle: the queue's state is the record, checked below.)
+          assert.isTrue(
+            [...completions.values()].every((n) => n === 1),
+            "a job completed twice"
+          )
+          assert.isAtLeast(completions.size, total - 20)
+          const { jobs } = yield* queue.list({ queue: q, limit: 1_000 })
+          assert.strictEqual(jobs.length, total)
+          for (const job of jobs) {
+            assert.strictEqual(job.state, "completed")
+            assert.isAtMost(runs.get(job.id) ?? 0, job.attempts, `job ${job.id} ran more often than it was leased`)
+          }
+          const stats = yield* queue.stats(q)
+          assert.deepStrictEqual(stats.byState, {
+            queued: 0,
+            claimed: 0,
+            running: 0,
+            completed: total,
+            failed: 0,
+            dead_lettered: 0,
+            cancelled: 0
+          })
+        })
+    )
+
+    it.effect("two processes claiming one queue each get distinct jobs", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const here = yield* Queue
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        const q = `two-${uid()}`
+        yield* here.enqueueBatch(Array.from({ length: 500 }, (_, n) => ({ queue: q, payload: n })))
+        const claimer = (queue: typeof here, n: number) =>
+          Effect.gen(function* () {
+            const workerId = AgentId.make(`claimer-${n}-${uid()}`)
+            const mine: Array<string> = []
+            while (true) {
+              const jobs = yield* queue.claim({ workerId, queues: [q], max: 9 })
+              if (jobs.length === 0) return mine
+              mine.push(...jobs.map((j) => j.id))
+            }
+          })
+        const results = yield* Effect.all(
+          Array.from({ length: 8 }, (_, n) => claimer(n % 2 === 0 ? here : there, n)),
+          { concurrency: "unbounded" }
+        )
+        const all = results.flat()
+        assert.strictEqual(all.length, 500)
+        assert.strictEqual(new Set(all).size, 500)
+      })
+    )
+
+    it.effect("an idle worker wakes on another process's enqueue at once, without polling", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const q = `wake-${uid()}`
+        const started: Array<number> = []
+        yield* Worker.run({
+          queues: [q],
+          pollIntervalMs: 60_000,
+          handler: () => Effect.sync(() => void started.push(Date.now()))
+        })
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        // idle long enough that the worker's next poll is more than a second away
+        yield* Effect.sleep(1_600)
+        const sent = Date.now()
+        yield* there.enqueue({ queue: q, payload: "now" })
+        yield* waitUntil(() => started.length === 1, "the worker to take the job", 5_000)
+        assert.isBelow(started[0]! - sent, 500)
+        // a delayed job: the enqueue wakes the worker, which then sleeps until the job is due
+        const delayedSent = Date.now()
+        yield* there.enqueue({ queue: q, payload: "later", delayMs: 400 })
+        yield* waitUntil(() => started.length === 2, "the delayed job", 5_000)
+        assert.isAtLeast(started[1]! - delayedSent, 390)
+        assert.isBelow(started[1]! - delayedSent, 900)
+      })
+    )
+
+    it.effect("wake-ups survive a killed reader connection", () =>
+      Effect.gen(function* () {
+        const { prefix, config } = yield* TestRedis
+        const q = `wake-kill-${uid()}`
+        const started: Array<number> = []
+        yield* Worker.run({
+          queues: [q],
+          pollIntervalMs: 60_000,
+          handler: () => Effect.sync(() => void started.push(Date.now()))
+        })
+        yield* Effect.sleep(300)
+        assert.isAtLeast(yield* killConnections(config.clientName), 1)
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        yield* Effect.sleep(1_500)
+        const sent = Date.now()
+        yield* there.enqueue({ queue: q, payload: 1 })
+        yield* waitUntil(() => started.length === 1, "the worker to take the job", 5_000)
+        assert.isBelow(started[0]! - sent, 1_000)
+      })
+    )
+  })
+
+  layer(
+    TestRedis.layerWith((options) => layerQueue({ ...options, retainFinishedMs: 0, requeueIntervalMs: 50 })),
+    { excludeTestServices: true }
+  )("retention", (it) => {
+    it.effect("finished jobs are deleted after the retention, with their keys and counts; dead letters stay", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const { prefix } = yield* TestRedis
+        const q = `retain-${uid()}`
+        const w = AgentId.make(`w-${uid()}`)
+        const done = yield* queue.enqueue({ queue: q, payload: 1, idempotencyKey: "k", priority: "critical" })
+        const dead = yield* queue.enqueue({ queue: q, payload: 2, maxAttempts: 1, priority: "high" })
+        const cancelled = yield* queue.enqueue({ queue: q, payload: 3 })
+        yield* queue.claim({ workerId: w, queues: [q], max: 2 })
+        yield* queue.complete(done.id, w, "ok")
+        yield* queue.fail(dead.id, w, "boom")
+        yield* queue.cancel(cancelled.id)
+        const gone = (id: typeof done.id) =>
+          queue.get(id).pipe(
+            Effect.as(false),
+            Effect.catchTag("JobNotFound", () => Effect.succeed(true))
+          )
+        for (let i = 0; i < 100 && !((yield* gone(done.id)) && (yield* gone(cancelled.id))); i++) {
+          yield* Effect.sleep(50)
+        }
+        assert.isTrue(yield* gone(done.id))
+        assert.isTrue(yield* gone(cancelled.id))
+        assert.strictEqual((yield* queue.get(dead.id)).state, "dead_lettered")
+        const stats = yield* queue.stats(q)
+        assert.strictEqual(stats.byState.completed, 0)
+        assert.strictEqual(stats.byState.cancelled, 0)
+        assert.strictEqual(stats.byState.dead_lettered, 1)
+        assert.strictEqual(stats.failureRate, 1)
+        assert.deepStrictEqual(
+          (yield* queue.list({ queue: q })).jobs.map((j) => j.id),
+          [dead.id]
+        )
+        const again = yield* queue.enqueue({ queue: q, payload: 4, idempotencyKey: "k" })
+        assert.notStrictEqual(again.id, done.id)
+        const keys = yield* keysUnder(prefix)
+        assert.isFalse(keys.some((key) => key.endsWith(done.id) || key.endsWith(cancelled.id)))
+      })
+    )
+  })
+})
+
+describeRedis("Queue on Redis: large batches", () => {
+  layer(TestRedis.layerWith((options) => layerQueue(options)))("chunks", (it) => {
+    it.effect("a batch larger than one script's share is stored whole, in order", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = `big-${uid()}`
+        const jobs = yield* queue.enqueueBatch(
+          Array.from({ length: 4_500 }, (_, n) => ({
+            queue: q,
+            payload: n,
+            ...(n === 4_499 ? { idempotencyKey: "last" } : {})
+          }))
+        )
+        assert.strictEqual(jobs.length, 4_500)
+        assert.deepStrictEqual(
+          jobs.map((j) => j.payload),
+          Array.from({ length: 4_500 }, (_, n) => n)
+        )
+        assert.strictEqual((yield* queue.stats(q)).byState.queued, 4_500)
+        const page = yield* queue.list({ queue: q, limit: 1_000 })
+        assert.deepStrictEqual(
+          page.jobs.map((j) => j.payload),
+          Array.from({ length: 1_000 }, (_, n) => n)
+        )
+        const [first] = yield* queue.claim({ workerId: AgentId.make(`w-${uid()}`), queues: [q] })
+        assert.strictEqual(first?.payload, 0)
+      })
+    )
+  })
+})
