@@ -57,7 +57,8 @@ const server = ChildProcess.spawn(
       MANDATE_API_KEYS: `${token}:submitter+auditor`,
       MANDATE_POLICY_FILE: policyFile,
       MANDATE_ANCHOR: "memory",
-      MANDATE_RATE_LIMIT: "1000000000",
+      MANDATE_RATE_LIMIT: "1000000",
+      MANDATE_RATE_WINDOW: "1 second",
       LOG_LEVEL: "Warn",
       // BENCH_WORKERS=0: an API-only process (tasks are queued for workers elsewhere, not run here)
       MANDATE_WORKER_CONCURRENCY: process.env.BENCH_WORKERS ?? "16"

@@ -53,11 +53,25 @@ export const ledgerEntries = Metric.gauge("mandate_ledger_entries", { descriptio
  * @category recording
  * @since 0.1.0
  */
-export const recordRequest = (method: string, route: string, status: number, seconds: number): Effect.Effect<void> =>
-  Effect.andThen(
-    Metric.update(Metric.withAttributes(httpRequests, { method, route, status: String(status) }), 1),
-    Metric.update(Metric.withAttributes(httpDuration, { method, route }), seconds)
-  )
+export const recordRequest = (method: string, route: string, status: number, seconds: number): Effect.Effect<void> => {
+  // Tagged metrics are cached: routes and statuses are few, and building one per request showed in profiles
+  const key = `${method} ${route} ${status}`
+  let tagged = taggedMetrics.get(key)
+  if (tagged === undefined) {
+    if (taggedMetrics.size > 10_000) taggedMetrics.clear()
+    tagged = {
+      count: Metric.withAttributes(httpRequests, { method, route, status: String(status) }),
+      duration: Metric.withAttributes(httpDuration, { method, route })
+    }
+    taggedMetrics.set(key, tagged)
+  }
+  return Effect.andThen(Metric.update(tagged.count, 1), Metric.update(tagged.duration, seconds))
+}
+
+const taggedMetrics = new Map<
+  string,
+  { readonly count: Metric.Metric<number, unknown>; readonly duration: Metric.Metric<number, unknown> }
+>()
 
 /**
  * Refreshes the gauges from the stores and renders every metric as Prometheus text.

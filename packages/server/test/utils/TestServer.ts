@@ -5,7 +5,7 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import * as Qubic from "@mandate/adapters/qubic"
 import { Principal } from "@mandate/core"
-import { Duration, Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer, Redacted, References } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import { Authenticator } from "../../src/http/Auth.ts"
 import * as Server from "../../src/Server.ts"
@@ -56,6 +56,8 @@ export const layer = <E>(
     rateLimit: { limit: options?.rateLimit ?? 100_000, window: Duration.minutes(1) }
   }).pipe(
     Layer.provide(Layer.mergeAll(Authenticator.layer({ apiKeys }), services)),
+    // Access logs would drown the test output
+    Layer.provide(Layer.succeed(References.MinimumLogLevel, "Warn")),
     Layer.provideMerge(NodeHttpServer.layerTest)
   )
 
