@@ -27,7 +27,8 @@ export interface AgentOptions {
   readonly baseUrl: string
   /** A bearer token with the `agent` role. */
   readonly token: string
-  readonly agentId: string
+  /** `<principal>` or `<principal>.<name>` (the server refuses others); default: one the server assigns. */
+  readonly agentId?: string | undefined
   readonly pool: string
   readonly queues: ReadonlyArray<string>
   /** The agent's Ed25519 private key: it signs, and is never sent anywhere. */
@@ -90,12 +91,17 @@ export const run = (options: AgentOptions) =>
     let busy = 0
 
     const agent = yield* client.agents.register({
-      payload: { agent_id: AgentId.make(options.agentId), pool: options.pool, capabilities: ["sign:ed25519"] }
+      payload: {
+        ...(options.agentId === undefined ? {} : { agent_id: AgentId.make(options.agentId) }),
+        pool: options.pool,
+        capabilities: ["sign:ed25519"]
+      }
     })
+    const agentId = AgentId.make(agent.agent_id)
     log(`registered ${agent.agent_id} in pool ${agent.pool}`)
     yield* Effect.addFinalizer(() =>
-      client.agents.deregister({ params: { id: AgentId.make(options.agentId) } }).pipe(
-        Effect.tap(() => Effect.sync(() => log(`deregistered ${options.agentId}`))),
+      client.agents.deregister({ params: { id: agentId } }).pipe(
+        Effect.tap(() => Effect.sync(() => log(`deregistered ${agentId}`))),
         Effect.ignore
       )
     )
@@ -105,7 +111,7 @@ export const run = (options: AgentOptions) =>
         Effect.sleep(Duration.millis(options.heartbeatMs ?? 5_000)).pipe(
           Effect.andThen(
             client.agents.heartbeat({
-              params: { id: AgentId.make(options.agentId) },
+              params: { id: agentId },
               payload: { load: busy / concurrency }
             })
           ),
@@ -117,7 +123,7 @@ export const run = (options: AgentOptions) =>
     const work = (job: { readonly job_id: string; readonly payload: unknown }) =>
       Effect.gen(function* () {
         const id = JobId.make(job.job_id)
-        const holder = { worker_id: AgentId.make(options.agentId) }
+        const holder = { worker_id: agentId }
         yield* client.queue.start({ params: { id }, payload: holder })
         // Keep the lease while working
         const beating = yield* Effect.forkChild(
@@ -159,7 +165,7 @@ export const run = (options: AgentOptions) =>
       const claimed = yield* client.queue
         .claim({
           payload: {
-            worker_id: AgentId.make(options.agentId),
+            worker_id: agentId,
             queues: options.queues as never,
             pool: options.pool,
             max: free,

@@ -17,7 +17,7 @@ const privateKey = process.env.AGENT_PRIVATE_KEY
 run({
   baseUrl: process.env.MANDATE_URL ?? "http://127.0.0.1:8000",
   token: process.env.MANDATE_TOKEN ?? process.env.MANDATE_TOKEN_AGENT ?? "",
-  agentId: process.env.AGENT_ID ?? `agent-${process.pid}`,
+  agentId: process.env.AGENT_ID,
   pool: process.env.AGENT_POOL ?? "default",
   queues: (process.env.AGENT_QUEUES ?? "signing").split(","),
   privateKey

@@ -71,7 +71,7 @@ describe("examples/remote-agent", () => {
           run({
             baseUrl: base,
             token: agentToken,
-            agentId: "signer-1",
+            agentId: "robot.signer-1",
             pool: "eu",
             queues: [queue],
             privateKey,
@@ -98,7 +98,7 @@ describe("examples/remote-agent", () => {
           }
         }).pipe(Effect.timeout("30 seconds"))
 
-        const online = yield* http(base, auditor, "GET", "/agents/signer-1")
+        const online = yield* http(base, auditor, "GET", "/agents/robot.signer-1")
         assert.strictEqual(online.body.status, "online")
         assert.isNumber(online.body.load)
         assert.strictEqual(online.body.pool, "eu")
@@ -113,9 +113,9 @@ describe("examples/remote-agent", () => {
         assert.strictEqual(refused.last_error, "payload is not { document: string }")
 
         yield* Fiber.interrupt(agent)
-        assert.strictEqual((yield* http(base, auditor, "GET", "/agents/signer-1")).status, 404)
-        assert.isTrue(lines.some((l) => l.startsWith("registered signer-1")))
-        assert.isTrue(lines.includes("deregistered signer-1"))
+        assert.strictEqual((yield* http(base, auditor, "GET", "/agents/robot.signer-1")).status, 404)
+        assert.isTrue(lines.some((l) => l.startsWith("registered robot.signer-1")))
+        assert.isTrue(lines.includes("deregistered robot.signer-1"))
 
         // The secret never left the agent: no request carried the private key in any encoding
         const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString()
@@ -129,7 +129,7 @@ describe("examples/remote-agent", () => {
         }
         // Jobs kept their leases with heartbeats (a third of the lease apart), and the agent reported its load
         assert.isTrue(sent.some((r) => /\/queue\/jobs\/[^/]+\/heartbeat/.test(r)))
-        assert.isTrue(sent.some((r) => /\/agents\/signer-1\/heartbeat/.test(r)))
+        assert.isTrue(sent.some((r) => /\/agents\/robot\.signer-1\/heartbeat/.test(r)))
       }).pipe(Effect.provide(server)),
     60_000
   )

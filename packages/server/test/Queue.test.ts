@@ -12,7 +12,7 @@ layer(TestServer.layer(TestServer.memoryServices()), { excludeTestServices: true
         const queue = `q-${crypto.randomUUID().slice(0, 8)}`
         const agent = yield* call("POST", "/agents", {
           token: tokens.robot,
-          body: { agent_id: `${queue}-worker`, pool: "eu", capabilities: ["sign"], labels: { region: "eu-west" } }
+          body: { agent_id: `robot.${queue}`, pool: "eu", capabilities: ["sign"], labels: { region: "eu-west" } }
         })
         assert.strictEqual(agent.status, 200, agent.text)
         assert.strictEqual(agent.body.status, "online")
@@ -40,13 +40,27 @@ layer(TestServer.layer(TestServer.memoryServices()), { excludeTestServices: true
         assert.strictEqual(job.lease.worker_id, workerId)
         const jobId: string = job.job_id
 
-        // Only the lease holder may act on the job
+        // Only the lease holder may act on the job: another of robot's workers conflicts with the lease…
         const stolen = yield* call("PATCH", `/queue/jobs/${jobId}/complete`, {
+          token: tokens.robot,
+          body: { worker_id: "robot.other", result: {} }
+        })
+        assert.strictEqual(stolen.status, 409, stolen.text)
+        assert.strictEqual(stolen.body.reason, "lease_held_by_other")
+        // …and a worker id that is not robot's is refused before the queue sees it
+        const impostor = yield* call("PATCH", `/queue/jobs/${jobId}/complete`, {
           token: tokens.robot,
           body: { worker_id: "someone-else", result: {} }
         })
-        assert.strictEqual(stolen.status, 409)
-        assert.strictEqual(stolen.body.reason, "lease_held_by_other")
+        assert.strictEqual(impostor.status, 403)
+        assert.match(impostor.body.message, /robot may act only as worker robot or robot\.\*/)
+        const foreign = yield* call("POST", "/agents", {
+          token: tokens.robot,
+          body: { agent_id: "mallory.w1", pool: "eu" }
+        })
+        assert.strictEqual(foreign.status, 403)
+        const named = yield* call("POST", "/agents", { token: tokens.robot, body: { pool: "eu" } })
+        assert.match(named.body.agent_id, /^robot\.[0-9a-f]{8}$/)
 
         assert.strictEqual(
           (yield* call("PATCH", `/queue/jobs/${jobId}/start`, { token: tokens.robot, body: { worker_id: workerId } }))
@@ -85,7 +99,7 @@ layer(TestServer.layer(TestServer.memoryServices()), { excludeTestServices: true
     it.effect("failures retry then dead-letter; stats and listings report them; roles guard each route", () =>
       Effect.gen(function* () {
         const queue = `q-${crypto.randomUUID().slice(0, 8)}`
-        const workerId = `${queue}-w`
+        const workerId = `robot.${queue}`
         const enqueued = yield* call("POST", "/queue/jobs", { token: tokens.alice, body: { queue, payload: 1 } })
         const claim = () =>
           call("POST", "/queue/claim", { token: tokens.robot, body: { worker_id: workerId, queues: [queue] } })
@@ -113,8 +127,10 @@ layer(TestServer.layer(TestServer.memoryServices()), { excludeTestServices: true
           403
         )
         assert.strictEqual(
-          (yield* call("POST", "/queue/claim", { token: tokens.alice, body: { worker_id: "x1", queues: [queue] } }))
-            .status,
+          (yield* call("POST", "/queue/claim", {
+            token: tokens.alice,
+            body: { worker_id: "alice.x1", queues: [queue] }
+          })).status,
           403
         )
         const badQueue = yield* call("POST", "/queue/jobs", {

@@ -4,12 +4,37 @@
  *
  * @since 0.1.0
  */
-import { Agents, defaultLeaseMs, Queue } from "@mandate/core"
+import { AgentId, Agents, defaultLeaseMs, Principal, Queue } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
+import { CurrentPrincipal } from "../api/Auth.ts"
+import { Forbidden } from "../api/Errors.ts"
 import { mapErrors } from "./Errors.ts"
 import * as Wire from "./Wire.ts"
+
+/**
+ * Worker ids belong to principals: an agent acts only as `<principal>` or `<principal>.<anything>` (admins as
+ * anyone). A job's lease names its worker, and worker ids are visible in listings, so without this any agent
+ * token could complete or fail another agent's jobs.
+ *
+ * @category authorization
+ * @since 0.1.0
+ */
+export const ownsWorker = (principal: Principal.Principal, workerId: string): boolean =>
+  Principal.hasRole(principal, "admin") || workerId === principal.id || workerId.startsWith(`${principal.id}.`)
+
+const asWorker = (workerId: string) =>
+  Effect.flatMap(CurrentPrincipal, (principal) =>
+    ownsWorker(principal, workerId)
+      ? Effect.void
+      : Effect.fail(
+          new Forbidden({
+            message: `${principal.id} may act only as worker ${principal.id} or ${principal.id}.*, not ${workerId}`,
+            principal: principal.id
+          })
+        )
+  )
 
 const enqueueNames = {
   "$.runAt": "$.run_at",
@@ -59,34 +84,52 @@ export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
       )
       .handle("get", ({ params }) => queue.get(params.id).pipe(Effect.map(Wire.job), mapErrors()))
       .handle("claim", ({ payload }) =>
-        queue
-          .claim({
-            workerId: payload.worker_id,
-            queues: payload.queues,
-            ...(payload.pool === undefined ? {} : { pool: payload.pool }),
-            ...(payload.max === undefined ? {} : { max: payload.max }),
-            ...(payload.lease_ms === undefined ? {} : { leaseMs: payload.lease_ms })
-          })
-          .pipe(
-            Effect.map((jobs) => ({ jobs: jobs.map(Wire.job) })),
-            mapErrors({ "$.workerId": "$.worker_id", "$.leaseMs": "$.lease_ms" })
+        asWorker(payload.worker_id).pipe(
+          Effect.andThen(
+            queue
+              .claim({
+                workerId: payload.worker_id,
+                queues: payload.queues,
+                ...(payload.pool === undefined ? {} : { pool: payload.pool }),
+                ...(payload.max === undefined ? {} : { max: payload.max }),
+                ...(payload.lease_ms === undefined ? {} : { leaseMs: payload.lease_ms })
+              })
+              .pipe(
+                Effect.map((jobs) => ({ jobs: jobs.map(Wire.job) })),
+                mapErrors({ "$.workerId": "$.worker_id", "$.leaseMs": "$.lease_ms" })
+              )
           )
+        )
       )
       .handle("start", ({ params, payload }) =>
-        queue.start(params.id, payload.worker_id).pipe(Effect.map(Wire.job), mapErrors())
+        asWorker(payload.worker_id).pipe(
+          Effect.andThen(queue.start(params.id, payload.worker_id).pipe(Effect.map(Wire.job), mapErrors()))
+        )
       )
       .handle("heartbeat", ({ params, payload }) =>
-        queue
-          .heartbeat(params.id, payload.worker_id, payload.extend_ms ?? defaultLeaseMs)
-          .pipe(Effect.map(Wire.job), mapErrors({ "$.extendMs": "$.extend_ms" }))
+        asWorker(payload.worker_id).pipe(
+          Effect.andThen(
+            queue
+              .heartbeat(params.id, payload.worker_id, payload.extend_ms ?? defaultLeaseMs)
+              .pipe(Effect.map(Wire.job), mapErrors({ "$.extendMs": "$.extend_ms" }))
+          )
+        )
       )
       .handle("complete", ({ params, payload }) =>
-        queue.complete(params.id, payload.worker_id, payload.result).pipe(Effect.map(Wire.job), mapErrors())
+        asWorker(payload.worker_id).pipe(
+          Effect.andThen(
+            queue.complete(params.id, payload.worker_id, payload.result).pipe(Effect.map(Wire.job), mapErrors())
+          )
+        )
       )
       .handle("fail", ({ params, payload }) =>
-        queue
-          .fail(params.id, payload.worker_id, payload.error, { retryable: payload.retryable })
-          .pipe(Effect.map(Wire.job), mapErrors())
+        asWorker(payload.worker_id).pipe(
+          Effect.andThen(
+            queue
+              .fail(params.id, payload.worker_id, payload.error, { retryable: payload.retryable })
+              .pipe(Effect.map(Wire.job), mapErrors())
+          )
+        )
       )
       .handle("stats", ({ query }) =>
         queue.stats(query.queue).pipe(Effect.map(Wire.queueStats), mapErrors({ "$.queue": "$query.queue" }))
@@ -109,14 +152,22 @@ export const AgentsHandlers = HttpApiBuilder.group(Api, "agents", (handlers) =>
     const agents = yield* Agents
     return handlers
       .handle("register", ({ payload }) =>
-        agents
-          .register({
-            ...(payload.agent_id === undefined ? {} : { id: payload.agent_id }),
-            pool: payload.pool,
-            ...(payload.capabilities === undefined ? {} : { capabilities: payload.capabilities }),
-            ...(payload.labels === undefined ? {} : { labels: payload.labels })
-          })
-          .pipe(Effect.map(Wire.agent), mapErrors({ "$.id": "$.agent_id" }))
+        Effect.flatMap(CurrentPrincipal, (principal) => {
+          // Without an id, the agent gets one of its principal's: `<principal>.<random>`
+          const id = payload.agent_id ?? AgentId.make(`${principal.id}.${crypto.randomUUID().slice(0, 8)}`)
+          return asWorker(id).pipe(
+            Effect.andThen(
+              agents
+                .register({
+                  id,
+                  pool: payload.pool,
+                  ...(payload.capabilities === undefined ? {} : { capabilities: payload.capabilities }),
+                  ...(payload.labels === undefined ? {} : { labels: payload.labels })
+                })
+                .pipe(Effect.map(Wire.agent), mapErrors({ "$.id": "$.agent_id" }))
+            )
+          )
+        })
       )
       .handle("list", ({ query }) =>
         agents
@@ -137,10 +188,16 @@ export const AgentsHandlers = HttpApiBuilder.group(Api, "agents", (handlers) =>
       )
       .handle("get", ({ params }) => agents.get(params.id).pipe(Effect.map(Wire.agent), mapErrors()))
       .handle("heartbeat", ({ params, payload }) =>
-        agents.heartbeat(params.id, payload.load).pipe(Effect.map(Wire.agent), mapErrors())
+        asWorker(params.id).pipe(
+          Effect.andThen(agents.heartbeat(params.id, payload.load).pipe(Effect.map(Wire.agent), mapErrors()))
+        )
       )
       .handle("deregister", ({ params }) =>
-        agents.deregister(params.id).pipe(Effect.as({ agent_id: params.id, deregistered: true }), mapErrors())
+        asWorker(params.id).pipe(
+          Effect.andThen(
+            agents.deregister(params.id).pipe(Effect.as({ agent_id: params.id, deregistered: true }), mapErrors())
+          )
+        )
       )
   })
 )
