@@ -64,7 +64,11 @@ export const services = () =>
   Layer.unwrap(
     Effect.sync(() => {
       const prefix = `mandate_test:${crypto.randomUUID().replaceAll("-", "")}:`
-      const config = RedisBackend.makeConfig(url, { prefix, reservedConnections: 4 })
+      const config = RedisBackend.makeConfig(url, {
+        prefix,
+        reservedConnections: 4,
+        clientName: `mandate-server-test-${prefix.slice(13, 21)}`
+      })
       return Stores.Readiness.layer({ store: "redis", anchor: "qubic-mock" }).pipe(
         Layer.provideMerge(Stores.layerRedis(config, { runtime: fastRuntime, anchor: fastChain() })),
         Layer.provideMerge(Layer.effectDiscard(Effect.addFinalizer(() => deleteKeys(prefix))))
