@@ -2,6 +2,8 @@
  * A worker: a scoped pool of fibers that claims jobs from a `Queue`, runs a handler on each, keeps the leases
  * alive, and completes or fails the jobs.
  *
+ * - `concurrency` handlers run at once. A slot frees when its handler finishes, so the next claim overlaps the
+ *   recording of the last outcome (at most `concurrency` jobs wait on their recording).
  * - Claims in batches of up to the free slots (at most `batchSize`); when a claim comes back empty it waits
  *   for the queue's `wakeups` or a poll interval that doubles up to `pollIntervalMs`, so idle workers do
  *   not spin.
@@ -12,11 +14,12 @@
  *   handler can never take the pool down.
  * - `settle(job, outcome)` runs after each complete/fail, in the same `UnitOfWork.run` when a `UnitOfWork`
  *   is in context (one transaction on Postgres), so the caller can advance its own state atomically with the
- *   job's.
+ *   job's. Without a `settle` the complete/fail runs alone, so a backend may merge the completions of many
+ *   jobs into one write (Postgres does).
  * - Closing the scope stops claiming, lets in-flight jobs finish for `shutdownGraceMs`, then interrupts the
  *   rest and releases their leases (the attempt is given back), so nothing waits for a lease to expire.
  * - With an `Agents` service in context the worker registers itself (its id, its pool or `default`, its queues
- *   as capabilities), reports its load (in-flight / concurrency) each heartbeat round and deregisters when it
+ *   as capabilities), reports its load (running handlers / concurrency) each heartbeat round and deregisters when it
  *   stops.
  *
  * @since 0.1.0
@@ -132,7 +135,10 @@ export interface RunOptions<E, R, RS> {
  * @since 0.1.0
  */
 export interface WorkerStats {
+  /** Claimed jobs whose outcome is not recorded yet. */
   readonly inFlight: number
+  /** Of those, the jobs whose handler still runs (at most `concurrency`). */
+  readonly running: number
   readonly claimed: number
   readonly completed: number
   /** Failed attempts that will be retried. */
@@ -213,12 +219,18 @@ export const run = <E = never, R = never, RS = never>(
       fiber: Fiber.Fiber<void> | undefined
       lastBeat: number
       lost: boolean
+      handled: boolean
     }
+    // Claimed jobs until their outcome is recorded (their leases are kept alive); `running` counts those whose
+    // handler has not finished, which is what `concurrency` limits: a slot frees as soon as a handler is done,
+    // so the next claim overlaps the recording of the last outcome. Jobs still recording are bounded too.
     const inFlight = new Map<JobId, InFlight>()
+    let running = 0
+    const freeSlots = () => Math.min(settings.concurrency - running, 2 * settings.concurrency - inFlight.size)
     const counters = { claimed: 0, completed: 0, retried: 0, deadLettered: 0, lost: 0, released: 0 }
     let stopping = false
 
-    // Opened whenever a job finishes; the claim loop waits on it when every slot is taken
+    // Opened whenever a handler or a recording finishes; the claim loop waits on it when every slot is taken
     const slotFreed = Latch.makeUnsafe(false)
     const jobs = yield* FiberSet.make<void, never>()
     const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> =>
@@ -276,11 +288,12 @@ export const run = <E = never, R = never, RS = never>(
           ? queue.complete(job.id, workerId, outcome.result)
           : queue.fail(job.id, workerId, outcome.error, { retryable: outcome.retryable })
       const settle = options.settle
+      // Without a settle the write is one statement, atomic alone: a unit would only add BEGIN and COMMIT
       return Effect.flatMap(
         Effect.exit(
-          unit(
-            settle === undefined ? write : Effect.flatMap(write, (after) => Effect.as(settle(after, outcome), after))
-          )
+          settle === undefined
+            ? write
+            : unit(Effect.flatMap(write, (after) => Effect.as(settle(after, outcome), after)))
         ),
         (exit) => (Exit.isSuccess(exit) ? Effect.sync(() => count(exit.value)) : unrecorded(job, outcome, exit))
       )
@@ -344,14 +357,25 @@ export const run = <E = never, R = never, RS = never>(
         )
       })
 
+    const handled = (record: InFlight) => {
+      if (record.handled) return
+      record.handled = true
+      running--
+      slotFreed.openUnsafe()
+    }
+
     const runJob = (record: InFlight): Effect.Effect<void, never, R | RS> => {
       // Only the handler is interruptible: once it is done, the outcome is recorded even while stopping
       const run = Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.exit(restore(attempt(record.job))), (exit) => afterAttempt(record, exit))
+        Effect.flatMap(Effect.exit(restore(attempt(record.job))), (exit) => {
+          handled(record)
+          return afterAttempt(record, exit)
+        })
       )
       return Effect.ensuring(
         options.markRunning ? Effect.flatMap(started(record), (ok) => (ok ? run : Effect.void)) : run,
         Effect.sync(() => {
+          handled(record)
           inFlight.delete(record.job.id)
           slotFreed.openUnsafe()
         })
@@ -373,8 +397,15 @@ export const run = <E = never, R = never, RS = never>(
           }
           const batch = claimed.value
           for (const job of batch) {
-            const record: InFlight = { job, fiber: undefined, lastBeat: job.claimedAt ?? 0, lost: false }
+            const record: InFlight = {
+              job,
+              fiber: undefined,
+              lastBeat: job.claimedAt ?? 0,
+              lost: false,
+              handled: false
+            }
             inFlight.set(job.id, record)
+            running++
             counters.claimed++
             record.fiber = yield* FiberSet.run(jobs, runJob(record))
           }
@@ -394,7 +425,7 @@ export const run = <E = never, R = never, RS = never>(
       let idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
       let errorMs = FIRST_IDLE_WAIT_MS
       while (true) {
-        const free = settings.concurrency - inFlight.size
+        const free = freeSlots()
         if (free <= 0) {
           yield* slotFreed.await
           slotFreed.closeUnsafe()
@@ -436,7 +467,7 @@ export const run = <E = never, R = never, RS = never>(
         }
       }
       if (Option.isSome(agents)) {
-        yield* agents.value.heartbeat(workerId, inFlight.size / settings.concurrency).pipe(Effect.ignore)
+        yield* agents.value.heartbeat(workerId, running / settings.concurrency).pipe(Effect.ignore)
       }
     })
 
@@ -475,7 +506,7 @@ export const run = <E = never, R = never, RS = never>(
 
     return {
       workerId,
-      stats: Effect.sync(() => ({ inFlight: inFlight.size, ...counters }))
+      stats: Effect.sync(() => ({ inFlight: inFlight.size, running, ...counters }))
     }
   })
 

@@ -67,6 +67,8 @@ import {
   Layer,
   Option,
   Random,
+  Request,
+  RequestResolver,
   Result,
   Schedule,
   Schema,
@@ -243,6 +245,24 @@ const StatsQueue = decode(QueueName, "$.queue")
 const ListQueryDecode = decode(JobQuery)
 const ClaimDecode = decode(ClaimRequest)
 
+// Most calls merged into one statement
+const MAX_BATCH = 500
+
+interface EnqueueCall extends Request.Request<Job, QueueStoreError> {
+  readonly _tag: "EnqueueCall"
+  readonly request: EnqueueRequest
+}
+const EnqueueCall = Request.tagged<EnqueueCall>("EnqueueCall")
+
+interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
+  readonly _tag: "CompleteCall"
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  /** The result as JSON text. */
+  readonly result: string
+}
+const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
+
 // The JSON a batch insert reads with json_to_recordset
 interface InsertRow {
   readonly ord: number
@@ -286,6 +306,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const storeError = (operation: string) => (cause: unknown) => new QueueStoreError({ operation, cause })
   const rows = (operation: string, statement: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
     statement.pipe(Effect.flatMap(decodeJobRows), Effect.mapError(storeError(operation)))
+
+  // Calls made outside a unit of work in the same scheduler turn (many workers' completions, a producer's
+  // enqueues) are merged into one statement by Effect's request batching: one round trip and one commit for the
+  // lot instead of one each. Inside a unit a call runs alone on the unit's connection, part of its transaction.
+  const inUnit = Effect.map(Effect.serviceOption(sql.transactionService), Option.isSome)
   // ---- announcing work ------------------------------------------------------------------------------------
   //
   // A write that makes jobs claimable announces their queues once it has committed (`afterCommit`: at once
@@ -404,10 +429,22 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     return yield* storeError("enqueue")(new Error("Jobs neither inserted nor found by their idempotency keys"))
   })
 
+  // Concurrent single enqueues outside a unit share one INSERT (see `inUnit`)
+  const enqueueResolver = RequestResolver.make<EnqueueCall>((entries) =>
+    Effect.map(Effect.exit(store(entries.map((entry) => entry.request.request))), (stored) => {
+      for (let i = 0; i < entries.length; i++) {
+        entries[i]!.completeUnsafe(
+          Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause)
+        )
+      }
+    })
+  ).pipe(RequestResolver.batchN(MAX_BATCH))
+
   const enqueue = Effect.fn("Queue.enqueue")(function* (request: EnqueueRequest) {
     const valid = validateEnqueue(request)
     if (Result.isFailure(valid)) return yield* valid.failure
-    return (yield* store([valid.success]))[0]!
+    if (yield* inUnit) return (yield* store([valid.success]))[0]!
+    return yield* Effect.request(EnqueueCall({ request: valid.success }), enqueueResolver)
   })
 
   const enqueueBatch = Effect.fn("Queue.enqueueBatch")(function* (requests: ReadonlyArray<EnqueueRequest>) {
@@ -513,18 +550,75 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   })
 
-  const complete = Effect.fn("Queue.complete")(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
-    const value = yield* prepareResult(result)
-    return yield* leaseOperation(
+  const completeOne = (jobId: JobId, workerId: AgentId, result: string) =>
+    leaseOperation(
       "complete",
       jobId,
       workerId,
       sql`UPDATE ${jobs}
-          SET state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = ${JSON.stringify(value)}::json,
+          SET state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = ${result}::json,
               updated_at = ${now}, finished_at = ${now}
           WHERE ${holding(jobId, workerId)}
           RETURNING ${cols}`
     )
+
+  // Concurrent completions outside a transaction share one UPDATE; a job the UPDATE did not change (its lease
+  // was lost, or it came twice in the batch) is retried alone, which says why
+  const completeResolver = RequestResolver.make<CompleteCall>((entries) =>
+    Effect.gen(function* () {
+      const seen = new Set<string>()
+      const batch: Array<Request.Entry<CompleteCall>> = []
+      const alone: Array<Request.Entry<CompleteCall>> = []
+      for (const entry of entries) {
+        if (seen.has(entry.request.jobId)) alone.push(entry)
+        else {
+          seen.add(entry.request.jobId)
+          batch.push(entry)
+        }
+      }
+      const input = batch.map(({ request }) => ({
+        id: request.jobId,
+        worker: request.workerId,
+        result: request.result
+      }))
+      const updated = yield* Effect.exit(
+        rows(
+          "complete",
+          sql`UPDATE ${jobs} j
+              SET state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
+                  updated_at = ${now}, finished_at = ${now}
+              FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(id text, worker text, result text)
+              WHERE j.id = r.id AND j.state IN ('claimed', 'running') AND j.lease_worker = r.worker
+                AND j.lease_expires_at > ${now}
+              RETURNING ${jCols}`
+        )
+      )
+      if (Exit.isFailure(updated)) {
+        const failed = Exit.failCause(updated.cause)
+        for (const entry of batch) entry.completeUnsafe(failed)
+      } else {
+        const byId = new Map(updated.value.map((row) => [row.id, row]))
+        for (const entry of batch) {
+          const row = byId.get(entry.request.jobId)
+          if (row === undefined) alone.push(entry)
+          else entry.completeUnsafe(Exit.succeed(toJob(row)))
+        }
+      }
+      yield* Effect.forEach(
+        alone,
+        (entry) =>
+          Effect.exit(completeOne(entry.request.jobId, entry.request.workerId, entry.request.result)).pipe(
+            Effect.map((exit) => entry.completeUnsafe(exit))
+          ),
+        { concurrency: "unbounded", discard: true }
+      )
+    })
+  ).pipe(RequestResolver.batchN(MAX_BATCH))
+
+  const complete = Effect.fn("Queue.complete")(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
+    const value = JSON.stringify(yield* prepareResult(result))
+    if (yield* inUnit) return yield* completeOne(jobId, workerId, value)
+    return yield* Effect.request(CompleteCall({ jobId, workerId, result: value }), completeResolver)
   })
 
   const findAttempts = SqlSchema.findOneOption({

@@ -15,7 +15,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { AgentId, Backoff, type EnqueueRequest, type Job, JobId, Queue } from "@mandate/core"
-import { Effect, Fiber, type Layer } from "effect"
+import { Effect, Fiber, type Layer, Result } from "effect"
 import { TestClock } from "effect/testing"
 
 /**
@@ -790,6 +790,68 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
     })
 
     describe("concurrency", () => {
+      it.effect("answers each of many concurrent calls for its own job", () =>
+        Effect.gen(function* () {
+          const queue = yield* Queue
+          const q = queueName("answers")
+          const w1 = worker("w1")
+          const w2 = worker("w2")
+          // Enqueues at once: ten without a key, three for each of five keys
+          const enqueued = yield* Effect.all(
+            [
+              ...Array.from({ length: 10 }, (_, i) => queue.enqueue({ queue: q, payload: { plain: i } })),
+              ...Array.from({ length: 15 }, (_, i) =>
+                queue.enqueue({ queue: q, payload: { keyed: i }, idempotencyKey: `key-${i % 5}` })
+              )
+            ],
+            { concurrency: "unbounded" }
+          )
+          for (let i = 0; i < 10; i++) assert.deepStrictEqual(enqueued[i]!.payload, { plain: i })
+          for (let k = 0; k < 5; k++) {
+            const same = new Set([enqueued[10 + k]!.id, enqueued[15 + k]!.id, enqueued[20 + k]!.id])
+            assert.strictEqual(same.size, 1, `one job for key-${k}`)
+          }
+          assert.strictEqual(new Set(ids(enqueued)).size, 15)
+          const jobs = yield* queue.claim({ workerId: w1, queues: [q], max: 50, leaseMs })
+          assert.strictEqual(jobs.length, 15)
+          // Completions at once: the holder's with results of their own, a stranger's, one twice, one unknown
+          const outcomes = yield* Effect.all(
+            [
+              ...jobs.map((job, i) => Effect.result(queue.complete(job.id, i % 2 === 0 ? w1 : w2, { n: i }))),
+              Effect.result(queue.complete(jobs[0]!.id, w1, { n: "again" })),
+              Effect.result(queue.complete(JobId.make(`job_${uid()}`), w1, null))
+            ],
+            { concurrency: "unbounded" }
+          )
+          jobs.forEach((job, i) => {
+            const outcome = outcomes[i]!
+            if (i === 0) return
+            if (i % 2 === 0) {
+              assert.isTrue(Result.isSuccess(outcome), `job ${i} completed`)
+              if (Result.isSuccess(outcome)) {
+                assert.strictEqual(outcome.success.id, job.id)
+                assert.deepStrictEqual(outcome.success.result, { n: i })
+              }
+            } else {
+              assert.isTrue(Result.isFailure(outcome) && outcome.failure._tag === "LeaseLost", `job ${i} refused`)
+            }
+          })
+          // The job completed twice at once: exactly one call wins, and the stored result is the winner's
+          const first = outcomes[0]!
+          const again = outcomes[jobs.length]!
+          assert.strictEqual([first, again].filter(Result.isSuccess).length, 1)
+          const winner = Result.isSuccess(first) ? { n: 0 } : { n: "again" }
+          assert.deepStrictEqual((yield* queue.get(jobs[0]!.id)).result, winner)
+          const unknown = outcomes[jobs.length + 1]!
+          assert.isTrue(Result.isFailure(unknown) && unknown.failure._tag === "JobNotFound")
+          for (let i = 1; i < jobs.length; i += 2) {
+            const job = yield* queue.get(jobs[i]!.id)
+            assert.strictEqual(job.state, "claimed")
+            assert.strictEqual(job.lease?.workerId, w1)
+          }
+        })
+      )
+
       it.effect("8 workers complete 400 jobs, each exactly once", () =>
         Effect.gen(function* () {
           const queue = yield* Queue
