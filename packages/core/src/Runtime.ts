@@ -146,6 +146,11 @@ export interface RuntimeOptions {
   readonly pollIntervalMs?: number | undefined
   /** How long a stopping runtime lets running steps finish before interrupting them and releasing their jobs. */
   readonly shutdownGraceMs?: number | undefined
+  /**
+   * This process's worker id, the lease holder named in the queue and in `step.started` entries (default: a
+   * generated `worker_…` id). Give each process its own: two workers sharing an id would share leases.
+   */
+  readonly workerId?: string | undefined
   /** The worker's pool, when step jobs are routed to pools. */
   readonly pool?: string | undefined
   /** Resume unfinished tasks when the runtime starts (default true). */
@@ -655,13 +660,15 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     )
   }
 
-  const runStep = (job: Job) =>
+  const runStep = (job: Job, worker: string) =>
     Effect.gen(function* () {
       const ref = yield* decodeStepJob(job.payload).pipe(Effect.mapError((e) => Worker.JobFailure.permanent(e.message)))
       let current = true
       const record = yield* transact(ref.taskId, (r, _plan, now) => {
         current = isCurrent(r, ref)
-        return current ? Flow.stepStarted(r, ref.stepId as StepId, job.attempts, now) : Effect.succeed(undefined)
+        return current
+          ? Flow.stepStarted(r, ref.stepId as StepId, job.attempts, now, worker)
+          : Effect.succeed(undefined)
       })
       if (!current) return { stale: true }
       const plan = yield* planOf(record)
@@ -832,9 +839,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       ...(options?.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
       ...(options?.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
       ...(options?.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+      ...(options?.workerId === undefined ? {} : { workerId: options.workerId }),
       ...(options?.pool === undefined ? {} : { pool: options.pool }),
       ...(options?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
-      handler: (job) => (job.queue === deadlinesQueue ? runDeadline(job) : runStep(job)),
+      handler: (job, { workerId }) => (job.queue === deadlinesQueue ? runDeadline(job) : runStep(job, workerId)),
       settle: (job, outcome) =>
         job.queue === deadlinesQueue
           ? Effect.void

@@ -685,6 +685,22 @@ describe("Runtime: durability and scale", () => {
     }).pipe(Effect.provide(memory({ runtime: { workers: false } })))
   )
 
+  it.live("each step.started entry names the worker that ran the attempt (the runtime's workerId)", () =>
+    Effect.gen(function* () {
+      const runtime = yield* Runtime
+      const task = yield* runtime.start(monitoring, alice)
+      yield* waitFor(task.id, stateIs("completed"))
+      const started = (yield* Ledger.use((l) => l.byTask(task.id))).filter((e) => e.kind === "step.started")
+      assert.deepStrictEqual(
+        started.map((e) => [e.stepId, e.payload]),
+        [
+          ["check_balance", { attempt: 1, round: 0, worker: "host-1.worker" }],
+          ["monitor_action", { attempt: 1, round: 0, worker: "host-1.worker" }]
+        ]
+      )
+    }).pipe(Effect.provide(memory({ runtime: { workerId: "host-1.worker" } })))
+  )
+
   it.live("1,000 concurrent tasks complete, each step succeeds exactly once, and the ledger verifies", () =>
     Effect.gen(function* () {
       const runtime = yield* Runtime

@@ -200,7 +200,7 @@ export const advance = (input: Transition, plan: Plan, now: number): Transition 
 }
 
 /**
- * A worker started an attempt of a step.
+ * A worker started an attempt of a step. `worker` (the lease holder's id) goes into the `step.started` entry.
  *
  * @category flow
  * @since 0.1.0
@@ -209,7 +209,8 @@ export const stepStarted = (
   record: TaskRecord,
   stepId: StepId,
   attempt: number,
-  now: number
+  now: number,
+  worker?: string
 ): Effect.Effect<Transition, IllegalTransition> => {
   const step = stepOf(record, stepId)!
   if (step.state !== "queued" && step.state !== "running") {
@@ -220,7 +221,15 @@ export const stepStarted = (
   const next = setStep(record, { ...step, state: "running", attempts: step.attempts + 1, updatedAt: now })
   return Effect.succeed({
     record: next,
-    commands: [{ _tag: "Record", kind: "step.started", stepId, payload: { attempt, round: step.round } }]
+    commands: [
+      {
+        _tag: "Record",
+        kind: "step.started",
+        stepId,
+        // Which worker ran the attempt: after a lease expired, the audit trail shows who took the step over
+        payload: { attempt, round: step.round, ...(worker === undefined ? {} : { worker }) }
+      }
+    ]
   })
 }
 
