@@ -4,12 +4,14 @@
  *
  * The ledger computes every hash, Merkle node, proof and signature in core; this module stores rows and
  * serialises appenders:
- * - `withAppendLock` runs the append in a transaction (a savepoint inside an enclosing one, such as a
- *   `UnitOfWork`) holding `pg_advisory_xact_lock` on a key derived from the schema. Every process appending to
- *   the schema takes the same lock, and holds it until its transaction ends, so the next appender reads a head
- *   that includes every committed append: the chain and the tree never fork.
- * - `write` inserts the entries and the Merkle nodes they complete in one statement, only when the first entry
- *   is the next position (so nothing is written out of place), and the primary keys refuse to overwrite.
+ * - `withAppendLock` runs the append in a transaction (or in the enclosing one, such as a `UnitOfWork`'s)
+ *   holding the row lock of `ledger_head` (migration 0005), which it reads in the same statement. Every process
+ *   appending to the schema locks the same row and holds it until its transaction ends, so the next appender
+ *   reads a head that includes every committed append: the chain and the tree never fork. Inside an enclosing
+ *   transaction it takes no savepoint: an append writes in one statement, so a failed one left nothing behind.
+ * - `write` inserts the entries and the Merkle nodes they complete and moves the head, in one statement, only
+ *   when the first entry is the next position (so nothing is written out of place); the primary keys refuse to
+ *   overwrite.
  * - Triggers make entries, nodes and checkpoints append-only in the database itself.
  * - Reads return the columns as stored, tampered or not; the ledger re-hashes them.
  *
@@ -28,6 +30,7 @@ import {
   type InvalidInput,
   Ledger,
   type LedgerEntry,
+  type LedgerHead,
   type LedgerOptions,
   LedgerStore,
   LedgerStoreError,
@@ -37,9 +40,6 @@ import {
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
-
-// First half of the two-int advisory lock key ("LDGR"); the second half is hashtext(schema)
-const lockClass = 0x4c444752
 
 const EntryRow = Schema.Struct({
   pos: Schema.BigInt,
@@ -73,8 +73,13 @@ const decodeCheckpointRows = Schema.decodeUnknownEffect(Schema.Array(CheckpointR
 const NodeRow = Schema.Struct({ ord: Schema.Int, hash: Schema.NullOr(Schema.String) })
 const decodeNodeRows = Schema.decodeUnknownEffect(Schema.Array(NodeRow))
 
-const HeadRow = Schema.Struct({ pos: Schema.BigInt, entry_hash: Schema.String })
+const HeadRow = Schema.Struct({ size: Schema.BigInt, last_hash: Schema.NullOr(Schema.String) })
 const decodeHeadRows = Schema.decodeUnknownEffect(Schema.Array(HeadRow))
+
+// The head an appender locked, for its own `head` and `write` calls (a fiber outside the lock reads the table)
+class LockedHead extends Context.Service<LockedHead, { current: LedgerHead }>()(
+  "@mandate/adapters/postgres/LockedHead"
+) {}
 
 // The entry as stored, field for field: absent optional fields stay absent, tampered values stay as they are
 const toEntry = (row: EntryRow): LedgerEntry => {
@@ -190,30 +195,44 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     decode: (rows: ReadonlyArray<unknown>) => Effect.Effect<A, Schema.SchemaError>
   ) => statement.pipe(Effect.flatMap(decode), Effect.mapError(storeError(operation)))
 
-  const withAppendLock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    Effect.gen(function* () {
-      yield* sql`SELECT pg_advisory_xact_lock(${lockClass}, hashtext(${schema}))`.pipe(
-        Effect.mapError((cause) => new Rollback(storeError("withAppendLock")(cause)))
-      )
-      return yield* Effect.mapError(effect, (error) => new Rollback(error))
-    }).pipe(
-      sql.withTransaction,
-      Effect.catch((failed: Rollback<E | LedgerStoreError> | SqlError.SqlError) =>
-        Effect.fail(failed instanceof Rollback ? failed.error : storeError("withAppendLock")(failed))
-      ),
-      Effect.withSpan("LedgerStore.withAppendLock")
-    )
-
-  const head = query(
-    "head",
-    sql`SELECT pos, entry_hash FROM ${entriesTable} ORDER BY pos DESC LIMIT 1`,
+  const headTable = sql(`${schema}.ledger_head`)
+  const toHead = (size: bigint, lastHash: string | null): LedgerHead => ({
+    size: Number(size),
+    lastHash: (lastHash ?? genesisHash) as LedgerEntry["entryHash"]
+  })
+  // The appender's head: the row it locks
+  const lockHead = query(
+    "withAppendLock",
+    sql`SELECT size, last_hash FROM ${headTable} FOR UPDATE`,
     decodeHeadRows
   ).pipe(
-    Effect.map(([last]) =>
-      last === undefined
-        ? { size: 0, lastHash: genesisHash }
-        : { size: Number(last.pos) + 1, lastHash: last.entry_hash as LedgerEntry["entryHash"] }
+    Effect.flatMap(([row]) =>
+      row === undefined
+        ? Effect.fail(failure("withAppendLock", "ledger_head has no row"))
+        : Effect.succeed(toHead(row.size, row.last_hash))
     )
+  )
+  // Everyone else's head: the last stored entry, as stored (a reader must see what is there, tampered or not)
+  const storedHead = query(
+    "head",
+    sql`SELECT pos + 1 AS size, entry_hash AS last_hash FROM ${entriesTable} ORDER BY pos DESC LIMIT 1`,
+    decodeHeadRows
+  ).pipe(Effect.map(([row]) => (row === undefined ? toHead(0n, null) : toHead(row.size, row.last_hash))))
+
+  const withAppendLock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.flatMap(Effect.serviceOption(sql.transactionService), (enclosing) => {
+      const locked = Effect.flatMap(lockHead, (head) => Effect.provideService(effect, LockedHead, { current: head }))
+      if (Option.isSome(enclosing)) return locked
+      return Effect.mapError(locked, (error) => new Rollback(error)).pipe(
+        sql.withTransaction,
+        Effect.catch((failed: Rollback<E | LedgerStoreError> | SqlError.SqlError) =>
+          Effect.fail(failed instanceof Rollback ? failed.error : storeError("withAppendLock")(failed))
+        )
+      )
+    }).pipe(Effect.withSpan("LedgerStore.withAppendLock"))
+
+  const head = Effect.flatMap(Effect.serviceOption(LockedHead), (locked) =>
+    Option.isSome(locked) ? Effect.succeed(locked.value.current) : storedHead
   )
 
   const write = (entries: ReadonlyArray<LedgerEntry>, nodes: ReadonlyArray<Merkle.Node>) =>
@@ -227,6 +246,8 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
       }
       const first = entries[0]?.seq ?? -1
       const nodeRows = nodes.map((node) => ({ level: node.level, idx: node.index, hash: Canonical.toHex(node.hash) }))
+      const last = entries.at(-1)
+      const size = first + entries.length
       const [written] = yield* sql<{ readonly entries: number; readonly nodes: number }>`
         WITH e AS (
           INSERT INTO ${entriesTable}
@@ -242,12 +263,19 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
           FROM json_to_recordset(${JSON.stringify(nodeRows)}::json) AS r(level smallint, idx bigint, hash text)
           WHERE (SELECT count(*) FROM e) = ${entries.length}
           RETURNING level
+        ), h AS (
+          UPDATE ${headTable} SET size = ${size}, last_hash = ${last?.entryHash ?? null}
+          WHERE ${entries.length} > 0 AND (SELECT count(*) FROM e) = ${entries.length}
         )
         SELECT (SELECT count(*) FROM e)::int AS entries, (SELECT count(*) FROM n)::int AS nodes`.pipe(
         Effect.mapError(storeError("write"))
       )
       if (written?.entries !== entries.length || written.nodes !== nodes.length) {
         return yield* failure("write", `entry ${first} is not the next entry: nothing was written`)
+      }
+      if (last !== undefined) {
+        const locked = yield* Effect.serviceOption(LockedHead)
+        if (Option.isSome(locked)) locked.value.current = { size, lastHash: last.entryHash }
       }
     }).pipe(Effect.withSpan("LedgerStore.write"))
 

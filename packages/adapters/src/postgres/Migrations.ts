@@ -28,6 +28,7 @@ import m0001 from "./migrations/0001_policy_sets.ts"
 import m0002 from "./migrations/0002_tasks.ts"
 import m0003 from "./migrations/0003_queue.ts"
 import m0004 from "./migrations/0004_ledger.ts"
+import m0005 from "./migrations/0005_ledger_head.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -40,7 +41,8 @@ export const migrations = {
   "0001_policy_sets": m0001,
   "0002_tasks": m0002,
   "0003_queue": m0003,
-  "0004_ledger": m0004
+  "0004_ledger": m0004,
+  "0005_ledger_head": m0005
 } as const
 
 /**

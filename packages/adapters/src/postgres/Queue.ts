@@ -716,12 +716,15 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // One statement: every expired lease, locked (skipping rows another sweep or their holder is writing), back
   // to queued, or dead-lettered when no attempt is left; an expired lease counts as a failed attempt
+  // Waits for rows another sweep (or a lease holder) has locked instead of skipping them, so that when it returns
+  // every lease that had expired is settled; locking in id order keeps concurrent sweeps from deadlocking
   const requeueExpired = rows(
     "requeueExpired",
     sql`WITH expired AS (
           SELECT id FROM ${jobs}
           WHERE state IN ('claimed', 'running') AND lease_expires_at <= ${now}
-          FOR UPDATE SKIP LOCKED
+          ORDER BY id
+          FOR UPDATE
         ), changed AS (
           UPDATE ${jobs} j
           SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead_lettered' ELSE 'queued' END,
