@@ -1,0 +1,576 @@
+/**
+ * The Postgres queue against graphile-worker 0.16.6 and pg-boss 10.4.2, side by side in one run on one database
+ * (`DATABASE_URL`, default `postgres://root@127.0.0.1:5432/test`), each in its own throw-away schema (dropped at
+ * the end), then the runtime on Postgres:
+ *
+ * - enqueue: N no-op jobs (default 20,000), one call per job with 50 calls in flight (`enqueue` / `addJob` /
+ *   `send`), and in batches of 1,000 (`enqueueBatch` / graphile-worker's `add_jobs` SQL function, which 0.16 has
+ *   without the `addJobs` helper of 0.17 / pg-boss `insert`);
+ * - drain: those jobs through a worker at concurrency 10 and 50 (`Worker.run` / graphile-worker's `run` / pg-boss
+ *   `work`), timed from the worker's start to the last job recorded as completed (Mandate: the worker's
+ *   `completed` counter, bumped after the commit; graphile-worker: its `job:complete` event, emitted after the
+ *   job's row is deleted; pg-boss, which completes a batch without waiting: the queue holding no job short of
+ *   `completed`, polled every 5 ms once every handler has run);
+ * - latency at light load: an idle worker (concurrency 10) and one job every 10 ms; the time from the enqueue
+ *   call to the handler starting, p50/p95/p99;
+ * - the runtime on the Postgres backend (no peer equivalent): seed tasks (`transfer_funds`, three steps, an
+ *   auto-approval policy) started 64 at a time, tasks/s to `task.completed`.
+ *
+ * Settings: every system gets a pool of the same size (`--pool`, default 20) and its default poll interval and
+ * retention (Mandate and pg-boss keep completed jobs, graphile-worker deletes them). graphile-worker is woken by
+ * LISTEN/NOTIFY and polls every 2 s; Mandate is woken in-process and by NOTIFY and polls every 1 s when idle.
+ * pg-boss only polls, and its worker loop waits out the poll interval after every fetch, jobs or not: it runs at
+ * its documented fastest setting, `pollingIntervalSeconds: 0.5` (the minimum), with `batchSize` equal to the
+ * concurrency and the batch's jobs run at once, so its drain is bound to about 2 × concurrency jobs/s (a full
+ * 20,000-job drain at concurrency 10 takes about 17 minutes; `--boss-jobs` lets pg-boss drain fewer, said so in
+ * the output). graphile-worker's logger is kept to warnings and errors (it logs every job at `info`). Every system
+ * is warmed up (2,000 jobs enqueued and drained at concurrency 50) before anything is measured, and the systems
+ * take turns phase by phase, so a change in the machine's load hits all three alike.
+ *
+ * Figures are wall time and this process's CPU time (the Postgres server's CPU is not counted). Ratios are
+ * Mandate / the faster peer: above 1 for throughput and below 1 for latency mean Mandate is ahead of both.
+ *
+ * Run: `npm run bench:pg` (options: `-- --jobs 20000 --latency-jobs 500 --tasks 500 --pool 20 --boss-jobs N`).
+ *
+ * @since 0.1.0
+ */
+import { EventEmitter } from "node:events"
+import { cpus, loadavg } from "node:os"
+import * as Postgres from "@mandate/adapters/postgres"
+import { Mandate, type PolicySet, Principal, Queue, Runtime, Seed, Worker } from "@mandate/core"
+import { Context, Deferred, Effect, Layer, ManagedRuntime, Stream } from "effect"
+import { SqlClient } from "effect/sql"
+import {
+  type WorkerEvents as GraphileEvents,
+  Logger as GraphileLogger,
+  type Runner as GraphileRunner,
+  makeWorkerUtils,
+  run as runGraphile
+} from "graphile-worker"
+import pg from "pg"
+import PgBoss from "pg-boss"
+
+const arg = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(`--${name}`)
+  const value = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
+  return Number.isFinite(value) && value > 0 ? Math.floor(value) : fallback
+}
+const jobs = arg("jobs", 20_000)
+const latencyJobs = arg("latency-jobs", 500)
+const tasks = arg("tasks", 500)
+const poolSize = arg("pool", 20)
+const bossJobs = Math.min(jobs, arg("boss-jobs", jobs))
+const url = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
+const run = crypto.randomUUID().replaceAll("-", "").slice(0, 12)
+const schemas = {
+  mandate: `mandate_bench_${run}`,
+  runtime: `mandate_bench_rt_${run}`,
+  graphile: `graphile_bench_${run}`,
+  boss: `pgboss_bench_${run}`
+}
+const warm = Math.min(2_000, jobs)
+
+const cpuMs = () => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1000
+}
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+interface Measure {
+  readonly count: number
+  readonly wallMs: number
+  readonly cpuMs: number
+}
+// A stopwatch over wall and this process's CPU time; `stop` is called where the measured work ends, which for a
+// drain is before the worker is stopped
+const stopwatch = (count: number) => {
+  const cpu = cpuMs()
+  const started = performance.now()
+  return (): Measure => ({ count, wallMs: performance.now() - started, cpuMs: cpuMs() - cpu })
+}
+const measure = async (count: number, f: () => Promise<unknown>): Promise<Measure> => {
+  const stop = stopwatch(count)
+  await f()
+  return stop()
+}
+interface Latency {
+  readonly p50: number
+  readonly p95: number
+  readonly p99: number
+}
+const latencyOf = (samples: Array<number>): Latency => {
+  samples.sort((a, b) => a - b)
+  return { p50: percentile(samples, 0.5), p95: percentile(samples, 0.95), p99: percentile(samples, 0.99) }
+}
+
+// Runs `count` calls of `f`, `inFlight` at a time
+const pooled = async (count: number, inFlight: number, f: (i: number) => Promise<unknown>) => {
+  let next = 0
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < count) await f(next++)
+    })
+  )
+}
+const batches = async (count: number, f: (from: number, size: number) => Promise<unknown>) => {
+  for (let i = 0; i < count; i += 1_000) await f(i, Math.min(1_000, count - i))
+}
+
+type Payload = { readonly [key: string]: number }
+
+// A system under test: the same operations over each library's own API
+interface System {
+  readonly name: string
+  readonly enqueue: (queue: string, payload: Payload) => Promise<unknown>
+  readonly enqueueBatch: (queue: string, payloads: ReadonlyArray<Payload>) => Promise<unknown>
+  /** Drains `count` jobs of `queue` at `concurrency`; the measure stops when the last is recorded as completed. */
+  readonly drain: (queue: string, count: number, concurrency: number) => Promise<Measure>
+  /** An idle worker at concurrency 10, one job every 10 ms: enqueue call → handler start. */
+  readonly latency: (queue: string) => Promise<Latency>
+}
+
+// A job's enqueue time rides in its payload; every system runs in this process, so `performance.now()` compares
+const lightLoad = async (
+  enqueue: (payload: Payload) => Promise<unknown>,
+  samples: Array<number>,
+  finished: Promise<void>
+): Promise<Latency> => {
+  await sleep(500) // idle: the worker waits for a wake-up or its next poll
+  for (let i = 0; i < latencyJobs; i++) {
+    await enqueue({ t: performance.now() })
+    await sleep(10)
+  }
+  await finished
+  return latencyOf(samples)
+}
+const sinceEnqueued = (payload: unknown) => performance.now() - (payload as { t: number }).t
+
+const signal = () => {
+  let resolve: () => void = () => {}
+  const promise = new Promise<void>((r) => {
+    resolve = r
+  })
+  return { promise, resolve }
+}
+
+// ---- Mandate ---------------------------------------------------------------------------------------------------
+
+const mandateConfig = Postgres.makeConfig(url, { schema: schemas.mandate, poolSize })
+const mandate = ManagedRuntime.make(Postgres.layer(mandateConfig))
+const withQueue = <A>(f: (queue: Queue["Service"]) => Effect.Effect<A, unknown>) => mandate.runPromise(Queue.use(f))
+
+const mandateSystem: System = {
+  name: "Mandate",
+  enqueue: (queue, payload) => withQueue((q) => q.enqueue({ queue, payload })),
+  enqueueBatch: (queue, payloads) => withQueue((q) => q.enqueueBatch(payloads.map((payload) => ({ queue, payload })))),
+  drain: (queue, count, concurrency) =>
+    mandate.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const handled = yield* Deferred.make<void>()
+          let started = 0
+          const stop = stopwatch(count)
+          const worker = yield* Worker.run({
+            queues: [queue],
+            concurrency,
+            handler: () =>
+              Effect.sync(() => {
+                if (++started === count) Deferred.doneUnsafe(handled, Effect.void)
+              })
+          })
+          yield* Deferred.await(handled)
+          // the counter moves once the completion is committed
+          while ((yield* worker.stats).completed < count) yield* Effect.sleep(1)
+          return stop()
+        })
+      )
+    ),
+  latency: (queue) =>
+    mandate.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const samples: Array<number> = []
+          const done = signal()
+          yield* Worker.run({
+            queues: [queue],
+            concurrency: 10,
+            handler: (job) =>
+              Effect.sync(() => {
+                samples.push(sinceEnqueued(job.payload))
+                if (samples.length === latencyJobs) done.resolve()
+              })
+          })
+          const q = yield* Queue
+          return yield* Effect.promise(() =>
+            lightLoad((payload) => mandate.runPromise(q.enqueue({ queue, payload })), samples, done.promise)
+          )
+        })
+      )
+    )
+}
+
+// ---- graphile-worker ---------------------------------------------------------------------------------------------
+
+// Warnings and errors only: at `info` it logs a line per job
+const graphileLogger = new GraphileLogger(() => (level, message) => {
+  if (String(level) === "error" || String(level) === "warning") console.error(`graphile-worker ${level}: ${message}`)
+})
+// One pool for its utilities and runners, as Mandate's backend has one: no runner opens connections in a timed phase
+const graphilePool = new pg.Pool({ connectionString: url, max: poolSize })
+const graphileShared = { pgPool: graphilePool, schema: schemas.graphile, logger: graphileLogger }
+const graphileUtils = await makeWorkerUtils(graphileShared)
+await graphileUtils.migrate()
+const graphileSchema = pg.escapeIdentifier(schemas.graphile)
+
+// Task identifiers keep the phases apart: a runner takes only the jobs of the tasks in its list (a named queue
+// would run its jobs one at a time, so none is used)
+const graphileRun = async (
+  task: string,
+  concurrency: number,
+  handler: (payload: unknown) => void
+): Promise<{ readonly runner: GraphileRunner; readonly events: GraphileEvents }> => {
+  const events: GraphileEvents = new EventEmitter()
+  const runner = await runGraphile({
+    ...graphileShared,
+    events,
+    concurrency,
+    noHandleSignals: true,
+    taskList: {
+      [task]: async (payload) => {
+        handler(payload)
+      }
+    }
+  })
+  return { runner, events }
+}
+
+const graphileSystem: System = {
+  name: "graphile-worker",
+  enqueue: (task, payload) => graphileUtils.addJob(task, payload),
+  // What `addJobs` (0.17) sends: one call of the schema's `add_jobs` function with the specs as JSON
+  enqueueBatch: (task, payloads) =>
+    graphileUtils.withPgClient((client) =>
+      client.query(
+        `select * from ${graphileSchema}.add_jobs(array(select json_populate_recordset(null::${graphileSchema}.job_spec, $1::json)), false)`,
+        [JSON.stringify(payloads.map((payload) => ({ identifier: task, payload })))]
+      )
+    ),
+  drain: async (task, count, concurrency) => {
+    let completed = 0
+    const done = signal()
+    let result: Measure | undefined
+    const stop = stopwatch(count)
+    const { runner, events } = await graphileRun(task, concurrency, () => {})
+    // emitted once the job's completion is written (its row deleted)
+    events.on("job:complete", ({ error }) => {
+      if (error == null && ++completed === count) {
+        result = stop()
+        done.resolve()
+      }
+    })
+    await done.promise
+    await runner.stop()
+    return result!
+  },
+  latency: async (task) => {
+    const samples: Array<number> = []
+    const done = signal()
+    const { runner } = await graphileRun(task, 10, (payload) => {
+      samples.push(sinceEnqueued(payload))
+      if (samples.length === latencyJobs) done.resolve()
+    })
+    const latency = await lightLoad((payload) => graphileUtils.addJob(task, payload), samples, done.promise)
+    await runner.stop()
+    return latency
+  }
+}
+
+// ---- pg-boss -----------------------------------------------------------------------------------------------------
+
+const boss = new PgBoss({ connectionString: url, schema: schemas.boss, max: poolSize })
+boss.on("error", (error) => console.error(`pg-boss error: ${error.message}`))
+await boss.start()
+const bossWork = { pollingIntervalSeconds: 0.5 }
+
+const bossSystem: System = {
+  name: "pg-boss",
+  enqueue: (queue, payload) => boss.send(queue, payload),
+  enqueueBatch: (queue, payloads) => boss.insert(payloads.map((data) => ({ name: queue, data }))),
+  drain: async (queue, count, concurrency) => {
+    let handled = 0
+    const done = signal()
+    // jobs short of `completed` (a drain of fewer than all leaves the rest queued)
+    const pending = () => boss.getQueueSize(queue, { before: "completed" })
+    const left = (await pending()) - count
+    const stop = stopwatch(count)
+    await boss.work(queue, { ...bossWork, batchSize: concurrency }, async (batch) => {
+      await Promise.all(
+        batch.map(async () => {
+          if (++handled === count) done.resolve()
+        })
+      )
+    })
+    await done.promise
+    // pg-boss completes a batch after its handler without waiting for it: wait for the last completion
+    while ((await pending()) > left) await sleep(5)
+    const result = stop()
+    await boss.offWork(queue)
+    return result
+  },
+  latency: async (queue) => {
+    const samples: Array<number> = []
+    const done = signal()
+    await boss.work(queue, { ...bossWork, batchSize: 10 }, async (batch) => {
+      for (const job of batch) samples.push(sinceEnqueued(job.data))
+      if (samples.length >= latencyJobs) done.resolve()
+    })
+    const latency = await lightLoad((payload) => boss.send(queue, payload), samples, done.promise)
+    await boss.offWork(queue)
+    return latency
+  }
+}
+
+// ---- the runtime on Postgres -------------------------------------------------------------------------------------
+
+const autoApprove: PolicySet.PolicySet = {
+  name: "auto-approval",
+  rules: [
+    ...Seed.defaultPolicySet.rules.filter((r) => r.effect !== "require_approval"),
+    { id: "auto-approve", effect: "allow", match: { action: "onchain_action" } }
+  ]
+}
+const alice = Principal.make("alice", ["submitter"])
+const from = `${"A".repeat(56)}FXIB`
+const to = "B".repeat(60)
+const runtimeConcurrency = 32
+
+interface RuntimeFigures {
+  readonly measure: Measure
+  readonly submittedMs: number
+  readonly latency: Latency
+}
+const seedTasks = (count: number, inFlight: number) =>
+  Effect.gen(function* () {
+    const runtime = yield* Runtime
+    const startedAt = new Map<string, number>()
+    const latencies: Array<number> = []
+    const allDone = yield* Deferred.make<void>()
+    const events = yield* runtime.events()
+    yield* events.pipe(
+      Stream.filter((e) => e.kind === "task.completed"),
+      Stream.runForEach((e) =>
+        Effect.sync(() => {
+          const t0 = startedAt.get(e.taskId)
+          if (t0 === undefined) return
+          latencies.push(performance.now() - t0)
+          if (latencies.length === count) Deferred.doneUnsafe(allDone, Effect.void)
+        })
+      ),
+      Effect.forkScoped
+    )
+    const stop = stopwatch(count)
+    const t0 = performance.now()
+    yield* Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      (i) =>
+        Effect.gen(function* () {
+          const begin = performance.now()
+          const task = yield* runtime.start(
+            { kind: "transfer_funds", params: { from, to, amount: 1 + (i % 1000) } },
+            alice
+          )
+          startedAt.set(task.id, begin)
+        }),
+      { concurrency: inFlight, discard: true }
+    )
+    const submittedMs = performance.now() - t0
+    yield* Deferred.await(allDone)
+    return { measure: stop(), submittedMs, latency: latencyOf(latencies) } satisfies RuntimeFigures
+  }).pipe(Effect.scoped)
+
+const runtimeBench = Effect.gen(function* () {
+  yield* seedTasks(Math.min(50, tasks), 16) // warm-up
+  const load = yield* seedTasks(tasks, 64)
+  const one = yield* seedTasks(Math.min(100, tasks), 1)
+  return { load, one }
+}).pipe(
+  Effect.provide(
+    Mandate.layer(
+      Postgres.layer(Postgres.makeConfig(url, { schema: schemas.runtime, poolSize }), { initialPolicy: autoApprove }),
+      {
+        runtime: { concurrency: runtimeConcurrency, pollIntervalMs: 100 },
+        ledger: { anchorEvery: { entries: 10_000 } }
+      }
+    )
+  )
+)
+
+// ---- the run -----------------------------------------------------------------------------------------------------
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
+const rate = (m: Measure) => (m.count / m.wallMs) * 1000
+const cpuRate = (m: Measure) => (m.count / m.cpuMs) * 1000
+const systems = [mandateSystem, graphileSystem, bossSystem] as const
+
+const table = (title: string, rows: ReadonlyArray<readonly [string, ReadonlyArray<string>, string]>) => {
+  console.log("")
+  console.log(title)
+  console.log(
+    `${"".padEnd(24)}${systems.map((s) => s.name.padStart(17)).join("")}${"Mandate / faster peer".padStart(24)}`
+  )
+  for (const [label, values, ratio] of rows) {
+    console.log(`${label.padEnd(24)}${values.map((v) => v.padStart(17)).join("")}${ratio.padStart(24)}`)
+  }
+}
+// Throughput: Mandate over the higher peer; latency: Mandate over the lower peer
+const ratioUp = (values: ReadonlyArray<number>) => (values[0]! / Math.max(values[1]!, values[2]!)).toFixed(2)
+const ratioDown = (values: ReadonlyArray<number>) => (values[0]! / Math.min(values[1]!, values[2]!)).toFixed(2)
+const throughputTable = (title: string, measures: ReadonlyArray<Measure>) =>
+  table(title, [
+    ["jobs/s", measures.map((m) => fmt(rate(m))), ratioUp(measures.map(rate))],
+    ["jobs per CPU-second", measures.map((m) => fmt(cpuRate(m))), ratioUp(measures.map(cpuRate))],
+    ["wall ms (jobs)", measures.map((m) => `${fmt(m.wallMs)} (${fmt(m.count)})`), ""]
+  ])
+
+const serverVersion = Effect.scoped(
+  Effect.gen(function* () {
+    const sql = Context.get(
+      yield* Layer.build(Postgres.layerClient(Postgres.makeConfig(url, { poolSize: 1 }))),
+      SqlClient.SqlClient
+    )
+    const rows = yield* sql<{ server_version: string }>`SHOW server_version`
+    return rows[0]?.server_version ?? "?"
+  })
+)
+
+// Progress on stderr, so the tables on stdout stay clean
+const progress = (message: string) => process.stderr.write(`  … ${message}\n`)
+
+const main = async () => {
+  const cpu = cpus()
+  console.log(
+    `Postgres queue benchmark: Mandate vs graphile-worker 0.16.6 vs pg-boss 10.4.2, ${fmt(jobs)} no-op jobs` +
+      (bossJobs < jobs ? ` (pg-boss drains ${fmt(bossJobs)} of them)` : "")
+  )
+  console.log(
+    `${cpu.length} × ${cpu[0]?.model ?? "?"}, node ${process.version}, PostgreSQL ${await Effect.runPromise(serverVersion)}, ` +
+      `pool ${poolSize} each, load average ${loadavg()
+        .map((n) => n.toFixed(1))
+        .join(" ")}`
+  )
+
+  // pg-boss 10 wants its queues created; Mandate's backend migrates on start, graphile-worker's utilities did
+  for (const queue of ["warm-up", "drain-10", "drain-50", "latency"]) await boss.createQueue(queue)
+  await mandate.runPromise(Effect.void)
+
+  // Warm-up (not reported): connections open, statements prepared, code paths compiled, for each (drained at
+  // concurrency 50, where pg-boss takes 20 s for 2,000 jobs rather than 100 s)
+  for (const system of systems) {
+    progress(`warm-up, ${system.name}`)
+    await pooled(warm, 50, (i) => system.enqueue("warm-up", { i }))
+    progress(`warm-up drain, ${system.name}`)
+    await system.drain("warm-up", warm, 50)
+  }
+
+  const drainCount = (system: System) => (system === bossSystem ? bossJobs : jobs)
+  const single: Array<Measure> = []
+  const drain10: Array<Measure> = []
+  const batch: Array<Measure> = []
+  const drain50: Array<Measure> = []
+  for (const system of systems) {
+    progress(`enqueue, one call per job, ${system.name}`)
+    single.push(await measure(jobs, () => pooled(jobs, 50, (i) => system.enqueue("drain-10", { i }))))
+  }
+  for (const system of systems) {
+    progress(`drain at concurrency 10, ${system.name}`)
+    drain10.push(await system.drain("drain-10", drainCount(system), 10))
+  }
+  for (const system of systems) {
+    progress(`enqueue, batches of 1,000, ${system.name}`)
+    batch.push(
+      await measure(jobs, () =>
+        batches(jobs, (i, size) =>
+          system.enqueueBatch(
+            "drain-50",
+            Array.from({ length: size }, (_, k) => ({ i: i + k }))
+          )
+        )
+      )
+    )
+  }
+  for (const system of systems) {
+    progress(`drain at concurrency 50, ${system.name}`)
+    drain50.push(await system.drain("drain-50", drainCount(system), 50))
+  }
+  const latencies: Array<Latency> = []
+  for (const system of systems) {
+    progress(`latency at light load, ${system.name}`)
+    latencies.push(await system.latency("latency"))
+  }
+
+  throughputTable("enqueue, one call per job, 50 in flight", single)
+  throughputTable("enqueue, batches of 1,000", batch)
+  throughputTable("drain at concurrency 10 (worker start → last job recorded as completed)", drain10)
+  throughputTable("drain at concurrency 50", drain50)
+  const ms = (n: number) => n.toFixed(2)
+  table(
+    `latency at light load, ms (idle worker at concurrency 10, 1 job / 10 ms, ${latencyJobs} jobs, enqueue call → handler start)`,
+    (["p50", "p95", "p99"] as const).map((p) => {
+      const values = latencies.map((l) => l[p])
+      return [p, values.map(ms), ratioDown(values)] as const
+    })
+  )
+
+  progress("runtime on Postgres")
+  const { load, one } = await Effect.runPromise(runtimeBench)
+  console.log("")
+  console.log(
+    `runtime on Postgres: ${fmt(tasks)} seed tasks (transfer_funds, 3 steps, auto-approval), 64 starts in flight, ` +
+      `worker concurrency ${runtimeConcurrency}`
+  )
+  console.log(
+    `  completed      ${fmt(rate(load.measure))} tasks/s  (${fmt(load.measure.wallMs)} ms; starts took ${fmt(load.submittedMs)} ms)`
+  )
+  console.log(`  CPU per task   ${(load.measure.cpuMs / tasks).toFixed(2)} ms in Node`)
+  console.log(`  task latency   p50 ${ms(load.latency.p50)} ms  p95 ${ms(load.latency.p95)} ms  under load`)
+  console.log(
+    `                 p50 ${ms(one.latency.p50)} ms  p95 ${ms(one.latency.p95)} ms  one at a time (${one.measure.count} tasks)`
+  )
+}
+
+// Every system stops before its schema goes, so no background loop sees it vanish
+const dropSchemas = Effect.scoped(
+  Effect.gen(function* () {
+    const sql = Context.get(
+      yield* Layer.build(Postgres.layerClient(Postgres.makeConfig(url, { poolSize: 1 }))),
+      SqlClient.SqlClient
+    )
+    for (const schema of Object.values(schemas)) yield* sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`
+  })
+)
+
+const cleanup = async () => {
+  await boss.stop({ graceful: false, wait: true }).catch(() => undefined)
+  await mandate.dispose()
+  await graphileUtils.release()
+  await graphilePool.end()
+  await Effect.runPromise(Effect.ignore(dropSchemas))
+}
+// Interrupted (Ctrl-C, a time limit): the schemas still go
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    progress(`${signal}: stopping and dropping the schemas`)
+    void cleanup().finally(() => process.exit(130))
+  })
+}
+
+try {
+  await main()
+} catch (error) {
+  console.error(error)
+  process.exitCode = 1
+} finally {
+  await cleanup()
+}
