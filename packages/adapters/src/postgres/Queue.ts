@@ -207,6 +207,26 @@ const toJob = (row: JobRow): Job => ({
   failures: row.failures
 })
 
+const InsertedRow = Schema.Struct({ id: Schema.String, run_at: Millis, created_at: Millis })
+const decodeInsertedRows = Schema.decodeUnknownEffect(Schema.Array(InsertedRow))
+
+// The job an INSERT stored, from what it was sent and the times it returned (what `toJob` would read back)
+const insertedJob = (row: InsertRow, times: typeof InsertedRow.Type): Job => ({
+  id: row.id as JobId,
+  queue: row.queue,
+  payload: JSON.parse(row.payload) as Schema.Json,
+  priority: row.priority as Task.Priority,
+  state: "queued",
+  runAt: times.run_at,
+  attempts: 0,
+  maxAttempts: row.max_attempts,
+  ...(row.idempotency_key === null ? {} : { idempotencyKey: fromTextKey(row.idempotency_key) }),
+  ...(row.pool === null ? {} : { pool: row.pool }),
+  createdAt: times.created_at,
+  updatedAt: times.created_at,
+  failures: 0
+})
+
 const rankOf = (row: JobRow) => Task.priorityRank(row.priority)
 const claimOrder = (a: JobRow, b: JobRow): number =>
   rankOf(a) - rankOf(b) || a.run_at - b.run_at || (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)
@@ -332,7 +352,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const instance = crypto.randomUUID()
   const announced = new Set<string>()
   const notifyWanted = Latch.makeUnsafe(false)
-  const announce = (jobs: ReadonlyArray<JobRow>) => {
+  const announce = (jobs: ReadonlyArray<Pick<JobRow, "queue" | "state" | "run_at" | "updated_at">>) => {
     const queues = new Set<string>()
     // Only jobs claimable now: a delayed job or a retry is found by polling when it comes due
     for (const job of jobs)
@@ -362,9 +382,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // ---- enqueue --------------------------------------------------------------------------------------------
 
   const insertBatch = (input: ReadonlyArray<InsertRow>) =>
-    rows(
-      "enqueue",
-      sql`INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
+    sql`INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
                                  max_attempts, failures, idempotency_key, created_at, updated_at)
             SELECT r.id, r.queue, r.pool, r.priority, r.priority_rank, 'queued', r.payload::json,
                    coalesce(r.run_at, ${now} + coalesce(r.delay_ms, 0)), 0, r.max_attempts, 0, r.idempotency_key,
@@ -374,7 +392,9 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
               run_at float8, delay_ms float8, max_attempts int, idempotency_key text)
             ORDER BY r.ord
             ON CONFLICT DO NOTHING
-            RETURNING ${cols}`
+            RETURNING id, run_at, created_at`.pipe(
+      Effect.flatMap(decodeInsertedRows),
+      Effect.mapError(storeError("enqueue"))
     )
 
   const findByKeys = (keys: ReadonlyArray<{ readonly queue: string; readonly key: string }>) =>
@@ -404,9 +424,16 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     // A job holding a key can be pruned between the insert and the read: then insert again
     for (let attempt = 0; attempt < 3; attempt++) {
       const inserted = new Map<string, Job>()
-      const rows = yield* insertBatch(input)
-      yield* announce(rows)
-      for (const row of rows) inserted.set(row.id, toJob(row))
+      const stored = new Map((yield* insertBatch(input)).map((row) => [row.id, row]))
+      const fresh: Array<Pick<JobRow, "queue" | "state" | "run_at" | "updated_at">> = []
+      // An inserted job is what was sent plus the times the database chose: built here, not read back
+      for (const row of input) {
+        const times = stored.get(row.id)
+        if (times === undefined) continue
+        fresh.push({ queue: row.queue, state: "queued", run_at: times.run_at, updated_at: times.created_at })
+        inserted.set(row.id, insertedJob(row, times))
+      }
+      yield* announce(fresh)
       const missing = input.filter((row) => !inserted.has(row.id))
       const keyOf = (queue: string, key: string) => `${queue}\u0000${key}`
       const existing = new Map<string, Job>()
