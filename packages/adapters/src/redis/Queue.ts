@@ -49,7 +49,20 @@ import {
   QueueStoreError,
   type WakeupRequest
 } from "@mandate/core"
-import { Cause, Clock, Duration, Effect, Exit, Latch, Layer, Random, Result, Schema } from "effect"
+import {
+  Cause,
+  Clock,
+  Duration,
+  Effect,
+  Exit,
+  Latch,
+  Layer,
+  Random,
+  Request,
+  RequestResolver,
+  Result,
+  Schema
+} from "effect"
 import { Redis } from "effect/persistence"
 import { type Keys, makeKeys, queueKeyFamilies, queueSingleKeys, type RedisOptions, resolvePrefix } from "./Keys.ts"
 
@@ -164,6 +177,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const enqueueScript = redis.eval(enqueueJobs)
   const claimScript = redis.eval(claimJobs)
   const leaseScript = redis.eval(leaseOperation)
+  const completeScript = redis.eval(completeJobs)
   const adminScript = redis.eval(adminOperation)
   const requeueScript = redis.eval(requeueExpiredJobs)
   const listScript = redis.eval(listJobs)
@@ -253,11 +267,32 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   }
 
+  // Concurrent single enqueues share one script call: Effect's request batching collects the calls made in the
+  // same scheduler turn (Redis has no transaction for them to belong to)
+  const enqueueResolver = RequestResolver.make<EnqueueCall>((entries) => {
+    const now = Math.max(...entries.map((entry) => entry.request.now))
+    return Effect.map(
+      Effect.exit(
+        store(
+          entries.map((entry) => entry.request.job),
+          now
+        )
+      ),
+      (stored) => {
+        for (let i = 0; i < entries.length; i++) {
+          entries[i]!.completeUnsafe(
+            Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause)
+          )
+        }
+      }
+    )
+  }).pipe(RequestResolver.batchN(storeChunk))
+
   const enqueue = Effect.fnUntraced(function* (request: EnqueueRequest) {
     const now = yield* Clock.currentTimeMillis
     const prepared = prepareJob(request, now)
     if (Result.isFailure(prepared)) return yield* prepared.failure
-    return (yield* store([prepared.success], now))[0]!
+    return yield* Effect.request(EnqueueCall({ job: prepared.success, now }), enqueueResolver)
   })
 
   const enqueueBatch = Effect.fnUntraced(function* (requests: ReadonlyArray<EnqueueRequest>) {
@@ -289,32 +324,21 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // ---- the lease holder's operations -----------------------------------------------------------------------
 
-  type LeaseReply = readonly ["ok", Fields] | readonly ["missing"] | readonly ["lost", string, string, string | null]
-
   const leased = (
     jobId: JobId,
     workerId: AgentId,
-    reply: LeaseReply,
+    reply: Exclude<LeaseReply, readonly ["stale"]>,
     operation: string
   ): Effect.Effect<Job, JobNotFound | LeaseLost | QueueStoreError> => {
     if (reply[0] === "ok") return jobOf(reply[1], operation)
     if (reply[0] === "missing") return Effect.fail(new JobNotFound({ jobId }))
-    const [, reason, state, holder] = reply
-    return Effect.fail(
-      new LeaseLost({
-        jobId,
-        workerId,
-        reason: reason as LeaseLost["reason"],
-        state: state as LeaseLost["state"],
-        ...(holder !== null && holder !== "" ? { holder } : {})
-      })
-    )
+    return Effect.fail(lost(jobId, workerId, reply))
   }
 
   const leaseOp = (operation: string, jobId: JobId, workerId: AgentId, now: number, extra: ReadonlyArray<string>) =>
     leaseScript(k.job(jobId), prefix, now, operation, jobId, workerId, extra).pipe(
       Effect.mapError(storeError(operation)),
-      Effect.flatMap((reply) => leased(jobId, workerId, reply as LeaseReply, operation))
+      Effect.flatMap((reply) => leased(jobId, workerId, reply as Exclude<LeaseReply, readonly ["stale"]>, operation))
     )
 
   const start = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
@@ -328,10 +352,37 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     return yield* leaseOp("heartbeat", jobId, workerId, now, [String(now + extend)])
   })
 
+  // Concurrent completions (a worker pool's finished jobs) share one script call, as BullMQ's completion also
+  // fetches the next job: one round trip for many jobs
+  const completeResolver = RequestResolver.make<CompleteCall>((entries) => {
+    const now = Math.max(...entries.map((entry) => entry.request.now))
+    const triples = entries.flatMap(({ request }) => [request.jobId, request.workerId, request.result])
+    return Effect.map(Effect.exit(completeScript(k.leases, prefix, now, triples)), (replies) => {
+      entries.forEach((entry, i) => {
+        if (Exit.isFailure(replies)) {
+          entry.completeUnsafe(Exit.fail(storeError("complete")(Cause.squash(replies.cause))))
+          return
+        }
+        const { jobId, workerId } = entry.request
+        const reply = replies.value[i] as Exclude<LeaseReply, readonly ["stale"]>
+        if (reply[0] === "ok") {
+          const job = toJob(reply[1])
+          entry.completeUnsafe(
+            Result.isSuccess(job) ? Exit.succeed(job.success) : Exit.fail(storeError("complete")(job.failure))
+          )
+        } else if (reply[0] === "missing") entry.completeUnsafe(Exit.fail(new JobNotFound({ jobId })))
+        else entry.completeUnsafe(Exit.fail(lost(jobId, workerId, reply)))
+      })
+    })
+  }).pipe(RequestResolver.batchN(storeChunk))
+
   const complete = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
     const value = yield* prepareResult(result)
     const now = yield* Clock.currentTimeMillis
-    return yield* leaseOp("complete", jobId, workerId, now, [JSON.stringify(value)])
+    return yield* Effect.request(
+      CompleteCall({ jobId, workerId, result: JSON.stringify(value), now }),
+      completeResolver
+    )
   })
 
   const release = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
@@ -361,7 +412,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       ]).pipe(Effect.mapError(storeError("fail")))
       if (reply[0] === "stale" && round < 3) continue
       if (reply[0] === "stale") return yield* storeError("fail")("the job kept changing while failing it")
-      return yield* leased(jobId, workerId, reply as LeaseReply, "fail")
+      return yield* leased(jobId, workerId, reply as Exclude<LeaseReply, readonly ["stale"]>, "fail")
     }
   })
 
@@ -1002,9 +1053,99 @@ return out
   }
 ).withReturnType<ReadonlyArray<Fields>>()
 
-// KEYS[1]: the job. ARGV: prefix, now, operation, id, worker, then per operation:
-//   heartbeat: lease expiry; complete: result JSON; fail: expected attempts, retry time ("" = dead letter), error
-// Returns {'ok', fields}, {'missing'}, {'lost', reason, state, holder} or {'stale'} (fail: attempts changed)
+const lost = (jobId: JobId, workerId: AgentId, reply: readonly ["lost", string, string, string | null]) => {
+  const [, reason, state, holder] = reply
+  return new LeaseLost({
+    jobId,
+    workerId,
+    reason: reason as LeaseLost["reason"],
+    state: state as LeaseLost["state"],
+    ...(holder !== null && holder !== "" ? { holder } : {})
+  })
+}
+
+interface EnqueueCall extends Request.Request<Job, QueueStoreError> {
+  readonly _tag: "EnqueueCall"
+  readonly job: Job
+  readonly now: number
+}
+const EnqueueCall = Request.tagged<EnqueueCall>("EnqueueCall")
+
+interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
+  readonly _tag: "CompleteCall"
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  /** The result as JSON text. */
+  readonly result: string
+  readonly now: number
+}
+const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
+
+type LeaseReply =
+  | readonly ["ok", Fields]
+  | readonly ["missing"]
+  | readonly ["lost", string, string, string | null]
+  | readonly ["stale"]
+
+const leaseFunction = `
+-- One lease holder's operation on one job (ARGV[2] is now). a1..a3 per operation: heartbeat: lease expiry;
+-- complete: result JSON; fail: expected attempts, retry time ("" = dead letter), error.
+-- Returns {'ok', fields}, {'missing'}, {'lost', reason, state, holder} or {'stale'} (fail: attempts changed)
+local function lease_op(op, id, worker, a1, a2, a3)
+  local j = read(id)
+  if not j[${F.id}] then return {'missing'} end
+  local state, holder = j[${F.state}], j[${F.leaseWorker}]
+  if (state ~= 'claimed' and state ~= 'running') or not holder or holder == '' then
+    return {'lost', 'not_leased', state, holder or ''}
+  end
+  if holder ~= worker then return {'lost', 'held_by_other', state, holder} end
+  if tonumber(j[${F.leaseExpires}]) <= now then return {'lost', 'expired', state, holder} end
+  local q, pool, priority = j[${F.queue}], j[${F.pool}] or '', j[${F.priority}]
+  if op == 'start' then
+    if state ~= 'running' then
+      UPDATE(id, j, 'state', 'running', 'updatedAt', ARGV[2])
+      move(q, priority, state, 'running')
+    end
+  elseif op == 'heartbeat' then
+    UPDATE(id, j, 'leaseExpires', a1, 'updatedAt', ARGV[2])
+    redis.call('ZADD', k_leases(), a1, id)
+  elseif op == 'complete' then
+    UPDATE(id, j, 'state', 'completed', 'result', a1, 'leaseWorker', '', 'leaseExpires', '',
+      'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
+    redis.call('ZREM', k_leases(), id)
+    redis.call('ZADD', k_finished(), now, id)
+    move(q, priority, state, 'completed')
+  elseif op == 'release' then
+    -- the attempt is given back, and the job its old place in line (same runAt)
+    UPDATE(id, j, 'state', 'queued', 'attempts', math.max(0, tonumber(j[${F.attempts}]) - 1), 'leaseWorker', '',
+      'leaseExpires', '', 'updatedAt', ARGV[2])
+    redis.call('ZREM', k_leases(), id)
+    move(q, priority, state, 'queued')
+    schedule(q, pool, j[${F.seq}], priority, id, j[${F.runAt}])
+    signal(q)
+  elseif op == 'fail' then
+    if j[${F.attempts}] ~= a1 then return {'stale'} end
+    redis.call('ZREM', k_leases(), id)
+    count(q, 'failures', 1)
+    local failures = tonumber(j[${F.failures}]) + 1
+    if a2 == '' then
+      UPDATE(id, j, 'state', 'dead_lettered', 'lastError', a3, 'failures', failures, 'leaseWorker', '',
+        'leaseExpires', '', 'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
+      move(q, priority, state, 'dead_lettered')
+    else
+      UPDATE(id, j, 'state', 'failed', 'runAt', a2, 'lastError', a3, 'failures', failures, 'leaseWorker', '',
+        'leaseExpires', '', 'updatedAt', ARGV[2])
+      move(q, priority, state, 'failed')
+      sync_wait(q, id, j[${F.claimedAt}], a2)
+      schedule(q, pool, j[${F.seq}], priority, id, a2)
+      signal(q)
+    end
+  end
+  return {'ok', j}
+end
+`
+
+// KEYS[1]: the job. ARGV: prefix, now, operation, id, worker, then the operation's a1..a3 (see leaseFunction)
 const leaseOperation = Redis.script(
   (
     keyJob: string,
@@ -1017,63 +1158,32 @@ const leaseOperation = Redis.script(
   ) => [keyJob, prefix, now, operation, jobId, workerId, ...extra],
   {
     numberOfKeys: 1,
-    lua: expand(`${prelude}
-local op, id, worker = ARGV[3], ARGV[4], ARGV[5]
-local j = read(id)
-if not j[${F.id}] then return {'missing'} end
-local state, holder = j[${F.state}], j[${F.leaseWorker}]
-if (state ~= 'claimed' and state ~= 'running') or not holder or holder == '' then
-  return {'lost', 'not_leased', state, holder or ''}
-end
-if holder ~= worker then return {'lost', 'held_by_other', state, holder} end
-if tonumber(j[${F.leaseExpires}]) <= now then return {'lost', 'expired', state, holder} end
-local q, pool, priority = j[${F.queue}], j[${F.pool}] or '', j[${F.priority}]
-if op == 'start' then
-  if state ~= 'running' then
-    UPDATE(id, j, 'state', 'running', 'updatedAt', ARGV[2])
-    move(q, priority, state, 'running')
-  end
-elseif op == 'heartbeat' then
-  UPDATE(id, j, 'leaseExpires', ARGV[6], 'updatedAt', ARGV[2])
-  redis.call('ZADD', k_leases(), ARGV[6], id)
-elseif op == 'complete' then
-  UPDATE(id, j, 'state', 'completed', 'result', ARGV[6], 'leaseWorker', '', 'leaseExpires', '',
-    'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
-  redis.call('ZREM', k_leases(), id)
-  redis.call('ZADD', k_finished(), now, id)
-  move(q, priority, state, 'completed')
-elseif op == 'release' then
-  -- the attempt is given back, and the job its old place in line (same runAt)
-  UPDATE(id, j, 'state', 'queued', 'attempts', math.max(0, tonumber(j[${F.attempts}]) - 1), 'leaseWorker', '',
-    'leaseExpires', '', 'updatedAt', ARGV[2])
-  redis.call('ZREM', k_leases(), id)
-  move(q, priority, state, 'queued')
-  schedule(q, pool, j[${F.seq}], priority, id, j[${F.runAt}])
-  signal(q)
-elseif op == 'fail' then
-  if j[${F.attempts}] ~= ARGV[6] then return {'stale'} end
-  redis.call('ZREM', k_leases(), id)
-  count(q, 'failures', 1)
-  local failures = tonumber(j[${F.failures}]) + 1
-  if ARGV[7] == '' then
-    UPDATE(id, j, 'state', 'dead_lettered', 'lastError', ARGV[8], 'failures', failures, 'leaseWorker', '',
-      'leaseExpires', '', 'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
-    move(q, priority, state, 'dead_lettered')
-  else
-    UPDATE(id, j, 'state', 'failed', 'runAt', ARGV[7], 'lastError', ARGV[8], 'failures', failures, 'leaseWorker', '',
-      'leaseExpires', '', 'updatedAt', ARGV[2])
-    move(q, priority, state, 'failed')
-    sync_wait(q, id, j[${F.claimedAt}], ARGV[7])
-    schedule(q, pool, j[${F.seq}], priority, id, ARGV[7])
-    signal(q)
-  end
-end
-return {'ok', j}
+    lua: expand(`${prelude}${leaseFunction}
+return lease_op(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 `)
   }
-).withReturnType<
-  readonly ["ok", Fields] | readonly ["missing"] | readonly ["lost", string, string, string | null] | readonly ["stale"]
->()
+).withReturnType<LeaseReply>()
+
+// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, result JSON) per job. Completes each in order (a job
+// given twice is completed once; the second gets its refusal) and returns one lease reply per job
+const completeJobs = Redis.script(
+  (keyLeases: string, prefix: string, now: number, triples: ReadonlyArray<string>) => [
+    keyLeases,
+    prefix,
+    now,
+    ...triples
+  ],
+  {
+    numberOfKeys: 1,
+    lua: expand(`${prelude}${leaseFunction}
+local out = {}
+for i = 3, #ARGV, 3 do
+  out[#out + 1] = lease_op('complete', ARGV[i], ARGV[i + 1], ARGV[i + 2])
+end
+return out
+`)
+  }
+).withReturnType<ReadonlyArray<LeaseReply>>()
 
 // KEYS[1]: the job. ARGV: prefix, now, operation (cancel | retryDeadLettered), id
 // Returns {'ok', fields}, {'missing'} or {'illegal', from, to}
