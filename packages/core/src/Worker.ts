@@ -3,7 +3,8 @@
  * alive, and completes or fails the jobs.
  *
  * - `concurrency` handlers run at once. A slot frees when its handler finishes, so the next claim overlaps the
- *   recording of the last outcome (at most `concurrency` jobs wait on their recording).
+ *   recording of the last outcome (at most twice `concurrency` jobs wait on their recording, so that a backend
+ *   merging writes has a batch in flight while the next one gathers).
  * - Claims in batches of up to the free slots (at most `batchSize`); when a claim comes back empty it waits
  *   for the queue's `wakeups` or a poll interval that doubles up to `pollIntervalMs`, so idle workers do
  *   not spin.
@@ -223,10 +224,11 @@ export const run = <E = never, R = never, RS = never>(
     }
     // Claimed jobs until their outcome is recorded (their leases are kept alive); `running` counts those whose
     // handler has not finished, which is what `concurrency` limits: a slot frees as soon as a handler is done,
-    // so the next claim overlaps the recording of the last outcome. Jobs still recording are bounded too.
+    // so the next claim overlaps the recording of the last outcome. Jobs still recording are bounded too (twice the
+    // concurrency: one merged write in flight, the next one gathering).
     const inFlight = new Map<JobId, InFlight>()
     let running = 0
-    const freeSlots = () => Math.min(settings.concurrency - running, 2 * settings.concurrency - inFlight.size)
+    const freeSlots = () => Math.min(settings.concurrency - running, 3 * settings.concurrency - inFlight.size)
     const counters = { claimed: 0, completed: 0, retried: 0, deadLettered: 0, lost: 0, released: 0 }
     let stopping = false
 
