@@ -11,6 +11,8 @@
  * - `enqueue`/`enqueueBatch`: one `INSERT … SELECT FROM json_to_recordset(…) ON CONFLICT DO NOTHING` for the
  *   whole batch; a second read returns the jobs already holding an idempotency key. Neither opens a transaction,
  *   so inside `UnitOfWork.run` they join the unit's; workers are told once it commits, never if it rolls back.
+ * - Single enqueues and completions made outside a unit of work at the same moment are merged into one statement
+ *   (Effect's request batching): many workers finishing together cost one round trip and one commit.
  * - `claim`: one statement, a CTE picking up to `max` ready jobs in claim order (`jobs_ready`) `FOR UPDATE SKIP
  *   LOCKED`, then the `UPDATE` leasing them: concurrent claimers never wait for, nor get, each other's jobs.
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
@@ -331,6 +333,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // enqueues) are merged into one statement by Effect's request batching: one round trip and one commit for the
   // lot instead of one each. Inside a unit a call runs alone on the unit's connection, part of its transaction.
   const inUnit = Effect.map(Effect.serviceOption(sql.transactionService), Option.isSome)
+
   // ---- announcing work ------------------------------------------------------------------------------------
   //
   // A write that makes jobs claimable announces their queues once it has committed (`afterCommit`: at once
@@ -741,10 +744,10 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     return yield* new IllegalTransition({ entity: "job", id: jobId, from: current.value.state, to: "queued" })
   })
 
-  // One statement: every expired lease, locked (skipping rows another sweep or their holder is writing), back
-  // to queued, or dead-lettered when no attempt is left; an expired lease counts as a failed attempt
-  // Waits for rows another sweep (or a lease holder) has locked instead of skipping them, so that when it returns
-  // every lease that had expired is settled; locking in id order keeps concurrent sweeps from deadlocking
+  // One statement: every expired lease back to queued, or dead-lettered when no attempt is left; an expired lease
+  // counts as a failed attempt. It waits for rows another sweep (or a lease holder) has locked instead of skipping
+  // them, so that when it returns every lease that had expired is settled; locking in id order keeps concurrent
+  // sweeps from deadlocking
   const requeueExpired = rows(
     "requeueExpired",
     sql`WITH expired AS (

@@ -14,6 +14,9 @@
  * drives leases and delays as it does for the memory layer; hosts sharing a Redis must keep their clocks in
  * sync (NTP), as leases of tens of seconds tolerate.
  *
+ * Single enqueues and completions made at the same moment (a producer's calls, a worker pool's finished jobs) share
+ * one script call, through Effect's request batching.
+ *
  * Idle workers do not poll: every script that makes work claimable appends to the queue's signal stream, and
  * one fiber per layer blocks on those streams (`XREAD BLOCK`) on a reserved connection of its own, opening the
  * latches of the subscribers whose queues moved. Subscribers remember the last entry seen, so no signal between
@@ -352,8 +355,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     return yield* leaseOp("heartbeat", jobId, workerId, now, [String(now + extend)])
   })
 
-  // Concurrent completions (a worker pool's finished jobs) share one script call, as BullMQ's completion also
-  // fetches the next job: one round trip for many jobs
+  // Concurrent completions (a worker pool's finished jobs) share one script call: one round trip for many jobs.
+  // Leases are checked against the latest caller's clock, a few milliseconds at most past the others'
   const completeResolver = RequestResolver.make<CompleteCall>((entries) => {
     const now = Math.max(...entries.map((entry) => entry.request.now))
     const triples = entries.flatMap(({ request }) => [request.jobId, request.workerId, request.result])
