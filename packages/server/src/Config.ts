@@ -21,6 +21,7 @@
  * | `MANDATE_MAX_BODY_BYTES` | `1048576` | largest request body |
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps |
+ * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_DEV_TOKENS_FILE` | `.mandate/dev-tokens.env` | where development mode writes its tokens |
  * | `LOG_LEVEL` | `Info` | `Debug`, `Info`, `Warn`, `Error` |
  *
@@ -66,6 +67,7 @@ export interface ServerConfig {
   readonly maxBodyBytes: number
   readonly workerConcurrency: number
   readonly shutdownGrace: Duration.Duration
+  readonly sseKeepAlive: Duration.Duration
   readonly devTokensFile: string
   readonly logLevel: LogLevel.LogLevel
 }
@@ -108,6 +110,7 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
     "MANDATE_WORKER_CONCURRENCY"
   ).pipe(Config.withDefault(16)),
   shutdownGrace: Config.Duration("MANDATE_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
+  sseKeepAlive: Config.Duration("MANDATE_SSE_KEEPALIVE").pipe(Config.withDefault(Duration.seconds(15))),
   devTokensFile: Config.String("MANDATE_DEV_TOKENS_FILE").pipe(Config.withDefault(".mandate/dev-tokens.env")),
   logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const))
 })

@@ -41,6 +41,8 @@ export interface AppOptions {
   readonly maxBodyBytes?: number | undefined
   /** Requests per principal per window (default 600 per minute). */
   readonly rateLimit?: RateLimitOptions | undefined
+  /** How often a task event stream sends a `keepalive` event (default 15 s; zero: never). */
+  readonly sseKeepAlive?: Duration.Input | undefined
 }
 
 /**
@@ -54,7 +56,8 @@ export const layerRoutes = (options?: AppOptions) => {
   const handlers = Layer.mergeAll(Tasks.layer, Ledger.layer, Queue.layer, System.layer).pipe(
     Layer.provide([
       layerAuth(options?.rateLimit ?? { limit: 600, window: Duration.minutes(1) }),
-      layerRequestErrors({ maxBodyBytes })
+      layerRequestErrors({ maxBodyBytes }),
+      Layer.succeed(Tasks.SseKeepAlive, Duration.fromInputUnsafe(options?.sseKeepAlive ?? Duration.seconds(15)))
     ])
   )
   return Layer.mergeAll(
@@ -145,7 +148,8 @@ export const layerConfig = Layer.unwrap(
     })
     const app = layerApp({
       maxBodyBytes: config.maxBodyBytes,
-      rateLimit: { limit: config.rateLimit, window: config.rateWindow }
+      rateLimit: { limit: config.rateLimit, window: config.rateWindow },
+      sseKeepAlive: config.sseKeepAlive
     }).pipe(Layer.provide(Layer.mergeAll(Authenticator.layer(auth), services)))
     // The server listens before the routes are registered; `announce` and `layerDrain` are built after them
     // (so "listening" means serving), and released first (so the drain runs while everything is still there)

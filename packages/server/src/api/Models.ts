@@ -158,7 +158,8 @@ export const TaskStatusWire = Schema.Struct({
 
 /**
  * A live task event (Server-Sent Events): the ledger entries the runtime writes and scheduling news. The first
- * event of a stream is `task.snapshot` with the task's status when the stream opened.
+ * event of a stream is `task.snapshot` with the task's status when the stream opened; `keepalive` events (seq 0,
+ * the task's latest status) come at a fixed interval so that a quiet stream stays open.
  *
  * @category models
  * @since 0.1.0

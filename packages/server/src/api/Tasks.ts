@@ -134,7 +134,10 @@ export class TasksApi extends HttpApiGroup.make("tasks")
       error: store
     })
       .annotate(RequiredRoles, readers)
-      .annotate(OpenApi.Description, "Server-Sent Events: a task.snapshot, then each event live, until the task ends")
+      .annotate(
+        OpenApi.Description,
+        "Server-Sent Events: a task.snapshot, then each event live, until the task ends; a keepalive event (seq 0, the task's latest status) every MANDATE_SSE_KEEPALIVE"
+      )
   )
   .middleware(Auth)
   .annotate(OpenApi.Description, "Tasks") {}

@@ -4,7 +4,7 @@
  * @since 0.1.0
  */
 import { Plan, Runtime, Task } from "@mandate/core"
-import { Effect, Layer, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Stream } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
@@ -13,6 +13,17 @@ import * as Wire from "./Wire.ts"
 
 // Core reports request fields by their core names; the wire names them differently
 const requestNames = { "$.kind": "$.task_type", "$.params": "$.parameters", "$.idempotencyKey": "$.idempotency_key" }
+
+/**
+ * How often a task event stream sends a `keepalive` event (the task's latest status), so that proxies and load
+ * balancers do not close a quiet stream as idle (zero: never).
+ *
+ * @category references
+ * @since 0.1.0
+ */
+export const SseKeepAlive = Context.Reference<Duration.Duration>("@mandate/server/SseKeepAlive", {
+  defaultValue: () => Duration.seconds(15)
+})
 
 const started = (task: Task.Task) => ({ task_id: task.id, status: task.state, plan_id: task.planId ?? "" })
 
@@ -23,6 +34,7 @@ const started = (task: Task.Task) => ({ task_id: task.id, status: task.state, pl
 export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
   Effect.gen(function* () {
     const runtime = yield* Runtime
+    const keepAlive = yield* SseKeepAlive
     return handlers
       .handle("start", ({ payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
@@ -90,14 +102,36 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
             at: view.task.updatedAt,
             data: Wire.taskStatus(view)
           }
+          let status = view.task.state
+          const events = live.pipe(
+            Stream.map(Wire.taskEvent),
+            Stream.tap((e) =>
+              Effect.sync(() => {
+                status = e.status
+              })
+            ),
+            // The task.* event of the final transition ends the stream (its step events carry the final
+            // status too, and come first)
+            Stream.takeUntil((e) => Task.isTerminal(e.status) && e.kind.startsWith("task."))
+          )
+          // Between events, a keepalive (the task's latest status, seq 0 like the snapshot) keeps the stream alive
+          const keepAlives = Stream.tick(keepAlive).pipe(
+            Stream.drop(1),
+            Stream.mapEffect(() =>
+              Effect.map(Clock.currentTimeMillis, (at) => ({
+                seq: 0,
+                task_id: view.task.id,
+                kind: "keepalive",
+                status,
+                at
+              }))
+            )
+          )
           const rest = Task.isTerminal(view.task.state)
             ? Stream.empty
-            : live.pipe(
-                Stream.map(Wire.taskEvent),
-                // The task.* event of the final transition ends the stream (its step events carry the final
-                // status too, and come first)
-                Stream.takeUntil((e) => Task.isTerminal(e.status) && e.kind.startsWith("task."))
-              )
+            : Duration.isZero(keepAlive)
+              ? events
+              : Stream.merge(events, keepAlives, { haltStrategy: "left" })
           return Stream.concat(Stream.make(snapshot), rest)
         }).pipe(mapErrors())
       )

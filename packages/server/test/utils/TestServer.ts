@@ -49,11 +49,12 @@ export const memoryServices = (options?: Stores.StoresOptions) =>
 /** The server over `services`, on an ephemeral port, with the test keys. */
 export const layer = <E>(
   services: Layer.Layer<Stores.Services | Stores.Readiness, E>,
-  options?: { readonly rateLimit?: number; readonly maxBodyBytes?: number }
+  options?: { readonly rateLimit?: number; readonly maxBodyBytes?: number; readonly sseKeepAlive?: Duration.Input }
 ) =>
   Server.layerApp({
     maxBodyBytes: options?.maxBodyBytes ?? 64 * 1024,
-    rateLimit: { limit: options?.rateLimit ?? 100_000, window: Duration.minutes(1) }
+    rateLimit: { limit: options?.rateLimit ?? 100_000, window: Duration.minutes(1) },
+    ...(options?.sseKeepAlive === undefined ? {} : { sseKeepAlive: options.sseKeepAlive })
   }).pipe(
     Layer.provide(Layer.mergeAll(Authenticator.layer({ apiKeys }), services)),
     // Access logs would drown the test output
