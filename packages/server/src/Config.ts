@@ -20,7 +20,7 @@
  * | `MANDATE_RATE_LIMIT` / `MANDATE_RATE_WINDOW` | `600` / `1 minute` | requests per token per window |
  * | `MANDATE_MAX_BODY_BYTES` | `1048576` | largest request body |
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
- * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps |
+ * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_DEV_TOKENS_FILE` | `.mandate/dev-tokens.env` | where development mode writes its tokens |
  * | `LOG_LEVEL` | `Info` | `Debug`, `Info`, `Warn`, `Error` |

@@ -10,7 +10,7 @@ import type * as NodeHttp from "node:http"
 import { createServer } from "node:http"
 import { NodeHttpServer, NodeServices } from "@effect/platform-node"
 import { loadFile } from "@mandate/core"
-import { Clock, Duration, Effect, Layer, Logger, type LogLevel, Option, Redacted, References } from "effect"
+import { Clock, Duration, Effect, Latch, Layer, Logger, type LogLevel, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { Api } from "./api/Api.ts"
@@ -43,6 +43,8 @@ export interface AppOptions {
   readonly rateLimit?: RateLimitOptions | undefined
   /** How often a task event stream sends a `keepalive` event (default 15 s; zero: never). */
   readonly sseKeepAlive?: Duration.Input | undefined
+  /** Completes when the server begins to shut down; open event streams end then (default: never). */
+  readonly shuttingDown?: Effect.Effect<void> | undefined
 }
 
 /**
@@ -57,7 +59,8 @@ export const layerRoutes = (options?: AppOptions) => {
     Layer.provide([
       layerAuth(options?.rateLimit ?? { limit: 600, window: Duration.minutes(1) }),
       layerRequestErrors({ maxBodyBytes }),
-      Layer.succeed(Tasks.SseKeepAlive, Duration.fromInputUnsafe(options?.sseKeepAlive ?? Duration.seconds(15)))
+      Layer.succeed(Tasks.SseKeepAlive, Duration.fromInputUnsafe(options?.sseKeepAlive ?? Duration.seconds(15))),
+      Layer.succeed(Tasks.ShuttingDown, options?.shuttingDown ?? Effect.never)
     ])
   )
   return Layer.mergeAll(
@@ -146,15 +149,18 @@ export const layerConfig = Layer.unwrap(
       response.writeHead(503, { "content-type": "application/json", "retry-after": "1" })
       response.end(JSON.stringify({ error: "unavailable", message: "The server is starting" }))
     })
+    // Opened when the drain begins: event streams end then, so they do not hold the drain for its whole grace
+    const draining = Latch.makeUnsafe(false)
     const app = layerApp({
       maxBodyBytes: config.maxBodyBytes,
       rateLimit: { limit: config.rateLimit, window: config.rateWindow },
-      sseKeepAlive: config.sseKeepAlive
+      sseKeepAlive: config.sseKeepAlive,
+      shuttingDown: draining.await
     }).pipe(Layer.provide(Layer.mergeAll(Authenticator.layer(auth), services)))
     // The server listens before the routes are registered; `announce` and `layerDrain` are built after them
     // (so "listening" means serving), and released first (so the drain runs while everything is still there)
     return Layer.mergeAll(
-      layerDrain(server, config.shutdownGrace),
+      layerDrain(server, config.shutdownGrace, { draining }),
       announce({
         store: config.store,
         anchor: config.anchor,
@@ -184,7 +190,14 @@ export const layerConfig = Layer.unwrap(
  * @category layers
  * @since 0.1.0
  */
-export const layerDrain = (server: NodeHttp.Server, grace: Duration.Duration): Layer.Layer<never> =>
+export const layerDrain = (
+  server: NodeHttp.Server,
+  grace: Duration.Duration,
+  options?: {
+    /** Opened when the drain begins (the server's event streams end on it). */
+    readonly draining?: Latch.Latch | undefined
+  }
+): Layer.Layer<never> =>
   Layer.effectDiscard(
     Effect.gen(function* () {
       let active = 0
@@ -197,6 +210,7 @@ export const layerDrain = (server: NodeHttp.Server, grace: Duration.Duration): L
           yield* Effect.logInfo("Mandate server draining").pipe(Effect.annotateLogs({ in_flight: active }))
           // Stop accepting; idle keep-alive connections close now, busy ones after their response
           server.close()
+          options?.draining?.openUnsafe()
           const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(grace)
           while (active > 0 && (yield* Clock.currentTimeMillis) < deadline) yield* Effect.sleep("20 millis")
           if (active > 0) {

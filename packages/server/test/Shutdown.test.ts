@@ -110,4 +110,95 @@ describe("graceful shutdown", () => {
       }),
     90_000
   )
+
+  it.live(
+    "SIGTERM ends open event streams cleanly instead of waiting out the grace period",
+    () =>
+      Effect.gen(function* () {
+        const port = yield* freePort()
+        const child = ChildProcess.spawn(
+          process.execPath,
+          ["--conditions=mandate-source", "--import", "tsx", "packages/server/src/main.ts"],
+          {
+            cwd: root,
+            env: {
+              ...process.env,
+              PORT: String(port),
+              MANDATE_API_KEYS: `${token}:submitter+auditor`,
+              MANDATE_SHUTDOWN_GRACE: "30 seconds",
+              MANDATE_ANCHOR: "none",
+              NODE_OPTIONS: ""
+            },
+            stdio: ["ignore", "pipe", "pipe"]
+          }
+        )
+        let stdout = ""
+        child.stdout.on("data", (chunk) => {
+          stdout += chunk
+        })
+        child.stderr.on("data", (chunk) => {
+          stdout += chunk
+        })
+        const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+        yield* Effect.promise(async () => {
+          while (!stdout.includes("Mandate server listening")) {
+            if (child.exitCode !== null) throw new Error(`server exited: ${stdout}`)
+            await new Promise((r) => setTimeout(r, 50))
+          }
+        }).pipe(Effect.timeout("60 seconds"))
+
+        // A task that waits for an approver, so its event stream stays open
+        const base = `http://127.0.0.1:${port}`
+        const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" }
+        const taskId = yield* Effect.promise(async () => {
+          const response = await fetch(`${base}/task/start`, {
+            method: "POST",
+            headers,
+            body: JSON.stringify({
+              task_type: "transfer_funds",
+              parameters: { from: "A".repeat(60), to: "B".repeat(60), amount: 2_500 }
+            })
+          })
+          const started = (await response.json()) as { task_id: string }
+          for (;;) {
+            const status = (await (await fetch(`${base}/task/${started.task_id}/status`, { headers })).json()) as {
+              status: string
+            }
+            if (status.status === "waiting_approval") return started.task_id
+            await new Promise((r) => setTimeout(r, 50))
+          }
+        }).pipe(Effect.timeout("30 seconds"))
+
+        const stream = Net.connect(port, "127.0.0.1")
+        let received = ""
+        const ended = new Promise<string>((resolve) => {
+          stream.on("data", (chunk) => {
+            received += chunk
+          })
+          stream.on("close", () => resolve(received))
+          stream.on("error", () => resolve(received))
+        })
+        yield* Effect.promise(() => new Promise((resolve) => stream.once("connect", resolve)))
+        stream.write(
+          `GET /task/${taskId}/events HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n` +
+            `Authorization: Bearer ${token}\r\n\r\n`
+        )
+        yield* Effect.promise(async () => {
+          while (!received.includes("task.snapshot")) await new Promise((r) => setTimeout(r, 20))
+        }).pipe(Effect.timeout("10 seconds"))
+
+        const signalled = Date.now()
+        child.kill("SIGTERM")
+        const body = yield* Effect.promise(() => ended).pipe(Effect.timeout("10 seconds"))
+        // A clean end: the last chunk of a chunked response, not a cut connection
+        assert.match(body, /^HTTP\/1\.1 200 /)
+        assert.match(body, /0\r\n\r\n$/)
+        const code = yield* Effect.promise(() => exited).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(code, 0, stdout)
+        // Well inside the 30 s grace the stream could otherwise have held
+        assert.isBelow(Date.now() - signalled, 15_000)
+        assert.notInclude(stdout, "requests still running after the grace period are cut")
+      }),
+    90_000
+  )
 })

@@ -25,6 +25,17 @@ export const SseKeepAlive = Context.Reference<Duration.Duration>("@mandate/serve
   defaultValue: () => Duration.seconds(15)
 })
 
+/**
+ * Completes when the server begins to shut down: open event streams end then (cleanly, as if the task had ended),
+ * instead of holding the shutdown's drain until its grace period runs out.
+ *
+ * @category references
+ * @since 0.1.0
+ */
+export const ShuttingDown = Context.Reference<Effect.Effect<void>>("@mandate/server/ShuttingDown", {
+  defaultValue: () => Effect.never
+})
+
 const started = (task: Task.Task) => ({ task_id: task.id, status: task.state, plan_id: task.planId ?? "" })
 
 /**
@@ -35,6 +46,7 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
   Effect.gen(function* () {
     const runtime = yield* Runtime
     const keepAlive = yield* SseKeepAlive
+    const shuttingDown = yield* ShuttingDown
     return handlers
       .handle("start", ({ payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
@@ -132,7 +144,7 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
             : Duration.isZero(keepAlive)
               ? events
               : Stream.merge(events, keepAlives, { haltStrategy: "left" })
-          return Stream.concat(Stream.make(snapshot), rest)
+          return Stream.concat(Stream.make(snapshot), rest).pipe(Stream.interruptWhen(shuttingDown))
         }).pipe(mapErrors())
       )
   })
