@@ -12,20 +12,13 @@ import * as NodeFs from "node:fs"
 import * as Net from "node:net"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import { type PolicySet, Seed } from "@mandate/core"
 import autocannon from "autocannon"
+import { autoApprove } from "./support.ts"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const token = "bench.submitter-token"
 
-const autoApprove: PolicySet.PolicySet = {
-  name: "auto-approval",
-  rules: [
-    ...Seed.defaultPolicySet.rules.filter((r) => r.effect !== "require_approval"),
-    { id: "auto-approve", effect: "allow", match: { action: "onchain_action" } }
-  ]
-}
 const body = JSON.stringify({
   task_type: "transfer_funds",
   parameters: { from: `${"A".repeat(56)}FXIB`, to: "B".repeat(60), amount: 25 }

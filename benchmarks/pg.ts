@@ -37,8 +37,8 @@
 import { EventEmitter } from "node:events"
 import { cpus, loadavg } from "node:os"
 import * as Postgres from "@mandate/adapters/postgres"
-import { Mandate, type PolicySet, Principal, Queue, Runtime, Seed, Worker } from "@mandate/core"
-import { Context, Deferred, Effect, Layer, ManagedRuntime, Stream } from "effect"
+import { Mandate, Queue, Runtime, Worker } from "@mandate/core"
+import { Context, Deferred, Effect, Layer, ManagedRuntime } from "effect"
 import { SqlClient } from "effect/sql"
 import {
   type WorkerEvents as GraphileEvents,
@@ -49,6 +49,17 @@ import {
 } from "graphile-worker"
 import pg from "pg"
 import PgBoss from "pg-boss"
+import {
+  alice,
+  autoApprove,
+  cpuMs,
+  type Latency,
+  latencyOf,
+  pooled,
+  sleep,
+  trackCompletions,
+  transfer
+} from "./support.ts"
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`)
@@ -70,14 +81,6 @@ const schemas = {
 }
 const warm = Math.min(2_000, jobs)
 
-const cpuMs = () => {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1000
-}
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
 interface Measure {
   readonly count: number
   readonly wallMs: number
@@ -94,25 +97,6 @@ const measure = async (count: number, f: () => Promise<unknown>): Promise<Measur
   const stop = stopwatch(count)
   await f()
   return stop()
-}
-interface Latency {
-  readonly p50: number
-  readonly p95: number
-  readonly p99: number
-}
-const latencyOf = (samples: Array<number>): Latency => {
-  samples.sort((a, b) => a - b)
-  return { p50: percentile(samples, 0.5), p95: percentile(samples, 0.95), p99: percentile(samples, 0.99) }
-}
-
-// Runs `count` calls of `f`, `inFlight` at a time
-const pooled = async (count: number, inFlight: number, f: (i: number) => Promise<unknown>) => {
-  let next = 0
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < count) await f(next++)
-    })
-  )
 }
 const batches = async (count: number, f: (from: number, size: number) => Promise<unknown>) => {
   for (let i = 0; i < count; i += 1_000) await f(i, Math.min(1_000, count - i))
@@ -334,16 +318,6 @@ const bossSystem: System = {
 
 // ---- the runtime on Postgres -------------------------------------------------------------------------------------
 
-const autoApprove: PolicySet.PolicySet = {
-  name: "auto-approval",
-  rules: [
-    ...Seed.defaultPolicySet.rules.filter((r) => r.effect !== "require_approval"),
-    { id: "auto-approve", effect: "allow", match: { action: "onchain_action" } }
-  ]
-}
-const alice = Principal.make("alice", ["submitter"])
-const from = `${"A".repeat(56)}FXIB`
-const to = "B".repeat(60)
 const runtimeConcurrency = 32
 
 interface RuntimeFigures {
@@ -354,22 +328,7 @@ interface RuntimeFigures {
 const seedTasks = (count: number, inFlight: number) =>
   Effect.gen(function* () {
     const runtime = yield* Runtime
-    const startedAt = new Map<string, number>()
-    const latencies: Array<number> = []
-    const allDone = yield* Deferred.make<void>()
-    const events = yield* runtime.events()
-    yield* events.pipe(
-      Stream.filter((e) => e.kind === "task.completed"),
-      Stream.runForEach((e) =>
-        Effect.sync(() => {
-          const t0 = startedAt.get(e.taskId)
-          if (t0 === undefined) return
-          latencies.push(performance.now() - t0)
-          if (latencies.length === count) Deferred.doneUnsafe(allDone, Effect.void)
-        })
-      ),
-      Effect.forkScoped
-    )
+    const { started, latencies, allDone } = yield* trackCompletions(count)
     const stop = stopwatch(count)
     const t0 = performance.now()
     yield* Effect.forEach(
@@ -377,16 +336,13 @@ const seedTasks = (count: number, inFlight: number) =>
       (i) =>
         Effect.gen(function* () {
           const begin = performance.now()
-          const task = yield* runtime.start(
-            { kind: "transfer_funds", params: { from, to, amount: 1 + (i % 1000) } },
-            alice
-          )
-          startedAt.set(task.id, begin)
+          const task = yield* runtime.start(transfer(i), alice)
+          started(task.id, begin)
         }),
       { concurrency: inFlight, discard: true }
     )
     const submittedMs = performance.now() - t0
-    yield* Deferred.await(allDone)
+    yield* allDone
     return { measure: stop(), submittedMs, latency: latencyOf(latencies) } satisfies RuntimeFigures
   }).pipe(Effect.scoped)
 

@@ -23,6 +23,7 @@ import { AgentId, Queue, Worker } from "@mandate/core"
 import { Queue as BullQueue, Worker as BullWorker } from "bullmq"
 import { Deferred, Effect, Layer, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
+import { cpuMs, type Latency, latencyOf, pooled, sleep } from "./support.ts"
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`)
@@ -36,14 +37,6 @@ const run = crypto.randomUUID().slice(0, 8)
 const mandatePrefix = `mandate_bench:${run}:`
 const bullPrefix = `bull_bench_${run}`
 
-const cpuMs = () => {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1000
-}
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
 interface Measure {
   readonly label: string
   readonly count: number
@@ -55,25 +48,6 @@ const measure = async (label: string, count: number, f: () => Promise<void>): Pr
   const started = performance.now()
   await f()
   return { label, count, wallMs: performance.now() - started, cpuMs: cpuMs() - cpu }
-}
-interface Latency {
-  readonly p50: number
-  readonly p95: number
-  readonly p99: number
-}
-const latencyOf = (samples: Array<number>): Latency => {
-  samples.sort((a, b) => a - b)
-  return { p50: percentile(samples, 0.5), p95: percentile(samples, 0.95), p99: percentile(samples, 0.99) }
-}
-
-// Runs `count` calls of `f`, `inFlight` at a time
-const pooled = async (count: number, inFlight: number, f: (i: number) => Promise<unknown>) => {
-  let next = 0
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < count) await f(next++)
-    })
-  )
 }
 
 // ---- Mandate ---------------------------------------------------------------------------------------------------

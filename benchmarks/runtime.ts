@@ -5,55 +5,24 @@
  *   npm run bench:runtime            (N = 10,000)
  *   npm run bench:runtime -- 2000    (another N)
  */
-import { Mandate, type PolicySet, Principal, Runtime, Seed } from "@mandate/core"
-import { Deferred, Effect, Stream } from "effect"
+import { Mandate, Runtime } from "@mandate/core"
+import { Effect } from "effect"
+import { alice, autoApprove, percentile, trackCompletions, transfer } from "./support.ts"
 
 const N = Number(process.argv[2] ?? 10_000)
 const CONCURRENCY = Number(process.argv[3] ?? 32)
 
-const autoApprove: PolicySet.PolicySet = {
-  name: "auto-approval",
-  rules: [
-    ...Seed.defaultPolicySet.rules.filter((r) => r.effect !== "require_approval"),
-    { id: "auto-approve", effect: "allow", match: { action: "onchain_action" } }
-  ]
-}
-const alice = Principal.make("alice", ["submitter"])
-const from = `${"A".repeat(56)}FXIB`
-const to = "B".repeat(60)
-
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!
-
 const run = (count: number, sequential: boolean) =>
   Effect.gen(function* () {
     const runtime = yield* Runtime
-    const startedAt = new Map<string, number>()
-    const latencies: Array<number> = []
-    const allDone = yield* Deferred.make<void>()
-    const events = yield* runtime.events()
-    yield* events.pipe(
-      Stream.filter((e) => e.kind === "task.completed"),
-      Stream.runForEach((e) =>
-        Effect.sync(() => {
-          const t0 = startedAt.get(e.taskId)
-          if (t0 === undefined) return
-          latencies.push(performance.now() - t0)
-          if (latencies.length === count) Deferred.doneUnsafe(allDone, Effect.void)
-        })
-      ),
-      Effect.forkScoped
-    )
+    const { started, latencies, allDone } = yield* trackCompletions(count)
     const t0 = performance.now()
     const cpu0 = process.cpuUsage()
     const submit = (i: number) =>
       Effect.gen(function* () {
         const begin = performance.now()
-        const task = yield* runtime.start(
-          { kind: "transfer_funds", params: { from, to, amount: 1 + (i % 1000) } },
-          alice
-        )
-        startedAt.set(task.id, begin)
+        const task = yield* runtime.start(transfer(i), alice)
+        started(task.id, begin)
       })
     if (sequential) {
       for (let i = 0; i < count; i++) {
@@ -69,7 +38,7 @@ const run = (count: number, sequential: boolean) =>
       )
     }
     const submitted = performance.now() - t0
-    yield* Deferred.await(allDone)
+    yield* allDone
     const elapsed = performance.now() - t0
     const cpu = process.cpuUsage(cpu0)
     latencies.sort((a, b) => a - b)
