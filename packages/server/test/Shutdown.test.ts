@@ -19,42 +19,49 @@ const freePort = () =>
       })
   )
 
+/** `npm start`'s server in a process of its own on a free port, once it says it listens. */
+const startServer = (shutdownGrace: string) =>
+  Effect.gen(function* () {
+    const port = yield* freePort()
+    const child = ChildProcess.spawn(
+      process.execPath,
+      ["--conditions=mandate-source", "--import", "tsx", "packages/server/src/main.ts"],
+      {
+        cwd: root,
+        env: {
+          ...process.env,
+          PORT: String(port),
+          MANDATE_API_KEYS: `${token}:submitter+auditor`,
+          MANDATE_SHUTDOWN_GRACE: shutdownGrace,
+          MANDATE_ANCHOR: "none",
+          NODE_OPTIONS: ""
+        },
+        stdio: ["ignore", "pipe", "pipe"]
+      }
+    )
+    let stdout = ""
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk
+    })
+    child.stderr.on("data", (chunk) => {
+      stdout += chunk
+    })
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+    yield* Effect.promise(async () => {
+      while (!stdout.includes("Mandate server listening")) {
+        if (child.exitCode !== null) throw new Error(`server exited: ${stdout}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }).pipe(Effect.timeout("60 seconds"))
+    return { port, child, output: () => stdout, exited }
+  })
+
 describe("graceful shutdown", () => {
   it.live(
     "SIGTERM: stops accepting, lets the in-flight request finish, exits 0",
     () =>
       Effect.gen(function* () {
-        const port = yield* freePort()
-        const child = ChildProcess.spawn(
-          process.execPath,
-          ["--conditions=mandate-source", "--import", "tsx", "packages/server/src/main.ts"],
-          {
-            cwd: root,
-            env: {
-              ...process.env,
-              PORT: String(port),
-              MANDATE_API_KEYS: `${token}:submitter+auditor`,
-              MANDATE_SHUTDOWN_GRACE: "3 seconds",
-              MANDATE_ANCHOR: "none",
-              NODE_OPTIONS: ""
-            },
-            stdio: ["ignore", "pipe", "pipe"]
-          }
-        )
-        let stdout = ""
-        child.stdout.on("data", (chunk) => {
-          stdout += chunk
-        })
-        child.stderr.on("data", (chunk) => {
-          stdout += chunk
-        })
-        const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-        yield* Effect.promise(async () => {
-          while (!stdout.includes("Mandate server listening")) {
-            if (child.exitCode !== null) throw new Error(`server exited: ${stdout}`)
-            await new Promise((r) => setTimeout(r, 50))
-          }
-        }).pipe(Effect.timeout("60 seconds"))
+        const { port, child, output, exited } = yield* startServer("3 seconds")
 
         // A request in flight: its headers and part of its body sent, the rest to come after the signal
         const body = JSON.stringify({ task_type: "monitoring", parameters: { wallet: "A".repeat(60) } })
@@ -97,9 +104,9 @@ describe("graceful shutdown", () => {
         assert.match(reply, /"task_id":"task_/)
 
         const code = yield* Effect.promise(() => exited).pipe(Effect.timeout("20 seconds"))
-        assert.strictEqual(code, 0, stdout)
-        assert.include(stdout, "Mandate server stopped")
-        const lines = stdout
+        assert.strictEqual(code, 0, output())
+        assert.include(output(), "Mandate server stopped")
+        const lines = output()
           .split("\n")
           .filter((l) => l.startsWith("{"))
           .map((l) => JSON.parse(l))
@@ -115,37 +122,7 @@ describe("graceful shutdown", () => {
     "SIGTERM ends open event streams cleanly instead of waiting out the grace period",
     () =>
       Effect.gen(function* () {
-        const port = yield* freePort()
-        const child = ChildProcess.spawn(
-          process.execPath,
-          ["--conditions=mandate-source", "--import", "tsx", "packages/server/src/main.ts"],
-          {
-            cwd: root,
-            env: {
-              ...process.env,
-              PORT: String(port),
-              MANDATE_API_KEYS: `${token}:submitter+auditor`,
-              MANDATE_SHUTDOWN_GRACE: "30 seconds",
-              MANDATE_ANCHOR: "none",
-              NODE_OPTIONS: ""
-            },
-            stdio: ["ignore", "pipe", "pipe"]
-          }
-        )
-        let stdout = ""
-        child.stdout.on("data", (chunk) => {
-          stdout += chunk
-        })
-        child.stderr.on("data", (chunk) => {
-          stdout += chunk
-        })
-        const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-        yield* Effect.promise(async () => {
-          while (!stdout.includes("Mandate server listening")) {
-            if (child.exitCode !== null) throw new Error(`server exited: ${stdout}`)
-            await new Promise((r) => setTimeout(r, 50))
-          }
-        }).pipe(Effect.timeout("60 seconds"))
+        const { port, child, output, exited } = yield* startServer("30 seconds")
 
         // A task that waits for an approver, so its event stream stays open
         const base = `http://127.0.0.1:${port}`
@@ -194,10 +171,10 @@ describe("graceful shutdown", () => {
         assert.match(body, /^HTTP\/1\.1 200 /)
         assert.match(body, /0\r\n\r\n$/)
         const code = yield* Effect.promise(() => exited).pipe(Effect.timeout("20 seconds"))
-        assert.strictEqual(code, 0, stdout)
+        assert.strictEqual(code, 0, output())
         // Well inside the 30 s grace the stream could otherwise have held
         assert.isBelow(Date.now() - signalled, 15_000)
-        assert.notInclude(stdout, "requests still running after the grace period are cut")
+        assert.notInclude(output(), "requests still running after the grace period are cut")
       }),
     90_000
   )

@@ -1,9 +1,8 @@
 import { assert, layer } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
-import { HttpClient, HttpClientRequest } from "effect/http"
+import { Effect } from "effect"
 import * as TestServer from "./utils/TestServer.ts"
 
-const { call, tokens, walletA, walletB, waitForStatus, parseSse } = TestServer
+const { call, tokens, walletA, walletB, waitForStatus, openEvents } = TestServer
 
 layer(TestServer.layer(TestServer.memoryServices(), { sseKeepAlive: "100 millis" }), { excludeTestServices: true })(
   "task event streams with a keepalive",
@@ -16,16 +15,12 @@ layer(TestServer.layer(TestServer.memoryServices(), { sseKeepAlive: "100 millis"
         })
         const taskId: string = started.body.task_id
         yield* waitForStatus(taskId, (s) => s === "waiting_approval")
-        const client = yield* HttpClient.HttpClient
-        const response = yield* client
-          .execute(HttpClientRequest.get(`/task/${taskId}/events`).pipe(HttpClientRequest.bearerToken(tokens.carol)))
-          .pipe(Effect.orDie)
-        assert.strictEqual(response.status, 200)
-        const body = yield* Effect.forkChild(response.text)
+        const stream = yield* openEvents(taskId)
+        assert.strictEqual(stream.status, 200)
         // Idle for a while: the task waits for an approver
         yield* Effect.sleep("450 millis")
         yield* call("POST", `/task/${taskId}/approve`, { token: tokens.bob, body: { approved: true } })
-        const events = parseSse(yield* Fiber.join(body).pipe(Effect.orDie))
+        const events = yield* stream.events
         assert.strictEqual(events[0].kind, "task.snapshot")
         const keepAlives = events.filter((e) => e.kind === "keepalive")
         assert.isAtLeast(keepAlives.length, 2, JSON.stringify(events.map((e) => e.kind)))

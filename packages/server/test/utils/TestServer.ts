@@ -5,7 +5,7 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import * as Qubic from "@mandate/adapters/qubic"
 import { Principal } from "@mandate/core"
-import { Duration, Effect, Layer, Redacted, References } from "effect"
+import { Duration, Effect, Fiber, Layer, Redacted, References } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import { Authenticator } from "../../src/http/Auth.ts"
 import * as Server from "../../src/Server.ts"
@@ -110,6 +110,24 @@ export const waitForStatus = (
       yield* Effect.sleep("25 millis")
     }
   }).pipe(Effect.timeout(timeout), Effect.orDie)
+
+/**
+ * Opens the task's event stream (as the auditor) and reads it in the background: `events` waits for the stream
+ * to end and gives its events, parsed.
+ */
+export const openEvents = (taskId: string) =>
+  Effect.gen(function* () {
+    const client = yield* HttpClient.HttpClient
+    const response = yield* client.execute(
+      HttpClientRequest.get(`/task/${taskId}/events`).pipe(HttpClientRequest.bearerToken(tokens.carol))
+    )
+    const body = yield* Effect.forkChild(response.text)
+    return {
+      status: response.status,
+      contentType: response.headers["content-type"] ?? "",
+      events: Effect.map(Fiber.join(body), parseSse)
+    }
+  }).pipe(Effect.orDie)
 
 /** Server-Sent Events of a response body: each event's data, parsed. */
 export const parseSse = (text: string): ReadonlyArray<any> =>

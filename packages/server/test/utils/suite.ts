@@ -4,12 +4,12 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { verifyEntryProof } from "@mandate/core"
-import { Effect, Fiber, type Layer } from "effect"
+import { Effect, type Layer } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import type * as Stores from "../../src/Stores.ts"
 import * as TestServer from "./TestServer.ts"
 
-const { call, tokens, walletA, walletB, waitForStatus, parseSse } = TestServer
+const { call, tokens, walletA, walletB, waitForStatus, openEvents } = TestServer
 
 const transfer = (amount = 2_500) => ({
   task_type: "transfer_funds",
@@ -126,15 +126,11 @@ export const suite = <E>(name: string, services: Layer.Layer<Stores.Services | S
         const started = yield* call("POST", "/task/start", { token: tokens.alice, body: transfer(300) })
         const taskId: string = started.body.task_id
         yield* waitForStatus(taskId, (s) => s === "waiting_approval")
-        const client = yield* HttpClient.HttpClient
-        const response = yield* client
-          .execute(HttpClientRequest.get(`/task/${taskId}/events`).pipe(HttpClientRequest.bearerToken(tokens.carol)))
-          .pipe(Effect.orDie)
-        assert.strictEqual(response.status, 200)
-        assert.match(response.headers["content-type"] ?? "", /text\/event-stream/)
-        const body = yield* Effect.forkChild(response.text)
+        const stream = yield* openEvents(taskId)
+        assert.strictEqual(stream.status, 200)
+        assert.match(stream.contentType, /text\/event-stream/)
         yield* call("POST", `/task/${taskId}/approve`, { token: tokens.bob, body: { approved: true } })
-        const events = parseSse(yield* Fiber.join(body).pipe(Effect.orDie))
+        const events = yield* stream.events
         assert.strictEqual(events[0].kind, "task.snapshot")
         assert.strictEqual(events[0].status, "waiting_approval")
         const live = events.slice(1)
