@@ -361,11 +361,12 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const now = Math.max(...entries.map((entry) => entry.request.now))
     const triples = entries.flatMap(({ request }) => [request.jobId, request.workerId, request.result])
     return Effect.map(Effect.exit(completeScript(k.leases, prefix, now, triples)), (replies) => {
+      if (Exit.isFailure(replies)) {
+        const failed = Exit.fail(storeError("complete")(Cause.squash(replies.cause)))
+        for (const entry of entries) entry.completeUnsafe(failed)
+        return
+      }
       entries.forEach((entry, i) => {
-        if (Exit.isFailure(replies)) {
-          entry.completeUnsafe(Exit.fail(storeError("complete")(Cause.squash(replies.cause))))
-          return
-        }
         const { jobId, workerId } = entry.request
         const reply = replies.value[i] as Exclude<LeaseReply, readonly ["stale"]>
         if (reply[0] === "ok") {
