@@ -11,8 +11,8 @@ import type { JobId } from "./Ids.ts"
 import type { Job } from "./Job.ts"
 import { hasRole, type Principal } from "./Principal.ts"
 import { type JobNotFound, Queue, type QueueStoreError } from "./Queue.ts"
-import type { IllegalTransition } from "./Task.ts"
 import { Forbidden } from "./Runtime.ts"
+import type { IllegalTransition } from "./Task.ts"
 
 /**
  * Whether a queue belongs to the runtime (its steps, its approval deadlines).

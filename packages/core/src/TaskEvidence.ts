@@ -56,7 +56,8 @@ export const taskEvidence = Effect.fn("TaskEvidence.taskEvidence")(function* (ta
   // Every task starts with task.created: no entry means no such task
   if (last === undefined) return yield* new TaskNotFound({ taskId })
   const latest = Option.getOrUndefined(yield* ledger.latestCheckpoint)
-  const checkpoint = latest !== undefined && latest.checkpoint.size > last.seq ? latest.checkpoint : yield* ledger.checkpoint
+  const checkpoint =
+    latest !== undefined && latest.checkpoint.size > last.seq ? latest.checkpoint : yield* ledger.checkpoint
   const proofsIn = (size: number) =>
     Effect.forEach(entries, (entry) =>
       entry.seq < size ? ledger.inclusionProof(entry.seq, size) : Effect.succeed(null)

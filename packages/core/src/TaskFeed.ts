@@ -30,9 +30,7 @@ export const canFollow = (principal: Principal, view: Pick<TaskView, "task" | "p
  * @category constructors
  * @since 0.1.0
  */
-export const taskFeed = (
-  principal: Principal
-): Effect.Effect<Stream.Stream<TaskEvent>, never, Runtime | Scope.Scope> =>
+export const taskFeed = (principal: Principal): Effect.Effect<Stream.Stream<TaskEvent>, never, Runtime | Scope.Scope> =>
   Effect.gen(function* () {
     const runtime = yield* Runtime
     const events = yield* runtime.events()

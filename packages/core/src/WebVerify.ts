@@ -263,9 +263,7 @@ export const importPublicKey = async (pem: string): Promise<PublicKey | undefine
       .replace(/\s+/g, "")
     const der = base64Decode(body)
     if (der === undefined) return undefined
-    const key = await subtle().importKey("spki", der as Uint8Array<ArrayBuffer>, { name: "Ed25519" }, true, [
-      "verify"
-    ])
+    const key = await subtle().importKey("spki", der as Uint8Array<ArrayBuffer>, { name: "Ed25519" }, true, ["verify"])
     const raw = new Uint8Array(await subtle().exportKey("raw", key))
     return { key, keyId: toHex(await digest(raw)) }
   } catch {
@@ -282,7 +280,10 @@ export const importPublicKey = async (pem: string): Promise<PublicKey | undefine
  */
 export const verifyCheckpoint = async (checkpoint: Checkpoint, publicKey: PublicKey): Promise<Check> => {
   if (checkpoint.keyId !== publicKey.keyId) {
-    return { ok: false, detail: `signed by key ${String(checkpoint.keyId).slice(0, 12)}…, not ${publicKey.keyId.slice(0, 12)}…` }
+    return {
+      ok: false,
+      detail: `signed by key ${String(checkpoint.keyId).slice(0, 12)}…, not ${publicKey.keyId.slice(0, 12)}…`
+    }
   }
   const signature = typeof checkpoint.signature === "string" ? base64Decode(checkpoint.signature) : undefined
   const message = canonicalJson({
@@ -300,7 +301,10 @@ export const verifyCheckpoint = async (checkpoint: Checkpoint, publicKey: Public
       utf8.encode(message)
     )
     return valid
-      ? { ok: true, detail: `Ed25519 signature of checkpoint ${checkpoint.size} by key ${publicKey.keyId.slice(0, 12)}…` }
+      ? {
+          ok: true,
+          detail: `Ed25519 signature of checkpoint ${checkpoint.size} by key ${publicKey.keyId.slice(0, 12)}…`
+        }
       : { ok: false, detail: `the signature of checkpoint ${checkpoint.size} does not verify` }
   } catch {
     return { ok: false, detail: "the signature could not be checked" }
@@ -328,7 +332,10 @@ export const verifyEntry = async (evidence: {
     payloadHash =
       computed !== undefined && computed === entry.payloadHash
         ? { ok: true, detail: `payload hashes to ${computed.slice(0, 12)}…` }
-        : { ok: false, detail: `payload hashes to ${computed?.slice(0, 12) ?? "nothing"}…, entry says ${String(entry.payloadHash).slice(0, 12)}…` }
+        : {
+            ok: false,
+            detail: `payload hashes to ${computed?.slice(0, 12) ?? "nothing"}…, entry says ${String(entry.payloadHash).slice(0, 12)}…`
+          }
   }
   const computedEntry = await entryHash(entry)
   const entryCheck: Check =
@@ -343,7 +350,10 @@ export const verifyEntry = async (evidence: {
   const leaf = computedEntry === undefined ? undefined : await leafHash(computedEntry)
   const root = leaf === undefined ? undefined : await rootFromInclusion(proof, leaf)
   const inclusion: Check =
-    root !== undefined && proof.leafIndex === entry.seq && proof.treeSize === checkpoint.size && root === checkpoint.root
+    root !== undefined &&
+    proof.leafIndex === entry.seq &&
+    proof.treeSize === checkpoint.size &&
+    root === checkpoint.root
       ? { ok: true, detail: `leaf ${proof.leafIndex} of ${checkpoint.size} leads to the checkpoint's root` }
       : { ok: false, detail: `the proof does not lead from this entry to the root of checkpoint ${checkpoint.size}` }
   const signature = await verifyCheckpoint(checkpoint, publicKey)

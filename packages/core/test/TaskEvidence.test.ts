@@ -21,8 +21,9 @@ describe("taskEvidence", () => {
     Effect.gen(function* () {
       const ledger = yield* Ledger
       const append = (taskId: string, n: number) =>
-        Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
-          ledger.append({ kind: "note.added", taskId, payload: { i } })
+        Effect.forEach(
+          Array.from({ length: n }, (_, i) => i),
+          (i) => ledger.append({ kind: "note.added", taskId, payload: { i } })
         )
       yield* append("task_a", 3)
       yield* append("task_b", 2)

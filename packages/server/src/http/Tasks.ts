@@ -110,7 +110,13 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
           const events = live.pipe(Stream.map(Wire.taskEvent))
           const rest = Duration.isZero(keepAlive)
             ? events
-            : Stream.merge(events, Stream.tick(keepAlive).pipe(Stream.drop(1), Stream.mapEffect(() => keepalive)))
+            : Stream.merge(
+                events,
+                Stream.tick(keepAlive).pipe(
+                  Stream.drop(1),
+                  Stream.mapEffect(() => keepalive)
+                )
+              )
           return Stream.concat(Stream.fromEffect(keepalive), rest).pipe(Stream.interruptWhen(shuttingDown))
         })
       )
