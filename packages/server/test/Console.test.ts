@@ -89,7 +89,7 @@ describe.skipIf(!run)("web console in Chromium", { timeout: 180_000 }, () => {
   const shoot = async (page: Page, name: string) => {
     if (screenshots === undefined) return
     NodeFs.mkdirSync(screenshots, { recursive: true })
-    await page.screenshot({ path: NodePath.join(screenshots, `console-${name}.png`), fullPage: true })
+    await page.screenshot({ path: NodePath.resolve(screenshots, `console-${name}.png`), fullPage: true })
   }
 
   const navLinks = (page: Page) =>
@@ -242,8 +242,11 @@ describe.skipIf(!run)("web console in Chromium", { timeout: 180_000 }, () => {
         return dom.document.documentElement.scrollWidth - dom.innerWidth
       })
       assert.isAtMost(overflow, 0, `${path} scrolls sideways by ${overflow}px`)
+      if (path.startsWith("/task/") && screenshots !== undefined) {
+        await page.getByTestId("trail-summary").filter({ hasText: "in this browser" }).waitFor()
+        await page.screenshot({ path: NodePath.resolve(screenshots, "console-task-phone.png") })
+      }
     }
-    await shoot(page, "task-phone")
     await page.goto(`${base}/#/ledger`)
     await page.setViewportSize({ width: 1280, height: 900 })
     await page.getByTestId("ledger-size").waitFor()

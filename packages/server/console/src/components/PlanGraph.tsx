@@ -1,8 +1,9 @@
 /**
- * A plan as a graph: steps in columns by depth (a step stands right of everything it depends on), arrows for
- * `depends_on`, each node with its state in words. The step list below the graph carries the same facts for
+ * A plan as a graph: steps in columns by depth (a step stands right of everything it depends on; below it, on a
+ * phone), arrows for `depends_on`, each node with its state in words. The step list below the graph carries the same facts for
  * screen readers; the graph is one image with a summary.
  */
+import { useEffect, useState } from "preact/hooks"
 import type { PlannedStep, Step } from "../wire.ts"
 
 const W = 190
@@ -31,6 +32,8 @@ const symbol: Record<string, string> = {
   skipped: "↷"
 }
 
+const narrow = () => typeof matchMedia === "function" && matchMedia("(max-width: 640px)").matches
+
 export const PlanGraph = ({
   steps,
   states
@@ -38,6 +41,15 @@ export const PlanGraph = ({
   readonly steps: ReadonlyArray<PlannedStep>
   readonly states: ReadonlyMap<string, Step>
 }) => {
+  // On a phone the plan runs down the screen instead of across it
+  const [vertical, setVertical] = useState(narrow)
+  useEffect(() => {
+    if (typeof matchMedia !== "function") return
+    const query = matchMedia("(max-width: 640px)")
+    const onChange = () => setVertical(query.matches)
+    query.addEventListener("change", onChange)
+    return () => query.removeEventListener("change", onChange)
+  }, [])
   // Depth: 0 for a step without dependencies, else one more than its deepest dependency (the plan is acyclic)
   const depth = new Map<string, number>()
   const depthOf = (id: string, seen: ReadonlySet<string> = new Set()): number => {
@@ -56,10 +68,14 @@ export const PlanGraph = ({
   }
   const position = new Map<string, { x: number; y: number }>()
   for (const [c, column] of columns.entries()) {
-    for (const [r, step] of (column ?? []).entries()) position.set(step.step_id, { x: c * (W + GX), y: r * (H + GY) })
+    for (const [r, step] of (column ?? []).entries()) {
+      position.set(step.step_id, vertical ? { x: r * (W + GY), y: c * (H + GX) } : { x: c * (W + GX), y: r * (H + GY) })
+    }
   }
-  const width = columns.length * (W + GX) - GX
-  const height = Math.max(...columns.map((c) => c?.length ?? 0)) * (H + GY) - GY
+  const across = columns.length
+  const down = Math.max(...columns.map((c) => c?.length ?? 0))
+  const width = vertical ? down * (W + GY) - GY : across * (W + GX) - GX
+  const height = vertical ? across * (H + GX) - GX : down * (H + GY) - GY
   const summary = `Plan of ${steps.length} steps: ${steps
     .map(
       (s) =>
@@ -85,19 +101,17 @@ export const PlanGraph = ({
             const from = position.get(dep)
             const to = position.get(step.step_id)
             if (from === undefined || to === undefined) return null
-            const x1 = from.x + W
-            const y1 = from.y + H / 2
-            const x2 = to.x
-            const y2 = to.y + H / 2
-            const mid = (x1 + x2) / 2
-            return (
-              <path
-                key={`${dep}->${step.step_id}`}
-                class="edge"
-                d={`M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2 - 2},${y2}`}
-                marker-end="url(#arrow)"
-              />
-            )
+            let d: string
+            if (vertical) {
+              const [x1, y1, x2, y2] = [from.x + W / 2, from.y + H, to.x + W / 2, to.y]
+              const mid = (y1 + y2) / 2
+              d = `M${x1},${y1} C${x1},${mid} ${x2},${mid} ${x2},${y2 - 2}`
+            } else {
+              const [x1, y1, x2, y2] = [from.x + W, from.y + H / 2, to.x, to.y + H / 2]
+              const mid = (x1 + x2) / 2
+              d = `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2 - 2},${y2}`
+            }
+            return <path key={`${dep}->${step.step_id}`} class="edge" d={d} marker-end="url(#arrow)" />
           })
         )}
         {steps.map((step) => {
