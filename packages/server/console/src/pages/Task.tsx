@@ -25,11 +25,8 @@ export const TaskPage = ({ taskId }: { readonly taskId: string }) => {
   const session = useSession()
   const path = `/task/${encodeURIComponent(taskId)}`
   const detail = useLoad(() => get<TaskDetail>(path), taskId)
-  const auditor = can(session.principal, "auditor")
-  const evidence = useLoad<TaskEvidence | undefined>(
-    () => (auditor ? get<TaskEvidence>(`/audit/${encodeURIComponent(taskId)}/evidence`) : Promise.resolve(undefined)),
-    taskId
-  )
+  // Asked of every principal: the server decides who may read a task's trail
+  const evidence = useLoad(() => get<TaskEvidence>(`/audit/${encodeURIComponent(taskId)}/evidence`), taskId)
   const reload = useCoalesced(() => {
     detail.reload()
     evidence.reload()
@@ -132,12 +129,12 @@ export const TaskPage = ({ taskId }: { readonly taskId: string }) => {
         </ol>
       </Section>
       <Approvals task={task} />
-      {auditor ? (
-        <Trail evidence={evidence.data} error={evidence.error} loading={evidence.loading} reload={evidence.reload} />
-      ) : (
-        <Section title="Ledger">
-          <p class="hint">The ledger entries are shown to auditors.</p>
+      {evidence.error instanceof ApiError && evidence.error.status === 403 ? (
+        <Section title="Ledger trail">
+          <p class="hint">The server does not show you this task's ledger entries ({evidence.error.message}).</p>
         </Section>
+      ) : (
+        <Trail evidence={evidence.data} error={evidence.error} loading={evidence.loading} reload={evidence.reload} />
       )}
     </>
   )
@@ -532,7 +529,12 @@ const AnchorStatus = ({ receipt }: { readonly receipt: AnchorReceipt }) => {
             {matches ? "✓ carries this root" : "✗ carries another root"}
           </span>
         </>
-      ) : tx.error instanceof ApiError ? (
+      ) : tx.error instanceof ApiError && tx.error.status === 403 ? (
+        <>
+          Receipt says: <Badge state={receipt.status} />{" "}
+          <span class="hint">(the chain itself is asked by auditors)</span>
+        </>
+      ) : tx.error !== undefined ? (
         <span class="bad-text">Chain lookup failed: {tx.error.message}</span>
       ) : (
         "Asking the chain…"
