@@ -31,7 +31,14 @@ export const InboxPage = () => {
       <ul class="inbox" aria-label="Tasks waiting for approval" data-count={tasks.length}>
         {tasks.map((task) => (
           <li key={task.task_id} data-task={task.task_id}>
-            <InboxItem task={task} onDecided={reload} />
+            <InboxItem
+              task={task}
+              onDecided={() => {
+                // The decided item leaves the list: keep keyboard focus on the page, not on a vanished button
+                document.querySelector<HTMLElement>("main h1")?.focus()
+                reload()
+              }}
+            />
           </li>
         ))}
       </ul>
