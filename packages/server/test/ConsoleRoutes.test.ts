@@ -1,7 +1,7 @@
 /**
  * What the console relies on, over HTTP: the all-tasks event feed (each principal sees only the tasks it may), a
- * task's evidence for verification, the ledger overview, redrive of dead letters (admins only), the console's
- * page and its development tokens (the server's own machine only), and CORS (off unless configured).
+ * task's evidence for verification, the ledger overview, the console's page and its development tokens (the
+ * server's own machine only), and CORS (off unless configured).
  */
 import * as NodeFs from "node:fs"
 import * as NodeHttp from "node:http"
@@ -186,37 +186,6 @@ layer(
       )
       assert.strictEqual((yield* call("GET", "/ledger", { token: tokens.alice })).status, 403)
       assert.strictEqual((yield* call("GET", "/ledger?limit=0", { token: tokens.carol })).status, 400)
-    })
-  )
-
-  it.effect("an admin redrives a dead letter; nobody else may", () =>
-    Effect.gen(function* () {
-      const queue = `q-${crypto.randomUUID().slice(0, 8)}`
-      const job = yield* call("POST", "/queue/jobs", {
-        token: tokens.alice,
-        body: { queue, payload: {}, max_attempts: 1 }
-      })
-      const jobId: string = job.body.job_id
-      yield* call("POST", "/queue/claim", { token: tokens.robot, body: { worker_id: "robot", queues: [queue] } })
-      const failed = yield* call("PATCH", `/queue/jobs/${jobId}/fail`, {
-        token: tokens.robot,
-        body: { worker_id: "robot", error: "boom" }
-      })
-      assert.strictEqual(failed.body.status, "dead_lettered", failed.text)
-
-      for (const token of [tokens.alice, tokens.carol, tokens.robot, tokens.bob]) {
-        const refused = yield* call("POST", `/queue/jobs/${jobId}/redrive`, { token })
-        assert.strictEqual(refused.status, 403, refused.text)
-      }
-      const redriven = yield* call("POST", `/queue/jobs/${jobId}/redrive`, { token: tokens.root })
-      assert.strictEqual(redriven.status, 200, redriven.text)
-      assert.strictEqual(redriven.body.status, "queued")
-      assert.strictEqual(redriven.body.attempts, 0)
-      // A job that is not dead-lettered cannot be redriven
-      const again = yield* call("POST", `/queue/jobs/${jobId}/redrive`, { token: tokens.root })
-      assert.strictEqual(again.status, 409, again.text)
-      const missing = yield* call("POST", "/queue/jobs/job_nope/redrive", { token: tokens.root })
-      assert.strictEqual(missing.status, 404, missing.text)
     })
   )
 

@@ -9,7 +9,7 @@ import { AgentId, AgentLoad, AgentStatus, JobId, JobState, PoolName, QueueName, 
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
 import { Auth, RequiredRoles } from "./Auth.ts"
-import { BadRequest, Conflict, Forbidden, NotFound, Unavailable } from "./Errors.ts"
+import { BadRequest, Conflict, NotFound, Unavailable } from "./Errors.ts"
 import { AgentWire, JobWire } from "./Models.ts"
 
 const Millis = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
@@ -141,16 +141,6 @@ export class QueueApi extends HttpApiGroup.make("queue")
       success: JobWire,
       error: [NotFound, Unavailable]
     }).annotate(RequiredRoles, readers),
-    HttpApiEndpoint.post("redrive", "/queue/jobs/:id/redrive", {
-      params: jobId,
-      success: JobWire,
-      error: [NotFound, Conflict, Forbidden, Unavailable]
-    })
-      .annotate(RequiredRoles, ["admin"])
-      .annotate(
-        OpenApi.Description,
-        "Sends a dead-lettered job back to its queue with a fresh attempt budget (admins; not the runtime's mandate.* queues: retry the task)"
-      ),
     HttpApiEndpoint.post("claim", "/queue/claim", {
       payload: ClaimJobs,
       success: Schema.Struct({ jobs: Schema.Array(JobWire) }),

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { AgentId, Agents, defaultLeaseMs, Principal, Queue, redrive } from "@mandate/core"
+import { AgentId, Agents, defaultLeaseMs, Principal, Queue } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
@@ -83,13 +83,6 @@ export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
           )
       )
       .handle("get", ({ params }) => queue.get(params.id).pipe(Effect.map(Wire.job), mapErrors()))
-      .handle("redrive", ({ params }) =>
-        Effect.flatMap(CurrentPrincipal, (principal) => redrive(params.id, principal)).pipe(
-          Effect.provideService(Queue, queue),
-          Effect.map(Wire.job),
-          mapErrors()
-        )
-      )
       .handle("claim", ({ payload }) =>
         asWorker(payload.worker_id).pipe(
           Effect.andThen(
