@@ -11,6 +11,7 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { entryLeafHash, Merkle, verifyCheckpointSignature } from "@mandate/core"
 import { ConfigProvider, Effect, Ref, Stream } from "effect"
 import { HttpClient, HttpClientRequest, HttpServer } from "effect/http"
+import { afterAll } from "vitest"
 import { ServerConfig } from "../src/Config.ts"
 import * as TestServer from "./utils/TestServer.ts"
 
@@ -19,6 +20,7 @@ const { call, tokens, walletA, walletB, waitForStatus, parseSse } = TestServer
 const consoleDir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-console-routes-"))
 NodeFs.writeFileSync(NodePath.join(consoleDir, "index.html"), "<!doctype html><title>console</title>")
 NodeFs.writeFileSync(NodePath.join(consoleDir, "app.js"), "export {}")
+afterAll(() => NodeFs.rmSync(consoleDir, { recursive: true, force: true }))
 
 const transfer = (token: string) =>
   call("POST", "/task/start", {
