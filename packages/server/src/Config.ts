@@ -22,12 +22,13 @@
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
+ * | `MANDATE_CORS_ORIGINS` | | origins whose pages may call the API (`https://ops.example.com,…` or `*`); CORS is off without it |
  * | `MANDATE_DEV_TOKENS_FILE` | `.mandate/dev-tokens.env` | where development mode writes its tokens |
  * | `LOG_LEVEL` | `Info` | `Debug`, `Info`, `Warn`, `Error` |
  *
  * @since 0.1.0
  */
-import { Config, Duration, type LogLevel, Option, type Redacted, Schema } from "effect"
+import { Config, Duration, type LogLevel, Option, type Redacted, Schema, SchemaGetter } from "effect"
 
 /**
  * @category models
@@ -68,6 +69,7 @@ export interface ServerConfig {
   readonly workerConcurrency: number
   readonly shutdownGrace: Duration.Duration
   readonly sseKeepAlive: Duration.Duration
+  readonly corsOrigins: ReadonlyArray<string>
   readonly devTokensFile: string
   readonly logLevel: LogLevel.LogLevel
 }
@@ -76,6 +78,28 @@ const positiveInt = (name: string, fallback: number, max = 1_000_000_000) =>
   Config.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: max })), name).pipe(
     Config.withDefault(fallback)
   )
+
+// `scheme://host[:port]` as a browser sends it in `Origin` (no path, no trailing slash), or `*`
+const origin = /^(\*|https?:\/\/[a-z0-9.-]+(:\d{1,5})?|https?:\/\/\[[0-9a-f:.]+\](:\d{1,5})?)$/
+
+const CorsOrigins = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.Array(
+      Schema.String.check(
+        Schema.isPattern(origin, { message: "Expected an origin such as https://ops.example.com:8443, or *" })
+      )
+    ),
+    {
+      decode: SchemaGetter.transform((text: string) =>
+        text
+          .split(",")
+          .map((o) => o.trim())
+          .filter((o) => o.length > 0)
+      ),
+      encode: SchemaGetter.transform((origins: ReadonlyArray<string>) => origins.join(","))
+    }
+  )
+)
 
 /**
  * The server's configuration from the environment.
@@ -111,6 +135,7 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   ).pipe(Config.withDefault(16)),
   shutdownGrace: Config.Duration("MANDATE_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
   sseKeepAlive: Config.Duration("MANDATE_SSE_KEEPALIVE").pipe(Config.withDefault(Duration.seconds(15))),
+  corsOrigins: Config.schema(CorsOrigins, "MANDATE_CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
   devTokensFile: Config.String("MANDATE_DEV_TOKENS_FILE").pipe(Config.withDefault(".mandate/dev-tokens.env")),
   logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const))
 })

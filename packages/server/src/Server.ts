@@ -24,6 +24,7 @@ import {
   parseApiKeys,
   type RateLimitOptions
 } from "./http/Auth.ts"
+import * as Console from "./http/Console.ts"
 import * as Ledger from "./http/Ledger.ts"
 import * as Queue from "./http/Queue.ts"
 import * as Requests from "./http/Requests.ts"
@@ -45,6 +46,10 @@ export interface AppOptions {
   readonly sseKeepAlive?: Duration.Input | undefined
   /** Completes when the server begins to shut down; open event streams end then (default: never). */
   readonly shuttingDown?: Effect.Effect<void> | undefined
+  /** The web console at `/` (default: served from `Console.defaultDir`); `false` serves none. */
+  readonly console?: Console.ConsoleOptions | false | undefined
+  /** Origins whose pages may call the API from a browser (CORS); default none, and CORS stays off. */
+  readonly corsOrigins?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -63,12 +68,33 @@ export const layerRoutes = (options?: AppOptions) => {
       Layer.succeed(Tasks.ShuttingDown, options?.shuttingDown ?? Effect.never)
     ])
   )
+  const corsOrigins = options?.corsOrigins ?? []
   return Layer.mergeAll(
     HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(Layer.provide(handlers)),
     HttpApiScalar.layer(Api, { path: "/docs" }),
+    options?.console === false ? Layer.empty : Console.layer(options?.console),
+    corsOrigins.length === 0 ? Layer.empty : layerCors(corsOrigins),
     Requests.layer({ maxBodyBytes })
   )
 }
+
+/**
+ * CORS for the given origins (`*`: any): browsers may then call the API from pages of those origins with a bearer
+ * token (never cookies: credentials stay off), and read the request id and `Retry-After`.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerCors = (origins: ReadonlyArray<string>): Layer.Layer<never, never, HttpRouter.HttpRouter> =>
+  HttpRouter.cors({
+    // One origin is echoed as it is; `*` alone is the wildcard; several are matched against the request's Origin
+    allowedOrigins: origins.includes("*") ? ["*"] : origins,
+    allowedMethods: ["GET", "POST", "PATCH", "DELETE"],
+    allowedHeaders: ["authorization", "content-type", "x-request-id", "last-event-id"],
+    exposedHeaders: ["x-request-id", "retry-after"],
+    maxAge: 600,
+    credentials: false
+  })
 
 /**
  * The application served on the `HttpServer` in context, over the core services, `Readiness`,
@@ -152,6 +178,8 @@ export const layerConfig = Layer.unwrap(
     // Opened when the drain begins: event streams end then, so they do not hold the drain for its whole grace
     const draining = Latch.makeUnsafe(false)
     const app = layerApp({
+      console: { devTokens: development ? auth.apiKeys : undefined },
+      corsOrigins: config.corsOrigins,
       maxBodyBytes: config.maxBodyBytes,
       rateLimit: { limit: config.rateLimit, window: config.rateWindow },
       sseKeepAlive: config.sseKeepAlive,
@@ -165,6 +193,8 @@ export const layerConfig = Layer.unwrap(
         store: config.store,
         anchor: config.anchor,
         auth: development ? "development" : "configured",
+        console: `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}/`,
+        cors: config.corsOrigins.length === 0 ? "off" : config.corsOrigins.join(" "),
         rate_limit: `${config.rateLimit}/${Duration.format(config.rateWindow)}`
       })
     ).pipe(

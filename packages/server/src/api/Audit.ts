@@ -63,6 +63,48 @@ export const VerificationWire = Schema.Struct({
 })
 
 /**
+ * A task's ledger evidence, unjudged (`@mandate/core`'s `TaskEvidence`): its entries as stored, a proof of each in
+ * one signed checkpoint, the latest anchored checkpoint with its receipt and proofs of the entries it covers
+ * (`null` for later entries), and the signing key. A verifier recomputes everything (the console does, in the
+ * browser); the entries hash under the camelCase names of their fields (see `LedgerEntryWire`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskEvidenceWire = Schema.Struct({
+  task_id: Schema.String,
+  entries: Schema.Array(LedgerEntryWire),
+  checkpoint: CheckpointWire,
+  proofs: Schema.Array(InclusionProofWire),
+  anchored: Schema.optionalKey(
+    Schema.Struct({
+      checkpoint: CheckpointWire,
+      anchor: AnchorReceiptWire,
+      proofs: Schema.Array(Schema.NullOr(InclusionProofWire))
+    })
+  ),
+  public_key: Schema.String,
+  key_id: Schema.String
+})
+
+/**
+ * `GET /ledger`: the ledger's size, its latest checkpoints with their anchor receipts (newest first), and the key.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const LedgerOverviewWire = Schema.Struct({
+  size: Schema.Int,
+  checkpoints: Schema.Array(
+    Schema.Struct({ checkpoint: CheckpointWire, anchor: Schema.optionalKey(AnchorReceiptWire) })
+  ),
+  checkpoint_count: Schema.Int,
+  anchored_count: Schema.Int,
+  public_key: Schema.String,
+  key_id: Schema.String
+})
+
+/**
  * A signed checkpoint and the key that signed it.
  *
  * @category models
@@ -98,6 +140,16 @@ export class AuditApi extends HttpApiGroup.make("audit")
     })
       .annotate(RequiredRoles, auditors)
       .annotate(OpenApi.Description, "A task's ledger entries with their hashes, by sequence number"),
+    HttpApiEndpoint.get("evidence", "/audit/:task_id/evidence", {
+      params: { task_id: TaskId },
+      success: TaskEvidenceWire,
+      error: [NotFound, Unavailable]
+    })
+      .annotate(RequiredRoles, auditors)
+      .annotate(
+        OpenApi.Description,
+        "A task's entries with inclusion proofs in a signed checkpoint and in the latest anchored one, unjudged, for verification by the caller"
+      ),
     HttpApiEndpoint.post("record", "/audit/record", {
       payload: RecordEntry,
       success: AppendReceiptWire,
@@ -112,6 +164,13 @@ export class AuditApi extends HttpApiGroup.make("audit")
     })
       .annotate(RequiredRoles, auditors)
       .annotate(OpenApi.Description, "Verifies an entry: inclusion proof, signed checkpoint and anchor transaction"),
+    HttpApiEndpoint.get("overview", "/ledger", {
+      query: { limit: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 }))) },
+      success: LedgerOverviewWire,
+      error: [BadRequest, Unavailable]
+    })
+      .annotate(RequiredRoles, auditors)
+      .annotate(OpenApi.Description, "The ledger's size, its latest checkpoints (newest first) with anchor receipts"),
     HttpApiEndpoint.get("checkpoint", "/ledger/checkpoint", { success: SignedCheckpointWire, error: Unavailable })
       .annotate(RequiredRoles, auditors)
       .annotate(OpenApi.Description, "Signs (or returns) the checkpoint of the current tree"),

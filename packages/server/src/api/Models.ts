@@ -175,6 +175,24 @@ export const TaskEventWire = Schema.Struct({
 })
 
 /**
+ * An event of the all-tasks feed (`GET /tasks/events`): a task event as on a task's own stream, or a `keepalive`
+ * (seq 0, no task) that keeps a quiet stream open; the first event is a `keepalive` too, so the response starts
+ * at once.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const FeedEventWire = Schema.Struct({
+  seq: Schema.Int,
+  kind: Schema.String,
+  task_id: Schema.optionalKey(Schema.String),
+  step_id: Schema.optionalKey(Schema.String),
+  status: Schema.optionalKey(Task.TaskState),
+  at: Millis,
+  data: Schema.optionalKey(Schema.Json)
+})
+
+/**
  * A queue job, with its lease and retry bookkeeping.
  *
  * @category models

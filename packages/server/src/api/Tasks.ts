@@ -9,7 +9,7 @@ import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import { Auth, RequiredRoles } from "./Auth.ts"
 import { BadRequest, Conflict, Forbidden, NotFound, PolicyDenied, Unavailable, Unprocessable } from "./Errors.ts"
-import { TaskDetailWire, TaskEventWire, TaskStatusWire, TaskWire } from "./Models.ts"
+import { FeedEventWire, TaskDetailWire, TaskEventWire, TaskStatusWire, TaskWire } from "./Models.ts"
 
 /**
  * `POST /task/start`.
@@ -128,6 +128,15 @@ export class TasksApi extends HttpApiGroup.make("tasks")
     HttpApiEndpoint.get("list", "/tasks", { query: TaskQuery, success: TaskPageWire, error: [Conflict, Unavailable] })
       .annotate(RequiredRoles, readers)
       .annotate(OpenApi.Description, "Tasks newest first; pass next_cursor as cursor for the next page"),
+    HttpApiEndpoint.get("feed", "/tasks/events", {
+      success: HttpApiSchema.StreamSse({ data: FeedEventWire }),
+      error: Unavailable
+    })
+      .annotate(RequiredRoles, readers)
+      .annotate(
+        OpenApi.Description,
+        "Server-Sent Events: every event of every task the caller may see, live; a keepalive event (seq 0, no task) first and every MANDATE_SSE_KEEPALIVE"
+      ),
     HttpApiEndpoint.get("events", "/task/:id/events", {
       params: id,
       success: HttpApiSchema.StreamSse({ data: TaskEventWire }),

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Anchor, Ledger, Policy, PolicyStore, type StoredPolicySet } from "@mandate/core"
+import { Anchor, Ledger, ledgerOverview, Policy, PolicyStore, type StoredPolicySet, taskEvidence } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
@@ -82,6 +82,13 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
           )
         )
       )
+      .handle("evidence", ({ params }) =>
+        taskEvidence(params.task_id).pipe(
+          Effect.provideService(Ledger, ledger),
+          Effect.map(Wire.taskEvidence),
+          mapErrors()
+        )
+      )
       .handle("record", ({ payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
           ledger.append({
@@ -125,6 +132,13 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
                 }),
             public_key: ledger.publicKey
           })),
+          mapErrors()
+        )
+      )
+      .handle("overview", ({ query }) =>
+        ledgerOverview({ limit: query.limit }).pipe(
+          Effect.provideService(Ledger, ledger),
+          Effect.map(Wire.ledgerOverview),
           mapErrors()
         )
       )

@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Plan, Runtime, Task } from "@mandate/core"
+import { Plan, Runtime, Task, taskFeed } from "@mandate/core"
 import { Clock, Context, Duration, Effect, Layer, Stream } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
@@ -99,6 +99,26 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
             })),
             mapErrors()
           )
+      )
+      .handle("feed", () =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          // Subscribed when this runs: nothing published after the response starts is missed
+          const live = yield* taskFeed(principal).pipe(Effect.provideService(Runtime, runtime))
+          // The stream opens with a keepalive, so the response (and its headers) goes out at once
+          const keepalive = Effect.map(Clock.currentTimeMillis, (at) => ({ seq: 0, kind: "keepalive", at }))
+          const events = live.pipe(Stream.map(Wire.taskEvent))
+          const rest = Duration.isZero(keepAlive)
+            ? events
+            : Stream.merge(
+                events,
+                Stream.tick(keepAlive).pipe(
+                  Stream.drop(1),
+                  Stream.mapEffect(() => keepalive)
+                )
+              )
+          return Stream.concat(Stream.fromEffect(keepalive), rest).pipe(Stream.interruptWhen(shuttingDown))
+        })
       )
       .handle("events", ({ params }) =>
         Effect.gen(function* () {

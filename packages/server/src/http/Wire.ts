@@ -10,6 +10,7 @@ import type {
   Checkpoint,
   Job,
   LedgerEntry,
+  LedgerOverview,
   Merkle,
   Plan,
   PolicySet,
@@ -19,9 +20,11 @@ import type {
   Step,
   Task,
   TaskEvent,
+  TaskEvidence,
   TaskView
 } from "@mandate/core"
 import type { Schema } from "effect"
+import type * as Audit from "../api/Audit.ts"
 import type * as Models from "../api/Models.ts"
 
 type Wire<S extends Schema.Top> = S["Encoded"]
@@ -288,6 +291,45 @@ export const anchorReceipt = (r: AnchorReceipt): Wire<typeof Models.AnchorReceip
   status: r.status,
   published_at: r.publishedAt,
   ...optional("confirmed_at", r.confirmedAt)
+})
+
+/**
+ * @category mapping
+ * @since 0.1.0
+ */
+export const taskEvidence = (e: TaskEvidence): Wire<typeof Audit.TaskEvidenceWire> => ({
+  task_id: e.taskId,
+  entries: e.entries.map(ledgerEntry),
+  checkpoint: checkpoint(e.checkpoint),
+  proofs: e.proofs.map(inclusionProof),
+  ...optional(
+    "anchored",
+    e.anchored === undefined
+      ? undefined
+      : {
+          checkpoint: checkpoint(e.anchored.checkpoint),
+          anchor: anchorReceipt(e.anchored.anchor),
+          proofs: e.anchored.proofs.map((p) => (p === null ? null : inclusionProof(p)))
+        }
+  ),
+  public_key: e.publicKey,
+  key_id: e.keyId
+})
+
+/**
+ * @category mapping
+ * @since 0.1.0
+ */
+export const ledgerOverview = (o: LedgerOverview): Wire<typeof Audit.LedgerOverviewWire> => ({
+  size: o.size,
+  checkpoints: o.checkpoints.map((r) => ({
+    checkpoint: checkpoint(r.checkpoint),
+    ...optional("anchor", r.anchor === undefined ? undefined : anchorReceipt(r.anchor))
+  })),
+  checkpoint_count: o.checkpointCount,
+  anchored_count: o.anchoredCount,
+  public_key: o.publicKey,
+  key_id: o.keyId
 })
 
 /**

@@ -7,7 +7,7 @@ import * as Qubic from "@mandate/adapters/qubic"
 import { Principal } from "@mandate/core"
 import { Duration, Effect, Fiber, Layer, Redacted, References } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
-import { Authenticator } from "../../src/http/Auth.ts"
+import { type ApiKey, Authenticator } from "../../src/http/Auth.ts"
 import * as Server from "../../src/Server.ts"
 import * as Stores from "../../src/Stores.ts"
 
@@ -16,15 +16,17 @@ export const tokens = {
   alice: "alice.submit-token-1",
   dave: "dave.submit-token-2",
   bob: "bob.approve-token-1",
+  erin: "erin.submit-approve-token-1",
   carol: "carol.audit-token-1",
   robot: "robot.agent-token-1",
   root: "root.admin-token-1"
 } as const
 
-const apiKeys = [
+const apiKeys: ReadonlyArray<ApiKey> = [
   { token: Redacted.make(tokens.alice), principal: Principal.make("alice", ["submitter"]) },
   { token: Redacted.make(tokens.dave), principal: Principal.make("dave", ["submitter"]) },
   { token: Redacted.make(tokens.bob), principal: Principal.make("bob", ["approver"]) },
+  { token: Redacted.make(tokens.erin), principal: Principal.make("erin", ["submitter", "approver"]) },
   { token: Redacted.make(tokens.carol), principal: Principal.make("carol", ["auditor"]) },
   { token: Redacted.make(tokens.robot), principal: Principal.make("robot", ["agent"]) },
   { token: Redacted.make(tokens.root), principal: Principal.make("root", ["admin"]) }
@@ -46,12 +48,23 @@ export const memoryServices = (options?: Stores.StoresOptions) =>
     Layer.provideMerge(Stores.layerMemory({ runtime: fastRuntime, anchor: fastChain(), ...options }))
   )
 
+/** The test keys, as development mode's tokens would be handed to the console. */
+export const keys: ReadonlyArray<ApiKey> = apiKeys
+
 /** The server over `services`, on an ephemeral port, with the test keys. */
 export const layer = <E>(
   services: Layer.Layer<Stores.Services | Stores.Readiness, E>,
-  options?: { readonly rateLimit?: number; readonly maxBodyBytes?: number; readonly sseKeepAlive?: Duration.Input }
+  options?: {
+    readonly rateLimit?: number
+    readonly maxBodyBytes?: number
+    readonly sseKeepAlive?: Duration.Input
+    readonly console?: Server.AppOptions["console"]
+    readonly corsOrigins?: ReadonlyArray<string>
+  }
 ) =>
   Server.layerApp({
+    console: options?.console ?? false,
+    ...(options?.corsOrigins === undefined ? {} : { corsOrigins: options.corsOrigins }),
     maxBodyBytes: options?.maxBodyBytes ?? 64 * 1024,
     rateLimit: { limit: options?.rateLimit ?? 100_000, window: Duration.minutes(1) },
     ...(options?.sseKeepAlive === undefined ? {} : { sseKeepAlive: options.sseKeepAlive })

@@ -1,0 +1,73 @@
+import { assert, describe, it } from "@effect/vitest"
+import {
+  Anchor,
+  entryLeafHash,
+  Ledger,
+  LedgerStore,
+  LedgerTamper,
+  Merkle,
+  taskEvidence,
+  verifyCheckpointSignature
+} from "@mandate/core"
+import { Effect, Layer } from "effect"
+
+const layer = Ledger.layer().pipe(Layer.provideMerge(LedgerStore.layerMemory), Layer.provide(Anchor.layerMemory))
+
+const proves = (proof: Merkle.InclusionProof, entryHash: string, root: string) =>
+  Merkle.verifyInclusionProof(proof, entryLeafHash(entryHash), root)
+
+describe("taskEvidence", () => {
+  it.effect("proves each of a task's entries in one signed checkpoint, and those the last anchor covers in it", () =>
+    Effect.gen(function* () {
+      const ledger = yield* Ledger
+      const append = (taskId: string, n: number) =>
+        Effect.forEach(
+          Array.from({ length: n }, (_, i) => i),
+          (i) => ledger.append({ kind: "note.added", taskId, payload: { i } })
+        )
+      yield* append("task_a", 3)
+      yield* append("task_b", 2)
+      const anchored = yield* ledger.anchor
+      yield* append("task_a", 2)
+
+      const evidence = yield* taskEvidence("task_a")
+      assert.deepStrictEqual(
+        evidence.entries.map((e) => e.seq),
+        [0, 1, 2, 5, 6]
+      )
+      assert.strictEqual(evidence.checkpoint.size, 7)
+      assert.isTrue(verifyCheckpointSignature(evidence.checkpoint, evidence.publicKey))
+      assert.strictEqual(evidence.keyId, ledger.keyId)
+      for (const [i, entry] of evidence.entries.entries()) {
+        assert.isTrue(proves(evidence.proofs[i]!, entry.entryHash, evidence.checkpoint.root))
+      }
+      assert.strictEqual(evidence.anchored?.checkpoint.size, 5)
+      assert.strictEqual(evidence.anchored?.anchor.txId, anchored.anchor?.txId)
+      assert.strictEqual(evidence.anchored?.anchor.root, evidence.anchored?.checkpoint.root)
+      const anchoredProofs = evidence.anchored!.proofs
+      for (const [i, entry] of evidence.entries.entries()) {
+        const proof = anchoredProofs[i]
+        if (entry.seq < 5) assert.isTrue(proves(proof!, entry.entryHash, evidence.anchored!.checkpoint.root))
+        else assert.isNull(proof)
+      }
+      // The latest checkpoint is reused while it covers the task
+      assert.strictEqual((yield* taskEvidence("task_a")).checkpoint.timestamp, evidence.checkpoint.timestamp)
+    }).pipe(Effect.provide(layer))
+  )
+
+  it.effect("returns a tampered entry as stored, for the verifier to catch; an unknown task is TaskNotFound", () =>
+    Effect.gen(function* () {
+      const ledger = yield* Ledger
+      const tamper = yield* LedgerTamper
+      yield* ledger.append({ kind: "note.added", taskId: "task_t", payload: { amount: 10 } })
+      const [original] = yield* ledger.entries()
+      yield* tamper.replaceEntry(0, { ...original!, payload: { amount: 10_000 } })
+      const evidence = yield* taskEvidence("task_t")
+      assert.deepStrictEqual(evidence.entries[0]!.payload, { amount: 10_000 })
+      // The proof is of what the tree holds: the original entry hash
+      assert.isTrue(proves(evidence.proofs[0]!, original!.entryHash, evidence.checkpoint.root))
+      const missing = yield* Effect.flip(taskEvidence("task_none"))
+      assert.strictEqual(missing._tag, "TaskNotFound")
+    }).pipe(Effect.provide(layer))
+  )
+})
