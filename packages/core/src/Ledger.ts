@@ -712,13 +712,16 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     return yield* store.putCheckpoint({ ...body, signature })
   })
 
-  // A pending receipt may have confirmed (or been dropped) since: ask the chain, keep what we have on failure
+  // A pending receipt may have confirmed (or been dropped) since: ask the chain, keep what we have on failure.
+  // Only a transaction carrying this checkpoint's root and size updates the receipt (verifyAll reports others)
   const refresh = (record: CheckpointRecord): Effect.Effect<CheckpointRecord, LedgerStoreError> => {
     const anchor = record.anchor
     if (anchor === undefined || anchor.status !== "pending") return Effect.succeed(record)
     return anchorService.getTx(anchor.txId).pipe(
       Effect.flatMap((latest) =>
-        latest.status === anchor.status && latest.confirmedAt === anchor.confirmedAt
+        (latest.status === anchor.status && latest.confirmedAt === anchor.confirmedAt) ||
+        latest.root !== record.checkpoint.root ||
+        latest.size !== record.checkpoint.size
           ? Effect.succeed(record)
           : Effect.as(store.putAnchor(record.checkpoint.size, latest), {
               checkpoint: record.checkpoint,
