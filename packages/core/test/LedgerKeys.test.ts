@@ -28,10 +28,10 @@ describe("LedgerKeys.inDirectory", () => {
       const recorded = NodePath.join(directory, LedgerKeys.publicKeysFolder, `${first.keyId}.pem`)
       assert.strictEqual(publicKeyId(NodeFs.readFileSync(recorded, "utf8")), first.keyId)
       // no temporary file is left behind
-      assert.deepStrictEqual(NodeFs.readdirSync(directory).sort(), [
-        LedgerKeys.keyFileName,
-        LedgerKeys.publicKeysFolder
-      ])
+      assert.deepStrictEqual(
+        NodeFs.readdirSync(directory).sort(),
+        [LedgerKeys.keyFileName, LedgerKeys.publicKeysFolder].sort()
+      )
 
       const again = yield* LedgerKeys.inDirectory(directory)
       assert.strictEqual(again.source, "file")
