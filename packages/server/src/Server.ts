@@ -129,12 +129,11 @@ export const layerConfig = Layer.unwrap(
     const grace = Duration.toMillis(config.shutdownGrace)
     const services = Stores.layerFromConfig(config, {
       policy,
-      ledger: {
-        ...(Option.isSome(config.ledgerKey) ? { signingKey: config.ledgerKey.value as Redacted.Redacted<string> } : {}),
-        ...(config.anchor === "none"
+      // The signing key is chosen with the store (Stores.ledgerKeys)
+      ledger:
+        config.anchor === "none"
           ? {}
-          : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } })
-      },
+          : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } },
       runtime: {
         workers: config.workerConcurrency > 0,
         concurrency: Math.max(1, config.workerConcurrency),
@@ -164,6 +163,7 @@ export const layerConfig = Layer.unwrap(
       announce({
         store: config.store,
         anchor: config.anchor,
+        ...(config.store === "memory" ? {} : { data_dir: config.dataDir }),
         auth: development ? "development" : "configured",
         rate_limit: `${config.rateLimit}/${Duration.format(config.rateWindow)}`
       })
