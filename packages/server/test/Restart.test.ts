@@ -74,7 +74,8 @@ describePostgres("the server restarted on Postgres", () => {
           MANDATE_ANCHOR: "qubic-mock"
         }
 
-        // First run: entries, a checkpoint, an anchor still pending when the server stops
+        // First run: entries, a checkpoint, an anchor (pending when published; whether it confirms before the server
+        // stops depends on the machine's speed: the adapters' restart test covers a pending one under TestClock)
         const first = yield* serve(
           env,
           Effect.gen(function* () {
@@ -92,7 +93,7 @@ describePostgres("the server restarted on Postgres", () => {
             }
           })
         )
-        assert.strictEqual(first.status, "pending")
+        assert.include(["pending", "confirmed"], first.status)
         const keyFile = NodePath.join(dataDir, LedgerKeys.keyFileName)
         assert.strictEqual(NodeFs.statSync(keyFile).mode & 0o777, 0o600)
 
@@ -105,8 +106,8 @@ describePostgres("the server restarted on Postgres", () => {
               assert.strictEqual(verified.checkpoint.key_id, first.keyId)
               assert.strictEqual(verified.public_key, first.publicKey)
             }
-            assert.strictEqual(yield* txStatus(first.txId), "pending")
-            let status = "pending"
+            let status = yield* txStatus(first.txId)
+            assert.include(first.status === "confirmed" ? ["confirmed"] : ["pending", "confirmed"], status)
             while (status === "pending") {
               yield* Effect.sleep("50 millis")
               status = yield* txStatus(first.txId)
