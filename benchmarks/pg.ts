@@ -354,7 +354,7 @@ const runtimeBench = Effect.gen(function* () {
 }).pipe(
   Effect.provide(
     Mandate.layer(
-      Postgres.layer(Postgres.makeConfig(url, { schema: schemas.runtime, poolSize }), { initialPolicy: autoApprove }),
+      Postgres.layer(Postgres.makeConfig(url, { schema: schemas.runtime, poolSize }), { policy: autoApprove }),
       {
         runtime: { concurrency: runtimeConcurrency, pollIntervalMs: 100 },
         ledger: { anchorEvery: { entries: 10_000 } }

@@ -101,9 +101,9 @@ export const demo = (log: (line: string) => void) =>
     )
     log(`started ${task.id} (${task.kind}) for ${task.requestedBy.id}`)
 
-    // Wait until the gated step asks for approval (the events stream is live)
+    // Wait until the gated step asks for approval (the stream opens with the task as it is now)
     const events = yield* runtime.events(task.id)
-    yield* Stream.runHead(Stream.filter(events, (e) => e.kind === "step.waiting_approval"))
+    yield* Stream.runHead(Stream.filter(events, (e) => e.state === "waiting_approval"))
     const waiting = yield* runtime.get(task.id)
     log(`state: ${waiting.task.state}; ${waiting.steps.map((s) => `${s.id}=${s.state}`).join(", ")}`)
 

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { Agents } from "./Agents.ts"
 import { Anchor } from "./Anchor.ts"
 import { Ledger, type LedgerOptions } from "./Ledger.ts"
@@ -55,7 +55,11 @@ export type Services =
  * @since 0.1.0
  */
 export interface MemoryOptions {
-  /** The policy set (default: the seed policy). */
+  /**
+   * The policy set to run under (default: the seed policy on a new store, and whatever is active on an existing
+   * one). On any store, a set that differs from the active version is published and activated at start (one log
+   * line and a `policy.activated` ledger entry); tasks planned earlier stay pinned to their version.
+   */
   readonly policy?: PolicySet | undefined
   /** Handlers added to (or replacing) the seed handlers, by step type. */
   readonly handlers?: ReadonlyArray<StepHandler<any, any, never>> | undefined
@@ -99,7 +103,8 @@ export const layerMemoryStores = (options?: Pick<MemoryOptions, "policy" | "queu
 /**
  * Every service over the given stores: the ledger, policy, planner, step handlers and runtime built on them.
  * Handlers' step types are known to the planner, so a host that registers a handler can plan steps of its type.
- * `options.policy` and `options.queue` are ignored here: they configure memory stores (`layerMemoryStores`).
+ * `options.policy` becomes the active policy of the stores (see `MemoryOptions.policy`); `options.queue` is
+ * ignored here: it configures memory stores (`layerMemoryStores`).
  *
  * @category layers
  * @since 0.1.0
@@ -120,7 +125,28 @@ export const layer = <E, R>(
     StepHandlers.layer(handlers),
     Planner.layerTemplates({ templates: options?.templates, stepTypes }).pipe(Layer.provideMerge(Policy.layer))
   ).pipe(Layer.provideMerge(base))
-  return Runtime.layer(options?.runtime).pipe(Layer.provideMerge(services))
+  // The configured policy is active before the runtime plans anything
+  const policy = options?.policy
+  const adoption =
+    policy === undefined
+      ? Layer.empty
+      : Layer.effectDiscard(
+          Effect.gen(function* () {
+            const adopted = yield* PolicyStore.adopt(policy)
+            if (adopted.previous === undefined) return
+            const ledger = yield* Ledger
+            yield* ledger.append({
+              kind: "policy.activated",
+              payload: {
+                version: adopted.active.version,
+                previous: adopted.previous,
+                name: adopted.active.set.name,
+                by: "configuration"
+              }
+            })
+          })
+        )
+  return Runtime.layer(options?.runtime).pipe(Layer.provide(adoption), Layer.provideMerge(services))
 }
 
 /**

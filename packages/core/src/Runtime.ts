@@ -65,19 +65,23 @@ export interface TaskView {
 
 /**
  * A live event about a task: each ledger entry the runtime writes, plus scheduling news (`step.queued`,
- * `step.waiting_approval`, `task.running`, `task.waiting_approval`).
+ * `step.waiting_approval`, `task.running`, `task.waiting_approval`). Events are published once the transition
+ * that caused them has committed, so whatever an event tells of can be read. A task's stream (`events(taskId)`)
+ * opens with a `task.snapshot` event (seq 0): the task as it was when the stream opened.
  *
  * @category models
  * @since 0.1.0
  */
 export const TaskEvent = Schema.Struct({
-  /** Increases by one per event in this process. */
+  /** Increases by one per event in this process (0 for a snapshot). */
   seq: Schema.Int,
   taskId: TaskId,
   kind: Schema.String,
   stepId: Schema.optionalKey(Schema.String),
   /** The task's state after the transition. */
   state: Schema.String,
+  /** The task record's version after the transition (events of one transition share it). */
+  version: Schema.Int,
   at: Schema.Number,
   data: Schema.optionalKey(Schema.Json)
 })
@@ -209,10 +213,27 @@ export class Runtime extends Context.Service<
     readonly get: (taskId: string) => Effect.Effect<TaskView, TaskNotFound | InvalidInput | StoreError>
     readonly list: (filter?: TaskFilter) => Effect.Effect<TaskPage, StoreError>
     /**
-     * Live events, of one task or all. Subscribes when the effect runs (so nothing published after that is
-     * missed) for the life of the scope.
+     * Events of every task, live, for the life of the scope: what is published after the effect runs.
      */
-    readonly events: (taskId?: string) => Effect.Effect<Stream.Stream<TaskEvent>, never, Scope.Scope>
+    readonly events: {
+      (): Effect.Effect<Stream.Stream<TaskEvent>, never, Scope.Scope>
+      /**
+       * Events of one task: a `task.snapshot` (the task now, with `data.steps`), then every later event. No
+       * transition falls between the two, so a subscriber never misses what happened before it subscribed.
+       */
+      (taskId: string): Effect.Effect<Stream.Stream<TaskEvent>, TaskNotFound | InvalidInput | StoreError, Scope.Scope>
+    }
+    /**
+     * The task now and the events of every later transition (those the view does not show yet), for the life of
+     * the scope.
+     */
+    readonly watch: (
+      taskId: string
+    ) => Effect.Effect<
+      { readonly view: TaskView; readonly events: Stream.Stream<TaskEvent> },
+      TaskNotFound | InvalidInput | StoreError,
+      Scope.Scope
+    >
     /** Re-schedules what unfinished tasks are owed (run on start; safe to run again). */
     readonly reconcile: Effect.Effect<number, StoreError | InvalidInput>
   }
@@ -367,6 +388,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
                 kind: c.kind,
                 ...(c.stepId === undefined ? {} : { stepId: c.stepId }),
                 state: record.task.state,
+                version: record.task.version,
                 at: now,
                 ...(c._tag === "Record" ? { data: c.payload } : c.data === undefined ? {} : { data: c.data })
               }
@@ -401,10 +423,9 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           const transition = yield* decide(record, plan, now)
           if (transition === undefined) return { record, events: [] as ReadonlyArray<Omit<TaskEvent, "seq">> }
           const applied = yield* apply(record, transition, now)
-          // Published inside the unit: a transition that commits after this one (a worker woken by this commit)
-          // cannot publish first, so a task's events reach subscribers in commit order. (Should the backend then
-          // fail to commit, subscribers saw events of a transition that is retried or abandoned.)
-          yield* publish(applied.events)
+          // Published once the outermost unit has committed (the worker's settle runs inside its own unit), so a
+          // subscriber can read everything an event tells of; a unit that fails publishes nothing
+          yield* uow.afterCommit(publish(applied.events))
           return applied
         })
       )
@@ -513,8 +534,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           // Create first: a lost idempotency race fails here, before any job or entry is written
           yield* store.create(transition.record, plan)
           const applied = yield* apply(transition.record, transition, now, true)
-          // Inside the unit, as in `transact`: the first step's events cannot overtake the task's creation
-          yield* publish(applied.events)
+          yield* uow.afterCommit(publish(applied.events))
         })
       )
       if (denied.length > 0) return yield* new TaskRejected({ taskId: task.id, planId: plan.id, reasons: denied })
@@ -821,6 +841,22 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     }).pipe(Effect.withSpan("Runtime.reconcile"))
   const reconcile = reconcileWith(true)
 
+  // ---- watching a task ------------------------------------------------------------------------------------
+
+  // Subscribes first, then reads: an event published in between is one the view already shows (its version is
+  // not newer), so it is dropped; every later transition's events pass
+  const watch = (taskIdInput: string) =>
+    Effect.gen(function* () {
+      const taskId = yield* decodeTaskId(taskIdInput)
+      const subscription = yield* PubSub.subscribe(hub)
+      const current = yield* Effect.flatMap(store.get(taskId), view)
+      const seen = current.task.version
+      const events = Stream.fromSubscription(subscription).pipe(
+        Stream.filter((e) => e.taskId === taskId && e.version > seen)
+      )
+      return { view: current, events }
+    })
+
   if (options?.reconcileOnStart ?? true) yield* reconcile
   const reconcileEveryMs = options?.reconcileIntervalMs ?? 60_000
   if (reconcileEveryMs > 0) {
@@ -871,13 +907,34 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         return yield* view(record)
       }),
     list: (filter) => store.list(filter),
-    events: (taskId) =>
-      Effect.map(PubSub.subscribe(hub), (subscription) => {
-        const all = Stream.fromSubscription(subscription)
-        return taskId === undefined ? all : Stream.filter(all, (e) => e.taskId === taskId)
-      }),
+    events: ((taskId?: string) =>
+      taskId === undefined
+        ? Effect.map(PubSub.subscribe(hub), Stream.fromSubscription)
+        : Effect.map(watch(taskId), ({ view, events }) =>
+            Stream.concat(Stream.make(snapshotEvent(view)), events)
+          )) as Runtime["Service"]["events"],
+    watch,
     reconcile
   })
+})
+
+/**
+ * The `task.snapshot` event that opens a task's event stream: the task as the view shows it.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const snapshotEvent = (view: TaskView): TaskEvent => ({
+  seq: 0,
+  taskId: view.task.id,
+  kind: "task.snapshot",
+  state: view.task.state,
+  version: view.task.version,
+  at: view.task.updatedAt,
+  data: {
+    steps: view.steps.map((s) => ({ id: s.id, type: s.type, state: s.state })),
+    reasons: [...view.task.reasons]
+  }
 })
 
 /**

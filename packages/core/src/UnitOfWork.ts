@@ -8,6 +8,10 @@
  * With stores on different backends there is no common transaction: steps are at-least-once and handlers get
  * an idempotency key.
  *
+ * `afterCommit` defers an effect (publishing events, waking workers) until the outermost unit has committed, so
+ * that nobody hears of a change before its data can be read; a unit that fails drops its deferred effects. A
+ * backend builds its layer with `UnitOfWork.make`, which keeps these rules once for every backend.
+ *
  * @since 0.1.0
  */
 import { Context, Effect, Layer, Schema, Semaphore } from "effect"
@@ -26,8 +30,14 @@ export class UnitOfWorkError extends Schema.TaggedError<UnitOfWorkError>()("Unit
   cause: Schema.Defect()
 }) {}
 
-// Set inside a memory unit, so a nested unit joins the outer one instead of waiting on its own lock
-const InsideUnit = Context.Reference<boolean>("@mandate/core/UnitOfWork/InsideUnit", { defaultValue: () => false })
+// The effects deferred by the unit running in this fiber (undefined outside a unit). A nested unit collects its
+// own and hands them to its parent only if it succeeds, so a rolled-back savepoint publishes nothing.
+const Pending = Context.Reference<Array<Effect.Effect<void>> | undefined>("@mandate/core/UnitOfWork/Pending", {
+  defaultValue: () => undefined
+})
+
+const runDeferred = (effects: ReadonlyArray<Effect.Effect<void>>): Effect.Effect<void> =>
+  effects.length === 0 ? Effect.void : Effect.forEach(effects, (effect) => effect, { discard: true })
 
 /**
  * @category services
@@ -42,8 +52,47 @@ export class UnitOfWork extends Context.Service<
      * not begin or commit the unit.
      */
     readonly run: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | UnitOfWorkError, R>
+    /**
+     * Runs `effect` once the outermost unit around the caller has committed (at once outside a unit); dropped if
+     * that unit fails. Deferred effects run in the order they were deferred, in the committing fiber.
+     */
+    readonly afterCommit: (effect: Effect.Effect<void>) => Effect.Effect<void>
   }
 >()("@mandate/core/UnitOfWork") {
+  /**
+   * A unit of work over a backend's transaction: `transaction(effect)` runs `effect` in one transaction (joining
+   * an enclosing one, e.g. as a savepoint) and commits it. `make` adds re-entrancy bookkeeping and `afterCommit`.
+   * `deferredInside` (default false) says that `transaction` is a lock rather than a database transaction, so
+   * deferred effects run before the lock is released: units then publish strictly in commit order.
+   *
+   * @category constructors
+   * @since 0.1.0
+   */
+  static readonly make = (
+    transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | UnitOfWorkError, R>,
+    options?: { readonly deferredInside?: boolean | undefined }
+  ): UnitOfWork["Service"] => {
+    const inside = options?.deferredInside ?? false
+    return UnitOfWork.of({
+      run: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.flatMap(Pending, (parent) => {
+          const deferred: Array<Effect.Effect<void>> = []
+          const body = Effect.provideService(effect, Pending, deferred)
+          if (parent !== undefined) {
+            // Joins the enclosing unit: its deferred effects wait for the outermost commit
+            return Effect.tap(transaction(body), () => Effect.sync(() => void parent.push(...deferred)))
+          }
+          return inside
+            ? transaction(Effect.tap(body, () => runDeferred(deferred)))
+            : Effect.tap(transaction(body), () => runDeferred(deferred))
+        }),
+      afterCommit: (effect) =>
+        Effect.flatMap(Pending, (deferred) =>
+          deferred === undefined ? effect : Effect.sync(() => void deferred.push(effect))
+        )
+    })
+  }
+
   /**
    * A process-wide lock (re-entrant: a unit inside a unit joins it, as a savepoint would).
    *
@@ -52,14 +101,11 @@ export class UnitOfWork extends Context.Service<
    */
   static readonly layerMemory: Layer.Layer<UnitOfWork> = Layer.effect(
     UnitOfWork,
-    Effect.map(Semaphore.make(1), (lock) =>
-      UnitOfWork.of({
-        run: (effect) =>
-          Effect.gen(function* () {
-            const inside = yield* InsideUnit
-            return yield* inside ? effect : lock.withPermits(1)(Effect.provideService(effect, InsideUnit, true))
-          })
-      })
-    )
+    Effect.map(Semaphore.make(1), (lock) => {
+      // Held by the outermost unit only: a nested unit is already inside the lock
+      const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.flatMap(Pending, (parent) => (parent === undefined ? lock.withPermits(1)(effect) : effect))
+      return UnitOfWork.make(transaction, { deferredInside: true })
+    })
   )
 }

@@ -778,6 +778,55 @@ describe("Runtime: durability and scale", () => {
     }).pipe(Effect.scoped, Effect.provide(memory()))
   )
 
+  it.live(
+    "a task's stream opens with its current state, so a late subscriber misses nothing (first step gated)",
+    () => {
+      const note = handler({ type: "note", params: Note, result: Note, run: (p) => Effect.succeed(p) })
+      const gatedFirst = taskTemplate({
+        kind: "gated_first",
+        params: Schema.Struct({}),
+        steps: () => [{ id: "release", type: "gated_note", params: { text: "release" } }]
+      })
+      return Effect.gen(function* () {
+        const runtime = yield* Runtime
+        const task = yield* runtime.start({ kind: "gated_first", params: {} }, alice)
+        // The task already waits: subscribing now must still tell so, instead of waiting forever
+        const events = yield* runtime.events(task.id)
+        const first = yield* Stream.runHead(Stream.filter(events, (e) => e.state === "waiting_approval"))
+        assert.strictEqual(first._tag, "Some")
+        assert.strictEqual(first._tag === "Some" && first.value.kind, "task.snapshot")
+        assert.deepStrictEqual(first._tag === "Some" && first.value.data, {
+          steps: [{ id: "release", type: "gated_note", state: "waiting_approval" }],
+          reasons: []
+        })
+        const approved = yield* runtime.approve(task.id, bob)
+        const rest = yield* events.pipe(
+          Stream.drop(1), // the snapshot, emitted again by a new run of the stream
+          Stream.takeUntil((e) => e.kind === "task.completed"),
+          Stream.runCollect
+        )
+        // Only transitions after the snapshot, in order, each newer than the last
+        const seen = first._tag === "Some" ? first.value.version : Number.POSITIVE_INFINITY
+        assert.isTrue(rest.every((e) => e.version > seen))
+        assert.isTrue(rest.every((e, i) => i === 0 || e.version >= rest[i - 1]!.version))
+        assert.deepStrictEqual(
+          rest.map((e) => e.kind),
+          ["approval.granted", "step.queued", "task.running", "step.started", "step.succeeded", "task.completed"]
+        )
+        assert.isAbove(approved.task.version, 0)
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(
+          memory({
+            handlers: [note, { ...note, type: "gated_note" }],
+            templates: [gatedFirst],
+            policy: policyWith({ id: "gate", effect: "require_approval", match: { action: "gated_note" } })
+          })
+        )
+      )
+    }
+  )
+
   it.live("plans can be created as a dry run and executed later", () =>
     Effect.gen(function* () {
       const runtime = yield* Runtime

@@ -382,15 +382,17 @@ describe("Worker.run", () => {
 
   it.effect("runs a unit again when the backend could not commit it and says a retry may succeed", () => {
     let calls = 0
-    const flaky = Layer.succeed(UnitOfWork, {
-      run: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    const flaky = Layer.succeed(
+      UnitOfWork,
+      UnitOfWork.make(<A, E, R>(effect: Effect.Effect<A, E, R>) =>
         Effect.suspend((): Effect.Effect<A, E | UnitOfWorkError, R> => {
           calls++
           return calls === 1
             ? Effect.fail(new UnitOfWorkError({ message: "serialization failure", retryable: true, cause: null }))
             : effect
         })
-    })
+      )
+    )
     return Effect.gen(function* () {
       const queue = yield* Queue
       const job = yield* queue.enqueue({ queue: "q", payload: {} })
@@ -408,9 +410,12 @@ describe("Worker.run", () => {
   })
 
   it.effect("fails the job for a retry when its unit cannot be committed", () => {
-    const broken = Layer.succeed(UnitOfWork, {
-      run: () => Effect.fail(new UnitOfWorkError({ message: "connection lost", retryable: false, cause: null }))
-    })
+    const broken = Layer.succeed(
+      UnitOfWork,
+      UnitOfWork.make(() =>
+        Effect.fail(new UnitOfWorkError({ message: "connection lost", retryable: false, cause: null }))
+      )
+    )
     return Effect.gen(function* () {
       const queue = yield* Queue
       const job = yield* queue.enqueue({ queue: "q", payload: {} })

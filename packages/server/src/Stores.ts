@@ -47,7 +47,7 @@ import type { AnchorKind, ServerConfig, StoreKind } from "./Config.ts"
  * @since 0.1.0
  */
 export interface StoresOptions {
-  /** The policy set of a new store (a Postgres store keeps its active version across restarts). */
+  /** The policy set to run under: published and activated at start on any store where it is not active yet. */
   readonly policy?: PolicySet.PolicySet | undefined
   /** The chain (default: the Qubic mock). */
   readonly anchor?: Layer.Layer<Anchor, unknown> | undefined
@@ -104,7 +104,7 @@ export const layerMemory = (options?: StoresOptions): Layer.Layer<Services, unkn
  */
 export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions): Layer.Layer<Services, unknown> =>
   Layer.mergeAll(
-    Mandate.layer(Postgres.layer(config, { initialPolicy: options?.policy }), mandateOptions(options)),
+    Mandate.layer(Postgres.layer(config, { policy: options?.policy }), mandateOptions(options)),
     options?.rateLimit ?? RateLimit.layerMemory
   )
 
@@ -148,6 +148,7 @@ export const layerRedisRateLimit = (config: Redis.RedisConfig): Layer.Layer<Rate
 
 const mandateOptions = (options: StoresOptions | undefined): Mandate.MemoryOptions => ({
   anchor: options?.anchor ?? layerAnchor("qubic-mock"),
+  ...(options?.policy === undefined ? {} : { policy: options.policy }),
   ...(options?.ledger === undefined ? {} : { ledger: options.ledger }),
   ...(options?.runtime === undefined ? {} : { runtime: options.runtime })
 })

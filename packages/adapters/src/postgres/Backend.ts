@@ -141,8 +141,11 @@ export const layerClient = (
  * @since 0.1.0
  */
 export interface BackendOptions {
-  /** The policy set published and activated on first start (default: the seed policy). */
-  readonly initialPolicy?: PolicySet.PolicySet | undefined
+  /**
+   * The policy set a new schema starts with (default: the seed policy). To make a set active on an existing
+   * schema too, pass it to `Mandate.layer` (`policy`), which publishes and activates it when it differs.
+   */
+  readonly policy?: PolicySet.PolicySet | undefined
   /** The queue's backoff, requeue interval and retention of finished jobs (the schema is the backend's). */
   readonly queue?: Omit<QueueOptions, "schema"> | undefined
   /** The agent registry's status thresholds. */
@@ -189,7 +192,7 @@ export const layer = (
 ): Layer.Layer<PostgresServices, PostgresStartError> => {
   const postgres = { schema: config.schema }
   return Layer.mergeAll(
-    layerPolicyStore({ ...postgres, initial: options?.initialPolicy }),
+    layerPolicyStore({ ...postgres, initial: options?.policy }),
     layerTaskStore(postgres),
     layerQueue({ ...options?.queue, ...postgres }),
     layerAgents({ ...options?.agents, ...postgres }),

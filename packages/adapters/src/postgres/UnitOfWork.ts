@@ -5,6 +5,7 @@
  * transaction's connection to everything run inside it, so stores enlist without knowing: a runtime transition
  * (task and step states, the jobs it enqueues, its ledger entries) commits or rolls back as a whole. A unit
  * inside a unit becomes a savepoint: its failure rolls back only its own writes, and the outer unit decides.
+ * Effects deferred with `afterCommit` run after the outermost transaction's COMMIT returned.
  *
  * @since 0.1.0
  */
@@ -30,23 +31,22 @@ class Rollback<E> {
 export const makeUnitOfWork: Effect.Effect<UnitOfWork["Service"], never, SqlClient.SqlClient> = Effect.map(
   SqlClient.SqlClient,
   (sql) =>
-    UnitOfWork.of({
-      run: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        sql.withTransaction(Effect.mapError(effect, (error) => new Rollback(error))).pipe(
-          Effect.catch((failure: Rollback<E> | SqlError.SqlError) =>
-            failure instanceof Rollback
-              ? Effect.fail<E | UnitOfWorkError>(failure.error)
-              : Effect.fail(
-                  new UnitOfWorkError({
-                    message: `The transaction failed: ${failure.message}`,
-                    retryable: failure.isRetryable,
-                    cause: failure
-                  })
-                )
-          ),
-          Effect.withSpan("UnitOfWork.run")
-        )
-    })
+    UnitOfWork.make(<A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      sql.withTransaction(Effect.mapError(effect, (error) => new Rollback(error))).pipe(
+        Effect.catch((failure: Rollback<E> | SqlError.SqlError) =>
+          failure instanceof Rollback
+            ? Effect.fail<E | UnitOfWorkError>(failure.error)
+            : Effect.fail(
+                new UnitOfWorkError({
+                  message: `The transaction failed: ${failure.message}`,
+                  retryable: failure.isRetryable,
+                  cause: failure
+                })
+              )
+        ),
+        Effect.withSpan("UnitOfWork.run")
+      )
+    )
 )
 
 /**

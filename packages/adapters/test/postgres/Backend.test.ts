@@ -1,7 +1,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as Postgres from "@mandate/adapters/postgres"
-import { PolicySet, PolicyStore, Seed, UnitOfWork } from "@mandate/core"
-import { ConfigProvider, Duration, Effect, Layer, Redacted } from "effect"
+import { Ledger, Mandate, PolicySet, PolicyStore, Principal, Runtime, Seed, UnitOfWork } from "@mandate/core"
+import { ConfigProvider, Context, Duration, Effect, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import { config, describePostgres, dropSchemaOnExit, freshSchema, url } from "../utils/TestPostgres.ts"
@@ -77,7 +77,7 @@ describePostgres("Postgres.layer", () => {
       const cfg = config()
       yield* dropSchemaOnExit(cfg.schema)
       const initial: PolicySet.PolicySet = { name: "from-backend", rules: [] }
-      const context = yield* Layer.build(Postgres.layer(cfg, { initialPolicy: initial }))
+      const context = yield* Layer.build(Postgres.layer(cfg, { policy: initial }))
       const { store, uow, sql } = yield* Effect.provide(services, context)
       const migrations = yield* sql<{ readonly n: number }>`
         SELECT count(*)::int AS n FROM ${sql(`${cfg.schema}.${Postgres.Migrations.migrationsTable}`)}`
@@ -116,8 +116,8 @@ describePostgres("Postgres.layer", () => {
       yield* dropSchemaOnExit(cfg.schema)
       const started = yield* Effect.all(
         [
-          Layer.build(Postgres.layer(cfg, { initialPolicy: { name: "first", rules: [] } })),
-          Layer.build(Postgres.layer(cfg, { initialPolicy: { name: "second", rules: [] } }))
+          Layer.build(Postgres.layer(cfg, { policy: { name: "first", rules: [] } })),
+          Layer.build(Postgres.layer(cfg, { policy: { name: "second", rules: [] } }))
         ],
         { concurrency: "unbounded" }
       )
@@ -182,4 +182,61 @@ describePostgres("Postgres.layer", () => {
       })
     )
   })
+})
+
+describePostgres("a configured policy on Postgres", () => {
+  it.live("is active after every start: a changed one is published and activated, earlier tasks keep theirs", () =>
+    Effect.gen(function* () {
+      const cfg = config()
+      yield* dropSchemaOnExit(cfg.schema)
+      const alice = Principal.make("alice", ["submitter"])
+      const first: PolicySet.PolicySet = { ...Seed.defaultPolicySet, name: "first" }
+      const second: PolicySet.PolicySet = {
+        name: "second",
+        rules: Seed.defaultPolicySet.rules.filter((r) => r.effect !== "require_approval")
+      }
+      const start = (policy: PolicySet.PolicySet) =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const context = yield* Layer.build(
+              Mandate.layer(Postgres.layer(cfg, { policy }), { policy, runtime: { workers: false } })
+            )
+            const runtime = Context.get(context, Runtime)
+            const task = yield* runtime.start({ kind: "monitoring", params: { wallet: "A".repeat(60) } }, alice)
+            const ledger = Context.get(context, Ledger)
+            const activations = (yield* ledger.entries({ from: 0 })).filter((e) => e.kind === "policy.activated")
+            return {
+              active: (yield* Context.get(context, PolicyStore).active).version,
+              task: (yield* runtime.get(task.id)).task,
+              activations,
+              earlier: (id: string) => runtime.get(id)
+            }
+          })
+        )
+      const one = yield* start(first)
+      assert.strictEqual(one.active, PolicySet.version(first))
+      assert.strictEqual(one.task.policyVersion, PolicySet.version(first))
+      assert.lengthOf(one.activations, 0) // a new schema starts with it: nothing changed
+
+      const two = yield* start(second)
+      assert.strictEqual(two.active, PolicySet.version(second))
+      assert.strictEqual(two.task.policyVersion, PolicySet.version(second))
+      assert.lengthOf(two.activations, 1)
+      assert.deepInclude(two.activations[0]!.payload as object, {
+        version: PolicySet.version(second),
+        previous: PolicySet.version(first),
+        by: "configuration"
+      })
+
+      const again = yield* start(second)
+      assert.lengthOf(again.activations, 1) // unchanged: no new version, no entry
+      const earlier = yield* Effect.scoped(
+        Effect.flatMap(Layer.build(Mandate.layer(Postgres.layer(cfg), { runtime: { workers: false } })), (context) =>
+          Context.get(context, Runtime).get(one.task.id)
+        )
+      )
+      assert.strictEqual(earlier.task.policyVersion, PolicySet.version(first))
+      assert.strictEqual(earlier.plan.policyVersion, PolicySet.version(first))
+    })
+  )
 })

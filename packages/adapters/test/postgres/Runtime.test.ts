@@ -16,7 +16,7 @@ import {
   type TaskView,
   Wallets
 } from "@mandate/core"
-import { Context, type Duration, Effect, Layer } from "effect"
+import { Context, type Duration, Effect, Layer, Stream } from "effect"
 import { config, describePostgres, dropSchemaOnExit } from "../utils/TestPostgres.ts"
 
 // The whole runtime on the Postgres backend: what a deployment runs, with the seed workflow
@@ -101,6 +101,40 @@ describePostgres("Runtime on Postgres", () => {
         const counts = yield* Context.get(first, TaskStore).countByState
         assert.strictEqual(counts.completed, tasks.length)
       }),
+    120_000
+  )
+
+  it.live(
+    "publishes a transition's events only after it committed: whatever an event tells of can be read at once",
+    () =>
+      Effect.gen(function* () {
+        const cfg = config()
+        yield* dropSchemaOnExit(cfg.schema)
+        const built = yield* Layer.build(stack(cfg))
+        const runtime = Context.get(built, Runtime)
+        const ledger = Context.get(built, Ledger)
+        const problems: Array<string> = []
+        // One task at a time, so the reader is idle and reads the moment the event arrives
+        for (let i = 0; i < 10; i++) {
+          const task = yield* runtime.start({ kind: "monitoring", params: { wallet: walletA } }, alice)
+          const events = yield* runtime.events(task.id)
+          const completed = yield* events.pipe(
+            Stream.filter((e) => e.kind === "task.completed"),
+            Stream.runHead
+          )
+          const [view, entries] = yield* Effect.all([runtime.get(task.id), ledger.byTask(task.id)], {
+            concurrency: 2
+          })
+          if (view.task.state !== "completed") problems.push(`${task.id}: task.completed while ${view.task.state}`)
+          if (entries.at(-1)?.kind !== "task.completed") {
+            problems.push(`${task.id}: the trail ends with ${entries.at(-1)?.kind} (${entries.length} entries)`)
+          }
+          if (completed._tag === "Some" && view.task.version < completed.value.version) {
+            problems.push(`${task.id}: version ${view.task.version} < ${completed.value.version}`)
+          }
+        }
+        assert.deepStrictEqual(problems, [])
+      }).pipe(Effect.scoped),
     120_000
   )
 })

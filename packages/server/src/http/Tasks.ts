@@ -102,10 +102,9 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
       )
       .handle("events", ({ params }) =>
         Effect.gen(function* () {
-          // Subscribe before reading the snapshot, so no event falls between the two; the subscription lives
-          // as long as the request's scope, which the response stream holds open
-          const live = yield* runtime.events(params.id)
-          const view = yield* runtime.get(params.id)
+          // The task now and every later event, nothing between the two; the subscription lives as long as
+          // the request's scope, which the response stream holds open
+          const { view, events: live } = yield* runtime.watch(params.id)
           const snapshot = {
             seq: 0,
             task_id: view.task.id,
