@@ -22,7 +22,7 @@
  * **What a checkpoint signs** is the root recomputed from the entries since the last signed checkpoint, never
  * the root the stored Merkle nodes add up to: a node overwritten in the store makes `checkpoint` fail with
  * `LedgerTampered` instead of signing a tree no entry supports (see `internal/ledgerSeal.ts`). Keys come from
- * `LedgerKeys` (a key per process when none is given, logged as such: fit for a memory store only).
+ * `LedgerKeys` (a key per process when none is given, logged as such, with a warning over a durable store).
  *
  * **Appends** are serialised by the store's append lock, so concurrent appenders (fibers or processes) never
  * fork the chain or the tree; `appendBatch` is atomic (one invalid entry and nothing is appended) and joins an
@@ -273,9 +273,9 @@ export interface LedgerOptions {
   readonly keys?: LedgerKeys.LedgerKeys | undefined
   /**
    * The Ed25519 private key that signs checkpoints: PKCS#8 PEM (plain or `Redacted`, e.g. from `Config`) or a
-   * `KeyObject`. Without it (and without `keys`) a key is generated when the layer is built and a warning is
-   * logged: that suits a memory ledger only, since on a persistent store a process started with another key
-   * cannot verify the checkpoints signed before.
+   * `KeyObject`. Without it (and without `keys`) a key is generated when the layer is built: that suits a memory
+   * ledger only, since on a durable store a process started with another key cannot verify the checkpoints
+   * signed before, so over a durable store (`LedgerStore.durable`) a warning says so.
    */
   readonly signingKey?: LedgerKeys.PrivateKeyInput | undefined
   /**
@@ -444,8 +444,12 @@ export const verifyEntryProof = (
   }
 }
 
-// The keys a ledger signs and verifies with: those given, else a key for this process, said so in the log
-const loadKeys = (options: LedgerOptions | undefined): Effect.Effect<LedgerKeys.LedgerKeys, InvalidInput> => {
+// The keys a ledger signs and verifies with: those given, else a key for this process, never silently: a
+// warning over a durable store (its checkpoints would not verify after a restart), a debug line over memory
+const loadKeys = (
+  options: LedgerOptions | undefined,
+  durable: boolean
+): Effect.Effect<LedgerKeys.LedgerKeys, InvalidInput> => {
   if (options?.keys !== undefined) return Effect.succeed(options.keys)
   if (options?.signingKey !== undefined) {
     return LedgerKeys.make({ signingKey: options.signingKey, trustedKeys: options.trustedKeys })
@@ -453,10 +457,13 @@ const loadKeys = (options: LedgerOptions | undefined): Effect.Effect<LedgerKeys.
   return Effect.gen(function* () {
     const ephemeral = yield* LedgerKeys.ephemeral
     const keys = yield* LedgerKeys.make({ signingKey: ephemeral.signingKey, trustedKeys: options?.trustedKeys })
-    yield* Effect.logWarning(
-      `Ledger signing key ${keys.keyId} is ephemeral: generated for this process and kept nowhere, so the ` +
-        "checkpoints it signs cannot be verified after a restart (fine for a memory store; give a persistent " +
-        "store a kept key, e.g. with LedgerKeys.inDirectory)"
+    const log = durable ? Effect.logWarning : Effect.logDebug
+    yield* log(
+      `Ledger signing key ${keys.keyId} is ephemeral: generated for this process and kept nowhere` +
+        (durable
+          ? ", but the store is durable: checkpoints signed now cannot be verified after a restart. Give the " +
+            "ledger a kept key (signingKey, or LedgerKeys.inDirectory)"
+          : " (the memory store ends with the process too)")
     ).pipe(Effect.annotateLogs({ service: "Ledger" }))
     return keys
   })
@@ -583,7 +590,7 @@ const anchorTriggers = (every: LedgerOptions["anchorEvery"]) =>
 const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
   const store = yield* LedgerStore
   const anchorService = yield* Anchor
-  const keys = yield* loadKeys(options)
+  const keys = yield* loadKeys(options, store.durable)
   // A checkpoint verifies when a trusted key with its key id signed it
   const signedByTrustedKey = (cp: Checkpoint): boolean => {
     const key = keys.trusted.get(cp.keyId)

@@ -151,6 +151,7 @@ const makeMemory = Effect.gen(function* () {
   }
 
   const store = LedgerStore.of({
+    durable: false,
     withAppendLock: (effect) => lock.withPermits(1)(effect),
     head: Effect.sync(() => head),
     write: (batch, written) =>
@@ -277,6 +278,11 @@ const makeMemory = Effect.gen(function* () {
 export class LedgerStore extends Context.Service<
   LedgerStore,
   {
+    /**
+     * Whether what the store keeps outlives the process (a database: `true`; process memory: `false`). A ledger
+     * over a durable store needs a signing key that outlives the process too, and says so when it has none.
+     */
+    readonly durable: boolean
     /** Runs `effect` as the only appender (across processes); see the module documentation. */
     readonly withAppendLock: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | LedgerStoreError, R>
     readonly head: Effect.Effect<LedgerHead, LedgerStoreError>

@@ -18,7 +18,7 @@ import {
   verifyCheckpointSignature,
   verifyEntryProof
 } from "@mandate/core"
-import { Clock, Context, Effect, Layer, Logger, Option, Redacted, Ref } from "effect"
+import { Clock, Context, Effect, Layer, Logger, Option, Redacted, Ref, References } from "effect"
 import { TestClock } from "effect/testing"
 import { suite } from "./conformance/ledger.ts"
 
@@ -40,6 +40,7 @@ const memoryWithLatency = Layer.effectContext(
     const inner = Context.get(context, LedgerStore)
     const io = <A, E>(effect: Effect.Effect<A, E>) => Effect.andThen(Effect.yieldNow, effect)
     const store = LedgerStore.of({
+      durable: inner.durable,
       withAppendLock: (effect) => inner.withAppendLock(Effect.andThen(Effect.yieldNow, effect)),
       head: io(inner.head),
       write: (entries, nodes) => io(inner.write(entries, nodes)),
@@ -153,9 +154,7 @@ describe("Ledger anchoring", () => {
       const publishes = yield* Ref.make(0)
       const warnings: Array<string> = []
       const collector = Logger.make(({ logLevel, message }) => {
-        const text = String(Array.isArray(message) ? message[0] : message)
-        // the layer's own warning about its ephemeral key is not the subject here
-        if (logLevel === "Warn" && !text.includes("is ephemeral")) warnings.push(text)
+        if (logLevel === "Warn") warnings.push(String(Array.isArray(message) ? message[0] : message))
       })
       yield* Effect.gen(function* () {
         const ledger = yield* Ledger
@@ -519,5 +518,43 @@ describe("Ledger keys kept in a directory", () => {
           assert.isFalse(verifyEntryProof({ ...old, checkpoint: first.checkpoint }, ledger.publicKey))
         }).pipe(Effect.provide(start))
       })
+  )
+})
+
+describe("Ledger without a signing key", () => {
+  it.effect("says so: a warning over a durable store, nothing louder than debug over memory", () =>
+    Effect.gen(function* () {
+      const logged: Array<[string, string]> = []
+      const collector = Logger.make(({ logLevel, message }) => {
+        logged.push([logLevel, String(Array.isArray(message) ? message[0] : message)])
+      })
+      const durableMemory = Layer.effect(
+        LedgerStore,
+        LedgerStore.use((store) => Effect.succeed(LedgerStore.of({ ...store, durable: true })))
+      ).pipe(Layer.provide(LedgerStore.layerMemory))
+      const build = (store: Layer.Layer<LedgerStore>) =>
+        Effect.provide(
+          Ledger.use(() => Effect.void),
+          Ledger.layer().pipe(
+            Layer.provide(store),
+            Layer.provide(Anchor.layerNone),
+            Layer.provide(Logger.layer([collector])),
+            Layer.provide(Layer.succeed(References.MinimumLogLevel, "All"))
+          )
+        )
+      yield* build(LedgerStore.layerMemory)
+      assert.deepStrictEqual(
+        logged.map(([level]) => level),
+        ["Debug"]
+      )
+      assert.include(logged[0]![1], "ephemeral")
+      logged.length = 0
+      yield* build(durableMemory)
+      assert.deepStrictEqual(
+        logged.map(([level]) => level),
+        ["Warn"]
+      )
+      assert.include(logged[0]![1], "durable")
+    })
   )
 })

@@ -370,6 +370,7 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     }).pipe(Effect.withSpan("LedgerStore.putAnchor"))
 
   const store = LedgerStore.of({
+    durable: true,
     withAppendLock,
     head,
     write,
