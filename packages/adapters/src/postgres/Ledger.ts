@@ -493,8 +493,9 @@ export const layerLedgerStoreWithTamper = (
   )
 
 /**
- * Core's `Ledger` on the Postgres store: give it a persistent `signingKey` (a key generated per start cannot
- * verify the checkpoints an earlier start signed) and an `Anchor`.
+ * Core's `Ledger` on the Postgres store: give it kept keys (`keys` from `LedgerKeys.inDirectory`, or a
+ * `signingKey`; a key generated per start cannot verify the checkpoints an earlier start signed, and the ledger
+ * warns when it has to make one) and an `Anchor`.
  *
  * @category layers
  * @since 0.1.0
