@@ -61,6 +61,15 @@ export const seal = (ctx: SealContext): Effect.Effect<Sealed, LedgerStoreError> 
     let base: CheckpointRecord | undefined
     for (const record of records) {
       const cp = record.checkpoint
+      if (cp.size > size && !ctx.trusted(cp)) {
+        return fail({
+          seq: size,
+          check: "checkpoint",
+          expected: "a signature by a trusted key",
+          found: String(cp.signature),
+          detail: `a checkpoint of size ${cp.size}, beyond the ledger's ${size} entries, is not signed by this ledger`
+        })
+      }
       if (cp.size > size) {
         return fail({
           seq: size,
