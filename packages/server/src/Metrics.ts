@@ -1,15 +1,17 @@
 /**
  * Prometheus metrics of the server: HTTP requests by route and status with a latency histogram (recorded by
- * the request middleware), and, read at scrape time, tasks by state, queue depth by state and the ledger's
- * size. `render` refreshes the gauges from the core services and formats everything in the text format.
+ * the request middleware), and, read at scrape time, tasks by state, queue depth by state and priority, queue
+ * waits and failure rate, agents by pool and status, and the ledger's size and checkpoints. `render` refreshes
+ * the gauges from the core services and formats everything in the text format. `docs/grafana-dashboard.json`
+ * charts them (a test keeps it in step with this module).
  *
  * Each server layer gets its own registry (`layerRegistry`), so two servers in one process (tests) do not
  * share counts.
  *
  * @since 0.1.0
  */
-import { Ledger, Queue, TaskStore } from "@mandate/core"
-import { Effect, Layer, Metric } from "effect"
+import { Agents, Ledger, Queue, TaskStore } from "@mandate/core"
+import { Effect, Layer, Metric, Option } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 
 /**
@@ -46,6 +48,52 @@ export const queueJobs = Metric.gauge("mandate_queue_jobs", { description: "Queu
  * @since 0.1.0
  */
 export const ledgerEntries = Metric.gauge("mandate_ledger_entries", { description: "Entries in the audit ledger" })
+
+/**
+ * @category metrics
+ * @since 0.1.0
+ */
+export const queueReady = Metric.gauge("mandate_queue_ready_jobs", {
+  description: "Jobs ready to be claimed now, by priority (all queues)"
+})
+
+/**
+ * @category metrics
+ * @since 0.1.0
+ */
+export const queueWait = Metric.gauge("mandate_queue_wait_seconds", {
+  description: "Wait from ready to claimed over recent jobs, by quantile (0.5, 0.95; all queues)"
+})
+
+/**
+ * @category metrics
+ * @since 0.1.0
+ */
+export const queueOldest = Metric.gauge("mandate_queue_oldest_ready_seconds", {
+  description: "Age of the oldest job ready to be claimed (0 when none)"
+})
+
+/**
+ * @category metrics
+ * @since 0.1.0
+ */
+export const queueFailureRate = Metric.gauge("mandate_queue_failure_ratio", {
+  description: "Failed attempts over finished attempts among recent jobs (all queues)"
+})
+
+/**
+ * @category metrics
+ * @since 0.1.0
+ */
+export const agents = Metric.gauge("mandate_agents", { description: "Registered agents by pool and status" })
+
+/**
+ * @category metrics
+ * @since 0.1.0
+ */
+export const ledgerCheckpointSize = Metric.gauge("mandate_ledger_checkpoint_size", {
+  description: "Entries covered by the latest signed checkpoint (entries beyond it are not yet signed)"
+})
 
 /**
  * Records one HTTP request.
@@ -88,7 +136,25 @@ export const render = Effect.gen(function* () {
   for (const [state, count] of Object.entries(stats.byState)) {
     yield* Metric.update(Metric.withAttributes(queueJobs, { state }), count)
   }
-  yield* Metric.update(ledgerEntries, yield* Ledger.use((ledger) => ledger.size))
+  for (const [priority, count] of Object.entries(stats.pendingByPriority)) {
+    yield* Metric.update(Metric.withAttributes(queueReady, { priority }), count)
+  }
+  yield* Metric.update(Metric.withAttributes(queueWait, { quantile: "0.5" }), (stats.waitP50Ms ?? 0) / 1_000)
+  yield* Metric.update(Metric.withAttributes(queueWait, { quantile: "0.95" }), (stats.waitP95Ms ?? 0) / 1_000)
+  yield* Metric.update(queueOldest, (stats.oldestReadyAgeMs ?? 0) / 1_000)
+  yield* Metric.update(queueFailureRate, stats.failureRate ?? 0)
+  for (const pool of yield* Agents.use((registry) => registry.pools)) {
+    for (const status of ["online", "degraded", "offline"] as const) {
+      yield* Metric.update(Metric.withAttributes(agents, { pool: pool.pool, status }), pool[status])
+    }
+  }
+  const ledger = yield* Ledger
+  yield* Metric.update(ledgerEntries, yield* ledger.size)
+  const checkpoint = yield* ledger.latestCheckpoint
+  yield* Metric.update(
+    ledgerCheckpointSize,
+    Option.match(checkpoint, { onNone: () => 0, onSome: (c) => c.checkpoint.size })
+  )
   return yield* PrometheusMetrics.format()
 })
 

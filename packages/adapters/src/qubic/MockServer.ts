@@ -11,7 +11,6 @@
  * @since 0.1.0
  */
 import { createServer } from "node:http"
-import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer, Schema } from "effect"
 import { HttpRouter, HttpServer, type HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import {
@@ -151,18 +150,44 @@ export interface MockServerOptions {
 }
 
 /**
+ * An optional peer dependency a layer needs is not installed.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class MissingPeerDependency extends Schema.TaggedError<MissingPeerDependency>()("MissingPeerDependency", {
+  dependency: Schema.String,
+  needed: Schema.String
+}) {
+  override get message(): string {
+    return `${this.needed} needs the optional peer dependency ${this.dependency}: npm install ${this.dependency}`
+  }
+}
+
+/**
  * A Node HTTP server answering the gateway's routes over the `QubicNode` in context (provide `layerChain`).
- * The server closes when the layer is released.
+ * The server closes when the layer is released. Needs `@effect/platform-node` (an optional peer dependency,
+ * loaded only here, so the rest of this subpath works without it).
  *
  * @category layers
  * @since 0.1.0
  */
 export const layerMockServer = (
   options?: MockServerOptions
-): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError, QubicNode> =>
+): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError | MissingPeerDependency, QubicNode> =>
   HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provideMerge(
-      NodeHttpServer.layer(createServer, { port: options?.port ?? 0, host: options?.host ?? "127.0.0.1" })
+      Layer.unwrap(
+        Effect.tryPromise({
+          try: () => import("@effect/platform-node"),
+          catch: () =>
+            new MissingPeerDependency({ dependency: "@effect/platform-node", needed: "Qubic.layerMockServer" })
+        }).pipe(
+          Effect.map(({ NodeHttpServer }) =>
+            NodeHttpServer.layer(createServer, { port: options?.port ?? 0, host: options?.host ?? "127.0.0.1" })
+          )
+        )
+      )
     )
   )
 
