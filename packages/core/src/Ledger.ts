@@ -2,8 +2,8 @@
  * The ledger: an append-only, tamper-evident audit log. Every decision and result of a task is an entry; the
  * entries form a hash chain and the leaves of an RFC 9162 Merkle tree, whose signed heads (checkpoints) can be
  * anchored on a chain. Anyone holding an entry, its inclusion proof and a checkpoint can verify offline that
- * the entry is in the log (`verifyEntryProof`, `Merkle`), and `verifyAll` pinpoints the first stored entry that
- * no longer matches its hashes.
+ * the entry is in the log (`verifyEntryProof`, `Merkle`), and `verifyAll` pinpoints the first stored entry, node,
+ * head record, checkpoint or anchor receipt that no longer matches.
  *
  * **What is hashed** (a third party can recompute every value; `Canonical` is RFC 8785 JSON, SHA-256 throughout)
  *
@@ -17,7 +17,12 @@
  *    nodes are `SHA-256(0x01 ‖ left ‖ right)`, and the tree over entries `[0, size)` is RFC 9162's `MTH`.
  * 4. A checkpoint `{ size, root, timestamp, keyId, signature }` signs, with Ed25519, the UTF-8 canonical JSON of
  *    `{ keyId, root, size, timestamp }`; `keyId` is the SHA-256 (hex) of the raw 32-byte public key, which
- *    `Ledger.publicKey` exposes as PEM.
+ *    `Ledger.publicKey` exposes as PEM (`publicKeys`: every trusted key by id, for checkpoints of earlier keys).
+ *
+ * **What a checkpoint signs** is the root recomputed from the entries since the last signed checkpoint, never
+ * the root the stored Merkle nodes add up to: a node overwritten in the store makes `checkpoint` fail with
+ * `LedgerTampered` instead of signing a tree no entry supports (see `internal/ledgerSeal.ts`). Keys come from
+ * `LedgerKeys` (a key per process when none is given, logged as such, with a warning over a durable store).
  *
  * **Appends** are serialised by the store's append lock, so concurrent appenders (fibers or processes) never
  * fork the chain or the tree; `appendBatch` is atomic (one invalid entry and nothing is appended) and joins an
@@ -32,13 +37,16 @@
  * @since 0.1.0
  */
 import * as NodeCrypto from "node:crypto"
-import { Clock, Context, Duration, Effect, Layer, Option, Redacted, Result, Schema, Semaphore } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, Result, Schema, Semaphore } from "effect"
 import * as EffectQueue from "effect/Queue"
 import { Anchor, type AnchorError, AnchorReceipt } from "./Anchor.ts"
 import * as Canonical from "./Canonical.ts"
 import { EntryHash, Sha256Hex, StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import { hashEntryText } from "./internal/entryHash.ts"
+import { attempt, isIndex } from "./internal/ledgerChecks.ts"
+import { seal } from "./internal/ledgerSeal.ts"
+import { verifyRange } from "./internal/ledgerVerify.ts"
 import {
   Checkpoint,
   checkpointMessage,
@@ -51,6 +59,7 @@ import {
   publicKeyId,
   verifyCheckpointSignature
 } from "./LedgerEntry.ts"
+import * as LedgerKeys from "./LedgerKeys.ts"
 import { type CheckpointRecord, type LedgerHead, LedgerStore, LedgerStoreError } from "./LedgerStore.ts"
 import * as Merkle from "./Merkle.ts"
 import { Principal } from "./Principal.ts"
@@ -96,8 +105,9 @@ export type AppendReceipt = typeof AppendReceipt.Type
 /**
  * Which check found stored data that no longer matches: `missing` (no entry at this seq), `seq` (an entry out
  * of place), `payloadHash` (payload vs its hash), `prevHash` (chain link), `entryHash` (entry vs its hash),
- * `node` (a Merkle node vs its children or leaf), `checkpoint` (a signed checkpoint vs the tree, or its
- * signature or anchor receipt).
+ * `node` (a Merkle node vs its children, its leaf or the entries it covers), `head` (the head record vs the last
+ * entry), `checkpoint` (a signed checkpoint vs the tree, or its signature), `anchor` (a checkpoint's anchor
+ * receipt vs the chain).
  *
  * @category models
  * @since 0.1.0
@@ -109,7 +119,9 @@ export const TamperCheck = Schema.Literals([
   "prevHash",
   "entryHash",
   "node",
-  "checkpoint"
+  "head",
+  "checkpoint",
+  "anchor"
 ])
 export type TamperCheck = typeof TamperCheck.Type
 
@@ -129,7 +141,8 @@ export const LedgerMismatch = Schema.Struct({
 export type LedgerMismatch = typeof LedgerMismatch.Type
 
 /**
- * The result of `verifyAll`: which entries and checkpoints were checked, and the first mismatch if any.
+ * The result of `verifyAll`: which entries, checkpoints and anchor receipts were checked, and the first mismatch
+ * if any.
  *
  * @category models
  * @since 0.1.0
@@ -141,6 +154,10 @@ export const LedgerVerification = Schema.Struct({
   entries: Schema.Int,
   /** Checkpoints checked against the tree. */
   checkpoints: Schema.Int,
+  /** Anchor receipts of those checkpoints checked against the chain. */
+  anchors: Schema.Int,
+  /** Checkpoints whose anchoring could not be checked: the chain did not answer. */
+  anchorsUnchecked: Schema.Int,
   valid: Schema.Boolean,
   mismatch: Schema.optionalKey(LedgerMismatch)
 })
@@ -250,11 +267,17 @@ export class LedgerTampered extends Schema.TaggedError<LedgerTampered>()("Ledger
  */
 export interface LedgerOptions {
   /**
-   * The Ed25519 private key that signs checkpoints: PKCS#8 PEM (plain or `Redacted`, e.g. from `Config`) or a
-   * `KeyObject`. Without it a key is generated when the layer is built, which suits a memory ledger only: on a
-   * persistent store, a process started with another key cannot verify the checkpoints signed before.
+   * The signing key and trusted keys, loaded with `LedgerKeys` (e.g. `LedgerKeys.inDirectory`); takes
+   * precedence over `signingKey` and `trustedKeys`.
    */
-  readonly signingKey?: string | Redacted.Redacted<string> | NodeCrypto.KeyObject | undefined
+  readonly keys?: LedgerKeys.LedgerKeys | undefined
+  /**
+   * The Ed25519 private key that signs checkpoints: PKCS#8 PEM (plain or `Redacted`, e.g. from `Config`) or a
+   * `KeyObject`. Without it (and without `keys`) a key is generated when the layer is built: that suits a memory
+   * ledger only, since on a durable store a process started with another key cannot verify the checkpoints
+   * signed before, so over a durable store (`LedgerStore.durable`) a warning says so.
+   */
+  readonly signingKey?: LedgerKeys.PrivateKeyInput | undefined
   /**
    * Public keys of earlier signing keys (key rotation): checkpoints they signed still verify. Checkpoints
    * signed by any other key count as tampering.
@@ -293,6 +316,8 @@ export class Ledger extends Context.Service<
     readonly publicKey: string
     /** SHA-256 (hex) of the raw public key; every checkpoint names it. */
     readonly keyId: string
+    /** Every public key (SPKI PEM) checkpoints may be signed with, by key id: the signing key's and earlier ones. */
+    readonly publicKeys: ReadonlyMap<string, string>
     readonly append: (entry: EntryInput) => Effect.Effect<AppendReceipt, InvalidInput | LedgerStoreError>
     /** Appends all entries, consecutively, or none of them. */
     readonly appendBatch: (
@@ -307,13 +332,20 @@ export class Ledger extends Context.Service<
       entry: number | string,
       treeSize?: number
     ) => Effect.Effect<Merkle.InclusionProof, EntryNotFound | InvalidInput | InvalidTreeRange | LedgerStoreError>
-    /** Consistency proof between the trees of `oldSize` and `newSize` entries (default: all). */
+    /**
+     * Consistency proof between the trees of `oldSize` and `newSize` entries (default: all); `oldSize` must be at
+     * least 1 (no proof exists from the empty tree).
+     */
     readonly consistencyProof: (
       oldSize: number,
       newSize?: number
     ) => Effect.Effect<Merkle.ConsistencyProof, InvalidInput | InvalidTreeRange | LedgerStoreError>
-    /** Signs and stores a checkpoint of the current tree (the stored one, if this size was already signed). */
-    readonly checkpoint: Effect.Effect<Checkpoint, LedgerStoreError>
+    /**
+     * Signs and stores a checkpoint of the current tree (the stored one, if this size was already signed). Its
+     * root is recomputed from the entries since the last signed checkpoint; `LedgerTampered` when the stored
+     * entries, nodes or head disagree with it (nothing is signed then).
+     */
+    readonly checkpoint: Effect.Effect<Checkpoint, LedgerTampered | LedgerStoreError>
     readonly latestCheckpoint: Effect.Effect<Option.Option<CheckpointRecord>, LedgerStoreError>
     /** Every checkpoint with its anchor receipt, by ascending size. */
     readonly checkpoints: Effect.Effect<ReadonlyArray<CheckpointRecord>, LedgerStoreError>
@@ -322,7 +354,7 @@ export class Ledger extends Context.Service<
       checkpoint: Checkpoint
     ) => Effect.Effect<void, CheckpointRejected | InvalidInput | LedgerStoreError>
     /** Checkpoints the current tree and publishes its root through `Anchor` (once per checkpoint). */
-    readonly anchor: Effect.Effect<CheckpointRecord, AnchorError | LedgerStoreError>
+    readonly anchor: Effect.Effect<CheckpointRecord, AnchorError | LedgerTampered | LedgerStoreError>
     readonly get: (entryHash: string) => Effect.Effect<LedgerEntry, EntryNotFound | LedgerStoreError>
     /** A task's entries, by seq. */
     readonly byTask: (taskId: string) => Effect.Effect<ReadonlyArray<LedgerEntry>, LedgerStoreError>
@@ -339,8 +371,9 @@ export class Ledger extends Context.Service<
       entryHash: string
     ) => Effect.Effect<VerifiedEntry, EntryNotFound | LedgerTampered | LedgerStoreError>
     /**
-     * Re-hashes every stored entry and Merkle node in the range, and checks every checkpoint it covers; reports
-     * the first mismatch.
+     * Re-hashes every stored entry and Merkle node in the range, checks the head record when the range reaches
+     * it, and every checkpoint the range covers with its anchor receipt against the `Anchor`; reports the first
+     * mismatch.
      */
     readonly verifyAll: (
       range?: EntryRange
@@ -371,15 +404,24 @@ export class Ledger extends Context.Service<
 }
 
 /**
- * Checks a `verify` result offline, with nothing but the ledger's public key: the entry's hash, its leaf hash,
- * the inclusion proof against the checkpoint's root, the checkpoint's signature, and the same for `anchored`.
+ * Checks a `verify` result offline, with nothing but the ledger's public key (or its public keys, after a key
+ * rotation: each checkpoint is checked with the one its `keyId` names): the entry's hash, its leaf hash, the
+ * inclusion proof against the checkpoint's root, the checkpoint's signature, and the same for `anchored`.
  * (Whether the anchored root is really on the chain is for the chain's own API: look up `anchor.txId`.)
  *
  * @category verification
  * @since 0.1.0
  */
-export const verifyEntryProof = (verified: VerifiedEntry, publicKey: PublicKeyInput): boolean => {
+export const verifyEntryProof = (
+  verified: VerifiedEntry,
+  publicKey: PublicKeyInput | ReadonlyArray<PublicKeyInput>
+): boolean => {
   try {
+    const keys: ReadonlyArray<PublicKeyInput> = Array.isArray(publicKey) ? publicKey : [publicKey as PublicKeyInput]
+    const signed = (checkpoint: Checkpoint) => {
+      const key = keys.find((k) => publicKeyId(k) === checkpoint.keyId)
+      return key !== undefined && verifyCheckpointSignature(checkpoint, key)
+    }
     const { entry } = verified
     if (entryHashOfRecord(entry) !== entry.entryHash) return false
     if ("payload" in entry && Canonical.hash(entry.payload) !== entry.payloadHash) return false
@@ -388,7 +430,7 @@ export const verifyEntryProof = (verified: VerifiedEntry, publicKey: PublicKeyIn
     const proves = (checkpoint: Checkpoint, proof: Merkle.InclusionProof) =>
       proof.leafIndex === entry.seq &&
       proof.treeSize === checkpoint.size &&
-      verifyCheckpointSignature(checkpoint, publicKey) &&
+      signed(checkpoint) &&
       Merkle.verifyInclusionProof(proof, leaf, checkpoint.root)
     if (!proves(verified.checkpoint, verified.proof)) return false
     if (verified.anchor !== undefined && verified.anchor.root !== verified.checkpoint.root) return false
@@ -402,57 +444,30 @@ export const verifyEntryProof = (verified: VerifiedEntry, publicKey: PublicKeyIn
   }
 }
 
-interface Signer {
-  readonly privateKey: NodeCrypto.KeyObject
-  readonly publicKey: string
-  readonly keyId: string
-  /** The public keys checkpoints may be signed with, by key id: this ledger's and the trusted ones. */
-  readonly verifiers: ReadonlyMap<string, PublicKeyInput>
-}
-
-const loadSigner = (options: LedgerOptions | undefined): Effect.Effect<Signer, InvalidInput> =>
-  Effect.flatMap(loadSigningKey(options?.signingKey), (signer) =>
-    Effect.gen(function* () {
-      const verifiers = new Map<string, PublicKeyInput>([[signer.keyId, signer.publicKey]])
-      const trusted = options?.trustedKeys ?? []
-      for (let i = 0; i < trusted.length; i++) {
-        const keyId = publicKeyId(trusted[i]!)
-        if (keyId === undefined) {
-          return yield* InvalidInput.at(`$.trustedKeys[${i}]`, "Expected an Ed25519 public key (SPKI PEM or KeyObject)")
-        }
-        verifiers.set(keyId, trusted[i]!)
-      }
-      return { ...signer, verifiers }
-    })
-  )
-
-const loadSigningKey = (key: LedgerOptions["signingKey"]): Effect.Effect<Omit<Signer, "verifiers">, InvalidInput> =>
-  Effect.try({
-    try: () => {
-      const privateKey =
-        key === undefined
-          ? NodeCrypto.generateKeyPairSync("ed25519").privateKey
-          : typeof key === "string"
-            ? NodeCrypto.createPrivateKey(key)
-            : Redacted.isRedacted(key)
-              ? NodeCrypto.createPrivateKey(Redacted.value(key))
-              : key
-      if (privateKey.type !== "private" || privateKey.asymmetricKeyType !== "ed25519") {
-        throw new Error(`got a ${privateKey.type} ${privateKey.asymmetricKeyType ?? ""} key`)
-      }
-      const publicKey = NodeCrypto.createPublicKey(privateKey)
-      return {
-        privateKey,
-        publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(),
-        keyId: publicKeyId(publicKey)!
-      }
-    },
-    catch: (error) =>
-      InvalidInput.at(
-        "$.signingKey",
-        `Expected an Ed25519 private key (PKCS#8 PEM or KeyObject): ${error instanceof Error ? error.message : String(error)}`
-      )
+// The keys a ledger signs and verifies with: those given, else a key for this process, never silently: a
+// warning over a durable store (its checkpoints would not verify after a restart), a debug line over memory
+const loadKeys = (
+  options: LedgerOptions | undefined,
+  durable: boolean
+): Effect.Effect<LedgerKeys.LedgerKeys, InvalidInput> => {
+  if (options?.keys !== undefined) return Effect.succeed(options.keys)
+  if (options?.signingKey !== undefined) {
+    return LedgerKeys.make({ signingKey: options.signingKey, trustedKeys: options.trustedKeys })
+  }
+  return Effect.gen(function* () {
+    const ephemeral = yield* LedgerKeys.ephemeral
+    const keys = yield* LedgerKeys.make({ signingKey: ephemeral.signingKey, trustedKeys: options?.trustedKeys })
+    const log = durable ? Effect.logWarning : Effect.logDebug
+    yield* log(
+      `Ledger signing key ${keys.keyId} is ephemeral: generated for this process and kept nowhere` +
+        (durable
+          ? ", but the store is durable: checkpoints signed now cannot be verified after a restart. Give the " +
+            "ledger a kept key (signingKey, or LedgerKeys.inDirectory)"
+          : " (the memory store ends with the process too)")
+    ).pipe(Effect.annotateLogs({ service: "Ledger" }))
+    return keys
   })
+}
 
 interface Prepared {
   readonly kind: EntryKind
@@ -542,8 +557,6 @@ const prepareAll = (inputs: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray
     return yield* new InvalidInput({ message: issues[0]!.message, path: issues[0]!.path, issues })
   })
 
-const isIndex = (n: unknown): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= 0
-
 const requireIndex = (parameter: string, value: unknown): Effect.Effect<number, InvalidInput> =>
   isIndex(value)
     ? Effect.succeed(value)
@@ -577,10 +590,10 @@ const anchorTriggers = (every: LedgerOptions["anchorEvery"]) =>
 const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
   const store = yield* LedgerStore
   const anchorService = yield* Anchor
-  const signer = yield* loadSigner(options)
+  const keys = yield* loadKeys(options, store.durable)
   // A checkpoint verifies when a trusted key with its key id signed it
   const signedByTrustedKey = (cp: Checkpoint): boolean => {
-    const key = signer.verifiers.get(cp.keyId)
+    const key = keys.trusted.get(cp.keyId)
     return key !== undefined && verifyCheckpointSignature(cp, key)
   }
   const anchorLock = yield* Semaphore.make(1)
@@ -621,10 +634,21 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
   const { anchorEntries, anchorInterval } = yield* anchorTriggers(options?.anchorEvery)
   const wake = yield* EffectQueue.sliding<void>(1)
   let lastAnchored = 0
+  const unknownKeys = new Map<string, number>()
   for (const record of yield* store.checkpoints) {
     if (record.anchor !== undefined && record.anchor.status !== "dropped") {
       lastAnchored = Math.max(lastAnchored, record.checkpoint.size)
     }
+    const keyId = record.checkpoint.keyId
+    if (!keys.trusted.has(keyId)) unknownKeys.set(keyId, (unknownKeys.get(keyId) ?? 0) + 1)
+  }
+  // Said once at start: otherwise the first sign is a tamper report on an intact entry
+  if (unknownKeys.size > 0) {
+    const list = [...unknownKeys].map(([keyId, n]) => `${keyId} (${n})`).join(", ")
+    yield* Effect.logWarning(
+      `Ledger: stored checkpoints are signed by keys this ledger does not trust: ${list}. They will be reported ` +
+        "as tampering; if they are your earlier keys, add their public keys to the trusted keys"
+    ).pipe(Effect.annotateLogs({ service: "Ledger" }))
   }
 
   const appendPrepared = (prepared: ReadonlyArray<Prepared>) =>
@@ -684,22 +708,27 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       })
     )
 
+  // Signs only the root recomputed from the entries (internal/ledgerSeal.ts), never the stored nodes' root
   const checkpointRecord = Effect.gen(function* () {
-    const { size } = yield* store.head
-    const root = hex(yield* rootAt(size))
+    const sealed = yield* seal({ store, trusted: signedByTrustedKey })
+    if (sealed._tag === "Existing") return sealed.record
+    if (sealed._tag === "Mismatch") return yield* new LedgerTampered(sealed.mismatch)
     const timestamp = yield* Clock.currentTimeMillis
-    const body = { size, root, timestamp, keyId: signer.keyId }
-    const signature = NodeCrypto.sign(null, checkpointMessage(body), signer.privateKey).toString("base64")
+    const body = { size: sealed.size, root: sealed.root as Sha256Hex, timestamp, keyId: keys.keyId }
+    const signature = NodeCrypto.sign(null, checkpointMessage(body), keys.signingKey).toString("base64")
     return yield* store.putCheckpoint({ ...body, signature })
   })
 
-  // A pending receipt may have confirmed (or been dropped) since: ask the chain, keep what we have on failure
+  // A pending receipt may have confirmed (or been dropped) since: ask the chain, keep what we have on failure.
+  // Only a transaction carrying this checkpoint's root and size updates the receipt (verifyAll reports others)
   const refresh = (record: CheckpointRecord): Effect.Effect<CheckpointRecord, LedgerStoreError> => {
     const anchor = record.anchor
     if (anchor === undefined || anchor.status !== "pending") return Effect.succeed(record)
     return anchorService.getTx(anchor.txId).pipe(
       Effect.flatMap((latest) =>
-        latest.status === anchor.status && latest.confirmedAt === anchor.confirmedAt
+        (latest.status === anchor.status && latest.confirmedAt === anchor.confirmedAt) ||
+        latest.root !== record.checkpoint.root ||
+        latest.size !== record.checkpoint.size
           ? Effect.succeed(record)
           : Effect.as(store.putAnchor(record.checkpoint.size, latest), {
               checkpoint: record.checkpoint,
@@ -799,7 +828,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
         return yield* tampered({
           seq: cp.size - 1,
           check: "checkpoint",
-          expected: `a signature by a trusted key (this ledger signs with ${signer.keyId})`,
+          expected: `a signature by a trusted key (this ledger signs with ${keys.keyId})`,
           found: cp.signature,
           detail: `the stored checkpoint of size ${cp.size} is not signed by this ledger`
         })
@@ -846,210 +875,21 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
   })
 
   const verifyAll = Effect.fn("Ledger.verifyAll")(function* (range?: EntryRange) {
-    const { size } = yield* store.head
+    const head = yield* store.head
     const from = yield* requireIndex("from", range?.from ?? 0)
-    const to = yield* requireIndex("to", range?.to ?? size)
-    if (to > size) return yield* outOfRange("to", to, size, `the ledger has ${size} entries`)
+    const to = yield* requireIndex("to", range?.to ?? head.size)
+    if (to > head.size) return yield* outOfRange("to", to, head.size, `the ledger has ${head.size} entries`)
     if (from > to) return yield* outOfRange("from", from, to, `from must not exceed to (${to})`)
-    const report = (mismatch: LedgerMismatch, entries: number, checkpoints: number): LedgerVerification => ({
-      from,
-      to,
-      entries,
-      checkpoints,
-      valid: false,
-      mismatch
-    })
-
-    let expectedPrev: string = genesisHash
-    if (from > 0) {
-      const [previous] = yield* store.entries(from - 1, from)
-      if (previous === undefined || previous.seq !== from - 1) {
-        return report(missing(from - 1, previous), 0, 0)
-      }
-      expectedPrev = previous.entryHash
-    }
-
-    const chunk = 2048
-    for (let start = from; start < to; start += chunk) {
-      const end = Math.min(start + chunk, to)
-      const rows = yield* store.entries(start, end)
-      const ids = nodesCompletedIn(start, end)
-      const stored = yield* store.nodes(ids)
-      const nodeAt = new Map<string, Uint8Array | undefined>()
-      for (let i = 0; i < ids.length; i++) nodeAt.set(`${ids[i]!.level}:${ids[i]!.index}`, stored[i])
-      let k = 0
-      for (let seq = start; seq < end; seq++) {
-        const row = rows[k] as (LedgerEntry & Record<string, unknown>) | undefined
-        if (row === undefined || !isIndex(row.seq) || row.seq > seq) return report(missing(seq, row), seq - from, 0)
-        if (row.seq < seq) {
-          return report(
-            {
-              seq,
-              check: "seq",
-              expected: String(seq),
-              found: String(row.seq),
-              detail: `a second entry claims seq ${row.seq}`
-            },
-            seq - from,
-            0
-          )
-        }
-        k++
-        if ("payload" in row) {
-          const found = attempt(() => Canonical.hash(row.payload))
-          if (found !== row.payloadHash) {
-            return report(
-              {
-                seq,
-                check: "payloadHash",
-                expected: String(row.payloadHash),
-                found,
-                detail: "the stored payload does not hash to the stored payloadHash"
-              },
-              seq - from,
-              0
-            )
-          }
-        }
-        if (row.prevHash !== expectedPrev) {
-          return report(
-            {
-              seq,
-              check: "prevHash",
-              expected: expectedPrev,
-              found: String(row.prevHash),
-              detail: seq === 0 ? "the first entry must link to genesisHash" : `the link to entry ${seq - 1} is broken`
-            },
-            seq - from,
-            0
-          )
-        }
-        const recomputed = attempt(() => entryHashOfRecord(row))
-        if (recomputed !== row.entryHash) {
-          return report(
-            {
-              seq,
-              check: "entryHash",
-              expected: recomputed,
-              found: String(row.entryHash),
-              detail: "the stored entry does not hash to its entryHash"
-            },
-            seq - from,
-            0
-          )
-        }
-        expectedPrev = recomputed
-        // The leaf, then every node this entry completed (their children were checked before them)
-        const nodeMismatch = (level: number, index: number, expected: Uint8Array): LedgerMismatch | undefined => {
-          const found = nodeAt.get(`${level}:${index}`)
-          if (found !== undefined && equalBytes(found, expected)) return undefined
-          return {
-            seq,
-            check: "node",
-            expected: hex(expected),
-            found: found === undefined ? "no node" : hex(found),
-            detail:
-              level === 0
-                ? `the Merkle leaf of entry ${seq} does not match its entryHash`
-                : `Merkle node (level ${level}, index ${index}) does not match its children`
-          }
-        }
-        const leafMismatch = nodeMismatch(0, seq, Merkle.leafHash(Canonical.fromHex(recomputed)!))
-        if (leafMismatch !== undefined) return report(leafMismatch, seq - from, 0)
-        for (let level = 1, span = 2; (seq + 1) % span === 0; level++, span *= 2) {
-          const index = (seq + 1) / span - 1
-          const left = nodeAt.get(`${level - 1}:${2 * index}`)
-          const right = nodeAt.get(`${level - 1}:${2 * index + 1}`)
-          if (left === undefined || right === undefined) {
-            return report(
-              {
-                seq,
-                check: "node",
-                expected: `nodes (level ${level - 1}, index ${2 * index}) and (${level - 1}, ${2 * index + 1})`,
-                found: "no node",
-                detail: `a child of Merkle node (level ${level}, index ${index}) is missing`
-              },
-              seq - from,
-              0
-            )
-          }
-          const mismatch = nodeMismatch(level, index, Merkle.nodeHash(left, right))
-          if (mismatch !== undefined) return report(mismatch, seq - from, 0)
-        }
-      }
-    }
-
-    // The entries and nodes agree with each other; the signed checkpoints catch a rewrite that recomputed them
-    let checked = 0
-    let verifiedUpTo = from
-    for (const record of yield* store.checkpoints) {
-      const cp = record.checkpoint
-      if (cp.size > size) {
-        if (to < size) continue
-        return report(
-          {
-            seq: size,
-            check: "checkpoint",
-            expected: `at least ${cp.size} entries`,
-            found: `${size} entries`,
-            detail: `a checkpoint was signed at size ${cp.size}: entries were removed from the end`
-          },
-          to - from,
-          checked
-        )
-      }
-      if (cp.size <= from || cp.size > to) continue
-      if (!signedByTrustedKey(cp)) {
-        return report(
-          {
-            seq: cp.size - 1,
-            check: "checkpoint",
-            expected: `a signature by a trusted key (this ledger signs with ${signer.keyId})`,
-            found: String(cp.signature),
-            detail: `the stored checkpoint of size ${cp.size} is not signed by this ledger`
-          },
-          to - from,
-          checked
-        )
-      }
-      const root = hex(yield* rootAt(cp.size))
-      if (root !== cp.root) {
-        return report(
-          {
-            seq: verifiedUpTo,
-            check: "checkpoint",
-            expected: cp.root,
-            found: root,
-            detail:
-              `the tree no longer matches the checkpoint signed at size ${cp.size}: ` +
-              `entries in [${verifiedUpTo}, ${cp.size}) were rewritten together with their hashes`
-          },
-          to - from,
-          checked
-        )
-      }
-      if (record.anchor !== undefined && (record.anchor.root !== cp.root || record.anchor.size !== cp.size)) {
-        return report(
-          {
-            seq: cp.size - 1,
-            check: "checkpoint",
-            expected: `${cp.root} (size ${cp.size})`,
-            found: `${record.anchor.root} (size ${record.anchor.size})`,
-            detail: `the anchor receipt stored with the checkpoint of size ${cp.size} is for another root`
-          },
-          to - from,
-          checked
-        )
-      }
-      checked++
-      verifiedUpTo = cp.size
-    }
-    return { from, to, entries: to - from, checkpoints: checked, valid: true } satisfies LedgerVerification
+    return yield* verifyRange(
+      { store, anchor: anchorService, trusted: signedByTrustedKey, keyId: keys.keyId, rootAt },
+      { from, to, head }
+    )
   })
 
   return Ledger.of({
-    publicKey: signer.publicKey,
-    keyId: signer.keyId,
+    publicKey: keys.publicKey,
+    keyId: keys.keyId,
+    publicKeys: keys.trusted,
     // Appends are on every transition's path: untraced, a span would cost as much as the append
     append: Effect.fnUntraced(function* (entry: EntryInput) {
       const prepared = yield* prepare(entry, "$")
@@ -1081,6 +921,8 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       const n = yield* requireIndex("newSize", newSize ?? current)
       if (n > current) return yield* outOfRange("newSize", n, current, `the ledger has ${current} entries`)
       if (m > n) return yield* outOfRange("oldSize", m, n, `oldSize must not exceed newSize (${n})`)
+      // As transparency-dev/merkle: a proof from the empty tree proves nothing, and verifiers refuse it
+      if (m === 0) return yield* outOfRange("oldSize", m, 1, "no consistency proof exists from the empty tree")
       const read = yield* readNodes("consistencyProof", Merkle.consistencyNodes(m, n))
       return { oldSize: m, newSize: n, path: Merkle.consistencyPath(m, n, read).map(hex) }
     }),
@@ -1091,7 +933,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       const checkpoint = yield* decode(Checkpoint)(input)
       const reject = (reason: CheckpointRejected["reason"], detail: string) =>
         new CheckpointRejected({ size: checkpoint.size, reason, detail })
-      if (!signer.verifiers.has(checkpoint.keyId)) {
+      if (!keys.trusted.has(checkpoint.keyId)) {
         return yield* reject("key", `signed by key ${checkpoint.keyId}, which this ledger does not trust`)
       }
       if (!signedByTrustedKey(checkpoint)) {
@@ -1122,45 +964,8 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
   })
 })
 
-/** Every node completed by entries `[start, end)`, and the children of the interior ones. */
-const nodesCompletedIn = (start: number, end: number): Array<Merkle.NodeId> => {
-  const ids: Array<Merkle.NodeId> = []
-  for (let seq = start; seq < end; seq++) {
-    ids.push({ level: 0, index: seq })
-    for (let level = 1, span = 2; (seq + 1) % span === 0; level++, span *= 2) {
-      const index = (seq + 1) / span - 1
-      ids.push({ level, index })
-      // The left child may predate the chunk; the right child was completed at `seq` (already listed)
-      ids.push({ level: level - 1, index: 2 * index })
-    }
-  }
-  return ids
-}
-
 const missingNode = (operation: string, id: Merkle.NodeId): LedgerStoreError =>
   new LedgerStoreError({
     operation,
     cause: new Error(`Merkle node (level ${id.level}, index ${id.index}) is missing from the store`)
   })
-
-const missing = (seq: number, found: LedgerEntry | undefined): LedgerMismatch => ({
-  seq,
-  check: "missing",
-  expected: `entry ${seq}`,
-  found: found === undefined ? "no entry" : `entry ${String(found.seq)}`,
-  detail: `no stored entry has seq ${seq}`
-})
-
-const attempt = (f: () => string): string => {
-  try {
-    return f()
-  } catch (error) {
-    return `not hashable: ${error instanceof Error ? error.message : String(error)}`
-  }
-}
-
-const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
-}

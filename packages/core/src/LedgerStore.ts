@@ -13,12 +13,15 @@
  *   holds a lock such as `pg_advisory_xact_lock`.
  * - `write` stores the entries and nodes it is given all together or not at all, and refuses to change a row
  *   that exists (append-only: a database refuses updates and deletes, e.g. with a trigger).
+ * - `head` is the stored head record (size and last entry hash) that appends continue from, kept apart from the
+ *   entries and moved by `write` with them: `verifyAll` checks one against the other, so an entry deleted from
+ *   the end shows up (the head still counts it) instead of leaving a shorter ledger that looks whole.
  * - Reads return what was written, field for field (absent optional fields stay absent): the ledger re-hashes
  *   them, so any difference shows up as tampering. Reads may return tampered rows; they must not repair them.
  *
  * **Layout** (what a SQL backend stores): entries by `seq` (unique; indexed by `entryHash` and `taskId`),
- * Merkle nodes by `(level, index)` as `Merkle` documents (32-byte hashes, fewer than two per entry), and
- * checkpoints by `size` (one per tree size, with the anchor receipt once it is anchored).
+ * Merkle nodes by `(level, index)` as `Merkle` documents (32-byte hashes, fewer than two per entry), the head
+ * record, and checkpoints by `size` (one per tree size, with the anchor receipt once it is anchored).
  *
  * `LedgerTamper` is the test hook that the ledger conformance suite needs to prove tampering is detected: it
  * changes stored data behind the ledger's back (a database backend disables its append-only trigger for it).
@@ -46,7 +49,7 @@ export const CheckpointRecord = Schema.Struct({
 export type CheckpointRecord = typeof CheckpointRecord.Type
 
 /**
- * The number of entries and the hash of the last one (`genesisHash` when empty).
+ * The head record: the number of entries and the hash of the last one (`genesisHash` when empty).
  *
  * @category models
  * @since 0.1.0
@@ -86,6 +89,16 @@ export class LedgerTamper extends Context.Service<
     ) => Effect.Effect<void, LedgerStoreError>
     /** Overwrites a stored Merkle node. */
     readonly replaceNode: (node: Merkle.Node) => Effect.Effect<void, LedgerStoreError>
+    /** Overwrites the head record (the size and last hash that appends continue from). */
+    readonly replaceHead: (head: LedgerHead) => Effect.Effect<void, LedgerStoreError>
+    /**
+     * Replaces the anchor receipt stored with the checkpoint of this size (any JSON-like record, kept as given),
+     * or deletes it when `receipt` is `undefined`.
+     */
+    readonly replaceAnchor: (
+      size: number,
+      receipt: Readonly<Record<string, unknown>> | undefined
+    ) => Effect.Effect<void, LedgerStoreError>
   }
 >()("@mandate/core/LedgerTamper") {}
 
@@ -112,13 +125,8 @@ const makeMemory = Effect.gen(function* () {
   const byTask = new Map<string, Array<number>>()
   const nodes = new NodeArray()
   const checkpoints: Array<CheckpointRecord> = [] // ascending size
-
-  // The size is one past the last stored entry, as `max(seq) + 1` would be in a database
-  const sizeOf = (): number => {
-    let size = entries.length
-    while (size > 0 && entries[size - 1] === undefined) size--
-    return size
-  }
+  // The head record, as a database keeps it in a row of its own: only `write` (and tampering) moves it
+  let head: LedgerHead = { size: 0, lastHash: genesisHash }
 
   const index = (seq: number, entry: LedgerEntry): void => {
     if (typeof entry.entryHash === "string") byHash.set(entry.entryHash, seq)
@@ -143,14 +151,12 @@ const makeMemory = Effect.gen(function* () {
   }
 
   const store = LedgerStore.of({
+    durable: false,
     withAppendLock: (effect) => lock.withPermits(1)(effect),
-    head: Effect.sync(() => {
-      const size = sizeOf()
-      return { size, lastHash: size === 0 ? genesisHash : entries[size - 1]!.entryHash }
-    }),
+    head: Effect.sync(() => head),
     write: (batch, written) =>
       Effect.suspend(() => {
-        const size = sizeOf()
+        const size = head.size
         // Validate everything first so a refused write changes nothing
         for (let i = 0; i < batch.length; i++) {
           if (batch[i]!.seq !== size + i) {
@@ -171,6 +177,7 @@ const makeMemory = Effect.gen(function* () {
           index(entry.seq, entry)
         }
         for (const node of written) nodes.push(node.level, node.index, node.hash)
+        if (batch.length > 0) head = { size: size + batch.length, lastHash: batch[batch.length - 1]!.entryHash }
         return Effect.void
       }),
     nodes: (ids) => Effect.sync(() => ids.map((id) => nodes.get(id.level, id.index))),
@@ -238,6 +245,24 @@ const makeMemory = Effect.gen(function* () {
       Effect.try({
         try: () => nodes.overwrite(node.level, node.index, node.hash),
         catch: (cause) => new LedgerStoreError({ operation: "replaceNode", cause })
+      }),
+    replaceHead: (next) =>
+      Effect.sync(() => {
+        head = { size: next.size, lastHash: next.lastHash }
+      }),
+    replaceAnchor: (size, receipt) =>
+      Effect.suspend(() => {
+        const i = checkpointIndex(size)
+        const existing = checkpoints[i]
+        if (existing === undefined || existing.checkpoint.size !== size) {
+          return Effect.fail(storeError("replaceAnchor", `no checkpoint of size ${size}`))
+        }
+        checkpoints[i] = deepFreeze(
+          receipt === undefined
+            ? { checkpoint: existing.checkpoint }
+            : { checkpoint: existing.checkpoint, anchor: structuredClone(receipt) as AnchorReceipt }
+        )
+        return Effect.void
       })
   })
 
@@ -253,6 +278,11 @@ const makeMemory = Effect.gen(function* () {
 export class LedgerStore extends Context.Service<
   LedgerStore,
   {
+    /**
+     * Whether what the store keeps outlives the process (a database: `true`; process memory: `false`). A ledger
+     * over a durable store needs a signing key that outlives the process too, and says so when it has none.
+     */
+    readonly durable: boolean
     /** Runs `effect` as the only appender (across processes); see the module documentation. */
     readonly withAppendLock: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | LedgerStoreError, R>
     readonly head: Effect.Effect<LedgerHead, LedgerStoreError>

@@ -23,9 +23,10 @@
  * (`inclusionNodes`, `consistencyNodes` list them, so a database can fetch them in one query).
  *
  * **Proof shape** follows RFC 9162 §2.1.3.1 (`PATH`) and §2.1.4.1 (`PROOF`/`SUBPROOF`): hashes listed from the
- * leaf (or the old tree) upwards. Verification follows §2.1.3.2 and §2.1.4.2; for the edge cases the RFC leaves
- * open, consistency follows transparency-dev/merkle: equal sizes need an empty proof and equal roots, and an
- * empty old tree is consistent with every tree (empty proof).
+ * leaf (or the old tree) upwards. Verification follows §2.1.3.2 and §2.1.4.2. For the edge cases the RFC leaves
+ * open, `verifyConsistency` decides as transparency-dev/merkle's `proof.VerifyConsistency` does: an old size of 0
+ * is refused whatever the proof and roots (a proof from the empty tree proves nothing, so `(0, 0)` and `(0, n)`
+ * are both `false`), and equal non-zero sizes need an empty proof and equal roots.
  *
  * Sizes and indexes are JavaScript numbers and are handled with arithmetic, not 32-bit bitwise operators, so
  * they are exact up to 2^53.
@@ -188,7 +189,8 @@ export const inclusionRanges = (index: number, size: number): Array<readonly [nu
 
 /**
  * The leaf ranges whose hashes form the consistency proof between trees of `oldSize` and `newSize` leaves, in
- * proof order (RFC 9162 §2.1.4.1, `PROOF(m, D[n])`). Empty when `oldSize` is 0 or equals `newSize`.
+ * proof order (RFC 9162 §2.1.4.1, `PROOF(m, D[n])`). Empty when `oldSize` equals `newSize`, and when it is 0
+ * (no proof exists from the empty tree: `verifyConsistency` refuses that size).
  *
  * @category proofs
  * @since 0.1.0
@@ -401,7 +403,8 @@ export const verifyInclusion = (
 
 /**
  * Verifies a consistency proof (RFC 9162 §2.1.4.2): is the tree of `oldSize` leaves with root `oldRoot` a prefix
- * of the tree of `newSize` leaves with root `newRoot`?
+ * of the tree of `newSize` leaves with root `newRoot`? Requires `0 < oldSize <= newSize`, as transparency-dev/merkle
+ * does: `false` for an old size of 0, and for equal sizes unless the proof is empty and the roots are equal.
  *
  * @category verification
  * @since 0.1.0
@@ -413,9 +416,8 @@ export const verifyConsistency = (
   newRoot: Uint8Array,
   path: ReadonlyArray<Uint8Array>
 ): boolean => {
-  if (!isSize(oldSize) || !isSize(newSize) || newSize < oldSize) return false
+  if (!isSize(oldSize) || !isSize(newSize) || newSize < oldSize || oldSize === 0) return false
   if (oldSize === newSize) return path.length === 0 && equal(oldRoot, newRoot)
-  if (oldSize === 0) return path.length === 0
   if (path.length === 0 || !path.every(isHash) || !isHash(oldRoot) || !isHash(newRoot)) return false
   // Step 2: when the old tree is a perfect subtree, its root is the proof's implicit first element
   const nodes = isPowerOfTwo(oldSize) ? [oldRoot, ...path] : path

@@ -1,18 +1,24 @@
 import * as NodeCrypto from "node:crypto"
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import {
   Anchor,
   AnchorError,
+  AnchorNotFound,
   type AnchorReceipt,
   InvalidInput,
   Ledger,
+  LedgerKeys,
   LedgerStore,
   LedgerTamper,
+  type Sha256Hex,
   UnitOfWork,
   verifyCheckpointSignature,
   verifyEntryProof
 } from "@mandate/core"
-import { Clock, Context, Effect, Layer, Logger, Option, Redacted, Ref } from "effect"
+import { Clock, Context, Effect, Layer, Logger, Option, Redacted, Ref, References } from "effect"
 import { TestClock } from "effect/testing"
 import { suite } from "./conformance/ledger.ts"
 
@@ -34,6 +40,7 @@ const memoryWithLatency = Layer.effectContext(
     const inner = Context.get(context, LedgerStore)
     const io = <A, E>(effect: Effect.Effect<A, E>) => Effect.andThen(Effect.yieldNow, effect)
     const store = LedgerStore.of({
+      durable: inner.durable,
       withAppendLock: (effect) => inner.withAppendLock(Effect.andThen(Effect.yieldNow, effect)),
       head: io(inner.head),
       write: (entries, nodes) => io(inner.write(entries, nodes)),
@@ -195,27 +202,30 @@ describe("Ledger anchoring", () => {
   it.effect("a pending receipt is refreshed from the chain when the entry is verified", () =>
     Effect.gen(function* () {
       const confirmed = yield* Ref.make(false)
+      const published = new Map<string, { root: Sha256Hex; size: number }>()
       const pendingAnchor = Layer.succeed(
         Anchor,
         Anchor.of({
           publish: (root, size) =>
-            Effect.succeed<AnchorReceipt>({
-              chain: "test",
-              txId: `tx_${root.slice(0, 8)}`,
-              tick: 10,
-              root,
-              size,
-              status: "pending",
-              publishedAt: 0
-            }),
+            Effect.sync(() => published.set(`tx_${root.slice(0, 8)}`, { root, size })).pipe(
+              Effect.as<AnchorReceipt>({
+                chain: "test",
+                txId: `tx_${root.slice(0, 8)}`,
+                tick: 10,
+                root,
+                size,
+                status: "pending",
+                publishedAt: 0
+              })
+            ),
           lookup: () => Effect.succeed(Option.none()),
           getTx: (txId) =>
             Effect.map(Ref.get(confirmed), (done) => ({
               chain: "test",
               txId,
               tick: 10,
-              root: "0".repeat(64),
-              size: 0,
+              root: published.get(txId)!.root,
+              size: published.get(txId)!.size,
               status: done ? ("confirmed" as const) : ("pending" as const),
               publishedAt: 0,
               ...(done ? { confirmedAt: 42 } : {})
@@ -333,6 +343,218 @@ describe("Ledger options: signing keys and anchoring triggers", () => {
         assert.instanceOf(error, InvalidInput)
         assert.strictEqual((error as InvalidInput).path, "$.signingKey")
       }
+    })
+  )
+})
+
+/**
+ * A chain whose transactions the test moves: each publish is pending until `settle` sets its status; `reachable`
+ * false makes every query fail as an unreachable chain does.
+ */
+const controlledChain = Effect.gen(function* () {
+  const txs = new Map<string, AnchorReceipt>()
+  const reachable = yield* Ref.make(true)
+  const unreachable = (operation: string) => new AnchorError({ operation, message: "chain unreachable" })
+  const layer = Layer.succeed(
+    Anchor,
+    Anchor.of({
+      publish: (root, size) =>
+        Effect.sync(() => {
+          const receipt: AnchorReceipt = {
+            chain: "test",
+            txId: `tx_${txs.size}_${root.slice(0, 8)}`,
+            tick: 100 + txs.size,
+            root,
+            size,
+            status: "pending",
+            publishedAt: 1
+          }
+          txs.set(receipt.txId, receipt)
+          return receipt
+        }),
+      lookup: (root) =>
+        Effect.flatMap(Ref.get(reachable), (up) =>
+          up
+            ? Effect.succeed(Option.fromNullishOr([...txs.values()].findLast((r) => r.root === root)))
+            : Effect.fail(unreachable("lookup"))
+        ),
+      getTx: (txId) =>
+        Effect.flatMap(Ref.get(reachable), (up): Effect.Effect<AnchorReceipt, AnchorError | AnchorNotFound> => {
+          if (!up) return Effect.fail(unreachable("getTx"))
+          const receipt = txs.get(txId)
+          return receipt === undefined ? Effect.fail(new AnchorNotFound({ id: txId })) : Effect.succeed(receipt)
+        })
+    })
+  )
+  const settle = (txId: string, status: AnchorReceipt["status"]) =>
+    Effect.sync(() => {
+      const receipt = txs.get(txId)!
+      const { confirmedAt: _, ...rest } = receipt
+      txs.set(txId, status === "confirmed" ? { ...rest, status, confirmedAt: 2 } : { ...rest, status })
+    })
+  return { layer, reachable, settle }
+})
+
+describe("Ledger.verifyAll checks anchor receipts against the chain's status", () => {
+  it.effect("a receipt may lag behind the chain, never run ahead of it or contradict it", () =>
+    Effect.gen(function* () {
+      const chain = yield* controlledChain
+      yield* Effect.gen(function* () {
+        const ledger = yield* Ledger
+        const tamper = yield* LedgerTamper
+        yield* ledger.append(entry(1))
+        const record = yield* ledger.anchor
+        const receipt = record.anchor!
+        assert.strictEqual(receipt.status, "pending")
+        const size = record.checkpoint.size
+        const clean = yield* ledger.verifyAll()
+        assert.isTrue(clean.valid)
+        assert.deepStrictEqual([clean.anchors, clean.anchorsUnchecked], [1, 0])
+
+        // Marked confirmed in the store while the chain still has it pending
+        yield* tamper.replaceAnchor(size, { ...receipt, status: "confirmed", confirmedAt: 5 })
+        const ahead = yield* ledger.verifyAll()
+        assert.strictEqual(ahead.mismatch?.check, "anchor")
+        assert.strictEqual(ahead.mismatch?.seq, size - 1)
+        assert.include(ahead.mismatch!.detail, "the chain says pending")
+
+        // The chain confirms: the stored receipt now agrees
+        yield* chain.settle(receipt.txId, "confirmed")
+        assert.isTrue((yield* ledger.verifyAll()).valid)
+        // A stored pending receipt lags behind the confirmed transaction: not tampering
+        yield* tamper.replaceAnchor(size, receipt)
+        assert.isTrue((yield* ledger.verifyAll()).valid)
+        // Marked dropped while the chain confirmed it: contradicts the chain
+        yield* tamper.replaceAnchor(size, { ...receipt, status: "dropped" })
+        assert.strictEqual((yield* ledger.verifyAll()).mismatch?.check, "anchor")
+        // Confirmed at another tick than the chain's
+        yield* tamper.replaceAnchor(size, { ...receipt, status: "confirmed", confirmedAt: 2, tick: 7 })
+        assert.strictEqual((yield* ledger.verifyAll()).mismatch?.check, "anchor")
+
+        // The chain unreachable: counted as unchecked, neither valid evidence nor tampering
+        yield* tamper.replaceAnchor(size, receipt)
+        yield* Ref.set(chain.reachable, false)
+        const unreachable = yield* ledger.verifyAll()
+        assert.isTrue(unreachable.valid)
+        assert.deepStrictEqual([unreachable.anchors, unreachable.anchorsUnchecked], [0, 1])
+      }).pipe(
+        Effect.provide(Ledger.layer().pipe(Layer.provideMerge(LedgerStore.layerMemory), Layer.provide(chain.layer)))
+      )
+    })
+  )
+
+  it.effect("a pending receipt naming a transaction the chain lacks, while the chain holds the root elsewhere", () =>
+    Effect.gen(function* () {
+      const chain = yield* controlledChain
+      yield* Effect.gen(function* () {
+        const ledger = yield* Ledger
+        const tamper = yield* LedgerTamper
+        yield* ledger.append(entry(1))
+        const record = yield* ledger.anchor
+        const receipt = record.anchor!
+        // Not on the chain yet (a pending transaction the archive has not processed): no verdict either way
+        yield* tamper.replaceAnchor(record.checkpoint.size, { ...receipt, txId: "tx_not_yet_archived" })
+        yield* chain.settle(receipt.txId, "confirmed")
+        const report = yield* ledger.verifyAll()
+        assert.strictEqual(report.mismatch?.check, "anchor")
+        assert.include(report.mismatch!.detail, receipt.txId)
+      }).pipe(
+        Effect.provide(Ledger.layer().pipe(Layer.provideMerge(LedgerStore.layerMemory), Layer.provide(chain.layer)))
+      )
+    })
+  )
+})
+
+describe("Ledger keys kept in a directory", () => {
+  it.effect(
+    "a restart over the same store signs with the same key; a rotation keeps earlier checkpoints verifiable",
+    () =>
+      Effect.gen(function* () {
+        const directory = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-keys-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => NodeFs.rmSync(directory, { recursive: true, force: true })))
+        // One persistent store; each "process" loads its keys from the directory
+        const store = yield* Layer.build(LedgerStore.layerMemory)
+        const start = Layer.unwrap(
+          Effect.map(LedgerKeys.inDirectory(directory), (keys) =>
+            Ledger.layer({ keys }).pipe(Layer.provide(Layer.succeedContext(store)), Layer.provide(Anchor.layerNone))
+          )
+        )
+        const first = yield* Effect.provide(
+          Ledger.use((ledger) =>
+            Effect.gen(function* () {
+              const receipts = yield* ledger.appendBatch([1, 2, 3].map(entry))
+              return { receipts, checkpoint: yield* ledger.checkpoint, keyId: ledger.keyId }
+            })
+          ),
+          start
+        )
+        // Restarted: same key, the earlier entries verify as they did
+        yield* Effect.gen(function* () {
+          const ledger = yield* Ledger
+          assert.strictEqual(ledger.keyId, first.keyId)
+          const verified = yield* ledger.verify(first.receipts[0]!.entryHash)
+          assert.deepStrictEqual(verified.checkpoint, first.checkpoint)
+          assert.isTrue(verifyEntryProof(verified, ledger.publicKey))
+        }).pipe(Effect.provide(start))
+
+        // Rotated: the key file moved away, a new key is generated at the next start
+        NodeFs.renameSync(
+          NodePath.join(directory, LedgerKeys.keyFileName),
+          NodePath.join(directory, "retired-ledger-signing-key.pem")
+        )
+        yield* Effect.gen(function* () {
+          const ledger = yield* Ledger
+          assert.notStrictEqual(ledger.keyId, first.keyId)
+          assert.deepStrictEqual([...ledger.publicKeys.keys()].sort(), [first.keyId, ledger.keyId].sort())
+          yield* ledger.verifyCheckpoint(first.checkpoint)
+          yield* ledger.append(entry(4))
+          const next = yield* ledger.checkpoint
+          assert.strictEqual(next.keyId, ledger.keyId)
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+          // Offline: each checkpoint with the key its keyId names
+          const old = yield* ledger.verify(first.receipts[0]!.entryHash)
+          assert.strictEqual(old.checkpoint.keyId, ledger.keyId)
+          assert.isTrue(verifyEntryProof(old, [...ledger.publicKeys.values()]))
+          assert.isFalse(verifyEntryProof({ ...old, checkpoint: first.checkpoint }, ledger.publicKey))
+        }).pipe(Effect.provide(start))
+      })
+  )
+})
+
+describe("Ledger without a signing key", () => {
+  it.effect("says so: a warning over a durable store, nothing louder than debug over memory", () =>
+    Effect.gen(function* () {
+      const logged: Array<[string, string]> = []
+      const collector = Logger.make(({ logLevel, message }) => {
+        logged.push([logLevel, String(Array.isArray(message) ? message[0] : message)])
+      })
+      const durableMemory = Layer.effect(
+        LedgerStore,
+        LedgerStore.use((store) => Effect.succeed(LedgerStore.of({ ...store, durable: true })))
+      ).pipe(Layer.provide(LedgerStore.layerMemory))
+      const build = (store: Layer.Layer<LedgerStore>) =>
+        Effect.provide(
+          Ledger.use(() => Effect.void),
+          Ledger.layer().pipe(
+            Layer.provide(store),
+            Layer.provide(Anchor.layerNone),
+            Layer.provide(Logger.layer([collector])),
+            Layer.provide(Layer.succeed(References.MinimumLogLevel, "All"))
+          )
+        )
+      yield* build(LedgerStore.layerMemory)
+      assert.deepStrictEqual(
+        logged.map(([level]) => level),
+        ["Debug"]
+      )
+      assert.include(logged[0]![1], "ephemeral")
+      logged.length = 0
+      yield* build(durableMemory)
+      assert.deepStrictEqual(
+        logged.map(([level]) => level),
+        ["Warn"]
+      )
+      assert.include(logged[0]![1], "durable")
     })
   )
 })

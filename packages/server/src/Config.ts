@@ -10,12 +10,15 @@
  * | `REDIS_URL` | | Redis URL (rate limits; stores with `MANDATE_STORE=redis`) |
  * | `MANDATE_ANCHOR` | `qubic-mock` | `qubic-mock`, `qubic-rpc`, `memory` (in-process, proves nothing) or `none` |
  * | `QUBIC_RPC_URL` | | gateway URL (with `qubic-rpc`) |
- * | `MANDATE_QUBIC_SEED` | mock seed | 55-letter seed of the (mock) signer |
+ * | `MANDATE_QUBIC_SEED` | mock seed | 55-letter seed of the anchor identity (required with `qubic-rpc`) |
+ * | `MANDATE_QUBIC_SIGNER` | `mock` | `mock`, or a module whose default export makes the `Signer` layer from the seed |
+ * | `MANDATE_QUBIC_TICK` | `1 second` | tick period of the in-process Qubic mock |
  * | `MANDATE_POLICY_FILE` | seed policy | JSON or YAML policy set |
  * | `MANDATE_API_KEYS` | | `token:role+role,token:role`; principal = the token's part before a `.` |
  * | `MANDATE_JWT_SECRET` / `MANDATE_JWT_PUBLIC_KEY` | | HS256 secret / EdDSA public key (PEM) |
  * | `MANDATE_JWT_ISSUER` / `MANDATE_JWT_AUDIENCE` | | required `iss` / `aud` of JWTs |
- * | `MANDATE_LEDGER_KEY` | generated | Ed25519 PKCS#8 PEM signing ledger checkpoints |
+ * | `MANDATE_LEDGER_KEY` | kept in the data directory | Ed25519 PKCS#8 PEM signing ledger checkpoints |
+ * | `MANDATE_DATA_DIR` | `.mandate` | where a persistent store's ledger keys and the Qubic mock's state are kept |
  * | `MANDATE_ANCHOR_INTERVAL` / `MANDATE_ANCHOR_ENTRIES` | `30 seconds` / `1000` | automatic anchoring |
  * | `MANDATE_RATE_LIMIT` / `MANDATE_RATE_WINDOW` | `600` / `1 minute` | requests per token per window |
  * | `MANDATE_MAX_BODY_BYTES` | `1048576` | largest request body |
@@ -54,6 +57,8 @@ export interface ServerConfig {
   readonly anchor: AnchorKind
   readonly qubicRpcUrl: Option.Option<string>
   readonly qubicSeed: Option.Option<Redacted.Redacted>
+  readonly qubicSigner: string
+  readonly qubicTick: Duration.Duration
   readonly policyFile: Option.Option<string>
   readonly apiKeys: Option.Option<Redacted.Redacted>
   readonly jwtSecret: Option.Option<Redacted.Redacted>
@@ -61,6 +66,7 @@ export interface ServerConfig {
   readonly jwtIssuer: Option.Option<string>
   readonly jwtAudience: Option.Option<string>
   readonly ledgerKey: Option.Option<Redacted.Redacted>
+  readonly dataDir: string
   readonly anchorInterval: Duration.Duration
   readonly anchorEntries: number
   readonly rateLimit: number
@@ -117,6 +123,8 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   ),
   qubicRpcUrl: Config.String("QUBIC_RPC_URL").pipe(Config.option),
   qubicSeed: Config.Redacted("MANDATE_QUBIC_SEED").pipe(Config.option),
+  qubicSigner: Config.String("MANDATE_QUBIC_SIGNER").pipe(Config.withDefault("mock")),
+  qubicTick: Config.Duration("MANDATE_QUBIC_TICK").pipe(Config.withDefault(Duration.seconds(1))),
   policyFile: Config.String("MANDATE_POLICY_FILE").pipe(Config.option),
   apiKeys: Config.Redacted("MANDATE_API_KEYS").pipe(Config.option),
   jwtSecret: Config.Redacted("MANDATE_JWT_SECRET").pipe(Config.option),
@@ -124,6 +132,7 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   jwtIssuer: Config.String("MANDATE_JWT_ISSUER").pipe(Config.option),
   jwtAudience: Config.String("MANDATE_JWT_AUDIENCE").pipe(Config.option),
   ledgerKey: Config.Redacted("MANDATE_LEDGER_KEY").pipe(Config.option),
+  dataDir: Config.String("MANDATE_DATA_DIR").pipe(Config.withDefault(".mandate")),
   anchorInterval: Config.Duration("MANDATE_ANCHOR_INTERVAL").pipe(Config.withDefault(Duration.seconds(30))),
   anchorEntries: positiveInt("MANDATE_ANCHOR_ENTRIES", 1000),
   rateLimit: positiveInt("MANDATE_RATE_LIMIT", 600, 1_000_000),

@@ -155,12 +155,11 @@ export const layerConfig = Layer.unwrap(
     const grace = Duration.toMillis(config.shutdownGrace)
     const services = Stores.layerFromConfig(config, {
       policy,
-      ledger: {
-        ...(Option.isSome(config.ledgerKey) ? { signingKey: config.ledgerKey.value as Redacted.Redacted<string> } : {}),
-        ...(config.anchor === "none"
+      // The signing key is chosen with the store (Stores.ledgerKeys)
+      ledger:
+        config.anchor === "none"
           ? {}
-          : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } })
-      },
+          : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } },
       runtime: {
         workers: config.workerConcurrency > 0,
         concurrency: Math.max(1, config.workerConcurrency),
@@ -192,6 +191,7 @@ export const layerConfig = Layer.unwrap(
       announce({
         store: config.store,
         anchor: config.anchor,
+        ...(config.store === "memory" ? {} : { data_dir: config.dataDir }),
         auth: development ? "development" : "configured",
         console: `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}/`,
         cors: config.corsOrigins.length === 0 ? "off" : config.corsOrigins.join(" "),

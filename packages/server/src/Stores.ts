@@ -3,10 +3,19 @@
  * Qubic mock, a Qubic gateway or nothing, as the configuration says. Memory and the Qubic mock are the default,
  * so a fresh clone serves the whole API with nothing else installed.
  *
+ * **What outlives a restart besides the stores** (`layerFromConfig`). A persistent store (Postgres, Redis) never
+ * gets a throw-away signing key: the ledger signs with `MANDATE_LEDGER_KEY`, else with a key generated once and
+ * kept in the data directory (`MANDATE_DATA_DIR`, `LedgerKeys.inDirectory`), and trusts every key used there
+ * before, so a restart or a rotation leaves earlier checkpoints verifiable. The Qubic mock keeps its network and
+ * its receipts in the data directory too, so transactions, receipts and confirmations survive a restart. On the
+ * memory store all of it ends with the process, and the startup log says so.
+ *
  * `Readiness` probes each configured store and the anchor for `GET /ready`.
  *
  * @since 0.1.0
  */
+import * as NodePath from "node:path"
+import * as NodeUrl from "node:url"
 import * as Postgres from "@mandate/adapters/postgres"
 import * as Qubic from "@mandate/adapters/qubic"
 import * as Redis from "@mandate/adapters/redis"
@@ -14,6 +23,7 @@ import {
   Agents,
   Anchor,
   Ledger,
+  LedgerKeys,
   type LedgerOptions,
   LedgerStore,
   Mandate,
@@ -144,31 +154,136 @@ const mandateOptions = (options: StoresOptions | undefined): Mandate.MemoryOptio
 })
 
 /**
- * The chain: the in-process Qubic mock, a Qubic gateway (`QUBIC_RPC_URL`, signing with the mock signer, which
- * only the mock network accepts), core's in-process chain (instant confirmations; for benchmarks and tests, it
- * proves nothing to a third party), or no anchoring.
+ * How `layerAnchor` builds the chain.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface AnchorOptions {
+  /** The gateway of `qubic-rpc`. */
+  readonly rpcUrl?: string | undefined
+  /** The anchor identity's 55-letter seed (required by `qubic-rpc`; the mock's default is `Qubic.MOCK_SEED`). */
+  readonly seed?: Redacted.Redacted | undefined
+  /** `mock` (default), or a module whose default export makes the `Signer` layer from the seed (`signerFromModule`). */
+  readonly signer?: string | undefined
+  /** The Qubic mock's tick period (default 1 second). */
+  readonly tick?: Duration.Input | undefined
+  /** A directory where the Qubic mock keeps its network, and the Qubic anchors their receipts, across restarts. */
+  readonly stateDirectory?: string | undefined
+}
+
+/**
+ * The chain: the in-process Qubic mock, a Qubic gateway (`QUBIC_RPC_URL`, signing with the configured signer:
+ * the mock signer, which only the mock network accepts, or a module of your own — see `signerFromModule`), core's
+ * in-process chain (instant confirmations; for benchmarks and tests, it proves nothing to a third party), or no
+ * anchoring.
  *
  * @category layers
  * @since 0.1.0
  */
-export const layerAnchor = (
-  kind: AnchorKind,
-  options?: { readonly rpcUrl?: string | undefined; readonly seed?: Redacted.Redacted | undefined }
-): Layer.Layer<Anchor, unknown> => {
+export const layerAnchor = (kind: AnchorKind, options?: AnchorOptions): Layer.Layer<Anchor, unknown> => {
+  const inState = (name: string) =>
+    options?.stateDirectory === undefined ? undefined : NodePath.join(options.stateDirectory, name)
   switch (kind) {
     case "none":
       return Anchor.layerNone
     case "memory":
       return Anchor.layerMemory
     case "qubic-mock":
-      return Qubic.layerMock(options?.seed === undefined ? {} : { seed: options.seed as Redacted.Redacted<string> })
+      return Qubic.layerMock({
+        ...(options?.seed === undefined ? {} : { seed: options.seed as Redacted.Redacted<string> }),
+        network: {
+          ...(options?.tick === undefined ? {} : { tickDuration: options.tick }),
+          stateFile: inState("qubic-mock-network.json")
+        },
+        stateFile: inState("qubic-mock-anchor.json")
+      })
     case "qubic-rpc":
-      return options?.rpcUrl === undefined
-        ? failing(new StoreUnavailable({ store: "qubic-rpc", message: "MANDATE_ANCHOR=qubic-rpc needs QUBIC_RPC_URL" }))
-        : Qubic.layerRpc({ url: options.rpcUrl }).pipe(
-            Layer.provide(Qubic.layerMockSigner((options.seed as Redacted.Redacted<string>) ?? Qubic.MOCK_SEED))
-          )
+      if (options?.rpcUrl === undefined) {
+        return failing(
+          new StoreUnavailable({ store: "qubic-rpc", message: "MANDATE_ANCHOR=qubic-rpc needs QUBIC_RPC_URL" })
+        )
+      }
+      if (options.seed === undefined) {
+        return failing(
+          new StoreUnavailable({
+            store: "qubic-rpc",
+            message: "MANDATE_ANCHOR=qubic-rpc needs MANDATE_QUBIC_SEED, the 55-letter seed of the anchor identity"
+          })
+        )
+      }
+      return Qubic.layerRpc({ url: options.rpcUrl, stateFile: inState("qubic-anchor.json") }).pipe(
+        Layer.provide(signerFromModule(options.signer ?? "mock", options.seed as Redacted.Redacted<string>))
+      )
   }
+}
+
+/**
+ * The `Signer` of anchor transactions: `mock` (`Qubic.layerMockSigner`), or a module — a path (relative to the
+ * working directory) or a package name — whose default export is a function from the seed (`Redacted`) to a
+ * `Signer` layer. That is how a real SchnorrQ signer (e.g. one over a Qubic library whose licence you accept)
+ * plugs into `qubic-rpc` without changes to Mandate:
+ *
+ * ```ts
+ * // my-signer.ts, used with MANDATE_QUBIC_SIGNER=./my-signer.ts
+ * export default (seed: Redacted.Redacted<string>) => Layer.effect(Qubic.Signer, ...)
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const signerFromModule = (
+  specifier: string,
+  seed: Redacted.Redacted<string>
+): Layer.Layer<Qubic.Signer, unknown> => {
+  if (specifier === "mock") return Qubic.layerMockSigner(seed)
+  const unusable = (message: string) => new StoreUnavailable({ store: "qubic-signer", message })
+  return Layer.unwrap(
+    Effect.gen(function* () {
+      const url =
+        specifier.startsWith(".") || NodePath.isAbsolute(specifier)
+          ? NodeUrl.pathToFileURL(NodePath.resolve(specifier)).href
+          : specifier
+      const module = yield* Effect.tryPromise({
+        try: () => import(url) as Promise<{ readonly default?: unknown }>,
+        catch: (error) =>
+          unusable(
+            `MANDATE_QUBIC_SIGNER ${specifier} cannot be loaded: ${error instanceof Error ? error.message : error}`
+          )
+      })
+      if (typeof module.default !== "function") {
+        return yield* unusable(`MANDATE_QUBIC_SIGNER ${specifier} has no default export making a Signer layer`)
+      }
+      const layer: unknown = module.default(seed)
+      if (!Layer.isLayer(layer)) {
+        return yield* unusable(`MANDATE_QUBIC_SIGNER ${specifier}: its default export did not return a Layer`)
+      }
+      return layer as Layer.Layer<Qubic.Signer, unknown>
+    })
+  )
+}
+
+/**
+ * The ledger's keys for a backend: on a persistent store, `MANDATE_LEDGER_KEY` or the data directory's key
+ * (`LedgerKeys.inDirectory`, which logs where the key came from); on the memory store, `MANDATE_LEDGER_KEY` or a
+ * key for this process only, logged as such.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const ledgerKeys = (options: {
+  readonly persistent: boolean
+  readonly dataDir: string
+  readonly signingKey?: Redacted.Redacted | undefined
+}): Effect.Effect<LedgerKeys.LedgerKeys, unknown> => {
+  const signingKey = options.signingKey as Redacted.Redacted<string> | undefined
+  if (options.persistent) return LedgerKeys.inDirectory(options.dataDir, { signingKey })
+  if (signingKey !== undefined) return LedgerKeys.make({ signingKey })
+  return Effect.tap(LedgerKeys.ephemeral, (keys) =>
+    Effect.logInfo(
+      `Ledger signing key ${keys.keyId} is ephemeral: the memory store ends with the process, and so does the key`
+    )
+  )
 }
 
 /**
@@ -181,15 +296,25 @@ export const layerFromConfig = (
   config: ServerConfig,
   options?: Omit<StoresOptions, "anchor">
 ): Layer.Layer<Services | Readiness, unknown> => {
+  const persistent = config.store !== "memory"
   const anchor = layerAnchor(config.anchor, {
     rpcUrl: Option.getOrUndefined(config.qubicRpcUrl),
-    seed: Option.getOrUndefined(config.qubicSeed)
+    seed: Option.getOrUndefined(config.qubicSeed),
+    signer: config.qubicSigner,
+    tick: config.qubicTick,
+    stateDirectory: persistent ? config.dataDir : undefined
   })
   const services: Layer.Layer<Services, unknown> = Layer.unwrap(
     Effect.gen(function* (): Effect.fn.Return<Layer.Layer<Services, unknown>, unknown> {
       const redis = Option.isSome(config.redisUrl) ? Option.some(yield* Redis.RedisConfig) : Option.none()
+      const keys = yield* ledgerKeys({
+        persistent,
+        dataDir: config.dataDir,
+        signingKey: Option.getOrUndefined(config.ledgerKey)
+      })
       const stores: StoresOptions = {
         ...options,
+        ledger: { ...options?.ledger, keys },
         anchor,
         ...(Option.isSome(redis) ? { rateLimit: layerRedisRateLimit(redis.value) } : {})
       }

@@ -13,6 +13,8 @@
  *   when the first entry is the next position (so nothing is written out of place); the primary keys refuse to
  *   overwrite.
  * - Triggers make entries, nodes and checkpoints append-only in the database itself.
+ * - `head` is the `ledger_head` row (the appender's locked copy inside `withAppendLock`), apart from the entries:
+ *   the ledger checks one against the other.
  * - Reads return the columns as stored, tampered or not; the ledger re-hashes them.
  *
  * `LedgerTamper` (for the conformance suite's tamper tests only; never provide it in production) rewrites rows
@@ -212,12 +214,14 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
         : Effect.succeed(toHead(row.size, row.last_hash))
     )
   )
-  // Everyone else's head: the last stored entry, as stored (a reader must see what is there, tampered or not)
-  const storedHead = query(
-    "head",
-    sql`SELECT pos + 1 AS size, entry_hash AS last_hash FROM ${entriesTable} ORDER BY pos DESC LIMIT 1`,
-    decodeHeadRows
-  ).pipe(Effect.map(([row]) => (row === undefined ? toHead(0n, null) : toHead(row.size, row.last_hash))))
+  // Everyone else's head: the row as stored (a reader must see what is there, tampered or not)
+  const storedHead = query("head", sql`SELECT size, last_hash FROM ${headTable}`, decodeHeadRows).pipe(
+    Effect.flatMap(([row]) =>
+      row === undefined
+        ? Effect.fail(failure("head", "ledger_head has no row"))
+        : Effect.succeed(toHead(row.size, row.last_hash))
+    )
+  )
 
   const withAppendLock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     Effect.flatMap(Effect.serviceOption(sql.transactionService), (enclosing) => {
@@ -366,6 +370,7 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     }).pipe(Effect.withSpan("LedgerStore.putAnchor"))
 
   const store = LedgerStore.of({
+    durable: true,
     withAppendLock,
     head,
     write,
@@ -386,11 +391,12 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
   const unguarded = (
     operation: string,
     table: string,
-    change: Effect.Effect<void, SqlError.SqlError | LedgerStoreError>
+    change: Effect.Effect<void, SqlError.SqlError | LedgerStoreError>,
+    triggerName = `${table}_append_only`
   ) =>
     Effect.gen(function* () {
       const name = sql(`${schema}.${table}`)
-      const trigger = sql(`${table}_append_only`)
+      const trigger = sql(triggerName)
       yield* sql`ALTER TABLE ${name} DISABLE TRIGGER ${trigger}`
       yield* change
       yield* sql`ALTER TABLE ${name} ENABLE TRIGGER ${trigger}`
@@ -430,6 +436,26 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
             return yield* failure("replaceNode", `no node (${node.level}, ${node.index})`)
           }
         })
+      ),
+    // The head row has no trigger: appenders move it. One UPDATE, as anyone who can write the table could
+    replaceHead: (next) =>
+      sql`UPDATE ${headTable} SET size = ${next.size}, last_hash = ${next.lastHash}`.pipe(
+        Effect.asVoid,
+        Effect.mapError(storeError("replaceHead"))
+      ),
+    replaceAnchor: (size, receipt) =>
+      unguarded(
+        "replaceAnchor",
+        "ledger_anchors",
+        Effect.gen(function* () {
+          yield* sql`DELETE FROM ${anchorsTable} WHERE size = ${size}`
+          if (receipt === undefined) return
+          const stored = yield* sql`INSERT INTO ${anchorsTable} (size, receipt)
+              SELECT size, ${JSON.stringify(receipt)}::json FROM ${checkpointsTable} WHERE size = ${size}
+              RETURNING size`
+          if (stored.length === 0) return yield* failure("replaceAnchor", `no checkpoint of size ${size}`)
+        }),
+        "ledger_anchors_kept"
       )
   })
 
@@ -467,8 +493,9 @@ export const layerLedgerStoreWithTamper = (
   )
 
 /**
- * Core's `Ledger` on the Postgres store: give it a persistent `signingKey` (a key generated per start cannot
- * verify the checkpoints an earlier start signed) and an `Anchor`.
+ * Core's `Ledger` on the Postgres store: give it kept keys (`keys` from `LedgerKeys.inDirectory`, or a
+ * `signingKey`; a key generated per start cannot verify the checkpoints an earlier start signed, and the ledger
+ * warns when it has to make one) and an `Anchor`.
  *
  * @category layers
  * @since 0.1.0

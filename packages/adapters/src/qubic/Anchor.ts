@@ -26,19 +26,34 @@
  * periodically, not every entry. Publishing a root that is pending or confirmed returns its receipt instead of
  * sending another transaction.
  *
- * Receipts live in the layer's memory; `getTx` of an id it does not know reads the transaction from the
- * archive and rebuilds the receipt from its input (so it works after a restart); `lookup` of a root it does not
- * know finds nothing.
+ * Receipts live in the layer's memory, and with `stateFile` also in that file (`StateFile`: one owning process,
+ * whole writes), written at every change: after a restart the layer knows its receipts again (`lookup` finds
+ * them by root), and resumes watching the transactions that were pending — confirmed, or dropped and broadcast
+ * again, as if it had never stopped. `getTx` of an id it does not know reads the transaction from the archive
+ * and rebuilds the receipt from its input; `lookup` of a root it does not know finds nothing.
  *
  * @since 0.1.0
  */
-import { Anchor, AnchorError, AnchorNotFound, type AnchorReceipt, InvalidInput } from "@mandate/core"
-import { Clock, Deferred, Duration, Effect, Layer, Option, type Redacted, Result, Schedule, Semaphore } from "effect"
+import { Anchor, AnchorError, AnchorNotFound, AnchorReceipt, InvalidInput } from "@mandate/core"
+import {
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  type Redacted,
+  Result,
+  Schedule,
+  Schema,
+  Semaphore
+} from "effect"
 import { type ArchivedTransaction, isRetryable, type QubicError, QubicNetworkError, QubicNode } from "./Api.ts"
 import { type Chain, type ChainOptions, layerChain } from "./Chain.ts"
 import { identityProblem, isTxId, publicKeyFromIdentity, txIdFromSignedBytes } from "./Identity.ts"
 import { layerRpcNode, type RpcNodeOptions } from "./RpcClient.ts"
 import { layerMockSigner, type QubicSignerError, Signer, signTransaction } from "./Signer.ts"
+import * as StateFile from "./StateFile.ts"
 import { encodeTransaction, fromBase64, toBase64 } from "./Transaction.ts"
 
 /**
@@ -65,6 +80,8 @@ export interface QubicAnchorOptions {
   /** Retries of a failed broadcast (default 5), with exponential backoff from `retryBase` (default 500 ms). */
   readonly broadcastRetries?: number | undefined
   readonly retryBase?: Duration.Input | undefined
+  /** A file to keep the receipts in across restarts (see the module docs). */
+  readonly stateFile?: string | undefined
 }
 
 /**
@@ -104,6 +121,15 @@ export const decodeAnchorInput = (
 }
 
 const isRoot = (root: unknown): root is string => typeof root === "string" && /^[0-9a-f]{64}$/.test(root)
+
+// What the state file holds: every receipt, and each root's latest transaction
+const AnchorState = Schema.Struct({
+  version: Schema.Literal(1),
+  receipts: Schema.Array(AnchorReceipt),
+  roots: Schema.Array(Schema.Tuple([Schema.String, Schema.String]))
+})
+type AnchorState = typeof AnchorState.Encoded
+const decodeState = Schema.decodeUnknownEffect(AnchorState)
 
 interface Attempt {
   readonly txId: string
@@ -190,6 +216,37 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
   const byTx = new Map<string, AnchorReceipt>()
   const byRoot = new Map<string, string>()
   const inFlight = new Map<string, Flight>()
+
+  const file = options?.stateFile === undefined ? Option.none() : yield* StateFile.acquire(options.stateFile)
+  if (options?.stateFile !== undefined && Option.isNone(file)) {
+    yield* Effect.logWarning(
+      `Qubic anchor: ${options.stateFile} belongs to another running process; receipts are kept in memory only`
+    )
+  }
+  if (Option.isSome(file)) {
+    const saved = yield* file.value.read
+    if (saved !== undefined) {
+      const state = yield* decodeState(saved).pipe(
+        Effect.mapError(
+          (error) =>
+            new StateFile.StateFileError({
+              path: file.value.path,
+              message: `not a Qubic anchor state: ${error.message}`
+            })
+        )
+      )
+      for (const receipt of state.receipts) byTx.set(receipt.txId, receipt)
+      for (const [root, txId] of state.roots) byRoot.set(root, txId)
+    }
+  }
+  // Written at every change of a receipt; a failed write is logged and the next change writes everything again
+  const persist: Effect.Effect<void> = Effect.suspend(() =>
+    Option.isNone(file)
+      ? Effect.void
+      : file.value
+          .write({ version: 1, receipts: [...byTx.values()], roots: [...byRoot] } satisfies AnchorState)
+          .pipe(Effect.catch((error) => Effect.logWarning(`Qubic anchor: ${error.message}`)))
+  )
 
   const broadcastOnce = (
     root: string,
@@ -288,19 +345,25 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
         publishedAt: now
       })
       byRoot.set(root, attempt.txId)
-    })
+    }).pipe(Effect.andThen(persist))
 
   const markDropped = (attempt: Attempt) => {
     const receipt = byTx.get(attempt.txId)
     if (receipt !== undefined) byTx.set(attempt.txId, { ...receipt, status: "dropped" })
   }
 
-  const workflow = (root: string, size: number, flight: Flight) =>
+  // `resumed`: a pending transaction of a previous run of the layer (from the state file), watched again
+  const workflow = (root: string, size: number, flight: Flight, resumed?: Attempt) =>
     Effect.gen(function* () {
-      const first = yield* Effect.result(broadcast(root, size))
-      if (Result.isFailure(first)) return yield* Deferred.fail(flight.started, first.failure)
-      let attempt = first.success
-      yield* recordPending(root, size, attempt)
+      let attempt: Attempt
+      if (resumed === undefined) {
+        const first = yield* Effect.result(broadcast(root, size))
+        if (Result.isFailure(first)) return yield* Deferred.fail(flight.started, first.failure)
+        attempt = first.success
+        yield* recordPending(root, size, attempt)
+      } else {
+        attempt = resumed
+      }
       yield* Deferred.succeed(flight.started, undefined)
       for (let rebroadcasts = 0; ; rebroadcasts++) {
         const result = yield* outcome(attempt)
@@ -309,16 +372,16 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
           return yield* Effect.sync(() => {
             const receipt = byTx.get(attempt.txId)
             if (receipt !== undefined) byTx.set(attempt.txId, { ...receipt, status: "confirmed", confirmedAt })
-          })
+          }).pipe(Effect.andThen(persist))
         }
         if (rebroadcasts >= maxRebroadcasts) {
-          yield* Effect.sync(() => markDropped(attempt))
+          yield* Effect.sync(() => markDropped(attempt)).pipe(Effect.andThen(persist))
           return yield* Effect.logWarning(`Qubic anchor: root ${root} dropped ${rebroadcasts + 1} times, giving up`)
         }
         yield* Effect.logInfo(`Qubic anchor: ${attempt.txId} was not included in tick ${attempt.tick}, rebroadcasting`)
         const next = yield* Effect.result(broadcast(root, size))
         if (Result.isFailure(next)) {
-          yield* Effect.sync(() => markDropped(attempt))
+          yield* Effect.sync(() => markDropped(attempt)).pipe(Effect.andThen(persist))
           return yield* Effect.logWarning(`Qubic anchor: rebroadcast of root ${root} failed: ${next.failure.message}`)
         }
         yield* recordPending(root, size, next.success, attempt)
@@ -362,6 +425,15 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
         confirmedAt: at
       }
     })
+  }
+
+  // Watch again what a previous run left pending: the root's latest attempt, one workflow per root
+  for (const [root, txId] of byRoot) {
+    const receipt = byTx.get(txId)
+    if (receipt?.status !== "pending") continue
+    const flight: Flight = { started: Deferred.makeUnsafe(), done: Deferred.makeUnsafe() }
+    inFlight.set(root, flight)
+    yield* Effect.forkIn(workflow(root, receipt.size, flight, { txId, tick: receipt.tick }), scope)
   }
 
   return Anchor.of({
@@ -408,6 +480,7 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
       if (Option.isNone(receipt)) return yield* new AnchorNotFound({ id: txId })
       byTx.set(txId, receipt.value)
       if (!byRoot.has(receipt.value.root)) byRoot.set(receipt.value.root, txId)
+      yield* persist
       return receipt.value
     })
   })
@@ -419,7 +492,9 @@ export const makeAnchor = Effect.fnUntraced(function* (options?: QubicAnchorOpti
  * @category layers
  * @since 0.1.0
  */
-export const layerAnchor = (options?: QubicAnchorOptions): Layer.Layer<Anchor, InvalidInput, QubicNode | Signer> =>
+export const layerAnchor = (
+  options?: QubicAnchorOptions
+): Layer.Layer<Anchor, InvalidInput | StateFile.StateFileError, QubicNode | Signer> =>
   Layer.effect(Anchor, makeAnchor(options))
 
 /**
@@ -444,7 +519,7 @@ export const layerMock = (
     /** Seed of the mock signer (default `MOCK_SEED`). */
     readonly seed?: string | Redacted.Redacted<string> | undefined
   }
-): Layer.Layer<Anchor | Chain | QubicNode, InvalidInput | QubicSignerError> =>
+): Layer.Layer<Anchor | Chain | QubicNode, InvalidInput | QubicSignerError | StateFile.StateFileError> =>
   layerAnchor({ chain: "qubic-mock", ...options }).pipe(
     Layer.provideMerge(layerChain(options?.network)),
     Layer.provide(layerMockSigner(options?.seed ?? MOCK_SEED))
@@ -457,5 +532,7 @@ export const layerMock = (
  * @category layers
  * @since 0.1.0
  */
-export const layerRpc = (options: QubicAnchorOptions & RpcNodeOptions): Layer.Layer<Anchor, InvalidInput, Signer> =>
+export const layerRpc = (
+  options: QubicAnchorOptions & RpcNodeOptions
+): Layer.Layer<Anchor, InvalidInput | StateFile.StateFileError, Signer> =>
   layerAnchor(options).pipe(Layer.provide(layerRpcNode(options)))

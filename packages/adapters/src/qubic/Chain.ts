@@ -20,15 +20,23 @@
  * - **Faults** to inject: failing broadcasts (an error, or `200` with no peer reached), stalled ticks, epoch
  *   outages, and dropped transactions.
  *
+ * - **Restarts.** With `stateFile`, the network keeps its state in that file (`StateFile`: one owning process,
+ *   whole writes): ticks, epochs, pending and archived transactions, the archive's position, balances. It is
+ *   written when a transaction is accepted or included and every 30 ticks otherwise, and when the layer closes.
+ *   A restarted network resumes at the saved tick, as if it had stalled while the process was down: pending
+ *   transactions are still included in their ticks, archived ones are still found. Ticks that held no
+ *   transaction are not kept (their tick data after a restart has timestamp 0), nor are injected faults other
+ *   than an epoch transition under way.
+ *
  * What it cannot check: SchnorrQ signatures (there is no FourQ implementation here), so any 64 bytes pass as a
  * signature; the transaction's format, lengths and tick rules are checked as the gateway checks them.
  *
  * @since 0.1.0
  */
 import { InvalidInput } from "@mandate/core"
-import { Clock, Context, Duration, Effect, Layer, Option, Result } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, Result, Schema } from "effect"
 import {
-  type ArchivedTransaction,
+  ArchivedTransaction,
   type Balance,
   type BroadcastTransactionResponse,
   GrpcCode,
@@ -40,7 +48,8 @@ import {
   type TickInfo
 } from "./Api.ts"
 import { identityFromPublicKey, identityProblem, k12 } from "./Identity.ts"
-import { decodeTransaction, fromBase64, type SignedTransaction, toBase64 } from "./Transaction.ts"
+import * as StateFile from "./StateFile.ts"
+import { decodeTransaction, encodeTransaction, fromBase64, type SignedTransaction, toBase64 } from "./Transaction.ts"
 
 /**
  * @category models
@@ -61,6 +70,11 @@ export interface ChainOptions {
   readonly balances?: Readonly<Record<string, bigint | number>> | undefined
   /** `peersBroadcasted` in a successful broadcast answer (default 3, as the public gateway). */
   readonly peers?: number | undefined
+  /**
+   * A file to keep the network's state in across restarts (see the module docs). When it holds a state, that
+   * state wins over `initialTick`, `epoch` and `balances`.
+   */
+  readonly stateFile?: string | undefined
 }
 
 /**
@@ -139,6 +153,8 @@ interface State {
   stalledUntil: number | undefined
   outageUntil: number | undefined
   drop: number
+  /** Something worth saving changed since the last save (a transaction, an epoch, a balance). */
+  dirty: boolean
 }
 
 const isCount = (n: unknown): n is number => typeof n === "number" && Number.isInteger(n) && n >= 0
@@ -207,6 +223,7 @@ const processTick = (state: State, now: number): void => {
   }
   state.ticks.set(tick, { timestamp: now, epoch: state.epoch, hashes })
   state.tick = tick + 1
+  if (hashes.length > 0) state.dirty = true
 }
 
 const startNewEpoch = (state: State, gap: number): void => {
@@ -218,6 +235,7 @@ const startNewEpoch = (state: State, gap: number): void => {
   state.tick = firstTick
   state.outageUntil = undefined
   state.pending.clear()
+  state.dirty = true
 }
 
 const step = (state: State, now: number, lag: number, gap: number): void => {
@@ -243,6 +261,117 @@ const bytesOfTick = (tick: number, epoch: number): Uint8Array => {
   view.setUint32(4, epoch, true)
   return out
 }
+
+// ---- the state file ------------------------------------------------------------------------------------------
+
+const Snapshot = Schema.Struct({
+  version: Schema.Literal(1),
+  tick: Schema.Int,
+  epoch: Schema.Int,
+  intervals: Schema.Array(
+    Schema.Struct({ epoch: Schema.Int, firstTick: Schema.Int, lastTick: Schema.NullOr(Schema.Int) })
+  ),
+  /** Pending transactions by source: the signed bytes, base64. */
+  pending: Schema.Array(Schema.Struct({ txId: Schema.String, encoded: Schema.String })),
+  txs: Schema.Array(ArchivedTransaction),
+  /** Only the ticks that included transactions. */
+  ticks: Schema.Array(
+    Schema.Struct({
+      tick: Schema.Int,
+      timestamp: Schema.Number,
+      epoch: Schema.Int,
+      hashes: Schema.Array(Schema.String)
+    })
+  ),
+  accounts: Schema.Array(
+    Schema.Struct({
+      identity: Schema.String,
+      incoming: Schema.String,
+      outgoing: Schema.String,
+      incomingCount: Schema.Int,
+      outgoingCount: Schema.Int,
+      lastIncomingTick: Schema.Int,
+      lastOutgoingTick: Schema.Int
+    })
+  ),
+  history: Schema.Array(Schema.Int),
+  archived: Schema.Int,
+  /** An epoch transition under way (the network's own state, unlike the other injected faults). */
+  outageUntil: Schema.NullOr(Schema.Number)
+})
+type Snapshot = typeof Snapshot.Type
+
+const snapshotOf = (state: State): Snapshot => ({
+  version: 1,
+  tick: state.tick,
+  epoch: state.epoch,
+  intervals: state.intervals.map((i) => ({ epoch: i.epoch, firstTick: i.firstTick, lastTick: i.lastTick ?? null })),
+  pending: [...state.pending.values()].map((p) => ({ txId: p.txId, encoded: toBase64(encodeTransaction(p.tx)) })),
+  txs: [...state.txs.values()],
+  ticks: [...state.ticks]
+    .filter(([, t]) => t.hashes.length > 0)
+    .map(([tick, t]) => ({ tick, timestamp: t.timestamp, epoch: t.epoch, hashes: t.hashes })),
+  accounts: [...state.accounts].map(([identity, a]) => ({
+    identity,
+    incoming: a.incoming.toString(),
+    outgoing: a.outgoing.toString(),
+    incomingCount: a.incomingCount,
+    outgoingCount: a.outgoingCount,
+    lastIncomingTick: a.lastIncomingTick,
+    lastOutgoingTick: a.lastOutgoingTick
+  })),
+  history: state.history,
+  archived: state.archived,
+  outageUntil: state.outageUntil ?? null
+})
+
+const decodeSnapshot = Schema.decodeUnknownEffect(Snapshot)
+
+const restore = (state: State, saved: unknown, path: string): Effect.Effect<void, StateFile.StateFileError> =>
+  Effect.gen(function* () {
+    const snapshot = yield* decodeSnapshot(saved).pipe(
+      Effect.mapError(
+        (error) => new StateFile.StateFileError({ path, message: `not a Qubic mock state: ${error.message}` })
+      )
+    )
+    state.tick = snapshot.tick
+    state.epoch = snapshot.epoch
+    state.intervals.length = 0
+    for (const i of snapshot.intervals) {
+      state.intervals.push({ epoch: i.epoch, firstTick: i.firstTick, lastTick: i.lastTick ?? undefined })
+    }
+    for (const p of snapshot.pending) {
+      const bytes = fromBase64(p.encoded)
+      const decoded = bytes === undefined ? undefined : decodeTransaction(bytes)
+      if (decoded === undefined || Result.isFailure(decoded)) {
+        return yield* new StateFile.StateFileError({ path, message: `pending transaction ${p.txId} does not decode` })
+      }
+      const tx = decoded.success
+      const source = identityFromPublicKey(tx.sourcePublicKey)
+      state.pending.set(source, {
+        txId: p.txId,
+        tx,
+        source,
+        destination: identityFromPublicKey(tx.destinationPublicKey)
+      })
+    }
+    for (const tx of snapshot.txs) state.txs.set(tx.hash, tx)
+    for (const t of snapshot.ticks)
+      state.ticks.set(t.tick, { timestamp: t.timestamp, epoch: t.epoch, hashes: [...t.hashes] })
+    for (const a of snapshot.accounts) {
+      state.accounts.set(a.identity, {
+        incoming: BigInt(a.incoming),
+        outgoing: BigInt(a.outgoing),
+        incomingCount: a.incomingCount,
+        outgoingCount: a.outgoingCount,
+        lastIncomingTick: a.lastIncomingTick,
+        lastOutgoingTick: a.lastOutgoingTick
+      })
+    }
+    state.history.push(...snapshot.history)
+    state.archived = snapshot.archived
+    state.outageUntil = snapshot.outageUntil ?? undefined
+  })
 
 const validateOptions = (options: ChainOptions | undefined): Effect.Effect<void, InvalidInput> => {
   const positiveInt = (value: unknown, path: string, max = 0xffffffff): InvalidInput | undefined =>
@@ -299,18 +428,57 @@ export const makeChain = Effect.fnUntraced(function* (options?: ChainOptions) {
     failMode: "error",
     stalledUntil: undefined,
     outageUntil: undefined,
-    drop: 0
+    drop: 0,
+    dirty: false
   }
-  for (const [identity, amount] of Object.entries(options?.balances ?? {})) {
-    account(state, identity).incoming = BigInt(amount)
+
+  const file = options?.stateFile === undefined ? Option.none() : yield* StateFile.acquire(options.stateFile)
+  if (options?.stateFile !== undefined && Option.isNone(file)) {
+    yield* Effect.logWarning(
+      `Qubic mock: ${options.stateFile} belongs to another running process; this network keeps its state in memory only`
+    )
   }
-  // Start as a network that has been running: enough finished ticks for the archive to hold some
-  const startedAt = yield* Clock.currentTimeMillis
-  for (let i = 0; i <= lag; i++) step(state, startedAt, lag, gap)
+  const saved = Option.isSome(file) ? yield* file.value.read : undefined
+  if (saved !== undefined) {
+    yield* restore(state, saved, options?.stateFile ?? "")
+  } else {
+    for (const [identity, amount] of Object.entries(options?.balances ?? {})) {
+      account(state, identity).incoming = BigInt(amount)
+    }
+    // Start as a network that has been running: enough finished ticks for the archive to hold some
+    const startedAt = yield* Clock.currentTimeMillis
+    for (let i = 0; i <= lag; i++) step(state, startedAt, lag, gap)
+    state.dirty = true
+  }
+
+  // Saves when something worth keeping changed, and every 30 ticks for the tick itself; a failed save is logged
+  // and retried at the next one
+  let sinceSave = 0
+  const save = (force: boolean): Effect.Effect<void> => {
+    if (Option.isNone(file) || !(force || state.dirty || sinceSave >= 30)) return Effect.void
+    const snapshot = snapshotOf(state)
+    state.dirty = false
+    sinceSave = 0
+    return file.value.write(snapshot).pipe(
+      Effect.catch((error) =>
+        Effect.sync(() => {
+          state.dirty = true
+        }).pipe(Effect.andThen(Effect.logWarning(`Qubic mock: ${error.message}`)))
+      )
+    )
+  }
+  yield* save(false)
+  yield* Effect.addFinalizer(() => save(true))
 
   yield* Effect.sleep(tickMillis).pipe(
     Effect.andThen(Clock.currentTimeMillis),
-    Effect.flatMap((now) => Effect.sync(() => step(state, now, lag, gap))),
+    Effect.flatMap((now) =>
+      Effect.sync(() => {
+        step(state, now, lag, gap)
+        sinceSave++
+      })
+    ),
+    Effect.andThen(Effect.suspend(() => save(false))),
     Effect.forever,
     Effect.forkScoped
   )
@@ -385,8 +553,10 @@ export const makeChain = Effect.fnUntraced(function* (options?: ChainOptions) {
       // One pending transaction per source: a higher tick overwrites it, a lower or equal one is ignored
       if (existing === undefined || tx.tick > existing.tx.tick) {
         state.pending.set(source, { txId, tx, source, destination: identityFromPublicKey(tx.destinationPublicKey) })
+        state.dirty = true
       }
-      return Effect.succeed({ peersBroadcasted: peers, encodedTransaction, transactionId: txId })
+      // Saved before the answer, so an accepted transaction survives a crash right after it
+      return Effect.as(save(false), { peersBroadcasted: peers, encodedTransaction, transactionId: txId })
     })
 
   const balance = (identity: string): Effect.Effect<Balance, QubicApiError> =>
@@ -476,6 +646,7 @@ export const makeChain = Effect.fnUntraced(function* (options?: ChainOptions) {
       Effect.map(Clock.currentTimeMillis, (now) => {
         state.outageUntil = now + Duration.toMillis(outage)
         state.pending.clear()
+        state.dirty = true
       }),
     dropTransactions: (count) =>
       Effect.sync(() => {
@@ -505,7 +676,9 @@ export const makeChain = Effect.fnUntraced(function* (options?: ChainOptions) {
  * @category layers
  * @since 0.1.0
  */
-export const layerChain = (options?: ChainOptions): Layer.Layer<Chain | QubicNode, InvalidInput> =>
+export const layerChain = (
+  options?: ChainOptions
+): Layer.Layer<Chain | QubicNode, InvalidInput | StateFile.StateFileError> =>
   Layer.effectContext(
     Effect.map(makeChain(options), (chain) => Context.make(Chain, chain).pipe(Context.add(QubicNode, chain)))
   )

@@ -17,6 +17,7 @@ import * as NodeCrypto from "node:crypto"
 import { assert, describe, layer } from "@effect/vitest"
 import {
   Canonical,
+  type CheckpointRecord,
   CheckpointRejected,
   checkpointMessage,
   type EntryInput,
@@ -27,9 +28,12 @@ import {
   InvalidTreeRange,
   Ledger,
   type LedgerEntry,
+  type LedgerHead,
+  type LedgerMismatch,
   LedgerTamper,
   LedgerTampered,
   Merkle,
+  Principal,
   publicKeyId,
   UnitOfWork,
   verifyCheckpointSignature,
@@ -60,6 +64,57 @@ const entryFor = (taskId: string, i: number, extra: Partial<EntryInput> = {}): E
 })
 
 const bytes = (hex: string) => Canonical.fromHex(hex)!
+
+// Tampering lasts until the enclosing scope closes, then the original is put back, even when an assertion failed,
+// so one failing test does not break the others
+const tamperEntry = (original: LedgerEntry, fields: Readonly<Record<string, unknown>> | undefined) =>
+  LedgerTamper.use((tamper) =>
+    Effect.acquireRelease(tamper.replaceEntry(original.seq, fields), () =>
+      Effect.orDie(tamper.replaceEntry(original.seq, original))
+    )
+  )
+const tamperNode = (node: Merkle.Node, original: Uint8Array) =>
+  LedgerTamper.use((tamper) =>
+    Effect.acquireRelease(tamper.replaceNode(node), () => Effect.orDie(tamper.replaceNode({ ...node, hash: original })))
+  )
+const tamperHead = (head: LedgerHead, original: LedgerHead) =>
+  LedgerTamper.use((tamper) =>
+    Effect.acquireRelease(tamper.replaceHead(head), () => Effect.orDie(tamper.replaceHead(original)))
+  )
+const tamperAnchor = (record: CheckpointRecord, receipt: Readonly<Record<string, unknown>> | undefined) =>
+  LedgerTamper.use((tamper) =>
+    Effect.acquireRelease(tamper.replaceAnchor(record.checkpoint.size, receipt), () =>
+      Effect.orDie(tamper.replaceAnchor(record.checkpoint.size, record.anchor))
+    )
+  )
+
+// Every stored entry, by seq
+const allEntries = Effect.gen(function* () {
+  const ledger = yield* Ledger
+  const size = yield* ledger.size
+  const all: Array<LedgerEntry> = []
+  while (all.length < size) all.push(...(yield* ledger.entries({ from: all.length, limit: 500 })))
+  return all
+})
+
+// The stored nodes over leaf `seq` in a tree of `size` leaves, recomputed from these leaf hashes: every perfect
+// subtree that contains the leaf and ends within the tree, leaf first
+const nodesThrough = (seq: number, size: number, leafHashes: ReadonlyArray<Uint8Array>) => {
+  const out: Array<Merkle.Node> = []
+  for (let level = 0, span = 1; ; level++, span *= 2) {
+    const index = Math.floor(seq / span)
+    if ((index + 1) * span > size) break
+    out.push({ level, index, hash: Merkle.rootOf(leafHashes.slice(index * span, (index + 1) * span)) })
+  }
+  return out
+}
+
+// An entry forged in place of `original`: any fields, with a correct entryHash over them
+const forge = (original: LedgerEntry, fields: Readonly<Record<string, unknown>>): LedgerEntry => {
+  const { entryHash: _, ...body } = original
+  const forgedBody = { ...body, ...fields }
+  return { ...forgedBody, entryHash: entryHashOf(forgedBody) } as LedgerEntry
+}
 
 /**
  * Runs the Ledger contract against `layer`.
@@ -365,6 +420,9 @@ export const suite = (
           assert.strictEqual(yield* range(ledger.inclusionProof(0, size + 1)), "treeSize")
           assert.strictEqual(yield* range(ledger.inclusionProof(3, 3)), "leafIndex")
           assert.strictEqual(yield* range(ledger.consistencyProof(3, 2)), "oldSize")
+          // no proof exists from the empty tree (transparency-dev/merkle refuses it too)
+          assert.strictEqual(yield* range(ledger.consistencyProof(0, size)), "oldSize")
+          assert.strictEqual(yield* range(ledger.consistencyProof(0, 0)), "oldSize")
           assert.strictEqual(yield* range(ledger.consistencyProof(1, size + 1)), "newSize")
           assert.strictEqual(yield* range(ledger.verifyAll({ from: 0, to: size + 1 })), "to")
           assert.instanceOf(yield* Effect.flip(ledger.root(-1)), InvalidInput)
@@ -511,20 +569,6 @@ export const suite = (
           const entries = yield* ledger.byTask(task)
           return { ledger, task, receipts, entries, from: receipts[0]!.seq, to: receipts[n - 1]!.seq + 1 }
         })
-      // Tampering lasts until the enclosing scope closes, then the original is put back, even when an assertion
-      // failed, so one failing test does not break the others
-      const tamperEntry = (original: LedgerEntry, fields: Readonly<Record<string, unknown>> | undefined) =>
-        LedgerTamper.use((tamper) =>
-          Effect.acquireRelease(tamper.replaceEntry(original.seq, fields), () =>
-            Effect.orDie(tamper.replaceEntry(original.seq, original))
-          )
-        )
-      const tamperNode = (node: Merkle.Node, original: Uint8Array) =>
-        LedgerTamper.use((tamper) =>
-          Effect.acquireRelease(tamper.replaceNode(node), () =>
-            Effect.orDie(tamper.replaceNode({ ...node, hash: original }))
-          )
-        )
       const leafOf = (e: LedgerEntry) => Merkle.leafHash(bytes(e.entryHash))
       const bogus = Canonical.sha256("bogus")
 
@@ -540,6 +584,8 @@ export const suite = (
             to: size,
             entries: size,
             checkpoints: report.checkpoints,
+            anchors: report.anchors,
+            anchorsUnchecked: report.anchorsUnchecked,
             valid: true
           })
           assert.isAtLeast(report.checkpoints, 1)
@@ -661,25 +707,14 @@ export const suite = (
           const last = yield* ledger.get(receipts[2]!.entryHash)
           assert.strictEqual(last.seq, size - 1)
           // every entry, to recompute the nodes the rewritten entry is part of
-          const all: Array<LedgerEntry> = []
-          while (all.length < size) all.push(...(yield* ledger.entries({ from: all.length, limit: 500 })))
-          const leaves = all.map(leafOf)
-          // the nodes the last entry completed: (level, size / 2^level - 1) while 2^level divides size
-          const nodesOver = (leafHashes: ReadonlyArray<Uint8Array>) => {
-            const out: Array<Merkle.Node> = []
-            for (let level = 0, span = 1; size % span === 0; level++, span *= 2) {
-              const index = size / span - 1
-              out.push({ level, index, hash: Merkle.rootOf(leafHashes.slice(index * span, (index + 1) * span)) })
-            }
-            return out
-          }
-          const { entryHash: _, ...body } = last
-          const forgedBody = { ...body, kind: "approval.granted" as const }
-          const forged = { ...forgedBody, entryHash: entryHashOf(forgedBody) }
+          const leaves = (yield* allEntries).map(leafOf)
+          const nodesOver = (leafHashes: ReadonlyArray<Uint8Array>) => nodesThrough(size - 1, size, leafHashes)
+          const forged = forge(last, { kind: "approval.granted" })
           const originals = nodesOver(leaves)
           yield* Effect.scoped(
             Effect.gen(function* () {
               yield* tamperEntry(last, forged)
+              yield* tamperHead({ size, lastHash: forged.entryHash }, { size, lastHash: last.entryHash })
               const rewritten = nodesOver([...leaves.slice(0, -1), Merkle.leafHash(bytes(forged.entryHash))])
               for (let i = 0; i < rewritten.length; i++) yield* tamperNode(rewritten[i]!, originals[i]!.hash)
               const report = yield* ledger.verifyAll()
@@ -696,10 +731,33 @@ export const suite = (
         })
       )
 
-      it.effect("entries removed from the end are caught by the signed checkpoint", () =>
+      it.effect("entries removed from the end, head record and all, are caught by the signed checkpoint", () =>
         Effect.gen(function* () {
           const { entries, ledger } = yield* seed(2)
           yield* ledger.checkpoint
+          const last = entries[1]!
+          const head = { size: last.seq + 1, lastHash: last.entryHash }
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* tamperEntry(last, undefined)
+              yield* tamperHead({ size: last.seq, lastHash: entries[0]!.entryHash }, head)
+              const report = yield* ledger.verifyAll()
+              assert.isFalse(report.valid)
+              assert.strictEqual(report.mismatch?.seq, last.seq)
+              assert.strictEqual(report.mismatch?.check, "checkpoint")
+              // and no checkpoint of the shortened ledger is signed
+              const refused = yield* Effect.flip(ledger.checkpoint)
+              assert.instanceOf(refused, LedgerTampered)
+              assert.strictEqual((refused as LedgerTampered).check, "checkpoint")
+            })
+          )
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+        })
+      )
+
+      it.effect("the last entry deleted (the head record left as it was) is reported, not valid", () =>
+        Effect.gen(function* () {
+          const { entries, ledger } = yield* seed(2)
           const last = entries[1]!
           yield* Effect.scoped(
             Effect.gen(function* () {
@@ -707,9 +765,205 @@ export const suite = (
               const report = yield* ledger.verifyAll()
               assert.isFalse(report.valid)
               assert.strictEqual(report.mismatch?.seq, last.seq)
-              assert.strictEqual(report.mismatch?.check, "checkpoint")
+              assert.strictEqual(report.mismatch?.check, "missing")
+              const refused = yield* Effect.flip(ledger.checkpoint)
+              assert.instanceOf(refused, LedgerTampered)
             })
           )
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+        })
+      )
+
+      it.effect("a head record that disagrees with the last entry is reported", () =>
+        Effect.gen(function* () {
+          const { entries, ledger } = yield* seed(2)
+          const last = entries[1]!
+          const head = { size: last.seq + 1, lastHash: last.entryHash }
+          const cases: Array<[string, LedgerHead, LedgerMismatch["check"], number]> = [
+            ["last hash", { size: head.size, lastHash: entries[0]!.entryHash }, "head", last.seq],
+            ["size beyond the entries", { size: head.size + 1, lastHash: last.entryHash }, "missing", head.size],
+            ["size short of the entries", { size: head.size - 1, lastHash: entries[0]!.entryHash }, "head", last.seq]
+          ]
+          for (const [what, tampered, check, seq] of cases) {
+            yield* Effect.scoped(
+              Effect.gen(function* () {
+                yield* tamperHead(tampered, head)
+                const report = yield* ledger.verifyAll()
+                assert.isFalse(report.valid, what)
+                assert.strictEqual(report.mismatch?.check, check, what)
+                assert.strictEqual(report.mismatch?.seq, seq, what)
+                assert.instanceOf(yield* Effect.flip(ledger.checkpoint), LedgerTampered, what)
+              })
+            )
+          }
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+        })
+      )
+    })
+
+    describe("checkpoints sign only what the entries say", () => {
+      it.effect(
+        "an overwritten leaf after the last checkpoint is never signed: the fabricated entry stays unproven",
+        () =>
+          Effect.gen(function* () {
+            const ledger = yield* Ledger
+            yield* ledger.appendBatch([1, 2, 3].map((i) => entryFor(newTask(), i)))
+            const earlier = yield* ledger.checkpoint
+            yield* ledger.appendBatch([4, 5].map((i) => entryFor(newTask(), i)))
+            const size = yield* ledger.size
+            const all = yield* allEntries
+            const target = all[size - 1]!
+            const honestRoot = yield* ledger.root()
+            // The attacker's entry: an approval nobody gave, never stored as a row, kept to show an auditor
+            const fabricated = forge(target, {
+              kind: "approval.granted",
+              principal: Principal.make("mallory", ["approver"]),
+              payload: { approved: true },
+              payloadHash: Canonical.hash({ approved: true })
+            })
+            const leaves = all.map((e) => Merkle.leafHash(bytes(e.entryHash)))
+            const forgedLeaves = [...leaves.slice(0, -1), Merkle.leafHash(bytes(fabricated.entryHash))]
+            const originals = nodesThrough(size - 1, size, leaves)
+            let forgedProofs: { inclusion: Merkle.InclusionProof; consistency: Merkle.ConsistencyProof } | undefined
+            yield* Effect.scoped(
+              Effect.gen(function* () {
+                // One overwrite per node (one UPDATE each on a database): the leaf and the nodes above it, so the
+                // stored tree is consistent with itself and its root is the forged tree's
+                const rewritten = nodesThrough(size - 1, size, forgedLeaves)
+                for (let i = 0; i < rewritten.length; i++) yield* tamperNode(rewritten[i]!, originals[i]!.hash)
+                const forgedRoot = yield* ledger.root()
+                assert.notStrictEqual(forgedRoot, honestRoot)
+                assert.strictEqual(forgedRoot, Canonical.toHex(Merkle.rootOf(forgedLeaves)))
+
+                // The ledger refuses to sign: the stored leaf is not the stored entry's
+                const refused = yield* Effect.flip(ledger.checkpoint)
+                assert.instanceOf(refused, LedgerTampered)
+                assert.strictEqual((refused as LedgerTampered).check, "node")
+                assert.strictEqual((refused as LedgerTampered).seq, size - 1)
+                assert.instanceOf(yield* Effect.flip(ledger.anchor), LedgerTampered)
+                assert.instanceOf(yield* Effect.flip(ledger.verify(all[size - 2]!.entryHash)), LedgerTampered)
+                // No signed checkpoint covers the forged tree
+                for (const record of yield* ledger.checkpoints) {
+                  assert.isBelow(record.checkpoint.size, size)
+                  assert.notStrictEqual(record.checkpoint.root, forgedRoot)
+                }
+                forgedProofs = {
+                  inclusion: yield* ledger.inclusionProof(size - 1, size),
+                  consistency: yield* ledger.consistencyProof(earlier.size, size)
+                }
+                // The proofs served from the forged nodes add up to the forged root, which nobody signed
+                assert.isTrue(
+                  Merkle.verifyInclusionProof(forgedProofs.inclusion, entryLeafHash(fabricated.entryHash), forgedRoot)
+                )
+              })
+            )
+            // Restored: the checkpoint of this size signs the honest root, and the forgery fails against it
+            const signed = yield* ledger.checkpoint
+            assert.strictEqual(signed.size, size)
+            assert.strictEqual(signed.root, honestRoot)
+            const forgedVerification = {
+              entry: fabricated,
+              leafHash: entryLeafHash(fabricated.entryHash),
+              checkpoint: signed,
+              proof: forgedProofs!.inclusion
+            }
+            assert.isFalse(verifyEntryProof(forgedVerification, ledger.publicKey))
+            assert.isFalse(Merkle.verifyConsistencyProof(forgedProofs!.consistency, earlier.root, signed.root))
+            assert.isTrue(
+              Merkle.verifyConsistencyProof(
+                yield* ledger.consistencyProof(earlier.size, size),
+                earlier.root,
+                signed.root
+              )
+            )
+            assert.isTrue(verifyEntryProof(yield* ledger.verify(target.entryHash), ledger.publicKey))
+          })
+      )
+
+      it.effect("an overwritten node of the already signed tree, or a broken link since, is never signed", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          yield* ledger.appendBatch([1, 2, 3, 4, 5].map((i) => entryFor(newTask(), i)))
+          const earlier = yield* ledger.checkpoint
+          yield* ledger.appendBatch([6, 7, 8].map((i) => entryFor(newTask(), i)))
+          const size = yield* ledger.size
+          const all = yield* allEntries
+
+          // A frontier node of the signed tree: the new tree would be built on it
+          const [frontier] = Merkle.subtreeNodes(0, earlier.size).slice(-1)
+          const leaves = all.map((e) => Merkle.leafHash(bytes(e.entryHash)))
+          const span = 2 ** frontier!.level
+          const original = Merkle.rootOf(leaves.slice(frontier!.index * span, (frontier!.index + 1) * span))
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* tamperNode({ ...frontier!, hash: Canonical.sha256("bogus") }, original)
+              const refused = yield* Effect.flip(ledger.checkpoint)
+              assert.instanceOf(refused, LedgerTampered)
+              assert.strictEqual((refused as LedgerTampered).check, "checkpoint")
+              assert.strictEqual((refused as LedgerTampered).expected, earlier.root)
+            })
+          )
+
+          // An entry since the checkpoint rewritten with a correct hash (and its nodes), its successor untouched:
+          // the successor's link no longer holds
+          const victim = all[earlier.size]!
+          const rewritten = forge(victim, { kind: "task.cancelled" })
+          const forgedLeaves = leaves.map((leaf, i) =>
+            i === victim.seq ? Merkle.leafHash(bytes(rewritten.entryHash)) : leaf
+          )
+          const originals = nodesThrough(victim.seq, size, leaves)
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* tamperEntry(victim, rewritten)
+              const forgedNodes = nodesThrough(victim.seq, size, forgedLeaves)
+              for (let i = 0; i < forgedNodes.length; i++) yield* tamperNode(forgedNodes[i]!, originals[i]!.hash)
+              const refused = yield* Effect.flip(ledger.checkpoint)
+              assert.instanceOf(refused, LedgerTampered)
+              assert.strictEqual((refused as LedgerTampered).check, "prevHash")
+              assert.strictEqual((refused as LedgerTampered).seq, victim.seq + 1)
+            })
+          )
+          const signed = yield* ledger.checkpoint
+          assert.strictEqual(signed.size, size)
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+        })
+      )
+    })
+
+    describe("anchor receipts are checked against the chain", () => {
+      it.effect("a replaced tx id, a confirmation the chain does not have, or a deleted receipt is reported", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          yield* ledger.append(entryFor(newTask(), 1))
+          const first = yield* ledger.anchor
+          yield* ledger.append(entryFor(newTask(), 2))
+          const second = yield* ledger.anchor
+          assert.isDefined(first.anchor)
+          assert.isDefined(second.anchor)
+          const clean = yield* ledger.verifyAll()
+          assert.isTrue(clean.valid, JSON.stringify(clean.mismatch))
+          assert.isAtLeast(clean.anchors + clean.anchorsUnchecked, 2)
+
+          const receipt = first.anchor!
+          const otherTx = second.anchor!.txId
+          const missingTx = `${receipt.txId.slice(0, -1)}${receipt.txId.endsWith("a") ? "b" : "a"}`
+          const cases: Array<[string, Readonly<Record<string, unknown>> | undefined]> = [
+            ["the tx id of another anchor", { ...receipt, txId: otherTx }],
+            ["a tx the chain does not have, marked confirmed", { ...receipt, txId: missingTx, status: "confirmed" }],
+            ["another root", { ...receipt, root: second.checkpoint.root, size: second.checkpoint.size }],
+            ["the receipt deleted", undefined]
+          ]
+          for (const [what, tampered] of cases) {
+            yield* Effect.scoped(
+              Effect.gen(function* () {
+                yield* tamperAnchor(first, tampered)
+                const report = yield* ledger.verifyAll()
+                assert.isFalse(report.valid, what)
+                assert.strictEqual(report.mismatch?.check, "anchor", what)
+                assert.strictEqual(report.mismatch?.seq, first.checkpoint.size - 1, what)
+              })
+            )
+          }
           assert.isTrue((yield* ledger.verifyAll()).valid)
         })
       )

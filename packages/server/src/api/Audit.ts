@@ -43,7 +43,7 @@ export const AppendReceiptWire = Schema.Struct({
 /**
  * An entry with everything to check it offline: leaf hash, inclusion proof against a signed checkpoint, the
  * checkpoint's anchor receipt if it was anchored (`anchor_tx_id`), otherwise a proof against the latest anchored
- * checkpoint that covers the entry (`anchored`), and the ledger's public key.
+ * checkpoint that covers the entry (`anchored`), and the public key that signed each checkpoint.
  *
  * @category models
  * @since 0.1.0
@@ -57,8 +57,15 @@ export const VerificationWire = Schema.Struct({
   anchor_tx_id: Schema.optionalKey(Schema.String),
   anchor: Schema.optionalKey(AnchorReceiptWire),
   anchored: Schema.optionalKey(
-    Schema.Struct({ checkpoint: CheckpointWire, inclusion_proof: InclusionProofWire, anchor: AnchorReceiptWire })
+    Schema.Struct({
+      checkpoint: CheckpointWire,
+      inclusion_proof: InclusionProofWire,
+      anchor: AnchorReceiptWire,
+      /** The public key that signed this checkpoint (an earlier key, after a rotation). */
+      public_key: Schema.String
+    })
   ),
+  /** The public key that signed `checkpoint` (SPKI PEM). */
   public_key: Schema.String
 })
 
@@ -143,7 +150,7 @@ export class AuditApi extends HttpApiGroup.make("audit")
     HttpApiEndpoint.get("evidence", "/audit/:task_id/evidence", {
       params: { task_id: TaskId },
       success: TaskEvidenceWire,
-      error: [NotFound, Unavailable]
+      error: [NotFound, Conflict, Unavailable]
     })
       .annotate(RequiredRoles, auditors)
       .annotate(
@@ -171,9 +178,16 @@ export class AuditApi extends HttpApiGroup.make("audit")
     })
       .annotate(RequiredRoles, auditors)
       .annotate(OpenApi.Description, "The ledger's size, its latest checkpoints (newest first) with anchor receipts"),
-    HttpApiEndpoint.get("checkpoint", "/ledger/checkpoint", { success: SignedCheckpointWire, error: Unavailable })
+    HttpApiEndpoint.get("checkpoint", "/ledger/checkpoint", {
+      success: SignedCheckpointWire,
+      error: [Conflict, Unavailable]
+    })
       .annotate(RequiredRoles, auditors)
-      .annotate(OpenApi.Description, "Signs (or returns) the checkpoint of the current tree"),
+      .annotate(
+        OpenApi.Description,
+        "Signs (or returns) the checkpoint of the current tree, its root recomputed from the entries since the last " +
+          "checkpoint (409 ledger_tampered when the stored data disagrees: nothing is signed)"
+      ),
     HttpApiEndpoint.get("consistency", "/ledger/consistency", {
       query: { from: NonNegativeInt, to: Schema.optional(NonNegativeInt) },
       success: Schema.Struct({ old_size: Schema.Int, new_size: Schema.Int, path: Schema.Array(Schema.String) }),
@@ -183,7 +197,7 @@ export class AuditApi extends HttpApiGroup.make("audit")
       .annotate(OpenApi.Description, "Proof that the tree of `from` entries is a prefix of the tree of `to` entries"),
     HttpApiEndpoint.post("anchor", "/ledger/anchor", {
       success: Schema.Struct({ checkpoint: CheckpointWire, anchor: Schema.optionalKey(AnchorReceiptWire) }),
-      error: Unavailable
+      error: [Conflict, Unavailable]
     })
       .annotate(RequiredRoles, auditors)
       .annotate(OpenApi.Description, "Checkpoints the ledger and publishes its root on the chain"),

@@ -64,6 +64,8 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
   Effect.gen(function* () {
     const ledger = yield* Ledger
     const anchor = yield* Anchor
+    // Ledger checkpoints are only returned once verified, so their key id is always a trusted one
+    const signerOf = (keyId: string) => ledger.publicKeys.get(keyId) ?? ledger.publicKey
     return handlers
       .handle("byTask", ({ params }) =>
         ledger.byTask(params.task_id).pipe(
@@ -127,10 +129,12 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
                   anchored: {
                     checkpoint: Wire.checkpoint(verified.anchored.checkpoint),
                     inclusion_proof: Wire.inclusionProof(verified.anchored.proof),
-                    anchor: Wire.anchorReceipt(verified.anchored.anchor)
+                    anchor: Wire.anchorReceipt(verified.anchored.anchor),
+                    public_key: signerOf(verified.anchored.checkpoint.keyId)
                   }
                 }),
-            public_key: ledger.publicKey
+            // After a key rotation the checkpoint may be signed by an earlier key: give the one that signed it
+            public_key: signerOf(verified.checkpoint.keyId)
           })),
           mapErrors()
         )
@@ -144,7 +148,7 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
       )
       .handle("checkpoint", () =>
         ledger.checkpoint.pipe(
-          Effect.map((checkpoint) => ({ ...Wire.checkpoint(checkpoint), public_key: ledger.publicKey })),
+          Effect.map((checkpoint) => ({ ...Wire.checkpoint(checkpoint), public_key: signerOf(checkpoint.keyId) })),
           mapErrors()
         )
       )
