@@ -55,19 +55,28 @@ describe("taskEvidence", () => {
     }).pipe(Effect.provide(layer))
   )
 
-  it.effect("returns a tampered entry as stored, for the verifier to catch; an unknown task is TaskNotFound", () =>
-    Effect.gen(function* () {
-      const ledger = yield* Ledger
-      const tamper = yield* LedgerTamper
-      yield* ledger.append({ kind: "note.added", taskId: "task_t", payload: { amount: 10 } })
-      const [original] = yield* ledger.entries()
-      yield* tamper.replaceEntry(0, { ...original!, payload: { amount: 10_000 } })
-      const evidence = yield* taskEvidence("task_t")
-      assert.deepStrictEqual(evidence.entries[0]!.payload, { amount: 10_000 })
-      // The proof is of what the tree holds: the original entry hash
-      assert.isTrue(proves(evidence.proofs[0]!, original!.entryHash, evidence.checkpoint.root))
-      const missing = yield* Effect.flip(taskEvidence("task_none"))
-      assert.strictEqual(missing._tag, "TaskNotFound")
-    }).pipe(Effect.provide(layer))
+  it.effect(
+    "returns a tampered signed entry as stored, for the verifier to catch; refuses to sign over unsigned tampering; an unknown task is TaskNotFound",
+    () =>
+      Effect.gen(function* () {
+        const ledger = yield* Ledger
+        const tamper = yield* LedgerTamper
+        yield* ledger.append({ kind: "note.added", taskId: "task_t", payload: { amount: 10 } })
+        const [original] = yield* ledger.entries()
+        // Tampering with what no checkpoint covers yet: the ledger refuses to sign over it
+        yield* tamper.replaceEntry(0, { ...original!, payload: { amount: 10_000 } })
+        const refused = yield* Effect.flip(taskEvidence("task_t"))
+        assert.strictEqual(refused._tag, "LedgerTampered")
+        // Tampering with a signed entry: the evidence shows it as stored, and the proof is of the signed tree
+        yield* tamper.replaceEntry(0, original!)
+        yield* ledger.checkpoint
+        yield* tamper.replaceEntry(0, { ...original!, payload: { amount: 10_000 } })
+        const evidence = yield* taskEvidence("task_t")
+        assert.deepStrictEqual(evidence.entries[0]!.payload, { amount: 10_000 })
+        // The proof is of what the tree holds: the original entry hash
+        assert.isTrue(proves(evidence.proofs[0]!, original!.entryHash, evidence.checkpoint.root))
+        const missing = yield* Effect.flip(taskEvidence("task_none"))
+        assert.strictEqual(missing._tag, "TaskNotFound")
+      }).pipe(Effect.provide(layer))
   )
 })
