@@ -5,7 +5,9 @@
  * whitespace, ECMAScript number formatting, JSON string escaping. Values JSON cannot represent exactly
  * (`NaN`, `Infinity`, `undefined`, `bigint`, functions, symbols, class instances such as `Date`) are
  * refused with the JSON path of the offending value, never silently dropped or converted: a hash must
- * commit to exactly the data that was given.
+ * commit to exactly the data that was given. So is nesting deeper than `maxDepth` (256) objects and arrays:
+ * such a value would overflow the stack of whoever walks it next (an encoder, a response writer), so it is
+ * refused here, where every stored value passes, with a typed error instead.
  *
  * @since 0.1.0
  */
@@ -30,6 +32,55 @@ export class NotCanonicalJson extends Error {
   }
 }
 
+/**
+ * The deepest nesting of objects and arrays a canonical value may have. Deeper values are refused with
+ * `NotCanonicalJson` (`InvalidInput` from the Effect variants), naming the path where the limit was hit.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const maxDepth = 256
+
+const tooDeepReason = `Nested deeper than ${maxDepth} levels of objects and arrays`
+
+const tooDeep = (path: Array<PropertyKey>) => new NotCanonicalJson(jsonPath(path), tooDeepReason)
+
+/**
+ * `findTooDeep` as an Effect: fails with `InvalidInput` at the path where the limit was hit.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const checkDepth = (value: unknown, root = "$"): Effect.Effect<void, InvalidInput> =>
+  Effect.suspend(() => {
+    const path = findTooDeep(value, root)
+    return path === undefined ? Effect.void : Effect.fail(InvalidInput.at(path, tooDeepReason))
+  })
+
+/**
+ * The path of the first object or array nested deeper than `maxDepth` in `value` (`$.a[0]…`), or `undefined`.
+ * Iterative, so it is safe on values of any depth (e.g. before a schema walks them recursively).
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const findTooDeep = (value: unknown, root = "$"): string | undefined => {
+  const stack: Array<{ readonly value: unknown; readonly path: ReadonlyArray<PropertyKey> }> = [{ value, path: [] }]
+  while (stack.length > 0) {
+    const { value: current, path } = stack.pop()!
+    if (typeof current !== "object" || current === null) continue
+    if (path.length >= maxDepth) return jsonPath(path, root)
+    if (Array.isArray(current)) {
+      for (let i = current.length - 1; i >= 0; i--) stack.push({ value: current[i], path: [...path, i] })
+    } else {
+      for (const key of Object.keys(current).reverse()) {
+        stack.push({ value: (current as Record<string, unknown>)[key], path: [...path, key] })
+      }
+    }
+  }
+  return undefined
+}
+
 const isPlainObject = (value: object): boolean => {
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
@@ -47,6 +98,7 @@ const write = (value: unknown, path: Array<PropertyKey>): string => {
       return JSON.stringify(value)
     case "object": {
       if (value === null) return "null"
+      if (path.length >= maxDepth) throw tooDeep(path)
       if (Array.isArray(value)) {
         let out = "["
         for (let i = 0; i < value.length; i++) {
