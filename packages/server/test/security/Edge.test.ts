@@ -157,6 +157,10 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
             yield* call("POST", "/queue/jobs", { token: tokens.alice, body: '{"queue":' }),
             yield* call("POST", "/queue/jobs", { token: tokens.alice, body: '{"queue":"q","payload":1e400}' }),
             yield* call("POST", "/task/start", { token: tokens.alice, body: "[]" }),
+            yield* call("POST", "/plan/create", {
+              token: tokens.alice,
+              body: `{"task_type":"transfer_funds","parameters":${nestedObjects(10_000)}}`
+            }),
             yield* call("POST", "/task/start", { token: tokens.alice, body: "\u00ff\u00fe" }),
             yield* call("GET", "/task/%ED%A0%80", { token: tokens.carol }),
             yield* call("GET", "/task/%E0%A4%A", { token: tokens.carol }),
