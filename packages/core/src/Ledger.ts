@@ -496,7 +496,10 @@ const prepareValid = (input: unknown): Prepared | undefined => {
   // The payload's canonical form first: it refuses values nested too deep for the schema check to walk
   let text: string
   try {
-    text = Canonical.encode(typeof input === "object" && input !== null ? (input as EntryInput).payload : undefined)
+    text = Canonical.encode(
+      typeof input === "object" && input !== null ? (input as EntryInput).payload : undefined,
+      Canonical.maxDepth
+    )
   } catch {
     return undefined
   }

@@ -126,7 +126,7 @@ describe("Canonical JSON: nesting depth", () => {
     for (const depth of [Canonical.maxDepth + 1, 10_000, 100_000]) {
       let caught: unknown
       try {
-        Canonical.encode({ a: nested(depth) })
+        Canonical.encode({ a: nested(depth) }, Canonical.maxDepth)
       } catch (error) {
         caught = error
       }
@@ -136,6 +136,10 @@ describe("Canonical JSON: nesting depth", () => {
       assert.strictEqual(Canonical.findTooDeep({ a: nested(depth) }), path)
     }
     assert.isUndefined(Canonical.findTooDeep(nested(Canonical.maxDepth)))
+    // Without a limit, encode leaves room for the records that wrap an admitted value (an entry, a plan)
+    const wrapped = { entry: { payload: nested(Canonical.maxDepth) } }
+    assert.isString(Canonical.encode(wrapped))
+    assert.throws(() => Canonical.encode(nested(Canonical.maxDepth + Canonical.wrapperDepth + 1)), /Nested deeper/)
   })
 
   it.effect("encodeEffect and hashEffect fail with InvalidInput naming the path", () =>

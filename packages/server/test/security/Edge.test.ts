@@ -7,7 +7,7 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Ledger } from "@mandate/core"
+import { Canonical, Ledger } from "@mandate/core"
 import { Duration, Effect, Fiber, type Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { developmentKeys } from "../../src/http/Auth.ts"
@@ -82,6 +82,21 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
               body: `{"kind":"note.deep","task_id":"${taskId}","payload":${nestedArrays(63, '"end"')}}`
             })
             assert.strictEqual(atLimit.status, 200, atLimit.text)
+            // An embedder may store deeper values, up to core's own limit: reading them back is still no 500
+            const ledger = yield* Ledger
+            yield* ledger.append({
+              kind: "note.embedded",
+              taskId,
+              payload: JSON.parse(nestedArrays(Canonical.maxDepth))
+            })
+            const deeper = yield* Effect.flip(
+              ledger.append({
+                kind: "note.embedded",
+                taskId,
+                payload: JSON.parse(nestedArrays(Canonical.maxDepth + 1))
+              })
+            )
+            assert.strictEqual(deeper._tag, "InvalidInput")
             yield* ledgerStillVerifies(taskId)
           })
       )
