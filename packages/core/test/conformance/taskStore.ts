@@ -358,12 +358,18 @@ export const suite = (name: string, storeLayer: Layer.Layer<TaskStore, unknown>)
           }),
           [created[4]!.task.id]
         )
-        // The scope survives a save that changes the task's state
+        // The scope survives a save that changes the task's state (gated is fixed when the task is created)
         const first = created[0]!
         yield* store.save(advance(first, { state: "completed" }), 0)
         assert.include(
           yield* listAll({ scope: { _tag: "Some", requester: me, gated: false }, states: ["completed"] }),
           first.task.id
+        )
+        const othersGated = created[4]!
+        yield* store.save(advance(othersGated, { state: "completed" }), 0)
+        assert.deepStrictEqual(
+          yield* listAll({ scope: { _tag: "Some", gated: true }, states: ["completed"] }),
+          [othersGated.task.id, first.task.id] // task 0 is gated too, and completed above
         )
       })
     )
