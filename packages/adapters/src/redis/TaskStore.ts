@@ -11,6 +11,9 @@
  * directly; the kind and requester indexes are candidates checked against the hash (a save that changed a task's
  * kind leaves a stale entry behind, which the check skips). A listing script examines a bounded number of
  * entries per call and the client resumes it, so a selective filter over a large index never blocks Redis long.
+ * A read scope (core's `Access`) is checked against each hash's `requester` and `gated` fields (`gated` is written
+ * once, at creation): a scope of one requester's own tasks walks that requester's index; an approver's scope (its
+ * own tasks and every gated one) walks the index of all tasks, as an unfiltered listing does.
  *
  * @since 0.1.0
  */
