@@ -12,7 +12,9 @@
  * - **Worker ids are owned exactly.** A worker id belongs to the principal named before its first `.`:
  *   principal `robot` acts as `robot` and `robot.<anything>`. A principal whose own id contains a `.` owns no
  *   worker id at all, so `robot.eu` can never hold a lease that `robot` could also act as. Admins act as any
- *   worker (on host queues only).
+ *   worker (on host queues only). The runtime's own workers register with its queues as capabilities: their
+ *   registrations cannot be heartbeated, replaced or deregistered here, and no registration may name a reserved
+ *   queue as a capability.
  * - **Roles** (checked here as well as on the routes): enqueue needs `submitter`; lease operations and agent
  *   registration need `agent`; reads need `agent` or `auditor`; maintenance needs `admin` (admins have every
  *   role).
@@ -194,6 +196,21 @@ const reserved = (principal: Principal, action: string, queue: string) =>
 export const makePublicQueue = (queue: Queue["Service"], agents: Agents["Service"]): PublicQueue["Service"] => {
   const mayRead = (principal: Principal, job: Job) => !isReservedQueue(job.queue) || hasRole(principal, "admin")
 
+  // The runtime's in-process workers register with its queues as capabilities: their registrations are its own
+  const notTheRuntimes = (agentId: AgentId, principal: Principal, action: string) =>
+    Effect.flatMap(agents.get(agentId), (agent) => {
+      const queue = agent.capabilities.find(isReservedQueue)
+      return queue === undefined
+        ? Effect.void
+        : Effect.fail(
+            new Forbidden({
+              principal: principal.id,
+              action,
+              reason: `${agentId} is a worker of the runtime (${queue})`
+            })
+          )
+    })
+
   // A lease operation: the caller must be an agent acting as one of its worker ids, on a job of a host queue (a
   // reserved queue's job answers as if it did not exist)
   const leased = <A, E>(
@@ -278,18 +295,25 @@ export const makePublicQueue = (queue: Queue["Service"], agents: Agents["Service
       Effect.gen(function* () {
         yield* requireRole(principal, ["agent"], "register agents")
         yield* requireWorker(principal, registration.id)
+        const reservedCapability = (registration.capabilities ?? []).find(isReservedQueue)
+        if (reservedCapability !== undefined) return yield* reserved(principal, "register agents", reservedCapability)
+        yield* notTheRuntimes(registration.id, principal, "register agents").pipe(
+          Effect.catchTag("AgentNotFound", () => Effect.void)
+        )
         return yield* agents.register(registration)
       }),
     agentHeartbeat: (agentId, load, principal) =>
       Effect.gen(function* () {
         yield* requireRole(principal, ["agent"], "heartbeat agents")
         yield* requireWorker(principal, agentId)
+        yield* notTheRuntimes(agentId, principal, "heartbeat agents")
         return yield* load === undefined ? agents.heartbeat(agentId) : agents.heartbeat(agentId, load)
       }),
     deregister: (agentId, principal) =>
       Effect.gen(function* () {
         yield* requireRole(principal, ["agent"], "deregister agents")
         yield* requireWorker(principal, agentId)
+        yield* notTheRuntimes(agentId, principal, "deregister agents")
         return yield* agents.deregister(agentId)
       })
   })

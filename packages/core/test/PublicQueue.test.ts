@@ -54,6 +54,33 @@ describe("PublicQueue", () => {
     )
   })
 
+  describe("the runtime's workers", () => {
+    it.effect("their registrations are the runtime's, whoever owns the worker id's prefix", () =>
+      Effect.gen(function* () {
+        const queue = yield* PublicQueue
+        const registry = yield* Agents
+        const host = Principal.make("host-1", ["agent"])
+        const id = AgentId.make("host-1.worker")
+        // What Worker.run registers for the runtime's in-process worker
+        yield* registry.register({ id, pool: "default", capabilities: ["mandate.steps", "mandate.deadlines"] })
+        for (const attempt of [
+          queue.agentHeartbeat(id, 1, host),
+          queue.deregister(id, host),
+          queue.register({ id, pool: "eu" }, host),
+          queue.deregister(id, admin)
+        ]) {
+          const refused = yield* Effect.flip(attempt)
+          assert.strictEqual(refused._tag, "Forbidden")
+        }
+        assert.deepStrictEqual((yield* registry.get(id)).capabilities, ["mandate.steps", "mandate.deadlines"])
+        const claimsReserved = yield* Effect.flip(
+          queue.register({ id: AgentId.make("host-1.other"), pool: "eu", capabilities: ["mandate.steps"] }, host)
+        )
+        assert.strictEqual(claimsReserved._tag, "Forbidden")
+      }).pipe(Effect.provide(services))
+    )
+  })
+
   describe("the runtime's queues", () => {
     it("the whole mandate. namespace is reserved", () => {
       assert.isTrue(isReservedQueue("mandate.steps"))
