@@ -116,6 +116,52 @@ describe("Runtime: deadline jobs", () => {
   )
 })
 
+describe("Runtime: step outcomes", () => {
+  const liar = handler({
+    type: "liar",
+    params: Note,
+    result: Note,
+    run: () => Effect.succeed({ text: 42 } as unknown as { text: string })
+  })
+  const lying = taskTemplate({
+    kind: "lying_task",
+    params: Schema.Struct({}),
+    steps: () => [{ id: "only", type: "liar", params: { text: "x" } }]
+  })
+
+  it.effect("a result the handler's schema refuses is a failed attempt with the error, never a success", () =>
+    Effect.gen(function* () {
+      const runtime = yield* Runtime
+      const task = yield* runtime.start({ kind: "lying_task", params: {} }, alice)
+      const view = yield* advanceUntil(task.id, (v) => v.task.state !== "running")
+      assert.strictEqual(view.task.state, "failed")
+      assert.strictEqual(view.steps[0]!.state, "failed")
+      assert.isUndefined(view.steps[0]!.result)
+      assert.match(view.steps[0]!.error!.message, /result does not match the liar handler/)
+      const entries = yield* Ledger.use((l) => l.byTask(task.id))
+      assert.isFalse(entries.some((e) => e.kind === "step.succeeded"))
+      const started = entries.find((e) => e.kind === "step.started")!
+      const failed = entries.find((e) => e.kind === "step.failed")!
+      // The worker that ran the attempt is named in its outcome, as in its start
+      assert.strictEqual((failed.payload as { worker: string }).worker, (started.payload as { worker: string }).worker)
+      assert.strictEqual((failed.payload as { worker: string }).worker, "trust-test.worker")
+    }).pipe(
+      Effect.provide(
+        Mandate.layerMemory({
+          handlers: [liar],
+          templates: [lying],
+          policy: {
+            ...Seed.defaultPolicySet,
+            rules: [...Seed.defaultPolicySet.rules, { id: "liar", effect: "allow", match: { action: "liar" } }]
+          },
+          queue: fastQueue,
+          runtime: { ...fastRuntime, workerId: "trust-test.worker" }
+        })
+      )
+    )
+  )
+})
+
 describe("Runtime: its queues", () => {
   it.effect("must be in the reserved mandate. namespace", () =>
     Effect.gen(function* () {
