@@ -32,6 +32,7 @@ import { isReservedQueue, type Job, reservedQueuePrefix } from "./Job.ts"
 import { hasRole, type Principal, type Role } from "./Principal.ts"
 import {
   type ClaimRequest,
+  defaultListLimit,
   type EnqueueRequest,
   type FailOptions,
   JobNotFound,
@@ -272,7 +273,7 @@ export const makePublicQueue = (queue: Queue["Service"], agents: Agents["Service
         }
         // All queues: leave the runtime's jobs out. Each page asks for what is still missing, so the last page's
         // cursor is exactly where this answer stops
-        const limit = query?.limit ?? 100
+        const limit = query?.limit ?? defaultListLimit
         const jobs: Array<Job> = []
         let cursor = query?.cursor
         for (let page = 0; page < MAX_LIST_PAGES; page++) {
