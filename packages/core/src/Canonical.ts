@@ -136,8 +136,9 @@ const write = (value: unknown, path: Array<PropertyKey>, limit: number): string 
       return value ? "true" : "false"
     case "number":
       if (!Number.isFinite(value)) throw new NotCanonicalJson(jsonPath(path), `${value} is not a JSON number`)
-      // JSON.stringify formats numbers as ECMAScript Number::toString, which is what RFC 8785 §3.2.2.3 requires
-      return JSON.stringify(value)
+      // ECMAScript Number::toString (what JSON.stringify writes for a finite number) is what RFC 8785 §3.2.2.3
+      // requires; String() is the same conversion without JSON.stringify's generic entry
+      return String(value)
     case "object": {
       if (value === null) return "null"
       if (path.length >= limit) throw tooDeep(path, limit)
