@@ -152,7 +152,8 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: RedisOptions
           task.state,
           task.kind,
           task.requestedBy.id,
-          planJson
+          planJson,
+          task.gated === true ? "1" : "0"
         )
       )
       unit.tasks.set(key, record)
