@@ -10,7 +10,9 @@
  * - `withAppendLock` runs one appender at a time across every process sharing the store: between an
  *   appender's `head` read and its `write`, no other append commits. A SQL backend runs it in a transaction
  *   (joining an enclosing one, so a `UnitOfWork` commits ledger entries with the rest of a transition) that
- *   holds a lock such as `pg_advisory_xact_lock`.
+ *   holds a lock such as `pg_advisory_xact_lock`. An optimistic backend may instead refuse, at commit, a write
+ *   whose head moved since it was read, and run the appender again (the Redis store does): what commits is the
+ *   same.
  * - `write` stores the entries and nodes it is given all together or not at all, and refuses to change a row
  *   that exists (append-only: a database refuses updates and deletes, e.g. with a trigger).
  * - `head` is the stored head record (size and last entry hash) that appends continue from, kept apart from the

@@ -12,7 +12,10 @@
  * commit script returned.
  *
  * Inside a unit, reads see the unit's own task records, plans and ledger head; queue reads (`get`, `list`) see
- * Redis as committed. Stores on another backend, or on another Redis, write at once as usual.
+ * Redis as committed. Gathered writes are the task store's `create`, `save` and `putPlan`, the queue's `enqueue`,
+ * `enqueueBatch`, `complete`, `fail` and `cancel`, and ledger appends; the other queue writes (`claim`, `start`,
+ * `heartbeat`, `release`, `retryDeadLettered`), the agent registry, checkpoints, anchor receipts and policy sets
+ * write at once, each atomic alone. Stores on another backend, or on another Redis, write at once as usual.
  *
  * @since 0.1.0
  */
