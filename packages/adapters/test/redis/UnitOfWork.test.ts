@@ -1,6 +1,6 @@
 import { assert, layer } from "@effect/vitest"
 import { layerLedgerStore, layerQueue, layerTaskStore, layerUnitOfWork } from "@mandate/adapters/redis"
-import { Anchor, Ledger, Queue, TaskStore, UnitOfWork } from "@mandate/core"
+import { AgentId, Anchor, Ledger, Queue, TaskStore, UnitOfWork } from "@mandate/core"
 import { makePlan, makeRecord } from "@mandate/core/conformance/taskStore"
 import { suite } from "@mandate/core/conformance/unitOfWork"
 import { Context, Deferred, Effect, Exit, Fiber, Layer } from "effect"
@@ -48,6 +48,59 @@ describeRedis("UnitOfWork on Redis", () => {
           assert.isTrue(Exit.isSuccess(yield* Effect.exit(queue.get(jobId as never))))
           assert.strictEqual((yield* ledger.byTask(record.task.id)).length, 1)
         })
+      )
+
+      it.effect(
+        "a job settled in a unit: the result handed back is the job as stored, and a failed unit settles nothing",
+        () =>
+          Effect.gen(function* () {
+            const uow = yield* UnitOfWork
+            const store = yield* TaskStore
+            const queue = yield* Queue
+            const record = makeRecord()
+            yield* store.create(record, makePlan(record))
+            const name = `settle-${record.task.id}`
+            const worker = AgentId.make("worker-1")
+            const [a, b, c, d] = yield* queue.enqueueBatch(
+              [1, 2, 3, 4].map((n) => ({ queue: name, payload: { n }, maxAttempts: n === 3 ? 1 : 3 }))
+            )
+            const claimed = yield* queue.claim({ queues: [name], workerId: worker, max: 3 })
+            assert.strictEqual(claimed.length, 3)
+
+            // a unit that completes a job, then loses its compare-and-set: the job stays leased, as it was
+            const conflict = yield* Effect.flip(
+              uow.run(
+                Effect.gen(function* () {
+                  yield* queue.complete(a!.id, worker, { ok: true })
+                  yield* store.save({ ...record, task: { ...record.task, version: 1 } }, 5)
+                })
+              )
+            )
+            assert.strictEqual(conflict._tag, "VersionConflict")
+            assert.strictEqual((yield* queue.get(a!.id)).state, "claimed")
+
+            // complete, fail (retried), fail (dead-lettered) and cancel in one unit, with the task's save
+            const results = yield* uow.run(
+              Effect.gen(function* () {
+                const completed = yield* queue.complete(a!.id, worker, { ok: true })
+                const retried = yield* queue.fail(b!.id, worker, "flaky")
+                const dead = yield* queue.fail(c!.id, worker, "broken", { retryable: false })
+                const cancelled = yield* queue.cancel(d!.id)
+                yield* store.save({ ...record, task: { ...record.task, version: 1 } }, 0)
+                return [completed, retried, dead, cancelled] as const
+              })
+            )
+            assert.deepStrictEqual(
+              results.map((j) => j.state),
+              ["completed", "failed", "dead_lettered", "cancelled"]
+            )
+            for (const job of results) assert.deepStrictEqual(yield* queue.get(job.id), job)
+            assert.strictEqual((yield* store.get(record.task.id)).task.version, 1)
+
+            // a lease another worker holds is refused at once, inside the unit
+            const lost = yield* Effect.flip(uow.run(queue.complete(b!.id, AgentId.make("worker-2"), null)))
+            assert.strictEqual(lost._tag, "LeaseLost")
+          })
       )
 
       it.effect("units of two processes racing on one task and the ledger: every one commits whole, once", () =>
