@@ -137,6 +137,15 @@ describeRedis("the server restarted on Redis", () => {
             assert.strictEqual(tx.status, 200, tx.text)
             const receipt = (yield* verify(first.trails[0]!.hashes[0]!)).anchor_tx_id
             assert.strictEqual(receipt, first.txId)
+            // the chain (kept beside the store) goes on ticking: the transaction confirms, and the ledger's receipt
+            // follows it (waiting on the chain's progress, not on a deadline)
+            let status = tx.body.status as string
+            while (status === "pending") {
+              yield* Effect.sleep("50 millis")
+              status = (yield* call("GET", `/tx/${first.txId}`, { token: tokens.carol })).body.status
+            }
+            assert.strictEqual(status, "confirmed")
+            assert.strictEqual((yield* verify(first.trails[0]!.hashes[0]!)).anchor.status, "confirmed")
             // the chain goes on from where it stopped: a new task's entries come after, and the old tree is a
             // prefix of the new one
             const later = yield* runTask
