@@ -236,8 +236,9 @@ export const makeCommitter = (
   operations: Readonly<Record<string, string>>
 ): Committer => {
   const lua = commitLua(operations)
-  // A distinct script per set of operations (the SHA-1 names it on the server)
-  const script = Redis.script((...args: ReadonlyArray<string>) => args, { lua, numberOfKeys: 0 }).withReturnType<
+  // A distinct script per set of operations (the SHA-1 names it on the server). KEYS[1] is one of the unit's keys,
+  // unused by the script: like every script of ours it names one key, so a cluster routes it to the prefix's slot
+  const script = Redis.script((...args: ReadonlyArray<string>) => args, { lua, numberOfKeys: 1 }).withReturnType<
     readonly ["conflict", string, string] | readonly ["committed", ReadonlyArray<unknown>]
   >()
   const run = redis.eval(script)
@@ -245,7 +246,7 @@ export const makeCommitter = (
     commit: (unit) =>
       Effect.suspend(() => {
         if (unit.operations.length === 0) return Effect.succeed([])
-        const args: Array<string> = [String(unit.guards.size)]
+        const args: Array<string> = [unit.operations[0]!.keys[0] ?? "", String(unit.guards.size)]
         for (const g of unit.guards.values()) {
           args.push(g.key, g.field, g.expected === null ? "absent" : "=", g.expected ?? "")
         }
