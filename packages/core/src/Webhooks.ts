@@ -103,9 +103,12 @@ export const WebhooksConfig = Schema.Union([
  * @since 0.1.0
  */
 export const decodeWebhooksConfig = (
-  input: unknown
+  input: unknown,
+  root = "$"
 ): Effect.Effect<ReadonlyArray<ConfiguredSubscription>, InvalidInput> =>
-  Effect.map(decode(WebhooksConfig)(input), (config) => ("subscriptions" in config ? config.subscriptions : config))
+  Effect.map(decode(WebhooksConfig, root)(input), (config) =>
+    "subscriptions" in config ? config.subscriptions : config
+  )
 
 /**
  * Which deliveries to list (newest first; `limit` default 100, at most 1,000).

@@ -28,6 +28,7 @@ export type WireError<E> =
           | "EntryNotFound"
           | "AnchorNotFound"
           | "UnknownPolicyVersion"
+          | "WebhookNotFound"
         >
       ? NotFound
       : E extends Tagged<"StepNotFound">
@@ -114,6 +115,8 @@ export const toHttp =
           return new NotFound({ message: message(e), resource: "transaction", id: field(e, "id") })
         case "UnknownPolicyVersion":
           return new NotFound({ message: message(e), resource: "policy_version", id: field(e, "version") })
+        case "WebhookNotFound":
+          return new NotFound({ message: message(e), resource: "webhook", id: field(e, "webhookId") })
         case "StepNotFound":
           return field(e, "problem") === "missing"
             ? new NotFound({ message: message(e), resource: "step", id: field(e, "stepId") })
