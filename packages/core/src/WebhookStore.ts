@@ -53,7 +53,7 @@ export interface WebhookStoreMemoryOptions {
 export class WebhookStore extends Context.Service<
   WebhookStore,
   {
-    /** Every subscription, oldest first. */
+    /** Every subscription, oldest first (`createdAt`, then id). */
     readonly subscriptions: Effect.Effect<ReadonlyArray<Subscription>, WebhookStoreError>
     readonly subscription: (id: string) => Effect.Effect<Option.Option<Subscription>, WebhookStoreError>
     /** Inserts or replaces (by id). */
@@ -78,6 +78,15 @@ export class WebhookStore extends Context.Service<
     Layer.sync(WebhookStore, () => makeMemory(options))
 }
 
+/**
+ * The order of `subscriptions`: `createdAt`, then id.
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const byCreation = (a: Subscription, b: Subscription): number =>
+  a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
 const makeMemory = (options?: WebhookStoreMemoryOptions): WebhookStore["Service"] => {
   const max = Math.max(1, Math.floor(options?.maxDeliveries ?? 10_000))
   const subscriptions = new Map<string, Subscription>()
@@ -91,7 +100,7 @@ const makeMemory = (options?: WebhookStoreMemoryOptions): WebhookStore["Service"
     }
   }
   return WebhookStore.of({
-    subscriptions: Effect.sync(() => [...subscriptions.values()]),
+    subscriptions: Effect.sync(() => [...subscriptions.values()].sort(byCreation)),
     subscription: (id) => Effect.sync(() => Option.fromNullishOr(subscriptions.get(id))),
     putSubscription: (subscription) => Effect.sync(() => void subscriptions.set(subscription.id, subscription)),
     removeSubscription: (id) => Effect.sync(() => subscriptions.delete(id)),
