@@ -114,14 +114,15 @@ export const layerMemory = (options?: StoresOptions): Layer.Layer<Services, unkn
  * @category layers
  * @since 0.1.0
  */
-export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions): Layer.Layer<Services, unknown> =>
-  withWebhooks(
-    Layer.mergeAll(
-      Mandate.layer(Postgres.layer(config, { policy: options?.policy }), mandateOptions(options)),
-      options?.rateLimit ?? RateLimit.layerMemory
-    ),
-    options
+export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions): Layer.Layer<Services, unknown> => {
+  // One pool: the layer is memoised, so both uses below share one build
+  const backend = Postgres.layer(config, { policy: options?.policy })
+  return withWebhooks(
+    Layer.mergeAll(Mandate.layer(backend, mandateOptions(options)), options?.rateLimit ?? RateLimit.layerMemory),
+    options,
+    backend
   )
+}
 
 /**
  * Tasks, the queue, agents and request budgets on Redis. Redis has no ledger or policy store (their durable
@@ -155,23 +156,23 @@ export const layerRedis = (config: Redis.RedisConfig, options?: StoresOptions): 
 
 /**
  * Webhooks over the given services: deliveries on their queue (`mandate.webhooks`), delivered by this process when
- * it runs workers. Subscriptions and the delivery record are kept in memory on every backend for now
- * (`WebhookStore.layerMemory`); configured subscriptions are written again at each start. Redirects are not
- * followed: a 3xx answer is a failed attempt.
+ * it runs workers; subscriptions and the delivery record in `store` (the backend's own, else memory). Configured
+ * subscriptions are written again at each start. Redirects are not followed: a 3xx answer is a failed attempt.
  *
  * @category layers
  * @since 0.1.0
  */
 export const withWebhooks = <E, R>(
   services: Layer.Layer<Exclude<Services, Webhooks>, E, R>,
-  options?: StoresOptions
+  options?: StoresOptions,
+  store: Layer.Layer<WebhookStore, unknown> = WebhookStore.layerMemory()
 ): Layer.Layer<Services, unknown, R> =>
   Webhooks.layer({
     ...options?.webhooks,
     workers: options?.webhooks?.workers ?? options?.runtime?.workers
   }).pipe(
     Layer.provide([
-      WebhookStore.layerMemory(),
+      store,
       FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.RequestInit, { redirect: "manual" })))
     ]),
     Layer.provideMerge(services)

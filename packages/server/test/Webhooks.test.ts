@@ -5,9 +5,12 @@ import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Webhook } from "@mandate/core"
-import { Effect, Option, Queue as Q, Redacted } from "effect"
+import { Effect, type Layer, Option, Queue as Q, Redacted } from "effect"
 import { Webhook as StandardWebhook } from "standardwebhooks"
 import { loadWebhooks } from "../src/Config.ts"
+import type * as Stores from "../src/Stores.ts"
+import * as TestPostgres from "./utils/TestPostgres.ts"
+import { describePostgres } from "./utils/TestPostgres.ts"
 import * as TestServer from "./utils/TestServer.ts"
 
 const { call, tokens, walletA, walletB, waitForStatus } = TestServer
@@ -39,117 +42,130 @@ const receiver = Effect.gen(function* () {
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`, received }
 })
 
-const services = TestServer.memoryServices({ webhooks: { publicUrl: "https://ops.example.com/console/" } })
+const webhooks = { publicUrl: "https://ops.example.com/console/" }
 
-layer(TestServer.layer(services), { excludeTestServices: true, timeout: "60 seconds" })("webhooks over HTTP", (it) => {
-  it.effect("admins manage subscriptions; the secret is shown once; others are refused", () =>
-    Effect.gen(function* () {
-      const created = yield* call("POST", "/webhooks", {
-        token: tokens.root,
-        body: { url: "https://hooks.example.com/a", events: ["task.failed", "step.dead_lettered"], description: "ops" }
-      })
-      assert.strictEqual(created.status, 201, created.text)
-      assert.match(created.body.secret, /^whsec_/)
-      assert.match(created.body.id, /^wh_/)
-      assert.strictEqual(created.body.created_by, "root")
-      const listed = yield* call("GET", "/webhooks", { token: tokens.root })
-      assert.strictEqual(listed.status, 200)
-      const mine = listed.body.webhooks.find((w: { id: string }) => w.id === created.body.id)
-      assert.deepStrictEqual(mine.events, ["task.failed", "step.dead_lettered"])
-      assert.isFalse(listed.text.includes(created.body.secret))
-      const one = yield* call("GET", `/webhooks/${created.body.id}`, { token: tokens.root })
-      assert.strictEqual(one.status, 200)
-      assert.isUndefined(one.body.secret)
-
-      for (const token of [tokens.alice, tokens.bob, tokens.carol, tokens.robot]) {
-        assert.strictEqual((yield* call("GET", "/webhooks", { token })).status, 403)
-        assert.strictEqual((yield* call("GET", "/webhooks/deliveries", { token })).status, 403)
-        const post = yield* call("POST", "/webhooks", {
-          token,
-          body: { url: "https://x.example/", events: ["task.failed"] }
-        })
-        assert.strictEqual(post.status, 403)
-        assert.strictEqual((yield* call("DELETE", `/webhooks/${created.body.id}`, { token })).status, 403)
-      }
-      assert.strictEqual((yield* call("GET", "/webhooks")).status, 401)
-
-      const bad = yield* call("POST", "/webhooks", {
-        token: tokens.root,
-        body: { url: "javascript:alert(1)", events: ["task.exploded"], secret: "whsec_short" }
-      })
-      assert.strictEqual(bad.status, 400, bad.text)
-      assert.sameMembers(
-        bad.body.issues.map((i: { path: string }) => i.path),
-        ["$.url", "$.events[0]", "$.secret"]
-      )
-      const badQuery = yield* call("GET", "/webhooks/deliveries?limit=0", { token: tokens.root })
-      assert.strictEqual(badQuery.status, 400, badQuery.text)
-      assert.strictEqual(badQuery.body.path, "$query.limit")
-
-      assert.strictEqual((yield* call("DELETE", `/webhooks/${created.body.id}`, { token: tokens.root })).status, 204)
-      const gone = yield* call("GET", `/webhooks/${created.body.id}`, { token: tokens.root })
-      assert.strictEqual(gone.status, 404)
-      assert.strictEqual(gone.body.resource, "webhook")
-      assert.strictEqual((yield* call("DELETE", `/webhooks/${created.body.id}`, { token: tokens.root })).status, 404)
-    })
-  )
-
-  it.effect("a gated transfer notifies the approvers' endpoint, then its completion, signed and linked", () =>
-    Effect.scoped(
+const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.Readiness, E>) =>
+  layer(TestServer.layer(services), { excludeTestServices: true, timeout: "60 seconds" })(name, (it) => {
+    it.effect("admins manage subscriptions; the secret is shown once; others are refused", () =>
       Effect.gen(function* () {
-        const hook = yield* receiver
         const created = yield* call("POST", "/webhooks", {
           token: tokens.root,
-          body: { url: hook.url, events: ["approval.needed", "task.completed"] }
+          body: {
+            url: "https://hooks.example.com/a",
+            events: ["task.failed", "step.dead_lettered"],
+            description: "ops"
+          }
         })
         assert.strictEqual(created.status, 201, created.text)
-        const verifier = new StandardWebhook(created.body.secret)
-        const started = yield* call("POST", "/task/start", {
-          token: tokens.alice,
-          body: { task_type: "transfer_funds", parameters: { from: walletA, to: walletB, amount: 5 } }
-        })
-        assert.strictEqual(started.status, 200, started.text)
-        const taskId: string = started.body.task_id
+        assert.match(created.body.secret, /^whsec_/)
+        assert.match(created.body.id, /^wh_/)
+        assert.strictEqual(created.body.created_by, "root")
+        const listed = yield* call("GET", "/webhooks", { token: tokens.root })
+        assert.strictEqual(listed.status, 200)
+        const mine = listed.body.webhooks.find((w: { id: string }) => w.id === created.body.id)
+        assert.deepStrictEqual(mine.events, ["task.failed", "step.dead_lettered"])
+        assert.isFalse(listed.text.includes(created.body.secret))
+        const one = yield* call("GET", `/webhooks/${created.body.id}`, { token: tokens.root })
+        assert.strictEqual(one.status, 200)
+        assert.isUndefined(one.body.secret)
 
-        const first = yield* Q.take(hook.received)
-        const needed = verifier.verify(first.body, first.headers as Record<string, string>) as Webhook.Message
-        assert.strictEqual(needed.type, "approval.needed")
-        assert.strictEqual(needed.data.task_id, taskId)
-        assert.strictEqual(needed.data.step_id, "onchain_action")
-        assert.strictEqual(needed.data.link, `https://ops.example.com/console/#/task/${taskId}`)
-
-        const approved = yield* call("POST", `/task/${taskId}/approve`, { token: tokens.bob, body: { approved: true } })
-        assert.strictEqual(approved.status, 200, approved.text)
-        yield* waitForStatus(taskId, (s) => s === "completed")
-        const second = yield* Q.take(hook.received)
-        const completed = verifier.verify(second.body, second.headers as Record<string, string>) as Webhook.Message
-        assert.strictEqual(completed.type, "task.completed")
-
-        // The record follows the answers (it is written just after each one)
-        while (true) {
-          const deliveries = yield* call("GET", `/webhooks/deliveries?webhook_id=${created.body.id}`, {
-            token: tokens.root
+        for (const token of [tokens.alice, tokens.bob, tokens.carol, tokens.robot]) {
+          assert.strictEqual((yield* call("GET", "/webhooks", { token })).status, 403)
+          assert.strictEqual((yield* call("GET", "/webhooks/deliveries", { token })).status, 403)
+          const post = yield* call("POST", "/webhooks", {
+            token,
+            body: { url: "https://x.example/", events: ["task.failed"] }
           })
-          assert.strictEqual(deliveries.status, 200, deliveries.text)
-          const statuses = deliveries.body.deliveries.map((d: { type: string; status: string }) => [d.type, d.status])
-          if (statuses.length === 2 && statuses.every(([, s]: [string, string]) => s === "delivered")) {
-            assert.deepStrictEqual(
-              deliveries.body.deliveries.map((d: { id: string }) => d.id).sort(),
-              [first.headers["webhook-id"], second.headers["webhook-id"]].sort()
-            )
-            assert.strictEqual(deliveries.body.deliveries[0].task_id, taskId)
-            assert.strictEqual(deliveries.body.deliveries[0].last_status, 200)
-            break
-          }
-          yield* Effect.sleep("20 millis")
+          assert.strictEqual(post.status, 403)
+          assert.strictEqual((yield* call("DELETE", `/webhooks/${created.body.id}`, { token })).status, 403)
         }
-        const jobs = yield* call("GET", "/queue/jobs?queue=mandate.webhooks", { token: tokens.root })
-        assert.strictEqual(jobs.status, 200, jobs.text)
-        assert.strictEqual(jobs.body.jobs.length, 2)
-        assert.isFalse(jobs.text.includes(created.body.secret))
+        assert.strictEqual((yield* call("GET", "/webhooks")).status, 401)
+
+        const bad = yield* call("POST", "/webhooks", {
+          token: tokens.root,
+          body: { url: "javascript:alert(1)", events: ["task.exploded"], secret: "whsec_short" }
+        })
+        assert.strictEqual(bad.status, 400, bad.text)
+        assert.sameMembers(
+          bad.body.issues.map((i: { path: string }) => i.path),
+          ["$.url", "$.events[0]", "$.secret"]
+        )
+        const badQuery = yield* call("GET", "/webhooks/deliveries?limit=0", { token: tokens.root })
+        assert.strictEqual(badQuery.status, 400, badQuery.text)
+        assert.strictEqual(badQuery.body.path, "$query.limit")
+
+        assert.strictEqual((yield* call("DELETE", `/webhooks/${created.body.id}`, { token: tokens.root })).status, 204)
+        const gone = yield* call("GET", `/webhooks/${created.body.id}`, { token: tokens.root })
+        assert.strictEqual(gone.status, 404)
+        assert.strictEqual(gone.body.resource, "webhook")
+        assert.strictEqual((yield* call("DELETE", `/webhooks/${created.body.id}`, { token: tokens.root })).status, 404)
       })
     )
-  )
+
+    it.effect("a gated transfer notifies the approvers' endpoint, then its completion, signed and linked", () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const hook = yield* receiver
+          const created = yield* call("POST", "/webhooks", {
+            token: tokens.root,
+            body: { url: hook.url, events: ["approval.needed", "task.completed"] }
+          })
+          assert.strictEqual(created.status, 201, created.text)
+          const verifier = new StandardWebhook(created.body.secret)
+          const started = yield* call("POST", "/task/start", {
+            token: tokens.alice,
+            body: { task_type: "transfer_funds", parameters: { from: walletA, to: walletB, amount: 5 } }
+          })
+          assert.strictEqual(started.status, 200, started.text)
+          const taskId: string = started.body.task_id
+
+          const first = yield* Q.take(hook.received)
+          const needed = verifier.verify(first.body, first.headers as Record<string, string>) as Webhook.Message
+          assert.strictEqual(needed.type, "approval.needed")
+          assert.strictEqual(needed.data.task_id, taskId)
+          assert.strictEqual(needed.data.step_id, "onchain_action")
+          assert.strictEqual(needed.data.link, `https://ops.example.com/console/#/task/${taskId}`)
+
+          const approved = yield* call("POST", `/task/${taskId}/approve`, {
+            token: tokens.bob,
+            body: { approved: true }
+          })
+          assert.strictEqual(approved.status, 200, approved.text)
+          yield* waitForStatus(taskId, (s) => s === "completed")
+          const second = yield* Q.take(hook.received)
+          const completed = verifier.verify(second.body, second.headers as Record<string, string>) as Webhook.Message
+          assert.strictEqual(completed.type, "task.completed")
+
+          // The record follows the answers (it is written just after each one)
+          while (true) {
+            const deliveries = yield* call("GET", `/webhooks/deliveries?webhook_id=${created.body.id}`, {
+              token: tokens.root
+            })
+            assert.strictEqual(deliveries.status, 200, deliveries.text)
+            const statuses = deliveries.body.deliveries.map((d: { type: string; status: string }) => [d.type, d.status])
+            if (statuses.length === 2 && statuses.every(([, s]: [string, string]) => s === "delivered")) {
+              assert.deepStrictEqual(
+                deliveries.body.deliveries.map((d: { id: string }) => d.id).sort(),
+                [first.headers["webhook-id"], second.headers["webhook-id"]].sort()
+              )
+              assert.strictEqual(deliveries.body.deliveries[0].task_id, taskId)
+              assert.strictEqual(deliveries.body.deliveries[0].last_status, 200)
+              break
+            }
+            yield* Effect.sleep("20 millis")
+          }
+          const jobs = yield* call("GET", "/queue/jobs?queue=mandate.webhooks", { token: tokens.root })
+          assert.strictEqual(jobs.status, 200, jobs.text)
+          assert.strictEqual(jobs.body.jobs.length, 2)
+          assert.isFalse(jobs.text.includes(created.body.secret))
+        })
+      )
+    )
+  })
+
+suite("webhooks over HTTP (memory)", TestServer.memoryServices({ webhooks }))
+describePostgres("webhooks over HTTP (postgres)", () => {
+  suite("postgres", TestPostgres.services({ webhooks }))
 })
 
 describe("webhook configuration", () => {
