@@ -120,7 +120,12 @@ export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions
   return withWebhooks(
     Layer.mergeAll(Mandate.layer(backend, mandateOptions(options)), options?.rateLimit ?? RateLimit.layerMemory),
     options,
-    backend
+    Layer.effect(
+      WebhookStore,
+      Effect.gen(function* () {
+        return yield* WebhookStore
+      })
+    ).pipe(Layer.provide(backend))
   )
 }
 
@@ -151,7 +156,16 @@ export const layerRedis = (config: Redis.RedisConfig, options?: StoresOptions): 
         })
       ).pipe(Layer.provide(backend))
   )
-  return withWebhooks(services, options)
+  return withWebhooks(
+    services,
+    options,
+    Layer.effect(
+      WebhookStore,
+      Effect.gen(function* () {
+        return yield* WebhookStore
+      })
+    ).pipe(Layer.provide(backend))
+  )
 }
 
 /**

@@ -11,6 +11,8 @@ import { loadWebhooks } from "../src/Config.ts"
 import type * as Stores from "../src/Stores.ts"
 import * as TestPostgres from "./utils/TestPostgres.ts"
 import { describePostgres } from "./utils/TestPostgres.ts"
+import * as TestRedis from "./utils/TestRedis.ts"
+import { describeRedis } from "./utils/TestRedis.ts"
 import * as TestServer from "./utils/TestServer.ts"
 
 const { call, tokens, walletA, walletB, waitForStatus } = TestServer
@@ -166,6 +168,10 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
 suite("webhooks over HTTP (memory)", TestServer.memoryServices({ webhooks }))
 describePostgres("webhooks over HTTP (postgres)", () => {
   suite("postgres", TestPostgres.services({ webhooks }))
+})
+
+describeRedis("webhooks over HTTP (redis)", () => {
+  suite("redis", TestRedis.services({ webhooks }))
 })
 
 describe("webhook configuration", () => {

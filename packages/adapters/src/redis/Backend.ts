@@ -22,7 +22,7 @@
 
 import { createHash } from "node:crypto"
 import { NodeRedis } from "@effect/platform-node"
-import type { Agents, InvalidInput, Queue, RateLimit, TaskStore } from "@mandate/core"
+import type { Agents, InvalidInput, Queue, RateLimit, TaskStore, WebhookStore } from "@mandate/core"
 import { Cause, Clock, Config, Context, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { Redis } from "effect/persistence"
 import { type AgentsOptions, layerAgents } from "./Agents.ts"
@@ -30,6 +30,7 @@ import { defaultPrefix, Prefix } from "./Keys.ts"
 import { layerQueue, type QueueOptions } from "./Queue.ts"
 import { layerRateLimit } from "./RateLimit.ts"
 import { layerTaskStore } from "./TaskStore.ts"
+import { layerWebhookStore } from "./WebhookStore.ts"
 
 /**
  * Everything needed to reach Redis and find Mandate's keys in it.
@@ -298,7 +299,7 @@ export const layerClient = (config: RedisConfig): Layer.Layer<Redis.Redis | Node
  * @category models
  * @since 0.1.0
  */
-export type RedisServices = Queue | Agents | TaskStore | RateLimit | Redis.Redis | NodeRedis.NodeRedis
+export type RedisServices = Queue | Agents | TaskStore | RateLimit | WebhookStore | Redis.Redis | NodeRedis.NodeRedis
 
 /**
  * What the backend's layer builds besides the client.
@@ -333,7 +334,8 @@ export const layer = (config: RedisConfig, options?: BackendOptions): Layer.Laye
     layerQueue({ ...options?.queue, ...prefix }),
     layerAgents({ ...options?.agents, ...prefix }),
     layerTaskStore(prefix),
-    layerRateLimit(prefix)
+    layerRateLimit(prefix),
+    layerWebhookStore(prefix)
   ).pipe(Layer.provideMerge(layerClient(config)))
 }
 
