@@ -2,9 +2,8 @@
  * Where webhook subscriptions and the record of their deliveries are kept. A thin store: what to keep, when a
  * delivery changes state and who may ask are decided by `Webhooks`.
  *
- * Layers: memory only so far (subscriptions from configuration are written again at every start; ones created
- * over HTTP and the delivery record end with the process). The deliveries themselves are jobs in the `Queue`, so
- * on a durable queue their retries survive a restart either way.
+ * Layers: memory (here; what it holds ends with the process), Postgres and Redis (`@mandate/adapters`), all
+ * held to `@mandate/core/conformance/webhookStore`. The deliveries themselves are jobs in the `Queue`.
  *
  * @since 0.1.0
  */

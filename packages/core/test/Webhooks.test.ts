@@ -23,6 +23,7 @@ const admin = Principal.make("root", ["admin"])
 const alice = Principal.make("alice", ["submitter"])
 const bob = Principal.make("bob", ["approver"])
 const wallet = "A".repeat(60)
+const blocked = "C".repeat(60)
 const publicUrl = "https://mandate.example.com/"
 
 interface Received {
@@ -59,6 +60,7 @@ const receiver = (status: (n: number) => number) =>
 const services = (options?: WebhooksOptions, queue?: Layer.Layer<Queue, never, Queue>) => {
   const mandate = Mandate.layerMemory({
     runtime: { pollIntervalMs: 10 },
+    blockedWallets: [blocked],
     queue: { backoff: { baseMs: 1, capMs: 20 }, requeueIntervalMs: 10 }
   })
   const webhooks = Webhooks.layer({ publicUrl, worker: { pollIntervalMs: 10 }, ...options }).pipe(
@@ -143,6 +145,51 @@ describe("Webhooks", () => {
           deliveries.map((d) => d.type),
           ["approval.needed", "task.completed"]
         )
+      })
+    ).pipe(Effect.provide(services()))
+  )
+
+  it.live("tells of a denied task, a step that failed for good and the task it failed", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const hook = yield* receiver(() => 200)
+        const webhooks = yield* Webhooks
+        const runtime = yield* Runtime
+        const created = yield* webhooks.create(admin, {
+          url: hook.url,
+          events: ["task.rejected", "task.failed", "step.dead_lettered"]
+        })
+        const verifier = new StandardWebhook(created.secret)
+        const next = Effect.map(
+          Q.take(hook.received),
+          (r) => verifier.verify(r.body, r.headers as Record<string, string>) as Webhook.Message
+        )
+        const denied = yield* Effect.flip(
+          runtime.start(
+            { kind: "transfer_funds", params: { from: wallet, to: "B".repeat(60), amount: 2_000_000 } },
+            alice
+          )
+        )
+        assert.strictEqual(denied._tag, "TaskRejected")
+        const rejected = yield* next
+        assert.strictEqual(rejected.type, "task.rejected")
+        assert.include(
+          (rejected.data.details as { reasons: ReadonlyArray<string> }).reasons,
+          "step onchain_action (onchain_action): transfers above 1,000,000 QU are denied"
+        )
+
+        const failing = yield* runtime.start(
+          { kind: "transfer_funds", params: { from: blocked, to: "B".repeat(60), amount: 10 } },
+          alice
+        )
+        const messages = [yield* next, yield* next]
+        const byType = new Map(messages.map((m) => [m.type, m]))
+        assert.sameMembers([...byType.keys()], ["step.dead_lettered", "task.failed"])
+        const dead = byType.get("step.dead_lettered")!
+        assert.strictEqual(dead.data.task_id, failing.id)
+        assert.strictEqual(dead.data.step_id, "policy_check")
+        assert.strictEqual(dead.data.event, "step.failed")
+        assert.strictEqual(byType.get("task.failed")!.data.state, "failed")
       })
     ).pipe(Effect.provide(services()))
   )

@@ -4,11 +4,11 @@ import type { AddressInfo } from "node:net"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Webhook } from "@mandate/core"
-import { Effect, type Layer, Option, Queue as Q, Redacted } from "effect"
+import { Principal, Runtime, Webhook, Webhooks } from "@mandate/core"
+import { Effect, Layer, Option, Queue as Q, Redacted } from "effect"
 import { Webhook as StandardWebhook } from "standardwebhooks"
 import { loadWebhooks } from "../src/Config.ts"
-import type * as Stores from "../src/Stores.ts"
+import * as Stores from "../src/Stores.ts"
 import * as TestPostgres from "./utils/TestPostgres.ts"
 import { describePostgres } from "./utils/TestPostgres.ts"
 import * as TestRedis from "./utils/TestRedis.ts"
@@ -168,6 +168,44 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
 suite("webhooks over HTTP (memory)", TestServer.memoryServices({ webhooks }))
 describePostgres("webhooks over HTTP (postgres)", () => {
   suite("postgres", TestPostgres.services({ webhooks }))
+})
+
+describePostgres("webhooks across processes (postgres)", () => {
+  it.live("a subscription made through one process is delivered by another, and both see the delivery", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const hook = yield* receiver
+        const config = yield* TestPostgres.freshConfig
+        const options = { anchor: Stores.layerAnchor("none"), webhooks }
+        // An API-only process, and one that runs the steps and the deliveries
+        const api = yield* Layer.build(
+          Stores.layerPg(config, { ...options, runtime: { ...TestServer.fastRuntime, workers: false } })
+        )
+        const worker = yield* Layer.build(Stores.layerPg(config, { ...options, runtime: TestServer.fastRuntime }))
+        const created = yield* Webhooks.use((w) =>
+          w.create(Principal.make("root", ["admin"]), { url: hook.url, events: ["approval.needed"] })
+        ).pipe(Effect.provideContext(api))
+        const task = yield* Runtime.use((r) =>
+          r.start(
+            { kind: "transfer_funds", params: { from: walletA, to: walletB, amount: 5 } },
+            Principal.make("alice", ["submitter"])
+          )
+        ).pipe(Effect.provideContext(api))
+        const got = yield* Q.take(hook.received)
+        const message = new StandardWebhook(created.secret).verify(
+          got.body,
+          got.headers as Record<string, string>
+        ) as Webhook.Message
+        assert.strictEqual(message.data.task_id, task.id)
+        const seenBy = (context: typeof api) =>
+          Webhooks.use((w) => w.deliveries(Principal.make("root", ["admin"]), { taskId: task.id })).pipe(
+            Effect.provideContext(context)
+          )
+        while ((yield* seenBy(api))[0]?.status !== "delivered") yield* Effect.sleep("20 millis")
+        assert.deepStrictEqual(yield* seenBy(worker), yield* seenBy(api))
+      })
+    )
+  )
 })
 
 describeRedis("webhooks over HTTP (redis)", () => {

@@ -59,3 +59,18 @@ export const services = (options?: Stores.StoresOptions) =>
       )
     })
   )
+
+/**
+ * A config on a fresh schema, dropped when the scope closes: for tests that start several server processes (each
+ * `Stores.layerPg` its own pool) on one database.
+ */
+export const freshConfig = Effect.gen(function* () {
+  const schema = `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
+  yield* Effect.addFinalizer(() =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(
+      Effect.provide(client(1)),
+      Effect.ignore
+    )
+  )
+  return Postgres.makeConfig(url, { schema, poolSize: 3 })
+})
