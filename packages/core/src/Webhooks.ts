@@ -30,6 +30,7 @@ import type { Job } from "./Job.ts"
 import { hasRole, type Principal } from "./Principal.ts"
 import { Queue, type QueueStoreError } from "./Queue.ts"
 import { Forbidden, Runtime, type TaskEvent } from "./Runtime.ts"
+import { IllegalTransition } from "./Task.ts"
 import {
   type Delivery,
   DeliveryJob,
@@ -73,6 +74,35 @@ export class WebhookNotFound extends Schema.TaggedError<WebhookNotFound>()("Webh
     return `No webhook ${this.webhookId}`
   }
 }
+
+/**
+ * No delivery with this id (message id).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class WebhookDeliveryNotFound extends Schema.TaggedError<WebhookDeliveryNotFound>()("WebhookDeliveryNotFound", {
+  deliveryId: Schema.String
+}) {
+  override get message(): string {
+    return `No webhook delivery ${this.deliveryId}`
+  }
+}
+
+/**
+ * Changes to a subscription (`Webhooks.update`): any of its URL, events, enabled flag and description. The secret
+ * is not changed this way: create a new subscription and remove the old one.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const SubscriptionPatch = Schema.Struct({
+  url: Schema.optionalKey(SubscriptionInput.fields.url),
+  events: Schema.optionalKey(SubscriptionInput.fields.events),
+  enabled: Schema.optionalKey(Schema.Boolean),
+  description: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(256)))
+})
+export type SubscriptionPatch = typeof SubscriptionPatch.Type
 
 /**
  * A subscription from configuration (a webhooks file, an environment variable): its secret is required (it is
@@ -186,6 +216,12 @@ export class Webhooks extends Context.Service<
       principal: Principal,
       input: unknown
     ) => Effect.Effect<Subscription, Forbidden | InvalidInput | WebhookStoreError>
+    /** Changes a subscription's URL, events, enabled flag or description (`SubscriptionPatch`). Admins only. */
+    readonly update: (
+      principal: Principal,
+      id: string,
+      patch: unknown
+    ) => Effect.Effect<SubscriptionView, Forbidden | WebhookNotFound | InvalidInput | WebhookStoreError>
     /** Removes a subscription; its pending deliveries are skipped. Admins only. */
     readonly remove: (
       principal: Principal,
@@ -196,6 +232,17 @@ export class Webhooks extends Context.Service<
       principal: Principal,
       query?: unknown
     ) => Effect.Effect<ReadonlyArray<Delivery>, Forbidden | InvalidInput | WebhookStoreError>
+    /**
+     * Sends a dead-lettered delivery again: its job goes back to the queue with a fresh attempt budget (same
+     * message id). Admins only. A delivery that is not dead-lettered is an `IllegalTransition` of its job.
+     */
+    readonly retry: (
+      principal: Principal,
+      deliveryId: string
+    ) => Effect.Effect<
+      Delivery,
+      Forbidden | WebhookDeliveryNotFound | IllegalTransition | WebhookStoreError | QueueStoreError
+    >
     /**
      * The deliveries of one runtime event: one job per enabled subscription that wants its type, enqueued
      * idempotently. The layer calls it for every event; calling it again with the same event changes nothing.
@@ -232,6 +279,7 @@ const decodeInput = decode(SubscriptionInput)
 const decodeQuery = decode(WebhookDeliveryQuery, "$query")
 const decodeJob = decode(DeliveryJob, "$.payload")
 const decodeId = decode(SubscriptionId)
+const decodePatch = decode(SubscriptionPatch)
 
 /** The id of a configured subscription without one: stable across restarts. */
 const configuredId = (s: ConfiguredSubscription) =>
@@ -444,6 +492,40 @@ const make = (options?: WebhooksOptions) =>
           }
           yield* store.putSubscription(subscription)
           return subscription
+        }),
+      update: (principal, id, patch) =>
+        Effect.gen(function* () {
+          yield* requireAdmin(principal, "change webhooks")
+          const found = yield* getOne(id)
+          const valid = yield* decodePatch(patch)
+          const updated: Subscription = {
+            ...found,
+            ...(valid.url === undefined ? {} : { url: valid.url }),
+            ...(valid.events === undefined ? {} : { events: [...new Set(valid.events)] }),
+            ...(valid.enabled === undefined ? {} : { enabled: valid.enabled }),
+            ...(valid.description === undefined ? {} : { description: valid.description })
+          }
+          yield* store.putSubscription(updated)
+          return view(updated)
+        }),
+      retry: (principal, deliveryId) =>
+        Effect.gen(function* () {
+          yield* requireAdmin(principal, "retry webhook deliveries")
+          const found = yield* store.delivery(deliveryId)
+          if (Option.isNone(found)) return yield* new WebhookDeliveryNotFound({ deliveryId })
+          const job = yield* queue
+            .retryDeadLettered(found.value.jobId)
+            .pipe(
+              Effect.catchTag("JobNotFound", () =>
+                Effect.fail(
+                  new IllegalTransition({ entity: "job", id: found.value.jobId, from: "forgotten", to: "queued" })
+                )
+              )
+            )
+          const { nextAttemptAt: _, ...rest } = found.value
+          const pending: Delivery = { ...rest, status: "pending", attempts: job.attempts, updatedAt: job.updatedAt }
+          yield* store.saveDelivery(pending)
+          return yield* published(pending)
         }),
       remove: (principal, id) =>
         Effect.gen(function* () {

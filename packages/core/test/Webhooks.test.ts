@@ -221,10 +221,10 @@ describe("Webhooks", () => {
     ).pipe(Effect.provide(services()))
   )
 
-  it.live("dead-letters a delivery after its last attempt", () =>
+  it.live("dead-letters a delivery after its last attempt; an admin can send it again", () =>
     Effect.scoped(
       Effect.gen(function* () {
-        const hook = yield* receiver(() => 500)
+        const hook = yield* receiver((n) => (n <= 3 ? 500 : 200))
         const webhooks = yield* Webhooks
         const runtime = yield* Runtime
         const updates = yield* subscribed(webhooks.updates)
@@ -243,6 +243,16 @@ describe("Webhooks", () => {
           listed.map((d) => d.id),
           [dead.id]
         )
+
+        assert.strictEqual((yield* Effect.flip(webhooks.retry(bob, dead.id)))._tag, "Forbidden")
+        assert.strictEqual((yield* Effect.flip(webhooks.retry(admin, "msg_unknown")))._tag, "WebhookDeliveryNotFound")
+        const again = yield* webhooks.retry(admin, dead.id)
+        assert.strictEqual(again.status, "pending")
+        const delivered = yield* awaitStatus(updates, (d) => d.id === dead.id, "delivered")
+        assert.strictEqual(delivered.lastStatus, 200)
+        assert.strictEqual(hook.count(), 4)
+        // Only a dead letter goes back
+        assert.strictEqual((yield* Effect.flip(webhooks.retry(admin, dead.id)))._tag, "IllegalTransition")
       })
     ).pipe(Effect.provide(services({ maxAttempts: 3 })))
   )
@@ -361,6 +371,13 @@ describe("Webhooks", () => {
       assert.strictEqual(created.secret, given)
       assert.deepStrictEqual(created.events, ["task.failed"])
       assert.isFalse((yield* webhooks.get(admin, created.id)).enabled)
+      const updated = yield* webhooks.update(admin, created.id, { enabled: true, events: ["task.completed"] })
+      assert.isTrue(updated.enabled)
+      assert.deepStrictEqual(updated.events, ["task.completed"])
+      assert.strictEqual(updated.url, "https://hooks.example.com/mandate")
+      assert.strictEqual((yield* Effect.flip(webhooks.update(bob, created.id, { enabled: false })))._tag, "Forbidden")
+      const badPatch = yield* Effect.flip(webhooks.update(admin, created.id, { url: "file:///etc/passwd" }))
+      assert.strictEqual(badPatch._tag === "InvalidInput" ? badPatch.path : badPatch._tag, "$.url")
       yield* webhooks.remove(admin, created.id)
       assert.strictEqual((yield* Effect.flip(webhooks.get(admin, created.id)))._tag, "WebhookNotFound")
       assert.strictEqual((yield* Effect.flip(webhooks.remove(admin, "not an id")))._tag, "WebhookNotFound")

@@ -96,6 +96,29 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
         assert.strictEqual(badQuery.status, 400, badQuery.text)
         assert.strictEqual(badQuery.body.path, "$query.limit")
 
+        const patched = yield* call("PATCH", `/webhooks/${created.body.id}`, {
+          token: tokens.root,
+          body: { enabled: false, events: ["task.failed"] }
+        })
+        assert.strictEqual(patched.status, 200, patched.text)
+        assert.isFalse(patched.body.enabled)
+        assert.deepStrictEqual(patched.body.events, ["task.failed"])
+        assert.isUndefined(patched.body.secret)
+        const badPatch = yield* call("PATCH", `/webhooks/${created.body.id}`, {
+          token: tokens.root,
+          body: { url: "ftp://x.example/" }
+        })
+        assert.strictEqual(badPatch.status, 400, badPatch.text)
+        assert.strictEqual(badPatch.body.path, "$.url")
+        const patchedByOther = yield* call("PATCH", `/webhooks/${created.body.id}`, {
+          token: tokens.bob,
+          body: { enabled: true }
+        })
+        assert.strictEqual(patchedByOther.status, 403)
+        const unknownDelivery = yield* call("POST", "/webhooks/deliveries/msg_nope/retry", { token: tokens.root })
+        assert.strictEqual(unknownDelivery.status, 404, unknownDelivery.text)
+        assert.strictEqual(unknownDelivery.body.resource, "webhook_delivery")
+
         assert.strictEqual((yield* call("DELETE", `/webhooks/${created.body.id}`, { token: tokens.root })).status, 204)
         const gone = yield* call("GET", `/webhooks/${created.body.id}`, { token: tokens.root })
         assert.strictEqual(gone.status, 404)
@@ -156,6 +179,11 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
             }
             yield* Effect.sleep("20 millis")
           }
+          // Only a dead letter is sent again
+          const retried = yield* call("POST", `/webhooks/deliveries/${first.headers["webhook-id"]}/retry`, {
+            token: tokens.root
+          })
+          assert.strictEqual(retried.status, 409, retried.text)
           const jobs = yield* call("GET", "/queue/jobs?queue=mandate.webhooks", { token: tokens.root })
           assert.strictEqual(jobs.status, 200, jobs.text)
           assert.strictEqual(jobs.body.jobs.length, 2)

@@ -8,7 +8,7 @@ import { Webhook } from "@mandate/core"
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import { Auth, RequiredRoles } from "./Auth.ts"
-import { NotFound, Unavailable } from "./Errors.ts"
+import { Conflict, NotFound, Unavailable } from "./Errors.ts"
 
 /**
  * `POST /webhooks`. Checked by core (URL scheme, event names, secret format), each bad field named by path.
@@ -24,6 +24,19 @@ export const CreateWebhook = Schema.Struct({
   enabled: Schema.optionalKey(Schema.Boolean),
   description: Schema.optionalKey(Schema.String),
   id: Schema.optionalKey(Schema.String)
+})
+
+/**
+ * `PATCH /webhooks/{id}`: any of URL, events, enabled flag, description (checked by core).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const UpdateWebhook = Schema.Struct({
+  url: Schema.optionalKey(Schema.String),
+  events: Schema.optionalKey(Schema.Array(Schema.String)),
+  enabled: Schema.optionalKey(Schema.Boolean),
+  description: Schema.optionalKey(Schema.String)
 })
 
 /**
@@ -115,6 +128,21 @@ export class WebhooksApi extends HttpApiGroup.make("webhooks")
     })
       .annotate(RequiredRoles, admins)
       .annotate(OpenApi.Description, "One subscription (without its secret)"),
+    HttpApiEndpoint.post("retry", "/webhooks/deliveries/:id/retry", {
+      params: { id },
+      success: DeliveryWire,
+      error: [NotFound, Conflict, Unavailable]
+    })
+      .annotate(RequiredRoles, admins)
+      .annotate(OpenApi.Description, "Sends a dead-lettered delivery again, with a fresh attempt budget"),
+    HttpApiEndpoint.patch("update", "/webhooks/:id", {
+      params: { id },
+      payload: UpdateWebhook,
+      success: WebhookWire,
+      error: [NotFound, Unavailable]
+    })
+      .annotate(RequiredRoles, admins)
+      .annotate(OpenApi.Description, "Changes a subscription's URL, events, enabled flag or description"),
     HttpApiEndpoint.delete("remove", "/webhooks/:id", {
       params: { id },
       success: HttpApiSchema.NoContent,

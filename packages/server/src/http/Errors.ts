@@ -29,6 +29,7 @@ export type WireError<E> =
           | "AnchorNotFound"
           | "UnknownPolicyVersion"
           | "WebhookNotFound"
+          | "WebhookDeliveryNotFound"
         >
       ? NotFound
       : E extends Tagged<"StepNotFound">
@@ -117,6 +118,8 @@ export const toHttp =
           return new NotFound({ message: message(e), resource: "policy_version", id: field(e, "version") })
         case "WebhookNotFound":
           return new NotFound({ message: message(e), resource: "webhook", id: field(e, "webhookId") })
+        case "WebhookDeliveryNotFound":
+          return new NotFound({ message: message(e), resource: "webhook_delivery", id: field(e, "deliveryId") })
         case "StepNotFound":
           return field(e, "problem") === "missing"
             ? new NotFound({ message: message(e), resource: "step", id: field(e, "stepId") })

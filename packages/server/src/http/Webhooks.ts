@@ -78,6 +78,18 @@ export const layer = HttpApiBuilder.group(Api, "webhooks", (handlers) =>
           mapErrors()
         )
       )
+      .handle("update", ({ params, payload }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => webhooks.update(principal, params.id, payload)).pipe(
+          Effect.map(subscription),
+          mapErrors()
+        )
+      )
+      .handle("retry", ({ params }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => webhooks.retry(principal, params.id)).pipe(
+          Effect.map(delivery),
+          mapErrors()
+        )
+      )
       .handle("remove", ({ params }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => webhooks.remove(principal, params.id)).pipe(mapErrors())
       )
