@@ -269,9 +269,10 @@ export const message = (type: EventType, event: TaskEvent, publicUrl: string): M
 })
 
 /**
- * The payload of a delivery job: which subscription, the message id and the message. The URL and the secret are
- * read from the subscription at each attempt (so a job never holds a secret, and a disabled or removed
- * subscription stops its pending deliveries).
+ * The payload of a delivery job: which subscription, the message id, the message and a MAC of them keyed with the
+ * subscription's secret. The URL and the secret are read from the subscription at each attempt (so a job never
+ * holds a secret, and a disabled or removed subscription stops its pending deliveries); a job whose MAC does not
+ * verify is never sent, so whoever could enqueue to the queue still cannot have us sign a message of theirs.
  *
  * @category models
  * @since 0.1.0
@@ -279,7 +280,9 @@ export const message = (type: EventType, event: TaskEvent, publicUrl: string): M
 export const DeliveryJob = Schema.Struct({
   subscriptionId: SubscriptionId,
   messageId: Schema.String,
-  message: Message
+  message: Message,
+  /** `jobMac` of the rest: only who knows the subscription's secret can make a job the workers will send. */
+  mac: Schema.String
 })
 export type DeliveryJob = typeof DeliveryJob.Type
 
@@ -353,6 +356,33 @@ export const headers = (
   "webhook-timestamp": String(timestampSeconds),
   "webhook-signature": sign(secret, id, timestampSeconds, body)
 })
+
+// Domain separation from the delivery signatures: a header value (the webhook-id) cannot hold a newline
+const jobMacContext = "mandate.webhooks.job\n"
+
+/**
+ * The MAC of a delivery job's content: base64 HMAC-SHA256, keyed with the subscription's secret, of a fixed
+ * context line and the canonical JSON of subscription id, message id and message.
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const jobMac = (secret: string, job: Omit<DeliveryJob, "mac">): string =>
+  createHmac("sha256", secretKey(secret))
+    .update(jobMacContext + Canonical.encode([job.subscriptionId, job.messageId, job.message]))
+    .digest("base64")
+
+/**
+ * Whether a delivery job's MAC is the one `secret` gives (constant-time).
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const verifyJobMac = (secret: string, job: DeliveryJob): boolean => {
+  const expected = Buffer.from(jobMac(secret, job), "base64")
+  const given = Buffer.from(job.mac, "base64")
+  return given.length === expected.length && timingSafeEqual(given, expected)
+}
 
 /**
  * Whether a `webhook-signature` header (space-separated `v1,<sig>` entries) holds a valid signature of the body,

@@ -39,6 +39,7 @@ import {
   generateId,
   generateSecret,
   headers,
+  jobMac,
   messageId,
   message as messageOf,
   Secret,
@@ -46,6 +47,7 @@ import {
   SubscriptionId,
   SubscriptionInput,
   type SubscriptionView,
+  verifyJobMac,
   view,
   wants
 } from "./Webhook.ts"
@@ -323,7 +325,8 @@ const make = (options?: WebhooksOptions) =>
         return yield* Effect.forEach(subscriptions, (subscription) =>
           Effect.gen(function* () {
             const id = messageId(subscription.id, event)
-            const payload: DeliveryJob = { subscriptionId: subscription.id, messageId: id, message }
+            const content = { subscriptionId: subscription.id, messageId: id, message }
+            const payload: DeliveryJob = { ...content, mac: jobMac(subscription.secret, content) }
             const job = yield* queue.enqueue({
               queue: queueName,
               payload: payload as unknown as Schema.Json,
@@ -340,25 +343,33 @@ const make = (options?: WebhooksOptions) =>
 
     // ---- one attempt ----------------------------------------------------------------------------------------
 
-    const recordOf = (job: Job, payload: DeliveryJob) =>
-      Effect.map(store.delivery(payload.messageId), (found) =>
-        Option.getOrElse(found, () => deliveryOf(job.id, payload, job.createdAt))
-      )
-
     const attempt = (job: Job) =>
       Effect.gen(function* () {
         const payload = yield* decodeJob(job.payload).pipe(
           Effect.mapError((e) => Worker.JobFailure.permanent(`not a delivery job: ${e.message} at ${e.path}`))
         )
-        const record = yield* recordOf(job, payload)
+        const found = yield* store.delivery(payload.messageId)
         // Sent and answered before, but the job was not completed then (a stop, a lost lease): never twice
-        if (record.status === "delivered") return { delivered: true, repeated: true }
+        if (Option.isSome(found) && found.value.status === "delivered") return { delivered: true, repeated: true }
+        // Checked before anything is written: a job that is not this delivery's own leaves its record alone
+        if (Option.isSome(found) && found.value.jobId !== job.id) {
+          return yield* Worker.JobFailure.permanent(`delivery ${payload.messageId} belongs to job ${found.value.jobId}`)
+        }
         const now = yield* Clock.currentTimeMillis
         const subscription = yield* store.subscription(payload.subscriptionId)
+        if (Option.isSome(subscription) && !verifyJobMac(subscription.value.secret, payload)) {
+          return yield* Worker.JobFailure.permanent(
+            "the job's MAC does not verify with the subscription's secret: not enqueued by Mandate, or the secret changed"
+          )
+        }
         if (Option.isNone(subscription) || !subscription.value.enabled) {
-          yield* store.saveDelivery({ ...record, status: "skipped", updatedAt: now })
+          if (Option.isSome(found)) yield* store.saveDelivery({ ...found.value, status: "skipped", updatedAt: now })
           return { skipped: Option.isNone(subscription) ? "subscription removed" : "subscription disabled" }
         }
+        // Authentic: its record may not be written yet (the worker was faster than the enqueuer), so write it
+        const record = Option.isSome(found)
+          ? found.value
+          : yield* store.addDelivery(deliveryOf(job.id, payload, job.createdAt))
         const body = JSON.stringify(payload.message)
         const timestamp = Math.floor(now / 1000)
         const request = HttpClientRequest.post(subscription.value.url).pipe(
@@ -403,7 +414,10 @@ const make = (options?: WebhooksOptions) =>
       Effect.gen(function* () {
         const payload = yield* Effect.option(decodeJob(job.payload))
         if (Option.isNone(payload)) return
-        const record = yield* recordOf(job, payload.value)
+        // Only the delivery's own job moves its record (a refused job has none, or another's)
+        const found = yield* store.delivery(payload.value.messageId)
+        if (Option.isNone(found) || found.value.jobId !== job.id) return
+        const record = found.value
         if (outcome._tag === "Completed") return yield* published(record)
         const { nextAttemptAt: _, ...rest } = record
         const next: Delivery =

@@ -15,7 +15,7 @@ import {
   type WebhooksOptions,
   webhooksQueue
 } from "@mandate/core"
-import { Deferred, Effect, Exit, Layer, Queue as Q, type Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Layer, Queue as Q, type Schema, type Scope, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { Webhook as StandardWebhook } from "standardwebhooks"
 
@@ -301,6 +301,52 @@ describe("Webhooks", () => {
         assert.strictEqual(new Set(seen).size, 2)
       })
     ).pipe(Effect.provide(services({ workers: false })))
+  )
+
+  it.live("a job enqueued by anyone but Mandate is never signed and sent, nor does it touch a delivery", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const hook = yield* receiver(() => 200)
+        const webhooks = yield* Webhooks
+        const runtime = yield* Runtime
+        const queue = yield* Queue
+        const updates = yield* subscribed(webhooks.updates)
+        const created = yield* webhooks.create(admin, { url: hook.url, events: ["task.completed"] })
+        const task = yield* runtime.start({ kind: "monitoring", params: { wallet } }, alice)
+        const real = yield* awaitStatus(updates, (d) => d.taskId === task.id, "delivered")
+        const genuine = (yield* queue.get(real.jobId)).payload as unknown as Webhook.DeliveryJob
+        assert.isTrue(Webhook.verifyJobMac(created.secret, genuine))
+        yield* Q.take(hook.received)
+
+        // Someone who can enqueue to the queue: a message of their own with a MAC copied from a real job, and the
+        // real job's payload again under a fresh idempotency key (same message id, another job)
+        const forged: Webhook.DeliveryJob = {
+          ...genuine,
+          messageId: "msg_forged",
+          message: { ...genuine.message, data: { ...genuine.message.data, link: "https://evil.example/" } }
+        }
+        const jobs = yield* Effect.forEach([forged, genuine], (payload) =>
+          queue.enqueue({ queue: webhooksQueue, payload: payload as unknown as Schema.Json, maxAttempts: 3 })
+        )
+        for (const job of jobs) {
+          while (true) {
+            const state = (yield* queue.get(job.id)).state
+            if (state === "dead_lettered" || state === "completed") break
+            yield* Effect.sleep("10 millis")
+          }
+        }
+        assert.strictEqual((yield* queue.get(jobs[0]!.id)).state, "dead_lettered")
+        assert.match((yield* queue.get(jobs[0]!.id)).lastError ?? "", /MAC does not verify/)
+        // The copy of a delivered message is completed without sending it again
+        assert.strictEqual((yield* queue.get(jobs[1]!.id)).state, "completed")
+        assert.strictEqual(hook.count(), 1)
+        const mine = yield* webhooks.deliveries(admin, { webhookId: created.id })
+        assert.deepStrictEqual(
+          mine.map((d) => [d.id, d.jobId, d.status]),
+          [[real.id, real.jobId, "delivered"]]
+        )
+      })
+    ).pipe(Effect.provide(services()))
   )
 
   it.live("an answered delivery whose job was not completed is not sent again by the next attempt", () => {
