@@ -16,7 +16,7 @@ import type { Delivery, DeliveryStatus, Subscription } from "./Webhook.ts"
  * @category models
  * @since 0.1.0
  */
-export interface DeliveryFilter {
+export interface WebhookDeliveryFilter {
   readonly subscriptionId?: string | undefined
   readonly status?: DeliveryStatus | undefined
   readonly taskId?: string | undefined
@@ -64,7 +64,7 @@ export class WebhookStore extends Context.Service<
     /** Inserts or replaces (by id). */
     readonly saveDelivery: (delivery: Delivery) => Effect.Effect<void, WebhookStoreError>
     readonly delivery: (id: string) => Effect.Effect<Option.Option<Delivery>, WebhookStoreError>
-    readonly deliveries: (filter: DeliveryFilter) => Effect.Effect<ReadonlyArray<Delivery>, WebhookStoreError>
+    readonly deliveries: (filter: WebhookDeliveryFilter) => Effect.Effect<ReadonlyArray<Delivery>, WebhookStoreError>
   }
 >()("@mandate/core/WebhookStore") {
   /**
@@ -83,7 +83,7 @@ export class WebhookStore extends Context.Service<
  * @category computations
  * @since 0.1.0
  */
-export const byCreation = (a: Subscription, b: Subscription): number =>
+export const bySubscriptionCreation = (a: Subscription, b: Subscription): number =>
   a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
 
 const makeMemory = (options?: WebhookStoreMemoryOptions): WebhookStore["Service"] => {
@@ -99,7 +99,7 @@ const makeMemory = (options?: WebhookStoreMemoryOptions): WebhookStore["Service"
     }
   }
   return WebhookStore.of({
-    subscriptions: Effect.sync(() => [...subscriptions.values()].sort(byCreation)),
+    subscriptions: Effect.sync(() => [...subscriptions.values()].sort(bySubscriptionCreation)),
     subscription: (id) => Effect.sync(() => Option.fromNullishOr(subscriptions.get(id))),
     putSubscription: (subscription) => Effect.sync(() => void subscriptions.set(subscription.id, subscription)),
     removeSubscription: (id) => Effect.sync(() => subscriptions.delete(id)),

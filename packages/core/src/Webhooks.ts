@@ -98,13 +98,13 @@ export class WebhookDeliveryNotFound extends Schema.TaggedError<WebhookDeliveryN
  * @category models
  * @since 0.1.0
  */
-export const SubscriptionPatch = Schema.Struct({
+export const WebhookPatch = Schema.Struct({
   url: Schema.optionalKey(SubscriptionInput.fields.url),
   events: Schema.optionalKey(SubscriptionInput.fields.events),
   enabled: Schema.optionalKey(Schema.Boolean),
   description: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(256)))
 })
-export type SubscriptionPatch = typeof SubscriptionPatch.Type
+export type WebhookPatch = typeof WebhookPatch.Type
 
 /**
  * A subscription from configuration (a webhooks file, an environment variable): its secret is required (it is
@@ -114,8 +114,8 @@ export type SubscriptionPatch = typeof SubscriptionPatch.Type
  * @category models
  * @since 0.1.0
  */
-export const ConfiguredSubscription = Schema.Struct({ ...SubscriptionInput.fields, secret: Secret })
-export type ConfiguredSubscription = typeof ConfiguredSubscription.Type
+export const ConfiguredWebhook = Schema.Struct({ ...SubscriptionInput.fields, secret: Secret })
+export type ConfiguredWebhook = typeof ConfiguredWebhook.Type
 
 /**
  * A webhooks file or variable: an array of subscriptions, or `{ "subscriptions": [...] }`.
@@ -124,8 +124,8 @@ export type ConfiguredSubscription = typeof ConfiguredSubscription.Type
  * @since 0.1.0
  */
 export const WebhooksConfig = Schema.Union([
-  Schema.Array(ConfiguredSubscription),
-  Schema.Struct({ subscriptions: Schema.Array(ConfiguredSubscription) })
+  Schema.Array(ConfiguredWebhook),
+  Schema.Struct({ subscriptions: Schema.Array(ConfiguredWebhook) })
 ])
 
 /**
@@ -137,7 +137,7 @@ export const WebhooksConfig = Schema.Union([
 export const decodeWebhooksConfig = (
   input: unknown,
   root = "$"
-): Effect.Effect<ReadonlyArray<ConfiguredSubscription>, InvalidInput> =>
+): Effect.Effect<ReadonlyArray<ConfiguredWebhook>, InvalidInput> =>
   Effect.map(decode(WebhooksConfig, root)(input), (config) =>
     "subscriptions" in config ? config.subscriptions : config
   )
@@ -165,7 +165,7 @@ export type WebhookDeliveryQuery = typeof WebhookDeliveryQuery.Type
 export interface WebhooksOptions {
   /** The console's address, for links to a task's page (default `http://127.0.0.1:8000`). */
   readonly publicUrl?: string | undefined
-  /** Subscriptions from configuration (see `ConfiguredSubscription`), written at start. */
+  /** Subscriptions from configuration (see `ConfiguredWebhook`), written at start. */
   readonly subscriptions?: ReadonlyArray<unknown> | undefined
   /** The queue of delivery jobs (default `mandate.webhooks`). */
   readonly queue?: string | undefined
@@ -174,7 +174,7 @@ export interface WebhooksOptions {
   /** Run a delivery worker in this process (default true). */
   readonly workers?: boolean | undefined
   /** Options of the delivery worker started by the layer. */
-  readonly worker?: DeliveryWorkerOptions | undefined
+  readonly worker?: WebhookWorkerOptions | undefined
 }
 
 /**
@@ -183,7 +183,7 @@ export interface WebhooksOptions {
  * @category models
  * @since 0.1.0
  */
-export interface DeliveryWorkerOptions {
+export interface WebhookWorkerOptions {
   /** Deliveries in flight at once (default 4). */
   readonly concurrency?: number | undefined
   /** Time limit of one attempt in ms, answer included (default 10,000). */
@@ -218,7 +218,7 @@ export class Webhooks extends Context.Service<
       principal: Principal,
       input: unknown
     ) => Effect.Effect<Subscription, Forbidden | InvalidInput | WebhookStoreError>
-    /** Changes a subscription's URL, events, enabled flag or description (`SubscriptionPatch`). Admins only. */
+    /** Changes a subscription's URL, events, enabled flag or description (`WebhookPatch`). Admins only. */
     readonly update: (
       principal: Principal,
       id: string,
@@ -256,7 +256,7 @@ export class Webhooks extends Context.Service<
     readonly updates: Effect.Effect<Stream.Stream<Delivery>, never, Scope.Scope>
     /** Starts a delivery worker in the caller's scope (the layer starts one unless `workers: false`). */
     readonly startWorker: (
-      options?: DeliveryWorkerOptions
+      options?: WebhookWorkerOptions
     ) => Effect.Effect<Worker.WorkerHandle, InvalidInput, Scope.Scope>
   }
 >()("@mandate/core/Webhooks") {
@@ -281,10 +281,10 @@ const decodeInput = decode(SubscriptionInput)
 const decodeQuery = decode(WebhookDeliveryQuery, "$query")
 const decodeJob = decode(DeliveryJob, "$.payload")
 const decodeId = decode(SubscriptionId)
-const decodePatch = decode(SubscriptionPatch)
+const decodePatch = decode(WebhookPatch)
 
 /** The id of a configured subscription without one: stable across restarts. */
-const configuredId = (s: ConfiguredSubscription) =>
+const configuredId = (s: ConfiguredWebhook) =>
   s.id ?? SubscriptionId.make(`wh_cfg_${Canonical.hash([s.url, [...s.events].sort()]).slice(0, 24)}`)
 
 const make = (options?: WebhooksOptions) =>
@@ -441,7 +441,7 @@ const make = (options?: WebhooksOptions) =>
         yield* published(next)
       })
 
-    const startWorker = (worker?: DeliveryWorkerOptions) =>
+    const startWorker = (worker?: WebhookWorkerOptions) =>
       Worker.run({
         queues: [queueName],
         handler: attempt,

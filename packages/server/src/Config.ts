@@ -35,7 +35,7 @@
  * @since 0.1.0
  */
 import { readFile } from "node:fs/promises"
-import { type ConfiguredSubscription, decodeWebhooksConfig, InvalidInput } from "@mandate/core"
+import { type ConfiguredWebhook, decodeWebhooksConfig, InvalidInput } from "@mandate/core"
 import { Config, Duration, Effect, type LogLevel, Option, Redacted, Schema, SchemaGetter } from "effect"
 
 /**
@@ -179,14 +179,14 @@ export const isDevelopmentMode = (config: ServerConfig): boolean =>
  */
 export const loadWebhooks = (
   config: Pick<ServerConfig, "webhooksFile" | "webhooks">
-): Effect.Effect<ReadonlyArray<ConfiguredSubscription>, InvalidInput> =>
+): Effect.Effect<ReadonlyArray<ConfiguredWebhook>, InvalidInput> =>
   Effect.gen(function* () {
     const parse = (text: string, source: string) =>
       Effect.try({
         try: () => JSON.parse(text) as unknown,
         catch: (e) => InvalidInput.at(source, `Expected JSON: ${e instanceof Error ? e.message : String(e)}`)
       })
-    const out: Array<ConfiguredSubscription> = []
+    const out: Array<ConfiguredWebhook> = []
     if (Option.isSome(config.webhooksFile)) {
       const file = config.webhooksFile.value
       const text = yield* Effect.tryPromise({

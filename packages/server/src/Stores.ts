@@ -183,7 +183,9 @@ export const withWebhooks = <E, R>(
 ): Layer.Layer<Services, unknown, R> =>
   Webhooks.layer({
     ...options?.webhooks,
-    workers: options?.webhooks?.workers ?? options?.runtime?.workers
+    workers: options?.webhooks?.workers ?? options?.runtime?.workers,
+    // Stops within the runtime's grace, as the step workers do
+    worker: { shutdownGraceMs: options?.runtime?.shutdownGraceMs, ...options?.webhooks?.worker }
   }).pipe(
     Layer.provide([
       store,

@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { type DeliveryFilter, type InvalidInput, Webhook, WebhookStore, WebhookStoreError } from "@mandate/core"
+import { type InvalidInput, Webhook, type WebhookDeliveryFilter, WebhookStore, WebhookStoreError } from "@mandate/core"
 import { Effect, Layer, Option, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
@@ -109,7 +109,7 @@ export const makeWebhookStore = Effect.fnUntraced(function* (options?: PostgresO
         })
       ),
     delivery: (id) => run("delivery", getDelivery(id)),
-    deliveries: (filter: DeliveryFilter) =>
+    deliveries: (filter: WebhookDeliveryFilter) =>
       run(
         "deliveries",
         Effect.flatMap(

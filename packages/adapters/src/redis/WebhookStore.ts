@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { type DeliveryFilter, type InvalidInput, Webhook, WebhookStore, WebhookStoreError } from "@mandate/core"
+import { type InvalidInput, Webhook, type WebhookDeliveryFilter, WebhookStore, WebhookStoreError } from "@mandate/core"
 import { Effect, Layer, Option, Schema } from "effect"
 import { Redis } from "effect/persistence"
 import { type RedisOptions, resolvePrefix } from "./Keys.ts"
@@ -133,7 +133,7 @@ export const makeWebhookStore = Effect.fnUntraced(function* (options?: WebhookSt
         )
       ),
     delivery: (id) => run("delivery", getDelivery(id)),
-    deliveries: (filter: DeliveryFilter) =>
+    deliveries: (filter: WebhookDeliveryFilter) =>
       run(
         "deliveries",
         Effect.flatMap(
