@@ -55,8 +55,8 @@ import { WebhookStore, type WebhookStoreError } from "./WebhookStore.ts"
 import * as Worker from "./Worker.ts"
 
 /**
- * The queue of delivery jobs: under the runtime's reserved `mandate.` prefix, so that no one outside Mandate
- * enqueues (forged messages, signed by us), claims or settles them.
+ * The queue of delivery jobs, under the `mandate.` prefix of Mandate's own queues. Whoever may enqueue there still
+ * cannot have a message of theirs signed and sent: a job's MAC must verify with the subscription's secret.
  *
  * @category constants
  * @since 0.1.0
