@@ -459,14 +459,20 @@ const make = (options?: WebhooksOptions) =>
 
     // Subscribed now, so no event committed after the layer is built is missed
     const events = yield* runtime.events()
+    // A few at a time: the runtime's event hub drops the oldest events for a subscriber that falls far behind
     yield* Effect.forkScoped(
-      Stream.runForEach(events, (event) =>
-        notify(event).pipe(
-          Effect.catchCause((cause) =>
-            Effect.logError(`webhook deliveries of ${event.kind} not enqueued: ${Cause.pretty(cause)}`).pipe(
-              Effect.annotateLogs({ taskId: event.taskId, version: event.version })
-            )
-          )
+      Stream.runDrain(
+        Stream.mapEffect(
+          events,
+          (event) =>
+            notify(event).pipe(
+              Effect.catchCause((cause) =>
+                Effect.logError(`webhook deliveries of ${event.kind} not enqueued: ${Cause.pretty(cause)}`).pipe(
+                  Effect.annotateLogs({ taskId: event.taskId, version: event.version })
+                )
+              )
+            ),
+          { concurrency: 8, unordered: true }
         )
       )
     )

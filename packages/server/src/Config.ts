@@ -35,7 +35,7 @@
  * @since 0.1.0
  */
 import { readFile } from "node:fs/promises"
-import { type ConfiguredWebhook, decodeWebhooksConfig, InvalidInput } from "@mandate/core"
+import { type ConfiguredWebhook, decodeWebhooksConfig, InvalidInput, Webhook } from "@mandate/core"
 import { Config, Duration, Effect, type LogLevel, Option, Redacted, Schema, SchemaGetter } from "effect"
 
 /**
@@ -153,7 +153,7 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   shutdownGrace: Config.Duration("MANDATE_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
   sseKeepAlive: Config.Duration("MANDATE_SSE_KEEPALIVE").pipe(Config.withDefault(Duration.seconds(15))),
   corsOrigins: Config.schema(CorsOrigins, "MANDATE_CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
-  publicUrl: Config.String("MANDATE_PUBLIC_URL").pipe(Config.option),
+  publicUrl: Config.schema(Webhook.Url, "MANDATE_PUBLIC_URL").pipe(Config.option),
   webhooksFile: Config.String("MANDATE_WEBHOOKS_FILE").pipe(Config.option),
   webhooks: Config.Redacted("MANDATE_WEBHOOKS").pipe(Config.option),
   devTokensFile: Config.String("MANDATE_DEV_TOKENS_FILE").pipe(Config.withDefault(".mandate/dev-tokens.env")),

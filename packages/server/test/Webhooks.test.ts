@@ -5,9 +5,9 @@ import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Principal, Runtime, Webhook, Webhooks } from "@mandate/core"
-import { Effect, Layer, Option, Queue as Q, Redacted } from "effect"
+import { ConfigProvider, Effect, Layer, Option, Queue as Q, Redacted } from "effect"
 import { Webhook as StandardWebhook } from "standardwebhooks"
-import { loadWebhooks } from "../src/Config.ts"
+import { loadWebhooks, ServerConfig } from "../src/Config.ts"
 import * as Stores from "../src/Stores.ts"
 import * as TestPostgres from "./utils/TestPostgres.ts"
 import { describePostgres } from "./utils/TestPostgres.ts"
@@ -241,6 +241,18 @@ describeRedis("webhooks over HTTP (redis)", () => {
 })
 
 describe("webhook configuration", () => {
+  it.effect("MANDATE_PUBLIC_URL must be an http(s) URL", () =>
+    Effect.gen(function* () {
+      const read = (env: Record<string, string>) => Effect.result(ServerConfig.parse(ConfigProvider.fromEnvRecord(env)))
+      const good = yield* read({ MANDATE_PUBLIC_URL: "https://ops.example.com/console" })
+      assert.isTrue(
+        good._tag === "Success" && Option.getOrUndefined(good.success.publicUrl) === "https://ops.example.com/console"
+      )
+      const bad = yield* read({ MANDATE_PUBLIC_URL: "javascript:alert(1)" })
+      assert.strictEqual(bad._tag, "Failure")
+    })
+  )
+
   it.effect("reads subscriptions from MANDATE_WEBHOOKS_FILE and MANDATE_WEBHOOKS; a bad one names its path", () =>
     Effect.gen(function* () {
       const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-webhooks-"))
