@@ -55,8 +55,9 @@ import { WebhookStore, type WebhookStoreError } from "./WebhookStore.ts"
 import * as Worker from "./Worker.ts"
 
 /**
- * The queue of delivery jobs, under the `mandate.` prefix of Mandate's own queues. Whoever may enqueue there still
- * cannot have a message of theirs signed and sent: a job's MAC must verify with the subscription's secret.
+ * The queue of delivery jobs, in the reserved `mandate.` namespace (`PublicQueue` lets no one enqueue or claim
+ * there). Code that enqueues there through `Queue` itself still cannot have a message of its own signed and sent: a
+ * job's MAC must verify with the subscription's secret.
  *
  * @category constants
  * @since 0.1.0
@@ -451,8 +452,7 @@ const make = (options?: WebhooksOptions) =>
         ...(worker?.workerId === undefined ? {} : { workerId: worker.workerId }),
         ...(worker?.leaseMs === undefined ? {} : { leaseMs: worker.leaseMs }),
         ...(worker?.pollIntervalMs === undefined ? {} : { pollIntervalMs: worker.pollIntervalMs }),
-        ...(worker?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: worker.shutdownGraceMs }),
-        capabilities: ["webhooks"]
+        ...(worker?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: worker.shutdownGraceMs })
       }).pipe(Effect.provideService(Queue, queue))
 
     // ---- following the runtime ------------------------------------------------------------------------------

@@ -184,10 +184,28 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
             token: tokens.root
           })
           assert.strictEqual(retried.status, 409, retried.text)
+          // The delivery jobs are in a queue of Mandate's own: only admins read them (no secret in them), and no one
+          // enqueues or claims there over the queue API
           const jobs = yield* call("GET", "/queue/jobs?queue=mandate.webhooks", { token: tokens.root })
           assert.strictEqual(jobs.status, 200, jobs.text)
           assert.strictEqual(jobs.body.jobs.length, 2)
           assert.isFalse(jobs.text.includes(created.body.secret))
+          for (const token of [tokens.root, tokens.robot, tokens.alice]) {
+            if (token !== tokens.root) {
+              const listed = yield* call("GET", "/queue/jobs?queue=mandate.webhooks", { token })
+              assert.strictEqual(listed.status, 403, listed.text)
+            }
+            const enqueued = yield* call("POST", "/queue/jobs", {
+              token,
+              body: { queue: "mandate.webhooks", payload: { forged: true } }
+            })
+            assert.strictEqual(enqueued.status, 403, enqueued.text)
+          }
+          const claimed = yield* call("POST", "/queue/claim", {
+            token: tokens.robot,
+            body: { worker_id: "robot", queues: ["mandate.webhooks"] }
+          })
+          assert.strictEqual(claimed.status, 403, claimed.text)
         })
       )
     )
