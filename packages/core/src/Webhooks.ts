@@ -12,8 +12,10 @@
  *   completed, and an attempt first checks that record, so a worker that stops (or loses its lease) after the
  *   answer and before completing the job does not make the next worker send it again. Anything else fails the
  *   attempt: the queue retries it with exponential backoff and dead-letters it after the last attempt.
- * - **Who may manage them.** Only admins list, create and remove subscriptions and read deliveries; the rule is
- *   here, not in an HTTP handler.
+ * - **Who may manage them.** Only admins list, create, change and remove subscriptions, read deliveries and send a
+ *   dead letter again; the rule is here, not in an HTTP handler.
+ * - **What the workers send.** Only jobs whose MAC verifies with their subscription's secret (`Webhook.jobMac`),
+ *   and only a delivery's own job changes that delivery's record.
  *
  * Delivery is at least once between a receiver's answer and our record of it; receivers drop a repeated
  * `webhook-id`. An event whose process stops between the commit and the enqueue (the events are in memory) is not
