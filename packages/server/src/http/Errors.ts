@@ -28,6 +28,8 @@ export type WireError<E> =
           | "EntryNotFound"
           | "AnchorNotFound"
           | "UnknownPolicyVersion"
+          | "WebhookNotFound"
+          | "WebhookDeliveryNotFound"
         >
       ? NotFound
       : E extends Tagged<"StepNotFound">
@@ -142,6 +144,10 @@ export const toHttp =
           return new NotFound({ message: message(e), resource: "transaction", id: field(e, "id") })
         case "UnknownPolicyVersion":
           return new NotFound({ message: message(e), resource: "policy_version", id: field(e, "version") })
+        case "WebhookNotFound":
+          return new NotFound({ message: message(e), resource: "webhook", id: field(e, "webhookId") })
+        case "WebhookDeliveryNotFound":
+          return new NotFound({ message: message(e), resource: "webhook_delivery", id: field(e, "deliveryId") })
         case "StepNotFound":
           return field(e, "problem") === "missing"
             ? new NotFound({ message: message(e), resource: "step", id: field(e, "stepId") })

@@ -127,7 +127,18 @@ const table: Record<string, Route> = {
   "GET /health": { roles: "public" },
   "GET /ready": { roles: "public" },
   "GET /metrics": { roles: ["auditor"] },
-  "GET /whoami": { roles: ["submitter", "approver", "auditor", "agent"] }
+  "GET /whoami": { roles: ["submitter", "approver", "auditor", "agent"] },
+  // Webhooks: admins only (core's Webhooks checks the role again)
+  "GET /webhooks": { roles: [] },
+  "POST /webhooks": {
+    roles: [],
+    body: () => ({ url: "https://matrix.example/hook", events: ["step.dead_lettered"], enabled: false })
+  },
+  "GET /webhooks/deliveries": { roles: [] },
+  "POST /webhooks/deliveries/{id}/retry": { roles: [] },
+  "GET /webhooks/{id}": { roles: [] },
+  "PATCH /webhooks/{id}": { roles: [], body: () => ({ enabled: false }) },
+  "DELETE /webhooks/{id}": { roles: [] }
 }
 
 /** Who may read which resource (core's `Access`, restated as the matrix's spec). */
