@@ -162,5 +162,74 @@ layer(serverLayer(memoryServices()), { excludeTestServices: true, timeout: "60 s
           ])
         })
     )
+
+    it.effect("plan binding: execute runs exactly the reviewed plan, or refuses with 409 when anything changed", () =>
+      Effect.gen(function* () {
+        const seed = yield* call("GET", "/policy", { token: tokens.alice })
+        const create = (token: string) =>
+          Effect.map(call("POST", "/plan/create", { token, body: transfer }), (reply) => {
+            assert.strictEqual(reply.status, 200, reply.text)
+            return reply.body as { plan_id: string; hash: string; policy_version: string }
+          })
+        const execute = (token: string, planId: string) =>
+          call("POST", "/plan/execute", { token, body: { plan_id: planId } })
+        const publishAndActivate = (policy: unknown) =>
+          Effect.gen(function* () {
+            const published = yield* call("POST", "/policy/versions", { token: tokens.root, body: { policy } })
+            assert.strictEqual(published.status, 200, published.text)
+            const activated = yield* call("POST", `/policy/versions/${published.body.version}/activate`, {
+              token: tokens.root
+            })
+            assert.strictEqual(activated.status, 200, activated.text)
+            return published.body.version as string
+          })
+        const aliceTasks = Effect.map(
+          call("GET", "/tasks?requested_by=alice&limit=1000", { token: tokens.carol }),
+          (reply) => reply.body.tasks.length as number
+        )
+
+        // Unchanged: the task's plan is the reviewed one (same hash, same version)
+        const reviewed = yield* create(tokens.alice)
+        const ran = yield* execute(tokens.alice, reviewed.plan_id)
+        assert.strictEqual(ran.status, 200, ran.text)
+        const task = yield* call("GET", `/task/${ran.body.task_id}`, { token: tokens.carol })
+        assert.strictEqual(task.body.plan.hash, reviewed.hash)
+        assert.strictEqual(task.body.policy_version, reviewed.policy_version)
+
+        // The policy changed since the dry run: 409, and no task starts
+        const before = yield* create(tokens.alice)
+        const changed = {
+          ...seed.body.policy,
+          name: "stricter-for-approvers",
+          // Approvers' transfers need two approvals, everyone else's one
+          rules: seed.body.policy.rules.concat([
+            {
+              id: "transfers-by-approvers",
+              effect: "require_approval",
+              match: { task: "transfer_funds", action: "onchain_action", roles: ["approver"] },
+              approvals: { required: 2 }
+            }
+          ])
+        }
+        const changedVersion = yield* publishAndActivate(changed)
+        const tasksBefore = yield* aliceTasks
+        const stale = yield* execute(tokens.alice, before.plan_id)
+        assert.strictEqual(stale.status, 409, stale.text)
+        assert.strictEqual(stale.body.reason, "policy_changed")
+        assert.strictEqual(yield* aliceTasks, tasksBefore)
+
+        // Same version, but the decisions differ for the principal who executes: 409 as well
+        const erinsPlan = yield* create(tokens.erin)
+        assert.strictEqual(erinsPlan.policy_version, changedVersion)
+        const other = yield* execute(tokens.alice, erinsPlan.plan_id)
+        assert.strictEqual(other.status, 409, other.text)
+        assert.strictEqual(other.body.reason, "decisions_changed")
+        assert.strictEqual((yield* execute(tokens.erin, erinsPlan.plan_id)).status, 200)
+
+        // Back on the version it was planned under, the reviewed plan runs again
+        yield* call("POST", `/policy/versions/${seed.body.version}/activate`, { token: tokens.root })
+        assert.strictEqual((yield* execute(tokens.alice, before.plan_id)).status, 200)
+      })
+    )
   }
 )
