@@ -22,6 +22,7 @@ import { adoptConfigured, PolicyAdmin } from "./PolicyAdmin.ts"
 import type { PolicySet } from "./PolicySet.ts"
 import { PolicyStore } from "./PolicyStore.ts"
 import { Queue, type QueueMemoryOptions } from "./Queue.ts"
+import { QueueAdmin } from "./QueueAdmin.ts"
 import { Runtime, type RuntimeOptions } from "./Runtime.ts"
 import * as Seed from "./Seed.ts"
 import * as SeedHandlers from "./SeedHandlers.ts"
@@ -44,6 +45,7 @@ export type Services =
   | PolicyAdmin
   | Planner
   | Queue
+  | QueueAdmin
   | Agents
   | Ledger
   | Anchor
@@ -125,6 +127,7 @@ export const layer = <E, R>(
   const services = Layer.mergeAll(
     PolicyAdmin.layer.pipe(Layer.provideMerge(Ledger.layer(options?.ledger))),
     StepHandlers.layer(handlers),
+    QueueAdmin.layer,
     Planner.layerTemplates({ templates: options?.templates, stepTypes }).pipe(Layer.provideMerge(Policy.layer))
   ).pipe(Layer.provideMerge(base))
   // The configured policy is active before the runtime plans anything

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { AgentId, Agents, defaultLeaseMs, Principal, Queue } from "@mandate/core"
+import { AgentId, Agents, defaultLeaseMs, Principal, Queue, QueueAdmin } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
@@ -50,6 +50,7 @@ const enqueueNames = {
 export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
   Effect.gen(function* () {
     const queue = yield* Queue
+    const admin = yield* QueueAdmin
     return handlers
       .handle("enqueue", ({ payload }) =>
         queue
@@ -133,6 +134,12 @@ export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
       )
       .handle("stats", ({ query }) =>
         queue.stats(query.queue).pipe(Effect.map(Wire.queueStats), mapErrors({ "$.queue": "$query.queue" }))
+      )
+      .handle("redrive", ({ params }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => admin.redrive(params.id, principal)).pipe(
+          Effect.map(Wire.job),
+          mapErrors({ "$.jobId": "$path.id" })
+        )
       )
       .handle("requeueExpired", () =>
         queue.requeueExpired.pipe(
