@@ -277,8 +277,10 @@ export const activateVersion = (
     const current = yield* store.active
     const target = yield* store.get(version)
     if (current.version === version) return { active: current, rollback: false }
+    // Published before the version it replaces (the store lists newest first; timestamps may tie)
+    const order = (yield* store.list).map((stored) => stored.version)
+    const rollback = order.indexOf(target.version) > order.indexOf(current.version)
     const active = yield* store.activate(version)
-    const rollback = target.publishedAt < current.publishedAt
     yield* ledger.append({
       kind: "policy.activated",
       ...(who.principal === undefined ? {} : { principal: who.principal }),
