@@ -7,7 +7,8 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { assert, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { LedgerStore, LedgerTamper } from "@mandate/core"
+import { Effect, Layer } from "effect"
 import { HttpServer } from "effect/http"
 import {
   call,
@@ -66,7 +67,11 @@ const slow = { timeout: 240_000 }
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-cli-"))
 
-layer(serverLayer(memoryServices()), { excludeTestServices: true, timeout: "120 seconds" })("the mandate CLI", (it) => {
+// The same memory ledger store as the server's (layers are shared within one build), for its tamper hook
+layer(Layer.merge(serverLayer(memoryServices()), LedgerStore.layerMemory), {
+  excludeTestServices: true,
+  timeout: "120 seconds"
+})("the mandate CLI", (it) => {
   it.effect(
     "help everywhere, usage errors exit 2, an unreachable server exits 7",
     () =>
@@ -232,9 +237,15 @@ layer(serverLayer(memoryServices()), { excludeTestServices: true, timeout: "120 
     "ledger verify in ranges, queue and agents",
     () =>
       Effect.gen(function* () {
+        // A task's entries, whatever ran before
+        const started = yield* call("POST", "/task/start", {
+          token: tokens.alice,
+          body: { task_type: "monitoring", parameters: { wallet: walletA } }
+        })
+        yield* waitForStatus(started.body.task_id, (s) => s === "completed")
         const [verified, forbidden, stats, dead, redrive, agents] = yield* Effect.all(
           [
-            mandate(["ledger", "verify", "--chunk", "7", "--json"], { token: tokens.carol }),
+            mandate(["ledger", "verify", "--chunk", "3", "--json"], { token: tokens.carol }),
             mandate(["ledger", "verify"], { token: tokens.alice }),
             mandate(["queue", "stats", "--json"], { token: tokens.carol }),
             mandate(["queue", "dead", "--json"], { token: tokens.carol }),
@@ -246,13 +257,35 @@ layer(serverLayer(memoryServices()), { excludeTestServices: true, timeout: "120 
         const report = json(verified)
         const size = (yield* call("GET", "/ledger?limit=1", { token: tokens.carol })).body.size
         assert.isTrue(report.valid)
-        assert.isAtLeast(report.entries, 7)
+        assert.isAtLeast(report.entries, 4)
         assert.isAtMost(report.entries, size)
         assert.strictEqual(forbidden.code, 4, forbidden.stderr)
         assert.isNumber(json(stats).by_state.completed)
         assert.isArray(json(dead).jobs)
         assert.strictEqual(redrive.code, 5, redrive.stderr)
         assert.isTrue(json(agents).some((a: any) => a.status === "online"))
+
+        // Change a stored payload behind the ledger's back: the server's check names the entry, the CLI exits 1
+        const [first] = (yield* call("GET", "/ledger/entries?limit=1", { token: tokens.carol })).body.entries
+        const tamper = yield* LedgerTamper
+        yield* tamper.replaceEntry(first.seq, {
+          seq: first.seq,
+          kind: first.kind,
+          ...(first.task_id === undefined ? {} : { taskId: first.task_id }),
+          ...(first.principal === undefined ? {} : { principal: first.principal }),
+          at: first.at,
+          payloadHash: first.payload_hash,
+          payload: { ...first.payload, tampered: true },
+          prevHash: first.prev_hash,
+          entryHash: first.entry_hash
+        })
+        const checked = yield* call("GET", "/ledger/verify", { token: tokens.carol })
+        assert.isFalse(checked.body.valid, checked.text)
+        assert.strictEqual(checked.body.mismatch.seq, first.seq)
+        const tampered = yield* mandate(["ledger", "verify"], { token: tokens.carol })
+        assert.strictEqual(tampered.code, 1, tampered.stderr)
+        assert.include(tampered.stdout, "TAMPERED")
+        assert.include(tampered.stderr, `entry ${first.seq}`)
       }),
     slow
   )
