@@ -2,8 +2,11 @@
  * Policy administration over HTTP: versions, publish with a dry run over recent tasks, activate and roll back;
  * admins only; every change in the ledger with the set's version; running tasks stay on their version.
  */
-import { assert, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, type Layer } from "effect"
+import type * as Stores from "../src/Stores.ts"
+import * as TestPostgres from "./utils/TestPostgres.ts"
+import * as TestRedis from "./utils/TestRedis.ts"
 import {
   call,
   memoryServices,
@@ -26,9 +29,8 @@ const ledgerEntries = (kind: string) =>
     )
   })
 
-layer(serverLayer(memoryServices()), { excludeTestServices: true, timeout: "60 seconds" })(
-  "policy administration",
-  (it) => {
+const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.Readiness, E>) =>
+  layer(serverLayer(services), { excludeTestServices: true, timeout: "90 seconds" })(name, (it) => {
     it.effect("admins only: auditors read versions, submitters and auditors cannot publish or activate", () =>
       Effect.gen(function* () {
         const active = yield* call("GET", "/policy", { token: tokens.alice })
@@ -232,5 +234,14 @@ layer(serverLayer(memoryServices()), { excludeTestServices: true, timeout: "60 s
         assert.strictEqual((yield* execute(tokens.alice, before.plan_id)).status, 200)
       })
     )
-  }
-)
+  })
+
+describe("policy administration and plan binding", () => {
+  suite("memory", memoryServices())
+  TestPostgres.describePostgres("postgres", () => {
+    suite("postgres", TestPostgres.services())
+  })
+  TestRedis.describeRedis("redis", () => {
+    suite("redis", TestRedis.services())
+  })
+})
