@@ -8,19 +8,11 @@
 import { Context, Effect, Layer } from "effect"
 import { JobId } from "./Ids.ts"
 import { decode, type InvalidInput } from "./InvalidInput.ts"
-import type { Job } from "./Job.ts"
+import { isReservedQueue, type Job } from "./Job.ts"
 import { hasRole, type Principal } from "./Principal.ts"
 import { type JobNotFound, Queue, type QueueStoreError } from "./Queue.ts"
 import { Forbidden } from "./Runtime.ts"
 import type { IllegalTransition } from "./Task.ts"
-
-/**
- * The prefix of the runtime's reserved queues.
- *
- * @category constants
- * @since 0.1.0
- */
-export const runtimeQueuePrefix = "mandate."
 
 const decodeJobId = decode(JobId, "$.jobId")
 
@@ -59,7 +51,7 @@ export class QueueAdmin extends Context.Service<
           }
           const jobId = yield* decodeJobId(input)
           const job = yield* queue.get(jobId)
-          if (job.queue.startsWith(runtimeQueuePrefix)) {
+          if (isReservedQueue(job.queue)) {
             return yield* new Forbidden({
               principal: principal.id,
               action: `redrive job ${jobId}`,

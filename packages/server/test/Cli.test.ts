@@ -250,7 +250,7 @@ layer(Layer.merge(serverLayer(memoryServices()), LedgerStore.layerMemory), {
             mandate(["queue", "stats", "--json"], { token: tokens.carol }),
             mandate(["queue", "dead", "--json"], { token: tokens.carol }),
             mandate(["queue", "redrive", "job_missing"], { token: tokens.root }),
-            mandate(["agents", "list", "--json"], { token: tokens.carol })
+            mandate(["agents", "list", "--json"], { token: tokens.root })
           ],
           { concurrency: 2 }
         )

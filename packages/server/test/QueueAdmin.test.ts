@@ -50,7 +50,7 @@ layer(serverLayer(memoryServices()), { excludeTestServices: true, timeout: "60 s
       })
       assert.strictEqual(started.status, 200, started.text)
       yield* waitForStatus(started.body.task_id, (s) => s === "completed")
-      const jobs = yield* call("GET", "/queue/jobs?queue=mandate.steps&limit=1", { token: tokens.carol })
+      const jobs = yield* call("GET", "/queue/jobs?queue=mandate.steps&limit=1", { token: tokens.root })
       const job = jobs.body.jobs[0]
       assert.isDefined(job, jobs.text)
       const refused = yield* call("POST", `/queue/jobs/${job.job_id}/redrive`, { token: tokens.root })
