@@ -34,7 +34,9 @@ export type WireError<E> =
       ? NotFound
       : E extends Tagged<"StepNotFound">
         ? NotFound | Conflict
-        : E extends Tagged<"IllegalTransition" | "LeaseLost" | "VersionConflict" | "LedgerTampered" | "TaskExists">
+        : E extends Tagged<
+              "IllegalTransition" | "LeaseLost" | "VersionConflict" | "LedgerTampered" | "TaskExists" | "PlanStale"
+            >
           ? Conflict
           : E extends Tagged<"Forbidden" | "ApprovalForbidden">
             ? Forbidden
@@ -160,6 +162,8 @@ export const toHttp =
           return new Conflict({ message: message(e), reason: "concurrent_update" })
         case "TaskExists":
           return new Conflict({ message: message(e), reason: "task_exists" })
+        case "PlanStale":
+          return new Conflict({ message: message(e), reason: field(e, "reason") })
         case "LedgerTampered":
           return new Conflict({ message: message(e), reason: "ledger_tampered" })
         case "Forbidden":
