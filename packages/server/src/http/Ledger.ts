@@ -15,6 +15,7 @@ import {
   recordHostEntry,
   type StoredPolicySet,
   TaskStore,
+  taskBundle,
   taskEntries,
   taskEvidence
 } from "@mandate/core"
@@ -145,6 +146,13 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
           Effect.provideService(Ledger, ledger),
           Effect.provideService(TaskStore, tasks),
           Effect.map(Wire.taskEvidence),
+          mapErrors()
+        )
+      )
+      .handle("bundle", ({ params }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => taskBundle(params.task_id, principal)).pipe(
+          Effect.provideService(Ledger, ledger),
+          Effect.provideService(TaskStore, tasks),
           mapErrors()
         )
       )

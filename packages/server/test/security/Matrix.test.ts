@@ -100,6 +100,7 @@ const table: Record<string, Route> = {
   "POST /policy/versions/{version}/activate": { roles: [] },
   "GET /audit/{task_id}": { roles: readers, object: "task" },
   "GET /audit/{task_id}/evidence": { roles: readers, object: "task" },
+  "GET /audit/{task_id}/bundle": { roles: readers, object: "task" },
   "POST /audit/record": {
     roles: ["submitter", "approver", "auditor", "agent"],
     object: "task",
