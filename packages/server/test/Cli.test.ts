@@ -272,6 +272,7 @@ layer(Layer.merge(serverLayer(memoryServices()), LedgerStore.layerMemory), {
           seq: first.seq,
           kind: first.kind,
           ...(first.task_id === undefined ? {} : { taskId: first.task_id }),
+          ...(first.task_prev_hash === undefined ? {} : { taskPrevHash: first.task_prev_hash }),
           ...(first.principal === undefined ? {} : { principal: first.principal }),
           at: first.at,
           payloadHash: first.payload_hash,
