@@ -285,6 +285,45 @@ interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | Qu
 }
 const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
 
+interface FailCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
+  readonly _tag: "FailCall"
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  /** The error as JSON text. */
+  readonly error: string
+  /** The attempt the decision was made for: the write happens only if the job is still at it. */
+  readonly attempts: number
+  /** Retry after this delay (ms), or `null`: dead-letter. */
+  readonly delayMs: number | null
+  /** What the call was given, to run it alone when it cannot be merged. */
+  readonly retryable: boolean
+  readonly draw: number
+}
+const FailCall = Request.tagged<FailCall>("FailCall")
+
+// What a merged complete or fail returns per job: the columns it wrote, and the two that say which claim it was
+const SettledRow = Schema.Struct({
+  id: JobId,
+  attempts: Schema.Int,
+  claimed_at: Schema.NullOr(Millis),
+  run_at: Millis,
+  failures: Schema.Int,
+  updated_at: Millis,
+  finished_at: Schema.NullOr(Millis)
+})
+type SettledRow = typeof SettledRow.Type
+const decodeSettledRows = Schema.decodeUnknownEffect(Schema.Array(SettledRow))
+
+// A merged lease-holder call as its resolver sees it
+type LeaseError = JobNotFound | LeaseLost | QueueStoreError
+interface LeaseEntry<A> {
+  readonly request: A
+  readonly completeUnsafe: (exit: Exit.Exit<Job, LeaseError>) => void
+}
+
+// Most claimed rows a layer remembers (see `leasedRows`)
+const MAX_LEASED_ROWS = 100_000
+
 // The JSON a batch insert reads with json_to_recordset
 interface InsertRow {
   readonly ord: number
@@ -328,6 +367,36 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const storeError = (operation: string) => (cause: unknown) => new QueueStoreError({ operation, cause })
   const rows = (operation: string, statement: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
     statement.pipe(Effect.flatMap(decodeJobRows), Effect.mapError(storeError(operation)))
+
+  // The rows this layer's claims returned, until their holder records an outcome: a merged complete or fail
+  // returns only the columns it wrote and builds the stored job from the claimed row, instead of reading every
+  // column back. Sound because while a lease is held only its holder's operations change the row, and those
+  // change only lease and state columns; the statement returns `attempts` and `claimed_at`, and a row that does
+  // not match its claim (another layer instance claimed it) is read again. Bounded: the oldest are forgotten.
+  const leasedRows = new Map<string, JobRow>()
+  const remember = (row: JobRow) => {
+    leasedRows.delete(row.id)
+    leasedRows.set(row.id, row)
+    if (leasedRows.size > MAX_LEASED_ROWS) leasedRows.delete(leasedRows.keys().next().value!)
+  }
+  const heldRow = (jobId: string, workerId: string): JobRow | undefined => {
+    const row = leasedRows.get(jobId)
+    return row !== undefined && row.lease_worker === workerId ? row : undefined
+  }
+  // The job as a merged write left it, from its claimed row; undefined when the row is not that claim's
+  const settledJob = (claimed: JobRow | undefined, settled: SettledRow, patch: Partial<JobRow>): Job | undefined =>
+    claimed === undefined || claimed.attempts !== settled.attempts || claimed.claimed_at !== settled.claimed_at
+      ? undefined
+      : toJob({
+          ...claimed,
+          ...patch,
+          lease_worker: null,
+          lease_expires_at: null,
+          run_at: settled.run_at,
+          failures: settled.failures,
+          updated_at: settled.updated_at,
+          finished_at: settled.finished_at
+        })
 
   // Calls made outside a unit of work in the same scheduler turn (many workers' completions, a producer's
   // enqueues) are merged into one statement by Effect's request batching: one round trip and one commit for the
@@ -503,6 +572,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           FROM picked WHERE j.id = picked.id
           RETURNING ${jCols}`
     )
+    for (const row of claimed) remember(row)
     return [...claimed].sort(claimOrder).map(toJob)
   })
 
@@ -518,6 +588,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // Why `workerId` could not act on the job, read after the conditional UPDATE changed nothing
   const refusal = (operation: string, jobId: JobId, workerId: AgentId) =>
     Effect.gen(function* () {
+      leasedRows.delete(jobId)
       const found = yield* findRefusal(jobId).pipe(Effect.mapError(storeError(operation)))
       if (Option.isNone(found)) return yield* new JobNotFound({ jobId })
       const { state, lease_worker, expired } = found.value
@@ -551,6 +622,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     Effect.gen(function* () {
       const [row] = yield* rows(operation, statement)
       if (row === undefined) return yield* refusal(operation, jobId, workerId)
+      if (row.state !== "claimed" && row.state !== "running") leasedRows.delete(jobId)
       // a released job, or a failed one retried at once, is claimable again
       yield* announce([row])
       return toJob(row)
@@ -592,57 +664,120 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           RETURNING ${cols}`
     )
 
-  // Concurrent completions outside a transaction share one UPDATE; a job the UPDATE did not change (its lease
-  // was lost, or it came twice in the batch) is retried alone, which says why
-  const completeResolver = RequestResolver.make<CompleteCall>((entries) =>
-    Effect.gen(function* () {
-      const seen = new Set<string>()
-      const batch: Array<Request.Entry<CompleteCall>> = []
-      const alone: Array<Request.Entry<CompleteCall>> = []
-      for (const entry of entries) {
-        if (seen.has(entry.request.jobId)) alone.push(entry)
-        else {
-          seen.add(entry.request.jobId)
-          batch.push(entry)
-        }
+  // Splits merged calls: the first call per job goes into the statement, a repeat is run alone (it says why)
+  const firstPerJob = <A extends { readonly jobId: JobId }>(entries: ReadonlyArray<LeaseEntry<A>>) => {
+    const seen = new Set<string>()
+    const batch: Array<LeaseEntry<A>> = []
+    const alone: Array<LeaseEntry<A>> = []
+    for (const entry of entries) {
+      if (seen.has(entry.request.jobId)) alone.push(entry)
+      else {
+        seen.add(entry.request.jobId)
+        batch.push(entry)
       }
-      const input = batch.map(({ request }) => ({
-        id: request.jobId,
-        worker: request.workerId,
-        result: request.result
-      }))
-      const updated = yield* Effect.exit(
-        rows(
-          "complete",
-          sql`UPDATE ${jobs} j
+    }
+    return { batch, alone }
+  }
+
+  // Runs a merged lease-holder write. Each job is written under its own conditions (holder, live lease), all in
+  // one statement, so one commit covers the lot: a job the statement did not change (lease lost) is run alone,
+  // which says why. When every job's claimed row is known, the statement returns only what it wrote (`settled`);
+  // otherwise every column (`full`)
+  const mergedWrite = <A extends { readonly jobId: JobId; readonly workerId: AgentId }>(
+    operation: string,
+    entries: ReadonlyArray<LeaseEntry<A>>,
+    statement: (
+      requests: ReadonlyArray<A>,
+      returning: ReturnType<typeof sql.literal>
+    ) => Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>,
+    patch: (request: A, settled: SettledRow) => Partial<JobRow>,
+    alone: (request: A) => Effect.Effect<Job, LeaseError>
+  ) =>
+    Effect.gen(function* () {
+      const { batch, alone: repeats } = firstPerJob(entries)
+      const later = [...repeats]
+      const claimed = batch.map((entry) => heldRow(entry.request.jobId, entry.request.workerId))
+      const settledOnly = claimed.every((row) => row !== undefined)
+      const requests = batch.map((entry) => entry.request)
+      const written = yield* Effect.exit(
+        settledOnly
+          ? statement(
+              requests,
+              sql.literal("j.id, j.attempts, j.claimed_at, j.run_at, j.failures, j.updated_at, j.finished_at")
+            ).pipe(Effect.flatMap(decodeSettledRows), Effect.mapError(storeError(operation)))
+          : rows(operation, statement(requests, jCols))
+      )
+      if (Exit.isFailure(written)) {
+        const failed = Exit.failCause(written.cause)
+        for (const entry of batch) entry.completeUnsafe(failed)
+      } else {
+        const byId = new Map<string, SettledRow | JobRow>(written.value.map((row) => [row.id, row]))
+        const reread: Array<LeaseEntry<A>> = []
+        const announced: Array<Pick<JobRow, "queue" | "state" | "run_at" | "updated_at">> = []
+        for (let i = 0; i < batch.length; i++) {
+          const entry = batch[i]!
+          const row = byId.get(entry.request.jobId)
+          if (row === undefined) {
+            later.push(entry)
+            continue
+          }
+          leasedRows.delete(entry.request.jobId)
+          const job = settledOnly
+            ? settledJob(claimed[i], row as SettledRow, patch(entry.request, row as SettledRow))
+            : toJob(row as JobRow)
+          if (job === undefined) {
+            reread.push(entry)
+            continue
+          }
+          announced.push({ queue: job.queue, state: job.state, run_at: job.runAt, updated_at: job.updatedAt })
+          entry.completeUnsafe(Exit.succeed(job))
+        }
+        yield* announce(announced)
+        // Written, but not the claim this layer remembered: read what was stored
+        yield* Effect.forEach(
+          reread,
+          (entry) =>
+            Effect.map(Effect.exit(findJob(operation, entry.request.jobId)), (found) =>
+              entry.completeUnsafe(
+                Exit.isFailure(found)
+                  ? Exit.failCause(found.cause)
+                  : Option.isNone(found.value)
+                    ? Exit.fail(new JobNotFound({ jobId: entry.request.jobId }))
+                    : Exit.succeed(toJob(found.value.value))
+              )
+            ),
+          { concurrency: "unbounded", discard: true }
+        )
+      }
+      yield* Effect.forEach(
+        later,
+        (entry) => Effect.map(Effect.exit(alone(entry.request)), (exit) => entry.completeUnsafe(exit)),
+        { concurrency: "unbounded", discard: true }
+      )
+    })
+
+  // Concurrent completions outside a transaction share one UPDATE
+  const completeResolver = RequestResolver.make<CompleteCall>((entries) =>
+    mergedWrite(
+      "complete",
+      entries,
+      (requests, returning) => {
+        const input = requests.map((request) => ({
+          id: request.jobId,
+          worker: request.workerId,
+          result: request.result
+        }))
+        return sql`UPDATE ${jobs} j
               SET state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
                   updated_at = ${now}, finished_at = ${now}
               FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(id text, worker text, result text)
               WHERE j.id = r.id AND j.state IN ('claimed', 'running') AND j.lease_worker = r.worker
                 AND j.lease_expires_at > ${now}
-              RETURNING ${jCols}`
-        )
-      )
-      if (Exit.isFailure(updated)) {
-        const failed = Exit.failCause(updated.cause)
-        for (const entry of batch) entry.completeUnsafe(failed)
-      } else {
-        const byId = new Map(updated.value.map((row) => [row.id, row]))
-        for (const entry of batch) {
-          const row = byId.get(entry.request.jobId)
-          if (row === undefined) alone.push(entry)
-          else entry.completeUnsafe(Exit.succeed(toJob(row)))
-        }
-      }
-      yield* Effect.forEach(
-        alone,
-        (entry) =>
-          Effect.exit(completeOne(entry.request.jobId, entry.request.workerId, entry.request.result)).pipe(
-            Effect.map((exit) => entry.completeUnsafe(exit))
-          ),
-        { concurrency: "unbounded", discard: true }
-      )
-    })
+              RETURNING ${returning}`
+      },
+      (request) => ({ state: "completed", result: JSON.parse(request.result) as Schema.Json, no_result: false }),
+      (request) => completeOne(request.jobId, request.workerId, request.result)
+    )
   ).pipe(RequestResolver.batchN(MAX_BATCH))
 
   const complete = Effect.fn("Queue.complete")(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
@@ -658,6 +793,64 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       sql`SELECT attempts, max_attempts, ${now} AS now FROM ${jobs} WHERE ${holding(id, workerId)}`
   })
 
+  // Reads the attempt count (the backoff decision needs it), then writes the decision under the same conditions
+  const failOne = (jobId: JobId, workerId: AgentId, message: string, retryable: boolean, draw: number) =>
+    Effect.gen(function* () {
+      const found = yield* findAttempts({ id: jobId, workerId }).pipe(Effect.mapError(storeError("fail")))
+      if (Option.isNone(found)) return yield* refusal("fail", jobId, workerId)
+      const { attempts, max_attempts, now: at } = found.value
+      const decision = Backoff.decide({ attempts, maxAttempts: max_attempts, retryable, now: at, draw }, backoff)
+      // The delay is core's; it starts from the database's clock when the write happens
+      const outcome =
+        decision._tag === "Retry"
+          ? sql`state = 'failed', run_at = ${now} + ${decision.delayMs}`
+          : sql`state = 'dead_lettered', finished_at = ${now}`
+      return yield* leaseOperation(
+        "fail",
+        jobId,
+        workerId,
+        sql`UPDATE ${jobs}
+            SET ${outcome}, lease_worker = NULL, lease_expires_at = NULL, last_error = ${message}::json,
+                failures = failures + 1, updated_at = ${now}
+            WHERE ${holding(jobId, workerId)} AND attempts = ${attempts}
+            RETURNING ${cols}`
+      )
+    })
+
+  // Concurrent failures outside a transaction share one UPDATE, each decided from its claimed row and written
+  // only if the job is still at that attempt
+  const failResolver = RequestResolver.make<FailCall>((entries) =>
+    mergedWrite(
+      "fail",
+      entries,
+      (requests, returning) => {
+        const input = requests.map((request) => ({
+          id: request.jobId,
+          worker: request.workerId,
+          error: request.error,
+          attempts: request.attempts,
+          delay_ms: request.delayMs
+        }))
+        return sql`UPDATE ${jobs} j
+              SET state = CASE WHEN r.delay_ms IS NULL THEN 'dead_lettered' ELSE 'failed' END,
+                  run_at = CASE WHEN r.delay_ms IS NULL THEN j.run_at ELSE ${now} + r.delay_ms END,
+                  finished_at = CASE WHEN r.delay_ms IS NULL THEN ${now} ELSE j.finished_at END,
+                  lease_worker = NULL, lease_expires_at = NULL, last_error = r.error::json,
+                  failures = j.failures + 1, updated_at = ${now}
+              FROM json_to_recordset(${JSON.stringify(input)}::json)
+                AS r(id text, worker text, error text, attempts int, delay_ms float8)
+              WHERE j.id = r.id AND j.state IN ('claimed', 'running') AND j.lease_worker = r.worker
+                AND j.lease_expires_at > ${now} AND j.attempts = r.attempts
+              RETURNING ${returning}`
+      },
+      (request) => ({
+        state: request.delayMs === null ? "dead_lettered" : "failed",
+        last_error: JSON.parse(request.error) as string
+      }),
+      (request) => failOne(request.jobId, request.workerId, request.error, request.retryable, request.draw)
+    )
+  ).pipe(RequestResolver.batchN(MAX_BATCH))
+
   const fail = Effect.fn("Queue.fail")(function* (
     jobId: JobId,
     workerId: AgentId,
@@ -665,28 +858,26 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     options?: FailOptions
   ) {
     const message = JSON.stringify(typeof error === "string" ? error : String(error))
+    const retryable = options?.retryable !== false
     const draw = yield* Random.next
-    const found = yield* findAttempts({ id: jobId, workerId }).pipe(Effect.mapError(storeError("fail")))
-    if (Option.isNone(found)) return yield* refusal("fail", jobId, workerId)
-    const { attempts, max_attempts, now: at } = found.value
+    const held = heldRow(jobId, workerId)
+    if (held === undefined || (yield* inUnit)) return yield* failOne(jobId, workerId, message, retryable, draw)
+    // The claimed row's attempt count is the stored one while the lease is held (the write checks it)
     const decision = Backoff.decide(
-      { attempts, maxAttempts: max_attempts, retryable: options?.retryable !== false, now: at, draw },
+      { attempts: held.attempts, maxAttempts: held.max_attempts, retryable, now: 0, draw },
       backoff
     )
-    // The delay is core's; it starts from the database's clock when the write happens
-    const outcome =
-      decision._tag === "Retry"
-        ? sql`state = 'failed', run_at = ${now} + ${decision.delayMs}`
-        : sql`state = 'dead_lettered', finished_at = ${now}`
-    return yield* leaseOperation(
-      "fail",
-      jobId,
-      workerId,
-      sql`UPDATE ${jobs}
-          SET ${outcome}, lease_worker = NULL, lease_expires_at = NULL, last_error = ${message}::json,
-              failures = failures + 1, updated_at = ${now}
-          WHERE ${holding(jobId, workerId)} AND attempts = ${attempts}
-          RETURNING ${cols}`
+    return yield* Effect.request(
+      FailCall({
+        jobId,
+        workerId,
+        error: message,
+        attempts: held.attempts,
+        delayMs: decision._tag === "Retry" ? decision.delayMs : null,
+        retryable,
+        draw
+      }),
+      failResolver
     )
   })
 
