@@ -314,6 +314,14 @@ const SettledRow = Schema.Struct({
 type SettledRow = typeof SettledRow.Type
 const decodeSettledRows = Schema.decodeUnknownEffect(Schema.Array(SettledRow))
 
+interface HeartbeatCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
+  readonly _tag: "HeartbeatCall"
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  readonly extendMs: number
+}
+const HeartbeatCall = Request.tagged<HeartbeatCall>("HeartbeatCall")
+
 // A merged lease-holder call as its resolver sees it
 type LeaseError = JobNotFound | LeaseLost | QueueStoreError
 interface LeaseEntry<A> {
@@ -640,9 +648,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   })
 
-  const heartbeat = Effect.fn("Queue.heartbeat")(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
-    const extend = yield* ExtendMs(extendMs)
-    return yield* leaseOperation(
+  const heartbeatOne = (jobId: JobId, workerId: AgentId, extend: number) =>
+    leaseOperation(
       "heartbeat",
       jobId,
       workerId,
@@ -650,6 +657,54 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           WHERE ${holding(jobId, workerId)}
           RETURNING ${cols}`
     )
+
+  // Concurrent heartbeats outside a transaction (a worker renewing all its leases at once) share one UPDATE; a
+  // lease the UPDATE did not extend is tried alone, which says why
+  const heartbeatResolver = RequestResolver.make<HeartbeatCall>((entries) =>
+    Effect.gen(function* () {
+      const { batch, alone } = firstPerJob(entries)
+      const input = batch.map(({ request }) => ({
+        id: request.jobId,
+        worker: request.workerId,
+        extend: request.extendMs
+      }))
+      const extended = yield* Effect.exit(
+        rows(
+          "heartbeat",
+          sql`UPDATE ${jobs} j SET lease_expires_at = ${now} + r.extend, updated_at = ${now}
+              FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(id text, worker text, extend float8)
+              WHERE j.id = r.id AND j.state IN ('claimed', 'running') AND j.lease_worker = r.worker
+                AND j.lease_expires_at > ${now}
+              RETURNING ${jCols}`
+        )
+      )
+      if (Exit.isFailure(extended)) {
+        const failed = Exit.failCause(extended.cause)
+        for (const entry of batch) entry.completeUnsafe(failed)
+      } else {
+        const byId = new Map(extended.value.map((row) => [row.id, row]))
+        for (const entry of batch) {
+          const row = byId.get(entry.request.jobId)
+          if (row === undefined) alone.push(entry)
+          else entry.completeUnsafe(Exit.succeed(toJob(row)))
+        }
+      }
+      yield* Effect.forEach(
+        alone,
+        (entry) =>
+          Effect.map(
+            Effect.exit(heartbeatOne(entry.request.jobId, entry.request.workerId, entry.request.extendMs)),
+            (exit) => entry.completeUnsafe(exit)
+          ),
+        { concurrency: "unbounded", discard: true }
+      )
+    })
+  ).pipe(RequestResolver.batchN(MAX_BATCH))
+
+  const heartbeat = Effect.fn("Queue.heartbeat")(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
+    const extend = yield* ExtendMs(extendMs)
+    if (yield* inUnit) return yield* heartbeatOne(jobId, workerId, extend)
+    return yield* Effect.request(HeartbeatCall({ jobId, workerId, extendMs: extend }), heartbeatResolver)
   })
 
   const completeOne = (jobId: JobId, workerId: AgentId, result: string) =>

@@ -397,6 +397,34 @@ describePostgres("Queue on Postgres", () => {
         })
     )
 
+    it.effect("merged heartbeats extend every live lease in one go and refuse the others, each with its reason", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = queueName("merged-heartbeat")
+        const a = worker("a")
+        const b = worker("b")
+        yield* queue.enqueueBatch(Array.from({ length: 4 }, (_, i) => ({ queue: q, payload: { i } })))
+        const mine = yield* queue.claim({ workerId: a, queues: [q], max: 3, leaseMs: 1_000 })
+        const [theirs] = yield* queue.claim({ workerId: b, queues: [q], max: 1 })
+        const beats = yield* Effect.forEach(
+          [...mine, theirs!],
+          (job) => Effect.exit(queue.heartbeat(job.id, a, 60_000)),
+          { concurrency: "unbounded" }
+        )
+        for (const [i, job] of mine.entries()) {
+          const beat = beats[i]!
+          assert.isTrue(beat._tag === "Success")
+          if (beat._tag === "Success") {
+            assert.deepStrictEqual(beat.value, yield* queue.get(job.id))
+            assert.isAbove(beat.value.lease!.expiresAt, job.lease!.expiresAt + 30_000)
+          }
+        }
+        const refused = yield* Effect.flip(Effect.suspend(() => beats[3]!))
+        assert.strictEqual(refused._tag, "LeaseLost")
+        if (refused._tag === "LeaseLost") assert.strictEqual(refused.reason, "held_by_other")
+      })
+    )
+
     it.effect("merged failures return the jobs as stored: retried, dead-lettered, or refused at a stale attempt", () =>
       Effect.gen(function* () {
         const queue = yield* Queue
