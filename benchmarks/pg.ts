@@ -17,8 +17,9 @@
  *   auto-approval policy) started 64 at a time, tasks/s to `task.completed`.
  *
  * Settings: every system gets a pool of the same size (`--pool`, default 20) and its default poll interval and
- * retention (Mandate and pg-boss keep completed jobs, graphile-worker deletes them). Mandate runs `Worker.run`
- * with its defaults (a local queue of `concurrency` jobs beyond the running ones, see `Worker.prefetch`).
+ * retention (Mandate and pg-boss keep completed jobs, graphile-worker deletes them). Mandate's drains run
+ * `Worker.run` with `prefetch: 500` (a local queue of 500 claimed jobs beyond the running ones, as graphile-worker
+ * batched holds 500; its default is `concurrency`), everything else at its defaults.
  * graphile-worker is woken by LISTEN/NOTIFY and polls every 2 s; "batched" adds what its performance guide
  * (worker.graphile.org/docs/performance) runs for its figures: `localQueue: { size: 500 }` (one statement fetches
  * and locks 500 jobs for the pool), `completeJobBatchDelay: 0` and `failJobBatchDelay: 0` (completions and
@@ -145,12 +146,14 @@ const signal = () => {
 
 // ---- Mandate ---------------------------------------------------------------------------------------------------
 
+// As many held jobs as graphile-worker batched's local queue
+const mandatePrefetch = 500
 const mandateConfig = Postgres.makeConfig(url, { schema: schemas.mandate, poolSize })
 const mandate = ManagedRuntime.make(Postgres.layer(mandateConfig))
 const withQueue = <A>(f: (queue: Queue["Service"]) => Effect.Effect<A, unknown>) => mandate.runPromise(Queue.use(f))
 
 const mandateSystem: System = {
-  name: "Mandate",
+  name: "Mandate (prefetch 500)",
   enqueue: (queue, payload) => withQueue((q) => q.enqueue({ queue, payload })),
   enqueueBatch: (queue, payloads) => withQueue((q) => q.enqueueBatch(payloads.map((payload) => ({ queue, payload })))),
   drain: (queue, count, concurrency) =>
@@ -163,6 +166,7 @@ const mandateSystem: System = {
           const worker = yield* Worker.run({
             queues: [queue],
             concurrency,
+            prefetch: mandatePrefetch,
             handler: () =>
               Effect.sync(() => {
                 if (++started === count) Deferred.doneUnsafe(handled, Effect.void)
@@ -208,6 +212,7 @@ const graphileLogger = new GraphileLogger(() => (level, message) => {
 // One pool for its utilities and runners, as Mandate's backend has one: no runner opens connections in a timed phase
 // (both configurations share it; only one runs at a time), each configuration in its own schema
 const graphilePool = new pg.Pool({ connectionString: url, max: poolSize })
+graphilePool.on("error", (error) => console.error(`graphile-worker pool error: ${error.message}`))
 const graphileUtilities = async (schema: string) => {
   const utils = await makeWorkerUtils({ pgPool: graphilePool, schema, logger: graphileLogger })
   await utils.migrate()
@@ -404,10 +409,10 @@ const table = (title: string, rows: ReadonlyArray<readonly [string, ReadonlyArra
   console.log("")
   console.log(title)
   console.log(
-    `${"".padEnd(24)}${systems.map((s) => s.name.padStart(17)).join("")}${"Mandate / best peer".padStart(22)}`
+    `${"".padEnd(24)}${systems.map((s) => s.name.padStart(24)).join("")}${"Mandate / best peer".padStart(22)}`
   )
   for (const [label, values, ratio] of rows) {
-    console.log(`${label.padEnd(24)}${values.map((v) => v.padStart(17)).join("")}${ratio.padStart(22)}`)
+    console.log(`${label.padEnd(24)}${values.map((v) => v.padStart(24)).join("")}${ratio.padStart(22)}`)
   }
 }
 // Throughput: Mandate over the highest peer; latency: Mandate over the lowest peer

@@ -11,13 +11,26 @@
  * - `enqueue`/`enqueueBatch`: one `INSERT … SELECT FROM json_to_recordset(…) ON CONFLICT DO NOTHING` for the
  *   whole batch; a second read returns the jobs already holding an idempotency key. Neither opens a transaction,
  *   so inside `UnitOfWork.run` they join the unit's; workers are told once it commits, never if it rolls back.
- * - Single enqueues and completions made outside a unit of work at the same moment are merged into one statement
- *   (Effect's request batching): many workers finishing together cost one round trip and one commit.
+ * - Single enqueues, completions, failures and heartbeats made outside a unit of work at the same moment are
+ *   merged into one statement each (Effect's request batching): many workers finishing together cost one round
+ *   trip and one commit. No timer delays a write to gather more: a flush is what one scheduler turn produced.
  * - `claim`: one statement, a CTE picking up to `max` ready jobs in claim order (`jobs_ready`) `FOR UPDATE SKIP
  *   LOCKED`, then the `UPDATE` leasing them: concurrent claimers never wait for, nor get, each other's jobs.
+ *   `Worker.run` claims for its free slots and its local queue (`prefetch`) in one such statement.
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
- *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). `fail` reads the
- *   attempt count first (the backoff decision needs it), then writes the decision under the same conditions.
+ *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). A merged write
+ *   checks those conditions per job inside its one statement, so each job is written or refused on its own (a
+ *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once.
+ *   Merged completes and fails return only the columns they wrote, and build the job from the row its claim
+ *   returned (`leasedRows`), so nothing is read back. `fail` decides the retry from the claimed row's attempt
+ *   count and writes only if the job is still at that attempt; without a claimed row (another instance claimed
+ *   it, or inside a unit) it reads the attempt count first.
+ * - Crashes: merging adds no window in which a job can run twice. A handler's outcome is sent as soon as the
+ *   handler returns, in the next merged statement (no batch delay); until that statement commits the job is
+ *   leased exactly as it would be while a single `UPDATE` is in flight. A process that dies before the commit
+ *   loses the whole statement (one transaction), so each of its jobs is run again once its lease expires, as
+ *   after a crash without merging; one that dies after it loses nothing. Jobs held in a worker's local queue and
+ *   never started are run once their lease expires, never twice.
  * - `requeueExpired`: one statement; the layer also runs it every `requeueIntervalMs`, and deletes completed and
  *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope.
  * - Wake-ups: a write that makes jobs claimable announces their queues after its commit: this process's
