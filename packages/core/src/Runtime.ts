@@ -16,11 +16,11 @@
  * @since 0.1.0
  */
 import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema, type Scope, Stream } from "effect"
+import * as Access from "./Access.ts"
 import { makeTaskId, type StepId, TaskId } from "./Ids.ts"
-import type { InvalidInput } from "./InvalidInput.ts"
-import { decode } from "./InvalidInput.ts"
+import { decode, InvalidInput } from "./InvalidInput.ts"
 import * as Flow from "./internal/taskFlow.ts"
-import type { Job } from "./Job.ts"
+import { isReservedQueue, type Job, reservedQueuePrefix } from "./Job.ts"
 import { type EntryInput, Ledger } from "./Ledger.ts"
 import type { LedgerStoreError } from "./LedgerStore.ts"
 import type { Plan } from "./Plan.ts"
@@ -28,13 +28,14 @@ import { type PlanError, Planner, PlanRejected, UnknownStepType } from "./Planne
 import { hasRole, Principal } from "./Principal.ts"
 import { Queue, type QueueStoreError } from "./Queue.ts"
 import type { Step } from "./Step.ts"
-import { StepError, StepHandlers } from "./StepHandlers.ts"
+import { StepError, type StepHandler, StepHandlers } from "./StepHandlers.ts"
 import type { IllegalTransition } from "./Task.ts"
 import { type Task, TaskRequest, type TaskState } from "./Task.ts"
+import { readRecord } from "./TaskAccess.ts"
 import {
-  type PlanNotFound,
+  PlanNotFound,
   type TaskFilter,
-  type TaskNotFound,
+  TaskNotFound,
   type TaskPage,
   type TaskRecord,
   TaskStore,
@@ -132,9 +133,12 @@ export type StoreError = TaskStoreError | QueueStoreError | LedgerStoreError | U
  * @since 0.1.0
  */
 export interface RuntimeOptions {
-  /** Queue of step jobs (default `mandate.steps`). */
+  /**
+   * Queue of step jobs (default `mandate.steps`). It must be in the reserved `mandate.` namespace, which
+   * `PublicQueue` closes to everyone outside the runtime: no one else enqueues, claims or settles step jobs.
+   */
   readonly stepsQueue?: string | undefined
-  /** Queue of approval deadlines (default `mandate.deadlines`). */
+  /** Queue of approval deadlines (default `mandate.deadlines`; in the `mandate.` namespace too). */
   readonly deadlinesQueue?: string | undefined
   /** Run workers in this process (default true). A process that only serves the API can set false. */
   readonly workers?: boolean | undefined
@@ -188,7 +192,15 @@ export class Runtime extends Context.Service<
       planId: string,
       principal: Principal
     ) => Effect.Effect<Task, InvalidInput | Forbidden | TaskRejected | PlanError | PlanNotFound | StoreError>
-    readonly getPlan: (planId: string) => Effect.Effect<Plan, PlanNotFound | InvalidInput | StoreError>
+    /**
+     * A stored plan. With a principal, only one it may read (`Access.canReadPlan`); any other is `PlanNotFound`.
+     * Every read below likewise takes the principal it answers for: a task it may not read (`Access`) is
+     * `TaskNotFound`, exactly like a missing one. Without a principal the read is the host's own, unrestricted.
+     */
+    readonly getPlan: (
+      planId: string,
+      principal?: Principal
+    ) => Effect.Effect<Plan, PlanNotFound | InvalidInput | StoreError>
     readonly approve: (
       taskId: string,
       principal: Principal,
@@ -210,8 +222,12 @@ export class Runtime extends Context.Service<
       taskId: string,
       principal: Principal
     ) => Effect.Effect<TaskView, TaskNotFound | Forbidden | IllegalTransition | InvalidInput | StoreError>
-    readonly get: (taskId: string) => Effect.Effect<TaskView, TaskNotFound | InvalidInput | StoreError>
-    readonly list: (filter?: TaskFilter) => Effect.Effect<TaskPage, StoreError>
+    readonly get: (
+      taskId: string,
+      principal?: Principal
+    ) => Effect.Effect<TaskView, TaskNotFound | InvalidInput | StoreError>
+    /** Tasks newest first; with a principal, only those it may read (filtered by the store, so pages stay full). */
+    readonly list: (filter?: TaskFilter, principal?: Principal) => Effect.Effect<TaskPage, StoreError>
     /**
      * Events of every task, live, for the life of the scope: what is published after the effect runs.
      */
@@ -221,14 +237,18 @@ export class Runtime extends Context.Service<
        * Events of one task: a `task.snapshot` (the task now, with `data.steps`), then every later event. No
        * transition falls between the two, so a subscriber never misses what happened before it subscribed.
        */
-      (taskId: string): Effect.Effect<Stream.Stream<TaskEvent>, TaskNotFound | InvalidInput | StoreError, Scope.Scope>
+      (
+        taskId: string,
+        principal?: Principal
+      ): Effect.Effect<Stream.Stream<TaskEvent>, TaskNotFound | InvalidInput | StoreError, Scope.Scope>
     }
     /**
      * The task now and the events of every later transition (those the view does not show yet), for the life of
      * the scope.
      */
     readonly watch: (
-      taskId: string
+      taskId: string,
+      principal?: Principal
     ) => Effect.Effect<
       { readonly view: TaskView; readonly events: Stream.Stream<TaskEvent> },
       TaskNotFound | InvalidInput | StoreError,
@@ -289,6 +309,14 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
 
   const stepsQueue = options?.stepsQueue ?? "mandate.steps"
   const deadlinesQueue = options?.deadlinesQueue ?? "mandate.deadlines"
+  for (const [path, name] of [
+    ["$.stepsQueue", stepsQueue],
+    ["$.deadlinesQueue", deadlinesQueue]
+  ] as const) {
+    if (!isReservedQueue(name)) {
+      return yield* InvalidInput.at(path, `Expected a queue in the reserved ${reservedQueuePrefix} namespace`)
+    }
+  }
   const maxAttempts = options?.maxAttempts ?? 5
   const hub = yield* PubSub.sliding<TaskEvent>(16_384)
   let eventSeq = 0
@@ -576,6 +604,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         planId: accepted.id,
         policyVersion: accepted.policyVersion,
         reasons: [],
+        gated: Access.isGated(accepted),
         createdAt: now,
         updatedAt: now,
         version: 0
@@ -599,20 +628,50 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     const plan = yield* planner
       .plan({ kind: request.kind, params: request.params, principal })
       .pipe(Effect.catchTag("PlanRejected", (rejected) => Effect.succeed(rejected.plan)))
-    yield* store.putPlan(plan)
-    return plan
+    // The asker is recorded: a dry run's plan is readable by it (and auditors) only
+    const owned: Plan = { ...plan, requestedBy: principal.id }
+    yield* store.putPlan(owned)
+    return owned
   })
 
   const execute = Effect.fn("Runtime.execute")(function* (planId: string, principalInput: Principal) {
     const principal = yield* decodePrincipal(principalInput)
     yield* requireRole(principal, "submitter", "start tasks")
-    const stored = yield* store.getPlan(planId as Plan["id"])
+    const stored = yield* readPlan(planId, principal)
     const request: TaskRequest = { kind: stored.kind, params: stored.params }
     // Re-plan under the active policy: a dry run is advice, the execution is governed by current rules
     return yield* newTask(request, principal, (taskId) =>
       planner.plan({ kind: stored.kind, params: stored.params, principal, taskId })
     )
   })
+
+  // ---- reading as a principal ------------------------------------------------------------------------------
+
+  /** A plan `principal` may read (`Access.canReadPlan`), else `PlanNotFound` as for a missing one. */
+  const readPlan = (planId: string, principal: Principal | undefined) =>
+    Effect.gen(function* () {
+      const plan = yield* store.getPlan(planId as Plan["id"])
+      if (principal === undefined) return plan
+      const task =
+        plan.taskId === undefined
+          ? undefined
+          : yield* Effect.map(readRecordAs(plan.taskId, principal), (r) => r.task).pipe(
+              Effect.catchTag("TaskNotFound", () => Effect.fail(new PlanNotFound({ planId })))
+            )
+      if (!Access.canReadPlan(principal, plan, task)) return yield* new PlanNotFound({ planId })
+      return plan
+    })
+
+  const readRecordAs = (taskId: TaskId, principal: Principal) =>
+    readRecord(taskId, principal).pipe(Effect.provideService(TaskStore, store))
+  const readAs = (taskId: TaskId, principal: Principal | undefined) =>
+    principal === undefined ? store.get(taskId) : readRecordAs(taskId, principal)
+
+  /** Acting on a task starts with seeing it: a task `principal` may not read is `TaskNotFound`, as a missing one. */
+  const mustSee = (record: TaskRecord, plan: Plan, principal: Principal) =>
+    Access.canRead(principal, { ...record.task, gated: record.task.gated ?? Access.isGated(plan) })
+      ? Effect.void
+      : Effect.fail(new TaskNotFound({ taskId: record.task.id }))
 
   // ---- decisions ----------------------------------------------------------------------------------------------
 
@@ -628,13 +687,16 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         const principal = yield* decodePrincipal(principalInput)
         const stepId = decisionOptions?.stepId as StepId | undefined
         const record = yield* transact(taskId, (r, plan, now) =>
-          (verdict === "approve" ? Flow.approve : Flow.reject)(
-            r,
-            plan,
-            stepId,
-            principal,
-            decisionOptions?.comment,
-            now
+          Effect.andThen(
+            mustSee(r, plan, principal),
+            (verdict === "approve" ? Flow.approve : Flow.reject)(
+              r,
+              plan,
+              stepId,
+              principal,
+              decisionOptions?.comment,
+              now
+            )
           )
         )
         return yield* view(record)
@@ -654,8 +716,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
   ) {
     const taskId = yield* decodeTaskId(taskIdInput)
     const principal = yield* decodePrincipal(principalInput)
-    const record = yield* transact(taskId, (r, _plan, now) =>
-      Effect.andThen(ownerOrAdmin(r, principal, "cancel this task"), Flow.cancel(r, principal, reason, now))
+    const record = yield* transact(taskId, (r, plan, now) =>
+      mustSee(r, plan, principal).pipe(
+        Effect.andThen(ownerOrAdmin(r, principal, "cancel this task")),
+        Effect.andThen(Flow.cancel(r, principal, reason, now))
+      )
     )
     return yield* view(record)
   })
@@ -664,7 +729,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     const taskId = yield* decodeTaskId(taskIdInput)
     const principal = yield* decodePrincipal(principalInput)
     const record = yield* transact(taskId, (r, plan, now) =>
-      Effect.andThen(ownerOrAdmin(r, principal, "retry this task"), Flow.retry(r, plan, principal, now))
+      mustSee(r, plan, principal).pipe(
+        Effect.andThen(ownerOrAdmin(r, principal, "retry this task")),
+        Effect.andThen(Flow.retry(r, plan, principal, now))
+      )
     )
     return yield* view(record)
   })
@@ -731,9 +799,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         Effect.annotateLogs({ taskId: record.task.id, stepId: planned.id, attempt: job.attempts }),
         Effect.withLogSpan(`step.${planned.type}`)
       )
-      return yield* Schema.encodeEffect(h.result)(result).pipe(
+      const encoded = (yield* Schema.encodeEffect(h.result)(result).pipe(
         Effect.mapError((e) => StepError.permanent(`result does not match the ${planned.type} handler: ${e.message}`))
-      ) as Effect.Effect<Schema.Json, StepError>
+      )) as Schema.Json
+      // The same check `settle` makes: a result it would refuse fails the attempt here, before the job completes
+      return yield* checkResult(h, planned.type, encoded).pipe(Effect.mapError(StepError.permanent))
     }).pipe(
       Effect.mapError((e) =>
         e instanceof StepError
@@ -746,34 +816,66 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       )
     )
 
-  const settleStep = (job: Job, outcome: Worker.Outcome) =>
+  /**
+   * The one path by which a step's outcome is recorded, whoever ran it. It takes effect only for the step's
+   * current attempt as started by `worker` (the lease holder named in `step.started`); a result is decoded against
+   * the handler's result schema, and one that does not decode is a failed attempt carrying the decode error,
+   * never a success. The worker is named in the `step.succeeded` / `step.failed` entry.
+   */
+  const settleOutcome = (
+    r: TaskRecord,
+    plan: Plan,
+    stepId: StepId,
+    outcome: Worker.Outcome,
+    final: boolean,
+    worker: string | undefined,
+    now: number
+  ): Effect.Effect<Flow.Transition> =>
+    Effect.gen(function* () {
+      if (outcome._tag === "Failed") {
+        return Flow.stepFailed(r, stepId, { message: outcome.error, retryable: outcome.retryable }, final, now, worker)
+      }
+      const planned = plan.steps.find((s) => s.id === stepId)!
+      const handler = handlers.get(planned.type)
+      const checked = Option.isNone(handler)
+        ? Effect.fail(`no handler for step type ${planned.type}`)
+        : checkResult(handler.value, planned.type, outcome.result)
+      return yield* checked.pipe(
+        Effect.match({
+          onSuccess: (result) => Flow.stepSucceeded(r, plan, stepId, result, now, worker),
+          // The job is finished either way: a refused result cannot be retried within it, so the attempt is final
+          onFailure: (message) => Flow.stepFailed(r, stepId, { message, retryable: false }, true, now, worker)
+        })
+      )
+    })
+
+  const settleStep = (job: Job, outcome: Worker.Outcome, worker: string) =>
     Effect.gen(function* () {
       const ref = yield* decodeStepJob(job.payload)
       yield* transact(ref.taskId, (r, plan, now) => {
         if (!isCurrent(r, ref)) return Effect.succeed(undefined)
         const stepId = ref.stepId as StepId
-        return Effect.succeed(
-          outcome._tag === "Completed"
-            ? (outcome.result as { stale?: boolean } | null)?.stale === true
-              ? undefined
-              : Flow.stepSucceeded(r, plan, stepId, outcome.result, now)
-            : Flow.stepFailed(
-                r,
-                stepId,
-                { message: outcome.error, retryable: outcome.retryable },
-                job.state === "dead_lettered",
-                now
-              )
-        )
+        // Another worker started the step since (this one's lease expired and was taken over): not ours to settle.
+        // (Steps started before workers were recorded name none.)
+        const startedBy = r.steps.find((s) => s.id === stepId)?.worker
+        if (startedBy !== undefined && startedBy !== worker) return Effect.succeed(undefined)
+        if (outcome._tag === "Completed" && (outcome.result as { stale?: boolean } | null)?.stale === true) {
+          return Effect.succeed(undefined)
+        }
+        return settleOutcome(r, plan, stepId, outcome, job.state === "dead_lettered", worker, now)
       })
     })
 
   const runDeadline = (job: Job) =>
     Effect.gen(function* () {
       const ref = yield* decodeStepJob(job.payload).pipe(Effect.mapError((e) => Worker.JobFailure.permanent(e.message)))
-      yield* transact(ref.taskId, (r, _plan, now) =>
-        Effect.succeed(Flow.deadlinePassed(r, ref.stepId as StepId, ref.round, now))
-      )
+      let early = false
+      yield* transact(ref.taskId, (r, _plan, now) => {
+        early = Flow.deadlinePending(r, ref.stepId as StepId, ref.round, now)
+        return Effect.succeed(Flow.deadlinePassed(r, ref.stepId as StepId, ref.round, now))
+      })
+      // Due by this worker's clock but not by the stored deadline: try again later (the retry backs off)
+      if (early) return yield* Worker.JobFailure.transient("the approval deadline has not passed yet")
       return null
     })
 
@@ -805,13 +907,17 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           const job = step.jobId === undefined ? Option.none() : yield* Effect.option(queue.get(step.jobId))
           if (Option.isNone(job)) {
             add({ record: transition.record, commands: [{ _tag: "Enqueue", step, planned }] })
-          } else if (job.value.state === "completed") {
-            add(Flow.stepSucceeded(transition.record, plan, step.id, job.value.result ?? null, now))
+          } else if (job.value.state === "completed" && step.state === "running") {
+            // Completed by the worker that started the attempt, which stopped before settling it: the result
+            // takes the one settle path (decoded against the handler's schema, the worker named)
+            const outcome: Worker.Outcome = { _tag: "Completed", result: job.value.result ?? null }
+            add(yield* settleOutcome(transition.record, plan, step.id, outcome, true, step.worker, now))
           } else if (job.value.state === "dead_lettered") {
             const message = job.value.lastError ?? "the step's job was dead-lettered"
-            add(Flow.stepFailed(transition.record, step.id, { message, retryable: false }, true, now))
-          } else if (job.value.state === "cancelled") {
-            // Withdrawn while the task still wants it: run it again, in a new round
+            add(Flow.stepFailed(transition.record, step.id, { message, retryable: false }, true, now, step.worker))
+          } else if (job.value.state === "cancelled" || job.value.state === "completed") {
+            // Withdrawn while the task still wants it, or completed though no worker of the runtime started the
+            // step (it did not run through the runtime, so its result is not recorded): run it again, in a new round
             const current = transition.record.steps.find((s) => s.id === step.id)!
             add({
               record: {
@@ -845,11 +951,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
 
   // Subscribes first, then reads: an event published in between is one the view already shows (its version is
   // not newer), so it is dropped; every later transition's events pass
-  const watch = (taskIdInput: string) =>
+  const watch = (taskIdInput: string, principal?: Principal) =>
     Effect.gen(function* () {
       const taskId = yield* decodeTaskId(taskIdInput)
+      const reader = principal === undefined ? undefined : yield* decodePrincipal(principal)
       const subscription = yield* PubSub.subscribe(hub)
-      const current = yield* Effect.flatMap(store.get(taskId), view)
+      const current = yield* Effect.flatMap(readAs(taskId, reader), view)
       const seen = current.task.version
       const events = Stream.fromSubscription(subscription).pipe(
         Stream.filter((e) => e.taskId === taskId && e.version > seen)
@@ -879,10 +986,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       ...(options?.pool === undefined ? {} : { pool: options.pool }),
       ...(options?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
       handler: (job, { workerId }) => (job.queue === deadlinesQueue ? runDeadline(job) : runStep(job, workerId)),
-      settle: (job, outcome) =>
+      settle: (job, outcome, { workerId }) =>
         job.queue === deadlinesQueue
           ? Effect.void
-          : settleStep(job, outcome).pipe(
+          : settleStep(job, outcome, workerId).pipe(
               Effect.catchCause((cause) =>
                 Cause.hasInterruptsOnly(cause)
                   ? Effect.failCause(cause)
@@ -896,21 +1003,27 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     start,
     plan: dryRun,
     execute,
-    getPlan: (planId) => store.getPlan(planId as Plan["id"]),
+    getPlan: (planId, principal) =>
+      Effect.gen(function* () {
+        const reader = principal === undefined ? undefined : yield* decodePrincipal(principal)
+        return yield* readPlan(planId, reader)
+      }),
     approve: decideOn("approve"),
     reject: decideOn("reject"),
     cancel,
     retry,
-    get: (taskIdInput) =>
+    get: (taskIdInput, principal) =>
       Effect.gen(function* () {
-        const record = yield* store.get(yield* decodeTaskId(taskIdInput))
-        return yield* view(record)
+        const taskId = yield* decodeTaskId(taskIdInput)
+        const reader = principal === undefined ? undefined : yield* decodePrincipal(principal)
+        return yield* view(yield* readAs(taskId, reader))
       }),
-    list: (filter) => store.list(filter),
-    events: ((taskId?: string) =>
+    list: (filter, principal) =>
+      store.list(principal === undefined ? filter : { ...filter, scope: Access.scopeOf(principal) }),
+    events: ((taskId?: string, principal?: Principal) =>
       taskId === undefined
         ? Effect.map(PubSub.subscribe(hub), Stream.fromSubscription)
-        : Effect.map(watch(taskId), ({ view, events }) =>
+        : Effect.map(watch(taskId, principal), ({ view, events }) =>
             Stream.concat(Stream.make(snapshotEvent(view)), events)
           )) as Runtime["Service"]["events"],
     watch,
@@ -944,3 +1057,16 @@ export const snapshotEvent = (view: TaskView): TaskEvent => ({
  * @since 0.1.0
  */
 export const isActive = (state: TaskState): boolean => state === "running" || state === "waiting_approval"
+
+/**
+ * A step result as the handler's result schema decodes it: the JSON to record, or why it is refused.
+ */
+const checkResult = (
+  handler: StepHandler<any, any, never>,
+  type: string,
+  result: Schema.Json
+): Effect.Effect<Schema.Json, string> =>
+  Schema.decodeUnknownEffect(handler.result)(result).pipe(
+    Effect.as(result),
+    Effect.mapError((e) => `result does not match the ${type} handler: ${e.message}`)
+  )
