@@ -2,9 +2,9 @@
  * A worker: a scoped pool of fibers that claims jobs from a `Queue`, runs a handler on each, keeps the leases
  * alive, and completes or fails the jobs.
  *
- * - `concurrency` handlers run at once. A slot frees when its handler finishes, so the next claim overlaps the
- *   recording of the last outcome (at most twice `concurrency` jobs wait on their recording, so that a backend
- *   merging writes has a batch in flight while the next one gathers).
+ * - `concurrency` handlers run at once. A slot frees when its handler finishes, so the next job starts while the
+ *   last outcome is recorded (claims pause while about twice `concurrency + prefetch` jobs wait on their
+ *   recording, so a backend merging writes has a batch in flight while the next one gathers).
  * - A local queue: one fiber claims jobs (at most `batchSize` per claim) for the free slots and up to `prefetch`
  *   more, held claimed in this process; a slot that frees starts the next held job without a round trip, while
  *   the next claim is already under way. Held jobs keep their leases alive like running ones and are released
