@@ -90,7 +90,7 @@ import {
   Scope,
   Semaphore
 } from "effect"
-import { type SqlClient, type SqlError, SqlSchema } from "effect/sql"
+import { type SqlClient, type SqlError, SqlSchema, type Statement } from "effect/sql"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -664,6 +664,27 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   })
 
+  // A merged lease-holder UPDATE over the JSON rows `input` (each with `id` and `worker`): it first locks the jobs
+  // it will change in id order, as `requeueExpired` does, so that two merged writes over the same jobs (a worker's
+  // heartbeat round and its completions) or a merged write and a requeue wait for each other instead of
+  // deadlocking; then changes each job still held by its caller with a live lease (and `extra`)
+  const mergedUpdate = (
+    input: ReadonlyArray<unknown>,
+    record: string,
+    set: Statement.Fragment,
+    extra: Statement.Fragment,
+    returning: Statement.Fragment
+  ) => {
+    const holds = sql`j.state IN ('claimed', 'running') AND j.lease_worker = r.worker AND j.lease_expires_at > ${now}
+                      ${extra}`
+    return sql`WITH r AS (SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})),
+                    l AS (SELECT j.id FROM ${jobs} j JOIN r ON j.id = r.id WHERE ${holds} ORDER BY j.id FOR UPDATE OF j)
+               UPDATE ${jobs} j SET ${set}
+               FROM r JOIN l ON l.id = r.id
+               WHERE j.id = l.id AND ${holds}
+               RETURNING ${returning}`
+  }
+
   const heartbeatOne = (jobId: JobId, workerId: AgentId, extend: number) =>
     leaseOperation(
       "heartbeat",
@@ -687,11 +708,13 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       const extended = yield* Effect.exit(
         rows(
           "heartbeat",
-          sql`UPDATE ${jobs} j SET lease_expires_at = ${now} + r.extend, updated_at = ${now}
-              FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(id text, worker text, extend float8)
-              WHERE j.id = r.id AND j.state IN ('claimed', 'running') AND j.lease_worker = r.worker
-                AND j.lease_expires_at > ${now}
-              RETURNING ${jCols}`
+          mergedUpdate(
+            input,
+            "id text, worker text, extend float8",
+            sql`lease_expires_at = ${now} + r.extend, updated_at = ${now}`,
+            sql.literal(""),
+            jCols
+          )
         )
       )
       if (Exit.isFailure(extended)) {
@@ -838,13 +861,14 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           worker: request.workerId,
           result: request.result
         }))
-        return sql`UPDATE ${jobs} j
-              SET state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
-                  updated_at = ${now}, finished_at = ${now}
-              FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(id text, worker text, result text)
-              WHERE j.id = r.id AND j.state IN ('claimed', 'running') AND j.lease_worker = r.worker
-                AND j.lease_expires_at > ${now}
-              RETURNING ${returning}`
+        return mergedUpdate(
+          input,
+          "id text, worker text, result text",
+          sql`state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
+              updated_at = ${now}, finished_at = ${now}`,
+          sql.literal(""),
+          returning
+        )
       },
       (request) => ({ state: "completed", result: JSON.parse(request.result) as Schema.Json, no_result: false }),
       (request) => completeOne(request.jobId, request.workerId, request.result)
@@ -902,17 +926,17 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           attempts: request.attempts,
           delay_ms: request.delayMs
         }))
-        return sql`UPDATE ${jobs} j
-              SET state = CASE WHEN r.delay_ms IS NULL THEN 'dead_lettered' ELSE 'failed' END,
-                  run_at = CASE WHEN r.delay_ms IS NULL THEN j.run_at ELSE ${now} + r.delay_ms END,
-                  finished_at = CASE WHEN r.delay_ms IS NULL THEN ${now} ELSE j.finished_at END,
-                  lease_worker = NULL, lease_expires_at = NULL, last_error = r.error::json,
-                  failures = j.failures + 1, updated_at = ${now}
-              FROM json_to_recordset(${JSON.stringify(input)}::json)
-                AS r(id text, worker text, error text, attempts int, delay_ms float8)
-              WHERE j.id = r.id AND j.state IN ('claimed', 'running') AND j.lease_worker = r.worker
-                AND j.lease_expires_at > ${now} AND j.attempts = r.attempts
-              RETURNING ${returning}`
+        return mergedUpdate(
+          input,
+          "id text, worker text, error text, attempts int, delay_ms float8",
+          sql`state = CASE WHEN r.delay_ms IS NULL THEN 'dead_lettered' ELSE 'failed' END,
+              run_at = CASE WHEN r.delay_ms IS NULL THEN j.run_at ELSE ${now} + r.delay_ms END,
+              finished_at = CASE WHEN r.delay_ms IS NULL THEN ${now} ELSE j.finished_at END,
+              lease_worker = NULL, lease_expires_at = NULL, last_error = r.error::json,
+              failures = j.failures + 1, updated_at = ${now}`,
+          sql`AND j.attempts = r.attempts`,
+          returning
+        )
       },
       (request) => ({
         state: request.delayMs === null ? "dead_lettered" : "failed",
