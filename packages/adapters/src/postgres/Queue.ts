@@ -20,7 +20,9 @@
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
  *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). A merged write
  *   checks those conditions per job inside its one statement, so each job is written or refused on its own (a
- *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once.
+ *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once. It
+ *   locks its jobs in id order before changing them, as `requeueExpired` does, so merged writes over the same
+ *   jobs (a heartbeat round, completions, a requeue) wait for each other and never deadlock.
  *   Merged completes and fails return only the columns they wrote, and build the job from the row its claim
  *   returned (`leasedRows`), so nothing is read back. `fail` decides the retry from the claimed row's attempt
  *   count and writes only if the job is still at that attempt; without a claimed row (another instance claimed
