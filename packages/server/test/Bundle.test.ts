@@ -24,6 +24,10 @@ const bundleSuite = <E>(name: string, services: Layer.Layer<Stores.Services | St
         const overview = yield* call("GET", "/ledger", { token: tokens.carol })
         assert.strictEqual(overview.status, 200, overview.text)
         const pinned: string = overview.body.public_key
+        // …or from the list of every trusted key (a submitter may read it too)
+        const keys = yield* call("GET", "/ledger/keys", { token: tokens.alice })
+        assert.strictEqual(keys.status, 200, keys.text)
+        assert.deepStrictEqual(keys.body.keys, [{ key_id: overview.body.key_id, public_key: pinned, signing: true }])
 
         const started = yield* call("POST", "/task/start", {
           token: tokens.alice,

@@ -225,6 +225,25 @@ export class AuditApi extends HttpApiGroup.make("audit")
     })
       .annotate(RequiredRoles, auditors)
       .annotate(OpenApi.Description, "The ledger's size, its latest checkpoints (newest first) with anchor receipts"),
+    HttpApiEndpoint.get("keys", "/ledger/keys", {
+      success: Schema.Struct({
+        keys: Schema.Array(
+          Schema.Struct({
+            key_id: Schema.String,
+            /** SPKI PEM. */
+            public_key: Schema.String,
+            /** Whether this key signs new checkpoints (the others are earlier keys, still trusted). */
+            signing: Schema.Boolean
+          })
+        )
+      }),
+      error: [Unavailable]
+    })
+      .annotate(RequiredRoles, taskReaders)
+      .annotate(
+        OpenApi.Description,
+        "Every public key checkpoints may be signed with (the signing key and earlier ones), by key id: for verifiers to pin"
+      ),
     HttpApiEndpoint.get("entries", "/ledger/entries", {
       query: {
         from: Schema.optional(NonNegativeInt),

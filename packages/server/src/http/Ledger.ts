@@ -215,6 +215,15 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
           mapErrors()
         )
       )
+      .handle("keys", () =>
+        Effect.succeed({
+          keys: [...ledger.publicKeys].map(([keyId, publicKey]) => ({
+            key_id: keyId,
+            public_key: publicKey,
+            signing: keyId === ledger.keyId
+          }))
+        })
+      )
       .handle("entries", ({ query }) =>
         ledger.entries({ from: query.from, limit: query.limit }).pipe(
           Effect.map((entries) => ({ entries: entries.map(Wire.ledgerEntry) })),

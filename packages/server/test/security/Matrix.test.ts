@@ -109,6 +109,7 @@ const table: Record<string, Route> = {
   "GET /verify/{hash}": { roles: ["auditor"] },
   "GET /ledger": { roles: ["auditor"] },
   "GET /ledger/entries": { roles: ["auditor"] },
+  "GET /ledger/keys": { roles: readers },
   "GET /ledger/verify": { roles: ["auditor"] },
   "GET /ledger/checkpoint": { roles: ["auditor"] },
   "GET /ledger/consistency": { roles: ["auditor"], query: "?from=1&to=2" },
