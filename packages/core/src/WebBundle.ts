@@ -17,8 +17,8 @@
  *   whether the task had ended at the checkpoint is said in the detail (a running task may have later entries);
  * - `anchor.signature`, `anchor.consistency`, `anchor.receipt`: the anchored checkpoint is signed by the pinned
  *   key, the checkpoint's tree extends it (RFC 9162 consistency proof), and the receipt and the transaction input
- *   carry its root and size (the input is what a chain explorer shows: root ‖ size as u64 little-endian). Skipped
- *   when nothing was anchored yet. Whether the chain really holds that transaction is for the caller to ask a node
+ *   carry its root and size (the input is what a chain explorer shows: root ‖ size as u64 little-endian); a
+ *   pending receipt passes and says so, a dropped one fails. Skipped when nothing was anchored yet. Whether the chain really holds that transaction is for the caller to ask a node
  *   (`mandate audit verify --chain`).
  *
  * Every function answers (never throws) for any input.
