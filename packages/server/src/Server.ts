@@ -114,7 +114,7 @@ export const layerApp = (options?: AppOptions) =>
 /**
  * Traces and metrics over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`Observability.layerOtlpFromEnv`;
  * service name `mandate` unless `OTEL_SERVICE_NAME` says otherwise), else nothing. The metrics are those of the
- * server's own registry, the ones `GET /metrics` shows (its gauges are refreshed when `/metrics` is read).
+ * server's own registry, the ones `GET /metrics` shows (`Metrics.layerRefreshFromEnv` keeps its gauges current).
  *
  * @category layers
  * @since 0.1.0
@@ -211,6 +211,7 @@ export const layerConfig = Layer.unwrap(
     // (so "listening" means serving), and released first (so the drain runs while everything is still there)
     return Layer.mergeAll(
       layerDrain(server, config.shutdownGrace, { draining }),
+      Metrics.layerRefreshFromEnv.pipe(Layer.provide([services, Metrics.layerRegistry])),
       announce({
         store: config.store,
         anchor: config.anchor,

@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Observability, TaskTrace } from "@mandate/core"
 import { ConfigProvider, Effect, Layer, Tracer } from "effect"
 import { HttpClient } from "effect/http"
+import * as Metrics from "../src/Metrics.ts"
 import * as Server from "../src/Server.ts"
 import type * as Stores from "../src/Stores.ts"
 import * as TestPostgres from "./utils/TestPostgres.ts"
@@ -97,6 +98,25 @@ const metricNames = (received: ReadonlyArray<Received>): ReadonlySet<string> =>
       )
   )
 
+// The latest `mandate_tasks{state="completed"}` exported, if any
+const completedTasks = (received: ReadonlyArray<Received>): number | undefined => {
+  let latest: number | undefined
+  for (const r of received) {
+    if (r.path !== "/v1/metrics") continue
+    for (const rm of r.body.resourceMetrics) {
+      for (const sm of rm.scopeMetrics) {
+        for (const m of sm.metrics) {
+          if (m.name !== "mandate_tasks") continue
+          for (const point of m.gauge.dataPoints) {
+            if (attribute(point.attributes, "state") === "completed") latest = Number(point.asInt ?? point.asDouble)
+          }
+        }
+      }
+    }
+  }
+  return latest
+}
+
 const attribute = (attributes: ReadonlyArray<KeyValue>, key: string) => {
   const value = attributes.find((a) => a.key === key)?.value
   return value?.stringValue ?? value?.intValue
@@ -119,9 +139,12 @@ const oneTrace = <E>(services: Layer.Layer<Stores.Services | Stores.Readiness, E
           OTEL_BSP_SCHEDULE_DELAY: "50",
           OTEL_METRIC_EXPORT_INTERVAL: "100"
         })
-        const server = TestServer.layer(services).pipe(
-          Layer.provide(Server.layerObservability.pipe(Layer.provide(ConfigProvider.layer(env))))
-        )
+        const config = ConfigProvider.layer(env)
+        // Wired as `Server.layerConfig` wires them: the exporter around everything, the gauges over the services
+        const server = Layer.mergeAll(
+          TestServer.layer(services),
+          Metrics.layerRefreshFromEnv.pipe(Layer.provide([services, Metrics.layerRegistry, config]))
+        ).pipe(Layer.provide(Server.layerObservability.pipe(Layer.provide(config))))
 
         yield* Effect.gen(function* () {
           const started = yield* call("POST", "/task/start", {
@@ -144,7 +167,8 @@ const oneTrace = <E>(services: Layer.Layer<Stores.Services | Stores.Readiness, E
             otlp.waitFor(
               (received) =>
                 spansOf(received).some((s) => s.name === "Runtime.complete") &&
-                metricNames(received).has("mandate_http_requests_total")
+                metricNames(received).has("mandate_http_requests_total") &&
+                completedTasks(received) === 1
             )
           )
         }).pipe(
