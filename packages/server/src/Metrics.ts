@@ -193,6 +193,8 @@ export const layerRefreshFromEnv = Layer.effectDiscard(
     yield* refresh.pipe(
       Effect.catchCause((cause) => Effect.logWarning("refreshing the metrics' gauges failed", cause)),
       Effect.repeat(Schedule.spaced(Duration.millis(Math.max(100, env.interval)))),
+      // Housekeeping: a trace of store reads every interval would only bury the tasks' traces
+      Effect.withTracerEnabled(false),
       Effect.forkScoped
     )
   }).pipe(Effect.orDie)
