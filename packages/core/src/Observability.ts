@@ -6,6 +6,8 @@
  * ```ts
  * // OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 OTEL_SERVICE_NAME=payments node app.js
  * program.pipe(Effect.provide(Mandate.layerMemory()), Effect.provide(Observability.layerOtlpFromEnv()))
+ * // or, composing layers: Mandate.layerMemory().pipe(Layer.provideMerge(Observability.layerOtlpFromEnv()))
+ * // (`provideMerge`, not `provide`: the program's own spans need the tracer too)
  * ```
  *
  * A task's spans form one trace (see `TaskTrace`): the request that started it, `Runtime.start`, `Planner.plan`,
