@@ -197,6 +197,8 @@ const oneTrace = <E>(services: Layer.Layer<Stores.Services | Stores.Readiness, E
         assert.isDefined(request, `no span under the incoming traceparent: ${spans.map((s) => s.name).join(", ")}`)
         assert.strictEqual(request!.kind, 2)
         assert.strictEqual(attribute(request!.attributes, "http.request.method"), "POST")
+        assert.strictEqual(attribute(request!.attributes, "http.route"), "/task/start")
+        assert.strictEqual(attribute(request!.attributes, "enduser.id"), "alice")
 
         const [start] = named("Runtime.start")
         assert.isDefined(start)
