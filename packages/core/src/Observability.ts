@@ -44,13 +44,15 @@ export interface OtlpOptions {
   readonly metricsInterval?: Duration.Input | undefined
 }
 
-// Effect's resource reader requires a service name; the standard variables win over the default
-const serviceNameFromEnv = Effect.gen(function* () {
-  const name = yield* Config.option(Config.String("OTEL_SERVICE_NAME"))
-  if (Option.isSome(name)) return name.value
-  const attributes = yield* Config.option(Config.String("OTEL_RESOURCE_ATTRIBUTES"))
-  return Option.isSome(attributes) && /(^|,)\s*service\.name\s*=/.test(attributes.value) ? undefined : "mandate"
-})
+// Effect's resource reader requires a service name; the standard variables win over `fallback` (`undefined`:
+// the name is in OTEL_RESOURCE_ATTRIBUTES, where Effect reads it)
+const serviceNameFromEnv = (fallback: string) =>
+  Effect.gen(function* () {
+    const name = yield* Config.option(Config.String("OTEL_SERVICE_NAME"))
+    if (Option.isSome(name)) return name.value
+    const attributes = yield* Config.option(Config.String("OTEL_RESOURCE_ATTRIBUTES"))
+    return Option.isSome(attributes) && /(^|,)\s*service\.name\s*=/.test(attributes.value) ? undefined : fallback
+  })
 
 const joinUrl = (base: string, path: string) => `${base.endsWith("/") ? base.slice(0, -1) : base}${path}`
 
@@ -63,7 +65,7 @@ const joinUrl = (base: string, path: string) => `${base.endsWith("/") ? base.sli
 export const layerOtlp = (options: OtlpOptions): Layer.Layer<OtlpExporter.Flusher> =>
   Layer.unwrap(
     Effect.gen(function* () {
-      const serviceName = options.serviceName ?? (yield* serviceNameFromEnv)
+      const serviceName = options.serviceName ?? (yield* serviceNameFromEnv("mandate"))
       const resource = {
         ...(serviceName === undefined ? {} : { serviceName }),
         ...(options.serviceVersion === undefined ? {} : { serviceVersion: options.serviceVersion }),
@@ -91,7 +93,8 @@ export const layerOtlp = (options: OtlpOptions): Layer.Layer<OtlpExporter.Flushe
  * is unset (or `OTEL_SDK_DISABLED=true`): `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
  * `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`, values percent-decoded), `OTEL_BSP_SCHEDULE_DELAY` (ms between
  * span exports) and `OTEL_METRIC_EXPORT_INTERVAL` (ms between metric exports). A malformed value is a defect at
- * startup, not a silently untraced service. The `Flusher` it provides sends what is buffered (a no-op without
+ * startup, not a silently untraced service. `serviceName` here is a default: `OTEL_SERVICE_NAME` (or `service.name`
+ * in `OTEL_RESOURCE_ATTRIBUTES`) wins. The `Flusher` it provides sends what is buffered (a no-op without
  * an endpoint).
  *
  * @category layers
@@ -114,6 +117,7 @@ export const layerOtlpFromEnv = (
       if (env.disabled || Option.isNone(env.endpoint)) return OtlpExporter.layerFlusher
       return layerOtlp({
         ...options,
+        serviceName: yield* serviceNameFromEnv(options?.serviceName ?? "mandate"),
         baseUrl: env.endpoint.value.toString(),
         headers: Option.getOrUndefined(env.headers),
         tracesInterval: Option.getOrUndefined(Option.map(env.tracesInterval, Duration.millis)),

@@ -6,7 +6,7 @@ import * as Http from "node:http"
 import type * as Net from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { Mandate, Observability, Runtime, TaskStore, type TaskView } from "@mandate/core"
-import { Effect, Layer } from "effect"
+import { ConfigProvider, Effect, Layer } from "effect"
 import { alice, walletA } from "./utils/fixtures.ts"
 
 interface OtlpSpan {
@@ -20,15 +20,19 @@ interface OtlpSpan {
 const receiver = Effect.acquireRelease(
   Effect.promise(
     () =>
-      new Promise<{ url: string; bodies: Array<{ path: string; body: any }>; server: Http.Server }>((resolve) => {
-        const bodies: Array<{ path: string; body: any }> = []
+      new Promise<{
+        url: string
+        bodies: Array<{ path: string; headers: Http.IncomingHttpHeaders; body: any }>
+        server: Http.Server
+      }>((resolve) => {
+        const bodies: Array<{ path: string; headers: Http.IncomingHttpHeaders; body: any }> = []
         const server = Http.createServer((request, response) => {
           let text = ""
           request.on("data", (chunk) => {
             text += chunk
           })
           request.on("end", () => {
-            bodies.push({ path: request.url ?? "", body: JSON.parse(text) })
+            bodies.push({ path: request.url ?? "", headers: request.headers, body: JSON.parse(text) })
             response.writeHead(200, { "content-type": "application/json" }).end("{}")
           })
         })
@@ -93,6 +97,31 @@ describe("Observability", () => {
         `task ${taskId} has no Runtime.complete span`
       )
       assert.isTrue(trace.some((s) => s.name === "Planner.plan" && s.parentSpanId === start.spanId))
+    })
+  )
+
+  it.live("from the environment: OTEL_SERVICE_NAME wins over the app's default name; headers are sent", () =>
+    Effect.gen(function* () {
+      const otlp = yield* receiver
+      const env = ConfigProvider.fromEnvRecord({
+        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+        OTEL_SERVICE_NAME: "ops-name",
+        OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer%20abc"
+      })
+      yield* Effect.void.pipe(
+        Effect.withSpan("host.job"),
+        Effect.provide(
+          Observability.layerOtlpFromEnv({ serviceName: "embed" }).pipe(Layer.provide(ConfigProvider.layer(env)))
+        )
+      )
+      const traces = otlp.bodies.filter((b) => b.path === "/v1/traces")
+      assert.strictEqual(traces.length, 1)
+      assert.strictEqual(traces[0]!.headers.authorization, "Bearer abc")
+      const resource = traces[0]!.body.resourceSpans[0].resource.attributes
+      assert.deepStrictEqual(resource.find((a: { key: string }) => a.key === "service.name").value, {
+        stringValue: "ops-name"
+      })
+      assert.strictEqual(traces[0]!.body.resourceSpans[0].scopeSpans[0].spans[0].name, "host.job")
     })
   )
 })
