@@ -42,6 +42,7 @@ import {
   TaskStoreError,
   VersionConflict
 } from "./TaskStore.ts"
+import * as TaskTrace from "./TaskTrace.ts"
 import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
 import * as Worker from "./Worker.ts"
 
@@ -389,7 +390,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         const jobs = yield* queue.enqueueBatch(
           enqueues.map((c) => ({
             queue: stepsQueue,
-            payload: { taskId: record.task.id, stepId: c.step.id, round: c.step.round },
+            payload: {
+              taskId: record.task.id,
+              stepId: c.step.id,
+              round: c.step.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
             priority: record.task.priority,
             maxAttempts,
             idempotencyKey: `${record.task.id}/${c.step.id}/${c.step.round}`,
@@ -407,7 +413,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         yield* queue.enqueueBatch(
           deadlines.map((c) => ({
             queue: deadlinesQueue,
-            payload: { taskId: record.task.id, stepId: c.stepId, round: c.round },
+            payload: {
+              taskId: record.task.id,
+              stepId: c.stepId,
+              round: c.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
             priority: "high" as const,
             runAt: c.at,
             maxAttempts: 20,
@@ -433,7 +444,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ]
           : []
       )
-      if (entries.length > 0) yield* ledger.appendBatch(entries)
+      if (entries.length > 0) {
+        yield* ledger
+          .appendBatch(entries)
+          .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
+      }
       for (const c of transition.commands) {
         if (c._tag === "CancelJob") {
           // A job that already finished or vanished needs no cancelling
@@ -456,7 +471,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           : []
       )
       return { record, events }
-    })
+    }).pipe(
+      transition.record.task.state === "completed" && before.task.state !== "completed"
+        ? TaskTrace.span("Runtime.complete", { attributes: { "mandate.task.id": transition.record.task.id } })
+        : (self) => self
+    )
 
   const publish = (events: ReadonlyArray<Omit<TaskEvent, "seq">>) =>
     events.length === 0
@@ -619,6 +638,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       }
       const id = yield* makeTaskId
       const plan = yield* planned(id).pipe(
+        TaskTrace.span("Planner.plan", { attributes: { "mandate.task.kind": request.kind } }),
         Effect.map((p): Plan | PlanRejected => p),
         Effect.catchIf(
           (e): e is PlanRejected => e instanceof PlanRejected,
@@ -628,6 +648,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       const accepted = plan instanceof PlanRejected ? plan.plan : plan
       yield* checkHandlers(accepted)
       const now = yield* Clock.currentTimeMillis
+      const trace = yield* TaskTrace.capture
       const task: Task = {
         id,
         kind: request.kind,
@@ -640,6 +661,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         policyVersion: accepted.policyVersion,
         reasons: [],
         gated: Access.isGated(accepted),
+        ...(trace === undefined ? {} : { trace }),
         createdAt: now,
         updatedAt: now,
         version: 0
@@ -990,6 +1012,21 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     }).pipe(Effect.withSpan("Runtime.reconcile"))
   const reconcile = reconcileWith(true)
 
+  // A step job's spans join its task's trace (the payload carries it), whichever process runs the job
+  const inTaskTrace = (job: Job, name: string) => {
+    const payload = job.payload as { readonly taskId?: unknown; readonly stepId?: unknown } | null
+    return TaskTrace.span(name, {
+      parent: TaskTrace.fromPayload(job.payload),
+      kind: "consumer",
+      attributes: {
+        "mandate.task.id": payload?.taskId,
+        "mandate.step.id": payload?.stepId,
+        "mandate.job.id": job.id,
+        "mandate.job.attempt": job.attempts
+      }
+    })
+  }
+
   // ---- watching a task ------------------------------------------------------------------------------------
 
   // Subscribes first, then reads: an event published in between is one the view already shows (its version is
@@ -1028,11 +1065,15 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       ...(options?.workerId === undefined ? {} : { workerId: options.workerId }),
       ...(options?.pool === undefined ? {} : { pool: options.pool }),
       ...(options?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
-      handler: (job, { workerId }) => (job.queue === deadlinesQueue ? runDeadline(job) : runStep(job, workerId)),
+      handler: (job, { workerId }) =>
+        job.queue === deadlinesQueue
+          ? runDeadline(job).pipe(inTaskTrace(job, "Runtime.deadline"))
+          : runStep(job, workerId).pipe(inTaskTrace(job, "Runtime.step")),
       settle: (job, outcome, { workerId }) =>
         job.queue === deadlinesQueue
           ? Effect.void
           : settleStep(job, outcome, workerId).pipe(
+              inTaskTrace(job, "Runtime.settle"),
               Effect.catchCause((cause) =>
                 Cause.hasInterruptsOnly(cause)
                   ? Effect.failCause(cause)
