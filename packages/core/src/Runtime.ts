@@ -507,6 +507,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ...(task.idempotencyKey === undefined ? {} : { idempotencyKey: task.idempotencyKey })
           }
         },
+        // Where a model-proposed plan came from, for an auditor (Planner.layerLlm)
+        ...(plan.proposedBy === undefined
+          ? []
+          : [{ _tag: "Record", kind: "plan.proposed", payload: { ...plan.proposedBy } } satisfies Flow.Command]),
         {
           _tag: "Record",
           kind: "plan.created",

@@ -78,6 +78,8 @@ export interface ServerConfig {
   readonly corsOrigins: ReadonlyArray<string>
   readonly devTokensFile: string
   readonly logLevel: LogLevel.LogLevel
+  /** `templates` (default) or `llm`: `goal` tasks planned by a model at MANDATE_LLM_URL (see `Stores.llmFromConfig`). */
+  readonly planner: "templates" | "llm"
 }
 
 const positiveInt = (name: string, fallback: number, max = 1_000_000_000) =>
@@ -146,7 +148,8 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   sseKeepAlive: Config.Duration("MANDATE_SSE_KEEPALIVE").pipe(Config.withDefault(Duration.seconds(15))),
   corsOrigins: Config.schema(CorsOrigins, "MANDATE_CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
   devTokensFile: Config.String("MANDATE_DEV_TOKENS_FILE").pipe(Config.withDefault(".mandate/dev-tokens.env")),
-  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const))
+  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const)),
+  planner: Config.Literals(["templates", "llm"], "MANDATE_PLANNER").pipe(Config.withDefault("templates" as const))
 })
 
 /**
