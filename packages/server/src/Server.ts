@@ -31,6 +31,7 @@ import * as Requests from "./http/Requests.ts"
 import * as System from "./http/System.ts"
 import * as Tasks from "./http/Tasks.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Mcp from "./mcp/Mcp.ts"
 import * as Stores from "./Stores.ts"
 
 /**
@@ -50,6 +51,8 @@ export interface AppOptions {
   readonly console?: Console.ConsoleOptions | false | undefined
   /** Origins whose pages may call the API from a browser (CORS); default none, and CORS stays off. */
   readonly corsOrigins?: ReadonlyArray<string> | undefined
+  /** The MCP endpoint at `/mcp` (default: on, with the seed catalog's tools); `false` serves none. */
+  readonly mcp?: Mcp.ToolsOptions | false | undefined
 }
 
 /**
@@ -74,6 +77,7 @@ export const layerRoutes = (options?: AppOptions) => {
     HttpApiScalar.layer(Api, { path: "/docs" }),
     options?.console === false ? Layer.empty : Console.layer(options?.console),
     corsOrigins.length === 0 ? Layer.empty : layerCors(corsOrigins),
+    options?.mcp === false ? Layer.empty : Mcp.layerHttp(options?.mcp),
     Requests.layer({ maxBodyBytes })
   )
 }

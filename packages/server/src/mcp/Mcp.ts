@@ -1,0 +1,112 @@
+/**
+ * The MCP server: Mandate's tools (`Tools`) over Streamable HTTP at `/mcp` on the reference server, authenticated
+ * with the API's bearer tokens, and over stdio (`npm run mcp`) as the principal of `MANDATE_TOKEN`.
+ *
+ * @since 0.1.0
+ */
+import type { Principal } from "@mandate/core"
+import { Effect, Layer, Option } from "effect"
+import { McpProtocol, McpServer } from "effect/ai"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { Authenticator } from "../http/Auth.ts"
+import * as Tools from "./Tools.ts"
+import { McpCaller, type ToolsOptions } from "./Tools.ts"
+
+export type { ToolsOptions } from "./Tools.ts"
+
+const info = {
+  name: "mandate",
+  version: "0.1.0",
+  instructions:
+    "Mandate runs governed tasks: each tool call starts a task that is planned, checked against policy, may wait " +
+    "for a human's approval, and is recorded in a tamper-evident ledger. A denial comes back as a tool error with " +
+    "the policy's reasons; a pending approval as a result with the task id (poll task_status). Use plan_preview " +
+    "to learn beforehand what policy would say."
+} as const
+
+const bearer = (request: HttpServerRequest.HttpServerRequest): string | undefined => {
+  const header = request.headers.authorization
+  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)
+  return match?.[1]
+}
+
+const unauthorized = (message: string) =>
+  HttpServerResponse.jsonUnsafe(
+    { error: "unauthorized", message },
+    { status: 401, headers: { "www-authenticate": 'Bearer realm="mandate"' } }
+  )
+
+/** Requests to `/mcp` without a valid bearer token are refused before the MCP server sees them. */
+const authMiddleware = HttpRouter.middleware(
+  Effect.gen(function* () {
+    const auth = yield* Authenticator
+    return (httpEffect) =>
+      Effect.gen(function* () {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const token = bearer(request)
+        if (token === undefined) return unauthorized("A bearer token is required")
+        const ok = yield* auth.authenticate(token).pipe(
+          Effect.as(true),
+          Effect.catch(() => Effect.succeed(false))
+        )
+        return ok ? yield* httpEffect : unauthorized("The bearer token is not valid")
+      })
+  })
+).layer
+
+/** The caller of an HTTP tool call: the principal of the request's bearer token. */
+const callerHttp = Layer.effect(
+  McpCaller,
+  Effect.gen(function* () {
+    const auth = yield* Authenticator
+    const request = Effect.serviceOption(HttpServerRequest.HttpServerRequest)
+    return McpCaller.of({
+      principal: Effect.flatMap(request, (r) => {
+        const token = Option.isSome(r) ? bearer(r.value) : undefined
+        return token === undefined
+          ? Effect.fail("A bearer token is required")
+          : auth.authenticate(token).pipe(Effect.mapError((e) => e.message))
+      }),
+      consoleUrl: Effect.map(request, (r) => {
+        const host = Option.isSome(r) ? r.value.headers.host : undefined
+        return host === undefined ? "http://127.0.0.1:8000" : `http://${host}`
+      })
+    })
+  })
+)
+
+/**
+ * The MCP endpoint at `options.path` (default `/mcp`) on the router, for every bearer token the API accepts.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerHttp = (options?: ToolsOptions & { readonly path?: `/${string}` | undefined }) =>
+  McpServer.layerHttp({
+    ...info,
+    path: options?.path ?? "/mcp",
+    protocols: [McpProtocol.v2025_11_25, McpProtocol.v2026_07_28],
+    registrations: Tools.layer(options).pipe(Layer.provide(callerHttp))
+  }).pipe(Layer.provide(authMiddleware))
+
+/**
+ * The MCP server over stdin/stdout, every call as `principal` (needs `Stdio`, e.g. `NodeStdio.layer`).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerStdio = (
+  options: ToolsOptions & { readonly principal: Principal.Principal; readonly consoleUrl: string }
+) =>
+  McpServer.layerStdio({
+    ...info,
+    protocols: [McpProtocol.v2025_11_25],
+    registrations: Tools.layer(options).pipe(
+      Layer.provide(
+        Layer.succeed(
+          McpCaller,
+          McpCaller.of({ principal: Effect.succeed(options.principal), consoleUrl: Effect.succeed(options.consoleUrl) })
+        )
+      )
+    )
+  })
