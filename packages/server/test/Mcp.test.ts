@@ -1,10 +1,17 @@
+import * as NodePath from "node:path"
+import * as NodeUrl from "node:url"
+import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { ChatCompletions, FakeServer } from "@mandate/adapters/openai"
+import { type PolicySet, Seed } from "@mandate/core"
+import { Effect, Layer } from "effect"
 import { McpClient, McpProtocol } from "effect/ai"
 import { FetchHttpClient, HttpServer } from "effect/http"
+import { ChildProcess } from "effect/process"
 import * as TestServer from "./utils/TestServer.ts"
 
 const { call, tokens, walletA, walletB } = TestServer
+const repoRoot = NodePath.resolve(NodePath.dirname(NodeUrl.fileURLToPath(import.meta.url)), "../../..")
 
 /** An MCP client of the test server's `/mcp`, with `token` (the same bearer tokens as the API). */
 const connect = (
@@ -44,6 +51,14 @@ layer(TestServer.layer(TestServer.memoryServices()), { excludeTestServices: true
           body: { jsonrpc: "2.0", id: 1, method: "tools/list" }
         })
         assert.strictEqual(bad.status, 401)
+      })
+    )
+
+    it.effect("without the LLM planner, POST /task/start {goal} is a bad request naming the kind", () =>
+      Effect.gen(function* () {
+        const reply = yield* call("POST", "/task/start", { token: tokens.alice, body: { goal: "pay bob" } })
+        assert.strictEqual(reply.status, 400, reply.text)
+        assert.include(reply.text, "goal")
       })
     )
 
@@ -164,3 +179,141 @@ layer(TestServer.layer(TestServer.memoryServices()), { excludeTestServices: true
     )
   }
 )
+
+/** An MCP client of `npm run mcp` (the stdio server) launched as a subprocess, forwarding to the test server. */
+const connectStdio = (token: string) =>
+  Effect.gen(function* () {
+    const server = yield* HttpServer.HttpServer
+    const command = ChildProcess.make(
+      process.execPath,
+      ["--conditions=mandate-source", "--import", "tsx", "packages/server/src/mcp.ts"],
+      {
+        cwd: repoRoot,
+        env: { MANDATE_URL: HttpServer.formatAddress(server.address), MANDATE_TOKEN: token },
+        extendEnv: true
+      }
+    )
+    const transport = yield* McpClient.stdio({ command, protocol: McpProtocol.v2025_11_25 })
+    return yield* McpClient.make({ name: "mandate-test", version: "1.0.0" }).pipe(
+      Effect.provideService(McpClient.Transport, transport)
+    )
+  }).pipe(Effect.provide(NodeServices.layer))
+
+layer(TestServer.layer(TestServer.memoryServices()), { excludeTestServices: true, timeout: "60 seconds" })(
+  "MCP over stdio (npm run mcp)",
+  (it) => {
+    it.effect("lists, completes, waits for approval, is denied with reasons, and names a bad field", () =>
+      Effect.gen(function* () {
+        const client = yield* connectStdio(tokens.alice)
+        const names = (yield* client.listTools()).map((t) => t.name)
+        for (const name of ["transfer_funds", "monitoring", "task_status", "plan_preview", "task_trail"]) {
+          assert.include(names, name)
+        }
+
+        const done = yield* callTool(client, "monitoring", { wallet: walletA })
+        assert.strictEqual((done.structuredContent as any).status, "completed", text(done))
+
+        const pending = yield* callTool(client, "transfer_funds", { from: walletA, to: walletB, amount: 700 })
+        const taskId = (pending.structuredContent as any).task_id
+        assert.strictEqual((pending.structuredContent as any).status, "pending_approval", text(pending))
+        const approved = yield* call("POST", `/task/${taskId}/approve`, { token: tokens.bob, body: { approved: true } })
+        assert.strictEqual(approved.status, 200, approved.text)
+        yield* TestServer.waitForStatus(taskId, (s) => s === "completed")
+        const status = yield* callTool(client, "task_status", { task_id: taskId })
+        assert.strictEqual((status.structuredContent as any).status, "completed")
+
+        const denied = yield* callTool(client, "transfer_funds", { from: walletA, to: walletB, amount: 5_000_000 })
+        assert.isTrue(denied.isError)
+        assert.include(text(denied), "transfers above 1,000,000 QU are denied")
+
+        const bad = yield* callTool(client, "monitoring", { wallet: 42 })
+        assert.isTrue(bad.isError)
+        assert.strictEqual((bad.structuredContent as any).path, "$.wallet")
+      }).pipe(Effect.scoped)
+    )
+  }
+)
+
+/** The seed policy plus: model-planned on-chain steps need one approval. */
+const goalPolicy: PolicySet.PolicySet = {
+  ...Seed.defaultPolicySet,
+  rules: [
+    ...Seed.defaultPolicySet.rules,
+    {
+      id: "goal-onchain",
+      effect: "require_approval",
+      match: { task: "goal", action: "onchain_action" },
+      reason: "model-planned transfers need an approver",
+      approvals: { required: 1 }
+    }
+  ]
+}
+
+/** The server with the LLM planner, its model a scripted OpenAI-compatible endpoint. */
+const withLlm = Layer.unwrap(
+  Effect.map(FakeServer.make(FakeServer.transferScript), (fake) =>
+    TestServer.layer(
+      TestServer.memoryServices({
+        policy: goalPolicy,
+        llm: {
+          model: "fake-planner",
+          languageModel: ChatCompletions.layer({ url: fake.url, model: "fake-planner" }).pipe(
+            Layer.provide(FetchHttpClient.layer)
+          )
+        }
+      })
+    )
+  )
+)
+
+layer(withLlm, { excludeTestServices: true, timeout: "60 seconds" })("LLM planner over HTTP and MCP", (it) => {
+  it.effect("POST /task/start {goal}: planned by the model, gated by policy, completed after approval", () =>
+    Effect.gen(function* () {
+      const started = yield* call("POST", "/task/start", {
+        token: tokens.alice,
+        body: { goal: `Please transfer 300 QU from ${walletA} to ${walletB}` }
+      })
+      assert.strictEqual(started.status, 200, started.text)
+      const taskId = started.body.task_id
+      yield* TestServer.waitForStatus(taskId, (s) => s === "waiting_approval")
+      const approved = yield* call("POST", `/task/${taskId}/approve`, { token: tokens.bob, body: { approved: true } })
+      assert.strictEqual(approved.status, 200, approved.text)
+      yield* TestServer.waitForStatus(taskId, (s) => s === "completed")
+
+      const client = yield* connect(tokens.alice)
+      const trail = yield* callTool(client, "task_trail", { task_id: taskId })
+      const proposed = (trail.structuredContent as any).entries.find((e: any) => e.kind === "plan.proposed")
+      assert.strictEqual(proposed.payload.model, "fake-planner")
+      assert.match(proposed.payload.responseHash, /^[0-9a-f]{64}$/)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("propose_plan and the step-type tools are offered; a step-type call is a governed task", () =>
+    Effect.gen(function* () {
+      const client = yield* connect(tokens.alice)
+      const names = (yield* client.listTools()).map((t) => t.name)
+      assert.include(names, "propose_plan")
+      assert.include(names, "check_balance")
+      const proposal = yield* callTool(client, "propose_plan", {
+        goal: `transfer 5 QU from ${walletA} to ${walletB}`
+      })
+      assert.notStrictEqual(proposal.isError, true, text(proposal))
+      assert.deepStrictEqual(
+        (proposal.structuredContent as any).steps.map((s: any) => [s.id, s.decision]),
+        [
+          ["check_balance", "allow"],
+          ["policy_check", "allow"],
+          ["onchain_action", "require_approval"]
+        ]
+      )
+      const balance = yield* callTool(client, "check_balance", { wallet: walletA })
+      assert.strictEqual((balance.structuredContent as any).status, "completed", text(balance))
+      // A step type policy does not allow is denied, with the reason
+      const generic = yield* callTool(client, "generic_action", { action: "wipe" })
+      assert.isTrue(generic.isError)
+      assert.strictEqual((generic.structuredContent as any).error, "policy_denied")
+      const bad = yield* callTool(client, "check_balance", { wallet: "x" })
+      assert.strictEqual((bad.structuredContent as any).path, "$.wallet")
+    }).pipe(Effect.scoped)
+  )
+})

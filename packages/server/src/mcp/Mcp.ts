@@ -1,10 +1,9 @@
 /**
  * The MCP server: Mandate's tools (`Tools`) over Streamable HTTP at `/mcp` on the reference server, authenticated
- * with the API's bearer tokens, and over stdio (`npm run mcp`) as the principal of `MANDATE_TOKEN`.
+ * with the API's bearer tokens. (`Stdio` serves the same tools over stdio, forwarding to this endpoint.)
  *
  * @since 0.1.0
  */
-import type { Principal } from "@mandate/core"
 import { Effect, Layer, Option } from "effect"
 import { McpProtocol, McpServer } from "effect/ai"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -88,25 +87,3 @@ export const layerHttp = (options?: ToolsOptions & { readonly path?: `/${string}
     protocols: [McpProtocol.v2025_11_25, McpProtocol.v2026_07_28],
     registrations: Tools.layer(options).pipe(Layer.provide(callerHttp))
   }).pipe(Layer.provide(authMiddleware))
-
-/**
- * The MCP server over stdin/stdout, every call as `principal` (needs `Stdio`, e.g. `NodeStdio.layer`).
- *
- * @category layers
- * @since 0.1.0
- */
-export const layerStdio = (
-  options: ToolsOptions & { readonly principal: Principal.Principal; readonly consoleUrl: string }
-) =>
-  McpServer.layerStdio({
-    ...info,
-    protocols: [McpProtocol.v2025_11_25],
-    registrations: Tools.layer(options).pipe(
-      Layer.provide(
-        Layer.succeed(
-          McpCaller,
-          McpCaller.of({ principal: Effect.succeed(options.principal), consoleUrl: Effect.succeed(options.consoleUrl) })
-        )
-      )
-    )
-  })

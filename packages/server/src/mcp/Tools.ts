@@ -263,7 +263,7 @@ export const layer = (
                     principal,
                     consoleUrl
                   ),
-                `$.params.proposal.steps[${JSON.stringify(stepType.type)}].params`
+                `$.steps[${JSON.stringify(stepType.type)}].params`
               )
           })
         }
