@@ -17,6 +17,7 @@
  */
 import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema, type Scope, Stream } from "effect"
 import * as Access from "./Access.ts"
+import * as Canonical from "./Canonical.ts"
 import { makeTaskId, type StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import * as Flow from "./internal/taskFlow.ts"
@@ -643,9 +644,19 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     yield* requireRole(principal, "submitter", "start tasks")
     const stored = yield* readPlan(planId, principal)
     const request: TaskRequest = { kind: stored.kind, params: stored.params }
+    // A model's proposal keeps its provenance (`plan.proposed`) when the re-plan is of the very same params
+    const withOrigin = (plan: Plan): Plan =>
+      stored.proposedBy !== undefined && Canonical.hash(plan.params) === Canonical.hash(stored.params)
+        ? { ...plan, proposedBy: stored.proposedBy }
+        : plan
     // Re-plan under the active policy: a dry run is advice, the execution is governed by current rules
     return yield* newTask(request, principal, (taskId) =>
-      planner.plan({ kind: stored.kind, params: stored.params, principal, taskId })
+      planner.plan({ kind: stored.kind, params: stored.params, principal, taskId }).pipe(
+        Effect.map(withOrigin),
+        Effect.mapError((e) =>
+          e._tag === "PlanRejected" ? new PlanRejected({ reasons: e.reasons, plan: withOrigin(e.plan) }) : e
+        )
+      )
     )
   })
 

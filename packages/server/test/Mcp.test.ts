@@ -306,6 +306,14 @@ layer(withLlm, { excludeTestServices: true, timeout: "60 seconds" })("LLM planne
           ["onchain_action", "require_approval"]
         ]
       )
+      // Executing the proposal: the same plan, re-checked, with its provenance in the ledger
+      const executed = yield* callTool(client, "execute_plan", { plan_id: (proposal.structuredContent as any).plan_id })
+      assert.strictEqual((executed.structuredContent as any).status, "pending_approval", text(executed))
+      const trail = yield* callTool(client, "task_trail", { task_id: (executed.structuredContent as any).task_id })
+      assert.include(
+        (trail.structuredContent as any).entries.map((e: any) => e.kind),
+        "plan.proposed"
+      )
       const balance = yield* callTool(client, "check_balance", { wallet: walletA })
       assert.strictEqual((balance.structuredContent as any).status, "completed", text(balance))
       // A step type policy does not allow is denied, with the reason

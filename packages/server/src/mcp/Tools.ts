@@ -3,7 +3,7 @@
  * call starts a governed task as the caller (planned, policy-checked, approval-gated, recorded). The result is
  * the task's outcome, or — when a step waits for a human — a "pending approval" result with the task id and a
  * console link. Beside them: `task_status`, `plan_preview` (a dry run: which steps would be denied or need
- * approval, and why), `task_trail` (the task's ledger entries, each verified, only for a caller who may read
+ * approval, and why), `execute_plan` (start a previewed or proposed plan), `task_trail` (the task's ledger entries, each verified, only for a caller who may read
  * the task: core's `Access` rule) and, with the LLM planner, `propose_plan`.
  *
  * Failures are tool errors (`isError`) the model can read and adapt to: the policy's reasons for a denial, the
@@ -156,6 +156,7 @@ const objectSchema = (schema: Schema.Top): McpSchema.Tool["inputSchema"] => {
 }
 
 const TaskIdArgs = Schema.Struct({ task_id: Schema.String.check(Schema.isBetweenLength(1, 128)) })
+const PlanIdArgs = Schema.Struct({ plan_id: Schema.String.check(Schema.isBetweenLength(1, 128)) })
 const PreviewArgs = Schema.Union([
   Schema.Struct({ task_type: Schema.String, parameters: Schema.Json }),
   Schema.Struct({ goal: Schema.String.check(Schema.isBetweenLength(1, 4000)) })
@@ -207,14 +208,17 @@ export const layer = (
 
       /** Starts a task as the caller and waits until it ends or waits for a human. */
       const startAndWait = (request: unknown, principal: Principal.Principal, consoleUrl: string) =>
+        Effect.flatMap(runtime.start(request, principal), (task) => settled(task.id, principal, consoleUrl))
+
+      /** The task's outcome once it ends or waits for a human (or `wait` passes). */
+      const settled = (taskId: string, principal: Principal.Principal, consoleUrl: string) =>
         Effect.gen(function* () {
-          const task = yield* runtime.start(request, principal)
-          yield* runtime.events(task.id, principal).pipe(
+          yield* runtime.events(taskId, principal).pipe(
             Effect.flatMap((events) => Stream.runHead(Stream.filter(events, (e) => waitingStates.has(e.state)))),
             Effect.scoped,
             Effect.timeoutOrElse({ duration: wait, orElse: () => Effect.succeed(Option.none()) })
           )
-          return outcome(yield* runtime.get(task.id, principal), consoleUrl)
+          return outcome(yield* runtime.get(taskId, principal), consoleUrl)
         })
 
       // One tool per template: its params are the tool's arguments
@@ -332,6 +336,25 @@ export const layer = (
                 denied: denied.map((s) => s.id),
                 needs_approval: gated.map((s) => s.id)
               })
+            })
+          )
+      })
+
+      yield* server.addTool({
+        tool: new McpSchema.Tool({
+          name: "execute_plan",
+          description:
+            "Starts a task from a plan of plan_preview or propose_plan (by plan_id), re-checked against the active " +
+            "policy; answers like the template tools (outcome, or pending approval).",
+          inputSchema: objectSchema(PlanIdArgs)
+        }),
+        annotations: Context.empty(),
+        handle: (payload) =>
+          asCaller((principal, consoleUrl) =>
+            Effect.gen(function* () {
+              const { plan_id } = yield* args(PlanIdArgs, payload)
+              const task = yield* runtime.execute(plan_id, principal)
+              return yield* settled(task.id, principal, consoleUrl)
             })
           )
       })
