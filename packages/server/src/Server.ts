@@ -55,7 +55,7 @@ export interface AppOptions {
   /** Origins whose pages may call the API from a browser (CORS); default none, and CORS stays off. */
   readonly corsOrigins?: ReadonlyArray<string> | undefined
   /** The MCP endpoint at `/mcp` (default: on, with the seed catalog's tools); `false` serves none. */
-  readonly mcp?: Mcp.ToolsOptions | false | undefined
+  readonly mcp?: Omit<Mcp.HttpOptions, "rateLimit"> | false | undefined
 }
 
 /**
@@ -80,7 +80,7 @@ export const layerRoutes = (options?: AppOptions) => {
     HttpApiScalar.layer(Api, { path: "/docs" }),
     options?.console === false ? Layer.empty : Console.layer(options?.console),
     corsOrigins.length === 0 ? Layer.empty : layerCors(corsOrigins),
-    options?.mcp === false ? Layer.empty : Mcp.layerHttp(options?.mcp),
+    options?.mcp === false ? Layer.empty : Mcp.layerHttp({ ...options?.mcp, rateLimit: options?.rateLimit }),
     Requests.layer({ maxBodyBytes, maxJsonDepth: options?.maxJsonDepth })
   )
 }
@@ -194,6 +194,7 @@ export const layerConfig = Layer.unwrap(
     const draining = Latch.makeUnsafe(false)
     const app = layerApp({
       console: { devTokens: development ? auth.apiKeys : undefined },
+      ...(Option.isSome(config.publicUrl) ? { mcp: { consoleUrl: config.publicUrl.value } } : {}),
       corsOrigins: config.corsOrigins,
       maxBodyBytes: config.maxBodyBytes,
       maxJsonDepth: config.maxJsonDepth,

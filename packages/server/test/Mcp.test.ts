@@ -325,3 +325,22 @@ layer(withLlm, { excludeTestServices: true, timeout: "60 seconds" })("LLM planne
     }).pipe(Effect.scoped)
   )
 })
+
+layer(TestServer.layer(TestServer.memoryServices(), { rateLimit: 2 }), { excludeTestServices: true })(
+  "MCP request budget",
+  (it) => {
+    it.effect("each /mcp request spends the principal's budget: past it, 429 with Retry-After", () =>
+      Effect.gen(function* () {
+        const body = { jsonrpc: "2.0", id: 1, method: "tools/list" }
+        const statuses: Array<number> = []
+        for (let i = 0; i < 3; i++) statuses.push((yield* call("POST", "/mcp", { token: tokens.alice, body })).status)
+        assert.notStrictEqual(statuses[0], 429)
+        assert.strictEqual(statuses[2], 429)
+        const limited = yield* call("POST", "/mcp", { token: tokens.alice, body })
+        assert.match(limited.headers["retry-after"] ?? "", /^\d+$/)
+        // Another principal has its own budget
+        assert.notStrictEqual((yield* call("POST", "/mcp", { token: tokens.dave, body })).status, 429)
+      })
+    )
+  }
+)
