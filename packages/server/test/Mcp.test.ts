@@ -251,18 +251,21 @@ const goalPolicy: PolicySet.PolicySet = {
 
 /** The server with the LLM planner, its model a scripted OpenAI-compatible endpoint. */
 const withLlm = Layer.unwrap(
-  Effect.map(FakeServer.make(FakeServer.transferScript), (fake) =>
-    TestServer.layer(
-      TestServer.memoryServices({
-        policy: goalPolicy,
-        llm: {
-          model: "fake-planner",
-          languageModel: ChatCompletions.layer({ url: fake.url, model: "fake-planner" }).pipe(
-            Layer.provide(FetchHttpClient.layer)
-          )
-        }
-      })
-    )
+  // A model that answers garbage when asked to, and plans transfers otherwise
+  Effect.map(
+    FakeServer.make((r) => (r.user.includes("garbage") ? "Sure! {steps:" : FakeServer.transferScript(r))),
+    (fake) =>
+      TestServer.layer(
+        TestServer.memoryServices({
+          policy: goalPolicy,
+          llm: {
+            model: "fake-planner",
+            languageModel: ChatCompletions.layer({ url: fake.url, model: "fake-planner" }).pipe(
+              Layer.provide(FetchHttpClient.layer)
+            )
+          }
+        })
+      )
   )
 )
 
@@ -285,6 +288,19 @@ layer(withLlm, { excludeTestServices: true, timeout: "60 seconds" })("LLM planne
       const proposed = (trail.structuredContent as any).entries.find((e: any) => e.kind === "plan.proposed")
       assert.strictEqual(proposed.payload.model, "fake-planner")
       assert.match(proposed.payload.responseHash, /^[0-9a-f]{64}$/)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("a refused proposal is 422 with the reason; nothing starts", () =>
+    Effect.gen(function* () {
+      const reply = yield* call("POST", "/task/start", { token: tokens.alice, body: { goal: "answer garbage" } })
+      assert.strictEqual(reply.status, 422, reply.text)
+      assert.include(reply.body.message, "not JSON")
+      const client = yield* connect(tokens.alice)
+      const proposal = yield* callTool(client, "propose_plan", { goal: "answer garbage" })
+      assert.isTrue(proposal.isError)
+      assert.strictEqual((proposal.structuredContent as any).error, "plan_refused")
+      assert.strictEqual((proposal.structuredContent as any).path, "$")
     }).pipe(Effect.scoped)
   )
 
