@@ -27,6 +27,8 @@ export interface ChatCompletionsOptions {
   readonly apiKey?: Redacted.Redacted<string> | undefined
   /** Sampling temperature (default 0: plans should be reproducible). */
   readonly temperature?: number | undefined
+  /** Largest response body read, in bytes (default 1 MiB); a larger one is an invalid response. */
+  readonly maxResponseBytes?: number | undefined
 }
 
 /**
@@ -102,6 +104,7 @@ export const make = (options: ChatCompletionsOptions) =>
   Effect.gen(function* () {
     const client = yield* HttpClient.HttpClient
     const url = `${options.url.replace(/\/+$/, "")}/chat/completions`
+    const maxResponseBytes = options.maxResponseBytes ?? 1_048_576
     const fail = (reason: AiError.AiErrorReason) =>
       AiError.make({ module: "ChatCompletions", method: "generateText", reason })
 
@@ -123,13 +126,31 @@ export const make = (options: ChatCompletionsOptions) =>
               )
             )
           )
-        const text = yield* response.text.pipe(
-          Effect.mapError((error) =>
+        // Read at most `maxResponseBytes`: the endpoint's answer is input like any other
+        const chunks: Array<Uint8Array> = []
+        let size = 0
+        yield* response.stream.pipe(
+          Stream.mapError((error) =>
             fail(
               new AiError.NetworkError({ reason: "TransportError", method: "POST", url, description: error.message })
             )
-          )
+          ),
+          Stream.runForEach((chunk) => {
+            size += chunk.length
+            if (size > maxResponseBytes) {
+              return Effect.fail(
+                fail(
+                  new AiError.InvalidResponseError({
+                    description: `the response exceeds ${maxResponseBytes} bytes`
+                  })
+                )
+              )
+            }
+            chunks.push(chunk)
+            return Effect.void
+          })
         )
+        const text = Buffer.concat(chunks).toString("utf8")
         if (response.status < 200 || response.status >= 300) {
           let body: unknown = text
           try {

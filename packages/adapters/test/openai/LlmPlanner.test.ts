@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ChatCompletions, FakeServer } from "@mandate/adapters/openai"
 import { Canonical, Ledger, LlmPlanner, Mandate, type PolicySet, Principal, Runtime, Seed } from "@mandate/core"
-import { Effect, Layer, Redacted, Stream } from "effect"
+import { Effect, Layer, Redacted, Result, Stream } from "effect"
+import { LanguageModel } from "effect/ai"
 import { FetchHttpClient } from "effect/http"
 
 const walletA = `${"A".repeat(56)}FXIB`
@@ -293,4 +294,46 @@ describe("LLM planner (Planner.layerLlm over ChatCompletions, against a scripted
     assert.include(doc, "generic_action")
     assert.isDefined(schema)
   })
+})
+
+describe("ChatCompletions (an OpenAI-compatible LanguageModel)", () => {
+  const complete = (reply: FakeServer.FakeReply, maxResponseBytes?: number) =>
+    Effect.gen(function* () {
+      const fake = yield* FakeServer.make(() => reply)
+      const response = yield* LanguageModel.generateText({ prompt: "hello" }).pipe(
+        Effect.provide(
+          ChatCompletions.layer({ url: fake.url, model: "m", maxResponseBytes }).pipe(
+            Layer.provide(FetchHttpClient.layer)
+          )
+        ),
+        Effect.result
+      )
+      return { response, fake }
+    })
+
+  it.effect("answers the assistant's text; sends no key when none is configured", () =>
+    Effect.gen(function* () {
+      const { response, fake } = yield* complete("hi there")
+      assert.isTrue(Result.isSuccess(response))
+      if (Result.isSuccess(response)) assert.strictEqual(response.success.text, "hi there")
+      assert.isUndefined(fake.requests[0]!.authorization)
+      assert.isUndefined(fake.requests[0]!.body.response_format)
+    })
+  )
+
+  it.effect("maps HTTP errors to AI error reasons, and refuses a response larger than the limit", () =>
+    Effect.gen(function* () {
+      const { response: denied } = yield* complete({ status: 401, body: { error: { message: "bad key" } } })
+      assert.isTrue(Result.isFailure(denied))
+      if (Result.isFailure(denied)) assert.strictEqual(denied.failure.reason._tag, "AuthenticationError")
+      const { response: huge } = yield* complete("x".repeat(5_000), 1_000)
+      assert.isTrue(Result.isFailure(huge))
+      if (Result.isFailure(huge)) {
+        assert.strictEqual(huge.failure.reason._tag, "InvalidResponseError")
+        assert.include(huge.failure.message, "exceeds 1000 bytes")
+      }
+      const { response: garbage } = yield* complete({ status: 200, body: { choices: "nope" } })
+      assert.isTrue(Result.isFailure(garbage))
+    })
+  )
 })
