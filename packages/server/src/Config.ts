@@ -28,10 +28,12 @@
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_CORS_ORIGINS` | | origins whose pages may call the API (`https://ops.example.com,…` or `*`); CORS is off without it |
- * | `MANDATE_PUBLIC_URL` | `http://HOST:PORT` | the console's address, for links in webhook messages |
+ * | `MANDATE_PUBLIC_URL` | `http://HOST:PORT` | the console's address, for links in webhook messages and MCP results |
  * | `MANDATE_WEBHOOKS_FILE` | | JSON file of webhook subscriptions (`[{ url, events, secret }]`) |
  * | `MANDATE_WEBHOOKS` | | the same JSON, inline (both may be given) |
  * | `MANDATE_DEV_TOKENS_FILE` | `.mandate/dev-tokens.env` | where development mode writes its tokens |
+ * | `MANDATE_PLANNER` | `templates` | `llm`: `goal` tasks are planned by a language model (`Planner.layerLlm`) |
+ * | `MANDATE_LLM_URL` / `MANDATE_LLM_MODEL` / `MANDATE_LLM_API_KEY` | | the OpenAI-compatible endpoint (up to `/v1`), model and key, with `MANDATE_PLANNER=llm` |
  * | `LOG_LEVEL` | `Info` | `Debug`, `Info`, `Warn`, `Error` |
  *
  * @since 0.1.0

@@ -211,6 +211,7 @@ export const layerConfig = Layer.unwrap(
         anchor: config.anchor,
         ...(config.store === "memory" ? {} : { data_dir: config.dataDir }),
         auth: development ? "development" : "configured",
+        planner: config.planner,
         console: `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}/`,
         cors: config.corsOrigins.length === 0 ? "off" : config.corsOrigins.join(" "),
         rate_limit: `${config.rateLimit}/${Duration.format(config.rateWindow)}`

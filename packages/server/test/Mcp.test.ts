@@ -1,13 +1,15 @@
 import * as NodePath from "node:path"
 import * as NodeUrl from "node:url"
 import { NodeServices } from "@effect/platform-node"
-import { assert, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { ChatCompletions, FakeServer } from "@mandate/adapters/openai"
 import { type PolicySet, Seed } from "@mandate/core"
-import { Effect, Layer } from "effect"
+import { ConfigProvider, Effect, Layer } from "effect"
 import { McpClient, McpProtocol } from "effect/ai"
 import { FetchHttpClient, HttpServer } from "effect/http"
 import { ChildProcess } from "effect/process"
+import { ServerConfig } from "../src/Config.ts"
+import * as Stores from "../src/Stores.ts"
 import * as TestServer from "./utils/TestServer.ts"
 
 const { call, tokens, walletA, walletB } = TestServer
@@ -360,3 +362,29 @@ layer(TestServer.layer(TestServer.memoryServices(), { rateLimit: 2 }), { exclude
     )
   }
 )
+
+describe("MANDATE_PLANNER / MANDATE_LLM_*", () => {
+  const llmOf = (env: Record<string, string>) =>
+    Effect.gen(function* () {
+      const provider = ConfigProvider.fromEnvRecord(env)
+      const config = yield* ServerConfig.parse(provider)
+      return yield* Stores.llmFromConfig(config).pipe(Effect.provideService(ConfigProvider.ConfigProvider, provider))
+    })
+
+  it.effect("templates by default; llm needs the endpoint and the model, and names what is missing", () =>
+    Effect.gen(function* () {
+      assert.isUndefined(yield* llmOf({}))
+      assert.isUndefined(yield* llmOf({ MANDATE_PLANNER: "templates" }))
+      const missing = yield* Effect.flip(llmOf({ MANDATE_PLANNER: "llm", MANDATE_LLM_MODEL: "m" }))
+      assert.include(String(missing), "MANDATE_LLM_URL")
+      const configured = yield* llmOf({
+        MANDATE_PLANNER: "llm",
+        MANDATE_LLM_URL: "http://127.0.0.1:11434/v1",
+        MANDATE_LLM_MODEL: "llama3.1"
+      })
+      assert.strictEqual(configured?.model, "llama3.1")
+      const bad = yield* Effect.flip(ServerConfig.parse(ConfigProvider.fromEnvRecord({ MANDATE_PLANNER: "gpt" })))
+      assert.include(String(bad), "MANDATE_PLANNER")
+    })
+  )
+})
