@@ -17,6 +17,7 @@
  */
 import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema, type Scope, Stream } from "effect"
 import * as Access from "./Access.ts"
+import * as Canonical from "./Canonical.ts"
 import { makeTaskId, type StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import * as Flow from "./internal/taskFlow.ts"
@@ -558,6 +559,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ...(task.idempotencyKey === undefined ? {} : { idempotencyKey: task.idempotencyKey })
           }
         },
+        // Where a model-proposed plan came from, for an auditor (Planner.layerLlm)
+        ...(plan.proposedBy === undefined
+          ? []
+          : [{ _tag: "Record", kind: "plan.proposed", payload: { ...plan.proposedBy } } satisfies Flow.Command]),
         {
           _tag: "Record",
           kind: "plan.created",
@@ -696,6 +701,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     yield* requireRole(principal, "submitter", "start tasks")
     const stored = yield* readPlan(planId, principal)
     const request: TaskRequest = { kind: stored.kind, params: stored.params }
+    // A model's proposal keeps its provenance (`plan.proposed`) when the re-plan is of the very same params
+    const withOrigin = (plan: Plan): Plan =>
+      stored.proposedBy !== undefined && Canonical.hash(plan.params) === Canonical.hash(stored.params)
+        ? { ...plan, proposedBy: stored.proposedBy }
+        : plan
     // Planned again for the task under the active policy, it must be the plan the caller reviewed: anything else
     // would run a plan nobody saw
     const same = (replanned: Plan) => {
@@ -705,7 +715,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     return yield* newTask(request, principal, (taskId) =>
       planner.plan({ kind: stored.kind, params: stored.params, principal, taskId }).pipe(
         Effect.tap(same),
-        Effect.tapError((e) => (e._tag === "PlanRejected" ? same(e.plan) : Effect.void))
+        Effect.tapError((e) => (e._tag === "PlanRejected" ? same(e.plan) : Effect.void)),
+        Effect.map(withOrigin),
+        Effect.mapError((e) =>
+          e._tag === "PlanRejected" ? new PlanRejected({ reasons: e.reasons, plan: withOrigin(e.plan) }) : e
+        )
       )
     )
   })

@@ -32,6 +32,7 @@ import * as System from "./http/System.ts"
 import * as Tasks from "./http/Tasks.ts"
 import * as Webhooks from "./http/Webhooks.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Mcp from "./mcp/Mcp.ts"
 import * as Stores from "./Stores.ts"
 
 /**
@@ -53,6 +54,8 @@ export interface AppOptions {
   readonly console?: Console.ConsoleOptions | false | undefined
   /** Origins whose pages may call the API from a browser (CORS); default none, and CORS stays off. */
   readonly corsOrigins?: ReadonlyArray<string> | undefined
+  /** The MCP endpoint at `/mcp` (default: on, with the seed catalog's tools); `false` serves none. */
+  readonly mcp?: Omit<Mcp.HttpOptions, "rateLimit"> | false | undefined
 }
 
 /**
@@ -77,6 +80,7 @@ export const layerRoutes = (options?: AppOptions) => {
     HttpApiScalar.layer(Api, { path: "/docs" }),
     options?.console === false ? Layer.empty : Console.layer(options?.console),
     corsOrigins.length === 0 ? Layer.empty : layerCors(corsOrigins),
+    options?.mcp === false ? Layer.empty : Mcp.layerHttp({ ...options?.mcp, rateLimit: options?.rateLimit }),
     Requests.layer({ maxBodyBytes, maxJsonDepth: options?.maxJsonDepth })
   )
 }
@@ -200,6 +204,7 @@ export const layerConfig = Layer.unwrap(
     const draining = Latch.makeUnsafe(false)
     const app = layerApp({
       console: { devTokens: development ? auth.apiKeys : undefined },
+      ...(Option.isSome(config.publicUrl) ? { mcp: { consoleUrl: config.publicUrl.value } } : {}),
       corsOrigins: config.corsOrigins,
       maxBodyBytes: config.maxBodyBytes,
       maxJsonDepth: config.maxJsonDepth,
@@ -217,6 +222,7 @@ export const layerConfig = Layer.unwrap(
         anchor: config.anchor,
         ...(config.store === "memory" ? {} : { data_dir: config.dataDir }),
         auth: development ? "development" : "configured",
+        planner: config.planner,
         console: `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}/`,
         cors: config.corsOrigins.length === 0 ? "off" : config.corsOrigins.join(" "),
         rate_limit: `${config.rateLimit}/${Duration.format(config.rateWindow)}`
