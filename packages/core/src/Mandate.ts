@@ -14,6 +14,7 @@
 import { Effect, Layer } from "effect"
 import { Agents } from "./Agents.ts"
 import { Anchor } from "./Anchor.ts"
+import { InvalidInput } from "./InvalidInput.ts"
 import { Ledger, type LedgerOptions } from "./Ledger.ts"
 import { LedgerStore } from "./LedgerStore.ts"
 import { Planner } from "./Planner.ts"
@@ -24,9 +25,9 @@ import { Queue, type QueueMemoryOptions } from "./Queue.ts"
 import { Runtime, type RuntimeOptions } from "./Runtime.ts"
 import * as Seed from "./Seed.ts"
 import * as SeedHandlers from "./SeedHandlers.ts"
-import { type StepHandler, StepHandlers } from "./StepHandlers.ts"
+import { asRemoteStep, type StepHandler, StepHandlers } from "./StepHandlers.ts"
 import { TaskStore } from "./TaskStore.ts"
-import type { StepType, TaskTemplate } from "./Template.ts"
+import { type StepType, singleStepTemplate, type TaskTemplate } from "./Template.ts"
 import { UnitOfWork } from "./UnitOfWork.ts"
 import { Wallets } from "./Wallets.ts"
 
@@ -63,6 +64,11 @@ export interface MemoryOptions {
   readonly policy?: PolicySet | undefined
   /** Handlers added to (or replacing) the seed handlers, by step type. */
   readonly handlers?: ReadonlyArray<StepHandler<any, any, never>> | undefined
+  /**
+   * Step types run by remote agents instead of in process: step type → pool (e.g. `{ onchain_action: "signers" }`).
+   * Each keeps its declared params and result schemas (`asRemoteStep`).
+   */
+  readonly remoteSteps?: { readonly [type: string]: string } | undefined
   /** Templates added to (or replacing) the seed templates, by kind. */
   readonly templates?: ReadonlyArray<TaskTemplate> | undefined
   /** Wallet balances for the seed handlers (default: every wallet holds 1,000,000 QU). */
@@ -113,7 +119,17 @@ export const layer = <E, R>(
   stores: Layer.Layer<Stores, E, R>,
   options?: MemoryOptions
 ): Layer.Layer<Services | LedgerStore, unknown, R> => {
-  const handlers = [...SeedHandlers.handlers({ blockedWallets: options?.blockedWallets }), ...(options?.handlers ?? [])]
+  const remote = options?.remoteSteps ?? {}
+  const handlers = [
+    ...SeedHandlers.handlers({ blockedWallets: options?.blockedWallets }),
+    ...(options?.handlers ?? [])
+  ].map((h) => (Object.hasOwn(remote, h.type) ? asRemoteStep(h, remote[h.type]!) : h))
+  const unknownRemote = Object.keys(remote).find((type) => !handlers.some((h) => h.type === type))
+  if (unknownRemote !== undefined) {
+    return Layer.effectDiscard(
+      InvalidInput.at(`$.remoteSteps[${JSON.stringify(unknownRemote)}]`, "Expected a step type with a handler")
+    ) as unknown as Layer.Layer<Services | LedgerStore, unknown, R>
+  }
   const stepTypes: Array<StepType> = [...Seed.stepTypes, ...handlers]
   const base = Layer.mergeAll(
     stores,
@@ -123,7 +139,11 @@ export const layer = <E, R>(
   const services = Layer.mergeAll(
     Ledger.layer(options?.ledger),
     StepHandlers.layer(handlers),
-    Planner.layerTemplates({ templates: options?.templates, stepTypes }).pipe(Layer.provideMerge(Policy.layer))
+    Planner.layerTemplates({
+      // Every step type can also run alone, as a one-step task (`step.<type>`, what `POST /execute` starts)
+      templates: [...stepTypes.map(singleStepTemplate), ...(options?.templates ?? [])],
+      stepTypes
+    }).pipe(Layer.provideMerge(Policy.layer))
   ).pipe(Layer.provideMerge(base))
   // The configured policy is active before the runtime plans anything
   const policy = options?.policy

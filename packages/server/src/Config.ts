@@ -23,6 +23,7 @@
  * | `MANDATE_RATE_LIMIT` / `MANDATE_RATE_WINDOW` | `600` / `1 minute` | requests per token per window |
  * | `MANDATE_MAX_BODY_BYTES` | `1048576` | largest request body |
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
+ * | `MANDATE_REMOTE_STEPS` | | step types run by remote agents, `type:pool,…` (e.g. `onchain_action:signers`) |
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_CORS_ORIGINS` | | origins whose pages may call the API (`https://ops.example.com,…` or `*`); CORS is off without it |
@@ -73,6 +74,7 @@ export interface ServerConfig {
   readonly rateWindow: Duration.Duration
   readonly maxBodyBytes: number
   readonly workerConcurrency: number
+  readonly remoteSteps: { readonly [type: string]: string }
   readonly shutdownGrace: Duration.Duration
   readonly sseKeepAlive: Duration.Duration
   readonly corsOrigins: ReadonlyArray<string>
@@ -103,6 +105,39 @@ const CorsOrigins = Schema.String.pipe(
           .filter((o) => o.length > 0)
       ),
       encode: SchemaGetter.transform((origins: ReadonlyArray<string>) => origins.join(","))
+    }
+  )
+)
+
+// `type:pool,type:pool`: each step type once, pools named as queues are (at most 51 characters: `mandate.pool.` + it)
+const RemoteSteps = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.Record(
+      Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9_.-]{0,63}$/, { message: "Expected a step type" })),
+      Schema.String.check(
+        Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,50}$/, {
+          message: "Expected a pool name: 1-51 letters, digits and _ . : -"
+        })
+      )
+    ),
+    {
+      decode: SchemaGetter.transform((text: string) =>
+        Object.fromEntries(
+          text
+            .split(",")
+            .map((pair) => pair.trim())
+            .filter((pair) => pair.length > 0)
+            .map((pair) => {
+              const colon = pair.indexOf(":")
+              return colon < 0 ? [pair, ""] : [pair.slice(0, colon).trim(), pair.slice(colon + 1).trim()]
+            })
+        )
+      ),
+      encode: SchemaGetter.transform((steps: { readonly [type: string]: string }) =>
+        Object.entries(steps)
+          .map(([type, pool]) => `${type}:${pool}`)
+          .join(",")
+      )
     }
   )
 )
@@ -142,6 +177,9 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
     Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000 })),
     "MANDATE_WORKER_CONCURRENCY"
   ).pipe(Config.withDefault(16)),
+  remoteSteps: Config.schema(RemoteSteps, "MANDATE_REMOTE_STEPS").pipe(
+    Config.withDefault({} as { readonly [type: string]: string })
+  ),
   shutdownGrace: Config.Duration("MANDATE_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
   sseKeepAlive: Config.Duration("MANDATE_SSE_KEEPALIVE").pipe(Config.withDefault(Duration.seconds(15))),
   corsOrigins: Config.schema(CorsOrigins, "MANDATE_CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),

@@ -53,6 +53,8 @@ export interface StoresOptions {
   readonly anchor?: Layer.Layer<Anchor, unknown> | undefined
   readonly ledger?: LedgerOptions | undefined
   readonly runtime?: RuntimeOptions | undefined
+  /** Step types run by remote agents: step type → pool (`MANDATE_REMOTE_STEPS`). */
+  readonly remoteSteps?: { readonly [type: string]: string } | undefined
   /** Where request budgets are counted (default: the backend's own, else memory). */
   readonly rateLimit?: Layer.Layer<RateLimit, unknown> | undefined
 }
@@ -150,7 +152,8 @@ const mandateOptions = (options: StoresOptions | undefined): Mandate.MemoryOptio
   anchor: options?.anchor ?? layerAnchor("qubic-mock"),
   ...(options?.policy === undefined ? {} : { policy: options.policy }),
   ...(options?.ledger === undefined ? {} : { ledger: options.ledger }),
-  ...(options?.runtime === undefined ? {} : { runtime: options.runtime })
+  ...(options?.runtime === undefined ? {} : { runtime: options.runtime }),
+  ...(options?.remoteSteps === undefined ? {} : { remoteSteps: options.remoteSteps })
 })
 
 /**

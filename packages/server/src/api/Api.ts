@@ -10,6 +10,7 @@ import { RequestErrors } from "./Auth.ts"
 import { PlansApi } from "./Plans.ts"
 import { PolicyApi } from "./Policy.ts"
 import { AgentsApi, QueueApi } from "./Queue.ts"
+import { RemoteApi } from "./Remote.ts"
 import { OpsApi, SystemApi } from "./System.ts"
 import { TasksApi } from "./Tasks.ts"
 
@@ -18,7 +19,7 @@ import { TasksApi } from "./Tasks.ts"
  * @since 0.1.0
  */
 export class Api extends HttpApi.make("mandate")
-  .add(TasksApi, PlansApi, PolicyApi, AuditApi, QueueApi, AgentsApi, OpsApi, SystemApi)
+  .add(TasksApi, PlansApi, PolicyApi, AuditApi, QueueApi, AgentsApi, RemoteApi, OpsApi, SystemApi)
   .middleware(RequestErrors)
   .annotate(HttpApi.ParseOptions, { errors: "all" })
   .annotate(HttpApi.HeadersParseOptions, {})

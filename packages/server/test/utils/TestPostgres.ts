@@ -40,7 +40,7 @@ export const describePostgres = (name: string, fn: () => void): void => {
 }
 
 /** Every service the Postgres backend has (the rest on memory), in a fresh schema dropped afterwards. */
-export const services = () =>
+export const services = (options?: Stores.StoresOptions) =>
   Layer.unwrap(
     Effect.sync(() => {
       const schema = `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
@@ -54,7 +54,7 @@ export const services = () =>
       )
       const config = Postgres.makeConfig(url, { schema, poolSize: 4 })
       return Stores.Readiness.layer({ store: "postgres", anchor: "qubic-mock" }).pipe(
-        Layer.provideMerge(Stores.layerPg(config, { runtime: fastRuntime, anchor: fastChain() })),
+        Layer.provideMerge(Stores.layerPg(config, { runtime: fastRuntime, anchor: fastChain(), ...options })),
         Layer.provideMerge(drop)
       )
     })
