@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import { type AgentNotFound, Agents, type AgentsStoreError } from "./Agents.ts"
 import type { AgentId, JobId, StepId } from "./Ids.ts"
 import type { InvalidInput } from "./InvalidInput.ts"
@@ -52,6 +52,48 @@ export interface PoolView {
   readonly offline: number
   readonly waiting: number
   readonly leased: number
+}
+
+/**
+ * A remote step type as its pool's agents need it: the JSON Schemas (draft 2020-12) its params are decoded by, and
+ * its result must decode by.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RemoteStepType {
+  readonly type: string
+  readonly description?: string | undefined
+  readonly paramsSchema: Schema.Json
+  readonly resultSchema: Schema.Json
+}
+
+/**
+ * No pool of this name: it serves no remote step type and has no agent.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PoolNotFound extends Schema.TaggedError<PoolNotFound>()("PoolNotFound", { pool: Schema.String }) {
+  override get message(): string {
+    return `No pool ${this.pool}`
+  }
+}
+
+/**
+ * A standalone JSON Schema (draft 2020-12) of a schema's encoded (wire) form, with its definitions inline.
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const jsonSchemaOf = (schema: Schema.Top): Schema.Json => {
+  const document = Schema.toJsonSchemaDocument(schema)
+  const definitions = Object.keys(document.definitions).length === 0 ? {} : { $defs: document.definitions }
+  return {
+    $schema: "https://json-schema.org/draft/2020-12/schema",
+    ...(document.schema as object),
+    ...definitions
+  } as Schema.Json
 }
 
 /**
@@ -106,6 +148,13 @@ export class RemoteSteps extends Context.Service<
       failure: { readonly message: string; readonly retryable?: boolean | undefined },
       principal: Principal
     ) => Effect.Effect<RemoteSettlement, LeaseError>
+    /** A pool with the JSON Schemas of the step types it serves. */
+    readonly pool: (
+      pool: string
+    ) => Effect.Effect<
+      PoolView & { readonly types: ReadonlyArray<RemoteStepType> },
+      PoolNotFound | AgentsStoreError | InvalidInput | QueueStoreError
+    >
     /** Every pool that has agents or serves remote step types, by name. */
     readonly pools: Effect.Effect<ReadonlyArray<PoolView>, AgentsStoreError | InvalidInput | QueueStoreError>
     /** The task's queued remote steps whose pool has no online agent. */
@@ -145,6 +194,43 @@ export class RemoteSteps extends Context.Service<
           return yield* agents.get(workerId)
         })
 
+      const typesOf = new Map<string, ReadonlyArray<RemoteStepType>>()
+      for (const h of handlers.all) {
+        if (h.pool === undefined) continue
+        typesOf.set(h.pool, [
+          ...(typesOf.get(h.pool) ?? []),
+          {
+            type: h.type,
+            ...(h.description === undefined ? {} : { description: h.description }),
+            paramsSchema: jsonSchemaOf(h.params),
+            resultSchema: jsonSchemaOf(h.result)
+          }
+        ])
+      }
+
+      const pools = Effect.gen(function* () {
+        const registered = yield* agents.pools
+        const names = [...new Set([...registered.map((p) => p.pool), ...servedBy.keys()])].sort()
+        return yield* Effect.forEach(names, (pool) =>
+          Effect.gen(function* () {
+            const summary = registered.find((p) => p.pool === pool)
+            const served = servedBy.get(pool) ?? []
+            const stats = served.length === 0 ? undefined : yield* queue.stats(poolQueue(pool))
+            const pending = stats?.pendingByPriority
+            return {
+              pool,
+              stepTypes: [...served].sort(),
+              agents: summary?.agents ?? 0,
+              online: summary?.online ?? 0,
+              degraded: summary?.degraded ?? 0,
+              offline: summary?.offline ?? 0,
+              waiting: pending === undefined ? 0 : pending.critical + pending.high + pending.normal + pending.low,
+              leased: stats === undefined ? 0 : stats.byState.claimed + stats.byState.running
+            }
+          })
+        )
+      })
+
       return RemoteSteps.of({
         claim: (pool, request, principal) =>
           Effect.gen(function* () {
@@ -176,28 +262,14 @@ export class RemoteSteps extends Context.Service<
           Effect.flatMap(agentOf(lease.workerId, principal, "fail steps"), (agent) =>
             runtime.remote.fail(agent.pool, lease.leaseId, agent.id, failure, principal)
           ),
-        pools: Effect.gen(function* () {
-          const registered = yield* agents.pools
-          const names = [...new Set([...registered.map((p) => p.pool), ...servedBy.keys()])].sort()
-          return yield* Effect.forEach(names, (pool) =>
-            Effect.gen(function* () {
-              const summary = registered.find((p) => p.pool === pool)
-              const served = servedBy.get(pool) ?? []
-              const stats = served.length === 0 ? undefined : yield* queue.stats(poolQueue(pool))
-              const pending = stats?.pendingByPriority
-              return {
-                pool,
-                stepTypes: [...served].sort(),
-                agents: summary?.agents ?? 0,
-                online: summary?.online ?? 0,
-                degraded: summary?.degraded ?? 0,
-                offline: summary?.offline ?? 0,
-                waiting: pending === undefined ? 0 : pending.critical + pending.high + pending.normal + pending.low,
-                leased: stats === undefined ? 0 : stats.byState.claimed + stats.byState.running
-              }
-            })
-          )
-        }),
+        pools,
+        pool: (name) =>
+          Effect.flatMap(pools, (all) => {
+            const found = all.find((p) => p.pool === name)
+            return found === undefined
+              ? Effect.fail(new PoolNotFound({ pool: name }))
+              : Effect.succeed({ ...found, types: typesOf.get(name) ?? [] })
+          }),
         stalled: (view) =>
           Effect.gen(function* () {
             const out: Array<StalledStep> = []

@@ -95,6 +95,15 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
         assert.isAtLeast(signers.online, 1)
         assert.isAtLeast(signers.waiting, 1)
 
+        // The pool publishes the JSON Schemas of what its agents get and must send back
+        const published = yield* call("GET", "/pools/signers", { token: tokens.robot })
+        assert.strictEqual(published.status, 200, published.text)
+        const declared = published.body.step_types[0]
+        assert.strictEqual(declared.type, "onchain_action")
+        assert.deepStrictEqual([...declared.params_schema.required].sort(), ["amount", "from", "to"])
+        assert.includeMembers(declared.result_schema.required, ["chain", "txId", "tick", "digest"])
+        assert.strictEqual((yield* call("GET", "/pools/nowhere", { token: tokens.robot })).status, 404)
+
         const step = yield* claimStep(signer, "signers", taskId)
         assert.strictEqual(step.step_id, "onchain_action")
         assert.strictEqual(step.type, "onchain_action")

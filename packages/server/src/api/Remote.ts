@@ -116,6 +116,31 @@ export const ExecutedWire = Schema.Struct({
   error: Schema.optionalKey(Schema.String)
 })
 
+/**
+ * `GET /pools/{pool}`: the pool, and each remote step type it serves with the JSON Schemas (draft 2020-12) of its
+ * params (what a claim hands over) and of its result (what `complete` must send).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PoolWire = Schema.Struct({
+  pool: Schema.String,
+  step_types: Schema.Array(
+    Schema.Struct({
+      type: Schema.String,
+      description: Schema.optionalKey(Schema.String),
+      params_schema: Schema.Json,
+      result_schema: Schema.Json
+    })
+  ),
+  agents: Schema.Int,
+  online: Schema.Int,
+  degraded: Schema.Int,
+  offline: Schema.Int,
+  waiting: Schema.Int,
+  leased: Schema.Int
+})
+
 const lease = { lease_id: JobId }
 const leaseErrors = [NotFound, Conflict, BadRequest, Forbidden, Unavailable]
 
@@ -135,6 +160,16 @@ export class RemoteApi extends HttpApiGroup.make("remote")
       .annotate(
         OpenApi.Description,
         "Claims up to max steps routed to the pool, each under a lease, for a registered agent of that pool"
+      ),
+    HttpApiEndpoint.get("pool", "/pools/:pool", {
+      params: { pool: PoolName },
+      success: PoolWire,
+      error: [NotFound, BadRequest, Unavailable]
+    })
+      .annotate(RequiredRoles, ["agent", "auditor"])
+      .annotate(
+        OpenApi.Description,
+        "A pool, with the JSON Schemas of the params and result of each step type it serves"
       ),
     HttpApiEndpoint.post("heartbeat", "/steps/:lease_id/heartbeat", {
       params: lease,

@@ -79,6 +79,20 @@ export const RemoteHandlers = HttpApiBuilder.group(Api, "remote", (handlers) =>
           mapErrors(names)
         )
       )
+      .handle("pool", ({ params }) =>
+        remote.pool(params.pool).pipe(
+          Effect.map((p) => ({
+            ...Wire.pool(p),
+            step_types: p.types.map((t) => ({
+              type: t.type,
+              ...(t.description === undefined ? {} : { description: t.description }),
+              params_schema: t.paramsSchema,
+              result_schema: t.resultSchema
+            }))
+          })),
+          mapErrors()
+        )
+      )
       .handle("heartbeat", ({ params, payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
           remote.heartbeat(

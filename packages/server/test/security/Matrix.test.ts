@@ -125,6 +125,7 @@ const table: Record<string, Route> = {
   "POST /agents/{id}/heartbeat": { roles: ["agent"], body: () => ({}) },
   "DELETE /agents/{id}": { roles: ["agent"] },
   // Lease ids here are a host queue's job: no pool step exists under them (404), and robot is no agent of a pool
+  "GET /pools/{pool}": { roles: queueReaders },
   "POST /pools/{pool}/claim": { roles: ["agent"], body: (f) => ({ ...worker(f), max: 1 }) },
   "POST /steps/{lease_id}/heartbeat": { roles: ["agent"], body: worker },
   "POST /steps/{lease_id}/complete": { roles: ["agent"], body: (f) => ({ ...worker(f), result: { ok: true } }) },
