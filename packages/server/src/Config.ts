@@ -22,6 +22,8 @@
  * | `MANDATE_ANCHOR_INTERVAL` / `MANDATE_ANCHOR_ENTRIES` | `30 seconds` / `1000` | automatic anchoring |
  * | `MANDATE_RATE_LIMIT` / `MANDATE_RATE_WINDOW` | `600` / `1 minute` | requests per token per window |
  * | `MANDATE_MAX_BODY_BYTES` | `1048576` | largest request body |
+ * | `MANDATE_MAX_JSON_DEPTH` | `64` | deepest nesting of objects and arrays in a JSON body (at most 256) |
+ * | `MANDATE_JWT_MAX_LIFETIME` | `1 day` | longest a JWT may live (`exp` is required; `exp − iat`, or `exp − now` without `iat`) |
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
  * | `MANDATE_REMOTE_STEPS` | | step types run by remote agents, `type:pool,…` (e.g. `onchain_action:signers`) |
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
@@ -73,6 +75,8 @@ export interface ServerConfig {
   readonly rateLimit: number
   readonly rateWindow: Duration.Duration
   readonly maxBodyBytes: number
+  readonly maxJsonDepth: number
+  readonly jwtMaxLifetime: Duration.Duration
   readonly workerConcurrency: number
   readonly remoteSteps: { readonly [type: string]: string }
   readonly shutdownGrace: Duration.Duration
@@ -173,6 +177,9 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   rateLimit: positiveInt("MANDATE_RATE_LIMIT", 600, 1_000_000),
   rateWindow: Config.Duration("MANDATE_RATE_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
   maxBodyBytes: positiveInt("MANDATE_MAX_BODY_BYTES", 1_048_576, 1_073_741_824),
+  // Core refuses values nested deeper than 256 (Canonical.maxDepth) whatever the edge lets through
+  maxJsonDepth: positiveInt("MANDATE_MAX_JSON_DEPTH", 64, 256),
+  jwtMaxLifetime: Config.Duration("MANDATE_JWT_MAX_LIFETIME").pipe(Config.withDefault(Duration.days(1))),
   workerConcurrency: Config.schema(
     Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000 })),
     "MANDATE_WORKER_CONCURRENCY"

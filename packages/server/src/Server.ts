@@ -41,6 +41,8 @@ import * as Stores from "./Stores.ts"
 export interface AppOptions {
   /** Largest request body, in bytes (default 1 MiB). */
   readonly maxBodyBytes?: number | undefined
+  /** Deepest nesting of objects and arrays in a JSON body (default 64). */
+  readonly maxJsonDepth?: number | undefined
   /** Requests per principal per window (default 600 per minute). */
   readonly rateLimit?: RateLimitOptions | undefined
   /** How often a task event stream sends a `keepalive` event (default 15 s; zero: never). */
@@ -75,7 +77,7 @@ export const layerRoutes = (options?: AppOptions) => {
     HttpApiScalar.layer(Api, { path: "/docs" }),
     options?.console === false ? Layer.empty : Console.layer(options?.console),
     corsOrigins.length === 0 ? Layer.empty : layerCors(corsOrigins),
-    Requests.layer({ maxBodyBytes })
+    Requests.layer({ maxBodyBytes, maxJsonDepth: options?.maxJsonDepth })
   )
 }
 
@@ -151,7 +153,8 @@ export const layerConfig = Layer.unwrap(
           jwtSecret: Option.getOrUndefined(config.jwtSecret),
           jwtPublicKey: Option.getOrUndefined(config.jwtPublicKey),
           jwtIssuer: Option.getOrUndefined(config.jwtIssuer),
-          jwtAudience: Option.getOrUndefined(config.jwtAudience)
+          jwtAudience: Option.getOrUndefined(config.jwtAudience),
+          jwtMaxLifetime: config.jwtMaxLifetime
         }
     const grace = Duration.toMillis(config.shutdownGrace)
     const services = Stores.layerFromConfig(config, {
@@ -182,6 +185,7 @@ export const layerConfig = Layer.unwrap(
       console: { devTokens: development ? auth.apiKeys : undefined },
       corsOrigins: config.corsOrigins,
       maxBodyBytes: config.maxBodyBytes,
+      maxJsonDepth: config.maxJsonDepth,
       rateLimit: { limit: config.rateLimit, window: config.rateWindow },
       sseKeepAlive: config.sseKeepAlive,
       shuttingDown: draining.await

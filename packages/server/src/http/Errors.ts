@@ -83,6 +83,32 @@ const message = (e: object): string => {
   return typeof m === "string" && m.length > 0 ? m : String((e as { readonly _tag?: unknown })._tag)
 }
 
+const unavailableWhat: Readonly<Record<string, string>> = {
+  TaskStoreError: "The task store",
+  QueueStoreError: "The queue store",
+  LedgerStoreError: "The ledger store",
+  PolicyStoreError: "The policy store",
+  AgentsStoreError: "The agent registry",
+  RateLimitStoreError: "The rate limiter",
+  UnitOfWorkError: "The database transaction",
+  StoreUnavailable: "A backing store",
+  AnchorError: "The anchoring chain",
+  QubicApiError: "The anchoring chain",
+  QubicNetworkError: "The anchoring chain",
+  QubicSignerError: "The anchor signer",
+  LedgerKeyError: "The ledger signing key",
+  WalletError: "The wallet service"
+}
+
+/**
+ * The fixed message of a 503 for an error class: what was unavailable, never the driver's text.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const unavailableMessage = (tag: string): string =>
+  `${unavailableWhat[tag] ?? "A backing service"} could not complete the request; retry later (${tag})`
+
 /**
  * Maps a core error to its wire error.
  *
@@ -150,8 +176,9 @@ export const toHttp =
         case "ReservedEntryKind":
           return new Unprocessable({ message: message(e) })
         default:
-          // Stores, the unit of work and the chain: infrastructure that may come back
-          return new Unavailable({ message: `${e._tag}: ${message(e)}` })
+          // Stores, the unit of work and the chain: infrastructure that may come back. The message is fixed per
+          // error class: a driver's text (SQL, connection details) never reaches a client; the log has it.
+          return new Unavailable({ message: unavailableMessage(e._tag) })
       }
     }
     return wire() as WireError<E>
@@ -166,4 +193,10 @@ export const toHttp =
 export const mapErrors =
   (renames?: PathRenames) =>
   <A, E extends { readonly _tag: string }, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, WireError<E>, R> =>
-    Effect.mapError(self, toHttp(renames))
+    Effect.catch(self, (e) => {
+      const wire = toHttp(renames)(e)
+      // The client gets a fixed message; the operator's log gets the store's own error
+      return wire instanceof Unavailable
+        ? Effect.andThen(Effect.logWarning("store unavailable", e), Effect.fail(wire))
+        : Effect.fail(wire)
+    })
