@@ -3,7 +3,8 @@
  * never leaves it.
  *
  * The server is told to route the seed's `onchain_action` to a pool (`MANDATE_REMOTE_STEPS=onchain_action:signers`).
- * The agent registers in that pool, then loops: claim steps of the pool under a lease, keep each lease alive with
+ * The agent registers in that pool, then loops: claim steps of the pool under a lease (a long poll: an idle claim
+ * waits at the server until a step comes), keep each lease alive with
  * heartbeats while it works, and settle the step (`complete` with the result, or `fail`). The server offers a step
  * only once it is planned, policy-checked and, where policy says so, approved: what the agent signs is exactly the
  * transfer an approver saw. It checks the params itself too (a transfer, nothing else), and signs the transfer bound
@@ -39,7 +40,9 @@ export interface AgentOptions {
   readonly heartbeatMs?: number | undefined
   /** Least time spent per step, e.g. to pace a hardware signer (default 0). */
   readonly paceMs?: number | undefined
-  /** Pause between claims when there is no work (default 250 ms). */
+  /** How long an idle claim waits for a step at the server (long poll; default 10 s, at most 20 s). */
+  readonly waitMs?: number | undefined
+  /** Pause after a failed claim (default 250 ms). */
   readonly idleMs?: number | undefined
   /** Called with each line the agent would log. */
   readonly log?: ((line: string) => void) | undefined
@@ -175,20 +178,24 @@ export const run = (options: AgentOptions) =>
         continue
       }
       const claimed = yield* client.remote
-        .claim({ params: { pool }, payload: { worker_id: agentId, max: free, lease_ms: leaseMs } })
+        .claim({
+          params: { pool },
+          payload: { worker_id: agentId, max: free, lease_ms: leaseMs, wait_ms: options.waitMs ?? 10_000 }
+        })
         .pipe(
           Effect.map((page) => page.steps),
           Effect.catchCause((cause) =>
             Effect.as(
-              Effect.sync(() => log(`claim failed: ${String(cause).split("\n")[0]}`)),
+              Effect.andThen(
+                Effect.sync(() => log(`claim failed: ${String(cause).split("\n")[0]}`)),
+                Effect.sleep(Duration.millis(options.idleMs ?? 250))
+              ),
               [] as ReadonlyArray<Claimed>
             )
           )
         )
-      if (claimed.length === 0) {
-        yield* Effect.sleep(Duration.millis(options.idleMs ?? 250))
-        continue
-      }
+      // An empty answer: the wait ended with nothing for the pool; claim again (the server does the waiting)
+      if (claimed.length === 0) continue
       busy += claimed.length
       for (const step of claimed) yield* Effect.forkScoped(work(step))
     }

@@ -112,6 +112,7 @@ const scenario = Effect.gen(function* () {
       leaseMs: 600,
       paceMs: 300,
       heartbeatMs: 100,
+      waitMs: 2_000,
       idleMs: 30,
       log: (line) => lines.push(line)
     }).pipe(Effect.provide(FetchHttpClient.layer), Effect.provideService(FetchHttpClient.Fetch, recordingFetch))

@@ -130,7 +130,13 @@ export class RemoteSteps extends Context.Service<
     /** Claims up to `max` steps of `pool` for `workerId`, an agent of that pool. */
     readonly claim: (
       pool: string,
-      request: { readonly workerId: AgentId; readonly max?: number | undefined; readonly leaseMs?: number | undefined },
+      request: {
+        readonly workerId: AgentId
+        readonly max?: number | undefined
+        readonly leaseMs?: number | undefined
+        /** With none ready, wait up to this long (ms) for one. */
+        readonly waitMs?: number | undefined
+      },
       principal: Principal
     ) => Effect.Effect<
       ReadonlyArray<ClaimedStep>,
@@ -247,6 +253,7 @@ export class RemoteSteps extends Context.Service<
             return yield* runtime.remote.claim(pool, agent.id, {
               max: request.max,
               leaseMs: request.leaseMs,
+              waitMs: request.waitMs,
               principal
             })
           }),

@@ -152,6 +152,11 @@ export interface RemoteExecution {
     options?: {
       readonly max?: number | undefined
       readonly leaseMs?: number | undefined
+      /**
+       * With none ready, wait up to this long (ms) for one (the queue's wake-ups, else a poll a second), so idle
+       * agents need not poll. Default 0: answer at once.
+       */
+      readonly waitMs?: number | undefined
       /** Recorded on `step.started` as the entry's principal. */
       readonly principal?: Principal | undefined
     }
@@ -1069,27 +1074,56 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       ...(error === undefined ? (job.state === "completed" ? {} : { error: job.lastError }) : { error })
     }))
 
+  /** One claim of the pool's queue, each job offered (or, stale or undecodable, settled and left out). */
+  const claimOffered = (
+    pool: string,
+    workerId: AgentId,
+    claimOptions: Parameters<RemoteExecution["claim"]>[2]
+  ): Effect.Effect<ReadonlyArray<ClaimedStep>, InvalidInput | StoreError> =>
+    Effect.gen(function* () {
+      const jobs = yield* queue.claim({
+        workerId,
+        queues: [poolQueue(pool)],
+        ...(claimOptions?.max === undefined ? {} : { max: claimOptions.max }),
+        ...(claimOptions?.leaseMs === undefined ? {} : { leaseMs: claimOptions.leaseMs })
+      })
+      const offered = yield* Effect.forEach(jobs, (job) =>
+        offer(job, workerId, claimOptions?.principal).pipe(
+          // One job that cannot be offered now (a store hiccup) is not lost: its lease expires and it comes back
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause)
+              ? Effect.interrupt
+              : Effect.as(Effect.logWarning("offering a remote step failed", cause), Option.none<ClaimedStep>())
+          )
+        )
+      )
+      return offered.flatMap((o) => (Option.isSome(o) ? [o.value] : []))
+    })
+
   const remote: RemoteExecution = {
     claim: (pool, workerId, claimOptions) =>
       Effect.gen(function* () {
-        const jobs = yield* queue.claim({
-          workerId,
-          queues: [poolQueue(pool)],
-          ...(claimOptions?.max === undefined ? {} : { max: claimOptions.max }),
-          ...(claimOptions?.leaseMs === undefined ? {} : { leaseMs: claimOptions.leaseMs })
-        })
-        const offered = yield* Effect.forEach(jobs, (job) =>
-          offer(job, workerId, claimOptions?.principal).pipe(
-            // One job that cannot be offered now (a store hiccup) is not lost: its lease expires and it comes back
-            Effect.catchCause((cause) =>
-              Cause.hasInterruptsOnly(cause)
-                ? Effect.interrupt
-                : Effect.as(Effect.logWarning("offering a remote step failed", cause), Option.none<ClaimedStep>())
-            )
-          )
-        )
-        return offered.flatMap((o) => (Option.isSome(o) ? [o.value] : []))
-      }),
+        const waitMs = claimOptions?.waitMs ?? 0
+        if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > 60_000) {
+          return yield* InvalidInput.at("$.waitMs", "Expected an integer between 0 and 60000")
+        }
+        const claimOnce = claimOffered(pool, workerId, claimOptions)
+        if (waitMs === 0) return yield* claimOnce
+        // Subscribed before the first claim, so a step enqueued in between still wakes this claim
+        const next = yield* queue
+          .wakeups({ queues: [poolQueue(pool)] })
+          .pipe(Effect.catch(() => Effect.succeed(Effect.never)))
+        const deadline = (yield* Clock.currentTimeMillis) + waitMs
+        let offered = yield* claimOnce
+        while (offered.length === 0) {
+          const left = deadline - (yield* Clock.currentTimeMillis)
+          if (left <= 0) break
+          // Delayed steps and retries coming due send no wake-up: look again at least every second
+          yield* Effect.raceFirst(next, Effect.sleep(Math.min(left, 1_000)))
+          offered = yield* claimOnce
+        }
+        return offered
+      }).pipe(Effect.scoped),
     heartbeat: (pool, leaseId, workerId, extendMs) =>
       poolJob(pool, leaseId).pipe(
         Effect.andThen(queue.heartbeat(leaseId, workerId, extendMs)),

@@ -6,7 +6,7 @@
  * pools and stalled steps in the status, and `POST /execute`.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, type Layer } from "effect"
+import { Effect, Fiber, type Layer } from "effect"
 import type * as Stores from "../src/Stores.ts"
 import * as TestPostgres from "./utils/TestPostgres.ts"
 import * as TestRedis from "./utils/TestRedis.ts"
@@ -277,6 +277,35 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
         assert.include(failure.payload.error.message, "result does not match the onchain_action")
         assert.strictEqual(failure.payload.worker, agent)
         assert.isFalse(entries.some((e) => e.kind === "step.succeeded" && e.step_id === "onchain_action"))
+      })
+    )
+
+    it.effect("a long-polling claim (wait_ms) answers when a step comes to the pool", () =>
+      Effect.gen(function* () {
+        const agent = `robot.waiter-${name}`
+        yield* register(agent, "signers")
+        const waiting = yield* Effect.forkChild(
+          call("POST", "/pools/signers/claim", {
+            token: tokens.robot,
+            body: { worker_id: agent, max: 1, wait_ms: 20_000 }
+          })
+        )
+        const taskId = yield* startApproved(1_500)
+        const reply = yield* Fiber.join(waiting)
+        assert.strictEqual(reply.status, 200, reply.text)
+        assert.strictEqual(reply.body.steps.length, 1)
+        assert.strictEqual(reply.body.steps[0].task_id, taskId)
+        const done = yield* call("POST", `/steps/${reply.body.steps[0].lease_id}/complete`, {
+          token: tokens.robot,
+          body: { worker_id: agent, result: receipt("tx-long-poll") }
+        })
+        assert.strictEqual(done.body.outcome, "succeeded", done.text)
+        const tooLong = yield* call("POST", "/pools/signers/claim", {
+          token: tokens.robot,
+          body: { worker_id: agent, wait_ms: 60_000 }
+        })
+        assert.strictEqual(tooLong.status, 400)
+        assert.strictEqual(tooLong.body.path, "$.wait_ms")
       })
     )
 

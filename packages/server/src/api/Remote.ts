@@ -17,7 +17,8 @@ const LeaseMillis = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 86_
 
 /**
  * `POST /pools/{pool}/claim`: up to `max` steps (default 1), each leased to `worker_id` (a registered agent of the
- * pool, one of the caller's worker ids) for `lease_ms` (default 30 s).
+ * pool, one of the caller's worker ids) for `lease_ms` (default 30 s); with `wait_ms`, an idle pool answers when a
+ * step comes (or the wait ends), so agents need not poll.
  *
  * @category models
  * @since 0.1.0
@@ -25,7 +26,9 @@ const LeaseMillis = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 86_
 export const ClaimSteps = Schema.Struct({
   worker_id: AgentId,
   max: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 }))),
-  lease_ms: Schema.optionalKey(LeaseMillis)
+  lease_ms: Schema.optionalKey(LeaseMillis),
+  /** With no step ready, wait up to this long for one (long poll, at most 20 s; default 0: answer at once). */
+  wait_ms: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 20_000 })))
 })
 
 /**

@@ -51,7 +51,12 @@ const executed = (view: TaskView) => {
   }
 }
 
-const names = { "$.workerId": "$.worker_id", "$.leaseMs": "$.lease_ms", "$.extendMs": "$.extend_ms" }
+const names = {
+  "$.workerId": "$.worker_id",
+  "$.leaseMs": "$.lease_ms",
+  "$.extendMs": "$.extend_ms",
+  "$.waitMs": "$.wait_ms"
+}
 const executeNames = { "$.kind": "$.step_type", "$.params": "$.parameters", "$.idempotencyKey": "$.idempotency_key" }
 
 /**
@@ -70,7 +75,8 @@ export const RemoteHandlers = HttpApiBuilder.group(Api, "remote", (handlers) =>
             {
               workerId: payload.worker_id,
               ...(payload.max === undefined ? {} : { max: payload.max }),
-              ...(payload.lease_ms === undefined ? {} : { leaseMs: payload.lease_ms })
+              ...(payload.lease_ms === undefined ? {} : { leaseMs: payload.lease_ms }),
+              ...(payload.wait_ms === undefined ? {} : { waitMs: payload.wait_ms })
             },
             principal
           )
