@@ -4,7 +4,8 @@
  * (`MANDATE_REMOTE_STEPS`, no in-process workers), and 1, 4 and 16 agents in this process, each a loop of
  * claim (one step) → complete → claim, pausing 10 ms after an empty claim. On memory and Postgres.
  *
- * Reported per run: tasks/s (TASKS tasks started up front, until the last one's last step is settled), the
+ * Reported per run: tasks/s (BENCH_TASKS tasks started up front, until the last one's last step is settled; then
+ * BENCH_SEQUENTIAL tasks one at a time, for the latency of an idle pipeline), the
  * claim → complete round trip of one step (`settle`), and the hand-off `complete → next step offered`: from the
  * answer settling step k of a task to the answer of the claim that hands out its step k+1 (the runtime enqueues the
  * next step in the settling transaction and wakes the pool's waiting claims; the rest is HTTP). With every task
@@ -22,6 +23,7 @@ import { autoApprove, latencyOf, pooled, sleep } from "./support.ts"
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 300)
 const STORES = (process.env.BENCH_STORES ?? "memory,postgres").split(",")
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 30)
 const AGENTS = (process.env.BENCH_AGENTS ?? "1,4,16").split(",").map(Number)
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
 const token = "bench.remote-token"
@@ -62,7 +64,14 @@ const post = async (base: string, path: string, body: unknown): Promise<any> => 
   return json
 }
 
-const startServer = async (store: string, schema: string) => {
+const dropSchema = async (schema: string) => {
+  const client = new pg.Client({ connectionString: DATABASE_URL })
+  await client.connect()
+  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+  await client.end()
+}
+
+const startServer = async (store: string, schema: string, remote = true) => {
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
   const server = ChildProcess.spawn(
@@ -81,7 +90,8 @@ const startServer = async (store: string, schema: string) => {
         MANDATE_API_KEYS: `${token}:submitter+agent+auditor`,
         MANDATE_POLICY_FILE: policyFile,
         MANDATE_ANCHOR: "memory",
-        MANDATE_REMOTE_STEPS: "check_balance:signers,policy_check:signers,onchain_action:signers",
+        // The peer run: no remote steps, the same tasks run by the server's in-process workers
+        MANDATE_REMOTE_STEPS: remote ? "check_balance:signers,policy_check:signers,onchain_action:signers" : "",
         MANDATE_WORKER_CONCURRENCY: "16",
         MANDATE_RATE_LIMIT: "1000000",
         MANDATE_RATE_WINDOW: "1 second",
@@ -119,7 +129,18 @@ interface Figures {
   readonly emptyClaims: number
 }
 
-const run = async (base: string, agents: number, round: number): Promise<Figures> => {
+/**
+ * `agents` agents work `tasks` seed transfers: all started up front (`oneAtATime` false: throughput, each task's
+ * next step queued behind the backlog), or one after the other, each started once the last is done (`true`: the
+ * hand-off of an idle pipeline).
+ */
+const run = async (
+  base: string,
+  agents: number,
+  round: number,
+  tasks: number,
+  oneAtATime: boolean
+): Promise<Figures> => {
   const ids: Array<string> = []
   for (let i = 0; i < agents; i++) {
     const agent = await post(base, "/agents", { agent_id: `bench.r${round}-a${i}`, pool: "signers" })
@@ -131,15 +152,23 @@ const run = async (base: string, agents: number, round: number): Promise<Figures
   let finished = 0
   let emptyClaims = 0
   const began = performance.now()
-  await pooled(TASKS, 16, (i) =>
+  const start = (i: number) =>
     post(base, "/task/start", {
       task_type: "transfer_funds",
       parameters: { from: walletA, to: walletB, amount: 1 + i }
     })
-  )
+  const starting = oneAtATime
+    ? (async () => {
+        for (let i = 0; i < tasks; i++) {
+          await start(i)
+          while (finished <= i) await sleep(1)
+        }
+      })()
+    : pooled(tasks, 16, start)
+  if (!oneAtATime) await starting
   await Promise.all(
     ids.map(async (workerId) => {
-      while (finished < TASKS) {
+      while (finished < tasks) {
         const { steps } = await post(base, "/pools/signers/claim", {
           worker_id: workerId,
           max: 1,
@@ -166,8 +195,27 @@ const run = async (base: string, agents: number, round: number): Promise<Figures
       }
     })
   )
+  await starting
   const seconds = (performance.now() - began) / 1000
-  return { tasksPerSecond: TASKS / seconds, settle: latencyOf(settle), handoff: latencyOf(handoff), emptyClaims }
+  return { tasksPerSecond: tasks / seconds, settle: latencyOf(settle), handoff: latencyOf(handoff), emptyClaims }
+}
+
+/** The peer: the same tasks run by the server's own in-process workers (16), tasks/s until all are completed. */
+const inProcess = async (base: string): Promise<number> => {
+  const completed = async () => {
+    const metrics = await fetch(`${base}/metrics`, { headers }).then((r) => r.text())
+    return Number(/mandate_tasks\{state="completed"\} (\d+)/.exec(metrics)?.[1] ?? 0)
+  }
+  const before = await completed()
+  const began = performance.now()
+  await pooled(TASKS, 16, (i) =>
+    post(base, "/task/start", {
+      task_type: "transfer_funds",
+      parameters: { from: walletA, to: walletB, amount: 1 + i }
+    })
+  )
+  while ((await completed()) - before < TASKS) await sleep(20)
+  return TASKS / ((performance.now() - began) / 1000)
 }
 
 console.log(
@@ -175,30 +223,42 @@ console.log(
     .map((l) => l.toFixed(1))
     .join(" ")}`
 )
-console.log("| store | agents | tasks/s | settle p50 / p95 / p99 ms | hand-off p50 / p95 / p99 ms | empty claims |")
+console.log(
+  "| store | agents, load | tasks/s | settle p50 / p95 / p99 ms | hand-off p50 / p95 / p99 ms | empty claims |"
+)
 console.log("| --- | ---: | ---: | ---: | ---: | ---: |")
 let round = 0
 for (const store of STORES) {
+  const peerSchema = `bench_remote_steps_peer_${process.pid}`
+  const peer = await startServer(store, peerSchema, false)
+  try {
+    await inProcess(peer.base) // warm-up
+    console.log(`| ${store} | in-process workers (peer) | ${(await inProcess(peer.base)).toFixed(1)} | | | |`)
+  } finally {
+    await peer.stop()
+    if (store === "postgres") await dropSchema(peerSchema)
+  }
   const schema = `bench_remote_steps_${process.pid}`
   const server = await startServer(store, schema)
   try {
     // Warm-up: JIT and the first tasks through the pipeline
-    await run(server.base, 4, round++)
+    await run(server.base, 4, round++, Math.min(TASKS, 100), false)
+    const ms = (l: ReturnType<typeof latencyOf>) => `${l.p50.toFixed(1)} / ${l.p95.toFixed(1)} / ${l.p99.toFixed(1)}`
     for (const agents of AGENTS) {
-      const f = await run(server.base, agents, round++)
-      const ms = (l: ReturnType<typeof latencyOf>) => `${l.p50.toFixed(1)} / ${l.p95.toFixed(1)} / ${l.p99.toFixed(1)}`
+      const f = await run(server.base, agents, round++, TASKS, false)
       console.log(
-        `| ${store} | ${agents} | ${f.tasksPerSecond.toFixed(1)} | ${ms(f.settle)} | ${ms(f.handoff)} | ${f.emptyClaims} |`
+        `| ${store} | ${agents}, backlog | ${f.tasksPerSecond.toFixed(1)} | ${ms(f.settle)} | ${ms(f.handoff)} | ${f.emptyClaims} |`
+      )
+    }
+    for (const agents of AGENTS) {
+      const f = await run(server.base, agents, round++, SEQUENTIAL, true)
+      console.log(
+        `| ${store} | ${agents}, one task at a time | ${f.tasksPerSecond.toFixed(1)} | ${ms(f.settle)} | ${ms(f.handoff)} | ${f.emptyClaims} |`
       )
     }
   } finally {
     await server.stop()
-    if (store === "postgres") {
-      const client = new pg.Client({ connectionString: DATABASE_URL })
-      await client.connect()
-      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-      await client.end()
-    }
+    if (store === "postgres") await dropSchema(schema)
   }
 }
 NodeFs.rmSync(dir, { recursive: true })
