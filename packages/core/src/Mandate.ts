@@ -69,6 +69,11 @@ export interface MemoryOptions {
    * Each keeps its declared params and result schemas (`asRemoteStep`).
    */
   readonly remoteSteps?: { readonly [type: string]: string } | undefined
+  /**
+   * The principals whose agents may serve each pool (e.g. `{ signers: ["robot"] }`); a pool not named here is open
+   * to every principal with the `agent` role.
+   */
+  readonly poolPrincipals?: { readonly [pool: string]: ReadonlyArray<string> } | undefined
   /** Templates added to (or replacing) the seed templates, by kind. */
   readonly templates?: ReadonlyArray<TaskTemplate> | undefined
   /** Wallet balances for the seed handlers (default: every wallet holds 1,000,000 QU). */
@@ -120,10 +125,21 @@ export const layer = <E, R>(
   options?: MemoryOptions
 ): Layer.Layer<Services | LedgerStore, unknown, R> => {
   const remote = options?.remoteSteps ?? {}
-  const handlers = [
-    ...SeedHandlers.handlers({ blockedWallets: options?.blockedWallets }),
-    ...(options?.handlers ?? [])
-  ].map((h) => (Object.hasOwn(remote, h.type) ? asRemoteStep(h, remote[h.type]!) : h))
+  const handlers = [...SeedHandlers.handlers({ blockedWallets: options?.blockedWallets }), ...(options?.handlers ?? [])]
+    .map((h) => (Object.hasOwn(remote, h.type) ? asRemoteStep(h, remote[h.type]!) : h))
+    .map((h) => {
+      const principals = h.pool === undefined ? undefined : options?.poolPrincipals?.[h.pool]
+      return principals === undefined ? h : { ...h, principals: [...(h.principals ?? []), ...principals] }
+    })
+  const unknownPool = Object.keys(options?.poolPrincipals ?? {}).find((pool) => !handlers.some((h) => h.pool === pool))
+  if (unknownPool !== undefined) {
+    return Layer.effectDiscard(
+      InvalidInput.at(
+        `$.poolPrincipals[${JSON.stringify(unknownPool)}]`,
+        "Expected a pool that serves a remote step type"
+      )
+    ) as unknown as Layer.Layer<Services | LedgerStore, unknown, R>
+  }
   const unknownRemote = Object.keys(remote).find((type) => !handlers.some((h) => h.type === type))
   if (unknownRemote !== undefined) {
     return Layer.effectDiscard(

@@ -5,9 +5,10 @@
  * - **Only the pool's agents.** A step type declared remote (`remoteStep`, `asRemoteStep`) is routed to a pool;
  *   its jobs wait in the runtime's reserved queue of that pool, which `PublicQueue` closes to everyone. An agent
  *   reaches them only here: with the `agent` role, acting as one of its own worker ids (`PublicQueue.requireWorker`),
- *   registered in `/agents` in that very pool (an unregistered worker id is `AgentNotFound`). A claim for another pool
- *   is `Forbidden`; a lease of another pool's
- *   step does not exist for it (`JobNotFound`), and one it does not hold is `LeaseLost`.
+ *   registered in `/agents` in that very pool (an unregistered worker id is `AgentNotFound`), and, when the pool's
+ *   step types name the principals that serve it (`principals`, `Mandate`'s `poolPrincipals`), one of theirs. A claim
+ *   for another pool is `Forbidden`; a lease of another pool's step does not exist for it (`JobNotFound`), and one
+ *   it does not hold is `LeaseLost`.
  * - **The step, nothing more.** A claim hands over the step's decoded params, its task and step ids, the attempt,
  *   the idempotency key and the lease: never the task, its other steps or the ledger (agents read no tasks,
  *   `Access`). A step that needs approval is enqueued, so offered, only once approved.
@@ -183,10 +184,15 @@ export class RemoteSteps extends Context.Service<
 
       const servedBy = new Map<string, Array<string>>()
       const poolOfType = new Map<string, string>()
+      // A pool any of whose step types names principals is served by those principals' agents only
+      const principalsOf = new Map<string, Set<string>>()
       for (const h of handlers.all) {
         if (h.pool === undefined) continue
         poolOfType.set(h.type, h.pool)
         servedBy.set(h.pool, [...(servedBy.get(h.pool) ?? []), h.type])
+        if (h.principals !== undefined) {
+          principalsOf.set(h.pool, new Set([...(principalsOf.get(h.pool) ?? []), ...h.principals]))
+        }
       }
 
       /** The registered agent the principal acts as: an agent of its own, with the `agent` role. */
@@ -197,7 +203,16 @@ export class RemoteSteps extends Context.Service<
           }
           yield* requireWorker(principal, workerId)
           // An agent unknown to the registry has no pool, so no steps: it registers in its pool first
-          return yield* agents.get(workerId)
+          const agent = yield* agents.get(workerId)
+          const allowed = principalsOf.get(agent.pool)
+          if (allowed !== undefined && !allowed.has(principal.id) && !hasRole(principal, "admin")) {
+            return yield* new Forbidden({
+              principal: principal.id,
+              action,
+              reason: `pool ${agent.pool} is served by the agents of ${[...allowed].sort().join(", ")} only`
+            })
+          }
+          return agent
         })
 
       const typesOf = new Map<string, ReadonlyArray<RemoteStepType>>()

@@ -73,6 +73,11 @@ export interface StepHandler<P = any, A = any, R = never> {
   readonly run: (params: P, ctx: StepContext) => Effect.Effect<A, StepError, R>
   /** Set on a remote step type: the pool whose agents run it (its `run` is never called in process). */
   readonly pool?: string | undefined
+  /**
+   * On a remote step type: the principals whose agents may serve its pool. Absent: any principal with the `agent`
+   * role that registers an agent in the pool.
+   */
+  readonly principals?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -87,6 +92,8 @@ export interface RemoteStep<P = any, A = any> {
   readonly params: Schema.Codec<P, any>
   readonly result: Schema.Codec<A, any>
   readonly pool: string
+  /** The principals whose agents may serve the pool (default: any principal with the `agent` role). */
+  readonly principals?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -110,13 +117,18 @@ export const remoteStep = <P, A>(declaration: RemoteStep<P, A>): StepHandler<P, 
  * @category constructors
  * @since 0.1.0
  */
-export const asRemoteStep = <P, A>(handler: StepHandler<P, A, any>, pool: string): StepHandler<P, A, never> =>
+export const asRemoteStep = <P, A>(
+  handler: StepHandler<P, A, any>,
+  pool: string,
+  principals?: ReadonlyArray<string>
+): StepHandler<P, A, never> =>
   remoteStep({
     type: handler.type,
     ...(handler.description === undefined ? {} : { description: handler.description }),
     params: handler.params,
     result: handler.result,
-    pool
+    pool,
+    ...(principals === undefined ? {} : { principals })
   })
 
 /**

@@ -165,6 +165,7 @@ export const layerConfig = Layer.unwrap(
           ? {}
           : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } },
       remoteSteps: config.remoteSteps,
+      poolPrincipals: config.poolPrincipals,
       runtime: {
         workers: config.workerConcurrency > 0,
         concurrency: Math.max(1, config.workerConcurrency),

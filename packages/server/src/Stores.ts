@@ -55,6 +55,8 @@ export interface StoresOptions {
   readonly runtime?: RuntimeOptions | undefined
   /** Step types run by remote agents: step type → pool (`MANDATE_REMOTE_STEPS`). */
   readonly remoteSteps?: { readonly [type: string]: string } | undefined
+  /** The principals whose agents may serve each pool (`MANDATE_POOL_PRINCIPALS`); other pools are open to agents. */
+  readonly poolPrincipals?: { readonly [pool: string]: ReadonlyArray<string> } | undefined
   /** Where request budgets are counted (default: the backend's own, else memory). */
   readonly rateLimit?: Layer.Layer<RateLimit, unknown> | undefined
 }
@@ -147,7 +149,8 @@ const mandateOptions = (options: StoresOptions | undefined): Mandate.MemoryOptio
   ...(options?.policy === undefined ? {} : { policy: options.policy }),
   ...(options?.ledger === undefined ? {} : { ledger: options.ledger }),
   ...(options?.runtime === undefined ? {} : { runtime: options.runtime }),
-  ...(options?.remoteSteps === undefined ? {} : { remoteSteps: options.remoteSteps })
+  ...(options?.remoteSteps === undefined ? {} : { remoteSteps: options.remoteSteps }),
+  ...(options?.poolPrincipals === undefined ? {} : { poolPrincipals: options.poolPrincipals })
 })
 
 /**

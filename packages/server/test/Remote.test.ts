@@ -14,8 +14,14 @@ import * as TestServer from "./utils/TestServer.ts"
 
 const { call, tokens, walletA, walletB, waitForStatus } = TestServer
 
-/** `onchain_action` runs on agents of pool `signers`, `monitor_action` on pool `watchers`. */
-const remoteSteps = { onchain_action: "signers", monitor_action: "watchers" }
+/**
+ * `onchain_action` runs on agents of pool `signers` (open to every agent principal), `monitor_action` on pool
+ * `watchers`, which only the agents of principal `hsm` may serve.
+ */
+const options = {
+  remoteSteps: { onchain_action: "signers", monitor_action: "watchers" },
+  poolPrincipals: { watchers: ["hsm"] }
+}
 
 const transfer = (amount: number) => ({
   task_type: "transfer_funds",
@@ -198,10 +204,16 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
         yield* register(holder, "signers")
         yield* register(peer, "signers")
         yield* register(watcher, "watchers")
+        const stranger = `robot.stranger-${name}`
+        yield* register(stranger, "observers")
 
         // Another pool's agent may not claim this pool's steps
-        const otherPool = yield* claim(watcher, "signers")
+        const otherPool = yield* claim(stranger, "signers")
         assert.strictEqual(otherPool.status, 403, otherPool.text)
+        // Nor may robot's agents serve watchers, a pool only hsm's agents serve, though one registered there
+        const notServing = yield* claim(watcher, "watchers")
+        assert.strictEqual(notServing.status, 403, notServing.text)
+        assert.include(notServing.body.message, "served by the agents of hsm only")
         // A submitter is no agent; an agent may not act as a worker id of another principal
         assert.strictEqual((yield* claim(holder, "signers", { token: tokens.alice })).status, 403)
         assert.strictEqual((yield* claim("mallory.x", "signers")).status, 403)
@@ -215,7 +227,8 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
             body: { worker_id: worker, result: receipt("tx-forged") }
           })
         // The step does not exist for another pool's agent; the pool's other agent holds no lease on it
-        assert.strictEqual((yield* settle(watcher)).status, 404)
+        assert.strictEqual((yield* settle(stranger)).status, 404)
+        assert.strictEqual((yield* settle(watcher)).status, 403)
         assert.strictEqual((yield* settle(peer)).status, 409)
         assert.strictEqual((yield* settle(holder, tokens.alice)).status, 403)
         assert.strictEqual((yield* settle(holder, tokens.robotEu)).status, 403)
@@ -356,11 +369,11 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
   })
 
 describe("remote steps over HTTP", () => {
-  suite("memory", TestServer.memoryServices({ remoteSteps }))
+  suite("memory", TestServer.memoryServices(options))
   TestPostgres.describePostgres("postgres", () => {
-    suite("postgres", TestPostgres.services({ remoteSteps }))
+    suite("postgres", TestPostgres.services(options))
   })
   TestRedis.describeRedis("redis", () => {
-    suite("redis", TestRedis.services({ remoteSteps }))
+    suite("redis", TestRedis.services(options))
   })
 })
