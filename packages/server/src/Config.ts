@@ -115,17 +115,26 @@ const CorsOrigins = Schema.String.pipe(
   )
 )
 
+// Keys are checked by a filter, not by the record's key schema: decoding drops keys a key schema refuses, and a bad
+// entry must be refused, not dropped
+const keysMatch = (pattern: RegExp, message: string) =>
+  Schema.makeFilter((record: { readonly [key: string]: unknown }) =>
+    Object.keys(record)
+      .filter((key) => !pattern.test(key))
+      .map((key) => ({ path: [key], issue: message }))
+  )
+
 // `type:pool,type:pool`: each step type once, pools named as queues are (at most 51 characters: `mandate.pool.` + it)
 const RemoteSteps = Schema.String.pipe(
   Schema.decodeTo(
     Schema.Record(
-      Schema.String.check(Schema.isPattern(/^[a-z][a-z0-9_.-]{0,63}$/, { message: "Expected a step type" })),
+      Schema.String,
       Schema.String.check(
         Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,50}$/, {
           message: "Expected a pool name: 1-51 letters, digits and _ . : -"
         })
       )
-    ),
+    ).check(keysMatch(/^[a-z][a-z0-9_.-]{0,63}$/, "Expected a step type")),
     {
       decode: SchemaGetter.transform((text: string) =>
         Object.fromEntries(
@@ -152,11 +161,11 @@ const RemoteSteps = Schema.String.pipe(
 const PoolPrincipals = Schema.String.pipe(
   Schema.decodeTo(
     Schema.Record(
-      Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,50}$/, { message: "Expected a pool name" })),
+      Schema.String,
       Schema.Array(
         Schema.String.check(Schema.isPattern(/^[^\s,:+]{1,128}$/, { message: "Expected a principal id" }))
       ).check(Schema.isMinLength(1))
-    ),
+    ).check(keysMatch(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,50}$/, "Expected a pool name")),
     {
       decode: SchemaGetter.transform((text: string) =>
         Object.fromEntries(

@@ -5,8 +5,9 @@
  * kept out (another pool's agent, a submitter, an agent without the lease), a refused result as a failed attempt,
  * pools and stalled steps in the status, and `POST /execute`.
  */
-import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Fiber, type Layer } from "effect"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { ConfigProvider, Effect, Fiber, type Layer } from "effect"
+import { ServerConfig } from "../src/Config.ts"
 import type * as Stores from "../src/Stores.ts"
 import * as TestPostgres from "./utils/TestPostgres.ts"
 import * as TestRedis from "./utils/TestRedis.ts"
@@ -367,6 +368,34 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
       })
     )
   })
+
+describe("MANDATE_REMOTE_STEPS and MANDATE_POOL_PRINCIPALS", () => {
+  const parse = (env: Record<string, string>) => ServerConfig.parse(ConfigProvider.fromEnvRecord(env))
+
+  it.effect("are type:pool and pool:principal+principal lists, empty by default; anything else is refused", () =>
+    Effect.gen(function* () {
+      const none = yield* parse({})
+      assert.deepStrictEqual(none.remoteSteps, {})
+      assert.deepStrictEqual(none.poolPrincipals, {})
+      const some = yield* parse({
+        MANDATE_REMOTE_STEPS: " onchain_action:signers , monitor_action:watchers,",
+        MANDATE_POOL_PRINCIPALS: "signers:hsm+robot"
+      })
+      assert.deepStrictEqual(some.remoteSteps, { onchain_action: "signers", monitor_action: "watchers" })
+      assert.deepStrictEqual(some.poolPrincipals, { signers: ["hsm", "robot"] })
+      for (const bad of ["onchain_action", "onchain_action:", `onchain_action:${"p".repeat(52)}`, "Bad:pool"]) {
+        assert.include(String(yield* Effect.flip(parse({ MANDATE_REMOTE_STEPS: bad }))), "MANDATE_REMOTE_STEPS", bad)
+      }
+      for (const bad of ["signers", "signers:", "signers:a b"]) {
+        assert.include(
+          String(yield* Effect.flip(parse({ MANDATE_POOL_PRINCIPALS: bad }))),
+          "MANDATE_POOL_PRINCIPALS",
+          bad
+        )
+      }
+    })
+  )
+})
 
 describe("remote steps over HTTP", () => {
   suite("memory", TestServer.memoryServices(options))
