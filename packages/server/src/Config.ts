@@ -30,12 +30,17 @@
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_CORS_ORIGINS` | | origins whose pages may call the API (`https://ops.example.com,…` or `*`); CORS is off without it |
+ * | `MANDATE_PUBLIC_URL` | `http://HOST:PORT` | the console's address, for links in webhook messages |
+ * | `MANDATE_WEBHOOKS_FILE` | | JSON file of webhook subscriptions (`[{ url, events, secret }]`) |
+ * | `MANDATE_WEBHOOKS` | | the same JSON, inline (both may be given) |
  * | `MANDATE_DEV_TOKENS_FILE` | `.mandate/dev-tokens.env` | where development mode writes its tokens |
  * | `LOG_LEVEL` | `Info` | `Debug`, `Info`, `Warn`, `Error` |
  *
  * @since 0.1.0
  */
-import { Config, Duration, type LogLevel, Option, type Redacted, Schema, SchemaGetter } from "effect"
+import { readFile } from "node:fs/promises"
+import { type ConfiguredWebhook, decodeWebhooksConfig, InvalidInput, Webhook } from "@mandate/core"
+import { Config, Duration, Effect, type LogLevel, Option, Redacted, Schema, SchemaGetter } from "effect"
 
 /**
  * @category models
@@ -84,6 +89,9 @@ export interface ServerConfig {
   readonly shutdownGrace: Duration.Duration
   readonly sseKeepAlive: Duration.Duration
   readonly corsOrigins: ReadonlyArray<string>
+  readonly publicUrl: Option.Option<string>
+  readonly webhooksFile: Option.Option<string>
+  readonly webhooks: Option.Option<Redacted.Redacted>
   readonly devTokensFile: string
   readonly logLevel: LogLevel.LogLevel
 }
@@ -243,6 +251,9 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   shutdownGrace: Config.Duration("MANDATE_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
   sseKeepAlive: Config.Duration("MANDATE_SSE_KEEPALIVE").pipe(Config.withDefault(Duration.seconds(15))),
   corsOrigins: Config.schema(CorsOrigins, "MANDATE_CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
+  publicUrl: Config.schema(Webhook.Url, "MANDATE_PUBLIC_URL").pipe(Config.option),
+  webhooksFile: Config.String("MANDATE_WEBHOOKS_FILE").pipe(Config.option),
+  webhooks: Config.Redacted("MANDATE_WEBHOOKS").pipe(Config.option),
   devTokensFile: Config.String("MANDATE_DEV_TOKENS_FILE").pipe(Config.withDefault(".mandate/dev-tokens.env")),
   logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const))
 })
@@ -255,3 +266,37 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
  */
 export const isDevelopmentMode = (config: ServerConfig): boolean =>
   Option.isNone(config.apiKeys) && Option.isNone(config.jwtSecret) && Option.isNone(config.jwtPublicKey)
+
+/**
+ * The webhook subscriptions of `MANDATE_WEBHOOKS_FILE` and `MANDATE_WEBHOOKS` (JSON: an array of `{ url, events,
+ * secret, id?, enabled?, description? }`, or `{ "subscriptions": [...] }`), checked; a bad one is an `InvalidInput`
+ * whose path starts with the variable's name.
+ *
+ * @category config
+ * @since 0.1.0
+ */
+export const loadWebhooks = (
+  config: Pick<ServerConfig, "webhooksFile" | "webhooks">
+): Effect.Effect<ReadonlyArray<ConfiguredWebhook>, InvalidInput> =>
+  Effect.gen(function* () {
+    const parse = (text: string, source: string) =>
+      Effect.try({
+        try: () => JSON.parse(text) as unknown,
+        catch: (e) => InvalidInput.at(source, `Expected JSON: ${e instanceof Error ? e.message : String(e)}`)
+      })
+    const out: Array<ConfiguredWebhook> = []
+    if (Option.isSome(config.webhooksFile)) {
+      const file = config.webhooksFile.value
+      const text = yield* Effect.tryPromise({
+        try: () => readFile(file, "utf8"),
+        catch: (e) =>
+          InvalidInput.at("MANDATE_WEBHOOKS_FILE", `Cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`)
+      })
+      out.push(...(yield* decodeWebhooksConfig(yield* parse(text, "MANDATE_WEBHOOKS_FILE"), "MANDATE_WEBHOOKS_FILE")))
+    }
+    if (Option.isSome(config.webhooks)) {
+      const inline = yield* parse(Redacted.value(config.webhooks.value), "MANDATE_WEBHOOKS")
+      out.push(...(yield* decodeWebhooksConfig(inline, "MANDATE_WEBHOOKS")))
+    }
+    return out
+  })

@@ -14,7 +14,7 @@ import { Clock, Duration, Effect, Latch, Layer, Logger, type LogLevel, Option, R
 import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { Api } from "./api/Api.ts"
-import { isDevelopmentMode, ServerConfig } from "./Config.ts"
+import { isDevelopmentMode, loadWebhooks, ServerConfig } from "./Config.ts"
 import {
   Authenticator,
   type AuthOptions,
@@ -31,6 +31,7 @@ import * as Remote from "./http/Remote.ts"
 import * as Requests from "./http/Requests.ts"
 import * as System from "./http/System.ts"
 import * as Tasks from "./http/Tasks.ts"
+import * as Webhooks from "./http/Webhooks.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Stores from "./Stores.ts"
 
@@ -63,7 +64,14 @@ export interface AppOptions {
  */
 export const layerRoutes = (options?: AppOptions) => {
   const maxBodyBytes = options?.maxBodyBytes ?? 1_048_576
-  const handlers = Layer.mergeAll(Tasks.layer, Ledger.layer, Queue.layer, Remote.layer, System.layer).pipe(
+  const handlers = Layer.mergeAll(
+    Tasks.layer,
+    Ledger.layer,
+    Queue.layer,
+    Remote.layer,
+    System.layer,
+    Webhooks.layer
+  ).pipe(
     Layer.provide([
       layerAuth(options?.rateLimit ?? { limit: 600, window: Duration.minutes(1) }),
       layerRequestErrors({ maxBodyBytes }),
@@ -157,8 +165,16 @@ export const layerConfig = Layer.unwrap(
           jwtMaxLifetime: config.jwtMaxLifetime
         }
     const grace = Duration.toMillis(config.shutdownGrace)
+    const subscriptions = yield* loadWebhooks(config)
     const services = Stores.layerFromConfig(config, {
       policy,
+      webhooks: {
+        publicUrl: Option.getOrElse(
+          config.publicUrl,
+          () => `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}`
+        ),
+        subscriptions
+      },
       // The signing key is chosen with the store (Stores.ledgerKeys)
       ledger:
         config.anchor === "none"

@@ -29,11 +29,15 @@ export type WireError<E> =
           | "EntryNotFound"
           | "AnchorNotFound"
           | "UnknownPolicyVersion"
+          | "WebhookNotFound"
+          | "WebhookDeliveryNotFound"
         >
       ? NotFound
       : E extends Tagged<"StepNotFound">
         ? NotFound | Conflict
-        : E extends Tagged<"IllegalTransition" | "LeaseLost" | "VersionConflict" | "LedgerTampered" | "TaskExists">
+        : E extends Tagged<
+              "IllegalTransition" | "LeaseLost" | "VersionConflict" | "LedgerTampered" | "TaskExists" | "PlanStale"
+            >
           ? Conflict
           : E extends Tagged<"Forbidden" | "ApprovalForbidden">
             ? Forbidden
@@ -145,6 +149,10 @@ export const toHttp =
           return new NotFound({ message: message(e), resource: "transaction", id: field(e, "id") })
         case "UnknownPolicyVersion":
           return new NotFound({ message: message(e), resource: "policy_version", id: field(e, "version") })
+        case "WebhookNotFound":
+          return new NotFound({ message: message(e), resource: "webhook", id: field(e, "webhookId") })
+        case "WebhookDeliveryNotFound":
+          return new NotFound({ message: message(e), resource: "webhook_delivery", id: field(e, "deliveryId") })
         case "StepNotFound":
           return field(e, "problem") === "missing"
             ? new NotFound({ message: message(e), resource: "step", id: field(e, "stepId") })
@@ -157,6 +165,8 @@ export const toHttp =
           return new Conflict({ message: message(e), reason: "concurrent_update" })
         case "TaskExists":
           return new Conflict({ message: message(e), reason: "task_exists" })
+        case "PlanStale":
+          return new Conflict({ message: message(e), reason: field(e, "reason") })
         case "LedgerTampered":
           return new Conflict({ message: message(e), reason: "ledger_tampered" })
         case "Forbidden":

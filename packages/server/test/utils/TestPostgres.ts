@@ -44,10 +44,9 @@ export const describePostgres = (name: string, fn: () => void): void => {
  * Every service the Postgres backend has (the rest on memory), in a fresh schema dropped afterwards (named
  * `schema` when given, so a test can find its own connections), with any other store options given.
  */
-export const services = (options?: Stores.StoresOptions & { readonly schema?: string }) =>
+export const services = ({ schema: named, ...options }: Stores.StoresOptions & { readonly schema?: string } = {}) =>
   Layer.unwrap(
     Effect.sync(() => {
-      const { schema: named, ...stores } = options ?? {}
       const schema = named ?? `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
       const drop = Layer.effectDiscard(
         Effect.addFinalizer(() =>
@@ -59,8 +58,23 @@ export const services = (options?: Stores.StoresOptions & { readonly schema?: st
       )
       const config = Postgres.makeConfig(url, { schema, poolSize: 4 })
       return Stores.Readiness.layer({ store: "postgres", anchor: "qubic-mock" }).pipe(
-        Layer.provideMerge(Stores.layerPg(config, { runtime: fastRuntime, anchor: fastChain(), ...stores })),
+        Layer.provideMerge(Stores.layerPg(config, { runtime: fastRuntime, anchor: fastChain(), ...options })),
         Layer.provideMerge(drop)
       )
     })
   )
+
+/**
+ * A config on a fresh schema, dropped when the scope closes: for tests that start several server processes (each
+ * `Stores.layerPg` its own pool) on one database.
+ */
+export const freshConfig = Effect.gen(function* () {
+  const schema = `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
+  yield* Effect.addFinalizer(() =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(
+      Effect.provide(client(1)),
+      Effect.ignore
+    )
+  )
+  return Postgres.makeConfig(url, { schema, poolSize: 3 })
+})
