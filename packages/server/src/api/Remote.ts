@@ -2,7 +2,7 @@
  * Remote steps over HTTP: the agents of a pool claim the steps routed to it, keep their leases with heartbeats and
  * settle them (`/pools/{pool}/claim`, `/steps/{lease_id}/heartbeat|complete|fail`); and `POST /execute` runs one
  * step type as a one-step governed task. A step's params and result are checked against its declared schemas
- * (see the step types' JSON Schema in `/openapi.json` and `GET /kinds`), never trusted as sent.
+ * (`GET /pools/{pool}` publishes their JSON Schemas), never trusted as sent.
  *
  * @since 0.1.0
  */
