@@ -55,6 +55,7 @@ import {
   TaskStoreError,
   VersionConflict
 } from "./TaskStore.ts"
+import * as TaskTrace from "./TaskTrace.ts"
 import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
 import * as Worker from "./Worker.ts"
 
@@ -502,7 +503,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         const jobs = yield* queue.enqueueBatch(
           enqueues.map((c) => ({
             queue: queueOfType.get(c.planned.type) ?? stepsQueue,
-            payload: { taskId: record.task.id, stepId: c.step.id, round: c.step.round },
+            payload: {
+              taskId: record.task.id,
+              stepId: c.step.id,
+              round: c.step.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
             priority: record.task.priority,
             maxAttempts,
             idempotencyKey: `${record.task.id}/${c.step.id}/${c.step.round}`,
@@ -520,7 +526,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         yield* queue.enqueueBatch(
           deadlines.map((c) => ({
             queue: deadlinesQueue,
-            payload: { taskId: record.task.id, stepId: c.stepId, round: c.round },
+            payload: {
+              taskId: record.task.id,
+              stepId: c.stepId,
+              round: c.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
             priority: "high" as const,
             runAt: c.at,
             maxAttempts: 20,
@@ -546,7 +557,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ]
           : []
       )
-      if (entries.length > 0) yield* ledger.appendBatch(entries)
+      if (entries.length > 0) {
+        yield* ledger
+          .appendBatch(entries)
+          .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
+      }
       for (const c of transition.commands) {
         if (c._tag === "CancelJob") {
           // A job that already finished or vanished needs no cancelling
@@ -569,7 +584,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           : []
       )
       return { record, events }
-    })
+    }).pipe(
+      transition.record.task.state === "completed" && before.task.state !== "completed"
+        ? TaskTrace.span("Runtime.complete", { attributes: { "mandate.task.id": transition.record.task.id } })
+        : (self) => self
+    )
 
   const publish = (events: ReadonlyArray<Omit<TaskEvent, "seq">>) =>
     events.length === 0
@@ -732,6 +751,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       }
       const id = yield* makeTaskId
       const plan = yield* planned(id).pipe(
+        TaskTrace.span("Planner.plan", { attributes: { "mandate.task.kind": request.kind } }),
         Effect.map((p): Plan | PlanRejected => p),
         Effect.catchIf(
           (e): e is PlanRejected => e instanceof PlanRejected,
@@ -741,6 +761,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       const accepted = plan instanceof PlanRejected ? plan.plan : plan
       yield* checkHandlers(accepted)
       const now = yield* Clock.currentTimeMillis
+      const trace = yield* TaskTrace.capture
       const task: Task = {
         id,
         kind: request.kind,
@@ -753,6 +774,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         policyVersion: accepted.policyVersion,
         reasons: [],
         gated: Access.isGated(accepted),
+        ...(trace === undefined ? {} : { trace }),
         createdAt: now,
         updatedAt: now,
         version: 0
@@ -1299,6 +1321,21 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     }).pipe(Effect.withSpan("Runtime.reconcile"))
   const reconcile = reconcileWith(true)
 
+  // A step job's spans join its task's trace (the payload carries it), whichever process runs the job
+  const inTaskTrace = (job: Job, name: string) => {
+    const payload = job.payload as { readonly taskId?: unknown; readonly stepId?: unknown } | null
+    return TaskTrace.span(name, {
+      parent: TaskTrace.fromPayload(job.payload),
+      kind: "consumer",
+      attributes: {
+        "mandate.task.id": payload?.taskId,
+        "mandate.step.id": payload?.stepId,
+        "mandate.job.id": job.id,
+        "mandate.job.attempt": job.attempts
+      }
+    })
+  }
+
   // ---- watching a task ------------------------------------------------------------------------------------
 
   // Subscribes first, then reads: an event published in between is one the view already shows (its version is
@@ -1337,11 +1374,15 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       ...(options?.workerId === undefined ? {} : { workerId: options.workerId }),
       ...(options?.pool === undefined ? {} : { pool: options.pool }),
       ...(options?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
-      handler: (job, { workerId }) => (job.queue === deadlinesQueue ? runDeadline(job) : runStep(job, workerId)),
+      handler: (job, { workerId }) =>
+        job.queue === deadlinesQueue
+          ? runDeadline(job).pipe(inTaskTrace(job, "Runtime.deadline"))
+          : runStep(job, workerId).pipe(inTaskTrace(job, "Runtime.step")),
       settle: (job, outcome, { workerId }) =>
         job.queue === deadlinesQueue
           ? Effect.void
           : settleStep(job, outcome, workerId).pipe(
+              inTaskTrace(job, "Runtime.settle"),
               Effect.catchCause((cause) =>
                 Cause.hasInterruptsOnly(cause)
                   ? Effect.failCause(cause)

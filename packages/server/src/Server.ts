@@ -9,7 +9,7 @@
 import type * as NodeHttp from "node:http"
 import { createServer } from "node:http"
 import { NodeHttpServer, NodeServices } from "@effect/platform-node"
-import { loadFile } from "@mandate/core"
+import { loadFile, Observability } from "@mandate/core"
 import { Clock, Duration, Effect, Latch, Layer, Logger, type LogLevel, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
@@ -120,6 +120,16 @@ export const layerApp = (options?: AppOptions) =>
   )
 
 /**
+ * Traces and metrics over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`Observability.layerOtlpFromEnv`;
+ * service name `mandate` unless `OTEL_SERVICE_NAME` says otherwise), else nothing. The metrics are those of the
+ * server's own registry, the ones `GET /metrics` shows (`Metrics.layerRefreshFromEnv` keeps its gauges current).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerObservability = Observability.layerOtlpFromEnv().pipe(Layer.provide(Metrics.layerRegistry))
+
+/**
  * JSON logs, one object per line, at `level` and above.
  *
  * @category layers
@@ -211,6 +221,7 @@ export const layerConfig = Layer.unwrap(
     // (so "listening" means serving), and released first (so the drain runs while everything is still there)
     return Layer.mergeAll(
       layerDrain(server, config.shutdownGrace, { draining }),
+      Metrics.layerRefreshFromEnv.pipe(Layer.provide([services, Metrics.layerRegistry])),
       announce({
         store: config.store,
         anchor: config.anchor,
@@ -231,6 +242,8 @@ export const layerConfig = Layer.unwrap(
       ),
       // Built first, released last: after the workers, the stores and their pools
       Layer.provideMerge(Layer.effectDiscard(Effect.addFinalizer(() => Effect.logInfo("Mandate server stopped")))),
+      // Built first and released last: every span and metric of the server goes out, the last ones flushed
+      Layer.provide(layerObservability),
       Layer.provide(layerLogging(config.logLevel))
     )
   })
