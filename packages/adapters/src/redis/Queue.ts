@@ -157,6 +157,8 @@ const claimRequeueLimit = 100
 const sweepBatch = 500
 // Most jobs one enqueue script stores
 const storeChunk = 2_000
+// Claimed jobs a layer remembers until they complete (see `claimed` in `makeQueue`)
+const claimCacheSize = 10_000
 
 /**
  * Builds the Redis queue over the `Redis` service in context, and starts its sweep (expired leases, and old
@@ -207,6 +209,23 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   const read = (jobId: JobId, operation: string) =>
     redis.send<Fields>("HMGET", k.job(jobId), ...FIELDS).pipe(Effect.mapError(storeError(operation)))
+
+  // The jobs this process claimed, as the claim returned them, until their outcome is recorded: completing one
+  // then needs no read back (see `completeResolver`). Bounded: a job claimed and never completed here (abandoned,
+  // or its lease lost) is forgotten once `claimCacheSize` newer claims came, and then read back if completed
+  const claimed = new Map<JobId, Job>()
+  const rememberClaim = (job: Job) => {
+    claimed.delete(job.id)
+    claimed.set(job.id, job)
+    if (claimed.size > claimCacheSize) claimed.delete(claimed.keys().next().value!)
+  }
+  const forgetClaim = (jobId: JobId) => {
+    claimed.delete(jobId)
+  }
+  const claimedCopy = (jobId: JobId, workerId: AgentId): Job | undefined => {
+    const copy = claimed.get(jobId)
+    return copy !== undefined && copy.lease?.workerId === workerId ? copy : undefined
+  }
 
   // ---- enqueue ---------------------------------------------------------------------------------------------
 
@@ -322,7 +341,9 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       claimRequeueLimit,
       valid.queues
     ).pipe(Effect.mapError(storeError("claim")))
-    return yield* jobsOf(replies, "claim")
+    const jobs = yield* jobsOf(replies, "claim")
+    for (const job of jobs) rememberClaim(job)
+    return jobs
   })
 
   // ---- the lease holder's operations -----------------------------------------------------------------------
@@ -356,11 +377,21 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   })
 
   // Concurrent completions (a worker pool's finished jobs) share one script call: one round trip for many jobs.
-  // Leases are checked against the latest caller's clock, a few milliseconds at most past the others'
+  // Leases are checked against the latest caller's clock, a few milliseconds at most past the others'. A job this
+  // process claimed is not read back: the script confirms its attempts are still those of the claim (only a new
+  // claim changes them, and what else may change meanwhile, the lease and the state, completing overwrites), and
+  // the completed job is the claimed copy with the fields the script wrote
   const completeResolver = RequestResolver.make<CompleteCall>((entries) => {
     const now = Math.max(...entries.map((entry) => entry.request.now))
-    const triples = entries.flatMap(({ request }) => [request.jobId, request.workerId, request.result])
-    return Effect.map(Effect.exit(completeScript(k.leases, prefix, now, triples)), (replies) => {
+    const quads: Array<string> = []
+    const copies: Array<Job | undefined> = []
+    for (const { request } of entries) {
+      const copy = claimedCopy(request.jobId, request.workerId)
+      copies.push(copy)
+      quads.push(request.jobId, request.workerId, request.result, copy === undefined ? "" : String(copy.attempts))
+    }
+    return Effect.map(Effect.exit(completeScript(k.leases, prefix, now, quads)), (replies) => {
+      for (const { request } of entries) forgetClaim(request.jobId)
       if (Exit.isFailure(replies)) {
         const failed = Exit.fail(storeError("complete")(Cause.squash(replies.cause)))
         for (const entry of entries) entry.completeUnsafe(failed)
@@ -368,14 +399,28 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       }
       entries.forEach((entry, i) => {
         const { jobId, workerId } = entry.request
-        const reply = replies.value[i] as Exclude<LeaseReply, readonly ["stale"]>
+        const reply = replies.value[i]!
         if (reply[0] === "ok") {
-          const job = toJob(reply[1])
+          const copy = copies[i]
+          if (reply.length === 1 && copy !== undefined) {
+            const { lease: _, ...rest } = copy
+            entry.completeUnsafe(
+              Exit.succeed({
+                ...rest,
+                state: "completed",
+                result: entry.request.value,
+                updatedAt: now,
+                finishedAt: now
+              })
+            )
+            return
+          }
+          const job = reply.length === 1 ? Result.fail("no fields") : toJob(reply[1])
           entry.completeUnsafe(
             Result.isSuccess(job) ? Exit.succeed(job.success) : Exit.fail(storeError("complete")(job.failure))
           )
         } else if (reply[0] === "missing") entry.completeUnsafe(Exit.fail(new JobNotFound({ jobId })))
-        else entry.completeUnsafe(Exit.fail(lost(jobId, workerId, reply)))
+        else entry.completeUnsafe(Exit.fail(lost(jobId, workerId, reply as LostReply)))
       })
     })
   }).pipe(RequestResolver.batchN(storeChunk))
@@ -384,19 +429,21 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const value = yield* prepareResult(result)
     const now = yield* Clock.currentTimeMillis
     return yield* Effect.request(
-      CompleteCall({ jobId, workerId, result: JSON.stringify(value), now }),
+      CompleteCall({ jobId, workerId, value, result: JSON.stringify(value), now }),
       completeResolver
     )
   })
 
   const release = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
     const now = yield* Clock.currentTimeMillis
+    forgetClaim(jobId)
     return yield* leaseOp("release", jobId, workerId, now, [])
   })
 
   const fail = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, error: string, options?: FailOptions) {
     const message = typeof error === "string" ? error : String(error)
     const retryable = options?.retryable !== false
+    forgetClaim(jobId)
     // The retry time is Backoff's, from the attempts stored: read, decide, then store under a guard on the
     // attempts (only a new claim changes them, and then this worker's lease is gone anyway)
     for (let round = 0; ; round++) {
@@ -932,6 +979,19 @@ local out = {}
 -- every queue that got a job is signalled, delayed ones included: a waiting worker then learns when it is due
 local touched = {}
 local added = {}
+-- the sequence is read once and written back once; the sorted sets get one ZADD per key, not per job
+local seq = tonumber(redis.call('GET', k_sequence()) or '0')
+local first = seq
+local all, lists, ready, delayed = {}, {}, {}, {}
+local function push(t, key, score, m)
+  local l = t[key]
+  if not l then
+    l = {}
+    t[key] = l
+  end
+  l[#l + 1] = score
+  l[#l + 1] = m
+end
 for i = 0, n - 1 do
   local a = 4 + i * 10
   local register, id, q, pool, priority, runAt, maxAttempts, idemKey, idem, payload = ARGV[a], ARGV[a + 1],
@@ -941,7 +1001,7 @@ for i = 0, n - 1 do
   if existing then
     out[#out + 1] = {0, read(existing)}
   else
-    local seq = redis.call('INCR', k_sequence())
+    seq = seq + 1
     if idem ~= '' then
       redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
         'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
@@ -952,8 +1012,9 @@ for i = 0, n - 1 do
         'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
         'failures', 0, 'seq', seq, 'pool', pool, 'leaseWorker', '')
     end
-    redis.call('ZADD', k_all(), seq, id)
-    redis.call('ZADD', k_list(q), seq, id)
+    all[#all + 1] = seq
+    all[#all + 1] = id
+    push(lists, q, seq, id)
     local key = q .. '/' .. pool
     if register == '1' and not added[key] then
       added[key] = true
@@ -961,11 +1022,26 @@ for i = 0, n - 1 do
       redis.call('SADD', k_pools(q), pool)
     end
     added[q .. ' ' .. priority] = (added[q .. ' ' .. priority] or 0) + 1
-    schedule(q, pool, seq, priority, id, runAt)
+    local m = member(seq, priority, id)
+    if tonumber(runAt) <= now then
+      push(ready, key, RANKS[priority] * SCALE + tonumber(runAt), m)
+    else
+      push(delayed, key, runAt, m)
+    end
     touched[q] = (touched[q] or 0) + 1
     out[#out + 1] = {1}
   end
 end
+local function zadd(key, l)
+  for i = 1, #l, 2000 do redis.call('ZADD', key, unpack(l, i, math.min(#l, i + 1999))) end
+end
+if seq > first then
+  redis.call('SET', k_sequence(), seq)
+  zadd(k_all(), all)
+end
+for q, l in pairs(lists) do zadd(k_list(q), l) end
+for b, l in pairs(ready) do zadd(k_ready(b), l) end
+for b, l in pairs(delayed) do zadd(k_delayed(b), l) end
 -- counters once per queue and priority, not per job
 for q, n in pairs(touched) do
   count(q, 'queued', n)
@@ -1033,19 +1109,35 @@ else
 end
 local out = {}
 local moved = {}
+-- the leases and (per queue) the waits are added once per claim
+local leases, waits = {}, {}
 for _, m in ipairs(chosen) do
   local id = string.sub(m, 18)
   local j = read(id)
   local q, priority, state = j[${F.queue}], j[${F.priority}], j[${F.state}]
   UPDATE(id, j, 'state', 'claimed', 'attempts', tonumber(j[${F.attempts}]) + 1, 'leaseWorker', worker,
     'leaseExpires', expires, 'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
-  redis.call('ZADD', k_leases(), expires, id)
-  sync_wait(q, id, ARGV[2], j[${F.runAt}])
+  leases[#leases + 1] = expires
+  leases[#leases + 1] = id
+  if now >= tonumber(j[${F.runAt}]) then
+    local w = waits[q]
+    if not w then
+      w = {}
+      waits[q] = w
+    end
+    w[#w + 1] = now - tonumber(j[${F.runAt}])
+    w[#w + 1] = id
+  else
+    -- a runAt ahead of this clock (another host's): no wait to count (see sync_wait)
+    redis.call('ZREM', k_waits(q), id)
+  end
   local key = q .. ' ' .. state .. ' ' .. priority
   moved[key] = moved[key] or {q, state, priority, 0}
   moved[key][4] = moved[key][4] + 1
   out[#out + 1] = j
 end
+if #leases > 0 then redis.call('ZADD', k_leases(), unpack(leases)) end
+for q, w in pairs(waits) do redis.call('ZADD', k_waits(q), unpack(w)) end
 -- counters once per (queue, state, priority) claimed from
 for _, m in pairs(moved) do
   count(m[1], m[2], -m[4])
@@ -1079,11 +1171,14 @@ interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | Qu
   readonly _tag: "CompleteCall"
   readonly jobId: JobId
   readonly workerId: AgentId
-  /** The result as JSON text. */
+  /** The result, and as JSON text. */
+  readonly value: Schema.Json
   readonly result: string
   readonly now: number
 }
 const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
+
+type LostReply = readonly ["lost", string, string, string | null]
 
 type LeaseReply =
   | readonly ["ok", Fields]
@@ -1168,26 +1263,53 @@ return lease_op(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   }
 ).withReturnType<LeaseReply>()
 
-// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, result JSON) per job. Completes each in order (a job
-// given twice is completed once; the second gets its refusal) and returns one lease reply per job
+// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, result JSON, attempts the caller saw or "") per job.
+// Completes each in order (a job given twice is completed once; the second gets its refusal) and returns one reply
+// per job: a lease reply, except {'ok'} without fields when the job's attempts are the ones the caller saw (its copy
+// from the claim is then the job, with what completing changed). A job costs one short read and one write; the
+// leases, the finished index and the counters are updated once per call
 const completeJobs = Redis.script(
-  (keyLeases: string, prefix: string, now: number, triples: ReadonlyArray<string>) => [
-    keyLeases,
-    prefix,
-    now,
-    ...triples
-  ],
+  (keyLeases: string, prefix: string, now: number, quads: ReadonlyArray<string>) => [keyLeases, prefix, now, ...quads],
   {
     numberOfKeys: 1,
-    lua: expand(`${prelude}${leaseFunction}
+    lua: expand(`${prelude}
 local out = {}
-for i = 3, #ARGV, 3 do
-  out[#out + 1] = lease_op('complete', ARGV[i], ARGV[i + 1], ARGV[i + 2])
+local done, finished = {}, {}
+local moved = {}
+for i = 3, #ARGV, 4 do
+  local id, worker, seen = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  local s = redis.call('HMGET', k_job(id), 'state', 'leaseWorker', 'leaseExpires', 'queue', 'attempts')
+  local state, holder = s[1], s[2]
+  if not state then
+    out[#out + 1] = {'missing'}
+  elseif (state ~= 'claimed' and state ~= 'running') or not holder or holder == '' then
+    out[#out + 1] = {'lost', 'not_leased', state, holder or ''}
+  elseif holder ~= worker then
+    out[#out + 1] = {'lost', 'held_by_other', state, holder}
+  elseif tonumber(s[3]) <= now then
+    out[#out + 1] = {'lost', 'expired', state, holder}
+  else
+    redis.call('HSET', k_job(id), 'state', 'completed', 'result', ARGV[i + 2], 'leaseWorker', '', 'leaseExpires', '',
+      'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
+    done[#done + 1] = id
+    finished[#finished + 1] = now
+    finished[#finished + 1] = id
+    local key = s[4] .. ' ' .. state
+    moved[key] = moved[key] or {s[4], state, 0}
+    moved[key][3] = moved[key][3] + 1
+    if seen ~= '' and s[5] == seen then out[#out + 1] = {'ok'} else out[#out + 1] = {'ok', read(id)} end
+  end
+end
+for i = 1, #done, 1000 do redis.call('ZREM', k_leases(), unpack(done, i, math.min(#done, i + 999))) end
+for i = 1, #finished, 2000 do redis.call('ZADD', k_finished(), unpack(finished, i, math.min(#finished, i + 1999))) end
+for _, m in pairs(moved) do
+  count(m[1], m[2], -m[3])
+  count(m[1], 'completed', m[3])
 end
 return out
 `)
   }
-).withReturnType<ReadonlyArray<LeaseReply>>()
+).withReturnType<ReadonlyArray<LeaseReply | readonly ["ok"]>>()
 
 // KEYS[1]: the job. ARGV: prefix, now, operation (cancel | retryDeadLettered), id
 // Returns {'ok', fields}, {'missing'} or {'illegal', from, to}
