@@ -4,6 +4,7 @@ import { AgentId, Queue, Worker } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/queue"
 import { Effect, Layer } from "effect"
 import { Redis } from "effect/persistence"
+import { TestClock } from "effect/testing"
 import { describeRedis, keysUnder, TestRedis } from "../utils/TestRedis.ts"
 
 describeRedis("Queue on Redis", () => {
@@ -272,6 +273,71 @@ describeRedis("Queue on Redis: large batches", () => {
         )
         const [first] = yield* queue.claim({ workerId: AgentId.make(`w-${uid()}`), queues: [q] })
         assert.strictEqual(first?.payload, 0)
+      })
+    )
+  })
+})
+
+describeRedis("Queue on Redis: completing claimed jobs", () => {
+  // A job this process claimed is completed without reading it back (its claimed copy stands in while its attempts
+  // are unchanged); what `complete` answers must be the job as stored either way
+  layer(TestRedis.layerWith((options) => layerQueue(options)))("claimed copies", (it) => {
+    it.effect("answers with the stored job: claimed here, claimed by another process, or re-claimed since", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const here = yield* Queue
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        const q = `copies-${uid()}`
+        const w = AgentId.make(`w-${uid()}`)
+        yield* here.enqueueBatch([
+          { queue: q, payload: { n: 1, nested: [1, "x"] }, priority: "high", idempotencyKey: "one", pool: "gpu" },
+          { queue: q, payload: 2 },
+          { queue: q, payload: 3 }
+        ])
+
+        // claimed here, started and heartbeaten before completing: every field as stored
+        const [first] = yield* here.claim({ workerId: w, queues: [q], pool: "gpu", leaseMs: 1_000 })
+        yield* here.start(first!.id, w)
+        yield* TestClock.adjust(10)
+        yield* here.heartbeat(first!.id, w, 5_000)
+        yield* TestClock.adjust(10)
+        const completed = yield* here.complete(first!.id, w, { ok: true })
+        assert.deepStrictEqual(completed, yield* here.get(first!.id))
+        assert.strictEqual(completed.state, "completed")
+        assert.deepStrictEqual(completed.result, { ok: true })
+        assert.strictEqual(completed.lease, undefined)
+        assert.strictEqual(completed.idempotencyKey, "one")
+        // a second completion is refused, not answered from the copy
+        const again = yield* Effect.flip(here.complete(first!.id, w, null))
+        assert.strictEqual(again._tag, "LeaseLost")
+
+        // claimed by another process: read back
+        const [second] = yield* there.claim({ workerId: w, queues: [q] })
+        const fromThere = yield* here.complete(second!.id, w, "done")
+        assert.deepStrictEqual(fromThere, yield* here.get(second!.id))
+
+        // claimed here, its lease expired and the job re-claimed elsewhere under the same worker id: the copy is
+        // stale (one attempt behind), so the job is read back
+        const [third] = yield* here.claim({ workerId: w, queues: [q], leaseMs: 1_000 })
+        yield* TestClock.adjust(1_001)
+        yield* there.requeueExpired
+        const [reclaimed] = yield* there.claim({ workerId: w, queues: [q] })
+        assert.strictEqual(reclaimed?.id, third!.id)
+        assert.strictEqual(reclaimed?.attempts, 2)
+        const latest = yield* here.complete(third!.id, w, null)
+        assert.strictEqual(latest.attempts, 2)
+        assert.strictEqual(latest.failures, 1)
+        assert.deepStrictEqual(latest, yield* here.get(third!.id))
+        assert.deepStrictEqual((yield* here.stats(q)).byState, {
+          queued: 0,
+          claimed: 0,
+          running: 0,
+          completed: 3,
+          failed: 0,
+          dead_lettered: 0,
+          cancelled: 0
+        })
       })
     )
   })
