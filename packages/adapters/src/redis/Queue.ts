@@ -146,6 +146,38 @@ const toJob = (fields: Fields): Result.Result<Job, unknown> => {
   }
 }
 
+// A claimed job from a claim's reply (see `claimJobs`) and what the claim set: the lease and the claim time
+const claimedJob = (
+  f: ReadonlyArray<string | number | null>,
+  workerId: string,
+  expiresAt: number,
+  now: number
+): Result.Result<Job, unknown> => {
+  try {
+    const job: Record<string, unknown> = {
+      id: f[3],
+      queue: f[0],
+      payload: JSON.parse(f[1] as string),
+      priority: f[2],
+      state: "claimed",
+      runAt: Number(f[4]),
+      attempts: Number(f[5]),
+      maxAttempts: Number(f[6])
+    }
+    if (f[7] !== null) job.idempotencyKey = f[7]
+    if (f[8] !== null && f[8] !== "") job.pool = f[8]
+    job.lease = { workerId, expiresAt }
+    if (f[9] !== null) job.lastError = f[9]
+    job.createdAt = Number(f[10])
+    job.updatedAt = now
+    job.claimedAt = now
+    job.failures = Number(f[11])
+    return decodeJob(job)
+  } catch (cause) {
+    return Result.fail(cause)
+  }
+}
+
 const clampInterval = (ms: number | undefined, fallback: number): number =>
   ms !== undefined && Number.isFinite(ms) ? Math.min(DAY_MS, Math.max(1, Math.floor(ms))) : fallback
 
@@ -341,8 +373,13 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       claimRequeueLimit,
       valid.queues
     ).pipe(Effect.mapError(storeError("claim")))
-    const jobs = yield* jobsOf(replies, "claim")
-    for (const job of jobs) rememberClaim(job)
+    const jobs: Array<Job> = []
+    for (const fields of replies) {
+      const job = claimedJob(fields, valid.workerId, now + leaseMs, now)
+      if (Result.isFailure(job)) return yield* storeError("claim")(job.failure)
+      rememberClaim(job.success)
+      jobs.push(job.success)
+    }
     return jobs
   })
 
@@ -857,6 +894,24 @@ const F = Object.fromEntries([...FIELDS, "seq"].map((name, i) => [name, i + 1]))
   number
 >
 
+// What a claim reads of each job: the fields it does not set itself. It answers them with the job's id in place of
+// the state (it is `claimed` now) and the attempts counted
+const CLAIM_READ = [
+  "queue",
+  "payload",
+  "priority",
+  "state",
+  "runAt",
+  "attempts",
+  "maxAttempts",
+  "idempotencyKey",
+  "pool",
+  "lastError",
+  "createdAt",
+  "failures"
+] as const
+const C = Object.fromEntries(CLAIM_READ.map((name, i) => [name, i + 1])) as Record<(typeof CLAIM_READ)[number], number>
+
 /**
  * Expands the scripts' two macros, so that a run allocates no closures or tables for them:
  * - `k_name(expr)` / `k_name()`: the key family or single key `name` of `Keys` (one layout: `queueKeyFamilies`);
@@ -1056,7 +1111,8 @@ return out
 ).withReturnType<ReadonlyArray<readonly [1] | readonly [0, Fields]>>()
 
 // ARGV: prefix, now, max, worker, lease expiry, pool ("" for none), requeue limit, queues…
-// Returns the claimed jobs' fields, most urgent first
+// Returns the claimed jobs, most urgent first, each as its `CLAIM_READ` fields with the id in place of the state
+// and the attempts counted (see `claimedJob`)
 const claimJobs = Redis.script(
   (
     keySequence: string,
@@ -1113,19 +1169,23 @@ local moved = {}
 local leases, waits = {}, {}
 for _, m in ipairs(chosen) do
   local id = string.sub(m, 18)
-  local j = read(id)
-  local q, priority, state = j[${F.queue}], j[${F.priority}], j[${F.state}]
-  UPDATE(id, j, 'state', 'claimed', 'attempts', tonumber(j[${F.attempts}]) + 1, 'leaseWorker', worker,
-    'leaseExpires', expires, 'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
+  -- the fields a claim does not set (a claimable job has no result, lease or finish time)
+  local j = redis.call('HMGET', k_job(id), ${CLAIM_READ.map((f) => `'${f}'`).join(", ")})
+  local q, priority, state, runAt = j[${C.queue}], j[${C.priority}], j[${C.state}], tonumber(j[${C.runAt}])
+  local attempts = tonumber(j[${C.attempts}]) + 1
+  redis.call('HSET', k_job(id), 'state', 'claimed', 'attempts', attempts, 'leaseWorker', worker, 'leaseExpires', expires,
+    'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
+  j[${C.state}] = id
+  j[${C.attempts}] = attempts
   leases[#leases + 1] = expires
   leases[#leases + 1] = id
-  if now >= tonumber(j[${F.runAt}]) then
+  if now >= runAt then
     local w = waits[q]
     if not w then
       w = {}
       waits[q] = w
     end
-    w[#w + 1] = now - tonumber(j[${F.runAt}])
+    w[#w + 1] = now - runAt
     w[#w + 1] = id
   else
     -- a runAt ahead of this clock (another host's): no wait to count (see sync_wait)
@@ -1147,7 +1207,7 @@ end
 return out
 `)
   }
-).withReturnType<ReadonlyArray<Fields>>()
+).withReturnType<ReadonlyArray<ReadonlyArray<string | number | null>>>()
 
 const lost = (jobId: JobId, workerId: AgentId, reply: readonly ["lost", string, string, string | null]) => {
   const [, reason, state, holder] = reply
