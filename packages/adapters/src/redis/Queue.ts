@@ -215,6 +215,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const claimScript = redis.eval(claimJobs)
   const leaseScript = redis.eval(leaseOperation)
   const completeScript = redis.eval(completeJobs)
+  const heartbeatScript = redis.eval(heartbeatJobs)
   const adminScript = redis.eval(adminOperation)
   const requeueScript = redis.eval(requeueExpiredJobs)
   const listScript = redis.eval(listJobs)
@@ -407,10 +408,57 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     return yield* leaseOp("start", jobId, workerId, now, [])
   })
 
+  // Concurrent heartbeats (a worker extending all its leases at once) share one script call, as completions do;
+  // a job claimed here is answered from its claimed copy with the new lease (see `completeResolver`)
+  const heartbeatResolver = RequestResolver.make<HeartbeatCall>((entries) => {
+    const now = Math.max(...entries.map((entry) => entry.request.now))
+    const quads: Array<string> = []
+    const copies: Array<Job | undefined> = []
+    for (const { request } of entries) {
+      const copy = claimedCopy(request.jobId, request.workerId)
+      copies.push(copy)
+      quads.push(
+        request.jobId,
+        request.workerId,
+        String(request.expiresAt),
+        copy === undefined ? "" : String(copy.attempts)
+      )
+    }
+    return Effect.map(Effect.exit(heartbeatScript(k.leases, prefix, now, quads)), (replies) => {
+      if (Exit.isFailure(replies)) {
+        const failed = Exit.fail(storeError("heartbeat")(Cause.squash(replies.cause)))
+        for (const entry of entries) entry.completeUnsafe(failed)
+        return
+      }
+      entries.forEach((entry, i) => {
+        const { jobId, workerId, expiresAt } = entry.request
+        const reply = replies.value[i]!
+        const copy = copies[i]
+        if (reply[0] === "copy" && copy !== undefined) {
+          entry.completeUnsafe(
+            Exit.succeed({
+              ...copy,
+              state: reply[1] as Job["state"],
+              lease: { workerId, expiresAt },
+              updatedAt: now
+            })
+          )
+        } else if (reply[0] === "ok") {
+          const job = toJob(reply[1])
+          entry.completeUnsafe(
+            Result.isSuccess(job) ? Exit.succeed(job.success) : Exit.fail(storeError("heartbeat")(job.failure))
+          )
+        } else if (reply[0] === "missing") entry.completeUnsafe(Exit.fail(new JobNotFound({ jobId })))
+        else if (reply[0] === "lost") entry.completeUnsafe(Exit.fail(lost(jobId, workerId, reply)))
+        else entry.completeUnsafe(Exit.fail(storeError("heartbeat")("no claimed copy for the job")))
+      })
+    })
+  }).pipe(RequestResolver.batchN(storeChunk))
+
   const heartbeat = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
     const extend = yield* decodeExtendMs(extendMs)
     const now = yield* Clock.currentTimeMillis
-    return yield* leaseOp("heartbeat", jobId, workerId, now, [String(now + extend)])
+    return yield* Effect.request(HeartbeatCall({ jobId, workerId, expiresAt: now + extend, now }), heartbeatResolver)
   })
 
   // Concurrent completions (a worker pool's finished jobs) share one script call: one round trip for many jobs.
@@ -1238,6 +1286,15 @@ interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | Qu
 }
 const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
 
+interface HeartbeatCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
+  readonly _tag: "HeartbeatCall"
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  readonly expiresAt: number
+  readonly now: number
+}
+const HeartbeatCall = Request.tagged<HeartbeatCall>("HeartbeatCall")
+
 type LostReply = readonly ["lost", string, string, string | null]
 
 type LeaseReply =
@@ -1247,8 +1304,8 @@ type LeaseReply =
   | readonly ["stale"]
 
 const leaseFunction = `
--- One lease holder's operation on one job (ARGV[2] is now). a1..a3 per operation: heartbeat: lease expiry;
--- complete: result JSON; fail: expected attempts, retry time ("" = dead letter), error.
+-- One lease holder's operation on one job (ARGV[2] is now): start, release, or fail with a1..a3 the expected
+-- attempts, the retry time ("" = dead letter) and the error (completions and heartbeats have scripts of their own).
 -- Returns {'ok', fields}, {'missing'}, {'lost', reason, state, holder} or {'stale'} (fail: attempts changed)
 local function lease_op(op, id, worker, a1, a2, a3)
   local j = read(id)
@@ -1265,15 +1322,6 @@ local function lease_op(op, id, worker, a1, a2, a3)
       UPDATE(id, j, 'state', 'running', 'updatedAt', ARGV[2])
       move(q, priority, state, 'running')
     end
-  elseif op == 'heartbeat' then
-    UPDATE(id, j, 'leaseExpires', a1, 'updatedAt', ARGV[2])
-    redis.call('ZADD', k_leases(), a1, id)
-  elseif op == 'complete' then
-    UPDATE(id, j, 'state', 'completed', 'result', a1, 'leaseWorker', '', 'leaseExpires', '',
-      'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
-    redis.call('ZREM', k_leases(), id)
-    redis.call('ZADD', k_finished(), now, id)
-    move(q, priority, state, 'completed')
   elseif op == 'release' then
     -- the attempt is given back, and the job its old place in line (same runAt)
     UPDATE(id, j, 'state', 'queued', 'attempts', math.max(0, tonumber(j[${F.attempts}]) - 1), 'leaseWorker', '',
@@ -1370,6 +1418,41 @@ return out
 `)
   }
 ).withReturnType<ReadonlyArray<LeaseReply | readonly ["ok"]>>()
+
+// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, new lease expiry, attempts the caller saw or "") per job.
+// Extends each lease still held; returns per job a lease reply, or {'copy', state} when the job's attempts are the
+// ones the caller saw (its claimed copy, with the new lease and this state, is then the job)
+const heartbeatJobs = Redis.script(
+  (keyLeases: string, prefix: string, now: number, quads: ReadonlyArray<string>) => [keyLeases, prefix, now, ...quads],
+  {
+    numberOfKeys: 1,
+    lua: expand(`${prelude}
+local out = {}
+local leases = {}
+for i = 3, #ARGV, 4 do
+  local id, worker, expires, seen = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local s = redis.call('HMGET', k_job(id), 'state', 'leaseWorker', 'leaseExpires', 'attempts')
+  local state, holder = s[1], s[2]
+  if not state then
+    out[#out + 1] = {'missing'}
+  elseif (state ~= 'claimed' and state ~= 'running') or not holder or holder == '' then
+    out[#out + 1] = {'lost', 'not_leased', state, holder or ''}
+  elseif holder ~= worker then
+    out[#out + 1] = {'lost', 'held_by_other', state, holder}
+  elseif tonumber(s[3]) <= now then
+    out[#out + 1] = {'lost', 'expired', state, holder}
+  else
+    redis.call('HSET', k_job(id), 'leaseExpires', expires, 'updatedAt', ARGV[2])
+    leases[#leases + 1] = expires
+    leases[#leases + 1] = id
+    if seen ~= '' and s[4] == seen then out[#out + 1] = {'copy', state} else out[#out + 1] = {'ok', read(id)} end
+  end
+end
+for i = 1, #leases, 2000 do redis.call('ZADD', k_leases(), unpack(leases, i, math.min(#leases, i + 1999))) end
+return out
+`)
+  }
+).withReturnType<ReadonlyArray<LeaseReply | readonly ["copy", string]>>()
 
 // KEYS[1]: the job. ARGV: prefix, now, operation (cancel | retryDeadLettered), id
 // Returns {'ok', fields}, {'missing'} or {'illegal', from, to}

@@ -2,7 +2,7 @@ import { assert, layer } from "@effect/vitest"
 import { layerQueue, makeQueue } from "@mandate/adapters/redis"
 import { AgentId, Queue, Worker } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/queue"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Result } from "effect"
 import { Redis } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import { describeRedis, keysUnder, TestRedis } from "../utils/TestRedis.ts"
@@ -338,6 +338,50 @@ describeRedis("Queue on Redis: completing claimed jobs", () => {
           dead_lettered: 0,
           cancelled: 0
         })
+      })
+    )
+
+    it.effect("heartbeats made at once each answer their job as stored, or their own refusal", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const here = yield* Queue
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        const q = `beats-${uid()}`
+        const w = AgentId.make(`w-${uid()}`)
+        const other = AgentId.make(`other-${uid()}`)
+        yield* here.enqueueBatch(Array.from({ length: 5 }, (_, n) => ({ queue: q, payload: n })))
+        const mine = yield* here.claim({ workerId: w, queues: [q], max: 3, leaseMs: 1_000 })
+        const [elsewhere] = yield* there.claim({ workerId: w, queues: [q] })
+        const [theirs] = yield* there.claim({ workerId: other, queues: [q] })
+        yield* here.start(mine[0]!.id, w)
+        yield* here.cancel(mine[2]!.id)
+        yield* TestClock.adjust(10)
+        const beats = yield* Effect.all(
+          [mine[0]!, mine[1]!, mine[2]!, elsewhere!, theirs!].map((job) =>
+            Effect.result(here.heartbeat(job.id, w, 5_000))
+          ),
+          { concurrency: "unbounded" }
+        )
+        for (const [i, job] of [mine[0]!, mine[1]!, elsewhere!].entries()) {
+          const beat = beats[i === 2 ? 3 : i]!
+          assert.isTrue(Result.isSuccess(beat))
+          const stored = yield* here.get(job.id)
+          assert.deepStrictEqual(Result.getOrThrow(beat), stored)
+          assert.strictEqual(stored.lease?.expiresAt, stored.updatedAt + 5_000)
+        }
+        assert.strictEqual(Result.getOrThrow(beats[0]!).state, "running")
+        const cancelled = beats[2]!
+        assert.isTrue(Result.isFailure(cancelled) && cancelled.failure._tag === "LeaseLost")
+        const held = beats[4]!
+        assert.isTrue(
+          Result.isFailure(held) && held.failure._tag === "LeaseLost" && held.failure.reason === "held_by_other"
+        )
+        // the extended leases hold past the first expiry; the others' lease did not move
+        yield* TestClock.adjust(1_000)
+        const requeued = yield* here.requeueExpired
+        assert.deepStrictEqual(requeued, [])
+        yield* here.complete(mine[1]!.id, w, null)
       })
     )
   })
