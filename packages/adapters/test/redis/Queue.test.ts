@@ -151,6 +151,38 @@ describeRedis("Queue on Redis: processes, faults, wake-ups, retention", () => {
       })
     )
 
+    it.effect("jobs claimed in one batch by a process that died run once more after their lease, never twice", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const here = yield* Queue
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        const q = `died-${uid()}`
+        yield* here.enqueueBatch(Array.from({ length: 60 }, (_, n) => ({ queue: q, payload: n })))
+        // the dead process took 50 in one claim (a worker's batch and its held jobs) and never ran them
+        const dead = yield* there.claim({ workerId: AgentId.make(`dead-${uid()}`), queues: [q], max: 50, leaseMs: 600 })
+        assert.strictEqual(dead.length, 50)
+        const runs = new Map<string, number>()
+        const finished = new Map<string, number>()
+        yield* Worker.run({
+          queues: [q],
+          concurrency: 10,
+          pollIntervalMs: 100,
+          handler: (job) => Effect.sync(() => void runs.set(job.id, (runs.get(job.id) ?? 0) + 1)),
+          settle: (job) => Effect.sync(() => void finished.set(job.id, job.attempts))
+        })
+        yield* waitUntil(() => finished.size === 60, "every job to complete")
+        assert.deepStrictEqual(
+          [...runs.values()].filter((n) => n !== 1),
+          []
+        )
+        for (const job of dead) assert.strictEqual(finished.get(job.id), 2) // the dead claim was its first attempt
+        const stats = yield* here.stats(q)
+        assert.strictEqual(stats.byState.completed, 60)
+        assert.strictEqual(stats.failureRate, 50 / 110) // 50 expired leases, 60 completions
+      })
+    )
+
     it.effect("an idle worker wakes on another process's enqueue at once, without polling", () =>
       Effect.gen(function* () {
         const { prefix } = yield* TestRedis
