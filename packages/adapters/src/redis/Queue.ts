@@ -14,8 +14,11 @@
  * drives leases and delays as it does for the memory layer; hosts sharing a Redis must keep their clocks in
  * sync (NTP), as leases of tens of seconds tolerate.
  *
- * Single enqueues and completions made at the same moment (a producer's calls, a worker pool's finished jobs) share
- * one script call, through Effect's request batching.
+ * Single enqueues, completions and heartbeats made at the same moment (a producer's calls, a worker pool's finished
+ * jobs, a worker renewing its leases) share one script call, through Effect's request batching. Per job, a script
+ * reads only the fields it needs and writes the job once; sorted sets and counters are updated once per call. A
+ * layer remembers the jobs it claimed until they complete, so completing or extending one answers from that copy
+ * (the script confirms the job's attempts are still those of the claim) instead of reading the whole job back.
  *
  * Idle workers do not poll: every script that makes work claimable appends to the queue's signal stream, and
  * one fiber per layer blocks on those streams (`XREAD BLOCK`) on a reserved connection of its own, opening the
