@@ -40,7 +40,9 @@ export const Plan = Schema.Struct({
   policyVersion: PolicyVersion,
   /** SHA-256 of the plan's content (kind, params, steps, policy version): approvals bind to it. */
   hash: Sha256Hex,
-  createdAt: Schema.Number
+  createdAt: Schema.Number,
+  /** For a dry run's plan (no task): the principal who asked for it, the only one besides auditors who may read it. */
+  requestedBy: Schema.optionalKey(Schema.String)
 })
 export type Plan = typeof Plan.Type
 

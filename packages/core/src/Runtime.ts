@@ -16,6 +16,7 @@
  * @since 0.1.0
  */
 import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema, type Scope, Stream } from "effect"
+import * as Access from "./Access.ts"
 import { makeTaskId, type StepId, TaskId } from "./Ids.ts"
 import type { InvalidInput } from "./InvalidInput.ts"
 import { decode } from "./InvalidInput.ts"
@@ -31,10 +32,11 @@ import type { Step } from "./Step.ts"
 import { StepError, StepHandlers } from "./StepHandlers.ts"
 import type { IllegalTransition } from "./Task.ts"
 import { type Task, TaskRequest, type TaskState } from "./Task.ts"
+import { readRecord } from "./TaskAccess.ts"
 import {
-  type PlanNotFound,
+  PlanNotFound,
   type TaskFilter,
-  type TaskNotFound,
+  TaskNotFound,
   type TaskPage,
   type TaskRecord,
   TaskStore,
@@ -188,7 +190,15 @@ export class Runtime extends Context.Service<
       planId: string,
       principal: Principal
     ) => Effect.Effect<Task, InvalidInput | Forbidden | TaskRejected | PlanError | PlanNotFound | StoreError>
-    readonly getPlan: (planId: string) => Effect.Effect<Plan, PlanNotFound | InvalidInput | StoreError>
+    /**
+     * A stored plan. With a principal, only one it may read (`Access.canReadPlan`); any other is `PlanNotFound`.
+     * Every read below likewise takes the principal it answers for: a task it may not read (`Access`) is
+     * `TaskNotFound`, exactly like a missing one. Without a principal the read is the host's own, unrestricted.
+     */
+    readonly getPlan: (
+      planId: string,
+      principal?: Principal
+    ) => Effect.Effect<Plan, PlanNotFound | InvalidInput | StoreError>
     readonly approve: (
       taskId: string,
       principal: Principal,
@@ -210,8 +220,12 @@ export class Runtime extends Context.Service<
       taskId: string,
       principal: Principal
     ) => Effect.Effect<TaskView, TaskNotFound | Forbidden | IllegalTransition | InvalidInput | StoreError>
-    readonly get: (taskId: string) => Effect.Effect<TaskView, TaskNotFound | InvalidInput | StoreError>
-    readonly list: (filter?: TaskFilter) => Effect.Effect<TaskPage, StoreError>
+    readonly get: (
+      taskId: string,
+      principal?: Principal
+    ) => Effect.Effect<TaskView, TaskNotFound | InvalidInput | StoreError>
+    /** Tasks newest first; with a principal, only those it may read (filtered by the store, so pages stay full). */
+    readonly list: (filter?: TaskFilter, principal?: Principal) => Effect.Effect<TaskPage, StoreError>
     /**
      * Events of every task, live, for the life of the scope: what is published after the effect runs.
      */
@@ -221,14 +235,18 @@ export class Runtime extends Context.Service<
        * Events of one task: a `task.snapshot` (the task now, with `data.steps`), then every later event. No
        * transition falls between the two, so a subscriber never misses what happened before it subscribed.
        */
-      (taskId: string): Effect.Effect<Stream.Stream<TaskEvent>, TaskNotFound | InvalidInput | StoreError, Scope.Scope>
+      (
+        taskId: string,
+        principal?: Principal
+      ): Effect.Effect<Stream.Stream<TaskEvent>, TaskNotFound | InvalidInput | StoreError, Scope.Scope>
     }
     /**
      * The task now and the events of every later transition (those the view does not show yet), for the life of
      * the scope.
      */
     readonly watch: (
-      taskId: string
+      taskId: string,
+      principal?: Principal
     ) => Effect.Effect<
       { readonly view: TaskView; readonly events: Stream.Stream<TaskEvent> },
       TaskNotFound | InvalidInput | StoreError,
@@ -576,6 +594,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         planId: accepted.id,
         policyVersion: accepted.policyVersion,
         reasons: [],
+        gated: Access.isGated(accepted),
         createdAt: now,
         updatedAt: now,
         version: 0
@@ -599,20 +618,50 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     const plan = yield* planner
       .plan({ kind: request.kind, params: request.params, principal })
       .pipe(Effect.catchTag("PlanRejected", (rejected) => Effect.succeed(rejected.plan)))
-    yield* store.putPlan(plan)
-    return plan
+    // The asker is recorded: a dry run's plan is readable by it (and auditors) only
+    const owned: Plan = { ...plan, requestedBy: principal.id }
+    yield* store.putPlan(owned)
+    return owned
   })
 
   const execute = Effect.fn("Runtime.execute")(function* (planId: string, principalInput: Principal) {
     const principal = yield* decodePrincipal(principalInput)
     yield* requireRole(principal, "submitter", "start tasks")
-    const stored = yield* store.getPlan(planId as Plan["id"])
+    const stored = yield* readPlan(planId, principal)
     const request: TaskRequest = { kind: stored.kind, params: stored.params }
     // Re-plan under the active policy: a dry run is advice, the execution is governed by current rules
     return yield* newTask(request, principal, (taskId) =>
       planner.plan({ kind: stored.kind, params: stored.params, principal, taskId })
     )
   })
+
+  // ---- reading as a principal ------------------------------------------------------------------------------
+
+  /** A plan `principal` may read (`Access.canReadPlan`), else `PlanNotFound` as for a missing one. */
+  const readPlan = (planId: string, principal: Principal | undefined) =>
+    Effect.gen(function* () {
+      const plan = yield* store.getPlan(planId as Plan["id"])
+      if (principal === undefined) return plan
+      const task =
+        plan.taskId === undefined
+          ? undefined
+          : yield* Effect.map(readRecordAs(plan.taskId, principal), (r) => r.task).pipe(
+              Effect.catchTag("TaskNotFound", () => Effect.fail(new PlanNotFound({ planId })))
+            )
+      if (!Access.canReadPlan(principal, plan, task)) return yield* new PlanNotFound({ planId })
+      return plan
+    })
+
+  const readRecordAs = (taskId: TaskId, principal: Principal) =>
+    readRecord(taskId, principal).pipe(Effect.provideService(TaskStore, store))
+  const readAs = (taskId: TaskId, principal: Principal | undefined) =>
+    principal === undefined ? store.get(taskId) : readRecordAs(taskId, principal)
+
+  /** Acting on a task starts with seeing it: a task `principal` may not read is `TaskNotFound`, as a missing one. */
+  const mustSee = (record: TaskRecord, plan: Plan, principal: Principal) =>
+    Access.canRead(principal, { ...record.task, gated: record.task.gated ?? Access.isGated(plan) })
+      ? Effect.void
+      : Effect.fail(new TaskNotFound({ taskId: record.task.id }))
 
   // ---- decisions ----------------------------------------------------------------------------------------------
 
@@ -628,13 +677,16 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         const principal = yield* decodePrincipal(principalInput)
         const stepId = decisionOptions?.stepId as StepId | undefined
         const record = yield* transact(taskId, (r, plan, now) =>
-          (verdict === "approve" ? Flow.approve : Flow.reject)(
-            r,
-            plan,
-            stepId,
-            principal,
-            decisionOptions?.comment,
-            now
+          Effect.andThen(
+            mustSee(r, plan, principal),
+            (verdict === "approve" ? Flow.approve : Flow.reject)(
+              r,
+              plan,
+              stepId,
+              principal,
+              decisionOptions?.comment,
+              now
+            )
           )
         )
         return yield* view(record)
@@ -654,8 +706,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
   ) {
     const taskId = yield* decodeTaskId(taskIdInput)
     const principal = yield* decodePrincipal(principalInput)
-    const record = yield* transact(taskId, (r, _plan, now) =>
-      Effect.andThen(ownerOrAdmin(r, principal, "cancel this task"), Flow.cancel(r, principal, reason, now))
+    const record = yield* transact(taskId, (r, plan, now) =>
+      mustSee(r, plan, principal).pipe(
+        Effect.andThen(ownerOrAdmin(r, principal, "cancel this task")),
+        Effect.andThen(Flow.cancel(r, principal, reason, now))
+      )
     )
     return yield* view(record)
   })
@@ -664,7 +719,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     const taskId = yield* decodeTaskId(taskIdInput)
     const principal = yield* decodePrincipal(principalInput)
     const record = yield* transact(taskId, (r, plan, now) =>
-      Effect.andThen(ownerOrAdmin(r, principal, "retry this task"), Flow.retry(r, plan, principal, now))
+      mustSee(r, plan, principal).pipe(
+        Effect.andThen(ownerOrAdmin(r, principal, "retry this task")),
+        Effect.andThen(Flow.retry(r, plan, principal, now))
+      )
     )
     return yield* view(record)
   })
@@ -845,11 +903,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
 
   // Subscribes first, then reads: an event published in between is one the view already shows (its version is
   // not newer), so it is dropped; every later transition's events pass
-  const watch = (taskIdInput: string) =>
+  const watch = (taskIdInput: string, principal?: Principal) =>
     Effect.gen(function* () {
       const taskId = yield* decodeTaskId(taskIdInput)
+      const reader = principal === undefined ? undefined : yield* decodePrincipal(principal)
       const subscription = yield* PubSub.subscribe(hub)
-      const current = yield* Effect.flatMap(store.get(taskId), view)
+      const current = yield* Effect.flatMap(readAs(taskId, reader), view)
       const seen = current.task.version
       const events = Stream.fromSubscription(subscription).pipe(
         Stream.filter((e) => e.taskId === taskId && e.version > seen)
@@ -896,21 +955,27 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     start,
     plan: dryRun,
     execute,
-    getPlan: (planId) => store.getPlan(planId as Plan["id"]),
+    getPlan: (planId, principal) =>
+      Effect.gen(function* () {
+        const reader = principal === undefined ? undefined : yield* decodePrincipal(principal)
+        return yield* readPlan(planId, reader)
+      }),
     approve: decideOn("approve"),
     reject: decideOn("reject"),
     cancel,
     retry,
-    get: (taskIdInput) =>
+    get: (taskIdInput, principal) =>
       Effect.gen(function* () {
-        const record = yield* store.get(yield* decodeTaskId(taskIdInput))
-        return yield* view(record)
+        const taskId = yield* decodeTaskId(taskIdInput)
+        const reader = principal === undefined ? undefined : yield* decodePrincipal(principal)
+        return yield* view(yield* readAs(taskId, reader))
       }),
-    list: (filter) => store.list(filter),
-    events: ((taskId?: string) =>
+    list: (filter, principal) =>
+      store.list(principal === undefined ? filter : { ...filter, scope: Access.scopeOf(principal) }),
+    events: ((taskId?: string, principal?: Principal) =>
       taskId === undefined
         ? Effect.map(PubSub.subscribe(hub), Stream.fromSubscription)
-        : Effect.map(watch(taskId), ({ view, events }) =>
+        : Effect.map(watch(taskId, principal), ({ view, events }) =>
             Stream.concat(Stream.make(snapshotEvent(view)), events)
           )) as Runtime["Service"]["events"],
     watch,

@@ -90,6 +90,11 @@ export const Task = Schema.Struct({
   policyVersion: Schema.optionalKey(PolicyVersion),
   /** Why the task was rejected, failed or cancelled. */
   reasons: Schema.Array(Schema.String),
+  /**
+   * Whether its plan has a step that needs approval, set when the task is created (plans never change). Approvers
+   * may read gated tasks (see `Access`); stores filter listings on it.
+   */
+  gated: Schema.optionalKey(Schema.Boolean),
   createdAt: Schema.Number,
   updatedAt: Schema.Number,
   /** Incremented on every write: stores use it for optimistic concurrency. */

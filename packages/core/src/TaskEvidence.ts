@@ -5,13 +5,21 @@
  * tampered entry comes back as stored, for the verifier to catch (`WebVerify.verifyEntry` in a browser,
  * `verifyEntryProof` in Node); `Ledger.verify` is the server's own judgement.
  *
+ * `taskEvidence` and `taskEntries` answer for a principal: a task it may not read (`Access`) is `TaskNotFound`,
+ * as a missing one; auditors and admins read the evidence of every task the ledger holds.
+ *
  * @since 0.1.0
  */
 import { Effect, Option, Schema } from "effect"
+import * as Access from "./Access.ts"
 import { AnchorReceipt } from "./Anchor.ts"
+import { TaskId } from "./Ids.ts"
+import { decode } from "./InvalidInput.ts"
 import { Ledger } from "./Ledger.ts"
 import { Checkpoint, LedgerEntry } from "./LedgerEntry.ts"
 import * as Merkle from "./Merkle.ts"
+import type { Principal } from "./Principal.ts"
+import { readRecord } from "./TaskAccess.ts"
 import { TaskNotFound } from "./TaskStore.ts"
 
 /**
@@ -43,18 +51,36 @@ export const TaskEvidence = Schema.Struct({
 })
 export type TaskEvidence = typeof TaskEvidence.Type
 
+const decodeTaskId = decode(TaskId, "$.taskId")
+
 /**
- * The evidence of a task's entries; `TaskNotFound` when the ledger has no entry of the task.
+ * A task's ledger entries by seq, as stored, if `principal` may read the task (`Access`); `TaskNotFound` when it
+ * may not, or when the ledger has no entry of the task.
  *
  * @category constructors
  * @since 0.1.0
  */
-export const taskEvidence = Effect.fn("TaskEvidence.taskEvidence")(function* (taskId: string) {
-  const ledger = yield* Ledger
-  const entries = yield* ledger.byTask(taskId)
-  const last = entries[entries.length - 1]
+export const taskEntries = Effect.fn("TaskEvidence.taskEntries")(function* (taskIdInput: string, principal: Principal) {
+  const taskId = yield* decodeTaskId(taskIdInput)
+  // Auditors read every task the ledger holds; anyone else only a stored task they may read
+  if (Access.scopeOf(principal)._tag !== "All") yield* readRecord(taskId, principal)
+  const entries = yield* (yield* Ledger).byTask(taskId)
   // Every task starts with task.created: no entry means no such task
-  if (last === undefined) return yield* new TaskNotFound({ taskId })
+  if (entries.length === 0) return yield* new TaskNotFound({ taskId })
+  return entries
+})
+
+/**
+ * The evidence of a task's entries, if `principal` may read the task (`Access`); `TaskNotFound` when it may not, or
+ * when the ledger has no entry of the task.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const taskEvidence = Effect.fn("TaskEvidence.taskEvidence")(function* (taskId: string, principal: Principal) {
+  const ledger = yield* Ledger
+  const entries = yield* taskEntries(taskId, principal)
+  const last = entries[entries.length - 1]!
   const latest = Option.getOrUndefined(yield* ledger.latestCheckpoint)
   const checkpoint =
     latest !== undefined && latest.checkpoint.size > last.seq ? latest.checkpoint : yield* ledger.checkpoint

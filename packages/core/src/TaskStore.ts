@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import { Context, Effect, Layer, Option, Schema } from "effect"
+import { inScope, type ReadScope } from "./Access.ts"
 import { Approval } from "./Approval.ts"
 import type { PlanId, TaskId } from "./Ids.ts"
 import type { Plan } from "./Plan.ts"
@@ -29,7 +30,8 @@ export const TaskRecord = Schema.Struct({
 export type TaskRecord = typeof TaskRecord.Type
 
 /**
- * Which tasks to list. States and kind filter; `requestedBy` is a principal id; `cursor` continues a listing.
+ * Which tasks to list. States and kind filter; `requestedBy` is a principal id; `scope` keeps the tasks a principal
+ * may read (`Access.scopeOf`; absent: every task); `cursor` continues a listing.
  *
  * @category models
  * @since 0.1.0
@@ -38,6 +40,7 @@ export interface TaskFilter {
   readonly states?: ReadonlyArray<TaskState> | undefined
   readonly kind?: string | undefined
   readonly requestedBy?: string | undefined
+  readonly scope?: ReadScope | undefined
   readonly limit?: number | undefined
   readonly cursor?: string | undefined
 }
@@ -197,7 +200,8 @@ const makeMemory = (): TaskStore["Service"] => {
   const matches = (task: Task, filter: TaskFilter | undefined) =>
     (filter?.states === undefined || filter.states.includes(task.state)) &&
     (filter?.kind === undefined || task.kind === filter.kind) &&
-    (filter?.requestedBy === undefined || task.requestedBy.id === filter.requestedBy)
+    (filter?.requestedBy === undefined || task.requestedBy.id === filter.requestedBy) &&
+    (filter?.scope === undefined || inScope(filter.scope, task))
 
   return TaskStore.of({
     create: (record, plan) =>

@@ -4,11 +4,13 @@
  *
  * @since 0.1.0
  */
+export * as Access from "./Access.ts"
 export * from "./Agents.ts"
 export * from "./Anchor.ts"
 export * from "./Approval.ts"
 export * as Backoff from "./Backoff.ts"
 export * as Canonical from "./Canonical.ts"
+export * from "./HostEntry.ts"
 export * from "./Ids.ts"
 export * from "./InvalidInput.ts"
 export * from "./Job.ts"
@@ -34,6 +36,7 @@ export * as Step from "./Step.ts"
 export * from "./StepHandlers.ts"
 export * as Task from "./Task.ts"
 export { IllegalTransition } from "./Task.ts"
+export * from "./TaskAccess.ts"
 export * from "./TaskEvidence.ts"
 export * from "./TaskFeed.ts"
 export * from "./TaskStore.ts"

@@ -301,8 +301,13 @@ describe("Runtime: failures", () => {
       assert.strictEqual(job.state, "dead_lettered")
       const kinds = yield* kindsOf(task.id)
       assert.deepStrictEqual(kinds.slice(-2), ["step.failed:only", "task.failed:only"])
-      // only the requester (or an admin) may retry; the retry runs the step again in a new round
-      assert.strictEqual((yield* Effect.flip(runtime.retry(task.id, bob)))._tag, "Forbidden")
+      // only the requester (or an admin) may retry; the retry runs the step again in a new round. An approver does
+      // not even see this ungated task (TaskNotFound, as for a missing one); an auditor sees it but may not retry it
+      assert.strictEqual((yield* Effect.flip(runtime.retry(task.id, bob)))._tag, "TaskNotFound")
+      assert.strictEqual(
+        (yield* Effect.flip(runtime.retry(task.id, Principal.make("carol", ["auditor"]))))._tag,
+        "Forbidden"
+      )
       yield* Ref.set(broken.calls, 999) // the next call succeeds... no: 1000th call fails, 1001st succeeds
       const retried = yield* runtime.retry(task.id, alice)
       assert.strictEqual(retried.task.state, "running")
@@ -390,7 +395,9 @@ describe("Runtime: cancellation and parallel branches", () => {
       const runtime = yield* Runtime
       const task = yield* runtime.start({ kind: "two_steps", params: {} }, alice)
       yield* Deferred.await(running)
-      const forbidden = yield* Effect.flip(runtime.cancel(task.id, bob))
+      // bob does not see alice's ungated task; an auditor sees it but only the requester or an admin may cancel
+      assert.strictEqual((yield* Effect.flip(runtime.cancel(task.id, bob)))._tag, "TaskNotFound")
+      const forbidden = yield* Effect.flip(runtime.cancel(task.id, Principal.make("carol", ["auditor"])))
       assert.strictEqual(forbidden._tag, "Forbidden")
       const cancelled = yield* runtime.cancel(task.id, alice, "changed my mind")
       assert.strictEqual(cancelled.task.state, "cancelled")

@@ -2,16 +2,25 @@ import { assert, describe, it } from "@effect/vitest"
 import {
   Anchor,
   entryLeafHash,
+  taskEvidence as evidenceAs,
   Ledger,
   LedgerStore,
   LedgerTamper,
   Merkle,
-  taskEvidence,
+  Principal,
+  TaskStore,
+  taskEntries,
   verifyCheckpointSignature
 } from "@mandate/core"
+import { makeRecord } from "@mandate/core/conformance/taskStore"
 import { Effect, Layer } from "effect"
 
-const layer = Ledger.layer().pipe(Layer.provideMerge(LedgerStore.layerMemory), Layer.provide(Anchor.layerMemory))
+const layer = Layer.mergeAll(
+  Ledger.layer().pipe(Layer.provideMerge(LedgerStore.layerMemory), Layer.provide(Anchor.layerMemory)),
+  TaskStore.layerMemory
+)
+const carol = Principal.make("carol", ["auditor"])
+const taskEvidence = (taskId: string) => evidenceAs(taskId, carol)
 
 const proves = (proof: Merkle.InclusionProof, entryHash: string, root: string) =>
   Merkle.verifyInclusionProof(proof, entryLeafHash(entryHash), root)
@@ -78,5 +87,35 @@ describe("taskEvidence", () => {
         const missing = yield* Effect.flip(taskEvidence("task_none"))
         assert.strictEqual(missing._tag, "TaskNotFound")
       }).pipe(Effect.provide(layer))
+  )
+
+  it.effect("answers for a principal: its own task's evidence, someone else's task as if it did not exist", () =>
+    Effect.gen(function* () {
+      const ledger = yield* Ledger
+      const store = yield* TaskStore
+      const alices = makeRecord({ requester: "alice" })
+      const gated = makeRecord({ requester: "alice" })
+      yield* store.create(alices)
+      yield* store.create({ ...gated, task: { ...gated.task, gated: true } })
+      for (const r of [alices, gated]) yield* ledger.append({ kind: "task.created", taskId: r.task.id, payload: {} })
+      const alice = Principal.make("alice", ["submitter"])
+      const dave = Principal.make("dave", ["submitter"])
+      const bob = Principal.make("bob", ["approver"])
+      const robot = Principal.make("robot", ["agent"])
+      assert.strictEqual((yield* evidenceAs(alices.task.id, alice)).entries.length, 1)
+      assert.strictEqual((yield* taskEntries(alices.task.id, alice)).length, 1)
+      for (const [who, taskId] of [
+        [dave, alices.task.id],
+        [bob, alices.task.id],
+        [robot, gated.task.id],
+        [alice, "task_none"]
+      ] as const) {
+        assert.strictEqual((yield* Effect.flip(evidenceAs(taskId, who)))._tag, "TaskNotFound")
+        assert.strictEqual((yield* Effect.flip(taskEntries(taskId, who)))._tag, "TaskNotFound")
+      }
+      // An approver reads the gated task it may decide on
+      assert.strictEqual((yield* taskEntries(gated.task.id, bob)).length, 1)
+      assert.strictEqual((yield* Effect.flip(taskEntries("not an id", carol)))._tag, "InvalidInput")
+    }).pipe(Effect.provide(layer))
   )
 })

@@ -164,7 +164,11 @@ layer(
       })
       assert.isTrue(evidence.entries.some((e: any) => e.seq >= anchor.checkpoint.size))
 
-      assert.strictEqual((yield* call("GET", `/audit/${taskId}/evidence`, { token: tokens.alice })).status, 403)
+      // The requester verifies its own task; another submitter does not see it at all
+      const own = yield* call("GET", `/audit/${taskId}/evidence`, { token: tokens.alice })
+      assert.strictEqual(own.status, 200, own.text)
+      assert.deepStrictEqual(own.body.entries, evidence.entries)
+      assert.strictEqual((yield* call("GET", `/audit/${taskId}/evidence`, { token: tokens.dave })).status, 404)
       const missing = yield* call("GET", "/audit/task_nope/evidence", { token: tokens.carol })
       assert.strictEqual(missing.status, 404, missing.text)
     })

@@ -269,7 +269,20 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
       // Not a cursor this store handed out: nothing comes after it
       if (before === undefined) return { tasks: [] }
     }
+    const scope = filter?.scope
+    if (scope?._tag === "Some" && scope.requester === undefined && !scope.gated) return { tasks: [] }
+    // The read scope (core's `Access`): the requester's own rows, or rows whose task is gated. `gated` is read from
+    // the record (fixed at creation, so no column or migration); the walk is still the `seq` index, newest first.
+    const visible =
+      scope === undefined || scope._tag === "All"
+        ? []
+        : scope.requester === undefined
+          ? [sql`(task->>'gated') = 'true'`]
+          : scope.gated
+            ? [sql`(requested_by = ${textKey(scope.requester)} OR (task->>'gated') = 'true')`]
+            : [sql`requested_by = ${textKey(scope.requester)}`]
     const where = sql.and([
+      ...visible,
       ...(states === undefined ? [] : [sql`state IN ${sql.in(states)}`]),
       ...(filter?.kind === undefined ? [] : [sql`kind = ${filter.kind}`]),
       ...(filter?.requestedBy === undefined ? [] : [sql`requested_by = ${textKey(filter.requestedBy)}`]),

@@ -11,6 +11,9 @@
  * directly; the kind and requester indexes are candidates checked against the hash (a save that changed a task's
  * kind leaves a stale entry behind, which the check skips). A listing script examines a bounded number of
  * entries per call and the client resumes it, so a selective filter over a large index never blocks Redis long.
+ * A read scope (core's `Access`) is checked against each hash's `requester` and `gated` fields (`gated` is written
+ * once, at creation): a scope of one requester's own tasks walks that requester's index; an approver's scope (its
+ * own tasks and every gated one) walks the index of all tasks, as an unfiltered listing does.
  *
  * @since 0.1.0
  */
@@ -93,7 +96,8 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: RedisOptions
       task.state,
       task.kind,
       task.requestedBy.id,
-      planJson
+      planJson,
+      task.gated === true ? "1" : "0"
     ).pipe(Effect.mapError(storeError("create")))
     if (created === 0) return yield* new TaskExists({ taskId: task.id, existing: String(existing) })
   })
@@ -164,18 +168,23 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: RedisOptions
     }
     const filterStates = filter?.states === undefined ? undefined : [...new Set(filter.states)]
     if (filterStates !== undefined && filterStates.length === 0) return { tasks: [] } satisfies TaskPage
+    // The read scope (core's `Access`), checked against each hash's requester and gated fields
+    const scope = filter?.scope?._tag === "Some" ? filter.scope : undefined
+    if (scope !== undefined && scope.requester === undefined && !scope.gated) return { tasks: [] } satisfies TaskPage
 
-    // Candidates: the requester's or the kind's index (checked against each hash), else the exact state indexes
-    // merged, else every task
+    // Candidates: the requester's or the kind's index (checked against each hash), the scope's requester index when
+    // it may see only its own tasks, else the exact state indexes merged, else every task
     const candidates: ReadonlyArray<string> =
       filter?.requestedBy !== undefined
         ? [keys.tasksByRequester(filter.requestedBy)]
         : filter?.kind !== undefined
           ? [keys.tasksByKind(filter.kind)]
-          : filterStates !== undefined
-            ? filterStates.map(keys.tasksByState)
-            : [keys.tasksAll]
-    const verify = filter?.requestedBy !== undefined || filter?.kind !== undefined
+          : scope?.requester !== undefined && !scope.gated
+            ? [keys.tasksByRequester(scope.requester)]
+            : filterStates !== undefined && scope === undefined
+              ? filterStates.map(keys.tasksByState)
+              : [keys.tasksAll]
+    const verify = filter?.requestedBy !== undefined || filter?.kind !== undefined || scope !== undefined
 
     // limit + 1 matches: the extra one only says whether another page exists
     const wanted = limit + 1
@@ -190,7 +199,10 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: RedisOptions
         filter?.kind ?? "",
         filter?.requestedBy ?? "",
         verify && filterStates !== undefined ? filterStates.join(",") : "",
-        scanBudget
+        scanBudget,
+        scope === undefined ? "" : "some",
+        scope?.requester ?? "",
+        scope?.gated === true ? "1" : "0"
       ).pipe(Effect.mapError(storeError("list")))
       for (let i = 0; i + 1 < rest.length; i += 2) found.push({ seq: Number(rest[i]), json: String(rest[i + 1]) })
       if (exhausted === 1 || found.length >= wanted) break
@@ -248,7 +260,8 @@ export const layerTaskStore = (options?: RedisOptions): Layer.Layer<TaskStore, I
   Layer.effect(TaskStore, makeTaskStore(options))
 
 // KEYS: task, idempotency hash, sequence, all, state index, kind index, requester index, plan
-// ARGV: id, idempotency field ("" for none), record JSON, version, state, kind, requester, plan JSON ("" for none)
+// ARGV: id, idempotency field ("" for none), record JSON, version, state, kind, requester, plan JSON ("" for none),
+//       gated ("1" or "0": fixed at creation, read by listings' scope check)
 // Returns {1, seq} when stored, {0, existing id} when the id or the idempotency key is taken
 const createTask = Redis.script(
   (
@@ -267,7 +280,8 @@ const createTask = Redis.script(
     state: string,
     kind: string,
     requester: string,
-    plan: string
+    plan: string,
+    gated: string
   ) => [
     keyTask,
     keyIdempotency,
@@ -284,7 +298,8 @@ const createTask = Redis.script(
     state,
     kind,
     requester,
-    plan
+    plan,
+    gated
   ],
   {
     numberOfKeys: 8,
@@ -296,7 +311,7 @@ if ARGV[2] ~= '' then
 end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'record', ARGV[3], 'version', ARGV[4], 'state', ARGV[5], 'kind', ARGV[6],
-  'requester', ARGV[7], 'seq', seq)
+  'requester', ARGV[7], 'seq', seq, 'gated', ARGV[9])
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
 redis.call('ZADD', KEYS[5], seq, ARGV[1])
 redis.call('ZADD', KEYS[6], seq, ARGV[1])
@@ -351,7 +366,8 @@ return {'saved'}
 
 // KEYS: the candidate indexes (one for "verify", one or more exact ones for "merge")
 // ARGV: mode, upper bound (exclusive, "(n" or "+inf"), matches wanted, task key prefix, kind, requester,
-//       comma-separated states (the last three "" when not filtered), scan budget
+//       comma-separated states (the last three "" when not filtered), scan budget, then the read scope: "some"
+//       ("" for none), its requester ("" for none), whether it sees gated tasks ("1" or "0")
 // Returns {exhausted (0|1), resume bound, seq, record JSON, seq, record JSON, ...} newest first
 const listTasks = Redis.script(
   (
@@ -363,8 +379,24 @@ const listTasks = Redis.script(
     kind: string,
     requester: string,
     statesFilter: string,
-    budget: number
-  ) => [...keyCandidates, mode, bound, wanted, taskPrefix, kind, requester, statesFilter, budget],
+    budget: number,
+    scope: string,
+    scopeRequester: string,
+    scopeGated: string
+  ) => [
+    ...keyCandidates,
+    mode,
+    bound,
+    wanted,
+    taskPrefix,
+    kind,
+    requester,
+    statesFilter,
+    budget,
+    scope,
+    scopeRequester,
+    scopeGated
+  ],
   {
     numberOfKeys: (keyCandidates) => keyCandidates.length,
     lua: `
@@ -389,6 +421,7 @@ if mode == 'merge' then
   return out
 end
 local kind, requester, budget = ARGV[5], ARGV[6], tonumber(ARGV[8])
+local scope, scopeRequester, scopeGated = ARGV[9], ARGV[10], ARGV[11]
 local allowed = nil
 if ARGV[7] ~= '' then
   allowed = {}
@@ -403,9 +436,11 @@ while scanned < budget and matched < wanted do
     local id, seq = range[j], range[j + 1]
     scanned = scanned + 1
     out[2] = seq
-    local fields = redis.call('HMGET', prefix .. id, 'state', 'kind', 'requester', 'record')
+    local fields = redis.call('HMGET', prefix .. id, 'state', 'kind', 'requester', 'record', 'gated')
     if fields[4] and (kind == '' or fields[2] == kind) and (requester == '' or fields[3] == requester)
-        and (allowed == nil or allowed[fields[1]]) then
+        and (allowed == nil or allowed[fields[1]])
+        and (scope == '' or (scopeRequester ~= '' and fields[3] == scopeRequester)
+          or (scopeGated == '1' and fields[5] == '1')) then
       out[#out + 1] = seq
       out[#out + 1] = fields[4]
       matched = matched + 1

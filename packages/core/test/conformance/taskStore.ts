@@ -19,6 +19,7 @@ import {
   type Step,
   StepId,
   type Task,
+  type TaskFilter,
   TaskId,
   type TaskRecord,
   TaskStore
@@ -286,6 +287,90 @@ export const suite = (name: string, storeLayer: Layer.Layer<TaskStore, unknown>)
         assert.isUndefined(exact.nextCursor)
         const clamped = yield* store.list({ requestedBy: requester, limit: 0 })
         assert.strictEqual(clamped.tasks.length, 1)
+      })
+    )
+
+    it.effect("lists only the tasks a read scope allows, paginated, each exactly once", () =>
+      Effect.gen(function* () {
+        const store = yield* TaskStore
+        // A kind of this test's own keeps other tests' tasks out of the listings
+        const kind = `scope_${uid()}`
+        const me = `viewer-${uid()}`
+        const created: Array<TaskRecord> = []
+        for (let i = 0; i < 18; i++) {
+          const record = makeRecord({
+            kind,
+            requester: i % 3 === 0 ? me : `other-${uid()}`,
+            state: i % 2 === 0 ? "running" : "waiting_approval",
+            createdAt: 1_700_000_000_000 + i
+          })
+          // Every fourth task is gated; one of them is also mine. Task 5 predates the flag (absent: not gated)
+          const gated = i === 5 ? {} : { gated: i % 4 === 0 }
+          const stored = { ...record, task: { ...record.task, ...gated } }
+          yield* store.create(stored)
+          created.push(stored)
+        }
+        const expected = (keep: (t: Task.Task) => boolean) =>
+          created
+            .map((r) => r.task)
+            .filter(keep)
+            .map((t) => t.id)
+            .reverse()
+        const listAll = (filter: TaskFilter) =>
+          Effect.gen(function* () {
+            const ids: Array<string> = []
+            let cursor: string | undefined
+            do {
+              const page = yield* store.list({ ...filter, kind, limit: 2, cursor })
+              assert.isAtMost(page.tasks.length, 2)
+              ids.push(...page.tasks.map((t) => t.id))
+              cursor = page.nextCursor
+            } while (cursor !== undefined)
+            return ids
+          })
+        const mine = (t: Task.Task) => t.requestedBy.id === me
+        const gated = (t: Task.Task) => t.gated === true
+        assert.deepStrictEqual(
+          yield* listAll({ scope: { _tag: "All" } }),
+          expected(() => true)
+        )
+        assert.deepStrictEqual(yield* listAll({ scope: { _tag: "Some", requester: me, gated: false } }), expected(mine))
+        assert.deepStrictEqual(yield* listAll({ scope: { _tag: "Some", gated: true } }), expected(gated))
+        assert.deepStrictEqual(
+          yield* listAll({ scope: { _tag: "Some", requester: me, gated: true } }),
+          expected((t) => mine(t) || gated(t))
+        )
+        assert.deepStrictEqual(yield* listAll({ scope: { _tag: "Some", gated: false } }), [])
+        // Combined with the other filters
+        assert.deepStrictEqual(
+          yield* listAll({ scope: { _tag: "Some", requester: me, gated: true }, states: ["running"] }),
+          expected((t) => (mine(t) || gated(t)) && t.state === "running")
+        )
+        const someoneElse = created[1]!.task.requestedBy.id
+        assert.deepStrictEqual(
+          yield* listAll({ scope: { _tag: "Some", requester: me, gated: false }, requestedBy: someoneElse }),
+          []
+        )
+        assert.deepStrictEqual(
+          yield* listAll({
+            scope: { _tag: "Some", requester: me, gated: true },
+            requestedBy: created[4]!.task.requestedBy.id
+          }),
+          [created[4]!.task.id]
+        )
+        // The scope survives a save that changes the task's state (gated is fixed when the task is created)
+        const first = created[0]!
+        yield* store.save(advance(first, { state: "completed" }), 0)
+        assert.include(
+          yield* listAll({ scope: { _tag: "Some", requester: me, gated: false }, states: ["completed"] }),
+          first.task.id
+        )
+        const othersGated = created[4]!
+        yield* store.save(advance(othersGated, { state: "completed" }), 0)
+        assert.deepStrictEqual(
+          yield* listAll({ scope: { _tag: "Some", gated: true }, states: ["completed"] }),
+          [othersGated.task.id, first.task.id] // task 0 is gated too, and completed above
+        )
       })
     )
 

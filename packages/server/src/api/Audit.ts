@@ -9,11 +9,12 @@ import { EntryKind, Sha256Hex, StepId, TaskId } from "@mandate/core"
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
 import { Auth, RequiredRoles } from "./Auth.ts"
-import { BadRequest, Conflict, NotFound, Unavailable } from "./Errors.ts"
+import { BadRequest, Conflict, NotFound, Unavailable, Unprocessable } from "./Errors.ts"
 import { AnchorReceiptWire, CheckpointWire, InclusionProofWire, LedgerEntryWire } from "./Models.ts"
 
 /**
- * `POST /audit/record`: a host-defined entry, recorded with the caller as its principal.
+ * `POST /audit/record`: a host entry (`note.*` or `external.*`, see core's `HostEntry`), recorded with the caller
+ * as its principal, on a task the caller may read if it names one.
  *
  * @category models
  * @since 0.1.0
@@ -133,6 +134,8 @@ export const WriteHash = Schema.Struct({
 
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const auditors = ["auditor"] as const
+// A task's own entries and evidence: whoever may read the task (core's `Access` decides which tasks)
+const taskReaders = ["submitter", "approver", "auditor"] as const
 
 /**
  * @category groups
@@ -143,16 +146,19 @@ export class AuditApi extends HttpApiGroup.make("audit")
     HttpApiEndpoint.get("byTask", "/audit/:task_id", {
       params: { task_id: TaskId },
       success: Schema.Struct({ task_id: Schema.String, entries: Schema.Array(LedgerEntryWire) }),
-      error: [NotFound, Unavailable]
+      error: [NotFound, BadRequest, Unavailable]
     })
-      .annotate(RequiredRoles, auditors)
-      .annotate(OpenApi.Description, "A task's ledger entries with their hashes, by sequence number"),
+      .annotate(RequiredRoles, taskReaders)
+      .annotate(
+        OpenApi.Description,
+        "A task's ledger entries with their hashes, by sequence number (a task the caller may not read is 404)"
+      ),
     HttpApiEndpoint.get("evidence", "/audit/:task_id/evidence", {
       params: { task_id: TaskId },
       success: TaskEvidenceWire,
-      error: [NotFound, Conflict, Unavailable]
+      error: [NotFound, BadRequest, Conflict, Unavailable]
     })
-      .annotate(RequiredRoles, auditors)
+      .annotate(RequiredRoles, taskReaders)
       .annotate(
         OpenApi.Description,
         "A task's entries with inclusion proofs in a signed checkpoint and in the latest anchored one, unjudged, for verification by the caller"
@@ -160,10 +166,13 @@ export class AuditApi extends HttpApiGroup.make("audit")
     HttpApiEndpoint.post("record", "/audit/record", {
       payload: RecordEntry,
       success: AppendReceiptWire,
-      error: [BadRequest, Unavailable]
+      error: [BadRequest, NotFound, Unprocessable, Unavailable]
     })
-      .annotate(RequiredRoles, ["submitter", "agent"])
-      .annotate(OpenApi.Description, "Appends a host-defined entry (kind such as invoice.paid) signed by the caller"),
+      .annotate(RequiredRoles, ["submitter", "approver", "auditor", "agent"])
+      .annotate(
+        OpenApi.Description,
+        "Appends a host entry (kind note.* or external.*; any other kind is reserved: 422) with the caller as its principal, on a task the caller may read (else 404)"
+      ),
     HttpApiEndpoint.get("verify", "/verify/:hash", {
       params: { hash: Sha256Hex },
       success: VerificationWire,

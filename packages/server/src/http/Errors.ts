@@ -38,7 +38,9 @@ export type WireError<E> =
             ? Forbidden
             : E extends Tagged<"TaskRejected">
               ? PolicyDenied
-              : E extends Tagged<"UnknownStepType" | "InvalidPlan" | "PlanRejected" | "CheckpointRejected">
+              : E extends Tagged<
+                    "UnknownStepType" | "InvalidPlan" | "PlanRejected" | "CheckpointRejected" | "ReservedEntryKind"
+                  >
                 ? Unprocessable
                 : Unavailable
 
@@ -142,6 +144,7 @@ export const toHttp =
         case "InvalidPlan":
         case "PlanRejected":
         case "CheckpointRejected":
+        case "ReservedEntryKind":
           return new Unprocessable({ message: message(e) })
         default:
           // Stores, the unit of work and the chain: infrastructure that may come back

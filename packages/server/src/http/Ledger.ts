@@ -4,12 +4,22 @@
  *
  * @since 0.1.0
  */
-import { Anchor, Ledger, ledgerOverview, Policy, PolicyStore, type StoredPolicySet, taskEvidence } from "@mandate/core"
+import {
+  Anchor,
+  Ledger,
+  ledgerOverview,
+  Policy,
+  PolicyStore,
+  recordHostEntry,
+  type StoredPolicySet,
+  TaskStore,
+  taskEntries,
+  taskEvidence
+} from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
-import { NotFound } from "../api/Errors.ts"
 import { mapErrors } from "./Errors.ts"
 import * as Wire from "./Wire.ts"
 
@@ -64,44 +74,41 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
   Effect.gen(function* () {
     const ledger = yield* Ledger
     const anchor = yield* Anchor
+    const tasks = yield* TaskStore
     // Ledger checkpoints are only returned once verified, so their key id is always a trusted one
     const signerOf = (keyId: string) => ledger.publicKeys.get(keyId) ?? ledger.publicKey
     return handlers
       .handle("byTask", ({ params }) =>
-        ledger.byTask(params.task_id).pipe(
-          mapErrors(),
-          // Every task starts with task.created: no entries means no such task
-          Effect.flatMap((entries) =>
-            entries.length === 0
-              ? Effect.fail(
-                  new NotFound({
-                    message: `No ledger entries for task ${params.task_id}`,
-                    resource: "task",
-                    id: params.task_id
-                  })
-                )
-              : Effect.succeed({ task_id: params.task_id, entries: entries.map(Wire.ledgerEntry) })
-          )
+        Effect.flatMap(CurrentPrincipal, (principal) => taskEntries(params.task_id, principal)).pipe(
+          Effect.provideService(Ledger, ledger),
+          Effect.provideService(TaskStore, tasks),
+          Effect.map((entries) => ({ task_id: params.task_id, entries: entries.map(Wire.ledgerEntry) })),
+          mapErrors()
         )
       )
       .handle("evidence", ({ params }) =>
-        taskEvidence(params.task_id).pipe(
+        Effect.flatMap(CurrentPrincipal, (principal) => taskEvidence(params.task_id, principal)).pipe(
           Effect.provideService(Ledger, ledger),
+          Effect.provideService(TaskStore, tasks),
           Effect.map(Wire.taskEvidence),
           mapErrors()
         )
       )
       .handle("record", ({ payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
-          ledger.append({
-            kind: payload.kind,
-            ...(payload.task_id === undefined ? {} : { taskId: payload.task_id }),
-            ...(payload.step_id === undefined ? {} : { stepId: payload.step_id }),
-            principal,
-            payload: payload.payload,
-            storePayload: payload.store_payload ?? true
-          })
+          recordHostEntry(
+            {
+              kind: payload.kind,
+              ...(payload.task_id === undefined ? {} : { taskId: payload.task_id }),
+              ...(payload.step_id === undefined ? {} : { stepId: payload.step_id }),
+              payload: payload.payload,
+              storePayload: payload.store_payload ?? true
+            },
+            principal
+          )
         ).pipe(
+          Effect.provideService(Ledger, ledger),
+          Effect.provideService(TaskStore, tasks),
           Effect.map((receipt) => ({
             seq: receipt.seq,
             entry_hash: receipt.entryHash,

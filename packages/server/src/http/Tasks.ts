@@ -61,8 +61,18 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
           )
         ).pipe(Effect.map(started), mapErrors(requestNames))
       )
-      .handle("get", ({ params }) => runtime.get(params.id).pipe(Effect.map(Wire.taskDetail), mapErrors()))
-      .handle("status", ({ params }) => runtime.get(params.id).pipe(Effect.map(Wire.taskStatus), mapErrors()))
+      .handle("get", ({ params }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => runtime.get(params.id, principal)).pipe(
+          Effect.map(Wire.taskDetail),
+          mapErrors()
+        )
+      )
+      .handle("status", ({ params }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => runtime.get(params.id, principal)).pipe(
+          Effect.map(Wire.taskStatus),
+          mapErrors()
+        )
+      )
       .handle("approve", ({ params, payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
           (payload.approved ? runtime.approve : runtime.reject)(params.id, principal, {
@@ -84,21 +94,24 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
         )
       )
       .handle("list", ({ query }) =>
-        runtime
-          .list({
-            states: query.status,
-            kind: query.task_type,
-            requestedBy: query.requested_by,
-            limit: query.limit,
-            cursor: query.cursor
-          })
-          .pipe(
-            Effect.map((page) => ({
-              tasks: page.tasks.map(Wire.task),
-              ...(page.nextCursor === undefined ? {} : { next_cursor: page.nextCursor })
-            })),
-            mapErrors()
+        Effect.flatMap(CurrentPrincipal, (principal) =>
+          runtime.list(
+            {
+              states: query.status,
+              kind: query.task_type,
+              requestedBy: query.requested_by,
+              limit: query.limit,
+              cursor: query.cursor
+            },
+            principal
           )
+        ).pipe(
+          Effect.map((page) => ({
+            tasks: page.tasks.map(Wire.task),
+            ...(page.nextCursor === undefined ? {} : { next_cursor: page.nextCursor })
+          })),
+          mapErrors()
+        )
       )
       .handle("feed", () =>
         Effect.gen(function* () {
@@ -124,7 +137,7 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
         Effect.gen(function* () {
           // The task now and every later event, nothing between the two; the subscription lives as long as
           // the request's scope, which the response stream holds open
-          const { view, events: live } = yield* runtime.watch(params.id)
+          const { view, events: live } = yield* runtime.watch(params.id, yield* CurrentPrincipal)
           const snapshot = {
             seq: 0,
             task_id: view.task.id,
@@ -186,7 +199,7 @@ export const PlansHandlers = HttpApiBuilder.group(Api, "plans", (handlers) =>
         )
       )
       .handle("get", ({ params }) =>
-        runtime.getPlan(params.plan_id).pipe(
+        Effect.flatMap(CurrentPrincipal, (principal) => runtime.getPlan(params.plan_id, principal)).pipe(
           Effect.map((plan) => Wire.plan(plan, Plan.denials(plan))),
           mapErrors()
         )

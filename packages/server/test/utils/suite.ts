@@ -215,9 +215,12 @@ export const suite = <E>(name: string, services: Layer.Layer<Stores.Services | S
         })
         assert.strictEqual(selfApproval.status, 403)
         assert.match(selfApproval.body.message, /four eyes/)
-        // Someone else's task may not be cancelled by another submitter
+        // Someone else's task is not even visible to another submitter: cancelling it is 404, as for no task
         const othersCancel = yield* call("POST", `/task/${taskId}/cancel`, { token: tokens.dave, body: {} })
-        assert.strictEqual(othersCancel.status, 403)
+        assert.strictEqual(othersCancel.status, 404)
+        // An admin sees it, but only the requester or an admin may cancel: an approver who sees it is refused
+        const approverCancels = yield* call("POST", `/task/${taskId}/cancel`, { token: tokens.erin, body: {} })
+        assert.strictEqual(approverCancels.status, 403)
         // Health, readiness, the OpenAPI document and the docs need no token; nothing else does
         for (const path of ["/health", "/ready", "/openapi.json", "/docs"]) {
           assert.strictEqual((yield* call("GET", path)).status, 200, path)
@@ -249,8 +252,9 @@ export const suite = <E>(name: string, services: Layer.Layer<Stores.Services | S
         const cancelDone = yield* call("POST", `/task/${taskId}/cancel`, { token: tokens.alice, body: {} })
         assert.strictEqual(cancelDone.status, 409)
         assert.strictEqual(cancelDone.body.error, "conflict")
+        // An admin sees every task (an approver would not see this ungated one: 404)
         const approveDone = yield* call("POST", `/task/${taskId}/approve`, {
-          token: tokens.bob,
+          token: tokens.root,
           body: { approved: true }
         })
         assert.strictEqual(approveDone.status, 409)
@@ -352,9 +356,15 @@ export const suite = <E>(name: string, services: Layer.Layer<Stores.Services | S
       Effect.gen(function* () {
         const recorded = yield* call("POST", "/audit/record", {
           token: tokens.alice,
-          body: { kind: "invoice.paid", payload: { invoice: "INV-7", amount: 120 } }
+          body: { kind: "external.invoice.paid", payload: { invoice: "INV-7", amount: 120 } }
         })
         assert.strictEqual(recorded.status, 200, recorded.text)
+        const reserved = yield* call("POST", "/audit/record", {
+          token: tokens.alice,
+          body: { kind: "invoice.paid", payload: { invoice: "INV-7", amount: 120 } }
+        })
+        assert.strictEqual(reserved.status, 422, reserved.text)
+        assert.match(reserved.body.message, /note\.\* or external\.\*/)
         const verified = yield* call("GET", `/verify/${recorded.body.entry_hash}`, { token: tokens.carol })
         assert.strictEqual(verified.body.entry.principal.id, "alice")
         assert.deepStrictEqual(verified.body.entry.payload, { invoice: "INV-7", amount: 120 })
