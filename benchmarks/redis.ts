@@ -15,7 +15,8 @@
  * below 1 for latency mean Mandate is ahead. Each phase also reports CPU per job: this process's (which runs both
  * systems' client code) and the Redis server's (`INFO cpu`; any other client of that Redis adds to it).
  *
- * Run: `npm run bench:redis` (options: `-- --jobs 20000 --latency-jobs 500 --mandate-only`).
+ * Run: `npm run bench:redis` (options: `-- --jobs 20000 --latency-jobs 500 --rounds 1 --mandate-only`; with several
+ * rounds each is reported, then each system's median per phase).
  *
  * @since 0.1.0
  */
@@ -34,6 +35,7 @@ const arg = (name: string, fallback: number): number => {
 }
 const jobs = arg("jobs", 20_000)
 const latencyJobs = arg("latency-jobs", 500)
+const rounds = arg("rounds", 1)
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const run = crypto.randomUUID().slice(0, 8)
 const mandatePrefix = `mandate_bench:${run}:`
@@ -278,7 +280,6 @@ const main = async () => {
       .map((n) => n.toFixed(1))
       .join(" ")}`
   )
-  const rows: Array<Row> = []
 
   // Warm-up (not reported): scripts loaded, code paths compiled, connections open, for both
   const warm = Math.min(2_000, jobs)
@@ -296,12 +297,51 @@ const main = async () => {
     await bullDrainN(config, "warm-up", warm)
   }
 
+  const results: Array<Round> = []
+  for (let round = 1; round <= rounds; round++) {
+    results.push(await runRound(round))
+    if (rounds > 1) console.log(`round ${round} of ${rounds} done, load average ${loadavg()[0]!.toFixed(1)}`)
+  }
+  for (const [i, result] of results.entries()) report(rounds > 1 ? `round ${i + 1}` : "", result)
+  if (rounds > 1) {
+    // Each system's median per phase over the rounds (the rounds interleave both, so load hits them alike)
+    const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+    const medianMeasure = (ms: ReadonlyArray<Measure>): Measure => {
+      const byRate = [...ms].sort((a, b) => rate(a) - rate(b))
+      return byRate[Math.floor(byRate.length / 2)]!
+    }
+    const rows = results[0]!.rows.map((row, i) => ({
+      mandate: medianMeasure(results.map((r) => r.rows[i]!.mandate)),
+      bull: row.bull.map((_, b) => medianMeasure(results.map((r) => r.rows[i]!.bull[b]!)))
+    }))
+    const latencyMedian = (ls: ReadonlyArray<Latency>): Latency => ({
+      p50: median(ls.map((l) => l.p50)),
+      p95: median(ls.map((l) => l.p95)),
+      p99: median(ls.map((l) => l.p99))
+    })
+    report(`median of ${rounds} rounds`, {
+      rows,
+      mandateLatency: latencyMedian(results.map((r) => r.mandateLatency)),
+      bullLatency: bullConfigs.map((_, b) => latencyMedian(results.map((r) => r.bullLatency[b]!)))
+    })
+  }
+}
+
+interface Round {
+  readonly rows: ReadonlyArray<Row>
+  readonly mandateLatency: Latency
+  readonly bullLatency: ReadonlyArray<Latency>
+}
+
+// One pass of every phase, Mandate then each BullMQ configuration, on queues of its own
+const runRound = async (round: number): Promise<Round> => {
+  const rows: Array<Row> = []
   // enqueue one call per job, then drain those at concurrency 10; batches, then drain at concurrency 50
   for (const [concurrency, single] of [
     [10, true],
     [50, false]
   ] as const) {
-    const name = `drain-${concurrency}`
+    const name = `drain-${concurrency}-${round}`
     const mEnqueue = single ? await mandateEnqueueSingle(name) : await mandateEnqueueBatches(name)
     const bEnqueue: Array<Measure> = []
     for (const config of bullConfigs) {
@@ -313,12 +353,16 @@ const main = async () => {
     for (const config of bullConfigs) bDrain.push(await bullDrain(config, name, concurrency))
     rows.push({ mandate: mDrain, bull: bDrain })
   }
-  const mLatency = await mandateLatency("latency")
-  const bLatency: Array<Latency> = []
-  for (const config of bullConfigs) bLatency.push(await bullLatency(config, "latency"))
+  const mandateLatencyOf = await mandateLatency(`latency-${round}`)
+  const bullLatencyOf: Array<Latency> = []
+  for (const config of bullConfigs) bullLatencyOf.push(await bullLatency(config, `latency-${round}`))
+  return { rows, mandateLatency: mandateLatencyOf, bullLatency: bullLatencyOf }
+}
 
+const report = (title: string, { rows, mandateLatency: mLatency, bullLatency: bLatency }: Round) => {
   const names = bullConfigs.map((c) => `BullMQ ${c.name}`)
   console.log("")
+  if (title !== "") console.log(`== ${title}`)
   console.log("throughput, jobs/s (ratio: Mandate / the faster BullMQ configuration of the same run)")
   console.log(
     `${"phase".padEnd(28)}${"Mandate".padStart(10)}${names.map((n) => n.padStart(16)).join("")}${"ratio".padStart(8)}`
