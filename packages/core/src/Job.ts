@@ -44,6 +44,23 @@ export const QueueName = Schema.String.check(
 )
 
 /**
+ * The namespace of the runtime's own queues (`mandate.steps`, `mandate.deadlines`): reserved, closed to principals
+ * outside the runtime (see `PublicQueue`).
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const reservedQueuePrefix = "mandate."
+
+/**
+ * Whether a queue belongs to the runtime (its name is in the `mandate.` namespace).
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isReservedQueue = (queue: string): boolean => queue.startsWith(reservedQueuePrefix)
+
+/**
  * A worker pool name (same alphabet as queue names).
  *
  * @category models

@@ -18,10 +18,9 @@
 import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema, type Scope, Stream } from "effect"
 import * as Access from "./Access.ts"
 import { makeTaskId, type StepId, TaskId } from "./Ids.ts"
-import type { InvalidInput } from "./InvalidInput.ts"
-import { decode } from "./InvalidInput.ts"
+import { decode, InvalidInput } from "./InvalidInput.ts"
 import * as Flow from "./internal/taskFlow.ts"
-import type { Job } from "./Job.ts"
+import { isReservedQueue, type Job, reservedQueuePrefix } from "./Job.ts"
 import { type EntryInput, Ledger } from "./Ledger.ts"
 import type { LedgerStoreError } from "./LedgerStore.ts"
 import type { Plan } from "./Plan.ts"
@@ -29,7 +28,7 @@ import { type PlanError, Planner, PlanRejected, UnknownStepType } from "./Planne
 import { hasRole, Principal } from "./Principal.ts"
 import { Queue, type QueueStoreError } from "./Queue.ts"
 import type { Step } from "./Step.ts"
-import { StepError, StepHandlers } from "./StepHandlers.ts"
+import { StepError, type StepHandler, StepHandlers } from "./StepHandlers.ts"
 import type { IllegalTransition } from "./Task.ts"
 import { type Task, TaskRequest, type TaskState } from "./Task.ts"
 import { readRecord } from "./TaskAccess.ts"
@@ -134,9 +133,12 @@ export type StoreError = TaskStoreError | QueueStoreError | LedgerStoreError | U
  * @since 0.1.0
  */
 export interface RuntimeOptions {
-  /** Queue of step jobs (default `mandate.steps`). */
+  /**
+   * Queue of step jobs (default `mandate.steps`). It must be in the reserved `mandate.` namespace, which
+   * `PublicQueue` closes to everyone outside the runtime: no one else enqueues, claims or settles step jobs.
+   */
   readonly stepsQueue?: string | undefined
-  /** Queue of approval deadlines (default `mandate.deadlines`). */
+  /** Queue of approval deadlines (default `mandate.deadlines`; in the `mandate.` namespace too). */
   readonly deadlinesQueue?: string | undefined
   /** Run workers in this process (default true). A process that only serves the API can set false. */
   readonly workers?: boolean | undefined
@@ -307,6 +309,14 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
 
   const stepsQueue = options?.stepsQueue ?? "mandate.steps"
   const deadlinesQueue = options?.deadlinesQueue ?? "mandate.deadlines"
+  for (const [path, name] of [
+    ["$.stepsQueue", stepsQueue],
+    ["$.deadlinesQueue", deadlinesQueue]
+  ] as const) {
+    if (!isReservedQueue(name)) {
+      return yield* InvalidInput.at(path, `Expected a queue in the reserved ${reservedQueuePrefix} namespace`)
+    }
+  }
   const maxAttempts = options?.maxAttempts ?? 5
   const hub = yield* PubSub.sliding<TaskEvent>(16_384)
   let eventSeq = 0
@@ -789,9 +799,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         Effect.annotateLogs({ taskId: record.task.id, stepId: planned.id, attempt: job.attempts }),
         Effect.withLogSpan(`step.${planned.type}`)
       )
-      return yield* Schema.encodeEffect(h.result)(result).pipe(
+      const encoded = (yield* Schema.encodeEffect(h.result)(result).pipe(
         Effect.mapError((e) => StepError.permanent(`result does not match the ${planned.type} handler: ${e.message}`))
-      ) as Effect.Effect<Schema.Json, StepError>
+      )) as Schema.Json
+      // The same check `settle` makes: a result it would refuse fails the attempt here, before the job completes
+      return yield* checkResult(h, planned.type, encoded).pipe(Effect.mapError(StepError.permanent))
     }).pipe(
       Effect.mapError((e) =>
         e instanceof StepError
@@ -804,34 +816,66 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       )
     )
 
-  const settleStep = (job: Job, outcome: Worker.Outcome) =>
+  /**
+   * The one path by which a step's outcome is recorded, whoever ran it. It takes effect only for the step's
+   * current attempt as started by `worker` (the lease holder named in `step.started`); a result is decoded against
+   * the handler's result schema, and one that does not decode is a failed attempt carrying the decode error,
+   * never a success. The worker is named in the `step.succeeded` / `step.failed` entry.
+   */
+  const settleOutcome = (
+    r: TaskRecord,
+    plan: Plan,
+    stepId: StepId,
+    outcome: Worker.Outcome,
+    final: boolean,
+    worker: string | undefined,
+    now: number
+  ): Effect.Effect<Flow.Transition> =>
+    Effect.gen(function* () {
+      if (outcome._tag === "Failed") {
+        return Flow.stepFailed(r, stepId, { message: outcome.error, retryable: outcome.retryable }, final, now, worker)
+      }
+      const planned = plan.steps.find((s) => s.id === stepId)!
+      const handler = handlers.get(planned.type)
+      const checked = Option.isNone(handler)
+        ? Effect.fail(`no handler for step type ${planned.type}`)
+        : checkResult(handler.value, planned.type, outcome.result)
+      return yield* checked.pipe(
+        Effect.match({
+          onSuccess: (result) => Flow.stepSucceeded(r, plan, stepId, result, now, worker),
+          // The job is finished either way: a refused result cannot be retried within it, so the attempt is final
+          onFailure: (message) => Flow.stepFailed(r, stepId, { message, retryable: false }, true, now, worker)
+        })
+      )
+    })
+
+  const settleStep = (job: Job, outcome: Worker.Outcome, worker: string) =>
     Effect.gen(function* () {
       const ref = yield* decodeStepJob(job.payload)
       yield* transact(ref.taskId, (r, plan, now) => {
         if (!isCurrent(r, ref)) return Effect.succeed(undefined)
         const stepId = ref.stepId as StepId
-        return Effect.succeed(
-          outcome._tag === "Completed"
-            ? (outcome.result as { stale?: boolean } | null)?.stale === true
-              ? undefined
-              : Flow.stepSucceeded(r, plan, stepId, outcome.result, now)
-            : Flow.stepFailed(
-                r,
-                stepId,
-                { message: outcome.error, retryable: outcome.retryable },
-                job.state === "dead_lettered",
-                now
-              )
-        )
+        // Another worker started the step since (this one's lease expired and was taken over): not ours to settle.
+        // (Steps started before workers were recorded name none.)
+        const startedBy = r.steps.find((s) => s.id === stepId)?.worker
+        if (startedBy !== undefined && startedBy !== worker) return Effect.succeed(undefined)
+        if (outcome._tag === "Completed" && (outcome.result as { stale?: boolean } | null)?.stale === true) {
+          return Effect.succeed(undefined)
+        }
+        return settleOutcome(r, plan, stepId, outcome, job.state === "dead_lettered", worker, now)
       })
     })
 
   const runDeadline = (job: Job) =>
     Effect.gen(function* () {
       const ref = yield* decodeStepJob(job.payload).pipe(Effect.mapError((e) => Worker.JobFailure.permanent(e.message)))
-      yield* transact(ref.taskId, (r, _plan, now) =>
-        Effect.succeed(Flow.deadlinePassed(r, ref.stepId as StepId, ref.round, now))
-      )
+      let early = false
+      yield* transact(ref.taskId, (r, _plan, now) => {
+        early = Flow.deadlinePending(r, ref.stepId as StepId, ref.round, now)
+        return Effect.succeed(Flow.deadlinePassed(r, ref.stepId as StepId, ref.round, now))
+      })
+      // Due by this worker's clock but not by the stored deadline: try again later (the retry backs off)
+      if (early) return yield* Worker.JobFailure.transient("the approval deadline has not passed yet")
       return null
     })
 
@@ -863,13 +907,17 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           const job = step.jobId === undefined ? Option.none() : yield* Effect.option(queue.get(step.jobId))
           if (Option.isNone(job)) {
             add({ record: transition.record, commands: [{ _tag: "Enqueue", step, planned }] })
-          } else if (job.value.state === "completed") {
-            add(Flow.stepSucceeded(transition.record, plan, step.id, job.value.result ?? null, now))
+          } else if (job.value.state === "completed" && step.state === "running") {
+            // Completed by the worker that started the attempt, which stopped before settling it: the result
+            // takes the one settle path (decoded against the handler's schema, the worker named)
+            const outcome: Worker.Outcome = { _tag: "Completed", result: job.value.result ?? null }
+            add(yield* settleOutcome(transition.record, plan, step.id, outcome, true, step.worker, now))
           } else if (job.value.state === "dead_lettered") {
             const message = job.value.lastError ?? "the step's job was dead-lettered"
-            add(Flow.stepFailed(transition.record, step.id, { message, retryable: false }, true, now))
-          } else if (job.value.state === "cancelled") {
-            // Withdrawn while the task still wants it: run it again, in a new round
+            add(Flow.stepFailed(transition.record, step.id, { message, retryable: false }, true, now, step.worker))
+          } else if (job.value.state === "cancelled" || job.value.state === "completed") {
+            // Withdrawn while the task still wants it, or completed though no worker of the runtime started the
+            // step (it did not run through the runtime, so its result is not recorded): run it again, in a new round
             const current = transition.record.steps.find((s) => s.id === step.id)!
             add({
               record: {
@@ -938,10 +986,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       ...(options?.pool === undefined ? {} : { pool: options.pool }),
       ...(options?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
       handler: (job, { workerId }) => (job.queue === deadlinesQueue ? runDeadline(job) : runStep(job, workerId)),
-      settle: (job, outcome) =>
+      settle: (job, outcome, { workerId }) =>
         job.queue === deadlinesQueue
           ? Effect.void
-          : settleStep(job, outcome).pipe(
+          : settleStep(job, outcome, workerId).pipe(
               Effect.catchCause((cause) =>
                 Cause.hasInterruptsOnly(cause)
                   ? Effect.failCause(cause)
@@ -1009,3 +1057,16 @@ export const snapshotEvent = (view: TaskView): TaskEvent => ({
  * @since 0.1.0
  */
 export const isActive = (state: TaskState): boolean => state === "running" || state === "waiting_approval"
+
+/**
+ * A step result as the handler's result schema decodes it: the JSON to record, or why it is refused.
+ */
+const checkResult = (
+  handler: StepHandler<any, any, never>,
+  type: string,
+  result: Schema.Json
+): Effect.Effect<Schema.Json, string> =>
+  Schema.decodeUnknownEffect(handler.result)(result).pipe(
+    Effect.as(result),
+    Effect.mapError((e) => `result does not match the ${type} handler: ${e.message}`)
+  )

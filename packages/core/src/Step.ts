@@ -59,6 +59,8 @@ export const Step = Schema.Struct({
   /** How many times the step was (re)scheduled: a task retry starts a new round, which needs new approvals. */
   round: Schema.Int,
   jobId: Schema.optionalKey(JobId),
+  /** The worker that started the latest attempt (the lease holder named in its `step.started` entry). */
+  worker: Schema.optionalKey(Schema.String),
   /** For a step waiting for approval: when the approval window closes (epoch ms). */
   deadlineAt: Schema.optionalKey(Schema.Number),
   result: Schema.optionalKey(Schema.Json),

@@ -125,8 +125,13 @@ export interface RunOptions<E, R, RS> {
   /** Registered capabilities when an `Agents` service is present (default: the queue names). */
   readonly capabilities?: ReadonlyArray<string> | undefined
   readonly labels?: { readonly [key: string]: string } | undefined
-  /** Runs after each complete/fail, with the stored job, in the same unit of work. */
-  readonly settle?: ((job: Job, outcome: Outcome) => Effect.Effect<void, unknown, RS>) | undefined
+  /**
+   * Runs after each complete/fail, with the stored job, in the same unit of work; `workerId` is the lease holder
+   * that recorded the outcome.
+   */
+  readonly settle?:
+    | ((job: Job, outcome: Outcome, context: { readonly workerId: AgentId }) => Effect.Effect<void, unknown, RS>)
+    | undefined
 }
 
 /**
@@ -295,7 +300,7 @@ export const run = <E = never, R = never, RS = never>(
         Effect.exit(
           settle === undefined
             ? write
-            : unit(Effect.flatMap(write, (after) => Effect.as(settle(after, outcome), after)))
+            : unit(Effect.flatMap(write, (after) => Effect.as(settle(after, outcome, { workerId }), after)))
         ),
         (exit) => (Exit.isSuccess(exit) ? Effect.sync(() => count(exit.value)) : unrecorded(job, outcome, exit))
       )

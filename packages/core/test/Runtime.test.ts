@@ -665,12 +665,29 @@ describe("Runtime: durability and scale", () => {
     Effect.gen(function* () {
       const runtime = yield* Runtime
       const queue = yield* Queue
+      const store = yield* TaskStore
       const worker = AgentId.make("phantom")
-      // A worker that completes the job in the queue but dies before the task store hears of it
+      // What the runtime's worker writes when it starts an attempt (`step.started`), before it runs the handler
+      const startedBy = (taskId: string, stepIndex: number) =>
+        Effect.gen(function* () {
+          const before = yield* store.get(taskId as TaskView["task"]["id"])
+          yield* store.save(
+            {
+              ...before,
+              task: { ...before.task, version: before.task.version + 1 },
+              steps: before.steps.map((s, i) =>
+                i === stepIndex ? { ...s, state: "running" as const, attempts: s.attempts + 1, worker } : s
+              )
+            },
+            before.task.version
+          )
+        })
+      // A worker that started the step, completed the job in the queue, and died before the task store heard of it
       const task = yield* runtime.start(monitoring, alice)
       const [claimed] = yield* queue.claim({ workerId: worker, queues: ["mandate.steps"], max: 1 })
+      yield* startedBy(task.id, 0)
       yield* queue.complete(claimed!.id, worker, { wallet: walletA, balance: 7, sufficient: true })
-      assert.strictEqual((yield* runtime.get(task.id)).steps[0]!.state, "queued")
+      assert.strictEqual((yield* runtime.get(task.id)).steps[0]!.state, "running")
       yield* runtime.reconcile
       const settled = yield* runtime.get(task.id)
       assert.deepStrictEqual(settled.steps[0]!.result, { wallet: walletA, balance: 7, sufficient: true })
@@ -678,6 +695,12 @@ describe("Runtime: durability and scale", () => {
         settled.steps.map((s) => s.state),
         ["succeeded", "queued"]
       )
+      // The settlement took the one settle path: the entry names the worker that ran the attempt
+      const succeeded = (yield* Ledger.use((l) => l.byTask(task.id))).find((e) => e.kind === "step.succeeded")
+      assert.deepStrictEqual(succeeded?.payload, {
+        result: { wallet: walletA, balance: 7, sufficient: true },
+        worker: "phantom"
+      })
       // ...and one whose job was dead-lettered: the task fails with the job's error
       const [next] = yield* queue.claim({ workerId: worker, queues: ["mandate.steps"], max: 1 })
       yield* queue.fail(next!.id, worker, "disk on fire", { retryable: false })
@@ -689,6 +712,50 @@ describe("Runtime: durability and scale", () => {
       const version = failed.task.version
       yield* runtime.reconcile
       assert.strictEqual((yield* runtime.get(task.id)).task.version, version)
+    }).pipe(Effect.provide(memory({ runtime: { workers: false } })))
+  )
+
+  it.live("reconcile records no outcome that skipped the settle path: unstarted steps re-run, bad results fail", () =>
+    Effect.gen(function* () {
+      const runtime = yield* Runtime
+      const queue = yield* Queue
+      const store = yield* TaskStore
+      const forger = AgentId.make("forger")
+      // A job completed though no worker of the runtime started its step (no `step.started`): not a success
+      const task = yield* runtime.start(monitoring, alice)
+      const [forged] = yield* queue.claim({ workerId: forger, queues: ["mandate.steps"], max: 1 })
+      yield* queue.complete(forged!.id, forger, { forged: true })
+      yield* runtime.reconcile
+      const rerun = yield* runtime.get(task.id)
+      assert.strictEqual(rerun.steps[0]!.state, "queued")
+      assert.strictEqual(rerun.steps[0]!.round, 1)
+      assert.notStrictEqual(rerun.steps[0]!.jobId, forged!.id)
+      assert.isUndefined(rerun.steps[0]!.result)
+      const kinds = yield* kindsOf(task.id)
+      assert.isFalse(kinds.some((k) => k.startsWith("step.succeeded")))
+
+      // A started attempt whose job completed with a result the handler's schema refuses: a failed attempt
+      const [started] = yield* queue.claim({ workerId: forger, queues: ["mandate.steps"], max: 1 })
+      const before = yield* store.get(task.id)
+      yield* store.save(
+        {
+          ...before,
+          task: { ...before.task, version: before.task.version + 1 },
+          steps: before.steps.map((s, i) =>
+            i === 0 ? { ...s, state: "running" as const, attempts: s.attempts + 1, worker: forger } : s
+          )
+        },
+        before.task.version
+      )
+      yield* queue.complete(started!.id, forger, { forged: true })
+      yield* runtime.reconcile
+      const failed = yield* runtime.get(task.id)
+      assert.strictEqual(failed.task.state, "failed")
+      assert.strictEqual(failed.steps[0]!.state, "failed")
+      assert.match(failed.steps[0]!.error!.message, /result does not match the check_balance handler/)
+      const entry = (yield* Ledger.use((l) => l.byTask(task.id))).find((e) => e.kind === "step.failed")
+      assert.strictEqual((entry!.payload as { worker?: string }).worker, "forger")
+      assert.isFalse((yield* kindsOf(task.id)).some((k) => k.startsWith("step.succeeded")))
     }).pipe(Effect.provide(memory({ runtime: { workers: false } })))
   )
 

@@ -123,7 +123,7 @@ describe.skipIf(!run)("web console in Chromium", { timeout: 180_000 }, () => {
     const page = await browser.context.newPage()
     await page.goto(`${base}/`)
     await page.getByRole("heading", { name: "Development mode: sign in as" }).waitFor()
-    await page.getByRole("button", { name: /^robot/ }).click()
+    await page.getByRole("button", { name: /^robot \(agent\)/ }).click()
     assert.strictEqual(await page.getByTestId("principal").textContent(), "robot")
     assert.deepStrictEqual(await navLinks(page), ["Queues", "Agents"])
     await page.close()

@@ -9,7 +9,7 @@ import { Effect, Schema } from "effect"
 import type { Approval } from "../Approval.ts"
 import type { JobId, StepId } from "../Ids.ts"
 import type { Plan, PlannedStep } from "../Plan.ts"
-import { hasRole, type Principal } from "../Principal.ts"
+import { hasRole, type Principal, system } from "../Principal.ts"
 import type { Step, StepErrorInfo, StepState } from "../Step.ts"
 import { IllegalTransition, type TaskState } from "../Task.ts"
 import type { TaskRecord } from "../TaskStore.ts"
@@ -218,7 +218,13 @@ export const stepStarted = (
       new IllegalTransition({ entity: "step", id: `${record.task.id}/${stepId}`, from: step.state, to: "running" })
     )
   }
-  const next = setStep(record, { ...step, state: "running", attempts: step.attempts + 1, updatedAt: now })
+  const next = setStep(record, {
+    ...step,
+    state: "running",
+    attempts: step.attempts + 1,
+    updatedAt: now,
+    ...(worker === undefined ? {} : { worker })
+  })
   return Effect.succeed({
     record: next,
     commands: [
@@ -234,7 +240,9 @@ export const stepStarted = (
 }
 
 /**
- * A step's attempt succeeded. Schedules what became ready; completes the task when every step is done.
+ * A step's attempt succeeded (its result already checked against the handler's result schema). Schedules what
+ * became ready; completes the task when every step is done. `worker`, the lease holder that ran the attempt, goes
+ * into the `step.succeeded` entry.
  *
  * @category flow
  * @since 0.1.0
@@ -244,20 +252,18 @@ export const stepSucceeded = (
   plan: Plan,
   stepId: StepId,
   result: Schema.Json,
-  now: number
+  now: number,
+  worker?: string
 ): Transition => {
   const step = stepOf(record, stepId)!
   const { error: _, ...rest } = step
   const next = setStep(record, { ...rest, state: "succeeded", result, updatedAt: now })
-  return advance(
-    { record: next, commands: [{ _tag: "Record", kind: "step.succeeded", stepId, payload: { result } }] },
-    plan,
-    now
-  )
+  const payload = { result, ...(worker === undefined ? {} : { worker }) }
+  return advance({ record: next, commands: [{ _tag: "Record", kind: "step.succeeded", stepId, payload }] }, plan, now)
 }
 
 /**
- * A step's attempt failed. With retries left the step waits in the queue again; otherwise it fails and so does
+ * A step's attempt failed (`worker`, the lease holder, goes into the entry). With retries left the step waits in the queue again; otherwise it fails and so does
  * the task, whose queued work is withdrawn (pending steps stay pending, ready for a retry of the task).
  *
  * @category flow
@@ -268,14 +274,15 @@ export const stepFailed = (
   stepId: StepId,
   error: StepErrorInfo,
   final: boolean,
-  now: number
+  now: number,
+  worker?: string
 ): Transition => {
   const step = stepOf(record, stepId)!
   const entry: Command = {
     _tag: "Record",
     kind: "step.failed",
     stepId,
-    payload: { error, final, attempts: step.attempts }
+    payload: { error, final, attempts: step.attempts, ...(worker === undefined ? {} : { worker }) }
   }
   if (!final) return { record: setStep(record, { ...step, state: "queued", error, updatedAt: now }), commands: [entry] }
   let next = setStep(record, { ...step, state: "failed", error, updatedAt: now })
@@ -486,8 +493,28 @@ export const reject = (
   })
 
 /**
- * An approval window closed. If the step still waits (in the same round), the task is rejected: default deny.
- * Returns `undefined` when there is nothing to do (approved in time, or the task moved on).
+ * Whether a step waits for approval in `round` under a deadline that has not passed yet at `now` (a deadline job
+ * that runs early, e.g. on a worker whose clock is behind, must come back later rather than do nothing).
+ *
+ * @category approvals
+ * @since 0.1.0
+ */
+export const deadlinePending = (record: TaskRecord, stepId: StepId, round: number, now: number): boolean => {
+  const step = stepOf(record, stepId)
+  return (
+    step !== undefined &&
+    step.state === "waiting_approval" &&
+    step.round === round &&
+    step.deadlineAt !== undefined &&
+    now < step.deadlineAt
+  )
+}
+
+/**
+ * An approval window closed. Acts only when the step still waits for approval in that round, under a deadline
+ * the runtime stored for it (`deadlineAt`, set from the policy's approval timeout), and that deadline has passed:
+ * then the task is rejected (default deny), the runtime itself (`Principal.system`) named as the actor. Returns
+ * `undefined` when there is nothing to do (no deadline, not passed yet, approved in time, the task moved on).
  *
  * @category flow
  * @since 0.1.0
@@ -500,15 +527,22 @@ export const deadlinePassed = (
 ): Transition | undefined => {
   const step = stepOf(record, stepId)
   if (step === undefined || step.state !== "waiting_approval" || step.round !== round) return undefined
+  if (step.deadlineAt === undefined || now < step.deadlineAt) return undefined
   if (record.task.state !== "running" && record.task.state !== "waiting_approval") return undefined
   const reason = `approval of step ${stepId} was not given before its deadline`
   const ended = endTask(record, "rejected", [reason], now)
   return {
     record: ended.record,
     commands: [
-      { _tag: "Record", kind: "approval.rejected", stepId, payload: { reason, deadlineAt: step.deadlineAt ?? now } },
+      {
+        _tag: "Record",
+        kind: "approval.rejected",
+        stepId,
+        principal: system,
+        payload: { reason, deadlineAt: step.deadlineAt, round }
+      },
       ...ended.commands,
-      { _tag: "Record", kind: "task.rejected", payload: { reasons: [reason] } }
+      { _tag: "Record", kind: "task.rejected", principal: system, payload: { reasons: [reason] } }
     ]
   }
 }

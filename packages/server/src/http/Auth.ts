@@ -137,7 +137,7 @@ export class Authenticator extends Context.Service<
 }
 
 const Claims = Schema.Struct({
-  sub: Principal.PrincipalId,
+  sub: Principal.ExternalPrincipalId,
   roles: Schema.Array(Principal.Role)
 })
 const decodeClaims = decode(Claims)

@@ -19,6 +19,8 @@ export const tokens = {
   erin: "erin.submit-approve-token-1",
   carol: "carol.audit-token-1",
   robot: "robot.agent-token-1",
+  /** An agent whose principal id has a dot: `robot.eu` (issue 12, finding 6). */
+  robotEu: "roboteu.agent-token-1",
   root: "root.admin-token-1"
 } as const
 
@@ -29,6 +31,7 @@ const apiKeys: ReadonlyArray<ApiKey> = [
   { token: Redacted.make(tokens.erin), principal: Principal.make("erin", ["submitter", "approver"]) },
   { token: Redacted.make(tokens.carol), principal: Principal.make("carol", ["auditor"]) },
   { token: Redacted.make(tokens.robot), principal: Principal.make("robot", ["agent"]) },
+  { token: Redacted.make(tokens.robotEu), principal: Principal.make("robot.eu", ["agent"]) },
   { token: Redacted.make(tokens.root), principal: Principal.make("root", ["admin"]) }
 ]
 
