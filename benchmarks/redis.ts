@@ -333,8 +333,18 @@ interface Round {
   readonly bullLatency: ReadonlyArray<Latency>
 }
 
-// One pass of every phase, Mandate then each BullMQ configuration, on queues of its own
+// One pass of every phase for Mandate and each BullMQ configuration, on queues of their own. Who goes first turns
+// with the round, so that none always runs on the warmest (or the quietest) machine
 const runRound = async (round: number): Promise<Round> => {
+  const order = <A>(runs: ReadonlyArray<() => Promise<A>>): Promise<Array<A>> =>
+    (async () => {
+      const out: Array<A> = new Array(runs.length)
+      for (let k = 0; k < runs.length; k++) {
+        const i = (k + round - 1) % runs.length
+        out[i] = await runs[i]!()
+      }
+      return out
+    })()
   const rows: Array<Row> = []
   // enqueue one call per job, then drain those at concurrency 10; batches, then drain at concurrency 50
   for (const [concurrency, single] of [
@@ -342,21 +352,24 @@ const runRound = async (round: number): Promise<Round> => {
     [50, false]
   ] as const) {
     const name = `drain-${concurrency}-${round}`
-    const mEnqueue = single ? await mandateEnqueueSingle(name) : await mandateEnqueueBatches(name)
-    const bEnqueue: Array<Measure> = []
-    for (const config of bullConfigs) {
-      bEnqueue.push(single ? await bullEnqueueSingle(config, name) : await bullEnqueueBatches(config, name))
-    }
-    rows.push({ mandate: mEnqueue, bull: bEnqueue })
-    const mDrain = await mandateDrain(name, concurrency)
-    const bDrain: Array<Measure> = []
-    for (const config of bullConfigs) bDrain.push(await bullDrain(config, name, concurrency))
-    rows.push({ mandate: mDrain, bull: bDrain })
+    const [mEnqueue, ...bEnqueue] = await order<Measure>([
+      () => (single ? mandateEnqueueSingle(name) : mandateEnqueueBatches(name)),
+      ...bullConfigs.map(
+        (config) => () => (single ? bullEnqueueSingle(config, name) : bullEnqueueBatches(config, name))
+      )
+    ])
+    rows.push({ mandate: mEnqueue!, bull: bEnqueue })
+    const [mDrain, ...bDrain] = await order<Measure>([
+      () => mandateDrain(name, concurrency),
+      ...bullConfigs.map((config) => () => bullDrain(config, name, concurrency))
+    ])
+    rows.push({ mandate: mDrain!, bull: bDrain })
   }
-  const mandateLatencyOf = await mandateLatency(`latency-${round}`)
-  const bullLatencyOf: Array<Latency> = []
-  for (const config of bullConfigs) bullLatencyOf.push(await bullLatency(config, `latency-${round}`))
-  return { rows, mandateLatency: mandateLatencyOf, bullLatency: bullLatencyOf }
+  const [mandateLatencyOf, ...bullLatencyOf] = await order<Latency>([
+    () => mandateLatency(`latency-${round}`),
+    ...bullConfigs.map((config) => () => bullLatency(config, `latency-${round}`))
+  ])
+  return { rows, mandateLatency: mandateLatencyOf!, bullLatency: bullLatencyOf }
 }
 
 const report = (title: string, { rows, mandateLatency: mLatency, bullLatency: bLatency }: Round) => {
