@@ -10,7 +10,9 @@
  * - `withAppendLock` runs one appender at a time across every process sharing the store: between an
  *   appender's `head` read and its `write`, no other append commits. A SQL backend runs it in a transaction
  *   (joining an enclosing one, so a `UnitOfWork` commits ledger entries with the rest of a transition) that
- *   holds a lock such as `pg_advisory_xact_lock`.
+ *   holds a lock such as `pg_advisory_xact_lock`. An optimistic backend may instead refuse, at commit, a write
+ *   whose head moved since it was read, and run the appender again (the Redis store does): what commits is the
+ *   same.
  * - `write` stores the entries and nodes it is given all together or not at all, and refuses to change a row
  *   that exists (append-only: a database refuses updates and deletes, e.g. with a trigger).
  * - `head` is the stored head record (size and last entry hash) that appends continue from, kept apart from the
@@ -35,6 +37,7 @@ import type { EntryHash, TaskId } from "./Ids.ts"
 import { NodeArray } from "./internal/NodeArray.ts"
 import { Checkpoint, genesisHash, type LedgerEntry } from "./LedgerEntry.ts"
 import type * as Merkle from "./Merkle.ts"
+import { UnitOfWork } from "./UnitOfWork.ts"
 
 /**
  * A stored checkpoint and, once it was published to a chain, its anchor receipt.
@@ -139,6 +142,15 @@ const makeMemory = Effect.gen(function* () {
     }
   }
 
+  const unindex = (seq: number, entry: LedgerEntry): void => {
+    if (byHash.get(entry.entryHash) === seq) byHash.delete(entry.entryHash)
+    if (typeof entry.taskId === "string") {
+      const list = byTask.get(entry.taskId)
+      if (list !== undefined && list[list.length - 1] === seq) list.pop()
+      if (list !== undefined && list.length === 0) byTask.delete(entry.taskId)
+    }
+  }
+
   const checkpointIndex = (size: number): number => {
     let lo = 0
     let hi = checkpoints.length
@@ -171,6 +183,7 @@ const makeMemory = Effect.gen(function* () {
           }
           next.set(node.level, expected + 1)
         }
+        const before = head
         entries.length = size
         for (const entry of batch) {
           entries.push(deepFreeze(entry))
@@ -178,7 +191,14 @@ const makeMemory = Effect.gen(function* () {
         }
         for (const node of written) nodes.push(node.level, node.index, node.hash)
         if (batch.length > 0) head = { size: size + batch.length, lastHash: batch[batch.length - 1]!.entryHash }
-        return Effect.void
+        // A unit of work that fails takes the entries and nodes back (the append lock is the unit's, so nothing
+        // was appended after them)
+        return UnitOfWork.onRollback(() => {
+          for (let i = batch.length - 1; i >= 0; i--) unindex(batch[i]!.seq, batch[i]!)
+          entries.length = size
+          for (let i = written.length - 1; i >= 0; i--) nodes.pop(written[i]!.level, written[i]!.index)
+          head = before
+        })
       }),
     nodes: (ids) => Effect.sync(() => ids.map((id) => nodes.get(id.level, id.index))),
     entries: (from, to) =>

@@ -37,6 +37,7 @@ import {
 } from "./internal/MemoryQueue.ts"
 import { isPendingJobState, Job, JobState, PoolName, QueueName } from "./Job.ts"
 import { IllegalTransition, Priority } from "./Task.ts"
+import { UnitOfWork } from "./UnitOfWork.ts"
 
 // ---- models -----------------------------------------------------------------------------------------------
 
@@ -658,12 +659,23 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
     )
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), sweep)))
 
+    // Inside a unit of work, a unit that fails takes back the jobs it created (not those an idempotency key found)
+    const enqueueUndoable = (jobs: ReadonlyArray<NewJob>, now: number) =>
+      Effect.suspend(() => {
+        const out = store.enqueue(jobs, now)
+        const created = out.flatMap((job, i) => (job === jobs[i]!.job ? [job.id] : []))
+        return Effect.as(
+          created.length === 0 ? Effect.void : UnitOfWork.onRollback(() => store.unenqueue(created)),
+          out as ReadonlyArray<Job>
+        )
+      })
+
     return Queue.of({
       enqueue: Effect.fnUntraced(function* (request: EnqueueRequest) {
         const valid = validateRequest(request, "$")
         if (Result.isFailure(valid)) return yield* valid.failure
         const now = yield* Clock.currentTimeMillis
-        return store.enqueue([newJob(valid.success, now)], now)[0]!
+        return (yield* enqueueUndoable([newJob(valid.success, now)], now))[0]!
       }),
 
       enqueueBatch: Effect.fnUntraced(function* (requests: ReadonlyArray<EnqueueRequest>) {
@@ -677,7 +689,7 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
         }
         if (errors.length > 0) return yield* combine(errors)
         const now = yield* Clock.currentTimeMillis
-        return store.enqueue(
+        return yield* enqueueUndoable(
           valid.map((v) => newJob(v, now)),
           now
         )

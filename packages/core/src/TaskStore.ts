@@ -15,6 +15,7 @@ import type { PlanId, TaskId } from "./Ids.ts"
 import type { Plan } from "./Plan.ts"
 import { Step } from "./Step.ts"
 import { Task, type TaskState } from "./Task.ts"
+import { UnitOfWork } from "./UnitOfWork.ts"
 
 /**
  * A task with its steps and approvals: the unit the store reads and writes.
@@ -217,9 +218,19 @@ const makeMemory = (): TaskStore["Service"] => {
         order.push(task.id)
         if (task.idempotencyKey !== undefined)
           idempotency.set(idemKey(task.requestedBy.id, task.idempotencyKey), task.id)
-        if (plan !== undefined && !plans.has(plan.id)) plans.set(plan.id, plan)
+        const newPlan = plan !== undefined && !plans.has(plan.id)
+        if (newPlan) plans.set(plan.id, plan)
         counts[task.state]++
-        return Effect.void
+        return UnitOfWork.onRollback(() => {
+          const current = records.get(task.id)
+          if (current === undefined) return
+          records.delete(task.id)
+          const at = order.lastIndexOf(task.id)
+          if (at >= 0) order.splice(at, 1)
+          if (task.idempotencyKey !== undefined) idempotency.delete(idemKey(task.requestedBy.id, task.idempotencyKey))
+          if (newPlan) plans.delete(plan.id)
+          counts[current.record.task.state]--
+        })
       }),
     get: (taskId) =>
       Effect.suspend(() => {
@@ -234,10 +245,15 @@ const makeMemory = (): TaskStore["Service"] => {
         if (found !== expectedVersion) {
           return Effect.fail(new VersionConflict({ taskId: record.task.id, expected: expectedVersion, found }))
         }
-        counts[entry.record.task.state]--
+        const previous = entry.record
+        counts[previous.task.state]--
         counts[record.task.state]++
         entry.record = record
-        return Effect.void
+        return UnitOfWork.onRollback(() => {
+          counts[entry.record.task.state]--
+          counts[previous.task.state]++
+          entry.record = previous
+        })
       }),
     findByIdempotencyKey: (principalId, key) =>
       Effect.sync(() => Option.fromNullishOr(idempotency.get(idemKey(principalId, key)))),

@@ -2,8 +2,9 @@
  * The transaction boundary. The runtime wraps each state transition (task and step states, the jobs it
  * enqueues, the ledger entries it appends) in `UnitOfWork.run`, so that on one database they commit together.
  *
- * The memory layer is a lock: transitions run one at a time, so no reader sees half of one. (The runtime
- * computes and validates a transition before it writes, so memory writes inside a unit do not fail halfway.)
+ * The memory layer is a lock: units run one at a time, so no other unit sees half of one, and the memory stores
+ * register how to undo their writes (`onRollback`: task records, enqueued jobs, ledger entries), so a unit that
+ * fails leaves none of them behind.
  * The Postgres layer wraps `sql.withTransaction`; stores on the same `SqlClient` are enlisted automatically.
  * With stores on different backends there is no common transaction: steps are at-least-once and handlers get
  * an idempotency key.
@@ -30,11 +31,23 @@ export class UnitOfWorkError extends Schema.TaggedError<UnitOfWorkError>()("Unit
   cause: Schema.Defect()
 }) {}
 
-// The effects deferred by the unit running in this fiber (undefined outside a unit). A nested unit collects its
-// own and hands them to its parent only if it succeeds, so a rolled-back savepoint publishes nothing.
-const Pending = Context.Reference<Array<Effect.Effect<void>> | undefined>("@mandate/core/UnitOfWork/Pending", {
+// The unit running in this fiber (undefined outside a unit): the effects it deferred and the undo actions of the
+// in-process writes it made. A nested unit collects its own and hands them to its parent only if it succeeds, so a
+// rolled-back savepoint publishes nothing and undoes only its own writes.
+interface Pending {
+  readonly deferred: Array<Effect.Effect<void>>
+  readonly undo: Array<() => void>
+}
+const Pending = Context.Reference<Pending | undefined>("@mandate/core/UnitOfWork/Pending", {
   defaultValue: () => undefined
 })
+
+// Undoes in reverse order, once (a unit may fail in its body and again at commit)
+const undoAll = (pending: Pending): Effect.Effect<void> =>
+  Effect.sync(() => {
+    const actions = pending.undo.splice(0)
+    for (let i = actions.length - 1; i >= 0; i--) actions[i]!()
+  })
 
 const runDeferred = (effects: ReadonlyArray<Effect.Effect<void>>): Effect.Effect<void> =>
   effects.length === 0 ? Effect.void : Effect.forEach(effects, (effect) => effect, { discard: true })
@@ -76,22 +89,48 @@ export class UnitOfWork extends Context.Service<
     return UnitOfWork.of({
       run: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         Effect.flatMap(Pending, (parent) => {
-          const deferred: Array<Effect.Effect<void>> = []
-          const body = Effect.provideService(effect, Pending, deferred)
+          const pending: Pending = { deferred: [], undo: [] }
+          const undo = undoAll(pending)
+          const body = Effect.onError(Effect.provideService(effect, Pending, pending), () => undo)
           if (parent !== undefined) {
-            // Joins the enclosing unit: its deferred effects wait for the outermost commit
-            return Effect.tap(transaction(body), () => Effect.sync(() => void parent.push(...deferred)))
+            // Joins the enclosing unit: its deferred effects wait for the outermost commit, and its writes are
+            // undone with the enclosing unit's if that one fails
+            return Effect.tap(
+              Effect.onError(transaction(body), () => undo),
+              () =>
+                Effect.sync(() => {
+                  parent.deferred.push(...pending.deferred)
+                  parent.undo.push(...pending.undo)
+                })
+            )
           }
           return inside
-            ? transaction(Effect.tap(body, () => runDeferred(deferred)))
-            : Effect.tap(transaction(body), () => runDeferred(deferred))
+            ? transaction(Effect.tap(body, () => runDeferred(pending.deferred)))
+            : Effect.tap(
+                Effect.onError(transaction(body), () => undo),
+                () => runDeferred(pending.deferred)
+              )
         }),
       afterCommit: (effect) =>
-        Effect.flatMap(Pending, (deferred) =>
-          deferred === undefined ? effect : Effect.sync(() => void deferred.push(effect))
+        Effect.flatMap(Pending, (pending) =>
+          pending === undefined ? effect : Effect.sync(() => void pending.deferred.push(effect))
         )
     })
   }
+
+  /**
+   * Registers how to undo an in-process write made inside the unit running in this fiber: run (in reverse order
+   * of registration) if that unit fails, dropped once the outermost unit commits; nothing outside a unit. The
+   * memory stores use it, so a memory unit whose write in the middle fails leaves none of its writes behind, as a
+   * database transaction would. Custom in-process stores may use it too.
+   *
+   * @category constructors
+   * @since 0.1.0
+   */
+  static readonly onRollback = (undo: () => void): Effect.Effect<void> =>
+    Effect.flatMap(Pending, (pending) =>
+      pending === undefined ? Effect.void : Effect.sync(() => void pending.undo.push(undo))
+    )
 
   /**
    * A process-wide lock (re-entrant: a unit inside a unit joins it, as a savepoint would).

@@ -1,6 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { UnitOfWork } from "@mandate/core"
-import { Effect, Ref } from "effect"
+import { LedgerStore, Queue, TaskStore, UnitOfWork } from "@mandate/core"
+import { suite } from "@mandate/core/conformance/unitOfWork"
+import { Effect, Layer, Ref } from "effect"
+
+suite(
+  "memory",
+  Layer.mergeAll(UnitOfWork.layerMemory, TaskStore.layerMemory, Queue.layerMemory(), LedgerStore.layerMemory)
+)
 
 describe("UnitOfWork.layerMemory", () => {
   it.effect("runs units one at a time, and a nested unit joins its parent", () =>

@@ -10,7 +10,8 @@
  * its receipts in the data directory too, so transactions, receipts and confirmations survive a restart. On the
  * memory store all of it ends with the process, and the startup log says so.
  *
- * `Readiness` probes each configured store and the anchor for `GET /ready`.
+ * `Readiness` probes each configured store and the anchor for `GET /ready`, and says where each lives and whether
+ * it outlives the process (`placements`); the startup log says the same in one line.
  *
  * @since 0.1.0
  */
@@ -25,7 +26,7 @@ import {
   Ledger,
   LedgerKeys,
   type LedgerOptions,
-  LedgerStore,
+  type LedgerStore,
   Mandate,
   type PolicySet,
   PolicyStore,
@@ -33,8 +34,7 @@ import {
   RateLimit,
   type RuntimeOptions,
   Sha256Hex,
-  TaskStore,
-  UnitOfWork
+  TaskStore
 } from "@mandate/core"
 import { Clock, Context, Duration, Effect, Layer, Option, type Redacted, Schema } from "effect"
 import type { Check, Readiness as ReadinessWire } from "./api/System.ts"
@@ -109,24 +109,18 @@ export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions
   )
 
 /**
- * Tasks, the queue, agents and request budgets on Redis. Redis has no ledger or policy store (their durable
- * home is Postgres): they stay in this process, and so does the unit of work, so a transition's writes to the
- * task store, the queue and the ledger are not one transaction (steps are at-least-once; handlers get an
- * idempotency key).
+ * Every service over Redis: policy sets, tasks, the queue, agents, the ledger and request budgets under one key
+ * prefix, one client, and a transition's writes (the task's compare-and-set, its jobs, its ledger entries) in one
+ * unit of work, committed by one Lua script. Nothing that must outlive the process stays in it.
  *
  * @category layers
  * @since 0.1.0
  */
 export const layerRedis = (config: Redis.RedisConfig, options?: StoresOptions): Layer.Layer<Services, unknown> => {
   // One client: the layer is memoised, so both uses below share one build
-  const backend = Redis.layer(config)
+  const backend = Redis.layer(config, { policy: options?.policy })
   return Layer.mergeAll(
-    Mandate.layer(
-      Layer.mergeAll(LedgerStore.layerMemory, PolicyStore.layerMemory(options?.policy), UnitOfWork.layerMemory).pipe(
-        Layer.provideMerge(backend)
-      ),
-      mandateOptions(options)
-    ),
+    Mandate.layer(backend, mandateOptions(options)),
     options?.rateLimit ??
       Layer.effect(
         RateLimit,
@@ -331,8 +325,71 @@ export const layerFromConfig = (
       }
     })
   )
-  return Readiness.layer({ store: config.store, anchor: config.anchor }).pipe(Layer.provideMerge(services))
+  const placed = placements({
+    store: config.store,
+    anchor: config.anchor,
+    rateLimitOnRedis: Option.isSome(config.redisUrl)
+  })
+  // One line at start says where everything lives, and what a restart loses
+  const announce = Layer.effectDiscard(
+    Effect.logInfo(`Stores: ${describePlacements(placed)}`).pipe(Effect.annotateLogs({ service: "Stores" }))
+  )
+  return Readiness.layer({ store: config.store, anchor: config.anchor, placements: placed }).pipe(
+    Layer.provideMerge(services),
+    Layer.merge(announce)
+  )
 }
+
+// ---- where each store lives -----------------------------------------------------------------------------------
+
+/**
+ * Where one store lives, and whether what it holds outlives the process.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Placement {
+  readonly backend: string
+  readonly persistent: boolean
+}
+
+/**
+ * Where each store of a configuration lives, by the names `/ready` uses for its checks.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const placements = (names: {
+  readonly store: StoreKind
+  readonly anchor: AnchorKind
+  /** Whether request budgets are counted on Redis (`REDIS_URL` set). */
+  readonly rateLimitOnRedis?: boolean | undefined
+}): Readonly<Record<string, Placement>> => {
+  const persistent = names.store !== "memory"
+  const store: Placement = { backend: names.store, persistent }
+  return {
+    task_store: store,
+    queue: store,
+    agents: store,
+    ledger: store,
+    policy_store: store,
+    unit_of_work: store,
+    rate_limit:
+      names.rateLimitOnRedis === true || names.store === "redis"
+        ? { backend: "redis", persistent: true }
+        : { backend: "memory", persistent: false },
+    // The mock keeps its network in the data directory with a persistent store; a gateway is a real chain
+    anchor: {
+      backend: names.anchor,
+      persistent: names.anchor === "qubic-rpc" || (names.anchor === "qubic-mock" && persistent)
+    }
+  }
+}
+
+const describePlacements = (placed: Readonly<Record<string, Placement>>): string =>
+  Object.entries(placed)
+    .map(([name, p]) => `${name}=${p.backend}${p.persistent ? "" : " (ends with the process)"}`)
+    .join(", ")
 
 // ---- readiness ---------------------------------------------------------------------------------------------
 
@@ -357,6 +414,8 @@ export class Readiness extends Context.Service<Readiness, { readonly check: Effe
   static readonly layer = (names: {
     readonly store: StoreKind
     readonly anchor: AnchorKind
+    /** Where each store lives (default: `placements({ store, anchor })`); each check reports its own. */
+    readonly placements?: Readonly<Record<string, Placement>> | undefined
   }): Layer.Layer<Readiness, never, TaskStore | Queue | Agents | Ledger | PolicyStore | Anchor> =>
     Layer.effect(
       Readiness,
@@ -367,14 +426,17 @@ export class Readiness extends Context.Service<Readiness, { readonly check: Effe
         const ledger = yield* Ledger
         const policies = yield* PolicyStore
         const anchor = yield* Anchor
+        const placed = names.placements ?? placements(names)
         const probe = <A, E>(name: string, effect: Effect.Effect<A, E>): Effect.Effect<Check> =>
           Effect.gen(function* () {
             const started = yield* Clock.currentTimeMillis
             const outcome = yield* effect.pipe(Effect.timeout(probeTimeout), Effect.result)
             const latency_ms = (yield* Clock.currentTimeMillis) - started
+            const where = placed[name]
+            const placement = where === undefined ? {} : { backend: where.backend, persistent: where.persistent }
             return outcome._tag === "Success"
-              ? { name, ok: true, latency_ms }
-              : { name, ok: false, latency_ms, error: errorText(outcome.failure) }
+              ? { name, ok: true, latency_ms, ...placement }
+              : { name, ok: false, latency_ms, error: errorText(outcome.failure), ...placement }
           })
         const probes = [
           probe("task_store", tasks.countByState),

@@ -22,14 +22,28 @@
 
 import { createHash } from "node:crypto"
 import { NodeRedis } from "@effect/platform-node"
-import type { Agents, InvalidInput, Queue, RateLimit, TaskStore } from "@mandate/core"
+import type {
+  Agents,
+  InvalidInput,
+  LedgerStore,
+  PolicySet,
+  PolicyStore,
+  PolicyStoreError,
+  Queue,
+  RateLimit,
+  TaskStore,
+  UnitOfWork
+} from "@mandate/core"
 import { Cause, Clock, Config, Context, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { Redis } from "effect/persistence"
 import { type AgentsOptions, layerAgents } from "./Agents.ts"
 import { defaultPrefix, Prefix } from "./Keys.ts"
+import { layerLedgerStore } from "./Ledger.ts"
+import { layerPolicyStore } from "./PolicyStore.ts"
 import { layerQueue, type QueueOptions } from "./Queue.ts"
 import { layerRateLimit } from "./RateLimit.ts"
 import { layerTaskStore } from "./TaskStore.ts"
+import { layerUnitOfWork } from "./UnitOfWork.ts"
 
 /**
  * Everything needed to reach Redis and find Mandate's keys in it.
@@ -298,7 +312,16 @@ export const layerClient = (config: RedisConfig): Layer.Layer<Redis.Redis | Node
  * @category models
  * @since 0.1.0
  */
-export type RedisServices = Queue | Agents | TaskStore | RateLimit | Redis.Redis | NodeRedis.NodeRedis
+export type RedisServices =
+  | Queue
+  | Agents
+  | TaskStore
+  | LedgerStore
+  | PolicyStore
+  | UnitOfWork
+  | RateLimit
+  | Redis.Redis
+  | NodeRedis.NodeRedis
 
 /**
  * What the backend's layer builds besides the client.
@@ -311,6 +334,8 @@ export interface BackendOptions {
   readonly queue?: Omit<QueueOptions, "prefix"> | undefined
   /** The agent registry's status thresholds. */
   readonly agents?: Omit<AgentsOptions, "prefix"> | undefined
+  /** Published and activated on a prefix where no policy set is active yet (default: the seed policy). */
+  readonly policy?: PolicySet.PolicySet | undefined
 }
 
 /**
@@ -319,10 +344,13 @@ export interface BackendOptions {
  * @category models
  * @since 0.1.0
  */
-export type RedisStartError = Redis.RedisError | InvalidInput
+export type RedisStartError = Redis.RedisError | InvalidInput | PolicyStoreError
 
 /**
- * The whole Redis backend: one client, and every Redis service over it under the configured prefix.
+ * The whole Redis backend: one client, and every Redis service over it under the configured prefix: tasks, the
+ * queue, agents, the ledger store, policy sets, request budgets and the unit of work that makes a transition's
+ * writes one. Build `Ledger.layer` (with kept keys and an `Anchor`) and `Policy.layer` over it, or hand it to
+ * `Mandate.layer`.
  *
  * @category layers
  * @since 0.1.0
@@ -333,6 +361,9 @@ export const layer = (config: RedisConfig, options?: BackendOptions): Layer.Laye
     layerQueue({ ...options?.queue, ...prefix }),
     layerAgents({ ...options?.agents, ...prefix }),
     layerTaskStore(prefix),
+    layerLedgerStore(prefix),
+    layerPolicyStore({ ...prefix, initial: options?.policy }),
+    layerUnitOfWork,
     layerRateLimit(prefix)
   ).pipe(Layer.provideMerge(layerClient(config)))
 }

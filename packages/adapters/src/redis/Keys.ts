@@ -92,6 +92,38 @@ export interface Keys {
   readonly agentsByPool: (pool: string) => string
   /** The queue's keys (see `queueKeyFamilies`). */
   readonly queue: QueueKeys
+  /** The ledger's keys. */
+  readonly ledger: {
+    /** Hash: the head record (`size`, `lastHash`) appends continue from. */
+    readonly head: string
+    /** Hash from seq to the stored entry (JSON). */
+    readonly entries: string
+    /** Hash from entry hash to seq. */
+    readonly byHash: string
+    /** List of the seqs of one task's entries, in append order. */
+    readonly byTask: (taskId: string) => string
+    /** The prefix of `byTask` keys. */
+    readonly byTaskPrefix: string
+    /** Hash from `level:index` to a Merkle node's hash (hex). */
+    readonly nodes: string
+    /** Hash from size to a signed checkpoint (JSON). */
+    readonly checkpoints: string
+    /** Sorted set of checkpoint sizes. */
+    readonly checkpointSizes: string
+    /** Hash from size to the anchor receipt of that checkpoint (JSON). */
+    readonly anchors: string
+  }
+  /** The policy store's keys. */
+  readonly policy: {
+    /** Hash from version to a published set and its publish time (JSON). */
+    readonly sets: string
+    /** Sorted set of versions by publish sequence. */
+    readonly order: string
+    /** Counter handing out publish sequence numbers. */
+    readonly sequence: string
+    /** String: the active version. */
+    readonly active: string
+  }
 }
 
 /**
@@ -188,6 +220,23 @@ export const makeKeys = (prefix: string): Keys => ({
       readonly [K in keyof typeof queueSingleKeys]: string
     }),
     bucket: (queue, pool) => `${queue}/${pool ?? ""}`
+  },
+  ledger: {
+    head: `${prefix}ledger:head`,
+    entries: `${prefix}ledger:entries`,
+    byHash: `${prefix}ledger:by-hash`,
+    byTask: (taskId) => `${prefix}ledger:task:${taskId}`,
+    byTaskPrefix: `${prefix}ledger:task:`,
+    nodes: `${prefix}ledger:nodes`,
+    checkpoints: `${prefix}ledger:checkpoints`,
+    checkpointSizes: `${prefix}ledger:checkpoint-sizes`,
+    anchors: `${prefix}ledger:anchors`
+  },
+  policy: {
+    sets: `${prefix}policy:sets`,
+    order: `${prefix}policy:order`,
+    sequence: `${prefix}policy:seq`,
+    active: `${prefix}policy:active`
   }
 })
 

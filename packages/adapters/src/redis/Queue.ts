@@ -71,6 +71,7 @@ import {
 } from "effect"
 import { Redis } from "effect/persistence"
 import { type Keys, makeKeys, queueKeyFamilies, queueSingleKeys, type RedisOptions, resolvePrefix } from "./Keys.ts"
+import { guard, operation, type UnitState, unitOf } from "./Unit.ts"
 
 /**
  * Options of the Redis queue.
@@ -350,6 +351,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const now = yield* Clock.currentTimeMillis
     const prepared = prepareJob(request, now)
     if (Result.isFailure(prepared)) return yield* prepared.failure
+    const unit = yield* unitOf(redis)
+    if (unit !== undefined) return (yield* enqueueInUnit(unit, [prepared.success], now))[0]!
     return yield* Effect.request(EnqueueCall({ job: prepared.success, now }), enqueueResolver)
   })
 
@@ -357,6 +360,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const now = yield* Clock.currentTimeMillis
     const prepared = prepareJobs(requests, now)
     if (Result.isFailure(prepared)) return yield* prepared.failure
+    const unit = yield* unitOf(redis)
+    if (unit !== undefined) return yield* enqueueInUnit(unit, prepared.success, now)
     return yield* store(prepared.success, now)
   })
 
@@ -516,6 +521,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const complete = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
     const value = yield* prepareResult(result)
     const now = yield* Clock.currentTimeMillis
+    const unit = yield* unitOf(redis)
+    if (unit !== undefined) {
+      forgetClaim(jobId)
+      return yield* completeInUnit(unit, jobId, workerId, value, now)
+    }
     return yield* Effect.request(
       CompleteCall({ jobId, workerId, value, result: JSON.stringify(value), now }),
       completeResolver
@@ -532,6 +542,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const message = typeof error === "string" ? error : String(error)
     const retryable = options?.retryable !== false
     forgetClaim(jobId)
+    const unit = yield* unitOf(redis)
+    if (unit !== undefined) return yield* failInUnit(unit, jobId, workerId, message, retryable)
     // The retry time is Backoff's, from the attempts stored: read, decide, then store under a guard on the
     // attempts (only a new claim changes them, and then this worker's lease is gone anyway)
     for (let round = 0; ; round++) {
@@ -575,6 +587,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
 
   const cancel = Effect.fn("Queue.cancel")(function* (jobId: JobId) {
+    const unit = yield* unitOf(redis)
+    if (unit !== undefined) return yield* cancelInUnit(unit, jobId)
     return yield* administered(jobId, "cancel")
   })
 
@@ -857,6 +871,147 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   })
   yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), tick)))
 
+  // ---- inside a unit of work (see Unit.ts) -------------------------------------------------------------------
+  // A write is checked now, against Redis and what the unit wrote before, its result worked out here, and its
+  // script gathered for the unit's commit, guarded on what the check read. Idempotency keys the unit took count as
+  // taken.
+
+  const enqueueInUnit = (unit: UnitState, jobs: ReadonlyArray<Job>, now: number) =>
+    Effect.gen(function* () {
+      const fields = jobs.map((job) =>
+        job.idempotencyKey === undefined ? "" : JSON.stringify([job.queue, job.idempotencyKey])
+      )
+      const keyed = fields.filter((f) => f !== "" && !unit.claimed.has(`${k.idempotency}\u0000${f}`))
+      const existingIds =
+        keyed.length === 0
+          ? []
+          : yield* redis
+              .send<ReadonlyArray<string | null>>("HMGET", k.idempotency, ...keyed)
+              .pipe(Effect.mapError(storeError("enqueue")))
+      const stored = new Map<string, string>()
+      keyed.forEach((f, i) => {
+        const id = existingIds[i]
+        if (id !== null && id !== undefined) stored.set(f, id)
+      })
+      const out: Array<Job> = []
+      const args: Array<string> = []
+      let added = 0
+      for (let i = 0; i < jobs.length; i++) {
+        const job = jobs[i]!
+        const field = fields[i]!
+        if (field !== "") {
+          const own = unit.claimed.get(`${k.idempotency}\u0000${field}`)
+          if (own !== undefined && typeof own !== "string") {
+            out.push(own)
+            continue
+          }
+          const existing = stored.get(field)
+          if (existing !== undefined) {
+            guard(unit, k.idempotency, field, existing)
+            const found = yield* read(existing as JobId, "enqueue")
+            const job = yield* jobOf(found, "enqueue")
+            unit.claimed.set(`${k.idempotency}\u0000${field}`, job)
+            out.push(job)
+            continue
+          }
+          guard(unit, k.idempotency, field, null)
+          unit.claimed.set(`${k.idempotency}\u0000${field}`, job)
+        }
+        added++
+        args.push(
+          "1",
+          job.id,
+          job.queue,
+          job.pool ?? "",
+          job.priority,
+          String(job.runAt),
+          String(job.maxAttempts),
+          job.idempotencyKey ?? "",
+          field,
+          JSON.stringify(job.payload)
+        )
+        out.push(job)
+      }
+      if (added > 0) unit.operations.push(operation("enqueue", enqueueJobs, k.sequence, prefix, now, added, args))
+      return out
+    })
+
+  // The job as stored, and the guards a lease holder's write relies on (its lease, its attempts)
+  const leasedInUnit = (unit: UnitState, jobId: JobId, workerId: AgentId, now: number, operation: string) =>
+    Effect.gen(function* () {
+      const fields = yield* read(jobId, operation)
+      if (fields[0] === null) return yield* new JobNotFound({ jobId })
+      const state = fields[4]!
+      const holder = fields[10] ?? ""
+      const reason =
+        (state !== "claimed" && state !== "running") || holder === ""
+          ? "not_leased"
+          : holder !== workerId
+            ? "held_by_other"
+            : Number(fields[11]) <= now
+              ? "expired"
+              : undefined
+      if (reason !== undefined) return yield* lost(jobId, workerId, ["lost", reason, state, holder])
+      const job = yield* jobOf(fields, operation)
+      guard(unit, k.job(jobId), "state", state)
+      guard(unit, k.job(jobId), "leaseWorker", holder)
+      guard(unit, k.job(jobId), "leaseExpires", fields[11] ?? null)
+      guard(unit, k.job(jobId), "attempts", fields[6] ?? null)
+      return job
+    })
+
+  const settled = (job: Job, patch: Partial<Job>): Job => {
+    const { lease: _, ...rest } = job
+    return { ...rest, ...patch } as Job
+  }
+
+  const completeInUnit = (unit: UnitState, jobId: JobId, workerId: AgentId, value: Schema.Json, now: number) =>
+    Effect.gen(function* () {
+      const job = yield* leasedInUnit(unit, jobId, workerId, now, "complete")
+      unit.operations.push(
+        operation("complete", completeJobs, k.leases, prefix, now, [jobId, workerId, JSON.stringify(value), ""])
+      )
+      return settled(job, { state: "completed", result: value, updatedAt: now, finishedAt: now })
+    })
+
+  const failInUnit = (unit: UnitState, jobId: JobId, workerId: AgentId, message: string, retryable: boolean) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const job = yield* leasedInUnit(unit, jobId, workerId, now, "fail")
+      const draw = yield* Random.next
+      const decision = Backoff.decide(
+        { attempts: job.attempts, maxAttempts: job.maxAttempts, retryable, now, draw },
+        backoff
+      )
+      unit.operations.push(
+        operation("lease", leaseOperation, k.job(jobId), prefix, now, "fail", jobId, workerId, [
+          String(job.attempts),
+          decision._tag === "Retry" ? String(decision.retryAt) : "",
+          message
+        ])
+      )
+      const failed = { lastError: message, failures: (job.failures ?? 0) + 1, updatedAt: now }
+      return decision._tag === "DeadLetter"
+        ? settled(job, { ...failed, state: "dead_lettered", finishedAt: now })
+        : settled(job, { ...failed, state: "failed", runAt: decision.retryAt })
+    })
+
+  const cancelInUnit = (unit: UnitState, jobId: JobId) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const fields = yield* read(jobId, "cancel")
+      if (fields[0] === null) return yield* new JobNotFound({ jobId })
+      const job = yield* jobOf(fields, "cancel")
+      if (job.state === "cancelled") return job
+      if (job.state === "completed" || job.state === "dead_lettered") {
+        return yield* new IllegalTransition({ entity: "job", id: jobId, from: job.state, to: "cancelled" })
+      }
+      guard(unit, k.job(jobId), "state", fields[4]!)
+      guard(unit, k.job(jobId), "attempts", fields[6] ?? null)
+      unit.operations.push(operation("admin", adminOperation, k.job(jobId), prefix, now, "cancel", jobId))
+      return settled(job, { state: "cancelled", updatedAt: now, finishedAt: now })
+    })
+
   return Queue.of({
     enqueue,
     enqueueBatch,
@@ -884,6 +1039,19 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
  */
 export const layerQueue = (options?: QueueOptions): Layer.Layer<Queue, InvalidInput, Redis.Redis> =>
   Layer.effect(Queue, makeQueue(options))
+
+/**
+ * The queue's unit operations, by name (for committers of units that enqueue, settle or cancel jobs).
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const queueOperations = (): Readonly<Record<string, string>> => ({
+  enqueue: enqueueJobs.lua,
+  complete: completeJobs.lua,
+  lease: leaseOperation.lua,
+  admin: adminOperation.lua
+})
 
 // ---- Lua -----------------------------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ import {
 import { Effect, Layer, Option, Schema } from "effect"
 import { Redis } from "effect/persistence"
 import { idempotencyField, makeKeys, type RedisOptions, resolvePrefix } from "./Keys.ts"
+import { guard, operation, type UnitState, unitOf } from "./Unit.ts"
 
 type TaskState = TaskModule.TaskState
 
@@ -80,6 +81,8 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: RedisOptions
     const json = yield* encodeRecord(record, "create")
     const planJson =
       plan === undefined ? "" : yield* Schema.encodeEffect(PlanJson)(plan).pipe(Effect.mapError(storeError("create")))
+    const unit = yield* unitOf(redis)
+    if (unit !== undefined) return yield* createInUnit(unit, record, plan, json, planJson)
     const [created, existing] = yield* createScript(
       keys.task(task.id),
       keys.taskIdempotency,
@@ -102,7 +105,64 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: RedisOptions
     if (created === 0) return yield* new TaskExists({ taskId: task.id, existing: String(existing) })
   })
 
+  // In a unit (see Unit.ts): checked now against Redis and the unit's own writes, written at its commit, guarded on
+  // the id and the idempotency key being free
+  const createInUnit = (
+    unit: UnitState,
+    record: TaskRecord,
+    plan: CorePlan.Plan | undefined,
+    json: string,
+    planJson: string
+  ) =>
+    Effect.gen(function* () {
+      const { task } = record
+      const key = keys.task(task.id)
+      const idempotency =
+        task.idempotencyKey === undefined ? "" : idempotencyField(task.requestedBy.id, task.idempotencyKey)
+      const [exists, existing] = yield* Effect.all([
+        redis.send<number>("EXISTS", key),
+        idempotency === "" ? Effect.succeed(null) : redis.send<string | null>("HGET", keys.taskIdempotency, idempotency)
+      ]).pipe(Effect.mapError(storeError("create")))
+      if (exists === 1 || unit.tasks.has(key)) return yield* new TaskExists({ taskId: task.id, existing: task.id })
+      const claimedBy = unit.claimed.get(`${keys.taskIdempotency}\u0000${idempotency}`)
+      if (idempotency !== "" && (existing !== null || claimedBy !== undefined)) {
+        return yield* new TaskExists({ taskId: task.id, existing: String(existing ?? claimedBy) })
+      }
+      guard(unit, key, "version", null)
+      if (idempotency !== "") {
+        guard(unit, keys.taskIdempotency, idempotency, null)
+        unit.claimed.set(`${keys.taskIdempotency}\u0000${idempotency}`, task.id)
+      }
+      unit.operations.push(
+        operation(
+          "createTask",
+          createTask,
+          key,
+          keys.taskIdempotency,
+          keys.taskSequence,
+          keys.tasksAll,
+          keys.tasksByState(task.state),
+          keys.tasksByKind(task.kind),
+          keys.tasksByRequester(task.requestedBy.id),
+          keys.plan(plan?.id ?? ""),
+          task.id,
+          idempotency,
+          json,
+          task.version,
+          task.state,
+          task.kind,
+          task.requestedBy.id,
+          planJson,
+          task.gated === true ? "1" : "0"
+        )
+      )
+      unit.tasks.set(key, record)
+      if (plan !== undefined) unit.plans.set(keys.plan(plan.id), planJson)
+    })
+
   const get = Effect.fn("TaskStore.get")(function* (taskId: TaskId) {
+    const own = (yield* unitOf(redis))?.tasks.get(keys.task(taskId))
+    if (own !== undefined) return own
     const json = yield* redis
       .send<string | null>("HGET", keys.task(taskId), "record")
       .pipe(Effect.mapError(storeError("get")))
@@ -113,6 +173,44 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: RedisOptions
   const save = Effect.fn("TaskStore.save")(function* (record: TaskRecord, expectedVersion: number) {
     const { task } = record
     const json = yield* encodeRecord(record, "save")
+    const unit = yield* unitOf(redis)
+    if (unit !== undefined) {
+      // In a unit: compare now (with the unit's own write of the task, or the stored version, then guarded on it)
+      const key = keys.task(task.id)
+      const own = unit.tasks.get(key)
+      let found: number
+      if (own !== undefined) found = own.task.version
+      else {
+        const stored = yield* redis
+          .send<string | null>("HGET", key, "version")
+          .pipe(Effect.mapError(storeError("save")))
+        if (stored === null) return yield* new TaskNotFound({ taskId: task.id })
+        found = Number(stored)
+        if (found === expectedVersion) guard(unit, key, "version", stored)
+      }
+      if (found !== expectedVersion) {
+        return yield* new VersionConflict({ taskId: task.id, expected: expectedVersion, found })
+      }
+      unit.operations.push(
+        operation(
+          "saveTask",
+          saveTask,
+          key,
+          stateKeys,
+          keys.tasksByKind(task.kind),
+          keys.tasksByRequester(task.requestedBy.id),
+          task.id,
+          expectedVersion,
+          json,
+          task.version,
+          task.state,
+          task.kind,
+          task.requestedBy.id
+        )
+      )
+      unit.tasks.set(key, record)
+      return
+    }
     const [outcome, found] = yield* saveScript(
       keys.task(task.id),
       stateKeys,
@@ -147,12 +245,20 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: RedisOptions
 
   const putPlan = Effect.fn("TaskStore.putPlan")(function* (plan: CorePlan.Plan) {
     const json = yield* Schema.encodeEffect(PlanJson)(plan).pipe(Effect.mapError(storeError("putPlan")))
+    const unit = yield* unitOf(redis)
+    if (unit !== undefined) {
+      unit.operations.push(operation("putPlan", putPlanScript, keys.plan(plan.id), json))
+      if (!unit.plans.has(keys.plan(plan.id))) unit.plans.set(keys.plan(plan.id), json)
+      return
+    }
     // NX: plans are immutable, the first stored copy stays
     yield* redis.send("SET", keys.plan(plan.id), json, "NX").pipe(Effect.mapError(storeError("putPlan")))
   })
 
   const getPlan = Effect.fn("TaskStore.getPlan")(function* (planId: PlanId) {
-    const json = yield* redis.send<string | null>("GET", keys.plan(planId)).pipe(Effect.mapError(storeError("getPlan")))
+    const json =
+      (yield* unitOf(redis))?.plans.get(keys.plan(planId)) ??
+      (yield* redis.send<string | null>("GET", keys.plan(planId)).pipe(Effect.mapError(storeError("getPlan"))))
     if (json === null) return yield* new PlanNotFound({ planId })
     return yield* Schema.decodeUnknownEffect(PlanJson)(json).pipe(Effect.mapError(storeError("getPlan")))
   })
@@ -457,6 +563,25 @@ return out
 `
   }
 ).withReturnType<readonly [exhausted: 0 | 1, resume: string, ...entries: Array<string | number>]>()
+
+// KEYS: plan. ARGV: plan JSON. Stores the plan unless one is stored (a unit's operation; alone, SET NX is one command)
+const putPlanScript = Redis.script((keyPlan: string, json: string) => [keyPlan, json], {
+  numberOfKeys: 1,
+  lua: `redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return 1`
+})
+
+/**
+ * The task store's unit operations, by name (for committers of units that create and save tasks).
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const taskStoreOperations: Readonly<Record<string, string>> = {
+  createTask: createTask.lua,
+  saveTask: saveTask.lua,
+  putPlan: putPlanScript.lua
+}
 
 // KEYS: the state indexes. Returns their sizes, in order
 const countTasks = Redis.script((keyStates: ReadonlyArray<string>) => keyStates, {

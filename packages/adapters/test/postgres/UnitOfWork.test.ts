@@ -1,6 +1,13 @@
 import { assert, layer } from "@effect/vitest"
-import { layerPolicyStore, layerUnitOfWork } from "@mandate/adapters/postgres"
+import {
+  layerLedgerStore,
+  layerPolicyStore,
+  layerQueue,
+  layerTaskStore,
+  layerUnitOfWork
+} from "@mandate/adapters/postgres"
 import { type PolicySet, PolicyStore, type PolicyVersion, UnitOfWork } from "@mandate/core"
+import { suite } from "@mandate/core/conformance/unitOfWork"
 import { Context, Deferred, Effect, Fiber, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { describePostgres, TestPostgres } from "../utils/TestPostgres.ts"
@@ -31,6 +38,13 @@ const outsider = Effect.gen(function* () {
 })
 
 describePostgres("UnitOfWork on Postgres", () => {
+  suite(
+    "postgres",
+    TestPostgres.layerWith((options) =>
+      Layer.mergeAll(layerUnitOfWork, layerTaskStore(options), layerQueue(options), layerLedgerStore(options))
+    )
+  )
+
   layer(TestPostgres.layerWith((options) => Layer.mergeAll(layerPolicyStore(options), layerUnitOfWork)))(
     "a unit is one transaction",
     (it) => {

@@ -1,9 +1,10 @@
 /**
- * The runtime end to end with its durable stores on Redis (tasks, the steps' job queue, the agent registry): the
- * seed workflow runs to completion across an approval.
+ * The runtime end to end with every store on Redis (tasks, the steps' job queue, the agent registry, the ledger,
+ * and the unit of work that commits each transition): the seed workflow runs to completion across an approval, and
+ * its audit trail is in Redis.
  */
 import { assert, layer } from "@effect/vitest"
-import { layerAgents, layerQueue, layerTaskStore } from "@mandate/adapters/redis"
+import { layerAgents, layerLedgerStore, layerQueue, layerTaskStore, layerUnitOfWork } from "@mandate/adapters/redis"
 import {
   Anchor,
   Ledger,
@@ -17,7 +18,6 @@ import {
   StepHandlers,
   TaskStore,
   type TaskView,
-  UnitOfWork,
   Wallets
 } from "@mandate/core"
 import { type Duration, Effect, Layer } from "effect"
@@ -32,14 +32,10 @@ const fastRuntime: RuntimeOptions = { pollIntervalMs: 50, leaseMs: 2_000, heartb
 
 // Everything but the stores in memory, as `Mandate.layerMemory` composes it; the stores on Redis
 const services = Layer.mergeAll(
-  Ledger.layerMemory(),
+  Ledger.layer(),
   StepHandlers.layer(SeedHandlers.handlers()),
   Planner.layerTemplates({ stepTypes: Seed.stepTypes }).pipe(Layer.provideMerge(Policy.layerMemory()))
-).pipe(
-  Layer.provideMerge(
-    Layer.mergeAll(UnitOfWork.layerMemory, Wallets.layerMemory({ defaultBalance: 1_000_000 }), Anchor.layerMemory)
-  )
-)
+).pipe(Layer.provideMerge(Layer.mergeAll(Wallets.layerMemory({ defaultBalance: 1_000_000 }), Anchor.layerMemory)))
 
 const onRedis = TestRedis.layerWith((options) =>
   Runtime.layer(fastRuntime).pipe(
@@ -48,7 +44,9 @@ const onRedis = TestRedis.layerWith((options) =>
       Layer.mergeAll(
         layerTaskStore(options),
         layerQueue({ ...options, backoff: { baseMs: 5, capMs: 20 }, requeueIntervalMs: 50 }),
-        layerAgents(options)
+        layerAgents(options),
+        layerLedgerStore(options),
+        layerUnitOfWork
       )
     )
   )
@@ -89,6 +87,13 @@ describeRedis("Runtime on Redis stores", () => {
         const stored = yield* store.get(started.id)
         assert.strictEqual(stored.task.state, "completed")
         assert.isFalse((yield* store.unfinished).includes(started.id))
+        // the audit trail, from Redis, in order, and the ledger verifies
+        const ledger = yield* Ledger
+        const kinds = (yield* ledger.byTask(started.id)).map((e) => e.kind)
+        assert.strictEqual(kinds[0], "task.created")
+        assert.strictEqual(kinds.at(-1), "task.completed")
+        assert.strictEqual(kinds.filter((k) => k === "step.succeeded").length, 3)
+        assert.isTrue((yield* ledger.verifyAll()).valid)
       })
     )
   })

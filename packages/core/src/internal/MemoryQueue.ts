@@ -193,6 +193,25 @@ export class MemoryQueueStore {
     return out
   }
 
+  /**
+   * Takes back jobs `enqueue` just created (a rolled-back unit of work): they leave every index, as if pruned.
+   * Jobs it returned because their idempotency key existed are not passed here.
+   */
+  unenqueue(jobIds: ReadonlyArray<JobId>): void {
+    for (const jobId of jobIds) {
+      const entry = this.byId.get(jobId)
+      if (entry === undefined || entry.removed) continue
+      entry.removed = true
+      entry.epoch++
+      this.byId.delete(jobId)
+      const key = entry.job.idempotencyKey
+      if (key !== undefined && this.byKey.get(`${entry.job.queue}\u0000${key}`) === entry) {
+        this.byKey.delete(`${entry.job.queue}\u0000${key}`)
+      }
+      this.removedInLists++
+    }
+  }
+
   // ---- claim ---------------------------------------------------------------------------------------------
 
   claim(

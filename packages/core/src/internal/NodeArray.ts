@@ -57,6 +57,12 @@ export class NodeArray {
     this.counts[level] = index + 1
   }
 
+  /** Takes back the last node of a level (`index` must be that node): a rolled-back write. */
+  pop(level: number, index: number): void {
+    if (index !== this.count(level) - 1) throw new RangeError(`Node (${level}, ${index}) is not the last node`)
+    this.counts[level] = index
+  }
+
   /** Replaces a stored node (tamper tests only). */
   overwrite(level: number, index: number, hash: Uint8Array): void {
     if (index < 0 || index >= this.count(level) || hash.length !== HASH_SIZE) {

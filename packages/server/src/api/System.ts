@@ -19,7 +19,11 @@ export const Check = Schema.Struct({
   name: Schema.String,
   ok: Schema.Boolean,
   latency_ms: Schema.Finite,
-  error: Schema.optionalKey(Schema.String)
+  error: Schema.optionalKey(Schema.String),
+  /** The backend holding this store (`memory`, `postgres`, `redis`, or the anchor's kind). */
+  backend: Schema.optionalKey(Schema.String),
+  /** Whether what it holds outlives the process. */
+  persistent: Schema.optionalKey(Schema.Boolean)
 })
 export type Check = typeof Check.Type
 

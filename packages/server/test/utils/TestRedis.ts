@@ -59,7 +59,7 @@ const deleteKeys = (prefix: string) =>
     } while (cursor !== "0")
   }).pipe(Effect.provide(client(prefix)), Effect.ignore)
 
-/** Every service on the Redis backend (ledger and policy in memory), under a fresh prefix deleted afterwards. */
+/** Every service on the Redis backend, under a fresh prefix deleted afterwards. */
 export const services = () =>
   Layer.unwrap(
     Effect.sync(() => {
