@@ -18,7 +18,8 @@
  * jobs, a worker renewing its leases) share one script call, through Effect's request batching. Per job, a script
  * reads only the fields it needs and writes the job once; sorted sets and counters are updated once per call. A
  * layer remembers the jobs it claimed until they complete, so completing or extending one answers from that copy
- * (the script confirms the job's attempts are still those of the claim) instead of reading the whole job back.
+ * (the script confirms the job's attempts and claim time are still those of the claim) instead of reading the whole
+ * job back.
  *
  * Idle workers do not poll: every script that makes work claimable appends to the queue's signal stream, and
  * one fiber per layer blocks on those streams (`XREAD BLOCK`) on a reserved connection of its own, opening the
@@ -259,6 +260,10 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const forgetClaim = (jobId: JobId) => {
     claimed.delete(jobId)
   }
+  // What identifies a claim of a job: its attempts and claim time as stored ("attempts:claimedAt"); a script
+  // answers from the claimed copy only while the job still shows these (a release gives an attempt back, and a
+  // re-claim then shows the same attempts again, but not the same claim time)
+  const claimMark = (copy: Job) => `${copy.attempts}:${copy.claimedAt}`
   const claimedCopy = (jobId: JobId, workerId: AgentId): Job | undefined => {
     const copy = claimed.get(jobId)
     return copy !== undefined && copy.lease?.workerId === workerId ? copy : undefined
@@ -425,12 +430,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     for (const { request } of entries) {
       const copy = claimedCopy(request.jobId, request.workerId)
       copies.push(copy)
-      quads.push(
-        request.jobId,
-        request.workerId,
-        String(request.expiresAt),
-        copy === undefined ? "" : String(copy.attempts)
-      )
+      quads.push(request.jobId, request.workerId, String(request.expiresAt), copy === undefined ? "" : claimMark(copy))
     }
     return Effect.map(Effect.exit(heartbeatScript(k.leases, prefix, now, quads)), (replies) => {
       if (Exit.isFailure(replies)) {
@@ -471,9 +471,9 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // Concurrent completions (a worker pool's finished jobs) share one script call: one round trip for many jobs.
   // Leases are checked against the latest caller's clock, a few milliseconds at most past the others'. A job this
-  // process claimed is not read back: the script confirms its attempts are still those of the claim (only a new
-  // claim changes them, and what else may change meanwhile, the lease and the state, completing overwrites), and
-  // the completed job is the claimed copy with the fields the script wrote
+  // process claimed is not read back: the script confirms its attempts and claim time are still those of the claim
+  // (only a new claim changes them; what else may change meanwhile, the lease and the state, completing
+  // overwrites), and the completed job is the claimed copy with the fields the script wrote
   const completeResolver = RequestResolver.make<CompleteCall>((entries) => {
     const now = Math.max(...entries.map((entry) => entry.request.now))
     const quads: Array<string> = []
@@ -481,7 +481,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     for (const { request } of entries) {
       const copy = claimedCopy(request.jobId, request.workerId)
       copies.push(copy)
-      quads.push(request.jobId, request.workerId, request.result, copy === undefined ? "" : String(copy.attempts))
+      quads.push(request.jobId, request.workerId, request.result, copy === undefined ? "" : claimMark(copy))
     }
     return Effect.map(Effect.exit(completeScript(k.leases, prefix, now, quads)), (replies) => {
       for (const { request } of entries) forgetClaim(request.jobId)
@@ -1542,10 +1542,10 @@ return lease_op(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   }
 ).withReturnType<LeaseReply>()
 
-// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, result JSON, attempts the caller saw or "") per job.
-// Completes each in order (a job given twice is completed once; the second gets its refusal) and returns one reply
-// per job: a lease reply, except {'ok'} without fields when the job's attempts are the ones the caller saw (its copy
-// from the claim is then the job, with what completing changed). A job costs one short read and one write; the
+// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, result JSON, "attempts:claimedAt" of the caller's claimed
+// copy or "") per job. Completes each in order (a job given twice is completed once; the second gets its refusal)
+// and returns one reply per job: a lease reply, except {'ok'} without fields when the job still shows the caller's
+// attempts and claim time (its copy from the claim is then the job, with what completing changed). A job costs one short read and one write; the
 // leases, the finished index and the counters are updated once per call
 const completeJobs = Redis.script(
   (keyLeases: string, prefix: string, now: number, quads: ReadonlyArray<string>) => [keyLeases, prefix, now, ...quads],
@@ -1557,7 +1557,7 @@ local done, finished = {}, {}
 local moved = {}
 for i = 3, #ARGV, 4 do
   local id, worker, seen = ARGV[i], ARGV[i + 1], ARGV[i + 3]
-  local s = redis.call('HMGET', k_job(id), 'state', 'leaseWorker', 'leaseExpires', 'queue', 'attempts')
+  local s = redis.call('HMGET', k_job(id), 'state', 'leaseWorker', 'leaseExpires', 'queue', 'attempts', 'claimedAt')
   local state, holder = s[1], s[2]
   if not state then
     out[#out + 1] = {'missing'}
@@ -1576,7 +1576,7 @@ for i = 3, #ARGV, 4 do
     local key = s[4] .. ' ' .. state
     moved[key] = moved[key] or {s[4], state, 0}
     moved[key][3] = moved[key][3] + 1
-    if seen ~= '' and s[5] == seen then out[#out + 1] = {'ok'} else out[#out + 1] = {'ok', read(id)} end
+    if seen ~= '' and s[5] .. ':' .. s[6] == seen then out[#out + 1] = {'ok'} else out[#out + 1] = {'ok', read(id)} end
   end
 end
 for i = 1, #done, 1000 do redis.call('ZREM', k_leases(), unpack(done, i, math.min(#done, i + 999))) end
@@ -1590,9 +1590,10 @@ return out
   }
 ).withReturnType<ReadonlyArray<LeaseReply | readonly ["ok"]>>()
 
-// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, new lease expiry, attempts the caller saw or "") per job.
-// Extends each lease still held; returns per job a lease reply, or {'copy', state} when the job's attempts are the
-// ones the caller saw (its claimed copy, with the new lease and this state, is then the job)
+// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, new lease expiry, "attempts:claimedAt" of the caller's
+// claimed copy or "") per job. Extends each lease still held; returns per job a lease reply, or {'copy', state} when
+// the job still shows the caller's attempts and claim time (its claimed copy, with the new lease and this state, is
+// then the job)
 const heartbeatJobs = Redis.script(
   (keyLeases: string, prefix: string, now: number, quads: ReadonlyArray<string>) => [keyLeases, prefix, now, ...quads],
   {
@@ -1602,7 +1603,7 @@ local out = {}
 local leases = {}
 for i = 3, #ARGV, 4 do
   local id, worker, expires, seen = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local s = redis.call('HMGET', k_job(id), 'state', 'leaseWorker', 'leaseExpires', 'attempts')
+  local s = redis.call('HMGET', k_job(id), 'state', 'leaseWorker', 'leaseExpires', 'attempts', 'claimedAt')
   local state, holder = s[1], s[2]
   if not state then
     out[#out + 1] = {'missing'}
@@ -1616,7 +1617,7 @@ for i = 3, #ARGV, 4 do
     redis.call('HSET', k_job(id), 'leaseExpires', expires, 'updatedAt', ARGV[2])
     leases[#leases + 1] = expires
     leases[#leases + 1] = id
-    if seen ~= '' and s[4] == seen then out[#out + 1] = {'copy', state} else out[#out + 1] = {'ok', read(id)} end
+    if seen ~= '' and s[4] .. ':' .. s[5] == seen then out[#out + 1] = {'copy', state} else out[#out + 1] = {'ok', read(id)} end
   end
 end
 for i = 1, #leases, 2000 do redis.call('ZADD', k_leases(), unpack(leases, i, math.min(#leases, i + 1999))) end

@@ -361,11 +361,23 @@ describeRedis("Queue on Redis: completing claimed jobs", () => {
         assert.strictEqual(latest.attempts, 2)
         assert.strictEqual(latest.failures, 1)
         assert.deepStrictEqual(latest, yield* here.get(third!.id))
+
+        // claimed here, then released and claimed again elsewhere under the same worker id: the attempt was given
+        // back, so the attempts match the copy's again, but the claim time does not: read back
+        yield* here.enqueue({ queue: q, payload: 4 })
+        const [fourth] = yield* here.claim({ workerId: w, queues: [q] })
+        yield* there.release(fourth!.id, w)
+        yield* TestClock.adjust(10)
+        const [again4] = yield* there.claim({ workerId: w, queues: [q] })
+        assert.strictEqual(again4?.attempts, fourth!.attempts)
+        const released = yield* here.complete(fourth!.id, w, null)
+        assert.strictEqual(released.claimedAt, again4!.claimedAt)
+        assert.deepStrictEqual(released, yield* here.get(fourth!.id))
         assert.deepStrictEqual((yield* here.stats(q)).byState, {
           queued: 0,
           claimed: 0,
           running: 0,
-          completed: 3,
+          completed: 4,
           failed: 0,
           dead_lettered: 0,
           cancelled: 0
