@@ -19,6 +19,7 @@ import { PolicyStore, type PolicyStoreError, type StoredPolicySet, UnknownPolicy
 import { hasRole, type Principal } from "./Principal.ts"
 import { Forbidden } from "./Runtime.ts"
 import { TaskStore, type TaskStoreError } from "./TaskStore.ts"
+import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
 
 /**
  * A step of a recent task whose decision would differ under the proposed set.
@@ -117,6 +118,7 @@ export type PolicyAdminError =
   | PolicyStoreError
   | LedgerStoreError
   | TaskStoreError
+  | UnitOfWorkError
 
 /**
  * @category services
@@ -147,12 +149,13 @@ export class PolicyAdmin extends Context.Service<
    * @category layers
    * @since 0.1.0
    */
-  static readonly layer: Layer.Layer<PolicyAdmin, never, PolicyStore | Ledger | TaskStore> = Layer.effect(
+  static readonly layer: Layer.Layer<PolicyAdmin, never, PolicyStore | Ledger | TaskStore | UnitOfWork> = Layer.effect(
     PolicyAdmin,
     Effect.gen(function* () {
       const store = yield* PolicyStore
       const ledger = yield* Ledger
       const tasks = yield* TaskStore
+      const uow = yield* UnitOfWork
 
       const requireRole = (principal: Principal, roles: ReadonlyArray<"admin" | "auditor">, action: string) =>
         roles.some((role) => hasRole(principal, role))
@@ -233,12 +236,16 @@ export class PolicyAdmin extends Context.Service<
           const base = { version, set, new: Option.isNone(known), activeVersion: active.version, impact }
           if (options?.dryRun) return base
           if (Option.isSome(known)) return { ...base, stored: known.value }
-          const stored = yield* store.publish(set)
-          yield* ledger.append({
-            kind: "policy.published",
-            principal,
-            payload: { version: stored.version, name: set.name, rules: set.rules.length, by: principal.id }
-          })
+          // The set and its entry together, or neither
+          const stored = yield* uow.run(
+            Effect.tap(store.publish(set), (stored) =>
+              ledger.append({
+                kind: "policy.published",
+                principal,
+                payload: { version: stored.version, name: set.name, rules: set.rules.length, by: principal.id }
+              })
+            )
+          )
           return { ...base, stored }
         }),
         activate: Effect.fn("PolicyAdmin.activate")(function* (versionInput: string, principal: Principal) {
@@ -248,7 +255,8 @@ export class PolicyAdmin extends Context.Service<
           )
           return yield* activateVersion(version, { by: principal.id, principal }).pipe(
             Effect.provideService(PolicyStore, store),
-            Effect.provideService(Ledger, ledger)
+            Effect.provideService(Ledger, ledger),
+            Effect.provideService(UnitOfWork, uow)
           )
         })
       })
@@ -258,7 +266,9 @@ export class PolicyAdmin extends Context.Service<
 
 /**
  * Activates a published version and records the change: the one path for an admin's activation and a configured
- * policy adopted at start. Nothing is written when the version already is active.
+ * policy adopted at start. Nothing is written when the version already is active. The pointer and its
+ * `policy.activated` entry are one unit of work: when the entry cannot be appended, the version is not active
+ * (on stores that enlist in the unit: memory and Postgres; see `UnitOfWork`).
  *
  * @category constructors
  * @since 0.1.0
@@ -268,9 +278,14 @@ export const activateVersion = (
   who: { readonly by: string; readonly principal?: Principal | undefined }
 ): Effect.Effect<
   PolicyActivation,
-  UnknownPolicyVersion | PolicyStoreError | LedgerStoreError | InvalidInput,
-  PolicyStore | Ledger
-> =>
+  UnknownPolicyVersion | PolicyStoreError | LedgerStoreError | InvalidInput | UnitOfWorkError,
+  PolicyStore | Ledger | UnitOfWork
+> => UnitOfWork.use((uow) => uow.run(activateInUnit(version, who)))
+
+const activateInUnit = (
+  version: PolicyVersion,
+  who: { readonly by: string; readonly principal?: Principal | undefined }
+) =>
   Effect.gen(function* () {
     const store = yield* PolicyStore
     const ledger = yield* Ledger
@@ -295,7 +310,7 @@ export const activateVersion = (
     yield* Effect.logInfo(
       `policy "${active.set.name}" (${version.slice(0, 12)}…) activated by ${who.by}, replacing ${current.version.slice(0, 12)}…`
     )
-    return { active, previous: current.version, rollback }
+    return { active, previous: current.version, rollback } satisfies PolicyActivation
   })
 
 /**
@@ -309,13 +324,17 @@ export const adoptConfigured = (
   set: PolicySet.PolicySet
 ): Effect.Effect<
   PolicyActivation,
-  UnknownPolicyVersion | PolicyStoreError | LedgerStoreError | InvalidInput,
-  PolicyStore | Ledger
+  UnknownPolicyVersion | PolicyStoreError | LedgerStoreError | InvalidInput | UnitOfWorkError,
+  PolicyStore | Ledger | UnitOfWork
 > =>
   Effect.gen(function* () {
     const store = yield* PolicyStore
     const current = yield* store.active
     if (current.version === PolicySet.version(set)) return { active: current, rollback: false }
-    const published = yield* store.publish(set)
-    return yield* activateVersion(published.version, { by: "configuration" })
+    // Published in the same unit as its activation: a failed entry leaves neither behind
+    return yield* UnitOfWork.use((uow) =>
+      uow.run(
+        Effect.flatMap(store.publish(set), (published) => activateInUnit(published.version, { by: "configuration" }))
+      )
+    )
   })
