@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Effect, Layer, Option, Schema } from "effect"
+import { Clock, Context, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { PolicyVersion } from "./Ids.ts"
 import type { InvalidInput } from "./InvalidInput.ts"
 import { Ledger } from "./Ledger.ts"
@@ -95,6 +95,35 @@ export interface PolicyActivation {
 }
 
 /**
+ * One activation as its `policy.activated` ledger entry records it: which version replaced which, who did it
+ * (`by`: a principal's id, or `configuration` for a set adopted at start), when, and the entry that proves it.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PolicyActivationRecord = Schema.Struct({
+  version: Schema.String,
+  previous: Schema.String,
+  name: Schema.String,
+  by: Schema.String,
+  rollback: Schema.Boolean,
+  at: Schema.Number,
+  seq: Schema.Int,
+  entryHash: Schema.String
+})
+export type PolicyActivationRecord = typeof PolicyActivationRecord.Type
+
+// The payload `activateVersion` writes; an entry whose payload is not one (or is not stored) is left out
+const ActivatedPayload = Schema.Struct({
+  version: Schema.String,
+  previous: Schema.String,
+  name: Schema.String,
+  by: Schema.String,
+  rollback: Schema.optional(Schema.Boolean)
+})
+const decodeActivated = Schema.decodeUnknownOption(ActivatedPayload)
+
+/**
  * @category models
  * @since 0.1.0
  */
@@ -129,6 +158,13 @@ export class PolicyAdmin extends Context.Service<
   {
     /** Every published version, newest first (admins and auditors). */
     readonly versions: (principal: Principal) => Effect.Effect<ReadonlyArray<StoredPolicySet>, PolicyAdminError>
+    /**
+     * Every activation, oldest first, read from the ledger's `policy.activated` entries (admins and auditors).
+     * The first call reads the whole ledger; later calls read only the entries appended since.
+     */
+    readonly activations: (
+      principal: Principal
+    ) => Effect.Effect<ReadonlyArray<PolicyActivationRecord>, PolicyAdminError>
     /**
      * Decodes `input` as a policy set (every bad field reported with its JSON path), evaluates recent tasks under
      * it, and unless `dryRun` publishes it with a `policy.published` entry (publishing a known version again
@@ -213,10 +249,43 @@ export class PolicyAdmin extends Context.Service<
         return { examined, changed: changedTasks.length, tasks: changedTasks } satisfies PolicyImpact
       })
 
+      // The activations read so far and where the scan stopped: entries never change, so only new ones are read
+      const seen: { next: number; readonly activations: Array<PolicyActivationRecord> } = { next: 0, activations: [] }
+      const scanLock = yield* Semaphore.make(1)
+      const scan = scanLock.withPermits(1)(
+        Effect.gen(function* () {
+          for (;;) {
+            const page = yield* ledger.entries({ from: seen.next, limit: 1000 })
+            for (const entry of page) {
+              if (entry.kind !== "policy.activated") continue
+              const payload = decodeActivated(entry.payload)
+              if (Option.isNone(payload)) continue
+              seen.activations.push({
+                version: payload.value.version,
+                previous: payload.value.previous,
+                name: payload.value.name,
+                by: payload.value.by,
+                rollback: payload.value.rollback === true,
+                at: entry.at,
+                seq: entry.seq,
+                entryHash: entry.entryHash
+              })
+            }
+            if (page.length === 0) return seen.activations.slice()
+            seen.next = page[page.length - 1]!.seq + 1
+          }
+        })
+      )
+
       return PolicyAdmin.of({
         versions: Effect.fn("PolicyAdmin.versions")(function* (principal: Principal) {
           yield* requireRole(principal, ["admin", "auditor"], "read policy versions")
           return yield* store.list
+        }),
+        activations: Effect.fn("PolicyAdmin.activations")(function* (principal: Principal) {
+          yield* requireRole(principal, ["admin", "auditor"], "read policy activations")
+          // In a unit: on memory, no unit's entries are read half-way (they could still be rolled back)
+          return yield* uow.run(scan)
         }),
         propose: Effect.fn("PolicyAdmin.propose")(function* (
           input: unknown,

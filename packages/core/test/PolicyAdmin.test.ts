@@ -38,6 +38,7 @@ describe("PolicyAdmin", () => {
         assert.strictEqual(activation._tag, "Forbidden")
       }
       assert.strictEqual((yield* Effect.flip(policyAdmin.versions(alice)))._tag, "Forbidden")
+      assert.strictEqual((yield* Effect.flip(policyAdmin.activations(alice)))._tag, "Forbidden")
       assert.lengthOf(yield* policyAdmin.versions(auditor), 1)
     }).pipe(Effect.provide(Mandate.layerMemory({ runtime: { workers: false } })))
   )
@@ -81,6 +82,39 @@ describe("PolicyAdmin", () => {
             ["policy.activated", PolicySet.version(Seed.defaultPolicySet), "root"]
           ]
         )
+        // The activation history, from those entries: who, which version, when
+        const activations = yield* policyAdmin.activations(auditor)
+        const activated = kinds.filter((e) => e.kind === "policy.activated")
+        assert.deepStrictEqual(activations, [
+          {
+            version: published.version,
+            previous: PolicySet.version(Seed.defaultPolicySet),
+            name: "frozen",
+            by: "root",
+            rollback: false,
+            at: activated[0]!.at,
+            seq: activated[0]!.seq,
+            entryHash: activated[0]!.entryHash
+          },
+          {
+            version: PolicySet.version(Seed.defaultPolicySet),
+            previous: published.version,
+            name: Seed.defaultPolicySet.name,
+            by: "root",
+            rollback: true,
+            at: activated[1]!.at,
+            seq: activated[1]!.seq,
+            entryHash: activated[1]!.entryHash
+          }
+        ])
+        // read again, only newer entries are scanned: the same answer, then the next activation added
+        assert.deepStrictEqual(yield* policyAdmin.activations(admin), activations)
+        yield* policyAdmin.activate(published.version, admin)
+        const again = yield* policyAdmin.activations(admin)
+        assert.lengthOf(again, 3)
+        assert.deepStrictEqual(again.slice(0, 2), activations)
+        assert.strictEqual(again[2]!.version, published.version)
+
         const unknown = yield* Effect.flip(policyAdmin.activate("not-a-version", admin))
         assert.strictEqual(unknown._tag, "UnknownPolicyVersion")
       }).pipe(Effect.provide(Mandate.layerMemory({ runtime: { workers: false } })))
