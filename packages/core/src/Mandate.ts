@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import { Effect, Layer } from "effect"
+import type { LanguageModel } from "effect/ai"
 import { Agents } from "./Agents.ts"
 import { Anchor } from "./Anchor.ts"
 import { Ledger, type LedgerOptions } from "./Ledger.ts"
@@ -78,6 +79,17 @@ export interface MemoryOptions {
   readonly ledger?: LedgerOptions | undefined
   /** The chain the ledger anchors on and `onchain_action` submits to (default `Anchor.layerMemory`). */
   readonly anchor?: Layer.Layer<Anchor, unknown> | undefined
+  /**
+   * Plan `goal` tasks with a language model (`Planner.layerLlm`); other kinds stay on their templates. Default:
+   * templates only.
+   */
+  readonly llm?:
+    | {
+        readonly model: string
+        readonly languageModel: Layer.Layer<LanguageModel.LanguageModel, unknown>
+        readonly maxSteps?: number | undefined
+      }
+    | undefined
 }
 
 /**
@@ -128,7 +140,15 @@ export const layer = <E, R>(
     PolicyAdmin.layer.pipe(Layer.provideMerge(Ledger.layer(options?.ledger))),
     StepHandlers.layer(handlers),
     QueueAdmin.layer,
-    Planner.layerTemplates({ templates: options?.templates, stepTypes }).pipe(Layer.provideMerge(Policy.layer))
+    (options?.llm === undefined
+      ? Planner.layerTemplates({ templates: options?.templates, stepTypes })
+      : Planner.layerLlm({
+          templates: options.templates,
+          stepTypes,
+          model: options.llm.model,
+          maxSteps: options.llm.maxSteps
+        }).pipe(Layer.provide(options.llm.languageModel))
+    ).pipe(Layer.provideMerge(Policy.layer))
   ).pipe(Layer.provideMerge(base))
   // The configured policy is active before the runtime plans anything
   const policy = options?.policy

@@ -17,6 +17,7 @@
  */
 import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema, type Scope, Stream } from "effect"
 import * as Access from "./Access.ts"
+import * as Canonical from "./Canonical.ts"
 import { makeTaskId, type StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import * as Flow from "./internal/taskFlow.ts"
@@ -42,6 +43,7 @@ import {
   TaskStoreError,
   VersionConflict
 } from "./TaskStore.ts"
+import * as TaskTrace from "./TaskTrace.ts"
 import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
 import * as Worker from "./Worker.ts"
 
@@ -389,7 +391,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         const jobs = yield* queue.enqueueBatch(
           enqueues.map((c) => ({
             queue: stepsQueue,
-            payload: { taskId: record.task.id, stepId: c.step.id, round: c.step.round },
+            payload: {
+              taskId: record.task.id,
+              stepId: c.step.id,
+              round: c.step.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
             priority: record.task.priority,
             maxAttempts,
             idempotencyKey: `${record.task.id}/${c.step.id}/${c.step.round}`,
@@ -407,7 +414,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         yield* queue.enqueueBatch(
           deadlines.map((c) => ({
             queue: deadlinesQueue,
-            payload: { taskId: record.task.id, stepId: c.stepId, round: c.round },
+            payload: {
+              taskId: record.task.id,
+              stepId: c.stepId,
+              round: c.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
             priority: "high" as const,
             runAt: c.at,
             maxAttempts: 20,
@@ -433,7 +445,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ]
           : []
       )
-      if (entries.length > 0) yield* ledger.appendBatch(entries)
+      if (entries.length > 0) {
+        yield* ledger
+          .appendBatch(entries)
+          .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
+      }
       for (const c of transition.commands) {
         if (c._tag === "CancelJob") {
           // A job that already finished or vanished needs no cancelling
@@ -456,7 +472,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           : []
       )
       return { record, events }
-    })
+    }).pipe(
+      transition.record.task.state === "completed" && before.task.state !== "completed"
+        ? TaskTrace.span("Runtime.complete", { attributes: { "mandate.task.id": transition.record.task.id } })
+        : (self) => self
+    )
 
   const publish = (events: ReadonlyArray<Omit<TaskEvent, "seq">>) =>
     events.length === 0
@@ -539,6 +559,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ...(task.idempotencyKey === undefined ? {} : { idempotencyKey: task.idempotencyKey })
           }
         },
+        // Where a model-proposed plan came from, for an auditor (Planner.layerLlm)
+        ...(plan.proposedBy === undefined
+          ? []
+          : [{ _tag: "Record", kind: "plan.proposed", payload: { ...plan.proposedBy } } satisfies Flow.Command]),
         {
           _tag: "Record",
           kind: "plan.created",
@@ -619,6 +643,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       }
       const id = yield* makeTaskId
       const plan = yield* planned(id).pipe(
+        TaskTrace.span("Planner.plan", { attributes: { "mandate.task.kind": request.kind } }),
         Effect.map((p): Plan | PlanRejected => p),
         Effect.catchIf(
           (e): e is PlanRejected => e instanceof PlanRejected,
@@ -628,6 +653,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       const accepted = plan instanceof PlanRejected ? plan.plan : plan
       yield* checkHandlers(accepted)
       const now = yield* Clock.currentTimeMillis
+      const trace = yield* TaskTrace.capture
       const task: Task = {
         id,
         kind: request.kind,
@@ -640,6 +666,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         policyVersion: accepted.policyVersion,
         reasons: [],
         gated: Access.isGated(accepted),
+        ...(trace === undefined ? {} : { trace }),
         createdAt: now,
         updatedAt: now,
         version: 0
@@ -674,6 +701,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     yield* requireRole(principal, "submitter", "start tasks")
     const stored = yield* readPlan(planId, principal)
     const request: TaskRequest = { kind: stored.kind, params: stored.params }
+    // A model's proposal keeps its provenance (`plan.proposed`) when the re-plan is of the very same params
+    const withOrigin = (plan: Plan): Plan =>
+      stored.proposedBy !== undefined && Canonical.hash(plan.params) === Canonical.hash(stored.params)
+        ? { ...plan, proposedBy: stored.proposedBy }
+        : plan
     // Planned again for the task under the active policy, it must be the plan the caller reviewed: anything else
     // would run a plan nobody saw
     const same = (replanned: Plan) => {
@@ -683,7 +715,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     return yield* newTask(request, principal, (taskId) =>
       planner.plan({ kind: stored.kind, params: stored.params, principal, taskId }).pipe(
         Effect.tap(same),
-        Effect.tapError((e) => (e._tag === "PlanRejected" ? same(e.plan) : Effect.void))
+        Effect.tapError((e) => (e._tag === "PlanRejected" ? same(e.plan) : Effect.void)),
+        Effect.map(withOrigin),
+        Effect.mapError((e) =>
+          e._tag === "PlanRejected" ? new PlanRejected({ reasons: e.reasons, plan: withOrigin(e.plan) }) : e
+        )
       )
     )
   })
@@ -990,6 +1026,21 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     }).pipe(Effect.withSpan("Runtime.reconcile"))
   const reconcile = reconcileWith(true)
 
+  // A step job's spans join its task's trace (the payload carries it), whichever process runs the job
+  const inTaskTrace = (job: Job, name: string) => {
+    const payload = job.payload as { readonly taskId?: unknown; readonly stepId?: unknown } | null
+    return TaskTrace.span(name, {
+      parent: TaskTrace.fromPayload(job.payload),
+      kind: "consumer",
+      attributes: {
+        "mandate.task.id": payload?.taskId,
+        "mandate.step.id": payload?.stepId,
+        "mandate.job.id": job.id,
+        "mandate.job.attempt": job.attempts
+      }
+    })
+  }
+
   // ---- watching a task ------------------------------------------------------------------------------------
 
   // Subscribes first, then reads: an event published in between is one the view already shows (its version is
@@ -1028,11 +1079,15 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       ...(options?.workerId === undefined ? {} : { workerId: options.workerId }),
       ...(options?.pool === undefined ? {} : { pool: options.pool }),
       ...(options?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
-      handler: (job, { workerId }) => (job.queue === deadlinesQueue ? runDeadline(job) : runStep(job, workerId)),
+      handler: (job, { workerId }) =>
+        job.queue === deadlinesQueue
+          ? runDeadline(job).pipe(inTaskTrace(job, "Runtime.deadline"))
+          : runStep(job, workerId).pipe(inTaskTrace(job, "Runtime.step")),
       settle: (job, outcome, { workerId }) =>
         job.queue === deadlinesQueue
           ? Effect.void
           : settleStep(job, outcome, workerId).pipe(
+              inTaskTrace(job, "Runtime.settle"),
               Effect.catchCause((cause) =>
                 Cause.hasInterruptsOnly(cause)
                   ? Effect.failCause(cause)

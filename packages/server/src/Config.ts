@@ -28,10 +28,12 @@
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_CORS_ORIGINS` | | origins whose pages may call the API (`https://ops.example.com,…` or `*`); CORS is off without it |
- * | `MANDATE_PUBLIC_URL` | `http://HOST:PORT` | the console's address, for links in webhook messages |
+ * | `MANDATE_PUBLIC_URL` | `http://HOST:PORT` | the console's address, for links in webhook messages and MCP results |
  * | `MANDATE_WEBHOOKS_FILE` | | JSON file of webhook subscriptions (`[{ url, events, secret }]`) |
  * | `MANDATE_WEBHOOKS` | | the same JSON, inline (both may be given) |
  * | `MANDATE_DEV_TOKENS_FILE` | `.mandate/dev-tokens.env` | where development mode writes its tokens |
+ * | `MANDATE_PLANNER` | `templates` | `llm`: `goal` tasks are planned by a language model (`Planner.layerLlm`) |
+ * | `MANDATE_LLM_URL` / `MANDATE_LLM_MODEL` / `MANDATE_LLM_API_KEY` | | the OpenAI-compatible endpoint (up to `/v1`), model and key, with `MANDATE_PLANNER=llm` |
  * | `LOG_LEVEL` | `Info` | `Debug`, `Info`, `Warn`, `Error` |
  *
  * @since 0.1.0
@@ -90,6 +92,8 @@ export interface ServerConfig {
   readonly webhooks: Option.Option<Redacted.Redacted>
   readonly devTokensFile: string
   readonly logLevel: LogLevel.LogLevel
+  /** `templates` (default) or `llm`: `goal` tasks planned by a model at MANDATE_LLM_URL (see `Stores.llmFromConfig`). */
+  readonly planner: "templates" | "llm"
 }
 
 const positiveInt = (name: string, fallback: number, max = 1_000_000_000) =>
@@ -164,7 +168,8 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   webhooksFile: Config.String("MANDATE_WEBHOOKS_FILE").pipe(Config.option),
   webhooks: Config.Redacted("MANDATE_WEBHOOKS").pipe(Config.option),
   devTokensFile: Config.String("MANDATE_DEV_TOKENS_FILE").pipe(Config.withDefault(".mandate/dev-tokens.env")),
-  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const))
+  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const)),
+  planner: Config.Literals(["templates", "llm"], "MANDATE_PLANNER").pipe(Config.withDefault("templates" as const))
 })
 
 /**

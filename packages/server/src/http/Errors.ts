@@ -43,7 +43,12 @@ export type WireError<E> =
             : E extends Tagged<"TaskRejected">
               ? PolicyDenied
               : E extends Tagged<
-                    "UnknownStepType" | "InvalidPlan" | "PlanRejected" | "CheckpointRejected" | "ReservedEntryKind"
+                    | "UnknownStepType"
+                    | "InvalidPlan"
+                    | "PlanRejected"
+                    | "CheckpointRejected"
+                    | "ReservedEntryKind"
+                    | "ProposalRefused"
                   >
                 ? Unprocessable
                 : Unavailable
@@ -181,6 +186,7 @@ export const toHttp =
         case "PlanRejected":
         case "CheckpointRejected":
         case "ReservedEntryKind":
+        case "ProposalRefused":
           return new Unprocessable({ message: message(e) })
         default:
           // Stores, the unit of work and the chain: infrastructure that may come back. The message is fixed per

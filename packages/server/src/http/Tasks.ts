@@ -52,8 +52,9 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
           runtime.start(
             {
-              kind: payload.task_type,
-              params: payload.parameters,
+              ...("goal" in payload
+                ? { kind: "goal", params: { goal: payload.goal } }
+                : { kind: payload.task_type, params: payload.parameters }),
               ...(payload.priority === undefined ? {} : { priority: payload.priority }),
               ...(payload.idempotency_key === undefined ? {} : { idempotencyKey: payload.idempotency_key })
             },
