@@ -27,6 +27,7 @@ import {
 import * as Console from "./http/Console.ts"
 import * as Ledger from "./http/Ledger.ts"
 import * as Queue from "./http/Queue.ts"
+import * as Remote from "./http/Remote.ts"
 import * as Requests from "./http/Requests.ts"
 import * as System from "./http/System.ts"
 import * as Tasks from "./http/Tasks.ts"
@@ -66,7 +67,14 @@ export interface AppOptions {
  */
 export const layerRoutes = (options?: AppOptions) => {
   const maxBodyBytes = options?.maxBodyBytes ?? 1_048_576
-  const handlers = Layer.mergeAll(Tasks.layer, Ledger.layer, Queue.layer, System.layer, Webhooks.layer).pipe(
+  const handlers = Layer.mergeAll(
+    Tasks.layer,
+    Ledger.layer,
+    Queue.layer,
+    Remote.layer,
+    System.layer,
+    Webhooks.layer
+  ).pipe(
     Layer.provide([
       layerAuth(options?.rateLimit ?? { limit: 600, window: Duration.minutes(1) }),
       layerRequestErrors({ maxBodyBytes }),
@@ -186,6 +194,8 @@ export const layerConfig = Layer.unwrap(
         config.anchor === "none"
           ? {}
           : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } },
+      remoteSteps: config.remoteSteps,
+      poolPrincipals: config.poolPrincipals,
       runtime: {
         workers: config.workerConcurrency > 0,
         concurrency: Math.max(1, config.workerConcurrency),

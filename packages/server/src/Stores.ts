@@ -58,6 +58,10 @@ export interface StoresOptions {
   readonly anchor?: Layer.Layer<Anchor, unknown> | undefined
   readonly ledger?: LedgerOptions | undefined
   readonly runtime?: RuntimeOptions | undefined
+  /** Step types run by remote agents: step type → pool (`MANDATE_REMOTE_STEPS`). */
+  readonly remoteSteps?: { readonly [type: string]: string } | undefined
+  /** The principals whose agents may serve each pool (`MANDATE_POOL_PRINCIPALS`); other pools are open to agents. */
+  readonly poolPrincipals?: { readonly [pool: string]: ReadonlyArray<string> } | undefined
   /** Where request budgets are counted (default: the backend's own, else memory). */
   readonly rateLimit?: Layer.Layer<RateLimit, unknown> | undefined
   /** Plan `goal` tasks with a language model (default: templates only). */
@@ -205,7 +209,9 @@ const mandateOptions = (options: StoresOptions | undefined): Mandate.MemoryOptio
   ...(options?.policy === undefined ? {} : { policy: options.policy }),
   ...(options?.ledger === undefined ? {} : { ledger: options.ledger }),
   ...(options?.runtime === undefined ? {} : { runtime: options.runtime }),
-  ...(options?.llm === undefined ? {} : { llm: options.llm })
+  ...(options?.llm === undefined ? {} : { llm: options.llm }),
+  ...(options?.remoteSteps === undefined ? {} : { remoteSteps: options.remoteSteps }),
+  ...(options?.poolPrincipals === undefined ? {} : { poolPrincipals: options.poolPrincipals })
 })
 
 /**

@@ -25,6 +25,7 @@ export type WireError<E> =
           | "PlanNotFound"
           | "JobNotFound"
           | "AgentNotFound"
+          | "PoolNotFound"
           | "EntryNotFound"
           | "AnchorNotFound"
           | "UnknownPolicyVersion"
@@ -145,6 +146,8 @@ export const toHttp =
           return new NotFound({ message: message(e), resource: "job", id: field(e, "jobId") })
         case "AgentNotFound":
           return new NotFound({ message: message(e), resource: "agent", id: field(e, "agentId") })
+        case "PoolNotFound":
+          return new NotFound({ message: message(e), resource: "pool", id: field(e, "pool") })
         case "EntryNotFound":
           return new NotFound({ message: message(e), resource: "ledger_entry", id: field(e, "entryHash") })
         case "AnchorNotFound":
