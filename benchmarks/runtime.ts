@@ -31,6 +31,7 @@
  *
  * @since 0.1.0
  */
+import { Socket } from "node:net"
 import { cpus, loadavg } from "node:os"
 import { DBOS } from "@dbos-inc/dbos-sdk"
 import { Command, END, interrupt, MemorySaver, START, StateGraph, StateSchema } from "@langchain/langgraph"
@@ -71,6 +72,16 @@ const run = `runtime_speed_${crypto.randomUUID().replaceAll("-", "").slice(0, 10
 const schemas = { mandate: `mandate_${run}`, dbos: `dbos_${run}`, langgraph: `langgraph_${run}` }
 const redisPrefix = `mandate-bench-${run}:`
 
+// Round trips: every write to a socket connected to Postgres' port (a pipelined batch is one write), counted for
+// every system alike
+const pgPort = Number(new URL(pgUrl).port || 5432)
+let pgWrites = 0
+const write = Socket.prototype.write
+Socket.prototype.write = function (this: Socket, ...args: Parameters<Socket["write"]>) {
+  if (this.remotePort === pgPort) pgWrites++
+  return write.apply(this, args)
+} as Socket["write"]
+
 // Progress on stderr, so the tables on stdout stay clean
 const progress = (message: string) => process.stderr.write(`  … ${message}\n`)
 
@@ -88,6 +99,8 @@ interface System {
 
 interface Figures {
   readonly load: Measure
+  /** Writes to Postgres per workflow during the load phase (round trips; 0 off Postgres). */
+  readonly writes: number
   readonly one: Latency
   readonly approval: Latency
   readonly parked: Measure
@@ -100,8 +113,10 @@ const measureSystem = async (system: System): Promise<Figures> => {
 
   progress(`${system.name}: ${tasks} workflows, 64 in flight`)
   const stopLoad = stopwatch(tasks)
+  const writes0 = pgWrites
   await pooled(tasks, 64, (i) => system.run(i))
   const load = stopLoad()
+  const writes = (pgWrites - writes0) / tasks
 
   progress(`${system.name}: ${one} workflows one at a time`)
   const singles: Array<number> = []
@@ -129,7 +144,7 @@ const measureSystem = async (system: System): Promise<Figures> => {
   const stopParked = stopwatch(parkedCount)
   await Promise.all(ids.map((id) => system.approve(id)))
   const parked = stopParked()
-  return { load, one: latencyOf(singles), approval: latencyOf(approvals), parked }
+  return { load, writes, one: latencyOf(singles), approval: latencyOf(approvals), parked }
 }
 
 // ---- Mandate -------------------------------------------------------------------------------------------------
@@ -339,6 +354,7 @@ type Row = readonly [label: string, pick: (f: Figures) => number, digits: number
 const rows: ReadonlyArray<Row> = [
   ["64 in flight, workflows/s", (f) => rate(f.load), 0, true],
   ["  CPU ms per workflow", (f) => f.load.cpuMs / f.load.count, 2, false],
+  ["  Postgres round trips per workflow", (f) => f.writes, 1, false],
   ["one at a time, p50 ms", (f) => f.one.p50, 2, false],
   ["one at a time, p95 ms", (f) => f.one.p95, 2, false],
   ["approval → completion p50 ms", (f) => f.approval.p50, 2, false],
@@ -353,7 +369,9 @@ const table = (
 ) => {
   console.log("")
   console.log(title)
-  console.log(`${"".padEnd(32)}${figures.map(([n]) => n.padStart(14)).join("")}${"Mandate / best peer (↑ higher, ↓ lower is better)".padStart(52)}`)
+  console.log(
+    `${"".padEnd(32)}${figures.map(([n]) => n.padStart(14)).join("")}${"Mandate / best peer (↑ higher, ↓ lower is better)".padStart(52)}`
+  )
   for (const [label, pick, digits, higher] of rows) {
     const values = figures.map(([, f]) => (f === undefined ? Number.NaN : pick(f)))
     const peerValues = peers.map(pick)
