@@ -5,7 +5,11 @@
  * whitespace, ECMAScript number formatting, JSON string escaping. Values JSON cannot represent exactly
  * (`NaN`, `Infinity`, `undefined`, `bigint`, functions, symbols, class instances such as `Date`) are
  * refused with the JSON path of the offending value, never silently dropped or converted: a hash must
- * commit to exactly the data that was given.
+ * commit to exactly the data that was given. So is nesting deeper than `maxDepth` (256) objects and arrays
+ * where a value enters (`encodeEffect`, `hashEffect`, `checkDepth`, or `encode(value, maxDepth)`): such a value
+ * would overflow the stack of whoever walks it next (an encoder, a response writer). `encode` and `hash` alone
+ * allow `maxDepth + wrapperDepth`, so that an admitted value still encodes inside the records that wrap it (a
+ * ledger entry around its payload, a plan around its parameters).
  *
  * @since 0.1.0
  */
@@ -30,12 +34,101 @@ export class NotCanonicalJson extends Error {
   }
 }
 
+/**
+ * The deepest nesting of objects and arrays a canonical value may have. Deeper values are refused with
+ * `NotCanonicalJson` (`InvalidInput` from the Effect variants), naming the path where the limit was hit.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const maxDepth = 256
+
+/**
+ * How many levels Mandate's own records may add around an admitted value (entry → payload, plan → steps → step →
+ * params): `encode` and `hash` refuse only past `maxDepth + wrapperDepth`.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const wrapperDepth = 16
+
+const tooDeepReason = `Nested deeper than ${maxDepth} levels of objects and arrays`
+
+const tooDeep = (path: Array<PropertyKey>, limit: number) =>
+  new NotCanonicalJson(
+    jsonPath(path),
+    limit === maxDepth ? tooDeepReason : `Nested deeper than ${limit} levels of objects and arrays`
+  )
+
+/**
+ * `findTooDeep` as an Effect: fails with `InvalidInput` at the path where the limit was hit.
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const checkDepth = (value: unknown, root = "$"): Effect.Effect<void, InvalidInput> =>
+  Effect.suspend(() => {
+    const path = findTooDeep(value, root)
+    return path === undefined ? Effect.void : Effect.fail(InvalidInput.at(path, tooDeepReason))
+  })
+
+/**
+ * The path of the first object or array nested deeper than `maxDepth` in `value` (`$.a[0]…`), or `undefined`.
+ * Iterative, so it is safe on values of any depth (e.g. before a schema walks them recursively).
+ *
+ * @category validation
+ * @since 0.1.0
+ */
+export const findTooDeep = (value: unknown, root = "$"): string | undefined => {
+  // Parallel stacks (no per-node objects or path copies): a node's value, its depth, its parent's slot, its key
+  const values: Array<unknown> = [value]
+  const depths: Array<number> = [0]
+  const parents: Array<number> = [-1]
+  const keys: Array<PropertyKey> = [""]
+  // Nodes popped but still needed to rebuild a path: every container on the way down is kept
+  const seenParents: Array<number> = []
+  const seenKeys: Array<PropertyKey> = []
+  while (values.length > 0) {
+    const current = values.pop()
+    const depth = depths.pop()!
+    const parent = parents.pop()!
+    const key = keys.pop()!
+    if (typeof current !== "object" || current === null) continue
+    if (depth >= maxDepth) {
+      const segments: Array<PropertyKey> = [key]
+      for (let at = parent; at >= 0; at = seenParents[at]!) segments.push(seenKeys[at]!)
+      segments.pop() // the root's own (empty) key
+      return jsonPath(segments.reverse(), root)
+    }
+    const slot = seenParents.length
+    seenParents.push(parent)
+    seenKeys.push(key)
+    if (Array.isArray(current)) {
+      for (let i = current.length - 1; i >= 0; i--) {
+        values.push(current[i])
+        depths.push(depth + 1)
+        parents.push(slot)
+        keys.push(i)
+      }
+    } else {
+      const names = Object.keys(current)
+      for (let i = names.length - 1; i >= 0; i--) {
+        values.push((current as Record<string, unknown>)[names[i]!])
+        depths.push(depth + 1)
+        parents.push(slot)
+        keys.push(names[i]!)
+      }
+    }
+  }
+  return undefined
+}
+
 const isPlainObject = (value: object): boolean => {
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
 }
 
-const write = (value: unknown, path: Array<PropertyKey>): string => {
+const write = (value: unknown, path: Array<PropertyKey>, limit: number): string => {
   switch (typeof value) {
     case "string":
       return JSON.stringify(value)
@@ -43,16 +136,18 @@ const write = (value: unknown, path: Array<PropertyKey>): string => {
       return value ? "true" : "false"
     case "number":
       if (!Number.isFinite(value)) throw new NotCanonicalJson(jsonPath(path), `${value} is not a JSON number`)
-      // JSON.stringify formats numbers as ECMAScript Number::toString, which is what RFC 8785 §3.2.2.3 requires
-      return JSON.stringify(value)
+      // ECMAScript Number::toString (what JSON.stringify writes for a finite number) is what RFC 8785 §3.2.2.3
+      // requires; String() is the same conversion without JSON.stringify's generic entry
+      return String(value)
     case "object": {
       if (value === null) return "null"
+      if (path.length >= limit) throw tooDeep(path, limit)
       if (Array.isArray(value)) {
         let out = "["
         for (let i = 0; i < value.length; i++) {
           if (i > 0) out += ","
           path.push(i)
-          out += write(value[i], path)
+          out += write(value[i], path, limit)
           path.pop()
         }
         return `${out}]`
@@ -67,7 +162,7 @@ const write = (value: unknown, path: Array<PropertyKey>): string => {
         const key = keys[i]!
         if (i > 0) out += ","
         path.push(key)
-        out += `${JSON.stringify(key)}:${write((value as Record<string, unknown>)[key], path)}`
+        out += `${JSON.stringify(key)}:${write((value as Record<string, unknown>)[key], path, limit)}`
         path.pop()
       }
       return `${out}}`
@@ -78,13 +173,14 @@ const write = (value: unknown, path: Array<PropertyKey>): string => {
 }
 
 /**
- * The canonical JSON text of a value. Throws `NotCanonicalJson` for values JSON cannot represent; use
- * `encodeEffect` at boundaries.
+ * The canonical JSON text of a value. Throws `NotCanonicalJson` for values JSON cannot represent or nested deeper
+ * than `limit` (default `maxDepth + wrapperDepth`; pass `maxDepth` where a value is admitted); use `encodeEffect`
+ * at boundaries.
  *
  * @category encoding
  * @since 0.1.0
  */
-export const encode = (value: unknown): string => write(value, [])
+export const encode = (value: unknown, limit: number = maxDepth + wrapperDepth): string => write(value, [], limit)
 
 /**
  * The canonical JSON of a plain object some of whose members are already canonical JSON text: `encoded` maps
@@ -109,7 +205,7 @@ export const encodeWith = (
       out += `${JSON.stringify(key)}:${encoded[key]}`
     } else {
       path.push(key)
-      out += `${JSON.stringify(key)}:${write(value[key], path)}`
+      out += `${JSON.stringify(key)}:${write(value[key], path, maxDepth + wrapperDepth)}`
       path.pop()
     }
   }
@@ -124,7 +220,7 @@ export const encodeWith = (
  */
 export const encodeEffect = (value: unknown, root = "$"): Effect.Effect<string, InvalidInput> =>
   Effect.try({
-    try: () => encode(value),
+    try: () => encode(value, maxDepth),
     catch: (error) =>
       error instanceof NotCanonicalJson
         ? InvalidInput.at(root + error.path.slice(1), error.reason)

@@ -493,13 +493,17 @@ const fromCanonical = <A>(text: string): A => JSON.parse(text) as A
  * decoded copy) whose payload has a canonical form. `undefined` sends the input to `explain`.
  */
 const prepareValid = (input: unknown): Prepared | undefined => {
-  if (!isEntryInput(input)) return undefined
+  // The payload's canonical form first: it refuses values nested too deep for the schema check to walk
   let text: string
   try {
-    text = Canonical.encode(input.payload)
+    text = Canonical.encode(
+      typeof input === "object" && input !== null ? (input as EntryInput).payload : undefined,
+      Canonical.maxDepth
+    )
   } catch {
     return undefined
   }
+  if (!isEntryInput(input)) return undefined
   const principalText = input.principal === undefined ? undefined : Canonical.encode(input.principal)
   return {
     kind: input.kind,
@@ -515,10 +519,17 @@ const prepareValid = (input: unknown): Prepared | undefined => {
 
 /** Why an input was refused: every schema issue (by JSON path under `root`), else the payload's. */
 const explain = (input: unknown, root: string): Effect.Effect<never, InvalidInput> =>
-  Effect.flatMap(decodeInput(input).pipe(Effect.mapError((e) => reroot(e, root))), (decoded) =>
-    Effect.flatMap(Canonical.encodeEffect(decoded.payload, `${root}.payload`), () =>
-      Effect.fail(InvalidInput.at(root, "Expected a ledger entry"))
-    )
+  Effect.flatMap(
+    // A payload nested too deep is named before the schema walks it
+    typeof input === "object" && input !== null && "payload" in input
+      ? Canonical.checkDepth(input.payload, `${root}.payload`)
+      : Effect.void,
+    () =>
+      Effect.flatMap(decodeInput(input).pipe(Effect.mapError((e) => reroot(e, root))), (decoded) =>
+        Effect.flatMap(Canonical.encodeEffect(decoded.payload, `${root}.payload`), () =>
+          Effect.fail(InvalidInput.at(root, "Expected a ledger entry"))
+        )
+      )
   )
 
 // Decoding and payload hashing happen before the append lock is taken: the lock only covers chaining.

@@ -18,9 +18,11 @@ import { Ledger, type LedgerOptions } from "./Ledger.ts"
 import { LedgerStore } from "./LedgerStore.ts"
 import { Planner } from "./Planner.ts"
 import { Policy } from "./Policy.ts"
+import { adoptConfigured, PolicyAdmin } from "./PolicyAdmin.ts"
 import type { PolicySet } from "./PolicySet.ts"
 import { PolicyStore } from "./PolicyStore.ts"
 import { Queue, type QueueMemoryOptions } from "./Queue.ts"
+import { QueueAdmin } from "./QueueAdmin.ts"
 import { Runtime, type RuntimeOptions } from "./Runtime.ts"
 import * as Seed from "./Seed.ts"
 import * as SeedHandlers from "./SeedHandlers.ts"
@@ -40,8 +42,10 @@ export type Services =
   | Runtime
   | Policy
   | PolicyStore
+  | PolicyAdmin
   | Planner
   | Queue
+  | QueueAdmin
   | Agents
   | Ledger
   | Anchor
@@ -121,31 +125,14 @@ export const layer = <E, R>(
     options?.anchor ?? Anchor.layerMemory
   )
   const services = Layer.mergeAll(
-    Ledger.layer(options?.ledger),
+    PolicyAdmin.layer.pipe(Layer.provideMerge(Ledger.layer(options?.ledger))),
     StepHandlers.layer(handlers),
+    QueueAdmin.layer,
     Planner.layerTemplates({ templates: options?.templates, stepTypes }).pipe(Layer.provideMerge(Policy.layer))
   ).pipe(Layer.provideMerge(base))
   // The configured policy is active before the runtime plans anything
   const policy = options?.policy
-  const adoption =
-    policy === undefined
-      ? Layer.empty
-      : Layer.effectDiscard(
-          Effect.gen(function* () {
-            const adopted = yield* PolicyStore.adopt(policy)
-            if (adopted.previous === undefined) return
-            const ledger = yield* Ledger
-            yield* ledger.append({
-              kind: "policy.activated",
-              payload: {
-                version: adopted.active.version,
-                previous: adopted.previous,
-                name: adopted.active.set.name,
-                by: "configuration"
-              }
-            })
-          })
-        )
+  const adoption = policy === undefined ? Layer.empty : Layer.effectDiscard(Effect.asVoid(adoptConfigured(policy)))
   return Runtime.layer(options?.runtime).pipe(Layer.provide(adoption), Layer.provideMerge(services))
 }
 

@@ -156,6 +156,8 @@ const makePlan = Effect.fnUntraced(function* (
 ) {
   const template = templates.get(request.kind)
   if (template === undefined) return yield* new UnknownTaskKind({ kind: request.kind, known: [...templates.keys()] })
+  // Refused before the schema walks them (recursively): parameters nested deeper than any store may keep
+  yield* Canonical.checkDepth(request.params, "$.params")
   const taskParams = yield* decode(template.params, "$.params")(request.params)
   const specs = template.steps(taskParams)
 

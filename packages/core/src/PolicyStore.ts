@@ -117,33 +117,4 @@ export class PolicyStore extends Context.Service<
         })
       })
     )
-
-  /**
-   * Makes `set` the store's active policy: nothing when it already is, otherwise publishes and activates it with
-   * one log line. How a configured policy (a file, an option) takes effect at start, on any store: a restart with
-   * a changed policy moves the store to it, and tasks planned earlier stay pinned to their own version. Returns the
-   * version that was active before when it changed something.
-   *
-   * @category constructors
-   * @since 0.1.0
-   */
-  static readonly adopt = (
-    set: PolicySet
-  ): Effect.Effect<
-    { readonly active: StoredPolicySet; readonly previous?: PolicyVersion | undefined },
-    PolicyStoreError | UnknownPolicyVersion,
-    PolicyStore
-  > =>
-    Effect.gen(function* () {
-      const store = yield* PolicyStore
-      const version = versionOf(set)
-      const current = yield* store.active
-      if (current.version === version) return { active: current }
-      const published = yield* store.publish(set)
-      const active = yield* store.activate(published.version)
-      yield* Effect.logInfo(
-        `policy "${set.name}" (${version.slice(0, 12)}…) published and activated: the configured policy differs from the active ${current.version.slice(0, 12)}…`
-      )
-      return { active, previous: current.version }
-    })
 }

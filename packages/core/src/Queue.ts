@@ -434,7 +434,7 @@ const validateRequest = (input: unknown, root: string): Result.Result<Valid, Inv
   let text: string | undefined
   let payloadError: InvalidInput | undefined
   try {
-    text = Canonical.encode(payloadInput)
+    text = Canonical.encode(payloadInput, Canonical.maxDepth)
   } catch (error) {
     payloadError =
       error instanceof Canonical.NotCanonicalJson

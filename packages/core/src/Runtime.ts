@@ -105,6 +105,32 @@ export class TaskRejected extends Schema.TaggedError<TaskRejected>()("TaskReject
 }
 
 /**
+ * `execute` refused a stored plan: planned again now it would not be the same plan, so running it would be a
+ * silent re-plan. `reason` says what changed since the dry run: the active policy version (`policy_changed`), the
+ * steps the templates produce (`plan_changed`), or a step's decision (`decisions_changed`, e.g. another principal
+ * or a time window). Plan again and review.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PlanStale extends Schema.TaggedError<PlanStale>()("PlanStale", {
+  planId: Schema.String,
+  reason: Schema.Literals(["policy_changed", "plan_changed", "decisions_changed"]),
+  expected: Schema.String,
+  found: Schema.String
+}) {
+  override get message(): string {
+    const what =
+      this.reason === "policy_changed"
+        ? `the active policy changed (planned under ${this.expected.slice(0, 12)}…, now ${this.found.slice(0, 12)}…)`
+        : this.reason === "plan_changed"
+          ? `the templates now plan it differently (hash ${this.expected.slice(0, 12)}…, now ${this.found.slice(0, 12)}…)`
+          : `a decision changed (${this.expected}, now ${this.found})`
+    return `Plan ${this.planId} is stale: ${what}; plan again`
+  }
+}
+
+/**
  * The principal may not do this (missing role, not the requester).
  *
  * @category errors
@@ -187,11 +213,17 @@ export class Runtime extends Context.Service<
       request: unknown,
       principal: Principal
     ) => Effect.Effect<Plan, InvalidInput | Forbidden | PlanError | StoreError>
-    /** Starts a task from a stored plan, re-planned under the active policy so it is governed by current rules. */
+    /**
+     * Starts a task that runs exactly a stored plan: the task is planned again and must come out the same (policy
+     * version, hash, every decision), else `PlanStale` and nothing starts.
+     */
     readonly execute: (
       planId: string,
       principal: Principal
-    ) => Effect.Effect<Task, InvalidInput | Forbidden | TaskRejected | PlanError | PlanNotFound | StoreError>
+    ) => Effect.Effect<
+      Task,
+      InvalidInput | Forbidden | TaskRejected | PlanError | PlanNotFound | PlanStale | StoreError
+    >
     /**
      * A stored plan. With a principal, only one it may read (`Access.canReadPlan`); any other is `PlanNotFound`.
      * Every read below likewise takes the principal it answers for: a task it may not read (`Access`) is
@@ -575,10 +607,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       Effect.catchTag("TaskNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "save", cause })))
     )
 
-  const newTask = (
+  const newTask = <E = never>(
     request: TaskRequest,
     principal: Principal,
-    planned: (taskId: TaskId) => Effect.Effect<Plan, PlanError | StoreError, never>
+    planned: (taskId: TaskId) => Effect.Effect<Plan, PlanError | StoreError | E, never>
   ) =>
     Effect.gen(function* () {
       if (request.idempotencyKey !== undefined) {
@@ -588,7 +620,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       const id = yield* makeTaskId
       const plan = yield* planned(id).pipe(
         Effect.map((p): Plan | PlanRejected => p),
-        Effect.catchTag("PlanRejected", (rejected) => Effect.succeed(rejected))
+        Effect.catchIf(
+          (e): e is PlanRejected => e instanceof PlanRejected,
+          (rejected) => Effect.succeed(rejected)
+        )
       )
       const accepted = plan instanceof PlanRejected ? plan.plan : plan
       yield* checkHandlers(accepted)
@@ -639,9 +674,17 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     yield* requireRole(principal, "submitter", "start tasks")
     const stored = yield* readPlan(planId, principal)
     const request: TaskRequest = { kind: stored.kind, params: stored.params }
-    // Re-plan under the active policy: a dry run is advice, the execution is governed by current rules
+    // Planned again for the task under the active policy, it must be the plan the caller reviewed: anything else
+    // would run a plan nobody saw
+    const same = (replanned: Plan) => {
+      const stale = staleness(stored, replanned)
+      return stale === undefined ? Effect.void : Effect.fail(new PlanStale({ planId: stored.id, ...stale }))
+    }
     return yield* newTask(request, principal, (taskId) =>
-      planner.plan({ kind: stored.kind, params: stored.params, principal, taskId })
+      planner.plan({ kind: stored.kind, params: stored.params, principal, taskId }).pipe(
+        Effect.tap(same),
+        Effect.tapError((e) => (e._tag === "PlanRejected" ? same(e.plan) : Effect.void))
+      )
     )
   })
 
@@ -1057,6 +1100,23 @@ export const snapshotEvent = (view: TaskView): TaskEvent => ({
  * @since 0.1.0
  */
 export const isActive = (state: TaskState): boolean => state === "running" || state === "waiting_approval"
+
+/** What differs between a reviewed plan and the same request planned again, if anything. */
+const staleness = (reviewed: Plan, replanned: Plan): Pick<PlanStale, "reason" | "expected" | "found"> | undefined => {
+  if (reviewed.policyVersion !== replanned.policyVersion) {
+    return { reason: "policy_changed", expected: reviewed.policyVersion, found: replanned.policyVersion }
+  }
+  if (reviewed.hash !== replanned.hash)
+    return { reason: "plan_changed", expected: reviewed.hash, found: replanned.hash }
+  const decisions = (plan: Plan) =>
+    plan.steps.map(
+      (s) => `${s.id}: ${s.decision.effect}${s.decision.approvals ? ` ${JSON.stringify(s.decision.approvals)}` : ""}`
+    )
+  const before = decisions(reviewed)
+  const after = decisions(replanned)
+  const i = before.findIndex((d, n) => d !== after[n])
+  return i === -1 ? undefined : { reason: "decisions_changed", expected: before[i]!, found: after[i]! }
+}
 
 /**
  * A step result as the handler's result schema decodes it: the JSON to record, or why it is refused.

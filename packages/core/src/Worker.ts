@@ -12,7 +12,8 @@
  *   lease was lost, the job cancelled) interrupts that job's handler.
  * - A handler's success completes the job. A `JobFailure` fails it with its `retryable` flag (a non-retryable
  *   one dead-letters at once); any other error, a defect or a timed-out attempt is a retryable failure: a
- *   handler can never take the pool down.
+ *   handler can never take the pool down. A defect is recorded by its error class only (`defect: TypeError; see
+ *   the worker's log`): its message and stack go to the log, since clients read a job's `lastError` back.
  * - `settle(job, outcome)` runs after each complete/fail, in the same `UnitOfWork.run` when a `UnitOfWork`
  *   is in context (one transaction on Postgres), so the caller can advance its own state atomically with the
  *   job's. Without a `settle` the complete/fail runs alone, so a backend may merge the completions of many
@@ -278,7 +279,13 @@ export const run = <E = never, R = never, RS = never>(
       }
       if (Cause.hasInterruptsOnly(exit.cause))
         return { _tag: "Failed", error: "handler was interrupted", retryable: true }
-      return { _tag: "Failed", error: truncate(`defect: ${describe(Cause.squash(exit.cause))}`), retryable: true }
+      // A defect is a bug: its text (a runtime error's message, a stack) goes to the log, not into the job's
+      // lastError, which clients read back
+      return {
+        _tag: "Failed",
+        error: `defect: ${defectName(Cause.squash(exit.cause))}; see the worker's log`,
+        retryable: true
+      }
     }
 
     const count = (after: Job) => {
@@ -330,7 +337,11 @@ export const run = <E = never, R = never, RS = never>(
         }
         yield* Effect.logError(`recording the outcome failed: ${Cause.pretty(exit.cause)}`).pipe(annotate(job))
         const retry = yield* Effect.exit(
-          queue.fail(job.id, workerId, truncate(`recording the outcome failed: ${describe(Cause.squash(exit.cause))}`))
+          queue.fail(
+            job.id,
+            workerId,
+            `recording the outcome failed (${defectName(Cause.squash(exit.cause))}); see the worker's log`
+          )
         )
         if (Exit.isSuccess(retry)) count(retry.value)
       })
@@ -351,7 +362,11 @@ export const run = <E = never, R = never, RS = never>(
           })
         }
       }
-      return finish(job, outcomeOf(exit))
+      const logDefect =
+        Exit.isFailure(exit) && Option.isNone(Cause.findErrorOption(exit.cause)) && !Cause.hasInterruptsOnly(exit.cause)
+          ? Effect.logError(`handler defect: ${Cause.pretty(exit.cause)}`).pipe(annotate(job))
+          : Effect.void
+      return Effect.andThen(logDefect, finish(job, outcomeOf(exit)))
     }
 
     const started = (record: InFlight): Effect.Effect<boolean> =>
@@ -523,6 +538,15 @@ function isRetryable(error: unknown): boolean {
 
 function isTagged(error: unknown, tag: string): boolean {
   return typeof error === "object" && error !== null && "_tag" in error && error._tag === tag
+}
+
+// The name of what failed (`TypeError`, `TaskStoreError`), never its message
+function defectName(error: unknown): string {
+  if (typeof error === "object" && error !== null) {
+    if ("_tag" in error && typeof error._tag === "string") return error._tag
+    if (error instanceof Error) return error.name
+  }
+  return typeof error
 }
 
 function describe(error: unknown): string {

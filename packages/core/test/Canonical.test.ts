@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Canonical, InvalidInput } from "@mandate/core"
-import { Effect, Schema } from "effect"
+import { Anchor, Canonical, InvalidInput, Ledger, LedgerStore, Queue, UnitOfWork } from "@mandate/core"
+import { Effect, Layer, Schema } from "effect"
 
 describe("Canonical JSON (RFC 8785)", () => {
   it("sorts keys, drops whitespace and formats numbers like RFC 8785 §3.2.2 and Appendix B", () => {
@@ -111,4 +111,70 @@ describe("Canonical JSON (RFC 8785)", () => {
     // no whitespace outside string literals (inside them, "a, b" is data)
     assert.notMatch(text.replace(/"(?:[^"\\]|\\.)*"/g, '""'), /\s/)
   })
+})
+
+// A value nested `depth` arrays deep, built without recursion
+const nested = (depth: number): unknown => {
+  let value: unknown = 0
+  for (let i = 0; i < depth; i++) value = [value]
+  return value
+}
+
+describe("Canonical JSON: nesting depth", () => {
+  it("refuses values nested deeper than maxDepth with the path where the limit was hit, never a stack overflow", () => {
+    assert.strictEqual(Canonical.encode(nested(Canonical.maxDepth)).length, 2 * Canonical.maxDepth + 1)
+    for (const depth of [Canonical.maxDepth + 1, 10_000, 100_000]) {
+      let caught: unknown
+      try {
+        Canonical.encode({ a: nested(depth) }, Canonical.maxDepth)
+      } catch (error) {
+        caught = error
+      }
+      assert.instanceOf(caught, Canonical.NotCanonicalJson)
+      const path = (caught as Canonical.NotCanonicalJson).path
+      assert.strictEqual(path, `$.a${"[0]".repeat(Canonical.maxDepth - 1)}`)
+      assert.strictEqual(Canonical.findTooDeep({ a: nested(depth) }), path)
+    }
+    assert.isUndefined(Canonical.findTooDeep(nested(Canonical.maxDepth)))
+    // Without a limit, encode leaves room for the records that wrap an admitted value (an entry, a plan)
+    const wrapped = { entry: { payload: nested(Canonical.maxDepth) } }
+    assert.isString(Canonical.encode(wrapped))
+    assert.throws(() => Canonical.encode(nested(Canonical.maxDepth + Canonical.wrapperDepth + 1)), /Nested deeper/)
+  })
+
+  it.effect("encodeEffect and hashEffect fail with InvalidInput naming the path", () =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(Canonical.hashEffect({ x: nested(20_000) }, "$.payload"))
+      assert.instanceOf(error, InvalidInput)
+      assert.match(error.path, /^\$\.payload\.x(\[0\])+$/)
+      assert.match(error.message, /Nested deeper than 256/)
+    })
+  )
+
+  it.effect("an embedder appending or enqueueing a deep value gets InvalidInput, and the ledger still verifies", () =>
+    Effect.gen(function* () {
+      const ledger = yield* Ledger
+      const queue = yield* Queue
+      yield* ledger.append({ kind: "note.ok", payload: { fine: nested(10) } })
+      const appended = yield* Effect.flip(ledger.append({ kind: "note.deep", payload: { x: nested(30_000) } }))
+      assert.instanceOf(appended, InvalidInput)
+      assert.match(appended.path, /^\$\.payload\.x(\[0\])+$/)
+      const enqueued = yield* Effect.flip(queue.enqueue({ queue: "q", payload: nested(30_000) as never }))
+      assert.instanceOf(enqueued, InvalidInput)
+      assert.match(enqueued.path, /^\$\.payload(\[0\])+$/)
+      const report = yield* ledger.verifyAll()
+      assert.isTrue(report.valid)
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(
+          Ledger.layer().pipe(
+            Layer.provideMerge(LedgerStore.layerMemory),
+            Layer.provide(Anchor.layerMemory),
+            Layer.merge(UnitOfWork.layerMemory)
+          ),
+          Queue.layerMemory()
+        )
+      )
+    )
+  )
 })

@@ -21,7 +21,7 @@ import {
   taskTemplate,
   verifyEntryProof
 } from "@mandate/core"
-import { Deferred, type Duration, Effect, Exit, Fiber, Layer, Ref, Schema, Scope, Stream } from "effect"
+import { Context, Deferred, type Duration, Effect, Exit, Fiber, Layer, Ref, Schema, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { admin, alice, bob, carol, walletA, walletB } from "./utils/fixtures.ts"
 
@@ -920,5 +920,35 @@ describe("Runtime: durability and scale", () => {
       assert.isAtLeast(list.tasks.length, 2)
       void admin
     }).pipe(Effect.provide(memory()))
+  )
+})
+
+describe("Runtime: plan binding", () => {
+  it.live("a stored plan runs only if the templates still plan it the same way; otherwise PlanStale", () =>
+    Effect.gen(function* () {
+      // Two runtimes over the same stores: the second one's monitoring template plans an extra step
+      const stores = yield* Layer.build(Mandate.layerMemoryStores())
+      const shared = Layer.succeedContext(stores)
+      const before = yield* Layer.build(Mandate.layer(shared, { runtime: { workers: false } }))
+      const reviewed = yield* Context.get(before, Runtime).plan(monitoring, alice)
+      const changedTemplate = taskTemplate({
+        kind: "monitoring",
+        params: Schema.Struct({ wallet: Schema.String }),
+        steps: ({ wallet }) => [
+          { id: "check_balance", type: "check_balance", params: { wallet } },
+          { id: "again", type: "check_balance", params: { wallet }, dependsOn: ["check_balance"] }
+        ]
+      })
+      const after = yield* Layer.build(
+        Mandate.layer(shared, { runtime: { workers: false }, templates: [changedTemplate] })
+      )
+      const stale = yield* Effect.flip(Context.get(after, Runtime).execute(reviewed.id, alice))
+      assert.strictEqual(stale._tag, "PlanStale")
+      assert.strictEqual((stale as { reason?: string }).reason, "plan_changed")
+      // The runtime that planned it still runs it, bound to the same hash
+      const task = yield* Context.get(before, Runtime).execute(reviewed.id, alice)
+      const view = yield* Context.get(before, Runtime).get(task.id)
+      assert.strictEqual(view.plan.hash, reviewed.hash)
+    })
   )
 })

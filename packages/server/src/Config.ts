@@ -22,16 +22,23 @@
  * | `MANDATE_ANCHOR_INTERVAL` / `MANDATE_ANCHOR_ENTRIES` | `30 seconds` / `1000` | automatic anchoring |
  * | `MANDATE_RATE_LIMIT` / `MANDATE_RATE_WINDOW` | `600` / `1 minute` | requests per token per window |
  * | `MANDATE_MAX_BODY_BYTES` | `1048576` | largest request body |
+ * | `MANDATE_MAX_JSON_DEPTH` | `64` | deepest nesting of objects and arrays in a JSON body (at most 256) |
+ * | `MANDATE_JWT_MAX_LIFETIME` | `1 day` | longest a JWT may live (`exp` is required; `exp − iat`, or `exp − now` without `iat`) |
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_CORS_ORIGINS` | | origins whose pages may call the API (`https://ops.example.com,…` or `*`); CORS is off without it |
+ * | `MANDATE_PUBLIC_URL` | `http://HOST:PORT` | the console's address, for links in webhook messages |
+ * | `MANDATE_WEBHOOKS_FILE` | | JSON file of webhook subscriptions (`[{ url, events, secret }]`) |
+ * | `MANDATE_WEBHOOKS` | | the same JSON, inline (both may be given) |
  * | `MANDATE_DEV_TOKENS_FILE` | `.mandate/dev-tokens.env` | where development mode writes its tokens |
  * | `LOG_LEVEL` | `Info` | `Debug`, `Info`, `Warn`, `Error` |
  *
  * @since 0.1.0
  */
-import { Config, Duration, type LogLevel, Option, type Redacted, Schema, SchemaGetter } from "effect"
+import { readFile } from "node:fs/promises"
+import { type ConfiguredWebhook, decodeWebhooksConfig, InvalidInput, Webhook } from "@mandate/core"
+import { Config, Duration, Effect, type LogLevel, Option, Redacted, Schema, SchemaGetter } from "effect"
 
 /**
  * @category models
@@ -72,10 +79,15 @@ export interface ServerConfig {
   readonly rateLimit: number
   readonly rateWindow: Duration.Duration
   readonly maxBodyBytes: number
+  readonly maxJsonDepth: number
+  readonly jwtMaxLifetime: Duration.Duration
   readonly workerConcurrency: number
   readonly shutdownGrace: Duration.Duration
   readonly sseKeepAlive: Duration.Duration
   readonly corsOrigins: ReadonlyArray<string>
+  readonly publicUrl: Option.Option<string>
+  readonly webhooksFile: Option.Option<string>
+  readonly webhooks: Option.Option<Redacted.Redacted>
   readonly devTokensFile: string
   readonly logLevel: LogLevel.LogLevel
 }
@@ -138,6 +150,9 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   rateLimit: positiveInt("MANDATE_RATE_LIMIT", 600, 1_000_000),
   rateWindow: Config.Duration("MANDATE_RATE_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
   maxBodyBytes: positiveInt("MANDATE_MAX_BODY_BYTES", 1_048_576, 1_073_741_824),
+  // Core refuses values nested deeper than 256 (Canonical.maxDepth) whatever the edge lets through
+  maxJsonDepth: positiveInt("MANDATE_MAX_JSON_DEPTH", 64, 256),
+  jwtMaxLifetime: Config.Duration("MANDATE_JWT_MAX_LIFETIME").pipe(Config.withDefault(Duration.days(1))),
   workerConcurrency: Config.schema(
     Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000 })),
     "MANDATE_WORKER_CONCURRENCY"
@@ -145,6 +160,9 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   shutdownGrace: Config.Duration("MANDATE_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
   sseKeepAlive: Config.Duration("MANDATE_SSE_KEEPALIVE").pipe(Config.withDefault(Duration.seconds(15))),
   corsOrigins: Config.schema(CorsOrigins, "MANDATE_CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
+  publicUrl: Config.schema(Webhook.Url, "MANDATE_PUBLIC_URL").pipe(Config.option),
+  webhooksFile: Config.String("MANDATE_WEBHOOKS_FILE").pipe(Config.option),
+  webhooks: Config.Redacted("MANDATE_WEBHOOKS").pipe(Config.option),
   devTokensFile: Config.String("MANDATE_DEV_TOKENS_FILE").pipe(Config.withDefault(".mandate/dev-tokens.env")),
   logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const))
 })
@@ -157,3 +175,37 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
  */
 export const isDevelopmentMode = (config: ServerConfig): boolean =>
   Option.isNone(config.apiKeys) && Option.isNone(config.jwtSecret) && Option.isNone(config.jwtPublicKey)
+
+/**
+ * The webhook subscriptions of `MANDATE_WEBHOOKS_FILE` and `MANDATE_WEBHOOKS` (JSON: an array of `{ url, events,
+ * secret, id?, enabled?, description? }`, or `{ "subscriptions": [...] }`), checked; a bad one is an `InvalidInput`
+ * whose path starts with the variable's name.
+ *
+ * @category config
+ * @since 0.1.0
+ */
+export const loadWebhooks = (
+  config: Pick<ServerConfig, "webhooksFile" | "webhooks">
+): Effect.Effect<ReadonlyArray<ConfiguredWebhook>, InvalidInput> =>
+  Effect.gen(function* () {
+    const parse = (text: string, source: string) =>
+      Effect.try({
+        try: () => JSON.parse(text) as unknown,
+        catch: (e) => InvalidInput.at(source, `Expected JSON: ${e instanceof Error ? e.message : String(e)}`)
+      })
+    const out: Array<ConfiguredWebhook> = []
+    if (Option.isSome(config.webhooksFile)) {
+      const file = config.webhooksFile.value
+      const text = yield* Effect.tryPromise({
+        try: () => readFile(file, "utf8"),
+        catch: (e) =>
+          InvalidInput.at("MANDATE_WEBHOOKS_FILE", `Cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`)
+      })
+      out.push(...(yield* decodeWebhooksConfig(yield* parse(text, "MANDATE_WEBHOOKS_FILE"), "MANDATE_WEBHOOKS_FILE")))
+    }
+    if (Option.isSome(config.webhooks)) {
+      const inline = yield* parse(Redacted.value(config.webhooks.value), "MANDATE_WEBHOOKS")
+      out.push(...(yield* decodeWebhooksConfig(inline, "MANDATE_WEBHOOKS")))
+    }
+    return out
+  })

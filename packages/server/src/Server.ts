@@ -14,7 +14,7 @@ import { Clock, Duration, Effect, Latch, Layer, Logger, type LogLevel, Option, R
 import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { Api } from "./api/Api.ts"
-import { isDevelopmentMode, ServerConfig } from "./Config.ts"
+import { isDevelopmentMode, loadWebhooks, ServerConfig } from "./Config.ts"
 import {
   Authenticator,
   type AuthOptions,
@@ -30,6 +30,7 @@ import * as Queue from "./http/Queue.ts"
 import * as Requests from "./http/Requests.ts"
 import * as System from "./http/System.ts"
 import * as Tasks from "./http/Tasks.ts"
+import * as Webhooks from "./http/Webhooks.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Stores from "./Stores.ts"
 
@@ -40,6 +41,8 @@ import * as Stores from "./Stores.ts"
 export interface AppOptions {
   /** Largest request body, in bytes (default 1 MiB). */
   readonly maxBodyBytes?: number | undefined
+  /** Deepest nesting of objects and arrays in a JSON body (default 64). */
+  readonly maxJsonDepth?: number | undefined
   /** Requests per principal per window (default 600 per minute). */
   readonly rateLimit?: RateLimitOptions | undefined
   /** How often a task event stream sends a `keepalive` event (default 15 s; zero: never). */
@@ -60,7 +63,7 @@ export interface AppOptions {
  */
 export const layerRoutes = (options?: AppOptions) => {
   const maxBodyBytes = options?.maxBodyBytes ?? 1_048_576
-  const handlers = Layer.mergeAll(Tasks.layer, Ledger.layer, Queue.layer, System.layer).pipe(
+  const handlers = Layer.mergeAll(Tasks.layer, Ledger.layer, Queue.layer, System.layer, Webhooks.layer).pipe(
     Layer.provide([
       layerAuth(options?.rateLimit ?? { limit: 600, window: Duration.minutes(1) }),
       layerRequestErrors({ maxBodyBytes }),
@@ -74,7 +77,7 @@ export const layerRoutes = (options?: AppOptions) => {
     HttpApiScalar.layer(Api, { path: "/docs" }),
     options?.console === false ? Layer.empty : Console.layer(options?.console),
     corsOrigins.length === 0 ? Layer.empty : layerCors(corsOrigins),
-    Requests.layer({ maxBodyBytes })
+    Requests.layer({ maxBodyBytes, maxJsonDepth: options?.maxJsonDepth })
   )
 }
 
@@ -150,11 +153,20 @@ export const layerConfig = Layer.unwrap(
           jwtSecret: Option.getOrUndefined(config.jwtSecret),
           jwtPublicKey: Option.getOrUndefined(config.jwtPublicKey),
           jwtIssuer: Option.getOrUndefined(config.jwtIssuer),
-          jwtAudience: Option.getOrUndefined(config.jwtAudience)
+          jwtAudience: Option.getOrUndefined(config.jwtAudience),
+          jwtMaxLifetime: config.jwtMaxLifetime
         }
     const grace = Duration.toMillis(config.shutdownGrace)
+    const subscriptions = yield* loadWebhooks(config)
     const services = Stores.layerFromConfig(config, {
       policy,
+      webhooks: {
+        publicUrl: Option.getOrElse(
+          config.publicUrl,
+          () => `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}`
+        ),
+        subscriptions
+      },
       // The signing key is chosen with the store (Stores.ledgerKeys)
       ledger:
         config.anchor === "none"
@@ -180,6 +192,7 @@ export const layerConfig = Layer.unwrap(
       console: { devTokens: development ? auth.apiKeys : undefined },
       corsOrigins: config.corsOrigins,
       maxBodyBytes: config.maxBodyBytes,
+      maxJsonDepth: config.maxJsonDepth,
       rateLimit: { limit: config.rateLimit, window: config.rateWindow },
       sseKeepAlive: config.sseKeepAlive,
       shuttingDown: draining.await

@@ -34,9 +34,13 @@ import {
   RateLimit,
   type RuntimeOptions,
   Sha256Hex,
-  TaskStore
+  TaskStore,
+  WebhookStore,
+  Webhooks,
+  type WebhooksOptions
 } from "@mandate/core"
 import { Clock, Context, Duration, Effect, Layer, Option, type Redacted, Schema } from "effect"
+import { FetchHttpClient } from "effect/http"
 import type { Check, Readiness as ReadinessWire } from "./api/System.ts"
 import type { AnchorKind, ServerConfig, StoreKind } from "./Config.ts"
 
@@ -55,6 +59,8 @@ export interface StoresOptions {
   readonly runtime?: RuntimeOptions | undefined
   /** Where request budgets are counted (default: the backend's own, else memory). */
   readonly rateLimit?: Layer.Layer<RateLimit, unknown> | undefined
+  /** Webhook subscriptions from configuration and the console's public address (see `Webhooks.layer`). */
+  readonly webhooks?: WebhooksOptions | undefined
 }
 
 /**
@@ -63,7 +69,7 @@ export interface StoresOptions {
  * @category models
  * @since 0.1.0
  */
-export type Services = Mandate.Services | LedgerStore | RateLimit
+export type Services = Mandate.Services | LedgerStore | RateLimit | Webhooks
 
 /**
  * A backend that cannot be used in this build or configuration.
@@ -90,9 +96,15 @@ const memoryQueue = { retainFinishedMs: 3_600_000 }
  * @since 0.1.0
  */
 export const layerMemory = (options?: StoresOptions): Layer.Layer<Services, unknown> =>
-  Layer.mergeAll(
-    Mandate.layer(Mandate.layerMemoryStores({ policy: options?.policy, queue: memoryQueue }), mandateOptions(options)),
-    options?.rateLimit ?? RateLimit.layerMemory
+  withWebhooks(
+    Layer.mergeAll(
+      Mandate.layer(
+        Mandate.layerMemoryStores({ policy: options?.policy, queue: memoryQueue }),
+        mandateOptions(options)
+      ),
+      options?.rateLimit ?? RateLimit.layerMemory
+    ),
+    options
   )
 
 /**
@@ -102,11 +114,20 @@ export const layerMemory = (options?: StoresOptions): Layer.Layer<Services, unkn
  * @category layers
  * @since 0.1.0
  */
-export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions): Layer.Layer<Services, unknown> =>
-  Layer.mergeAll(
-    Mandate.layer(Postgres.layer(config, { policy: options?.policy }), mandateOptions(options)),
-    options?.rateLimit ?? RateLimit.layerMemory
+export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions): Layer.Layer<Services, unknown> => {
+  // One pool: the layer is memoised, so both uses below share one build
+  const backend = Postgres.layer(config, { policy: options?.policy })
+  return withWebhooks(
+    Layer.mergeAll(Mandate.layer(backend, mandateOptions(options)), options?.rateLimit ?? RateLimit.layerMemory),
+    options,
+    Layer.effect(
+      WebhookStore,
+      Effect.gen(function* () {
+        return yield* WebhookStore
+      })
+    ).pipe(Layer.provide(backend))
   )
+}
 
 /**
  * Every service over Redis: policy sets, tasks, the queue, agents, the ledger and request budgets under one key
@@ -119,7 +140,7 @@ export const layerPg = (config: Postgres.PostgresConfig, options?: StoresOptions
 export const layerRedis = (config: Redis.RedisConfig, options?: StoresOptions): Layer.Layer<Services, unknown> => {
   // One client: the layer is memoised, so both uses below share one build
   const backend = Redis.layer(config, { policy: options?.policy })
-  return Layer.mergeAll(
+  const services = Layer.mergeAll(
     Mandate.layer(backend, mandateOptions(options)),
     options?.rateLimit ??
       Layer.effect(
@@ -129,7 +150,43 @@ export const layerRedis = (config: Redis.RedisConfig, options?: StoresOptions): 
         })
       ).pipe(Layer.provide(backend))
   )
+  return withWebhooks(
+    services,
+    options,
+    Layer.effect(
+      WebhookStore,
+      Effect.gen(function* () {
+        return yield* WebhookStore
+      })
+    ).pipe(Layer.provide(backend))
+  )
 }
+
+/**
+ * Webhooks over the given services: deliveries on their queue (`mandate.webhooks`), delivered by this process when
+ * it runs workers; subscriptions and the delivery record in `store` (the backend's own, else memory). Configured
+ * subscriptions are written again at each start. Redirects are not followed: a 3xx answer is a failed attempt.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const withWebhooks = <E, R>(
+  services: Layer.Layer<Exclude<Services, Webhooks>, E, R>,
+  options?: StoresOptions,
+  store: Layer.Layer<WebhookStore, unknown> = WebhookStore.layerMemory()
+): Layer.Layer<Services, unknown, R> =>
+  Webhooks.layer({
+    ...options?.webhooks,
+    workers: options?.webhooks?.workers ?? options?.runtime?.workers,
+    // Stops within the runtime's grace, as the step workers do
+    worker: { shutdownGraceMs: options?.runtime?.shutdownGraceMs, ...options?.webhooks?.worker }
+  }).pipe(
+    Layer.provide([
+      store,
+      FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.RequestInit, { redirect: "manual" })))
+    ]),
+    Layer.provideMerge(services)
+  )
 
 /**
  * Request budgets on Redis (`REDIS_URL`), shared by every server using it, whatever the stores.

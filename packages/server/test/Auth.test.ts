@@ -87,13 +87,13 @@ describe("JWT", () => {
     Effect.gen(function* () {
       const forged = yield* hs256({ sub: "erin", roles: ["admin"] }, { key: "another-secret-of-at-least-32-chars!!" })
       assert.match((yield* Effect.flip(authenticate(forged))).message, /does not verify/)
-      const noSub = yield* hs256({ roles: ["admin"], iss: "mandate", aud: "api" })
+      const noSub = yield* hs256({ roles: ["admin"], iss: "mandate", aud: "api" }, { exp: 600 })
       assert.match((yield* Effect.flip(authenticate(noSub))).message, /claims are not valid: \$\.sub/)
-      const badRole = yield* hs256({ sub: "erin", roles: ["root"], iss: "mandate", aud: "api" })
+      const badRole = yield* hs256({ sub: "erin", roles: ["root"], iss: "mandate", aud: "api" }, { exp: 600 })
       assert.match((yield* Effect.flip(authenticate(badRole))).message, /\$\.roles\[0\]/)
-      const otherIssuer = yield* hs256({ sub: "erin", roles: ["auditor"], iss: "evil", aud: "api" })
+      const otherIssuer = yield* hs256({ sub: "erin", roles: ["auditor"], iss: "evil", aud: "api" }, { exp: 600 })
       assert.match((yield* Effect.flip(authenticate(otherIssuer))).message, /iss/)
-      const good = yield* hs256({ sub: "erin", roles: ["auditor"], iss: "mandate", aud: "api" })
+      const good = yield* hs256({ sub: "erin", roles: ["auditor"], iss: "mandate", aud: "api" }, { exp: 600 })
       assert.strictEqual((yield* authenticate(good)).id, "erin")
     }).pipe(
       Effect.provide(
@@ -108,7 +108,10 @@ describe("JWT", () => {
       const pem = publicKey.export({ type: "spki", format: "pem" }).toString()
       const sign = (key: NodeCrypto.KeyObject) =>
         Effect.promise(() =>
-          new Jose.SignJWT({ sub: "frank", roles: ["agent"] }).setProtectedHeader({ alg: "EdDSA" }).sign(key)
+          new Jose.SignJWT({ sub: "frank", roles: ["agent"] })
+            .setProtectedHeader({ alg: "EdDSA" })
+            .setExpirationTime(600)
+            .sign(key)
         )
       const check = (token: string) =>
         Authenticator.use((a) => a.authenticate(token)).pipe(Effect.provide(Authenticator.layer({ jwtPublicKey: pem })))

@@ -31,7 +31,7 @@ layer(TestServer.layer(TestServer.memoryServices({ anchor: unreachableChain })),
       })
     )
 
-    it.effect("a chain failure is a 503 with a message, not a 500", () =>
+    it.effect("a chain failure is a 503 with a fixed message and Retry-After, not a 500 or the driver's text", () =>
       Effect.gen(function* () {
         const write = yield* TestServer.call("POST", "/write", {
           token: TestServer.tokens.root,
@@ -39,7 +39,12 @@ layer(TestServer.layer(TestServer.memoryServices({ anchor: unreachableChain })),
         })
         assert.strictEqual(write.status, 503, write.text)
         assert.strictEqual(write.body.error, "unavailable")
-        assert.match(write.body.message, /AnchorError: connection refused/)
+        assert.strictEqual(
+          write.body.message,
+          "The anchoring chain could not complete the request; retry later (AnchorError)"
+        )
+        assert.notMatch(write.text, /connection refused/)
+        assert.strictEqual(write.headers["retry-after"], "1")
         const events = yield* TestServer.call("GET", "/task/task_nope/events", { token: TestServer.tokens.carol })
         assert.strictEqual(events.status, 404)
       })

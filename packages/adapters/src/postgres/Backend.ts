@@ -22,7 +22,8 @@ import type {
   PolicyStoreError,
   Queue,
   TaskStore,
-  UnitOfWork
+  UnitOfWork,
+  WebhookStore
 } from "@mandate/core"
 import { Clock, Config, Duration, Effect, Layer, Redacted, Schema } from "effect"
 import type { Migrator, SqlClient, SqlError } from "effect/sql"
@@ -34,6 +35,7 @@ import { layerPolicyStore } from "./PolicyStore.ts"
 import { layerQueue, type QueueOptions } from "./Queue.ts"
 import { layerTaskStore } from "./TaskStore.ts"
 import { layerUnitOfWork } from "./UnitOfWork.ts"
+import { layerWebhookStore } from "./WebhookStore.ts"
 
 /**
  * Everything needed to reach the database and find Mandate's tables in it.
@@ -165,6 +167,7 @@ export type PostgresServices =
   | Agents
   | LedgerStore
   | UnitOfWork
+  | WebhookStore
   | PgClient.PgClient
   | SqlClient.SqlClient
 
@@ -197,6 +200,7 @@ export const layer = (
     layerQueue({ ...options?.queue, ...postgres }),
     layerAgents({ ...options?.agents, ...postgres }),
     layerLedgerStore(postgres),
+    layerWebhookStore(postgres),
     layerUnitOfWork
   ).pipe(Layer.provide(Migrations.layer(postgres)), Layer.provideMerge(layerClient(config)))
 }

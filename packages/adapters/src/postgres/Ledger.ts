@@ -39,8 +39,9 @@ import {
   LedgerTamper,
   type Merkle
 } from "@mandate/core"
-import { Context, Effect, Layer, Option, Schema } from "effect"
+import { type Cause, Context, Effect, Layer, Option, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
+import { findRollback, findSqlError, Rollback } from "./internal/transaction.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 const EntryRow = Schema.Struct({
@@ -156,15 +157,6 @@ const columnsOf = (fields: Readonly<Record<string, unknown>>): EntryColumns | st
   }
 }
 
-// Carries the appender's own failure through withTransaction, so that it can be told apart from the SqlError of
-// BEGIN or COMMIT on the way out
-class Rollback<E> {
-  readonly error: E
-  constructor(error: E) {
-    this.error = error
-  }
-}
-
 const ENTRY_COLUMNS =
   "pos, seq, kind, task_id, step_id, principal, (principal IS NULL) AS no_principal, at, payload_hash, payload, " +
   "(payload IS NULL) AS no_payload, prev_hash, entry_hash"
@@ -227,11 +219,17 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     Effect.flatMap(Effect.serviceOption(sql.transactionService), (enclosing) => {
       const locked = Effect.flatMap(lockHead, (head) => Effect.provideService(effect, LockedHead, { current: head }))
       if (Option.isSome(enclosing)) return locked
-      return Effect.mapError(locked, (error) => new Rollback(error)).pipe(
+      return Effect.mapError(locked, (error) => new Rollback<E | LedgerStoreError>(error)).pipe(
         sql.withTransaction,
-        Effect.catch((failed: Rollback<E | LedgerStoreError> | SqlError.SqlError) =>
-          Effect.fail(failed instanceof Rollback ? failed.error : storeError("withAppendLock")(failed))
-        )
+        // A lost connection makes withTransaction report the failures as defects (see UnitOfWork): still failures
+        Effect.catchCause((cause): Effect.Effect<never, E | LedgerStoreError> => {
+          const own = findRollback<E | LedgerStoreError>(cause)
+          if (own !== undefined) return Effect.fail(own.error)
+          const failed = findSqlError(cause)
+          return failed === undefined
+            ? Effect.failCause(cause as Cause.Cause<never>)
+            : Effect.fail(storeError("withAppendLock")(failed))
+        })
       )
     }).pipe(Effect.withSpan("LedgerStore.withAppendLock"))
 

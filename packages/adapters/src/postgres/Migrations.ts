@@ -29,6 +29,7 @@ import m0002 from "./migrations/0002_tasks.ts"
 import m0003 from "./migrations/0003_queue.ts"
 import m0004 from "./migrations/0004_ledger.ts"
 import m0005 from "./migrations/0005_ledger_head.ts"
+import m0006 from "./migrations/0006_webhooks.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -42,7 +43,8 @@ export const migrations = {
   "0002_tasks": m0002,
   "0003_queue": m0003,
   "0004_ledger": m0004,
-  "0005_ledger_head": m0005
+  "0005_ledger_head": m0005,
+  "0006_webhooks": m0006
 } as const
 
 /**

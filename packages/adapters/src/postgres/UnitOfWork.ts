@@ -10,17 +10,9 @@
  * @since 0.1.0
  */
 import { UnitOfWork, UnitOfWorkError } from "@mandate/core"
-import { Effect, Layer } from "effect"
-import { SqlClient, type SqlError } from "effect/sql"
-
-// Carries the unit's own failure through withTransaction (which rolls back on it), so that it can be told apart
-// from the SqlError of BEGIN or COMMIT on the way out
-class Rollback<E> {
-  readonly error: E
-  constructor(error: E) {
-    this.error = error
-  }
-}
+import { type Cause, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
+import { findRollback, findSqlError, Rollback } from "./internal/transaction.ts"
 
 /**
  * Builds the unit of work over the `SqlClient` in context.
@@ -33,9 +25,12 @@ export const makeUnitOfWork: Effect.Effect<UnitOfWork["Service"], never, SqlClie
   (sql) =>
     UnitOfWork.make(<A, E, R>(effect: Effect.Effect<A, E, R>) =>
       sql.withTransaction(Effect.mapError(effect, (error) => new Rollback(error))).pipe(
-        Effect.catch((failure: Rollback<E> | SqlError.SqlError) =>
-          failure instanceof Rollback
-            ? Effect.fail<E | UnitOfWorkError>(failure.error)
+        Effect.catchCause((cause): Effect.Effect<never, E | UnitOfWorkError> => {
+          const own = findRollback<E>(cause)
+          if (own !== undefined) return Effect.fail(own.error)
+          const failure = findSqlError(cause)
+          return failure === undefined
+            ? Effect.failCause(cause as Cause.Cause<never>)
             : Effect.fail(
                 new UnitOfWorkError({
                   message: `The transaction failed: ${failure.message}`,
@@ -43,7 +38,7 @@ export const makeUnitOfWork: Effect.Effect<UnitOfWork["Service"], never, SqlClie
                   cause: failure
                 })
               )
-        ),
+        }),
         Effect.withSpan("UnitOfWork.run")
       )
     )

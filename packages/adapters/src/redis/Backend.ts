@@ -32,7 +32,8 @@ import type {
   Queue,
   RateLimit,
   TaskStore,
-  UnitOfWork
+  UnitOfWork,
+  WebhookStore
 } from "@mandate/core"
 import { Cause, Clock, Config, Context, Duration, Effect, Layer, Redacted, Schedule, Schema } from "effect"
 import { Redis } from "effect/persistence"
@@ -44,6 +45,7 @@ import { layerQueue, type QueueOptions } from "./Queue.ts"
 import { layerRateLimit } from "./RateLimit.ts"
 import { layerTaskStore } from "./TaskStore.ts"
 import { layerUnitOfWork } from "./UnitOfWork.ts"
+import { layerWebhookStore } from "./WebhookStore.ts"
 
 /**
  * Everything needed to reach Redis and find Mandate's keys in it.
@@ -320,6 +322,7 @@ export type RedisServices =
   | PolicyStore
   | UnitOfWork
   | RateLimit
+  | WebhookStore
   | Redis.Redis
   | NodeRedis.NodeRedis
 
@@ -364,7 +367,8 @@ export const layer = (config: RedisConfig, options?: BackendOptions): Layer.Laye
     layerLedgerStore(prefix),
     layerPolicyStore({ ...prefix, initial: options?.policy }),
     layerUnitOfWork,
-    layerRateLimit(prefix)
+    layerRateLimit(prefix),
+    layerWebhookStore(prefix)
   ).pipe(Layer.provideMerge(layerClient(config)))
 }
 

@@ -8,7 +8,7 @@ import {
 } from "@mandate/adapters/postgres"
 import { type PolicySet, PolicyStore, type PolicyVersion, UnitOfWork } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/unitOfWork"
-import { Context, Deferred, Effect, Fiber, Layer } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
 import { describePostgres, TestPostgres } from "../utils/TestPostgres.ts"
 
@@ -183,6 +183,35 @@ describePostgres("UnitOfWork on Postgres", () => {
           assert.strictEqual(error._tag, "UnitOfWorkError")
           assert.isFalse(error._tag === "UnitOfWorkError" && error.retryable)
           assert.strictEqual((yield* Effect.flip(store.get(version!)))._tag, "UnknownPolicyVersion")
+        })
+      )
+
+      it.effect("a unit whose connection is killed fails with its store's error, never a defect", () =>
+        Effect.gen(function* () {
+          const store = yield* PolicyStore
+          const uow = yield* UnitOfWork
+          const sql = yield* SqlClient.SqlClient
+          const admin = Context.get(yield* Layer.build(TestPostgres.otherClient()), SqlClient.SqlClient)
+          const exit = yield* Effect.exit(
+            uow.run(
+              Effect.gen(function* () {
+                yield* store.publish(uniqueSet("killed"))
+                const [row] = yield* sql<{ readonly pid: number }>`SELECT pg_backend_pid() AS pid`.pipe(Effect.orDie)
+                // A database administrator (or a failover) ends the unit's backend mid-transaction
+                yield* admin`SELECT pg_terminate_backend(${row!.pid})`.pipe(Effect.orDie)
+                yield* store.publish(uniqueSet("after-kill"))
+              })
+            )
+          )
+          assert.isTrue(Exit.isFailure(exit))
+          if (Exit.isFailure(exit)) {
+            assert.isFalse(Cause.hasDies(exit.cause), String(exit.cause))
+            const error = Cause.findErrorOption(exit.cause)
+            assert.isTrue(Option.isSome(error))
+            assert.include(["PolicyStoreError", "UnitOfWorkError"], Option.getOrThrow(error)._tag)
+          }
+          // The pool replaces the connection: the next unit works
+          yield* uow.run(store.publish(uniqueSet("next")))
         })
       )
 

@@ -12,13 +12,14 @@ import { PolicyApi } from "./Policy.ts"
 import { AgentsApi, QueueApi } from "./Queue.ts"
 import { OpsApi, SystemApi } from "./System.ts"
 import { TasksApi } from "./Tasks.ts"
+import { WebhooksApi } from "./Webhooks.ts"
 
 /**
  * @category api
  * @since 0.1.0
  */
 export class Api extends HttpApi.make("mandate")
-  .add(TasksApi, PlansApi, PolicyApi, AuditApi, QueueApi, AgentsApi, OpsApi, SystemApi)
+  .add(TasksApi, PlansApi, PolicyApi, AuditApi, QueueApi, AgentsApi, OpsApi, SystemApi, WebhooksApi)
   .middleware(RequestErrors)
   .annotate(HttpApi.ParseOptions, { errors: "all" })
   .annotate(HttpApi.HeadersParseOptions, {})

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { EntryKind, Sha256Hex, StepId, TaskId } from "@mandate/core"
+import { EntryKind, Sha256Hex, StepId, TamperCheck, TaskId } from "@mandate/core"
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
 import { Auth, RequiredRoles } from "./Auth.ts"
@@ -132,6 +132,34 @@ export const WriteHash = Schema.Struct({
   size: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
 })
 
+/**
+ * `GET /ledger/verify`: the entries, Merkle nodes, checkpoints and anchor receipts of a range re-checked on the
+ * server, and the first stored data that no longer matches (`mismatch`, with its sequence number).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const LedgerVerificationWire = Schema.Struct({
+  from: Schema.Int,
+  to: Schema.Int,
+  /** The ledger's size when the check ran. */
+  size: Schema.Int,
+  entries: Schema.Int,
+  checkpoints: Schema.Int,
+  anchors: Schema.Int,
+  anchors_unchecked: Schema.Int,
+  valid: Schema.Boolean,
+  mismatch: Schema.optionalKey(
+    Schema.Struct({
+      seq: Schema.Int,
+      check: TamperCheck,
+      expected: Schema.String,
+      found: Schema.String,
+      detail: Schema.String
+    })
+  )
+})
+
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const auditors = ["auditor"] as const
 // A task's own entries and evidence: whoever may read the task (core's `Access` decides which tasks)
@@ -187,6 +215,27 @@ export class AuditApi extends HttpApiGroup.make("audit")
     })
       .annotate(RequiredRoles, auditors)
       .annotate(OpenApi.Description, "The ledger's size, its latest checkpoints (newest first) with anchor receipts"),
+    HttpApiEndpoint.get("entries", "/ledger/entries", {
+      query: {
+        from: Schema.optional(NonNegativeInt),
+        limit: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 })))
+      },
+      success: Schema.Struct({ entries: Schema.Array(LedgerEntryWire) }),
+      error: [BadRequest, Unavailable]
+    })
+      .annotate(RequiredRoles, auditors)
+      .annotate(OpenApi.Description, "Ledger entries by sequence number, from `from` (default 0), at most `limit`"),
+    HttpApiEndpoint.get("verifyAll", "/ledger/verify", {
+      query: { from: Schema.optional(NonNegativeInt), to: Schema.optional(NonNegativeInt) },
+      success: LedgerVerificationWire,
+      error: [BadRequest, Unavailable]
+    })
+      .annotate(RequiredRoles, auditors)
+      .annotate(
+        OpenApi.Description,
+        "Re-checks every entry, Merkle node, checkpoint and anchor receipt of the range (default: the whole ledger) " +
+          "and reports the first mismatch; large ledgers can be checked in ranges"
+      ),
     HttpApiEndpoint.get("checkpoint", "/ledger/checkpoint", {
       success: SignedCheckpointWire,
       error: [Conflict, Unavailable]

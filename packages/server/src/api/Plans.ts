@@ -34,6 +34,10 @@ export class PlansApi extends HttpApiGroup.make("plans")
       error: [NotFound, BadRequest, Forbidden, PolicyDenied, Unprocessable, Conflict, Unavailable]
     })
       .annotate(RequiredRoles, ["submitter"])
-      .annotate(OpenApi.Description, "Starts a task from a stored plan, re-planned under the active policy")
+      .annotate(
+        OpenApi.Description,
+        "Starts a task that runs exactly the stored plan (same policy version, hash and decisions); 409 when the " +
+          "policy, the templates or a decision changed since (reason policy_changed, plan_changed, decisions_changed)"
+      )
   )
   .middleware(Auth) {}

@@ -8,7 +8,7 @@ import { PolicySet, Principal, Task } from "@mandate/core"
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
 import { Auth, RequiredRoles } from "./Auth.ts"
-import { NotFound, Unavailable } from "./Errors.ts"
+import { BadRequest, Forbidden, NotFound, Unavailable } from "./Errors.ts"
 import { DecisionWire } from "./Models.ts"
 
 /**
@@ -57,6 +57,79 @@ export const ExplanationWire = Schema.Struct({
   )
 })
 
+/**
+ * `POST /policy/versions`: a new policy set. `dry_run` only evaluates it; `recent_tasks` says how many recent
+ * tasks to evaluate again (default 50).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const ProposePolicy = Schema.Struct({
+  policy: Schema.Json,
+  dry_run: Schema.optionalKey(Schema.Boolean),
+  recent_tasks: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 500 })))
+})
+
+/**
+ * What a proposed set would change: for each recent task with a different decision under it, the steps whose
+ * decision changes (the task itself keeps running under `policy_version`, the version it is pinned to).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PolicyImpactWire = Schema.Struct({
+  examined: Schema.Int,
+  changed: Schema.Int,
+  tasks: Schema.Array(
+    Schema.Struct({
+      task_id: Schema.String,
+      task_type: Schema.String,
+      status: Schema.String,
+      requested_by: Schema.String,
+      policy_version: Schema.String,
+      steps: Schema.Array(
+        Schema.Struct({
+          step_id: Schema.String,
+          action: Schema.String,
+          before: PolicySet.PolicyEffect,
+          after: PolicySet.PolicyEffect,
+          reasons: Schema.Array(Schema.String)
+        })
+      )
+    })
+  )
+})
+
+/**
+ * The answer to `POST /policy/versions`: the set's version, whether it is new, whether it was stored (`published`;
+ * false on a dry run), the active version, and the impact on recent tasks.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PolicyProposalWire = Schema.Struct({
+  version: Schema.String,
+  name: Schema.String,
+  new: Schema.Boolean,
+  published: Schema.Boolean,
+  active_version: Schema.String,
+  impact: PolicyImpactWire
+})
+
+/**
+ * The answer to `POST /policy/versions/{version}/activate`. `previous` is absent when the version already was
+ * active (nothing changed, nothing recorded); `rollback` when it was published before the one it replaces.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PolicyActivationWire = Schema.Struct({
+  active: StoredPolicyWire,
+  previous: Schema.optionalKey(Schema.String),
+  changed: Schema.Boolean,
+  rollback: Schema.Boolean
+})
+
 const readers = ["submitter", "approver", "auditor"] as const
 
 /**
@@ -80,6 +153,34 @@ export class PolicyApi extends HttpApiGroup.make("policy")
       error: [NotFound, Unavailable]
     })
       .annotate(RequiredRoles, readers)
-      .annotate(OpenApi.Description, "Explains the decision for a hypothetical action under the active policy")
+      .annotate(OpenApi.Description, "Explains the decision for a hypothetical action under the active policy"),
+    HttpApiEndpoint.get("versions", "/policy/versions", {
+      success: Schema.Struct({ versions: Schema.Array(StoredPolicyWire) }),
+      error: [Forbidden, NotFound, Unavailable]
+    })
+      .annotate(RequiredRoles, ["auditor"])
+      .annotate(OpenApi.Description, "Every published policy version, newest first (admins and auditors)"),
+    HttpApiEndpoint.post("publish", "/policy/versions", {
+      payload: ProposePolicy,
+      success: PolicyProposalWire,
+      error: [BadRequest, Forbidden, NotFound, Unavailable]
+    })
+      .annotate(RequiredRoles, ["admin"])
+      .annotate(
+        OpenApi.Description,
+        "Validates a policy set and stores it (not active yet; dry_run only evaluates), answering with the " +
+          "decisions it would change for recent tasks; recorded in the ledger as policy.published (admins)"
+      ),
+    HttpApiEndpoint.post("activate", "/policy/versions/:version/activate", {
+      params: { version: Schema.String.check(Schema.isBetweenLength(1, 128)) },
+      success: PolicyActivationWire,
+      error: [NotFound, Forbidden, Unavailable]
+    })
+      .annotate(RequiredRoles, ["admin"])
+      .annotate(
+        OpenApi.Description,
+        "Activates a published version, or rolls back to an earlier one; new tasks are planned under it, running " +
+          "tasks keep theirs; recorded in the ledger as policy.activated (admins)"
+      )
   )
   .middleware(Auth) {}

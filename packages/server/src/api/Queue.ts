@@ -9,7 +9,7 @@ import { AgentId, AgentLoad, AgentStatus, JobId, JobState, PoolName, QueueName, 
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
 import { Auth, RequiredRoles } from "./Auth.ts"
-import { BadRequest, Conflict, NotFound, Unavailable } from "./Errors.ts"
+import { BadRequest, Conflict, Forbidden, NotFound, Unavailable } from "./Errors.ts"
 import { AgentWire, JobWire } from "./Models.ts"
 
 const Millis = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
@@ -177,6 +177,17 @@ export class QueueApi extends HttpApiGroup.make("queue")
       success: QueueStatsWire,
       error: [BadRequest, Unavailable]
     }).annotate(RequiredRoles, readers),
+    HttpApiEndpoint.post("redrive", "/queue/jobs/:id/redrive", {
+      params: jobId,
+      success: JobWire,
+      error: [NotFound, Conflict, Forbidden, BadRequest, Unavailable]
+    })
+      .annotate(RequiredRoles, ["admin"])
+      .annotate(
+        OpenApi.Description,
+        "Returns a dead-lettered job to its queue with a fresh attempt budget (admins; the runtime's own mandate.* " +
+          "queues are retried through their task)"
+      ),
     HttpApiEndpoint.post("requeueExpired", "/queue/maintenance/requeue-expired", {
       success: Schema.Struct({ requeued: Schema.Int, jobs: Schema.Array(JobWire) }),
       error: Unavailable

@@ -4,7 +4,8 @@
  * - `Authenticator` turns a bearer token into a principal: a static API key (`MANDATE_API_KEYS`,
  *   `token:role+role,…`, the principal being the token's part before its first `.`), or a JWT verified with
  *   `jose` (HS256 with `MANDATE_JWT_SECRET`, EdDSA with `MANDATE_JWT_PUBLIC_KEY`; `sub` is the principal, `roles`
- *   its roles; `exp`/`nbf` checked against `Clock`). With neither configured, development mode generates one
+ *   its roles; `exp` required and checked against `Clock` with `nbf`, the lifetime capped by `jwtMaxLifetime`).
+ *   With neither configured, development mode generates one
  *   key per role, announces it and prints the keys once.
  * - `Auth` checks the endpoint's `RequiredRoles` (admins pass every check), then the caller's rate limit.
  * - The rate limit is a token bucket per principal: core's `RateLimit` (memory, or Redis across servers).
@@ -114,6 +115,11 @@ export interface AuthOptions {
   readonly jwtPublicKey?: string | undefined
   readonly jwtIssuer?: string | undefined
   readonly jwtAudience?: string | undefined
+  /**
+   * The longest a JWT may live (default 1 day): `exp − iat`, or `exp − now` for a token without `iat` (or with an
+   * `iat` in the future). A token without `exp` never expires, so it is refused.
+   */
+  readonly jwtMaxLifetime?: Duration.Duration | undefined
 }
 
 /**
@@ -189,6 +195,17 @@ const make = Effect.fnUntraced(function* (options: AuthOptions) {
                 : "The token does not verify"
           )
       })
+      if (typeof payload.exp !== "number") {
+        return yield* unauthorized("The token has no exp claim: tokens must expire")
+      }
+      const maxLifetime = options.jwtMaxLifetime ?? Duration.days(1)
+      const nowSeconds = Math.floor(now / 1000)
+      const issuedAt = typeof payload.iat === "number" ? Math.min(payload.iat, nowSeconds) : nowSeconds
+      if (payload.exp - issuedAt > Duration.toSeconds(maxLifetime)) {
+        return yield* unauthorized(
+          `The token lives longer than the maximum of ${Duration.format(maxLifetime)} (exp − iat); issue shorter-lived tokens`
+        )
+      }
       const claims = yield* decodeClaims(payload).pipe(
         Effect.mapError((e) => unauthorized(`The token's claims are not valid: ${e.path} ${e.message}`))
       )
@@ -206,6 +223,35 @@ const make = Effect.fnUntraced(function* (options: AuthOptions) {
 })
 
 /**
+ * Writes `text` to `path` readable by the owner only, without following links: a new file is created beside it
+ * (`O_EXCL`, mode 0600, never an existing file or link), then renamed over `path`. A symlink planted at `path`
+ * is replaced, not written through.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const writePrivateFile = (path: string, text: string): void => {
+  const target = NodePath.resolve(path)
+  const dir = NodePath.dirname(target)
+  NodeFs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const temp = NodePath.join(dir, `.${NodePath.basename(target)}.${NodeCrypto.randomBytes(6).toString("hex")}.tmp`)
+  const { O_CREAT, O_EXCL, O_WRONLY, O_NOFOLLOW } = NodeFs.constants
+  const fd = NodeFs.openSync(temp, O_WRONLY | O_CREAT | O_EXCL | (O_NOFOLLOW ?? 0), 0o600)
+  try {
+    NodeFs.writeSync(fd, text)
+    NodeFs.fsyncSync(fd)
+  } finally {
+    NodeFs.closeSync(fd)
+  }
+  try {
+    NodeFs.renameSync(temp, target)
+  } catch (error) {
+    NodeFs.rmSync(temp, { force: true })
+    throw error
+  }
+}
+
+/**
  * Development mode: one fresh key per role, principal = the role's name. The keys are announced on stderr and
  * written to `file` (mode 0600) as shell `export` lines, so a shell can `source` them; they die with the process.
  *
@@ -221,12 +267,10 @@ export const developmentKeys = (file: string): Effect.Effect<ReadonlyArray<ApiKe
       })
     )
     const lines = keys.map((k) => `export MANDATE_TOKEN_${k.principal.id.toUpperCase()}=${Redacted.value(k.token)}`)
-    const written = yield* Effect.try(() => {
-      NodeFs.mkdirSync(NodePath.dirname(NodePath.resolve(file)), { recursive: true })
-      NodeFs.writeFileSync(file, `${lines.join("\n")}\n`, { mode: 0o600 })
-      NodeFs.chmodSync(file, 0o600)
-      return true
-    }).pipe(Effect.orElseSucceed(() => false))
+    const written = yield* Effect.try(() => writePrivateFile(file, `${lines.join("\n")}\n`)).pipe(
+      Effect.as(true),
+      Effect.orElseSucceed(() => false)
+    )
     yield* Console.error(
       [
         "",
@@ -343,11 +387,20 @@ export const layerRequestErrors = (options: { readonly maxBodyBytes: number }): 
           Effect.catchIf(HttpApiError.HttpApiSchemaError.is, (error): Effect.Effect<never, unknown> => {
             if (error.kind === "Body" || error.kind === "ResponseHeaders") return Effect.fail(error)
             const root = rootOf(error.kind)
-            return Effect.fail(
-              Schema.isSchemaError(error.cause)
-                ? badRequest(fromSchemaError(error.cause, root))
-                : new BadRequest({ message: String(error.cause), path: root, issues: [] })
-            )
+            // A cause that is not a schema issue (a parser's exception) is logged, never echoed: its text is the
+            // runtime's, not a statement about the request
+            return Schema.isSchemaError(error.cause)
+              ? Effect.fail(badRequest(fromSchemaError(error.cause, root)))
+              : Effect.andThen(
+                  Effect.logWarning("request did not decode", error.cause),
+                  Effect.fail(
+                    new BadRequest({
+                      message: "The request could not be decoded",
+                      path: root,
+                      issues: [{ path: root, message: "The request could not be decoded" }]
+                    })
+                  )
+                )
           }),
           Effect.catchDefect((defect) =>
             isBodyTooLarge(defect)

@@ -28,11 +28,15 @@ export type WireError<E> =
           | "EntryNotFound"
           | "AnchorNotFound"
           | "UnknownPolicyVersion"
+          | "WebhookNotFound"
+          | "WebhookDeliveryNotFound"
         >
       ? NotFound
       : E extends Tagged<"StepNotFound">
         ? NotFound | Conflict
-        : E extends Tagged<"IllegalTransition" | "LeaseLost" | "VersionConflict" | "LedgerTampered" | "TaskExists">
+        : E extends Tagged<
+              "IllegalTransition" | "LeaseLost" | "VersionConflict" | "LedgerTampered" | "TaskExists" | "PlanStale"
+            >
           ? Conflict
           : E extends Tagged<"Forbidden" | "ApprovalForbidden">
             ? Forbidden
@@ -82,6 +86,32 @@ const message = (e: object): string => {
   return typeof m === "string" && m.length > 0 ? m : String((e as { readonly _tag?: unknown })._tag)
 }
 
+const unavailableWhat: Readonly<Record<string, string>> = {
+  TaskStoreError: "The task store",
+  QueueStoreError: "The queue store",
+  LedgerStoreError: "The ledger store",
+  PolicyStoreError: "The policy store",
+  AgentsStoreError: "The agent registry",
+  RateLimitStoreError: "The rate limiter",
+  UnitOfWorkError: "The database transaction",
+  StoreUnavailable: "A backing store",
+  AnchorError: "The anchoring chain",
+  QubicApiError: "The anchoring chain",
+  QubicNetworkError: "The anchoring chain",
+  QubicSignerError: "The anchor signer",
+  LedgerKeyError: "The ledger signing key",
+  WalletError: "The wallet service"
+}
+
+/**
+ * The fixed message of a 503 for an error class: what was unavailable, never the driver's text.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const unavailableMessage = (tag: string): string =>
+  `${unavailableWhat[tag] ?? "A backing service"} could not complete the request; retry later (${tag})`
+
 /**
  * Maps a core error to its wire error.
  *
@@ -116,6 +146,10 @@ export const toHttp =
           return new NotFound({ message: message(e), resource: "transaction", id: field(e, "id") })
         case "UnknownPolicyVersion":
           return new NotFound({ message: message(e), resource: "policy_version", id: field(e, "version") })
+        case "WebhookNotFound":
+          return new NotFound({ message: message(e), resource: "webhook", id: field(e, "webhookId") })
+        case "WebhookDeliveryNotFound":
+          return new NotFound({ message: message(e), resource: "webhook_delivery", id: field(e, "deliveryId") })
         case "StepNotFound":
           return field(e, "problem") === "missing"
             ? new NotFound({ message: message(e), resource: "step", id: field(e, "stepId") })
@@ -128,6 +162,8 @@ export const toHttp =
           return new Conflict({ message: message(e), reason: "concurrent_update" })
         case "TaskExists":
           return new Conflict({ message: message(e), reason: "task_exists" })
+        case "PlanStale":
+          return new Conflict({ message: message(e), reason: field(e, "reason") })
         case "LedgerTampered":
           return new Conflict({ message: message(e), reason: "ledger_tampered" })
         case "Forbidden":
@@ -147,8 +183,9 @@ export const toHttp =
         case "ReservedEntryKind":
           return new Unprocessable({ message: message(e) })
         default:
-          // Stores, the unit of work and the chain: infrastructure that may come back
-          return new Unavailable({ message: `${e._tag}: ${message(e)}` })
+          // Stores, the unit of work and the chain: infrastructure that may come back. The message is fixed per
+          // error class: a driver's text (SQL, connection details) never reaches a client; the log has it.
+          return new Unavailable({ message: unavailableMessage(e._tag) })
       }
     }
     return wire() as WireError<E>
@@ -163,4 +200,10 @@ export const toHttp =
 export const mapErrors =
   (renames?: PathRenames) =>
   <A, E extends { readonly _tag: string }, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, WireError<E>, R> =>
-    Effect.mapError(self, toHttp(renames))
+    Effect.catch(self, (e) => {
+      const wire = toHttp(renames)(e)
+      // The client gets a fixed message; the operator's log gets the store's own error
+      return wire instanceof Unavailable
+        ? Effect.andThen(Effect.logWarning("store unavailable", e), Effect.fail(wire))
+        : Effect.fail(wire)
+    })

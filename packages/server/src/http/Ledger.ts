@@ -9,6 +9,8 @@ import {
   Ledger,
   ledgerOverview,
   Policy,
+  PolicyAdmin,
+  type PolicyImpact,
   PolicyStore,
   recordHostEntry,
   type StoredPolicySet,
@@ -30,6 +32,25 @@ const storedPolicy = (stored: StoredPolicySet) => ({
   policy: stored.set
 })
 
+const impact = (i: PolicyImpact) => ({
+  examined: i.examined,
+  changed: i.changed,
+  tasks: i.tasks.map((t) => ({
+    task_id: t.taskId,
+    task_type: t.kind,
+    status: t.state,
+    requested_by: t.requestedBy,
+    policy_version: t.policyVersion,
+    steps: t.steps.map((s) => ({
+      step_id: s.stepId,
+      action: s.type,
+      before: s.before,
+      after: s.after,
+      reasons: s.reasons
+    }))
+  }))
+})
+
 /**
  * @category handlers
  * @since 0.1.0
@@ -38,6 +59,7 @@ export const PolicyHandlers = HttpApiBuilder.group(Api, "policy", (handlers) =>
   Effect.gen(function* () {
     const policy = yield* Policy
     const store = yield* PolicyStore
+    const admin = yield* PolicyAdmin
     return handlers
       .handle("active", () => policy.active.pipe(Effect.map(storedPolicy), mapErrors()))
       .handle("list", () =>
@@ -59,6 +81,38 @@ export const PolicyHandlers = HttpApiBuilder.group(Api, "policy", (handlers) =>
           Effect.map((explanation) => ({
             decision: Wire.decision(explanation.decision),
             trace: explanation.trace
+          })),
+          mapErrors()
+        )
+      )
+      .handle("versions", () =>
+        Effect.flatMap(CurrentPrincipal, admin.versions).pipe(
+          Effect.map((all) => ({ versions: all.map(storedPolicy) })),
+          mapErrors()
+        )
+      )
+      .handle("publish", ({ payload }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) =>
+          admin.propose(payload.policy, principal, { dryRun: payload.dry_run, recentTasks: payload.recent_tasks })
+        ).pipe(
+          Effect.map((proposal) => ({
+            version: proposal.version,
+            name: proposal.set.name,
+            new: proposal.new,
+            published: proposal.stored !== undefined,
+            active_version: proposal.activeVersion,
+            impact: impact(proposal.impact)
+          })),
+          mapErrors({ $: "$.policy" })
+        )
+      )
+      .handle("activate", ({ params }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => admin.activate(params.version, principal)).pipe(
+          Effect.map((activation) => ({
+            active: storedPolicy(activation.active),
+            ...(activation.previous === undefined ? {} : { previous: activation.previous }),
+            changed: activation.previous !== undefined,
+            rollback: activation.rollback
           })),
           mapErrors()
         )
@@ -150,6 +204,28 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
         ledgerOverview({ limit: query.limit }).pipe(
           Effect.provideService(Ledger, ledger),
           Effect.map(Wire.ledgerOverview),
+          mapErrors()
+        )
+      )
+      .handle("entries", ({ query }) =>
+        ledger.entries({ from: query.from, limit: query.limit }).pipe(
+          Effect.map((entries) => ({ entries: entries.map(Wire.ledgerEntry) })),
+          mapErrors({ "$.from": "$query.from", "$.limit": "$query.limit" })
+        )
+      )
+      .handle("verifyAll", ({ query }) =>
+        Effect.all([ledger.verifyAll({ from: query.from, to: query.to }), ledger.size]).pipe(
+          Effect.map(([result, size]) => ({
+            from: result.from,
+            to: result.to,
+            size: Math.max(size, result.to),
+            entries: result.entries,
+            checkpoints: result.checkpoints,
+            anchors: result.anchors,
+            anchors_unchecked: result.anchorsUnchecked,
+            valid: result.valid,
+            ...(result.mismatch === undefined ? {} : { mismatch: result.mismatch })
+          })),
           mapErrors()
         )
       )

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { AgentId, Agents, defaultLeaseMs, PublicQueue } from "@mandate/core"
+import { AgentId, Agents, defaultLeaseMs, PublicQueue, QueueAdmin } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
@@ -27,6 +27,7 @@ const enqueueNames = {
 export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
   Effect.gen(function* () {
     const queue = yield* PublicQueue
+    const admin = yield* QueueAdmin
     return handlers
       .handle("enqueue", ({ payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
@@ -113,6 +114,12 @@ export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
         Effect.flatMap(CurrentPrincipal, (principal) => queue.stats(query.queue, principal)).pipe(
           Effect.map(Wire.queueStats),
           mapErrors({ "$.queue": "$query.queue" })
+        )
+      )
+      .handle("redrive", ({ params }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => admin.redrive(params.id, principal)).pipe(
+          Effect.map(Wire.job),
+          mapErrors({ "$.jobId": "$path.id" })
         )
       )
       .handle("requeueExpired", () =>

@@ -1,14 +1,17 @@
 /**
  * What happens around every request, matched or not: a request id (the caller's `X-Request-Id` if it is
  * sane, else a new one) on the response and in every log line of the request; the body size limit (413 before
- * the body is read when `Content-Length` says so); a JSON 404 for unknown routes and a JSON 500, without a
- * stack trace, for a defect; one structured access-log line and the HTTP metrics per request.
+ * the body is read when `Content-Length` says so); the JSON limits (`JsonLimits`: nesting depth, strings no store
+ * can hold), checked on the body's bytes before anything parses it, 400 with the path; a JSON 404 for unknown
+ * routes and a JSON 500, without a stack trace or error text, for a defect; `Retry-After` on every 503; one
+ * structured access-log line and the HTTP metrics per request.
  *
  * @since 0.1.0
  */
 import { Cause, Clock, Context, Effect, type Layer } from "effect"
-import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpIncomingMessage, HttpMethod, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import * as Metrics from "../Metrics.ts"
+import * as JsonLimits from "./JsonLimits.ts"
 
 /**
  * The current request's id, and what the inner layers learn about it (its route, its principal).
@@ -28,6 +31,8 @@ export class RequestInfo extends Context.Service<
 export interface RequestOptions {
   /** Largest request body accepted, in bytes. */
   readonly maxBodyBytes: number
+  /** Deepest nesting of objects and arrays accepted in a JSON body (default `JsonLimits.defaultMaxDepth`, 64). */
+  readonly maxJsonDepth?: number | undefined
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -73,7 +78,9 @@ const handle = <E, R>(
             },
             requestId
           )
-        : yield* httpEffect.pipe(
+        : yield* Effect.flatMap(guard(request, options), (refused) =>
+            refused !== undefined ? Effect.succeed(refused) : httpEffect
+          ).pipe(
             Effect.provideService(RequestInfo, info),
             Effect.provideService(HttpIncomingMessage.MaxBodySize, options.maxBodyBytes as never),
             Effect.catchCause((cause) => {
@@ -101,7 +108,11 @@ const handle = <E, R>(
               )
             })
           )
-    const withId = HttpServerResponse.setHeader(response, "x-request-id", requestId)
+    const withRetry =
+      response.status === 503 && response.headers["retry-after"] === undefined
+        ? HttpServerResponse.setHeader(response, "retry-after", "1")
+        : response
+    const withId = HttpServerResponse.setHeader(withRetry, "x-request-id", requestId)
     const seconds = Number((yield* Clock.currentTimeNanos) - started) / 1e9
     const route = info.route ?? (withId.status === 404 ? "unmatched" : pathOf(request.url))
     yield* Metrics.recordRequest(request.method, route, withId.status, seconds)
@@ -117,6 +128,46 @@ const handle = <E, R>(
     )
     return withId
   })
+
+const badRequest = (violation: JsonLimits.Violation) =>
+  HttpServerResponse.jsonUnsafe(
+    { error: "invalid_input", message: violation.message, path: violation.path, issues: [violation] },
+    { status: 400 }
+  )
+
+const isJson = (contentType: string | undefined): boolean =>
+  contentType === undefined || contentType.toLowerCase().includes("json")
+
+// The URL, and a JSON body's bytes, against `JsonLimits` before routing and parsing: a refusal, or undefined to go
+// on. The body is read once here; the request caches it, so the API's decoder reads the same bytes.
+const guard = (
+  request: HttpServerRequest.HttpServerRequest,
+  options: RequestOptions
+): Effect.Effect<HttpServerResponse.HttpServerResponse | undefined> => {
+  const url = JsonLimits.scanUrl(request.url)
+  if (url !== undefined) return Effect.succeed(badRequest(url))
+  if (!HttpMethod.hasBody(request.method) || !isJson(request.headers["content-type"])) return Effect.undefined
+  return request.arrayBuffer.pipe(
+    Effect.map((buffer) => {
+      const violation = JsonLimits.scanJson(new Uint8Array(buffer), options.maxJsonDepth ?? JsonLimits.defaultMaxDepth)
+      return violation === undefined ? undefined : badRequest(violation)
+    }),
+    Effect.catch((error) =>
+      Effect.succeed(
+        (error as { readonly reason?: { readonly reason?: unknown } }).reason?.reason === "BodyTooLarge"
+          ? HttpServerResponse.jsonUnsafe(
+              {
+                error: "payload_too_large",
+                message: `The request body exceeds the limit of ${options.maxBodyBytes} bytes`,
+                limit_bytes: options.maxBodyBytes
+              },
+              { status: 413 }
+            )
+          : badRequest({ path: "$", message: "The request body could not be read" })
+      )
+    )
+  )
+}
 
 const pathOf = (url: string): string => {
   const q = url.indexOf("?")

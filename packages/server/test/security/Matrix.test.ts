@@ -94,6 +94,10 @@ const table: Record<string, Route> = {
     roles: readers,
     body: () => ({ action: "onchain_action", task_type: "transfer_funds", parameters: { amount: 1 } })
   },
+  "GET /policy/versions": { roles: ["auditor"] },
+  // Admins only; a dry run, so the matrix changes no policy
+  "POST /policy/versions": { roles: [], body: () => ({ policy: { name: "matrix", rules: [] }, dry_run: true }) },
+  "POST /policy/versions/{version}/activate": { roles: [] },
   "GET /audit/{task_id}": { roles: readers, object: "task" },
   "GET /audit/{task_id}/evidence": { roles: readers, object: "task" },
   "POST /audit/record": {
@@ -103,6 +107,8 @@ const table: Record<string, Route> = {
   },
   "GET /verify/{hash}": { roles: ["auditor"] },
   "GET /ledger": { roles: ["auditor"] },
+  "GET /ledger/entries": { roles: ["auditor"] },
+  "GET /ledger/verify": { roles: ["auditor"] },
   "GET /ledger/checkpoint": { roles: ["auditor"] },
   "GET /ledger/consistency": { roles: ["auditor"], query: "?from=1&to=2" },
   "POST /ledger/anchor": { roles: ["auditor"] },
@@ -117,6 +123,7 @@ const table: Record<string, Route> = {
   "PATCH /queue/jobs/{id}/complete": { roles: ["agent"], body: (f) => ({ ...worker(f), result: { ok: true } }) },
   "PATCH /queue/jobs/{id}/fail": { roles: ["agent"], body: (f) => ({ ...worker(f), error: "matrix" }) },
   "GET /queue/stats": { roles: queueReaders },
+  "POST /queue/jobs/{id}/redrive": { roles: [] },
   "POST /queue/maintenance/requeue-expired": { roles: [] },
   "POST /agents": { roles: ["agent"], body: () => ({ pool: "matrix" }) },
   "GET /agents": { roles: queueReaders },
@@ -127,7 +134,18 @@ const table: Record<string, Route> = {
   "GET /health": { roles: "public" },
   "GET /ready": { roles: "public" },
   "GET /metrics": { roles: ["auditor"] },
-  "GET /whoami": { roles: ["submitter", "approver", "auditor", "agent"] }
+  "GET /whoami": { roles: ["submitter", "approver", "auditor", "agent"] },
+  // Webhooks: admins only (core's Webhooks checks the role again)
+  "GET /webhooks": { roles: [] },
+  "POST /webhooks": {
+    roles: [],
+    body: () => ({ url: "https://matrix.example/hook", events: ["step.dead_lettered"], enabled: false })
+  },
+  "GET /webhooks/deliveries": { roles: [] },
+  "POST /webhooks/deliveries/{id}/retry": { roles: [] },
+  "GET /webhooks/{id}": { roles: [] },
+  "PATCH /webhooks/{id}": { roles: [], body: () => ({ enabled: false }) },
+  "DELETE /webhooks/{id}": { roles: [] }
 }
 
 /** Who may read which resource (core's `Access`, restated as the matrix's spec). */
@@ -247,7 +265,9 @@ const matrix = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.
                   .replace("{task_id}", fixture.taskId)
                   .replace("{plan_id}", fixture.planId)
                   .replace("{hash}", fixture.entryHash)
-                  .replace("{txid}", fixture.txId) + (route.query ?? "")
+                  .replace("{txid}", fixture.txId)
+                  // An unknown version: nothing is activated
+                  .replace("{version}", "0".repeat(64)) + (route.query ?? "")
               const outcome = expected(route, who, resource)
               const status = yield* statusOf(method, path, principals[who].token, route.body?.(fixture))
               cells++

@@ -12,7 +12,8 @@ import { fastChain, fastRuntime } from "./TestServer.ts"
 
 const url = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
 
-const client = (maxConnections: number) =>
+/** A pool of its own on the test database (e.g. to act as a database administrator beside the server). */
+export const client = (maxConnections: number) =>
   PgClient.layer({ url: Redacted.make(url), maxConnections, connectTimeout: "3 seconds" })
 
 const unreachable: string | undefined = await Effect.runPromise(
@@ -39,11 +40,14 @@ export const describePostgres = (name: string, fn: () => void): void => {
   }
 }
 
-/** Every service the Postgres backend has (the rest on memory), in a fresh schema dropped afterwards. */
-export const services = () =>
+/**
+ * Every service the Postgres backend has (the rest on memory), in a fresh schema dropped afterwards (named
+ * `schema` when given, so a test can find its own connections).
+ */
+export const services = ({ schema: named, ...options }: Stores.StoresOptions & { readonly schema?: string } = {}) =>
   Layer.unwrap(
     Effect.sync(() => {
-      const schema = `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
+      const schema = named ?? `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
       const drop = Layer.effectDiscard(
         Effect.addFinalizer(() =>
           Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(
@@ -54,8 +58,23 @@ export const services = () =>
       )
       const config = Postgres.makeConfig(url, { schema, poolSize: 4 })
       return Stores.Readiness.layer({ store: "postgres", anchor: "qubic-mock" }).pipe(
-        Layer.provideMerge(Stores.layerPg(config, { runtime: fastRuntime, anchor: fastChain() })),
+        Layer.provideMerge(Stores.layerPg(config, { runtime: fastRuntime, anchor: fastChain(), ...options })),
         Layer.provideMerge(drop)
       )
     })
   )
+
+/**
+ * A config on a fresh schema, dropped when the scope closes: for tests that start several server processes (each
+ * `Stores.layerPg` its own pool) on one database.
+ */
+export const freshConfig = Effect.gen(function* () {
+  const schema = `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
+  yield* Effect.addFinalizer(() =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(
+      Effect.provide(client(1)),
+      Effect.ignore
+    )
+  )
+  return Postgres.makeConfig(url, { schema, poolSize: 3 })
+})

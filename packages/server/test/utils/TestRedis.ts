@@ -60,7 +60,7 @@ const deleteKeys = (prefix: string) =>
   }).pipe(Effect.provide(client(prefix)), Effect.ignore)
 
 /** Every service on the Redis backend, under a fresh prefix deleted afterwards. */
-export const services = () =>
+export const services = (options?: Stores.StoresOptions) =>
   Layer.unwrap(
     Effect.sync(() => {
       const prefix = `mandate_test:${crypto.randomUUID().replaceAll("-", "")}:`
@@ -70,7 +70,7 @@ export const services = () =>
         clientName: `mandate-server-test-${prefix.slice(13, 21)}`
       })
       return Stores.Readiness.layer({ store: "redis", anchor: "qubic-mock" }).pipe(
-        Layer.provideMerge(Stores.layerRedis(config, { runtime: fastRuntime, anchor: fastChain() })),
+        Layer.provideMerge(Stores.layerRedis(config, { runtime: fastRuntime, anchor: fastChain(), ...options })),
         Layer.provideMerge(Layer.effectDiscard(Effect.addFinalizer(() => deleteKeys(prefix))))
       )
     })

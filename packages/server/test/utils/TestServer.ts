@@ -60,6 +60,7 @@ export const layer = <E>(
   options?: {
     readonly rateLimit?: number
     readonly maxBodyBytes?: number
+    readonly maxJsonDepth?: number
     readonly sseKeepAlive?: Duration.Input
     readonly console?: Server.AppOptions["console"]
     readonly corsOrigins?: ReadonlyArray<string>
@@ -69,6 +70,7 @@ export const layer = <E>(
     console: options?.console ?? false,
     ...(options?.corsOrigins === undefined ? {} : { corsOrigins: options.corsOrigins }),
     maxBodyBytes: options?.maxBodyBytes ?? 64 * 1024,
+    ...(options?.maxJsonDepth === undefined ? {} : { maxJsonDepth: options.maxJsonDepth }),
     rateLimit: { limit: options?.rateLimit ?? 100_000, window: Duration.minutes(1) },
     ...(options?.sseKeepAlive === undefined ? {} : { sseKeepAlive: options.sseKeepAlive })
   }).pipe(
