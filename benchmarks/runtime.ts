@@ -26,6 +26,7 @@
  *
  *   npm run bench:runtime
  *   npm run bench:runtime -- --tasks 5000 --one 200 --parked 1000 --pool 10 --only memory,postgres,redis
+ *   npm run bench:runtime -- --only postgres --peers none      (Mandate alone)
  *
  * Every schema and key prefix is the run's own and is dropped at the end.
  *
@@ -62,6 +63,8 @@ const one = arg("one", 200)
 const parkedCount = arg("parked", 1_000)
 const poolSize = arg("pool", 10)
 const concurrency = arg("concurrency", 32)
+// `--peers none`: Mandate alone (e.g. to compare two builds of Mandate)
+const withPeers = process.argv[process.argv.indexOf("--peers") + 1] !== "none" || !process.argv.includes("--peers")
 const only = (() => {
   const i = process.argv.indexOf("--only")
   return new Set(i >= 0 ? (process.argv[i + 1] ?? "").split(",") : ["memory", "postgres", "redis"])
@@ -429,18 +432,17 @@ const main = async () => {
     return [system.name, figures] as const
   }
   if (only.has("memory")) {
-    results.memory = [
-      await measureOne(mandateMemory),
-      await measureOne(() => langGraphSystem("LangGraph", new MemorySaver()))
-    ]
+    results.memory = [await measureOne(mandateMemory)]
+    if (withPeers) results.memory.push(await measureOne(() => langGraphSystem("LangGraph", new MemorySaver())))
   }
   let dbos: Figures | undefined
   if (only.has("postgres")) {
-    const mandate = await measureOne(mandatePostgres)
-    const d = await measureOne(dbosSystem)
-    dbos = d[1]
-    const lg = await measureOne(langGraphPostgres)
-    results.postgres = [mandate, d, lg]
+    results.postgres = [await measureOne(mandatePostgres)]
+    if (withPeers) {
+      const d = await measureOne(dbosSystem)
+      dbos = d[1]
+      results.postgres.push(d, await measureOne(langGraphPostgres))
+    }
   }
   if (only.has("redis")) results.redis = [await measureOne(mandateRedis)]
 
