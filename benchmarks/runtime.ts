@@ -119,7 +119,7 @@ const measureSystem = async (system: System): Promise<Figures> => {
   const writes0 = pgWrites
   await pooled(tasks, 64, (i) => system.run(i))
   const load = stopLoad()
-  const writes = (pgWrites - writes0) / tasks
+  const writes = pgWrites === writes0 ? Number.NaN : (pgWrites - writes0) / tasks
 
   progress(`${system.name}: ${one} workflows one at a time`)
   const singles: Array<number> = []
