@@ -1,34 +1,38 @@
 /**
- * The Postgres queue against graphile-worker 0.16.6 and pg-boss 10.4.2, side by side in one run on one database
- * (`DATABASE_URL`, default `postgres://root@127.0.0.1:5432/test`), each in its own throw-away schema (dropped at
- * the end), then the runtime on Postgres:
+ * The Postgres queue against graphile-worker 0.18.0 (in two configurations: its default, and batched, the fastest
+ * its performance guide documents) and pg-boss 12.38.1, side by side in one run on one database (`DATABASE_URL`,
+ * default `postgres://root@127.0.0.1:5432/test`), each in its own throw-away schema (dropped at the end), then the
+ * runtime on Postgres:
  *
  * - enqueue: N no-op jobs (default 20,000), one call per job with 50 calls in flight (`enqueue` / `addJob` /
- *   `send`), and in batches of 1,000 (`enqueueBatch` / graphile-worker's `add_jobs` SQL function, which 0.16 has
- *   without the `addJobs` helper of 0.17 / pg-boss `insert`);
+ *   `send`), and in batches of 1,000 (`enqueueBatch` / `addJobs` / `insert`);
  * - drain: those jobs through a worker at concurrency 10 and 50 (`Worker.run` / graphile-worker's `run` / pg-boss
  *   `work`), timed from the worker's start to the last job recorded as completed (Mandate: the worker's
  *   `completed` counter, bumped after the commit; graphile-worker: its `job:complete` event, emitted after the
- *   job's row is deleted; pg-boss, which completes a batch without waiting: the queue holding no job short of
- *   `completed`, polled every 5 ms once every handler has run);
+ *   job's row is deleted; pg-boss: the queue holding no job short of `completed`, polled every 5 ms once every
+ *   handler has run);
  * - latency at light load: an idle worker (concurrency 10) and one job every 10 ms; the time from the enqueue
  *   call to the handler starting, p50/p95/p99;
  * - the runtime on the Postgres backend (no peer equivalent): seed tasks (`transfer_funds`, three steps, an
  *   auto-approval policy) started 64 at a time, tasks/s to `task.completed`.
  *
  * Settings: every system gets a pool of the same size (`--pool`, default 20) and its default poll interval and
- * retention (Mandate and pg-boss keep completed jobs, graphile-worker deletes them). graphile-worker is woken by
- * LISTEN/NOTIFY and polls every 2 s; Mandate is woken in-process and by NOTIFY and polls every 1 s when idle.
- * pg-boss only polls, and its worker loop waits out the poll interval after every fetch, jobs or not: it runs at
- * its documented fastest setting, `pollingIntervalSeconds: 0.5` (the minimum), with `batchSize` equal to the
- * concurrency and the batch's jobs run at once, so its drain is bound to about 2 × concurrency jobs/s (a full
- * 20,000-job drain at concurrency 10 takes about 17 minutes; `--boss-jobs` lets pg-boss drain fewer, said so in
- * the output). graphile-worker's logger is kept to warnings and errors (it logs every job at `info`). Every system
- * is warmed up (2,000 jobs enqueued and drained at concurrency 50) before anything is measured, and the systems
- * take turns phase by phase, so a change in the machine's load hits all three alike.
+ * retention (Mandate and pg-boss keep completed jobs, graphile-worker deletes them). Mandate's drains run
+ * `Worker.run` with `prefetch: 500` (a local queue of 500 claimed jobs beyond the running ones, as graphile-worker
+ * batched holds 500; its default is `concurrency`), everything else at its defaults.
+ * graphile-worker is woken by LISTEN/NOTIFY and polls every 2 s; "batched" adds what its performance guide
+ * (worker.graphile.org/docs/performance) runs for its figures: `localQueue: { size: 500 }` (one statement fetches
+ * and locks 500 jobs for the pool), `completeJobBatchDelay: 0` and `failJobBatchDelay: 0` (completions and
+ * failures of one tick in one statement), prepared statements (its default). pg-boss 12 runs at its fastest
+ * documented setting: `useListenNotify` with `notify` queues, `batchSize` equal to the concurrency with the
+ * batch's jobs run at once, `burstWhenBatchFull` (fetch again at once while batches come back full) and
+ * `pollingIntervalSeconds: 0.5` (the minimum). graphile-worker's logger is kept to warnings and errors (it logs
+ * every job at `info`). Every system is warmed up (2,000 jobs enqueued and drained at concurrency 50) before
+ * anything is measured, and the systems take turns phase by phase, so a change in the machine's load hits all
+ * alike.
  *
  * Figures are wall time and this process's CPU time (the Postgres server's CPU is not counted). Ratios are
- * Mandate / the faster peer: above 1 for throughput and below 1 for latency mean Mandate is ahead of both.
+ * Mandate / the best peer: above 1 for throughput and below 1 for latency mean Mandate is ahead of every peer.
  *
  * Run: `npm run bench:pg` (options: `-- --jobs 20000 --latency-jobs 500 --tasks 500 --pool 20 --boss-jobs N`).
  *
@@ -48,7 +52,7 @@ import {
   run as runGraphile
 } from "graphile-worker"
 import pg from "pg"
-import PgBoss from "pg-boss"
+import { PgBoss } from "pg-boss"
 import {
   alice,
   autoApprove,
@@ -77,6 +81,7 @@ const schemas = {
   mandate: `mandate_bench_${run}`,
   runtime: `mandate_bench_rt_${run}`,
   graphile: `graphile_bench_${run}`,
+  graphileBatched: `graphile_batched_bench_${run}`,
   boss: `pgboss_bench_${run}`
 }
 const warm = Math.min(2_000, jobs)
@@ -141,12 +146,14 @@ const signal = () => {
 
 // ---- Mandate ---------------------------------------------------------------------------------------------------
 
+// As many held jobs as graphile-worker batched's local queue
+const mandatePrefetch = 500
 const mandateConfig = Postgres.makeConfig(url, { schema: schemas.mandate, poolSize })
 const mandate = ManagedRuntime.make(Postgres.layer(mandateConfig))
 const withQueue = <A>(f: (queue: Queue["Service"]) => Effect.Effect<A, unknown>) => mandate.runPromise(Queue.use(f))
 
 const mandateSystem: System = {
-  name: "Mandate",
+  name: "Mandate (prefetch 500)",
   enqueue: (queue, payload) => withQueue((q) => q.enqueue({ queue, payload })),
   enqueueBatch: (queue, payloads) => withQueue((q) => q.enqueueBatch(payloads.map((payload) => ({ queue, payload })))),
   drain: (queue, count, concurrency) =>
@@ -159,6 +166,7 @@ const mandateSystem: System = {
           const worker = yield* Worker.run({
             queues: [queue],
             concurrency,
+            prefetch: mandatePrefetch,
             handler: () =>
               Effect.sync(() => {
                 if (++started === count) Deferred.doneUnsafe(handled, Effect.void)
@@ -202,25 +210,45 @@ const graphileLogger = new GraphileLogger(() => (level, message) => {
   if (String(level) === "error" || String(level) === "warning") console.error(`graphile-worker ${level}: ${message}`)
 })
 // One pool for its utilities and runners, as Mandate's backend has one: no runner opens connections in a timed phase
+// (both configurations share it; only one runs at a time), each configuration in its own schema
 const graphilePool = new pg.Pool({ connectionString: url, max: poolSize })
-const graphileShared = { pgPool: graphilePool, schema: schemas.graphile, logger: graphileLogger }
-const graphileUtils = await makeWorkerUtils(graphileShared)
-await graphileUtils.migrate()
-const graphileSchema = pg.escapeIdentifier(schemas.graphile)
+graphilePool.on("error", (error) => console.error(`graphile-worker pool error: ${error.message}`))
+const graphileUtilities = async (schema: string) => {
+  const utils = await makeWorkerUtils({ pgPool: graphilePool, schema, logger: graphileLogger })
+  await utils.migrate()
+  return utils
+}
+const graphileUtils = {
+  batched: await graphileUtilities(schemas.graphileBatched),
+  default: await graphileUtilities(schemas.graphile)
+}
+
+// What worker.graphile.org/docs/performance runs for its figures ("Batching options"); prepared statements are on
+// by default in both configurations
+const graphileBatched = {
+  localQueue: { size: 500 },
+  completeJobBatchDelay: 0,
+  failJobBatchDelay: 0,
+  preparedStatements: true
+} as const
 
 // Task identifiers keep the phases apart: a runner takes only the jobs of the tasks in its list (a named queue
 // would run its jobs one at a time, so none is used)
 const graphileRun = async (
+  batched: boolean,
   task: string,
   concurrency: number,
   handler: (payload: unknown) => void
 ): Promise<{ readonly runner: GraphileRunner; readonly events: GraphileEvents }> => {
   const events: GraphileEvents = new EventEmitter()
   const runner = await runGraphile({
-    ...graphileShared,
+    pgPool: graphilePool,
+    schema: batched ? schemas.graphileBatched : schemas.graphile,
+    logger: graphileLogger,
     events,
     concurrency,
     noHandleSignals: true,
+    ...(batched ? { preset: { worker: graphileBatched } } : {}),
     taskList: {
       [task]: async (payload) => {
         handler(payload)
@@ -230,64 +258,71 @@ const graphileRun = async (
   return { runner, events }
 }
 
-const graphileSystem: System = {
-  name: "graphile-worker",
-  enqueue: (task, payload) => graphileUtils.addJob(task, payload),
-  // What `addJobs` (0.17) sends: one call of the schema's `add_jobs` function with the specs as JSON
-  enqueueBatch: (task, payloads) =>
-    graphileUtils.withPgClient((client) =>
-      client.query(
-        `select * from ${graphileSchema}.add_jobs(array(select json_populate_recordset(null::${graphileSchema}.job_spec, $1::json)), false)`,
-        [JSON.stringify(payloads.map((payload) => ({ identifier: task, payload })))]
-      )
-    ),
-  drain: async (task, count, concurrency) => {
-    let completed = 0
-    const done = signal()
-    let result: Measure | undefined
-    const stop = stopwatch(count)
-    const { runner, events } = await graphileRun(task, concurrency, () => {})
-    // emitted once the job's completion is written (its row deleted)
-    events.on("job:complete", ({ error }) => {
-      if (error == null && ++completed === count) {
-        result = stop()
-        done.resolve()
-      }
-    })
-    await done.promise
-    await runner.stop()
-    return result!
-  },
-  latency: async (task) => {
-    const samples: Array<number> = []
-    const done = signal()
-    const { runner } = await graphileRun(task, 10, (payload) => {
-      samples.push(sinceEnqueued(payload))
-      if (samples.length === latencyJobs) done.resolve()
-    })
-    const latency = await lightLoad((payload) => graphileUtils.addJob(task, payload), samples, done.promise)
-    await runner.stop()
-    return latency
+const graphileSystem = (batched: boolean): System => {
+  const utils = batched ? graphileUtils.batched : graphileUtils.default
+  return {
+    name: batched ? "graphile batched" : "graphile default",
+    enqueue: (task, payload) => utils.addJob(task, payload),
+    enqueueBatch: (task, payloads) => utils.addJobs(payloads.map((payload) => ({ identifier: task, payload }))),
+    drain: async (task, count, concurrency) => {
+      let completed = 0
+      const done = signal()
+      let result: Measure | undefined
+      const stop = stopwatch(count)
+      const { runner, events } = await graphileRun(batched, task, concurrency, () => {})
+      // emitted once the job's completion is written (its row deleted; batched: once its batch's statement returned)
+      events.on("job:complete", ({ error }) => {
+        if (error == null && ++completed === count) {
+          result = stop()
+          done.resolve()
+        }
+      })
+      await done.promise
+      await runner.stop()
+      return result!
+    },
+    latency: async (task) => {
+      const samples: Array<number> = []
+      const done = signal()
+      const { runner } = await graphileRun(batched, task, 10, (payload) => {
+        samples.push(sinceEnqueued(payload))
+        if (samples.length === latencyJobs) done.resolve()
+      })
+      const latency = await lightLoad((payload) => utils.addJob(task, payload), samples, done.promise)
+      await runner.stop()
+      return latency
+    }
   }
 }
 
 // ---- pg-boss -----------------------------------------------------------------------------------------------------
 
-const boss = new PgBoss({ connectionString: url, schema: schemas.boss, max: poolSize })
+const boss = new PgBoss({ connectionString: url, schema: schemas.boss, max: poolSize, useListenNotify: true })
 boss.on("error", (error) => console.error(`pg-boss error: ${error.message}`))
 await boss.start()
-const bossWork = { pollingIntervalSeconds: 0.5 }
+const bossWork = { pollingIntervalSeconds: 0.5, burstWhenBatchFull: true } as const
+const bossSchema = pg.escapeIdentifier(schemas.boss)
+// Jobs of a queue short of `completed` (a drain of fewer than all leaves the rest queued), read from its table
+const bossPending = async (queue: string): Promise<number> => {
+  const { rows } = await graphilePool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM ${bossSchema}.job WHERE name = $1 AND state IN ('created', 'retry', 'active')`,
+    [queue]
+  )
+  return rows[0]!.n
+}
 
 const bossSystem: System = {
   name: "pg-boss",
   enqueue: (queue, payload) => boss.send(queue, payload),
-  enqueueBatch: (queue, payloads) => boss.insert(payloads.map((data) => ({ name: queue, data }))),
+  enqueueBatch: (queue, payloads) =>
+    boss.insert(
+      queue,
+      payloads.map((data) => ({ data }))
+    ),
   drain: async (queue, count, concurrency) => {
     let handled = 0
     const done = signal()
-    // jobs short of `completed` (a drain of fewer than all leaves the rest queued)
-    const pending = () => boss.getQueueSize(queue, { before: "completed" })
-    const left = (await pending()) - count
+    const left = (await bossPending(queue)) - count
     const stop = stopwatch(count)
     await boss.work(queue, { ...bossWork, batchSize: concurrency }, async (batch) => {
       await Promise.all(
@@ -297,8 +332,8 @@ const bossSystem: System = {
       )
     })
     await done.promise
-    // pg-boss completes a batch after its handler without waiting for it: wait for the last completion
-    while ((await pending()) > left) await sleep(5)
+    // the last batch is completed after its handler returns: wait for that write
+    while ((await bossPending(queue)) > left) await sleep(5)
     const result = stop()
     await boss.offWork(queue)
     return result
@@ -368,21 +403,21 @@ const runtimeBench = Effect.gen(function* () {
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
 const rate = (m: Measure) => (m.count / m.wallMs) * 1000
 const cpuRate = (m: Measure) => (m.count / m.cpuMs) * 1000
-const systems = [mandateSystem, graphileSystem, bossSystem] as const
+const systems = [mandateSystem, graphileSystem(true), graphileSystem(false), bossSystem] as const
 
 const table = (title: string, rows: ReadonlyArray<readonly [string, ReadonlyArray<string>, string]>) => {
   console.log("")
   console.log(title)
   console.log(
-    `${"".padEnd(24)}${systems.map((s) => s.name.padStart(17)).join("")}${"Mandate / faster peer".padStart(24)}`
+    `${"".padEnd(24)}${systems.map((s) => s.name.padStart(24)).join("")}${"Mandate / best peer".padStart(22)}`
   )
   for (const [label, values, ratio] of rows) {
-    console.log(`${label.padEnd(24)}${values.map((v) => v.padStart(17)).join("")}${ratio.padStart(24)}`)
+    console.log(`${label.padEnd(24)}${values.map((v) => v.padStart(24)).join("")}${ratio.padStart(22)}`)
   }
 }
-// Throughput: Mandate over the higher peer; latency: Mandate over the lower peer
-const ratioUp = (values: ReadonlyArray<number>) => (values[0]! / Math.max(values[1]!, values[2]!)).toFixed(2)
-const ratioDown = (values: ReadonlyArray<number>) => (values[0]! / Math.min(values[1]!, values[2]!)).toFixed(2)
+// Throughput: Mandate over the highest peer; latency: Mandate over the lowest peer
+const ratioUp = (values: ReadonlyArray<number>) => (values[0]! / Math.max(...values.slice(1))).toFixed(2)
+const ratioDown = (values: ReadonlyArray<number>) => (values[0]! / Math.min(...values.slice(1))).toFixed(2)
 const throughputTable = (title: string, measures: ReadonlyArray<Measure>) =>
   table(title, [
     ["jobs/s", measures.map((m) => fmt(rate(m))), ratioUp(measures.map(rate))],
@@ -407,7 +442,7 @@ const progress = (message: string) => process.stderr.write(`  … ${message}\n`)
 const main = async () => {
   const cpu = cpus()
   console.log(
-    `Postgres queue benchmark: Mandate vs graphile-worker 0.16.6 vs pg-boss 10.4.2, ${fmt(jobs)} no-op jobs` +
+    `Postgres queue benchmark: Mandate vs graphile-worker 0.18.0 (batched and default) vs pg-boss 12.38.1, ${fmt(jobs)} no-op jobs` +
       (bossJobs < jobs ? ` (pg-boss drains ${fmt(bossJobs)} of them)` : "")
   )
   console.log(
@@ -417,8 +452,9 @@ const main = async () => {
         .join(" ")}`
   )
 
-  // pg-boss 10 wants its queues created; Mandate's backend migrates on start, graphile-worker's utilities did
-  for (const queue of ["warm-up", "drain-10", "drain-50", "latency"]) await boss.createQueue(queue)
+  // pg-boss wants its queues created (with NOTIFY on); Mandate's backend migrates on start, graphile-worker's
+  // utilities did
+  for (const queue of ["warm-up", "drain-10", "drain-50", "latency"]) await boss.createQueue(queue, { notify: true })
   await mandate.runPromise(Effect.void)
 
   // Warm-up (not reported): connections open, statements prepared, code paths compiled, for each (drained at
@@ -508,9 +544,10 @@ const dropSchemas = Effect.scoped(
 )
 
 const cleanup = async () => {
-  await boss.stop({ graceful: false, wait: true }).catch(() => undefined)
+  await boss.stop({ graceful: false }).catch(() => undefined)
   await mandate.dispose()
-  await graphileUtils.release()
+  await graphileUtils.batched.release()
+  await graphileUtils.default.release()
   await graphilePool.end()
   await Effect.runPromise(Effect.ignore(dropSchemas))
 }

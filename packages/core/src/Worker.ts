@@ -2,14 +2,18 @@
  * A worker: a scoped pool of fibers that claims jobs from a `Queue`, runs a handler on each, keeps the leases
  * alive, and completes or fails the jobs.
  *
- * - `concurrency` handlers run at once. A slot frees when its handler finishes, so the next claim overlaps the
- *   recording of the last outcome (at most twice `concurrency` jobs wait on their recording, so that a backend
- *   merging writes has a batch in flight while the next one gathers).
- * - Claims in batches of up to the free slots (at most `batchSize`); when a claim comes back empty it waits
- *   for the queue's `wakeups` or a poll interval that doubles up to `pollIntervalMs`, so idle workers do
- *   not spin.
- * - One heartbeat fiber extends every in-flight lease each `heartbeatIntervalMs`. A refused heartbeat (the
- *   lease was lost, the job cancelled) interrupts that job's handler.
+ * - `concurrency` handlers run at once. A slot frees when its handler finishes, so the next job starts while the
+ *   last outcome is recorded (claims pause while about twice `concurrency + prefetch` jobs wait on their
+ *   recording, so a backend merging writes has a batch in flight while the next one gathers).
+ * - A local queue: one fiber claims jobs (at most `batchSize` per claim) for the free slots and up to `prefetch`
+ *   more, held claimed in this process; a slot that frees starts the next held job without a round trip, while
+ *   the next claim is already under way. Held jobs keep their leases alive like running ones and are released
+ *   (their attempt given back) when the worker stops; a held job whose lease is lost is dropped unstarted. When a
+ *   claim comes back empty the claimer waits for the queue's `wakeups` or a poll interval that doubles up to
+ *   `pollIntervalMs`, so idle workers do not spin.
+ * - One heartbeat fiber extends every in-flight lease (held ones included) each `heartbeatIntervalMs`, all at
+ *   once, so a backend may merge them into one write. A refused heartbeat (the lease was lost, the job
+ *   cancelled) interrupts that job's handler.
  * - A handler's success completes the job. A `JobFailure` fails it with its `retryable` flag (a non-retryable
  *   one dead-letters at once); any other error, a defect or a timed-out attempt is a retryable failure: a
  *   handler can never take the pool down. A defect is recorded by its error class only (`defect: TypeError; see
@@ -105,8 +109,14 @@ export interface RunOptions<E, R, RS> {
   readonly handler: (job: Job, context: HandlerContext) => Effect.Effect<HandlerResult, E, R>
   /** Jobs run at once (default 1). */
   readonly concurrency?: number | undefined
-  /** Most jobs per claim (default: `concurrency`). */
+  /** Most jobs per claim (default: `concurrency` + `prefetch`, at most 1,000). */
   readonly batchSize?: number | undefined
+  /**
+   * Claimed jobs held in this process beyond the running ones, so a freed slot starts the next one at once
+   * (default: `concurrency`; 0 claims only for free slots). Held jobs are leased to this worker: other workers
+   * cannot take them, and a job enqueued later with a higher priority waits behind them.
+   */
+  readonly prefetch?: number | undefined
   /** The lease holder's id (default: a generated `worker_…` id). */
   readonly workerId?: string | undefined
   /** Lets the worker take this pool's jobs as well as pool-less ones. */
@@ -171,6 +181,7 @@ export interface WorkerHandle {
 const Settings = Schema.Struct({
   queues: Schema.NonEmptyArray(QueueName).check(Schema.isMaxLength(64)),
   concurrency: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 })),
+  prefetch: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000 })),
   batchSize: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000 })),
   workerId: AgentId,
   pool: Schema.optionalKey(PoolName),
@@ -199,10 +210,14 @@ export const run = <E = never, R = never, RS = never>(
     const startedAt = yield* Clock.currentTimeMillis
     const leaseMs = options.leaseMs ?? 30_000
     const concurrency = options.concurrency ?? 1
+    const prefetch = options.prefetch ?? concurrency
     const settings = yield* SettingsDecode({
       queues: options.queues,
       concurrency,
-      batchSize: options.batchSize ?? concurrency,
+      prefetch,
+      batchSize:
+        options.batchSize ??
+        (Number.isInteger(concurrency) && Number.isInteger(prefetch) ? Math.min(1_000, concurrency + prefetch) : 1),
       workerId: options.workerId ?? `worker_${uuidv7(startedAt)}`,
       ...(options.pool !== undefined ? { pool: options.pool } : {}),
       leaseMs,
@@ -228,18 +243,27 @@ export const run = <E = never, R = never, RS = never>(
       lost: boolean
       handled: boolean
     }
-    // Claimed jobs until their outcome is recorded (their leases are kept alive); `running` counts those whose
-    // handler has not finished, which is what `concurrency` limits: a slot frees as soon as a handler is done,
-    // so the next claim overlaps the recording of the last outcome. Jobs still recording are bounded too (twice the
-    // concurrency: one merged write in flight, the next one gathering).
+    // Claimed jobs until their outcome is recorded (their leases are kept alive): held ones (`held`, claim order)
+    // not started yet, and started ones. `running` counts those whose handler has not finished, which is what
+    // `concurrency` limits: a slot frees as soon as a handler is done, so the next job starts while the last
+    // outcome is being recorded. Jobs still recording are bounded too (twice the concurrency and prefetch: one
+    // merged write in flight, the next one gathering).
     const inFlight = new Map<JobId, InFlight>()
+    const held: Array<InFlight> = []
     let running = 0
-    const freeSlots = () => Math.min(settings.concurrency - running, 3 * settings.concurrency - inFlight.size)
+    // How many jobs the next claim may take: the free slots and the prefetch, less what is held already
+    const room = () =>
+      Math.min(
+        settings.concurrency + settings.prefetch - running - held.length,
+        3 * (settings.concurrency + settings.prefetch) - inFlight.size
+      )
     const counters = { claimed: 0, completed: 0, retried: 0, deadLettered: 0, lost: 0, released: 0 }
     let stopping = false
 
-    // Opened whenever a handler or a recording finishes; the claim loop waits on it when every slot is taken
+    // Opened whenever a handler or a recording finishes or a claim brought jobs: the dispatcher starts held jobs
+    // in free slots, the claimer claims when there is room
     const slotFreed = Latch.makeUnsafe(false)
+    const roomMade = Latch.makeUnsafe(false)
     const jobs = yield* FiberSet.make<void, never>()
     const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> =>
       Option.isSome(unitOfWork)
@@ -384,6 +408,7 @@ export const run = <E = never, R = never, RS = never>(
       record.handled = true
       running--
       slotFreed.openUnsafe()
+      roomMade.openUnsafe()
     }
 
     const runJob = (record: InFlight): Effect.Effect<void, never, R | RS> => {
@@ -400,14 +425,16 @@ export const run = <E = never, R = never, RS = never>(
           handled(record)
           inFlight.delete(record.job.id)
           slotFreed.openUnsafe()
+          roomMade.openUnsafe()
         })
       )
     }
 
     // ---- claiming -----------------------------------------------------------------------------------------
 
-    // Uninterruptible: jobs a claim returned are always handed to a fiber, never dropped with their leases
-    const claimBatch = (max: number): Effect.Effect<number, never, R | RS> =>
+    // Uninterruptible: jobs a claim returned are always held (then started or released), never dropped with their
+    // leases
+    const claimBatch = (max: number): Effect.Effect<number> =>
       Effect.uninterruptible(
         Effect.gen(function* () {
           const claimed = yield* Effect.exit(
@@ -417,8 +444,7 @@ export const run = <E = never, R = never, RS = never>(
             yield* Effect.logWarning(`claim failed: ${Cause.pretty(claimed.cause)}`)
             return -1
           }
-          const batch = claimed.value
-          for (const job of batch) {
+          for (const job of claimed.value) {
             const record: InFlight = {
               job,
               fiber: undefined,
@@ -427,13 +453,40 @@ export const run = <E = never, R = never, RS = never>(
               handled: false
             }
             inFlight.set(job.id, record)
-            running++
+            held.push(record)
             counters.claimed++
-            record.fiber = yield* FiberSet.run(jobs, runJob(record))
           }
-          return batch.length
+          if (claimed.value.length > 0) slotFreed.openUnsafe()
+          return claimed.value.length
         })
       )
+
+    // Starts held jobs in free slots, in claim order; a held job whose lease was lost is dropped unstarted
+    const dispatch: Effect.Effect<void, never, R | RS> = Effect.uninterruptible(
+      Effect.gen(function* () {
+        while (running < settings.concurrency && held.length > 0) {
+          const record = held.shift()!
+          if (record.lost) {
+            inFlight.delete(record.job.id)
+            counters.lost++
+            roomMade.openUnsafe()
+            continue
+          }
+          running++
+          roomMade.openUnsafe()
+          record.fiber = yield* FiberSet.run(jobs, runJob(record))
+        }
+      })
+    )
+    const dispatcher = Effect.forever(
+      Effect.andThen(
+        dispatch,
+        Effect.andThen(
+          slotFreed.await,
+          Effect.sync(() => slotFreed.closeUnsafe())
+        )
+      )
+    )
 
     const next: Effect.Effect<void> = yield* queue
       .wakeups({ queues, pool })
@@ -443,14 +496,16 @@ export const run = <E = never, R = never, RS = never>(
         )
       )
 
-    const loop = Effect.gen(function* () {
+    // Claims while there is room: at once when the free slots and the prefetch are not all taken, and held jobs
+    // are down to half the prefetch (so a claim is under way while the rest run)
+    const claimer = Effect.gen(function* () {
       let idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
       let errorMs = FIRST_IDLE_WAIT_MS
       while (true) {
-        const free = freeSlots()
-        if (free <= 0) {
-          yield* slotFreed.await
-          slotFreed.closeUnsafe()
+        const free = room()
+        if (free <= 0 || held.length > settings.prefetch / 2) {
+          yield* roomMade.await
+          roomMade.closeUnsafe()
           continue
         }
         const claimed = yield* claimBatch(Math.min(free, settings.batchSize))
@@ -469,25 +524,33 @@ export const run = <E = never, R = never, RS = never>(
 
     // ---- heartbeats ---------------------------------------------------------------------------------------
 
+    // Every due lease at once (a backend may merge them into one write)
     const beatOnce = Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
-      for (const record of [...inFlight.values()]) {
-        if (record.lost || now - record.lastBeat < settings.heartbeatIntervalMs / 2) continue
-        const beat = yield* Effect.exit(queue.heartbeat(record.job.id, workerId, settings.leaseMs))
-        if (Exit.isSuccess(beat)) {
-          record.lastBeat = now
-          continue
-        }
-        const error = Cause.findErrorOption(beat.cause)
-        const e = Option.isSome(error) ? error.value : undefined
-        if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
-          record.lost = true
-          const fiber = record.fiber
-          if (fiber) yield* Effect.forkIn(Fiber.interrupt(fiber), scope)
-        } else {
-          yield* Effect.logWarning(`heartbeat failed: ${Cause.pretty(beat.cause)}`).pipe(annotate(record.job))
-        }
-      }
+      const due = [...inFlight.values()].filter(
+        (record) => !record.lost && now - record.lastBeat >= settings.heartbeatIntervalMs / 2
+      )
+      yield* Effect.forEach(
+        due,
+        (record) =>
+          Effect.gen(function* () {
+            const beat = yield* Effect.exit(queue.heartbeat(record.job.id, workerId, settings.leaseMs))
+            if (Exit.isSuccess(beat)) {
+              record.lastBeat = now
+              return
+            }
+            const error = Cause.findErrorOption(beat.cause)
+            const e = Option.isSome(error) ? error.value : undefined
+            if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
+              record.lost = true
+              const fiber = record.fiber
+              if (fiber) yield* Effect.forkIn(Fiber.interrupt(fiber), scope)
+            } else {
+              yield* Effect.logWarning(`heartbeat failed: ${Cause.pretty(beat.cause)}`).pipe(annotate(record.job))
+            }
+          }),
+        { concurrency: 64, discard: true }
+      )
       if (Option.isSome(agents)) {
         yield* agents.value.heartbeat(workerId, running / settings.concurrency).pipe(Effect.ignore)
       }
@@ -509,12 +572,24 @@ export const run = <E = never, R = never, RS = never>(
     const beats = yield* Effect.forkScoped(
       Effect.forever(Effect.andThen(Effect.sleep(settings.heartbeatIntervalMs), beatOnce))
     )
-    const claims = yield* Effect.forkScoped(loop)
+    const claims = yield* Effect.forkScoped(claimer)
+    const dispatching = yield* Effect.forkScoped(dispatcher)
 
     // Registered last, so it runs first when the scope closes, while the heartbeat fiber still runs
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         yield* Fiber.interrupt(claims)
+        yield* Fiber.interrupt(dispatching)
+        // Held jobs never started: give them back at once (their attempt too)
+        yield* Effect.forEach(
+          held.splice(0),
+          (record) =>
+            Effect.map(Effect.exit(queue.release(record.job.id, workerId)), (released) => {
+              inFlight.delete(record.job.id)
+              if (Exit.isSuccess(released)) counters.released++
+            }),
+          { concurrency: 64, discard: true }
+        )
         if (settings.shutdownGraceMs > 0) {
           yield* FiberSet.awaitEmpty(jobs).pipe(Effect.timeoutOption(settings.shutdownGraceMs))
         }

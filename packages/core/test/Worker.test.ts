@@ -92,7 +92,7 @@ describe("Worker.run", () => {
     }).pipe(Effect.provide(Queue.layerMemory()))
   )
 
-  it.effect("claims at most batchSize and never more than its free slots", () => {
+  it.effect("claims at most batchSize", () => {
     const log = { claims: 0, maxes: [] as Array<number> }
     return Effect.gen(function* () {
       const queue = yield* Queue
@@ -103,6 +103,104 @@ describe("Worker.run", () => {
       assert.isTrue(log.maxes.some((max) => max === 3))
     }).pipe(Effect.provide(countingQueue(log)))
   })
+
+  it.effect("holds up to prefetch claimed jobs beyond the running ones, and starts them as slots free", () =>
+    Effect.gen(function* () {
+      const queue = yield* Queue
+      const jobs = yield* queue.enqueueBatch(Array.from({ length: 10 }, (_, i) => ({ queue: "q", payload: i })))
+      const gate = yield* Deferred.make<void>()
+      const order: Array<number> = []
+      const { handle } = yield* start({
+        queues: ["q"],
+        concurrency: 2,
+        prefetch: 3,
+        handler: (job) =>
+          Effect.andThen(
+            Effect.sync(() => order.push(job.payload as number)),
+            Deferred.await(gate)
+          )
+      })
+      yield* yields()
+      const stats = yield* handle.stats
+      assert.strictEqual(stats.running, 2)
+      assert.strictEqual(stats.inFlight, 5, "2 running and 3 held")
+      const states = yield* Effect.forEach(jobs, (j) => stateOf(j.id))
+      assert.strictEqual(states.filter((s) => s === "claimed").length, 5)
+      assert.strictEqual(states.filter((s) => s === "queued").length, 5)
+      yield* Deferred.succeed(gate, undefined)
+      yield* drive(allIn(jobs, "completed"), 10)
+      assert.deepStrictEqual(order, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "held jobs start in claim order")
+    }).pipe(Effect.provide(Queue.layerMemory()))
+  )
+
+  it.effect("drops a held job whose lease was lost without starting it", () =>
+    Effect.gen(function* () {
+      const queue = yield* Queue
+      const [first, held] = yield* queue.enqueueBatch([
+        { queue: "q", payload: "first" },
+        { queue: "q", payload: "held" }
+      ])
+      const gate = yield* Deferred.make<void>()
+      const ran: Array<unknown> = []
+      const { handle } = yield* start({
+        queues: ["q"],
+        concurrency: 1,
+        prefetch: 1,
+        leaseMs: 3_000,
+        handler: (job) =>
+          Effect.andThen(
+            Effect.sync(() => ran.push(job.payload)),
+            Deferred.await(gate)
+          )
+      })
+      yield* yields()
+      assert.strictEqual(yield* stateOf(held!.id), "claimed")
+      yield* queue.cancel(held!.id)
+      yield* TestClock.adjust(1_000) // the heartbeat round: refused for the held job
+      yield* yields()
+      yield* Deferred.succeed(gate, undefined)
+      yield* drive(
+        Effect.map(stateOf(first!.id), (s) => s === "completed"),
+        10
+      )
+      yield* yields()
+      assert.deepStrictEqual(ran, ["first"])
+      assert.strictEqual(yield* stateOf(held!.id), "cancelled")
+      const stats = yield* handle.stats
+      assert.strictEqual(stats.lost, 1)
+      assert.strictEqual(stats.inFlight, 0)
+    }).pipe(Effect.provide(Queue.layerMemory()))
+  )
+
+  it.effect("gives held jobs back at once when it stops, attempt included", () =>
+    Effect.gen(function* () {
+      const queue = yield* Queue
+      const jobs = yield* queue.enqueueBatch(Array.from({ length: 4 }, (_, i) => ({ queue: "q", payload: i })))
+      const started = yield* Deferred.make<void>()
+      const { handle, stop } = yield* start({
+        queues: ["q"],
+        concurrency: 1,
+        prefetch: 3,
+        shutdownGraceMs: 1_000,
+        handler: () => Deferred.succeed(started, undefined).pipe(Effect.andThen(Effect.sleep(500)))
+      })
+      yield* Deferred.await(started)
+      yield* yields()
+      assert.strictEqual((yield* handle.stats).inFlight, 4)
+      const stopping = yield* Effect.forkChild(stop)
+      yield* yields()
+      // the held ones are back before the running one ends
+      for (const job of jobs.slice(1)) {
+        const back = yield* queue.get(job.id)
+        assert.strictEqual(back.state, "queued")
+        assert.strictEqual(back.attempts, 0)
+      }
+      yield* TestClock.adjust(500)
+      yield* Fiber.join(stopping)
+      assert.strictEqual(yield* stateOf(jobs[0]!.id), "completed")
+      assert.strictEqual((yield* handle.stats).released, 3)
+    }).pipe(Effect.provide(Queue.layerMemory()))
+  )
 
   it.effect("wakes on enqueue instead of waiting for the poll interval", () =>
     Effect.gen(function* () {

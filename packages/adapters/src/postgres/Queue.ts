@@ -11,13 +11,28 @@
  * - `enqueue`/`enqueueBatch`: one `INSERT … SELECT FROM json_to_recordset(…) ON CONFLICT DO NOTHING` for the
  *   whole batch; a second read returns the jobs already holding an idempotency key. Neither opens a transaction,
  *   so inside `UnitOfWork.run` they join the unit's; workers are told once it commits, never if it rolls back.
- * - Single enqueues and completions made outside a unit of work at the same moment are merged into one statement
- *   (Effect's request batching): many workers finishing together cost one round trip and one commit.
+ * - Single enqueues, completions, failures and heartbeats made outside a unit of work at the same moment are
+ *   merged into one statement each (Effect's request batching): many workers finishing together cost one round
+ *   trip and one commit. No timer delays a write to gather more: a flush is what one scheduler turn produced.
  * - `claim`: one statement, a CTE picking up to `max` ready jobs in claim order (`jobs_ready`) `FOR UPDATE SKIP
  *   LOCKED`, then the `UPDATE` leasing them: concurrent claimers never wait for, nor get, each other's jobs.
+ *   `Worker.run` claims for its free slots and its local queue (`prefetch`) in one such statement.
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
- *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). `fail` reads the
- *   attempt count first (the backoff decision needs it), then writes the decision under the same conditions.
+ *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). A merged write
+ *   checks those conditions per job inside its one statement, so each job is written or refused on its own (a
+ *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once. It
+ *   locks its jobs in id order before changing them, as `requeueExpired` does, so merged writes over the same
+ *   jobs (a heartbeat round, completions, a requeue) wait for each other and never deadlock.
+ *   Merged completes and fails return only the columns they wrote, and build the job from the row its claim
+ *   returned (`leasedRows`), so nothing is read back. `fail` decides the retry from the claimed row's attempt
+ *   count and writes only if the job is still at that attempt; without a claimed row (another instance claimed
+ *   it, or inside a unit) it reads the attempt count first.
+ * - Crashes: merging adds no window in which a job can run twice. A handler's outcome is sent as soon as the
+ *   handler returns, in the next merged statement (no batch delay); until that statement commits the job is
+ *   leased exactly as it would be while a single `UPDATE` is in flight. A process that dies before the commit
+ *   loses the whole statement (one transaction), so each of its jobs is run again once its lease expires, as
+ *   after a crash without merging; one that dies after it loses nothing. Jobs held in a worker's local queue and
+ *   never started are run once their lease expires, never twice.
  * - `requeueExpired`: one statement; the layer also runs it every `requeueIntervalMs`, and deletes completed and
  *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope.
  * - Wake-ups: a write that makes jobs claimable announces their queues after its commit: this process's
@@ -77,7 +92,7 @@ import {
   Scope,
   Semaphore
 } from "effect"
-import { type SqlClient, type SqlError, SqlSchema } from "effect/sql"
+import { type SqlClient, type SqlError, SqlSchema, type Statement } from "effect/sql"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -285,6 +300,53 @@ interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | Qu
 }
 const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
 
+interface FailCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
+  readonly _tag: "FailCall"
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  /** The error as JSON text. */
+  readonly error: string
+  /** The attempt the decision was made for: the write happens only if the job is still at it. */
+  readonly attempts: number
+  /** Retry after this delay (ms), or `null`: dead-letter. */
+  readonly delayMs: number | null
+  /** What the call was given, to run it alone when it cannot be merged. */
+  readonly retryable: boolean
+  readonly draw: number
+}
+const FailCall = Request.tagged<FailCall>("FailCall")
+
+// What a merged complete or fail returns per job: the columns it wrote, and the two that say which claim it was
+const SettledRow = Schema.Struct({
+  id: JobId,
+  attempts: Schema.Int,
+  claimed_at: Schema.NullOr(Millis),
+  run_at: Millis,
+  failures: Schema.Int,
+  updated_at: Millis,
+  finished_at: Schema.NullOr(Millis)
+})
+type SettledRow = typeof SettledRow.Type
+const decodeSettledRows = Schema.decodeUnknownEffect(Schema.Array(SettledRow))
+
+interface HeartbeatCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
+  readonly _tag: "HeartbeatCall"
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  readonly extendMs: number
+}
+const HeartbeatCall = Request.tagged<HeartbeatCall>("HeartbeatCall")
+
+// A merged lease-holder call as its resolver sees it
+type LeaseError = JobNotFound | LeaseLost | QueueStoreError
+interface LeaseEntry<A> {
+  readonly request: A
+  readonly completeUnsafe: (exit: Exit.Exit<Job, LeaseError>) => void
+}
+
+// Most claimed rows a layer remembers (see `leasedRows`)
+const MAX_LEASED_ROWS = 100_000
+
 // The JSON a batch insert reads with json_to_recordset
 interface InsertRow {
   readonly ord: number
@@ -328,6 +390,36 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const storeError = (operation: string) => (cause: unknown) => new QueueStoreError({ operation, cause })
   const rows = (operation: string, statement: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
     statement.pipe(Effect.flatMap(decodeJobRows), Effect.mapError(storeError(operation)))
+
+  // The rows this layer's claims returned, until their holder records an outcome: a merged complete or fail
+  // returns only the columns it wrote and builds the stored job from the claimed row, instead of reading every
+  // column back. Sound because while a lease is held only its holder's operations change the row, and those
+  // change only lease and state columns; the statement returns `attempts` and `claimed_at`, and a row that does
+  // not match its claim (another layer instance claimed it) is read again. Bounded: the oldest are forgotten.
+  const leasedRows = new Map<string, JobRow>()
+  const remember = (row: JobRow) => {
+    leasedRows.delete(row.id)
+    leasedRows.set(row.id, row)
+    if (leasedRows.size > MAX_LEASED_ROWS) leasedRows.delete(leasedRows.keys().next().value!)
+  }
+  const heldRow = (jobId: string, workerId: string): JobRow | undefined => {
+    const row = leasedRows.get(jobId)
+    return row !== undefined && row.lease_worker === workerId ? row : undefined
+  }
+  // The job as a merged write left it, from its claimed row; undefined when the row is not that claim's
+  const settledJob = (claimed: JobRow | undefined, settled: SettledRow, patch: Partial<JobRow>): Job | undefined =>
+    claimed === undefined || claimed.attempts !== settled.attempts || claimed.claimed_at !== settled.claimed_at
+      ? undefined
+      : toJob({
+          ...claimed,
+          ...patch,
+          lease_worker: null,
+          lease_expires_at: null,
+          run_at: settled.run_at,
+          failures: settled.failures,
+          updated_at: settled.updated_at,
+          finished_at: settled.finished_at
+        })
 
   // Calls made outside a unit of work in the same scheduler turn (many workers' completions, a producer's
   // enqueues) are merged into one statement by Effect's request batching: one round trip and one commit for the
@@ -467,10 +559,13 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause)
         )
       }
-    })
+    }).pipe(Effect.withSpan("Queue.enqueue", { attributes: { jobs: entries.length } }))
   ).pipe(RequestResolver.batchN(MAX_BATCH))
 
-  const enqueue = Effect.fn("Queue.enqueue")(function* (request: EnqueueRequest) {
+  // The lease holder's per-job calls (and single enqueues) are untraced, as in the memory and Redis queues: a span
+  // per call cost more CPU than the merged write itself. Each merged statement has its span, with its size
+
+  const enqueue = Effect.fnUntraced(function* (request: EnqueueRequest) {
     const valid = validateEnqueue(request)
     if (Result.isFailure(valid)) return yield* valid.failure
     if (yield* inUnit) return (yield* store([valid.success]))[0]!
@@ -503,6 +598,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           FROM picked WHERE j.id = picked.id
           RETURNING ${jCols}`
     )
+    for (const row of claimed) remember(row)
     return [...claimed].sort(claimOrder).map(toJob)
   })
 
@@ -518,6 +614,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // Why `workerId` could not act on the job, read after the conditional UPDATE changed nothing
   const refusal = (operation: string, jobId: JobId, workerId: AgentId) =>
     Effect.gen(function* () {
+      leasedRows.delete(jobId)
       const found = yield* findRefusal(jobId).pipe(Effect.mapError(storeError(operation)))
       if (Option.isNone(found)) return yield* new JobNotFound({ jobId })
       const { state, lease_worker, expired } = found.value
@@ -551,12 +648,13 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     Effect.gen(function* () {
       const [row] = yield* rows(operation, statement)
       if (row === undefined) return yield* refusal(operation, jobId, workerId)
+      if (row.state !== "claimed" && row.state !== "running") leasedRows.delete(jobId)
       // a released job, or a failed one retried at once, is claimable again
       yield* announce([row])
       return toJob(row)
     })
 
-  const start = Effect.fn("Queue.start")(function* (jobId: JobId, workerId: AgentId) {
+  const start = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
     return yield* leaseOperation(
       "start",
       jobId,
@@ -568,9 +666,29 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   })
 
-  const heartbeat = Effect.fn("Queue.heartbeat")(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
-    const extend = yield* ExtendMs(extendMs)
-    return yield* leaseOperation(
+  // A merged lease-holder UPDATE over the JSON rows `input` (each with `id` and `worker`): it first locks the jobs
+  // it will change in id order, as `requeueExpired` does, so that two merged writes over the same jobs (a worker's
+  // heartbeat round and its completions) or a merged write and a requeue wait for each other instead of
+  // deadlocking; then changes each job still held by its caller with a live lease (and `extra`)
+  const mergedUpdate = (
+    input: ReadonlyArray<unknown>,
+    record: string,
+    set: Statement.Fragment,
+    extra: Statement.Fragment,
+    returning: Statement.Fragment
+  ) => {
+    const holds = sql`j.state IN ('claimed', 'running') AND j.lease_worker = r.worker AND j.lease_expires_at > ${now}
+                      ${extra}`
+    return sql`WITH r AS (SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})),
+                    l AS (SELECT j.id FROM ${jobs} j JOIN r ON j.id = r.id WHERE ${holds} ORDER BY j.id FOR UPDATE OF j)
+               UPDATE ${jobs} j SET ${set}
+               FROM r JOIN l ON l.id = r.id
+               WHERE j.id = l.id AND ${holds}
+               RETURNING ${returning}`
+  }
+
+  const heartbeatOne = (jobId: JobId, workerId: AgentId, extend: number) =>
+    leaseOperation(
       "heartbeat",
       jobId,
       workerId,
@@ -578,6 +696,56 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           WHERE ${holding(jobId, workerId)}
           RETURNING ${cols}`
     )
+
+  // Concurrent heartbeats outside a transaction (a worker renewing all its leases at once) share one UPDATE; a
+  // lease the UPDATE did not extend is tried alone, which says why
+  const heartbeatResolver = RequestResolver.make<HeartbeatCall>((entries) =>
+    Effect.gen(function* () {
+      const { batch, alone } = firstPerJob(entries)
+      const input = batch.map(({ request }) => ({
+        id: request.jobId,
+        worker: request.workerId,
+        extend: request.extendMs
+      }))
+      const extended = yield* Effect.exit(
+        rows(
+          "heartbeat",
+          mergedUpdate(
+            input,
+            "id text, worker text, extend float8",
+            sql`lease_expires_at = ${now} + r.extend, updated_at = ${now}`,
+            sql.literal(""),
+            jCols
+          )
+        )
+      )
+      if (Exit.isFailure(extended)) {
+        const failed = Exit.failCause(extended.cause)
+        for (const entry of batch) entry.completeUnsafe(failed)
+      } else {
+        const byId = new Map(extended.value.map((row) => [row.id, row]))
+        for (const entry of batch) {
+          const row = byId.get(entry.request.jobId)
+          if (row === undefined) alone.push(entry)
+          else entry.completeUnsafe(Exit.succeed(toJob(row)))
+        }
+      }
+      yield* Effect.forEach(
+        alone,
+        (entry) =>
+          Effect.map(
+            Effect.exit(heartbeatOne(entry.request.jobId, entry.request.workerId, entry.request.extendMs)),
+            (exit) => entry.completeUnsafe(exit)
+          ),
+        { concurrency: "unbounded", discard: true }
+      )
+    }).pipe(Effect.withSpan("Queue.heartbeat", { attributes: { jobs: entries.length } }))
+  ).pipe(RequestResolver.batchN(MAX_BATCH))
+
+  const heartbeat = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
+    const extend = yield* ExtendMs(extendMs)
+    if (yield* inUnit) return yield* heartbeatOne(jobId, workerId, extend)
+    return yield* Effect.request(HeartbeatCall({ jobId, workerId, extendMs: extend }), heartbeatResolver)
   })
 
   const completeOne = (jobId: JobId, workerId: AgentId, result: string) =>
@@ -592,60 +760,124 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           RETURNING ${cols}`
     )
 
-  // Concurrent completions outside a transaction share one UPDATE; a job the UPDATE did not change (its lease
-  // was lost, or it came twice in the batch) is retried alone, which says why
-  const completeResolver = RequestResolver.make<CompleteCall>((entries) =>
-    Effect.gen(function* () {
-      const seen = new Set<string>()
-      const batch: Array<Request.Entry<CompleteCall>> = []
-      const alone: Array<Request.Entry<CompleteCall>> = []
-      for (const entry of entries) {
-        if (seen.has(entry.request.jobId)) alone.push(entry)
-        else {
-          seen.add(entry.request.jobId)
-          batch.push(entry)
-        }
+  // Splits merged calls: the first call per job goes into the statement, a repeat is run alone (it says why)
+  const firstPerJob = <A extends { readonly jobId: JobId }>(entries: ReadonlyArray<LeaseEntry<A>>) => {
+    const seen = new Set<string>()
+    const batch: Array<LeaseEntry<A>> = []
+    const alone: Array<LeaseEntry<A>> = []
+    for (const entry of entries) {
+      if (seen.has(entry.request.jobId)) alone.push(entry)
+      else {
+        seen.add(entry.request.jobId)
+        batch.push(entry)
       }
-      const input = batch.map(({ request }) => ({
-        id: request.jobId,
-        worker: request.workerId,
-        result: request.result
-      }))
-      const updated = yield* Effect.exit(
-        rows(
-          "complete",
-          sql`UPDATE ${jobs} j
-              SET state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
-                  updated_at = ${now}, finished_at = ${now}
-              FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(id text, worker text, result text)
-              WHERE j.id = r.id AND j.state IN ('claimed', 'running') AND j.lease_worker = r.worker
-                AND j.lease_expires_at > ${now}
-              RETURNING ${jCols}`
-        )
+    }
+    return { batch, alone }
+  }
+
+  // Runs a merged lease-holder write. Each job is written under its own conditions (holder, live lease), all in
+  // one statement, so one commit covers the lot: a job the statement did not change (lease lost) is run alone,
+  // which says why. When every job's claimed row is known, the statement returns only what it wrote (`settled`);
+  // otherwise every column (`full`)
+  const mergedWrite = <A extends { readonly jobId: JobId; readonly workerId: AgentId }>(
+    operation: string,
+    entries: ReadonlyArray<LeaseEntry<A>>,
+    statement: (
+      requests: ReadonlyArray<A>,
+      returning: ReturnType<typeof sql.literal>
+    ) => Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>,
+    patch: (request: A, settled: SettledRow) => Partial<JobRow>,
+    alone: (request: A) => Effect.Effect<Job, LeaseError>
+  ) =>
+    Effect.gen(function* () {
+      const { batch, alone: repeats } = firstPerJob(entries)
+      const later = [...repeats]
+      const claimed = batch.map((entry) => heldRow(entry.request.jobId, entry.request.workerId))
+      const settledOnly = claimed.every((row) => row !== undefined)
+      const requests = batch.map((entry) => entry.request)
+      const written = yield* Effect.exit(
+        settledOnly
+          ? statement(
+              requests,
+              sql.literal("j.id, j.attempts, j.claimed_at, j.run_at, j.failures, j.updated_at, j.finished_at")
+            ).pipe(Effect.flatMap(decodeSettledRows), Effect.mapError(storeError(operation)))
+          : rows(operation, statement(requests, jCols))
       )
-      if (Exit.isFailure(updated)) {
-        const failed = Exit.failCause(updated.cause)
+      if (Exit.isFailure(written)) {
+        const failed = Exit.failCause(written.cause)
         for (const entry of batch) entry.completeUnsafe(failed)
       } else {
-        const byId = new Map(updated.value.map((row) => [row.id, row]))
-        for (const entry of batch) {
+        const byId = new Map<string, SettledRow | JobRow>(written.value.map((row) => [row.id, row]))
+        const reread: Array<LeaseEntry<A>> = []
+        const announced: Array<Pick<JobRow, "queue" | "state" | "run_at" | "updated_at">> = []
+        for (let i = 0; i < batch.length; i++) {
+          const entry = batch[i]!
           const row = byId.get(entry.request.jobId)
-          if (row === undefined) alone.push(entry)
-          else entry.completeUnsafe(Exit.succeed(toJob(row)))
+          if (row === undefined) {
+            later.push(entry)
+            continue
+          }
+          leasedRows.delete(entry.request.jobId)
+          const job = settledOnly
+            ? settledJob(claimed[i], row as SettledRow, patch(entry.request, row as SettledRow))
+            : toJob(row as JobRow)
+          if (job === undefined) {
+            reread.push(entry)
+            continue
+          }
+          announced.push({ queue: job.queue, state: job.state, run_at: job.runAt, updated_at: job.updatedAt })
+          entry.completeUnsafe(Exit.succeed(job))
         }
+        yield* announce(announced)
+        // Written, but not the claim this layer remembered: read what was stored
+        yield* Effect.forEach(
+          reread,
+          (entry) =>
+            Effect.map(Effect.exit(findJob(operation, entry.request.jobId)), (found) =>
+              entry.completeUnsafe(
+                Exit.isFailure(found)
+                  ? Exit.failCause(found.cause)
+                  : Option.isNone(found.value)
+                    ? Exit.fail(new JobNotFound({ jobId: entry.request.jobId }))
+                    : Exit.succeed(toJob(found.value.value))
+              )
+            ),
+          { concurrency: "unbounded", discard: true }
+        )
       }
       yield* Effect.forEach(
-        alone,
-        (entry) =>
-          Effect.exit(completeOne(entry.request.jobId, entry.request.workerId, entry.request.result)).pipe(
-            Effect.map((exit) => entry.completeUnsafe(exit))
-          ),
+        later,
+        (entry) => Effect.map(Effect.exit(alone(entry.request)), (exit) => entry.completeUnsafe(exit)),
         { concurrency: "unbounded", discard: true }
       )
-    })
+    }).pipe(Effect.withSpan(`Queue.${operation}`, { attributes: { jobs: entries.length } }))
+
+  // Concurrent completions outside a transaction share one UPDATE
+  const completeResolver = RequestResolver.make<CompleteCall>((entries) =>
+    mergedWrite(
+      "complete",
+      entries,
+      (requests, returning) => {
+        const input = requests.map((request) => ({
+          id: request.jobId,
+          worker: request.workerId,
+          result: request.result
+        }))
+        return mergedUpdate(
+          input,
+          "id text, worker text, result text",
+          sql`state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
+              updated_at = ${now}, finished_at = ${now}`,
+          sql.literal(""),
+          returning
+        )
+      },
+      (request) => ({ state: "completed", result: JSON.parse(request.result) as Schema.Json, no_result: false }),
+      (request) => completeOne(request.jobId, request.workerId, request.result)
+    )
   ).pipe(RequestResolver.batchN(MAX_BATCH))
 
-  const complete = Effect.fn("Queue.complete")(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
+  const complete = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
     const value = JSON.stringify(yield* prepareResult(result))
     if (yield* inUnit) return yield* completeOne(jobId, workerId, value)
     return yield* Effect.request(CompleteCall({ jobId, workerId, result: value }), completeResolver)
@@ -658,39 +890,90 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       sql`SELECT attempts, max_attempts, ${now} AS now FROM ${jobs} WHERE ${holding(id, workerId)}`
   })
 
-  const fail = Effect.fn("Queue.fail")(function* (
-    jobId: JobId,
-    workerId: AgentId,
-    error: string,
-    options?: FailOptions
-  ) {
+  // Reads the attempt count (the backoff decision needs it), then writes the decision under the same conditions
+  const failOne = (jobId: JobId, workerId: AgentId, message: string, retryable: boolean, draw: number) =>
+    Effect.gen(function* () {
+      const found = yield* findAttempts({ id: jobId, workerId }).pipe(Effect.mapError(storeError("fail")))
+      if (Option.isNone(found)) return yield* refusal("fail", jobId, workerId)
+      const { attempts, max_attempts, now: at } = found.value
+      const decision = Backoff.decide({ attempts, maxAttempts: max_attempts, retryable, now: at, draw }, backoff)
+      // The delay is core's; it starts from the database's clock when the write happens
+      const outcome =
+        decision._tag === "Retry"
+          ? sql`state = 'failed', run_at = ${now} + ${decision.delayMs}`
+          : sql`state = 'dead_lettered', finished_at = ${now}`
+      return yield* leaseOperation(
+        "fail",
+        jobId,
+        workerId,
+        sql`UPDATE ${jobs}
+            SET ${outcome}, lease_worker = NULL, lease_expires_at = NULL, last_error = ${message}::json,
+                failures = failures + 1, updated_at = ${now}
+            WHERE ${holding(jobId, workerId)} AND attempts = ${attempts}
+            RETURNING ${cols}`
+      )
+    })
+
+  // Concurrent failures outside a transaction share one UPDATE, each decided from its claimed row and written
+  // only if the job is still at that attempt
+  const failResolver = RequestResolver.make<FailCall>((entries) =>
+    mergedWrite(
+      "fail",
+      entries,
+      (requests, returning) => {
+        const input = requests.map((request) => ({
+          id: request.jobId,
+          worker: request.workerId,
+          error: request.error,
+          attempts: request.attempts,
+          delay_ms: request.delayMs
+        }))
+        return mergedUpdate(
+          input,
+          "id text, worker text, error text, attempts int, delay_ms float8",
+          sql`state = CASE WHEN r.delay_ms IS NULL THEN 'dead_lettered' ELSE 'failed' END,
+              run_at = CASE WHEN r.delay_ms IS NULL THEN j.run_at ELSE ${now} + r.delay_ms END,
+              finished_at = CASE WHEN r.delay_ms IS NULL THEN ${now} ELSE j.finished_at END,
+              lease_worker = NULL, lease_expires_at = NULL, last_error = r.error::json,
+              failures = j.failures + 1, updated_at = ${now}`,
+          sql`AND j.attempts = r.attempts`,
+          returning
+        )
+      },
+      (request) => ({
+        state: request.delayMs === null ? "dead_lettered" : "failed",
+        last_error: JSON.parse(request.error) as string
+      }),
+      (request) => failOne(request.jobId, request.workerId, request.error, request.retryable, request.draw)
+    )
+  ).pipe(RequestResolver.batchN(MAX_BATCH))
+
+  const fail = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, error: string, options?: FailOptions) {
     const message = JSON.stringify(typeof error === "string" ? error : String(error))
+    const retryable = options?.retryable !== false
     const draw = yield* Random.next
-    const found = yield* findAttempts({ id: jobId, workerId }).pipe(Effect.mapError(storeError("fail")))
-    if (Option.isNone(found)) return yield* refusal("fail", jobId, workerId)
-    const { attempts, max_attempts, now: at } = found.value
+    const held = heldRow(jobId, workerId)
+    if (held === undefined || (yield* inUnit)) return yield* failOne(jobId, workerId, message, retryable, draw)
+    // The claimed row's attempt count is the stored one while the lease is held (the write checks it)
     const decision = Backoff.decide(
-      { attempts, maxAttempts: max_attempts, retryable: options?.retryable !== false, now: at, draw },
+      { attempts: held.attempts, maxAttempts: held.max_attempts, retryable, now: 0, draw },
       backoff
     )
-    // The delay is core's; it starts from the database's clock when the write happens
-    const outcome =
-      decision._tag === "Retry"
-        ? sql`state = 'failed', run_at = ${now} + ${decision.delayMs}`
-        : sql`state = 'dead_lettered', finished_at = ${now}`
-    return yield* leaseOperation(
-      "fail",
-      jobId,
-      workerId,
-      sql`UPDATE ${jobs}
-          SET ${outcome}, lease_worker = NULL, lease_expires_at = NULL, last_error = ${message}::json,
-              failures = failures + 1, updated_at = ${now}
-          WHERE ${holding(jobId, workerId)} AND attempts = ${attempts}
-          RETURNING ${cols}`
+    return yield* Effect.request(
+      FailCall({
+        jobId,
+        workerId,
+        error: message,
+        attempts: held.attempts,
+        delayMs: decision._tag === "Retry" ? decision.delayMs : null,
+        retryable,
+        draw
+      }),
+      failResolver
     )
   })
 
-  const release = Effect.fn("Queue.release")(function* (jobId: JobId, workerId: AgentId) {
+  const release = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
     return yield* leaseOperation(
       "release",
       jobId,

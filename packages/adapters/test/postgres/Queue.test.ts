@@ -342,4 +342,117 @@ describePostgres("Queue on Postgres", () => {
       })
     )
   })
+
+  layer(
+    TestPostgres.layerWith((options) => layerQueue({ ...options, backoff, requeueIntervalMs })),
+    { excludeTestServices: true, timeout: "60 seconds" }
+  )("merged lease-holder writes", (it) => {
+    it.effect(
+      "a batch-claimed job whose lease expired goes to another worker; the merged completions write the rest",
+      () =>
+        Effect.gen(function* () {
+          const queue = yield* Queue
+          const q = queueName("expired-in-batch")
+          const a = worker("a")
+          const b = worker("b")
+          yield* queue.enqueueBatch(Array.from({ length: 5 }, (_, i) => ({ queue: q, payload: { i } })))
+          const claimed = yield* queue.claim({ workerId: a, queues: [q], max: 5, leaseMs: 500 })
+          assert.strictEqual(claimed.length, 5)
+          // All but the last stay leased; the last one's lease runs out while `a` still holds it in its batch
+          const [late, ...kept] = [claimed[4]!, ...claimed.slice(0, 4)]
+          yield* Effect.forEach(kept, (job) => queue.heartbeat(job.id, a, 60_000), { discard: true })
+          let taken: ReadonlyArray<Job> = []
+          while (taken.length === 0) {
+            yield* Effect.sleep(100)
+            taken = yield* queue.claim({ workerId: b, queues: [q], max: 5 })
+          }
+          assert.deepStrictEqual(
+            taken.map((job) => job.id),
+            [late.id]
+          )
+          // `a` completes its whole batch at once: one merged statement, each job under its own lease
+          const outcomes = yield* Effect.forEach(
+            claimed,
+            (job) => Effect.exit(queue.complete(job.id, a, { by: "a" })),
+            {
+              concurrency: "unbounded"
+            }
+          )
+          for (const [i, exit] of outcomes.entries()) {
+            const job = claimed[i]!
+            if (job.id === late.id) {
+              assert.isTrue(exit._tag === "Failure")
+              const error = yield* Effect.flip(Effect.suspend(() => exit))
+              assert.strictEqual(error._tag, "LeaseLost")
+              if (error._tag === "LeaseLost") assert.strictEqual(error.reason, "held_by_other")
+            } else {
+              assert.isTrue(exit._tag === "Success")
+              // what the merged write returns is what was stored
+              if (exit._tag === "Success") assert.deepStrictEqual(exit.value, yield* queue.get(job.id))
+            }
+          }
+          const mine = yield* queue.complete(late.id, b, { by: "b" })
+          assert.deepStrictEqual(mine.result, { by: "b" })
+          assert.strictEqual(mine.attempts, 2)
+        })
+    )
+
+    it.effect("merged heartbeats extend every live lease in one go and refuse the others, each with its reason", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = queueName("merged-heartbeat")
+        const a = worker("a")
+        const b = worker("b")
+        yield* queue.enqueueBatch(Array.from({ length: 4 }, (_, i) => ({ queue: q, payload: { i } })))
+        const mine = yield* queue.claim({ workerId: a, queues: [q], max: 3, leaseMs: 1_000 })
+        const [theirs] = yield* queue.claim({ workerId: b, queues: [q], max: 1 })
+        const beats = yield* Effect.forEach(
+          [...mine, theirs!],
+          (job) => Effect.exit(queue.heartbeat(job.id, a, 60_000)),
+          { concurrency: "unbounded" }
+        )
+        for (const [i, job] of mine.entries()) {
+          const beat = beats[i]!
+          assert.isTrue(beat._tag === "Success")
+          if (beat._tag === "Success") {
+            assert.deepStrictEqual(beat.value, yield* queue.get(job.id))
+            assert.isAbove(beat.value.lease!.expiresAt, job.lease!.expiresAt + 30_000)
+          }
+        }
+        const refused = yield* Effect.flip(Effect.suspend(() => beats[3]!))
+        assert.strictEqual(refused._tag, "LeaseLost")
+        if (refused._tag === "LeaseLost") assert.strictEqual(refused.reason, "held_by_other")
+      })
+    )
+
+    it.effect("merged failures return the jobs as stored: retried, dead-lettered, or refused at a stale attempt", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = queueName("merged-fail")
+        const a = worker("a")
+        yield* queue.enqueueBatch([
+          { queue: q, payload: "retry" },
+          { queue: q, payload: "dead", maxAttempts: 1 },
+          { queue: q, payload: "permanent" }
+        ])
+        const claimed = yield* queue.claim({ workerId: a, queues: [q], max: 3 })
+        assert.strictEqual(claimed.length, 3)
+        const failed = yield* Effect.forEach(
+          claimed,
+          (job) => queue.fail(job.id, a, `failed ${String(job.payload)}`, { retryable: job.payload !== "permanent" }),
+          { concurrency: "unbounded" }
+        )
+        for (const job of failed) assert.deepStrictEqual(job, yield* queue.get(job.id))
+        const byPayload = new Map(failed.map((job) => [job.payload, job]))
+        assert.strictEqual(byPayload.get("retry")!.state, "failed")
+        assert.isAbove(byPayload.get("retry")!.runAt, byPayload.get("retry")!.updatedAt)
+        assert.strictEqual(byPayload.get("dead")!.state, "dead_lettered")
+        assert.strictEqual(byPayload.get("permanent")!.state, "dead_lettered")
+        assert.strictEqual(byPayload.get("permanent")!.lastError, "failed permanent")
+        // failing again (the lease is gone) is refused, also when merged
+        const again = yield* Effect.flip(queue.fail(claimed[0]!.id, a, "again"))
+        assert.strictEqual(again._tag, "LeaseLost")
+      })
+    )
+  })
 })
