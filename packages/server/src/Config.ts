@@ -26,7 +26,7 @@
  * | `MANDATE_JWT_MAX_LIFETIME` | `1 day` | longest a JWT may live (`exp` is required; `exp − iat`, or `exp − now` without `iat`) |
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
  * | `MANDATE_REMOTE_STEPS` | | step types run by remote agents, `type:pool,…` (e.g. `onchain_action:signers`) |
- * | `MANDATE_POOL_PRINCIPALS` | | who may serve each remote pool, `pool:principal+principal,…` (other pools: any agent) |
+ * | `MANDATE_POOL_PRINCIPALS` | | who may serve each remote pool, `pool:principal+principal,…` (none named: admins only) |
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_CORS_ORIGINS` | | origins whose pages may call the API (`https://ops.example.com,…` or `*`); CORS is off without it |

@@ -153,6 +153,15 @@ const announce = (details: Record<string, unknown>) =>
     })
   )
 
+// The remote pools of `MANDATE_REMOTE_STEPS`, each also served by development mode's `agent` principal
+const withDevelopmentAgent = (config: ServerConfig) => {
+  const out: { [pool: string]: ReadonlyArray<string> } = { ...config.poolPrincipals }
+  for (const pool of new Set(Object.values(config.remoteSteps))) {
+    out[pool] = [...new Set([...(out[pool] ?? []), "agent"])]
+  }
+  return out
+}
+
 /**
  * The whole server from the environment (`ServerConfig`): stores, anchor, credentials, rate limits, the Node
  * HTTP server. Release it (SIGTERM) and it stops accepting connections, lets requests and running steps finish
@@ -195,7 +204,8 @@ export const layerConfig = Layer.unwrap(
           ? {}
           : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } },
       remoteSteps: config.remoteSteps,
-      poolPrincipals: config.poolPrincipals,
+      // Development mode's agent serves every configured remote pool (a configured server names its own)
+      poolPrincipals: development ? withDevelopmentAgent(config) : config.poolPrincipals,
       runtime: {
         workers: config.workerConcurrency > 0,
         concurrency: Math.max(1, config.workerConcurrency),
