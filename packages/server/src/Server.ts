@@ -45,6 +45,8 @@ export interface AppOptions {
   readonly maxBodyBytes?: number | undefined
   /** Deepest nesting of objects and arrays in a JSON body (default 64). */
   readonly maxJsonDepth?: number | undefined
+  /** Most JSON values in a body (`MANDATE_MAX_JSON_VALUES`, default 100,000). */
+  readonly maxJsonValues?: number | undefined
   /** Requests per principal per window (default 600 per minute). */
   readonly rateLimit?: RateLimitOptions | undefined
   /** How often a task event stream sends a `keepalive` event (default 15 s; zero: never). */
@@ -89,7 +91,7 @@ export const layerRoutes = (options?: AppOptions) => {
     options?.console === false ? Layer.empty : Console.layer(options?.console),
     corsOrigins.length === 0 ? Layer.empty : layerCors(corsOrigins),
     options?.mcp === false ? Layer.empty : Mcp.layerHttp({ ...options?.mcp, rateLimit: options?.rateLimit }),
-    Requests.layer({ maxBodyBytes, maxJsonDepth: options?.maxJsonDepth })
+    Requests.layer({ maxBodyBytes, maxJsonDepth: options?.maxJsonDepth, maxJsonValues: options?.maxJsonValues })
   )
 }
 
@@ -228,6 +230,7 @@ export const layerConfig = Layer.unwrap(
       corsOrigins: config.corsOrigins,
       maxBodyBytes: config.maxBodyBytes,
       maxJsonDepth: config.maxJsonDepth,
+      maxJsonValues: config.maxJsonValues,
       rateLimit: { limit: config.rateLimit, window: config.rateWindow },
       sseKeepAlive: config.sseKeepAlive,
       shuttingDown: draining.await
