@@ -34,7 +34,7 @@ import * as Canonical from "./Canonical.ts"
 import { type AgentId, type JobId, makeTaskId, type StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import * as Flow from "./internal/taskFlow.ts"
-import { isReservedQueue, type Job, poolQueue, QueueName, reservedQueuePrefix } from "./Job.ts"
+import { isReservedPool, isReservedQueue, type Job, poolQueue, QueueName, reservedQueuePrefix } from "./Job.ts"
 import { type EntryInput, Ledger } from "./Ledger.ts"
 import type { LedgerStoreError } from "./LedgerStore.ts"
 import type { Plan } from "./Plan.ts"
@@ -170,6 +170,8 @@ export interface RemoteExecution {
       readonly waitMs?: number | undefined
       /** Recorded on `step.started` as the entry's principal. */
       readonly principal?: Principal | undefined
+      /** Ends the wait early (answering what is claimed, maybe nothing): e.g. the server's shutdown. */
+      readonly until?: Effect.Effect<void> | undefined
     }
   ) => Effect.Effect<ReadonlyArray<ClaimedStep>, InvalidInput | StoreError>
   /** Extends the lease to now + `extendMs`; answers when it now expires. */
@@ -472,6 +474,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
   for (const h of handlers.all) {
     if (h.pool === undefined) continue
     const name = poolQueue(h.pool)
+    if (isReservedPool(h.pool)) {
+      return yield* InvalidInput.at(
+        `$.handlers[${JSON.stringify(h.type)}].pool`,
+        `Expected a pool outside the runtime's (default, ${reservedQueuePrefix}*)`
+      )
+    }
     if (!Schema.is(QueueName)(name)) {
       return yield* InvalidInput.at(
         `$.handlers[${JSON.stringify(h.type)}].pool`,
@@ -1212,12 +1220,17 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           .wakeups({ queues: [poolQueue(pool)] })
           .pipe(Effect.catch(() => Effect.succeed(Effect.never)))
         const deadline = (yield* Clock.currentTimeMillis) + waitMs
+        const until = Effect.as(claimOptions?.until ?? Effect.never, true)
         let offered = yield* claimOnce
         while (offered.length === 0) {
           const left = deadline - (yield* Clock.currentTimeMillis)
           if (left <= 0) break
           // Delayed steps and retries coming due send no wake-up: look again at least every second
-          yield* Effect.raceFirst(next, Effect.sleep(Math.min(left, 1_000)))
+          const ended = yield* Effect.raceFirst(
+            Effect.as(Effect.raceFirst(next, Effect.sleep(Math.min(left, 1_000))), false),
+            until
+          )
+          if (ended) break
           offered = yield* claimOnce
         }
         return offered
