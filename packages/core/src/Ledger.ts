@@ -108,8 +108,9 @@ export type AppendReceipt = typeof AppendReceipt.Type
 /**
  * Which check found stored data that no longer matches: `missing` (no entry at this seq), `seq` (an entry out
  * of place), `payloadHash` (payload vs its hash), `prevHash` (chain link), `entryHash` (entry vs its hash),
- * `node` (a Merkle node vs its children, its leaf or the entries it covers), `head` (the head record vs the last
- * entry), `checkpoint` (a signed checkpoint vs the tree, or its signature), `anchor` (a checkpoint's anchor
+ * `taskPrevHash` (an entry's per-task link, entry format 2, vs the hash of the task's previous entry), `node` (a
+ * Merkle node vs its children, its leaf or the entries it covers), `head` (the head record vs the last entry),
+ * `checkpoint` (a signed checkpoint vs the tree, or its signature), `anchor` (a checkpoint's anchor
  * receipt vs the chain).
  *
  * @category models
@@ -121,6 +122,7 @@ export const TamperCheck = Schema.Literals([
   "payloadHash",
   "prevHash",
   "entryHash",
+  "taskPrevHash",
   "node",
   "head",
   "checkpoint",

@@ -4,12 +4,17 @@
  * version (the SHA-256 of its canonical JSON): `policy.published`, `policy.activated`. A configured policy adopted
  * at start (`adoptConfigured`) writes the same `policy.activated` entry through the same function.
  *
+ * A change and its entry are one `UnitOfWork`: on memory and Postgres either both are written or neither (a
+ * failed append leaves no published or activated version). The Redis `PolicyStore` does not enlist in a unit
+ * (each of its writes is one script of its own), so there a failed append after the store's write leaves the
+ * change without its entry. `activations` lists every activation from the `policy.activated` entries.
+ *
  * Tasks stay pinned to the version they were planned under: their plans hold every decision with its version,
  * and approvals bind to it, so activating another version changes only tasks planned afterwards.
  *
  * @since 0.1.0
  */
-import { Clock, Context, Effect, Layer, Option, Schema } from "effect"
+import { Clock, Context, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { PolicyVersion } from "./Ids.ts"
 import type { InvalidInput } from "./InvalidInput.ts"
 import { Ledger } from "./Ledger.ts"
@@ -19,6 +24,7 @@ import { PolicyStore, type PolicyStoreError, type StoredPolicySet, UnknownPolicy
 import { hasRole, type Principal } from "./Principal.ts"
 import { Forbidden } from "./Runtime.ts"
 import { TaskStore, type TaskStoreError } from "./TaskStore.ts"
+import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
 
 /**
  * A step of a recent task whose decision would differ under the proposed set.
@@ -94,6 +100,35 @@ export interface PolicyActivation {
 }
 
 /**
+ * One activation as its `policy.activated` ledger entry records it: which version replaced which, who did it
+ * (`by`: a principal's id, or `configuration` for a set adopted at start), when, and the entry that proves it.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PolicyActivationRecord = Schema.Struct({
+  version: Schema.String,
+  previous: Schema.String,
+  name: Schema.String,
+  by: Schema.String,
+  rollback: Schema.Boolean,
+  at: Schema.Number,
+  seq: Schema.Int,
+  entryHash: Schema.String
+})
+export type PolicyActivationRecord = typeof PolicyActivationRecord.Type
+
+// The payload `activateVersion` writes; an entry whose payload is not one (or is not stored) is left out
+const ActivatedPayload = Schema.Struct({
+  version: Schema.String,
+  previous: Schema.String,
+  name: Schema.String,
+  by: Schema.String,
+  rollback: Schema.optional(Schema.Boolean)
+})
+const decodeActivated = Schema.decodeUnknownOption(ActivatedPayload)
+
+/**
  * @category models
  * @since 0.1.0
  */
@@ -117,6 +152,7 @@ export type PolicyAdminError =
   | PolicyStoreError
   | LedgerStoreError
   | TaskStoreError
+  | UnitOfWorkError
 
 /**
  * @category services
@@ -127,6 +163,13 @@ export class PolicyAdmin extends Context.Service<
   {
     /** Every published version, newest first (admins and auditors). */
     readonly versions: (principal: Principal) => Effect.Effect<ReadonlyArray<StoredPolicySet>, PolicyAdminError>
+    /**
+     * Every activation, oldest first, read from the ledger's `policy.activated` entries (admins and auditors).
+     * The first call reads the whole ledger; later calls read only the entries appended since.
+     */
+    readonly activations: (
+      principal: Principal
+    ) => Effect.Effect<ReadonlyArray<PolicyActivationRecord>, PolicyAdminError>
     /**
      * Decodes `input` as a policy set (every bad field reported with its JSON path), evaluates recent tasks under
      * it, and unless `dryRun` publishes it with a `policy.published` entry (publishing a known version again
@@ -147,12 +190,13 @@ export class PolicyAdmin extends Context.Service<
    * @category layers
    * @since 0.1.0
    */
-  static readonly layer: Layer.Layer<PolicyAdmin, never, PolicyStore | Ledger | TaskStore> = Layer.effect(
+  static readonly layer: Layer.Layer<PolicyAdmin, never, PolicyStore | Ledger | TaskStore | UnitOfWork> = Layer.effect(
     PolicyAdmin,
     Effect.gen(function* () {
       const store = yield* PolicyStore
       const ledger = yield* Ledger
       const tasks = yield* TaskStore
+      const uow = yield* UnitOfWork
 
       const requireRole = (principal: Principal, roles: ReadonlyArray<"admin" | "auditor">, action: string) =>
         roles.some((role) => hasRole(principal, role))
@@ -210,10 +254,43 @@ export class PolicyAdmin extends Context.Service<
         return { examined, changed: changedTasks.length, tasks: changedTasks } satisfies PolicyImpact
       })
 
+      // The activations read so far and where the scan stopped: entries never change, so only new ones are read
+      const seen: { next: number; readonly activations: Array<PolicyActivationRecord> } = { next: 0, activations: [] }
+      const scanLock = yield* Semaphore.make(1)
+      const scan = scanLock.withPermits(1)(
+        Effect.gen(function* () {
+          for (;;) {
+            const page = yield* ledger.entries({ from: seen.next, limit: 1000 })
+            for (const entry of page) {
+              if (entry.kind !== "policy.activated") continue
+              const payload = decodeActivated(entry.payload)
+              if (Option.isNone(payload)) continue
+              seen.activations.push({
+                version: payload.value.version,
+                previous: payload.value.previous,
+                name: payload.value.name,
+                by: payload.value.by,
+                rollback: payload.value.rollback === true,
+                at: entry.at,
+                seq: entry.seq,
+                entryHash: entry.entryHash
+              })
+            }
+            if (page.length === 0) return seen.activations.slice()
+            seen.next = page[page.length - 1]!.seq + 1
+          }
+        })
+      )
+
       return PolicyAdmin.of({
         versions: Effect.fn("PolicyAdmin.versions")(function* (principal: Principal) {
           yield* requireRole(principal, ["admin", "auditor"], "read policy versions")
           return yield* store.list
+        }),
+        activations: Effect.fn("PolicyAdmin.activations")(function* (principal: Principal) {
+          yield* requireRole(principal, ["admin", "auditor"], "read policy activations")
+          // In a unit: on memory, no unit's entries are read half-way (they could still be rolled back)
+          return yield* uow.run(scan)
         }),
         propose: Effect.fn("PolicyAdmin.propose")(function* (
           input: unknown,
@@ -233,12 +310,16 @@ export class PolicyAdmin extends Context.Service<
           const base = { version, set, new: Option.isNone(known), activeVersion: active.version, impact }
           if (options?.dryRun) return base
           if (Option.isSome(known)) return { ...base, stored: known.value }
-          const stored = yield* store.publish(set)
-          yield* ledger.append({
-            kind: "policy.published",
-            principal,
-            payload: { version: stored.version, name: set.name, rules: set.rules.length, by: principal.id }
-          })
+          // The set and its entry together, or neither
+          const stored = yield* uow.run(
+            Effect.tap(store.publish(set), (stored) =>
+              ledger.append({
+                kind: "policy.published",
+                principal,
+                payload: { version: stored.version, name: set.name, rules: set.rules.length, by: principal.id }
+              })
+            )
+          )
           return { ...base, stored }
         }),
         activate: Effect.fn("PolicyAdmin.activate")(function* (versionInput: string, principal: Principal) {
@@ -248,7 +329,8 @@ export class PolicyAdmin extends Context.Service<
           )
           return yield* activateVersion(version, { by: principal.id, principal }).pipe(
             Effect.provideService(PolicyStore, store),
-            Effect.provideService(Ledger, ledger)
+            Effect.provideService(Ledger, ledger),
+            Effect.provideService(UnitOfWork, uow)
           )
         })
       })
@@ -258,7 +340,9 @@ export class PolicyAdmin extends Context.Service<
 
 /**
  * Activates a published version and records the change: the one path for an admin's activation and a configured
- * policy adopted at start. Nothing is written when the version already is active.
+ * policy adopted at start. Nothing is written when the version already is active. The pointer and its
+ * `policy.activated` entry are one unit of work: when the entry cannot be appended, the version is not active
+ * (on stores that enlist in the unit: memory and Postgres, not Redis; see the module comment).
  *
  * @category constructors
  * @since 0.1.0
@@ -268,9 +352,14 @@ export const activateVersion = (
   who: { readonly by: string; readonly principal?: Principal | undefined }
 ): Effect.Effect<
   PolicyActivation,
-  UnknownPolicyVersion | PolicyStoreError | LedgerStoreError | InvalidInput,
-  PolicyStore | Ledger
-> =>
+  UnknownPolicyVersion | PolicyStoreError | LedgerStoreError | InvalidInput | UnitOfWorkError,
+  PolicyStore | Ledger | UnitOfWork
+> => UnitOfWork.use((uow) => uow.run(activateInUnit(version, who)))
+
+const activateInUnit = (
+  version: PolicyVersion,
+  who: { readonly by: string; readonly principal?: Principal | undefined }
+) =>
   Effect.gen(function* () {
     const store = yield* PolicyStore
     const ledger = yield* Ledger
@@ -295,7 +384,7 @@ export const activateVersion = (
     yield* Effect.logInfo(
       `policy "${active.set.name}" (${version.slice(0, 12)}…) activated by ${who.by}, replacing ${current.version.slice(0, 12)}…`
     )
-    return { active, previous: current.version, rollback }
+    return { active, previous: current.version, rollback } satisfies PolicyActivation
   })
 
 /**
@@ -309,13 +398,17 @@ export const adoptConfigured = (
   set: PolicySet.PolicySet
 ): Effect.Effect<
   PolicyActivation,
-  UnknownPolicyVersion | PolicyStoreError | LedgerStoreError | InvalidInput,
-  PolicyStore | Ledger
+  UnknownPolicyVersion | PolicyStoreError | LedgerStoreError | InvalidInput | UnitOfWorkError,
+  PolicyStore | Ledger | UnitOfWork
 > =>
   Effect.gen(function* () {
     const store = yield* PolicyStore
     const current = yield* store.active
     if (current.version === PolicySet.version(set)) return { active: current, rollback: false }
-    const published = yield* store.publish(set)
-    return yield* activateVersion(published.version, { by: "configuration" })
+    // Published in the same unit as its activation: a failed entry leaves neither behind
+    return yield* UnitOfWork.use((uow) =>
+      uow.run(
+        Effect.flatMap(store.publish(set), (published) => activateInUnit(published.version, { by: "configuration" }))
+      )
+    )
   })

@@ -4,10 +4,11 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Effect, Layer, Schema, SynchronizedRef } from "effect"
+import { Clock, Context, Effect, Layer, Schema } from "effect"
 import { PolicyVersion } from "./Ids.ts"
 import { PolicySet, version as versionOf } from "./PolicySet.ts"
 import { defaultPolicySet } from "./Seed.ts"
+import { UnitOfWork } from "./UnitOfWork.ts"
 
 /**
  * A published policy set.
@@ -79,41 +80,56 @@ export class PolicyStore extends Context.Service<
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         const first: StoredPolicySet = { version: versionOf(initial), set: initial, publishedAt: now, active: true }
-        const state = yield* SynchronizedRef.make({
-          activeVersion: first.version,
-          sets: new Map<PolicyVersion, Omit<StoredPolicySet, "active">>([[first.version, first]])
-        })
-        const view = (s: { readonly activeVersion: PolicyVersion }, stored: Omit<StoredPolicySet, "active">) => ({
+        // Every operation reads and writes it synchronously, so each is atomic; inside a `UnitOfWork` a write
+        // registers its undo, so a unit that fails (say, its ledger entry could not be appended) leaves no
+        // published or activated version behind
+        let state: {
+          readonly activeVersion: PolicyVersion
+          readonly sets: ReadonlyMap<PolicyVersion, Omit<StoredPolicySet, "active">>
+        } = { activeVersion: first.version, sets: new Map([[first.version, first]]) }
+        const view = (stored: Omit<StoredPolicySet, "active">): StoredPolicySet => ({
           ...stored,
-          active: stored.version === s.activeVersion
+          active: stored.version === state.activeVersion
         })
         return PolicyStore.of({
           publish: (set) =>
             Effect.flatMap(Clock.currentTimeMillis, (publishedAt) =>
-              SynchronizedRef.modify(state, (s) => {
+              Effect.suspend(() => {
                 const version = versionOf(set)
-                const existing = s.sets.get(version)
-                if (existing) return [view(s, existing), s]
+                const existing = state.sets.get(version)
+                if (existing) return Effect.succeed(view(existing))
                 const stored = { version, set, publishedAt }
-                return [view(s, stored), { ...s, sets: new Map(s.sets).set(version, stored) }]
+                state = { ...state, sets: new Map(state.sets).set(version, stored) }
+                return Effect.as(
+                  UnitOfWork.onRollback(() => {
+                    const sets = new Map(state.sets)
+                    sets.delete(version)
+                    state = { ...state, sets }
+                  }),
+                  view(stored)
+                )
               })
             ),
           activate: (version) =>
-            SynchronizedRef.modifyEffect(state, (s) => {
-              const stored = s.sets.get(version)
+            Effect.suspend(() => {
+              const stored = state.sets.get(version)
               if (!stored) return Effect.fail(new UnknownPolicyVersion({ version }))
-              const next = { ...s, activeVersion: version }
-              return Effect.succeed([view(next, stored), next] as const)
+              const previous = state.activeVersion
+              state = { ...state, activeVersion: version }
+              return Effect.as(
+                UnitOfWork.onRollback(() => {
+                  if (state.activeVersion === version) state = { ...state, activeVersion: previous }
+                }),
+                view(stored)
+              )
             }),
-          active: Effect.map(SynchronizedRef.get(state), (s) => view(s, s.sets.get(s.activeVersion)!)),
+          active: Effect.sync(() => view(state.sets.get(state.activeVersion)!)),
           get: (version) =>
-            Effect.flatMap(SynchronizedRef.get(state), (s) => {
-              const stored = s.sets.get(version)
-              return stored ? Effect.succeed(view(s, stored)) : Effect.fail(new UnknownPolicyVersion({ version }))
+            Effect.suspend(() => {
+              const stored = state.sets.get(version)
+              return stored ? Effect.succeed(view(stored)) : Effect.fail(new UnknownPolicyVersion({ version }))
             }),
-          list: Effect.map(SynchronizedRef.get(state), (s) =>
-            [...s.sets.values()].reverse().map((stored) => view(s, stored))
-          )
+          list: Effect.sync(() => [...state.sets.values()].reverse().map(view))
         })
       })
     )

@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import {
+  Anchor,
   adoptConfigured,
   Ledger,
+  LedgerStoreError,
   Mandate,
   PolicyAdmin,
   PolicySet,
@@ -10,9 +12,11 @@ import {
   Queue,
   QueueAdmin,
   Runtime,
-  Seed
+  Seed,
+  TaskStore,
+  UnitOfWork
 } from "@mandate/core"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { admin, alice, walletA, walletB } from "./utils/fixtures.ts"
 
 const auditor = Principal.make("audra", ["auditor"])
@@ -34,6 +38,7 @@ describe("PolicyAdmin", () => {
         assert.strictEqual(activation._tag, "Forbidden")
       }
       assert.strictEqual((yield* Effect.flip(policyAdmin.versions(alice)))._tag, "Forbidden")
+      assert.strictEqual((yield* Effect.flip(policyAdmin.activations(alice)))._tag, "Forbidden")
       assert.lengthOf(yield* policyAdmin.versions(auditor), 1)
     }).pipe(Effect.provide(Mandate.layerMemory({ runtime: { workers: false } })))
   )
@@ -77,6 +82,39 @@ describe("PolicyAdmin", () => {
             ["policy.activated", PolicySet.version(Seed.defaultPolicySet), "root"]
           ]
         )
+        // The activation history, from those entries: who, which version, when
+        const activations = yield* policyAdmin.activations(auditor)
+        const activated = kinds.filter((e) => e.kind === "policy.activated")
+        assert.deepStrictEqual(activations, [
+          {
+            version: published.version,
+            previous: PolicySet.version(Seed.defaultPolicySet),
+            name: "frozen",
+            by: "root",
+            rollback: false,
+            at: activated[0]!.at,
+            seq: activated[0]!.seq,
+            entryHash: activated[0]!.entryHash
+          },
+          {
+            version: PolicySet.version(Seed.defaultPolicySet),
+            previous: published.version,
+            name: Seed.defaultPolicySet.name,
+            by: "root",
+            rollback: true,
+            at: activated[1]!.at,
+            seq: activated[1]!.seq,
+            entryHash: activated[1]!.entryHash
+          }
+        ])
+        // read again, only newer entries are scanned: the same answer, then the next activation added
+        assert.deepStrictEqual(yield* policyAdmin.activations(admin), activations)
+        yield* policyAdmin.activate(published.version, admin)
+        const again = yield* policyAdmin.activations(admin)
+        assert.lengthOf(again, 3)
+        assert.deepStrictEqual(again.slice(0, 2), activations)
+        assert.strictEqual(again[2]!.version, published.version)
+
         const unknown = yield* Effect.flip(policyAdmin.activate("not-a-version", admin))
         assert.strictEqual(unknown._tag, "UnknownPolicyVersion")
       }).pipe(Effect.provide(Mandate.layerMemory({ runtime: { workers: false } })))
@@ -93,6 +131,63 @@ describe("PolicyAdmin", () => {
       assert.strictEqual((activations[0]!.payload as { by: string }).by, "configuration")
       assert.strictEqual((yield* (yield* PolicyStore).active).version, PolicySet.version(frozen))
     }).pipe(Effect.provide(Mandate.layerMemory({ runtime: { workers: false } })))
+  )
+})
+
+// Memory stores whose ledger refuses every append while `refuse.on` is set (a full disk, a lost connection)
+const refuse = { on: false }
+const failingLedger = Layer.effect(
+  Ledger,
+  Effect.map(Effect.service(Ledger), (ledger) =>
+    Ledger.of({
+      ...ledger,
+      append: (entry) =>
+        refuse.on ? Effect.fail(new LedgerStoreError({ operation: "append", cause: "refused" })) : ledger.append(entry)
+    })
+  )
+).pipe(Layer.provide(Ledger.layerMemory()), Layer.provide(Anchor.layerNone))
+const unreliable = PolicyAdmin.layer.pipe(
+  Layer.provideMerge(
+    Layer.mergeAll(PolicyStore.layerMemory(), failingLedger, TaskStore.layerMemory, UnitOfWork.layerMemory)
+  )
+)
+
+describe("PolicyAdmin: a change and its ledger entry are one unit", () => {
+  it.effect("a failing ledger append leaves no activated or published version behind", () =>
+    Effect.gen(function* () {
+      const policyAdmin = yield* PolicyAdmin
+      const store = yield* PolicyStore
+      const ledger = yield* Ledger
+      const seed = PolicySet.version(Seed.defaultPolicySet)
+      const published = yield* policyAdmin.propose(frozen, admin)
+      const entries = yield* ledger.size
+
+      refuse.on = true
+      const failed = yield* Effect.flip(policyAdmin.activate(published.version, admin))
+      assert.strictEqual(failed._tag, "LedgerStoreError")
+      assert.strictEqual((yield* store.active).version, seed)
+      assert.isFalse((yield* store.get(published.version)).active)
+      const other = { ...frozen, name: "other" }
+      assert.strictEqual((yield* Effect.flip(policyAdmin.propose(other, admin)))._tag, "LedgerStoreError")
+      assert.strictEqual((yield* Effect.flip(store.get(PolicySet.version(other))))._tag, "UnknownPolicyVersion")
+      assert.strictEqual((yield* Effect.flip(adoptConfigured(other)))._tag, "LedgerStoreError")
+      assert.strictEqual((yield* Effect.flip(store.get(PolicySet.version(other))))._tag, "UnknownPolicyVersion")
+      assert.strictEqual((yield* store.active).version, seed)
+      assert.strictEqual(yield* ledger.size, entries)
+
+      // Once the ledger takes entries again, the same activation goes through, entry and all
+      refuse.on = false
+      assert.strictEqual((yield* policyAdmin.activate(published.version, admin)).previous, seed)
+      assert.strictEqual((yield* store.active).version, published.version)
+      assert.strictEqual(yield* ledger.size, entries + 1)
+    }).pipe(
+      Effect.ensuring(
+        Effect.sync(() => {
+          refuse.on = false
+        })
+      ),
+      Effect.provide(unreliable)
+    )
   )
 })
 

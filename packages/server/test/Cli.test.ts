@@ -225,12 +225,23 @@ layer(Layer.merge(serverLayer(memoryServices()), LedgerStore.layerMemory), {
         assert.strictEqual(stale.status, 409)
 
         const history = json(yield* mandate(["policy", "history", "--json"], { token: tokens.carol }))
-        assert.strictEqual(history.find((v: any) => v.active).version, published.version)
+        assert.strictEqual(history.versions.find((v: any) => v.active).version, published.version)
         const rolledBack = json(
           yield* mandate(["policy", "activate", active.version.slice(0, 10), "--json"], { token: tokens.root })
         )
         assert.isTrue(rolledBack.rollback)
         assert.strictEqual(rolledBack.active.version, active.version)
+        // Who activated which version when, from the ledger's policy.activated entries, oldest first
+        const after = json(yield* mandate(["policy", "history", "--json"], { token: tokens.carol }))
+        const [activated, rollback] = after.activations.slice(-2)
+        assert.deepInclude(activated, { version: published.version, previous: active.version, rollback: false })
+        assert.deepInclude(rollback, { version: active.version, previous: published.version, rollback: true })
+        assert.strictEqual(activated.by, rollback.by)
+        assert.isBelow(activated.seq, rollback.seq)
+        assert.isAtMost(activated.at, rollback.at)
+        const table = yield* mandate(["policy", "history"], { token: tokens.carol })
+        assert.include(table.stdout, "ACTIVATED")
+        assert.include(table.stdout, "(rollback)")
       }),
     slow
   )

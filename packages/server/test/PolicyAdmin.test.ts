@@ -24,9 +24,9 @@ const ledgerEntries = (kind: string) =>
     // Policy entries belong to no task: read them from the ledger listing (small in a test)
     const reply = yield* call("GET", "/ledger/entries?limit=1000", { token: tokens.carol })
     assert.strictEqual(reply.status, 200, reply.text)
-    return (reply.body.entries as ReadonlyArray<{ kind: string; payload?: any; principal?: any }>).filter(
-      (e) => e.kind === kind
-    )
+    return (
+      reply.body.entries as ReadonlyArray<{ kind: string; payload?: any; principal?: any; [field: string]: any }>
+    ).filter((e) => e.kind === kind)
   })
 
 const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.Readiness, E>) =>
@@ -162,6 +162,24 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
             [published.body.version, seed.body.version],
             [seed.body.version, published.body.version]
           ])
+          // and GET /policy/versions shows that history: who activated which version when, with its entry
+          const history = yield* call("GET", "/policy/versions", { token: tokens.carol })
+          assert.strictEqual(history.status, 200, history.text)
+          const shown = history.body.activations.slice(-2)
+          const entries = activations.slice(-2)
+          assert.deepStrictEqual(
+            shown,
+            entries.map((e) => ({
+              version: e.payload.version,
+              previous: e.payload.previous,
+              name: e.payload.name,
+              by: "root",
+              rollback: e.payload.version === seed.body.version,
+              at: e.at,
+              seq: e.seq,
+              entry_hash: e.entry_hash
+            }))
+          )
         })
     )
 

@@ -1,8 +1,14 @@
 import { assert, layer } from "@effect/vitest"
-import { layerPolicyStore, makePolicyStore } from "@mandate/adapters/postgres"
-import { PolicySet, PolicyStore, Seed } from "@mandate/core"
+import {
+  layerLedgerStore,
+  layerPolicyStore,
+  layerTaskStore,
+  layerUnitOfWork,
+  makePolicyStore
+} from "@mandate/adapters/postgres"
+import { Anchor, Ledger, LedgerStoreError, PolicyAdmin, PolicySet, PolicyStore, Principal, Seed } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/policyStore"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { describePostgres, TestPostgres } from "../utils/TestPostgres.ts"
 
@@ -124,6 +130,61 @@ describePostgres("PolicyStore on Postgres", () => {
         const error = yield* Effect.flip(makePolicyStore({ schema: "mandate_test_missing_schema" }))
         assert.strictEqual(error._tag, "PolicyStoreError")
         assert.strictEqual((error as { operation: string }).operation, "initialize")
+      })
+    )
+  })
+
+  // A ledger whose append fails after its entry was written, while `refuse.on` is set
+  const refuse = { on: false }
+  const failingLedger = Layer.effect(
+    Ledger,
+    Effect.map(Effect.service(Ledger), (ledger) =>
+      Ledger.of({
+        ...ledger,
+        append: (entry) =>
+          Effect.flatMap(ledger.append(entry), (receipt) =>
+            refuse.on
+              ? Effect.fail(new LedgerStoreError({ operation: "append", cause: "refused" }))
+              : Effect.succeed(receipt)
+          )
+      })
+    )
+  )
+  const adminLayer = TestPostgres.layerWith((options) =>
+    PolicyAdmin.layer.pipe(
+      Layer.provideMerge(
+        Layer.mergeAll(
+          layerPolicyStore(options),
+          failingLedger.pipe(
+            Layer.provide(Ledger.layer()),
+            Layer.provide(Layer.mergeAll(layerLedgerStore(options), Anchor.layerNone))
+          ),
+          layerTaskStore(options),
+          layerUnitOfWork
+        )
+      )
+    )
+  )
+  layer(adminLayer)("policy administration in one transaction", (it) => {
+    it.effect("a failing ledger append leaves neither the activation nor its entry behind", () =>
+      Effect.gen(function* () {
+        const admin = yield* PolicyAdmin
+        const store = yield* PolicyStore
+        const ledger = yield* Ledger
+        const root = Principal.make("root", ["admin"])
+        const published = yield* admin.propose({ name: "pg-unit", rules: [] }, root)
+        const seed = PolicySet.version(Seed.defaultPolicySet)
+        const size = yield* ledger.size
+        refuse.on = true
+        const failed = yield* Effect.flip(admin.activate(published.version, root))
+        refuse.on = false
+        assert.strictEqual(failed._tag, "LedgerStoreError")
+        assert.strictEqual((yield* store.active).version, seed)
+        assert.strictEqual(yield* ledger.size, size)
+        assert.isTrue((yield* ledger.verifyAll()).valid)
+        assert.strictEqual((yield* admin.activate(published.version, root)).previous, seed)
+        assert.strictEqual(yield* ledger.size, size + 1)
+        assert.strictEqual((yield* admin.activations(root)).at(-1)?.version, published.version)
       })
     )
   })

@@ -2,8 +2,12 @@
  * `Ledger.verifyAll`: a full pass over stored data that reports the first thing no longer matching.
  *
  * In order:
- * 1. every entry in the range, in place, payload, link and hash (`checkEntry`), and every Merkle node the range's
- *    entries completed, the leaf against the entry's hash and each interior node against its stored children;
+ * 1. every entry in the range, in place, payload, link and hash (`checkEntry`); its per-task link (entry format 2:
+ *    `taskPrevHash` must be the hash of the task's previous entry in ledger order, `genesisHash` for its first, so
+ *    a task's entry dropped, reordered or moved to another task shows even when every hash was recomputed after
+ *    the last checkpoint; format-1 entries carry no link and are skipped, but still count as the task's previous
+ *    entry); and every Merkle node the range's entries completed, the leaf against the entry's hash and each
+ *    interior node against its stored children;
  * 2. the head record, when the range reaches it: its last hash must be the last entry's, and no entry may be
  *    stored past its size (an entry deleted from the end shows up here, or as `missing`);
  * 3. every checkpoint the range covers: signed by a trusted key, and its root the root of the stored tree at its
@@ -20,7 +24,7 @@ import { Effect, Option, Result } from "effect"
 import type { Anchor, AnchorReceipt } from "../Anchor.ts"
 import * as Canonical from "../Canonical.ts"
 import type { LedgerMismatch, LedgerVerification } from "../Ledger.ts"
-import { type Checkpoint, genesisHash } from "../LedgerEntry.ts"
+import { type Checkpoint, genesisHash, type LedgerEntry } from "../LedgerEntry.ts"
 import type { CheckpointRecord, LedgerHead, LedgerStore, LedgerStoreError } from "../LedgerStore.ts"
 import * as Merkle from "../Merkle.ts"
 import { checkEntry, equalBytes, missing } from "./ledgerChecks.ts"
@@ -70,6 +74,17 @@ export const verifyRange = (
       if (previous === undefined || previous.seq !== from - 1) return report(missing(from - 1, previous), 0)
       expectedPrev = previous.entryHash
     }
+    // Each task's last entry hash so far, in ledger order; a task first met in a range that starts past 0 is looked
+    // up once (its last entry before the range)
+    const taskLast = new Map<string, string>()
+    const lastBefore = (taskId: string): Effect.Effect<string, LedgerStoreError> =>
+      from === 0
+        ? Effect.succeed(genesisHash)
+        : Effect.map(store.findByTask(taskId), (rows) => {
+            let last: LedgerEntry | undefined
+            for (const row of rows) if (row.seq < from && (last === undefined || row.seq > last.seq)) last = row
+            return last === undefined ? genesisHash : last.entryHash
+          })
 
     for (let start = from; start < to; start += CHUNK) {
       const end = Math.min(start + CHUNK, to)
@@ -84,6 +99,28 @@ export const verifyRange = (
         if ("mismatch" in checked) return report(checked.mismatch, seq - from)
         k++
         expectedPrev = checked.ok.entryHash
+        const row = rows[k - 1]!
+        if (typeof row.taskId === "string") {
+          const known = taskLast.get(row.taskId)
+          const taskPrev = known ?? (yield* lastBefore(row.taskId))
+          taskLast.set(row.taskId, checked.ok.entryHash)
+          if ("taskPrevHash" in row && row.taskPrevHash !== taskPrev) {
+            return report(
+              {
+                seq,
+                check: "taskPrevHash",
+                expected: taskPrev,
+                found: String(row.taskPrevHash),
+                detail:
+                  taskPrev === genesisHash
+                    ? `entry ${seq} is the first of task ${row.taskId}, but links to an earlier entry of it`
+                    : `entry ${seq} does not link to the previous entry of task ${row.taskId}: ` +
+                      "an entry of the task is missing, out of order or moved"
+              },
+              seq - from
+            )
+          }
+        }
         // The leaf, then every node this entry completed (their children were checked before them)
         const nodeMismatch = (level: number, index: number, expected: Uint8Array): LedgerMismatch | undefined => {
           const found = nodeAt.get(`${level}:${index}`)

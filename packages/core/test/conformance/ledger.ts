@@ -117,6 +117,12 @@ const forge = (original: LedgerEntry, fields: Readonly<Record<string, unknown>>)
   return { ...forgedBody, entryHash: entryHashOf(forgedBody) } as LedgerEntry
 }
 
+// The same entry as entry format 1 wrote it: without taskPrevHash, with a correct entryHash
+const forgeWithout = (original: LedgerEntry): LedgerEntry => {
+  const { entryHash: _, taskPrevHash: __, ...body } = original
+  return { ...body, entryHash: entryHashOf(body) } as LedgerEntry
+}
+
 /**
  * Runs the Ledger contract against `layer`.
  *
@@ -765,6 +771,66 @@ export const suite = (
               assert.strictEqual(report.entries, size, "every entry and node agreed with the others")
               const refused = yield* Effect.flip(ledger.verify(forged.entryHash))
               assert.instanceOf(refused, LedgerTampered)
+            })
+          )
+          assert.isTrue((yield* ledger.verifyAll()).valid)
+        })
+      )
+
+      it.effect("a rewrite since the last checkpoint that breaks a task's own chain is reported at its seq", () =>
+        Effect.gen(function* () {
+          const other = (yield* seed(1)).entries[0]!
+          const { entries, ledger, task } = yield* seed(4)
+          const size = yield* ledger.size
+          const last = entries[3]!
+          assert.strictEqual(last.seq, size - 1)
+          assert.strictEqual(last.taskPrevHash, entries[2]!.entryHash)
+          const leaves = (yield* allEntries).map(leafOf)
+          const originals = nodesThrough(size - 1, size, leaves)
+          // Every hash, node and the head recomputed: only the per-task link can tell
+          const rewrite = (fields: Readonly<Record<string, unknown>> | "format 1") =>
+            Effect.gen(function* () {
+              const forged = fields === "format 1" ? forgeWithout(last) : forge(last, fields)
+              yield* tamperEntry(last, forged)
+              yield* tamperHead({ size, lastHash: forged.entryHash }, { size, lastHash: last.entryHash })
+              const rewritten = nodesThrough(size - 1, size, [
+                ...leaves.slice(0, -1),
+                Merkle.leafHash(bytes(forged.entryHash))
+              ])
+              for (let i = 0; i < rewritten.length; i++) yield* tamperNode(rewritten[i]!, originals[i]!.hash)
+            })
+          const cases: Array<[string, Readonly<Record<string, unknown>>]> = [
+            ["the task's earlier entries cut off", { taskPrevHash: genesisHash }],
+            ["an entry of the task skipped", { taskPrevHash: entries[1]!.entryHash }],
+            ["linked to another task's entry", { taskPrevHash: other.entryHash }],
+            ["moved to another task", { taskId: other.taskId }]
+          ]
+          for (const [what, fields] of cases) {
+            yield* Effect.scoped(
+              Effect.gen(function* () {
+                yield* rewrite(fields)
+                // the whole ledger, and a range that starts after the task's earlier entries
+                for (const report of [yield* ledger.verifyAll(), yield* ledger.verifyAll({ from: last.seq })]) {
+                  assert.isFalse(report.valid, what)
+                  assert.strictEqual(report.mismatch?.check, "taskPrevHash", what)
+                  assert.strictEqual(report.mismatch?.seq, last.seq, what)
+                  assert.strictEqual(
+                    report.mismatch?.expected,
+                    what === "moved to another task" ? other.entryHash : entries[2]!.entryHash,
+                    what
+                  )
+                  assert.strictEqual(report.mismatch?.found, fields.taskPrevHash ?? last.taskPrevHash, what)
+                  assert.strictEqual(report.entries, last.seq - report.from, what)
+                  assert.include(report.mismatch?.detail, String(fields.taskId ?? task), what)
+                }
+              })
+            )
+          }
+          // An entry of format 1 (no taskPrevHash) carries no per-task link: nothing to check, it still verifies
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              yield* rewrite("format 1")
+              assert.isTrue((yield* ledger.verifyAll()).valid)
             })
           )
           assert.isTrue((yield* ledger.verifyAll()).valid)

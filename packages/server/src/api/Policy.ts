@@ -26,6 +26,24 @@ export const StoredPolicyWire = Schema.Struct({
 })
 
 /**
+ * An activation, from its `policy.activated` ledger entry: `by` is the principal's id (`configuration` for a set
+ * adopted at start), `at` the entry's time, `seq` and `entry_hash` the entry (check it with `/verify`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PolicyActivationRecordWire = Schema.Struct({
+  version: Schema.String,
+  previous: Schema.String,
+  name: Schema.String,
+  by: Schema.String,
+  rollback: Schema.Boolean,
+  at: Schema.Finite,
+  seq: Schema.Int,
+  entry_hash: Schema.String
+})
+
+/**
  * `POST /policy/evaluate`: a hypothetical action. `principal` defaults to the caller.
  *
  * @category models
@@ -155,11 +173,18 @@ export class PolicyApi extends HttpApiGroup.make("policy")
       .annotate(RequiredRoles, readers)
       .annotate(OpenApi.Description, "Explains the decision for a hypothetical action under the active policy"),
     HttpApiEndpoint.get("versions", "/policy/versions", {
-      success: Schema.Struct({ versions: Schema.Array(StoredPolicyWire) }),
+      success: Schema.Struct({
+        versions: Schema.Array(StoredPolicyWire),
+        activations: Schema.Array(PolicyActivationRecordWire)
+      }),
       error: [Forbidden, NotFound, Unavailable]
     })
       .annotate(RequiredRoles, ["auditor"])
-      .annotate(OpenApi.Description, "Every published policy version, newest first (admins and auditors)"),
+      .annotate(
+        OpenApi.Description,
+        "Every published policy version, newest first, and every activation (who activated which version when), " +
+          "oldest first, from the ledger's policy.activated entries (admins and auditors)"
+      ),
     HttpApiEndpoint.post("publish", "/policy/versions", {
       payload: ProposePolicy,
       success: PolicyProposalWire,

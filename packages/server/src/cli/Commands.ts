@@ -598,14 +598,31 @@ const policyHistory = Command.make(
   {},
   Effect.fn(function* () {
     const api = yield* client
-    const { versions } = yield* api.policy.versions()
-    if (yield* asJson) return yield* json(versions)
+    const { activations, versions } = yield* api.policy.versions()
+    if (yield* asJson) return yield* json({ versions, activations })
     yield* table(
       ["VERSION", "NAME", "RULES", "PUBLISHED", "ACTIVE"],
       versions.map((v) => [v.version, v.policy.name, v.policy.rules.length, time(v.published_at), v.active ? "*" : ""])
     )
+    yield* Console.log("")
+    yield* table(
+      ["ACTIVATED", "VERSION", "NAME", "BY", "REPLACING", "ENTRY"],
+      activations.map((a) => [
+        time(a.at),
+        a.version,
+        a.name,
+        a.by,
+        `${a.previous.slice(0, 12)}…${a.rollback ? " (rollback)" : ""}`,
+        a.seq
+      ])
+    )
   }, failures)
-).pipe(Command.withDescription("Lists every published policy version, newest first (admins and auditors)"))
+).pipe(
+  Command.withDescription(
+    "Lists every published policy version, newest first, and every activation (who, which version, when) from " +
+      "the ledger (admins and auditors)"
+  )
+)
 
 const policy = Command.make("policy").pipe(
   Command.withDescription("Show, check, compare, publish and activate policy sets"),

@@ -87,8 +87,13 @@ export const PolicyHandlers = HttpApiBuilder.group(Api, "policy", (handlers) =>
         )
       )
       .handle("versions", () =>
-        Effect.flatMap(CurrentPrincipal, admin.versions).pipe(
-          Effect.map((all) => ({ versions: all.map(storedPolicy) })),
+        Effect.flatMap(CurrentPrincipal, (principal) =>
+          Effect.all([admin.versions(principal), admin.activations(principal)])
+        ).pipe(
+          Effect.map(([all, activations]) => ({
+            versions: all.map(storedPolicy),
+            activations: activations.map(({ entryHash, ...a }) => ({ ...a, entry_hash: entryHash }))
+          })),
           mapErrors()
         )
       )
