@@ -729,10 +729,11 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
           const leftover = critical.find((j) => j.id !== done!.id && j.id !== retried!.id)!
           yield* advance(50)
           yield* queue.complete(done!.id, w, null)
-          yield* queue.fail(retried!.id, w, "boom") // its retry is pending
           yield* queue.cancel(leftover.id)
           const [normal] = yield* queue.claim({ workerId: w, queues: [q], max: 1, leaseMs })
           assert.strictEqual(normal?.priority, "normal")
+          // failed after the claim above, so that claim cannot have taken its retry however slow the machine
+          yield* queue.fail(retried!.id, w, "boom") // its retry is pending
           const stats = yield* queue.stats(q)
           assert.deepStrictEqual(stats.byState, {
             queued: 3, // a normal, the low and the delayed high one
@@ -744,7 +745,10 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
             cancelled: 1
           })
           assert.deepStrictEqual(stats.pendingByPriority, { critical: 1, high: 1, normal: 1, low: 1 })
-          assert.strictEqual(stats.ready, 2) // the normal and the low one; the rest wait for a retry or a delay
+          // the normal and the low one; the rest wait for a retry or a delay. In real time the retry (due within the
+          // backoff's first delay) may already count as ready when stats runs: nothing but the clock decides that
+          if (testClock) assert.strictEqual(stats.ready, 2)
+          else assert.include([2, 3], stats.ready)
           assert.strictEqual(stats.failureRate, 0.5) // one failed attempt, one completed job
           assert.strictEqual(stats.deadLettered, 0)
           // waits: the completed job's claim and the normal one's; the retried job's claim predates its runAt
