@@ -104,6 +104,15 @@ export const TaskEvent = Schema.Struct({
 export type TaskEvent = typeof TaskEvent.Type
 
 /**
+ * What an outbox (`Runtime.outbox`) is given: a transition's events (without `seq`, given at publication), inside
+ * its unit of work.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type OutboxStage = (events: ReadonlyArray<Omit<TaskEvent, "seq">>) => Effect.Effect<void, StoreError>
+
+/**
  * A remote step as offered to the agent that claimed it: the step's params (decoded by its declaration's schema,
  * then encoded as JSON), where it belongs, the attempt, the idempotency key (the same for every attempt and retry
  * of the step: pass it to whatever the step acts on) and the lease (`leaseId`, held by `workerId` until
@@ -386,6 +395,13 @@ export class Runtime extends Context.Service<
       TaskNotFound | InvalidInput | StoreError,
       Scope.Scope
     >
+    /**
+     * Registers an outbox for the life of the scope: `stage` runs inside the unit of work of every transition
+     * with the events the transition will publish once it commits, so what it writes through the unit's stores
+     * (jobs on the queue) commits with the transition or not at all; its failure fails the transition.
+     * `Webhooks` enqueues its deliveries so.
+     */
+    readonly outbox: (stage: OutboxStage) => Effect.Effect<void, never, Scope.Scope>
     /** Re-schedules what unfinished tasks are owed (run on start; safe to run again). */
     readonly reconcile: Effect.Effect<number, StoreError | InvalidInput>
     /** Remote steps: claimed and settled by the agents of their pool (through `RemoteSteps`), settled here. */
@@ -467,6 +483,8 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
   const maxAttempts = options?.maxAttempts ?? 5
   const hub = yield* PubSub.sliding<TaskEvent>(16_384)
   let eventSeq = 0
+  // Registered outboxes (`outbox`), each in a box of its own so the same function may be registered twice
+  const outboxes = new Set<{ readonly stage: OutboxStage }>()
 
   // Plans never change: cache them by id.
   const plans = new Map<string, Plan>()
@@ -584,6 +602,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ]
           : []
       )
+      if (events.length > 0) for (const outbox of outboxes) yield* outbox.stage(events)
       return { record, events }
     }).pipe(
       transition.record.task.state === "completed" && before.task.state !== "completed"
@@ -1434,6 +1453,17 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             Stream.concat(Stream.make(snapshotEvent(view)), events)
           )) as Runtime["Service"]["events"],
     watch,
+    outbox: (stage) =>
+      Effect.asVoid(
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            const box = { stage }
+            outboxes.add(box)
+            return box
+          }),
+          (box) => Effect.sync(() => void outboxes.delete(box))
+        )
+      ),
     reconcile,
     remote
   })

@@ -208,6 +208,7 @@ describe.skipIf(!run)("web console in Chromium", { timeout: 180_000 }, () => {
           seq: created.seq,
           kind: created.kind,
           taskId: created.task_id,
+          taskPrevHash: created.task_prev_hash,
           principal: created.principal,
           at: created.at,
           payloadHash: created.payload_hash,
