@@ -274,7 +274,9 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
               const w = worker(`claimer-${n}`)
               const mine: Array<Job> = []
               while (true) {
-                const jobs = yield* queue.claim({ workerId: w, queues: [q], max: 7, leaseMs })
+                // a lease longer than any run: on a slow machine a short one could expire mid-test and hand the
+                // job out again, which is lease expiry working, not the race this test is about
+                const jobs = yield* queue.claim({ workerId: w, queues: [q], max: 7, leaseMs: 30 * 60_000 })
                 if (jobs.length === 0) return mine
                 for (const job of jobs) assert.strictEqual(job.lease?.workerId, w)
                 mine.push(...jobs)
