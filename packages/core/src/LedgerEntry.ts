@@ -22,7 +22,7 @@ import * as NodeCrypto from "node:crypto"
 import { Schema } from "effect"
 import * as Canonical from "./Canonical.ts"
 import { EntryHash, Sha256Hex, StepId, TaskId } from "./Ids.ts"
-import { hashEntryBody } from "./internal/entryHash.ts"
+import { hashEntryBody, hashEntryText } from "./internal/entryHash.ts"
 import * as Merkle from "./Merkle.ts"
 import { Principal } from "./Principal.ts"
 
@@ -133,12 +133,17 @@ const utf8 = new TextEncoder()
  * @category hashing
  * @since 0.1.0
  */
-export const entryHashOfRecord = (record: Readonly<Record<string, unknown>>): EntryHash => {
+export const entryHashOfRecord = (record: Readonly<Record<string, unknown>>, payloadText?: string): EntryHash => {
   const { entryHash: _ignored, ...body } = record
   const prev =
     typeof body.prevHash === "string" && body.prevHash.length === 64 ? Canonical.fromHex(body.prevHash) : undefined
   if (prev === undefined) throw new Canonical.NotCanonicalJson("$.prevHash", "prevHash is not a SHA-256 hex digest")
-  return Canonical.toHex(hashEntryBody(prev, body)) as EntryHash
+  // `payloadText`: the canonical JSON of `record.payload`, already encoded by the caller, spliced in verbatim
+  return Canonical.toHex(
+    payloadText === undefined || !("payload" in body)
+      ? hashEntryBody(prev, body)
+      : hashEntryText(prev, Canonical.encodeWith(body, { payload: payloadText }))
+  ) as EntryHash
 }
 
 /**
