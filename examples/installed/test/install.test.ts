@@ -80,6 +80,19 @@ describe("the packed packages", () => {
       assert.isAtLeast(result.entries, 10)
       assert.strictEqual(result.verified, result.entries)
 
+      // The test-only tamper hook is not on the root export, only under /testing
+      const hooks = run(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          'const root = await import("@mandate/core"); const testing = await import("@mandate/core/testing");' +
+            'console.log(JSON.stringify({ root: "LedgerTamper" in root, testing: typeof testing.LedgerTamper }))'
+        ],
+        dir
+      )
+      assert.deepStrictEqual(JSON.parse(hooks.trim().split("\n").at(-1)!), { root: false, testing: "function" })
+
       // An optional peer that is missing is named in the error the user sees: by Node for a subpath that is
       // built on it, by the layer that needs it otherwise
       const missing = ChildProcess.spawnSync(process.execPath, ["-e", 'import("@mandate/adapters/postgres")'], {

@@ -110,8 +110,11 @@ const scenario = Effect.gen(function* () {
       token: agentToken,
       agentId: "robot.signer-1",
       privateKey,
-      leaseMs: 600,
-      paceMs: 300,
+      // The lease outlasts the work even with no heartbeat at all (6 s against 4 s), so a loaded machine cannot
+      // make the step's lease expire; the work still spans two heartbeat intervals (every 2 s), so the heartbeat
+      // the test checks below is sent with 2 s to spare
+      leaseMs: 6_000,
+      paceMs: 4_000,
       heartbeatMs: 100,
       waitMs: 2_000,
       idleMs: 30,

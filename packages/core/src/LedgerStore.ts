@@ -25,9 +25,9 @@
  * Merkle nodes by `(level, index)` as `Merkle` documents (32-byte hashes, fewer than two per entry), the head
  * record, and checkpoints by `size` (one per tree size, with the anchor receipt once it is anchored).
  *
- * `LedgerTamper` is the test hook that the ledger conformance suite needs to prove tampering is detected: it
- * changes stored data behind the ledger's back (a database backend disables its append-only trigger for it).
- * Never provide it in production.
+ * `LedgerTamper` (from `@mandate/core/testing`) is the test hook that the ledger conformance suite needs to prove
+ * tampering is detected: it changes stored data behind the ledger's back (a database backend disables its
+ * append-only trigger for it). Never provide it in production.
  *
  * @since 0.1.0
  */
@@ -37,6 +37,7 @@ import type { EntryHash, TaskId } from "./Ids.ts"
 import { NodeArray } from "./internal/NodeArray.ts"
 import { Checkpoint, genesisHash, type LedgerEntry } from "./LedgerEntry.ts"
 import type * as Merkle from "./Merkle.ts"
+import { LedgerTamper } from "./testing.ts"
 import { UnitOfWork } from "./UnitOfWork.ts"
 
 /**
@@ -72,38 +73,6 @@ export class LedgerStoreError extends Schema.TaggedError<LedgerStoreError>()("Le
   operation: Schema.String,
   cause: Schema.Defect()
 }) {}
-
-/**
- * Test hook: changes stored ledger data behind the ledger's back, so tests can prove that tampering is caught.
- *
- * @category testing
- * @since 0.1.0
- */
-export class LedgerTamper extends Context.Service<
-  LedgerTamper,
-  {
-    /**
-     * Replaces the stored entry at `seq` with `fields` (any JSON-like record, kept as given), or deletes it
-     * when `fields` is `undefined`. Restoring the original record undoes the tampering.
-     */
-    readonly replaceEntry: (
-      seq: number,
-      fields: Readonly<Record<string, unknown>> | undefined
-    ) => Effect.Effect<void, LedgerStoreError>
-    /** Overwrites a stored Merkle node. */
-    readonly replaceNode: (node: Merkle.Node) => Effect.Effect<void, LedgerStoreError>
-    /** Overwrites the head record (the size and last hash that appends continue from). */
-    readonly replaceHead: (head: LedgerHead) => Effect.Effect<void, LedgerStoreError>
-    /**
-     * Replaces the anchor receipt stored with the checkpoint of this size (any JSON-like record, kept as given),
-     * or deletes it when `receipt` is `undefined`.
-     */
-    readonly replaceAnchor: (
-      size: number,
-      receipt: Readonly<Record<string, unknown>> | undefined
-    ) => Effect.Effect<void, LedgerStoreError>
-  }
->()("@mandate/core/LedgerTamper") {}
 
 // What the memory store keeps cannot be changed through a reference a caller holds (an entry it was given or
 // one it returned): only LedgerTamper changes stored data

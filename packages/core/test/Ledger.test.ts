@@ -12,12 +12,12 @@ import {
   Ledger,
   LedgerKeys,
   LedgerStore,
-  LedgerTamper,
   type Sha256Hex,
   UnitOfWork,
   verifyCheckpointSignature,
   verifyEntryProof
 } from "@mandate/core"
+import { LedgerTamper } from "@mandate/core/testing"
 import { Clock, Context, Effect, Layer, Logger, Option, Redacted, Ref, References } from "effect"
 import { TestClock } from "effect/testing"
 import { suite } from "./conformance/ledger.ts"

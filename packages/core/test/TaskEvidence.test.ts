@@ -5,7 +5,6 @@ import {
   taskEvidence as evidenceAs,
   Ledger,
   LedgerStore,
-  LedgerTamper,
   Merkle,
   Principal,
   TaskStore,
@@ -13,6 +12,7 @@ import {
   verifyCheckpointSignature
 } from "@mandate/core"
 import { makeRecord } from "@mandate/core/conformance/taskStore"
+import { LedgerTamper } from "@mandate/core/testing"
 import { Effect, Layer } from "effect"
 
 const layer = Layer.mergeAll(

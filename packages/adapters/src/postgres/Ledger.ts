@@ -36,9 +36,9 @@ import {
   type LedgerOptions,
   LedgerStore,
   LedgerStoreError,
-  LedgerTamper,
   type Merkle
 } from "@mandate/core"
+import { LedgerTamper } from "@mandate/core/testing"
 import { type Cause, Context, Effect, Layer, Option, Schema } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { findRollback, findSqlError, Rollback } from "./internal/transaction.ts"

@@ -33,9 +33,9 @@ import {
   type LedgerOptions,
   LedgerStore,
   LedgerStoreError,
-  LedgerTamper,
   type Merkle
 } from "@mandate/core"
+import { LedgerTamper } from "@mandate/core/testing"
 import { Context, Effect, Layer, Option } from "effect"
 import { Redis } from "effect/persistence"
 import { makeKeys, type RedisOptions, resolvePrefix } from "./Keys.ts"

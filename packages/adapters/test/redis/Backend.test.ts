@@ -134,9 +134,10 @@ describeRedis("Redis backend", () => {
         const error = yield* Effect.flip(redis.send("BLPOP", `mandate_test:never:${crypto.randomUUID()}`, "0.6"))
         const waited = Date.now() - started
         assert.strictEqual(error._tag, "RedisError")
+        // a timeout, not BLPOP's own empty reply at 600 ms: the deadline fired first (on a loaded machine it
+        // may fire late, so only its lower bound is checked)
         assert.isTrue(Cause.isTimeoutError(error.cause))
         assert.isAtLeast(waited, 150)
-        assert.isBelow(waited, 550)
         // the abandoned BLPOP still holds the connection: wait (really) until Redis has answered it
         yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 600)))
         const ping = yield* redis.send("PING").pipe(Effect.forkChild)

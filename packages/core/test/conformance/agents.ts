@@ -13,7 +13,15 @@
  * @since 0.1.0
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { AgentId, type AgentRegistration, Agents, defaultStatusThresholds } from "@mandate/core"
+import {
+  type Agent,
+  AgentId,
+  type AgentRegistration,
+  type AgentStatus,
+  Agents,
+  agentStatusAt,
+  defaultStatusThresholds
+} from "@mandate/core"
 import { Effect, type Layer } from "effect"
 import { TestClock } from "effect/testing"
 
@@ -202,31 +210,74 @@ export const suite = (name: string, agentsLayer: Layer.Layer<Agents, unknown>, o
           for (const id of fresh) yield* agents.register({ id, pool: alpha })
           const b1 = agentId("b1")
           yield* agents.register({ id: b1, pool: beta })
+          // The store's time before and after the reads (a probe's heartbeats): under TestClock one instant, in
+          // real time an interval. Each read answers for one instant inside it, so an agent's status is known
+          // exactly unless a threshold falls inside the interval (a slow machine), and then it is one of the two
+          const probe = agentId("probe")
+          yield* agents.register({ id: probe, pool: poolName("probe") })
+          const from = (yield* agents.heartbeat(probe)).lastHeartbeatAt
           const inAlpha = yield* agents.list({ pool: alpha })
+          const inBeta = yield* agents.list({ pool: beta })
+          const byStatus = {
+            online: yield* agents.list({ pool: alpha, status: "online" }),
+            degraded: yield* agents.list({ pool: alpha, status: "degraded" }),
+            offline: yield* agents.list({ pool: alpha, status: "offline" })
+          }
+          const pools = (yield* agents.pools).filter((p) => p.pool === alpha || p.pool === beta)
+          const to = (yield* agents.heartbeat(probe)).lastHeartbeatAt
+          const thresholds = { degradedAfterMs, offlineAfterMs }
+          const possible = (agent: Agent): ReadonlyArray<AgentStatus> => {
+            const first = agentStatusAt(agent.lastHeartbeatAt, from, thresholds)
+            const last = agentStatusAt(agent.lastHeartbeatAt, to, thresholds)
+            const order: ReadonlyArray<AgentStatus> = ["online", "degraded", "offline"]
+            return order.slice(order.indexOf(first), order.indexOf(last) + 1)
+          }
           assert.deepStrictEqual(
             inAlpha.map((a) => a.id),
             [...fresh, stale, older].sort()
           )
+          const intended: Record<string, AgentStatus> = { [stale]: "offline", [older]: "degraded" }
+          for (const id of fresh) intended[id] = "online"
+          for (const agent of inAlpha) {
+            const can = possible(agent)
+            assert.include(can, agent.status, agent.id)
+            // under TestClock the heartbeats above put each agent exactly in its intended status
+            if (testClock) assert.deepStrictEqual(can, [intended[agent.id]], agent.id)
+            for (const status of ["online", "degraded", "offline"] as const) {
+              const listed = byStatus[status].some((a) => a.id === agent.id)
+              if (can.length === 1) assert.strictEqual(listed, can[0] === status, `${agent.id} in ${status}`)
+              else if (!can.includes(status)) assert.isFalse(listed, `${agent.id} in ${status}`)
+            }
+          }
           assert.deepStrictEqual(
-            (yield* agents.list({ pool: alpha, status: "online" })).map((a) => a.id),
-            [...fresh].sort()
+            inBeta.map((a) => a.id),
+            [b1]
           )
-          assert.deepStrictEqual(
-            (yield* agents.list({ pool: alpha, status: "degraded" })).map((a) => a.id),
-            [older]
-          )
-          assert.deepStrictEqual(
-            (yield* agents.list({ pool: alpha, status: "offline" })).map((a) => a.id),
-            [stale]
-          )
-          const pools = (yield* agents.pools).filter((p) => p.pool === alpha || p.pool === beta)
-          assert.deepStrictEqual(
-            pools,
-            [
-              { pool: alpha, agents: 4, online: 2, degraded: 1, offline: 1 },
-              { pool: beta, agents: 1, online: 1, degraded: 0, offline: 0 }
-            ].sort((x, y) => (x.pool < y.pool ? -1 : 1))
-          )
+          for (const status of ["online", "degraded", "offline"] as const) {
+            assert.isTrue(byStatus[status].every((a) => a.pool === alpha && a.status === status))
+          }
+          // each pool's summary: its agents, and per status a count the reads above allow (exact when they are)
+          const members = { [alpha]: inAlpha, [beta]: inBeta }
+          assert.deepStrictEqual(pools.map((p) => p.pool).sort(), [alpha, beta].sort())
+          for (const summary of pools) {
+            const in_ = members[summary.pool]!
+            assert.strictEqual(summary.agents, in_.length, summary.pool)
+            for (const status of ["online", "degraded", "offline"] as const) {
+              const surely = in_.filter((a) => possible(a).join() === status).length
+              const maybe = in_.filter((a) => possible(a).includes(status)).length
+              assert.isAtLeast(summary[status], surely, `${summary.pool} ${status}`)
+              assert.isAtMost(summary[status], maybe, `${summary.pool} ${status}`)
+            }
+          }
+          if (testClock) {
+            assert.deepStrictEqual(
+              pools,
+              [
+                { pool: alpha, agents: 4, online: 2, degraded: 1, offline: 1 },
+                { pool: beta, agents: 1, online: 1, degraded: 0, offline: 0 }
+              ].sort((x, y) => (x.pool < y.pool ? -1 : 1))
+            )
+          }
           const everyone = yield* agents.list()
           for (const id of [...fresh, stale, older, b1]) assert.isTrue(everyone.some((a) => a.id === id))
         })

@@ -7,7 +7,8 @@
  * ```
  *
  * The layer provides the `Ledger` (anchoring through a working `Anchor`: memory, a chain mock or a test chain),
- * a `UnitOfWork` its stores take part in, and `LedgerTamper`, the backend access the tamper-detection tests need.
+ * a `UnitOfWork` its stores take part in, and `LedgerTamper` (from `@mandate/core/testing`), the backend access the
+ * tamper-detection tests need.
  * One layer instance serves the whole suite, and tests isolate themselves by task ids; the suite must be the
  * only writer to its ledger while it runs (tamper tests restore what they change).
  *
@@ -31,7 +32,6 @@ import {
   type LedgerEntry,
   type LedgerHead,
   type LedgerMismatch,
-  LedgerTamper,
   LedgerTampered,
   Merkle,
   Principal,
@@ -40,6 +40,7 @@ import {
   verifyCheckpointSignature,
   verifyEntryProof
 } from "@mandate/core"
+import { LedgerTamper } from "@mandate/core/testing"
 import { Clock, Effect, type Layer } from "effect"
 
 /**

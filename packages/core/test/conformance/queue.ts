@@ -54,16 +54,17 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
   const queueName = (label: string) => `${label}-${uid()}`
   const worker = (label: string) => AgentId.make(`${label}-${uid()}`)
   const advance = (ms: number) => (testClock ? TestClock.adjust(ms) : Effect.sleep(ms + LIVE_MARGIN_MS))
-  /** Waits until `check` holds: by yielding under TestClock, by polling in real time. */
+  /**
+   * Waits until `check` holds, however long the backend takes (a loaded machine is slow, not wrong): the test's
+   * timeout is the only limit, and says what it still waited for. Between checks it lets real time pass (a
+   * backend's reply, a sweep fiber's I/O), which the TestClock does not move.
+   */
   const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, what: string) =>
     Effect.gen(function* () {
-      const rounds = testClock ? 200 : 100
-      for (let i = 0; i < rounds; i++) {
-        if (yield* check) return
-        yield* testClock ? Effect.yieldNow : Effect.sleep(50)
+      while (!(yield* check)) {
+        yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, testClock ? 5 : 50)))
       }
-      assert.fail(`timed out waiting for ${what}`)
-    })
+    }).pipe(Effect.onInterrupt(() => Effect.logError(`the test timed out waiting for ${what}`)))
   const ids = (jobs: ReadonlyArray<Job>) => jobs.map((j) => j.id)
   const bad = (request: unknown) => request as EnqueueRequest
 
@@ -273,7 +274,9 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
               const w = worker(`claimer-${n}`)
               const mine: Array<Job> = []
               while (true) {
-                const jobs = yield* queue.claim({ workerId: w, queues: [q], max: 7, leaseMs })
+                // a lease longer than any run: on a slow machine a short one could expire mid-test and hand the
+                // job out again, which is lease expiry working, not the race this test is about
+                const jobs = yield* queue.claim({ workerId: w, queues: [q], max: 7, leaseMs: 30 * 60_000 })
                 if (jobs.length === 0) return mine
                 for (const job of jobs) assert.strictEqual(job.lease?.workerId, w)
                 mine.push(...jobs)
@@ -728,10 +731,11 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
           const leftover = critical.find((j) => j.id !== done!.id && j.id !== retried!.id)!
           yield* advance(50)
           yield* queue.complete(done!.id, w, null)
-          yield* queue.fail(retried!.id, w, "boom") // its retry is pending
           yield* queue.cancel(leftover.id)
           const [normal] = yield* queue.claim({ workerId: w, queues: [q], max: 1, leaseMs })
           assert.strictEqual(normal?.priority, "normal")
+          // failed after the claim above, so that claim cannot have taken its retry however slow the machine
+          yield* queue.fail(retried!.id, w, "boom") // its retry is pending
           const stats = yield* queue.stats(q)
           assert.deepStrictEqual(stats.byState, {
             queued: 3, // a normal, the low and the delayed high one
@@ -743,7 +747,10 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
             cancelled: 1
           })
           assert.deepStrictEqual(stats.pendingByPriority, { critical: 1, high: 1, normal: 1, low: 1 })
-          assert.strictEqual(stats.ready, 2) // the normal and the low one; the rest wait for a retry or a delay
+          // the normal and the low one; the rest wait for a retry or a delay. In real time the retry (due within the
+          // backoff's first delay) may already count as ready when stats runs: nothing but the clock decides that
+          if (testClock) assert.strictEqual(stats.ready, 2)
+          else assert.include([2, 3], stats.ready)
           assert.strictEqual(stats.failureRate, 0.5) // one failed attempt, one completed job
           assert.strictEqual(stats.deadLettered, 0)
           // waits: the completed job's claim and the normal one's; the retried job's claim predates its runAt
@@ -773,18 +780,12 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
           const waiting = yield* Effect.forkChild(next)
           yield* Effect.yieldNow
           yield* queue.enqueue({ queue: q, payload: 1 })
-          yield* eventually(
-            Effect.sync(() => waiting.pollUnsafe() !== undefined),
-            "the subscriber to wake"
-          )
+          // The wait itself is the signal: it ends only when the subscriber wakes (under TestClock no timer can
+          // end it instead)
           yield* Fiber.join(waiting)
           // a signal that arrives while nobody waits is kept for the next wait
           yield* queue.enqueue({ queue: q, payload: 2 })
-          const again = yield* Effect.forkChild(next)
-          yield* eventually(
-            Effect.sync(() => again.pollUnsafe() !== undefined),
-            "the pending signal"
-          )
+          yield* next
         }).pipe(Effect.scoped)
       )
     })
