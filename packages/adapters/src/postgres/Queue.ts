@@ -1,6 +1,6 @@
 /**
- * `Queue` on Postgres: jobs in `jobs` (migration 0003), claimed with `FOR UPDATE SKIP LOCKED`, idle workers woken
- * by `LISTEN`/`NOTIFY`.
+ * `Queue` on Postgres: jobs in `jobs` (migration 0003; 0008 drops its per-queue listing index), claimed with
+ * `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`.
  *
  * Time is the database's: every statement reads `statement_timestamp()` (as epoch ms) for the times it writes and
  * the leases it checks, so workers on hosts with skewed clocks still agree on who holds a job. The rules are
