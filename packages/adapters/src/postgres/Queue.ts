@@ -520,14 +520,28 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const settledJob = (claimed: JobRow | undefined, settled: SettledRow, patch: Partial<JobRow>): Job | undefined =>
     claimed === undefined || claimed.attempts !== settled.attempts || claimed.claimed_at !== settled.claimed_at
       ? undefined
-      : toJob({
-          ...claimed,
-          ...patch,
+      : // One object per job, the fields a merged write changed taken from `settled` and `patch`
+        toJob({
+          id: claimed.id,
+          seq: claimed.seq,
+          queue: claimed.queue,
+          pool: claimed.pool,
+          priority: claimed.priority,
+          state: patch.state ?? claimed.state,
+          payload: claimed.payload,
+          run_at: settled.run_at,
+          attempts: claimed.attempts,
+          max_attempts: claimed.max_attempts,
+          failures: settled.failures,
+          idempotency_key: claimed.idempotency_key,
           lease_worker: null,
           lease_expires_at: null,
-          run_at: settled.run_at,
-          failures: settled.failures,
+          last_error: patch.last_error !== undefined ? patch.last_error : claimed.last_error,
+          result: patch.result !== undefined ? patch.result : claimed.result,
+          no_result: patch.no_result ?? claimed.no_result,
+          created_at: claimed.created_at,
           updated_at: settled.updated_at,
+          claimed_at: claimed.claimed_at,
           finished_at: settled.finished_at
         })
 
@@ -987,11 +1001,17 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   ).pipe(RequestResolver.batchN(MAX_BATCH))
 
-  const complete = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
-    const value = JSON.stringify(yield* prepareResult(result))
-    if (yield* inUnit) return yield* completeOne(jobId, workerId, value)
-    return yield* Effect.request(CompleteCall({ jobId, workerId, result: value }), completeResolver)
-  })
+  const completeWith = (jobId: JobId, workerId: AgentId, value: string) =>
+    Effect.flatMap(inUnit, (unit) =>
+      unit
+        ? completeOne(jobId, workerId, value)
+        : Effect.request(CompleteCall({ jobId, workerId, result: value }), completeResolver)
+    )
+  // Combinators rather than a generator: this runs once per job
+  const complete = (jobId: JobId, workerId: AgentId, result?: Schema.Json) =>
+    result === undefined || result === null
+      ? completeWith(jobId, workerId, "null")
+      : Effect.flatMap(prepareResult(result), (prepared) => completeWith(jobId, workerId, JSON.stringify(prepared)))
 
   const findAttempts = SqlSchema.findOneOption({
     Request: Schema.Struct({ id: JobId, workerId: AgentId }),
