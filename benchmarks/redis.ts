@@ -9,18 +9,21 @@
  * - latency at light load: an idle worker (concurrency 10) and one job every 10 ms; the time from the enqueue call
  *   to the handler starting, p50/p95/p99.
  *
- * Both run with their defaults (completed jobs kept). Figures are wall time and this process's CPU time, which
- * both systems share (the Redis server's CPU is not counted). Ratios are Mandate / BullMQ: above 1 for throughput
- * and below 1 for latency mean Mandate is ahead.
+ * Mandate runs with its defaults (completed jobs kept). BullMQ runs twice per phase: with its defaults, and in the
+ * fastest configuration its documentation gives (`bullConfigs`: finished jobs removed at once, no stalled-job
+ * checker, no lock renewal); ratios are against the faster of the two in the same run: above 1 for throughput and
+ * below 1 for latency mean Mandate is ahead. Each phase also reports CPU per job: this process's (which runs both
+ * systems' client code) and the Redis server's (`INFO cpu`; any other client of that Redis adds to it).
  *
- * Run: `npm run bench:redis` (options: `-- --jobs 20000 --latency-jobs 500`).
+ * Run: `npm run bench:redis` (options: `-- --jobs 20000 --latency-jobs 500 --rounds 1 --mandate-only`; with several
+ * rounds each is reported, then each system's median per phase).
  *
  * @since 0.1.0
  */
 import { loadavg } from "node:os"
 import { layerClient, layerQueue, makeConfig } from "@mandate/adapters/redis"
 import { AgentId, Queue, Worker } from "@mandate/core"
-import { Queue as BullQueue, Worker as BullWorker } from "bullmq"
+import { Queue as BullQueue, Worker as BullWorker, type Processor, type QueueOptions, type WorkerOptions } from "bullmq"
 import { Deferred, Effect, Layer, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
 import { cpuMs, type Latency, latencyOf, pooled, sleep } from "./support.ts"
@@ -32,6 +35,7 @@ const arg = (name: string, fallback: number): number => {
 }
 const jobs = arg("jobs", 20_000)
 const latencyJobs = arg("latency-jobs", 500)
+const rounds = arg("rounds", 1)
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const run = crypto.randomUUID().slice(0, 8)
 const mandatePrefix = `mandate_bench:${run}:`
@@ -42,12 +46,24 @@ interface Measure {
   readonly count: number
   readonly wallMs: number
   readonly cpuMs: number
+  /** The Redis server's CPU time over the phase (every client's: other load on the same Redis shows here). */
+  readonly redisCpuMs: number
+}
+// The Redis server's own CPU time so far (user + system of all its threads), in ms
+const probe = new Redis(url, { maxRetriesPerRequest: null })
+const redisCpuMs = async (): Promise<number> => {
+  const info = await probe.info("cpu")
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? Number.NaN)
+  return (field("used_cpu_user") + field("used_cpu_sys")) * 1000
 }
 const measure = async (label: string, count: number, f: () => Promise<void>): Promise<Measure> => {
+  const redisCpu = await redisCpuMs()
   const cpu = cpuMs()
   const started = performance.now()
   await f()
-  return { label, count, wallMs: performance.now() - started, cpuMs: cpuMs() - cpu }
+  const wallMs = performance.now() - started
+  const cpuSpent = cpuMs() - cpu
+  return { label, count, wallMs, cpuMs: cpuSpent, redisCpuMs: (await redisCpuMs()) - redisCpu }
 }
 
 // ---- Mandate ---------------------------------------------------------------------------------------------------
@@ -133,21 +149,58 @@ const mandateLatency = (name: string) =>
 
 // ---- BullMQ ----------------------------------------------------------------------------------------------------
 
+/**
+ * BullMQ's two configurations: its defaults, and the fastest its documentation gives for this workload (finished
+ * jobs removed at once instead of kept in the completed set, no stalled-job checker and no lock-renewal timer on
+ * the worker; `addBulk` for batches in both). Everything else (events stream, lock duration) stays default.
+ */
+interface BullConfig {
+  readonly name: string
+  readonly queue: Omit<QueueOptions, "connection" | "prefix">
+  readonly worker: Omit<WorkerOptions, "connection" | "prefix" | "concurrency">
+}
+const allBullConfigs: ReadonlyArray<BullConfig> = [
+  { name: "default", queue: {}, worker: {} },
+  {
+    name: "fast",
+    queue: { defaultJobOptions: { removeOnComplete: true, removeOnFail: true } },
+    worker: {
+      removeOnComplete: { count: 0 },
+      removeOnFail: { count: 0 },
+      skipStalledCheck: true,
+      skipLockRenewal: true
+    }
+  }
+]
+
+// `--mandate-only`: Mandate's phases alone (for profiling it)
+const bullConfigs = process.argv.includes("--mandate-only") ? [] : allBullConfigs
+
 const connection = () => new Redis(url, { maxRetriesPerRequest: null })
 const bullConnections: Array<Redis> = []
-const bullQueue = (name: string) => {
+const bullQueue = (config: BullConfig, name: string) => {
   const conn = connection()
   bullConnections.push(conn)
-  return new BullQueue(name, { connection: conn, prefix: bullPrefix })
+  return new BullQueue(`${config.name}-${name}`, { ...config.queue, connection: conn, prefix: bullPrefix })
+}
+const bullWorker = (config: BullConfig, name: string, concurrency: number, processor: Processor) => {
+  const conn = connection()
+  bullConnections.push(conn)
+  return new BullWorker(`${config.name}-${name}`, processor, {
+    ...config.worker,
+    connection: conn,
+    prefix: bullPrefix,
+    concurrency
+  })
 }
 
-const bullEnqueueSingle = (name: string) => {
-  const queue = bullQueue(name)
+const bullEnqueueSingle = (config: BullConfig, name: string) => {
+  const queue = bullQueue(config, name)
   return measure("enqueue, one call per job", jobs, () => pooled(jobs, 50, (i) => queue.add("job", { i })))
 }
 
-const bullEnqueueBatches = (name: string) => {
-  const queue = bullQueue(name)
+const bullEnqueueBatches = (config: BullConfig, name: string) => {
+  const queue = bullQueue(config, name)
   return measure("enqueue, batches of 1,000", jobs, async () => {
     for (let i = 0; i < jobs; i += 1_000) {
       const size = Math.min(1_000, jobs - i)
@@ -156,18 +209,16 @@ const bullEnqueueBatches = (name: string) => {
   })
 }
 
-const bullDrain = (name: string, concurrency: number) =>
-  measure(`drain at concurrency ${concurrency}`, jobs, () => bullDrainN(name, jobs, concurrency))
+const bullDrain = (config: BullConfig, name: string, concurrency: number) =>
+  measure(`drain at concurrency ${concurrency}`, jobs, () => bullDrainN(config, name, jobs, concurrency))
 
-const bullDrainN = async (name: string, count: number, concurrency = 10) => {
+const bullDrainN = async (config: BullConfig, name: string, count: number, concurrency = 10) => {
   let completed = 0
   let resolve: () => void = () => {}
   const finished = new Promise<void>((r) => {
     resolve = r
   })
-  const conn = connection()
-  bullConnections.push(conn)
-  const worker = new BullWorker(name, async () => {}, { connection: conn, prefix: bullPrefix, concurrency })
+  const worker = bullWorker(config, name, concurrency, async () => {})
   worker.on("completed", () => {
     if (++completed === count) resolve()
   })
@@ -175,24 +226,18 @@ const bullDrainN = async (name: string, count: number, concurrency = 10) => {
   await worker.close()
 }
 
-const bullLatency = async (name: string): Promise<Latency> => {
+const bullLatency = async (config: BullConfig, name: string): Promise<Latency> => {
   const samples: Array<number> = []
   let resolve: () => void = () => {}
   const finished = new Promise<void>((r) => {
     resolve = r
   })
-  const conn = connection()
-  bullConnections.push(conn)
-  const worker = new BullWorker(
-    name,
-    async (job) => {
-      samples.push(performance.now() - (job.data as { t: number }).t)
-      if (samples.length === latencyJobs) resolve()
-    },
-    { connection: conn, prefix: bullPrefix, concurrency: 10 }
-  )
+  const worker = bullWorker(config, name, 10, async (job) => {
+    samples.push(performance.now() - (job.data as { t: number }).t)
+    if (samples.length === latencyJobs) resolve()
+  })
   await worker.waitUntilReady()
-  const queue = bullQueue(name)
+  const queue = bullQueue(config, name)
   await sleep(500)
   for (let i = 0; i < latencyJobs; i++) {
     await queue.add("job", { t: performance.now() })
@@ -206,7 +251,7 @@ const bullLatency = async (name: string): Promise<Latency> => {
 // ---- the run ---------------------------------------------------------------------------------------------------
 
 const rate = (m: Measure) => Math.round((m.count / m.wallMs) * 1000)
-const cpuRate = (m: Measure) => Math.round((m.count / m.cpuMs) * 1000)
+const perJobUs = (ms: number, m: Measure) => Math.round((ms * 1000) / m.count)
 const fmt = (n: number) => n.toLocaleString("en-US")
 const ms = (n: number) => n.toFixed(2)
 
@@ -223,6 +268,11 @@ const cleanup = async () => {
   await conn.quit()
 }
 
+interface Row {
+  readonly mandate: Measure
+  readonly bull: ReadonlyArray<Measure>
+}
+
 const main = async () => {
   console.log(`Redis queue benchmark: Mandate vs BullMQ 6.7.0 (ioredis), ${fmt(jobs)} no-op jobs, on ${url}`)
   console.log(
@@ -230,7 +280,6 @@ const main = async () => {
       .map((n) => n.toFixed(1))
       .join(" ")}`
   )
-  const rows: Array<{ readonly mandate: Measure; readonly bull: Measure }> = []
 
   // Warm-up (not reported): scripts loaded, code paths compiled, connections open, for both
   const warm = Math.min(2_000, jobs)
@@ -241,49 +290,120 @@ const main = async () => {
       { concurrency: 50, discard: true }
     )
   )
-  const warmBull = bullQueue("warm-up")
-  await pooled(warm, 50, (i) => warmBull.add("job", { i }))
-  await Promise.all([mandateDrainN("warm-up", warm), bullDrainN("warm-up", warm)])
+  await mandateDrainN("warm-up", warm)
+  for (const config of bullConfigs) {
+    const warmBull = bullQueue(config, "warm-up")
+    await pooled(warm, 50, (i) => warmBull.add("job", { i }))
+    await bullDrainN(config, "warm-up", warm)
+  }
 
+  const results: Array<Round> = []
+  for (let round = 1; round <= rounds; round++) {
+    results.push(await runRound(round))
+    if (rounds > 1) console.log(`round ${round} of ${rounds} done, load average ${loadavg()[0]!.toFixed(1)}`)
+  }
+  for (const [i, result] of results.entries()) report(rounds > 1 ? `round ${i + 1}` : "", result)
+  if (rounds > 1) {
+    // Each system's median per phase over the rounds (the rounds interleave both, so load hits them alike)
+    const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+    const medianMeasure = (ms: ReadonlyArray<Measure>): Measure => {
+      const byRate = [...ms].sort((a, b) => rate(a) - rate(b))
+      return byRate[Math.floor(byRate.length / 2)]!
+    }
+    const rows = results[0]!.rows.map((row, i) => ({
+      mandate: medianMeasure(results.map((r) => r.rows[i]!.mandate)),
+      bull: row.bull.map((_, b) => medianMeasure(results.map((r) => r.rows[i]!.bull[b]!)))
+    }))
+    const latencyMedian = (ls: ReadonlyArray<Latency>): Latency => ({
+      p50: median(ls.map((l) => l.p50)),
+      p95: median(ls.map((l) => l.p95)),
+      p99: median(ls.map((l) => l.p99))
+    })
+    report(`median of ${rounds} rounds`, {
+      rows,
+      mandateLatency: latencyMedian(results.map((r) => r.mandateLatency)),
+      bullLatency: bullConfigs.map((_, b) => latencyMedian(results.map((r) => r.bullLatency[b]!)))
+    })
+  }
+}
+
+interface Round {
+  readonly rows: ReadonlyArray<Row>
+  readonly mandateLatency: Latency
+  readonly bullLatency: ReadonlyArray<Latency>
+}
+
+// One pass of every phase for Mandate and each BullMQ configuration, on queues of their own. Who goes first turns
+// with the round, so that none always runs on the warmest (or the quietest) machine
+const runRound = async (round: number): Promise<Round> => {
+  const order = <A>(runs: ReadonlyArray<() => Promise<A>>): Promise<Array<A>> =>
+    (async () => {
+      const out: Array<A> = new Array(runs.length)
+      for (let k = 0; k < runs.length; k++) {
+        const i = (k + round - 1) % runs.length
+        out[i] = await runs[i]!()
+      }
+      return out
+    })()
+  const rows: Array<Row> = []
   // enqueue one call per job, then drain those at concurrency 10; batches, then drain at concurrency 50
   for (const [concurrency, single] of [
     [10, true],
     [50, false]
   ] as const) {
-    const mName = `drain-${concurrency}`
-    const bName = `drain-${concurrency}`
-    const mEnqueue = single ? await mandateEnqueueSingle(mName) : await mandateEnqueueBatches(mName)
-    const bEnqueue = single ? await bullEnqueueSingle(bName) : await bullEnqueueBatches(bName)
-    rows.push({ mandate: mEnqueue, bull: bEnqueue })
-    const mDrain = await mandateDrain(mName, concurrency)
-    const bDrain = await bullDrain(bName, concurrency)
-    rows.push({ mandate: mDrain, bull: bDrain })
+    const name = `drain-${concurrency}-${round}`
+    const [mEnqueue, ...bEnqueue] = await order<Measure>([
+      () => (single ? mandateEnqueueSingle(name) : mandateEnqueueBatches(name)),
+      ...bullConfigs.map(
+        (config) => () => (single ? bullEnqueueSingle(config, name) : bullEnqueueBatches(config, name))
+      )
+    ])
+    rows.push({ mandate: mEnqueue!, bull: bEnqueue })
+    const [mDrain, ...bDrain] = await order<Measure>([
+      () => mandateDrain(name, concurrency),
+      ...bullConfigs.map((config) => () => bullDrain(config, name, concurrency))
+    ])
+    rows.push({ mandate: mDrain!, bull: bDrain })
   }
-  const mLatency = await mandateLatency("latency")
-  const bLatency = await bullLatency("latency")
+  const [mandateLatencyOf, ...bullLatencyOf] = await order<Latency>([
+    () => mandateLatency(`latency-${round}`),
+    ...bullConfigs.map((config) => () => bullLatency(config, `latency-${round}`))
+  ])
+  return { rows, mandateLatency: mandateLatencyOf!, bullLatency: bullLatencyOf }
+}
 
+const report = (title: string, { rows, mandateLatency: mLatency, bullLatency: bLatency }: Round) => {
+  const names = bullConfigs.map((c) => `BullMQ ${c.name}`)
   console.log("")
+  if (title !== "") console.log(`== ${title}`)
+  console.log("throughput, jobs/s (ratio: Mandate / the faster BullMQ configuration of the same run)")
   console.log(
-    `${"phase".padEnd(30)}${"Mandate jobs/s".padStart(16)}${"BullMQ jobs/s".padStart(16)}${"ratio".padStart(8)}` +
-      `${"Mandate /CPU-s".padStart(16)}${"BullMQ /CPU-s".padStart(16)}`
+    `${"phase".padEnd(28)}${"Mandate".padStart(10)}${names.map((n) => n.padStart(16)).join("")}${"ratio".padStart(8)}`
   )
-  for (const { mandate: m, bull: b } of rows) {
+  for (const { mandate: m, bull } of rows) {
+    const best = Math.max(...bull.map(rate))
     console.log(
-      `${m.label.padEnd(30)}${fmt(rate(m)).padStart(16)}${fmt(rate(b)).padStart(16)}${(rate(m) / rate(b)).toFixed(2).padStart(8)}` +
-        `${fmt(cpuRate(m)).padStart(16)}${fmt(cpuRate(b)).padStart(16)}`
+      `${m.label.padEnd(28)}${fmt(rate(m)).padStart(10)}${bull.map((b) => fmt(rate(b)).padStart(16)).join("")}${(bull.length === 0 ? "" : (rate(m) / best).toFixed(2)).padStart(8)}`
     )
   }
   console.log("")
+  console.log("CPU per job, µs: this process (client) + the Redis server (its CPU counts every client of that Redis)")
+  console.log(`${"phase".padEnd(28)}${"Mandate".padStart(12)}${names.map((n) => n.padStart(18)).join("")}`)
+  const cpu = (m: Measure) => `${perJobUs(m.cpuMs, m)} + ${perJobUs(m.redisCpuMs, m)}`
+  for (const { mandate: m, bull } of rows) {
+    console.log(`${m.label.padEnd(28)}${cpu(m).padStart(12)}${bull.map((b) => cpu(b).padStart(18)).join("")}`)
+  }
+  console.log("")
   console.log(`latency at light load (1 job / 10 ms, ${latencyJobs} jobs, enqueue call → handler start), ms:`)
-  console.log(`${"".padEnd(10)}${"p50".padStart(8)}${"p95".padStart(8)}${"p99".padStart(8)}`)
+  console.log(`${"".padEnd(18)}${"p50".padStart(8)}${"p95".padStart(8)}${"p99".padStart(8)}`)
+  const line = (label: string, l: Latency) =>
+    console.log(`${label.padEnd(18)}${ms(l.p50).padStart(8)}${ms(l.p95).padStart(8)}${ms(l.p99).padStart(8)}`)
+  line("Mandate", mLatency)
+  for (let i = 0; i < bLatency.length; i++) line(names[i]!, bLatency[i]!)
+  const bestOf = (p: keyof Latency) => Math.min(...bLatency.map((l) => l[p]))
+  if (bLatency.length === 0) return
   console.log(
-    `${"Mandate".padEnd(10)}${ms(mLatency.p50).padStart(8)}${ms(mLatency.p95).padStart(8)}${ms(mLatency.p99).padStart(8)}`
-  )
-  console.log(
-    `${"BullMQ".padEnd(10)}${ms(bLatency.p50).padStart(8)}${ms(bLatency.p95).padStart(8)}${ms(bLatency.p99).padStart(8)}`
-  )
-  console.log(
-    `${"ratio".padEnd(10)}${(mLatency.p50 / bLatency.p50).toFixed(2).padStart(8)}${(mLatency.p95 / bLatency.p95).toFixed(2).padStart(8)}${(mLatency.p99 / bLatency.p99).toFixed(2).padStart(8)}`
+    `${"ratio to best".padEnd(18)}${(mLatency.p50 / bestOf("p50")).toFixed(2).padStart(8)}${(mLatency.p95 / bestOf("p95")).toFixed(2).padStart(8)}${(mLatency.p99 / bestOf("p99")).toFixed(2).padStart(8)}`
   )
 }
 
@@ -295,5 +415,6 @@ main()
   .finally(async () => {
     await mandate.dispose()
     await Promise.all(bullConnections.map((c) => c.quit().catch(() => undefined)))
+    await probe.quit().catch(() => undefined)
     await cleanup()
   })

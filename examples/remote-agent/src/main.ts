@@ -1,7 +1,7 @@
 /**
- * Run: `MANDATE_URL=http://127.0.0.1:8000 MANDATE_TOKEN=<an agent token> npm start -w @mandate/example-remote-agent`
- * (with `npm start` serving in another terminal; in development mode, `source .mandate/dev-tokens.env` and use
- * `$MANDATE_TOKEN_AGENT`). Enqueue work with `POST /queue/jobs {"queue":"signing","payload":{"document":"…"}}`.
+ * Run the server with `onchain_action` routed to pool `signers`:
+ * `MANDATE_REMOTE_STEPS=onchain_action:signers npm start`; then, in another terminal (development mode:
+ * `. .mandate/dev-tokens.env`), `MANDATE_TOKEN=$MANDATE_TOKEN_AGENT npm start -w @mandate/example-remote-agent`.
  * The key is `AGENT_PRIVATE_KEY` (PKCS#8 PEM) or a fresh one. Ctrl-C deregisters and stops.
  */
 import * as NodeCrypto from "node:crypto"
@@ -18,7 +18,6 @@ run({
   baseUrl: process.env.MANDATE_URL ?? "http://127.0.0.1:8000",
   token: process.env.MANDATE_TOKEN ?? process.env.MANDATE_TOKEN_AGENT ?? "",
   agentId: process.env.AGENT_ID,
-  pool: process.env.AGENT_POOL ?? "default",
-  queues: (process.env.AGENT_QUEUES ?? "signing").split(","),
+  pool: process.env.AGENT_POOL ?? "signers",
   privateKey
 }).pipe(Effect.provide(FetchHttpClient.layer), NodeRuntime.runMain)

@@ -69,6 +69,26 @@ export const isReservedQueue = (queue: string): boolean => queue.startsWith(rese
 export const PoolName = QueueName
 
 /**
+ * The runtime's queue of a remote pool's step jobs (`mandate.pool.<pool>`): reserved like every `mandate.` queue,
+ * so only the runtime (and, through `RemoteSteps`, the agents of that pool) reach its jobs.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const poolQueue = (pool: string): string => `${reservedQueuePrefix}pool.${pool}`
+
+/**
+ * The pool whose step queue this is, if it is one (`poolQueue`'s inverse).
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const poolOfQueue = (queue: string): string | undefined => {
+  const prefix = `${reservedQueuePrefix}pool.`
+  return queue.startsWith(prefix) ? queue.slice(prefix.length) : undefined
+}
+
+/**
  * Who holds a job and until when (epoch ms).
  *
  * @category models

@@ -32,6 +32,7 @@ import { Principal } from "./Principal.ts"
  */
 export const knownKinds = [
   "task.created",
+  "plan.proposed",
   "plan.created",
   "policy.decided",
   "step.started",

@@ -12,8 +12,10 @@
  * @since 0.1.0
  */
 import { Effect, Layer } from "effect"
+import type { LanguageModel } from "effect/ai"
 import { Agents } from "./Agents.ts"
 import { Anchor } from "./Anchor.ts"
+import { InvalidInput } from "./InvalidInput.ts"
 import { Ledger, type LedgerOptions } from "./Ledger.ts"
 import { LedgerStore } from "./LedgerStore.ts"
 import { Planner } from "./Planner.ts"
@@ -26,9 +28,9 @@ import { QueueAdmin } from "./QueueAdmin.ts"
 import { Runtime, type RuntimeOptions } from "./Runtime.ts"
 import * as Seed from "./Seed.ts"
 import * as SeedHandlers from "./SeedHandlers.ts"
-import { type StepHandler, StepHandlers } from "./StepHandlers.ts"
+import { asRemoteStep, type StepHandler, StepHandlers } from "./StepHandlers.ts"
 import { TaskStore } from "./TaskStore.ts"
-import type { StepType, TaskTemplate } from "./Template.ts"
+import { type StepType, singleStepTemplate, type TaskTemplate } from "./Template.ts"
 import { UnitOfWork } from "./UnitOfWork.ts"
 import { Wallets } from "./Wallets.ts"
 
@@ -67,6 +69,16 @@ export interface MemoryOptions {
   readonly policy?: PolicySet | undefined
   /** Handlers added to (or replacing) the seed handlers, by step type. */
   readonly handlers?: ReadonlyArray<StepHandler<any, any, never>> | undefined
+  /**
+   * Step types run by remote agents instead of in process: step type → pool (e.g. `{ onchain_action: "signers" }`).
+   * Each keeps its declared params and result schemas (`asRemoteStep`).
+   */
+  readonly remoteSteps?: { readonly [type: string]: string } | undefined
+  /**
+   * The principals whose agents may serve each pool (e.g. `{ signers: ["robot"] }`); a pool not named here is open
+   * to every principal with the `agent` role.
+   */
+  readonly poolPrincipals?: { readonly [pool: string]: ReadonlyArray<string> } | undefined
   /** Templates added to (or replacing) the seed templates, by kind. */
   readonly templates?: ReadonlyArray<TaskTemplate> | undefined
   /** Wallet balances for the seed handlers (default: every wallet holds 1,000,000 QU). */
@@ -78,6 +90,17 @@ export interface MemoryOptions {
   readonly ledger?: LedgerOptions | undefined
   /** The chain the ledger anchors on and `onchain_action` submits to (default `Anchor.layerMemory`). */
   readonly anchor?: Layer.Layer<Anchor, unknown> | undefined
+  /**
+   * Plan `goal` tasks with a language model (`Planner.layerLlm`); other kinds stay on their templates. Default:
+   * templates only.
+   */
+  readonly llm?:
+    | {
+        readonly model: string
+        readonly languageModel: Layer.Layer<LanguageModel.LanguageModel, unknown>
+        readonly maxSteps?: number | undefined
+      }
+    | undefined
 }
 
 /**
@@ -117,8 +140,31 @@ export const layer = <E, R>(
   stores: Layer.Layer<Stores, E, R>,
   options?: MemoryOptions
 ): Layer.Layer<Services | LedgerStore, unknown, R> => {
+  const remote = options?.remoteSteps ?? {}
   const handlers = [...SeedHandlers.handlers({ blockedWallets: options?.blockedWallets }), ...(options?.handlers ?? [])]
+    .map((h) => (Object.hasOwn(remote, h.type) ? asRemoteStep(h, remote[h.type]!) : h))
+    .map((h) => {
+      const principals = h.pool === undefined ? undefined : options?.poolPrincipals?.[h.pool]
+      return principals === undefined ? h : { ...h, principals: [...(h.principals ?? []), ...principals] }
+    })
+  const unknownPool = Object.keys(options?.poolPrincipals ?? {}).find((pool) => !handlers.some((h) => h.pool === pool))
+  if (unknownPool !== undefined) {
+    return Layer.effectDiscard(
+      InvalidInput.at(
+        `$.poolPrincipals[${JSON.stringify(unknownPool)}]`,
+        "Expected a pool that serves a remote step type"
+      )
+    ) as unknown as Layer.Layer<Services | LedgerStore, unknown, R>
+  }
+  const unknownRemote = Object.keys(remote).find((type) => !handlers.some((h) => h.type === type))
+  if (unknownRemote !== undefined) {
+    return Layer.effectDiscard(
+      InvalidInput.at(`$.remoteSteps[${JSON.stringify(unknownRemote)}]`, "Expected a step type with a handler")
+    ) as unknown as Layer.Layer<Services | LedgerStore, unknown, R>
+  }
   const stepTypes: Array<StepType> = [...Seed.stepTypes, ...handlers]
+  // Every step type can also run alone, as a one-step task (`step.<type>`, what `POST /execute` starts)
+  const templates = [...stepTypes.map(singleStepTemplate), ...(options?.templates ?? [])]
   const base = Layer.mergeAll(
     stores,
     Wallets.layerMemory(options?.wallets ?? { defaultBalance: 1_000_000 }),
@@ -128,7 +174,15 @@ export const layer = <E, R>(
     PolicyAdmin.layer.pipe(Layer.provideMerge(Ledger.layer(options?.ledger))),
     StepHandlers.layer(handlers),
     QueueAdmin.layer,
-    Planner.layerTemplates({ templates: options?.templates, stepTypes }).pipe(Layer.provideMerge(Policy.layer))
+    (options?.llm === undefined
+      ? Planner.layerTemplates({ templates, stepTypes })
+      : Planner.layerLlm({
+          templates,
+          stepTypes,
+          model: options.llm.model,
+          maxSteps: options.llm.maxSteps
+        }).pipe(Layer.provide(options.llm.languageModel))
+    ).pipe(Layer.provideMerge(Policy.layer))
   ).pipe(Layer.provideMerge(base))
   // The configured policy is active before the runtime plans anything
   const policy = options?.policy

@@ -28,6 +28,16 @@ export const PlannedStep = Schema.Struct({
 export type PlannedStep = typeof PlannedStep.Type
 
 /**
+ * Where a plan came from when a language model proposed it: the model, and SHA-256 hashes of the prompt and of
+ * the raw response (recorded as the `plan.proposed` ledger entry).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const ProposalOrigin = Schema.Struct({ model: Schema.String, promptHash: Sha256Hex, responseHash: Sha256Hex })
+export type ProposalOrigin = typeof ProposalOrigin.Type
+
+/**
  * @category models
  * @since 0.1.0
  */
@@ -42,7 +52,9 @@ export const Plan = Schema.Struct({
   hash: Sha256Hex,
   createdAt: Schema.Number,
   /** For a dry run's plan (no task): the principal who asked for it, the only one besides auditors who may read it. */
-  requestedBy: Schema.optionalKey(Schema.String)
+  requestedBy: Schema.optionalKey(Schema.String),
+  /** Set when a language model proposed the plan (`Planner.layerLlm`). */
+  proposedBy: Schema.optionalKey(ProposalOrigin)
 })
 export type Plan = typeof Plan.Type
 

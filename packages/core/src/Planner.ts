@@ -7,9 +7,11 @@
  * @since 0.1.0
  */
 import { Clock, Context, Effect, Layer, Result, Schema } from "effect"
+import type { LanguageModel } from "effect/ai"
 import * as Canonical from "./Canonical.ts"
 import { makePlanId, PlanId, type PolicyVersion, Sha256Hex, StepId, type TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
+import * as LlmPlannerModule from "./LlmPlanner.ts"
 import * as PlanModule from "./Plan.ts"
 import { Policy } from "./Policy.ts"
 import type { PolicyStoreError, UnknownPolicyVersion } from "./PolicyStore.ts"
@@ -105,6 +107,8 @@ export type PlanError =
   | PlanRejected
   | UnknownPolicyVersion
   | PolicyStoreError
+  | LlmPlannerModule.ProposalRefused
+  | LlmPlannerModule.PlannerUnavailable
 
 /**
  * @category services
@@ -124,27 +128,67 @@ export class Planner extends Context.Service<
    * @category layers
    * @since 0.1.0
    */
-  static readonly layerTemplates = (options?: {
-    readonly templates?: ReadonlyArray<TaskTemplate> | undefined
-    readonly stepTypes?: ReadonlyArray<StepType> | undefined
-    readonly seed?: boolean | undefined
-  }): Layer.Layer<Planner, never, Policy> =>
-    Layer.effect(
-      Planner,
-      Effect.gen(function* () {
-        const policy = yield* Policy
-        const seed = options?.seed ?? true
-        const templates = new Map<string, TaskTemplate>()
-        const stepTypes = new Map<string, StepType>()
-        for (const t of [...(seed ? Seed.templates : []), ...(options?.templates ?? [])]) templates.set(t.kind, t)
-        for (const s of [...(seed ? Seed.stepTypes : []), ...(options?.stepTypes ?? [])]) stepTypes.set(s.type, s)
-        return Planner.of({
-          plan: (request, planOptions) => makePlan(policy, templates, stepTypes, request, planOptions),
-          kinds: Effect.succeed([...templates.values()].map((t) => ({ kind: t.kind, description: t.description })))
-        })
-      })
-    )
+  static readonly layerTemplates = (options?: TemplateOptions): Layer.Layer<Planner, never, Policy> =>
+    Layer.effect(Planner, makeTemplatePlanner(options))
+
+  /**
+   * The LLM planner: a task of kind `goal` (`{ goal }`) is planned from a language model's proposal, validated
+   * and policy-checked like any plan; every other kind is planned by its template. See `LlmPlanner`.
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layerLlm = (
+    options: LlmPlannerModule.LlmPlannerOptions
+  ): Layer.Layer<Planner, never, Policy | LanguageModel.LanguageModel> =>
+    // Deferred: LlmPlanner builds on this module
+    LlmPlannerModule.layer(options)
 }
+
+/**
+ * What the template planner plans with: templates and step types added to (or replacing) the seed ones.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TemplateOptions {
+  readonly templates?: ReadonlyArray<TaskTemplate> | undefined
+  readonly stepTypes?: ReadonlyArray<StepType> | undefined
+  readonly seed?: boolean | undefined
+}
+
+/**
+ * The template catalog: every task template and step type by name (seed ones unless `seed: false`).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const catalogOf = (
+  options?: TemplateOptions
+): { readonly templates: ReadonlyMap<string, TaskTemplate>; readonly stepTypes: ReadonlyMap<string, StepType> } => {
+  const seed = options?.seed ?? true
+  const templates = new Map<string, TaskTemplate>()
+  const stepTypes = new Map<string, StepType>()
+  for (const t of [...(seed ? Seed.templates : []), ...(options?.templates ?? [])]) templates.set(t.kind, t)
+  for (const s of [...(seed ? Seed.stepTypes : []), ...(options?.stepTypes ?? [])]) stepTypes.set(s.type, s)
+  return { templates, stepTypes }
+}
+
+/**
+ * The template planner's service (what `Planner.layerTemplates` provides).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeTemplatePlanner = (options?: TemplateOptions): Effect.Effect<Planner["Service"], never, Policy> =>
+  Effect.gen(function* () {
+    const policy = yield* Policy
+    const { templates, stepTypes } = catalogOf(options)
+    return Planner.of({
+      plan: (request, planOptions) => makePlan(policy, templates, stepTypes, request, planOptions),
+      kinds: Effect.succeed([...templates.values()].map((t) => ({ kind: t.kind, description: t.description })))
+    })
+  })
 
 // Untraced: Runtime.start, its caller, carries the span
 const makePlan = Effect.fnUntraced(function* (

@@ -15,18 +15,32 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema, type Scope, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  Context,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  PubSub,
+  Result,
+  Schema,
+  type Scope,
+  Stream
+} from "effect"
 import * as Access from "./Access.ts"
-import { makeTaskId, type StepId, TaskId } from "./Ids.ts"
+import * as Canonical from "./Canonical.ts"
+import { type AgentId, type JobId, makeTaskId, type StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import * as Flow from "./internal/taskFlow.ts"
-import { isReservedQueue, type Job, reservedQueuePrefix } from "./Job.ts"
+import { isReservedQueue, type Job, poolQueue, QueueName, reservedQueuePrefix } from "./Job.ts"
 import { type EntryInput, Ledger } from "./Ledger.ts"
 import type { LedgerStoreError } from "./LedgerStore.ts"
 import type { Plan } from "./Plan.ts"
 import { type PlanError, Planner, PlanRejected, UnknownStepType } from "./Planner.ts"
 import { hasRole, Principal } from "./Principal.ts"
-import { Queue, type QueueStoreError } from "./Queue.ts"
+import { JobNotFound, type LeaseLost, prepareResult, Queue, type QueueStoreError } from "./Queue.ts"
 import type { Step } from "./Step.ts"
 import { StepError, type StepHandler, StepHandlers } from "./StepHandlers.ts"
 import type { IllegalTransition } from "./Task.ts"
@@ -42,6 +56,7 @@ import {
   TaskStoreError,
   VersionConflict
 } from "./TaskStore.ts"
+import * as TaskTrace from "./TaskTrace.ts"
 import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
 import * as Worker from "./Worker.ts"
 
@@ -87,6 +102,91 @@ export const TaskEvent = Schema.Struct({
   data: Schema.optionalKey(Schema.Json)
 })
 export type TaskEvent = typeof TaskEvent.Type
+
+/**
+ * A remote step as offered to the agent that claimed it: the step's params (decoded by its declaration's schema,
+ * then encoded as JSON), where it belongs, the attempt, the idempotency key (the same for every attempt and retry
+ * of the step: pass it to whatever the step acts on) and the lease (`leaseId`, held by `workerId` until
+ * `leaseExpiresAt`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ClaimedStep {
+  readonly leaseId: JobId
+  readonly workerId: AgentId
+  readonly leaseExpiresAt: number
+  readonly taskId: TaskId
+  readonly stepId: StepId
+  readonly type: string
+  readonly attempt: number
+  readonly idempotencyKey: string
+  readonly params: Schema.Json
+}
+
+/**
+ * How a remote attempt was settled: `succeeded`, `retrying` (a failed attempt the queue retries with backoff) or
+ * `failed` (no attempt left, not retryable, or a result the step type's schema refused: `error` says why).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RemoteSettlement {
+  readonly leaseId: JobId
+  readonly taskId: TaskId
+  readonly stepId: StepId
+  readonly outcome: "succeeded" | "retrying" | "failed"
+  readonly error?: string | undefined
+}
+
+/**
+ * The runtime's side of remote steps, for the host (no authorization here: `RemoteSteps` applies the rules for
+ * principals). Each operation names the pool it acts for; a lease of another pool's step is `JobNotFound`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RemoteExecution {
+  /** Claims up to `max` (default 1) steps of the pool, each leased to `workerId` for `leaseMs`, recorded as started. */
+  readonly claim: (
+    pool: string,
+    workerId: AgentId,
+    options?: {
+      readonly max?: number | undefined
+      readonly leaseMs?: number | undefined
+      /**
+       * With none ready, wait up to this long (ms) for one (the queue's wake-ups, else a poll a second), so idle
+       * agents need not poll. Default 0: answer at once.
+       */
+      readonly waitMs?: number | undefined
+      /** Recorded on `step.started` as the entry's principal. */
+      readonly principal?: Principal | undefined
+    }
+  ) => Effect.Effect<ReadonlyArray<ClaimedStep>, InvalidInput | StoreError>
+  /** Extends the lease to now + `extendMs`; answers when it now expires. */
+  readonly heartbeat: (
+    pool: string,
+    leaseId: JobId,
+    workerId: AgentId,
+    extendMs: number
+  ) => Effect.Effect<number, JobNotFound | LeaseLost | InvalidInput | StoreError>
+  /** Settles the attempt with the step's result (decoded by the declaration's result schema, else a failed attempt). */
+  readonly complete: (
+    pool: string,
+    leaseId: JobId,
+    workerId: AgentId,
+    result: unknown,
+    principal?: Principal
+  ) => Effect.Effect<RemoteSettlement, JobNotFound | LeaseLost | InvalidInput | StoreError>
+  /** Settles the attempt as failed: retried with backoff while attempts remain, unless `retryable` is false. */
+  readonly fail: (
+    pool: string,
+    leaseId: JobId,
+    workerId: AgentId,
+    failure: { readonly message: string; readonly retryable?: boolean | undefined },
+    principal?: Principal
+  ) => Effect.Effect<RemoteSettlement, JobNotFound | LeaseLost | InvalidInput | StoreError>
+}
 
 /**
  * The plan was denied by policy. The task exists, in state `rejected`, with the plan and decisions recorded.
@@ -288,6 +388,8 @@ export class Runtime extends Context.Service<
     >
     /** Re-schedules what unfinished tasks are owed (run on start; safe to run again). */
     readonly reconcile: Effect.Effect<number, StoreError | InvalidInput>
+    /** Remote steps: claimed and settled by the agents of their pool (through `RemoteSteps`), settled here. */
+    readonly remote: RemoteExecution
   }
 >()("@mandate/core/Runtime") {
   /**
@@ -349,6 +451,19 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       return yield* InvalidInput.at(path, `Expected a queue in the reserved ${reservedQueuePrefix} namespace`)
     }
   }
+  // A remote step type's jobs go to its pool's reserved queue; the name must be a queue name
+  const queueOfType = new Map<string, string>()
+  for (const h of handlers.all) {
+    if (h.pool === undefined) continue
+    const name = poolQueue(h.pool)
+    if (!Schema.is(QueueName)(name)) {
+      return yield* InvalidInput.at(
+        `$.handlers[${JSON.stringify(h.type)}].pool`,
+        "Expected a pool name of at most 51 characters"
+      )
+    }
+    queueOfType.set(h.type, name)
+  }
   const maxAttempts = options?.maxAttempts ?? 5
   const hub = yield* PubSub.sliding<TaskEvent>(16_384)
   let eventSeq = 0
@@ -388,12 +503,17 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       if (enqueues.length > 0) {
         const jobs = yield* queue.enqueueBatch(
           enqueues.map((c) => ({
-            queue: stepsQueue,
-            payload: { taskId: record.task.id, stepId: c.step.id, round: c.step.round },
+            queue: queueOfType.get(c.planned.type) ?? stepsQueue,
+            payload: {
+              taskId: record.task.id,
+              stepId: c.step.id,
+              round: c.step.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
             priority: record.task.priority,
             maxAttempts,
             idempotencyKey: `${record.task.id}/${c.step.id}/${c.step.round}`,
-            ...(options?.pool === undefined ? {} : { pool: options.pool })
+            ...(options?.pool === undefined || queueOfType.has(c.planned.type) ? {} : { pool: options.pool })
           }))
         )
         const jobIds = new Map(enqueues.map((c, i) => [c.step.id as string, jobs[i]!.id]))
@@ -407,7 +527,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         yield* queue.enqueueBatch(
           deadlines.map((c) => ({
             queue: deadlinesQueue,
-            payload: { taskId: record.task.id, stepId: c.stepId, round: c.round },
+            payload: {
+              taskId: record.task.id,
+              stepId: c.stepId,
+              round: c.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
             priority: "high" as const,
             runAt: c.at,
             maxAttempts: 20,
@@ -433,7 +558,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ]
           : []
       )
-      if (entries.length > 0) yield* ledger.appendBatch(entries)
+      if (entries.length > 0) {
+        yield* ledger
+          .appendBatch(entries)
+          .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
+      }
       for (const c of transition.commands) {
         if (c._tag === "CancelJob") {
           // A job that already finished or vanished needs no cancelling
@@ -456,7 +585,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           : []
       )
       return { record, events }
-    })
+    }).pipe(
+      transition.record.task.state === "completed" && before.task.state !== "completed"
+        ? TaskTrace.span("Runtime.complete", { attributes: { "mandate.task.id": transition.record.task.id } })
+        : (self) => self
+    )
 
   const publish = (events: ReadonlyArray<Omit<TaskEvent, "seq">>) =>
     events.length === 0
@@ -539,6 +672,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ...(task.idempotencyKey === undefined ? {} : { idempotencyKey: task.idempotencyKey })
           }
         },
+        // Where a model-proposed plan came from, for an auditor (Planner.layerLlm)
+        ...(plan.proposedBy === undefined
+          ? []
+          : [{ _tag: "Record", kind: "plan.proposed", payload: { ...plan.proposedBy } } satisfies Flow.Command]),
         {
           _tag: "Record",
           kind: "plan.created",
@@ -619,6 +756,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       }
       const id = yield* makeTaskId
       const plan = yield* planned(id).pipe(
+        TaskTrace.span("Planner.plan", { attributes: { "mandate.task.kind": request.kind } }),
         Effect.map((p): Plan | PlanRejected => p),
         Effect.catchIf(
           (e): e is PlanRejected => e instanceof PlanRejected,
@@ -628,6 +766,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       const accepted = plan instanceof PlanRejected ? plan.plan : plan
       yield* checkHandlers(accepted)
       const now = yield* Clock.currentTimeMillis
+      const trace = yield* TaskTrace.capture
       const task: Task = {
         id,
         kind: request.kind,
@@ -640,6 +779,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         policyVersion: accepted.policyVersion,
         reasons: [],
         gated: Access.isGated(accepted),
+        ...(trace === undefined ? {} : { trace }),
         createdAt: now,
         updatedAt: now,
         version: 0
@@ -674,6 +814,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     yield* requireRole(principal, "submitter", "start tasks")
     const stored = yield* readPlan(planId, principal)
     const request: TaskRequest = { kind: stored.kind, params: stored.params }
+    // A model's proposal keeps its provenance (`plan.proposed`) when the re-plan is of the very same params
+    const withOrigin = (plan: Plan): Plan =>
+      stored.proposedBy !== undefined && Canonical.hash(plan.params) === Canonical.hash(stored.params)
+        ? { ...plan, proposedBy: stored.proposedBy }
+        : plan
     // Planned again for the task under the active policy, it must be the plan the caller reviewed: anything else
     // would run a plan nobody saw
     const same = (replanned: Plan) => {
@@ -683,7 +828,11 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     return yield* newTask(request, principal, (taskId) =>
       planner.plan({ kind: stored.kind, params: stored.params, principal, taskId }).pipe(
         Effect.tap(same),
-        Effect.tapError((e) => (e._tag === "PlanRejected" ? same(e.plan) : Effect.void))
+        Effect.tapError((e) => (e._tag === "PlanRejected" ? same(e.plan) : Effect.void)),
+        Effect.map(withOrigin),
+        Effect.mapError((e) =>
+          e._tag === "PlanRejected" ? new PlanRejected({ reasons: e.reasons, plan: withOrigin(e.plan) }) : e
+        )
       )
     )
   })
@@ -892,7 +1041,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       )
     })
 
-  const settleStep = (job: Job, outcome: Worker.Outcome, worker: string) =>
+  const settleStep = (job: Job, outcome: Worker.Outcome, worker: string, principal?: Principal) =>
     Effect.gen(function* () {
       const ref = yield* decodeStepJob(job.payload)
       yield* transact(ref.taskId, (r, plan, now) => {
@@ -905,9 +1054,205 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         if (outcome._tag === "Completed" && (outcome.result as { stale?: boolean } | null)?.stale === true) {
           return Effect.succeed(undefined)
         }
-        return settleOutcome(r, plan, stepId, outcome, job.state === "dead_lettered", worker, now)
+        return Effect.map(
+          settleOutcome(r, plan, stepId, outcome, job.state === "dead_lettered", worker, now),
+          byPrincipal(principal)
+        )
       })
     })
+
+  /** Names `principal` (a remote agent's) on the transition's `step.*` entries. */
+  const byPrincipal =
+    (principal: Principal | undefined) =>
+    (transition: Flow.Transition): Flow.Transition =>
+      principal === undefined
+        ? transition
+        : {
+            ...transition,
+            commands: transition.commands.map((c) =>
+              c._tag === "Record" && c.kind.startsWith("step.") && c.principal === undefined ? { ...c, principal } : c
+            )
+          }
+
+  // ---- remote steps ---------------------------------------------------------------------------------------
+
+  /** A remote step job of `pool` (a job of any other queue does not exist for this pool's agents). */
+  const poolJob = (pool: string, leaseId: JobId) =>
+    Effect.flatMap(queue.get(leaseId), (job) =>
+      job.queue === poolQueue(pool) ? Effect.succeed(job) : Effect.fail(new JobNotFound({ jobId: leaseId }))
+    )
+
+  /**
+   * Offers a claimed job to its agent: records the attempt as started by `worker` (as the in-process worker does),
+   * and decodes the step's params with the declaration's schema. A stale job (its step moved on) is completed as
+   * such and not offered; params that do not decode fail the step through the settle path.
+   */
+  const offer = (job: Job, worker: AgentId, principal: Principal | undefined) =>
+    Effect.gen(function* () {
+      const ref = yield* decodeStepJob(job.payload)
+      let current = true
+      const record = yield* transact(ref.taskId, (r, _plan, now) => {
+        current = isCurrent(r, ref)
+        return current
+          ? Effect.map(Flow.stepStarted(r, ref.stepId as StepId, job.attempts, now, worker), byPrincipal(principal))
+          : Effect.succeed(undefined)
+      })
+      if (!current) {
+        yield* queue.complete(job.id, worker, { stale: true })
+        return Option.none<ClaimedStep>()
+      }
+      const plan = yield* planOf(record)
+      const planned = plan.steps.find((s) => s.id === ref.stepId)!
+      const declared = handlers.get(planned.type)
+      const params = Option.isNone(declared)
+        ? Result.fail(`no declaration for step type ${planned.type}`)
+        : Result.mapError(
+            Result.flatMap(Schema.decodeUnknownResult(declared.value.params)(planned.params), (decoded) =>
+              Schema.encodeUnknownResult(declared.value.params)(decoded)
+            ),
+            (e) => `params do not match the ${planned.type} step type: ${e.message}`
+          )
+      if (Result.isFailure(params)) {
+        yield* settleRemote(job.id, worker, { _tag: "Failed", error: params.failure, retryable: false }, principal)
+        return Option.none<ClaimedStep>()
+      }
+      return Option.some<ClaimedStep>({
+        leaseId: job.id,
+        workerId: worker,
+        leaseExpiresAt: job.lease?.expiresAt ?? 0,
+        taskId: record.task.id,
+        stepId: planned.id,
+        type: planned.type,
+        attempt: job.attempts,
+        idempotencyKey: `${record.task.id}/${planned.id}`,
+        params: params.success as Schema.Json
+      })
+    })
+
+  /** Writes a remote attempt's outcome to the queue and settles the step, in one unit (as the worker's `finish`). */
+  const settleRemote = (leaseId: JobId, worker: AgentId, outcome: Worker.Outcome, principal: Principal | undefined) =>
+    uow
+      .run(
+        Effect.gen(function* () {
+          const after =
+            outcome._tag === "Completed"
+              ? yield* queue.complete(leaseId, worker, outcome.result)
+              : yield* queue.fail(leaseId, worker, outcome.error, { retryable: outcome.retryable })
+          yield* settleStep(after, outcome, worker, principal)
+          return after
+        })
+      )
+      .pipe(Effect.catchTag("TaskNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "get", cause }))))
+
+  const settlement = (job: Job, error?: string): Effect.Effect<RemoteSettlement, InvalidInput> =>
+    Effect.map(decodeStepJob(job.payload), (ref) => ({
+      leaseId: job.id,
+      taskId: ref.taskId,
+      stepId: ref.stepId as StepId,
+      outcome: job.state === "completed" ? "succeeded" : job.state === "failed" ? "retrying" : "failed",
+      ...(error === undefined ? (job.state === "completed" ? {} : { error: job.lastError }) : { error })
+    }))
+
+  /** One claim of the pool's queue, each job offered (or, stale or undecodable, settled and left out). */
+  const claimOffered = (
+    pool: string,
+    workerId: AgentId,
+    claimOptions: Parameters<RemoteExecution["claim"]>[2]
+  ): Effect.Effect<ReadonlyArray<ClaimedStep>, InvalidInput | StoreError> =>
+    Effect.gen(function* () {
+      const jobs = yield* queue.claim({
+        workerId,
+        queues: [poolQueue(pool)],
+        ...(claimOptions?.max === undefined ? {} : { max: claimOptions.max }),
+        ...(claimOptions?.leaseMs === undefined ? {} : { leaseMs: claimOptions.leaseMs })
+      })
+      const offered = yield* Effect.forEach(jobs, (job) =>
+        offer(job, workerId, claimOptions?.principal).pipe(
+          // One job that cannot be offered now (a store hiccup) is not lost: its lease expires and it comes back
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause)
+              ? Effect.interrupt
+              : Effect.as(Effect.logWarning("offering a remote step failed", cause), Option.none<ClaimedStep>())
+          )
+        )
+      )
+      return offered.flatMap((o) => (Option.isSome(o) ? [o.value] : []))
+    })
+
+  const remote: RemoteExecution = {
+    claim: (pool, workerId, claimOptions) =>
+      Effect.gen(function* () {
+        const waitMs = claimOptions?.waitMs ?? 0
+        if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > 60_000) {
+          return yield* InvalidInput.at("$.waitMs", "Expected an integer between 0 and 60000")
+        }
+        const claimOnce = claimOffered(pool, workerId, claimOptions)
+        if (waitMs === 0) return yield* claimOnce
+        // Subscribed before the first claim, so a step enqueued in between still wakes this claim
+        const next = yield* queue
+          .wakeups({ queues: [poolQueue(pool)] })
+          .pipe(Effect.catch(() => Effect.succeed(Effect.never)))
+        const deadline = (yield* Clock.currentTimeMillis) + waitMs
+        let offered = yield* claimOnce
+        while (offered.length === 0) {
+          const left = deadline - (yield* Clock.currentTimeMillis)
+          if (left <= 0) break
+          // Delayed steps and retries coming due send no wake-up: look again at least every second
+          yield* Effect.raceFirst(next, Effect.sleep(Math.min(left, 1_000)))
+          offered = yield* claimOnce
+        }
+        return offered
+      }).pipe(Effect.scoped),
+    heartbeat: (pool, leaseId, workerId, extendMs) =>
+      poolJob(pool, leaseId).pipe(
+        Effect.andThen(queue.heartbeat(leaseId, workerId, extendMs)),
+        Effect.map((job) => job.lease?.expiresAt ?? 0)
+      ),
+    complete: (pool, leaseId, workerId, result, principal) =>
+      Effect.gen(function* () {
+        const job = yield* poolJob(pool, leaseId)
+        const ref = yield* decodeStepJob(job.payload)
+        const record = yield* store
+          .get(ref.taskId)
+          .pipe(
+            Effect.catchTag("TaskNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "get", cause })))
+          )
+        const plan = yield* planOf(record)
+        const type = plan.steps.find((s) => s.id === ref.stepId)?.type ?? ""
+        const declared = handlers.get(type)
+        // The one check `settle` makes, made first: a refused result is a failed attempt carrying the decode error
+        const checked = yield* Effect.result(
+          Option.isNone(declared)
+            ? Effect.fail(`no declaration for step type ${type}`)
+            : Effect.flatMap(
+                prepareResult(result).pipe(Effect.mapError((e) => `result is not JSON: ${e.message} at ${e.path}`)),
+                (json) => checkResult(declared.value, type, json)
+              )
+        )
+        if (Result.isFailure(checked)) {
+          const after = yield* settleRemote(
+            leaseId,
+            workerId,
+            { _tag: "Failed", error: checked.failure, retryable: false },
+            principal
+          )
+          return yield* settlement(after, checked.failure)
+        }
+        const after = yield* settleRemote(leaseId, workerId, { _tag: "Completed", result: checked.success }, principal)
+        return yield* settlement(after)
+      }),
+    fail: (pool, leaseId, workerId, failure, principal) =>
+      Effect.gen(function* () {
+        yield* poolJob(pool, leaseId)
+        const after = yield* settleRemote(
+          leaseId,
+          workerId,
+          { _tag: "Failed", error: failure.message, retryable: failure.retryable ?? true },
+          principal
+        )
+        return yield* settlement(after)
+      })
+  }
 
   const runDeadline = (job: Job) =>
     Effect.gen(function* () {
@@ -990,6 +1335,21 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     }).pipe(Effect.withSpan("Runtime.reconcile"))
   const reconcile = reconcileWith(true)
 
+  // A step job's spans join its task's trace (the payload carries it), whichever process runs the job
+  const inTaskTrace = (job: Job, name: string) => {
+    const payload = job.payload as { readonly taskId?: unknown; readonly stepId?: unknown } | null
+    return TaskTrace.span(name, {
+      parent: TaskTrace.fromPayload(job.payload),
+      kind: "consumer",
+      attributes: {
+        "mandate.task.id": payload?.taskId,
+        "mandate.step.id": payload?.stepId,
+        "mandate.job.id": job.id,
+        "mandate.job.attempt": job.attempts
+      }
+    })
+  }
+
   // ---- watching a task ------------------------------------------------------------------------------------
 
   // Subscribes first, then reads: an event published in between is one the view already shows (its version is
@@ -1028,11 +1388,15 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       ...(options?.workerId === undefined ? {} : { workerId: options.workerId }),
       ...(options?.pool === undefined ? {} : { pool: options.pool }),
       ...(options?.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
-      handler: (job, { workerId }) => (job.queue === deadlinesQueue ? runDeadline(job) : runStep(job, workerId)),
+      handler: (job, { workerId }) =>
+        job.queue === deadlinesQueue
+          ? runDeadline(job).pipe(inTaskTrace(job, "Runtime.deadline"))
+          : runStep(job, workerId).pipe(inTaskTrace(job, "Runtime.step")),
       settle: (job, outcome, { workerId }) =>
         job.queue === deadlinesQueue
           ? Effect.void
           : settleStep(job, outcome, workerId).pipe(
+              inTaskTrace(job, "Runtime.settle"),
               Effect.catchCause((cause) =>
                 Cause.hasInterruptsOnly(cause)
                   ? Effect.failCause(cause)
@@ -1070,7 +1434,8 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             Stream.concat(Stream.make(snapshotEvent(view)), events)
           )) as Runtime["Service"]["events"],
     watch,
-    reconcile
+    reconcile,
+    remote
   })
 })
 

@@ -92,7 +92,15 @@ export const onchainAction = handler({
   type: Seed.onchainAction.type,
   description: Seed.onchainAction.description,
   params: Seed.onchainAction.params,
-  result: Schema.Struct({ chain: Schema.String, txId: Schema.String, tick: Schema.Int, digest: Schema.String }),
+  result: Schema.Struct({
+    chain: Schema.String,
+    txId: Schema.String,
+    tick: Schema.Int,
+    digest: Schema.String,
+    /** Set when a remote signer ran the step (`MANDATE_REMOTE_STEPS`): its signature of `digest`, and its key. */
+    signature: Schema.optionalKey(Schema.String),
+    publicKey: Schema.optionalKey(Schema.String)
+  }),
   timeout: "60 seconds",
   run: (transfer, ctx) =>
     Effect.gen(function* () {

@@ -6,6 +6,11 @@
  * `StepError`; `retryable: false` skips the queue's retries and fails the step at once. Handlers may require
  * services (an HTTP client, the Anchor…): the `StepHandlers` layer captures them when it is built.
  *
+ * A step type can also be declared **remote** (`remoteStep`, `asRemoteStep`): it names a pool instead of running here. The
+ * runtime routes its jobs to that pool's reserved queue (`mandate.pool.<pool>`), and the pool's agents claim and
+ * settle them through `RemoteSteps`; the declaration's params and result schemas still decode both ends, exactly
+ * as for an in-process handler.
+ *
  * @since 0.1.0
  */
 import { Context, type Duration, Effect, Layer, Option, Schema } from "effect"
@@ -66,7 +71,73 @@ export interface StepHandler<P = any, A = any, R = never> {
   /** Per-attempt timeout; a timed-out attempt is a retryable failure. */
   readonly timeout?: Duration.Input | undefined
   readonly run: (params: P, ctx: StepContext) => Effect.Effect<A, StepError, R>
+  /** Set on a remote step type: the pool whose agents run it (its `run` is never called in process). */
+  readonly pool?: string | undefined
+  /**
+   * On a remote step type: the principals whose agents may serve its pool. Absent: any principal with the `agent`
+   * role that registers an agent in the pool.
+   */
+  readonly principals?: ReadonlyArray<string> | undefined
 }
+
+/**
+ * A remote step type's declaration: its schemas and the pool that runs it.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RemoteStep<P = any, A = any> {
+  readonly type: string
+  readonly description?: string | undefined
+  readonly params: Schema.Codec<P, any>
+  readonly result: Schema.Codec<A, any>
+  readonly pool: string
+  /** The principals whose agents may serve the pool (default: any principal with the `agent` role). */
+  readonly principals?: ReadonlyArray<string> | undefined
+}
+
+/**
+ * Declares a remote step type: the runtime never runs it in process; it routes its jobs to `pool`, whose agents
+ * claim them with the params the `params` schema decoded and complete them with a result the `result` schema must
+ * decode.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const remoteStep = <P, A>(declaration: RemoteStep<P, A>): StepHandler<P, A, never> => ({
+  ...declaration,
+  // Only reachable if the handler is run outside the runtime (the runtime's workers never claim a pool's queue)
+  run: () => Effect.fail(StepError.permanent(`step type ${declaration.type} runs on remote pool ${declaration.pool}`))
+})
+
+/**
+ * The same step type (same schemas), run remotely by `pool` instead: how a configuration moves a known step type,
+ * e.g. the seed's `onchain_action`, to agents holding the keys.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const asRemoteStep = <P, A>(
+  handler: StepHandler<P, A, any>,
+  pool: string,
+  principals?: ReadonlyArray<string>
+): StepHandler<P, A, never> =>
+  remoteStep({
+    type: handler.type,
+    ...(handler.description === undefined ? {} : { description: handler.description }),
+    params: handler.params,
+    result: handler.result,
+    pool,
+    ...(principals === undefined ? {} : { principals })
+  })
+
+/**
+ * Whether a handler is a remote step type's declaration.
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isRemoteStep = (handler: StepHandler<any, any, any>): boolean => handler.pool !== undefined
 
 /**
  * Defines a handler (keeps its types).

@@ -12,6 +12,7 @@
 import { Effect, Schema } from "effect"
 import { PlanId, PolicyVersion, TaskId } from "./Ids.ts"
 import { Principal } from "./Principal.ts"
+import { TaskTrace } from "./TaskTrace.ts"
 
 /**
  * @category models
@@ -95,6 +96,8 @@ export const Task = Schema.Struct({
    * may read gated tasks (see `Access`); stores filter listings on it.
    */
   gated: Schema.optionalKey(Schema.Boolean),
+  /** The span the task was started in, when a tracer was exporting: its steps' spans join that trace. */
+  trace: Schema.optionalKey(TaskTrace),
   createdAt: Schema.Number,
   updatedAt: Schema.Number,
   /** Incremented on every write: stores use it for optimistic concurrency. */

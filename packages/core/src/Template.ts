@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import type { Schema } from "effect"
+import { Schema } from "effect"
 
 /**
  * A kind of step and the schema of its params (decoding from JSON, needing no services).
@@ -63,3 +63,25 @@ export const stepType = <A>(definition: StepType<A>): StepType<A> => definition
  * @since 0.1.0
  */
 export const taskTemplate = <A>(definition: TaskTemplate<A>): TaskTemplate<A> => definition
+
+/**
+ * The task kind that runs one step of `type` alone (`step.<type>`), as `POST /execute` does.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const singleStepKind = (type: string): string => `step.${type}`
+
+/**
+ * A one-step task: kind `step.<type>`, whose params are the step's own, planned into one step (id: the type)
+ * checked against policy like any other.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const singleStepTemplate = <A>(step: StepType<A>): TaskTemplate<A> => ({
+  kind: singleStepKind(step.type),
+  description: `Runs one ${step.type} step${step.description === undefined ? "" : `: ${step.description}`}`,
+  params: step.params,
+  steps: (params) => [{ id: step.type, type: step.type, params: Schema.encodeSync(step.params)(params) }]
+})

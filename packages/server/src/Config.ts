@@ -25,13 +25,17 @@
  * | `MANDATE_MAX_JSON_DEPTH` | `64` | deepest nesting of objects and arrays in a JSON body (at most 256) |
  * | `MANDATE_JWT_MAX_LIFETIME` | `1 day` | longest a JWT may live (`exp` is required; `exp − iat`, or `exp − now` without `iat`) |
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
+ * | `MANDATE_REMOTE_STEPS` | | step types run by remote agents, `type:pool,…` (e.g. `onchain_action:signers`) |
+ * | `MANDATE_POOL_PRINCIPALS` | | who may serve each remote pool, `pool:principal+principal,…` (other pools: any agent) |
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_CORS_ORIGINS` | | origins whose pages may call the API (`https://ops.example.com,…` or `*`); CORS is off without it |
- * | `MANDATE_PUBLIC_URL` | `http://HOST:PORT` | the console's address, for links in webhook messages |
+ * | `MANDATE_PUBLIC_URL` | `http://HOST:PORT` | the console's address, for links in webhook messages and MCP results |
  * | `MANDATE_WEBHOOKS_FILE` | | JSON file of webhook subscriptions (`[{ url, events, secret }]`) |
  * | `MANDATE_WEBHOOKS` | | the same JSON, inline (both may be given) |
  * | `MANDATE_DEV_TOKENS_FILE` | `.mandate/dev-tokens.env` | where development mode writes its tokens |
+ * | `MANDATE_PLANNER` | `templates` | `llm`: `goal` tasks are planned by a language model (`Planner.layerLlm`) |
+ * | `MANDATE_LLM_URL` / `MANDATE_LLM_MODEL` / `MANDATE_LLM_API_KEY` | | the OpenAI-compatible endpoint (up to `/v1`), model and key, with `MANDATE_PLANNER=llm` |
  * | `LOG_LEVEL` | `Info` | `Debug`, `Info`, `Warn`, `Error` |
  *
  * @since 0.1.0
@@ -82,6 +86,8 @@ export interface ServerConfig {
   readonly maxJsonDepth: number
   readonly jwtMaxLifetime: Duration.Duration
   readonly workerConcurrency: number
+  readonly remoteSteps: { readonly [type: string]: string }
+  readonly poolPrincipals: { readonly [pool: string]: ReadonlyArray<string> }
   readonly shutdownGrace: Duration.Duration
   readonly sseKeepAlive: Duration.Duration
   readonly corsOrigins: ReadonlyArray<string>
@@ -90,6 +96,8 @@ export interface ServerConfig {
   readonly webhooks: Option.Option<Redacted.Redacted>
   readonly devTokensFile: string
   readonly logLevel: LogLevel.LogLevel
+  /** `templates` (default) or `llm`: `goal` tasks planned by a model at MANDATE_LLM_URL (see `Stores.llmFromConfig`). */
+  readonly planner: "templates" | "llm"
 }
 
 const positiveInt = (name: string, fallback: number, max = 1_000_000_000) =>
@@ -115,6 +123,87 @@ const CorsOrigins = Schema.String.pipe(
           .filter((o) => o.length > 0)
       ),
       encode: SchemaGetter.transform((origins: ReadonlyArray<string>) => origins.join(","))
+    }
+  )
+)
+
+// Keys are checked by a filter, not by the record's key schema: decoding drops keys a key schema refuses, and a bad
+// entry must be refused, not dropped
+const keysMatch = (pattern: RegExp, message: string) =>
+  Schema.makeFilter((record: { readonly [key: string]: unknown }) =>
+    Object.keys(record)
+      .filter((key) => !pattern.test(key))
+      .map((key) => ({ path: [key], issue: message }))
+  )
+
+// `type:pool,type:pool`: each step type once, pools named as queues are (at most 51 characters: `mandate.pool.` + it)
+const RemoteSteps = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.Record(
+      Schema.String,
+      Schema.String.check(
+        Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,50}$/, {
+          message: "Expected a pool name: 1-51 letters, digits and _ . : -"
+        })
+      )
+    ).check(keysMatch(/^[a-z][a-z0-9_.-]{0,63}$/, "Expected a step type")),
+    {
+      decode: SchemaGetter.transform((text: string) =>
+        Object.fromEntries(
+          text
+            .split(",")
+            .map((pair) => pair.trim())
+            .filter((pair) => pair.length > 0)
+            .map((pair) => {
+              const colon = pair.indexOf(":")
+              return colon < 0 ? [pair, ""] : [pair.slice(0, colon).trim(), pair.slice(colon + 1).trim()]
+            })
+        )
+      ),
+      encode: SchemaGetter.transform((steps: { readonly [type: string]: string }) =>
+        Object.entries(steps)
+          .map(([type, pool]) => `${type}:${pool}`)
+          .join(",")
+      )
+    }
+  )
+)
+
+// `pool:principal+principal,pool:principal`
+const PoolPrincipals = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.Record(
+      Schema.String,
+      Schema.Array(
+        Schema.String.check(Schema.isPattern(/^[^\s,:+]{1,128}$/, { message: "Expected a principal id" }))
+      ).check(Schema.isMinLength(1))
+    ).check(keysMatch(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,50}$/, "Expected a pool name")),
+    {
+      decode: SchemaGetter.transform((text: string) =>
+        Object.fromEntries(
+          text
+            .split(",")
+            .map((pair) => pair.trim())
+            .filter((pair) => pair.length > 0)
+            .map((pair) => {
+              const colon = pair.indexOf(":")
+              const pool = colon < 0 ? pair : pair.slice(0, colon).trim()
+              const principals =
+                colon < 0
+                  ? []
+                  : pair
+                      .slice(colon + 1)
+                      .split("+")
+                      .map((p) => p.trim())
+              return [pool, principals.filter((p) => p.length > 0)]
+            })
+        )
+      ),
+      encode: SchemaGetter.transform((pools: { readonly [pool: string]: ReadonlyArray<string> }) =>
+        Object.entries(pools)
+          .map(([pool, principals]) => `${pool}:${principals.join("+")}`)
+          .join(",")
+      )
     }
   )
 )
@@ -157,6 +246,12 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
     Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000 })),
     "MANDATE_WORKER_CONCURRENCY"
   ).pipe(Config.withDefault(16)),
+  remoteSteps: Config.schema(RemoteSteps, "MANDATE_REMOTE_STEPS").pipe(
+    Config.withDefault({} as { readonly [type: string]: string })
+  ),
+  poolPrincipals: Config.schema(PoolPrincipals, "MANDATE_POOL_PRINCIPALS").pipe(
+    Config.withDefault({} as { readonly [pool: string]: ReadonlyArray<string> })
+  ),
   shutdownGrace: Config.Duration("MANDATE_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
   sseKeepAlive: Config.Duration("MANDATE_SSE_KEEPALIVE").pipe(Config.withDefault(Duration.seconds(15))),
   corsOrigins: Config.schema(CorsOrigins, "MANDATE_CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
@@ -164,7 +259,8 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   webhooksFile: Config.String("MANDATE_WEBHOOKS_FILE").pipe(Config.option),
   webhooks: Config.Redacted("MANDATE_WEBHOOKS").pipe(Config.option),
   devTokensFile: Config.String("MANDATE_DEV_TOKENS_FILE").pipe(Config.withDefault(".mandate/dev-tokens.env")),
-  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const))
+  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const)),
+  planner: Config.Literals(["templates", "llm"], "MANDATE_PLANNER").pipe(Config.withDefault("templates" as const))
 })
 
 /**

@@ -2,7 +2,8 @@
  * Prometheus metrics of the server: HTTP requests by route and status with a latency histogram (recorded by
  * the request middleware), and, read at scrape time, tasks by state, queue depth by state and priority, queue
  * waits and failure rate, agents by pool and status, and the ledger's size and checkpoints. `render` refreshes
- * the gauges from the core services and formats everything in the text format. `docs/grafana-dashboard.json`
+ * the gauges from the core services and formats everything in the text format; with an OTLP exporter
+ * (`layerRefreshFromEnv`) they are also refreshed on the export interval. `docs/grafana-dashboard.json`
  * charts them (a test keeps it in step with this module).
  *
  * Each server layer gets its own registry (`layerRegistry`), so two servers in one process (tests) do not
@@ -11,7 +12,7 @@
  * @since 0.1.0
  */
 import { Agents, Ledger, Queue, TaskStore } from "@mandate/core"
-import { Effect, Layer, Metric, Option } from "effect"
+import { Config, Duration, Effect, Layer, Metric, Option, Schedule } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 
 /**
@@ -122,12 +123,12 @@ const taggedMetrics = new Map<
 >()
 
 /**
- * Refreshes the gauges from the stores and renders every metric as Prometheus text.
+ * Refreshes the gauges from the stores.
  *
- * @category rendering
+ * @category recording
  * @since 0.1.0
  */
-export const render = Effect.gen(function* () {
+export const refresh = Effect.gen(function* () {
   const counts = yield* TaskStore.use((store) => store.countByState)
   for (const [state, count] of Object.entries(counts)) {
     yield* Metric.update(Metric.withAttributes(tasks, { state }), count)
@@ -155,8 +156,15 @@ export const render = Effect.gen(function* () {
     ledgerCheckpointSize,
     Option.match(checkpoint, { onNone: () => 0, onSome: (c) => c.checkpoint.size })
   )
-  return yield* PrometheusMetrics.format()
 })
+
+/**
+ * Refreshes the gauges from the stores and renders every metric as Prometheus text.
+ *
+ * @category rendering
+ * @since 0.1.0
+ */
+export const render = Effect.andThen(refresh, PrometheusMetrics.format())
 
 /**
  * A fresh metric registry for one server.
@@ -165,3 +173,29 @@ export const render = Effect.gen(function* () {
  * @since 0.1.0
  */
 export const layerRegistry = Layer.sync(Metric.MetricRegistry, () => new Map())
+
+/**
+ * When metrics are exported over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT` set), refreshes the gauges every
+ * `OTEL_METRIC_EXPORT_INTERVAL` ms (default 10,000), as a scrape of `/metrics` would: a collector that never
+ * scrapes still sees current counts. Nothing otherwise.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerRefreshFromEnv = Layer.effectDiscard(
+  Effect.gen(function* () {
+    const env = yield* Config.all({
+      disabled: Config.Boolean("OTEL_SDK_DISABLED").pipe(Config.withDefault(false)),
+      endpoint: Config.option(Config.String("OTEL_EXPORTER_OTLP_ENDPOINT")),
+      interval: Config.Int("OTEL_METRIC_EXPORT_INTERVAL").pipe(Config.withDefault(10_000))
+    })
+    if (env.disabled || Option.isNone(env.endpoint)) return
+    yield* refresh.pipe(
+      Effect.catchCause((cause) => Effect.logWarning("refreshing the metrics' gauges failed", cause)),
+      Effect.repeat(Schedule.spaced(Duration.millis(Math.max(100, env.interval)))),
+      // Housekeeping: a trace of store reads every interval would only bury the tasks' traces
+      Effect.withTracerEnabled(false),
+      Effect.forkScoped
+    )
+  }).pipe(Effect.orDie)
+)

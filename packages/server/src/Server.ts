@@ -9,7 +9,7 @@
 import type * as NodeHttp from "node:http"
 import { createServer } from "node:http"
 import { NodeHttpServer, NodeServices } from "@effect/platform-node"
-import { loadFile } from "@mandate/core"
+import { loadFile, Observability } from "@mandate/core"
 import { Clock, Duration, Effect, Latch, Layer, Logger, type LogLevel, Option, Redacted, References } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
@@ -27,11 +27,13 @@ import {
 import * as Console from "./http/Console.ts"
 import * as Ledger from "./http/Ledger.ts"
 import * as Queue from "./http/Queue.ts"
+import * as Remote from "./http/Remote.ts"
 import * as Requests from "./http/Requests.ts"
 import * as System from "./http/System.ts"
 import * as Tasks from "./http/Tasks.ts"
 import * as Webhooks from "./http/Webhooks.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Mcp from "./mcp/Mcp.ts"
 import * as Stores from "./Stores.ts"
 
 /**
@@ -53,6 +55,8 @@ export interface AppOptions {
   readonly console?: Console.ConsoleOptions | false | undefined
   /** Origins whose pages may call the API from a browser (CORS); default none, and CORS stays off. */
   readonly corsOrigins?: ReadonlyArray<string> | undefined
+  /** The MCP endpoint at `/mcp` (default: on, with the seed catalog's tools); `false` serves none. */
+  readonly mcp?: Omit<Mcp.HttpOptions, "rateLimit"> | false | undefined
 }
 
 /**
@@ -63,7 +67,14 @@ export interface AppOptions {
  */
 export const layerRoutes = (options?: AppOptions) => {
   const maxBodyBytes = options?.maxBodyBytes ?? 1_048_576
-  const handlers = Layer.mergeAll(Tasks.layer, Ledger.layer, Queue.layer, System.layer, Webhooks.layer).pipe(
+  const handlers = Layer.mergeAll(
+    Tasks.layer,
+    Ledger.layer,
+    Queue.layer,
+    Remote.layer,
+    System.layer,
+    Webhooks.layer
+  ).pipe(
     Layer.provide([
       layerAuth(options?.rateLimit ?? { limit: 600, window: Duration.minutes(1) }),
       layerRequestErrors({ maxBodyBytes }),
@@ -77,6 +88,7 @@ export const layerRoutes = (options?: AppOptions) => {
     HttpApiScalar.layer(Api, { path: "/docs" }),
     options?.console === false ? Layer.empty : Console.layer(options?.console),
     corsOrigins.length === 0 ? Layer.empty : layerCors(corsOrigins),
+    options?.mcp === false ? Layer.empty : Mcp.layerHttp({ ...options?.mcp, rateLimit: options?.rateLimit }),
     Requests.layer({ maxBodyBytes, maxJsonDepth: options?.maxJsonDepth })
   )
 }
@@ -110,6 +122,16 @@ export const layerApp = (options?: AppOptions) =>
   HttpRouter.serve(layerRoutes(options), { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provide(Metrics.layerRegistry)
   )
+
+/**
+ * Traces and metrics over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`Observability.layerOtlpFromEnv`;
+ * service name `mandate` unless `OTEL_SERVICE_NAME` says otherwise), else nothing. The metrics are those of the
+ * server's own registry, the ones `GET /metrics` shows (`Metrics.layerRefreshFromEnv` keeps its gauges current).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerObservability = Observability.layerOtlpFromEnv().pipe(Layer.provide(Metrics.layerRegistry))
 
 /**
  * JSON logs, one object per line, at `level` and above.
@@ -172,6 +194,8 @@ export const layerConfig = Layer.unwrap(
         config.anchor === "none"
           ? {}
           : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } },
+      remoteSteps: config.remoteSteps,
+      poolPrincipals: config.poolPrincipals,
       runtime: {
         workers: config.workerConcurrency > 0,
         concurrency: Math.max(1, config.workerConcurrency),
@@ -190,6 +214,7 @@ export const layerConfig = Layer.unwrap(
     const draining = Latch.makeUnsafe(false)
     const app = layerApp({
       console: { devTokens: development ? auth.apiKeys : undefined },
+      ...(Option.isSome(config.publicUrl) ? { mcp: { consoleUrl: config.publicUrl.value } } : {}),
       corsOrigins: config.corsOrigins,
       maxBodyBytes: config.maxBodyBytes,
       maxJsonDepth: config.maxJsonDepth,
@@ -201,11 +226,13 @@ export const layerConfig = Layer.unwrap(
     // (so "listening" means serving), and released first (so the drain runs while everything is still there)
     return Layer.mergeAll(
       layerDrain(server, config.shutdownGrace, { draining }),
+      Metrics.layerRefreshFromEnv.pipe(Layer.provide([services, Metrics.layerRegistry])),
       announce({
         store: config.store,
         anchor: config.anchor,
         ...(config.store === "memory" ? {} : { data_dir: config.dataDir }),
         auth: development ? "development" : "configured",
+        planner: config.planner,
         console: `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}/`,
         cors: config.corsOrigins.length === 0 ? "off" : config.corsOrigins.join(" "),
         rate_limit: `${config.rateLimit}/${Duration.format(config.rateWindow)}`
@@ -221,6 +248,8 @@ export const layerConfig = Layer.unwrap(
       ),
       // Built first, released last: after the workers, the stores and their pools
       Layer.provideMerge(Layer.effectDiscard(Effect.addFinalizer(() => Effect.logInfo("Mandate server stopped")))),
+      // Built first and released last: every span and metric of the server goes out, the last ones flushed
+      Layer.provide(layerObservability),
       Layer.provide(layerLogging(config.logLevel))
     )
   })

@@ -17,6 +17,7 @@
  */
 import * as NodePath from "node:path"
 import * as NodeUrl from "node:url"
+import { ChatCompletions } from "@mandate/adapters/openai"
 import * as Postgres from "@mandate/adapters/postgres"
 import * as Qubic from "@mandate/adapters/qubic"
 import * as Redis from "@mandate/adapters/redis"
@@ -39,7 +40,7 @@ import {
   Webhooks,
   type WebhooksOptions
 } from "@mandate/core"
-import { Clock, Context, Duration, Effect, Layer, Option, type Redacted, Schema } from "effect"
+import { Clock, Config, Context, Duration, Effect, Layer, Option, type Redacted, Schema } from "effect"
 import { FetchHttpClient } from "effect/http"
 import type { Check, Readiness as ReadinessWire } from "./api/System.ts"
 import type { AnchorKind, ServerConfig, StoreKind } from "./Config.ts"
@@ -57,8 +58,14 @@ export interface StoresOptions {
   readonly anchor?: Layer.Layer<Anchor, unknown> | undefined
   readonly ledger?: LedgerOptions | undefined
   readonly runtime?: RuntimeOptions | undefined
+  /** Step types run by remote agents: step type → pool (`MANDATE_REMOTE_STEPS`). */
+  readonly remoteSteps?: { readonly [type: string]: string } | undefined
+  /** The principals whose agents may serve each pool (`MANDATE_POOL_PRINCIPALS`); other pools are open to agents. */
+  readonly poolPrincipals?: { readonly [pool: string]: ReadonlyArray<string> } | undefined
   /** Where request budgets are counted (default: the backend's own, else memory). */
   readonly rateLimit?: Layer.Layer<RateLimit, unknown> | undefined
+  /** Plan `goal` tasks with a language model (default: templates only). */
+  readonly llm?: Mandate.MemoryOptions["llm"]
   /** Webhook subscriptions from configuration and the console's public address (see `Webhooks.layer`). */
   readonly webhooks?: WebhooksOptions | undefined
 }
@@ -201,8 +208,31 @@ const mandateOptions = (options: StoresOptions | undefined): Mandate.MemoryOptio
   anchor: options?.anchor ?? layerAnchor("qubic-mock"),
   ...(options?.policy === undefined ? {} : { policy: options.policy }),
   ...(options?.ledger === undefined ? {} : { ledger: options.ledger }),
-  ...(options?.runtime === undefined ? {} : { runtime: options.runtime })
+  ...(options?.runtime === undefined ? {} : { runtime: options.runtime }),
+  ...(options?.llm === undefined ? {} : { llm: options.llm }),
+  ...(options?.remoteSteps === undefined ? {} : { remoteSteps: options.remoteSteps }),
+  ...(options?.poolPrincipals === undefined ? {} : { poolPrincipals: options.poolPrincipals })
 })
+
+/**
+ * The LLM planner's model from the environment, when `MANDATE_PLANNER=llm`: an OpenAI-compatible endpoint at
+ * `MANDATE_LLM_URL` (e.g. `http://127.0.0.1:11434/v1` for Ollama), `MANDATE_LLM_MODEL`, and optionally
+ * `MANDATE_LLM_API_KEY`.
+ *
+ * @category config
+ * @since 0.1.0
+ */
+export const llmFromConfig = (config: ServerConfig) =>
+  Effect.gen(function* () {
+    if (config.planner !== "llm") return undefined
+    const url = yield* Config.String("MANDATE_LLM_URL")
+    const model = yield* Config.String("MANDATE_LLM_MODEL")
+    const apiKey = yield* Config.Redacted("MANDATE_LLM_API_KEY").pipe(Config.option)
+    const languageModel = ChatCompletions.layer({ url, model, apiKey: Option.getOrUndefined(apiKey) }).pipe(
+      Layer.provide(FetchHttpClient.layer)
+    )
+    return { model, languageModel } satisfies NonNullable<Mandate.MemoryOptions["llm"]>
+  })
 
 /**
  * How `layerAnchor` builds the chain.
@@ -363,8 +393,10 @@ export const layerFromConfig = (
         dataDir: config.dataDir,
         signingKey: Option.getOrUndefined(config.ledgerKey)
       })
+      const llm = yield* llmFromConfig(config)
       const stores: StoresOptions = {
         ...options,
+        ...(llm === undefined ? {} : { llm }),
         ledger: { ...options?.ledger, keys },
         anchor,
         ...(Option.isSome(redis) ? { rateLimit: layerRedisRateLimit(redis.value) } : {})

@@ -14,8 +14,12 @@
  * drives leases and delays as it does for the memory layer; hosts sharing a Redis must keep their clocks in
  * sync (NTP), as leases of tens of seconds tolerate.
  *
- * Single enqueues and completions made at the same moment (a producer's calls, a worker pool's finished jobs) share
- * one script call, through Effect's request batching.
+ * Single enqueues, completions and heartbeats made at the same moment (a producer's calls, a worker pool's finished
+ * jobs, a worker renewing its leases) share one script call, through Effect's request batching. Per job, a script
+ * reads only the fields it needs and writes the job once; sorted sets and counters are updated once per call. A
+ * layer remembers the jobs it claimed until they complete, so completing or extending one answers from that copy
+ * (the script confirms the job's attempts and claim time are still those of the claim) instead of reading the whole
+ * job back.
  *
  * Idle workers do not poll: every script that makes work claimable appends to the queue's signal stream, and
  * one fiber per layer blocks on those streams (`XREAD BLOCK`) on a reserved connection of its own, opening the
@@ -147,6 +151,38 @@ const toJob = (fields: Fields): Result.Result<Job, unknown> => {
   }
 }
 
+// A claimed job from a claim's reply (see `claimJobs`) and what the claim set: the lease and the claim time
+const claimedJob = (
+  f: ReadonlyArray<string | number | null>,
+  workerId: string,
+  expiresAt: number,
+  now: number
+): Result.Result<Job, unknown> => {
+  try {
+    const job: Record<string, unknown> = {
+      id: f[3],
+      queue: f[0],
+      payload: JSON.parse(f[1] as string),
+      priority: f[2],
+      state: "claimed",
+      runAt: Number(f[4]),
+      attempts: Number(f[5]),
+      maxAttempts: Number(f[6])
+    }
+    if (f[7] !== null) job.idempotencyKey = f[7]
+    if (f[8] !== null && f[8] !== "") job.pool = f[8]
+    job.lease = { workerId, expiresAt }
+    if (f[9] !== null) job.lastError = f[9]
+    job.createdAt = Number(f[10])
+    job.updatedAt = now
+    job.claimedAt = now
+    job.failures = Number(f[11])
+    return decodeJob(job)
+  } catch (cause) {
+    return Result.fail(cause)
+  }
+}
+
 const clampInterval = (ms: number | undefined, fallback: number): number =>
   ms !== undefined && Number.isFinite(ms) ? Math.min(DAY_MS, Math.max(1, Math.floor(ms))) : fallback
 
@@ -158,6 +194,8 @@ const claimRequeueLimit = 100
 const sweepBatch = 500
 // Most jobs one enqueue script stores
 const storeChunk = 2_000
+// Claimed jobs a layer remembers until they complete (see `claimed` in `makeQueue`)
+const claimCacheSize = 10_000
 
 /**
  * Builds the Redis queue over the `Redis` service in context, and starts its sweep (expired leases, and old
@@ -182,6 +220,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const claimScript = redis.eval(claimJobs)
   const leaseScript = redis.eval(leaseOperation)
   const completeScript = redis.eval(completeJobs)
+  const heartbeatScript = redis.eval(heartbeatJobs)
   const adminScript = redis.eval(adminOperation)
   const requeueScript = redis.eval(requeueExpiredJobs)
   const listScript = redis.eval(listJobs)
@@ -208,6 +247,27 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   const read = (jobId: JobId, operation: string) =>
     redis.send<Fields>("HMGET", k.job(jobId), ...FIELDS).pipe(Effect.mapError(storeError(operation)))
+
+  // The jobs this process claimed, as the claim returned them, until their outcome is recorded: completing one
+  // then needs no read back (see `completeResolver`). Bounded: a job claimed and never completed here (abandoned,
+  // or its lease lost) is forgotten once `claimCacheSize` newer claims came, and then read back if completed
+  const claimed = new Map<JobId, Job>()
+  const rememberClaim = (job: Job) => {
+    claimed.delete(job.id)
+    claimed.set(job.id, job)
+    if (claimed.size > claimCacheSize) claimed.delete(claimed.keys().next().value!)
+  }
+  const forgetClaim = (jobId: JobId) => {
+    claimed.delete(jobId)
+  }
+  // What identifies a claim of a job: its attempts and claim time as stored ("attempts:claimedAt"); a script
+  // answers from the claimed copy only while the job still shows these (a release gives an attempt back, and a
+  // re-claim then shows the same attempts again, but not the same claim time)
+  const claimMark = (copy: Job) => `${copy.attempts}:${copy.claimedAt}`
+  const claimedCopy = (jobId: JobId, workerId: AgentId): Job | undefined => {
+    const copy = claimed.get(jobId)
+    return copy !== undefined && copy.lease?.workerId === workerId ? copy : undefined
+  }
 
   // ---- enqueue ---------------------------------------------------------------------------------------------
 
@@ -327,7 +387,14 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       claimRequeueLimit,
       valid.queues
     ).pipe(Effect.mapError(storeError("claim")))
-    return yield* jobsOf(replies, "claim")
+    const jobs: Array<Job> = []
+    for (const fields of replies) {
+      const job = claimedJob(fields, valid.workerId, now + leaseMs, now)
+      if (Result.isFailure(job)) return yield* storeError("claim")(job.failure)
+      rememberClaim(job.success)
+      jobs.push(job.success)
+    }
+    return jobs
   })
 
   // ---- the lease holder's operations -----------------------------------------------------------------------
@@ -354,18 +421,70 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     return yield* leaseOp("start", jobId, workerId, now, [])
   })
 
+  // Concurrent heartbeats (a worker extending all its leases at once) share one script call, as completions do;
+  // a job claimed here is answered from its claimed copy with the new lease (see `completeResolver`)
+  const heartbeatResolver = RequestResolver.make<HeartbeatCall>((entries) => {
+    const now = Math.max(...entries.map((entry) => entry.request.now))
+    const quads: Array<string> = []
+    const copies: Array<Job | undefined> = []
+    for (const { request } of entries) {
+      const copy = claimedCopy(request.jobId, request.workerId)
+      copies.push(copy)
+      quads.push(request.jobId, request.workerId, String(request.expiresAt), copy === undefined ? "" : claimMark(copy))
+    }
+    return Effect.map(Effect.exit(heartbeatScript(k.leases, prefix, now, quads)), (replies) => {
+      if (Exit.isFailure(replies)) {
+        const failed = Exit.fail(storeError("heartbeat")(Cause.squash(replies.cause)))
+        for (const entry of entries) entry.completeUnsafe(failed)
+        return
+      }
+      entries.forEach((entry, i) => {
+        const { jobId, workerId, expiresAt } = entry.request
+        const reply = replies.value[i]!
+        const copy = copies[i]
+        if (reply[0] === "copy" && copy !== undefined) {
+          entry.completeUnsafe(
+            Exit.succeed({
+              ...copy,
+              state: reply[1] as Job["state"],
+              lease: { workerId, expiresAt },
+              updatedAt: now
+            })
+          )
+        } else if (reply[0] === "ok") {
+          const job = toJob(reply[1])
+          entry.completeUnsafe(
+            Result.isSuccess(job) ? Exit.succeed(job.success) : Exit.fail(storeError("heartbeat")(job.failure))
+          )
+        } else if (reply[0] === "missing") entry.completeUnsafe(Exit.fail(new JobNotFound({ jobId })))
+        else if (reply[0] === "lost") entry.completeUnsafe(Exit.fail(lost(jobId, workerId, reply)))
+        else entry.completeUnsafe(Exit.fail(storeError("heartbeat")("no claimed copy for the job")))
+      })
+    })
+  }).pipe(RequestResolver.batchN(storeChunk))
+
   const heartbeat = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
     const extend = yield* decodeExtendMs(extendMs)
     const now = yield* Clock.currentTimeMillis
-    return yield* leaseOp("heartbeat", jobId, workerId, now, [String(now + extend)])
+    return yield* Effect.request(HeartbeatCall({ jobId, workerId, expiresAt: now + extend, now }), heartbeatResolver)
   })
 
   // Concurrent completions (a worker pool's finished jobs) share one script call: one round trip for many jobs.
-  // Leases are checked against the latest caller's clock, a few milliseconds at most past the others'
+  // Leases are checked against the latest caller's clock, a few milliseconds at most past the others'. A job this
+  // process claimed is not read back: the script confirms its attempts and claim time are still those of the claim
+  // (only a new claim changes them; what else may change meanwhile, the lease and the state, completing
+  // overwrites), and the completed job is the claimed copy with the fields the script wrote
   const completeResolver = RequestResolver.make<CompleteCall>((entries) => {
     const now = Math.max(...entries.map((entry) => entry.request.now))
-    const triples = entries.flatMap(({ request }) => [request.jobId, request.workerId, request.result])
-    return Effect.map(Effect.exit(completeScript(k.leases, prefix, now, triples)), (replies) => {
+    const quads: Array<string> = []
+    const copies: Array<Job | undefined> = []
+    for (const { request } of entries) {
+      const copy = claimedCopy(request.jobId, request.workerId)
+      copies.push(copy)
+      quads.push(request.jobId, request.workerId, request.result, copy === undefined ? "" : claimMark(copy))
+    }
+    return Effect.map(Effect.exit(completeScript(k.leases, prefix, now, quads)), (replies) => {
+      for (const { request } of entries) forgetClaim(request.jobId)
       if (Exit.isFailure(replies)) {
         const failed = Exit.fail(storeError("complete")(Cause.squash(replies.cause)))
         for (const entry of entries) entry.completeUnsafe(failed)
@@ -373,14 +492,28 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       }
       entries.forEach((entry, i) => {
         const { jobId, workerId } = entry.request
-        const reply = replies.value[i] as Exclude<LeaseReply, readonly ["stale"]>
+        const reply = replies.value[i]!
         if (reply[0] === "ok") {
-          const job = toJob(reply[1])
+          const copy = copies[i]
+          if (reply.length === 1 && copy !== undefined) {
+            const { lease: _, ...rest } = copy
+            entry.completeUnsafe(
+              Exit.succeed({
+                ...rest,
+                state: "completed",
+                result: entry.request.value,
+                updatedAt: now,
+                finishedAt: now
+              })
+            )
+            return
+          }
+          const job = reply.length === 1 ? Result.fail("no fields") : toJob(reply[1])
           entry.completeUnsafe(
             Result.isSuccess(job) ? Exit.succeed(job.success) : Exit.fail(storeError("complete")(job.failure))
           )
         } else if (reply[0] === "missing") entry.completeUnsafe(Exit.fail(new JobNotFound({ jobId })))
-        else entry.completeUnsafe(Exit.fail(lost(jobId, workerId, reply)))
+        else entry.completeUnsafe(Exit.fail(lost(jobId, workerId, reply as LostReply)))
       })
     })
   }).pipe(RequestResolver.batchN(storeChunk))
@@ -389,21 +522,26 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const value = yield* prepareResult(result)
     const now = yield* Clock.currentTimeMillis
     const unit = yield* unitOf(redis)
-    if (unit !== undefined) return yield* completeInUnit(unit, jobId, workerId, value, now)
+    if (unit !== undefined) {
+      forgetClaim(jobId)
+      return yield* completeInUnit(unit, jobId, workerId, value, now)
+    }
     return yield* Effect.request(
-      CompleteCall({ jobId, workerId, result: JSON.stringify(value), now }),
+      CompleteCall({ jobId, workerId, value, result: JSON.stringify(value), now }),
       completeResolver
     )
   })
 
   const release = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
     const now = yield* Clock.currentTimeMillis
+    forgetClaim(jobId)
     return yield* leaseOp("release", jobId, workerId, now, [])
   })
 
   const fail = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, error: string, options?: FailOptions) {
     const message = typeof error === "string" ? error : String(error)
     const retryable = options?.retryable !== false
+    forgetClaim(jobId)
     const unit = yield* unitOf(redis)
     if (unit !== undefined) return yield* failInUnit(unit, jobId, workerId, message, retryable)
     // The retry time is Backoff's, from the attempts stored: read, decide, then store under a guard on the
@@ -831,7 +969,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     Effect.gen(function* () {
       const job = yield* leasedInUnit(unit, jobId, workerId, now, "complete")
       unit.operations.push(
-        operation("complete", completeJobs, k.leases, prefix, now, [jobId, workerId, JSON.stringify(value)])
+        operation("complete", completeJobs, k.leases, prefix, now, [jobId, workerId, JSON.stringify(value), ""])
       )
       return settled(job, { state: "completed", result: value, updatedAt: now, finishedAt: now })
     })
@@ -975,6 +1113,24 @@ const F = Object.fromEntries([...FIELDS, "seq"].map((name, i) => [name, i + 1]))
   number
 >
 
+// What a claim reads of each job: the fields it does not set itself. It answers them with the job's id in place of
+// the state (it is `claimed` now) and the attempts counted
+const CLAIM_READ = [
+  "queue",
+  "payload",
+  "priority",
+  "state",
+  "runAt",
+  "attempts",
+  "maxAttempts",
+  "idempotencyKey",
+  "pool",
+  "lastError",
+  "createdAt",
+  "failures"
+] as const
+const C = Object.fromEntries(CLAIM_READ.map((name, i) => [name, i + 1])) as Record<(typeof CLAIM_READ)[number], number>
+
 /**
  * Expands the scripts' two macros, so that a run allocates no closures or tables for them:
  * - `k_name(expr)` / `k_name()`: the key family or single key `name` of `Keys` (one layout: `queueKeyFamilies`);
@@ -1097,6 +1253,19 @@ local out = {}
 -- every queue that got a job is signalled, delayed ones included: a waiting worker then learns when it is due
 local touched = {}
 local added = {}
+-- the sequence is read once and written back once; the sorted sets get one ZADD per key, not per job
+local seq = tonumber(redis.call('GET', k_sequence()) or '0')
+local first = seq
+local all, lists, ready, delayed = {}, {}, {}, {}
+local function push(t, key, score, m)
+  local l = t[key]
+  if not l then
+    l = {}
+    t[key] = l
+  end
+  l[#l + 1] = score
+  l[#l + 1] = m
+end
 for i = 0, n - 1 do
   local a = 4 + i * 10
   local register, id, q, pool, priority, runAt, maxAttempts, idemKey, idem, payload = ARGV[a], ARGV[a + 1],
@@ -1106,7 +1275,7 @@ for i = 0, n - 1 do
   if existing then
     out[#out + 1] = {0, read(existing)}
   else
-    local seq = redis.call('INCR', k_sequence())
+    seq = seq + 1
     if idem ~= '' then
       redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
         'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
@@ -1117,8 +1286,9 @@ for i = 0, n - 1 do
         'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
         'failures', 0, 'seq', seq, 'pool', pool, 'leaseWorker', '')
     end
-    redis.call('ZADD', k_all(), seq, id)
-    redis.call('ZADD', k_list(q), seq, id)
+    all[#all + 1] = seq
+    all[#all + 1] = id
+    push(lists, q, seq, id)
     local key = q .. '/' .. pool
     if register == '1' and not added[key] then
       added[key] = true
@@ -1126,11 +1296,26 @@ for i = 0, n - 1 do
       redis.call('SADD', k_pools(q), pool)
     end
     added[q .. ' ' .. priority] = (added[q .. ' ' .. priority] or 0) + 1
-    schedule(q, pool, seq, priority, id, runAt)
+    local m = member(seq, priority, id)
+    if tonumber(runAt) <= now then
+      push(ready, key, RANKS[priority] * SCALE + tonumber(runAt), m)
+    else
+      push(delayed, key, runAt, m)
+    end
     touched[q] = (touched[q] or 0) + 1
     out[#out + 1] = {1}
   end
 end
+local function zadd(key, l)
+  for i = 1, #l, 2000 do redis.call('ZADD', key, unpack(l, i, math.min(#l, i + 1999))) end
+end
+if seq > first then
+  redis.call('SET', k_sequence(), seq)
+  zadd(k_all(), all)
+end
+for q, l in pairs(lists) do zadd(k_list(q), l) end
+for b, l in pairs(ready) do zadd(k_ready(b), l) end
+for b, l in pairs(delayed) do zadd(k_delayed(b), l) end
 -- counters once per queue and priority, not per job
 for q, n in pairs(touched) do
   count(q, 'queued', n)
@@ -1145,7 +1330,8 @@ return out
 ).withReturnType<ReadonlyArray<readonly [1] | readonly [0, Fields]>>()
 
 // ARGV: prefix, now, max, worker, lease expiry, pool ("" for none), requeue limit, queues…
-// Returns the claimed jobs' fields, most urgent first
+// Returns the claimed jobs, most urgent first, each as its `CLAIM_READ` fields with the id in place of the state
+// and the attempts counted (see `claimedJob`)
 const claimJobs = Redis.script(
   (
     keySequence: string,
@@ -1198,19 +1384,39 @@ else
 end
 local out = {}
 local moved = {}
+-- the leases and (per queue) the waits are added once per claim
+local leases, waits = {}, {}
 for _, m in ipairs(chosen) do
   local id = string.sub(m, 18)
-  local j = read(id)
-  local q, priority, state = j[${F.queue}], j[${F.priority}], j[${F.state}]
-  UPDATE(id, j, 'state', 'claimed', 'attempts', tonumber(j[${F.attempts}]) + 1, 'leaseWorker', worker,
-    'leaseExpires', expires, 'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
-  redis.call('ZADD', k_leases(), expires, id)
-  sync_wait(q, id, ARGV[2], j[${F.runAt}])
+  -- the fields a claim does not set (a claimable job has no result, lease or finish time)
+  local j = redis.call('HMGET', k_job(id), ${CLAIM_READ.map((f) => `'${f}'`).join(", ")})
+  local q, priority, state, runAt = j[${C.queue}], j[${C.priority}], j[${C.state}], tonumber(j[${C.runAt}])
+  local attempts = tonumber(j[${C.attempts}]) + 1
+  redis.call('HSET', k_job(id), 'state', 'claimed', 'attempts', attempts, 'leaseWorker', worker, 'leaseExpires', expires,
+    'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
+  j[${C.state}] = id
+  j[${C.attempts}] = attempts
+  leases[#leases + 1] = expires
+  leases[#leases + 1] = id
+  if now >= runAt then
+    local w = waits[q]
+    if not w then
+      w = {}
+      waits[q] = w
+    end
+    w[#w + 1] = now - runAt
+    w[#w + 1] = id
+  else
+    -- a runAt ahead of this clock (another host's): no wait to count (see sync_wait)
+    redis.call('ZREM', k_waits(q), id)
+  end
   local key = q .. ' ' .. state .. ' ' .. priority
   moved[key] = moved[key] or {q, state, priority, 0}
   moved[key][4] = moved[key][4] + 1
   out[#out + 1] = j
 end
+if #leases > 0 then redis.call('ZADD', k_leases(), unpack(leases)) end
+for q, w in pairs(waits) do redis.call('ZADD', k_waits(q), unpack(w)) end
 -- counters once per (queue, state, priority) claimed from
 for _, m in pairs(moved) do
   count(m[1], m[2], -m[4])
@@ -1220,7 +1426,7 @@ end
 return out
 `)
   }
-).withReturnType<ReadonlyArray<Fields>>()
+).withReturnType<ReadonlyArray<ReadonlyArray<string | number | null>>>()
 
 const lost = (jobId: JobId, workerId: AgentId, reply: readonly ["lost", string, string, string | null]) => {
   const [, reason, state, holder] = reply
@@ -1244,11 +1450,23 @@ interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | Qu
   readonly _tag: "CompleteCall"
   readonly jobId: JobId
   readonly workerId: AgentId
-  /** The result as JSON text. */
+  /** The result, and as JSON text. */
+  readonly value: Schema.Json
   readonly result: string
   readonly now: number
 }
 const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
+
+interface HeartbeatCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
+  readonly _tag: "HeartbeatCall"
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  readonly expiresAt: number
+  readonly now: number
+}
+const HeartbeatCall = Request.tagged<HeartbeatCall>("HeartbeatCall")
+
+type LostReply = readonly ["lost", string, string, string | null]
 
 type LeaseReply =
   | readonly ["ok", Fields]
@@ -1257,8 +1475,8 @@ type LeaseReply =
   | readonly ["stale"]
 
 const leaseFunction = `
--- One lease holder's operation on one job (ARGV[2] is now). a1..a3 per operation: heartbeat: lease expiry;
--- complete: result JSON; fail: expected attempts, retry time ("" = dead letter), error.
+-- One lease holder's operation on one job (ARGV[2] is now): start, release, or fail with a1..a3 the expected
+-- attempts, the retry time ("" = dead letter) and the error (completions and heartbeats have scripts of their own).
 -- Returns {'ok', fields}, {'missing'}, {'lost', reason, state, holder} or {'stale'} (fail: attempts changed)
 local function lease_op(op, id, worker, a1, a2, a3)
   local j = read(id)
@@ -1275,15 +1493,6 @@ local function lease_op(op, id, worker, a1, a2, a3)
       UPDATE(id, j, 'state', 'running', 'updatedAt', ARGV[2])
       move(q, priority, state, 'running')
     end
-  elseif op == 'heartbeat' then
-    UPDATE(id, j, 'leaseExpires', a1, 'updatedAt', ARGV[2])
-    redis.call('ZADD', k_leases(), a1, id)
-  elseif op == 'complete' then
-    UPDATE(id, j, 'state', 'completed', 'result', a1, 'leaseWorker', '', 'leaseExpires', '',
-      'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
-    redis.call('ZREM', k_leases(), id)
-    redis.call('ZADD', k_finished(), now, id)
-    move(q, priority, state, 'completed')
   elseif op == 'release' then
     -- the attempt is given back, and the job its old place in line (same runAt)
     UPDATE(id, j, 'state', 'queued', 'attempts', math.max(0, tonumber(j[${F.attempts}]) - 1), 'leaseWorker', '',
@@ -1333,26 +1542,89 @@ return lease_op(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   }
 ).withReturnType<LeaseReply>()
 
-// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, result JSON) per job. Completes each in order (a job
-// given twice is completed once; the second gets its refusal) and returns one lease reply per job
+// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, result JSON, "attempts:claimedAt" of the caller's claimed
+// copy or "") per job. Completes each in order (a job given twice is completed once; the second gets its refusal)
+// and returns one reply per job: a lease reply, except {'ok'} without fields when the job still shows the caller's
+// attempts and claim time (its copy from the claim is then the job, with what completing changed). A job costs one short read and one write; the
+// leases, the finished index and the counters are updated once per call
 const completeJobs = Redis.script(
-  (keyLeases: string, prefix: string, now: number, triples: ReadonlyArray<string>) => [
-    keyLeases,
-    prefix,
-    now,
-    ...triples
-  ],
+  (keyLeases: string, prefix: string, now: number, quads: ReadonlyArray<string>) => [keyLeases, prefix, now, ...quads],
   {
     numberOfKeys: 1,
-    lua: expand(`${prelude}${leaseFunction}
+    lua: expand(`${prelude}
 local out = {}
-for i = 3, #ARGV, 3 do
-  out[#out + 1] = lease_op('complete', ARGV[i], ARGV[i + 1], ARGV[i + 2])
+local done, finished = {}, {}
+local moved = {}
+for i = 3, #ARGV, 4 do
+  local id, worker, seen = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  local s = redis.call('HMGET', k_job(id), 'state', 'leaseWorker', 'leaseExpires', 'queue', 'attempts', 'claimedAt')
+  local state, holder = s[1], s[2]
+  if not state then
+    out[#out + 1] = {'missing'}
+  elseif (state ~= 'claimed' and state ~= 'running') or not holder or holder == '' then
+    out[#out + 1] = {'lost', 'not_leased', state, holder or ''}
+  elseif holder ~= worker then
+    out[#out + 1] = {'lost', 'held_by_other', state, holder}
+  elseif tonumber(s[3]) <= now then
+    out[#out + 1] = {'lost', 'expired', state, holder}
+  else
+    redis.call('HSET', k_job(id), 'state', 'completed', 'result', ARGV[i + 2], 'leaseWorker', '', 'leaseExpires', '',
+      'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
+    done[#done + 1] = id
+    finished[#finished + 1] = now
+    finished[#finished + 1] = id
+    local key = s[4] .. ' ' .. state
+    moved[key] = moved[key] or {s[4], state, 0}
+    moved[key][3] = moved[key][3] + 1
+    if seen ~= '' and s[5] .. ':' .. s[6] == seen then out[#out + 1] = {'ok'} else out[#out + 1] = {'ok', read(id)} end
+  end
+end
+for i = 1, #done, 1000 do redis.call('ZREM', k_leases(), unpack(done, i, math.min(#done, i + 999))) end
+for i = 1, #finished, 2000 do redis.call('ZADD', k_finished(), unpack(finished, i, math.min(#finished, i + 1999))) end
+for _, m in pairs(moved) do
+  count(m[1], m[2], -m[3])
+  count(m[1], 'completed', m[3])
 end
 return out
 `)
   }
-).withReturnType<ReadonlyArray<LeaseReply>>()
+).withReturnType<ReadonlyArray<LeaseReply | readonly ["ok"]>>()
+
+// KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, new lease expiry, "attempts:claimedAt" of the caller's
+// claimed copy or "") per job. Extends each lease still held; returns per job a lease reply, or {'copy', state} when
+// the job still shows the caller's attempts and claim time (its claimed copy, with the new lease and this state, is
+// then the job)
+const heartbeatJobs = Redis.script(
+  (keyLeases: string, prefix: string, now: number, quads: ReadonlyArray<string>) => [keyLeases, prefix, now, ...quads],
+  {
+    numberOfKeys: 1,
+    lua: expand(`${prelude}
+local out = {}
+local leases = {}
+for i = 3, #ARGV, 4 do
+  local id, worker, expires, seen = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local s = redis.call('HMGET', k_job(id), 'state', 'leaseWorker', 'leaseExpires', 'attempts', 'claimedAt')
+  local state, holder = s[1], s[2]
+  if not state then
+    out[#out + 1] = {'missing'}
+  elseif (state ~= 'claimed' and state ~= 'running') or not holder or holder == '' then
+    out[#out + 1] = {'lost', 'not_leased', state, holder or ''}
+  elseif holder ~= worker then
+    out[#out + 1] = {'lost', 'held_by_other', state, holder}
+  elseif tonumber(s[3]) <= now then
+    out[#out + 1] = {'lost', 'expired', state, holder}
+  else
+    redis.call('HSET', k_job(id), 'leaseExpires', expires, 'updatedAt', ARGV[2])
+    leases[#leases + 1] = expires
+    leases[#leases + 1] = id
+    if seen ~= '' and s[4] .. ':' .. s[5] == seen then out[#out + 1] = {'copy', state} else out[#out + 1] = {'ok', read(id)} end
+  end
+end
+for i = 1, #leases, 2000 do redis.call('ZADD', k_leases(), unpack(leases, i, math.min(#leases, i + 1999))) end
+return out
+`)
+  }
+).withReturnType<ReadonlyArray<LeaseReply | readonly ["copy", string]>>()
 
 // KEYS[1]: the job. ARGV: prefix, now, operation (cancel | retryDeadLettered), id
 // Returns {'ok', fields}, {'missing'} or {'illegal', from, to}

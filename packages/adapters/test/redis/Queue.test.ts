@@ -2,8 +2,9 @@ import { assert, layer } from "@effect/vitest"
 import { layerQueue, makeQueue } from "@mandate/adapters/redis"
 import { AgentId, Queue, Worker } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/queue"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Result } from "effect"
 import { Redis } from "effect/persistence"
+import { TestClock } from "effect/testing"
 import { describeRedis, keysUnder, TestRedis } from "../utils/TestRedis.ts"
 
 describeRedis("Queue on Redis", () => {
@@ -150,6 +151,38 @@ describeRedis("Queue on Redis: processes, faults, wake-ups, retention", () => {
       })
     )
 
+    it.effect("jobs claimed in one batch by a process that died run once more after their lease, never twice", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const here = yield* Queue
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        const q = `died-${uid()}`
+        yield* here.enqueueBatch(Array.from({ length: 60 }, (_, n) => ({ queue: q, payload: n })))
+        // the dead process took 50 in one claim (a worker's batch and its held jobs) and never ran them
+        const dead = yield* there.claim({ workerId: AgentId.make(`dead-${uid()}`), queues: [q], max: 50, leaseMs: 600 })
+        assert.strictEqual(dead.length, 50)
+        const runs = new Map<string, number>()
+        const finished = new Map<string, number>()
+        yield* Worker.run({
+          queues: [q],
+          concurrency: 10,
+          pollIntervalMs: 100,
+          handler: (job) => Effect.sync(() => void runs.set(job.id, (runs.get(job.id) ?? 0) + 1)),
+          settle: (job) => Effect.sync(() => void finished.set(job.id, job.attempts))
+        })
+        yield* waitUntil(() => finished.size === 60, "every job to complete")
+        assert.deepStrictEqual(
+          [...runs.values()].filter((n) => n !== 1),
+          []
+        )
+        for (const job of dead) assert.strictEqual(finished.get(job.id), 2) // the dead claim was its first attempt
+        const stats = yield* here.stats(q)
+        assert.strictEqual(stats.byState.completed, 60)
+        assert.strictEqual(stats.failureRate, 50 / 110) // 50 expired leases, 60 completions
+      })
+    )
+
     it.effect("an idle worker wakes on another process's enqueue at once, without polling", () =>
       Effect.gen(function* () {
         const { prefix } = yield* TestRedis
@@ -272,6 +305,127 @@ describeRedis("Queue on Redis: large batches", () => {
         )
         const [first] = yield* queue.claim({ workerId: AgentId.make(`w-${uid()}`), queues: [q] })
         assert.strictEqual(first?.payload, 0)
+      })
+    )
+  })
+})
+
+describeRedis("Queue on Redis: completing claimed jobs", () => {
+  // A job this process claimed is completed without reading it back (its claimed copy stands in while its attempts
+  // are unchanged); what `complete` answers must be the job as stored either way
+  layer(TestRedis.layerWith((options) => layerQueue(options)))("claimed copies", (it) => {
+    it.effect("answers with the stored job: claimed here, claimed by another process, or re-claimed since", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const here = yield* Queue
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        const q = `copies-${uid()}`
+        const w = AgentId.make(`w-${uid()}`)
+        yield* here.enqueueBatch([
+          { queue: q, payload: { n: 1, nested: [1, "x"] }, priority: "high", idempotencyKey: "one", pool: "gpu" },
+          { queue: q, payload: 2 },
+          { queue: q, payload: 3 }
+        ])
+
+        // claimed here, started and heartbeaten before completing: every field as stored
+        const [first] = yield* here.claim({ workerId: w, queues: [q], pool: "gpu", leaseMs: 1_000 })
+        yield* here.start(first!.id, w)
+        yield* TestClock.adjust(10)
+        yield* here.heartbeat(first!.id, w, 5_000)
+        yield* TestClock.adjust(10)
+        const completed = yield* here.complete(first!.id, w, { ok: true })
+        assert.deepStrictEqual(completed, yield* here.get(first!.id))
+        assert.strictEqual(completed.state, "completed")
+        assert.deepStrictEqual(completed.result, { ok: true })
+        assert.strictEqual(completed.lease, undefined)
+        assert.strictEqual(completed.idempotencyKey, "one")
+        // a second completion is refused, not answered from the copy
+        const again = yield* Effect.flip(here.complete(first!.id, w, null))
+        assert.strictEqual(again._tag, "LeaseLost")
+
+        // claimed by another process: read back
+        const [second] = yield* there.claim({ workerId: w, queues: [q] })
+        const fromThere = yield* here.complete(second!.id, w, "done")
+        assert.deepStrictEqual(fromThere, yield* here.get(second!.id))
+
+        // claimed here, its lease expired and the job re-claimed elsewhere under the same worker id: the copy is
+        // stale (one attempt behind), so the job is read back
+        const [third] = yield* here.claim({ workerId: w, queues: [q], leaseMs: 1_000 })
+        yield* TestClock.adjust(1_001)
+        yield* there.requeueExpired
+        const [reclaimed] = yield* there.claim({ workerId: w, queues: [q] })
+        assert.strictEqual(reclaimed?.id, third!.id)
+        assert.strictEqual(reclaimed?.attempts, 2)
+        const latest = yield* here.complete(third!.id, w, null)
+        assert.strictEqual(latest.attempts, 2)
+        assert.strictEqual(latest.failures, 1)
+        assert.deepStrictEqual(latest, yield* here.get(third!.id))
+
+        // claimed here, then released and claimed again elsewhere under the same worker id: the attempt was given
+        // back, so the attempts match the copy's again, but the claim time does not: read back
+        yield* here.enqueue({ queue: q, payload: 4 })
+        const [fourth] = yield* here.claim({ workerId: w, queues: [q] })
+        yield* there.release(fourth!.id, w)
+        yield* TestClock.adjust(10)
+        const [again4] = yield* there.claim({ workerId: w, queues: [q] })
+        assert.strictEqual(again4?.attempts, fourth!.attempts)
+        const released = yield* here.complete(fourth!.id, w, null)
+        assert.strictEqual(released.claimedAt, again4!.claimedAt)
+        assert.deepStrictEqual(released, yield* here.get(fourth!.id))
+        assert.deepStrictEqual((yield* here.stats(q)).byState, {
+          queued: 0,
+          claimed: 0,
+          running: 0,
+          completed: 4,
+          failed: 0,
+          dead_lettered: 0,
+          cancelled: 0
+        })
+      })
+    )
+
+    it.effect("heartbeats made at once each answer their job as stored, or their own refusal", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const here = yield* Queue
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        const q = `beats-${uid()}`
+        const w = AgentId.make(`w-${uid()}`)
+        const other = AgentId.make(`other-${uid()}`)
+        yield* here.enqueueBatch(Array.from({ length: 5 }, (_, n) => ({ queue: q, payload: n })))
+        const mine = yield* here.claim({ workerId: w, queues: [q], max: 3, leaseMs: 1_000 })
+        const [elsewhere] = yield* there.claim({ workerId: w, queues: [q] })
+        const [theirs] = yield* there.claim({ workerId: other, queues: [q] })
+        yield* here.start(mine[0]!.id, w)
+        yield* here.cancel(mine[2]!.id)
+        yield* TestClock.adjust(10)
+        const beats = yield* Effect.all(
+          [mine[0]!, mine[1]!, mine[2]!, elsewhere!, theirs!].map((job) =>
+            Effect.result(here.heartbeat(job.id, w, 5_000))
+          ),
+          { concurrency: "unbounded" }
+        )
+        for (const [i, job] of [mine[0]!, mine[1]!, elsewhere!].entries()) {
+          const beat = beats[i === 2 ? 3 : i]!
+          assert.isTrue(Result.isSuccess(beat))
+          const stored = yield* here.get(job.id)
+          assert.deepStrictEqual(Result.getOrThrow(beat), stored)
+          assert.strictEqual(stored.lease?.expiresAt, stored.updatedAt + 5_000)
+        }
+        assert.strictEqual(Result.getOrThrow(beats[0]!).state, "running")
+        const cancelled = beats[2]!
+        assert.isTrue(Result.isFailure(cancelled) && cancelled.failure._tag === "LeaseLost")
+        const held = beats[4]!
+        assert.isTrue(
+          Result.isFailure(held) && held.failure._tag === "LeaseLost" && held.failure.reason === "held_by_other"
+        )
+        // the extended leases hold past the first expiry; the others' lease did not move
+        yield* TestClock.adjust(1_000)
+        const requeued = yield* here.requeueExpired
+        assert.deepStrictEqual(requeued, [])
+        yield* here.complete(mine[1]!.id, w, null)
       })
     )
   })

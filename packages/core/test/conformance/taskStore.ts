@@ -135,6 +135,14 @@ export const suite = (name: string, storeLayer: Layer.Layer<TaskStore, unknown>)
         assert.strictEqual(missing._tag, "TaskNotFound")
         const noPlan = yield* Effect.flip(store.getPlan(PlanId.make(`plan_missing_${uid()}`)))
         assert.strictEqual(noPlan._tag, "PlanNotFound")
+        // A traced task keeps its trace: steps enqueued later (after an approval) join it from the stored task
+        const base = makeRecord()
+        const traced = {
+          ...base,
+          task: { ...base.task, trace: { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7" } }
+        }
+        yield* store.create(traced, makePlan(traced))
+        assert.deepStrictEqual(yield* store.get(traced.task.id), traced)
       })
     )
 

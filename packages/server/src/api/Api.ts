@@ -10,6 +10,7 @@ import { RequestErrors } from "./Auth.ts"
 import { PlansApi } from "./Plans.ts"
 import { PolicyApi } from "./Policy.ts"
 import { AgentsApi, QueueApi } from "./Queue.ts"
+import { RemoteApi } from "./Remote.ts"
 import { OpsApi, SystemApi } from "./System.ts"
 import { TasksApi } from "./Tasks.ts"
 import { WebhooksApi } from "./Webhooks.ts"
@@ -19,7 +20,7 @@ import { WebhooksApi } from "./Webhooks.ts"
  * @since 0.1.0
  */
 export class Api extends HttpApi.make("mandate")
-  .add(TasksApi, PlansApi, PolicyApi, AuditApi, QueueApi, AgentsApi, OpsApi, SystemApi, WebhooksApi)
+  .add(TasksApi, PlansApi, PolicyApi, AuditApi, QueueApi, AgentsApi, RemoteApi, OpsApi, SystemApi, WebhooksApi)
   .middleware(RequestErrors)
   .annotate(HttpApi.ParseOptions, { errors: "all" })
   .annotate(HttpApi.HeadersParseOptions, {})

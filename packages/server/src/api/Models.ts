@@ -152,6 +152,8 @@ export const TaskStatusWire = Schema.Struct({
   steps: Schema.Array(Schema.Struct({ step_id: Schema.String, type: Schema.String, status: Step.StepState })),
   /** Steps waiting for an approver. */
   waiting_approval: Schema.Array(Schema.String),
+  /** Queued remote steps whose pool has no online agent (absent when none). */
+  waiting_for_agents: Schema.optionalKey(Schema.Array(Schema.Struct({ step_id: Schema.String, pool: Schema.String }))),
   reasons: Schema.Array(Schema.String),
   updated_at: Millis
 })

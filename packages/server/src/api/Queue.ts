@@ -218,10 +218,15 @@ export class AgentsApi extends HttpApiGroup.make("agents")
         pools: Schema.Array(
           Schema.Struct({
             pool: Schema.String,
+            /** The remote step types routed to the pool. */
+            step_types: Schema.Array(Schema.String),
             agents: Schema.Int,
             online: Schema.Int,
             degraded: Schema.Int,
-            offline: Schema.Int
+            offline: Schema.Int,
+            /** Its steps waiting to be claimed, and held under a lease. */
+            waiting: Schema.Int,
+            leased: Schema.Int
           })
         )
       }),

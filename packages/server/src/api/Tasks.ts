@@ -17,12 +17,20 @@ import { FeedEventWire, TaskDetailWire, TaskEventWire, TaskStatusWire, TaskWire 
  * @category models
  * @since 0.1.0
  */
-export const StartTask = Schema.Struct({
-  task_type: Task.TaskKind,
-  parameters: Schema.Json,
-  priority: Schema.optionalKey(Task.Priority),
-  idempotency_key: Schema.optionalKey(Schema.String.check(Schema.isBetweenLength(1, 256)))
-})
+export const StartTask = Schema.Union([
+  Schema.Struct({
+    task_type: Task.TaskKind,
+    parameters: Schema.Json,
+    priority: Schema.optionalKey(Task.Priority),
+    idempotency_key: Schema.optionalKey(Schema.String.check(Schema.isBetweenLength(1, 256)))
+  }),
+  // A goal in natural language, planned by the LLM planner (MANDATE_PLANNER=llm) as a `goal` task
+  Schema.Struct({
+    goal: Schema.String.check(Schema.isBetweenLength(1, 4000)),
+    priority: Schema.optionalKey(Task.Priority),
+    idempotency_key: Schema.optionalKey(Schema.String.check(Schema.isBetweenLength(1, 256)))
+  })
+])
 
 /**
  * What `POST /task/start` and `POST /plan/execute` answer.

@@ -25,6 +25,7 @@ export type WireError<E> =
           | "PlanNotFound"
           | "JobNotFound"
           | "AgentNotFound"
+          | "PoolNotFound"
           | "EntryNotFound"
           | "AnchorNotFound"
           | "UnknownPolicyVersion"
@@ -43,7 +44,12 @@ export type WireError<E> =
             : E extends Tagged<"TaskRejected">
               ? PolicyDenied
               : E extends Tagged<
-                    "UnknownStepType" | "InvalidPlan" | "PlanRejected" | "CheckpointRejected" | "ReservedEntryKind"
+                    | "UnknownStepType"
+                    | "InvalidPlan"
+                    | "PlanRejected"
+                    | "CheckpointRejected"
+                    | "ReservedEntryKind"
+                    | "ProposalRefused"
                   >
                 ? Unprocessable
                 : Unavailable
@@ -140,6 +146,8 @@ export const toHttp =
           return new NotFound({ message: message(e), resource: "job", id: field(e, "jobId") })
         case "AgentNotFound":
           return new NotFound({ message: message(e), resource: "agent", id: field(e, "agentId") })
+        case "PoolNotFound":
+          return new NotFound({ message: message(e), resource: "pool", id: field(e, "pool") })
         case "EntryNotFound":
           return new NotFound({ message: message(e), resource: "ledger_entry", id: field(e, "entryHash") })
         case "AnchorNotFound":
@@ -181,6 +189,7 @@ export const toHttp =
         case "PlanRejected":
         case "CheckpointRejected":
         case "ReservedEntryKind":
+        case "ProposalRefused":
           return new Unprocessable({ message: message(e) })
         default:
           // Stores, the unit of work and the chain: infrastructure that may come back. The message is fixed per

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { AgentId, Agents, defaultLeaseMs, PublicQueue, QueueAdmin } from "@mandate/core"
+import { AgentId, Agents, defaultLeaseMs, PublicQueue, QueueAdmin, RemoteSteps } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
@@ -139,6 +139,7 @@ export const AgentsHandlers = HttpApiBuilder.group(Api, "agents", (handlers) =>
   Effect.gen(function* () {
     const agents = yield* Agents
     const queue = yield* PublicQueue
+    const remote = yield* RemoteSteps
     return handlers
       .handle("register", ({ payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
@@ -166,8 +167,8 @@ export const AgentsHandlers = HttpApiBuilder.group(Api, "agents", (handlers) =>
           )
       )
       .handle("pools", () =>
-        agents.pools.pipe(
-          Effect.map((pools) => ({ pools })),
+        remote.pools.pipe(
+          Effect.map((pools) => ({ pools: pools.map(Wire.pool) })),
           mapErrors()
         )
       )
@@ -193,4 +194,6 @@ export const AgentsHandlers = HttpApiBuilder.group(Api, "agents", (handlers) =>
  * @category layers
  * @since 0.1.0
  */
-export const layer = Layer.mergeAll(QueueHandlers, AgentsHandlers).pipe(Layer.provide(PublicQueue.layer))
+export const layer = Layer.mergeAll(QueueHandlers, AgentsHandlers).pipe(
+  Layer.provide([PublicQueue.layer, RemoteSteps.layer])
+)

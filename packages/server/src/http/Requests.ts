@@ -116,6 +116,12 @@ const handle = <E, R>(
     const seconds = Number((yield* Clock.currentTimeNanos) - started) / 1e9
     const route = info.route ?? (withId.status === 404 ? "unmatched" : pathOf(request.url))
     yield* Metrics.recordRequest(request.method, route, withId.status, seconds)
+    // On the request's server span, when one is exported (OpenTelemetry names: the route template, the caller)
+    yield* Effect.annotateCurrentSpan({
+      "http.route": route,
+      "mandate.request.id": requestId,
+      ...(info.principal === undefined ? {} : { "enduser.id": info.principal })
+    })
     yield* Effect.logInfo("request").pipe(
       Effect.annotateLogs({
         method: request.method,

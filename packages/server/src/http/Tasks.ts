@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Plan, Runtime, Task, taskFeed } from "@mandate/core"
+import { Plan, RemoteSteps, Runtime, Task, taskFeed } from "@mandate/core"
 import { Clock, Context, Duration, Effect, Layer, Stream } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
@@ -45,6 +45,7 @@ const started = (task: Task.Task) => ({ task_id: task.id, status: task.state, pl
 export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
   Effect.gen(function* () {
     const runtime = yield* Runtime
+    const remote = yield* RemoteSteps
     const keepAlive = yield* SseKeepAlive
     const shuttingDown = yield* ShuttingDown
     return handlers
@@ -52,8 +53,9 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
           runtime.start(
             {
-              kind: payload.task_type,
-              params: payload.parameters,
+              ...("goal" in payload
+                ? { kind: "goal", params: { goal: payload.goal } }
+                : { kind: payload.task_type, params: payload.parameters }),
               ...(payload.priority === undefined ? {} : { priority: payload.priority }),
               ...(payload.idempotency_key === undefined ? {} : { idempotencyKey: payload.idempotency_key })
             },
@@ -69,7 +71,8 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
       )
       .handle("status", ({ params }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => runtime.get(params.id, principal)).pipe(
-          Effect.map(Wire.taskStatus),
+          // A queued remote step whose pool has no live agent says so
+          Effect.flatMap((view) => Effect.map(remote.stalled(view), (stalled) => Wire.taskStatus(view, stalled))),
           mapErrors()
         )
       )
@@ -219,4 +222,4 @@ export const PlansHandlers = HttpApiBuilder.group(Api, "plans", (handlers) =>
  * @category layers
  * @since 0.1.0
  */
-export const layer = Layer.mergeAll(TasksHandlers, PlansHandlers)
+export const layer = Layer.mergeAll(TasksHandlers, PlansHandlers).pipe(Layer.provide(RemoteSteps.layer))

@@ -14,9 +14,11 @@ import type {
   Merkle,
   Plan,
   PolicySet,
+  PoolView,
   Principal,
   QueueStats,
   Runtime,
+  StalledStep,
   Step,
   Task,
   TaskEvent,
@@ -154,12 +156,18 @@ export const taskDetail = (v: TaskView): Wire<typeof Models.TaskDetailWire> => (
  * @category mapping
  * @since 0.1.0
  */
-export const taskStatus = (v: Pick<TaskView, "task" | "steps">): Wire<typeof Models.TaskStatusWire> => ({
+export const taskStatus = (
+  v: Pick<TaskView, "task" | "steps">,
+  stalled?: ReadonlyArray<StalledStep>
+): Wire<typeof Models.TaskStatusWire> => ({
   task_id: v.task.id,
   status: v.task.state,
   ...optional("plan_id", v.task.planId),
   steps: v.steps.map((s) => ({ step_id: s.id, type: s.type, status: s.state })),
   waiting_approval: v.steps.filter((s) => s.state === "waiting_approval").map((s) => s.id),
+  ...(stalled === undefined || stalled.length === 0
+    ? {}
+    : { waiting_for_agents: stalled.map((s) => ({ step_id: s.stepId, pool: s.pool })) }),
   reasons: v.task.reasons,
   updated_at: v.task.updatedAt
 })
@@ -339,3 +347,18 @@ export const ledgerOverview = (o: LedgerOverview): Wire<typeof Audit.LedgerOverv
  * @since 0.1.0
  */
 export type RuntimeService = Runtime["Service"]
+
+/**
+ * @category mapping
+ * @since 0.1.0
+ */
+export const pool = (p: PoolView) => ({
+  pool: p.pool,
+  step_types: p.stepTypes,
+  agents: p.agents,
+  online: p.online,
+  degraded: p.degraded,
+  offline: p.offline,
+  waiting: p.waiting,
+  leased: p.leased
+})

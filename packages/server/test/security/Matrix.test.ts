@@ -131,6 +131,16 @@ const table: Record<string, Route> = {
   "GET /agents/{id}": { roles: queueReaders },
   "POST /agents/{id}/heartbeat": { roles: ["agent"], body: () => ({}) },
   "DELETE /agents/{id}": { roles: ["agent"] },
+  // Lease ids here are a host queue's job: no pool step exists under them (404), and robot is no agent of a pool
+  "GET /pools/{pool}": { roles: queueReaders },
+  "POST /pools/{pool}/claim": { roles: ["agent"], body: (f) => ({ ...worker(f), max: 1 }) },
+  "POST /steps/{lease_id}/heartbeat": { roles: ["agent"], body: worker },
+  "POST /steps/{lease_id}/complete": { roles: ["agent"], body: (f) => ({ ...worker(f), result: { ok: true } }) },
+  "POST /steps/{lease_id}/fail": { roles: ["agent"], body: (f) => ({ ...worker(f), error: "matrix" }) },
+  "POST /execute": {
+    roles: ["submitter"],
+    body: () => ({ step_type: "monitor_action", parameters: { wallet: walletA } })
+  },
   "GET /health": { roles: "public" },
   "GET /ready": { roles: "public" },
   "GET /metrics": { roles: ["auditor"] },
@@ -266,6 +276,8 @@ const matrix = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.
                   .replace("{plan_id}", fixture.planId)
                   .replace("{hash}", fixture.entryHash)
                   .replace("{txid}", fixture.txId)
+                  .replace("{pool}", "matrix")
+                  .replace("{lease_id}", fixture.jobId)
                   // An unknown version: nothing is activated
                   .replace("{version}", "0".repeat(64)) + (route.query ?? "")
               const outcome = expected(route, who, resource)

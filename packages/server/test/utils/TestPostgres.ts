@@ -42,7 +42,7 @@ export const describePostgres = (name: string, fn: () => void): void => {
 
 /**
  * Every service the Postgres backend has (the rest on memory), in a fresh schema dropped afterwards (named
- * `schema` when given, so a test can find its own connections).
+ * `schema` when given, so a test can find its own connections), with any other store options given.
  */
 export const services = ({ schema: named, ...options }: Stores.StoresOptions & { readonly schema?: string } = {}) =>
   Layer.unwrap(
