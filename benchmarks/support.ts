@@ -50,13 +50,65 @@ export const autoApprove: PolicySet.PolicySet = {
   ]
 }
 
+/** Transfers of at least this amount wait for an approver under `gatedAbove`; smaller ones run unattended. */
+export const approvalFrom = 100_000
+
+/**
+ * The seed policy with its approval gates moved to large transfers: `transfer(i)` runs unattended, `gated(i)`
+ * waits for an approver at its `onchain_action` step.
+ */
+export const gatedAbove: PolicySet.PolicySet = {
+  name: "approval-for-large-transfers",
+  rules: [
+    ...Seed.defaultPolicySet.rules.filter((r) => r.effect !== "require_approval"),
+    {
+      id: "small-transfers",
+      effect: "allow",
+      match: { action: "onchain_action", when: [{ param: "amount", op: "lt", value: approvalFrom }] }
+    },
+    {
+      id: "large-transfers",
+      effect: "require_approval",
+      match: { action: "onchain_action", when: [{ param: "amount", op: "gte", value: approvalFrom }] },
+      approvals: { required: 1 }
+    }
+  ]
+}
+
 export const alice = Principal.make("alice", ["submitter"])
+export const bob = Principal.make("bob", ["approver"])
 
 /** The i-th seed transfer (3 steps: `check_balance → policy_check → onchain_action`). */
 export const transfer = (i: number) => ({
   kind: "transfer_funds",
   params: { from: `${"A".repeat(56)}FXIB`, to: "B".repeat(60), amount: 1 + (i % 1000) }
 })
+
+/** The i-th seed transfer above `approvalFrom`: its `onchain_action` step waits for an approver. */
+export const gated = (i: number) => ({
+  kind: "transfer_funds",
+  params: { from: `${"A".repeat(56)}FXIB`, to: "B".repeat(60), amount: approvalFrom + (i % 1000) }
+})
+
+/** `--name value` from the command line, a positive integer, else `fallback`. */
+export const arg = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(`--${name}`)
+  const value = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
+  return Number.isFinite(value) && value > 0 ? Math.floor(value) : fallback
+}
+
+export interface Measure {
+  readonly count: number
+  readonly wallMs: number
+  readonly cpuMs: number
+}
+
+/** A stopwatch over wall time and this process's CPU time; call the result where the measured work ends. */
+export const stopwatch = (count: number) => {
+  const cpu = cpuMs()
+  const started = performance.now()
+  return (): Measure => ({ count, wallMs: performance.now() - started, cpuMs: cpuMs() - cpu })
+}
 
 /**
  * Follows `task.completed` events for the rest of the scope: `started(taskId, t0)` marks a task to time, `latencies`

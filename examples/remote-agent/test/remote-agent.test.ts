@@ -23,6 +23,7 @@ const walletB = "B".repeat(60)
 // The seed's onchain_action runs on the agents of pool `signers`, not in the server
 const options: Stores.StoresOptions = {
   remoteSteps: { onchain_action: "signers" },
+  poolPrincipals: { signers: ["robot"] },
   anchor: Stores.layerAnchor("none"),
   runtime: { pollIntervalMs: 20 }
 }

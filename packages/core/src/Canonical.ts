@@ -250,8 +250,9 @@ export const sha256Hex = (data: string | Uint8Array): string =>
 export const sha256 = (data: string | Uint8Array): Uint8Array =>
   oneShot ? (oneShot("sha256", data, "buffer") as Buffer) : NodeCrypto.createHash("sha256").update(data).digest()
 
-// Reused for short concatenations: hashing is synchronous, so no other caller can observe it mid-use
-const scratch = Buffer.allocUnsafe(1024)
+// Reused for concatenations: hashing is synchronous, so no other caller can observe it mid-use. Large enough for
+// an entry's canonical JSON (prevHash ‖ body), which the allocating path used to take for any body over ~300 chars
+const scratch = Buffer.allocUnsafe(64 * 1024)
 
 /**
  * SHA-256 of the concatenation of byte strings (`a ‖ b ‖ …`; a string part counts as its UTF-8 bytes), as 32

@@ -69,6 +69,15 @@ export const isReservedQueue = (queue: string): boolean => queue.startsWith(rese
 export const PoolName = QueueName
 
 /**
+ * Whether a pool name belongs to the runtime: `default`, where its in-process workers register, and every name in
+ * the `mandate.` namespace. No remote step type may be routed to such a pool.
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isReservedPool = (pool: string): boolean => pool === "default" || pool.startsWith(reservedQueuePrefix)
+
+/**
  * The runtime's queue of a remote pool's step jobs (`mandate.pool.<pool>`): reserved like every `mandate.` queue,
  * so only the runtime (and, through `RemoteSteps`, the agents of that pool) reach its jobs.
  *

@@ -9,8 +9,11 @@
  *
  * 1. `payloadHash = SHA-256(UTF-8 canonical JSON of the payload)`.
  * 2. The entry body is the JSON object of the stored entry without `entryHash`:
- *    `{ seq, kind, taskId?, stepId?, principal?, at, payloadHash, payload?, prevHash }` (`payload` only when the
- *    payload is stored; absent optional fields are absent, never `null`).
+ *    `{ seq, kind, taskId?, taskPrevHash?, stepId?, principal?, at, payloadHash, payload?, prevHash }` (`payload`
+ *    only when the payload is stored; absent optional fields are absent, never `null`). `taskPrevHash` (entry
+ *    format 2) is on every entry of a task: the `entryHash` of the task's previous entry, `genesisHash` for its
+ *    first, read from the store under the append lock, so a task's entries form a chain of their own that shows
+ *    one missing or out of order (entries of format 1, written before it, lack the field).
  *    `entryHash = SHA-256(prevHash as 32 raw bytes ‖ UTF-8 canonical JSON of the body)`, where `prevHash` is the
  *    previous entry's `entryHash`, and `genesisHash` (64 zeros) for entry 0.
  * 3. Merkle leaf `seq` has as data the 32 raw bytes of `entryHash`: `leaf = SHA-256(0x00 ‖ entryHash)`; interior
@@ -662,6 +665,11 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     ).pipe(Effect.annotateLogs({ service: "Ledger" }))
   }
 
+  const lastOfTask = (taskId: string): Effect.Effect<Option.Option<EntryHash>, LedgerStoreError> =>
+    store.lastOfTask !== undefined
+      ? store.lastOfTask(taskId)
+      : Effect.map(store.findByTask(taskId), (all) => Option.fromNullishOr(all[all.length - 1]?.entryHash))
+
   const appendPrepared = (prepared: ReadonlyArray<Prepared>) =>
     store.withAppendLock(
       Effect.gen(function* () {
@@ -679,6 +687,15 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
             cause: new Error(`the last stored entry's hash is not a SHA-256 digest: ${String(prevHash)}`)
           })
         }
+        // Each task's previous entry, for the per-task chain (taskPrevHash), read under the append lock
+        const taskLast = new Map<string, EntryHash>()
+        for (const p of prepared) {
+          if (p.taskId === undefined || taskLast.has(p.taskId)) continue
+          taskLast.set(
+            p.taskId,
+            Option.getOrElse(yield* lastOfTask(p.taskId), () => genesisHash)
+          )
+        }
         for (let i = 0; i < prepared.length; i++) {
           const p = prepared[i]!
           const seq = head.size + i
@@ -686,7 +703,10 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
           // principal and payload already have: exactly Canonical.encode(entry without entryHash)
           const entry: Record<string, unknown> = { seq, kind: p.kind }
           const spliced: Record<string, string> = {}
-          if (p.taskId !== undefined) entry.taskId = p.taskId
+          if (p.taskId !== undefined) {
+            entry.taskId = p.taskId
+            entry.taskPrevHash = taskLast.get(p.taskId)
+          }
           if (p.stepId !== undefined) entry.stepId = p.stepId
           if (p.principal !== undefined) {
             entry.principal = p.principal
@@ -705,6 +725,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
           entries.push(entry as LedgerEntry)
           leaves.push(Merkle.leafHash(hashBytes))
           receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
+          if (p.taskId !== undefined) taskLast.set(p.taskId, entryHash)
           prevHash = entryHash
           prevBytes = hashBytes
         }

@@ -6,6 +6,8 @@
  * The exact bytes (see `Ledger` for the whole picture):
  *
  * - `payloadHash = SHA-256(canonical JSON of the payload)` (RFC 8785, `Canonical.hash`);
+ * - an entry of a task carries `taskPrevHash`, the hash of the task's previous entry (`genesisHash` for its
+ *   first; entry format 2: entries appended before it lack the field), covered by `entryHash` like every field;
  * - `entryHash = SHA-256(prevHash ‖ canonical JSON of the entry without its entryHash field)`, where
  *   `prevHash` is the 32 raw bytes of the previous entry's hash (`genesisHash` for entry 0) and the JSON is
  *   UTF-8; the JSON includes `prevHash` (hex) again and, when it is stored, the payload (`entryHashOf`);
@@ -20,7 +22,7 @@ import * as NodeCrypto from "node:crypto"
 import { Schema } from "effect"
 import * as Canonical from "./Canonical.ts"
 import { EntryHash, Sha256Hex, StepId, TaskId } from "./Ids.ts"
-import { hashEntryBody } from "./internal/entryHash.ts"
+import { hashEntryBody, hashEntryText } from "./internal/entryHash.ts"
 import * as Merkle from "./Merkle.ts"
 import { Principal } from "./Principal.ts"
 
@@ -85,6 +87,12 @@ export const LedgerEntry = Schema.Struct({
   /** SHA-256 of the canonical JSON of the payload. */
   payloadHash: Sha256Hex,
   payload: Schema.optionalKey(Schema.Json),
+  /**
+   * Entry format 2 (every entry of a task appended since 0.2): the `entryHash` of the task's previous entry, or
+   * `genesisHash` for its first. The per-task chain that shows a task's entries are all there and in order
+   * (`WebBundle.verifyBundle`); entries written before it lack the field and still verify.
+   */
+  taskPrevHash: Schema.optionalKey(EntryHash),
   prevHash: EntryHash,
   /** SHA-256(prevHash bytes ‖ canonical JSON of the entry without entryHash): see `entryHashOf`. */
   entryHash: EntryHash
@@ -125,12 +133,17 @@ const utf8 = new TextEncoder()
  * @category hashing
  * @since 0.1.0
  */
-export const entryHashOfRecord = (record: Readonly<Record<string, unknown>>): EntryHash => {
+export const entryHashOfRecord = (record: Readonly<Record<string, unknown>>, payloadText?: string): EntryHash => {
   const { entryHash: _ignored, ...body } = record
   const prev =
     typeof body.prevHash === "string" && body.prevHash.length === 64 ? Canonical.fromHex(body.prevHash) : undefined
   if (prev === undefined) throw new Canonical.NotCanonicalJson("$.prevHash", "prevHash is not a SHA-256 hex digest")
-  return Canonical.toHex(hashEntryBody(prev, body)) as EntryHash
+  // `payloadText`: the canonical JSON of `record.payload`, already encoded by the caller, spliced in verbatim
+  return Canonical.toHex(
+    payloadText === undefined || !("payload" in body)
+      ? hashEntryBody(prev, body)
+      : hashEntryText(prev, Canonical.encodeWith(body, { payload: payloadText }))
+  ) as EntryHash
 }
 
 /**

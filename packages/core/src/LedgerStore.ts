@@ -218,6 +218,16 @@ const makeMemory = Effect.gen(function* () {
         // Match on the stored field, as a database index would after tampering
         return entry !== undefined && entry.entryHash === entryHash ? Option.some(entry) : Option.none()
       }),
+    lastOfTask: (taskId) =>
+      Effect.sync(() => {
+        // Appends keep the list in seq order: the last live entry is found from the end in O(1)
+        const list = byTask.get(taskId) ?? []
+        for (let i = list.length - 1; i >= 0; i--) {
+          const entry = entries[list[i]!]
+          if (entry !== undefined && entry.taskId === taskId) return Option.some(entry.entryHash)
+        }
+        return Option.none()
+      }),
     findByTask: (taskId) =>
       Effect.sync(() =>
         (byTask.get(taskId) ?? [])
@@ -324,6 +334,12 @@ export class LedgerStore extends Context.Service<
     readonly findByHash: (entryHash: string) => Effect.Effect<Option.Option<LedgerEntry>, LedgerStoreError>
     /** The entries whose stored `taskId` is this id, by seq. */
     readonly findByTask: (taskId: TaskId | string) => Effect.Effect<ReadonlyArray<LedgerEntry>, LedgerStoreError>
+    /**
+     * The stored `entryHash` of the task's last entry (highest seq), seeing the writes of the current append and
+     * its enclosing unit of work. Called inside `withAppendLock` to link an entry to its task's previous one
+     * (`taskPrevHash`). A store without it is asked `findByTask` instead, which reads the whole task.
+     */
+    readonly lastOfTask?: (taskId: string) => Effect.Effect<Option.Option<EntryHash>, LedgerStoreError>
     /** Stores a checkpoint unless one of the same size exists; returns the stored record either way. */
     readonly putCheckpoint: (checkpoint: Checkpoint) => Effect.Effect<CheckpointRecord, LedgerStoreError>
     /** Every stored checkpoint, by ascending size. */

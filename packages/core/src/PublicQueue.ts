@@ -14,7 +14,8 @@
  *   worker id at all, so `robot.eu` can never hold a lease that `robot` could also act as. Admins act as any
  *   worker (on host queues only). The runtime's own workers register with its queues as capabilities: their
  *   registrations cannot be heartbeated, replaced or deregistered here, and no registration may name a reserved
- *   queue as a capability.
+ *   queue as a capability. A remote pool (one a remote step type is routed to) admits the registration of the
+ *   agents of the principals it names only (`RemoteSteps`).
  * - **Roles** (checked here as well as on the routes): enqueue needs `submitter`; lease operations and agent
  *   registration need `agent`; reads need `agent` or `auditor`; maintenance needs `admin` (admins have every
  *   role).
@@ -24,7 +25,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { type Agent, type AgentNotFound, type AgentRegistration, Agents, type AgentsStoreError } from "./Agents.ts"
 import type { AgentId, JobId } from "./Ids.ts"
 import type { InvalidInput } from "./InvalidInput.ts"
@@ -44,6 +45,7 @@ import {
   type QueueStoreError
 } from "./Queue.ts"
 import { Forbidden } from "./Runtime.ts"
+import { notServing, poolServers, StepHandlers } from "./StepHandlers.ts"
 
 /**
  * The principal id a worker id belongs to: the part before the first `.` (or the whole id).
@@ -162,7 +164,13 @@ export class PublicQueue extends Context.Service<
   static readonly layer: Layer.Layer<PublicQueue, never, Queue | Agents> = Layer.effect(
     PublicQueue,
     Effect.gen(function* () {
-      return makePublicQueue(yield* Queue, yield* Agents)
+      // With step handlers in context, their remote pools admit only the principals they name
+      const handlers = yield* Effect.serviceOption(StepHandlers)
+      return makePublicQueue(
+        yield* Queue,
+        yield* Agents,
+        Option.isSome(handlers) ? poolServers(handlers.value.all) : undefined
+      )
     })
   )
 }
@@ -194,7 +202,11 @@ const reserved = (principal: Principal, action: string, queue: string) =>
  * @category constructors
  * @since 0.1.0
  */
-export const makePublicQueue = (queue: Queue["Service"], agents: Agents["Service"]): PublicQueue["Service"] => {
+export const makePublicQueue = (
+  queue: Queue["Service"],
+  agents: Agents["Service"],
+  remotePools?: ReadonlyMap<string, ReadonlySet<string>> | undefined
+): PublicQueue["Service"] => {
   const mayRead = (principal: Principal, job: Job) => !isReservedQueue(job.queue) || hasRole(principal, "admin")
 
   // The runtime's in-process workers register with its queues as capabilities: their registrations are its own
@@ -298,6 +310,15 @@ export const makePublicQueue = (queue: Queue["Service"], agents: Agents["Service
         yield* requireWorker(principal, registration.id)
         const reservedCapability = (registration.capabilities ?? []).find(isReservedQueue)
         if (reservedCapability !== undefined) return yield* reserved(principal, "register agents", reservedCapability)
+        // A remote pool's steps go to the agents of the principals it names only: others may not even register
+        const allowed = typeof registration.pool === "string" ? remotePools?.get(registration.pool) : undefined
+        if (allowed !== undefined && !allowed.has(principal.id) && !hasRole(principal, "admin")) {
+          return yield* new Forbidden({
+            principal: principal.id,
+            action: "register agents",
+            reason: notServing(registration.pool, allowed)
+          })
+        }
         yield* notTheRuntimes(registration.id, principal, "register agents").pipe(
           Effect.catchTag("AgentNotFound", () => Effect.void)
         )

@@ -5,8 +5,10 @@
  * - **Only the pool's agents.** A step type declared remote (`remoteStep`, `asRemoteStep`) is routed to a pool;
  *   its jobs wait in the runtime's reserved queue of that pool, which `PublicQueue` closes to everyone. An agent
  *   reaches them only here: with the `agent` role, acting as one of its own worker ids (`PublicQueue.requireWorker`),
- *   registered in `/agents` in that very pool (an unregistered worker id is `AgentNotFound`), and, when the pool's
- *   step types name the principals that serve it (`principals`, `Mandate`'s `poolPrincipals`), one of theirs. A claim
+ *   registered in `/agents` in that very pool (an unregistered worker id is `AgentNotFound`), and one of the
+ *   principals the pool's step types name to serve it (`principals`, `Mandate`'s `poolPrincipals`): a pool that
+ *   names none is served by admins' agents only (secure by default; `PublicQueue` refuses the others' registration
+ *   in it too). A claim
  *   for another pool is `Forbidden`; a lease of another pool's step does not exist for it (`JobNotFound`), and one
  *   it does not hold is `LeaseLost`.
  * - **The step, nothing more.** A claim hands over the step's decoded params, its task and step ids, the attempt,
@@ -35,7 +37,7 @@ import {
   type StoreError,
   type TaskView
 } from "./Runtime.ts"
-import { StepHandlers } from "./StepHandlers.ts"
+import { notServing, poolServers, StepHandlers } from "./StepHandlers.ts"
 
 /**
  * A pool as operators see it: the remote step types it serves, its agents by status, and its steps waiting to be
@@ -137,6 +139,8 @@ export class RemoteSteps extends Context.Service<
         readonly leaseMs?: number | undefined
         /** With none ready, wait up to this long (ms) for one. */
         readonly waitMs?: number | undefined
+        /** Ends the wait early (answering what is claimed, maybe nothing): e.g. the server's shutdown. */
+        readonly until?: Effect.Effect<void> | undefined
       },
       principal: Principal
     ) => Effect.Effect<
@@ -184,15 +188,12 @@ export class RemoteSteps extends Context.Service<
 
       const servedBy = new Map<string, Array<string>>()
       const poolOfType = new Map<string, string>()
-      // A pool any of whose step types names principals is served by those principals' agents only
-      const principalsOf = new Map<string, Set<string>>()
+      // A remote pool is served by the agents of the principals its step types name only (none named: admins')
+      const principalsOf = poolServers(handlers.all)
       for (const h of handlers.all) {
         if (h.pool === undefined) continue
         poolOfType.set(h.type, h.pool)
         servedBy.set(h.pool, [...(servedBy.get(h.pool) ?? []), h.type])
-        if (h.principals !== undefined) {
-          principalsOf.set(h.pool, new Set([...(principalsOf.get(h.pool) ?? []), ...h.principals]))
-        }
       }
 
       /** The registered agent the principal acts as: an agent of its own, with the `agent` role. */
@@ -206,11 +207,7 @@ export class RemoteSteps extends Context.Service<
           const agent = yield* agents.get(workerId)
           const allowed = principalsOf.get(agent.pool)
           if (allowed !== undefined && !allowed.has(principal.id) && !hasRole(principal, "admin")) {
-            return yield* new Forbidden({
-              principal: principal.id,
-              action,
-              reason: `pool ${agent.pool} is served by the agents of ${[...allowed].sort().join(", ")} only`
-            })
+            return yield* new Forbidden({ principal: principal.id, action, reason: notServing(agent.pool, allowed) })
           }
           return agent
         })
@@ -269,6 +266,7 @@ export class RemoteSteps extends Context.Service<
               max: request.max,
               leaseMs: request.leaseMs,
               waitMs: request.waitMs,
+              until: request.until,
               principal
             })
           }),

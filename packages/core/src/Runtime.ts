@@ -34,7 +34,7 @@ import * as Canonical from "./Canonical.ts"
 import { type AgentId, type JobId, makeTaskId, type StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import * as Flow from "./internal/taskFlow.ts"
-import { isReservedQueue, type Job, poolQueue, QueueName, reservedQueuePrefix } from "./Job.ts"
+import { isReservedPool, isReservedQueue, type Job, poolQueue, QueueName, reservedQueuePrefix } from "./Job.ts"
 import { type EntryInput, Ledger } from "./Ledger.ts"
 import type { LedgerStoreError } from "./LedgerStore.ts"
 import type { Plan } from "./Plan.ts"
@@ -104,6 +104,15 @@ export const TaskEvent = Schema.Struct({
 export type TaskEvent = typeof TaskEvent.Type
 
 /**
+ * What an outbox (`Runtime.outbox`) is given: a transition's events (without `seq`, given at publication), inside
+ * its unit of work.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type OutboxStage = (events: ReadonlyArray<Omit<TaskEvent, "seq">>) => Effect.Effect<void, StoreError>
+
+/**
  * A remote step as offered to the agent that claimed it: the step's params (decoded by its declaration's schema,
  * then encoded as JSON), where it belongs, the attempt, the idempotency key (the same for every attempt and retry
  * of the step: pass it to whatever the step acts on) and the lease (`leaseId`, held by `workerId` until
@@ -161,6 +170,8 @@ export interface RemoteExecution {
       readonly waitMs?: number | undefined
       /** Recorded on `step.started` as the entry's principal. */
       readonly principal?: Principal | undefined
+      /** Ends the wait early (answering what is claimed, maybe nothing): e.g. the server's shutdown. */
+      readonly until?: Effect.Effect<void> | undefined
     }
   ) => Effect.Effect<ReadonlyArray<ClaimedStep>, InvalidInput | StoreError>
   /** Extends the lease to now + `extendMs`; answers when it now expires. */
@@ -386,6 +397,13 @@ export class Runtime extends Context.Service<
       TaskNotFound | InvalidInput | StoreError,
       Scope.Scope
     >
+    /**
+     * Registers an outbox for the life of the scope: `stage` runs inside the unit of work of every transition
+     * with the events the transition will publish once it commits, so what it writes through the unit's stores
+     * (jobs on the queue) commits with the transition or not at all; its failure fails the transition.
+     * `Webhooks` enqueues its deliveries so.
+     */
+    readonly outbox: (stage: OutboxStage) => Effect.Effect<void, never, Scope.Scope>
     /** Re-schedules what unfinished tasks are owed (run on start; safe to run again). */
     readonly reconcile: Effect.Effect<number, StoreError | InvalidInput>
     /** Remote steps: claimed and settled by the agents of their pool (through `RemoteSteps`), settled here. */
@@ -456,6 +474,12 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
   for (const h of handlers.all) {
     if (h.pool === undefined) continue
     const name = poolQueue(h.pool)
+    if (isReservedPool(h.pool)) {
+      return yield* InvalidInput.at(
+        `$.handlers[${JSON.stringify(h.type)}].pool`,
+        `Expected a pool outside the runtime's (default, ${reservedQueuePrefix}*)`
+      )
+    }
     if (!Schema.is(QueueName)(name)) {
       return yield* InvalidInput.at(
         `$.handlers[${JSON.stringify(h.type)}].pool`,
@@ -467,6 +491,8 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
   const maxAttempts = options?.maxAttempts ?? 5
   const hub = yield* PubSub.sliding<TaskEvent>(16_384)
   let eventSeq = 0
+  // Registered outboxes (`outbox`), each in a box of its own so the same function may be registered twice
+  const outboxes = new Set<{ readonly stage: OutboxStage }>()
 
   // Plans never change: cache them by id.
   const plans = new Map<string, Plan>()
@@ -584,6 +610,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             ]
           : []
       )
+      if (events.length > 0) for (const outbox of outboxes) yield* outbox.stage(events)
       return { record, events }
     }).pipe(
       transition.record.task.state === "completed" && before.task.state !== "completed"
@@ -599,6 +626,21 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           events.map((e) => ({ ...e, seq: ++eventSeq }))
         )
 
+  // The records this runtime last committed, by task: a transition decided on one skips reading (and decoding)
+  // the record it wrote itself. Sound because every write is checked against the version it was decided on (a
+  // task another writer moved since fails with VersionConflict, drops the entry and is retried on a fresh read),
+  // and a decision to do nothing is only trusted on a fresh read.
+  const committed = new Map<TaskId, TaskRecord>()
+  const remember = (record: TaskRecord) =>
+    Effect.sync(() => {
+      const known = committed.get(record.task.id)
+      if (known !== undefined && known.task.version >= record.task.version) return
+      committed.delete(record.task.id)
+      if (committed.size >= 10_000) committed.delete(committed.keys().next().value!)
+      committed.set(record.task.id, record)
+    })
+  const forget = (taskId: TaskId) => Effect.sync(() => void committed.delete(taskId))
+
   /**
    * Reads a task, decides with `decide`, and applies the result in one unit of work. Retried when another
    * writer advanced the task in between.
@@ -610,19 +652,25 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     uow
       .run(
         Effect.gen(function* () {
-          const record = yield* store.get(taskId)
+          const known = committed.get(taskId)
+          let record = known ?? (yield* store.get(taskId))
           const plan = yield* planOf(record)
           const now = yield* Clock.currentTimeMillis
-          const transition = yield* decide(record, plan, now)
+          let transition = yield* decide(record, plan, now)
+          if (transition === undefined && known !== undefined) {
+            record = yield* store.get(taskId)
+            transition = yield* decide(record, plan, now)
+          }
           if (transition === undefined) return { record, events: [] as ReadonlyArray<Omit<TaskEvent, "seq">> }
           const applied = yield* apply(record, transition, now)
           // Published once the outermost unit has committed (the worker's settle runs inside its own unit), so a
           // subscriber can read everything an event tells of; a unit that fails publishes nothing
-          yield* uow.afterCommit(publish(applied.events))
+          yield* uow.afterCommit(Effect.andThen(remember(applied.record), publish(applied.events)))
           return applied
         })
       )
       .pipe(
+        Effect.tapError(() => forget(taskId)),
         Effect.retry({ while: (e) => e instanceof VersionConflict, times: 25 }),
         Effect.map(({ record }) => record)
       )
@@ -726,16 +774,18 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
               commands: [...opening, { _tag: "Record", kind: "task.rejected", payload: { reasons: denied } }]
             }
           : Flow.advance({ record: initial, commands: opening }, plan, now)
-      yield* uow.run(
+      const created = yield* uow.run(
         Effect.gen(function* () {
           // Create first: a lost idempotency race fails here, before any job or entry is written
           yield* store.create(transition.record, plan)
           const applied = yield* apply(transition.record, transition, now, true)
-          yield* uow.afterCommit(publish(applied.events))
+          yield* uow.afterCommit(Effect.andThen(remember(applied.record), publish(applied.events)))
+          return applied.record
         })
       )
       if (denied.length > 0) return yield* new TaskRejected({ taskId: task.id, planId: plan.id, reasons: denied })
-      return (yield* mustGet(task.id)).task
+      // The task as this call committed it, not read back
+      return created.task
     }).pipe(
       Effect.catchTag("TaskExists", (e) =>
         // Lost a race on the same idempotency key: the other request's task is the answer
@@ -1193,12 +1243,17 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
           .wakeups({ queues: [poolQueue(pool)] })
           .pipe(Effect.catch(() => Effect.succeed(Effect.never)))
         const deadline = (yield* Clock.currentTimeMillis) + waitMs
+        const until = Effect.as(claimOptions?.until ?? Effect.never, true)
         let offered = yield* claimOnce
         while (offered.length === 0) {
           const left = deadline - (yield* Clock.currentTimeMillis)
           if (left <= 0) break
           // Delayed steps and retries coming due send no wake-up: look again at least every second
-          yield* Effect.raceFirst(next, Effect.sleep(Math.min(left, 1_000)))
+          const ended = yield* Effect.raceFirst(
+            Effect.as(Effect.raceFirst(next, Effect.sleep(Math.min(left, 1_000))), false),
+            until
+          )
+          if (ended) break
           offered = yield* claimOnce
         }
         return offered
@@ -1434,6 +1489,17 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
             Stream.concat(Stream.make(snapshotEvent(view)), events)
           )) as Runtime["Service"]["events"],
     watch,
+    outbox: (stage) =>
+      Effect.asVoid(
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            const box = { stage }
+            outboxes.add(box)
+            return box
+          }),
+          (box) => Effect.sync(() => void outboxes.delete(box))
+        )
+      ),
     reconcile,
     remote
   })

@@ -74,8 +74,8 @@ export interface StepHandler<P = any, A = any, R = never> {
   /** Set on a remote step type: the pool whose agents run it (its `run` is never called in process). */
   readonly pool?: string | undefined
   /**
-   * On a remote step type: the principals whose agents may serve its pool. Absent: any principal with the `agent`
-   * role that registers an agent in the pool.
+   * On a remote step type: the principals whose agents may serve its pool (with the `agent` role). A remote pool
+   * none of whose step types names principals is served by admins' agents only: secure by default.
    */
   readonly principals?: ReadonlyArray<string> | undefined
 }
@@ -92,7 +92,7 @@ export interface RemoteStep<P = any, A = any> {
   readonly params: Schema.Codec<P, any>
   readonly result: Schema.Codec<A, any>
   readonly pool: string
-  /** The principals whose agents may serve the pool (default: any principal with the `agent` role). */
+  /** The principals whose agents may serve the pool (none named: admins' agents only). */
   readonly principals?: ReadonlyArray<string> | undefined
 }
 
@@ -188,3 +188,34 @@ export class StepHandlers extends Context.Service<
       })
     )
 }
+
+/**
+ * Every remote pool with the principals whose agents may serve it (the union over its step types' `principals`;
+ * empty: only admins' agents).
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const poolServers = (
+  handlers: ReadonlyArray<StepHandler<any, any, any>>
+): ReadonlyMap<string, ReadonlySet<string>> => {
+  const out = new Map<string, Set<string>>()
+  for (const h of handlers) {
+    if (h.pool === undefined) continue
+    const set = out.get(h.pool) ?? new Set<string>()
+    for (const p of h.principals ?? []) set.add(p)
+    out.set(h.pool, set)
+  }
+  return out
+}
+
+/**
+ * Why a principal may not serve a remote pool, for `Forbidden`.
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const notServing = (pool: string, allowed: ReadonlySet<string>): string =>
+  allowed.size === 0
+    ? `pool ${pool} names no principals to serve it (MANDATE_POOL_PRINCIPALS, or principals in its declaration)`
+    : `pool ${pool} is served by the agents of ${[...allowed].sort().join(", ")} only`

@@ -254,7 +254,7 @@ export type Message = typeof Message.Type
  * @category constructors
  * @since 0.1.0
  */
-export const message = (type: EventType, event: TaskEvent, publicUrl: string): Message => ({
+export const message = (type: EventType, event: Omit<TaskEvent, "seq">, publicUrl: string): Message => ({
   type,
   timestamp: new Date(event.at).toISOString(),
   data: {

@@ -2,11 +2,15 @@
  * Notifications: webhook subscriptions managed by admins, and signed deliveries of the runtime's events to them
  * through the durable queue.
  *
- * - **Where deliveries come from.** The layer follows the runtime's events, which are published only after the
- *   transition that caused them has committed. Each event of a subscribed type (`Webhook.eventTypeOf`) becomes one
- *   job per interested subscription on the queue `mandate.webhooks`, enqueued with the message id as idempotency
- *   key (`Webhook.messageId`: subscription, task, version, kind, step), so the same event offered twice — a
- *   replay, a restarted listener — is one job and one delivery.
+ * - **Where deliveries come from.** A transactional outbox (`Runtime.outbox`): inside the unit of work of each
+ *   transition, every event of a subscribed type (`Webhook.eventTypeOf`) becomes one job per interested
+ *   subscription on the queue `mandate.webhooks`, so the jobs commit with the transition or not at all (on memory,
+ *   Postgres and Redis alike). A process that stops right after a commit loses no notification: any worker on the
+ *   same stores delivers it. Each job's idempotency key is its message id (`Webhook.messageId`: subscription,
+ *   task, version, kind, step), so the same event offered twice (a retried unit, a replay through `notify`) is one
+ *   job and one delivery. A transition without an event of a webhook type costs nothing; one with such an event
+ *   reads the subscriptions in its unit (so a subscription created through any process counts from its commit on)
+ *   and costs one job per subscription that wants it, none when nobody does.
  * - **How they go out.** A `Worker` on that queue POSTs the message, signed the Standard Webhooks way
  *   (`Webhook.headers`), to the subscription's URL. A 2xx answer is recorded as `delivered` before the job is
  *   completed, and an attempt first checks that record, so a worker that stops (or loses its lease) after the
@@ -18,8 +22,7 @@
  *   and only a delivery's own job changes that delivery's record.
  *
  * Delivery is at least once between a receiver's answer and our record of it; receivers drop a repeated
- * `webhook-id`. An event whose process stops between the commit and the enqueue (the events are in memory) is not
- * delivered.
+ * `webhook-id`.
  *
  * @since 0.1.0
  */
@@ -30,9 +33,10 @@ import { type JobId, JobId as JobIdSchema } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import type { Job } from "./Job.ts"
 import { hasRole, type Principal } from "./Principal.ts"
-import { Queue, type QueueStoreError } from "./Queue.ts"
+import { type EnqueueRequest, Queue, QueueStoreError } from "./Queue.ts"
 import { Forbidden, Runtime, type TaskEvent } from "./Runtime.ts"
 import { IllegalTransition } from "./Task.ts"
+import { UnitOfWork } from "./UnitOfWork.ts"
 import {
   type Delivery,
   DeliveryJob,
@@ -249,8 +253,9 @@ export class Webhooks extends Context.Service<
       Forbidden | WebhookDeliveryNotFound | IllegalTransition | WebhookStoreError | QueueStoreError
     >
     /**
-     * The deliveries of one runtime event: one job per enabled subscription that wants its type, enqueued
-     * idempotently. The layer calls it for every event; calling it again with the same event changes nothing.
+     * The deliveries of one runtime event: one job per enabled subscription that wants its type (read from the
+     * store), enqueued idempotently. The layer enqueues every transition's deliveries itself, in the transition's
+     * unit of work; calling this with an event already handled changes nothing.
      */
     readonly notify: (
       event: TaskEvent
@@ -271,8 +276,11 @@ export class Webhooks extends Context.Service<
    */
   static readonly layer = (
     options?: WebhooksOptions
-  ): Layer.Layer<Webhooks, InvalidInput | WebhookStoreError, Runtime | Queue | WebhookStore | HttpClient.HttpClient> =>
-    Layer.effect(Webhooks, make(options))
+  ): Layer.Layer<
+    Webhooks,
+    InvalidInput | WebhookStoreError,
+    Runtime | Queue | WebhookStore | UnitOfWork | HttpClient.HttpClient
+  > => Layer.effect(Webhooks, make(options))
 }
 
 const requireAdmin = (principal: Principal, action: string) =>
@@ -295,6 +303,7 @@ const make = (options?: WebhooksOptions) =>
     const store = yield* WebhookStore
     const queue = yield* Queue
     const runtime = yield* Runtime
+    const uow = yield* UnitOfWork
     const client = yield* HttpClient.HttpClient
     const queueName = options?.queue ?? webhooksQueue
     const publicUrl = options?.publicUrl ?? "http://127.0.0.1:8000"
@@ -319,28 +328,47 @@ const make = (options?: WebhooksOptions) =>
 
     const published = (delivery: Delivery) => Effect.as(PubSub.publish(hub, delivery), delivery)
 
-    const notify = (event: TaskEvent) =>
-      Effect.gen(function* () {
-        const type = eventTypeOf(event)
-        if (type === undefined) return []
-        const subscriptions = (yield* store.subscriptions).filter((s) => wants(s, type))
-        const message = messageOf(type, event, publicUrl)
-        return yield* Effect.forEach(subscriptions, (subscription) =>
+    // The delivery jobs of one event for those of `subscriptions` that want it
+    const stagedOf = (subscriptions: ReadonlyArray<Subscription>, event: Omit<TaskEvent, "seq">) => {
+      const type = eventTypeOf(event)
+      if (type === undefined) return []
+      const wanting = subscriptions.filter((s) => wants(s, type))
+      if (wanting.length === 0) return []
+      const message = messageOf(type, event, publicUrl)
+      return wanting.map((subscription) => {
+        const id = messageId(subscription.id, event)
+        const content = { subscriptionId: subscription.id, messageId: id, message }
+        const payload: DeliveryJob = { ...content, mac: jobMac(subscription.secret, content) }
+        const request: EnqueueRequest = {
+          queue: queueName,
+          payload: payload as unknown as Schema.Json,
+          idempotencyKey: id,
+          maxAttempts
+        }
+        return { payload, request }
+      })
+    }
+
+    // A record for each job (a job enqueued before keeps its record), told to `updates` when new
+    const recordAll = (jobs: ReadonlyArray<Job>, payloads: ReadonlyArray<DeliveryJob>) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.forEach(jobs, (job, i) =>
           Effect.gen(function* () {
-            const id = messageId(subscription.id, event)
-            const content = { subscriptionId: subscription.id, messageId: id, message }
-            const payload: DeliveryJob = { ...content, mac: jobMac(subscription.secret, content) }
-            const job = yield* queue.enqueue({
-              queue: queueName,
-              payload: payload as unknown as Schema.Json,
-              idempotencyKey: id,
-              maxAttempts
-            })
-            const now = yield* Clock.currentTimeMillis
-            const fresh = deliveryOf(job.id, payload, now)
+            const fresh = deliveryOf(job.id, payloads[i]!, now)
             const stored = yield* store.addDelivery(fresh)
             return stored === fresh ? yield* published(stored) : stored
           })
+        )
+      )
+
+    const notify = (event: TaskEvent) =>
+      Effect.gen(function* () {
+        const staged = stagedOf(yield* store.subscriptions, event)
+        if (staged.length === 0) return []
+        const jobs = yield* queue.enqueueBatch(staged.map((s) => s.request))
+        return yield* recordAll(
+          jobs,
+          staged.map((s) => s.payload)
         )
       })
 
@@ -459,25 +487,47 @@ const make = (options?: WebhooksOptions) =>
 
     // ---- following the runtime ------------------------------------------------------------------------------
 
-    // Subscribed now, so no event committed after the layer is built is missed
-    const events = yield* runtime.events()
-    // A few at a time: the runtime's event hub drops the oldest events for a subscriber that falls far behind
-    yield* Effect.forkScoped(
-      Stream.runDrain(
-        Stream.mapEffect(
-          events,
-          (event) =>
-            notify(event).pipe(
-              Effect.catchCause((cause) =>
-                Effect.logError(`webhook deliveries of ${event.kind} not enqueued: ${Cause.pretty(cause)}`).pipe(
-                  Effect.annotateLogs({ taskId: event.taskId, version: event.version })
+    const scope = yield* Effect.scope
+
+    // The outbox: a transition's deliveries are enqueued in its own unit of work, so they commit with it (a process
+    // that stops right after the commit loses none). A transition without an event of a webhook type costs nothing;
+    // one with such an event reads the subscriptions (in the unit, so one created through any process counts from
+    // its commit on), and costs a job only per subscription that wants it. The delivery records are written once the
+    // unit has committed, off the transition's path; a worker writes one that is missing.
+    yield* runtime.outbox((events) => {
+      if (!events.some((event) => eventTypeOf(event) !== undefined)) return Effect.void
+      return store.subscriptions.pipe(
+        Effect.map((subscriptions) => events.flatMap((event) => stagedOf(subscriptions, event))),
+        Effect.flatMap((staged) =>
+          staged.length === 0
+            ? Effect.void
+            : Effect.flatMap(queue.enqueueBatch(staged.map((s) => s.request)), (jobs) =>
+                uow.afterCommit(
+                  Effect.asVoid(
+                    Effect.forkIn(
+                      recordAll(
+                        jobs,
+                        staged.map((s) => s.payload)
+                      ).pipe(
+                        Effect.catchCause((cause) =>
+                          Effect.logWarning(`webhook delivery records not written: ${Cause.pretty(cause)}`)
+                        )
+                      ),
+                      scope
+                    )
+                  )
                 )
               )
-            ),
-          { concurrency: 8, unordered: true }
-        )
+        ),
+        // The runtime's unit fails with its stores' errors: a failed read or enqueue here fails the transition
+        Effect.catchTags({
+          WebhookStoreError: (cause) =>
+            Effect.fail(new QueueStoreError({ operation: "webhook outbox: read subscriptions", cause })),
+          InvalidInput: (cause) =>
+            Effect.fail(new QueueStoreError({ operation: "webhook outbox: enqueue deliveries", cause }))
+        })
       )
-    )
+    })
     if (options?.workers !== false) yield* startWorker(options?.worker)
 
     const getOne = (id: string) =>

@@ -25,7 +25,7 @@ import { alice } from "./utils/fixtures.ts"
 
 const Note = Schema.Struct({ text: Schema.String })
 const Signed = Schema.Struct({ text: Schema.String, signature: Schema.String })
-const sign = remoteStep({ type: "sign_note", pool: "signers", params: Note, result: Signed })
+const sign = remoteStep({ type: "sign_note", pool: "signers", params: Note, result: Signed, principals: ["robot"] })
 const note = handler({ type: "note", params: Note, result: Note, run: (p) => Effect.succeed(p) })
 const signedNote = taskTemplate({
   kind: "signed_note",
@@ -123,5 +123,58 @@ describe("RemoteSteps", () => {
       const unknown = yield* Effect.exit(Layer.build(Mandate.layerMemory({ remoteSteps: { launch_rocket: "x" } })))
       assert.strictEqual(pathOf(unknown), '$.remoteSteps["launch_rocket"]')
     }).pipe(Effect.scoped)
+  )
+
+  it.effect("the runtime's pool names (default, mandate.*) cannot be a remote pool", () =>
+    Effect.gen(function* () {
+      for (const pool of ["default", "mandate.steps", "mandate.x"]) {
+        const exit = yield* Effect.exit(Layer.build(Mandate.layerMemory({ handlers: [asRemoteStep(note, pool)] })))
+        assert.strictEqual(pathOf(exit), '$.handlers["note"].pool', pool)
+      }
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("a remote pool naming no principals is closed to every agent but admins': no registration, no claim", () =>
+    Effect.gen(function* () {
+      const publicQueue = yield* PublicQueue
+      const remote = yield* RemoteSteps
+      const agents = yield* Agents
+      const vaults = (principal: Principal.Principal, id: string) =>
+        publicQueue.register({ id: AgentId.make(id), pool: "vaults" }, principal)
+      const refused = yield* Effect.flip(vaults(robot, "robot.v1"))
+      assert.strictEqual(refused._tag, "Forbidden")
+      assert.include(refused.message, "names no principals")
+      // Registered some other way (the registry is no gate), robot's agent still claims nothing there
+      yield* agents.register({ id: AgentId.make("robot.v2"), pool: "vaults" })
+      const claim = yield* Effect.flip(remote.claim("vaults", { workerId: AgentId.make("robot.v2") }, robot))
+      assert.strictEqual(claim._tag, "Forbidden")
+      // A listed pool admits its principal and refuses others
+      assert.strictEqual(
+        (yield* publicQueue.register({ id: AgentId.make("robot.s1"), pool: "signers" }, robot)).pool,
+        "signers"
+      )
+      const mallory = Principal.make("mallory", ["agent"])
+      assert.strictEqual(
+        (yield* Effect.flip(publicQueue.register({ id: AgentId.make("mallory.s1"), pool: "signers" }, mallory)))._tag,
+        "Forbidden"
+      )
+      // Pools no remote step type uses stay open to agents (host queues' pools)
+      assert.strictEqual((yield* vaults(mallory, "mallory.x").pipe(Effect.flip))._tag, "Forbidden")
+      assert.strictEqual(
+        (yield* publicQueue.register({ id: AgentId.make("mallory.h"), pool: "hosts" }, mallory)).pool,
+        "hosts"
+      )
+      // Admins serve any pool
+      const root = Principal.make("root", ["admin"])
+      assert.strictEqual((yield* vaults(root, "root.v")).pool, "vaults")
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(RemoteSteps.layer, PublicQueue.layer).pipe(
+          Layer.provideMerge(
+            Mandate.layerMemory({ handlers: [note, sign, asRemoteStep(handler({ ...note, type: "lock" }), "vaults")] })
+          )
+        )
+      )
+    )
   )
 })

@@ -9,13 +9,14 @@ import {
   QueueStoreError,
   Runtime,
   type TaskEvent,
+  UnitOfWork,
   Webhook,
   WebhookStore,
   Webhooks,
   type WebhooksOptions,
   webhooksQueue
 } from "@mandate/core"
-import { Deferred, Effect, Exit, Layer, Queue as Q, type Schema, type Scope, Stream } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Queue as Q, type Schema, type Scope, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { Webhook as StandardWebhook } from "standardwebhooks"
 
@@ -299,6 +300,79 @@ describe("Webhooks", () => {
         while (Q.sizeUnsafe(hook.received) > 0) seen.push(String((yield* Q.take(hook.received)).headers["webhook-id"]))
         assert.strictEqual(seen.length, 2)
         assert.strictEqual(new Set(seen).size, 2)
+      })
+    ).pipe(Effect.provide(services({ workers: false })))
+  )
+
+  it.live("a transition's deliveries commit with it: a process that stops right after the commit loses none", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const hook = yield* receiver(() => 200)
+        // The stores outlive the processes, as a database does
+        const stores = yield* Layer.build(
+          Mandate.layerMemoryStores({ queue: { backoff: { baseMs: 1, capMs: 20 }, requeueIntervalMs: 10 } })
+        )
+        const webhookStore = Layer.succeedContext(yield* Layer.build(WebhookStore.layerMemory()))
+        const process = (storesOf: Layer.Layer<Mandate.Stores>, options: WebhooksOptions) =>
+          Webhooks.layer({ publicUrl, worker: { pollIntervalMs: 10 }, ...options }).pipe(
+            Layer.provide([webhookStore, FetchHttpClient.layer]),
+            Layer.provideMerge(Mandate.layer(storesOf, { runtime: { pollIntervalMs: 10 } }))
+          )
+        // Process A stops right after each commit: nothing deferred to after a commit runs (no event is published,
+        // so no listener could enqueue anything then), and it runs no delivery worker
+        const uow = Context.get(stores, UnitOfWork)
+        const stopping = Context.add(stores, UnitOfWork, UnitOfWork.of({ ...uow, afterCommit: () => Effect.void }))
+        const { created, task } = yield* Effect.gen(function* () {
+          const webhooks = yield* Webhooks
+          const runtime = yield* Runtime
+          const created = yield* webhooks.create(admin, { url: hook.url, events: ["task.completed"] })
+          const task = yield* runtime.start({ kind: "monitoring", params: { wallet } }, alice)
+          while ((yield* runtime.get(task.id)).task.state !== "completed") yield* Effect.sleep("10 millis")
+          // The delivery is a job committed with the transition; its record was to be written after the commit
+          const page = yield* (yield* Queue).list({ queue: webhooksQueue })
+          assert.deepStrictEqual(
+            page.jobs.map((j) => j.state),
+            ["queued"]
+          )
+          assert.deepStrictEqual(yield* webhooks.deliveries(admin), [])
+          return { created, task }
+        }).pipe(Effect.provide(process(Layer.succeedContext(stopping), { workers: false })), Effect.scoped)
+        assert.strictEqual(hook.count(), 0)
+
+        // Process B: new runtime, event hub and delivery worker over the same stores
+        yield* Effect.gen(function* () {
+          const webhooks = yield* Webhooks
+          const got = yield* Q.take(hook.received)
+          const message = new StandardWebhook(created.secret).verify(
+            got.body,
+            got.headers as Record<string, string>
+          ) as Webhook.Message
+          assert.strictEqual(message.type, "task.completed")
+          assert.strictEqual(message.data.task_id, task.id)
+          while (true) {
+            const [delivery] = yield* webhooks.deliveries(admin, { taskId: task.id })
+            if (delivery?.status === "delivered") {
+              assert.strictEqual(delivery.id, got.headers["webhook-id"])
+              break
+            }
+            yield* Effect.sleep("10 millis")
+          }
+          assert.strictEqual(hook.count(), 1)
+        }).pipe(Effect.provide(process(Layer.succeedContext(stores), {})), Effect.scoped)
+      })
+    )
+  )
+
+  it.live("events no subscription wants enqueue nothing", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const webhooks = yield* Webhooks
+        const runtime = yield* Runtime
+        const queue = yield* Queue
+        yield* webhooks.create(admin, { url: "https://hooks.example.com/x", events: ["task.failed"] })
+        const task = yield* runtime.start({ kind: "monitoring", params: { wallet } }, alice)
+        while ((yield* runtime.get(task.id)).task.state !== "completed") yield* Effect.sleep("10 millis")
+        assert.deepStrictEqual((yield* queue.list({ queue: webhooksQueue })).jobs, [])
       })
     ).pipe(Effect.provide(services({ workers: false })))
   )

@@ -23,10 +23,11 @@
  * | `MANDATE_RATE_LIMIT` / `MANDATE_RATE_WINDOW` | `600` / `1 minute` | requests per token per window |
  * | `MANDATE_MAX_BODY_BYTES` | `1048576` | largest request body |
  * | `MANDATE_MAX_JSON_DEPTH` | `64` | deepest nesting of objects and arrays in a JSON body (at most 256) |
+ * | `MANDATE_MAX_JSON_VALUES` | `100000` | most values (objects, arrays, strings, numbers, literals) in a JSON body |
  * | `MANDATE_JWT_MAX_LIFETIME` | `1 day` | longest a JWT may live (`exp` is required; `exp − iat`, or `exp − now` without `iat`) |
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
  * | `MANDATE_REMOTE_STEPS` | | step types run by remote agents, `type:pool,…` (e.g. `onchain_action:signers`) |
- * | `MANDATE_POOL_PRINCIPALS` | | who may serve each remote pool, `pool:principal+principal,…` (other pools: any agent) |
+ * | `MANDATE_POOL_PRINCIPALS` | | who may serve each remote pool, `pool:principal+principal,…` (none named: admins only) |
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
  * | `MANDATE_SSE_KEEPALIVE` | `15 seconds` | a `keepalive` event on task event streams this often (`0 seconds`: none) |
  * | `MANDATE_CORS_ORIGINS` | | origins whose pages may call the API (`https://ops.example.com,…` or `*`); CORS is off without it |
@@ -84,6 +85,7 @@ export interface ServerConfig {
   readonly rateWindow: Duration.Duration
   readonly maxBodyBytes: number
   readonly maxJsonDepth: number
+  readonly maxJsonValues: number
   readonly jwtMaxLifetime: Duration.Duration
   readonly workerConcurrency: number
   readonly remoteSteps: { readonly [type: string]: string }
@@ -241,6 +243,7 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
   maxBodyBytes: positiveInt("MANDATE_MAX_BODY_BYTES", 1_048_576, 1_073_741_824),
   // Core refuses values nested deeper than 256 (Canonical.maxDepth) whatever the edge lets through
   maxJsonDepth: positiveInt("MANDATE_MAX_JSON_DEPTH", 64, 256),
+  maxJsonValues: positiveInt("MANDATE_MAX_JSON_VALUES", 100_000, 10_000_000),
   jwtMaxLifetime: Config.Duration("MANDATE_JWT_MAX_LIFETIME").pipe(Config.withDefault(Duration.days(1))),
   workerConcurrency: Config.schema(
     Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000 })),

@@ -45,6 +45,8 @@ export interface AppOptions {
   readonly maxBodyBytes?: number | undefined
   /** Deepest nesting of objects and arrays in a JSON body (default 64). */
   readonly maxJsonDepth?: number | undefined
+  /** Most JSON values in a body (`MANDATE_MAX_JSON_VALUES`, default 100,000). */
+  readonly maxJsonValues?: number | undefined
   /** Requests per principal per window (default 600 per minute). */
   readonly rateLimit?: RateLimitOptions | undefined
   /** How often a task event stream sends a `keepalive` event (default 15 s; zero: never). */
@@ -89,7 +91,7 @@ export const layerRoutes = (options?: AppOptions) => {
     options?.console === false ? Layer.empty : Console.layer(options?.console),
     corsOrigins.length === 0 ? Layer.empty : layerCors(corsOrigins),
     options?.mcp === false ? Layer.empty : Mcp.layerHttp({ ...options?.mcp, rateLimit: options?.rateLimit }),
-    Requests.layer({ maxBodyBytes, maxJsonDepth: options?.maxJsonDepth })
+    Requests.layer({ maxBodyBytes, maxJsonDepth: options?.maxJsonDepth, maxJsonValues: options?.maxJsonValues })
   )
 }
 
@@ -153,6 +155,15 @@ const announce = (details: Record<string, unknown>) =>
     })
   )
 
+// The remote pools of `MANDATE_REMOTE_STEPS`, each also served by development mode's `agent` principal
+const withDevelopmentAgent = (config: ServerConfig) => {
+  const out: { [pool: string]: ReadonlyArray<string> } = { ...config.poolPrincipals }
+  for (const pool of new Set(Object.values(config.remoteSteps))) {
+    out[pool] = [...new Set([...(out[pool] ?? []), "agent"])]
+  }
+  return out
+}
+
 /**
  * The whole server from the environment (`ServerConfig`): stores, anchor, credentials, rate limits, the Node
  * HTTP server. Release it (SIGTERM) and it stops accepting connections, lets requests and running steps finish
@@ -195,7 +206,8 @@ export const layerConfig = Layer.unwrap(
           ? {}
           : { anchorEvery: { entries: config.anchorEntries, interval: config.anchorInterval } },
       remoteSteps: config.remoteSteps,
-      poolPrincipals: config.poolPrincipals,
+      // Development mode's agent serves every configured remote pool (a configured server names its own)
+      poolPrincipals: development ? withDevelopmentAgent(config) : config.poolPrincipals,
       runtime: {
         workers: config.workerConcurrency > 0,
         concurrency: Math.max(1, config.workerConcurrency),
@@ -218,6 +230,7 @@ export const layerConfig = Layer.unwrap(
       corsOrigins: config.corsOrigins,
       maxBodyBytes: config.maxBodyBytes,
       maxJsonDepth: config.maxJsonDepth,
+      maxJsonValues: config.maxJsonValues,
       rateLimit: { limit: config.rateLimit, window: config.rateWindow },
       sseKeepAlive: config.sseKeepAlive,
       shuttingDown: draining.await

@@ -3,11 +3,13 @@
  * prints and how it exits.
  */
 import * as NodeChildProcess from "node:child_process"
+import * as NodeCrypto from "node:crypto"
 import * as NodeFs from "node:fs"
+import * as NodeHttp from "node:http"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { assert, layer } from "@effect/vitest"
-import { LedgerStore, LedgerTamper } from "@mandate/core"
+import { LedgerStore, LedgerTamper, WebBundle } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { HttpServer } from "effect/http"
 import {
@@ -234,6 +236,109 @@ layer(Layer.merge(serverLayer(memoryServices()), LedgerStore.layerMemory), {
   )
 
   it.effect(
+    "audit export writes a task's bundle; audit verify checks it offline against the pinned key, exit 1 on tampering",
+    () =>
+      Effect.gen(function* () {
+        const started = yield* call("POST", "/task/start", {
+          token: tokens.alice,
+          body: { task_type: "transfer_funds", parameters: JSON.parse(transfer) }
+        })
+        assert.strictEqual(started.status, 200, started.text)
+        const taskId: string = started.body.task_id
+        yield* waitForStatus(taskId, (s) => s === "waiting_approval")
+        assert.strictEqual((yield* call("POST", "/ledger/anchor", { token: tokens.carol })).status, 200)
+        const overview = (yield* call("GET", "/ledger", { token: tokens.carol })).body
+        const keyFile = NodePath.join(tmp, "ledger.pem")
+        NodeFs.writeFileSync(keyFile, overview.public_key)
+
+        const file = NodePath.join(tmp, "bundle.json")
+        const exported = yield* mandate(["audit", "export", taskId, "-o", file], { token: tokens.alice })
+        assert.strictEqual(exported.code, 0, exported.stderr)
+        assert.include(exported.stderr, `wrote ${file}`)
+        const [stdoutExport, hidden] = yield* Effect.all(
+          [
+            mandate(["audit", "export", taskId], { token: tokens.alice }),
+            mandate(["audit", "export", taskId], { token: tokens.dave })
+          ],
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(JSON.parse(stdoutExport.stdout).taskId, taskId)
+        assert.strictEqual(hidden.code, 5, hidden.stderr)
+
+        // Offline: no server, no token; the key pinned as a PEM file or as its id
+        const offline = { url: "http://127.0.0.1:1" }
+        const bundle = JSON.parse(NodeFs.readFileSync(file, "utf8"))
+        const removed = structuredClone(bundle)
+        removed.entries.splice(1, 1)
+        removed.proofs.splice(1, 1)
+        const bad = NodePath.join(tmp, "removed.json")
+        NodeFs.writeFileSync(bad, JSON.stringify(removed))
+        const otherKey = NodePath.join(tmp, "other.pem")
+        NodeFs.writeFileSync(
+          otherKey,
+          NodeCrypto.generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" })
+        )
+        const [verified, byId, rejected, wrongKey] = yield* Effect.all(
+          [
+            mandate(["audit", "verify", file, "--key", keyFile], offline),
+            mandate(["audit", "verify", file, "--key", overview.key_id, "--json"], offline),
+            mandate(["audit", "verify", bad, "--key", keyFile], offline),
+            mandate(["audit", "verify", file, "--key", otherKey], offline)
+          ],
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(verified.code, 0, verified.stdout + verified.stderr)
+        for (const check of ["signature", "entries", "inclusion", "completeness", "anchor.receipt"]) {
+          assert.match(verified.stdout, new RegExp(`${check.replace(".", "\\.")}\\s+passed`), check)
+        }
+        assert.isTrue(json(byId).ok)
+        assert.strictEqual(rejected.code, 1, rejected.stderr)
+        assert.match(rejected.stdout, /completeness\s+FAILED/)
+        assert.include(rejected.stderr, "does not verify: completeness")
+        assert.strictEqual(wrongKey.code, 1, wrongKey.stderr)
+        assert.match(wrongKey.stdout, /key\s+FAILED/)
+
+        // --chain: the anchor transaction as a Qubic archive node reports it, with the right input or another
+        const { anchor } = bundle
+        const answers = [WebBundle.anchorInput(anchor.checkpoint.root, anchor.checkpoint.size)!, "00".repeat(40)]
+        const rpc = NodeHttp.createServer((req, res) => {
+          let body = ""
+          req.on("data", (chunk) => {
+            body += chunk
+          })
+          req.on("end", () => {
+            const hash = JSON.parse(body).hash
+            const ok = req.url === "/query/v1/getTransactionByHash" && hash === anchor.receipt.txId
+            res.writeHead(ok ? 200 : 404, { "content-type": "application/json" })
+            const input = answers[0]!
+            res.end(
+              JSON.stringify({
+                hash,
+                tickNumber: anchor.receipt.tick,
+                inputData: Buffer.from(input, "hex").toString("base64")
+              })
+            )
+          })
+        })
+        yield* Effect.acquireRelease(
+          Effect.callback<void>((resume) => {
+            rpc.listen(0, "127.0.0.1", () => resume(Effect.void))
+          }),
+          () => Effect.sync(() => rpc.close())
+        )
+        const rpcUrl = `http://127.0.0.1:${(rpc.address() as { port: number }).port}`
+        const onChain = yield* mandate(["audit", "verify", file, "--key", keyFile, "--chain", rpcUrl], offline)
+        assert.strictEqual(onChain.code, 0, onChain.stdout + onChain.stderr)
+        assert.match(onChain.stdout, /anchor\.chain\s+passed/)
+        answers.shift()
+        const otherInput = yield* mandate(["audit", "verify", file, "--key", keyFile, "--chain", rpcUrl], offline)
+        assert.strictEqual(otherInput.code, 1, otherInput.stdout + otherInput.stderr)
+        assert.match(otherInput.stdout, /anchor\.chain\s+FAILED/)
+      }).pipe(Effect.scoped),
+    slow
+  )
+
+  it.effect(
     "ledger verify in ranges, queue and agents",
     () =>
       Effect.gen(function* () {
@@ -272,6 +377,7 @@ layer(Layer.merge(serverLayer(memoryServices()), LedgerStore.layerMemory), {
           seq: first.seq,
           kind: first.kind,
           ...(first.task_id === undefined ? {} : { taskId: first.task_id }),
+          ...(first.task_prev_hash === undefined ? {} : { taskPrevHash: first.task_prev_hash }),
           ...(first.principal === undefined ? {} : { principal: first.principal }),
           at: first.at,
           payloadHash: first.payload_hash,

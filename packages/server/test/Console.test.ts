@@ -2,7 +2,8 @@
  * The web console in a real browser (Chromium through playwright-core) against a real server on memory: sign-in,
  * a task started over HTTP appearing live, the requester's own approval refused with the server's reason, a second
  * approver completing the task from the inbox with the keyboard, the inbox emptying, the trail verified in the
- * browser, and a tampered entry failing its badge. With `MANDATE_SCREENSHOTS=<dir>`, the main pages are saved
+ * browser (an auditor's, and the requester's own), a tampered entry failing its badge, and the queues page offering
+ * the runtime's queues and their dead letters to admins only. With `MANDATE_SCREENSHOTS=<dir>`, the main pages are saved
  * there (`npm run screenshots` refreshes `docs/`).
  */
 import * as NodeFs from "node:fs"
@@ -207,6 +208,7 @@ describe.skipIf(!run)("web console in Chromium", { timeout: 180_000 }, () => {
           seq: created.seq,
           kind: created.kind,
           taskId: created.task_id,
+          taskPrevHash: created.task_prev_hash,
           principal: created.principal,
           at: created.at,
           payloadHash: created.payload_hash,
@@ -225,6 +227,43 @@ describe.skipIf(!run)("web console in Chromium", { timeout: 180_000 }, () => {
     assert.include(await summary.textContent(), `1 of ${entries.length} entries failed`)
     await shoot(page, "task-tampered")
     await page.close()
+  })
+
+  it("shows the requester the trail of their own task, verified in the browser: the server lets them read it", async () => {
+    const own = await startTransfer(tokens.alice)
+    const trail = await api("GET", `/audit/${own}`, tokens.alice)
+    assert.strictEqual(trail.status, 200, JSON.stringify(trail.body))
+    const page = await signedIn(tokens.alice)
+    await page.goto(`${base}/#/task/${own}`)
+    const summary = page.getByTestId("trail-summary")
+    await summary.filter({ hasText: "entries verified in this browser" }).waitFor()
+    assert.isAtLeast(trail.body.entries.length, 1)
+    // Every entry the server listed earlier is verified (more may have come since)
+    assert.isAtLeast(await page.locator('[data-verdict="verified"]').count(), trail.body.entries.length)
+    assert.strictEqual(await page.getByRole("alert").count(), 0)
+    await page.close()
+  })
+
+  it("offers the runtime's queues and their dead letters to admins only; an auditor reads their statistics", async () => {
+    const auditor = await signedIn(tokens.carol)
+    await auditor.goto(`${base}/#/queues`)
+    await auditor.getByRole("region", { name: "All queues" }).waitFor()
+    assert.strictEqual(await auditor.locator("#queue-names option").count(), 0)
+    await auditor.goto(`${base}/#/queues?queue=mandate.steps`)
+    await auditor.getByRole("region", { name: "mandate.steps" }).waitFor()
+    // Its jobs are the runtime's: no dead-letter list to be refused, no refusal note
+    assert.strictEqual(await auditor.getByRole("region", { name: "Dead letters" }).count(), 0)
+    assert.strictEqual(await auditor.getByRole("alert").count(), 0)
+    // A host queue's dead letters are the auditor's to read
+    await auditor.goto(`${base}/#/queues?queue=tenant.console`)
+    await auditor.getByRole("region", { name: "Dead letters" }).getByText("No dead letters.").waitFor()
+    await auditor.close()
+
+    const admin = await signedIn(tokens.root)
+    await admin.goto(`${base}/#/queues?queue=mandate.steps`)
+    await admin.getByRole("region", { name: "Dead letters" }).getByText("No dead letters.").waitFor()
+    assert.strictEqual(await admin.locator("#queue-names option").count(), 2)
+    await admin.close()
   })
 
   it("fits a phone's width", async () => {

@@ -1,3 +1,5 @@
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { OpenApi } from "effect/http-api"
@@ -29,7 +31,9 @@ describe("OpenAPI document", () => {
   it("is an OpenAPI 3.1 document with info, paths and components", () => {
     assert.match(spec.openapi, /^3\.1\./)
     assert.strictEqual(spec.info.title, "Mandate")
-    assert.strictEqual(spec.info.version, "0.1.0")
+    // The document's version is the package's: `npm run version` (Changesets) bumps package.json, not Api.ts
+    const pkg = JSON.parse(Fs.readFileSync(Path.resolve(import.meta.dirname, "../package.json"), "utf8"))
+    assert.strictEqual(spec.info.version, pkg.version)
     assert.isObject(spec.paths)
     assert.isObject(spec.components.schemas)
     assert.deepStrictEqual(spec.components.securitySchemes.bearer, { type: "http", scheme: "Bearer" })

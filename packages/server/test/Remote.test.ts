@@ -16,12 +16,12 @@ import * as TestServer from "./utils/TestServer.ts"
 const { call, tokens, walletA, walletB, waitForStatus } = TestServer
 
 /**
- * `onchain_action` runs on agents of pool `signers` (open to every agent principal), `monitor_action` on pool
+ * `onchain_action` runs on agents of pool `signers`, served by principal `robot`, `monitor_action` on pool
  * `watchers`, which only the agents of principal `hsm` may serve.
  */
 const options = {
   remoteSteps: { onchain_action: "signers", monitor_action: "watchers" },
-  poolPrincipals: { watchers: ["hsm"] }
+  poolPrincipals: { signers: ["robot"], watchers: ["hsm"] }
 }
 
 const transfer = (amount: number) => ({
@@ -204,17 +204,21 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
         const watcher = `robot.watcher-${name}`
         yield* register(holder, "signers")
         yield* register(peer, "signers")
-        yield* register(watcher, "watchers")
+        // robot's agents may not serve watchers, a pool only hsm's agents serve: not even register there
+        const notServing = yield* call("POST", "/agents", {
+          token: tokens.robot,
+          body: { agent_id: watcher, pool: "watchers" }
+        })
+        assert.strictEqual(notServing.status, 403, notServing.text)
+        assert.include(notServing.body.message, "served by the agents of hsm only")
         const stranger = `robot.stranger-${name}`
         yield* register(stranger, "observers")
 
         // Another pool's agent may not claim this pool's steps
         const otherPool = yield* claim(stranger, "signers")
         assert.strictEqual(otherPool.status, 403, otherPool.text)
-        // Nor may robot's agents serve watchers, a pool only hsm's agents serve, though one registered there
-        const notServing = yield* claim(watcher, "watchers")
-        assert.strictEqual(notServing.status, 403, notServing.text)
-        assert.include(notServing.body.message, "served by the agents of hsm only")
+        // Nor does robot's would-be watcher claim there: it has no pool
+        assert.strictEqual((yield* claim(watcher, "watchers")).status, 404)
         // A submitter is no agent; an agent may not act as a worker id of another principal
         assert.strictEqual((yield* claim(holder, "signers", { token: tokens.alice })).status, 403)
         assert.strictEqual((yield* claim("mallory.x", "signers")).status, 403)
@@ -229,7 +233,7 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
           })
         // The step does not exist for another pool's agent; the pool's other agent holds no lease on it
         assert.strictEqual((yield* settle(stranger)).status, 404)
-        assert.strictEqual((yield* settle(watcher)).status, 403)
+        assert.strictEqual((yield* settle(watcher)).status, 404)
         assert.strictEqual((yield* settle(peer)).status, 409)
         assert.strictEqual((yield* settle(holder, tokens.alice)).status, 403)
         assert.strictEqual((yield* settle(holder, tokens.robotEu)).status, 403)

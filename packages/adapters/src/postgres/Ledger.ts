@@ -1,6 +1,6 @@
 /**
  * The audit ledger on Postgres: a `LedgerStore` over `ledger_entries`, `ledger_nodes`, `ledger_checkpoints` and
- * `ledger_anchors` (migration 0004), for core's `Ledger.layer` to run on.
+ * `ledger_anchors` (migration 0004; `task_prev_hash` since 0007), for core's `Ledger.layer` to run on.
  *
  * The ledger computes every hash, Merkle node, proof and signature in core; this module stores rows and
  * serialises appenders:
@@ -49,6 +49,7 @@ const EntryRow = Schema.Struct({
   seq: Schema.BigInt,
   kind: Schema.String,
   task_id: Schema.NullOr(Schema.String),
+  task_prev_hash: Schema.NullOr(Schema.String),
   step_id: Schema.NullOr(Schema.String),
   principal: Schema.Unknown,
   no_principal: Schema.Boolean,
@@ -88,6 +89,7 @@ class LockedHead extends Context.Service<LockedHead, { current: LedgerHead }>()(
 const toEntry = (row: EntryRow): LedgerEntry => {
   const entry: Record<string, unknown> = { seq: Number(row.seq), kind: row.kind }
   if (row.task_id !== null) entry.taskId = row.task_id
+  if (row.task_prev_hash !== null) entry.taskPrevHash = row.task_prev_hash
   if (row.step_id !== null) entry.stepId = row.step_id
   if (!row.no_principal) entry.principal = row.principal
   entry.at = row.at
@@ -115,6 +117,7 @@ interface EntryColumns {
   readonly seq: unknown
   readonly kind: unknown
   readonly task_id: unknown
+  readonly task_prev_hash: unknown
   readonly step_id: unknown
   readonly principal: string | null
   readonly at: unknown
@@ -128,6 +131,7 @@ const fieldColumns: Readonly<Record<string, keyof EntryColumns>> = {
   seq: "seq",
   kind: "kind",
   taskId: "task_id",
+  taskPrevHash: "task_prev_hash",
   stepId: "step_id",
   principal: "principal",
   at: "at",
@@ -147,6 +151,7 @@ const columnsOf = (fields: Readonly<Record<string, unknown>>): EntryColumns | st
     seq: plain(fields.seq),
     kind: plain(fields.kind),
     task_id: plain(fields.taskId),
+    task_prev_hash: plain(fields.taskPrevHash),
     step_id: plain(fields.stepId),
     principal: json(fields.principal),
     at: plain(fields.at),
@@ -158,11 +163,11 @@ const columnsOf = (fields: Readonly<Record<string, unknown>>): EntryColumns | st
 }
 
 const ENTRY_COLUMNS =
-  "pos, seq, kind, task_id, step_id, principal, (principal IS NULL) AS no_principal, at, payload_hash, payload, " +
+  "pos, seq, kind, task_id, task_prev_hash, step_id, principal, (principal IS NULL) AS no_principal, at, payload_hash, payload, " +
   "(payload IS NULL) AS no_payload, prev_hash, entry_hash"
 
 const RECORDSET =
-  "AS r(seq bigint, kind text, task_id text, step_id text, principal text, at float8, payload_hash text, " +
+  "AS r(seq bigint, kind text, task_id text, task_prev_hash text, step_id text, principal text, at float8, payload_hash text, " +
   "payload text, prev_hash text, entry_hash text)"
 
 /**
@@ -253,8 +258,9 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
       const [written] = yield* sql<{ readonly entries: number; readonly nodes: number }>`
         WITH e AS (
           INSERT INTO ${entriesTable}
-            (pos, seq, kind, task_id, step_id, principal, at, payload_hash, payload, prev_hash, entry_hash)
-          SELECT r.seq, r.seq, r.kind, r.task_id, r.step_id, r.principal::json, r.at, r.payload_hash,
+            (pos, seq, kind, task_id, task_prev_hash, step_id, principal, at, payload_hash, payload, prev_hash,
+             entry_hash)
+          SELECT r.seq, r.seq, r.kind, r.task_id, r.task_prev_hash, r.step_id, r.principal::json, r.at, r.payload_hash,
                  r.payload::json, r.prev_hash, r.entry_hash
           FROM json_to_recordset(${JSON.stringify(rows)}::json) ${recordset}
           WHERE (SELECT coalesce(max(pos) + 1, 0) FROM ${entriesTable}) = ${first}
@@ -321,6 +327,14 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
       decodeEntryRows
     ).pipe(Effect.map((rows) => rows.map(toEntry)))
 
+  // The task's last entry under the appender's lock (the same transaction sees the unit's own appends)
+  const lastOfTask = (taskId: string) =>
+    sql<{ readonly entry_hash: string }>`SELECT entry_hash FROM ${entriesTable}
+        WHERE task_id = ${taskId} ORDER BY pos DESC LIMIT 1`.pipe(
+      Effect.map(([row]) => Option.fromNullishOr(row?.entry_hash as LedgerEntry["entryHash"] | undefined)),
+      Effect.mapError(storeError("lastOfTask"))
+    )
+
   const checkpointColumns = sql.literal(`c.size, c.root, c."timestamp", c.signature, c.key_id, a.receipt`)
   const checkpointFrom = sql`${checkpointsTable} c LEFT JOIN ${anchorsTable} a ON a.size = c.size`
 
@@ -376,6 +390,7 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     entries,
     findByHash,
     findByTask,
+    lastOfTask,
     putCheckpoint,
     checkpoints,
     latestCheckpoint,
@@ -416,8 +431,9 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
             yield* sql`DELETE FROM ${entriesTable} WHERE pos = ${seq}`
             if (columns === undefined) return
             yield* sql`INSERT INTO ${entriesTable}
-                (pos, seq, kind, task_id, step_id, principal, at, payload_hash, payload, prev_hash, entry_hash)
-              SELECT ${seq}, r.seq, r.kind, r.task_id, r.step_id, r.principal::json, r.at, r.payload_hash,
+                (pos, seq, kind, task_id, task_prev_hash, step_id, principal, at, payload_hash, payload, prev_hash,
+             entry_hash)
+              SELECT ${seq}, r.seq, r.kind, r.task_id, r.task_prev_hash, r.step_id, r.principal::json, r.at, r.payload_hash,
                      r.payload::json, r.prev_hash, r.entry_hash
               FROM json_to_recordset(${JSON.stringify([columns])}::json) ${recordset}`
           })

@@ -245,6 +245,20 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: RedisOptio
       return found.filter((entry) => entry.taskId === taskId).sort((a, b) => a.seq - b.seq)
     })
 
+  // The task's last entry: the unit's own appends first, then the stored list (whose order is the append order).
+  // An append from another process in between moves the head, which the write is guarded on
+  const lastOfTask = (taskId: string) =>
+    Effect.gen(function* () {
+      const overlay = (yield* unitOf(redis))?.ledger?.entries
+      const own = overlay?.findLast((entry) => entry.taskId === taskId)
+      if (own !== undefined) return Option.some(own.entryHash)
+      const seqs = yield* redis
+        .send<ReadonlyArray<string>>("LRANGE", k.byTask(taskId), "-1", "-1")
+        .pipe(Effect.mapError(storeError("lastOfTask")))
+      const [entry] = seqs.length === 0 ? [] : yield* entriesAt([Number(seqs[0])], "lastOfTask")
+      return Option.fromNullishOr(entry?.entryHash)
+    })
+
   const recordOf = (checkpointJson: string, anchorJson: string | null | undefined, operation: string) =>
     Effect.gen(function* () {
       const checkpoint = yield* parse<Checkpoint>(checkpointJson, operation)
@@ -317,6 +331,7 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: RedisOptio
     entries,
     findByHash,
     findByTask,
+    lastOfTask,
     putCheckpoint,
     checkpoints,
     latestCheckpoint,

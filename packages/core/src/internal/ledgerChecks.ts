@@ -66,8 +66,13 @@ export const checkEntry = (
       }
     }
   }
+  // The payload's canonical text is hashed on its own and spliced into the entry body: encoded once, not twice
+  let payloadText: string | undefined
   if ("payload" in record) {
-    const found = attempt(() => Canonical.hash(record.payload))
+    const found = attempt(() => {
+      payloadText = Canonical.encode(record.payload)
+      return Canonical.sha256Hex(payloadText)
+    })
     if (found !== record.payloadHash) {
       return {
         mismatch: {
@@ -91,7 +96,7 @@ export const checkEntry = (
       }
     }
   }
-  const recomputed = attempt(() => entryHashOfRecord(record))
+  const recomputed = attempt(() => entryHashOfRecord(record, payloadText))
   if (recomputed !== record.entryHash) {
     return {
       mismatch: {

@@ -24,6 +24,7 @@ import {
   EntryNotFound,
   entryHashOf,
   entryLeafHash,
+  genesisHash,
   InvalidInput,
   InvalidTreeRange,
   Ledger,
@@ -335,6 +336,43 @@ export const suite = (
           assert.strictEqual((yield* ledger.byTask(task)).length, seqs.length)
         })
       )
+
+      it.effect("each entry of a task links to the task's previous one, across batches, units and appenders", () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const uow = yield* UnitOfWork
+          const task = newTask()
+          const other = newTask()
+          yield* ledger.append(entryFor(task, 0))
+          yield* ledger.append(entryFor(other, 0))
+          yield* ledger.appendBatch([entryFor(task, 1), entryFor(other, 1), entryFor(task, 2)])
+          yield* uow.run(
+            Effect.gen(function* () {
+              yield* ledger.append(entryFor(task, 3))
+              yield* ledger.appendBatch([entryFor(task, 4), entryFor(task, 5)])
+            })
+          )
+          // a unit of work that fails leaves no entry for the next one to link to
+          const failed = yield* Effect.exit(
+            uow.run(Effect.andThen(ledger.append(entryFor(task, 99)), Effect.fail("no")))
+          )
+          assert.isTrue(failed._tag === "Failure")
+          yield* Effect.forEach([6, 7, 8, 9], (i) => ledger.append(entryFor(task, i)), { concurrency: "unbounded" })
+          const loose = yield* ledger.append({ kind: "note.added", payload: { task: false } })
+          assert.isFalse("taskPrevHash" in (yield* ledger.get(loose.entryHash)))
+          for (const [id, count] of [
+            [task, 10],
+            [other, 2]
+          ] as const) {
+            const entries = yield* ledger.byTask(id)
+            assert.strictEqual(entries.length, count)
+            entries.forEach((e, i) => {
+              assert.strictEqual(e.taskPrevHash, i === 0 ? genesisHash : entries[i - 1]!.entryHash, `${id} ${i}`)
+              assert.strictEqual(entryHashOf(e), e.entryHash)
+            })
+          }
+        })
+      )
     })
 
     describe("Merkle tree, proofs and checkpoints", () => {
@@ -605,6 +643,8 @@ export const suite = (
             ["kind", (e) => ({ ...e, kind: "task.cancelled" }), "entryHash"],
             ["taskId", (e) => ({ ...e, taskId: newTask() }), "entryHash"],
             ["taskId removed", ({ taskId: _, ...e }) => e, "entryHash"],
+            ["taskPrevHash", (e) => ({ ...e, taskPrevHash: Canonical.sha256Hex("other") }), "entryHash"],
+            ["taskPrevHash removed", ({ taskPrevHash: _, ...e }) => e, "entryHash"],
             ["stepId", (e) => ({ ...e, stepId: "step_other" }), "entryHash"],
             ["principal", (e) => ({ ...e, principal: { id: "mallory", roles: ["admin"] } }), "entryHash"],
             ["at", (e) => ({ ...e, at: (e.at as number) + 1 }), "entryHash"],

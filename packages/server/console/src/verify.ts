@@ -12,6 +12,7 @@ export const hashedEntry = (e: LedgerEntry): Record<string, unknown> => ({
   seq: e.seq,
   kind: e.kind,
   ...(e.task_id === undefined ? {} : { taskId: e.task_id }),
+  ...(e.task_prev_hash === undefined ? {} : { taskPrevHash: e.task_prev_hash }),
   ...(e.step_id === undefined ? {} : { stepId: e.step_id }),
   ...(e.principal === undefined ? {} : { principal: e.principal }),
   at: e.at,

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { EntryKind, Sha256Hex, StepId, TamperCheck, TaskId } from "@mandate/core"
+import { EntryKind, ProofBundle, Sha256Hex, StepId, TamperCheck, TaskId } from "@mandate/core"
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
 import { Auth, RequiredRoles } from "./Auth.ts"
@@ -191,6 +191,16 @@ export class AuditApi extends HttpApiGroup.make("audit")
         OpenApi.Description,
         "A task's entries with inclusion proofs in a signed checkpoint and in the latest anchored one, unjudged, for verification by the caller"
       ),
+    HttpApiEndpoint.get("bundle", "/audit/:task_id/bundle", {
+      params: { task_id: TaskId },
+      success: ProofBundle,
+      error: [NotFound, BadRequest, Conflict, Unavailable]
+    })
+      .annotate(RequiredRoles, taskReaders)
+      .annotate(
+        OpenApi.Description,
+        "A task's proof bundle (core's ProofBundle): its entries as stored, with inclusion proofs in one signed checkpoint, the consistency proof to the anchored checkpoint, the anchor receipt and transaction input, and the per-task links that show the trail is complete; verify it offline with a pinned key (`mandate audit verify`)"
+      ),
     HttpApiEndpoint.post("record", "/audit/record", {
       payload: RecordEntry,
       success: AppendReceiptWire,
@@ -215,6 +225,25 @@ export class AuditApi extends HttpApiGroup.make("audit")
     })
       .annotate(RequiredRoles, auditors)
       .annotate(OpenApi.Description, "The ledger's size, its latest checkpoints (newest first) with anchor receipts"),
+    HttpApiEndpoint.get("keys", "/ledger/keys", {
+      success: Schema.Struct({
+        keys: Schema.Array(
+          Schema.Struct({
+            key_id: Schema.String,
+            /** SPKI PEM. */
+            public_key: Schema.String,
+            /** Whether this key signs new checkpoints (the others are earlier keys, still trusted). */
+            signing: Schema.Boolean
+          })
+        )
+      }),
+      error: [Unavailable]
+    })
+      .annotate(RequiredRoles, taskReaders)
+      .annotate(
+        OpenApi.Description,
+        "Every public key checkpoints may be signed with (the signing key and earlier ones), by key id: for verifiers to pin"
+      ),
     HttpApiEndpoint.get("entries", "/ledger/entries", {
       query: {
         from: Schema.optional(NonNegativeInt),

@@ -240,8 +240,8 @@ export const AgentWire = Schema.Struct({
 
 /**
  * A ledger entry. Its `entry_hash` is SHA-256(prev_hash bytes ‖ canonical JSON of the entry without its hash),
- * computed over the camelCase names of the same fields (`payloadHash`, `prevHash`, `taskId`, `stepId`): see
- * `@mandate/core`'s `Ledger`.
+ * computed over the camelCase names of the same fields (`payloadHash`, `prevHash`, `taskId`, `taskPrevHash`,
+ * `stepId`): see `@mandate/core`'s `Ledger`.
  *
  * @category models
  * @since 0.1.0
@@ -250,6 +250,8 @@ export const LedgerEntryWire = Schema.Struct({
   seq: Schema.Int,
   kind: Schema.String,
   task_id: Schema.optionalKey(Schema.String),
+  /** The hash of the task's previous entry (`taskPrevHash`, entry format 2): the per-task chain. */
+  task_prev_hash: Schema.optionalKey(Hex),
   step_id: Schema.optionalKey(Schema.String),
   principal: Schema.optionalKey(PrincipalWire),
   at: Millis,

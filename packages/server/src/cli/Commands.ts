@@ -5,8 +5,20 @@
  *
  * @since 0.1.0
  */
-import { loadFile, PolicySet, Principal, Task } from "@mandate/core"
-import { Clock, Config, ConfigProvider, Console, Effect, Layer, Option, Redacted, Schema, Stream } from "effect"
+import { loadFile, PolicySet, Principal, Task, WebBundle } from "@mandate/core"
+import {
+  Clock,
+  Config,
+  ConfigProvider,
+  Console,
+  Effect,
+  FileSystem,
+  Layer,
+  Option,
+  Redacted,
+  Schema,
+  Stream
+} from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import { HttpApiClient } from "effect/http-api"
@@ -682,6 +694,158 @@ const ledger = Command.make("ledger").pipe(
   Command.withSubcommands([ledgerVerify])
 )
 
+// ---- audit: proof bundles ---------------------------------------------------------------------------------
+
+const auditExport = Command.make(
+  "export",
+  {
+    taskId,
+    output: Flag.String("output").pipe(
+      Flag.withAlias("o"),
+      Flag.withDescription("Write the bundle to this file (default: standard output)"),
+      Flag.optional
+    )
+  },
+  Effect.fn(function* (input) {
+    const api = yield* client
+    const bundle = yield* api.audit.bundle({ params: { task_id: input.taskId as never } })
+    const text = `${JSON.stringify(bundle, null, 2)}\n`
+    if (Option.isNone(input.output)) return yield* Console.log(text.trimEnd())
+    const fs = yield* FileSystem.FileSystem
+    yield* fs
+      .writeFileString(input.output.value, text)
+      .pipe(
+        Effect.mapError((e) => usage(`cannot write ${input.output.pipe(Option.getOrElse(() => ""))}: ${e.message}`))
+      )
+    yield* Console.error(
+      `wrote ${input.output.value}: ${bundle.entries.length} entries of ${bundle.taskId}, checkpoint ${bundle.checkpoint.size}${bundle.anchor === undefined ? ", not anchored yet" : `, anchored at ${bundle.anchor.checkpoint.size}`}`
+    )
+  }, failures)
+).pipe(
+  Command.withDescription(
+    "Exports a task's proof bundle (entries, inclusion proofs, signed checkpoint, anchor evidence, per-task links): one JSON document anyone can verify offline"
+  )
+)
+
+const readText = (path: string, what: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    return yield* fs
+      .readFileString(path)
+      .pipe(Effect.mapError((e) => usage(`cannot read ${what} ${path}: ${e.message}`)))
+  })
+
+// The pinned key: a key id (64 hex digits), PEM text, or a PEM file
+const pinnedKey = (value: string) =>
+  /^[0-9a-f]{64}$/.test(value.trim()) || value.includes("BEGIN PUBLIC KEY")
+    ? Effect.succeed(value.trim())
+    : readText(value, "the key file")
+
+// What a Qubic archive node says about the anchor transaction: its input must be the anchored root and size
+const chainCheck = (rpc: string, bundle: unknown) =>
+  Effect.gen(function* () {
+    const name = "anchor.chain"
+    const anchor = (
+      bundle as { anchor?: { checkpoint: { root: string; size: number }; receipt: { txId: string; tick: number } } }
+    ).anchor
+    if (anchor === undefined) {
+      return { name, ok: true, skipped: true, detail: "nothing was anchored when the bundle was exported" }
+    }
+    const expected = WebBundle.anchorInput(anchor.checkpoint.root, anchor.checkpoint.size)
+    const http = yield* HttpClient.HttpClient
+    const request = yield* HttpClientRequest.bodyJson(
+      HttpClientRequest.post(`${rpc.replace(/\/+$/, "")}/query/v1/getTransactionByHash`),
+      { hash: anchor.receipt.txId }
+    )
+    const response = yield* http.execute(request)
+    if (response.status === 404) {
+      return { name, ok: false, skipped: false, detail: `the chain has no transaction ${anchor.receipt.txId}` }
+    }
+    if (response.status !== 200) {
+      return yield* new CliFailure({
+        message: `the chain node answered ${response.status} for transaction ${anchor.receipt.txId}`,
+        code: ExitCode.unavailable
+      })
+    }
+    const tx = (yield* response.json) as { inputData?: unknown; tickNumber?: unknown }
+    const input = typeof tx.inputData === "string" ? Buffer.from(tx.inputData, "base64").toString("hex") : undefined
+    if (input !== expected) {
+      return { name, ok: false, skipped: false, detail: `transaction ${anchor.receipt.txId} carries another input` }
+    }
+    if (tx.tickNumber !== anchor.receipt.tick) {
+      return {
+        name,
+        ok: false,
+        skipped: false,
+        detail: `transaction ${anchor.receipt.txId} is in tick ${String(tx.tickNumber)}, the receipt says ${anchor.receipt.tick}`
+      }
+    }
+    return {
+      name,
+      ok: true,
+      skipped: false,
+      detail: `the chain's transaction ${anchor.receipt.txId} (tick ${anchor.receipt.tick}) carries root ${anchor.checkpoint.root.slice(0, 12)}… and size ${anchor.checkpoint.size}`
+    }
+  }).pipe(
+    Effect.mapError((e) =>
+      e instanceof CliFailure
+        ? e
+        : new CliFailure({ message: `the chain node could not be asked: ${e.message}`, code: ExitCode.unavailable })
+    )
+  )
+
+const auditVerify = Command.make(
+  "verify",
+  {
+    file: Argument.String("bundle").pipe(Argument.withDescription("A proof bundle (from mandate audit export)")),
+    key: Flag.String("key").pipe(
+      Flag.withDescription(
+        "The ledger's public key you trust: a PEM file, PEM text, or its key id (64 hex digits; GET /ledger shows both)"
+      )
+    ),
+    chain: Flag.String("chain").pipe(
+      Flag.withDescription("Also ask this Qubic RPC (e.g. https://rpc.qubic.org) for the anchor transaction"),
+      Flag.optional
+    )
+  },
+  Effect.fn(function* (input) {
+    const text = yield* readText(input.file, "the bundle")
+    const bundle = yield* parseJson(text, "the bundle")
+    const key = yield* pinnedKey(input.key)
+    const report = yield* Effect.promise(() => WebBundle.verifyBundle(bundle, key))
+    const checks: Array<WebBundle.BundleCheck> = [...report.checks]
+    if (Option.isSome(input.chain) && report.checks.some((c) => c.name === "anchor.receipt")) {
+      checks.push(yield* chainCheck(input.chain.value, bundle))
+    }
+    const ok = checks.every((c) => c.ok)
+    if (yield* asJson) yield* json({ ok, task_id: report.taskId, entries: report.entries, checks })
+    else {
+      yield* table(
+        ["CHECK", "RESULT", "DETAIL"],
+        checks.map((c) => [c.name, c.skipped ? "skipped" : c.ok ? "passed" : "FAILED", c.detail])
+      )
+    }
+    if (!ok) {
+      return yield* new CliFailure({
+        message: `The bundle does not verify: ${checks
+          .filter((c) => !c.ok)
+          .map((c) => c.name)
+          .join(", ")}`,
+        code: ExitCode.failed
+      })
+    }
+  }, failures)
+).pipe(
+  Command.withDescription(
+    "Verifies a proof bundle offline against the key you pin (never the bundle's own): entries, inclusion, signature, completeness, anchor; exits 1 on any failure"
+  )
+)
+
+const audit = Command.make("audit").pipe(
+  Command.withDescription("Proof bundles: export a task's evidence, verify it offline"),
+  Command.withSubcommands([auditExport, auditVerify])
+)
+
 // ---- queue and agents -------------------------------------------------------------------------------------
 
 const queueFlag = Flag.String("queue").pipe(Flag.withDescription("Only this queue"), Flag.optional)
@@ -812,4 +976,4 @@ const serve = Command.make(
  * @category commands
  * @since 0.1.0
  */
-export const command = mandate.pipe(Command.withSubcommands([serve, tasks, plan, policy, ledger, queue, agents]))
+export const command = mandate.pipe(Command.withSubcommands([serve, tasks, plan, policy, audit, ledger, queue, agents]))

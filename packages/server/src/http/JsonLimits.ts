@@ -1,6 +1,7 @@
 /**
- * What a request may carry before anything parses it: a JSON body no deeper than `maxDepth` (default 64), and no
- * string (body, query or path) that a store cannot hold — NUL (`\u0000`, refused by Postgres `text`/`jsonb`) or a
+ * What a request may carry before anything parses it: a JSON body no deeper than `maxDepth` (default 64), with
+ * at most `maxValues` values (default 100,000: a wide body costs the event loop in parsing and canonical hashing
+ * however shallow it is), and no string (body, query or path) that a store cannot hold — NUL (`\u0000`, refused by Postgres `text`/`jsonb`) or a
  * lone UTF-16 surrogate (which a UTF-8 store silently replaces, so the stored value would no longer match its
  * hash). Every store refuses the same input this way, so behaviour does not depend on the backend.
  *
@@ -18,6 +19,15 @@ import { jsonPath } from "@mandate/core"
  * @since 0.1.0
  */
 export const defaultMaxDepth = 64
+
+/**
+ * The default maximum number of JSON values in a body: every object, array, string (not keys), number, `true`,
+ * `false` and `null`.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultMaxValues = 100_000
 
 /**
  * Why input was refused, and where (`$.payload.a[3]`, `$query.task_type`, `$path`).
@@ -38,6 +48,22 @@ const QUOTE = 0x22
 const BACKSLASH = 0x5c
 const COMMA = 0x2c
 const COLON = 0x3a
+
+// Where a number or literal (`true`, `false`, `null`) may start, and the bytes that end it
+const isScalarStart = (byte: number): boolean =>
+  (byte >= 0x30 && byte <= 0x39) || byte === 0x2d || byte === 0x74 || byte === 0x66 || byte === 0x6e
+const isDelimiter = (byte: number): boolean =>
+  byte === COMMA ||
+  byte === COLON ||
+  byte === CLOSE_ARRAY ||
+  byte === CLOSE_OBJECT ||
+  byte === OPEN_ARRAY ||
+  byte === OPEN_OBJECT ||
+  byte === QUOTE ||
+  byte === 0x20 ||
+  byte === 0x0a ||
+  byte === 0x0d ||
+  byte === 0x09
 
 const hexValue = (byte: number): number =>
   byte >= 0x30 && byte <= 0x39
@@ -73,14 +99,18 @@ const keyText = (bytes: Uint8Array, start: number, end: number): string => {
 }
 
 /**
- * Scans a JSON text's bytes for nesting deeper than `maxDepth` and for strings (keys or values) holding NUL or a
- * lone surrogate escape. Returns the first violation, or `undefined`. Syntax is not checked (the parser that
+ * Scans a JSON text's bytes for nesting deeper than `maxDepth`, more than `maxValues` values, and strings (keys or
+ * values) holding NUL or a lone surrogate escape. Returns the first violation, or `undefined`. Syntax is not checked (the parser that
  * runs afterwards does that); a malformed body never makes the scan fail or take more than one pass.
  *
  * @category validation
  * @since 0.1.0
  */
-export const scanJson = (bytes: Uint8Array, maxDepth: number = defaultMaxDepth): Violation | undefined => {
+export const scanJson = (
+  bytes: Uint8Array,
+  maxDepth: number = defaultMaxDepth,
+  maxValues: number = defaultMaxValues
+): Violation | undefined => {
   // One frame per open container: whether it is an array, its current element index, its current key's bytes
   const isArray: Array<boolean> = []
   const index: Array<number> = []
@@ -96,6 +126,11 @@ export const scanJson = (bytes: Uint8Array, maxDepth: number = defaultMaxDepth):
     if (extra !== undefined) segments.push(extra)
     return jsonPath(segments)
   }
+  let values = 0
+  const tooMany = (): Violation => ({
+    path: pathTo(),
+    message: `JSON with more than ${maxValues} values (objects, arrays, strings, numbers, true, false, null)`
+  })
   const n = bytes.length
   let i = 0
   while (i < n) {
@@ -130,10 +165,17 @@ export const scanJson = (bytes: Uint8Array, maxDepth: number = defaultMaxDepth):
       if (problem !== undefined) {
         return { path: pathTo(), message: isKey ? `Keys: ${problem}` : problem }
       }
+      if (!isKey && ++values > maxValues) return tooMany()
       i = j + 1
       continue
     }
+    if (isScalarStart(byte)) {
+      if (++values > maxValues) return tooMany()
+      while (i < n && !isDelimiter(bytes[i]!)) i++
+      continue
+    }
     if (byte === OPEN_OBJECT || byte === OPEN_ARRAY) {
+      if (++values > maxValues) return tooMany()
       if (isArray.length >= maxDepth) {
         return {
           path: pathTo(),

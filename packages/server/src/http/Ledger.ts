@@ -15,6 +15,7 @@ import {
   recordHostEntry,
   type StoredPolicySet,
   TaskStore,
+  taskBundle,
   taskEntries,
   taskEvidence
 } from "@mandate/core"
@@ -148,6 +149,13 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
           mapErrors()
         )
       )
+      .handle("bundle", ({ params }) =>
+        Effect.flatMap(CurrentPrincipal, (principal) => taskBundle(params.task_id, principal)).pipe(
+          Effect.provideService(Ledger, ledger),
+          Effect.provideService(TaskStore, tasks),
+          mapErrors()
+        )
+      )
       .handle("record", ({ payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
           recordHostEntry(
@@ -206,6 +214,15 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
           Effect.map(Wire.ledgerOverview),
           mapErrors()
         )
+      )
+      .handle("keys", () =>
+        Effect.succeed({
+          keys: [...ledger.publicKeys].map(([keyId, publicKey]) => ({
+            key_id: keyId,
+            public_key: publicKey,
+            signing: keyId === ledger.keyId
+          }))
+        })
       )
       .handle("entries", ({ query }) =>
         ledger.entries({ from: query.from, limit: query.limit }).pipe(

@@ -20,6 +20,7 @@ import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
 import { mapErrors } from "./Errors.ts"
+import { ShuttingDown } from "./Tasks.ts"
 import * as Wire from "./Wire.ts"
 
 const claimed = (s: ClaimedStep) => ({
@@ -67,6 +68,8 @@ export const RemoteHandlers = HttpApiBuilder.group(Api, "remote", (handlers) =>
   Effect.gen(function* () {
     const remote = yield* RemoteSteps
     const runtime = yield* Runtime
+    // A long-polling claim answers when the drain begins, rather than hold the shutdown for up to wait_ms
+    const shuttingDown = yield* ShuttingDown
     return handlers
       .handle("claim", ({ params, payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
@@ -76,7 +79,8 @@ export const RemoteHandlers = HttpApiBuilder.group(Api, "remote", (handlers) =>
               workerId: payload.worker_id,
               ...(payload.max === undefined ? {} : { max: payload.max }),
               ...(payload.lease_ms === undefined ? {} : { leaseMs: payload.lease_ms }),
-              ...(payload.wait_ms === undefined ? {} : { waitMs: payload.wait_ms })
+              ...(payload.wait_ms === undefined ? {} : { waitMs: payload.wait_ms }),
+              until: shuttingDown
             },
             principal
           )

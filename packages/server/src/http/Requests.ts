@@ -1,16 +1,18 @@
 /**
  * What happens around every request, matched or not: a request id (the caller's `X-Request-Id` if it is
  * sane, else a new one) on the response and in every log line of the request; the body size limit (413 before
- * the body is read when `Content-Length` says so); the JSON limits (`JsonLimits`: nesting depth, strings no store
- * can hold), checked on the body's bytes before anything parses it, 400 with the path; a JSON 404 for unknown
+ * the body is read when `Content-Length` says so); the JSON limits (`JsonLimits`: nesting depth, number of values,
+ * strings no store can hold), checked on the body's bytes before anything parses it, 400 with the path — but only
+ * for a caller whose bearer token authenticates: anyone else gets 401 before the body is read at all; a JSON 404 for unknown
  * routes and a JSON 500, without a stack trace or error text, for a defect; `Retry-After` on every 503; one
  * structured access-log line and the HTTP metrics per request.
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Effect, type Layer } from "effect"
+import { Cause, Clock, Context, Effect, type Layer, Option } from "effect"
 import { HttpIncomingMessage, HttpMethod, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import * as Metrics from "../Metrics.ts"
+import { Authenticator } from "./Auth.ts"
 import * as JsonLimits from "./JsonLimits.ts"
 
 /**
@@ -33,6 +35,8 @@ export interface RequestOptions {
   readonly maxBodyBytes: number
   /** Deepest nesting of objects and arrays accepted in a JSON body (default `JsonLimits.defaultMaxDepth`, 64). */
   readonly maxJsonDepth?: number | undefined
+  /** Most JSON values accepted in a body (default `JsonLimits.defaultMaxValues`, 100,000). */
+  readonly maxJsonValues?: number | undefined
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -48,20 +52,25 @@ const json = (status: number, body: object, requestId: string) =>
  */
 export const layer = (options: RequestOptions): Layer.Layer<never, never, HttpRouter.HttpRouter> =>
   HttpRouter.middleware(
-    (httpEffect) =>
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        const given = request.headers["x-request-id"]
-        const requestId = given !== undefined && requestIdPattern.test(given) ? given : crypto.randomUUID()
-        return handle(httpEffect, request, requestId, options).pipe(Effect.annotateLogs({ request_id: requestId }))
-      }),
+    Effect.map(Effect.serviceOption(Authenticator), (authenticator) => {
+      const guarded = { ...options, authenticator: Option.getOrUndefined(authenticator) }
+      return (httpEffect) =>
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+          const given = request.headers["x-request-id"]
+          const requestId = given !== undefined && requestIdPattern.test(given) ? given : crypto.randomUUID()
+          return handle(httpEffect, request, requestId, guarded).pipe(Effect.annotateLogs({ request_id: requestId }))
+        })
+    }),
     { global: true }
   )
+
+type Guarded = RequestOptions & { readonly authenticator?: Authenticator["Service"] | undefined }
 
 const handle = <E, R>(
   httpEffect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
   request: HttpServerRequest.HttpServerRequest,
   requestId: string,
-  options: RequestOptions
+  options: Guarded
 ) =>
   Effect.gen(function* () {
     const started = yield* Clock.currentTimeNanos
@@ -148,14 +157,28 @@ const isJson = (contentType: string | undefined): boolean =>
 // on. The body is read once here; the request caches it, so the API's decoder reads the same bytes.
 const guard = (
   request: HttpServerRequest.HttpServerRequest,
-  options: RequestOptions
+  options: Guarded
 ): Effect.Effect<HttpServerResponse.HttpServerResponse | undefined> => {
   const url = JsonLimits.scanUrl(request.url)
   if (url !== undefined) return Effect.succeed(badRequest(url))
-  if (!HttpMethod.hasBody(request.method) || !isJson(request.headers["content-type"])) return Effect.undefined
-  return request.arrayBuffer.pipe(
+  if (!HttpMethod.hasBody(request.method) || !isJson(request.headers["content-type"]) || !carriesBody(request)) {
+    return Effect.undefined
+  }
+  // Every route that takes a body authenticates: a caller without a valid token gets 401 before the body is read
+  const authenticated =
+    options.authenticator === undefined
+      ? Effect.undefined
+      : options.authenticator.authenticate(bearerOf(request) ?? "").pipe(
+          Effect.as(undefined),
+          Effect.catch((e) => Effect.succeed(unauthorized(e.message)))
+        )
+  const scanned = request.arrayBuffer.pipe(
     Effect.map((buffer) => {
-      const violation = JsonLimits.scanJson(new Uint8Array(buffer), options.maxJsonDepth ?? JsonLimits.defaultMaxDepth)
+      const violation = JsonLimits.scanJson(
+        new Uint8Array(buffer),
+        options.maxJsonDepth ?? JsonLimits.defaultMaxDepth,
+        options.maxJsonValues ?? JsonLimits.defaultMaxValues
+      )
       return violation === undefined ? undefined : badRequest(violation)
     }),
     Effect.catch((error) =>
@@ -173,7 +196,23 @@ const guard = (
       )
     )
   )
+  return Effect.flatMap(authenticated, (refused) => (refused !== undefined ? Effect.succeed(refused) : scanned))
 }
+
+// A body to read: a length above zero, or a chunked one
+const carriesBody = (request: HttpServerRequest.HttpServerRequest): boolean => {
+  const length = request.headers["content-length"]
+  return length === undefined ? request.headers["transfer-encoding"] !== undefined : Number(length) !== 0
+}
+
+const bearerOf = (request: HttpServerRequest.HttpServerRequest): string | undefined =>
+  /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1]
+
+const unauthorized = (message: string) =>
+  HttpServerResponse.jsonUnsafe(
+    { error: "unauthorized", message },
+    { status: 401, headers: { "www-authenticate": 'Bearer realm="mandate"' } }
+  )
 
 const pathOf = (url: string): string => {
   const q = url.indexOf("?")

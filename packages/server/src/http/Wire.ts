@@ -258,6 +258,7 @@ export const ledgerEntry = (e: LedgerEntry): Wire<typeof Models.LedgerEntryWire>
     entry_hash: e.entryHash
   }
   if (e.taskId !== undefined) out.task_id = e.taskId
+  if (e.taskPrevHash !== undefined) out.task_prev_hash = e.taskPrevHash
   if (e.stepId !== undefined) out.step_id = e.stepId
   if (e.principal !== undefined) out.principal = principal(e.principal)
   if ("payload" in e && e.payload !== undefined) out.payload = e.payload

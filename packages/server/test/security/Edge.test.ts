@@ -4,11 +4,13 @@
  * killed in the middle of a request.
  */
 import * as NodeFs from "node:fs"
+import * as Net from "node:net"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Canonical, Ledger } from "@mandate/core"
 import { Duration, Effect, Fiber, type Layer } from "effect"
+import { HttpServer } from "effect/http"
 import { SqlClient } from "effect/sql"
 import { developmentKeys } from "../../src/http/Auth.ts"
 import type * as Stores from "../../src/Stores.ts"
@@ -99,6 +101,58 @@ const suite = <E>(name: string, services: Layer.Layer<Stores.Services | Stores.R
             assert.strictEqual(deeper._tag, "InvalidInput")
             yield* ledgerStillVerifies(taskId)
           })
+      )
+
+      it.effect("the edge authenticates before it reads a body: 401 first, the body never read nor scanned", () =>
+        Effect.gen(function* () {
+          // A body the scanner would refuse: without a valid token the answer is 401, not the scanner's 400
+          const deep = `{"queue":"tenant.edge","payload":${nestedArrays(3_000)}}`
+          for (const token of [undefined, "not-a-token", `${tokens.alice}x`]) {
+            const reply = yield* call("POST", "/queue/jobs", { ...(token === undefined ? {} : { token }), body: deep })
+            assert.strictEqual(reply.status, 401, reply.text)
+            assert.strictEqual(reply.body.error, "unauthorized")
+          }
+          // A request whose body never comes: answered 401 from its headers alone, not read to its end
+          const server = yield* HttpServer.HttpServer
+          const port = (server.address as { readonly port: number }).port
+          const reply = yield* Effect.promise(
+            () =>
+              new Promise<string>((resolve) => {
+                const socket = Net.connect(port, "127.0.0.1")
+                let received = ""
+                socket.on("connect", () =>
+                  socket.write(
+                    "POST /queue/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" +
+                      'Content-Length: 1000000\r\n\r\n{"queue":"tenant.edge","payload":['
+                  )
+                )
+                socket.on("data", (chunk) => {
+                  received += chunk
+                  if (received.includes("\r\n\r\n")) {
+                    socket.destroy()
+                    resolve(received)
+                  }
+                })
+                socket.on("error", () => resolve(received))
+              })
+          )
+          assert.match(reply, /^HTTP\/1\.1 401 /)
+        })
+      )
+
+      it.effect("a body with more JSON values than MANDATE_MAX_JSON_VALUES is 400 where the limit was crossed", () =>
+        Effect.gen(function* () {
+          // 100,001 numbers: shallow, well under the size limit, but costly to parse and hash canonically
+          const wide = `{"queue":"tenant.edge","payload":[${"0,".repeat(100_000)}0]}`
+          // Values before the array's elements: the body, the queue's name, the array itself
+          expectBadRequest(
+            yield* call("POST", "/queue/jobs", { token: tokens.alice, body: wide }),
+            "$.payload[99997]",
+            /more than 100000 values/
+          )
+          const within = `{"queue":"tenant.edge","payload":[${"0,".repeat(99_996)}0]}`
+          assert.strictEqual((yield* call("POST", "/queue/jobs", { token: tokens.alice, body: within })).status, 200)
+        })
       )
 
       it.effect("finding 10: NUL and lone surrogates are 400 with the path on every store; pairs are fine", () =>

@@ -73,6 +73,29 @@ describe("JsonLimits.scanJson", () => {
     assert.isUndefined(scanJson(encoder.encode(`${"[".repeat(64)}${"]".repeat(64)}`), 64))
   })
 
+  it("counts every value but keys, and names the value that crossed maxValues", () => {
+    const count = (v: unknown): number =>
+      typeof v !== "object" || v === null
+        ? 1
+        : 1 + (Array.isArray(v) ? v : Object.values(v)).reduce((n: number, c) => n + count(c), 0)
+    fc.assert(
+      fc.property(value, (v) => {
+        const bytes = encoder.encode(JSON.stringify(v, null, 1))
+        const limit = scanJson(bytes, 1_000, count(v))
+        // At the count it passes, one less it is refused (unless an unstorable string is found first)
+        if (limit === undefined) {
+          const below = scanJson(bytes, 1_000, count(v) - 1)
+          assert.isDefined(below)
+          if (count(v) > 1 && reference(v, 1_000) === undefined) assert.match(below!.message, /more than/)
+        }
+      }),
+      { numRuns: 1_000 }
+    )
+    assert.strictEqual(scanJson(encoder.encode('{"a":[1,true,null,"x",-2.5e3]}'), 64, 5)?.path, "$.a[3]")
+    assert.isUndefined(scanJson(encoder.encode('{"a":[1,true,null,"x",-2.5e3]}'), 64, 7))
+    assert.strictEqual(scanJson(encoder.encode('{"a":[1,true,null,"x",-2.5e3]}'), 64, 6)?.path, "$.a[4]")
+  })
+
   it("does not mistake escapes, brackets or colons inside strings for structure", () => {
     assert.isUndefined(scanJson(encoder.encode('{"a":"[[[[{{\\"\\\\u0000:,"}'), 2))
     assert.isUndefined(scanJson(encoder.encode('["\\ud83d\\ude00"]'), 2))

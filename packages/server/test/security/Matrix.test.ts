@@ -100,6 +100,7 @@ const table: Record<string, Route> = {
   "POST /policy/versions/{version}/activate": { roles: [] },
   "GET /audit/{task_id}": { roles: readers, object: "task" },
   "GET /audit/{task_id}/evidence": { roles: readers, object: "task" },
+  "GET /audit/{task_id}/bundle": { roles: readers, object: "task" },
   "POST /audit/record": {
     roles: ["submitter", "approver", "auditor", "agent"],
     object: "task",
@@ -108,6 +109,7 @@ const table: Record<string, Route> = {
   "GET /verify/{hash}": { roles: ["auditor"] },
   "GET /ledger": { roles: ["auditor"] },
   "GET /ledger/entries": { roles: ["auditor"] },
+  "GET /ledger/keys": { roles: readers },
   "GET /ledger/verify": { roles: ["auditor"] },
   "GET /ledger/checkpoint": { roles: ["auditor"] },
   "GET /ledger/consistency": { roles: ["auditor"], query: "?from=1&to=2" },

@@ -78,6 +78,7 @@ export const suite = <E>(name: string, services: Layer.Layer<Stores.Services | S
           seq: v.entry.seq,
           kind: v.entry.kind,
           ...(v.entry.task_id === undefined ? {} : { taskId: v.entry.task_id }),
+          ...(v.entry.task_prev_hash === undefined ? {} : { taskPrevHash: v.entry.task_prev_hash }),
           ...(v.entry.step_id === undefined ? {} : { stepId: v.entry.step_id }),
           ...(v.entry.principal === undefined ? {} : { principal: v.entry.principal }),
           at: v.entry.at,

@@ -8,8 +8,6 @@
  * `list` of one queue walks `seq` and skips other queues' rows, and `stats` of one queue reads the table, as
  * `stats` of all queues already did. Listing a queue that holds few of a very large table's rows is slower.
  *
- * Numbered 0008: 0007 is reserved for a change made on another branch at the same time.
- *
  * Released: never edit this file; add a migration.
  *
  * @since 0.1.0

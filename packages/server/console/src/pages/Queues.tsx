@@ -1,7 +1,8 @@
 /**
  * Queues: depth by state and priority, readiness, wait p50/p95 and failure rate of one queue or all, refreshed
  * every few seconds; the dead letters, with redrive for admins (the runtime's own queues are retried through
- * their tasks, and the server says so).
+ * their tasks, and the server says so). Only what the principal may see is offered: the runtime's queues
+ * (`mandate.…`) are suggested, and their jobs listed, to admins only; everyone else reads their statistics.
  */
 import { useEffect, useState } from "preact/hooks"
 import { call, get } from "../api.ts"
@@ -13,11 +14,20 @@ import type { Job, QueueStats } from "../wire.ts"
 const ms = (value: number | null) =>
   value === null ? "—" : value < 1000 ? `${Math.round(value)} ms` : `${(value / 1000).toFixed(1)} s`
 
+// The runtime's queues: their statistics are for every reader, their jobs for admins only
+const isRuntimeQueue = (queue: string) => queue.startsWith("mandate.")
+
 export const QueuesPage = ({ query }: { readonly query: URLSearchParams }) => {
+  const session = useSession()
+  const admin = can(session.principal, "admin")
   const queue = query.get("queue") ?? ""
+  const showDead = admin || !isRuntimeQueue(queue)
   const stats = useLoad(() => get<QueueStats>("/queue/stats", { queue }), `stats|${queue}`)
   const dead = useLoad(
-    () => get<{ jobs: ReadonlyArray<Job> }>("/queue/jobs", { status: "dead_lettered", queue, limit: 100 }),
+    () =>
+      showDead
+        ? get<{ jobs: ReadonlyArray<Job> }>("/queue/jobs", { status: "dead_lettered", queue, limit: 100 })
+        : Promise.resolve({ jobs: [] }),
     `dead|${queue}`
   )
   useEffect(() => {
@@ -45,15 +55,17 @@ export const QueuesPage = ({ query }: { readonly query: URLSearchParams }) => {
           <input
             id="q-name"
             name="queue"
-            list="queue-names"
+            list={admin ? "queue-names" : undefined}
             value={queue}
             placeholder="all queues"
             spellcheck={false}
           />
-          <datalist id="queue-names">
-            <option value="mandate.steps" />
-            <option value="mandate.deadlines" />
-          </datalist>
+          {admin && (
+            <datalist id="queue-names">
+              <option value="mandate.steps" />
+              <option value="mandate.deadlines" />
+            </datalist>
+          )}
         </div>
         <button type="submit">Show</button>
       </form>
@@ -126,31 +138,33 @@ export const QueuesPage = ({ query }: { readonly query: URLSearchParams }) => {
           </div>
         </Section>
       )}
-      <Section title="Dead letters">
-        <ErrorNote error={dead.error} />
-        {dead.data !== undefined && dead.data.jobs.length === 0 && <Empty>No dead letters.</Empty>}
-        {dead.data !== undefined && dead.data.jobs.length > 0 && (
-          <table class="list" aria-label="Dead letters">
-            <thead>
-              <tr>
-                <th scope="col">Job</th>
-                <th scope="col">Queue</th>
-                <th scope="col">Attempts</th>
-                <th scope="col">Last error</th>
-                <th scope="col">Since</th>
-                <th scope="col">
-                  <span class="visually-hidden">Action</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {dead.data.jobs.map((job) => (
-                <DeadLetter key={job.job_id} job={job} onRedriven={dead.reload} />
-              ))}
-            </tbody>
-          </table>
-        )}
-      </Section>
+      {showDead && (
+        <Section title="Dead letters">
+          <ErrorNote error={dead.error} />
+          {dead.data !== undefined && dead.data.jobs.length === 0 && <Empty>No dead letters.</Empty>}
+          {dead.data !== undefined && dead.data.jobs.length > 0 && (
+            <table class="list" aria-label="Dead letters">
+              <thead>
+                <tr>
+                  <th scope="col">Job</th>
+                  <th scope="col">Queue</th>
+                  <th scope="col">Attempts</th>
+                  <th scope="col">Last error</th>
+                  <th scope="col">Since</th>
+                  <th scope="col">
+                    <span class="visually-hidden">Action</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {dead.data.jobs.map((job) => (
+                  <DeadLetter key={job.job_id} job={job} onRedriven={dead.reload} />
+                ))}
+              </tbody>
+            </table>
+          )}
+        </Section>
+      )}
     </>
   )
 }

@@ -1,6 +1,7 @@
 /**
  * One task: what was asked, the plan as a graph with each step's policy decision (rules and reasons), attempts and
- * results, the approvals with the hashes they are bound to, and, for auditors, the task's ledger entries, each
+ * results, the approvals with the hashes they are bound to, and, for whoever the server lets read them (auditors, the
+ * requester, the approvers of a gated task), the task's ledger entries, each
  * with a badge the browser computed itself and the anchor transaction with its status. Live: every event of the
  * task reloads it.
  */
