@@ -333,7 +333,11 @@ export const run = <E = never, R = never, RS = never>(
             ? write
             : unit(Effect.flatMap(write, (after) => Effect.as(settle(after, outcome, { workerId }), after)))
         ),
-        (exit) => (Exit.isSuccess(exit) ? Effect.sync(() => count(exit.value)) : unrecorded(job, outcome, exit))
+        (exit) => {
+          if (Exit.isFailure(exit)) return unrecorded(job, outcome, exit)
+          count(exit.value)
+          return Effect.void
+        }
       )
     }
 
@@ -375,7 +379,8 @@ export const run = <E = never, R = never, RS = never>(
       exit: Exit.Exit<HandlerResult, unknown>
     ): Effect.Effect<void, never, RS> => {
       const job = record.job
-      if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) {
+      if (Exit.isSuccess(exit)) return finish(job, outcomeOf(exit))
+      if (Cause.hasInterruptsOnly(exit.cause)) {
         if (record.lost) {
           counters.lost++
           return Effect.logInfo("handler interrupted: the job's lease was lost").pipe(annotate(job))
@@ -386,11 +391,13 @@ export const run = <E = never, R = never, RS = never>(
           })
         }
       }
-      const logDefect =
-        Exit.isFailure(exit) && Option.isNone(Cause.findErrorOption(exit.cause)) && !Cause.hasInterruptsOnly(exit.cause)
-          ? Effect.logError(`handler defect: ${Cause.pretty(exit.cause)}`).pipe(annotate(job))
-          : Effect.void
-      return Effect.andThen(logDefect, finish(job, outcomeOf(exit)))
+      if (Option.isSome(Cause.findErrorOption(exit.cause)) || Cause.hasInterruptsOnly(exit.cause)) {
+        return finish(job, outcomeOf(exit))
+      }
+      return Effect.andThen(
+        Effect.logError(`handler defect: ${Cause.pretty(exit.cause)}`).pipe(annotate(job)),
+        finish(job, outcomeOf(exit))
+      )
     }
 
     const started = (record: InFlight): Effect.Effect<boolean> =>

@@ -31,6 +31,7 @@ import m0004 from "./migrations/0004_ledger.ts"
 import m0005 from "./migrations/0005_ledger_head.ts"
 import m0006 from "./migrations/0006_webhooks.ts"
 import m0007 from "./migrations/0007_ledger_task_chain.ts"
+import m0008 from "./migrations/0008_jobs_lean.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -46,7 +47,8 @@ export const migrations = {
   "0004_ledger": m0004,
   "0005_ledger_head": m0005,
   "0006_webhooks": m0006,
-  "0007_ledger_task_chain": m0007
+  "0007_ledger_task_chain": m0007,
+  "0008_jobs_lean": m0008
 } as const
 
 /**

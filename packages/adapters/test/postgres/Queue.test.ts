@@ -302,17 +302,33 @@ describePostgres("Queue on Postgres", () => {
         const { schema } = yield* TestPostgres
         const sql = yield* SqlClient.SqlClient
         const q = queueName("corrupt")
-        const [bad, good] = yield* queue.enqueueBatch([
+        const [bad, good, badError, badPriority] = yield* queue.enqueueBatch([
           { queue: q, payload: 1 },
-          { queue: q, payload: 2 }
+          { queue: q, payload: 2 },
+          { queue: q, payload: 3 },
+          { queue: q, payload: 4 }
         ])
-        yield* sql`UPDATE ${sql(`${schema}.jobs`)} SET state = 'exploded' WHERE id = ${bad!.id}`
-        const errors = yield* Effect.all([Effect.flip(queue.get(bad!.id)), Effect.flip(queue.list({ queue: q }))])
+        const jobs = sql(`${schema}.jobs`)
+        yield* sql`UPDATE ${jobs} SET state = 'exploded' WHERE id = ${bad!.id}`
+        // Rows are checked column by column (not Schema-decoded): a last error that is not a JSON string, an
+        // unknown priority are refused too
+        yield* sql`UPDATE ${jobs} SET last_error = '5'::json WHERE id = ${badError!.id}`
+        yield* sql`UPDATE ${jobs} SET priority = 'urgent' WHERE id = ${badPriority!.id}`
+        const errors = yield* Effect.all([
+          Effect.flip(queue.get(bad!.id)),
+          Effect.flip(queue.list({ queue: q })),
+          Effect.flip(queue.get(badError!.id)),
+          Effect.flip(queue.get(badPriority!.id))
+        ])
         assert.deepStrictEqual(
           errors.map((e) => e._tag === "QueueStoreError" && e.operation),
-          ["get", "list"]
+          ["get", "list", "get", "get"]
         )
         assert.strictEqual((yield* queue.get(good!.id)).payload, 2)
+        // A claim that returns a bad row fails as a store error too
+        yield* sql`UPDATE ${jobs} SET state = 'cancelled' WHERE id IN (${good!.id}, ${badPriority!.id})`
+        const claimError = yield* Effect.flip(queue.claim({ workerId: AgentId.make("worker_a"), queues: [q], max: 5 }))
+        assert.strictEqual(claimError._tag === "QueueStoreError" && claimError.operation, "claim")
       })
     )
 
