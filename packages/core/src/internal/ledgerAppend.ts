@@ -18,6 +18,25 @@ import { hashEntryText } from "./entryHash.ts"
 import type { Prepared } from "./ledgerInput.ts"
 import type { LedgerTree } from "./ledgerTree.ts"
 
+/**
+ * The canonical JSON (RFC 8785) of an entry body, written straight in sorted member order: exactly
+ * `Canonical.encode(entry without entryHash)`, without sorting keys or walking values per entry. The principal and
+ * payload are spliced as the canonical text `prepare` made of them; the other members are strings (ids checked
+ * by their schemas, hex hashes) and safe integers, whose canonical forms are `JSON.stringify` and `String`.
+ * Member order (UTF-16 code units): at, kind, payload, payloadHash, prevHash, principal, seq, stepId, taskId,
+ * taskPrevHash.
+ */
+const bodyText = (p: Prepared, seq: number, at: number, prevHash: string, taskPrevHash: string | undefined): string => {
+  let text = `{"at":${String(at)},"kind":${JSON.stringify(p.kind)}`
+  if (p.payload !== undefined) text += `,"payload":${p.payloadText}`
+  text += `,"payloadHash":"${p.payloadHash}","prevHash":"${prevHash}"`
+  if (p.principalText !== undefined) text += `,"principal":${p.principalText}`
+  text += `,"seq":${String(seq)}`
+  if (p.stepId !== undefined) text += `,"stepId":${JSON.stringify(p.stepId)}`
+  if (p.taskId !== undefined) text += `,"taskId":${JSON.stringify(p.taskId)},"taskPrevHash":"${taskPrevHash}"`
+  return `${text}}`
+}
+
 /** What the append path needs from the ledger. */
 export interface AppendContext {
   readonly store: LedgerStore["Service"]
@@ -76,28 +95,21 @@ export const make = (ctx: AppendContext): Appender => {
         for (let i = 0; i < prepared.length; i++) {
           const p = prepared[i]!
           const seq = head.size + i
-          // The stored entry; its canonical JSON is built from the scalar members plus the canonical text the
-          // principal and payload already have: exactly Canonical.encode(entry without entryHash)
+          const taskPrevHash = p.taskId === undefined ? undefined : taskLast.get(p.taskId)!
+          const hashBytes = hashEntryText(prevBytes, bodyText(p, seq, at, prevHash, taskPrevHash))
+          const entryHash = Canonical.toHex(hashBytes) as EntryHash
+          // The stored entry, with the members in the order they always had
           const entry: Record<string, unknown> = { seq, kind: p.kind }
-          const spliced: Record<string, string> = {}
           if (p.taskId !== undefined) {
             entry.taskId = p.taskId
-            entry.taskPrevHash = taskLast.get(p.taskId)
+            entry.taskPrevHash = taskPrevHash
           }
           if (p.stepId !== undefined) entry.stepId = p.stepId
-          if (p.principal !== undefined) {
-            entry.principal = p.principal
-            spliced.principal = p.principalText!
-          }
+          if (p.principal !== undefined) entry.principal = p.principal
           entry.at = at
           entry.payloadHash = p.payloadHash
-          if (p.payload !== undefined) {
-            entry.payload = p.payload
-            spliced.payload = p.payloadText
-          }
+          if (p.payload !== undefined) entry.payload = p.payload
           entry.prevHash = prevHash
-          const hashBytes = hashEntryText(prevBytes, Canonical.encodeWith(entry, spliced))
-          const entryHash = Canonical.toHex(hashBytes) as EntryHash
           entry.entryHash = entryHash
           entries.push(entry as LedgerEntry)
           leaves.push(Merkle.leafHash(hashBytes))

@@ -5,12 +5,12 @@
  *
  * @since 0.1.0
  */
-import { Effect, Result, Schema } from "effect"
+import { Effect, Result, Schema, Struct } from "effect"
 import * as Canonical from "../Canonical.ts"
 import type { Sha256Hex, StepId, TaskId } from "../Ids.ts"
 import { decode, InvalidInput } from "../InvalidInput.ts"
 import { EntryInput, type EntryKind } from "../LedgerEntry.ts"
-import type { Principal } from "../Principal.ts"
+import { Principal } from "../Principal.ts"
 
 /** An input ready to chain: valid, with its payload's hash and canonical text. */
 export interface Prepared {
@@ -25,8 +25,34 @@ export interface Prepared {
   readonly principalText: string | undefined
 }
 
-const isEntryInput = Schema.is(EntryInput)
 const decodeInput = decode(EntryInput)
+// `EntryInput` checked in two parts, the principal apart (a struct ignores members it does not name, so both
+// accept exactly what `Schema.is(EntryInput)` accepts)
+const isEntryInputButPrincipal = Schema.is(EntryInput.mapFields(Struct.omit(["principal"])))
+const isPrincipal = Schema.is(Principal)
+
+// Principals repeat (every entry of a task names the same one): each distinct canonical text is checked and
+// parsed once, and its frozen copy shared by the entries that name it. Bounded: cleared when full.
+const principals = new Map<string, Principal>()
+const PRINCIPALS_KEPT = 1024
+
+const principalOf = (text: string): Principal | undefined => {
+  const known = principals.get(text)
+  if (known !== undefined) return known
+  const parsed = fromCanonical<Principal>(text)
+  if (!isPrincipal(parsed)) return undefined
+  if (principals.size >= PRINCIPALS_KEPT) principals.clear()
+  principals.set(text, deepFreeze(parsed))
+  return parsed
+}
+
+const deepFreeze = <A>(value: A): A => {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const member of Object.values(value)) deepFreeze(member)
+  }
+  return value
+}
 
 // The stored payload and principal are copies parsed back from their canonical text: exactly what was hashed,
 // and out of reach of a caller who mutates its own objects after appending.
@@ -47,13 +73,24 @@ export const prepareValid = (input: unknown): Prepared | undefined => {
   } catch {
     return undefined
   }
-  if (!isEntryInput(input)) return undefined
-  const principalText = input.principal === undefined ? undefined : Canonical.encode(input.principal)
+  if (!isEntryInputButPrincipal(input)) return undefined
+  const given = (input as EntryInput).principal
+  let principalText: string | undefined
+  let principal: Principal | undefined
+  if (given !== undefined) {
+    try {
+      principalText = Canonical.encode(given)
+    } catch {
+      return undefined
+    }
+    principal = principalOf(principalText)
+    if (principal === undefined) return undefined
+  }
   return {
     kind: input.kind,
     taskId: input.taskId,
     stepId: input.stepId,
-    principal: principalText === undefined ? undefined : fromCanonical<Principal>(principalText),
+    principal,
     payloadHash: Canonical.sha256Hex(text),
     payload: input.storePayload === false ? undefined : fromCanonical<Schema.Json>(text),
     payloadText: text,
