@@ -66,6 +66,12 @@ export const make = (ctx: AppendContext): Appender => {
       ? store.lastOfTask(taskId)
       : Effect.map(store.findByTask(taskId), (all) => Option.fromNullishOr(all[all.length - 1]?.entryHash))
 
+  // One store call for the batch where the store offers it, one per task otherwise
+  const lastOfTasks = (
+    taskIds: ReadonlyArray<string>
+  ): Effect.Effect<ReadonlyArray<Option.Option<EntryHash>>, LedgerStoreError> =>
+    store.lastOfTasks !== undefined ? store.lastOfTasks(taskIds) : Effect.forEach(taskIds, lastOfTask)
+
   return (prepared) =>
     store.withAppendLock(
       Effect.gen(function* () {
@@ -85,12 +91,18 @@ export const make = (ctx: AppendContext): Appender => {
         }
         // Each task's previous entry, for the per-task chain (taskPrevHash), read under the append lock
         const taskLast = new Map<string, EntryHash>()
+        const tasks: Array<string> = []
         for (const p of prepared) {
           if (p.taskId === undefined || taskLast.has(p.taskId)) continue
-          taskLast.set(
-            p.taskId,
-            Option.getOrElse(yield* lastOfTask(p.taskId), () => genesisHash)
-          )
+          taskLast.set(p.taskId, genesisHash)
+          tasks.push(p.taskId)
+        }
+        if (tasks.length > 0) {
+          const lasts = yield* lastOfTasks(tasks)
+          for (let i = 0; i < tasks.length; i++) {
+            const last = lasts[i]!
+            if (Option.isSome(last)) taskLast.set(tasks[i]!, last.value)
+          }
         }
         for (let i = 0; i < prepared.length; i++) {
           const p = prepared[i]!
