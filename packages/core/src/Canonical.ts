@@ -16,6 +16,7 @@
 import * as NodeCrypto from "node:crypto"
 import { Effect } from "effect"
 import { InvalidInput, jsonPath } from "./InvalidInput.ts"
+import * as Sha256 from "./internal/sha256.ts"
 
 /**
  * Thrown by the synchronous functions when a value has no canonical JSON form.
@@ -238,8 +239,14 @@ const oneShot = (typeof NodeCrypto.hash === "function" ? NodeCrypto.hash : undef
  * @category hashing
  * @since 0.1.0
  */
-export const sha256Hex = (data: string | Uint8Array): string =>
-  oneShot ? (oneShot("sha256", data, "hex") as string) : NodeCrypto.createHash("sha256").update(data).digest("hex")
+export const sha256Hex = (data: string | Uint8Array): string => {
+  // Short ASCII text (most payloads, ids) is hashed in JavaScript: cheaper than a call into node:crypto
+  const short = typeof data === "string" ? Sha256.digestAscii(data) : undefined
+  if (short !== undefined) return short.toString("hex")
+  return oneShot
+    ? (oneShot("sha256", data, "hex") as string)
+    : NodeCrypto.createHash("sha256").update(data).digest("hex")
+}
 
 /**
  * SHA-256 of a UTF-8 string or of bytes, as 32 raw bytes.
@@ -288,7 +295,9 @@ const sha256Slow = (parts: ReadonlyArray<Uint8Array | string>): Uint8Array =>
  * @since 0.1.0
  */
 export const toHex = (bytes: Uint8Array): string =>
-  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex")
+  Buffer.isBuffer(bytes)
+    ? bytes.toString("hex")
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex")
 
 /**
  * Bytes of a hex string. Returns `undefined` unless the text is an even number of hex digits.

@@ -39,56 +39,43 @@
  *
  * @since 0.1.0
  */
-import * as NodeCrypto from "node:crypto"
-import { Clock, Context, Duration, Effect, Layer, Option, Result, Schema, Semaphore } from "effect"
-import * as EffectQueue from "effect/Queue"
+import { Context, type Duration, Effect, Layer, Option, Schema } from "effect"
 import { Anchor, type AnchorError, AnchorReceipt } from "./Anchor.ts"
 import * as Canonical from "./Canonical.ts"
-import { EntryHash, Sha256Hex, StepId, TaskId } from "./Ids.ts"
-import { decode, InvalidInput } from "./InvalidInput.ts"
-import { hashEntryText } from "./internal/entryHash.ts"
-import { attempt, isIndex } from "./internal/ledgerChecks.ts"
-import { seal } from "./internal/ledgerSeal.ts"
+import { EntryHash, Sha256Hex } from "./Ids.ts"
+import { InvalidInput } from "./InvalidInput.ts"
+import * as Anchoring from "./internal/ledgerAnchoring.ts"
+import * as Append from "./internal/ledgerAppend.ts"
+import * as Checkpoints from "./internal/ledgerCheckpoint.ts"
+import { isIndex } from "./internal/ledgerChecks.ts"
+import { prepare, prepareAll } from "./internal/ledgerInput.ts"
+import * as KeyLoading from "./internal/ledgerKeyLoading.ts"
+import * as LedgerTree from "./internal/ledgerTree.ts"
 import { verifyRange } from "./internal/ledgerVerify.ts"
+import * as VerifyEntry from "./internal/ledgerVerifyEntry.ts"
 import {
   Checkpoint,
-  checkpointMessage,
-  EntryKind,
+  type EntryInput,
   entryHashOfRecord,
   entryLeafHash,
-  genesisHash,
   LedgerEntry,
   type PublicKeyInput,
   publicKeyId,
   verifyCheckpointSignature
 } from "./LedgerEntry.ts"
-import * as LedgerKeys from "./LedgerKeys.ts"
-import { type CheckpointRecord, type LedgerHead, LedgerStore, LedgerStoreError } from "./LedgerStore.ts"
+import type * as LedgerKeys from "./LedgerKeys.ts"
+import { type CheckpointRecord, LedgerStore, type LedgerStoreError } from "./LedgerStore.ts"
 import * as Merkle from "./Merkle.ts"
-import { Principal } from "./Principal.ts"
 
-/**
- * What to append. `payload` is any JSON value (NaN, Infinity, `undefined` and non-plain objects are refused with
- * their path); its hash is always recorded, the payload itself only when `storePayload` is not `false`.
- *
- * @category models
- * @since 0.1.0
- */
-export const EntryInput = Schema.Struct({
-  kind: EntryKind,
-  taskId: Schema.optional(TaskId),
-  stepId: Schema.optional(StepId),
-  principal: Schema.optional(Principal),
-  payload: Schema.Unknown,
-  storePayload: Schema.optional(Schema.Boolean)
-})
-/**
- * The input as callers write it (plain strings for ids).
- *
- * @category models
- * @since 0.1.0
- */
-export type EntryInput = typeof EntryInput.Encoded
+export {
+  /**
+   * What to append (defined with the entry format in `LedgerEntry`).
+   *
+   * @category models
+   * @since 0.1.0
+   */
+  EntryInput
+} from "./LedgerEntry.ts"
 
 /**
  * Where an appended entry landed.
@@ -449,130 +436,6 @@ export const verifyEntryProof = (
   }
 }
 
-// The keys a ledger signs and verifies with: those given, else a key for this process, never silently: a
-// warning over a durable store (its checkpoints would not verify after a restart), a debug line over memory
-const loadKeys = (
-  options: LedgerOptions | undefined,
-  durable: boolean
-): Effect.Effect<LedgerKeys.LedgerKeys, InvalidInput> => {
-  if (options?.keys !== undefined) return Effect.succeed(options.keys)
-  if (options?.signingKey !== undefined) {
-    return LedgerKeys.make({ signingKey: options.signingKey, trustedKeys: options.trustedKeys })
-  }
-  return Effect.gen(function* () {
-    const ephemeral = yield* LedgerKeys.ephemeral
-    const keys = yield* LedgerKeys.make({ signingKey: ephemeral.signingKey, trustedKeys: options?.trustedKeys })
-    const log = durable ? Effect.logWarning : Effect.logDebug
-    yield* log(
-      `Ledger signing key ${keys.keyId} is ephemeral: generated for this process and kept nowhere` +
-        (durable
-          ? ", but the store is durable: checkpoints signed now cannot be verified after a restart. Give the " +
-            "ledger a kept key (signingKey, or LedgerKeys.inDirectory)"
-          : " (the memory store ends with the process too)")
-    ).pipe(Effect.annotateLogs({ service: "Ledger" }))
-    return keys
-  })
-}
-
-interface Prepared {
-  readonly kind: EntryKind
-  readonly taskId?: TaskId | undefined
-  readonly stepId?: StepId | undefined
-  readonly principal?: Principal | undefined
-  readonly payloadHash: Sha256Hex
-  readonly payload?: Schema.Json | undefined
-  /** The payload's canonical JSON, spliced into the entry body rather than encoded a second time. */
-  readonly payloadText: string
-  readonly principalText: string | undefined
-}
-
-const isEntryInput = Schema.is(EntryInput)
-const decodeInput = decode(EntryInput)
-
-// The stored payload and principal are copies parsed back from their canonical text: exactly what was hashed,
-// and out of reach of a caller who mutates its own objects after appending.
-const fromCanonical = <A>(text: string): A => JSON.parse(text) as A
-
-/**
- * The fast path, synchronous: valid input (the same schema as `decodeInput`, checked without building a
- * decoded copy) whose payload has a canonical form. `undefined` sends the input to `explain`.
- */
-const prepareValid = (input: unknown): Prepared | undefined => {
-  // The payload's canonical form first: it refuses values nested too deep for the schema check to walk
-  let text: string
-  try {
-    text = Canonical.encode(
-      typeof input === "object" && input !== null ? (input as EntryInput).payload : undefined,
-      Canonical.maxDepth
-    )
-  } catch {
-    return undefined
-  }
-  if (!isEntryInput(input)) return undefined
-  const principalText = input.principal === undefined ? undefined : Canonical.encode(input.principal)
-  return {
-    kind: input.kind,
-    taskId: input.taskId,
-    stepId: input.stepId,
-    principal: principalText === undefined ? undefined : fromCanonical<Principal>(principalText),
-    payloadHash: Canonical.sha256Hex(text),
-    payload: input.storePayload === false ? undefined : fromCanonical<Schema.Json>(text),
-    payloadText: text,
-    principalText
-  }
-}
-
-/** Why an input was refused: every schema issue (by JSON path under `root`), else the payload's. */
-const explain = (input: unknown, root: string): Effect.Effect<never, InvalidInput> =>
-  Effect.flatMap(
-    // A payload nested too deep is named before the schema walks it
-    typeof input === "object" && input !== null && "payload" in input
-      ? Canonical.checkDepth(input.payload, `${root}.payload`)
-      : Effect.void,
-    () =>
-      Effect.flatMap(decodeInput(input).pipe(Effect.mapError((e) => reroot(e, root))), (decoded) =>
-        Effect.flatMap(Canonical.encodeEffect(decoded.payload, `${root}.payload`), () =>
-          Effect.fail(InvalidInput.at(root, "Expected a ledger entry"))
-        )
-      )
-  )
-
-// Decoding and payload hashing happen before the append lock is taken: the lock only covers chaining.
-const prepare = (input: unknown, root: string): Effect.Effect<Prepared, InvalidInput> =>
-  Effect.suspend(() => {
-    const prepared = prepareValid(input)
-    return prepared === undefined ? explain(input, root) : Effect.succeed(prepared)
-  })
-
-const reroot = (error: InvalidInput, root: string): InvalidInput =>
-  root === "$"
-    ? error
-    : new InvalidInput({
-        message: error.message,
-        path: root + error.path.slice(1),
-        issues: error.issues.map((issue) => ({ path: root + issue.path.slice(1), message: issue.message }))
-      })
-
-const prepareAll = (inputs: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<Prepared>, InvalidInput> =>
-  Effect.gen(function* () {
-    if (!Array.isArray(inputs)) return yield* InvalidInput.at("$", "Expected an array of entries")
-    const prepared: Array<Prepared> = []
-    const refused: Array<number> = []
-    for (let i = 0; i < inputs.length; i++) {
-      const p = prepareValid(inputs[i])
-      if (p === undefined) refused.push(i)
-      else prepared.push(p)
-    }
-    if (refused.length === 0) return prepared
-    // Every bad entry is reported, not just the first
-    const issues: Array<InvalidInput["issues"][number]> = []
-    for (const i of refused) {
-      const result = yield* Effect.result(explain(inputs[i], `$[${i}]`))
-      if (Result.isFailure(result)) issues.push(...result.failure.issues)
-    }
-    return yield* new InvalidInput({ message: issues[0]!.message, path: issues[0]!.path, issues })
-  })
-
 const requireIndex = (parameter: string, value: unknown): Effect.Effect<number, InvalidInput> =>
   isIndex(value)
     ? Effect.succeed(value)
@@ -581,331 +444,40 @@ const requireIndex = (parameter: string, value: unknown): Effect.Effect<number, 
 const outOfRange = (parameter: string, value: number, limit: number, reason: string) =>
   new InvalidTreeRange({ parameter, value, limit, reason })
 
-const hex = Canonical.toHex
-
-const anchorTriggers = (every: LedgerOptions["anchorEvery"]) =>
-  Effect.gen(function* () {
-    const entries = every?.entries
-    if (entries !== undefined && !(Number.isSafeInteger(entries) && entries >= 1)) {
-      return yield* InvalidInput.at("$.anchorEvery.entries", `Expected a positive integer, got ${String(entries)}`)
-    }
-    let interval: Duration.Duration | undefined
-    if (every?.interval !== undefined) {
-      const decoded = Duration.fromInput(every.interval)
-      if (Option.isNone(decoded) || !Duration.isPositive(decoded.value) || !Duration.isFinite(decoded.value)) {
-        return yield* InvalidInput.at(
-          "$.anchorEvery.interval",
-          `Expected a positive duration, got ${String(every.interval)}`
-        )
-      }
-      interval = decoded.value
-    }
-    return { anchorEntries: entries, anchorInterval: interval }
-  })
-
+// The ledger is assembled from modules named for what they do: key loading, the append path (input, then the
+// locked chaining), the tree reads proofs come from, checkpoint signing, anchoring, and verification
 const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
   const store = yield* LedgerStore
   const anchorService = yield* Anchor
-  const keys = yield* loadKeys(options, store.durable)
-  // A checkpoint verifies when a trusted key with its key id signed it
-  const signedByTrustedKey = (cp: Checkpoint): boolean => {
-    const key = keys.trusted.get(cp.keyId)
-    return key !== undefined && verifyCheckpointSignature(cp, key)
-  }
-  const anchorLock = yield* Semaphore.make(1)
-
-  // The frontier of the tree the last append in this process left, keyed by (size, lastHash): the chain
-  // commits to every earlier entry, so an equal head means an equal tree (also after a rolled-back unit).
-  let cache: { size: number; lastHash: string; frontier: ReadonlyArray<Uint8Array> } = {
-    size: 0,
-    lastHash: genesisHash,
-    frontier: []
-  }
-
-  const readNodes = (operation: string, ids: ReadonlyArray<Merkle.NodeId>) =>
-    Effect.flatMap(store.nodes(ids), (hashes) => {
-      const byId = new Map<string, Uint8Array>()
-      for (let i = 0; i < ids.length; i++) {
-        const hash = hashes[i]
-        if (hash === undefined) {
-          return Effect.fail(missingNode(operation, ids[i]!))
-        }
-        byId.set(`${ids[i]!.level}:${ids[i]!.index}`, hash)
-      }
-      const read: Merkle.NodeReader = (level, index) => byId.get(`${level}:${index}`)!
-      return Effect.succeed(read)
-    })
-
-  const frontierOf = (head: LedgerHead) =>
-    cache.size === head.size && cache.lastHash === head.lastHash
-      ? Effect.succeed(cache.frontier)
-      : Effect.map(readNodes("append", Merkle.subtreeNodes(0, head.size)), (read) =>
-          Merkle.subtreeNodes(0, head.size).map((id) => read(id.level, id.index))
-        )
-
-  const rootAt = (size: number) =>
-    Effect.map(readNodes("root", Merkle.subtreeNodes(0, size)), (read) => Merkle.rootAt(size, read))
-
-  // ---- anchoring state -------------------------------------------------------------------------------------
-  const { anchorEntries, anchorInterval } = yield* anchorTriggers(options?.anchorEvery)
-  const wake = yield* EffectQueue.sliding<void>(1)
-  let lastAnchored = 0
-  const unknownKeys = new Map<string, number>()
-  for (const record of yield* store.checkpoints) {
-    if (record.anchor !== undefined && record.anchor.status !== "dropped") {
-      lastAnchored = Math.max(lastAnchored, record.checkpoint.size)
-    }
-    const keyId = record.checkpoint.keyId
-    if (!keys.trusted.has(keyId)) unknownKeys.set(keyId, (unknownKeys.get(keyId) ?? 0) + 1)
-  }
-  // Said once at start: otherwise the first sign is a tamper report on an intact entry
-  if (unknownKeys.size > 0) {
-    const list = [...unknownKeys].map(([keyId, n]) => `${keyId} (${n})`).join(", ")
-    yield* Effect.logWarning(
-      `Ledger: stored checkpoints are signed by keys this ledger does not trust: ${list}. They will be reported ` +
-        "as tampering; if they are your earlier keys, add their public keys to the trusted keys"
-    ).pipe(Effect.annotateLogs({ service: "Ledger" }))
-  }
-
-  const lastOfTask = (taskId: string): Effect.Effect<Option.Option<EntryHash>, LedgerStoreError> =>
-    store.lastOfTask !== undefined
-      ? store.lastOfTask(taskId)
-      : Effect.map(store.findByTask(taskId), (all) => Option.fromNullishOr(all[all.length - 1]?.entryHash))
-
-  const appendPrepared = (prepared: ReadonlyArray<Prepared>) =>
-    store.withAppendLock(
-      Effect.gen(function* () {
-        const head = yield* store.head
-        const frontier = yield* frontierOf(head)
-        const at = yield* Clock.currentTimeMillis
-        const entries: Array<LedgerEntry> = []
-        const leaves: Array<Uint8Array> = []
-        const receipts: Array<AppendReceipt> = []
-        let prevHash: EntryHash = head.lastHash
-        let prevBytes = Canonical.fromHex(prevHash)
-        if (prevBytes === undefined || prevBytes.length !== 32) {
-          return yield* new LedgerStoreError({
-            operation: "append",
-            cause: new Error(`the last stored entry's hash is not a SHA-256 digest: ${String(prevHash)}`)
-          })
-        }
-        // Each task's previous entry, for the per-task chain (taskPrevHash), read under the append lock
-        const taskLast = new Map<string, EntryHash>()
-        for (const p of prepared) {
-          if (p.taskId === undefined || taskLast.has(p.taskId)) continue
-          taskLast.set(
-            p.taskId,
-            Option.getOrElse(yield* lastOfTask(p.taskId), () => genesisHash)
-          )
-        }
-        for (let i = 0; i < prepared.length; i++) {
-          const p = prepared[i]!
-          const seq = head.size + i
-          // The stored entry; its canonical JSON is built from the scalar members plus the canonical text the
-          // principal and payload already have: exactly Canonical.encode(entry without entryHash)
-          const entry: Record<string, unknown> = { seq, kind: p.kind }
-          const spliced: Record<string, string> = {}
-          if (p.taskId !== undefined) {
-            entry.taskId = p.taskId
-            entry.taskPrevHash = taskLast.get(p.taskId)
-          }
-          if (p.stepId !== undefined) entry.stepId = p.stepId
-          if (p.principal !== undefined) {
-            entry.principal = p.principal
-            spliced.principal = p.principalText!
-          }
-          entry.at = at
-          entry.payloadHash = p.payloadHash
-          if (p.payload !== undefined) {
-            entry.payload = p.payload
-            spliced.payload = p.payloadText
-          }
-          entry.prevHash = prevHash
-          const hashBytes = hashEntryText(prevBytes, Canonical.encodeWith(entry, spliced))
-          const entryHash = hex(hashBytes) as EntryHash
-          entry.entryHash = entryHash
-          entries.push(entry as LedgerEntry)
-          leaves.push(Merkle.leafHash(hashBytes))
-          receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
-          if (p.taskId !== undefined) taskLast.set(p.taskId, entryHash)
-          prevHash = entryHash
-          prevBytes = hashBytes
-        }
-        const appended = Merkle.append(head.size, frontier, leaves)
-        yield* store.write(entries, appended.nodes)
-        const size = head.size + prepared.length
-        cache = { size, lastHash: prevHash, frontier: appended.frontier }
-        if (anchorEntries !== undefined && size - lastAnchored >= anchorEntries) {
-          EffectQueue.offerUnsafe(wake, undefined)
-        }
-        return receipts
-      })
-    )
-
-  // Signs only the root recomputed from the entries (internal/ledgerSeal.ts), never the stored nodes' root
-  const checkpointRecord = Effect.gen(function* () {
-    const sealed = yield* seal({ store, trusted: signedByTrustedKey })
-    if (sealed._tag === "Existing") return sealed.record
-    if (sealed._tag === "Mismatch") return yield* new LedgerTampered(sealed.mismatch)
-    const timestamp = yield* Clock.currentTimeMillis
-    const body = { size: sealed.size, root: sealed.root as Sha256Hex, timestamp, keyId: keys.keyId }
-    const signature = NodeCrypto.sign(null, checkpointMessage(body), keys.signingKey).toString("base64")
-    return yield* store.putCheckpoint({ ...body, signature })
+  const keys = yield* KeyLoading.load(options, store.durable)
+  const trusted = KeyLoading.signedByTrustedKey(keys)
+  const tree = LedgerTree.make(store)
+  const checkpoints = Checkpoints.make({ store, tree, keys, trusted })
+  const triggers = yield* Anchoring.triggers(options?.anchorEvery)
+  const records = yield* store.checkpoints
+  yield* KeyLoading.warnUntrusted(keys, records)
+  const anchoring = yield* Anchoring.make({
+    store,
+    anchor: anchorService,
+    checkpoint: checkpoints.current,
+    records,
+    triggers
   })
+  const appendPrepared = Append.make({ store, tree, appended: anchoring.appended })
 
-  // A pending receipt may have confirmed (or been dropped) since: ask the chain, keep what we have on failure.
-  // Only a transaction carrying this checkpoint's root and size updates the receipt (verifyAll reports others)
-  const refresh = (record: CheckpointRecord): Effect.Effect<CheckpointRecord, LedgerStoreError> => {
-    const anchor = record.anchor
-    if (anchor === undefined || anchor.status !== "pending") return Effect.succeed(record)
-    return anchorService.getTx(anchor.txId).pipe(
-      Effect.flatMap((latest) =>
-        (latest.status === anchor.status && latest.confirmedAt === anchor.confirmedAt) ||
-        latest.root !== record.checkpoint.root ||
-        latest.size !== record.checkpoint.size
-          ? Effect.succeed(record)
-          : Effect.as(store.putAnchor(record.checkpoint.size, latest), {
-              checkpoint: record.checkpoint,
-              anchor: latest
-            })
-      ),
-      Effect.catchTag(["AnchorError", "AnchorNotFound"], () => Effect.succeed(record))
-    )
-  }
-
-  const anchorNow = anchorLock.withPermits(1)(
-    Effect.gen(function* () {
-      const record = yield* checkpointRecord
-      if (record.anchor !== undefined && record.anchor.status !== "dropped") return yield* refresh(record)
-      const { root, size } = record.checkpoint
-      const receipt = yield* anchorService.publish(root, size)
-      yield* store.putAnchor(size, receipt)
-      lastAnchored = Math.max(lastAnchored, size)
-      return { checkpoint: record.checkpoint, anchor: receipt }
-    })
-  )
-
-  if (anchorEntries !== undefined || anchorInterval !== undefined) {
-    const trigger =
-      anchorInterval === undefined
-        ? EffectQueue.take(wake)
-        : Effect.race(EffectQueue.take(wake), Effect.sleep(anchorInterval))
-    yield* trigger.pipe(
-      Effect.andThen(
-        Effect.gen(function* () {
-          const { size } = yield* store.head
-          if (size > lastAnchored) yield* anchorNow
-        })
-      ),
-      Effect.catchCause((cause) =>
-        Effect.logWarning("Ledger anchoring failed; retrying at the next trigger", cause).pipe(
-          Effect.annotateLogs({ service: "Ledger" })
-        )
-      ),
-      Effect.forever,
-      Effect.forkScoped
-    )
-  }
-
-  // ---- reads -----------------------------------------------------------------------------------------------
   const get = (entryHash: string) =>
     Effect.flatMap(store.findByHash(entryHash), (found) =>
       Option.isSome(found) ? Effect.succeed(found.value) : Effect.fail(new EntryNotFound({ entryHash }))
     )
 
-  const inclusion = (index: number, treeSize: number) =>
-    Effect.map(readNodes("inclusionProof", Merkle.inclusionNodes(index, treeSize)), (read) => ({
-      leafIndex: index,
-      treeSize,
-      path: Merkle.inclusionPath(index, treeSize, read).map(hex)
-    }))
-
-  // Re-checks one stored entry on its own: its payload against payloadHash, its body against entryHash
-  const checkEntry = (entry: LedgerEntry): LedgerMismatch | undefined => {
-    const record = entry as unknown as Record<string, unknown>
-    if ("payload" in record) {
-      const found = attempt(() => Canonical.hash(record.payload))
-      if (found !== record.payloadHash) {
-        return {
-          seq: entry.seq,
-          check: "payloadHash",
-          expected: String(record.payloadHash),
-          found,
-          detail: "the stored payload does not hash to the stored payloadHash"
-        }
-      }
-    }
-    const recomputed = attempt(() => entryHashOfRecord(record))
-    if (recomputed !== record.entryHash) {
-      return {
-        seq: entry.seq,
-        check: "entryHash",
-        expected: recomputed,
-        found: String(record.entryHash),
-        detail: "the stored entry does not hash to its entryHash"
-      }
-    }
-    return undefined
-  }
-
-  const tampered = (m: LedgerMismatch) => new LedgerTampered(m)
-
-  const verify = Effect.fn("Ledger.verify")(function* (entryHash: string) {
-    const entry = yield* get(entryHash)
-    const local = checkEntry(entry)
-    if (local !== undefined) return yield* tampered(local)
-    let record = Option.getOrUndefined(yield* store.latestCheckpoint)
-    if (record === undefined || record.checkpoint.size <= entry.seq) record = yield* checkpointRecord
-    const leafHash = entryLeafHash(entry.entryHash)
-    const prove = Effect.fnUntraced(function* (cp: Checkpoint) {
-      if (!signedByTrustedKey(cp)) {
-        return yield* tampered({
-          seq: cp.size - 1,
-          check: "checkpoint",
-          expected: `a signature by a trusted key (this ledger signs with ${keys.keyId})`,
-          found: cp.signature,
-          detail: `the stored checkpoint of size ${cp.size} is not signed by this ledger`
-        })
-      }
-      const proof = yield* inclusion(entry.seq, cp.size)
-      if (!Merkle.verifyInclusionProof(proof, leafHash, cp.root)) {
-        const path = proof.path.map((h) => Canonical.fromHex(h)!)
-        const reached = Merkle.rootFromInclusion(entry.seq, cp.size, Canonical.fromHex(leafHash)!, path)
-        return yield* tampered({
-          seq: entry.seq,
-          check: "node",
-          expected: cp.root,
-          found: reached === undefined ? "no root" : hex(reached),
-          detail: `the stored Merkle nodes no longer prove entry ${entry.seq} in the checkpoint of size ${cp.size}`
-        })
-      }
-      return proof
-    })
-    const proof = yield* prove(record.checkpoint)
-    record = yield* refresh(record)
-    let anchored: AnchoredProof | undefined
-    if (record.anchor === undefined) {
-      const candidates = (yield* store.checkpoints).filter(
-        (r) => r.anchor !== undefined && r.anchor.status !== "dropped" && r.checkpoint.size > entry.seq
-      )
-      const latest = candidates[candidates.length - 1]
-      if (latest !== undefined) {
-        const fresh = yield* refresh(latest)
-        anchored = {
-          checkpoint: fresh.checkpoint,
-          proof: yield* prove(fresh.checkpoint),
-          anchor: fresh.anchor!
-        }
-      }
-    }
-    return {
-      entry,
-      leafHash,
-      checkpoint: record.checkpoint,
-      proof,
-      ...(record.anchor !== undefined ? { anchor: record.anchor } : {}),
-      ...(anchored !== undefined ? { anchored } : {})
-    } satisfies VerifiedEntry
+  const verify = VerifyEntry.make({
+    store,
+    tree,
+    keyId: keys.keyId,
+    trusted,
+    get,
+    checkpoint: checkpoints.current,
+    refresh: anchoring.refresh
   })
 
   const verifyAll = Effect.fn("Ledger.verifyAll")(function* (range?: EntryRange) {
@@ -915,7 +487,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     if (to > head.size) return yield* outOfRange("to", to, head.size, `the ledger has ${head.size} entries`)
     if (from > to) return yield* outOfRange("from", from, to, `from must not exceed to (${to})`)
     return yield* verifyRange(
-      { store, anchor: anchorService, trusted: signedByTrustedKey, keyId: keys.keyId, rootAt },
+      { store, anchor: anchorService, trusted, keyId: keys.keyId, rootAt: tree.rootAt },
       { from, to, head }
     )
   })
@@ -939,7 +511,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       const current = (yield* store.head).size
       const n = yield* requireIndex("size", size ?? current)
       if (n > current) return yield* outOfRange("size", n, current, `the ledger has ${current} entries`)
-      return hex(yield* rootAt(n))
+      return Canonical.toHex(yield* tree.rootAt(n))
     }),
     inclusionProof: Effect.fn("Ledger.inclusionProof")(function* (target: number | string, treeSize?: number) {
       const current = (yield* store.head).size
@@ -947,7 +519,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       const n = yield* requireIndex("treeSize", treeSize ?? current)
       if (n > current) return yield* outOfRange("treeSize", n, current, `the ledger has ${current} entries`)
       if (index >= n) return yield* outOfRange("leafIndex", index, n, `the tree has ${n} leaves`)
-      return yield* inclusion(index, n)
+      return yield* tree.inclusion(index, n)
     }),
     consistencyProof: Effect.fn("Ledger.consistencyProof")(function* (oldSize: number, newSize?: number) {
       const current = (yield* store.head).size
@@ -957,32 +529,15 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       if (m > n) return yield* outOfRange("oldSize", m, n, `oldSize must not exceed newSize (${n})`)
       // As transparency-dev/merkle: a proof from the empty tree proves nothing, and verifiers refuse it
       if (m === 0) return yield* outOfRange("oldSize", m, 1, "no consistency proof exists from the empty tree")
-      const read = yield* readNodes("consistencyProof", Merkle.consistencyNodes(m, n))
-      return { oldSize: m, newSize: n, path: Merkle.consistencyPath(m, n, read).map(hex) }
+      return yield* tree.consistency(m, n)
     }),
-    checkpoint: Effect.map(checkpointRecord, (record) => record.checkpoint).pipe(Effect.withSpan("Ledger.checkpoint")),
+    checkpoint: Effect.map(checkpoints.current, (record) => record.checkpoint).pipe(
+      Effect.withSpan("Ledger.checkpoint")
+    ),
     latestCheckpoint: store.latestCheckpoint,
     checkpoints: store.checkpoints,
-    verifyCheckpoint: Effect.fn("Ledger.verifyCheckpoint")(function* (input: Checkpoint) {
-      const checkpoint = yield* decode(Checkpoint)(input)
-      const reject = (reason: CheckpointRejected["reason"], detail: string) =>
-        new CheckpointRejected({ size: checkpoint.size, reason, detail })
-      if (!keys.trusted.has(checkpoint.keyId)) {
-        return yield* reject("key", `signed by key ${checkpoint.keyId}, which this ledger does not trust`)
-      }
-      if (!signedByTrustedKey(checkpoint)) {
-        return yield* reject("signature", "the signature does not match the checkpoint's size, root and timestamp")
-      }
-      const { size } = yield* store.head
-      if (checkpoint.size < 0 || checkpoint.size > size) {
-        return yield* reject("size", `the ledger has ${size} entries`)
-      }
-      const root = hex(yield* rootAt(checkpoint.size))
-      if (root !== checkpoint.root) {
-        return yield* reject("root", `the ledger's root at size ${checkpoint.size} is ${root}`)
-      }
-    }),
-    anchor: anchorNow.pipe(Effect.withSpan("Ledger.anchor")),
+    verifyCheckpoint: (checkpoint) => checkpoints.verify(checkpoint).pipe(Effect.withSpan("Ledger.verifyCheckpoint")),
+    anchor: anchoring.anchorNow.pipe(Effect.withSpan("Ledger.anchor")),
     get: (entryHash) => get(entryHash).pipe(Effect.withSpan("Ledger.get")),
     byTask: (taskId) => store.findByTask(taskId).pipe(Effect.withSpan("Ledger.byTask")),
     entries: Effect.fn("Ledger.entries")(function* (options?: {
@@ -993,13 +548,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       const limit = yield* requireIndex("limit", options?.limit ?? 1000)
       return yield* store.entries(from, from + limit)
     }),
-    verify,
+    verify: (entryHash) => verify(entryHash).pipe(Effect.withSpan("Ledger.verify")),
     verifyAll
   })
 })
-
-const missingNode = (operation: string, id: Merkle.NodeId): LedgerStoreError =>
-  new LedgerStoreError({
-    operation,
-    cause: new Error(`Merkle node (level ${id.level}, index ${id.index}) is missing from the store`)
-  })

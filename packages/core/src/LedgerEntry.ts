@@ -64,6 +64,29 @@ export const EntryKind = Schema.String.check(
 export type EntryKind = typeof EntryKind.Type
 
 /**
+ * What to append. `payload` is any JSON value (NaN, Infinity, `undefined` and non-plain objects are refused with
+ * their path); its hash is always recorded, the payload itself only when `storePayload` is not `false`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const EntryInput = Schema.Struct({
+  kind: EntryKind,
+  taskId: Schema.optional(TaskId),
+  stepId: Schema.optional(StepId),
+  principal: Schema.optional(Principal),
+  payload: Schema.Unknown,
+  storePayload: Schema.optional(Schema.Boolean)
+})
+/**
+ * The input as callers write it (plain strings for ids).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type EntryInput = typeof EntryInput.Encoded
+
+/**
  * The hash before the first entry.
  *
  * @category constants

@@ -79,7 +79,13 @@ export class LedgerStoreError extends Schema.TaggedError<LedgerStoreError>()("Le
 const deepFreeze = <A>(value: A): A => {
   if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
     Object.freeze(value)
-    for (const member of Object.values(value)) deepFreeze(member)
+    // Indexed loops: no array of members allocated per object (this runs on every appended entry)
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) deepFreeze(value[i])
+    } else {
+      const keys = Object.keys(value)
+      for (let i = 0; i < keys.length; i++) deepFreeze((value as Record<string, unknown>)[keys[i]!])
+    }
   }
   return value
 }
@@ -118,6 +124,16 @@ const makeMemory = Effect.gen(function* () {
       if (list !== undefined && list[list.length - 1] === seq) list.pop()
       if (list !== undefined && list.length === 0) byTask.delete(entry.taskId)
     }
+  }
+
+  // Appends keep a task's list in seq order: the last live entry is found from the end in O(1)
+  const lastOfTask = (taskId: string): Option.Option<EntryHash> => {
+    const list = byTask.get(taskId) ?? []
+    for (let i = list.length - 1; i >= 0; i--) {
+      const entry = entries[list[i]!]
+      if (entry !== undefined && entry.taskId === taskId) return Option.some(entry.entryHash)
+    }
+    return Option.none()
   }
 
   const checkpointIndex = (size: number): number => {
@@ -187,16 +203,8 @@ const makeMemory = Effect.gen(function* () {
         // Match on the stored field, as a database index would after tampering
         return entry !== undefined && entry.entryHash === entryHash ? Option.some(entry) : Option.none()
       }),
-    lastOfTask: (taskId) =>
-      Effect.sync(() => {
-        // Appends keep the list in seq order: the last live entry is found from the end in O(1)
-        const list = byTask.get(taskId) ?? []
-        for (let i = list.length - 1; i >= 0; i--) {
-          const entry = entries[list[i]!]
-          if (entry !== undefined && entry.taskId === taskId) return Option.some(entry.entryHash)
-        }
-        return Option.none()
-      }),
+    lastOfTask: (taskId) => Effect.sync(() => lastOfTask(taskId)),
+    lastOfTasks: (taskIds) => Effect.sync(() => taskIds.map(lastOfTask)),
     findByTask: (taskId) =>
       Effect.sync(() =>
         (byTask.get(taskId) ?? [])
@@ -309,6 +317,13 @@ export class LedgerStore extends Context.Service<
      * (`taskPrevHash`). A store without it is asked `findByTask` instead, which reads the whole task.
      */
     readonly lastOfTask?: (taskId: string) => Effect.Effect<Option.Option<EntryHash>, LedgerStoreError>
+    /**
+     * `lastOfTask` for several tasks in one call (a batch names up to one task per entry), in the order given;
+     * optional, the ledger asks `lastOfTask` per task without it.
+     */
+    readonly lastOfTasks?: (
+      taskIds: ReadonlyArray<string>
+    ) => Effect.Effect<ReadonlyArray<Option.Option<EntryHash>>, LedgerStoreError>
     /** Stores a checkpoint unless one of the same size exists; returns the stored record either way. */
     readonly putCheckpoint: (checkpoint: Checkpoint) => Effect.Effect<CheckpointRecord, LedgerStoreError>
     /** Every stored checkpoint, by ascending size. */

@@ -36,6 +36,7 @@
 import { Schema } from "effect"
 import * as Canonical from "./Canonical.ts"
 import { Sha256Hex } from "./Ids.ts"
+import * as Sha256 from "./internal/sha256.ts"
 
 const LEAF_PREFIX = Uint8Array.of(0x00)
 const NODE_PREFIX = Uint8Array.of(0x01)
@@ -55,7 +56,8 @@ export const emptyRoot: Uint8Array = Canonical.sha256(new Uint8Array(0))
  * @category hashing
  * @since 0.1.0
  */
-export const leafHash = (data: Uint8Array): Uint8Array => Canonical.sha256Concat([LEAF_PREFIX, data])
+export const leafHash = (data: Uint8Array): Uint8Array =>
+  1 + data.length <= Sha256.maxShort ? Sha256.digestPrefixed(0x00, data) : Canonical.sha256Concat([LEAF_PREFIX, data])
 
 /**
  * `SHA-256(0x01 ‖ left ‖ right)`: the hash of an interior node.
@@ -64,7 +66,9 @@ export const leafHash = (data: Uint8Array): Uint8Array => Canonical.sha256Concat
  * @since 0.1.0
  */
 export const nodeHash = (left: Uint8Array, right: Uint8Array): Uint8Array =>
-  Canonical.sha256Concat([NODE_PREFIX, left, right])
+  1 + left.length + right.length <= Sha256.maxShort
+    ? Sha256.digestPrefixed(0x01, left, right)
+    : Canonical.sha256Concat([NODE_PREFIX, left, right])
 
 /**
  * The address of a stored node: the root of the perfect subtree over leaves

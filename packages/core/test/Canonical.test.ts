@@ -1,3 +1,4 @@
+import * as NodeCrypto from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import { Anchor, Canonical, InvalidInput, Ledger, LedgerStore, Queue, UnitOfWork } from "@mandate/core"
 import { Effect, Layer, Schema } from "effect"
@@ -119,6 +120,21 @@ const nested = (depth: number): unknown => {
   for (let i = 0; i < depth; i++) value = [value]
   return value
 }
+
+describe("Canonical hashing against node:crypto", () => {
+  // Short ASCII text is hashed by a JavaScript SHA-256: it must agree with node:crypto at every length, and text
+  // past it (longer, or not ASCII) must take node:crypto
+  it("sha256Hex of ASCII text of every length 0..200, and of non-ASCII text, is node:crypto's", () => {
+    const node = (text: string) => NodeCrypto.createHash("sha256").update(text, "utf8").digest("hex")
+    for (let n = 0; n <= 200; n++) {
+      const text = Array.from({ length: n }, (_, i) => String.fromCharCode(32 + ((i * 7 + n) % 95))).join("")
+      assert.strictEqual(Canonical.sha256Hex(text), node(text), `length ${n}`)
+      const accented = `${text}é`
+      assert.strictEqual(Canonical.sha256Hex(accented), node(accented), `length ${n} + é`)
+      assert.strictEqual(Canonical.sha256Hex(`\u0000${text}`), node(`\u0000${text}`))
+    }
+  })
+})
 
 describe("Canonical JSON: nesting depth", () => {
   it("refuses values nested deeper than maxDepth with the path where the limit was hit, never a stack overflow", () => {

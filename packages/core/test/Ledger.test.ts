@@ -8,6 +8,7 @@ import {
   AnchorError,
   AnchorNotFound,
   type AnchorReceipt,
+  entryHashOf,
   InvalidInput,
   Ledger,
   LedgerKeys,
@@ -101,6 +102,33 @@ const flakyAnchor = (failing: Ref.Ref<boolean>, publishes: Ref.Ref<number>) =>
       })
     })
   )
+
+describe("Ledger entry bodies", () => {
+  // The append path writes an entry body's canonical JSON directly, member by member: it must be what
+  // Canonical.encode makes of the stored entry, with and without each optional member
+  it.effect("every combination of optional members hashes as entryHashOf recomputes it", () =>
+    Effect.gen(function* () {
+      const ledger = yield* Ledger
+      const inputs = []
+      for (let mask = 0; mask < 16; mask++) {
+        inputs.push({
+          kind: "note.added",
+          ...(mask & 1 ? { taskId: `task_${mask % 3}` } : {}),
+          ...(mask & 2 ? { stepId: "step-1" } : {}),
+          ...(mask & 4 ? { principal: { roles: ["agent" as const], id: `agent:${mask}` } } : {}),
+          ...(mask & 8 ? { storePayload: false } : {}),
+          payload: { z: [1, -0, 1e21, 0.1], 'é\u0000"': "ünï\ud83d\ude00", a: { y: null, b: true }, n: mask }
+        })
+      }
+      const receipts = [...(yield* ledger.appendBatch(inputs)), yield* ledger.append(inputs[7]!)]
+      for (const receipt of receipts) {
+        const entry = yield* ledger.get(receipt.entryHash)
+        assert.strictEqual(entryHashOf(entry), receipt.entryHash, `entry ${receipt.seq}`)
+      }
+      assert.isTrue((yield* ledger.verifyAll()).valid)
+    }).pipe(Effect.provide(Ledger.layerMemory().pipe(Layer.provide(Anchor.layerNone))))
+  )
+})
 
 describe("Ledger anchoring", () => {
   it.effect("anchors automatically every N entries from a background fiber", () =>

@@ -1,3 +1,4 @@
+import * as NodeCrypto from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import { Canonical, Merkle } from "@mandate/core"
 import { Schema } from "effect"
@@ -82,6 +83,33 @@ describe("Merkle hashing (RFC 9162 §2.1, transparency-dev/merkle rfc6962 vector
       "aa217fe888e47007fa15edab33c2b492a722cb106c64667fc2b044444de66bbb"
     )
     assert.strictEqual(hex(Merkle.rootOf([])), hex(Merkle.emptyRoot))
+  })
+})
+
+describe("Merkle leaf and node hashes against node:crypto", () => {
+  // Short inputs are hashed by a JavaScript SHA-256 (one or two blocks), longer ones by node:crypto: both must be
+  // SHA-256 at every length, across the one-block / two-block / node:crypto boundaries (55, 119 bytes)
+  const nodeSha = (...parts: Array<Uint8Array>) => NodeCrypto.createHash("sha256").update(Buffer.concat(parts)).digest()
+  it("leafHash(data) is SHA-256(0x00 ‖ data) for every data length 0..200", () => {
+    for (let n = 0; n <= 200; n++) {
+      const data = NodeCrypto.randomBytes(n)
+      assert.deepStrictEqual(Buffer.from(Merkle.leafHash(data)), nodeSha(Uint8Array.of(0), data), `length ${n}`)
+    }
+  })
+  it("nodeHash(l, r) is SHA-256(0x01 ‖ l ‖ r) for 32-byte children and other lengths", () => {
+    for (let i = 0; i < 500; i++) {
+      const l = NodeCrypto.randomBytes(i < 400 ? 32 : i - 400)
+      const r = NodeCrypto.randomBytes(i < 400 ? 32 : 100 - (i - 400))
+      assert.deepStrictEqual(Buffer.from(Merkle.nodeHash(l, r)), nodeSha(Uint8Array.of(1), l, r))
+    }
+  })
+  it("interleaved leaf and node hashes do not disturb one another", () => {
+    const a = NodeCrypto.randomBytes(32)
+    const b = NodeCrypto.randomBytes(32)
+    const leaf = Merkle.leafHash(a)
+    const node = Merkle.nodeHash(a, b)
+    assert.deepStrictEqual(Buffer.from(leaf), nodeSha(Uint8Array.of(0), a))
+    assert.deepStrictEqual(Buffer.from(node), nodeSha(Uint8Array.of(1), a, b))
   })
 })
 
