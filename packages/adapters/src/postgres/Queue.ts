@@ -49,8 +49,11 @@ import { PgClient } from "@effect/sql-pg"
 import {
   AgentId,
   Backoff,
-  ClaimRequest,
-  decode,
+  type ClaimRequest,
+  decodeClaimRequest,
+  decodeExtendMs,
+  decodeJobQuery,
+  decodeStatsQueue,
   defaultLeaseMs,
   defaultListLimit,
   defaultMaxAttempts,
@@ -61,12 +64,13 @@ import {
   type Job,
   JobId,
   JobNotFound,
-  JobQuery,
+  type JobQuery,
   JobState,
   LeaseLost,
   prepareResult,
   Queue,
   QueueName,
+  QueueRules,
   type QueueStats,
   QueueStoreError,
   Task,
@@ -132,11 +136,6 @@ export const defaultRetainFinishedMs = 7 * 86_400_000
  * @since 0.1.0
  */
 export const channelOf = (schema: string): string => `mandate_jobs_${schema}`.slice(0, 63)
-
-const DAY_MS = 86_400_000
-
-const interval = (ms: number | undefined, fallback: number): number =>
-  ms !== undefined && Number.isFinite(ms) ? Math.min(DAY_MS, Math.max(1, Math.floor(ms))) : fallback
 
 // The database's clock in epoch ms; stable within a statement, so every use in one statement agrees
 const NOW = "floor(extract(epoch FROM statement_timestamp()) * 1000)::float8"
@@ -375,11 +374,6 @@ const StatsRow = Schema.Struct({
   now: Millis
 })
 
-const ExtendMs = decode(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: DAY_MS })), "$.extendMs")
-const StatsQueue = decode(QueueName, "$.queue")
-const ListQueryDecode = decode(JobQuery)
-const ClaimDecode = decode(ClaimRequest)
-
 // Most calls merged into one statement
 const MAX_BATCH = 500
 
@@ -488,8 +482,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const channel = channelOf(schema)
   const now = sql.literal(NOW)
   const backoff = Backoff.settings(options?.backoff)
-  const requeueIntervalMs = interval(options?.requeueIntervalMs, 1_000)
-  const pruneIntervalMs = interval(options?.pruneIntervalMs, 60_000)
+  const requeueIntervalMs = QueueRules.clampInterval(options?.requeueIntervalMs, 1_000)
+  const pruneIntervalMs = QueueRules.clampInterval(options?.pruneIntervalMs, 60_000)
   const retainFinishedMs =
     options?.retainFinishedMs === undefined || Number.isNaN(options.retainFinishedMs)
       ? defaultRetainFinishedMs
@@ -705,7 +699,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // ---- claim ----------------------------------------------------------------------------------------------
 
   const claim = Effect.fn("Queue.claim")(function* (request: ClaimRequest) {
-    const c = yield* ClaimDecode(request)
+    const c = yield* decodeClaimRequest(request)
     const pool = c.pool === undefined ? sql`pool IS NULL` : sql`(pool IS NULL OR pool = ${c.pool})`
     const claimed = yield* rows(
       "claim",
@@ -867,7 +861,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   ).pipe(RequestResolver.batchN(MAX_BATCH))
 
   const heartbeat = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
-    const extend = yield* ExtendMs(extendMs)
+    const extend = yield* decodeExtendMs(extendMs)
     if (yield* inUnit) return yield* heartbeatOne(jobId, workerId, extend)
     return yield* Effect.request(HeartbeatCall({ jobId, workerId, extendMs: extend }), heartbeatResolver)
   })
@@ -1209,7 +1203,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   })
 
   const list = Effect.fn("Queue.list")(function* (query?: JobQuery) {
-    const q = yield* ListQueryDecode(query ?? {})
+    const q = yield* decodeJobQuery(query ?? {})
     if (q.cursor !== undefined && !/^\d{1,15}$/.test(q.cursor)) {
       return yield* InvalidInput.at("$.cursor", "Expected a cursor returned by this queue's list")
     }
@@ -1227,7 +1221,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   })
 
   const stats = Effect.fn("Queue.stats")(function* (queue?: string) {
-    const name = queue === undefined ? undefined : yield* StatsQueue(queue)
+    const name = queue === undefined ? undefined : yield* decodeStatsQueue(queue)
     const pending = sql.literal("state IN ('queued', 'failed')")
     const [row] = yield* SqlSchema.findAll({
       Request: Schema.Void,
