@@ -1,5 +1,6 @@
 /**
- * `Queue` on Postgres: jobs in `jobs` (migration 0003; 0008 drops its per-queue listing index), claimed with
+ * `Queue` on Postgres: jobs in `jobs` (migration 0003; 0008 and 0009 drop its listing indexes: `list` pages by the
+ * primary key, job ids being made in creation order), claimed with
  * `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`.
  *
  * Time is the database's: every statement reads `statement_timestamp()` (as epoch ms) for the times it writes and
@@ -74,7 +75,6 @@ import {
   type QueueStats,
   QueueStoreError,
   Task,
-  uuidv7,
   validateEnqueue,
   validateEnqueueBatch,
   type WakeupRequest
@@ -136,6 +136,44 @@ export const defaultRetainFinishedMs = 7 * 86_400_000
  * @since 0.1.0
  */
 export const channelOf = (schema: string): string => `mandate_jobs_${schema}`.slice(0, 63)
+
+// Job ids: UUIDv7 whose order is the order this process created them in, even within one millisecond (a 12-bit
+// counter in `rand_a`, started at random each millisecond; the millisecond is carried forward when the counter runs
+// out or the clock stands still or steps back), so `list` pages in creation order by the primary key
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
+const randomBytes = new Uint8Array(4_096)
+let randomAt = randomBytes.length
+const random = (): number => {
+  if (randomAt === randomBytes.length) {
+    crypto.getRandomValues(randomBytes)
+    randomAt = 0
+  }
+  return randomBytes[randomAt++]!
+}
+let lastMs = -1
+let counter = 0
+const nextJobId = (clockMs: number): string => {
+  const ms = Math.max(0, Math.floor(clockMs))
+  if (ms > lastMs) {
+    lastMs = ms
+    counter = ((random() << 8) | random()) & 0x7ff
+  } else if (++counter > 0xfff) {
+    lastMs++
+    counter = 0
+  }
+  let t = lastMs
+  let time = ""
+  for (let i = 0; i < 6; i++) {
+    time = HEX[t % 256]! + time
+    t = Math.floor(t / 256)
+  }
+  let tail = HEX[0x80 | (random() & 0x3f)]! + HEX[random()]!
+  let node = ""
+  for (let i = 0; i < 6; i++) node += HEX[random()]!
+  tail = `${tail}-${node}`
+  return `job_${time.slice(0, 8)}-${time.slice(8)}-${HEX[0x70 | (counter >> 8)]}${HEX[counter & 0xff]}-${tail}`
+}
+const JOB_CURSOR = /^job_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 // The database's clock in epoch ms; stable within a statement, so every use in one statement agrees
 const NOW = "floor(extract(epoch FROM statement_timestamp()) * 1000)::float8"
@@ -623,7 +661,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const clock = yield* Clock.currentTimeMillis
     const input: Array<InsertRow> = requests.map((r, ord) => ({
       ord,
-      id: `job_${uuidv7(clock)}`,
+      id: nextJobId(clock),
       queue: r.queue,
       pool: r.pool ?? null,
       priority: r.priority ?? "normal",
@@ -1204,7 +1242,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   const list = Effect.fn("Queue.list")(function* (query?: JobQuery) {
     const q = yield* decodeJobQuery(query ?? {})
-    if (q.cursor !== undefined && !/^\d{1,15}$/.test(q.cursor)) {
+    // The cursor is the last job's id: ids are in creation order (see `nextJobId`)
+    if (q.cursor !== undefined && !JOB_CURSOR.test(q.cursor)) {
       return yield* InvalidInput.at("$.cursor", "Expected a cursor returned by this queue's list")
     }
     const limit = q.limit ?? defaultListLimit
@@ -1212,12 +1251,12 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       ...(q.queue === undefined ? [] : [sql`queue = ${q.queue}`]),
       ...(q.state === undefined ? [] : [sql`state = ${q.state}`]),
       ...(q.pool === undefined ? [] : [sql`pool = ${q.pool}`]),
-      ...(q.cursor === undefined ? [] : [sql`seq > ${Number(q.cursor)}`])
+      ...(q.cursor === undefined ? [] : [sql`id > ${q.cursor}`])
     ])
-    const found = yield* rows("list", sql`SELECT ${cols} FROM ${jobs} WHERE ${where} ORDER BY seq LIMIT ${limit + 1}`)
+    const found = yield* rows("list", sql`SELECT ${cols} FROM ${jobs} WHERE ${where} ORDER BY id LIMIT ${limit + 1}`)
     const page = found.slice(0, limit)
     const out = page.map(toJob)
-    return found.length > limit ? { jobs: out, nextCursor: page[page.length - 1]!.seq.toString() } : { jobs: out }
+    return found.length > limit ? { jobs: out, nextCursor: page[page.length - 1]!.id } : { jobs: out }
   })
 
   const stats = Effect.fn("Queue.stats")(function* (queue?: string) {
