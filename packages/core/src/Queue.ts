@@ -23,7 +23,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Effect, Latch, Layer, Random, Result, Schema, type Scope } from "effect"
+import { Clock, Context, Effect, type Exit, Latch, Layer, Random, Result, Schema, type Scope } from "effect"
 import * as Backoff from "./Backoff.ts"
 import type { AgentId, JobId } from "./Ids.ts"
 import { InvalidInput } from "./InvalidInput.ts"
@@ -82,6 +82,19 @@ export const JobPage = Schema.Struct({
   nextCursor: Schema.optionalKey(Schema.String)
 })
 export type JobPage = typeof JobPage.Type
+
+/**
+ * One completion of `completeMany`: what `complete` takes.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Completion {
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  /** JSON; default null. */
+  readonly result?: Schema.Json | undefined
+}
 
 /**
  * Which queues a worker watches for work, and its pool.
@@ -255,6 +268,17 @@ export class Queue extends Context.Service<
       workerId: AgentId,
       result?: Schema.Json
     ) => Effect.Effect<Job, JobNotFound | LeaseLost | InvalidInput | QueueStoreError>
+    /**
+     * Optional: `complete` for many jobs at once, for a layer that writes them together (Postgres: one statement).
+     * Each completion is checked and recorded or refused on its own, exactly as `complete` would; the exits come
+     * in the order of `completions`. `Worker.run` uses it, when the layer has it, for the completions it records
+     * without a `settle`. A wrapper that overrides `complete` must override or drop this too.
+     */
+    readonly completeMany?:
+      | ((
+          completions: ReadonlyArray<Completion>
+        ) => Effect.Effect<ReadonlyArray<Exit.Exit<Job, JobNotFound | LeaseLost | InvalidInput | QueueStoreError>>>)
+      | undefined
     /** Returns the job as rescheduled (`failed`, with its retry `runAt`) or `dead_lettered`. */
     readonly fail: (
       jobId: JobId,

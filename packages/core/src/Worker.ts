@@ -218,10 +218,13 @@ export const run = <E = never, R = never, RS = never>(
     const beats = yield* Effect.forkScoped(
       Effect.forever(Effect.andThen(Effect.sleep(settings.heartbeatIntervalMs), heartbeatRound(state)))
     )
+    const recording = yield* Effect.forkScoped(recorderLoop(state, recorder))
     const claims = yield* Effect.forkScoped(claimer(state, next))
     const dispatching = yield* Effect.forkScoped(dispatcher(state, runJob))
     // Registered last, so it runs first when the scope closes, while the heartbeat fiber still runs
-    yield* Effect.addFinalizer(() => shutdown(state, { claims, dispatching, beats }))
+    yield* Effect.addFinalizer(() =>
+      shutdown(state, { claims, dispatching, beats, recording }, recorder.flushCompletions)
+    )
     return {
       workerId: settings.workerId,
       stats: Effect.sync(() => ({ inFlight: state.inFlight.size, running: state.running, ...state.counters }))
@@ -268,6 +271,8 @@ interface InFlight {
   lastBeat: number
   lost: boolean
   handled: boolean
+  /** Its completion waits in `completions`: it stays in flight (leased) once its fiber is done. */
+  recording: boolean
 }
 
 // What the worker's parts share. Claimed jobs stay in `inFlight` until their outcome is recorded (their leases
@@ -297,6 +302,9 @@ interface State {
   readonly slotFreed: Latch.Latch
   /** Opened likewise: the claimer claims when there is room. */
   readonly roomMade: Latch.Latch
+  /** Handled jobs whose completion the recorder writes in its next `completeMany` (see `makeRecorder`). */
+  readonly completions: Array<{ readonly record: InFlight; readonly result: Schema.Json }>
+  readonly completionsWaiting: Latch.Latch
   readonly jobs: FiberSet.FiberSet<void, never>
 }
 
@@ -315,6 +323,8 @@ const makeState = (settings: Settings): Effect.Effect<State, never, Queue | Scop
       counters: { claimed: 0, completed: 0, retried: 0, deadLettered: 0, lost: 0, released: 0 },
       slotFreed: Latch.makeUnsafe(false),
       roomMade: Latch.makeUnsafe(false),
+      completions: [],
+      completionsWaiting: Latch.makeUnsafe(false),
       jobs: yield* FiberSet.make<void, never>()
     }
   })
@@ -376,6 +386,8 @@ const outcomeOf = (exit: Exit.Exit<HandlerResult, unknown>, timeoutMs: number | 
 interface Recorder<RS> {
   /** Records how an attempt ended (or releases the job when the worker stops). */
   readonly afterAttempt: (record: InFlight, exit: Exit.Exit<HandlerResult, unknown>) => Effect.Effect<void, never, RS>
+  /** Writes the completions waiting, in `completeMany` calls, until none is left (none without batching). */
+  readonly flushCompletions: Effect.Effect<void, never, RS>
 }
 
 const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>["settle"]): Recorder<RS> => {
@@ -389,6 +401,36 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
           .run(effect)
           .pipe(Effect.retry({ times: 2, while: (e) => isTagged(e, "UnitOfWorkError") && isRetryable(e) }))
       : effect
+
+  // Without a settle, completions go to the recorder, which writes all that are waiting in one `completeMany` when
+  // the layer has it: no request per job, and the job's fiber ends with its handler. The recorder starts writing as
+  // soon as a completion waits (no timer), so a job's completion waits at most for the write before it
+  const completeMany = settle === undefined ? queue.completeMany : undefined
+  const flushCompletions: Effect.Effect<void, never, RS> =
+    completeMany === undefined
+      ? Effect.void
+      : Effect.gen(function* () {
+          while (state.completions.length > 0) {
+            const batch = state.completions.splice(0, 1_000)
+            const exits = yield* completeMany(
+              batch.map(({ record, result }) => ({ jobId: record.job.id, workerId, result }))
+            )
+            for (let i = 0; i < batch.length; i++) {
+              const { record, result } = batch[i]!
+              const exit = exits[i]
+              if (exit !== undefined && Exit.isSuccess(exit)) count(state, exit.value)
+              else {
+                yield* unrecorded(
+                  record.job,
+                  { _tag: "Completed", result },
+                  exit ?? Exit.die(new Error("completeMany returned fewer exits than completions"))
+                )
+              }
+              state.inFlight.delete(record.job.id)
+            }
+            wakeSlotsAndClaims(state)
+          }
+        })
 
   // Writes the outcome and settles it as one unit; falls back to a plain retryable failure when the unit
   // fails (on a transactional backend the unit rolled back and the job is still ours).
@@ -447,7 +489,13 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
 
   const afterAttempt = (record: InFlight, exit: Exit.Exit<HandlerResult, unknown>): Effect.Effect<void, never, RS> => {
     const job = record.job
-    if (Exit.isSuccess(exit)) return finish(job, outcomeOf(exit, settings.timeoutMs))
+    if (Exit.isSuccess(exit)) {
+      if (completeMany === undefined) return finish(job, outcomeOf(exit, settings.timeoutMs))
+      record.recording = true
+      state.completions.push({ record, result: exit.value === undefined ? null : exit.value })
+      state.completionsWaiting.openUnsafe()
+      return Effect.void
+    }
     if (Cause.hasInterruptsOnly(exit.cause)) {
       if (record.lost) {
         counters.lost++
@@ -468,8 +516,21 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
     )
   }
 
-  return { afterAttempt }
+  return { afterAttempt, flushCompletions }
 }
+
+// Writes waiting completions as they come, one `completeMany` at a time; each write is uninterruptible, so stopping
+// the recorder never drops a batch halfway
+const recorderLoop = <RS>(state: State, recorder: Recorder<RS>): Effect.Effect<never, never, RS> =>
+  Effect.forever(
+    Effect.andThen(
+      Effect.andThen(
+        state.completionsWaiting.await,
+        Effect.sync(() => state.completionsWaiting.closeUnsafe())
+      ),
+      Effect.uninterruptible(recorder.flushCompletions)
+    )
+  )
 
 // ---- running one job --------------------------------------------------------------------------------------
 
@@ -516,7 +577,7 @@ const makeJobRunner = <E, R, RS>(
       options.markRunning ? Effect.flatMap(started(record), (ok) => (ok ? run : Effect.void)) : run,
       Effect.sync(() => {
         handled(record)
-        state.inFlight.delete(record.job.id)
+        if (!record.recording) state.inFlight.delete(record.job.id)
         wakeSlotsAndClaims(state)
       })
     )
@@ -539,7 +600,14 @@ const claimBatch = (state: State, max: number): Effect.Effect<number> =>
         return -1
       }
       for (const job of claimed.value) {
-        const record: InFlight = { job, fiber: undefined, lastBeat: job.claimedAt ?? 0, lost: false, handled: false }
+        const record: InFlight = {
+          job,
+          fiber: undefined,
+          lastBeat: job.claimedAt ?? 0,
+          lost: false,
+          handled: false,
+          recording: false
+        }
         state.inFlight.set(job.id, record)
         state.held.push(record)
         state.counters.claimed++
@@ -676,14 +744,16 @@ const registerAgent = <E, R, RS>(
 
 // Stops claiming, gives back held jobs, lets running ones finish for the grace period, then interrupts the rest
 // (their leases released) and deregisters
-const shutdown = (
+const shutdown = <RS>(
   state: State,
   fibers: {
     readonly claims: Fiber.Fiber<never>
     readonly dispatching: Fiber.Fiber<never>
     readonly beats: Fiber.Fiber<never>
-  }
-): Effect.Effect<void> =>
+    readonly recording: Fiber.Fiber<never>
+  },
+  flushCompletions: Effect.Effect<void, never, RS>
+): Effect.Effect<void, never, RS> =>
   Effect.gen(function* () {
     const { queue, settings } = state
     yield* Fiber.interrupt(fibers.claims)
@@ -704,6 +774,9 @@ const shutdown = (
     state.stopping = true
     yield* FiberSet.clear(state.jobs)
     yield* FiberSet.awaitEmpty(state.jobs)
+    // The completions of finished handlers are written before the leases stop being kept alive
+    yield* Fiber.interrupt(fibers.recording)
+    yield* flushCompletions
     yield* Fiber.interrupt(fibers.beats)
     if (Option.isSome(state.agents)) yield* state.agents.value.deregister(settings.workerId).pipe(Effect.ignore)
   })

@@ -51,6 +51,7 @@ import {
   AgentId,
   Backoff,
   type ClaimRequest,
+  type Completion,
   decodeClaimRequest,
   decodeExtendMs,
   decodeJobQuery,
@@ -421,12 +422,14 @@ interface EnqueueCall extends Request.Request<Job, QueueStoreError> {
 }
 const EnqueueCall = Request.tagged<EnqueueCall>("EnqueueCall")
 
-interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
-  readonly _tag: "CompleteCall"
+interface CompleteInput {
   readonly jobId: JobId
   readonly workerId: AgentId
   /** The result as JSON text. */
   readonly result: string
+}
+interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError>, CompleteInput {
+  readonly _tag: "CompleteCall"
 }
 const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
 
@@ -1008,8 +1011,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       )
     }).pipe(Effect.withSpan(`Queue.${operation}`, { attributes: { jobs: entries.length } }))
 
-  // Concurrent completions outside a transaction share one UPDATE
-  const completeResolver = RequestResolver.make<CompleteCall>((entries) =>
+  // Completions outside a transaction in one UPDATE: concurrent `complete` calls, or a `completeMany`
+  const completeMerged = (entries: ReadonlyArray<LeaseEntry<CompleteInput>>) =>
     mergedWrite(
       "complete",
       entries,
@@ -1028,10 +1031,15 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           returning
         )
       },
-      (request) => ({ state: "completed", result: JSON.parse(request.result) as Schema.Json, no_result: false }),
+      // "null", the common result, without a parse per job
+      (request) => ({
+        state: "completed",
+        result: request.result === "null" ? null : (JSON.parse(request.result) as Schema.Json),
+        no_result: false
+      }),
       (request) => completeOne(request.jobId, request.workerId, request.result)
     )
-  ).pipe(RequestResolver.batchN(MAX_BATCH))
+  const completeResolver = RequestResolver.make<CompleteCall>(completeMerged).pipe(RequestResolver.batchN(MAX_BATCH))
 
   const completeWith = (jobId: JobId, workerId: AgentId, value: string) =>
     Effect.flatMap(inUnit, (unit) =>
@@ -1044,6 +1052,42 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     result === undefined || result === null
       ? completeWith(jobId, workerId, "null")
       : Effect.flatMap(prepareResult(result), (prepared) => completeWith(jobId, workerId, JSON.stringify(prepared)))
+
+  // Many completions in one statement per `MAX_BATCH` (the worker's batched recording); inside a unit, one by one
+  const completeMany = (completions: ReadonlyArray<Completion>) =>
+    Effect.gen(function* () {
+      const exits: Array<Exit.Exit<Job, LeaseError | InvalidInput>> = new Array(completions.length)
+      if (yield* inUnit) {
+        for (let i = 0; i < completions.length; i++) {
+          const c = completions[i]!
+          exits[i] = yield* Effect.exit(complete(c.jobId, c.workerId, c.result))
+        }
+        return exits
+      }
+      const entries: Array<LeaseEntry<CompleteInput>> = []
+      for (let i = 0; i < completions.length; i++) {
+        const c = completions[i]!
+        let result = "null"
+        if (c.result !== undefined && c.result !== null) {
+          const prepared = yield* Effect.exit(prepareResult(c.result))
+          if (Exit.isFailure(prepared)) {
+            exits[i] = Exit.failCause(prepared.cause)
+            continue
+          }
+          result = JSON.stringify(prepared.value)
+        }
+        entries.push({
+          request: { jobId: c.jobId, workerId: c.workerId, result },
+          completeUnsafe: (exit) => {
+            exits[i] = exit
+          }
+        })
+      }
+      for (let from = 0; from < entries.length; from += MAX_BATCH) {
+        yield* completeMerged(entries.slice(from, from + MAX_BATCH))
+      }
+      return exits
+    })
 
   const findAttempts = SqlSchema.findOneOption({
     Request: Schema.Struct({ id: JobId, workerId: AgentId }),
@@ -1415,6 +1459,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     start,
     heartbeat,
     complete,
+    completeMany,
     fail,
     release,
     cancel,
