@@ -21,7 +21,9 @@
  * - `settle(job, outcome)` runs after each complete/fail, in the same `UnitOfWork.run` when a `UnitOfWork`
  *   is in context (one transaction on Postgres), so the caller can advance its own state atomically with the
  *   job's. Without a `settle` the complete/fail runs alone, so a backend may merge the completions of many
- *   jobs into one write (Postgres does).
+ *   jobs into one write: when the queue has `completeMany` (Postgres), one recorder fiber writes every completion
+ *   waiting in one call as soon as one waits (no timer), and a job's fiber ends with its handler; its lease is
+ *   kept alive until the completion is written, and a stopping worker writes the waiting ones before it ends.
  * - Closing the scope stops claiming, lets in-flight jobs finish for `shutdownGraceMs`, then interrupts the
  *   rest and releases their leases (the attempt is given back), so nothing waits for a lease to expire.
  * - With an `Agents` service in context the worker registers itself (its id, its pool or `default`, its queues

@@ -15,6 +15,8 @@
  * - Single enqueues, completions, failures and heartbeats made outside a unit of work at the same moment are
  *   merged into one statement each (Effect's request batching): many workers finishing together cost one round
  *   trip and one commit. No timer delays a write to gather more: a flush is what one scheduler turn produced.
+ * - `completeMany` (what `Worker.run` records its completions with): up to 500 completions per merged statement,
+ *   the same statement concurrent `complete` calls share, without a request per job.
  * - `claim`: one statement, a CTE picking up to `max` ready jobs in claim order (`jobs_ready`) `FOR UPDATE SKIP
  *   LOCKED`, then the `UPDATE` leasing them: concurrent claimers never wait for, nor get, each other's jobs.
  *   `Worker.run` claims for its free slots and its local queue (`prefetch`) in one such statement.
