@@ -34,7 +34,8 @@
  * Figures are wall time and this process's CPU time (the Postgres server's CPU is not counted). Ratios are
  * Mandate / the best peer: above 1 for throughput and below 1 for latency mean Mandate is ahead of every peer.
  *
- * Run: `npm run bench:pg` (options: `-- --jobs 20000 --latency-jobs 500 --tasks 500 --pool 20 --boss-jobs N`).
+ * Run: `npm run bench:pg` (options: `-- --jobs 20000 --latency-jobs 500 --tasks 500 --pool 20 --boss-jobs N`;
+ * `--drains-only --rounds 3`: only the drains, Mandate against graphile-worker batched, three rounds in turn).
  *
  * @since 0.1.0
  */
@@ -403,7 +404,13 @@ const runtimeBench = Effect.gen(function* () {
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
 const rate = (m: Measure) => (m.count / m.wallMs) * 1000
 const cpuRate = (m: Measure) => (m.count / m.cpuMs) * 1000
-const systems = [mandateSystem, graphileSystem(true), graphileSystem(false), bossSystem] as const
+// `--drains-only`: Mandate against graphile-worker batched, drains alone (filled by batches), `--rounds` times in
+// turn: a quick comparison while working on the drain path
+const drainsOnly = process.argv.includes("--drains-only")
+const rounds = arg("rounds", 1)
+const systems: ReadonlyArray<System> = drainsOnly
+  ? [mandateSystem, graphileSystem(true)]
+  : [mandateSystem, graphileSystem(true), graphileSystem(false), bossSystem]
 
 const table = (title: string, rows: ReadonlyArray<readonly [string, ReadonlyArray<string>, string]>) => {
   console.log("")
@@ -467,6 +474,31 @@ const main = async () => {
   }
 
   const drainCount = (system: System) => (system === bossSystem ? bossJobs : jobs)
+  const fill = (system: System, queue: string) =>
+    measure(jobs, () =>
+      batches(jobs, (i, size) =>
+        system.enqueueBatch(
+          queue,
+          Array.from({ length: size }, (_, k) => ({ i: i + k }))
+        )
+      )
+    )
+  if (drainsOnly) {
+    for (let round = 1; round <= rounds; round++) {
+      const drains: Record<number, Array<Measure>> = { 10: [], 50: [] }
+      for (const concurrency of [10, 50]) {
+        for (const system of systems) {
+          await fill(system, `drain-${concurrency}`)
+          progress(`round ${round}: drain at concurrency ${concurrency}, ${system.name}`)
+          drains[concurrency]!.push(await system.drain(`drain-${concurrency}`, jobs, concurrency))
+        }
+      }
+      console.log(`\nround ${round} of ${rounds}, load average ${loadavg()[0]!.toFixed(1)}`)
+      throughputTable("drain at concurrency 10", drains[10]!)
+      throughputTable("drain at concurrency 50", drains[50]!)
+    }
+    return
+  }
   const single: Array<Measure> = []
   const drain10: Array<Measure> = []
   const batch: Array<Measure> = []

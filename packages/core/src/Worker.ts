@@ -21,7 +21,9 @@
  * - `settle(job, outcome)` runs after each complete/fail, in the same `UnitOfWork.run` when a `UnitOfWork`
  *   is in context (one transaction on Postgres), so the caller can advance its own state atomically with the
  *   job's. Without a `settle` the complete/fail runs alone, so a backend may merge the completions of many
- *   jobs into one write (Postgres does).
+ *   jobs into one write: when the queue has `completeMany` (Postgres), one recorder fiber writes every completion
+ *   waiting in one call as soon as one waits (no timer), and a job's fiber ends with its handler; its lease is
+ *   kept alive until the completion is written, and a stopping worker writes the waiting ones before it ends.
  * - Closing the scope stops claiming, lets in-flight jobs finish for `shutdownGraceMs`, then interrupts the
  *   rest and releases their leases (the attempt is given back), so nothing waits for a lease to expire.
  * - With an `Agents` service in context the worker registers itself (its id, its pool or `default`, its queues
@@ -36,6 +38,7 @@ import { AgentId, type JobId, uuidv7 } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
 import { type Job, PoolName, QueueName } from "./Job.ts"
 import { Queue } from "./Queue.ts"
+import { DAY_MS } from "./QueueRules.ts"
 import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
 
 /**
@@ -185,12 +188,13 @@ const Settings = Schema.Struct({
   batchSize: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000 })),
   workerId: AgentId,
   pool: Schema.optionalKey(PoolName),
-  leaseMs: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 86_400_000 })),
+  leaseMs: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: DAY_MS })),
   heartbeatIntervalMs: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
   timeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   pollIntervalMs: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 3_600_000 })),
   shutdownGraceMs: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 })
+type Settings = typeof Settings.Type
 const SettingsDecode = decode(Settings)
 
 const MAX_ERROR_LENGTH = 4_000
@@ -207,7 +211,36 @@ export const run = <E = never, R = never, RS = never>(
   options: RunOptions<E, R, RS>
 ): Effect.Effect<WorkerHandle, InvalidInput, Queue | Scope.Scope | R | RS> =>
   Effect.gen(function* () {
-    const startedAt = yield* Clock.currentTimeMillis
+    const settings = yield* decodeSettings(options, yield* Clock.currentTimeMillis)
+    const state = yield* makeState(settings)
+    const recorder = makeRecorder(state, options.settle)
+    const runJob = makeJobRunner(state, options, recorder)
+    const next = yield* wakeupsOf(state)
+    if (Option.isSome(state.agents)) yield* registerAgent(state.agents.value, settings, options)
+    const beats = yield* Effect.forkScoped(
+      Effect.forever(Effect.andThen(Effect.sleep(settings.heartbeatIntervalMs), heartbeatRound(state)))
+    )
+    const recording = yield* Effect.forkScoped(recorderLoop(state, recorder))
+    const claims = yield* Effect.forkScoped(claimer(state, next))
+    const dispatching = yield* Effect.forkScoped(dispatcher(state, runJob))
+    // Registered last, so it runs first when the scope closes, while the heartbeat fiber still runs
+    yield* Effect.addFinalizer(() =>
+      shutdown(state, { claims, dispatching, beats, recording }, recorder.flushCompletions)
+    )
+    return {
+      workerId: settings.workerId,
+      stats: Effect.sync(() => ({ inFlight: state.inFlight.size, running: state.running, ...state.counters }))
+    }
+  })
+
+// ---- settings ---------------------------------------------------------------------------------------------
+
+// The options with their defaults, every field checked by its path
+const decodeSettings = <E, R, RS>(
+  options: RunOptions<E, R, RS>,
+  startedAt: number
+): Effect.Effect<Settings, InvalidInput> =>
+  Effect.gen(function* () {
     const leaseMs = options.leaseMs ?? 30_000
     const concurrency = options.concurrency ?? 1
     const prefetch = options.prefetch ?? concurrency
@@ -229,389 +262,525 @@ export const run = <E = never, R = never, RS = never>(
     if (settings.heartbeatIntervalMs >= settings.leaseMs) {
       return yield* InvalidInput.at("$.heartbeatIntervalMs", "Expected a heartbeat interval shorter than the lease")
     }
-    const { queues, workerId, pool } = settings
+    return settings
+  })
 
-    const queue = yield* Queue
-    const unitOfWork = yield* Effect.serviceOption(UnitOfWork)
-    const agents = yield* Effect.serviceOption(Agents)
-    const scope = yield* Effect.scope
+// ---- the worker's state -----------------------------------------------------------------------------------
 
-    interface InFlight {
-      readonly job: Job
-      fiber: Fiber.Fiber<void> | undefined
-      lastBeat: number
-      lost: boolean
-      handled: boolean
+interface InFlight {
+  readonly job: Job
+  fiber: Fiber.Fiber<void> | undefined
+  lastBeat: number
+  lost: boolean
+  handled: boolean
+  /** Its completion waits in `completions`: it stays in flight (leased) once its fiber is done. */
+  recording: boolean
+}
+
+// What the worker's parts share. Claimed jobs stay in `inFlight` until their outcome is recorded (their leases
+// are kept alive): held ones (`held`, claim order) not started yet, and started ones. `running` counts those
+// whose handler has not finished, which is what `concurrency` limits: a slot frees as soon as a handler is done,
+// so the next job starts while the last outcome is being recorded. Jobs still recording are bounded too (see
+// `room`)
+interface State {
+  readonly settings: Settings
+  readonly queue: Queue["Service"]
+  readonly unitOfWork: Option.Option<UnitOfWork["Service"]>
+  readonly agents: Option.Option<Agents["Service"]>
+  readonly scope: Scope.Scope
+  readonly inFlight: Map<JobId, InFlight>
+  readonly held: Array<InFlight>
+  running: number
+  stopping: boolean
+  readonly counters: {
+    claimed: number
+    completed: number
+    retried: number
+    deadLettered: number
+    lost: number
+    released: number
+  }
+  /** Opened when a handler or a recording finishes or a claim brought jobs: the dispatcher starts held jobs. */
+  readonly slotFreed: Latch.Latch
+  /** Opened likewise: the claimer claims when there is room. */
+  readonly roomMade: Latch.Latch
+  /** Handled jobs whose completion the recorder writes in its next `completeMany` (see `makeRecorder`). */
+  readonly completions: Array<{ readonly record: InFlight; readonly result: Schema.Json }>
+  readonly completionsWaiting: Latch.Latch
+  readonly jobs: FiberSet.FiberSet<void, never>
+}
+
+const makeState = (settings: Settings): Effect.Effect<State, never, Queue | Scope.Scope> =>
+  Effect.gen(function* () {
+    return {
+      settings,
+      queue: yield* Queue,
+      unitOfWork: yield* Effect.serviceOption(UnitOfWork),
+      agents: yield* Effect.serviceOption(Agents),
+      scope: yield* Effect.scope,
+      inFlight: new Map(),
+      held: [],
+      running: 0,
+      stopping: false,
+      counters: { claimed: 0, completed: 0, retried: 0, deadLettered: 0, lost: 0, released: 0 },
+      slotFreed: Latch.makeUnsafe(false),
+      roomMade: Latch.makeUnsafe(false),
+      completions: [],
+      completionsWaiting: Latch.makeUnsafe(false),
+      jobs: yield* FiberSet.make<void, never>()
     }
-    // Claimed jobs until their outcome is recorded (their leases are kept alive): held ones (`held`, claim order)
-    // not started yet, and started ones. `running` counts those whose handler has not finished, which is what
-    // `concurrency` limits: a slot frees as soon as a handler is done, so the next job starts while the last
-    // outcome is being recorded. Jobs still recording are bounded too (twice the concurrency and prefetch: one
-    // merged write in flight, the next one gathering).
-    const inFlight = new Map<JobId, InFlight>()
-    const held: Array<InFlight> = []
-    let running = 0
-    // How many jobs the next claim may take: the free slots and the prefetch, less what is held already
-    const room = () =>
-      Math.min(
-        settings.concurrency + settings.prefetch - running - held.length,
-        3 * (settings.concurrency + settings.prefetch) - inFlight.size
-      )
-    const counters = { claimed: 0, completed: 0, retried: 0, deadLettered: 0, lost: 0, released: 0 }
-    let stopping = false
+  })
 
-    // Opened whenever a handler or a recording finishes or a claim brought jobs: the dispatcher starts held jobs
-    // in free slots, the claimer claims when there is room
-    const slotFreed = Latch.makeUnsafe(false)
-    const roomMade = Latch.makeUnsafe(false)
-    const jobs = yield* FiberSet.make<void, never>()
-    const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> =>
-      Option.isSome(unitOfWork)
-        ? // A unit the backend could not commit changed nothing; try it again when the backend says it may succeed
-          unitOfWork.value
-            .run(effect)
-            .pipe(Effect.retry({ times: 2, while: (e) => isTagged(e, "UnitOfWorkError") && isRetryable(e) }))
-        : effect
+// How many jobs the next claim may take: the free slots and the prefetch, less what is held already; and at most
+// twice the concurrency and prefetch still recording (one merged write in flight, the next one gathering)
+const room = ({ settings, running, held, inFlight }: State): number =>
+  Math.min(
+    settings.concurrency + settings.prefetch - running - held.length,
+    3 * (settings.concurrency + settings.prefetch) - inFlight.size
+  )
 
-    // Annotates log lines only: annotating every job's whole run would cost on the hot path
-    const annotate = (job: Job) => Effect.annotateLogs({ workerId, jobId: job.id, queue: job.queue })
+const wakeSlotsAndClaims = (state: State) => {
+  state.slotFreed.openUnsafe()
+  state.roomMade.openUnsafe()
+}
 
-    // ---- one attempt --------------------------------------------------------------------------------------
+// Annotates log lines only: annotating every job's whole run would cost on the hot path
+const annotate = (state: State, job: Job) =>
+  Effect.annotateLogs({ workerId: state.settings.workerId, jobId: job.id, queue: job.queue })
 
-    const attempt = (job: Job): Effect.Effect<HandlerResult, unknown, R> => {
-      const handled = Effect.suspend(() => options.handler(job, { workerId, attempt: job.attempts }))
-      return settings.timeoutMs === undefined ? handled : Effect.timeout(handled, settings.timeoutMs)
-    }
+const count = (state: State, after: Job) => {
+  if (after.state === "completed") state.counters.completed++
+  else if (after.state === "dead_lettered") state.counters.deadLettered++
+  else if (after.state === "failed") state.counters.retried++
+}
 
-    const outcomeOf = (exit: Exit.Exit<HandlerResult, unknown>): Outcome => {
-      if (Exit.isSuccess(exit)) return { _tag: "Completed", result: exit.value === undefined ? null : exit.value }
-      const error = Cause.findErrorOption(exit.cause)
-      if (Option.isSome(error)) {
-        const e = error.value
-        if (e instanceof JobFailure) {
-          return {
-            _tag: "Failed",
-            error: truncate(e.message),
-            retryable: e.retryable,
-            ...(e.details !== undefined ? { details: e.details } : {})
-          }
-        }
-        if (Cause.isTimeoutError(e)) {
-          return { _tag: "Failed", error: `attempt timed out after ${settings.timeoutMs} ms`, retryable: true }
-        }
-        return { _tag: "Failed", error: truncate(describe(e)), retryable: true }
-      }
-      if (Cause.hasInterruptsOnly(exit.cause))
-        return { _tag: "Failed", error: "handler was interrupted", retryable: true }
-      // A defect is a bug: its text (a runtime error's message, a stack) goes to the log, not into the job's
-      // lastError, which clients read back
+// ---- recording outcomes -----------------------------------------------------------------------------------
+
+// How the handler's exit is recorded
+const outcomeOf = (exit: Exit.Exit<HandlerResult, unknown>, timeoutMs: number | undefined): Outcome => {
+  if (Exit.isSuccess(exit)) return { _tag: "Completed", result: exit.value === undefined ? null : exit.value }
+  const error = Cause.findErrorOption(exit.cause)
+  if (Option.isSome(error)) {
+    const e = error.value
+    if (e instanceof JobFailure) {
       return {
         _tag: "Failed",
-        error: `defect: ${defectName(Cause.squash(exit.cause))}; see the worker's log`,
-        retryable: true
+        error: truncate(e.message),
+        retryable: e.retryable,
+        ...(e.details !== undefined ? { details: e.details } : {})
       }
     }
-
-    const count = (after: Job) => {
-      if (after.state === "completed") counters.completed++
-      else if (after.state === "dead_lettered") counters.deadLettered++
-      else if (after.state === "failed") counters.retried++
+    if (Cause.isTimeoutError(e)) {
+      return { _tag: "Failed", error: `attempt timed out after ${timeoutMs} ms`, retryable: true }
     }
+    return { _tag: "Failed", error: truncate(describe(e)), retryable: true }
+  }
+  if (Cause.hasInterruptsOnly(exit.cause)) return { _tag: "Failed", error: "handler was interrupted", retryable: true }
+  // A defect is a bug: its text (a runtime error's message, a stack) goes to the log, not into the job's
+  // lastError, which clients read back
+  return {
+    _tag: "Failed",
+    error: `defect: ${defectName(Cause.squash(exit.cause))}; see the worker's log`,
+    retryable: true
+  }
+}
 
-    // Writes the outcome and settles it as one unit; falls back to a plain retryable failure when the unit
-    // fails (on a transactional backend the unit rolled back and the job is still ours).
-    const finish = (job: Job, outcome: Outcome): Effect.Effect<void, never, RS> => {
-      const write =
-        outcome._tag === "Completed"
-          ? queue.complete(job.id, workerId, outcome.result)
-          : queue.fail(job.id, workerId, outcome.error, { retryable: outcome.retryable })
-      const settle = options.settle
-      // Without a settle the write is one statement, atomic alone: a unit would only add BEGIN and COMMIT
-      return Effect.flatMap(
-        Effect.exit(
-          settle === undefined
-            ? write
-            : unit(Effect.flatMap(write, (after) => Effect.as(settle(after, outcome, { workerId }), after)))
-        ),
-        (exit) => {
-          if (Exit.isFailure(exit)) return unrecorded(job, outcome, exit)
-          count(exit.value)
-          return Effect.void
-        }
-      )
-    }
+interface Recorder<RS> {
+  /** Records how an attempt ended (or releases the job when the worker stops). */
+  readonly afterAttempt: (record: InFlight, exit: Exit.Exit<HandlerResult, unknown>) => Effect.Effect<void, never, RS>
+  /** Writes the completions waiting, in `completeMany` calls, until none is left (none without batching). */
+  readonly flushCompletions: Effect.Effect<void, never, RS>
+}
 
-    const unrecorded = (
-      job: Job,
-      outcome: Outcome,
-      exit: Exit.Failure<unknown, unknown>
-    ): Effect.Effect<void, never, RS> =>
-      Effect.gen(function* () {
-        const error = Cause.findErrorOption(exit.cause)
-        const e = Option.isSome(error) ? error.value : undefined
-        if (e instanceof InvalidInput && outcome._tag === "Completed") {
-          // A result that is not JSON is a bug in the handler: retrying gives the same result
-          return yield* finish(job, {
-            _tag: "Failed",
-            error: truncate(`handler result is not JSON: ${e.message} at ${e.path}`),
-            retryable: false
-          })
-        }
-        if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
-          counters.lost++
-          return yield* Effect.logWarning(`lost the lease before recording the outcome: ${describe(e)}`).pipe(
-            annotate(job)
-          )
-        }
-        yield* Effect.logError(`recording the outcome failed: ${Cause.pretty(exit.cause)}`).pipe(annotate(job))
-        const retry = yield* Effect.exit(
-          queue.fail(
-            job.id,
-            workerId,
-            `recording the outcome failed (${defectName(Cause.squash(exit.cause))}); see the worker's log`
-          )
-        )
-        if (Exit.isSuccess(retry)) count(retry.value)
-      })
+const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>["settle"]): Recorder<RS> => {
+  const { queue, settings, counters, unitOfWork } = state
+  const workerId = settings.workerId
 
-    const afterAttempt = (
-      record: InFlight,
-      exit: Exit.Exit<HandlerResult, unknown>
-    ): Effect.Effect<void, never, RS> => {
-      const job = record.job
-      if (Exit.isSuccess(exit)) return finish(job, outcomeOf(exit))
-      if (Cause.hasInterruptsOnly(exit.cause)) {
-        if (record.lost) {
-          counters.lost++
-          return Effect.logInfo("handler interrupted: the job's lease was lost").pipe(annotate(job))
-        }
-        if (stopping) {
-          return Effect.map(Effect.exit(queue.release(job.id, workerId)), (released) => {
-            if (Exit.isSuccess(released)) counters.released++
-          })
-        }
-      }
-      if (Option.isSome(Cause.findErrorOption(exit.cause)) || Cause.hasInterruptsOnly(exit.cause)) {
-        return finish(job, outcomeOf(exit))
-      }
-      return Effect.andThen(
-        Effect.logError(`handler defect: ${Cause.pretty(exit.cause)}`).pipe(annotate(job)),
-        finish(job, outcomeOf(exit))
-      )
-    }
+  const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> =>
+    Option.isSome(unitOfWork)
+      ? // A unit the backend could not commit changed nothing; try it again when the backend says it may succeed
+        unitOfWork.value
+          .run(effect)
+          .pipe(Effect.retry({ times: 2, while: (e) => isTagged(e, "UnitOfWorkError") && isRetryable(e) }))
+      : effect
 
-    const started = (record: InFlight): Effect.Effect<boolean> =>
-      Effect.flatMap(Effect.exit(queue.start(record.job.id, workerId)), (exit) => {
-        if (Exit.isSuccess(exit)) return Effect.succeed(true)
-        counters.lost++
-        return Effect.as(
-          Effect.logWarning(`could not start the job: ${Cause.pretty(exit.cause)}`).pipe(annotate(record.job)),
-          false
-        )
-      })
-
-    const handled = (record: InFlight) => {
-      if (record.handled) return
-      record.handled = true
-      running--
-      slotFreed.openUnsafe()
-      roomMade.openUnsafe()
-    }
-
-    const runJob = (record: InFlight): Effect.Effect<void, never, R | RS> => {
-      // Only the handler is interruptible: once it is done, the outcome is recorded even while stopping
-      const run = Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.exit(restore(attempt(record.job))), (exit) => {
-          handled(record)
-          return afterAttempt(record, exit)
-        })
-      )
-      return Effect.ensuring(
-        options.markRunning ? Effect.flatMap(started(record), (ok) => (ok ? run : Effect.void)) : run,
-        Effect.sync(() => {
-          handled(record)
-          inFlight.delete(record.job.id)
-          slotFreed.openUnsafe()
-          roomMade.openUnsafe()
-        })
-      )
-    }
-
-    // ---- claiming -----------------------------------------------------------------------------------------
-
-    // Uninterruptible: jobs a claim returned are always held (then started or released), never dropped with their
-    // leases
-    const claimBatch = (max: number): Effect.Effect<number> =>
-      Effect.uninterruptible(
-        Effect.gen(function* () {
-          const claimed = yield* Effect.exit(
-            queue.claim({ workerId, queues, max, leaseMs: settings.leaseMs, ...(pool ? { pool } : {}) })
-          )
-          if (Exit.isFailure(claimed)) {
-            yield* Effect.logWarning(`claim failed: ${Cause.pretty(claimed.cause)}`)
-            return -1
-          }
-          for (const job of claimed.value) {
-            const record: InFlight = {
-              job,
-              fiber: undefined,
-              lastBeat: job.claimedAt ?? 0,
-              lost: false,
-              handled: false
+  // Without a settle, completions go to the recorder, which writes all that are waiting in one `completeMany` when
+  // the layer has it: no request per job, and the job's fiber ends with its handler. The recorder starts writing as
+  // soon as a completion waits (no timer), so a job's completion waits at most for the write before it
+  const completeMany = settle === undefined ? queue.completeMany : undefined
+  const flushCompletions: Effect.Effect<void, never, RS> =
+    completeMany === undefined
+      ? Effect.void
+      : Effect.gen(function* () {
+          while (state.completions.length > 0) {
+            const batch = state.completions.splice(0, 1_000)
+            const exits = yield* completeMany(
+              batch.map(({ record, result }) => ({ jobId: record.job.id, workerId, result }))
+            )
+            for (let i = 0; i < batch.length; i++) {
+              const { record, result } = batch[i]!
+              const exit = exits[i]
+              if (exit !== undefined && Exit.isSuccess(exit)) count(state, exit.value)
+              else {
+                yield* unrecorded(
+                  record.job,
+                  { _tag: "Completed", result },
+                  exit ?? Exit.die(new Error("completeMany returned fewer exits than completions"))
+                )
+              }
+              state.inFlight.delete(record.job.id)
             }
-            inFlight.set(job.id, record)
-            held.push(record)
-            counters.claimed++
+            wakeSlotsAndClaims(state)
           }
-          if (claimed.value.length > 0) slotFreed.openUnsafe()
-          return claimed.value.length
         })
-      )
 
-    // Starts held jobs in free slots, in claim order; a held job whose lease was lost is dropped unstarted
-    const dispatch: Effect.Effect<void, never, R | RS> = Effect.uninterruptible(
-      Effect.gen(function* () {
-        while (running < settings.concurrency && held.length > 0) {
-          const record = held.shift()!
-          if (record.lost) {
-            inFlight.delete(record.job.id)
-            counters.lost++
-            roomMade.openUnsafe()
-            continue
-          }
-          running++
-          roomMade.openUnsafe()
-          record.fiber = yield* FiberSet.run(jobs, runJob(record))
-        }
+  // Writes the outcome and settles it as one unit; falls back to a plain retryable failure when the unit
+  // fails (on a transactional backend the unit rolled back and the job is still ours).
+  const finish = (job: Job, outcome: Outcome): Effect.Effect<void, never, RS> => {
+    const write =
+      outcome._tag === "Completed"
+        ? queue.complete(job.id, workerId, outcome.result)
+        : queue.fail(job.id, workerId, outcome.error, { retryable: outcome.retryable })
+    // Without a settle the write is one statement, atomic alone: a unit would only add BEGIN and COMMIT
+    return Effect.flatMap(
+      Effect.exit(
+        settle === undefined
+          ? write
+          : unit(Effect.flatMap(write, (after) => Effect.as(settle(after, outcome, { workerId }), after)))
+      ),
+      (exit) => {
+        if (Exit.isFailure(exit)) return unrecorded(job, outcome, exit)
+        count(state, exit.value)
+        return Effect.void
+      }
+    )
+  }
+
+  const unrecorded = (
+    job: Job,
+    outcome: Outcome,
+    exit: Exit.Failure<unknown, unknown>
+  ): Effect.Effect<void, never, RS> =>
+    Effect.gen(function* () {
+      const error = Cause.findErrorOption(exit.cause)
+      const e = Option.isSome(error) ? error.value : undefined
+      if (e instanceof InvalidInput && outcome._tag === "Completed") {
+        // A result that is not JSON is a bug in the handler: retrying gives the same result
+        return yield* finish(job, {
+          _tag: "Failed",
+          error: truncate(`handler result is not JSON: ${e.message} at ${e.path}`),
+          retryable: false
+        })
+      }
+      if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
+        counters.lost++
+        return yield* Effect.logWarning(`lost the lease before recording the outcome: ${describe(e)}`).pipe(
+          annotate(state, job)
+        )
+      }
+      yield* Effect.logError(`recording the outcome failed: ${Cause.pretty(exit.cause)}`).pipe(annotate(state, job))
+      const retry = yield* Effect.exit(
+        queue.fail(
+          job.id,
+          workerId,
+          `recording the outcome failed (${defectName(Cause.squash(exit.cause))}); see the worker's log`
+        )
+      )
+      if (Exit.isSuccess(retry)) count(state, retry.value)
+    })
+
+  const afterAttempt = (record: InFlight, exit: Exit.Exit<HandlerResult, unknown>): Effect.Effect<void, never, RS> => {
+    const job = record.job
+    if (Exit.isSuccess(exit)) {
+      if (completeMany === undefined) return finish(job, outcomeOf(exit, settings.timeoutMs))
+      record.recording = true
+      state.completions.push({ record, result: exit.value === undefined ? null : exit.value })
+      state.completionsWaiting.openUnsafe()
+      return Effect.void
+    }
+    if (Cause.hasInterruptsOnly(exit.cause)) {
+      if (record.lost) {
+        counters.lost++
+        return Effect.logInfo("handler interrupted: the job's lease was lost").pipe(annotate(state, job))
+      }
+      if (state.stopping) {
+        return Effect.map(Effect.exit(queue.release(job.id, workerId)), (released) => {
+          if (Exit.isSuccess(released)) counters.released++
+        })
+      }
+    }
+    if (Option.isSome(Cause.findErrorOption(exit.cause)) || Cause.hasInterruptsOnly(exit.cause)) {
+      return finish(job, outcomeOf(exit, settings.timeoutMs))
+    }
+    return Effect.andThen(
+      Effect.logError(`handler defect: ${Cause.pretty(exit.cause)}`).pipe(annotate(state, job)),
+      finish(job, outcomeOf(exit, settings.timeoutMs))
+    )
+  }
+
+  return { afterAttempt, flushCompletions }
+}
+
+// Writes waiting completions as they come, one `completeMany` at a time; each write is uninterruptible, so stopping
+// the recorder never drops a batch halfway
+const recorderLoop = <RS>(state: State, recorder: Recorder<RS>): Effect.Effect<never, never, RS> =>
+  Effect.forever(
+    Effect.andThen(
+      Effect.andThen(
+        state.completionsWaiting.await,
+        Effect.sync(() => state.completionsWaiting.closeUnsafe())
+      ),
+      Effect.uninterruptible(recorder.flushCompletions)
+    )
+  )
+
+// ---- running one job --------------------------------------------------------------------------------------
+
+const makeJobRunner = <E, R, RS>(
+  state: State,
+  options: RunOptions<E, R, RS>,
+  recorder: Recorder<RS>
+): ((record: InFlight) => Effect.Effect<void, never, R | RS>) => {
+  const { queue, settings, counters } = state
+  const workerId = settings.workerId
+
+  const attempt = (job: Job): Effect.Effect<HandlerResult, unknown, R> => {
+    const handled = Effect.suspend(() => options.handler(job, { workerId, attempt: job.attempts }))
+    return settings.timeoutMs === undefined ? handled : Effect.timeout(handled, settings.timeoutMs)
+  }
+
+  const started = (record: InFlight): Effect.Effect<boolean> =>
+    Effect.flatMap(Effect.exit(queue.start(record.job.id, workerId)), (exit) => {
+      if (Exit.isSuccess(exit)) return Effect.succeed(true)
+      counters.lost++
+      return Effect.as(
+        Effect.logWarning(`could not start the job: ${Cause.pretty(exit.cause)}`).pipe(annotate(state, record.job)),
+        false
+      )
+    })
+
+  // The handler is done: its slot is free (once)
+  const handled = (record: InFlight) => {
+    if (record.handled) return
+    record.handled = true
+    state.running--
+    wakeSlotsAndClaims(state)
+  }
+
+  return (record) => {
+    // Only the handler is interruptible: once it is done, the outcome is recorded even while stopping
+    const run = Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.exit(restore(attempt(record.job))), (exit) => {
+        handled(record)
+        return recorder.afterAttempt(record, exit)
       })
     )
-    const dispatcher = Effect.forever(
-      Effect.andThen(
-        dispatch,
-        Effect.andThen(
-          slotFreed.await,
-          Effect.sync(() => slotFreed.closeUnsafe())
-        )
+    return Effect.ensuring(
+      options.markRunning ? Effect.flatMap(started(record), (ok) => (ok ? run : Effect.void)) : run,
+      Effect.sync(() => {
+        handled(record)
+        if (!record.recording) state.inFlight.delete(record.job.id)
+        wakeSlotsAndClaims(state)
+      })
+    )
+  }
+}
+
+// ---- claiming and dispatching -----------------------------------------------------------------------------
+
+// Uninterruptible: jobs a claim returned are always held (then started or released), never dropped with their
+// leases. The number of jobs claimed, -1 when the claim failed
+const claimBatch = (state: State, max: number): Effect.Effect<number> =>
+  Effect.uninterruptible(
+    Effect.gen(function* () {
+      const { workerId, queues, pool, leaseMs } = state.settings
+      const claimed = yield* Effect.exit(
+        state.queue.claim({ workerId, queues, max, leaseMs, ...(pool ? { pool } : {}) })
+      )
+      if (Exit.isFailure(claimed)) {
+        yield* Effect.logWarning(`claim failed: ${Cause.pretty(claimed.cause)}`)
+        return -1
+      }
+      for (const job of claimed.value) {
+        const record: InFlight = {
+          job,
+          fiber: undefined,
+          lastBeat: job.claimedAt ?? 0,
+          lost: false,
+          handled: false,
+          recording: false
+        }
+        state.inFlight.set(job.id, record)
+        state.held.push(record)
+        state.counters.claimed++
+      }
+      if (claimed.value.length > 0) state.slotFreed.openUnsafe()
+      return claimed.value.length
+    })
+  )
+
+// The queue's wake-ups for this worker; polling only when the queue cannot give them
+const wakeupsOf = (state: State): Effect.Effect<Effect.Effect<void>, never, Scope.Scope> =>
+  state.queue
+    .wakeups({ queues: state.settings.queues, pool: state.settings.pool })
+    .pipe(
+      Effect.catch((error) =>
+        Effect.as(Effect.logWarning(`no wake-ups from this queue, polling only: ${describe(error)}`), Effect.never)
       )
     )
 
-    const next: Effect.Effect<void> = yield* queue
-      .wakeups({ queues, pool })
-      .pipe(
-        Effect.catch((error) =>
-          Effect.as(Effect.logWarning(`no wake-ups from this queue, polling only: ${describe(error)}`), Effect.never)
-        )
-      )
+// Claims while there is room: at once when the free slots and the prefetch are not all taken, and held jobs are
+// down to half the prefetch (so a claim is under way while the rest run). An empty claim waits for a wake-up or a
+// poll interval that doubles up to `pollIntervalMs`; a failed one backs off
+const claimer = (state: State, next: Effect.Effect<void>): Effect.Effect<never> =>
+  Effect.gen(function* () {
+    const { settings } = state
+    let idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
+    let errorMs = FIRST_IDLE_WAIT_MS
+    while (true) {
+      const free = room(state)
+      if (free <= 0 || state.held.length > settings.prefetch / 2) {
+        yield* state.roomMade.await
+        state.roomMade.closeUnsafe()
+        continue
+      }
+      const claimed = yield* claimBatch(state, Math.min(free, settings.batchSize))
+      if (claimed > 0) {
+        idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
+        errorMs = FIRST_IDLE_WAIT_MS
+      } else if (claimed === 0) {
+        yield* Effect.raceFirst(next, Effect.sleep(idleMs))
+        idleMs = Math.min(idleMs * 2, settings.pollIntervalMs)
+      } else {
+        yield* Effect.sleep(errorMs)
+        errorMs = Math.min(errorMs * 2, 30_000)
+      }
+    }
+  })
 
-    // Claims while there is room: at once when the free slots and the prefetch are not all taken, and held jobs
-    // are down to half the prefetch (so a claim is under way while the rest run)
-    const claimer = Effect.gen(function* () {
-      let idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
-      let errorMs = FIRST_IDLE_WAIT_MS
-      while (true) {
-        const free = room()
-        if (free <= 0 || held.length > settings.prefetch / 2) {
-          yield* roomMade.await
-          roomMade.closeUnsafe()
+// Starts held jobs in free slots, in claim order, each in its own fiber; a held job whose lease was lost is
+// dropped unstarted. Then waits for a slot to free or a claim to bring jobs
+const dispatcher = <R>(
+  state: State,
+  runJob: (record: InFlight) => Effect.Effect<void, never, R>
+): Effect.Effect<never, never, R> => {
+  const dispatch = Effect.uninterruptible(
+    Effect.gen(function* () {
+      while (state.running < state.settings.concurrency && state.held.length > 0) {
+        const record = state.held.shift()!
+        if (record.lost) {
+          state.inFlight.delete(record.job.id)
+          state.counters.lost++
+          state.roomMade.openUnsafe()
           continue
         }
-        const claimed = yield* claimBatch(Math.min(free, settings.batchSize))
-        if (claimed > 0) {
-          idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
-          errorMs = FIRST_IDLE_WAIT_MS
-        } else if (claimed === 0) {
-          yield* Effect.raceFirst(next, Effect.sleep(idleMs))
-          idleMs = Math.min(idleMs * 2, settings.pollIntervalMs)
-        } else {
-          yield* Effect.sleep(errorMs)
-          errorMs = Math.min(errorMs * 2, 30_000)
-        }
+        state.running++
+        state.roomMade.openUnsafe()
+        record.fiber = yield* FiberSet.run(state.jobs, runJob(record))
       }
     })
-
-    // ---- heartbeats ---------------------------------------------------------------------------------------
-
-    // Every due lease at once (a backend may merge them into one write)
-    const beatOnce = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      const due = [...inFlight.values()].filter(
-        (record) => !record.lost && now - record.lastBeat >= settings.heartbeatIntervalMs / 2
+  )
+  return Effect.forever(
+    Effect.andThen(
+      dispatch,
+      Effect.andThen(
+        state.slotFreed.await,
+        Effect.sync(() => state.slotFreed.closeUnsafe())
       )
-      yield* Effect.forEach(
-        due,
-        (record) =>
-          Effect.gen(function* () {
-            const beat = yield* Effect.exit(queue.heartbeat(record.job.id, workerId, settings.leaseMs))
-            if (Exit.isSuccess(beat)) {
-              record.lastBeat = now
-              return
-            }
-            const error = Cause.findErrorOption(beat.cause)
-            const e = Option.isSome(error) ? error.value : undefined
-            if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
-              record.lost = true
-              const fiber = record.fiber
-              if (fiber) yield* Effect.forkIn(Fiber.interrupt(fiber), scope)
-            } else {
-              yield* Effect.logWarning(`heartbeat failed: ${Cause.pretty(beat.cause)}`).pipe(annotate(record.job))
-            }
-          }),
-        { concurrency: 64, discard: true }
-      )
-      if (Option.isSome(agents)) {
-        yield* agents.value.heartbeat(workerId, running / settings.concurrency).pipe(Effect.ignore)
-      }
+    )
+  )
+}
+
+// ---- heartbeats and the agent registry --------------------------------------------------------------------
+
+// Every due lease at once (a backend may merge them into one write); a refused one interrupts its handler. Then
+// the worker's load to `Agents`
+const heartbeatRound = (state: State): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const { settings, queue } = state
+    const now = yield* Clock.currentTimeMillis
+    const due = [...state.inFlight.values()].filter(
+      (record) => !record.lost && now - record.lastBeat >= settings.heartbeatIntervalMs / 2
+    )
+    yield* Effect.forEach(
+      due,
+      (record) =>
+        Effect.gen(function* () {
+          const beat = yield* Effect.exit(queue.heartbeat(record.job.id, settings.workerId, settings.leaseMs))
+          if (Exit.isSuccess(beat)) {
+            record.lastBeat = now
+            return
+          }
+          const error = Cause.findErrorOption(beat.cause)
+          const e = Option.isSome(error) ? error.value : undefined
+          if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
+            record.lost = true
+            const fiber = record.fiber
+            if (fiber) yield* Effect.forkIn(Fiber.interrupt(fiber), state.scope)
+          } else {
+            yield* Effect.logWarning(`heartbeat failed: ${Cause.pretty(beat.cause)}`).pipe(annotate(state, record.job))
+          }
+        }),
+      { concurrency: 64, discard: true }
+    )
+    if (Option.isSome(state.agents)) {
+      yield* state.agents.value.heartbeat(settings.workerId, state.running / settings.concurrency).pipe(Effect.ignore)
+    }
+  })
+
+const registerAgent = <E, R, RS>(
+  agents: Agents["Service"],
+  settings: Settings,
+  options: RunOptions<E, R, RS>
+): Effect.Effect<void> =>
+  agents
+    .register({
+      id: settings.workerId,
+      pool: settings.pool ?? "default",
+      capabilities: [...(options.capabilities ?? settings.queues)],
+      labels: { ...options.labels }
     })
+    .pipe(Effect.catch((error) => Effect.logWarning(`could not register the worker as an agent: ${describe(error)}`)))
 
-    if (Option.isSome(agents)) {
-      yield* agents.value
-        .register({
-          id: workerId,
-          pool: pool ?? "default",
-          capabilities: [...(options.capabilities ?? queues)],
-          labels: { ...options.labels }
-        })
-        .pipe(
-          Effect.catch((error) => Effect.logWarning(`could not register the worker as an agent: ${describe(error)}`))
-        )
-    }
+// ---- stopping ---------------------------------------------------------------------------------------------
 
-    const beats = yield* Effect.forkScoped(
-      Effect.forever(Effect.andThen(Effect.sleep(settings.heartbeatIntervalMs), beatOnce))
+// Stops claiming, gives back held jobs, lets running ones finish for the grace period, then interrupts the rest
+// (their leases released) and deregisters
+const shutdown = <RS>(
+  state: State,
+  fibers: {
+    readonly claims: Fiber.Fiber<never>
+    readonly dispatching: Fiber.Fiber<never>
+    readonly beats: Fiber.Fiber<never>
+    readonly recording: Fiber.Fiber<never>
+  },
+  flushCompletions: Effect.Effect<void, never, RS>
+): Effect.Effect<void, never, RS> =>
+  Effect.gen(function* () {
+    const { queue, settings } = state
+    yield* Fiber.interrupt(fibers.claims)
+    yield* Fiber.interrupt(fibers.dispatching)
+    // Held jobs never started: give them back at once (their attempt too)
+    yield* Effect.forEach(
+      state.held.splice(0),
+      (record) =>
+        Effect.map(Effect.exit(queue.release(record.job.id, settings.workerId)), (released) => {
+          state.inFlight.delete(record.job.id)
+          if (Exit.isSuccess(released)) state.counters.released++
+        }),
+      { concurrency: 64, discard: true }
     )
-    const claims = yield* Effect.forkScoped(claimer)
-    const dispatching = yield* Effect.forkScoped(dispatcher)
-
-    // Registered last, so it runs first when the scope closes, while the heartbeat fiber still runs
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function* () {
-        yield* Fiber.interrupt(claims)
-        yield* Fiber.interrupt(dispatching)
-        // Held jobs never started: give them back at once (their attempt too)
-        yield* Effect.forEach(
-          held.splice(0),
-          (record) =>
-            Effect.map(Effect.exit(queue.release(record.job.id, workerId)), (released) => {
-              inFlight.delete(record.job.id)
-              if (Exit.isSuccess(released)) counters.released++
-            }),
-          { concurrency: 64, discard: true }
-        )
-        if (settings.shutdownGraceMs > 0) {
-          yield* FiberSet.awaitEmpty(jobs).pipe(Effect.timeoutOption(settings.shutdownGraceMs))
-        }
-        stopping = true
-        yield* FiberSet.clear(jobs)
-        yield* FiberSet.awaitEmpty(jobs)
-        yield* Fiber.interrupt(beats)
-        if (Option.isSome(agents)) yield* agents.value.deregister(workerId).pipe(Effect.ignore)
-      })
-    )
-
-    return {
-      workerId,
-      stats: Effect.sync(() => ({ inFlight: inFlight.size, running, ...counters }))
+    if (settings.shutdownGraceMs > 0) {
+      yield* FiberSet.awaitEmpty(state.jobs).pipe(Effect.timeoutOption(settings.shutdownGraceMs))
     }
+    state.stopping = true
+    yield* FiberSet.clear(state.jobs)
+    yield* FiberSet.awaitEmpty(state.jobs)
+    // The completions of finished handlers are written before the leases stop being kept alive
+    yield* Fiber.interrupt(fibers.recording)
+    yield* flushCompletions
+    yield* Fiber.interrupt(fibers.beats)
+    if (Option.isSome(state.agents)) yield* state.agents.value.deregister(settings.workerId).pipe(Effect.ignore)
   })
 
 function isRetryable(error: unknown): boolean {

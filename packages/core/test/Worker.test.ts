@@ -61,6 +61,22 @@ const countingQueue = (log: { claims: number; maxes: Array<number> }) =>
     })
   ).pipe(Layer.provide(Queue.layerMemory()))
 
+/** A Queue with `completeMany` (each completion through `complete`), remembering each call's size. */
+const batchingQueue = (sizes: Array<number>) =>
+  Layer.effect(
+    Queue,
+    Effect.gen(function* () {
+      const queue = yield* Queue
+      return Queue.of({
+        ...queue,
+        completeMany: (completions) => {
+          sizes.push(completions.length)
+          return Effect.forEach(completions, (c) => Effect.exit(queue.complete(c.jobId, c.workerId, c.result)))
+        }
+      })
+    })
+  ).pipe(Layer.provide(Queue.layerMemory()))
+
 describe("Worker.run", () => {
   it.effect("runs jobs with bounded concurrency and records their results", () =>
     Effect.gen(function* () {
@@ -91,6 +107,50 @@ describe("Worker.run", () => {
       assert.strictEqual(stats.inFlight, 0)
     }).pipe(Effect.provide(Queue.layerMemory()))
   )
+
+  it.effect("records completions through the queue's completeMany, refusals job by job", () => {
+    const sizes: Array<number> = []
+    return Effect.gen(function* () {
+      const queue = yield* Queue
+      const jobs = yield* queue.enqueueBatch(Array.from({ length: 30 }, (_, i) => ({ queue: "q", payload: i })))
+      const go = yield* Deferred.make<void>()
+      const { handle, stop } = yield* start({
+        queues: ["q"],
+        concurrency: 10,
+        // job 7's result is not JSON: refused by its completion alone, then dead-lettered (retrying cannot help)
+        handler: (job) =>
+          Effect.as(
+            Deferred.await(go),
+            job.payload === 7 ? ({ big: 1n } as never) : { doubled: (job.payload as number) * 2 }
+          )
+      })
+      // the first ten handlers finish together
+      yield* drive(
+        Effect.map(handle.stats, (s) => s.running === 10),
+        10
+      )
+      yield* Deferred.succeed(go, undefined)
+      yield* drive(
+        Effect.map(handle.stats, (s) => s.completed + s.deadLettered === 30 && s.inFlight === 0),
+        10
+      )
+      for (const job of jobs) {
+        const stored = yield* queue.get(job.id)
+        if (job.payload === 7) assert.strictEqual(stored.state, "dead_lettered")
+        else assert.deepStrictEqual(stored.result, { doubled: (job.payload as number) * 2 })
+      }
+      const stats = yield* handle.stats
+      assert.strictEqual(stats.completed, 29)
+      assert.strictEqual(stats.deadLettered, 1)
+      assert.strictEqual(
+        sizes.reduce((a, b) => a + b, 0),
+        30
+      )
+      // handlers finishing together share a call
+      assert.isTrue(sizes.some((n) => n > 1))
+      yield* stop
+    }).pipe(Effect.provide(batchingQueue(sizes)))
+  })
 
   it.effect("claims at most batchSize", () => {
     const log = { claims: 0, maxes: [] as Array<number> }

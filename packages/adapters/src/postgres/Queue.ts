@@ -1,5 +1,6 @@
 /**
- * `Queue` on Postgres: jobs in `jobs` (migration 0003; 0008 drops its per-queue listing index), claimed with
+ * `Queue` on Postgres: jobs in `jobs` (migration 0003; 0008 and 0009 drop its listing indexes: `list` pages by the
+ * primary key, job ids being made in creation order), claimed with
  * `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`.
  *
  * Time is the database's: every statement reads `statement_timestamp()` (as epoch ms) for the times it writes and
@@ -14,6 +15,8 @@
  * - Single enqueues, completions, failures and heartbeats made outside a unit of work at the same moment are
  *   merged into one statement each (Effect's request batching): many workers finishing together cost one round
  *   trip and one commit. No timer delays a write to gather more: a flush is what one scheduler turn produced.
+ * - `completeMany` (what `Worker.run` records its completions with): up to 500 completions per merged statement,
+ *   the same statement concurrent `complete` calls share, without a request per job.
  * - `claim`: one statement, a CTE picking up to `max` ready jobs in claim order (`jobs_ready`) `FOR UPDATE SKIP
  *   LOCKED`, then the `UPDATE` leasing them: concurrent claimers never wait for, nor get, each other's jobs.
  *   `Worker.run` claims for its free slots and its local queue (`prefetch`) in one such statement.
@@ -49,8 +52,12 @@ import { PgClient } from "@effect/sql-pg"
 import {
   AgentId,
   Backoff,
-  ClaimRequest,
-  decode,
+  type ClaimRequest,
+  type Completion,
+  decodeClaimRequest,
+  decodeExtendMs,
+  decodeJobQuery,
+  decodeStatsQueue,
   defaultLeaseMs,
   defaultListLimit,
   defaultMaxAttempts,
@@ -61,16 +68,16 @@ import {
   type Job,
   JobId,
   JobNotFound,
-  JobQuery,
+  type JobQuery,
   JobState,
   LeaseLost,
   prepareResult,
   Queue,
   QueueName,
+  QueueRules,
   type QueueStats,
   QueueStoreError,
   Task,
-  uuidv7,
   validateEnqueue,
   validateEnqueueBatch,
   type WakeupRequest
@@ -133,10 +140,43 @@ export const defaultRetainFinishedMs = 7 * 86_400_000
  */
 export const channelOf = (schema: string): string => `mandate_jobs_${schema}`.slice(0, 63)
 
-const DAY_MS = 86_400_000
-
-const interval = (ms: number | undefined, fallback: number): number =>
-  ms !== undefined && Number.isFinite(ms) ? Math.min(DAY_MS, Math.max(1, Math.floor(ms))) : fallback
+// Job ids: UUIDv7 whose order is the order this process created them in, even within one millisecond (a 12-bit
+// counter in `rand_a`, started at random each millisecond; the millisecond is carried forward when the counter runs
+// out or the clock stands still or steps back), so `list` pages in creation order by the primary key
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
+const randomBytes = new Uint8Array(4_096)
+let randomAt = randomBytes.length
+const random = (): number => {
+  if (randomAt === randomBytes.length) {
+    crypto.getRandomValues(randomBytes)
+    randomAt = 0
+  }
+  return randomBytes[randomAt++]!
+}
+let lastMs = -1
+let counter = 0
+const nextJobId = (clockMs: number): string => {
+  const ms = Math.max(0, Math.floor(clockMs))
+  if (ms > lastMs) {
+    lastMs = ms
+    counter = ((random() << 8) | random()) & 0x7ff
+  } else if (++counter > 0xfff) {
+    lastMs++
+    counter = 0
+  }
+  let t = lastMs
+  let time = ""
+  for (let i = 0; i < 6; i++) {
+    time = HEX[t % 256]! + time
+    t = Math.floor(t / 256)
+  }
+  let tail = HEX[0x80 | (random() & 0x3f)]! + HEX[random()]!
+  let node = ""
+  for (let i = 0; i < 6; i++) node += HEX[random()]!
+  tail = `${tail}-${node}`
+  return `job_${time.slice(0, 8)}-${time.slice(8)}-${HEX[0x70 | (counter >> 8)]}${HEX[counter & 0xff]}-${tail}`
+}
+const JOB_CURSOR = /^job_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 // The database's clock in epoch ms; stable within a statement, so every use in one statement agrees
 const NOW = "floor(extract(epoch FROM statement_timestamp()) * 1000)::float8"
@@ -375,11 +415,6 @@ const StatsRow = Schema.Struct({
   now: Millis
 })
 
-const ExtendMs = decode(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: DAY_MS })), "$.extendMs")
-const StatsQueue = decode(QueueName, "$.queue")
-const ListQueryDecode = decode(JobQuery)
-const ClaimDecode = decode(ClaimRequest)
-
 // Most calls merged into one statement
 const MAX_BATCH = 500
 
@@ -389,12 +424,14 @@ interface EnqueueCall extends Request.Request<Job, QueueStoreError> {
 }
 const EnqueueCall = Request.tagged<EnqueueCall>("EnqueueCall")
 
-interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
-  readonly _tag: "CompleteCall"
+interface CompleteInput {
   readonly jobId: JobId
   readonly workerId: AgentId
   /** The result as JSON text. */
   readonly result: string
+}
+interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError>, CompleteInput {
+  readonly _tag: "CompleteCall"
 }
 const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
 
@@ -488,8 +525,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const channel = channelOf(schema)
   const now = sql.literal(NOW)
   const backoff = Backoff.settings(options?.backoff)
-  const requeueIntervalMs = interval(options?.requeueIntervalMs, 1_000)
-  const pruneIntervalMs = interval(options?.pruneIntervalMs, 60_000)
+  const requeueIntervalMs = QueueRules.clampInterval(options?.requeueIntervalMs, 1_000)
+  const pruneIntervalMs = QueueRules.clampInterval(options?.pruneIntervalMs, 60_000)
   const retainFinishedMs =
     options?.retainFinishedMs === undefined || Number.isNaN(options.retainFinishedMs)
       ? defaultRetainFinishedMs
@@ -629,7 +666,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const clock = yield* Clock.currentTimeMillis
     const input: Array<InsertRow> = requests.map((r, ord) => ({
       ord,
-      id: `job_${uuidv7(clock)}`,
+      id: nextJobId(clock),
       queue: r.queue,
       pool: r.pool ?? null,
       priority: r.priority ?? "normal",
@@ -705,7 +742,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // ---- claim ----------------------------------------------------------------------------------------------
 
   const claim = Effect.fn("Queue.claim")(function* (request: ClaimRequest) {
-    const c = yield* ClaimDecode(request)
+    const c = yield* decodeClaimRequest(request)
     const pool = c.pool === undefined ? sql`pool IS NULL` : sql`(pool IS NULL OR pool = ${c.pool})`
     const claimed = yield* rows(
       "claim",
@@ -867,7 +904,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   ).pipe(RequestResolver.batchN(MAX_BATCH))
 
   const heartbeat = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, extendMs: number) {
-    const extend = yield* ExtendMs(extendMs)
+    const extend = yield* decodeExtendMs(extendMs)
     if (yield* inUnit) return yield* heartbeatOne(jobId, workerId, extend)
     return yield* Effect.request(HeartbeatCall({ jobId, workerId, extendMs: extend }), heartbeatResolver)
   })
@@ -976,8 +1013,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       )
     }).pipe(Effect.withSpan(`Queue.${operation}`, { attributes: { jobs: entries.length } }))
 
-  // Concurrent completions outside a transaction share one UPDATE
-  const completeResolver = RequestResolver.make<CompleteCall>((entries) =>
+  // Completions outside a transaction in one UPDATE: concurrent `complete` calls, or a `completeMany`
+  const completeMerged = (entries: ReadonlyArray<LeaseEntry<CompleteInput>>) =>
     mergedWrite(
       "complete",
       entries,
@@ -996,10 +1033,15 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           returning
         )
       },
-      (request) => ({ state: "completed", result: JSON.parse(request.result) as Schema.Json, no_result: false }),
+      // "null", the common result, without a parse per job
+      (request) => ({
+        state: "completed",
+        result: request.result === "null" ? null : (JSON.parse(request.result) as Schema.Json),
+        no_result: false
+      }),
       (request) => completeOne(request.jobId, request.workerId, request.result)
     )
-  ).pipe(RequestResolver.batchN(MAX_BATCH))
+  const completeResolver = RequestResolver.make<CompleteCall>(completeMerged).pipe(RequestResolver.batchN(MAX_BATCH))
 
   const completeWith = (jobId: JobId, workerId: AgentId, value: string) =>
     Effect.flatMap(inUnit, (unit) =>
@@ -1012,6 +1054,42 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     result === undefined || result === null
       ? completeWith(jobId, workerId, "null")
       : Effect.flatMap(prepareResult(result), (prepared) => completeWith(jobId, workerId, JSON.stringify(prepared)))
+
+  // Many completions in one statement per `MAX_BATCH` (the worker's batched recording); inside a unit, one by one
+  const completeMany = (completions: ReadonlyArray<Completion>) =>
+    Effect.gen(function* () {
+      const exits: Array<Exit.Exit<Job, LeaseError | InvalidInput>> = new Array(completions.length)
+      if (yield* inUnit) {
+        for (let i = 0; i < completions.length; i++) {
+          const c = completions[i]!
+          exits[i] = yield* Effect.exit(complete(c.jobId, c.workerId, c.result))
+        }
+        return exits
+      }
+      const entries: Array<LeaseEntry<CompleteInput>> = []
+      for (let i = 0; i < completions.length; i++) {
+        const c = completions[i]!
+        let result = "null"
+        if (c.result !== undefined && c.result !== null) {
+          const prepared = yield* Effect.exit(prepareResult(c.result))
+          if (Exit.isFailure(prepared)) {
+            exits[i] = Exit.failCause(prepared.cause)
+            continue
+          }
+          result = JSON.stringify(prepared.value)
+        }
+        entries.push({
+          request: { jobId: c.jobId, workerId: c.workerId, result },
+          completeUnsafe: (exit) => {
+            exits[i] = exit
+          }
+        })
+      }
+      for (let from = 0; from < entries.length; from += MAX_BATCH) {
+        yield* completeMerged(entries.slice(from, from + MAX_BATCH))
+      }
+      return exits
+    })
 
   const findAttempts = SqlSchema.findOneOption({
     Request: Schema.Struct({ id: JobId, workerId: AgentId }),
@@ -1209,8 +1287,9 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   })
 
   const list = Effect.fn("Queue.list")(function* (query?: JobQuery) {
-    const q = yield* ListQueryDecode(query ?? {})
-    if (q.cursor !== undefined && !/^\d{1,15}$/.test(q.cursor)) {
+    const q = yield* decodeJobQuery(query ?? {})
+    // The cursor is the last job's id: ids are in creation order (see `nextJobId`)
+    if (q.cursor !== undefined && !JOB_CURSOR.test(q.cursor)) {
       return yield* InvalidInput.at("$.cursor", "Expected a cursor returned by this queue's list")
     }
     const limit = q.limit ?? defaultListLimit
@@ -1218,16 +1297,16 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       ...(q.queue === undefined ? [] : [sql`queue = ${q.queue}`]),
       ...(q.state === undefined ? [] : [sql`state = ${q.state}`]),
       ...(q.pool === undefined ? [] : [sql`pool = ${q.pool}`]),
-      ...(q.cursor === undefined ? [] : [sql`seq > ${Number(q.cursor)}`])
+      ...(q.cursor === undefined ? [] : [sql`id > ${q.cursor}`])
     ])
-    const found = yield* rows("list", sql`SELECT ${cols} FROM ${jobs} WHERE ${where} ORDER BY seq LIMIT ${limit + 1}`)
+    const found = yield* rows("list", sql`SELECT ${cols} FROM ${jobs} WHERE ${where} ORDER BY id LIMIT ${limit + 1}`)
     const page = found.slice(0, limit)
     const out = page.map(toJob)
-    return found.length > limit ? { jobs: out, nextCursor: page[page.length - 1]!.seq.toString() } : { jobs: out }
+    return found.length > limit ? { jobs: out, nextCursor: page[page.length - 1]!.id } : { jobs: out }
   })
 
   const stats = Effect.fn("Queue.stats")(function* (queue?: string) {
-    const name = queue === undefined ? undefined : yield* StatsQueue(queue)
+    const name = queue === undefined ? undefined : yield* decodeStatsQueue(queue)
     const pending = sql.literal("state IN ('queued', 'failed')")
     const [row] = yield* SqlSchema.findAll({
       Request: Schema.Void,
@@ -1382,6 +1461,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     start,
     heartbeat,
     complete,
+    completeMany,
     fail,
     release,
     cancel,

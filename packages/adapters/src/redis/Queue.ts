@@ -52,6 +52,7 @@ import {
   prepareJobs,
   prepareResult,
   Queue,
+  QueueRules,
   type QueueStats,
   QueueStoreError,
   type WakeupRequest
@@ -91,8 +92,6 @@ export interface QueueOptions extends RedisOptions {
    */
   readonly retainFinishedMs?: number | undefined
 }
-
-const DAY_MS = 86_400_000
 
 // The order of the fields every script returns a job in (HMGET), and `toJob` reads
 const FIELDS = [
@@ -183,9 +182,6 @@ const claimedJob = (
   }
 }
 
-const clampInterval = (ms: number | undefined, fallback: number): number =>
-  ms !== undefined && Number.isFinite(ms) ? Math.min(DAY_MS, Math.max(1, Math.floor(ms))) : fallback
-
 // Entries a list script examines per call before handing back to the client
 const listBudget = 2_000
 // Expired leases a claim takes back before claiming (the sweep takes the rest)
@@ -210,7 +206,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const prefix = keys.prefix
   const k = keys.queue
   const backoff = Backoff.settings(options?.backoff)
-  const requeueIntervalMs = clampInterval(options?.requeueIntervalMs, 1_000)
+  const requeueIntervalMs = QueueRules.clampInterval(options?.requeueIntervalMs, 1_000)
   const retainFinishedMs =
     options?.retainFinishedMs !== undefined && Number.isFinite(options.retainFinishedMs)
       ? Math.max(0, options.retainFinishedMs)

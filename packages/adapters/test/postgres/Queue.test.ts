@@ -207,6 +207,29 @@ describePostgres("Queue on Postgres", () => {
       }).pipe(Effect.provide(TestClock.layer()))
     )
 
+    it.effect("lists jobs made within one millisecond in the order they were made, page by page", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = queueName("same-ms")
+        // the clock stands still: every id is made in the same millisecond
+        const made: Array<Job> = [
+          ...(yield* queue.enqueueBatch(Array.from({ length: 30 }, (_, i) => ({ queue: q, payload: i }))))
+        ]
+        for (let i = 30; i < 45; i++) made.push(yield* queue.enqueue({ queue: q, payload: i }))
+        const seen: Array<Job> = []
+        let cursor: string | undefined
+        do {
+          const page = yield* queue.list({ queue: q, limit: 7, ...(cursor ? { cursor } : {}) })
+          seen.push(...page.jobs)
+          cursor = page.nextCursor
+        } while (cursor !== undefined)
+        assert.deepStrictEqual(
+          seen.map((j) => j.payload),
+          made.map((j) => j.payload)
+        )
+      }).pipe(Effect.provide(TestClock.layer()))
+    )
+
     it.effect("wake-ups stay within their schema: another schema's enqueue on the same queue name wakes no one", () =>
       Effect.gen(function* () {
         const queue = yield* Queue

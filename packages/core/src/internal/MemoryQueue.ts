@@ -83,12 +83,6 @@ export type LeaseResult = Result<NotFound | Lost>
 /** The outcome of an administrative operation. @internal */
 export type AdminResult = Result<NotFound | Illegal>
 
-/** A validated enqueue request, with its id and times resolved. @internal */
-export interface NewJob {
-  readonly job: Job
-  readonly idempotencyKey: string | undefined
-}
-
 const readyLess = (a: ReadyItem, b: ReadyItem): boolean =>
   a.rank !== b.rank ? a.rank < b.rank : a.runAt !== b.runAt ? a.runAt < b.runAt : a.seq < b.seq
 const timedLess = (a: TimedItem, b: TimedItem): boolean => (a.at !== b.at ? a.at < b.at : a.seq < b.seq)
@@ -157,10 +151,11 @@ export class MemoryQueueStore {
   // ---- enqueue -------------------------------------------------------------------------------------------
 
   /** Adds jobs (all of them: callers validated first); a known idempotency key returns the stored job. */
-  enqueue(jobs: ReadonlyArray<NewJob>, now: number): Array<Job> {
+  enqueue(jobs: ReadonlyArray<Job>, now: number): Array<Job> {
     const out: Array<Job> = []
     const touched = new Set<string>()
-    for (const { job, idempotencyKey } of jobs) {
+    for (const job of jobs) {
+      const idempotencyKey = job.idempotencyKey
       const key = idempotencyKey === undefined ? undefined : `${job.queue}\u0000${idempotencyKey}`
       const existing = key === undefined ? undefined : this.byKey.get(key)
       if (existing) {
