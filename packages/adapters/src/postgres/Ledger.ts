@@ -39,7 +39,7 @@ import {
   type Merkle
 } from "@mandate/core"
 import { LedgerTamper } from "@mandate/core/testing"
-import { type Cause, Context, Effect, Layer, Option, Schema } from "effect"
+import { type Cause, Context, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { findRollback, findSqlError, Rollback } from "./internal/transaction.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
@@ -251,6 +251,11 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     if (taskLast.size > taskCacheSize) taskLast.delete(taskLast.keys().next().value!)
   }
 
+  // Standalone appenders of this process take turns: they would otherwise all assume the same head and all but
+  // one lose the race (the database lock is held for one statement only, so a turn is one or two round trips).
+  // Appenders inside a unit never wait here: one may hold the database lock while another waits for it
+  const standalone = yield* Semaphore.make(1)
+
   const withTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     Effect.mapError(effect, (error) => new Rollback<E | LedgerStoreError>(error)).pipe(
       sql.withTransaction,
@@ -269,8 +274,8 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
   // assumption, and the database takes the lock, checks and writes in one statement. When the head moved:
   // - inside a transaction (a unit of work), `ledger_append` has locked the head row for it, so the appender runs
   //   again on the locked head, as a pessimistic appender would have from the start;
-  // - alone, it runs again on the head the database reported, a few times, then in a transaction that locks
-  //   the head first (so a busy ledger cannot starve it).
+  // - alone (after its turn among this process' standalone appenders), it runs again on the head the database
+  //   reported, a few times, then in a transaction that locks the head first (so a busy ledger cannot starve it).
   // A standalone append thus holds the lock for the statement only; one in a unit from its write to COMMIT.
   const withAppendLock = <A, E, R>(effect: Effect.Effect<A, E, R>) => {
     const run = (head: LedgerHead | undefined, locked: boolean) =>
@@ -291,7 +296,7 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
           const moved = (error as unknown as LedgerStoreError).cause as HeadMoved
           return n + 1 < optimisticAttempts ? attempt(moved.head, n + 1) : withTransaction(locked)
         })
-      return attempt(undefined, 0)
+      return standalone.withPermits(1)(attempt(undefined, 0))
     }).pipe(Effect.withSpan("LedgerStore.withAppendLock"))
   }
 
