@@ -4,17 +4,20 @@
  *
  * The ledger computes every hash, Merkle node, proof and signature in core; this module stores rows and
  * serialises appenders:
- * - `withAppendLock` runs the append in a transaction (or in the enclosing one, such as a `UnitOfWork`'s)
- *   holding the row lock of `ledger_head` (migration 0005), which it reads in the same statement. Every process
- *   appending to the schema locks the same row and holds it until its transaction ends, so the next appender
- *   reads a head that includes every committed append: the chain and the tree never fork. Inside an enclosing
- *   transaction it takes no savepoint: an append writes in one statement, so a failed one left nothing behind.
- * - `write` inserts the entries and the Merkle nodes they complete and moves the head, in one statement, only
- *   when the first entry is the next position (so nothing is written out of place); the primary keys refuse to
+ * - Appends are optimistic, checked under the lock: an appender computes its entries on the head its process last
+ *   wrote or locked (no read, no lock) and each task's last entry as this process last wrote it (or read
+ *   without the lock), and `write` sends them to `ledger_append` (migration 0009), which in one statement locks
+ *   the `ledger_head` row (migration 0005), checks those assumptions against what is committed, and inserts the
+ *   entries and the Merkle nodes they complete and moves the head, or writes nothing and reports the head it
+ *   found. The lock is held to the end of the transaction: a standalone append holds it for that one statement,
+ *   one inside a unit of work (`UnitOfWork`) from its write to COMMIT, instead of from a head read three round
+ *   trips earlier. An appender whose assumption was wrong runs again (see `withAppendLock`); inside a unit the
+ *   failed statement already locked the row, so the second run is final. The chain and the tree never fork:
+ *   every write is checked against the committed head under the one lock, and the primary keys refuse to
  *   overwrite.
  * - Triggers make entries, nodes and checkpoints append-only in the database itself.
- * - `head` is the `ledger_head` row (the appender's locked copy inside `withAppendLock`), apart from the entries:
- *   the ledger checks one against the other.
+ * - `head` is the `ledger_head` row (inside `withAppendLock`, the head the appender runs on), apart from the
+ *   entries: the ledger checks one against the other.
  * - Reads return the columns as stored, tampered or not; the ledger re-hashes them.
  *
  * `LedgerTamper` (for the conformance suite's tamper tests only; never provide it in production) rewrites rows
@@ -94,10 +97,15 @@ class HeadMoved {
 const isMoved = (error: unknown): boolean => error instanceof LedgerStoreError && error.cause instanceof HeadMoved
 
 // How the current appender runs (see withAppendLock): `head` is the head it was given (or will be), `locked`
-// whether its transaction holds the head row, so that what it reads is final
-class AppendMode extends Context.Service<AppendMode, { head: LedgerHead | undefined; readonly locked: boolean }>()(
-  "@mandate/adapters/postgres/AppendMode"
-) {}
+// whether its transaction holds the head row, so that what it reads is final; `guess` whether it may take a
+// task's last entry from what this process remembers, and `guessed` whether it did
+interface AppendState {
+  head: LedgerHead | undefined
+  readonly locked: boolean
+  readonly guess: boolean
+  guessed: boolean
+}
+class AppendMode extends Context.Service<AppendMode, AppendState>()("@mandate/adapters/postgres/AppendMode") {}
 
 // Optimistic appends a standalone appender makes before it takes the lock in a transaction
 const optimisticAttempts = 4
@@ -278,24 +286,27 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
   //   reported, a few times, then in a transaction that locks the head first (so a busy ledger cannot starve it).
   // A standalone append thus holds the lock for the statement only; one in a unit from its write to COMMIT.
   const withAppendLock = <A, E, R>(effect: Effect.Effect<A, E, R>) => {
-    const run = (head: LedgerHead | undefined, locked: boolean) =>
-      Effect.provideService(effect, AppendMode, { head, locked })
-    const locked = Effect.flatMap(lockHead, (head) => {
+    const run = (head: LedgerHead | undefined, locked: boolean, guess: boolean) =>
+      Effect.provideService(effect, AppendMode, { head, locked, guess, guessed: false })
+    const movedOf = (error: E | LedgerStoreError) => (error as LedgerStoreError).cause as HeadMoved
+    // Under the lock the head is final; a remembered task entry may still be stale: then once more, reading it
+    const runLocked = (head: LedgerHead) =>
+      Effect.catchIf(run(head, true, true), isMoved, (error) => run(movedOf(error).head ?? head, true, false))
+    const lockAndRun = Effect.flatMap(lockHead, (head) => {
       latest = head
-      return run(head, true)
+      return runLocked(head)
     })
     return Effect.flatMap(Effect.serviceOption(sql.transactionService), (enclosing) => {
       if (Option.isSome(enclosing)) {
-        return Effect.catchIf(run(undefined, false), isMoved, (error) => {
-          const moved = (error as unknown as LedgerStoreError).cause as HeadMoved
-          return moved.locked && moved.head !== undefined ? run(moved.head, true) : locked
+        return Effect.catchIf(run(undefined, false, true), isMoved, (error) => {
+          const moved = movedOf(error)
+          return moved.locked && moved.head !== undefined ? runLocked(moved.head) : lockAndRun
         })
       }
       const attempt = (head: LedgerHead | undefined, n: number): Effect.Effect<A, E | LedgerStoreError, R> =>
-        Effect.catchIf(run(head, false), isMoved, (error) => {
-          const moved = (error as unknown as LedgerStoreError).cause as HeadMoved
-          return n + 1 < optimisticAttempts ? attempt(moved.head, n + 1) : withTransaction(locked)
-        })
+        Effect.catchIf(run(head, false, true), isMoved, (error) =>
+          n + 1 < optimisticAttempts ? attempt(movedOf(error).head, n + 1) : withTransaction(lockAndRun)
+        )
       return standalone.withPermits(1)(attempt(undefined, 0))
     }).pipe(Effect.withSpan("LedgerStore.withAppendLock"))
   }
@@ -324,11 +335,13 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
       }
       const mode = yield* Effect.serviceOption(AppendMode)
       const locked = Option.isNone(mode) || mode.value.locked
+      const guessed = Option.isSome(mode) && mode.value.guessed
       const first = entries[0]
       const last = entries.at(-1)
-      // An optimistic appender's assumption about each task's last entry, checked under the lock
+      // What the appender assumed about each task's last entry (read without the lock, or remembered), checked
+      // under the lock
       const tasks: Array<{ readonly task_id: string; readonly prev: string }> = []
-      if (!locked) {
+      if (!locked || guessed) {
         const seen = new Set<string>()
         for (const entry of entries) {
           if (entry.taskId === undefined || seen.has(entry.taskId)) continue
@@ -362,10 +375,12 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
       const given = Option.isSome(mode) ? mode.value.head : undefined
       // A head that did not move since the appender was given it was not a lost race: the write is wrong
       const raced =
-        result.o_status === 2 ||
-        (result.o_status === 1 &&
-          (given === undefined || given.size !== current?.size || given.lastHash !== current.lastHash))
-      if (!locked && raced) {
+        result.o_status === 2
+          ? !locked || guessed
+          : result.o_status === 1 &&
+            !locked &&
+            (given === undefined || given.size !== current?.size || given.lastHash !== current.lastHash)
+      if (raced) {
         return yield* storeError("write")(
           new HeadMoved(current, Option.isSome(yield* Effect.serviceOption(sql.transactionService)))
         )
@@ -434,9 +449,12 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     )
   const lastOfTask = (taskId: string) =>
     Effect.flatMap(Effect.serviceOption(AppendMode), (mode) => {
-      if (Option.isSome(mode) && !mode.value.locked) {
+      if (Option.isSome(mode) && mode.value.guess) {
         const remembered = taskLast.get(taskId)
-        if (remembered !== undefined) return Effect.succeed(Option.some(remembered))
+        if (remembered !== undefined) {
+          mode.value.guessed = true
+          return Effect.succeed(Option.some(remembered))
+        }
       }
       return readLastOfTask(taskId)
     })
