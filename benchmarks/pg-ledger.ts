@@ -89,6 +89,7 @@ const childProgram = Effect.gen(function* () {
       })
   )
   const t0 = Date.now()
+  const w0 = pgWrites
   yield* Effect.forEach(
     Array.from({ length: singles }, (_, i) => i),
     (i) => ledger.append(entry(i)),
@@ -98,13 +99,14 @@ const childProgram = Effect.gen(function* () {
     }
   )
   const t1 = Date.now()
+  const w1 = pgWrites
   yield* Effect.forEach(
     Array.from({ length: batches }, (_, b) => b),
     (b) => ledger.appendBatch(Array.from({ length: 10 }, (_, i) => entry(b * 10 + i))),
     { concurrency: 10, discard: true }
   )
   const t2 = Date.now()
-  process.send?.({ t0, t1, t2 })
+  process.send?.({ t0, t1, t2, singleWrites: w1 - w0, batchWrites: pgWrites - w1 })
 })
 
 interface Phases {
