@@ -6,7 +6,7 @@
  * serialises appenders:
  * - Appends are optimistic, checked under the lock: an appender computes its entries on the head its process last
  *   wrote or locked (no read, no lock) and each task's last entry as this process last wrote it (or read
- *   without the lock), and `write` sends them to `ledger_append` (migration 0009), which in one statement locks
+ *   without the lock), and `write` sends them to `ledger_append` (migration 0010), which in one statement locks
  *   the `ledger_head` row (migration 0005), checks those assumptions against what is committed, and inserts the
  *   entries and the Merkle nodes they complete and moves the head, or writes nothing and reports the head it
  *   found. The lock is held to the end of the transaction: a standalone append holds it for that one statement,

@@ -32,7 +32,7 @@ import m0005 from "./migrations/0005_ledger_head.ts"
 import m0006 from "./migrations/0006_webhooks.ts"
 import m0007 from "./migrations/0007_ledger_task_chain.ts"
 import m0008 from "./migrations/0008_jobs_lean.ts"
-import m0009 from "./migrations/0009_ledger_append.ts"
+import m0010 from "./migrations/0010_ledger_append.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -50,7 +50,7 @@ export const migrations = {
   "0006_webhooks": m0006,
   "0007_ledger_task_chain": m0007,
   "0008_jobs_lean": m0008,
-  "0009_ledger_append": m0009
+  "0010_ledger_append": m0010
 } as const
 
 /**
