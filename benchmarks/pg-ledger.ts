@@ -3,18 +3,40 @@
  * lock; batches of 100), then root, inclusion and consistency proofs and `verifyAll` over the stored ledger,
  * where the Merkle nodes are read from the database.
  *
- * Run: `npm run bench:pg-ledger` (DATABASE_URL or postgres://root@127.0.0.1:5432/test; a throw-away schema).
+ * Then many writers in several processes (`--processes N`, default 3; 0 skips): N child processes on the same
+ * schema, each with 10 fibers appending single entries, then batches of 10; the figure is every entry written
+ * over the time from the first child's start to the last one's end.
+ *
+ * Run: `npm run bench:pg-ledger [-- --processes N]` (DATABASE_URL or postgres://root@127.0.0.1:5432/test; a
+ * throw-away schema).
  *
  * @since 0.1.0
  */
+import { fork } from "node:child_process"
+import { Socket } from "node:net"
 import * as Postgres from "@mandate/adapters/postgres"
 import { Anchor, Ledger } from "@mandate/core"
 import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 
 const url = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
-const schema = `mandate_bench_${crypto.randomUUID().replaceAll("-", "")}`
+const argValue = (name: string) => {
+  const i = process.argv.indexOf(name)
+  return i === -1 ? undefined : process.argv[i + 1]
+}
+const child = argValue("--child")
+const processes = Number(argValue("--processes") ?? 3)
+const schema = child ?? `mandate_bench_${crypto.randomUUID().replaceAll("-", "")}`
 const config = Postgres.makeConfig(url, { schema, poolSize: 10 })
+
+// Round trips: every write to a socket connected to Postgres' port (as in runtime.ts)
+const pgPort = Number(new URL(url).port || 5432)
+let pgWrites = 0
+const socketWrite = Socket.prototype.write
+Socket.prototype.write = function (this: Socket, ...args: Parameters<Socket["write"]>) {
+  if (this.remotePort === pgPort) pgWrites++
+  return socketWrite.apply(this, args)
+} as Socket["write"]
 
 const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
@@ -27,6 +49,7 @@ const measure = <E, R>(
 ) =>
   Effect.gen(function* () {
     const latencies: Array<number> = []
+    const writes = pgWrites
     const started = performance.now()
     yield* Effect.forEach(
       Array.from({ length: count }, (_, i) => i),
@@ -40,7 +63,7 @@ const measure = <E, R>(
     const seconds = (performance.now() - started) / 1000
     latencies.sort((a, b) => a - b)
     console.log(
-      `${label.padEnd(48)} ${String(Math.round(count / seconds)).padStart(7)} ops/s   p50 ${percentile(latencies, 0.5).toFixed(2)} ms   p95 ${percentile(latencies, 0.95).toFixed(2)} ms`
+      `${label.padEnd(48)} ${String(Math.round(count / seconds)).padStart(7)} ops/s   p50 ${percentile(latencies, 0.5).toFixed(2)} ms   p95 ${percentile(latencies, 0.95).toFixed(2)} ms   ${((pgWrites - writes) / count).toFixed(1)} round trips/op`
     )
   })
 
@@ -49,6 +72,95 @@ const entry = (i: number) => ({
   taskId: `task_${i % 500}`,
   stepId: `step_${i}`,
   payload: { i, amount: i * 10, memo: "benchmark" }
+})
+
+// Each child: wait for the common start, append `singles` entries one per call and then `batches` batches of 10,
+// from 10 fibers; report when each phase started and ended
+const singles = 1_000
+const batches = 100
+const childProgram = Effect.gen(function* () {
+  const ledger = yield* Ledger
+  // ready; wait for the parent's go (every child is ready by then)
+  yield* Effect.promise(
+    () =>
+      new Promise<void>((resolve) => {
+        process.once("message", () => resolve())
+        process.send?.("ready")
+      })
+  )
+  const t0 = Date.now()
+  const w0 = pgWrites
+  yield* Effect.forEach(
+    Array.from({ length: singles }, (_, i) => i),
+    (i) => ledger.append(entry(i)),
+    {
+      concurrency: 10,
+      discard: true
+    }
+  )
+  const t1 = Date.now()
+  const w1 = pgWrites
+  yield* Effect.forEach(
+    Array.from({ length: batches }, (_, b) => b),
+    (b) => ledger.appendBatch(Array.from({ length: 10 }, (_, i) => entry(b * 10 + i))),
+    { concurrency: 10, discard: true }
+  )
+  const t2 = Date.now()
+  process.send?.({ t0, t1, t2, singleWrites: w1 - w0, batchWrites: pgWrites - w1 })
+})
+
+interface Phases {
+  readonly t0: number
+  readonly t1: number
+  readonly t2: number
+  readonly singleWrites: number
+  readonly batchWrites: number
+}
+
+const manyProcesses = Effect.gen(function* () {
+  let ready = 0
+  let startAt = 0
+  const children: Array<ReturnType<typeof fork>> = []
+  const runs = yield* Effect.promise(() =>
+    Promise.all(
+      Array.from(
+        { length: processes },
+        () =>
+          new Promise<Phases>((resolve, reject) => {
+            const proc = fork(process.argv[1]!, ["--child", schema], {
+              execArgv: process.execArgv,
+              stdio: ["ignore", "ignore", "inherit", "ipc"]
+            })
+            children.push(proc)
+            let phases: Phases | undefined
+            proc.on("message", (message) => {
+              if (message !== "ready") {
+                phases = message as Phases
+                return
+              }
+              ready += 1
+              if (ready < processes) return
+              startAt = Date.now()
+              for (const c of children) c.send("go")
+            })
+            proc.on("exit", (code) =>
+              phases === undefined ? reject(new Error(`a child exited with ${code}`)) : resolve(phases)
+            )
+          })
+      )
+    )
+  )
+  const late = Math.max(...runs.map((r) => r.t0)) - startAt
+  const rate = (count: number, from: number, to: number) => String(Math.round(count / ((to - from) / 1000)))
+  const singlesEnd = Math.max(...runs.map((r) => r.t1))
+  const sum = (f: (r: Phases) => number) => runs.reduce((total, r) => total + f(r), 0)
+  console.log(
+    `${`append, ${processes} processes x 10 fibers`.padEnd(48)} ${rate(processes * singles, startAt, singlesEnd).padStart(7)} entries/s   ${(sum((r) => r.singleWrites) / (processes * singles)).toFixed(1)} round trips/append` +
+      (late > 0 ? `   (last child started ${late} ms late)` : "")
+  )
+  console.log(
+    `${`appendBatch of 10, ${processes} processes x 10 fibers`.padEnd(48)} ${rate(processes * batches * 10, singlesEnd, Math.max(...runs.map((r) => r.t2))).padStart(7)} entries/s   ${(sum((r) => r.batchWrites) / (processes * batches)).toFixed(1)} round trips/batch`
+  )
 })
 
 const program = Effect.gen(function* () {
@@ -66,6 +178,7 @@ const program = Effect.gen(function* () {
   yield* measure("consistency proof, random sizes", 2_000, 1, (i) =>
     ledger.consistencyProof(1 + ((i * 7_919) % (size - 1)), size)
   )
+  if (processes > 0) yield* manyProcesses
   const started = performance.now()
   const report = yield* ledger.verifyAll()
   const ms = performance.now() - started
@@ -90,7 +203,17 @@ const main = Effect.scoped(
   })
 ).pipe(Effect.ensuring(Effect.ignore(dropSchema)))
 
-Effect.runPromise(main).catch((error) => {
+const childMain = Effect.scoped(
+  Effect.gen(function* () {
+    const backend = yield* Layer.build(Postgres.layer(config))
+    const context = yield* Layer.build(
+      Ledger.layer().pipe(Layer.provide(Anchor.layerNone), Layer.provide(Layer.succeedContext(backend)))
+    )
+    yield* childProgram.pipe(Effect.provideService(Ledger, Context.get(context, Ledger)))
+  })
+)
+
+Effect.runPromise(child === undefined ? main : childMain).catch((error) => {
   console.error(error)
   process.exitCode = 1
 })

@@ -4,17 +4,20 @@
  *
  * The ledger computes every hash, Merkle node, proof and signature in core; this module stores rows and
  * serialises appenders:
- * - `withAppendLock` runs the append in a transaction (or in the enclosing one, such as a `UnitOfWork`'s)
- *   holding the row lock of `ledger_head` (migration 0005), which it reads in the same statement. Every process
- *   appending to the schema locks the same row and holds it until its transaction ends, so the next appender
- *   reads a head that includes every committed append: the chain and the tree never fork. Inside an enclosing
- *   transaction it takes no savepoint: an append writes in one statement, so a failed one left nothing behind.
- * - `write` inserts the entries and the Merkle nodes they complete and moves the head, in one statement, only
- *   when the first entry is the next position (so nothing is written out of place); the primary keys refuse to
+ * - Appends are optimistic, checked under the lock: an appender computes its entries on the head its process last
+ *   wrote or locked (no read, no lock) and each task's last entry as this process last wrote it (or read
+ *   without the lock), and `write` sends them to `ledger_append` (migration 0010), which in one statement locks
+ *   the `ledger_head` row (migration 0005), checks those assumptions against what is committed, and inserts the
+ *   entries and the Merkle nodes they complete and moves the head, or writes nothing and reports the head it
+ *   found. The lock is held to the end of the transaction: a standalone append holds it for that one statement,
+ *   one inside a unit of work (`UnitOfWork`) from its write to COMMIT, instead of from a head read three round
+ *   trips earlier. An appender whose assumption was wrong runs again (see `withAppendLock`); inside a unit the
+ *   failed statement already locked the row, so the second run is final. The chain and the tree never fork:
+ *   every write is checked against the committed head under the one lock, and the primary keys refuse to
  *   overwrite.
  * - Triggers make entries, nodes and checkpoints append-only in the database itself.
- * - `head` is the `ledger_head` row (the appender's locked copy inside `withAppendLock`), apart from the entries:
- *   the ledger checks one against the other.
+ * - `head` is the `ledger_head` row (inside `withAppendLock`, the head the appender runs on), apart from the
+ *   entries: the ledger checks one against the other.
  * - Reads return the columns as stored, tampered or not; the ledger re-hashes them.
  *
  * `LedgerTamper` (for the conformance suite's tamper tests only; never provide it in production) rewrites rows
@@ -39,7 +42,7 @@ import {
   type Merkle
 } from "@mandate/core"
 import { LedgerTamper } from "@mandate/core/testing"
-import { type Cause, Context, Effect, Layer, Option, Schema } from "effect"
+import { type Cause, Context, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { findRollback, findSqlError, Rollback } from "./internal/transaction.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
@@ -80,10 +83,34 @@ const decodeNodeRows = Schema.decodeUnknownEffect(Schema.Array(NodeRow))
 const HeadRow = Schema.Struct({ size: Schema.BigInt, last_hash: Schema.NullOr(Schema.String) })
 const decodeHeadRows = Schema.decodeUnknownEffect(Schema.Array(HeadRow))
 
-// The head an appender locked, for its own `head` and `write` calls (a fiber outside the lock reads the table)
-class LockedHead extends Context.Service<LockedHead, { current: LedgerHead }>()(
-  "@mandate/adapters/postgres/LockedHead"
-) {}
+// Why `write` refused an optimistic append: the head (or a task's last entry) moved since the appender read it.
+// `head` is the head the database had under the lock, and `locked` whether this transaction still holds it
+class HeadMoved {
+  readonly head: LedgerHead | undefined
+  readonly locked: boolean
+  constructor(head: LedgerHead | undefined, locked: boolean) {
+    this.head = head
+    this.locked = locked
+  }
+}
+
+const isMoved = (error: unknown): boolean => error instanceof LedgerStoreError && error.cause instanceof HeadMoved
+
+// How the current appender runs (see withAppendLock): `head` is the head it was given (or will be), `locked`
+// whether its transaction holds the head row, so that what it reads is final; `guess` whether it may take a
+// task's last entry from what this process remembers, and `guessed` whether it did
+interface AppendState {
+  head: LedgerHead | undefined
+  readonly locked: boolean
+  readonly guess: boolean
+  guessed: boolean
+}
+class AppendMode extends Context.Service<AppendMode, AppendState>()("@mandate/adapters/postgres/AppendMode") {}
+
+// Optimistic appends a standalone appender makes before it takes the lock in a transaction
+const optimisticAttempts = 4
+// Tasks whose last entry this process remembers (a miss costs one read; a stale one, one retry)
+const taskCacheSize = 10_000
 
 // The entry as stored, field for field: absent optional fields stay absent, tampered values stay as they are
 const toEntry = (row: EntryRow): LedgerEntry => {
@@ -195,6 +222,7 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
   ) => statement.pipe(Effect.flatMap(decode), Effect.mapError(storeError(operation)))
 
   const headTable = sql(`${schema}.ledger_head`)
+  const appendFunction = sql(`${schema}.ledger_append`)
   const toHead = (size: bigint, lastHash: string | null): LedgerHead => ({
     size: Number(size),
     lastHash: (lastHash ?? genesisHash) as LedgerEntry["entryHash"]
@@ -220,27 +248,81 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     )
   )
 
-  const withAppendLock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    Effect.flatMap(Effect.serviceOption(sql.transactionService), (enclosing) => {
-      const locked = Effect.flatMap(lockHead, (head) => Effect.provideService(effect, LockedHead, { current: head }))
-      if (Option.isSome(enclosing)) return locked
-      return Effect.mapError(locked, (error) => new Rollback<E | LedgerStoreError>(error)).pipe(
-        sql.withTransaction,
-        // A lost connection makes withTransaction report the failures as defects (see UnitOfWork): still failures
-        Effect.catchCause((cause): Effect.Effect<never, E | LedgerStoreError> => {
-          const own = findRollback<E | LedgerStoreError>(cause)
-          if (own !== undefined) return Effect.fail(own.error)
-          const failed = findSqlError(cause)
-          return failed === undefined
-            ? Effect.failCause(cause as Cause.Cause<never>)
-            : Effect.fail(storeError("withAppendLock")(failed))
-        })
-      )
-    }).pipe(Effect.withSpan("LedgerStore.withAppendLock"))
+  // What this process last wrote or locked (possibly not committed yet): the head an optimistic appender
+  // assumes. The database checks the assumption under the lock (`ledger_append`), so a stale one costs a retry,
+  // never a wrong entry
+  let latest: LedgerHead | undefined
+  const taskLast = new Map<string, LedgerEntry["entryHash"]>()
+  const rememberTask = (taskId: string, entryHash: LedgerEntry["entryHash"]) => {
+    taskLast.delete(taskId)
+    taskLast.set(taskId, entryHash)
+    if (taskLast.size > taskCacheSize) taskLast.delete(taskLast.keys().next().value!)
+  }
 
-  const head = Effect.flatMap(Effect.serviceOption(LockedHead), (locked) =>
-    Option.isSome(locked) ? Effect.succeed(locked.value.current) : storedHead
-  )
+  // Standalone appenders of this process take turns: they would otherwise all assume the same head and all but
+  // one lose the race (the database lock is held for one statement only, so a turn is one or two round trips).
+  // Appenders inside a unit never wait here: one may hold the database lock while another waits for it
+  const standalone = yield* Semaphore.make(1)
+
+  const withTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.mapError(effect, (error) => new Rollback<E | LedgerStoreError>(error)).pipe(
+      sql.withTransaction,
+      // A lost connection makes withTransaction report the failures as defects (see UnitOfWork): still failures
+      Effect.catchCause((cause): Effect.Effect<never, E | LedgerStoreError> => {
+        const own = findRollback<E | LedgerStoreError>(cause)
+        if (own !== undefined) return Effect.fail(own.error)
+        const failed = findSqlError(cause)
+        return failed === undefined
+          ? Effect.failCause(cause as Cause.Cause<never>)
+          : Effect.fail(storeError("withAppendLock")(failed))
+      })
+    )
+
+  // An appender first runs on the head it assumes (no lock, no head read); `write` sends its entries with that
+  // assumption, and the database takes the lock, checks and writes in one statement. When the head moved:
+  // - inside a transaction (a unit of work), `ledger_append` has locked the head row for it, so the appender runs
+  //   again on the locked head, as a pessimistic appender would have from the start;
+  // - alone (after its turn among this process' standalone appenders), it runs again on the head the database
+  //   reported, a few times, then in a transaction that locks the head first (so a busy ledger cannot starve it).
+  // A standalone append thus holds the lock for the statement only; one in a unit from its write to COMMIT.
+  const withAppendLock = <A, E, R>(effect: Effect.Effect<A, E, R>) => {
+    const run = (head: LedgerHead | undefined, locked: boolean, guess: boolean) =>
+      Effect.provideService(effect, AppendMode, { head, locked, guess, guessed: false })
+    const movedOf = (error: E | LedgerStoreError) => (error as LedgerStoreError).cause as HeadMoved
+    // Under the lock the head is final; a remembered task entry may still be stale: then once more, reading it
+    const runLocked = (head: LedgerHead) =>
+      Effect.catchIf(run(head, true, true), isMoved, (error) => run(movedOf(error).head ?? head, true, false))
+    const lockAndRun = Effect.flatMap(lockHead, (head) => {
+      latest = head
+      return runLocked(head)
+    })
+    return Effect.flatMap(Effect.serviceOption(sql.transactionService), (enclosing) => {
+      if (Option.isSome(enclosing)) {
+        return Effect.catchIf(run(undefined, false, true), isMoved, (error) => {
+          const moved = movedOf(error)
+          return moved.locked && moved.head !== undefined ? runLocked(moved.head) : lockAndRun
+        })
+      }
+      const attempt = (head: LedgerHead | undefined, n: number): Effect.Effect<A, E | LedgerStoreError, R> =>
+        Effect.catchIf(run(head, false, true), isMoved, (error) =>
+          n + 1 < optimisticAttempts ? attempt(movedOf(error).head, n + 1) : withTransaction(lockAndRun)
+        )
+      return standalone.withPermits(1)(attempt(undefined, 0))
+    }).pipe(Effect.withSpan("LedgerStore.withAppendLock"))
+  }
+
+  const head = Effect.flatMap(Effect.serviceOption(AppendMode), (mode) => {
+    if (Option.isNone(mode)) return storedHead
+    const given = mode.value.head ?? latest
+    if (given !== undefined) {
+      mode.value.head = given
+      return Effect.succeed(given)
+    }
+    return Effect.map(storedHead, (stored) => {
+      mode.value.head = stored
+      return stored
+    })
+  })
 
   const write = (entries: ReadonlyArray<LedgerEntry>, nodes: ReadonlyArray<Merkle.Node>) =>
     Effect.gen(function* () {
@@ -251,40 +333,64 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
         if (typeof columns === "string") return yield* failure("write", columns)
         rows.push(columns)
       }
-      const first = entries[0]?.seq ?? -1
-      const nodeRows = nodes.map((node) => ({ level: node.level, idx: node.index, hash: Canonical.toHex(node.hash) }))
+      const mode = yield* Effect.serviceOption(AppendMode)
+      const locked = Option.isNone(mode) || mode.value.locked
+      const guessed = Option.isSome(mode) && mode.value.guessed
+      const first = entries[0]
       const last = entries.at(-1)
-      const size = first + entries.length
-      const [written] = yield* sql<{ readonly entries: number; readonly nodes: number }>`
-        WITH e AS (
-          INSERT INTO ${entriesTable}
-            (pos, seq, kind, task_id, task_prev_hash, step_id, principal, at, payload_hash, payload, prev_hash,
-             entry_hash)
-          SELECT r.seq, r.seq, r.kind, r.task_id, r.task_prev_hash, r.step_id, r.principal::json, r.at, r.payload_hash,
-                 r.payload::json, r.prev_hash, r.entry_hash
-          FROM json_to_recordset(${JSON.stringify(rows)}::json) ${recordset}
-          WHERE (SELECT coalesce(max(pos) + 1, 0) FROM ${entriesTable}) = ${first}
-          RETURNING pos
-        ), n AS (
-          INSERT INTO ${nodesTable} (level, idx, hash)
-          SELECT r.level, r.idx, decode(r.hash, 'hex')
-          FROM json_to_recordset(${JSON.stringify(nodeRows)}::json) AS r(level smallint, idx bigint, hash text)
-          WHERE (SELECT count(*) FROM e) = ${entries.length}
-          RETURNING level
-        ), h AS (
-          UPDATE ${headTable} SET size = ${size}, last_hash = ${last?.entryHash ?? null}
-          WHERE ${entries.length} > 0 AND (SELECT count(*) FROM e) = ${entries.length}
+      // What the appender assumed about each task's last entry (read without the lock, or remembered), checked
+      // under the lock
+      const tasks: Array<{ readonly task_id: string; readonly prev: string }> = []
+      if (!locked || guessed) {
+        const seen = new Set<string>()
+        for (const entry of entries) {
+          if (entry.taskId === undefined || seen.has(entry.taskId)) continue
+          seen.add(entry.taskId)
+          if (entry.taskPrevHash !== undefined) tasks.push({ task_id: entry.taskId, prev: entry.taskPrevHash })
+        }
+      }
+      const nodeRows = nodes.map((node) => ({ level: node.level, idx: node.index, hash: Canonical.toHex(node.hash) }))
+      const [result] = yield* sql<{
+        readonly o_status: number
+        readonly o_size: string | number | bigint | null
+        readonly o_last: string | null
+      }>`SELECT o_status, o_size, o_last FROM ${appendFunction}(
+          ${first === undefined ? null : first.seq}::bigint, ${first === undefined ? null : first.prevHash}::text,
+          ${genesisHash}::text, ${last === undefined ? null : last.entryHash}::text,
+          ${tasks.length === 0 ? null : JSON.stringify(tasks)}::text, ${JSON.stringify(rows)}::text,
+          ${JSON.stringify(nodeRows)}::text)`.pipe(Effect.mapError(storeError("write")))
+      if (result === undefined) return yield* failure("write", "ledger_append returned nothing")
+      const current =
+        result.o_size === null ? undefined : toHead(BigInt(result.o_size as string | number | bigint), result.o_last)
+      if (result.o_status === 0) {
+        if (current !== undefined) {
+          latest = current
+          if (Option.isSome(mode)) mode.value.head = current
+        }
+        for (const entry of entries) if (entry.taskId !== undefined) rememberTask(entry.taskId, entry.entryHash)
+        return
+      }
+      if (result.o_status === 2) for (const task of tasks) taskLast.delete(task.task_id)
+      else if (current !== undefined) latest = current
+      const given = Option.isSome(mode) ? mode.value.head : undefined
+      // A head that did not move since the appender was given it was not a lost race: the write is wrong
+      const raced =
+        result.o_status === 2
+          ? !locked || guessed
+          : result.o_status === 1 &&
+            !locked &&
+            (given === undefined || given.size !== current?.size || given.lastHash !== current.lastHash)
+      if (raced) {
+        return yield* storeError("write")(
+          new HeadMoved(current, Option.isSome(yield* Effect.serviceOption(sql.transactionService)))
         )
-        SELECT (SELECT count(*) FROM e)::int AS entries, (SELECT count(*) FROM n)::int AS nodes`.pipe(
-        Effect.mapError(storeError("write"))
+      }
+      return yield* failure(
+        "write",
+        result.o_status === 2
+          ? `a task's last entry is not the one entry ${first?.seq} follows: nothing was written`
+          : `entry ${first?.seq ?? -1} is not the next entry: nothing was written`
       )
-      if (written?.entries !== entries.length || written.nodes !== nodes.length) {
-        return yield* failure("write", `entry ${first} is not the next entry: nothing was written`)
-      }
-      if (last !== undefined) {
-        const locked = yield* Effect.serviceOption(LockedHead)
-        if (Option.isSome(locked)) locked.value.current = { size, lastHash: last.entryHash }
-      }
     }).pipe(Effect.withSpan("LedgerStore.write"))
 
   const nodes = (ids: ReadonlyArray<Merkle.NodeId>) =>
@@ -300,6 +406,12 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
       )
       const out: Array<Uint8Array | undefined> = new Array(ids.length).fill(undefined)
       for (const row of found) if (row.hash !== null) out[row.ord] = Canonical.fromHex(row.hash)
+      // An optimistic appender assumed a head whose nodes are not committed (another fiber's unit): a race
+      if (out.includes(undefined)) {
+        const mode = yield* Effect.serviceOption(AppendMode)
+        if (Option.isSome(mode) && !mode.value.locked)
+          return yield* storeError("nodes")(new HeadMoved(undefined, false))
+      }
       return out
     }).pipe(Effect.withSpan("LedgerStore.nodes"))
 
@@ -327,13 +439,25 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
       decodeEntryRows
     ).pipe(Effect.map((rows) => rows.map(toEntry)))
 
-  // The task's last entry under the appender's lock (the same transaction sees the unit's own appends)
-  const lastOfTask = (taskId: string) =>
+  // The task's last entry (the same transaction sees the unit's own appends). Under the lock it is final; an
+  // optimistic appender may take the one this process last wrote, which `ledger_append` checks
+  const readLastOfTask = (taskId: string) =>
     sql<{ readonly entry_hash: string }>`SELECT entry_hash FROM ${entriesTable}
         WHERE task_id = ${taskId} ORDER BY pos DESC LIMIT 1`.pipe(
       Effect.map(([row]) => Option.fromNullishOr(row?.entry_hash as LedgerEntry["entryHash"] | undefined)),
       Effect.mapError(storeError("lastOfTask"))
     )
+  const lastOfTask = (taskId: string) =>
+    Effect.flatMap(Effect.serviceOption(AppendMode), (mode) => {
+      if (Option.isSome(mode) && mode.value.guess) {
+        const remembered = taskLast.get(taskId)
+        if (remembered !== undefined) {
+          mode.value.guessed = true
+          return Effect.succeed(Option.some(remembered))
+        }
+      }
+      return readLastOfTask(taskId)
+    })
 
   const checkpointColumns = sql.literal(`c.size, c.root, c."timestamp", c.signature, c.key_id, a.receipt`)
   const checkpointFrom = sql`${checkpointsTable} c LEFT JOIN ${anchorsTable} a ON a.size = c.size`

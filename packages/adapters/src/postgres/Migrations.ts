@@ -33,6 +33,7 @@ import m0006 from "./migrations/0006_webhooks.ts"
 import m0007 from "./migrations/0007_ledger_task_chain.ts"
 import m0008 from "./migrations/0008_jobs_lean.ts"
 import m0009 from "./migrations/0009_jobs_list_by_id.ts"
+import m0010 from "./migrations/0010_ledger_append.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -50,7 +51,8 @@ export const migrations = {
   "0006_webhooks": m0006,
   "0007_ledger_task_chain": m0007,
   "0008_jobs_lean": m0008,
-  "0009_jobs_list_by_id": m0009
+  "0009_jobs_list_by_id": m0009,
+  "0010_ledger_append": m0010
 } as const
 
 /**

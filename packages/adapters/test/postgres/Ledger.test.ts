@@ -4,7 +4,7 @@ import * as Postgres from "@mandate/adapters/postgres"
 import { layerLedger, layerLedgerStoreWithTamper, layerUnitOfWork, makeLedgerStore } from "@mandate/adapters/postgres"
 import { Anchor, type EntryInput, Ledger, LedgerStore, UnitOfWork } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/ledger"
-import { Context, Effect, Layer } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { config, describePostgres, dropSchemaOnExit, TestPostgres } from "../utils/TestPostgres.ts"
 
@@ -122,6 +122,53 @@ describePostgres("Ledger on Postgres", () => {
         // a checkpoint signed by one process verifies in another (same key)
         yield* ledgers[2]!.verifyCheckpoint(yield* ledgers[0]!.checkpoint)
       })
+    )
+
+    it.effect(
+      "an appender whose process saw a head that moved on (another process, a rolled-back unit) continues the stored chain",
+      () =>
+        Effect.gen(function* () {
+          const ledger = yield* Ledger
+          const other = yield* otherProcess
+          const uow = yield* UnitOfWork
+          const task = newTask()
+          yield* ledger.append(entry(task, 1))
+          // the other process appends to the same task: this process' head and the task's last entry are stale
+          const theirs = yield* other.append(entry(task, 2))
+          const alone = yield* ledger.append(entry(task, 3))
+          assert.strictEqual(alone.prevHash, theirs.entryHash)
+          assert.strictEqual(alone.seq, theirs.seq + 1)
+          const theirsAgain = yield* other.append(entry(task, 4))
+          const inUnit = yield* uow.run(ledger.appendBatch([5, 6].map((i) => entry(task, i))))
+          assert.strictEqual(inUnit[0]!.prevHash, theirsAgain.entryHash)
+          // a unit of this process writes and rolls back while another of its fibers appends to the same task
+          const written = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          const unit = yield* Effect.forkChild(
+            Effect.flip(
+              uow.run(
+                ledger
+                  .append(entry(task, 7))
+                  .pipe(
+                    Effect.andThen(Deferred.succeed(written, undefined)),
+                    Effect.andThen(Deferred.await(release)),
+                    Effect.andThen(Effect.fail(new Boom()))
+                  )
+              )
+            )
+          )
+          yield* Deferred.await(written)
+          const waiting = yield* Effect.forkChild(ledger.append(entry(task, 8)))
+          yield* Deferred.succeed(release, undefined)
+          assert.instanceOf(yield* Fiber.join(unit), Boom)
+          const after = yield* Fiber.join(waiting)
+          assert.strictEqual(after.prevHash, inUnit[1]!.entryHash)
+          assert.strictEqual(after.seq, inUnit[1]!.seq + 1)
+          const chain = (yield* ledger.byTask(task)).map((e) => e.entryHash)
+          assert.deepStrictEqual(chain.slice(-2), [inUnit[1]!.entryHash, after.entryHash])
+          assert.strictEqual((yield* other.byTask(task)).at(-1)?.taskPrevHash, inUnit[1]!.entryHash)
+          assert.isTrue((yield* other.verifyAll({ from: alone.seq - 2 })).valid)
+        })
     )
 
     it.effect("a unit that rolls back takes its entries with it; the next append continues the committed chain", () =>
