@@ -20,8 +20,9 @@ import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
 import { mapErrors } from "./Errors.ts"
+import * as Models from "./Models.ts"
+import { pool } from "./Queue.ts"
 import { ShuttingDown } from "./Tasks.ts"
-import * as Wire from "./Wire.ts"
 
 const claimed = (s: ClaimedStep) => ({
   lease_id: s.leaseId,
@@ -46,7 +47,7 @@ const settled = (s: RemoteSettlement) => ({
 const executed = (view: TaskView) => {
   const step = view.steps[0]
   return {
-    ...Wire.taskStatus(view),
+    ...Models.taskStatus(view),
     ...(step?.state === "succeeded" && step.result !== undefined ? { result: step.result } : {}),
     ...(step?.error === undefined ? {} : { error: step.error.message })
   }
@@ -92,7 +93,7 @@ export const RemoteHandlers = HttpApiBuilder.group(Api, "remote", (handlers) =>
       .handle("pool", ({ params }) =>
         remote.pool(params.pool).pipe(
           Effect.map((p) => ({
-            ...Wire.pool(p),
+            ...pool(p),
             step_types: p.types.map((t) => ({
               type: t.type,
               ...(t.description === undefined ? {} : { description: t.description }),
@@ -157,7 +158,7 @@ export const RemoteHandlers = HttpApiBuilder.group(Api, "remote", (handlers) =>
           }
           const view = yield* runtime.get(task.id, principal)
           const stalled = yield* remote.stalled(view)
-          return { ...executed(view), ...Wire.taskStatus(view, stalled) }
+          return { ...executed(view), ...Models.taskStatus(view, stalled) }
         }).pipe(mapErrors(executeNames))
       )
   })
