@@ -105,7 +105,7 @@ export const QueueStatsWire = Schema.Struct({
  * @category models
  * @since 0.1.0
  */
-export const PoolWire = Schema.Struct({
+export const PoolSummaryWire = Schema.Struct({
   pool: Schema.String,
   /** The remote step types routed to the pool. */
   step_types: Schema.Array(Schema.String),
@@ -234,7 +234,7 @@ export class AgentsApi extends HttpApiGroup.make("agents")
     }).annotate(RequiredRoles, readers),
     HttpApiEndpoint.get("pools", "/agents/pools", {
       success: Schema.Struct({
-        pools: Schema.Array(PoolWire)
+        pools: Schema.Array(PoolSummaryWire)
       }),
       error: Unavailable
     }).annotate(RequiredRoles, readers),

@@ -1,7 +1,8 @@
 /**
- * Core errors as HTTP errors: each core error class maps to exactly one wire error (`api/Errors.ts`), so a
- * handler is its core call plus `Effect.mapError(toHttp)`. Paths in `InvalidInput` are core's (`$.params.amount`);
- * `renames` turns them into the request's names (`$.parameters.amount`).
+ * Core errors as HTTP errors: `errorTable` maps each error class, by tag, to exactly one wire error
+ * (`api/Errors.ts`), reading the class's own fields, so a renamed field or a new class without an entry fails to
+ * compile. A handler is its core call plus `mapErrors(renames)`. Paths in `InvalidInput` are core's
+ * (`$.params.amount`); `renames` turns them into the request's names (`$.parameters.amount`).
  *
  * @since 0.1.0
  */

@@ -9,17 +9,18 @@ import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
+import type { PolicyImpactWire, StoredPolicyWire } from "../api/Policy.ts"
 import { mapErrors } from "./Errors.ts"
 import * as Models from "./Models.ts"
 
-const storedPolicy = (stored: StoredPolicySet) => ({
+const storedPolicy = (stored: StoredPolicySet): Models.Wire<typeof StoredPolicyWire> => ({
   version: stored.version,
   active: stored.active,
   published_at: stored.publishedAt,
   policy: stored.set
 })
 
-const impact = (i: PolicyImpact) => ({
+const impact = (i: PolicyImpact): Models.Wire<typeof PolicyImpactWire> => ({
   examined: i.examined,
   changed: i.changed,
   tasks: i.tasks.map((t) => ({

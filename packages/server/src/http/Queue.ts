@@ -19,7 +19,7 @@ import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
-import type { PoolWire, QueueStatsWire } from "../api/Queue.ts"
+import type { PoolSummaryWire, QueueStatsWire } from "../api/Queue.ts"
 import { mapErrors } from "./Errors.ts"
 import * as Models from "./Models.ts"
 
@@ -49,7 +49,7 @@ export const queueStats = (s: QueueStats): Models.Wire<typeof QueueStatsWire> =>
  * @category mapping
  * @since 0.1.0
  */
-export const pool = (p: PoolView): Models.Wire<typeof PoolWire> => ({
+export const pool = (p: PoolView): Models.Wire<typeof PoolSummaryWire> => ({
   pool: p.pool,
   step_types: p.stepTypes,
   agents: p.agents,

@@ -19,12 +19,13 @@ import { Effect, Layer, Stream } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
+import type { ClaimedStepWire, ExecutedWire, SettlementWire } from "../api/Remote.ts"
 import { mapErrors } from "./Errors.ts"
 import * as Models from "./Models.ts"
 import { pool } from "./Queue.ts"
 import { ShuttingDown } from "./Tasks.ts"
 
-const claimed = (s: ClaimedStep) => ({
+const claimed = (s: ClaimedStep): Models.Wire<typeof ClaimedStepWire> => ({
   lease_id: s.leaseId,
   worker_id: s.workerId,
   lease_expires_at: s.leaseExpiresAt,
@@ -36,7 +37,7 @@ const claimed = (s: ClaimedStep) => ({
   params: s.params
 })
 
-const settled = (s: RemoteSettlement) => ({
+const settled = (s: RemoteSettlement): Models.Wire<typeof SettlementWire> => ({
   lease_id: s.leaseId,
   task_id: s.taskId,
   step_id: s.stepId,
@@ -44,7 +45,7 @@ const settled = (s: RemoteSettlement) => ({
   ...(s.error === undefined ? {} : { error: s.error })
 })
 
-const executed = (view: TaskView) => {
+const executed = (view: TaskView): Models.Wire<typeof ExecutedWire> => {
   const step = view.steps[0]
   return {
     ...Models.taskStatus(view),
