@@ -160,6 +160,29 @@ export const agentStatusAt = (lastHeartbeatAt: number, now: number, thresholds: 
 }
 
 /**
+ * Every pool with at least one agent, by name, with how many of its agents are in each status: the one summary
+ * every layer returns from `pools` (layers only read their agents and call this).
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const summarizePools = (agents: Iterable<Pick<Agent, "pool" | "status">>): ReadonlyArray<PoolSummary> => {
+  const byPool = new Map<string, { agents: number; online: number; degraded: number; offline: number }>()
+  for (const agent of agents) {
+    let summary = byPool.get(agent.pool)
+    if (!summary) {
+      summary = { agents: 0, online: 0, degraded: 0, offline: 0 }
+      byPool.set(agent.pool, summary)
+    }
+    summary.agents++
+    summary[agent.status]++
+  }
+  return [...byPool.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([pool, summary]) => ({ pool, ...summary }))
+}
+
+/**
  * Fills in defaults; `offlineAfterMs` is at least `degradedAfterMs`.
  *
  * @category constructors
@@ -318,21 +341,9 @@ function makeMemory(options?: AgentsMemoryOptions): Agents["Service"] {
       }
       return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     }),
-    pools: Effect.map(Clock.currentTimeMillis, (now) => {
-      const byPool = new Map<string, { agents: number; online: number; degraded: number; offline: number }>()
-      for (const stored of agents.values()) {
-        let summary = byPool.get(stored.pool)
-        if (!summary) {
-          summary = { agents: 0, online: 0, degraded: 0, offline: 0 }
-          byPool.set(stored.pool, summary)
-        }
-        summary.agents++
-        summary[agentStatusAt(stored.lastHeartbeatAt, now, limits)]++
-      }
-      return [...byPool.entries()]
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([pool, summary]) => ({ pool, ...summary }))
-    }),
+    pools: Effect.map(Clock.currentTimeMillis, (now) =>
+      summarizePools(Array.from(agents.values(), (stored) => view(stored, now)))
+    ),
     deregister: (agentId) => Effect.map(find(agentId), () => void agents.delete(agentId))
   })
 }

@@ -15,6 +15,7 @@ import { HttpRouter, HttpServer } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { Api } from "./api/Api.ts"
 import { isDevelopmentMode, loadWebhooks, ServerConfig } from "./Config.ts"
+import * as Audit from "./http/Audit.ts"
 import {
   Authenticator,
   type AuthOptions,
@@ -25,7 +26,8 @@ import {
   type RateLimitOptions
 } from "./http/Auth.ts"
 import * as Console from "./http/Console.ts"
-import * as Ledger from "./http/Ledger.ts"
+import * as Plans from "./http/Plans.ts"
+import * as Policy from "./http/Policy.ts"
 import * as Queue from "./http/Queue.ts"
 import * as Remote from "./http/Remote.ts"
 import * as Requests from "./http/Requests.ts"
@@ -71,7 +73,9 @@ export const layerRoutes = (options?: AppOptions) => {
   const maxBodyBytes = options?.maxBodyBytes ?? 1_048_576
   const handlers = Layer.mergeAll(
     Tasks.layer,
-    Ledger.layer,
+    Plans.layer,
+    Policy.layer,
+    Audit.layer,
     Queue.layer,
     Remote.layer,
     System.layer,

@@ -23,8 +23,8 @@ import {
   decode,
   type InvalidInput,
   PoolName,
-  type PoolSummary,
   statusThresholds,
+  summarizePools,
   uuidv7
 } from "@mandate/core"
 import { Clock, Effect, Layer, Option, Schema } from "effect"
@@ -143,21 +143,7 @@ export const makeAgents = Effect.fnUntraced(function* (options?: AgentsOptions) 
   })
 
   const pools = all("pools", sql`SELECT ${columns}, ${now} AS now FROM ${agents}`).pipe(
-    Effect.map((rows) => {
-      const byPool = new Map<string, { agents: number; online: number; degraded: number; offline: number }>()
-      for (const row of rows) {
-        let summary = byPool.get(row.pool)
-        if (!summary) {
-          summary = { agents: 0, online: 0, degraded: 0, offline: 0 }
-          byPool.set(row.pool, summary)
-        }
-        summary.agents++
-        summary[agentStatusAt(row.last_heartbeat_at, row.now, limits)]++
-      }
-      return [...byPool.entries()]
-        .sort(([a], [b]) => byName(a, b))
-        .map(([pool, summary]): PoolSummary => ({ pool, ...summary }))
-    }),
+    Effect.map((rows) => summarizePools(rows.map(toAgent))),
     Effect.withSpan("Agents.pools")
   )
 

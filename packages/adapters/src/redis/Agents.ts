@@ -23,8 +23,8 @@ import {
   decodeAgentQuery,
   decodeAgentRegistration,
   type InvalidInput,
-  type PoolSummary,
   statusThresholds,
+  summarizePools,
   uuidv7
 } from "@mandate/core"
 import { Clock, Effect, Layer, Schema } from "effect"
@@ -143,21 +143,7 @@ export const makeAgents = Effect.fnUntraced(function* (options?: AgentsOptions) 
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   })
 
-  const pools = Effect.map(readAll(keys.agentsAll, "pools"), (agents) => {
-    const byPool = new Map<string, { agents: number; online: number; degraded: number; offline: number }>()
-    for (const agent of agents) {
-      let summary = byPool.get(agent.pool)
-      if (!summary) {
-        summary = { agents: 0, online: 0, degraded: 0, offline: 0 }
-        byPool.set(agent.pool, summary)
-      }
-      summary.agents++
-      summary[agent.status]++
-    }
-    return [...byPool.entries()]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([pool, summary]): PoolSummary => ({ pool, ...summary }))
-  }).pipe(Effect.withSpan("Agents.pools"))
+  const pools = Effect.map(readAll(keys.agentsAll, "pools"), summarizePools).pipe(Effect.withSpan("Agents.pools"))
 
   const deregister = Effect.fn("Agents.deregister")(function* (agentId: AgentId) {
     const removed = yield* deregisterScript(keys.agent(agentId), keys.agentsAll, keys.agentsByPool(""), agentId).pipe(

@@ -100,6 +100,25 @@ export const QueueStatsWire = Schema.Struct({
 })
 
 /**
+ * A pool: its remote step types, its agents by status, and its steps waiting and leased.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const PoolSummaryWire = Schema.Struct({
+  pool: Schema.String,
+  /** The remote step types routed to the pool. */
+  step_types: Schema.Array(Schema.String),
+  agents: Schema.Int,
+  online: Schema.Int,
+  degraded: Schema.Int,
+  offline: Schema.Int,
+  /** Its steps waiting to be claimed, and held under a lease. */
+  waiting: Schema.Int,
+  leased: Schema.Int
+})
+
+/**
  * `POST /agents`: without `agent_id`, one is generated.
  *
  * @category models
@@ -215,20 +234,7 @@ export class AgentsApi extends HttpApiGroup.make("agents")
     }).annotate(RequiredRoles, readers),
     HttpApiEndpoint.get("pools", "/agents/pools", {
       success: Schema.Struct({
-        pools: Schema.Array(
-          Schema.Struct({
-            pool: Schema.String,
-            /** The remote step types routed to the pool. */
-            step_types: Schema.Array(Schema.String),
-            agents: Schema.Int,
-            online: Schema.Int,
-            degraded: Schema.Int,
-            offline: Schema.Int,
-            /** Its steps waiting to be claimed, and held under a lease. */
-            waiting: Schema.Int,
-            leased: Schema.Int
-          })
-        )
+        pools: Schema.Array(PoolSummaryWire)
       }),
       error: Unavailable
     }).annotate(RequiredRoles, readers),

@@ -1,58 +1,69 @@
 /**
- * Core errors as HTTP errors: each core error class maps to exactly one wire error (`api/Errors.ts`), so a
- * handler is its core call plus `Effect.mapError(toHttp)`. Paths in `InvalidInput` are core's (`$.params.amount`);
- * `renames` turns them into the request's names (`$.parameters.amount`).
+ * Core errors as HTTP errors: `errorTable` maps each error class, by tag, to exactly one wire error
+ * (`api/Errors.ts`), reading the class's own fields, so a renamed field or a new class without an entry fails to
+ * compile. A handler is its core call plus `mapErrors(renames)`. Paths in `InvalidInput` are core's
+ * (`$.params.amount`); `renames` turns them into the request's names (`$.parameters.amount`).
  *
  * @since 0.1.0
  */
-import type { InvalidInput } from "@mandate/core"
+import type * as Qubic from "@mandate/adapters/qubic"
+import type * as Core from "@mandate/core"
 import { Effect } from "effect"
 import { BadRequest, Conflict, Forbidden, NotFound, PolicyDenied, Unavailable, Unprocessable } from "../api/Errors.ts"
+import type { StoreUnavailable } from "../Stores.ts"
 
-type Tagged<T extends string> = { readonly _tag: T }
+// The error classes a module exports (classes whose instances are `Error`s with a `_tag`)
+type ErrorsOf<M> = {
+  [K in keyof M]: M[K] extends abstract new (
+    ...args: Array<never>
+  ) => infer I
+    ? I extends Error & { readonly _tag: string }
+      ? I
+      : never
+    : never
+}[keyof M]
 
 /**
- * The wire error each core error becomes.
+ * Every error class core exports (at its root and in its namespaces), the Qubic adapter's and the server's own
+ * `StoreUnavailable`: each has exactly one entry in `errorTable`, which the compiler checks.
  *
  * @category models
  * @since 0.1.0
  */
-export type WireError<E> =
-  E extends Tagged<"InvalidInput" | "UnknownTaskKind" | "InvalidTreeRange">
-    ? BadRequest
-    : E extends Tagged<
-          | "TaskNotFound"
-          | "PlanNotFound"
-          | "JobNotFound"
-          | "AgentNotFound"
-          | "PoolNotFound"
-          | "EntryNotFound"
-          | "AnchorNotFound"
-          | "UnknownPolicyVersion"
-          | "WebhookNotFound"
-          | "WebhookDeliveryNotFound"
-        >
-      ? NotFound
-      : E extends Tagged<"StepNotFound">
-        ? NotFound | Conflict
-        : E extends Tagged<
-              "IllegalTransition" | "LeaseLost" | "VersionConflict" | "LedgerTampered" | "TaskExists" | "PlanStale"
-            >
-          ? Conflict
-          : E extends Tagged<"Forbidden" | "ApprovalForbidden">
-            ? Forbidden
-            : E extends Tagged<"TaskRejected">
-              ? PolicyDenied
-              : E extends Tagged<
-                    | "UnknownStepType"
-                    | "InvalidPlan"
-                    | "PlanRejected"
-                    | "CheckpointRejected"
-                    | "ReservedEntryKind"
-                    | "ProposalRefused"
-                  >
-                ? Unprocessable
-                : Unavailable
+export type MappedError =
+  | ErrorsOf<typeof Core>
+  | ErrorsOf<typeof Core.LedgerKeys>
+  | ErrorsOf<typeof Core.LlmPlanner>
+  | ErrorsOf<typeof Core.Plan>
+  | ErrorsOf<typeof Core.Task>
+  | ErrorsOf<typeof Core.Worker>
+  | ErrorsOf<typeof Qubic>
+  | ErrorsOf<typeof Qubic.StateFile>
+  | StoreUnavailable
+
+/**
+ * The tags of `MappedError`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type MappedTag = MappedError["_tag"]
+
+/**
+ * The error class with tag `T`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type MappedErrorOf<T extends MappedTag> = Extract<MappedError, { readonly _tag: T }>
+
+/**
+ * An error of the API as it goes over the wire (`api/Errors.ts`), as a handler may fail with it.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type HttpError = BadRequest | NotFound | Conflict | Forbidden | PolicyDenied | Unprocessable | Unavailable
 
 /**
  * Renames the leading segments of core paths to the request's field names, e.g. `{ "$.params": "$.parameters" }`.
@@ -76,7 +87,7 @@ const renamePath = (path: string, renames: PathRenames | undefined): string => {
  * @category constructors
  * @since 0.1.0
  */
-export const badRequest = (error: InvalidInput, renames?: PathRenames): BadRequest =>
+export const badRequest = (error: Core.InvalidInput, renames?: PathRenames): BadRequest =>
   new BadRequest({
     message: error.message,
     path: renamePath(error.path, renames),
@@ -85,29 +96,7 @@ export const badRequest = (error: InvalidInput, renames?: PathRenames): BadReque
 
 const one = (path: string, message: string) => new BadRequest({ message, path, issues: [{ path, message }] })
 
-const field = (e: object, key: string): string => String((e as Record<string, unknown>)[key] ?? "")
-
-const message = (e: object): string => {
-  const m = (e as { readonly message?: unknown }).message
-  return typeof m === "string" && m.length > 0 ? m : String((e as { readonly _tag?: unknown })._tag)
-}
-
-const unavailableWhat: Readonly<Record<string, string>> = {
-  TaskStoreError: "The task store",
-  QueueStoreError: "The queue store",
-  LedgerStoreError: "The ledger store",
-  PolicyStoreError: "The policy store",
-  AgentsStoreError: "The agent registry",
-  RateLimitStoreError: "The rate limiter",
-  UnitOfWorkError: "The database transaction",
-  StoreUnavailable: "A backing store",
-  AnchorError: "The anchoring chain",
-  QubicApiError: "The anchoring chain",
-  QubicNetworkError: "The anchoring chain",
-  QubicSignerError: "The anchor signer",
-  LedgerKeyError: "The ledger signing key",
-  WalletError: "The wallet service"
-}
+const message = (e: Error & { readonly _tag: string }): string => (e.message.length > 0 ? e.message : e._tag)
 
 /**
  * The fixed message of a 503 for an error class: what was unavailable, never the driver's text.
@@ -115,11 +104,121 @@ const unavailableWhat: Readonly<Record<string, string>> = {
  * @category constructors
  * @since 0.1.0
  */
-export const unavailableMessage = (tag: string): string =>
-  `${unavailableWhat[tag] ?? "A backing service"} could not complete the request; retry later (${tag})`
+export const unavailableMessage = (tag: string, what = "A backing service"): string =>
+  `${what} could not complete the request; retry later (${tag})`
+
+// Stores, the unit of work and the chain: infrastructure that may come back. The message is fixed per error
+// class: a driver's text (SQL, connection details) never reaches a client; the log has it.
+const unavailable =
+  (what?: string) =>
+  (e: { readonly _tag: string }): Unavailable =>
+    new Unavailable({ message: unavailableMessage(e._tag, what) })
+
+const notFound =
+  <E extends Error & { readonly _tag: string }>(resource: string, id: (e: E) => string) =>
+  (e: E): NotFound =>
+    new NotFound({ message: message(e), resource, id: id(e) })
+
+const conflict =
+  <E extends Error & { readonly _tag: string }>(reason: (e: E) => string) =>
+  (e: E): Conflict =>
+    new Conflict({ message: message(e), reason: reason(e) })
+
+const unprocessable = (e: Error & { readonly _tag: string }): Unprocessable =>
+  new Unprocessable({ message: message(e) })
+
+type Mapper<T extends MappedTag> = (e: MappedErrorOf<T>, renames: PathRenames | undefined) => HttpError
 
 /**
- * Maps a core error to its wire error.
+ * The wire error of each error class, by tag. Each mapper reads its class's own fields, so a renamed field is a
+ * compile error, and a new error class without an entry is one too.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const errorTable = {
+  // 400
+  InvalidInput: (e, renames) => badRequest(e, renames),
+  UnknownTaskKind: (e, renames) => one(renamePath("$.kind", renames), message(e)),
+  InvalidTreeRange: (e) =>
+    one(`$query.${e.parameter === "oldSize" || e.parameter === "from" ? "from" : "to"}`, message(e)),
+  // 403
+  Forbidden: (e) => new Forbidden({ message: message(e), principal: e.principal }),
+  ApprovalForbidden: (e) => new Forbidden({ message: message(e), principal: e.principal }),
+  // 404
+  TaskNotFound: notFound("task", (e) => e.taskId),
+  PlanNotFound: notFound("plan", (e) => e.planId),
+  JobNotFound: notFound("job", (e) => e.jobId),
+  AgentNotFound: notFound("agent", (e) => e.agentId),
+  PoolNotFound: notFound("pool", (e) => e.pool),
+  EntryNotFound: notFound("ledger_entry", (e) => e.entryHash),
+  AnchorNotFound: notFound("transaction", (e) => e.id),
+  UnknownPolicyVersion: notFound("policy_version", (e) => e.version),
+  WebhookNotFound: notFound("webhook", (e) => e.webhookId),
+  WebhookDeliveryNotFound: notFound("webhook_delivery", (e) => e.deliveryId),
+  // 404 for a step the task does not have, 409 for one not waiting for a decision
+  StepNotFound: (e) =>
+    e.problem === "missing"
+      ? new NotFound({ message: message(e), resource: "step", id: e.stepId })
+      : new Conflict({ message: message(e), reason: e.problem }),
+  // 409
+  IllegalTransition: conflict(() => "illegal_transition"),
+  LeaseLost: conflict((e) => `lease_${e.reason}`),
+  VersionConflict: conflict(() => "concurrent_update"),
+  TaskExists: conflict(() => "task_exists"),
+  PlanStale: conflict((e) => e.reason),
+  LedgerTampered: conflict(() => "ledger_tampered"),
+  // 422
+  TaskRejected: (e) =>
+    new PolicyDenied({ message: message(e), task_id: e.taskId, plan_id: e.planId, reasons: e.reasons }),
+  UnknownStepType: unprocessable,
+  InvalidPlan: unprocessable,
+  PlanRejected: unprocessable,
+  CheckpointRejected: unprocessable,
+  ReservedEntryKind: unprocessable,
+  ProposalRefused: unprocessable,
+  // 503
+  TaskStoreError: unavailable("The task store"),
+  QueueStoreError: unavailable("The queue store"),
+  LedgerStoreError: unavailable("The ledger store"),
+  PolicyStoreError: unavailable("The policy store"),
+  AgentsStoreError: unavailable("The agent registry"),
+  RateLimitStoreError: unavailable("The rate limiter"),
+  WebhookStoreError: unavailable(),
+  UnitOfWorkError: unavailable("The database transaction"),
+  StoreUnavailable: unavailable("A backing store"),
+  AnchorError: unavailable("The anchoring chain"),
+  QubicApiError: unavailable("The anchoring chain"),
+  QubicNetworkError: unavailable("The anchoring chain"),
+  QubicSignerError: unavailable("The anchor signer"),
+  StateFileError: unavailable(),
+  MissingPeerDependency: unavailable(),
+  LedgerKeyError: unavailable("The ledger signing key"),
+  WalletError: unavailable("The wallet service"),
+  PlannerUnavailable: unavailable(),
+  // Failures of step handlers and rate limits, settled before they reach a route: a 503 if one ever does
+  StepError: unavailable(),
+  JobFailure: unavailable(),
+  RateLimited: unavailable()
+} satisfies { readonly [T in MappedTag]: Mapper<T> }
+
+type Table = typeof errorTable
+
+/**
+ * The wire error each error becomes: its `errorTable` entry's, and `Unavailable` for an error class the table
+ * does not know (a host's own store).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type WireError<E> = E extends { readonly _tag: infer T }
+  ? T extends keyof Table
+    ? ReturnType<Table[T]>
+    : Unavailable
+  : Unavailable
+
+/**
+ * Maps an error to its wire error (`errorTable`).
  *
  * @category constructors
  * @since 0.1.0
@@ -127,77 +226,10 @@ export const unavailableMessage = (tag: string): string =>
 export const toHttp =
   (renames?: PathRenames) =>
   <E extends { readonly _tag: string }>(e: E): WireError<E> => {
-    const wire = (): object => {
-      switch (e._tag) {
-        case "InvalidInput":
-          return badRequest(e as unknown as InvalidInput, renames)
-        case "UnknownTaskKind":
-          return one(renamePath("$.kind", renames), message(e))
-        case "InvalidTreeRange": {
-          const parameter = field(e, "parameter")
-          const name = parameter === "oldSize" || parameter === "from" ? "from" : "to"
-          return one(`$query.${name}`, message(e))
-        }
-        case "TaskNotFound":
-          return new NotFound({ message: message(e), resource: "task", id: field(e, "taskId") })
-        case "PlanNotFound":
-          return new NotFound({ message: message(e), resource: "plan", id: field(e, "planId") })
-        case "JobNotFound":
-          return new NotFound({ message: message(e), resource: "job", id: field(e, "jobId") })
-        case "AgentNotFound":
-          return new NotFound({ message: message(e), resource: "agent", id: field(e, "agentId") })
-        case "PoolNotFound":
-          return new NotFound({ message: message(e), resource: "pool", id: field(e, "pool") })
-        case "EntryNotFound":
-          return new NotFound({ message: message(e), resource: "ledger_entry", id: field(e, "entryHash") })
-        case "AnchorNotFound":
-          return new NotFound({ message: message(e), resource: "transaction", id: field(e, "id") })
-        case "UnknownPolicyVersion":
-          return new NotFound({ message: message(e), resource: "policy_version", id: field(e, "version") })
-        case "WebhookNotFound":
-          return new NotFound({ message: message(e), resource: "webhook", id: field(e, "webhookId") })
-        case "WebhookDeliveryNotFound":
-          return new NotFound({ message: message(e), resource: "webhook_delivery", id: field(e, "deliveryId") })
-        case "StepNotFound":
-          return field(e, "problem") === "missing"
-            ? new NotFound({ message: message(e), resource: "step", id: field(e, "stepId") })
-            : new Conflict({ message: message(e), reason: field(e, "problem") || "step_not_waiting" })
-        case "IllegalTransition":
-          return new Conflict({ message: message(e), reason: "illegal_transition" })
-        case "LeaseLost":
-          return new Conflict({ message: message(e), reason: `lease_${field(e, "reason")}` })
-        case "VersionConflict":
-          return new Conflict({ message: message(e), reason: "concurrent_update" })
-        case "TaskExists":
-          return new Conflict({ message: message(e), reason: "task_exists" })
-        case "PlanStale":
-          return new Conflict({ message: message(e), reason: field(e, "reason") })
-        case "LedgerTampered":
-          return new Conflict({ message: message(e), reason: "ledger_tampered" })
-        case "Forbidden":
-        case "ApprovalForbidden":
-          return new Forbidden({ message: message(e), principal: field(e, "principal") })
-        case "TaskRejected":
-          return new PolicyDenied({
-            message: message(e),
-            task_id: field(e, "taskId"),
-            plan_id: field(e, "planId"),
-            reasons: (e as unknown as { readonly reasons: ReadonlyArray<string> }).reasons
-          })
-        case "UnknownStepType":
-        case "InvalidPlan":
-        case "PlanRejected":
-        case "CheckpointRejected":
-        case "ReservedEntryKind":
-        case "ProposalRefused":
-          return new Unprocessable({ message: message(e) })
-        default:
-          // Stores, the unit of work and the chain: infrastructure that may come back. The message is fixed per
-          // error class: a driver's text (SQL, connection details) never reaches a client; the log has it.
-          return new Unavailable({ message: unavailableMessage(e._tag) })
-      }
-    }
-    return wire() as WireError<E>
+    const mapper = Object.hasOwn(errorTable, e._tag)
+      ? (errorTable[e._tag as MappedTag] as (e: E, renames: PathRenames | undefined) => HttpError)
+      : unavailable()
+    return mapper(e, renames) as WireError<E>
   }
 
 /**

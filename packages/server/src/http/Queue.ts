@@ -5,13 +5,23 @@
  *
  * @since 0.1.0
  */
-import { AgentId, Agents, defaultLeaseMs, PublicQueue, QueueAdmin, RemoteSteps } from "@mandate/core"
+import {
+  AgentId,
+  Agents,
+  defaultLeaseMs,
+  type PoolView,
+  PublicQueue,
+  QueueAdmin,
+  type QueueStats,
+  RemoteSteps
+} from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
+import type { PoolSummaryWire, QueueStatsWire } from "../api/Queue.ts"
 import { mapErrors } from "./Errors.ts"
-import * as Wire from "./Wire.ts"
+import * as Models from "./Models.ts"
 
 const enqueueNames = {
   "$.runAt": "$.run_at",
@@ -20,6 +30,35 @@ const enqueueNames = {
   "$.idempotencyKey": "$.idempotency_key"
 }
 
+/**
+ * @category mapping
+ * @since 0.1.0
+ */
+export const queueStats = (s: QueueStats): Models.Wire<typeof QueueStatsWire> => ({
+  by_state: s.byState,
+  pending_by_priority: s.pendingByPriority,
+  ready: s.ready,
+  oldest_ready_age_ms: s.oldestReadyAgeMs,
+  wait_p50_ms: s.waitP50Ms,
+  wait_p95_ms: s.waitP95Ms,
+  failure_rate: s.failureRate,
+  dead_lettered: s.deadLettered
+})
+
+/**
+ * @category mapping
+ * @since 0.1.0
+ */
+export const pool = (p: PoolView): Models.Wire<typeof PoolSummaryWire> => ({
+  pool: p.pool,
+  step_types: p.stepTypes,
+  agents: p.agents,
+  online: p.online,
+  degraded: p.degraded,
+  offline: p.offline,
+  waiting: p.waiting,
+  leased: p.leased
+})
 /**
  * @category handlers
  * @since 0.1.0
@@ -44,7 +83,7 @@ export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
             },
             principal
           )
-        ).pipe(Effect.map(Wire.job), mapErrors(enqueueNames))
+        ).pipe(Effect.map(Models.job), mapErrors(enqueueNames))
       )
       .handle("list", ({ query }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
@@ -60,7 +99,7 @@ export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
           )
         ).pipe(
           Effect.map((page) => ({
-            jobs: page.jobs.map(Wire.job),
+            jobs: page.jobs.map(Models.job),
             ...(page.nextCursor === undefined ? {} : { next_cursor: page.nextCursor })
           })),
           mapErrors({ "$.cursor": "$query.cursor", "$.state": "$query.status" })
@@ -68,7 +107,7 @@ export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
       )
       .handle("get", ({ params }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => queue.get(params.id, principal)).pipe(
-          Effect.map(Wire.job),
+          Effect.map(Models.job),
           mapErrors()
         )
       )
@@ -85,46 +124,46 @@ export const QueueHandlers = HttpApiBuilder.group(Api, "queue", (handlers) =>
             principal
           )
         ).pipe(
-          Effect.map((jobs) => ({ jobs: jobs.map(Wire.job) })),
+          Effect.map((jobs) => ({ jobs: jobs.map(Models.job) })),
           mapErrors({ "$.workerId": "$.worker_id", "$.leaseMs": "$.lease_ms" })
         )
       )
       .handle("start", ({ params, payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => queue.start(params.id, payload.worker_id, principal)).pipe(
-          Effect.map(Wire.job),
+          Effect.map(Models.job),
           mapErrors()
         )
       )
       .handle("heartbeat", ({ params, payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
           queue.heartbeat(params.id, payload.worker_id, payload.extend_ms ?? defaultLeaseMs, principal)
-        ).pipe(Effect.map(Wire.job), mapErrors({ "$.extendMs": "$.extend_ms" }))
+        ).pipe(Effect.map(Models.job), mapErrors({ "$.extendMs": "$.extend_ms" }))
       )
       .handle("complete", ({ params, payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
           queue.complete(params.id, payload.worker_id, payload.result, principal)
-        ).pipe(Effect.map(Wire.job), mapErrors())
+        ).pipe(Effect.map(Models.job), mapErrors())
       )
       .handle("fail", ({ params, payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) =>
           queue.fail(params.id, payload.worker_id, payload.error, { retryable: payload.retryable }, principal)
-        ).pipe(Effect.map(Wire.job), mapErrors())
+        ).pipe(Effect.map(Models.job), mapErrors())
       )
       .handle("stats", ({ query }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => queue.stats(query.queue, principal)).pipe(
-          Effect.map(Wire.queueStats),
+          Effect.map(queueStats),
           mapErrors({ "$.queue": "$query.queue" })
         )
       )
       .handle("redrive", ({ params }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => admin.redrive(params.id, principal)).pipe(
-          Effect.map(Wire.job),
+          Effect.map(Models.job),
           mapErrors({ "$.jobId": "$path.id" })
         )
       )
       .handle("requeueExpired", () =>
         Effect.flatMap(CurrentPrincipal, (principal) => queue.requeueExpired(principal)).pipe(
-          Effect.map((jobs) => ({ requeued: jobs.length, jobs: jobs.map(Wire.job) })),
+          Effect.map((jobs) => ({ requeued: jobs.length, jobs: jobs.map(Models.job) })),
           mapErrors()
         )
       )
@@ -153,7 +192,7 @@ export const AgentsHandlers = HttpApiBuilder.group(Api, "agents", (handlers) =>
             },
             principal
           )
-        ).pipe(Effect.map(Wire.agent), mapErrors({ "$.id": "$.agent_id" }))
+        ).pipe(Effect.map(Models.agent), mapErrors({ "$.id": "$.agent_id" }))
       )
       .handle("list", ({ query }) =>
         agents
@@ -162,20 +201,20 @@ export const AgentsHandlers = HttpApiBuilder.group(Api, "agents", (handlers) =>
             ...(query.status === undefined ? {} : { status: query.status })
           })
           .pipe(
-            Effect.map((all) => ({ agents: all.map(Wire.agent) })),
+            Effect.map((all) => ({ agents: all.map(Models.agent) })),
             mapErrors({ "$.pool": "$query.pool", "$.status": "$query.status" })
           )
       )
       .handle("pools", () =>
         remote.pools.pipe(
-          Effect.map((pools) => ({ pools: pools.map(Wire.pool) })),
+          Effect.map((pools) => ({ pools: pools.map(pool) })),
           mapErrors()
         )
       )
-      .handle("get", ({ params }) => agents.get(params.id).pipe(Effect.map(Wire.agent), mapErrors()))
+      .handle("get", ({ params }) => agents.get(params.id).pipe(Effect.map(Models.agent), mapErrors()))
       .handle("heartbeat", ({ params, payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => queue.agentHeartbeat(params.id, payload.load, principal)).pipe(
-          Effect.map(Wire.agent),
+          Effect.map(Models.agent),
           mapErrors()
         )
       )

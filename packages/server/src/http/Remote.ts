@@ -19,11 +19,13 @@ import { Effect, Layer, Stream } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
+import type { ClaimedStepWire, ExecutedWire, SettlementWire } from "../api/Remote.ts"
 import { mapErrors } from "./Errors.ts"
+import * as Models from "./Models.ts"
+import { pool } from "./Queue.ts"
 import { ShuttingDown } from "./Tasks.ts"
-import * as Wire from "./Wire.ts"
 
-const claimed = (s: ClaimedStep) => ({
+const claimed = (s: ClaimedStep): Models.Wire<typeof ClaimedStepWire> => ({
   lease_id: s.leaseId,
   worker_id: s.workerId,
   lease_expires_at: s.leaseExpiresAt,
@@ -35,7 +37,7 @@ const claimed = (s: ClaimedStep) => ({
   params: s.params
 })
 
-const settled = (s: RemoteSettlement) => ({
+const settled = (s: RemoteSettlement): Models.Wire<typeof SettlementWire> => ({
   lease_id: s.leaseId,
   task_id: s.taskId,
   step_id: s.stepId,
@@ -43,10 +45,10 @@ const settled = (s: RemoteSettlement) => ({
   ...(s.error === undefined ? {} : { error: s.error })
 })
 
-const executed = (view: TaskView) => {
+const executed = (view: TaskView): Models.Wire<typeof ExecutedWire> => {
   const step = view.steps[0]
   return {
-    ...Wire.taskStatus(view),
+    ...Models.taskStatus(view),
     ...(step?.state === "succeeded" && step.result !== undefined ? { result: step.result } : {}),
     ...(step?.error === undefined ? {} : { error: step.error.message })
   }
@@ -92,7 +94,7 @@ export const RemoteHandlers = HttpApiBuilder.group(Api, "remote", (handlers) =>
       .handle("pool", ({ params }) =>
         remote.pool(params.pool).pipe(
           Effect.map((p) => ({
-            ...Wire.pool(p),
+            ...pool(p),
             step_types: p.types.map((t) => ({
               type: t.type,
               ...(t.description === undefined ? {} : { description: t.description }),
@@ -157,7 +159,7 @@ export const RemoteHandlers = HttpApiBuilder.group(Api, "remote", (handlers) =>
           }
           const view = yield* runtime.get(task.id, principal)
           const stalled = yield* remote.stalled(view)
-          return { ...executed(view), ...Wire.taskStatus(view, stalled) }
+          return { ...executed(view), ...Models.taskStatus(view, stalled) }
         }).pipe(mapErrors(executeNames))
       )
   })

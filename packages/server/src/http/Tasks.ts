@@ -1,18 +1,28 @@
 /**
- * Handlers of the `tasks` and `plans` groups: each one call into `Runtime`, mapped to the wire.
+ * Handlers of the `tasks` group (`api/Tasks.ts`): each one call into `Runtime`, mapped to the wire.
  *
  * @since 0.1.0
  */
-import { Plan, RemoteSteps, Runtime, Task, taskFeed } from "@mandate/core"
+import { RemoteSteps, Runtime, Task, taskFeed } from "@mandate/core"
 import { Clock, Context, Duration, Effect, Layer, Stream } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
+import type { TaskStarted } from "../api/Tasks.ts"
 import { mapErrors } from "./Errors.ts"
-import * as Wire from "./Wire.ts"
+import * as Models from "./Models.ts"
 
-// Core reports request fields by their core names; the wire names them differently
-const requestNames = { "$.kind": "$.task_type", "$.params": "$.parameters", "$.idempotencyKey": "$.idempotency_key" }
+/**
+ * Core reports request fields by their core names; the wire names them differently.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const requestNames = {
+  "$.kind": "$.task_type",
+  "$.params": "$.parameters",
+  "$.idempotencyKey": "$.idempotency_key"
+}
 
 /**
  * How often a task event stream sends a `keepalive` event (the task's latest status), so that proxies and load
@@ -36,7 +46,17 @@ export const ShuttingDown = Context.Reference<Effect.Effect<void>>("@mandate/ser
   defaultValue: () => Effect.never
 })
 
-const started = (task: Task.Task) => ({ task_id: task.id, status: task.state, plan_id: task.planId ?? "" })
+/**
+ * A started (or executed) task on the wire.
+ *
+ * @category mapping
+ * @since 0.1.0
+ */
+export const started = (task: Task.Task): Models.Wire<typeof TaskStarted> => ({
+  task_id: task.id,
+  status: task.state,
+  plan_id: task.planId ?? ""
+})
 
 /**
  * @category handlers
@@ -65,14 +85,14 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
       )
       .handle("get", ({ params }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => runtime.get(params.id, principal)).pipe(
-          Effect.map(Wire.taskDetail),
+          Effect.map(Models.taskDetail),
           mapErrors()
         )
       )
       .handle("status", ({ params }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => runtime.get(params.id, principal)).pipe(
           // A queued remote step whose pool has no live agent says so
-          Effect.flatMap((view) => Effect.map(remote.stalled(view), (stalled) => Wire.taskStatus(view, stalled))),
+          Effect.flatMap((view) => Effect.map(remote.stalled(view), (stalled) => Models.taskStatus(view, stalled))),
           mapErrors()
         )
       )
@@ -82,17 +102,17 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
             stepId: payload.step_id,
             comment: payload.comment
           })
-        ).pipe(Effect.map(Wire.taskStatus), mapErrors({ "$.stepId": "$.step_id" }))
+        ).pipe(Effect.map(Models.taskStatus), mapErrors({ "$.stepId": "$.step_id" }))
       )
       .handle("cancel", ({ params, payload }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => runtime.cancel(params.id, principal, payload.reason)).pipe(
-          Effect.map(Wire.taskStatus),
+          Effect.map(Models.taskStatus),
           mapErrors()
         )
       )
       .handle("retry", ({ params }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => runtime.retry(params.id, principal)).pipe(
-          Effect.map(Wire.taskStatus),
+          Effect.map(Models.taskStatus),
           mapErrors()
         )
       )
@@ -110,7 +130,7 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
           )
         ).pipe(
           Effect.map((page) => ({
-            tasks: page.tasks.map(Wire.task),
+            tasks: page.tasks.map(Models.task),
             ...(page.nextCursor === undefined ? {} : { next_cursor: page.nextCursor })
           })),
           mapErrors()
@@ -123,7 +143,7 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
           const live = yield* taskFeed(principal).pipe(Effect.provideService(Runtime, runtime))
           // The stream opens with a keepalive, so the response (and its headers) goes out at once
           const keepalive = Effect.map(Clock.currentTimeMillis, (at) => ({ seq: 0, kind: "keepalive", at }))
-          const events = live.pipe(Stream.map(Wire.taskEvent))
+          const events = live.pipe(Stream.map(Models.taskEvent))
           const rest = Duration.isZero(keepAlive)
             ? events
             : Stream.merge(
@@ -147,11 +167,11 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
             kind: "task.snapshot",
             status: view.task.state,
             at: view.task.updatedAt,
-            data: Wire.taskStatus(view)
+            data: Models.taskStatus(view)
           }
           let status = view.task.state
           const events = live.pipe(
-            Stream.map(Wire.taskEvent),
+            Stream.map(Models.taskEvent),
             Stream.tap((e) =>
               Effect.sync(() => {
                 status = e.status
@@ -186,40 +206,9 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
 )
 
 /**
- * @category handlers
- * @since 0.1.0
- */
-export const PlansHandlers = HttpApiBuilder.group(Api, "plans", (handlers) =>
-  Effect.gen(function* () {
-    const runtime = yield* Runtime
-    return handlers
-      .handle("create", ({ payload }) =>
-        Effect.flatMap(CurrentPrincipal, (principal) =>
-          runtime.plan({ kind: payload.task_type, params: payload.parameters }, principal)
-        ).pipe(
-          Effect.map((plan) => Wire.plan(plan, Plan.denials(plan))),
-          mapErrors(requestNames)
-        )
-      )
-      .handle("get", ({ params }) =>
-        Effect.flatMap(CurrentPrincipal, (principal) => runtime.getPlan(params.plan_id, principal)).pipe(
-          Effect.map((plan) => Wire.plan(plan, Plan.denials(plan))),
-          mapErrors()
-        )
-      )
-      .handle("execute", ({ payload }) =>
-        Effect.flatMap(CurrentPrincipal, (principal) => runtime.execute(payload.plan_id, principal)).pipe(
-          Effect.map(started),
-          mapErrors(requestNames)
-        )
-      )
-  })
-)
-
-/**
- * Both groups over the `Runtime` in context.
+ * The group over the `Runtime` in context.
  *
  * @category layers
  * @since 0.1.0
  */
-export const layer = Layer.mergeAll(TasksHandlers, PlansHandlers).pipe(Layer.provide(RemoteSteps.layer))
+export const layer = TasksHandlers.pipe(Layer.provide(RemoteSteps.layer))

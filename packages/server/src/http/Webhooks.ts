@@ -9,9 +9,11 @@ import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
+import type { DeliveryWire, WebhookWire } from "../api/Webhooks.ts"
 import { mapErrors } from "./Errors.ts"
+import type * as Models from "./Models.ts"
 
-const subscription = (s: Webhook.SubscriptionView) => ({
+const subscription = (s: Webhook.SubscriptionView): Models.Wire<typeof WebhookWire> => ({
   id: s.id,
   url: s.url,
   events: s.events,
@@ -21,7 +23,7 @@ const subscription = (s: Webhook.SubscriptionView) => ({
   created_by: s.createdBy
 })
 
-const delivery = (d: Webhook.Delivery) => ({
+const delivery = (d: Webhook.Delivery): Models.Wire<typeof DeliveryWire> => ({
   id: d.id,
   webhook_id: d.subscriptionId,
   type: d.type,

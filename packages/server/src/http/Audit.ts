@@ -1,136 +1,73 @@
 /**
- * Handlers of the `policy` and `audit` groups: each one call into `Policy`, `PolicyStore`, `Ledger` or
- * `Anchor`, mapped to the wire.
+ * Handlers of the `audit` group (`api/Audit.ts`): each one call into `Ledger` or `Anchor`, with the group's own
+ * wire shapes (a task's evidence, the ledger's overview).
  *
  * @since 0.1.0
  */
 import {
   Anchor,
   Ledger,
+  type LedgerOverview,
   ledgerOverview,
-  Policy,
-  PolicyAdmin,
-  type PolicyImpact,
-  PolicyStore,
   recordHostEntry,
-  type StoredPolicySet,
+  type TaskEvidence,
   TaskStore,
   taskBundle,
   taskEntries,
   taskEvidence
 } from "@mandate/core"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
+import type { LedgerOverviewWire, TaskEvidenceWire } from "../api/Audit.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
 import { mapErrors } from "./Errors.ts"
-import * as Wire from "./Wire.ts"
+import * as Models from "./Models.ts"
 
-const storedPolicy = (stored: StoredPolicySet) => ({
-  version: stored.version,
-  active: stored.active,
-  published_at: stored.publishedAt,
-  policy: stored.set
+/**
+ * @category mapping
+ * @since 0.1.0
+ */
+export const evidence = (e: TaskEvidence): Models.Wire<typeof TaskEvidenceWire> => ({
+  task_id: e.taskId,
+  entries: e.entries.map(Models.ledgerEntry),
+  checkpoint: Models.checkpoint(e.checkpoint),
+  proofs: e.proofs.map(Models.inclusionProof),
+  ...Models.optional(
+    "anchored",
+    e.anchored === undefined
+      ? undefined
+      : {
+          checkpoint: Models.checkpoint(e.anchored.checkpoint),
+          anchor: Models.anchorReceipt(e.anchored.anchor),
+          proofs: e.anchored.proofs.map((p) => (p === null ? null : Models.inclusionProof(p)))
+        }
+  ),
+  public_key: e.publicKey,
+  key_id: e.keyId
 })
 
-const impact = (i: PolicyImpact) => ({
-  examined: i.examined,
-  changed: i.changed,
-  tasks: i.tasks.map((t) => ({
-    task_id: t.taskId,
-    task_type: t.kind,
-    status: t.state,
-    requested_by: t.requestedBy,
-    policy_version: t.policyVersion,
-    steps: t.steps.map((s) => ({
-      step_id: s.stepId,
-      action: s.type,
-      before: s.before,
-      after: s.after,
-      reasons: s.reasons
-    }))
-  }))
+/**
+ * @category mapping
+ * @since 0.1.0
+ */
+export const overview = (o: LedgerOverview): Models.Wire<typeof LedgerOverviewWire> => ({
+  size: o.size,
+  checkpoints: o.checkpoints.map((r) => ({
+    checkpoint: Models.checkpoint(r.checkpoint),
+    ...Models.optional("anchor", r.anchor === undefined ? undefined : Models.anchorReceipt(r.anchor))
+  })),
+  checkpoint_count: o.checkpointCount,
+  anchored_count: o.anchoredCount,
+  public_key: o.publicKey,
+  key_id: o.keyId
 })
 
 /**
  * @category handlers
  * @since 0.1.0
  */
-export const PolicyHandlers = HttpApiBuilder.group(Api, "policy", (handlers) =>
-  Effect.gen(function* () {
-    const policy = yield* Policy
-    const store = yield* PolicyStore
-    const admin = yield* PolicyAdmin
-    return handlers
-      .handle("active", () => policy.active.pipe(Effect.map(storedPolicy), mapErrors()))
-      .handle("list", () =>
-        store.list.pipe(
-          Effect.map((all) => ({ policies: all.map(storedPolicy) })),
-          mapErrors()
-        )
-      )
-      .handle("evaluate", ({ payload }) =>
-        Effect.flatMap(CurrentPrincipal, (caller) =>
-          policy.explain({
-            action: payload.action,
-            ...(payload.task_type === undefined ? {} : { task: payload.task_type }),
-            params: payload.parameters,
-            principal: payload.principal ?? caller,
-            ...(payload.at === undefined ? {} : { at: payload.at })
-          })
-        ).pipe(
-          Effect.map((explanation) => ({
-            decision: Wire.decision(explanation.decision),
-            trace: explanation.trace
-          })),
-          mapErrors()
-        )
-      )
-      .handle("versions", () =>
-        Effect.flatMap(CurrentPrincipal, (principal) =>
-          Effect.all([admin.versions(principal), admin.activations(principal)])
-        ).pipe(
-          Effect.map(([all, activations]) => ({
-            versions: all.map(storedPolicy),
-            activations: activations.map(({ entryHash, ...a }) => ({ ...a, entry_hash: entryHash }))
-          })),
-          mapErrors()
-        )
-      )
-      .handle("publish", ({ payload }) =>
-        Effect.flatMap(CurrentPrincipal, (principal) =>
-          admin.propose(payload.policy, principal, { dryRun: payload.dry_run, recentTasks: payload.recent_tasks })
-        ).pipe(
-          Effect.map((proposal) => ({
-            version: proposal.version,
-            name: proposal.set.name,
-            new: proposal.new,
-            published: proposal.stored !== undefined,
-            active_version: proposal.activeVersion,
-            impact: impact(proposal.impact)
-          })),
-          mapErrors({ $: "$.policy" })
-        )
-      )
-      .handle("activate", ({ params }) =>
-        Effect.flatMap(CurrentPrincipal, (principal) => admin.activate(params.version, principal)).pipe(
-          Effect.map((activation) => ({
-            active: storedPolicy(activation.active),
-            ...(activation.previous === undefined ? {} : { previous: activation.previous }),
-            changed: activation.previous !== undefined,
-            rollback: activation.rollback
-          })),
-          mapErrors()
-        )
-      )
-  })
-)
-
-/**
- * @category handlers
- * @since 0.1.0
- */
-export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
+export const layer = HttpApiBuilder.group(Api, "audit", (handlers) =>
   Effect.gen(function* () {
     const ledger = yield* Ledger
     const anchor = yield* Anchor
@@ -142,7 +79,7 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
         Effect.flatMap(CurrentPrincipal, (principal) => taskEntries(params.task_id, principal)).pipe(
           Effect.provideService(Ledger, ledger),
           Effect.provideService(TaskStore, tasks),
-          Effect.map((entries) => ({ task_id: params.task_id, entries: entries.map(Wire.ledgerEntry) })),
+          Effect.map((entries) => ({ task_id: params.task_id, entries: entries.map(Models.ledgerEntry) })),
           mapErrors()
         )
       )
@@ -150,7 +87,7 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
         Effect.flatMap(CurrentPrincipal, (principal) => taskEvidence(params.task_id, principal)).pipe(
           Effect.provideService(Ledger, ledger),
           Effect.provideService(TaskStore, tasks),
-          Effect.map(Wire.taskEvidence),
+          Effect.map(evidence),
           mapErrors()
         )
       )
@@ -190,20 +127,20 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
           Effect.map((verified) => ({
             // verify fails with LedgerTampered when anything no longer matches: what it returns verified
             verified: true,
-            entry: Wire.ledgerEntry(verified.entry),
+            entry: Models.ledgerEntry(verified.entry),
             leaf_hash: verified.leafHash,
-            checkpoint: Wire.checkpoint(verified.checkpoint),
-            inclusion_proof: Wire.inclusionProof(verified.proof),
+            checkpoint: Models.checkpoint(verified.checkpoint),
+            inclusion_proof: Models.inclusionProof(verified.proof),
             ...(verified.anchor === undefined
               ? {}
-              : { anchor_tx_id: verified.anchor.txId, anchor: Wire.anchorReceipt(verified.anchor) }),
+              : { anchor_tx_id: verified.anchor.txId, anchor: Models.anchorReceipt(verified.anchor) }),
             ...(verified.anchored === undefined
               ? {}
               : {
                   anchored: {
-                    checkpoint: Wire.checkpoint(verified.anchored.checkpoint),
-                    inclusion_proof: Wire.inclusionProof(verified.anchored.proof),
-                    anchor: Wire.anchorReceipt(verified.anchored.anchor),
+                    checkpoint: Models.checkpoint(verified.anchored.checkpoint),
+                    inclusion_proof: Models.inclusionProof(verified.anchored.proof),
+                    anchor: Models.anchorReceipt(verified.anchored.anchor),
                     public_key: signerOf(verified.anchored.checkpoint.keyId)
                   }
                 }),
@@ -216,7 +153,7 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
       .handle("overview", ({ query }) =>
         ledgerOverview({ limit: query.limit }).pipe(
           Effect.provideService(Ledger, ledger),
-          Effect.map(Wire.ledgerOverview),
+          Effect.map(overview),
           mapErrors()
         )
       )
@@ -231,7 +168,7 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
       )
       .handle("entries", ({ query }) =>
         ledger.entries({ from: query.from, limit: query.limit }).pipe(
-          Effect.map((entries) => ({ entries: entries.map(Wire.ledgerEntry) })),
+          Effect.map((entries) => ({ entries: entries.map(Models.ledgerEntry) })),
           mapErrors({ "$.from": "$query.from", "$.limit": "$query.limit" })
         )
       )
@@ -253,7 +190,7 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
       )
       .handle("checkpoint", () =>
         ledger.checkpoint.pipe(
-          Effect.map((checkpoint) => ({ ...Wire.checkpoint(checkpoint), public_key: signerOf(checkpoint.keyId) })),
+          Effect.map((checkpoint) => ({ ...Models.checkpoint(checkpoint), public_key: signerOf(checkpoint.keyId) })),
           mapErrors()
         )
       )
@@ -266,23 +203,15 @@ export const AuditHandlers = HttpApiBuilder.group(Api, "audit", (handlers) =>
       .handle("anchor", () =>
         ledger.anchor.pipe(
           Effect.map((record) => ({
-            checkpoint: Wire.checkpoint(record.checkpoint),
-            ...(record.anchor === undefined ? {} : { anchor: Wire.anchorReceipt(record.anchor) })
+            checkpoint: Models.checkpoint(record.checkpoint),
+            ...(record.anchor === undefined ? {} : { anchor: Models.anchorReceipt(record.anchor) })
           })),
           mapErrors()
         )
       )
       .handle("write", ({ payload }) =>
-        anchor.publish(payload.hash, payload.size ?? 0).pipe(Effect.map(Wire.anchorReceipt), mapErrors())
+        anchor.publish(payload.hash, payload.size ?? 0).pipe(Effect.map(Models.anchorReceipt), mapErrors())
       )
-      .handle("tx", ({ params }) => anchor.getTx(params.txid).pipe(Effect.map(Wire.anchorReceipt), mapErrors()))
+      .handle("tx", ({ params }) => anchor.getTx(params.txid).pipe(Effect.map(Models.anchorReceipt), mapErrors()))
   })
 )
-
-/**
- * Both groups.
- *
- * @category layers
- * @since 0.1.0
- */
-export const layer = Layer.mergeAll(PolicyHandlers, AuditHandlers)

@@ -1,5 +1,6 @@
 /**
- * Core models as wire shapes (`api/Models.ts`): renames to snake_case, nothing computed.
+ * The models several groups share (`api/Models.ts`) as wire shapes: renames to snake_case, nothing computed. Each
+ * group's own resources are mapped in its module (`Audit.ts`, `Queue.ts`, …).
  *
  * @since 0.1.0
  */
@@ -10,29 +11,35 @@ import type {
   Checkpoint,
   Job,
   LedgerEntry,
-  LedgerOverview,
   Merkle,
   Plan,
   PolicySet,
-  PoolView,
   Principal,
-  QueueStats,
-  Runtime,
   StalledStep,
   Step,
   Task,
   TaskEvent,
-  TaskEvidence,
   TaskView
 } from "@mandate/core"
 import type { Schema } from "effect"
-import type * as Audit from "../api/Audit.ts"
 import type * as Models from "../api/Models.ts"
 
-type Wire<S extends Schema.Top> = S["Encoded"]
+/**
+ * A schema's wire (encoded) form.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Wire<S extends Schema.Top> = S["Encoded"]
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
-const optional = <K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } =>
+/**
+ * `{ [key]: value }`, or `{}` when `value` is `undefined` (an optional wire field left out).
+ *
+ * @category mapping
+ * @since 0.1.0
+ */
+export const optional = <K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } =>
   (value === undefined ? {} : { [key]: value }) as { [P in K]?: V }
 
 /**
@@ -218,21 +225,6 @@ export const job = (j: Job): Wire<typeof Models.JobWire> => ({
  * @category mapping
  * @since 0.1.0
  */
-export const queueStats = (s: QueueStats) => ({
-  by_state: s.byState,
-  pending_by_priority: s.pendingByPriority,
-  ready: s.ready,
-  oldest_ready_age_ms: s.oldestReadyAgeMs,
-  wait_p50_ms: s.waitP50Ms,
-  wait_p95_ms: s.waitP95Ms,
-  failure_rate: s.failureRate,
-  dead_lettered: s.deadLettered
-})
-
-/**
- * @category mapping
- * @since 0.1.0
- */
 export const agent = (a: Agent): Wire<typeof Models.AgentWire> => ({
   agent_id: a.id,
   pool: a.pool,
@@ -300,66 +292,4 @@ export const anchorReceipt = (r: AnchorReceipt): Wire<typeof Models.AnchorReceip
   status: r.status,
   published_at: r.publishedAt,
   ...optional("confirmed_at", r.confirmedAt)
-})
-
-/**
- * @category mapping
- * @since 0.1.0
- */
-export const taskEvidence = (e: TaskEvidence): Wire<typeof Audit.TaskEvidenceWire> => ({
-  task_id: e.taskId,
-  entries: e.entries.map(ledgerEntry),
-  checkpoint: checkpoint(e.checkpoint),
-  proofs: e.proofs.map(inclusionProof),
-  ...optional(
-    "anchored",
-    e.anchored === undefined
-      ? undefined
-      : {
-          checkpoint: checkpoint(e.anchored.checkpoint),
-          anchor: anchorReceipt(e.anchored.anchor),
-          proofs: e.anchored.proofs.map((p) => (p === null ? null : inclusionProof(p)))
-        }
-  ),
-  public_key: e.publicKey,
-  key_id: e.keyId
-})
-
-/**
- * @category mapping
- * @since 0.1.0
- */
-export const ledgerOverview = (o: LedgerOverview): Wire<typeof Audit.LedgerOverviewWire> => ({
-  size: o.size,
-  checkpoints: o.checkpoints.map((r) => ({
-    checkpoint: checkpoint(r.checkpoint),
-    ...optional("anchor", r.anchor === undefined ? undefined : anchorReceipt(r.anchor))
-  })),
-  checkpoint_count: o.checkpointCount,
-  anchored_count: o.anchoredCount,
-  public_key: o.publicKey,
-  key_id: o.keyId
-})
-
-/**
- * The runtime's service shape, for handlers that take it as a parameter.
- *
- * @category models
- * @since 0.1.0
- */
-export type RuntimeService = Runtime["Service"]
-
-/**
- * @category mapping
- * @since 0.1.0
- */
-export const pool = (p: PoolView) => ({
-  pool: p.pool,
-  step_types: p.stepTypes,
-  agents: p.agents,
-  online: p.online,
-  degraded: p.degraded,
-  offline: p.offline,
-  waiting: p.waiting,
-  leased: p.leased
 })
