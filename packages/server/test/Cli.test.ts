@@ -65,8 +65,8 @@ const json = (run: Run) => {
 
 const transfer = JSON.stringify({ from: walletA, to: walletB, amount: 1_200 })
 
-// Each run starts Node and compiles the CLI's sources: seconds apiece on a loaded machine
-const slow = { timeout: 240_000 }
+// Each run starts Node and compiles the CLI's sources: seconds apiece, up to twenty on a loaded machine (a dozen runs a test)
+const slow = { timeout: 900_000 }
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-cli-"))
 
