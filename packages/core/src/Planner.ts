@@ -46,21 +46,6 @@ export class UnknownStepType extends Schema.TaggedError<UnknownStepType>()("Unkn
 }
 
 /**
- * A plan with at least one denied step. Carries the plan (with every decision) so it can be recorded.
- *
- * @category errors
- * @since 0.1.0
- */
-export class PlanRejected extends Schema.TaggedError<PlanRejected>()("PlanRejected", {
-  reasons: Schema.Array(Schema.String),
-  plan: PlanModule.Plan
-}) {
-  override get message(): string {
-    return `Plan rejected by policy: ${this.reasons.join("; ")}`
-  }
-}
-
-/**
  * What to plan.
  *
  * @category models
@@ -104,7 +89,6 @@ export type PlanError =
   | UnknownStepType
   | InvalidInput
   | PlanModule.InvalidPlan
-  | PlanRejected
   | UnknownPolicyVersion
   | PolicyStoreError
   | LlmPlannerModule.ProposalRefused
@@ -117,6 +101,10 @@ export type PlanError =
 export class Planner extends Context.Service<
   Planner,
   {
+    /**
+     * Plans a task. A plan with denied steps is still a plan (every step carries its decision; `Plan.denials`
+     * lists the reasons): whoever runs it decides what a denial means — the runtime records it as a rejected task.
+     */
     readonly plan: (request: PlanRequest, options?: PlanOptions) => Effect.Effect<PlanModule.Plan, PlanError>
     readonly kinds: Effect.Effect<ReadonlyArray<KindInfo>>
   }
@@ -251,7 +239,5 @@ const makePlan = Effect.fnUntraced(function* (
     hash: Sha256Hex.make(PlanModule.hashOf(content)),
     createdAt: at
   }
-  const denied = PlanModule.denials(plan)
-  if (denied.length > 0) return yield* new PlanRejected({ reasons: denied, plan })
   return plan
 })

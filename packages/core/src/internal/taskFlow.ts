@@ -8,10 +8,10 @@
 import { Effect, Schema } from "effect"
 import type { Approval } from "../Approval.ts"
 import type { JobId, StepId } from "../Ids.ts"
-import type { Plan, PlannedStep } from "../Plan.ts"
+import { denials, type Plan, type PlannedStep } from "../Plan.ts"
 import { hasRole, type Principal, system } from "../Principal.ts"
 import type { Step, StepErrorInfo, StepState } from "../Step.ts"
-import { IllegalTransition, type TaskState } from "../Task.ts"
+import { IllegalTransition, type Task, type TaskState } from "../Task.ts"
 import type { TaskRecord } from "../TaskStore.ts"
 
 /**
@@ -602,4 +602,85 @@ export const retry = (
       now
     )
   )
+}
+
+/**
+ * Opens a task on its plan: the entries every task starts with (`task.created`, `plan.proposed` for a model's
+ * plan, `plan.created`, one `policy.decided` per step), then either `task.rejected` (some step denied: every step
+ * skipped, the reasons on the task) or the first steps scheduled. `denied` lists the denials (empty: running).
+ *
+ * @category flow
+ * @since 0.1.0
+ */
+export const open = (
+  task: Task,
+  plan: Plan,
+  principal: Principal
+): { readonly transition: Transition; readonly denied: ReadonlyArray<string> } => {
+  const now = task.createdAt
+  const opening: Array<Command> = [
+    {
+      _tag: "Record",
+      kind: "task.created",
+      principal,
+      payload: {
+        kind: task.kind,
+        params: task.params,
+        priority: task.priority,
+        ...(task.idempotencyKey === undefined ? {} : { idempotencyKey: task.idempotencyKey })
+      }
+    },
+    // Where a model-proposed plan came from, for an auditor (Planner.layerLlm)
+    ...(plan.proposedBy === undefined
+      ? []
+      : [{ _tag: "Record", kind: "plan.proposed", payload: { ...plan.proposedBy } } satisfies Command]),
+    {
+      _tag: "Record",
+      kind: "plan.created",
+      payload: {
+        planId: plan.id,
+        hash: plan.hash,
+        policyVersion: plan.policyVersion,
+        steps: plan.steps.map((s) => ({ id: s.id, type: s.type, dependsOn: s.dependsOn, paramsHash: s.paramsHash }))
+      }
+    },
+    ...plan.steps.map(
+      (s): Command => ({
+        _tag: "Record",
+        kind: "policy.decided",
+        stepId: s.id,
+        payload: {
+          effect: s.decision.effect,
+          matchedRules: s.decision.matchedRules,
+          reasons: s.decision.reasons,
+          policyVersion: s.decision.policyVersion,
+          paramsHash: s.paramsHash,
+          ...(s.decision.approvals === undefined ? {} : { approvals: s.decision.approvals })
+        }
+      })
+    )
+  ]
+  const steps: Array<Step> = plan.steps.map((s) => ({
+    taskId: task.id,
+    id: s.id,
+    type: s.type,
+    state: "pending",
+    attempts: 0,
+    round: 0,
+    updatedAt: now
+  }))
+  const denied = denials(plan)
+  const initial: TaskRecord = {
+    task: { ...task, state: denied.length > 0 ? "rejected" : "running", reasons: denied },
+    steps: denied.length > 0 ? steps.map((s) => ({ ...s, state: "skipped" as const })) : steps,
+    approvals: []
+  }
+  const transition: Transition =
+    denied.length > 0
+      ? {
+          record: initial,
+          commands: [...opening, { _tag: "Record", kind: "task.rejected", payload: { reasons: denied } }]
+        }
+      : advance({ record: initial, commands: opening }, plan, now)
+  return { transition, denied }
 }
