@@ -239,6 +239,70 @@ export const stepStarted = (
   })
 }
 
+// The queue's lease-expiry error names the holder (the same text on every backend)
+const expiredHolder = (lastError: string | undefined): string | undefined =>
+  lastError === undefined ? undefined : /^lease expired \(held by (.+)\)$/.exec(lastError)?.[1]
+
+/**
+ * A worker's attempt of a queued step, recorded when it settles (in the same unit as its outcome) rather than in
+ * a unit of its own when it starts: `step.started` (with `claimedAt`, when the queue gave the attempt its lease)
+ * then whatever `settle` adds. Attempts the job counts but the task never heard of (a worker that died or lost
+ * its lease before settling) are recorded first, each as `step.started` and `step.failed` with `lost: true`,
+ * naming the worker whose lease expired when the queue says so — every attempt and its worker stay in the ledger.
+ *
+ * @category flow
+ * @since 0.1.0
+ */
+export const attemptSettled = (
+  record: TaskRecord,
+  stepId: StepId,
+  job: { readonly attempts: number; readonly lastError?: string | undefined; readonly claimedAt?: number | undefined },
+  now: number,
+  worker: string,
+  settle: (started: TaskRecord) => Transition
+): Transition => {
+  const step = stepOf(record, stepId)!
+  const commands: Array<Command> = []
+  for (let attempt = step.attempts + 1; attempt < job.attempts; attempt++) {
+    const holder = attempt === job.attempts - 1 ? expiredHolder(job.lastError) : undefined
+    const by = holder === undefined ? {} : { worker: holder }
+    const error: StepErrorInfo = {
+      message:
+        attempt === job.attempts - 1 && job.lastError !== undefined ? job.lastError : "attempt lost before it settled",
+      retryable: true
+    }
+    commands.push(
+      { _tag: "Record", kind: "step.started", stepId, payload: { attempt, round: step.round, lost: true, ...by } },
+      {
+        _tag: "Record",
+        kind: "step.failed",
+        stepId,
+        payload: { error, final: false, attempts: attempt, lost: true, ...by }
+      }
+    )
+  }
+  commands.push({
+    _tag: "Record",
+    kind: "step.started",
+    stepId,
+    payload: {
+      attempt: job.attempts,
+      round: step.round,
+      worker,
+      ...(job.claimedAt === undefined ? {} : { claimedAt: job.claimedAt })
+    }
+  })
+  const started = setStep(record, {
+    ...step,
+    state: "running",
+    attempts: Math.max(step.attempts + 1, job.attempts),
+    updatedAt: now,
+    worker
+  })
+  const settled = settle(started)
+  return { record: settled.record, commands: [...commands, ...settled.commands] }
+}
+
 /**
  * A step's attempt succeeded (its result already checked against the handler's result schema). Schedules what
  * became ready; completes the task when every step is done. `worker`, the lease holder that ran the attempt, goes

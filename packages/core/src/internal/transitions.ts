@@ -249,7 +249,10 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
       })
     )
 
-  return { hub, outboxes, planOf, mustGet, apply, publish, remember, transact, view }
+  /** The record this runtime last committed for a task, if it still knows it (may be stale: check before trusting). */
+  const recent = (taskId: TaskId): TaskRecord | undefined => committed.get(taskId)
+
+  return { hub, outboxes, planOf, mustGet, apply, publish, remember, transact, view, recent }
 })
 
 /**
