@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, PubSub } from "effect"
+import { Clock, Effect, PubSub, Result } from "effect"
 import type { TaskId } from "../Ids.ts"
 import type { EntryInput, Ledger } from "../Ledger.ts"
 import type { Plan } from "../Plan.ts"
@@ -219,9 +219,14 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
           let record = known ?? (yield* store.get(taskId))
           const plan = yield* planOf(record)
           const now = yield* Clock.currentTimeMillis
-          let transition = yield* decide(record, plan, now)
-          if (transition === undefined && known !== undefined) {
-            record = yield* store.get(taskId)
+          let transition: Flow.Transition | undefined
+          // Decided on the record this runtime last wrote: a change is checked by the write (compare-and-set),
+          // but doing nothing, or refusing, is only trusted on a fresh read (another process may have moved on)
+          const first = known === undefined ? undefined : yield* Effect.result(decide(record, plan, now))
+          if (first !== undefined && Result.isSuccess(first) && first.success !== undefined) {
+            transition = first.success
+          } else {
+            if (known !== undefined) record = yield* store.get(taskId)
             transition = yield* decide(record, plan, now)
           }
           if (transition === undefined) return { record, events: [] as ReadonlyArray<PendingEvent> }
