@@ -7,7 +7,7 @@
  */
 import { Duration, Effect, Option, Schema } from "effect"
 import { type StepId, TaskId } from "../Ids.ts"
-import { decode } from "../InvalidInput.ts"
+import { decode, type InvalidInput } from "../InvalidInput.ts"
 import type { Job } from "../Job.ts"
 import type { Ledger } from "../Ledger.ts"
 import type { Plan } from "../Plan.ts"
@@ -33,7 +33,19 @@ export const StepJob = Schema.Struct({ taskId: TaskId, stepId: Schema.String, ro
  * @category decoding
  * @since 0.1.0
  */
-export const decodeStepJob = decode(StepJob, "$.payload")
+export const decodeStepJob = (payload: unknown): Effect.Effect<StepJobRef, InvalidInput> => {
+  // The runtime wrote these payloads itself: the common case is checked by hand, the schema only explains a bad one
+  const p = payload as { readonly taskId?: unknown; readonly stepId?: unknown; readonly round?: unknown } | null
+  return typeof p === "object" &&
+    p !== null &&
+    typeof p.stepId === "string" &&
+    Number.isSafeInteger(p.round) &&
+    isTaskId(p.taskId)
+    ? Effect.succeed(p as StepJobRef)
+    : decodeSlow(payload)
+}
+const decodeSlow = decode(StepJob, "$.payload")
+const isTaskId = Schema.is(TaskId)
 
 type StepJobRef = typeof StepJob.Type
 
