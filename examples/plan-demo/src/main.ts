@@ -2,7 +2,7 @@
  * Plans a few seed tasks under the default policy and prints each step with its policy decision.
  * Run: npm start (from the repository root).
  */
-import { Planner, Policy, Principal } from "@mandate/core"
+import { Plan, Planner, Policy, Principal } from "@mandate/core"
 import { Console, Effect, Layer } from "effect"
 
 const alice = Principal.make("alice", ["submitter"])
@@ -32,10 +32,15 @@ const program = Effect.gen(function* () {
             `  ${step.id.padEnd(16)} after [${step.dependsOn.join(", ")}]`.padEnd(48) +
               `${symbol[step.decision.effect]}  — ${step.decision.reasons.join("; ")}`
           )
-        ).pipe(Effect.andThen(Console.log(`  plan ${plan.id} hash ${plan.hash.slice(0, 12)}…\n`)))
+        ).pipe(
+          Effect.andThen(
+            Plan.denials(plan).length > 0
+              ? Console.log(`  REFUSED: ${Plan.denials(plan).join("; ")}\n`)
+              : Console.log(`  plan ${plan.id} hash ${plan.hash.slice(0, 12)}…\n`)
+          )
+        )
       ),
       Effect.catchTags({
-        PlanRejected: (e) => Console.log(`  REFUSED: ${e.reasons.join("; ")}\n`),
         InvalidInput: (e) => Console.log(`  INVALID: ${e.issues.map((i) => `${i.path}: ${i.message}`).join("; ")}\n`)
       })
     )

@@ -27,7 +27,6 @@ import {
   catalogOf,
   makeTemplatePlanner,
   Planner,
-  PlanRejected,
   type PlanRequest,
   type TemplateOptions,
   type UnknownStepType
@@ -324,10 +323,7 @@ export const layer = (options: LlmPlannerOptions): Layer.Layer<Planner, never, P
                 // Structural problems of the proposal are the model's: refused, with the reason
                 InvalidPlan: (e: InvalidPlan) => Effect.fail(refuse(e.message, "$.steps", origin.responseHash)),
                 UnknownStepType: (e: UnknownStepType) => Effect.fail(refuse(e.message, "$.steps", origin.responseHash)),
-                InvalidInput: (e: InvalidInput) => Effect.fail(refuse(e.message, e.path, origin.responseHash)),
-                // Denied by policy: the plan (with its origin) is recorded as a rejected task
-                PlanRejected: (e: PlanRejected) =>
-                  Effect.fail(new PlanRejected({ reasons: e.reasons, plan: { ...e.plan, proposedBy: origin } }))
+                InvalidInput: (e: InvalidInput) => Effect.fail(refuse(e.message, e.path, origin.responseHash))
               })
             )
           return { ...plan, proposedBy: origin }

@@ -46,21 +46,6 @@ export class UnknownStepType extends Schema.TaggedError<UnknownStepType>()("Unkn
 }
 
 /**
- * A plan with at least one denied step. Carries the plan (with every decision) so it can be recorded.
- *
- * @category errors
- * @since 0.1.0
- */
-export class PlanRejected extends Schema.TaggedError<PlanRejected>()("PlanRejected", {
-  reasons: Schema.Array(Schema.String),
-  plan: PlanModule.Plan
-}) {
-  override get message(): string {
-    return `Plan rejected by policy: ${this.reasons.join("; ")}`
-  }
-}
-
-/**
  * What to plan.
  *
  * @category models
@@ -104,7 +89,6 @@ export type PlanError =
   | UnknownStepType
   | InvalidInput
   | PlanModule.InvalidPlan
-  | PlanRejected
   | UnknownPolicyVersion
   | PolicyStoreError
   | LlmPlannerModule.ProposalRefused
@@ -117,6 +101,10 @@ export type PlanError =
 export class Planner extends Context.Service<
   Planner,
   {
+    /**
+     * Plans a task. A plan with denied steps is still a plan (every step carries its decision; `Plan.denials`
+     * lists the reasons): whoever runs it decides what a denial means — the runtime records it as a rejected task.
+     */
     readonly plan: (request: PlanRequest, options?: PlanOptions) => Effect.Effect<PlanModule.Plan, PlanError>
     readonly kinds: Effect.Effect<ReadonlyArray<KindInfo>>
   }
@@ -205,7 +193,13 @@ const makePlan = Effect.fnUntraced(function* (
   const taskParams = yield* decode(template.params, "$.params")(request.params)
   const specs = template.steps(taskParams)
 
-  const steps: Array<{ id: StepId; type: string; params: Schema.Json; dependsOn: Array<StepId> }> = []
+  const steps: Array<{
+    id: StepId
+    type: string
+    params: Schema.Json
+    dependsOn: Array<StepId>
+    paramsHash: Sha256Hex
+  }> = []
   for (const spec of specs) {
     const idResult = Schema.decodeUnknownResult(StepId)(spec.id)
     if (Result.isFailure(idResult))
@@ -215,15 +209,19 @@ const makePlan = Effect.fnUntraced(function* (
     const root = `$.steps[${JSON.stringify(spec.id)}].params`
     const decoded = yield* decode(stepType.params, root)(spec.params)
     // Store the encoded form: plans are JSON, and re-encoding drops keys the schema does not know
-    const params = yield* Schema.encodeEffect(stepType.params)(decoded).pipe(
-      Effect.flatMap((encoded) => Effect.as(Canonical.encodeEffect(encoded, root), encoded as Schema.Json)),
+    // Encoded canonically once: the check that it is JSON and the params hash come from the same text
+    const [params, canonical] = yield* Schema.encodeEffect(stepType.params)(decoded).pipe(
+      Effect.flatMap((encoded) =>
+        Effect.map(Canonical.encodeEffect(encoded, root), (text) => [encoded as Schema.Json, text] as const)
+      ),
       Effect.mapError((e) => (e instanceof InvalidInput ? e : InvalidInput.at(root, e.message)))
     )
     steps.push({
       id: idResult.success,
       type: spec.type,
       params,
-      dependsOn: (spec.dependsOn ?? []).map((d) => StepId.make(d))
+      dependsOn: (spec.dependsOn ?? []).map((d) => StepId.make(d)),
+      paramsHash: Sha256Hex.make(Canonical.sha256Hex(canonical))
     })
   }
   const ordered = PlanModule.topologicalOrder(steps)
@@ -238,7 +236,7 @@ const makePlan = Effect.fnUntraced(function* (
       { action: step.type, task: request.kind, params: step.params, principal: request.principal, at },
       { version: policyVersion }
     )
-    planned.push({ ...step, decision, paramsHash: Sha256Hex.make(Canonical.hash(step.params)) })
+    planned.push({ ...step, decision })
   }
   const params = yield* Schema.encodeEffect(template.params)(taskParams).pipe(
     Effect.mapError((e) => InvalidInput.at("$.params", e.message))
@@ -251,7 +249,5 @@ const makePlan = Effect.fnUntraced(function* (
     hash: Sha256Hex.make(PlanModule.hashOf(content)),
     createdAt: at
   }
-  const denied = PlanModule.denials(plan)
-  if (denied.length > 0) return yield* new PlanRejected({ reasons: denied, plan })
   return plan
 })

@@ -15,34 +15,26 @@
  *
  * @since 0.1.0
  */
-import {
-  Cause,
-  Clock,
-  Context,
-  Duration,
-  Effect,
-  Layer,
-  Option,
-  PubSub,
-  Result,
-  Schema,
-  type Scope,
-  Stream
-} from "effect"
+import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema, type Scope, Stream } from "effect"
 import * as Access from "./Access.ts"
 import * as Canonical from "./Canonical.ts"
 import { type AgentId, type JobId, makeTaskId, type StepId, TaskId } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
+import * as Deadlines from "./internal/deadlines.ts"
+import * as Reconcile from "./internal/reconcile.ts"
+import * as Remote from "./internal/remoteExecution.ts"
+import * as StepRunner from "./internal/stepRunner.ts"
 import * as Flow from "./internal/taskFlow.ts"
+import * as Transitions from "./internal/transitions.ts"
 import { isReservedPool, isReservedQueue, type Job, poolQueue, QueueName, reservedQueuePrefix } from "./Job.ts"
-import { type EntryInput, Ledger } from "./Ledger.ts"
+import { Ledger } from "./Ledger.ts"
 import type { LedgerStoreError } from "./LedgerStore.ts"
 import type { Plan } from "./Plan.ts"
-import { type PlanError, Planner, PlanRejected, UnknownStepType } from "./Planner.ts"
+import { type PlanError, Planner, UnknownStepType } from "./Planner.ts"
 import { hasRole, Principal } from "./Principal.ts"
-import { JobNotFound, type LeaseLost, prepareResult, Queue, type QueueStoreError } from "./Queue.ts"
+import { type JobNotFound, type LeaseLost, Queue, type QueueStoreError } from "./Queue.ts"
 import type { Step } from "./Step.ts"
-import { StepError, type StepHandler, StepHandlers } from "./StepHandlers.ts"
+import { StepHandlers } from "./StepHandlers.ts"
 import type { IllegalTransition } from "./Task.ts"
 import { type Task, TaskRequest, type TaskState } from "./Task.ts"
 import { readRecord } from "./TaskAccess.ts"
@@ -54,7 +46,7 @@ import {
   type TaskRecord,
   TaskStore,
   TaskStoreError,
-  VersionConflict
+  type VersionConflict
 } from "./TaskStore.ts"
 import * as TaskTrace from "./TaskTrace.ts"
 import { UnitOfWork, type UnitOfWorkError } from "./UnitOfWork.ts"
@@ -444,8 +436,6 @@ export type DecisionError =
 // Implementation
 // ---------------------------------------------------------------------------------------------------------
 
-const StepJob = Schema.Struct({ taskId: TaskId, stepId: Schema.String, round: Schema.Int })
-const decodeStepJob = decode(StepJob, "$.payload")
 const decodeTaskId = decode(TaskId, "$.taskId")
 const decodePrincipal = decode(Principal, "$.principal")
 const decodeRequest = decode(TaskRequest)
@@ -489,202 +479,24 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     queueOfType.set(h.type, name)
   }
   const maxAttempts = options?.maxAttempts ?? 5
-  const hub = yield* PubSub.sliding<TaskEvent>(16_384)
-  let eventSeq = 0
-  // Registered outboxes (`outbox`), each in a box of its own so the same function may be registered twice
-  const outboxes = new Set<{ readonly stage: OutboxStage }>()
 
-  // Plans never change: cache them by id.
-  const plans = new Map<string, Plan>()
-  const planOf = (record: TaskRecord) =>
-    Effect.suspend(() => {
-      const id = record.task.planId!
-      const cached = plans.get(id)
-      if (cached) return Effect.succeed(cached)
-      return store.getPlan(id).pipe(
-        Effect.tap((plan) =>
-          Effect.sync(() => {
-            if (plans.size > 50_000) plans.clear()
-            plans.set(id, plan)
-          })
-        ),
-        // A task whose plan is missing means the store lost data: a store failure, not a caller's error
-        Effect.catchTag("PlanNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "getPlan", cause })))
-      )
-    })
-
-  /** Reads a record that must exist (it was just written). */
-  const mustGet = (taskId: TaskId) =>
-    store
-      .get(taskId)
-      .pipe(Effect.catchTag("TaskNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "get", cause }))))
-
-  // ---- applying a transition ------------------------------------------------------------------------------
-
-  /** Writes a transition: jobs first (their ids go into the record), then the record (CAS), ledger, cancels. */
-  const apply = (before: TaskRecord, transition: Flow.Transition, now: number, created = false) =>
-    Effect.gen(function* () {
-      let record = transition.record
-      const enqueues = transition.commands.flatMap((c) => (c._tag === "Enqueue" ? [c] : []))
-      if (enqueues.length > 0) {
-        const jobs = yield* queue.enqueueBatch(
-          enqueues.map((c) => ({
-            queue: queueOfType.get(c.planned.type) ?? stepsQueue,
-            payload: {
-              taskId: record.task.id,
-              stepId: c.step.id,
-              round: c.step.round,
-              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
-            },
-            priority: record.task.priority,
-            maxAttempts,
-            idempotencyKey: `${record.task.id}/${c.step.id}/${c.step.round}`,
-            ...(options?.pool === undefined || queueOfType.has(c.planned.type) ? {} : { pool: options.pool })
-          }))
-        )
-        const jobIds = new Map(enqueues.map((c, i) => [c.step.id as string, jobs[i]!.id]))
-        record = {
-          ...record,
-          steps: record.steps.map((s) => (jobIds.has(s.id) ? { ...s, jobId: jobIds.get(s.id)! } : s))
-        }
-      }
-      const deadlines = transition.commands.flatMap((c) => (c._tag === "ScheduleDeadline" ? [c] : []))
-      if (deadlines.length > 0) {
-        yield* queue.enqueueBatch(
-          deadlines.map((c) => ({
-            queue: deadlinesQueue,
-            payload: {
-              taskId: record.task.id,
-              stepId: c.stepId,
-              round: c.round,
-              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
-            },
-            priority: "high" as const,
-            runAt: c.at,
-            maxAttempts: 20,
-            idempotencyKey: `${record.task.id}/${c.stepId}/${c.round}/deadline`
-          }))
-        )
-      }
-      // A created record was stored as version 0 before its jobs existed; this write adds their ids
-      const expected = created ? 0 : before.task.version
-      record = { ...record, task: { ...record.task, version: expected + 1 } }
-      yield* store.save(record, expected)
-      const entries: Array<EntryInput> = transition.commands.flatMap((c) =>
-        c._tag === "Record"
-          ? [
-              {
-                kind: c.kind,
-                taskId: record.task.id,
-                ...(c.stepId === undefined ? {} : { stepId: c.stepId }),
-                ...(c.principal === undefined ? {} : { principal: c.principal }),
-                payload: c.payload,
-                storePayload: true
-              }
-            ]
-          : []
-      )
-      if (entries.length > 0) {
-        yield* ledger
-          .appendBatch(entries)
-          .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
-      }
-      for (const c of transition.commands) {
-        if (c._tag === "CancelJob") {
-          // A job that already finished or vanished needs no cancelling
-          yield* queue.cancel(c.jobId).pipe(Effect.catchTag(["JobNotFound", "IllegalTransition"], () => Effect.void))
-        }
-      }
-      const events: Array<Omit<TaskEvent, "seq">> = transition.commands.flatMap((c) =>
-        c._tag === "Record" || c._tag === "Notify"
-          ? [
-              {
-                taskId: record.task.id,
-                kind: c.kind,
-                ...(c.stepId === undefined ? {} : { stepId: c.stepId }),
-                state: record.task.state,
-                version: record.task.version,
-                at: now,
-                ...(c._tag === "Record" ? { data: c.payload } : c.data === undefined ? {} : { data: c.data })
-              }
-            ]
-          : []
-      )
-      if (events.length > 0) for (const outbox of outboxes) yield* outbox.stage(events)
-      return { record, events }
-    }).pipe(
-      transition.record.task.state === "completed" && before.task.state !== "completed"
-        ? TaskTrace.span("Runtime.complete", { attributes: { "mandate.task.id": transition.record.task.id } })
-        : (self) => self
-    )
-
-  const publish = (events: ReadonlyArray<Omit<TaskEvent, "seq">>) =>
-    events.length === 0
-      ? Effect.void
-      : PubSub.publishAll(
-          hub,
-          events.map((e) => ({ ...e, seq: ++eventSeq }))
-        )
-
-  // The records this runtime last committed, by task: a transition decided on one skips reading (and decoding)
-  // the record it wrote itself. Sound because every write is checked against the version it was decided on (a
-  // task another writer moved since fails with VersionConflict, drops the entry and is retried on a fresh read),
-  // and a decision to do nothing is only trusted on a fresh read.
-  const committed = new Map<TaskId, TaskRecord>()
-  const remember = (record: TaskRecord) =>
-    Effect.sync(() => {
-      const known = committed.get(record.task.id)
-      if (known !== undefined && known.task.version >= record.task.version) return
-      committed.delete(record.task.id)
-      if (committed.size >= 10_000) committed.delete(committed.keys().next().value!)
-      committed.set(record.task.id, record)
-    })
-  const forget = (taskId: TaskId) => Effect.sync(() => void committed.delete(taskId))
-
-  /**
-   * Reads a task, decides with `decide`, and applies the result in one unit of work. Retried when another
-   * writer advanced the task in between.
-   */
-  const transact = <E, R>(
-    taskId: TaskId,
-    decide: (record: TaskRecord, plan: Plan, now: number) => Effect.Effect<Flow.Transition | undefined, E, R>
-  ) =>
-    uow
-      .run(
-        Effect.gen(function* () {
-          const known = committed.get(taskId)
-          let record = known ?? (yield* store.get(taskId))
-          const plan = yield* planOf(record)
-          const now = yield* Clock.currentTimeMillis
-          let transition = yield* decide(record, plan, now)
-          if (transition === undefined && known !== undefined) {
-            record = yield* store.get(taskId)
-            transition = yield* decide(record, plan, now)
-          }
-          if (transition === undefined) return { record, events: [] as ReadonlyArray<Omit<TaskEvent, "seq">> }
-          const applied = yield* apply(record, transition, now)
-          // Published once the outermost unit has committed (the worker's settle runs inside its own unit), so a
-          // subscriber can read everything an event tells of; a unit that fails publishes nothing
-          yield* uow.afterCommit(Effect.andThen(remember(applied.record), publish(applied.events)))
-          return applied
-        })
-      )
-      .pipe(
-        Effect.tapError(() => forget(taskId)),
-        Effect.retry({ while: (e) => e instanceof VersionConflict, times: 25 }),
-        Effect.map(({ record }) => record)
-      )
-
-  const view = (record: TaskRecord) =>
-    Effect.map(
-      planOf(record),
-      (plan): TaskView => ({
-        task: record.task,
-        plan,
-        steps: record.steps,
-        approvals: record.approvals
-      })
-    )
+  const transitions = yield* Transitions.make({
+    store,
+    queue,
+    ledger,
+    uow,
+    stepsQueue,
+    deadlinesQueue,
+    queueOfType,
+    maxAttempts,
+    pool: options?.pool
+  })
+  const { hub, outboxes, mustGet, transact, view } = transitions
+  const runner = StepRunner.make({ transitions, handlers, ledger })
+  const { runStep, settleStep } = runner
+  const remote = Remote.make({ store, queue, uow, handlers, transitions, runner })
+  const runDeadline = Deadlines.make(transitions)
+  const { reconcile, reconcileWith } = Reconcile.make({ store, queue, transitions, runner })
 
   // ---- starting tasks -------------------------------------------------------------------------------------
 
@@ -707,79 +519,15 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     principal: Principal
   ): Effect.Effect<Task, TaskRejected | StoreError | InvalidInput> =>
     Effect.gen(function* () {
-      const now = task.createdAt
-      const opening: Array<Flow.Command> = [
-        {
-          _tag: "Record",
-          kind: "task.created",
-          principal,
-          payload: {
-            kind: task.kind,
-            params: task.params,
-            priority: task.priority,
-            ...(task.idempotencyKey === undefined ? {} : { idempotencyKey: task.idempotencyKey })
-          }
-        },
-        // Where a model-proposed plan came from, for an auditor (Planner.layerLlm)
-        ...(plan.proposedBy === undefined
-          ? []
-          : [{ _tag: "Record", kind: "plan.proposed", payload: { ...plan.proposedBy } } satisfies Flow.Command]),
-        {
-          _tag: "Record",
-          kind: "plan.created",
-          payload: {
-            planId: plan.id,
-            hash: plan.hash,
-            policyVersion: plan.policyVersion,
-            steps: plan.steps.map((s) => ({ id: s.id, type: s.type, dependsOn: s.dependsOn, paramsHash: s.paramsHash }))
-          }
-        },
-        ...plan.steps.map(
-          (s): Flow.Command => ({
-            _tag: "Record",
-            kind: "policy.decided",
-            stepId: s.id,
-            payload: {
-              effect: s.decision.effect,
-              matchedRules: s.decision.matchedRules,
-              reasons: s.decision.reasons,
-              policyVersion: s.decision.policyVersion,
-              paramsHash: s.paramsHash,
-              ...(s.decision.approvals === undefined ? {} : { approvals: s.decision.approvals })
-            }
-          })
-        )
-      ]
-      const steps: Array<Step> = plan.steps.map((s) => ({
-        taskId: task.id,
-        id: s.id,
-        type: s.type,
-        state: "pending",
-        attempts: 0,
-        round: 0,
-        updatedAt: now
-      }))
-      const denied = plan.steps.flatMap((s) =>
-        s.decision.effect === "deny" ? s.decision.reasons.map((r) => `step ${s.id} (${s.type}): ${r}`) : []
-      )
-      const initial: TaskRecord = {
-        task: { ...task, state: denied.length > 0 ? "rejected" : "running", reasons: denied },
-        steps: denied.length > 0 ? steps.map((s) => ({ ...s, state: "skipped" as const })) : steps,
-        approvals: []
-      }
-      const transition: Flow.Transition =
-        denied.length > 0
-          ? {
-              record: initial,
-              commands: [...opening, { _tag: "Record", kind: "task.rejected", payload: { reasons: denied } }]
-            }
-          : Flow.advance({ record: initial, commands: opening }, plan, now)
+      const { transition, denied } = Flow.open(task, plan, principal)
       const created = yield* uow.run(
         Effect.gen(function* () {
           // Create first: a lost idempotency race fails here, before any job or entry is written
           yield* store.create(transition.record, plan)
-          const applied = yield* apply(transition.record, transition, now, true)
-          yield* uow.afterCommit(Effect.andThen(remember(applied.record), publish(applied.events)))
+          const applied = yield* transitions.apply(transition.record, transition, task.createdAt, true)
+          yield* uow.afterCommit(
+            Effect.andThen(transitions.remember(applied.record), transitions.publish(applied.events))
+          )
           return applied.record
         })
       )
@@ -805,15 +553,10 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         if (Option.isSome(existing)) return (yield* mustGet(existing.value)).task
       }
       const id = yield* makeTaskId
-      const plan = yield* planned(id).pipe(
-        TaskTrace.span("Planner.plan", { attributes: { "mandate.task.kind": request.kind } }),
-        Effect.map((p): Plan | PlanRejected => p),
-        Effect.catchIf(
-          (e): e is PlanRejected => e instanceof PlanRejected,
-          (rejected) => Effect.succeed(rejected)
-        )
+      // A plan with denied steps is planned like any other: the opening transition records it as rejected
+      const accepted = yield* planned(id).pipe(
+        TaskTrace.span("Planner.plan", { attributes: { "mandate.task.kind": request.kind } })
       )
-      const accepted = plan instanceof PlanRejected ? plan.plan : plan
       yield* checkHandlers(accepted)
       const now = yield* Clock.currentTimeMillis
       const trace = yield* TaskTrace.capture
@@ -850,9 +593,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     const principal = yield* decodePrincipal(principalInput)
     yield* requireRole(principal, "submitter", "plan tasks")
     const request = yield* decodeRequest(input)
-    const plan = yield* planner
-      .plan({ kind: request.kind, params: request.params, principal })
-      .pipe(Effect.catchTag("PlanRejected", (rejected) => Effect.succeed(rejected.plan)))
+    const plan = yield* planner.plan({ kind: request.kind, params: request.params, principal })
     // The asker is recorded: a dry run's plan is readable by it (and auditors) only
     const owned: Plan = { ...plan, requestedBy: principal.id }
     yield* store.putPlan(owned)
@@ -876,14 +617,9 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       return stale === undefined ? Effect.void : Effect.fail(new PlanStale({ planId: stored.id, ...stale }))
     }
     return yield* newTask(request, principal, (taskId) =>
-      planner.plan({ kind: stored.kind, params: stored.params, principal, taskId }).pipe(
-        Effect.tap(same),
-        Effect.tapError((e) => (e._tag === "PlanRejected" ? same(e.plan) : Effect.void)),
-        Effect.map(withOrigin),
-        Effect.mapError((e) =>
-          e._tag === "PlanRejected" ? new PlanRejected({ reasons: e.reasons, plan: withOrigin(e.plan) }) : e
-        )
-      )
+      planner
+        .plan({ kind: stored.kind, params: stored.params, principal, taskId })
+        .pipe(Effect.tap(same), Effect.map(withOrigin))
     )
   })
 
@@ -978,417 +714,6 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     )
     return yield* view(record)
   })
-
-  // ---- the worker -----------------------------------------------------------------------------------------
-
-  /** A step job whose step has moved on (cancelled, re-planned, an older round) is stale: it does nothing. */
-  const isCurrent = (record: TaskRecord, job: { readonly stepId: string; readonly round: number }) => {
-    const step = record.steps.find((s) => s.id === job.stepId)
-    const active = record.task.state === "running" || record.task.state === "waiting_approval"
-    return (
-      step !== undefined && step.round === job.round && (step.state === "queued" || step.state === "running") && active
-    )
-  }
-
-  const runStep = (job: Job, worker: string) =>
-    Effect.gen(function* () {
-      const ref = yield* decodeStepJob(job.payload).pipe(Effect.mapError((e) => Worker.JobFailure.permanent(e.message)))
-      let current = true
-      const record = yield* transact(ref.taskId, (r, _plan, now) => {
-        current = isCurrent(r, ref)
-        return current
-          ? Flow.stepStarted(r, ref.stepId as StepId, job.attempts, now, worker)
-          : Effect.succeed(undefined)
-      })
-      if (!current) return { stale: true }
-      const plan = yield* planOf(record)
-      const planned = plan.steps.find((s) => s.id === ref.stepId)!
-      const handler = handlers.get(planned.type)
-      if (Option.isNone(handler)) return yield* StepError.permanent(`no handler for step type ${planned.type}`)
-      const h = handler.value
-      const params = yield* Schema.decodeUnknownEffect(h.params)(planned.params).pipe(
-        Effect.mapError((e) => StepError.permanent(`params do not match the ${planned.type} handler: ${e.message}`))
-      )
-      const ctx = {
-        task: record.task,
-        step: planned,
-        attempt: job.attempts,
-        idempotencyKey: `${record.task.id}/${planned.id}`,
-        record: (kind: string, payload: Schema.Json) =>
-          ledger.append({ kind, taskId: record.task.id, stepId: planned.id, payload, storePayload: true }).pipe(
-            Effect.asVoid,
-            Effect.mapError((e) =>
-              e._tag === "InvalidInput" ? StepError.permanent(e.message) : StepError.transient(e.message)
-            )
-          )
-      }
-      const run = h.run(params, ctx)
-      const timed =
-        h.timeout === undefined
-          ? run
-          : run.pipe(
-              Effect.timeoutOrElse({
-                duration: h.timeout,
-                orElse: () =>
-                  Effect.fail(
-                    StepError.transient(
-                      `attempt timed out after ${Duration.format(Duration.fromInputUnsafe(h.timeout!))}`
-                    )
-                  )
-              })
-            )
-      const result = yield* timed.pipe(
-        Effect.annotateLogs({ taskId: record.task.id, stepId: planned.id, attempt: job.attempts }),
-        Effect.withLogSpan(`step.${planned.type}`)
-      )
-      const encoded = (yield* Schema.encodeEffect(h.result)(result).pipe(
-        Effect.mapError((e) => StepError.permanent(`result does not match the ${planned.type} handler: ${e.message}`))
-      )) as Schema.Json
-      // The same check `settle` makes: a result it would refuse fails the attempt here, before the job completes
-      return yield* checkResult(h, planned.type, encoded).pipe(Effect.mapError(StepError.permanent))
-    }).pipe(
-      Effect.mapError((e) =>
-        e instanceof StepError
-          ? new Worker.JobFailure({
-              message: e.message,
-              retryable: e.retryable,
-              ...(e.details === undefined ? {} : { details: e.details })
-            })
-          : e
-      )
-    )
-
-  /**
-   * The one path by which a step's outcome is recorded, whoever ran it. It takes effect only for the step's
-   * current attempt as started by `worker` (the lease holder named in `step.started`); a result is decoded against
-   * the handler's result schema, and one that does not decode is a failed attempt carrying the decode error,
-   * never a success. The worker is named in the `step.succeeded` / `step.failed` entry.
-   */
-  const settleOutcome = (
-    r: TaskRecord,
-    plan: Plan,
-    stepId: StepId,
-    outcome: Worker.Outcome,
-    final: boolean,
-    worker: string | undefined,
-    now: number
-  ): Effect.Effect<Flow.Transition> =>
-    Effect.gen(function* () {
-      if (outcome._tag === "Failed") {
-        return Flow.stepFailed(r, stepId, { message: outcome.error, retryable: outcome.retryable }, final, now, worker)
-      }
-      const planned = plan.steps.find((s) => s.id === stepId)!
-      const handler = handlers.get(planned.type)
-      const checked = Option.isNone(handler)
-        ? Effect.fail(`no handler for step type ${planned.type}`)
-        : checkResult(handler.value, planned.type, outcome.result)
-      return yield* checked.pipe(
-        Effect.match({
-          onSuccess: (result) => Flow.stepSucceeded(r, plan, stepId, result, now, worker),
-          // The job is finished either way: a refused result cannot be retried within it, so the attempt is final
-          onFailure: (message) => Flow.stepFailed(r, stepId, { message, retryable: false }, true, now, worker)
-        })
-      )
-    })
-
-  const settleStep = (job: Job, outcome: Worker.Outcome, worker: string, principal?: Principal) =>
-    Effect.gen(function* () {
-      const ref = yield* decodeStepJob(job.payload)
-      yield* transact(ref.taskId, (r, plan, now) => {
-        if (!isCurrent(r, ref)) return Effect.succeed(undefined)
-        const stepId = ref.stepId as StepId
-        // Another worker started the step since (this one's lease expired and was taken over): not ours to settle.
-        // (Steps started before workers were recorded name none.)
-        const startedBy = r.steps.find((s) => s.id === stepId)?.worker
-        if (startedBy !== undefined && startedBy !== worker) return Effect.succeed(undefined)
-        if (outcome._tag === "Completed" && (outcome.result as { stale?: boolean } | null)?.stale === true) {
-          return Effect.succeed(undefined)
-        }
-        return Effect.map(
-          settleOutcome(r, plan, stepId, outcome, job.state === "dead_lettered", worker, now),
-          byPrincipal(principal)
-        )
-      })
-    })
-
-  /** Names `principal` (a remote agent's) on the transition's `step.*` entries. */
-  const byPrincipal =
-    (principal: Principal | undefined) =>
-    (transition: Flow.Transition): Flow.Transition =>
-      principal === undefined
-        ? transition
-        : {
-            ...transition,
-            commands: transition.commands.map((c) =>
-              c._tag === "Record" && c.kind.startsWith("step.") && c.principal === undefined ? { ...c, principal } : c
-            )
-          }
-
-  // ---- remote steps ---------------------------------------------------------------------------------------
-
-  /** A remote step job of `pool` (a job of any other queue does not exist for this pool's agents). */
-  const poolJob = (pool: string, leaseId: JobId) =>
-    Effect.flatMap(queue.get(leaseId), (job) =>
-      job.queue === poolQueue(pool) ? Effect.succeed(job) : Effect.fail(new JobNotFound({ jobId: leaseId }))
-    )
-
-  /**
-   * Offers a claimed job to its agent: records the attempt as started by `worker` (as the in-process worker does),
-   * and decodes the step's params with the declaration's schema. A stale job (its step moved on) is completed as
-   * such and not offered; params that do not decode fail the step through the settle path.
-   */
-  const offer = (job: Job, worker: AgentId, principal: Principal | undefined) =>
-    Effect.gen(function* () {
-      const ref = yield* decodeStepJob(job.payload)
-      let current = true
-      const record = yield* transact(ref.taskId, (r, _plan, now) => {
-        current = isCurrent(r, ref)
-        return current
-          ? Effect.map(Flow.stepStarted(r, ref.stepId as StepId, job.attempts, now, worker), byPrincipal(principal))
-          : Effect.succeed(undefined)
-      })
-      if (!current) {
-        yield* queue.complete(job.id, worker, { stale: true })
-        return Option.none<ClaimedStep>()
-      }
-      const plan = yield* planOf(record)
-      const planned = plan.steps.find((s) => s.id === ref.stepId)!
-      const declared = handlers.get(planned.type)
-      const params = Option.isNone(declared)
-        ? Result.fail(`no declaration for step type ${planned.type}`)
-        : Result.mapError(
-            Result.flatMap(Schema.decodeUnknownResult(declared.value.params)(planned.params), (decoded) =>
-              Schema.encodeUnknownResult(declared.value.params)(decoded)
-            ),
-            (e) => `params do not match the ${planned.type} step type: ${e.message}`
-          )
-      if (Result.isFailure(params)) {
-        yield* settleRemote(job.id, worker, { _tag: "Failed", error: params.failure, retryable: false }, principal)
-        return Option.none<ClaimedStep>()
-      }
-      return Option.some<ClaimedStep>({
-        leaseId: job.id,
-        workerId: worker,
-        leaseExpiresAt: job.lease?.expiresAt ?? 0,
-        taskId: record.task.id,
-        stepId: planned.id,
-        type: planned.type,
-        attempt: job.attempts,
-        idempotencyKey: `${record.task.id}/${planned.id}`,
-        params: params.success as Schema.Json
-      })
-    })
-
-  /** Writes a remote attempt's outcome to the queue and settles the step, in one unit (as the worker's `finish`). */
-  const settleRemote = (leaseId: JobId, worker: AgentId, outcome: Worker.Outcome, principal: Principal | undefined) =>
-    uow
-      .run(
-        Effect.gen(function* () {
-          const after =
-            outcome._tag === "Completed"
-              ? yield* queue.complete(leaseId, worker, outcome.result)
-              : yield* queue.fail(leaseId, worker, outcome.error, { retryable: outcome.retryable })
-          yield* settleStep(after, outcome, worker, principal)
-          return after
-        })
-      )
-      .pipe(Effect.catchTag("TaskNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "get", cause }))))
-
-  const settlement = (job: Job, error?: string): Effect.Effect<RemoteSettlement, InvalidInput> =>
-    Effect.map(decodeStepJob(job.payload), (ref) => ({
-      leaseId: job.id,
-      taskId: ref.taskId,
-      stepId: ref.stepId as StepId,
-      outcome: job.state === "completed" ? "succeeded" : job.state === "failed" ? "retrying" : "failed",
-      ...(error === undefined ? (job.state === "completed" ? {} : { error: job.lastError }) : { error })
-    }))
-
-  /** One claim of the pool's queue, each job offered (or, stale or undecodable, settled and left out). */
-  const claimOffered = (
-    pool: string,
-    workerId: AgentId,
-    claimOptions: Parameters<RemoteExecution["claim"]>[2]
-  ): Effect.Effect<ReadonlyArray<ClaimedStep>, InvalidInput | StoreError> =>
-    Effect.gen(function* () {
-      const jobs = yield* queue.claim({
-        workerId,
-        queues: [poolQueue(pool)],
-        ...(claimOptions?.max === undefined ? {} : { max: claimOptions.max }),
-        ...(claimOptions?.leaseMs === undefined ? {} : { leaseMs: claimOptions.leaseMs })
-      })
-      const offered = yield* Effect.forEach(jobs, (job) =>
-        offer(job, workerId, claimOptions?.principal).pipe(
-          // One job that cannot be offered now (a store hiccup) is not lost: its lease expires and it comes back
-          Effect.catchCause((cause) =>
-            Cause.hasInterruptsOnly(cause)
-              ? Effect.interrupt
-              : Effect.as(Effect.logWarning("offering a remote step failed", cause), Option.none<ClaimedStep>())
-          )
-        )
-      )
-      return offered.flatMap((o) => (Option.isSome(o) ? [o.value] : []))
-    })
-
-  const remote: RemoteExecution = {
-    claim: (pool, workerId, claimOptions) =>
-      Effect.gen(function* () {
-        const waitMs = claimOptions?.waitMs ?? 0
-        if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > 60_000) {
-          return yield* InvalidInput.at("$.waitMs", "Expected an integer between 0 and 60000")
-        }
-        const claimOnce = claimOffered(pool, workerId, claimOptions)
-        if (waitMs === 0) return yield* claimOnce
-        // Subscribed before the first claim, so a step enqueued in between still wakes this claim
-        const next = yield* queue
-          .wakeups({ queues: [poolQueue(pool)] })
-          .pipe(Effect.catch(() => Effect.succeed(Effect.never)))
-        const deadline = (yield* Clock.currentTimeMillis) + waitMs
-        const until = Effect.as(claimOptions?.until ?? Effect.never, true)
-        let offered = yield* claimOnce
-        while (offered.length === 0) {
-          const left = deadline - (yield* Clock.currentTimeMillis)
-          if (left <= 0) break
-          // Delayed steps and retries coming due send no wake-up: look again at least every second
-          const ended = yield* Effect.raceFirst(
-            Effect.as(Effect.raceFirst(next, Effect.sleep(Math.min(left, 1_000))), false),
-            until
-          )
-          if (ended) break
-          offered = yield* claimOnce
-        }
-        return offered
-      }).pipe(Effect.scoped),
-    heartbeat: (pool, leaseId, workerId, extendMs) =>
-      poolJob(pool, leaseId).pipe(
-        Effect.andThen(queue.heartbeat(leaseId, workerId, extendMs)),
-        Effect.map((job) => job.lease?.expiresAt ?? 0)
-      ),
-    complete: (pool, leaseId, workerId, result, principal) =>
-      Effect.gen(function* () {
-        const job = yield* poolJob(pool, leaseId)
-        const ref = yield* decodeStepJob(job.payload)
-        const record = yield* store
-          .get(ref.taskId)
-          .pipe(
-            Effect.catchTag("TaskNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "get", cause })))
-          )
-        const plan = yield* planOf(record)
-        const type = plan.steps.find((s) => s.id === ref.stepId)?.type ?? ""
-        const declared = handlers.get(type)
-        // The one check `settle` makes, made first: a refused result is a failed attempt carrying the decode error
-        const checked = yield* Effect.result(
-          Option.isNone(declared)
-            ? Effect.fail(`no declaration for step type ${type}`)
-            : Effect.flatMap(
-                prepareResult(result).pipe(Effect.mapError((e) => `result is not JSON: ${e.message} at ${e.path}`)),
-                (json) => checkResult(declared.value, type, json)
-              )
-        )
-        if (Result.isFailure(checked)) {
-          const after = yield* settleRemote(
-            leaseId,
-            workerId,
-            { _tag: "Failed", error: checked.failure, retryable: false },
-            principal
-          )
-          return yield* settlement(after, checked.failure)
-        }
-        const after = yield* settleRemote(leaseId, workerId, { _tag: "Completed", result: checked.success }, principal)
-        return yield* settlement(after)
-      }),
-    fail: (pool, leaseId, workerId, failure, principal) =>
-      Effect.gen(function* () {
-        yield* poolJob(pool, leaseId)
-        const after = yield* settleRemote(
-          leaseId,
-          workerId,
-          { _tag: "Failed", error: failure.message, retryable: failure.retryable ?? true },
-          principal
-        )
-        return yield* settlement(after)
-      })
-  }
-
-  const runDeadline = (job: Job) =>
-    Effect.gen(function* () {
-      const ref = yield* decodeStepJob(job.payload).pipe(Effect.mapError((e) => Worker.JobFailure.permanent(e.message)))
-      let early = false
-      yield* transact(ref.taskId, (r, _plan, now) => {
-        early = Flow.deadlinePending(r, ref.stepId as StepId, ref.round, now)
-        return Effect.succeed(Flow.deadlinePassed(r, ref.stepId as StepId, ref.round, now))
-      })
-      // Due by this worker's clock but not by the stored deadline: try again later (the retry backs off)
-      if (early) return yield* Worker.JobFailure.transient("the approval deadline has not passed yet")
-      return null
-    })
-
-  // ---- reconcile ------------------------------------------------------------------------------------------
-
-  /**
-   * Settles what a task is owed from its jobs' state. A step whose job finished without the task hearing of it
-   * (a crash or a lost reply between the queue and the task store) is settled from the job; a step whose job is
-   * missing is enqueued again (idempotency keys return an existing job, never a second one). On `restart`, the
-   * deadlines of waiting steps are re-issued as well.
-   */
-  const reconcileTask = (taskId: TaskId, restart: boolean) =>
-    transact(taskId, (r, plan, now) =>
-      Effect.gen(function* () {
-        if (r.task.state !== "running" && r.task.state !== "waiting_approval") return undefined
-        let transition: Flow.Transition = { record: r, commands: [] }
-        const add = (next: Flow.Transition) => {
-          transition = { record: next.record, commands: [...transition.commands, ...next.commands] }
-        }
-        for (const step of r.steps) {
-          const planned = plan.steps.find((p) => p.id === step.id)!
-          if (step.state === "waiting_approval" && restart && step.deadlineAt !== undefined) {
-            add({
-              record: transition.record,
-              commands: [{ _tag: "ScheduleDeadline", stepId: step.id, round: step.round, at: step.deadlineAt }]
-            })
-          }
-          if (step.state !== "queued" && step.state !== "running") continue
-          const job = step.jobId === undefined ? Option.none() : yield* Effect.option(queue.get(step.jobId))
-          if (Option.isNone(job)) {
-            add({ record: transition.record, commands: [{ _tag: "Enqueue", step, planned }] })
-          } else if (job.value.state === "completed" && step.state === "running") {
-            // Completed by the worker that started the attempt, which stopped before settling it: the result
-            // takes the one settle path (decoded against the handler's schema, the worker named)
-            const outcome: Worker.Outcome = { _tag: "Completed", result: job.value.result ?? null }
-            add(yield* settleOutcome(transition.record, plan, step.id, outcome, true, step.worker, now))
-          } else if (job.value.state === "dead_lettered") {
-            const message = job.value.lastError ?? "the step's job was dead-lettered"
-            add(Flow.stepFailed(transition.record, step.id, { message, retryable: false }, true, now, step.worker))
-          } else if (job.value.state === "cancelled" || job.value.state === "completed") {
-            // Withdrawn while the task still wants it, or completed though no worker of the runtime started the
-            // step (it did not run through the runtime, so its result is not recorded): run it again, in a new round
-            const current = transition.record.steps.find((s) => s.id === step.id)!
-            add({
-              record: {
-                ...transition.record,
-                steps: transition.record.steps.map((s) =>
-                  s.id === step.id ? { ...current, state: "pending", round: current.round + 1, updatedAt: now } : s
-                )
-              },
-              commands: []
-            })
-          }
-        }
-        const next = Flow.advance(transition, plan, now)
-        return next.commands.length === 0 && next.record === r ? undefined : next
-      })
-    )
-
-  const reconcileWith = (restart: boolean) =>
-    Effect.gen(function* () {
-      const ids = yield* store.unfinished
-      yield* Effect.forEach(
-        ids,
-        (id) => reconcileTask(id, restart).pipe(Effect.catchTag("TaskNotFound", () => Effect.void)),
-        { concurrency: 8, discard: true }
-      )
-      return ids.length
-    }).pipe(Effect.withSpan("Runtime.reconcile"))
-  const reconcile = reconcileWith(true)
 
   // A step job's spans join its task's trace (the payload carries it), whichever process runs the job
   const inTaskTrace = (job: Job, name: string) => {
@@ -1548,16 +873,3 @@ const staleness = (reviewed: Plan, replanned: Plan): Pick<PlanStale, "reason" | 
   const i = before.findIndex((d, n) => d !== after[n])
   return i === -1 ? undefined : { reason: "decisions_changed", expected: before[i]!, found: after[i]! }
 }
-
-/**
- * A step result as the handler's result schema decodes it: the JSON to record, or why it is refused.
- */
-const checkResult = (
-  handler: StepHandler<any, any, never>,
-  type: string,
-  result: Schema.Json
-): Effect.Effect<Schema.Json, string> =>
-  Schema.decodeUnknownEffect(handler.result)(result).pipe(
-    Effect.as(result),
-    Effect.mapError((e) => `result does not match the ${type} handler: ${e.message}`)
-  )

@@ -1,5 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
-import { InvalidInput, Planner, Policy, PolicyStore, Principal, Seed, stepType, taskTemplate } from "@mandate/core"
+import {
+  InvalidInput,
+  Plan,
+  Planner,
+  Policy,
+  PolicyStore,
+  Principal,
+  Seed,
+  stepType,
+  taskTemplate
+} from "@mandate/core"
 import { Effect, Layer, Schema } from "effect"
 import { alice, walletA, walletB } from "./utils/fixtures.ts"
 
@@ -37,18 +47,17 @@ describe("Planner (templates)", () => {
     }).pipe(Effect.provide(SeedPlanner))
   )
 
-  it.effect("refuses a plan with a denied step, carrying the plan and the reasons", () =>
+  it.effect("plans a denied step like any other, its decision and reasons on the plan", () =>
     Effect.gen(function* () {
       const planner = yield* Planner
-      const error = yield* Effect.flip(planner.plan(transfer(5_000_000)))
-      assert.strictEqual(error._tag, "PlanRejected")
-      if (error._tag !== "PlanRejected") return
-      assert.deepStrictEqual(error.reasons, [
+      const plan = yield* planner.plan(transfer(5_000_000))
+      assert.deepStrictEqual(Plan.denials(plan), [
         "step policy_check (policy_check): transfers above 1,000,000 QU are denied",
         "step onchain_action (onchain_action): transfers above 1,000,000 QU are denied"
       ])
-      assert.strictEqual(error.plan.steps.length, 3)
-      assert.strictEqual(error.plan.steps[0]!.decision.effect, "allow")
+      assert.strictEqual(plan.steps.length, 3)
+      assert.strictEqual(plan.steps[0]!.decision.effect, "allow")
+      assert.strictEqual(plan.steps[2]!.decision.effect, "deny")
     }).pipe(Effect.provide(SeedPlanner))
   )
 

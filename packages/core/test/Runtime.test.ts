@@ -759,14 +759,70 @@ describe("Runtime: durability and scale", () => {
     }).pipe(Effect.provide(memory({ runtime: { workers: false } })))
   )
 
+  it.live(
+    "an attempt whose worker died before settling it is recorded, naming that worker, when the step is taken over",
+    () =>
+      Effect.gen(function* () {
+        const stores = yield* Layer.build(memory({ runtime: { workers: false } }))
+        const runtime = stores.mapUnsafe.get(Runtime.key) as Runtime["Service"]
+        const queue = stores.mapUnsafe.get(Queue.key) as Queue["Service"]
+        const task = yield* runtime.start(monitoring, alice)
+        // A worker claims the first step and dies: no unit of its ever commits, its lease expires
+        const victim = AgentId.make("victim.worker")
+        const [claimed] = yield* queue.claim({ workerId: victim, queues: ["mandate.steps"], max: 1, leaseMs: 1_000 })
+        assert.isDefined(claimed)
+        yield* Effect.sleep("1100 millis")
+        const workers = yield* Layer.build(
+          Runtime.layer({ ...fastRuntime, workerId: "survivor.worker", reconcileOnStart: false }).pipe(
+            Layer.provide(Layer.succeedContext(stores))
+          )
+        )
+        const survivor = workers.mapUnsafe.get(Runtime.key) as Runtime["Service"]
+        let view = yield* survivor.get(task.id)
+        while (view.task.state !== "completed") {
+          yield* Effect.sleep("5 millis")
+          view = yield* survivor.get(task.id)
+        }
+        const entries = (yield* Ledger.use((l) => l.byTask(task.id)).pipe(Effect.provideContext(stores))).filter(
+          (e) => e.stepId === "check_balance" && e.kind.startsWith("step.")
+        )
+        assert.deepStrictEqual(
+          entries.map((e) => [
+            e.kind,
+            (e.payload as { attempt?: number }).attempt,
+            (e.payload as { worker?: string }).worker
+          ]),
+          [
+            ["step.started", 1, "victim.worker"],
+            ["step.failed", undefined, "victim.worker"],
+            ["step.started", 2, "survivor.worker"],
+            ["step.succeeded", undefined, "survivor.worker"]
+          ]
+        )
+        assert.deepStrictEqual(entries[1]!.payload, {
+          error: { message: "lease expired (held by victim.worker)", retryable: true },
+          final: false,
+          attempts: 1,
+          lost: true,
+          worker: "victim.worker"
+        })
+        assert.strictEqual(view.steps[0]!.attempts, 2)
+      }).pipe(Effect.scoped)
+  )
+
   it.live("each step.started entry names the worker that ran the attempt (the runtime's workerId)", () =>
     Effect.gen(function* () {
       const runtime = yield* Runtime
       const task = yield* runtime.start(monitoring, alice)
       yield* waitFor(task.id, stateIs("completed"))
       const started = (yield* Ledger.use((l) => l.byTask(task.id))).filter((e) => e.kind === "step.started")
+      // Recorded with the attempt's outcome: `claimedAt` says when the worker's lease on it began
+      for (const e of started) assert.isNumber((e.payload as { claimedAt?: number }).claimedAt)
       assert.deepStrictEqual(
-        started.map((e) => [e.stepId, e.payload]),
+        started.map((e) => {
+          const { claimedAt: _, ...rest } = e.payload as Record<string, unknown>
+          return [e.stepId as string, rest] as const
+        }),
         [
           ["check_balance", { attempt: 1, round: 0, worker: "host-1.worker" }],
           ["monitor_action", { attempt: 1, round: 0, worker: "host-1.worker" }]

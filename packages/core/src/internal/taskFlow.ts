@@ -8,10 +8,10 @@
 import { Effect, Schema } from "effect"
 import type { Approval } from "../Approval.ts"
 import type { JobId, StepId } from "../Ids.ts"
-import type { Plan, PlannedStep } from "../Plan.ts"
+import { denials, type Plan, type PlannedStep } from "../Plan.ts"
 import { hasRole, type Principal, system } from "../Principal.ts"
 import type { Step, StepErrorInfo, StepState } from "../Step.ts"
-import { IllegalTransition, type TaskState } from "../Task.ts"
+import { IllegalTransition, type Task, type TaskState } from "../Task.ts"
 import type { TaskRecord } from "../TaskStore.ts"
 
 /**
@@ -237,6 +237,70 @@ export const stepStarted = (
       }
     ]
   })
+}
+
+// The queue's lease-expiry error names the holder (the same text on every backend)
+const expiredHolder = (lastError: string | undefined): string | undefined =>
+  lastError === undefined ? undefined : /^lease expired \(held by (.+)\)$/.exec(lastError)?.[1]
+
+/**
+ * A worker's attempt of a queued step, recorded when it settles (in the same unit as its outcome) rather than in
+ * a unit of its own when it starts: `step.started` (with `claimedAt`, when the queue gave the attempt its lease)
+ * then whatever `settle` adds. Attempts the job counts but the task never heard of (a worker that died or lost
+ * its lease before settling) are recorded first, each as `step.started` and `step.failed` with `lost: true`,
+ * naming the worker whose lease expired when the queue says so — every attempt and its worker stay in the ledger.
+ *
+ * @category flow
+ * @since 0.1.0
+ */
+export const attemptSettled = (
+  record: TaskRecord,
+  stepId: StepId,
+  job: { readonly attempts: number; readonly lastError?: string | undefined; readonly claimedAt?: number | undefined },
+  now: number,
+  worker: string,
+  settle: (started: TaskRecord) => Transition
+): Transition => {
+  const step = stepOf(record, stepId)!
+  const commands: Array<Command> = []
+  for (let attempt = step.attempts + 1; attempt < job.attempts; attempt++) {
+    const holder = attempt === job.attempts - 1 ? expiredHolder(job.lastError) : undefined
+    const by = holder === undefined ? {} : { worker: holder }
+    const error: StepErrorInfo = {
+      message:
+        attempt === job.attempts - 1 && job.lastError !== undefined ? job.lastError : "attempt lost before it settled",
+      retryable: true
+    }
+    commands.push(
+      { _tag: "Record", kind: "step.started", stepId, payload: { attempt, round: step.round, lost: true, ...by } },
+      {
+        _tag: "Record",
+        kind: "step.failed",
+        stepId,
+        payload: { error, final: false, attempts: attempt, lost: true, ...by }
+      }
+    )
+  }
+  commands.push({
+    _tag: "Record",
+    kind: "step.started",
+    stepId,
+    payload: {
+      attempt: job.attempts,
+      round: step.round,
+      worker,
+      ...(job.claimedAt === undefined ? {} : { claimedAt: job.claimedAt })
+    }
+  })
+  const started = setStep(record, {
+    ...step,
+    state: "running",
+    attempts: Math.max(step.attempts + 1, job.attempts),
+    updatedAt: now,
+    worker
+  })
+  const settled = settle(started)
+  return { record: settled.record, commands: [...commands, ...settled.commands] }
 }
 
 /**
@@ -602,4 +666,85 @@ export const retry = (
       now
     )
   )
+}
+
+/**
+ * Opens a task on its plan: the entries every task starts with (`task.created`, `plan.proposed` for a model's
+ * plan, `plan.created`, one `policy.decided` per step), then either `task.rejected` (some step denied: every step
+ * skipped, the reasons on the task) or the first steps scheduled. `denied` lists the denials (empty: running).
+ *
+ * @category flow
+ * @since 0.1.0
+ */
+export const open = (
+  task: Task,
+  plan: Plan,
+  principal: Principal
+): { readonly transition: Transition; readonly denied: ReadonlyArray<string> } => {
+  const now = task.createdAt
+  const opening: Array<Command> = [
+    {
+      _tag: "Record",
+      kind: "task.created",
+      principal,
+      payload: {
+        kind: task.kind,
+        params: task.params,
+        priority: task.priority,
+        ...(task.idempotencyKey === undefined ? {} : { idempotencyKey: task.idempotencyKey })
+      }
+    },
+    // Where a model-proposed plan came from, for an auditor (Planner.layerLlm)
+    ...(plan.proposedBy === undefined
+      ? []
+      : [{ _tag: "Record", kind: "plan.proposed", payload: { ...plan.proposedBy } } satisfies Command]),
+    {
+      _tag: "Record",
+      kind: "plan.created",
+      payload: {
+        planId: plan.id,
+        hash: plan.hash,
+        policyVersion: plan.policyVersion,
+        steps: plan.steps.map((s) => ({ id: s.id, type: s.type, dependsOn: s.dependsOn, paramsHash: s.paramsHash }))
+      }
+    },
+    ...plan.steps.map(
+      (s): Command => ({
+        _tag: "Record",
+        kind: "policy.decided",
+        stepId: s.id,
+        payload: {
+          effect: s.decision.effect,
+          matchedRules: s.decision.matchedRules,
+          reasons: s.decision.reasons,
+          policyVersion: s.decision.policyVersion,
+          paramsHash: s.paramsHash,
+          ...(s.decision.approvals === undefined ? {} : { approvals: s.decision.approvals })
+        }
+      })
+    )
+  ]
+  const steps: Array<Step> = plan.steps.map((s) => ({
+    taskId: task.id,
+    id: s.id,
+    type: s.type,
+    state: "pending",
+    attempts: 0,
+    round: 0,
+    updatedAt: now
+  }))
+  const denied = denials(plan)
+  const initial: TaskRecord = {
+    task: { ...task, state: denied.length > 0 ? "rejected" : "running", reasons: denied },
+    steps: denied.length > 0 ? steps.map((s) => ({ ...s, state: "skipped" as const })) : steps,
+    approvals: []
+  }
+  const transition: Transition =
+    denied.length > 0
+      ? {
+          record: initial,
+          commands: [...opening, { _tag: "Record", kind: "task.rejected", payload: { reasons: denied } }]
+        }
+      : advance({ record: initial, commands: opening }, plan, now)
+  return { transition, denied }
 }

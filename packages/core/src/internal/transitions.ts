@@ -1,0 +1,269 @@
+/**
+ * Applying a transition: the one way the runtime writes a task. A transition decided by the task flow
+ * (taskFlow.ts) is written in one unit of work — its jobs, the record (compare-and-set on its version), its
+ * ledger entries, its cancels and its outbox stages — and its events are published once the unit commits.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Effect, PubSub, Result } from "effect"
+import type { TaskId } from "../Ids.ts"
+import type { EntryInput, Ledger } from "../Ledger.ts"
+import type { Plan } from "../Plan.ts"
+import type { Queue } from "../Queue.ts"
+import type { OutboxStage, TaskEvent, TaskView } from "../Runtime.ts"
+import { type TaskRecord, type TaskStore, TaskStoreError, VersionConflict } from "../TaskStore.ts"
+import * as TaskTrace from "../TaskTrace.ts"
+import type { UnitOfWork } from "../UnitOfWork.ts"
+import type * as Flow from "./taskFlow.ts"
+
+/**
+ * What transitions are written with.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TransitionsOptions {
+  readonly store: TaskStore["Service"]
+  readonly queue: Queue["Service"]
+  readonly ledger: Ledger["Service"]
+  readonly uow: UnitOfWork["Service"]
+  readonly stepsQueue: string
+  readonly deadlinesQueue: string
+  /** The queue of each remote step type (its pool's); other step types go to `stepsQueue`. */
+  readonly queueOfType: ReadonlyMap<string, string>
+  readonly maxAttempts: number
+  /** The worker pool step jobs are routed to, if any. */
+  readonly pool?: string | undefined
+}
+
+/**
+ * An event as staged and published (its `seq` is given at publication).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type PendingEvent = Omit<TaskEvent, "seq">
+
+/**
+ * The runtime's writer of transitions.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
+  const { store, queue, ledger, uow, stepsQueue, deadlinesQueue, queueOfType, maxAttempts } = options
+  const hub = yield* PubSub.sliding<TaskEvent>(16_384)
+  let eventSeq = 0
+  // Registered outboxes (`outbox`), each in a box of its own so the same function may be registered twice
+  const outboxes = new Set<{ readonly stage: OutboxStage }>()
+
+  // Plans never change: cache them by id.
+  const plans = new Map<string, Plan>()
+  const planOf = (record: TaskRecord) =>
+    Effect.suspend(() => {
+      const id = record.task.planId!
+      const cached = plans.get(id)
+      if (cached) return Effect.succeed(cached)
+      return store.getPlan(id).pipe(
+        Effect.tap((plan) =>
+          Effect.sync(() => {
+            if (plans.size > 50_000) plans.clear()
+            plans.set(id, plan)
+          })
+        ),
+        // A task whose plan is missing means the store lost data: a store failure, not a caller's error
+        Effect.catchTag("PlanNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "getPlan", cause })))
+      )
+    })
+
+  /** Reads a record that must exist (it was just written). */
+  const mustGet = (taskId: TaskId) =>
+    store
+      .get(taskId)
+      .pipe(Effect.catchTag("TaskNotFound", (cause) => Effect.fail(new TaskStoreError({ operation: "get", cause }))))
+
+  // ---- applying a transition ------------------------------------------------------------------------------
+
+  /** Writes a transition: jobs first (their ids go into the record), then the record (CAS), ledger, cancels. */
+  const apply = (before: TaskRecord, transition: Flow.Transition, now: number, created = false) =>
+    Effect.gen(function* () {
+      let record = transition.record
+      const enqueues = transition.commands.flatMap((c) => (c._tag === "Enqueue" ? [c] : []))
+      if (enqueues.length > 0) {
+        const jobs = yield* queue.enqueueBatch(
+          enqueues.map((c) => ({
+            queue: queueOfType.get(c.planned.type) ?? stepsQueue,
+            payload: {
+              taskId: record.task.id,
+              stepId: c.step.id,
+              round: c.step.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
+            priority: record.task.priority,
+            maxAttempts,
+            idempotencyKey: `${record.task.id}/${c.step.id}/${c.step.round}`,
+            ...(options.pool === undefined || queueOfType.has(c.planned.type) ? {} : { pool: options.pool })
+          }))
+        )
+        const jobIds = new Map(enqueues.map((c, i) => [c.step.id as string, jobs[i]!.id]))
+        record = {
+          ...record,
+          steps: record.steps.map((s) => (jobIds.has(s.id) ? { ...s, jobId: jobIds.get(s.id)! } : s))
+        }
+      }
+      const deadlines = transition.commands.flatMap((c) => (c._tag === "ScheduleDeadline" ? [c] : []))
+      if (deadlines.length > 0) {
+        yield* queue.enqueueBatch(
+          deadlines.map((c) => ({
+            queue: deadlinesQueue,
+            payload: {
+              taskId: record.task.id,
+              stepId: c.stepId,
+              round: c.round,
+              ...(record.task.trace === undefined ? {} : { trace: record.task.trace })
+            },
+            priority: "high" as const,
+            runAt: c.at,
+            maxAttempts: 20,
+            idempotencyKey: `${record.task.id}/${c.stepId}/${c.round}/deadline`
+          }))
+        )
+      }
+      // A created record was stored as version 0 before its jobs existed; this write adds their ids
+      const expected = created ? 0 : before.task.version
+      record = { ...record, task: { ...record.task, version: expected + 1 } }
+      yield* store.save(record, expected)
+      const entries: Array<EntryInput> = transition.commands.flatMap((c) =>
+        c._tag === "Record"
+          ? [
+              {
+                kind: c.kind,
+                taskId: record.task.id,
+                ...(c.stepId === undefined ? {} : { stepId: c.stepId }),
+                ...(c.principal === undefined ? {} : { principal: c.principal }),
+                payload: c.payload,
+                storePayload: true
+              }
+            ]
+          : []
+      )
+      if (entries.length > 0) {
+        yield* ledger
+          .appendBatch(entries)
+          .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
+      }
+      for (const c of transition.commands) {
+        if (c._tag === "CancelJob") {
+          // A job that already finished or vanished needs no cancelling
+          yield* queue.cancel(c.jobId).pipe(Effect.catchTag(["JobNotFound", "IllegalTransition"], () => Effect.void))
+        }
+      }
+      const events: Array<PendingEvent> = transition.commands.flatMap((c) =>
+        c._tag === "Record" || c._tag === "Notify"
+          ? [
+              {
+                taskId: record.task.id,
+                kind: c.kind,
+                ...(c.stepId === undefined ? {} : { stepId: c.stepId }),
+                state: record.task.state,
+                version: record.task.version,
+                at: now,
+                ...(c._tag === "Record" ? { data: c.payload } : c.data === undefined ? {} : { data: c.data })
+              }
+            ]
+          : []
+      )
+      if (events.length > 0) for (const outbox of outboxes) yield* outbox.stage(events)
+      return { record, events }
+    }).pipe(
+      transition.record.task.state === "completed" && before.task.state !== "completed"
+        ? TaskTrace.span("Runtime.complete", { attributes: { "mandate.task.id": transition.record.task.id } })
+        : (self) => self
+    )
+
+  const publish = (events: ReadonlyArray<PendingEvent>) =>
+    events.length === 0
+      ? Effect.void
+      : PubSub.publishAll(
+          hub,
+          events.map((e) => ({ ...e, seq: ++eventSeq }))
+        )
+
+  // The records this runtime last committed, by task: a transition decided on one skips reading (and decoding)
+  // the record it wrote itself. Sound because every write is checked against the version it was decided on (a
+  // task another writer moved since fails with VersionConflict, drops the entry and is retried on a fresh read),
+  // and a decision to do nothing is only trusted on a fresh read.
+  const committed = new Map<TaskId, TaskRecord>()
+  const remember = (record: TaskRecord) =>
+    Effect.sync(() => {
+      const known = committed.get(record.task.id)
+      if (known !== undefined && known.task.version >= record.task.version) return
+      committed.delete(record.task.id)
+      if (committed.size >= 10_000) committed.delete(committed.keys().next().value!)
+      committed.set(record.task.id, record)
+    })
+  const forget = (taskId: TaskId) => Effect.sync(() => void committed.delete(taskId))
+
+  /**
+   * Reads a task, decides with `decide`, and applies the result in one unit of work. Retried when another
+   * writer advanced the task in between.
+   */
+  const transact = <E, R>(
+    taskId: TaskId,
+    decide: (record: TaskRecord, plan: Plan, now: number) => Effect.Effect<Flow.Transition | undefined, E, R>
+  ) =>
+    uow
+      .run(
+        Effect.gen(function* () {
+          const known = committed.get(taskId)
+          let record = known ?? (yield* store.get(taskId))
+          const plan = yield* planOf(record)
+          const now = yield* Clock.currentTimeMillis
+          let transition: Flow.Transition | undefined
+          // Decided on the record this runtime last wrote: a change is checked by the write (compare-and-set),
+          // but doing nothing, or refusing, is only trusted on a fresh read (another process may have moved on)
+          const first = known === undefined ? undefined : yield* Effect.result(decide(record, plan, now))
+          if (first !== undefined && Result.isSuccess(first) && first.success !== undefined) {
+            transition = first.success
+          } else {
+            if (known !== undefined) record = yield* store.get(taskId)
+            transition = yield* decide(record, plan, now)
+          }
+          if (transition === undefined) return { record, events: [] as ReadonlyArray<PendingEvent> }
+          const applied = yield* apply(record, transition, now)
+          // Published once the outermost unit has committed (the worker's settle runs inside its own unit), so a
+          // subscriber can read everything an event tells of; a unit that fails publishes nothing
+          yield* uow.afterCommit(Effect.andThen(remember(applied.record), publish(applied.events)))
+          return applied
+        })
+      )
+      .pipe(
+        Effect.tapError(() => forget(taskId)),
+        Effect.retry({ while: (e) => e instanceof VersionConflict, times: 25 }),
+        Effect.map(({ record }) => record)
+      )
+
+  const view = (record: TaskRecord) =>
+    Effect.map(
+      planOf(record),
+      (plan): TaskView => ({
+        task: record.task,
+        plan,
+        steps: record.steps,
+        approvals: record.approvals
+      })
+    )
+
+  /** The record this runtime last committed for a task, if it still knows it (may be stale: check before trusting). */
+  const recent = (taskId: TaskId): TaskRecord | undefined => committed.get(taskId)
+
+  return { hub, outboxes, planOf, mustGet, apply, publish, remember, transact, view, recent }
+})
+
+/**
+ * The runtime's writer of transitions (what `make` builds).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Transitions = Effect.Success<ReturnType<typeof make>>
