@@ -13,15 +13,6 @@ const spec = OpenApi.fromApi(Api) as any
 const secret = "password=hunter2 host=db.internal"
 const cause = new Error(secret)
 const hash = Core.Sha256Hex.make("0".repeat(64))
-const plan = {
-  id: Core.PlanId.make("plan_1"),
-  kind: "payment",
-  params: {},
-  steps: [],
-  policyVersion: Core.PolicyVersion.make("1".repeat(64)),
-  hash,
-  createdAt: 0
-}
 
 // One instance of every mapped error class; the type makes it exhaustive, as it does the table
 const samples: { readonly [T in MappedTag]: MappedErrorOf<T> } = {
@@ -50,7 +41,6 @@ const samples: { readonly [T in MappedTag]: MappedErrorOf<T> } = {
   TaskRejected: new Core.TaskRejected({ taskId: "task_1", planId: "plan_1", reasons: ["over the limit"] }),
   UnknownStepType: new Core.UnknownStepType({ step: "pay", type: "teleport" }),
   InvalidPlan: new Core.Plan.InvalidPlan({ message: "cycle a -> b -> a", steps: ["a", "b"] }),
-  PlanRejected: new Core.PlanRejected({ reasons: ["denied"], plan }),
   CheckpointRejected: new Core.CheckpointRejected({ size: 3, reason: "signature", detail: "bad signature" }),
   ReservedEntryKind: new Core.ReservedEntryKind({ kind: "task.created" }),
   ProposalRefused: new Core.LlmPlanner.ProposalRefused({ model: "m", reason: "not a plan", path: "$" }),

@@ -173,7 +173,6 @@ export const errorTable = {
     new PolicyDenied({ message: message(e), task_id: e.taskId, plan_id: e.planId, reasons: e.reasons }),
   UnknownStepType: unprocessable,
   InvalidPlan: unprocessable,
-  PlanRejected: unprocessable,
   CheckpointRejected: unprocessable,
   ReservedEntryKind: unprocessable,
   ProposalRefused: unprocessable,
