@@ -22,7 +22,8 @@
  * job back.
  *
  * Idle workers do not poll: every script that makes work claimable appends to the queue's signal stream, and
- * one fiber per layer blocks on those streams (`Wakeups.ts`).
+ * one fiber per layer blocks on those streams (`Wakeups.ts`); an enqueue made by this layer also wakes this
+ * process's idle workers at once, without waiting for its signal's trip through Redis.
  *
  * The Lua scripts, and the decoding of the jobs they return, are in `queueScripts.ts`.
  *
@@ -178,6 +179,9 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const read = (jobId: JobId, operation: string) =>
     redis.send<Fields>("HMGET", k.job(jobId), ...FIELDS).pipe(Effect.mapError(storeError(operation)))
 
+  const layerScope = yield* Effect.scope
+  const signals = makeSignalReader(redis, layerScope)
+
   // The jobs this process claimed, as the claim returned them, until their outcome is recorded: completing one
   // then needs no read back (see `completeResolver`). Bounded: a job claimed and never completed here (abandoned,
   // or its lease lost) is forgotten once `claimCacheSize` newer claims came, and then read back if completed
@@ -246,10 +250,17 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       Effect.flatMap((replies) => {
         for (const bucket of buckets) registered.add(bucket)
         const out: Array<Job> = []
+        let woken: string | undefined
         for (let i = 0; i < jobs.length; i++) {
           const reply = replies[i]!
           if (reply[0] === 1) {
-            out.push(jobs[i]!)
+            const job = jobs[i]!
+            // this process's idle workers on the queue are woken now, without the signal's trip through Redis
+            if (job.queue !== woken) {
+              woken = job.queue
+              signals.notify(k.signal(job.queue))
+            }
+            out.push(job)
             continue
           }
           const existing = toJob(reply[1] as Fields)
@@ -622,9 +633,6 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   })
 
   // ---- wake-ups (see Wakeups.ts) -----------------------------------------------------------------------------
-
-  const layerScope = yield* Effect.scope
-  const signals = makeSignalReader(redis, layerScope)
 
   const wakeups = (request: WakeupRequest) =>
     Effect.gen(function* () {

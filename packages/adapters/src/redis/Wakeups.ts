@@ -20,6 +20,11 @@ import type { Redis } from "effect/persistence"
 export interface SignalReader {
   /** A latch that opens whenever one of `streams` gets an entry, until the current scope closes. */
   readonly watch: (streams: ReadonlyArray<string>) => Effect.Effect<Latch.Latch, Redis.RedisError, Scope.Scope>
+  /**
+   * Opens the latches watching `stream` in this process at once, for a write this process made that it also
+   * signalled in Redis: a subscriber here need not wait for the signal's round trip through the reader.
+   */
+  readonly notify: (stream: string) => void
 }
 
 // The streams watched, the last entry seen in each, and whose latches to open
@@ -146,5 +151,10 @@ export const makeSignalReader = (redis: Redis.Redis["Service"], scope: Scope.Sco
       return latch
     })
 
-  return { watch }
+  const notify = (stream: string) => {
+    const entry = watched.get(stream)
+    if (entry !== undefined) for (const latch of entry.latches) latch.openUnsafe()
+  }
+
+  return { watch, notify }
 }
