@@ -383,6 +383,32 @@ describeRedis("Queue on Redis: completing claimed jobs", () => {
       })
     )
 
+    it.effect("a job hash that does not read as a job is a store error, in a read and in a claim", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const queue = yield* Queue
+        const redis = yield* Redis.Redis
+        const q = `corrupt-${uid()}`
+        const w = AgentId.make(`w-${uid()}`)
+        const [a, b, c] = yield* queue.enqueueBatch([
+          { queue: q, payload: 1 },
+          { queue: q, payload: 2 },
+          { queue: q, payload: 3 }
+        ])
+        // what the layer wrote reads back whole
+        assert.deepStrictEqual(yield* queue.get(a!.id), a)
+        yield* redis.send("HSET", `${prefix}job:${a!.id}`, "attempts", "1.5")
+        yield* redis.send("HSET", `${prefix}job:${b!.id}`, "state", "lost")
+        yield* redis.send("HSET", `${prefix}job:${c!.id}`, "payload", "{not json")
+        for (const job of [a!, b!, c!]) {
+          const error = yield* Effect.flip(queue.get(job.id))
+          assert.strictEqual(error._tag, "QueueStoreError")
+        }
+        const claimed = yield* Effect.flip(queue.claim({ workerId: w, queues: [q], max: 3 }))
+        assert.strictEqual(claimed._tag, "QueueStoreError")
+      })
+    )
+
     it.effect("heartbeats made at once each answer their job as stored, or their own refusal", () =>
       Effect.gen(function* () {
         const { prefix } = yield* TestRedis
