@@ -730,6 +730,46 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
     })
   }
 
+  // ---- reading a task -------------------------------------------------------------------------------------
+
+  // An in-process worker records a step's start with its outcome (one unit per step), so while a handler runs
+  // the stored step still says `queued`. A read asks the queue: a queued step whose job is leased shows as
+  // `running`, by the lease holder, with the attempt the claim started. Nothing is written.
+  const live = (v: TaskView): Effect.Effect<TaskView, StoreError> => {
+    const queued = v.steps.filter((s) => s.state === "queued" && s.jobId !== undefined)
+    if (queued.length === 0) return Effect.succeed(v)
+    return Effect.map(
+      Effect.forEach(
+        queued,
+        (s) => Effect.catchTag(Effect.asSome(queue.get(s.jobId!)), "JobNotFound", () => Effect.succeedNone),
+        { concurrency: "unbounded" }
+      ),
+      (jobs) => {
+        const leased = new Map<string, Job>()
+        jobs.forEach((job, i) => {
+          if (Option.isSome(job) && (job.value.state === "claimed" || job.value.state === "running")) {
+            leased.set(queued[i]!.id, job.value)
+          }
+        })
+        if (leased.size === 0) return v
+        return {
+          ...v,
+          steps: v.steps.map((s) => {
+            const job = leased.get(s.id)
+            return job === undefined
+              ? s
+              : {
+                  ...s,
+                  state: "running" as const,
+                  attempts: Math.max(s.attempts, job.attempts),
+                  ...(job.lease === undefined ? {} : { worker: job.lease.workerId })
+                }
+          })
+        }
+      }
+    )
+  }
+
   // ---- watching a task ------------------------------------------------------------------------------------
 
   // Subscribes first, then reads: an event published in between is one the view already shows (its version is
@@ -739,7 +779,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       const taskId = yield* decodeTaskId(taskIdInput)
       const reader = principal === undefined ? undefined : yield* decodePrincipal(principal)
       const subscription = yield* PubSub.subscribe(hub)
-      const current = yield* Effect.flatMap(readAs(taskId, reader), view)
+      const current = yield* Effect.flatMap(Effect.flatMap(readAs(taskId, reader), view), live)
       const seen = current.task.version
       const events = Stream.fromSubscription(subscription).pipe(
         Stream.filter((e) => e.taskId === taskId && e.version > seen)
@@ -803,7 +843,7 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       Effect.gen(function* () {
         const taskId = yield* decodeTaskId(taskIdInput)
         const reader = principal === undefined ? undefined : yield* decodePrincipal(principal)
-        return yield* view(yield* readAs(taskId, reader))
+        return yield* live(yield* view(yield* readAs(taskId, reader)))
       }),
     list: (filter, principal) =>
       store.list(principal === undefined ? filter : { ...filter, scope: Access.scopeOf(principal) }),

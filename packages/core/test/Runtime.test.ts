@@ -661,6 +661,50 @@ describe("Runtime: durability and scale", () => {
     }).pipe(Effect.scoped)
   })
 
+  it.live(
+    "a step whose handler is running reads as running, by its lease holder, though its start is not yet stored",
+    () => {
+      const gate = Deferred.makeUnsafe<void>()
+      const started = Deferred.makeUnsafe<void>()
+      const slow = handler({
+        type: "slow",
+        params: Note,
+        result: Schema.Struct({ ok: Schema.Boolean }),
+        run: () =>
+          Effect.gen(function* () {
+            yield* Deferred.succeed(started, undefined)
+            yield* Deferred.await(gate)
+            return { ok: true }
+          })
+      })
+      return Effect.gen(function* () {
+        const runtime = yield* Runtime
+        const store = yield* TaskStore
+        const task = yield* runtime.start({ kind: "slow_task", params: {} }, alice)
+        yield* Deferred.await(started)
+        // The record says queued (the start is written with the outcome); the read says what the queue knows
+        const stored = yield* store.get(task.id)
+        assert.strictEqual(stored.steps[0]!.state, "queued")
+        const running = yield* runtime.get(task.id)
+        assert.strictEqual(running.steps[0]!.state, "running")
+        assert.strictEqual(running.steps[0]!.attempts, 1)
+        assert.strictEqual(running.steps[0]!.worker, "slow.worker")
+        yield* Deferred.succeed(gate, undefined)
+        const done = yield* waitFor(task.id, stateIs("completed"))
+        assert.strictEqual(done.steps[0]!.state, "succeeded")
+      }).pipe(
+        Effect.provide(
+          memory({
+            handlers: [slow],
+            templates: [single("slow_task", "slow")],
+            policy: policyWith({ id: "slow", effect: "allow", match: { action: "slow" } }),
+            runtime: { ...fastRuntime, workerId: "slow.worker" }
+          })
+        )
+      )
+    }
+  )
+
   it.live("reconcile settles a step whose job finished unheard (a crash or a lost reply after the queue wrote)", () =>
     Effect.gen(function* () {
       const runtime = yield* Runtime
