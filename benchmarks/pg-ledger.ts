@@ -11,13 +11,11 @@ import * as Postgres from "@mandate/adapters/postgres"
 import { Anchor, Ledger } from "@mandate/core"
 import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
+import { percentile } from "./support.ts"
 
 const url = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
 const schema = `mandate_bench_${crypto.randomUUID().replaceAll("-", "")}`
 const config = Postgres.makeConfig(url, { schema, poolSize: 10 })
-
-const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
 
 const measure = <E, R>(
   label: string,
