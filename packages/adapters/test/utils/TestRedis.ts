@@ -13,7 +13,7 @@
  */
 import type { NodeRedis } from "@effect/platform-node"
 import { layerClient, makeConfig, type RedisConfig, type RedisOptions } from "@mandate/adapters/redis"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import { Redis } from "effect/persistence"
 import { inject } from "vitest"
 import { describeNeeding } from "./backendProbe.ts"
@@ -81,6 +81,10 @@ export const deleteKeys = (prefix: string): Effect.Effect<void, never, Redis.Red
 /** Deletes every key under `prefix` over a connection of its own (cleanup only). */
 export const deleteKeysNow = (prefix: string): Effect.Effect<void> =>
   deleteKeys(prefix).pipe(Effect.provide(layerClient(makeConfig(url, { reservedConnections: 1 }))), Effect.ignoreCause)
+
+/** Deletes every key under `prefix` when the current scope closes (for tests that build their own backend). */
+export const deleteKeysOnExit = (prefix: string): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.addFinalizer(() => deleteKeysNow(prefix))
 
 /**
  * The prefix a `TestRedis.layer` build uses (and will clear), with the config that reaches it.
