@@ -6,6 +6,9 @@ export default [
   project("adapters", "packages/adapters", undefined, {
     globalSetup: ["test/utils/postgresSetup.ts", "test/utils/redisSetup.ts"]
   }),
-  project("server", "packages/server"),
+  // the server's Postgres and Redis runs use the adapters' test support, probed by the same global setup
+  project("server", "packages/server", undefined, {
+    globalSetup: ["../adapters/test/utils/postgresSetup.ts", "../adapters/test/utils/redisSetup.ts"]
+  }),
   project("examples", "examples", ["*/test/**/*.test.ts"])
 ]

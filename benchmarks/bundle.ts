@@ -16,6 +16,7 @@
 import * as os from "node:os"
 import { Anchor, Ledger, LedgerStore, Principal, TaskStore, taskBundle, WebBundle } from "@mandate/core"
 import { Effect, Layer } from "effect"
+import { percentile } from "./support.ts"
 
 const SIZE = Number(process.env.BUNDLE_BENCH_SIZE ?? 1_000_000)
 const BATCH = 1_000
@@ -24,7 +25,11 @@ const tasks = { task_small: 10, task_large: 1_000 } as const
 
 const now = () => performance.now()
 const fmt = (n: number) => n.toLocaleString("en-US")
-const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const median = (xs: ReadonlyArray<number>) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    0.5
+  )
 const ms = (x: number) => (x < 10 ? `${x.toFixed(2)} ms` : `${x.toFixed(0)} ms`)
 
 // Which task entry i belongs to: each bench task's entries spread evenly, the rest among 5,000 others

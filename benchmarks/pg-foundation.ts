@@ -10,6 +10,7 @@ import * as Postgres from "@mandate/adapters/postgres"
 import { Policy, PolicyStore, Principal, UnitOfWork } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
+import { measureOps } from "./support.ts"
 
 const url = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
 const schema = `mandate_bench_${crypto.randomUUID().replaceAll("-", "")}`
@@ -23,31 +24,13 @@ const request = {
   principal: alice
 }
 
-const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
-
-// Runs `op` `count` times with `concurrency` fibers; returns ops/s and latency percentiles in ms
+// Runs `op` `count` times with `concurrency` fibers
 const measure = <E, R>(op: Effect.Effect<unknown, E, R>, count: number, concurrency: number) =>
-  Effect.gen(function* () {
-    const latencies: Array<number> = []
-    const timed = Effect.suspend(() => {
-      const start = performance.now()
-      return Effect.tap(op, () => Effect.sync(() => latencies.push(performance.now() - start)))
-    })
-    const start = performance.now()
-    yield* Effect.forEach(Array.from({ length: count }), () => timed, { concurrency, discard: true })
-    const seconds = (performance.now() - start) / 1000
-    latencies.sort((a, b) => a - b)
-    return {
-      opsPerSecond: Math.round(count / seconds),
-      p50: percentile(latencies, 50).toFixed(3),
-      p95: percentile(latencies, 95).toFixed(3)
-    }
-  })
+  measureOps(() => op, count, concurrency)
 
-const row = (name: string, result: { opsPerSecond: number; p50: string; p95: string }) =>
+const row = (name: string, result: { readonly opsPerSecond: number; readonly p50: number; readonly p95: number }) =>
   console.log(
-    `${name.padEnd(44)} ${String(result.opsPerSecond).padStart(8)} ops/s   p50 ${result.p50} ms   p95 ${result.p95} ms`
+    `${name.padEnd(44)} ${String(result.opsPerSecond).padStart(8)} ops/s   p50 ${result.p50.toFixed(3)} ms   p95 ${result.p95.toFixed(3)} ms`
   )
 
 const startup = Effect.gen(function* () {

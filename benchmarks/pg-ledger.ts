@@ -18,6 +18,7 @@ import * as Postgres from "@mandate/adapters/postgres"
 import { Anchor, Ledger } from "@mandate/core"
 import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
+import { percentile } from "./support.ts"
 
 const url = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
 const argValue = (name: string) => {
@@ -37,9 +38,6 @@ Socket.prototype.write = function (this: Socket, ...args: Parameters<Socket["wri
   if (this.remotePort === pgPort) pgWrites++
   return socketWrite.apply(this, args)
 } as Socket["write"]
-
-const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
 
 const measure = <E, R>(
   label: string,

@@ -12,6 +12,7 @@ import * as Postgres from "@mandate/adapters/postgres"
 import { type ClaimRequest, Queue, Worker } from "@mandate/core"
 import { Context, Deferred, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
+import { percentile } from "./support.ts"
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`)
@@ -37,8 +38,6 @@ const timedClaims = (queue: Queue["Service"]): Queue["Service"] =>
       })
   })
 
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN
 const rate = (count: number, ms: number) => Math.round((count / ms) * 1000).toLocaleString("en-US")
 const cpuMs = () => {
   const usage = process.cpuUsage()

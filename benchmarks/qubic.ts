@@ -25,6 +25,7 @@ import {
 } from "@mandate/adapters/qubic"
 import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
+import { percentile } from "./support.ts"
 
 const rate = (label: string, n: number, run: (i: number) => void) => {
   for (let i = 0; i < Math.min(n, 1000); i++) run(i) // warm up
@@ -40,7 +41,7 @@ const rate = (label: string, n: number, run: (i: number) => void) => {
 
 const percentiles = (label: string, samples: Array<number>) => {
   const sorted = [...samples].sort((a, b) => a - b)
-  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!.toFixed(2)
+  const at = (p: number) => percentile(sorted, p).toFixed(2)
   console.log(`${label.padEnd(62)} p50 ${at(0.5)} ms  p95 ${at(0.95)} ms  p99 ${at(0.99)} ms`)
 }
 

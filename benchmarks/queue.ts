@@ -8,6 +8,7 @@
  */
 import { type ClaimRequest, Queue, Worker } from "@mandate/core"
 import { Deferred, Effect, Layer } from "effect"
+import { cpuMs, percentile, rate } from "./support.ts"
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`)
@@ -36,14 +37,6 @@ const TimedQueue = Layer.effect(
   })
 ).pipe(Layer.provide(Queue.layerMemory()))
 
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN
-const rate = (count: number, ms: number) => Math.round((count / ms) * 1000).toLocaleString("en-US")
-// CPU time of this process (user + system), in ms: on a shared machine wall time also counts other processes
-const cpuMs = () => {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1000
-}
 const phase = (label: string, count: number, wallMs: number, cpu: number) =>
   console.log(
     `${label.padEnd(30)}${rate(count, wallMs).padStart(9)} jobs/s  (${Math.round(wallMs)} ms wall, ${Math.round(cpu)} ms CPU: ${rate(count, cpu)} jobs per CPU-second)`

@@ -13,13 +13,11 @@ import * as Redis from "@mandate/adapters/redis"
 import { Anchor, Ledger } from "@mandate/core"
 import { Context, Effect, Layer } from "effect"
 import { Redis as RedisService } from "effect/persistence"
+import { percentile } from "./support.ts"
 
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const prefix = `mandate_bench:${crypto.randomUUID().replaceAll("-", "")}:`
 const config = Redis.makeConfig(url, { prefix, reservedConnections: 2 })
-
-const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
 
 const measure = <E, R>(
   label: string,

@@ -13,9 +13,16 @@ export const cpuMs = (): number => {
   return (usage.user + usage.system) / 1000
 }
 
-/** The `p` quantile (0..1) of ascending `sorted`; NaN when empty. */
+/**
+ * The `p` quantile (0..1) of ascending `sorted` by the nearest-rank method: the smallest sample with at least
+ * `p` of all samples at or below it (`sorted[ceil(p * n) - 1]`), always a measured value; NaN when empty. Every
+ * benchmark reports its percentiles with this one definition.
+ */
 export const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN
+
+/** `count` per second over `ms`, rounded, with thousands separators. */
+export const rate = (count: number, ms: number): string => Math.round((count / ms) * 1000).toLocaleString("en-US")
 
 export const sleep = (ms: number): Promise<void> => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -30,6 +37,32 @@ export const latencyOf = (samples: Array<number>): Latency => {
   samples.sort((a, b) => a - b)
   return { p50: percentile(samples, 0.5), p95: percentile(samples, 0.95), p99: percentile(samples, 0.99) }
 }
+
+/**
+ * Runs `op(i)` for i in 0..count-1, `concurrency` fibers at a time; returns operations per second and the
+ * latency percentiles in ms.
+ */
+export const measureOps = <E, R>(
+  op: (i: number) => Effect.Effect<unknown, E, R>,
+  count: number,
+  concurrency: number
+): Effect.Effect<Latency & { readonly opsPerSecond: number }, E, R> =>
+  Effect.gen(function* () {
+    const latencies: Array<number> = []
+    const timed = (i: number) =>
+      Effect.suspend(() => {
+        const start = performance.now()
+        return Effect.tap(op(i), () => Effect.sync(() => latencies.push(performance.now() - start)))
+      })
+    const start = performance.now()
+    yield* Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      timed,
+      { concurrency, discard: true }
+    )
+    const seconds = (performance.now() - start) / 1000
+    return { opsPerSecond: Math.round(count / seconds), ...latencyOf(latencies) }
+  })
 
 /** Runs `count` calls of `f`, `inFlight` at a time. */
 export const pooled = async (count: number, inFlight: number, f: (i: number) => Promise<unknown>): Promise<void> => {

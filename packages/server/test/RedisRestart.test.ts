@@ -2,16 +2,12 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { assert, it } from "@effect/vitest"
-import * as RedisBackend from "@mandate/adapters/redis"
 import { LedgerKeys } from "@mandate/core"
 import { ConfigProvider, Effect, Layer } from "effect"
-import { Redis } from "effect/persistence"
 import { ServerConfig } from "../src/Config.ts"
 import * as Stores from "../src/Stores.ts"
-import { describeRedis } from "./utils/TestRedis.ts"
+import { deleteKeysNow, describeRedis, freshPrefix, url } from "./utils/TestRedis.ts"
 import { call, fastRuntime, layer, tokens, waitForStatus, walletA } from "./utils/TestServer.ts"
-
-const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 
 /** The server as `npm start` wires it from this environment, on an ephemeral port, for the scope of `use`. */
 const serve = <A, E>(env: Record<string, string>, use: Effect.Effect<A, E, any>) =>
@@ -53,29 +49,15 @@ const verify = (hash: string) =>
     return reply.body
   })
 
-const deleteKeys = (prefix: string) =>
-  Effect.gen(function* () {
-    const redis = yield* Redis.Redis
-    let cursor = "0"
-    do {
-      const [next, keys] = yield* redis.send<[string, ReadonlyArray<string>]>("SCAN", cursor, "MATCH", `${prefix}*`)
-      if (keys.length > 0) yield* redis.send("UNLINK", ...keys)
-      cursor = next
-    } while (cursor !== "0")
-  }).pipe(
-    Effect.provide(RedisBackend.layerClient(RedisBackend.makeConfig(url, { reservedConnections: 1 }))),
-    Effect.ignore
-  )
-
 describeRedis("the server restarted on Redis", () => {
   it.live(
     "every earlier audit trail is there, every entry verifies, receipts are found, and the chain goes on",
     () =>
       Effect.gen(function* () {
         const dataDir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-redis-restart-"))
-        const prefix = `mandate_test:redis-backend:${crypto.randomUUID().replaceAll("-", "")}:`
+        const prefix = freshPrefix()
         yield* Effect.addFinalizer(() =>
-          deleteKeys(prefix).pipe(
+          deleteKeysNow(prefix).pipe(
             Effect.andThen(Effect.sync(() => NodeFs.rmSync(dataDir, { recursive: true, force: true })))
           )
         )

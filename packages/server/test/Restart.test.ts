@@ -2,17 +2,13 @@ import * as NodeCrypto from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import { PgClient } from "@effect/sql-pg"
 import { assert, it } from "@effect/vitest"
 import { LedgerKeys } from "@mandate/core"
-import { ConfigProvider, Effect, Layer, Redacted } from "effect"
-import { SqlClient } from "effect/sql"
+import { ConfigProvider, Effect, Layer } from "effect"
 import { ServerConfig } from "../src/Config.ts"
 import * as Stores from "../src/Stores.ts"
-import { describePostgres } from "./utils/TestPostgres.ts"
+import { describePostgres, dropSchemaNow, freshSchema, url } from "./utils/TestPostgres.ts"
 import { call, fastRuntime, layer, tokens, waitForStatus, walletA } from "./utils/TestServer.ts"
-
-const url = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
 
 /** The server as `npm start` wires it from this environment, on an ephemeral port, for the scope of `use`. */
 const serve = <A, E>(env: Record<string, string>, use: Effect.Effect<A, E, any>) =>
@@ -56,11 +52,9 @@ describePostgres("the server restarted on Postgres", () => {
     () =>
       Effect.gen(function* () {
         const dataDir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-restart-"))
-        const schema = `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
+        const schema = freshSchema()
         yield* Effect.addFinalizer(() =>
-          Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(
-            Effect.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 1 })),
-            Effect.ignore,
+          dropSchemaNow(schema).pipe(
             Effect.andThen(Effect.sync(() => NodeFs.rmSync(dataDir, { recursive: true, force: true })))
           )
         )

@@ -7,7 +7,7 @@ import { makeRecord } from "@mandate/core/conformance/taskStore"
 import { Cause, ConfigProvider, Duration, Effect, Fiber, Layer, Redacted } from "effect"
 import { Redis } from "effect/persistence"
 import { TestClock } from "effect/testing"
-import { config, deleteKeys, describeRedis, keysUnder, TestRedis, url } from "../utils/TestRedis.ts"
+import { config, deleteKeysOnExit, describeRedis, keysUnder, TestRedis, url } from "../utils/TestRedis.ts"
 
 const readConfig = (env: Record<string, string>) => RedisBackend.RedisConfig.parse(ConfigProvider.fromEnvRecord(env))
 
@@ -86,7 +86,7 @@ describeRedis("Redis backend", () => {
   it.effect("layer builds every service on one client under the configured prefix", () =>
     Effect.gen(function* () {
       const cfg = config()
-      yield* Effect.addFinalizer(() => deleteKeys(cfg.prefix).pipe(Effect.provide(TestRedis.otherClient())))
+      yield* deleteKeysOnExit(cfg.prefix)
       yield* Effect.gen(function* () {
         const store = yield* TaskStore
         const limits = yield* RateLimit
@@ -115,7 +115,7 @@ describeRedis("Redis backend", () => {
   it.effect("layerConfig reads the environment", () =>
     Effect.gen(function* () {
       const prefix = config().prefix
-      yield* Effect.addFinalizer(() => deleteKeys(prefix).pipe(Effect.provide(TestRedis.otherClient())))
+      yield* deleteKeysOnExit(prefix)
       const env = ConfigProvider.layer(ConfigProvider.fromEnvRecord({ REDIS_URL: url, MANDATE_REDIS_PREFIX: prefix }))
       yield* Effect.gen(function* () {
         yield* (yield* TaskStore).create(makeRecord())

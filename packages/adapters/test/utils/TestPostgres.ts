@@ -12,7 +12,6 @@
  * @since 0.1.0
  */
 import type { PgClient } from "@effect/sql-pg"
-import { describe, it } from "@effect/vitest"
 import {
   layerClient,
   Migrations,
@@ -24,9 +23,10 @@ import {
 import { Context, Effect, Layer, type Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { inject } from "vitest"
-import { shownUrl, url } from "./postgresSetup.ts"
+import { describeNeeding } from "./backendProbe.ts"
+import { client, url } from "./postgresSetup.ts"
 
-export { url }
+export { client, url }
 
 /** A schema name no other test run uses. */
 export const freshSchema = (): string => `mandate_test_${crypto.randomUUID().replaceAll("-", "")}`
@@ -43,25 +43,21 @@ if (unreachable === undefined) {
 /** Whether the tests can reach PostgreSQL (probed once per run by `postgresSetup.ts`). */
 export const reachable = unreachable === null
 
-const required = process.env.CI === "true"
-
 /**
  * A describe block that needs PostgreSQL: run when reachable, skipped with a warning when not, failing when
  * not and `CI=true`.
  */
-export const describePostgres = (name: string, fn: () => void): void => {
-  if (reachable) describe(name, fn)
-  else if (required) {
-    describe(name, () => {
-      it(`needs PostgreSQL at ${shownUrl} (CI=true)`, () => {
-        throw new Error(`PostgreSQL is required with CI=true but unreachable at ${shownUrl}: ${unreachable}`)
-      })
-    })
-  } else describe.skip(name, fn)
-}
+export const describePostgres: (name: string, fn: () => void) => void = describeNeeding("PostgreSQL", url, unreachable)
 
 const dropSchema = (schema: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(Effect.orDie)
+
+/** Drops `schema` (and everything in it) over a connection of its own; failures are ignored (cleanup only). */
+export const dropSchemaNow = (schema: string): Effect.Effect<void> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(
+    Effect.provide(client(1)),
+    Effect.ignoreCause
+  )
 
 /** Drops `schema` when the current scope closes (for tests that build their own backend on a fresh schema). */
 export const dropSchemaOnExit = (schema: string): Effect.Effect<void, never, Scope.Scope> =>

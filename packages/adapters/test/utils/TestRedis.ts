@@ -12,12 +12,12 @@
  * @since 0.1.0
  */
 import type { NodeRedis } from "@effect/platform-node"
-import { describe, it } from "@effect/vitest"
 import { layerClient, makeConfig, type RedisConfig, type RedisOptions } from "@mandate/adapters/redis"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import { Redis } from "effect/persistence"
 import { inject } from "vitest"
-import { shownUrl, url } from "./redisSetup.ts"
+import { describeNeeding } from "./backendProbe.ts"
+import { url } from "./redisSetup.ts"
 
 export { url }
 
@@ -41,22 +41,11 @@ if (unreachable === undefined) {
 /** Whether the tests can reach Redis (probed once per run by `redisSetup.ts`). */
 export const reachable = unreachable === null
 
-const required = process.env.CI === "true"
-
 /**
  * A describe block that needs Redis: run when reachable, skipped with a warning when not, failing when not and
  * `CI=true`.
  */
-export const describeRedis = (name: string, fn: () => void): void => {
-  if (reachable) describe(name, fn)
-  else if (required) {
-    describe(name, () => {
-      it(`needs Redis at ${shownUrl} (CI=true)`, () => {
-        throw new Error(`Redis is required with CI=true but unreachable at ${shownUrl}: ${unreachable}`)
-      })
-    })
-  } else describe.skip(name, fn)
-}
+export const describeRedis: (name: string, fn: () => void) => void = describeNeeding("Redis", url, unreachable)
 
 /**
  * Every key under `prefix` (SCAN: tests only, never a service's hot path).
@@ -88,6 +77,14 @@ export const deleteKeys = (prefix: string): Effect.Effect<void, never, Redis.Red
     const keys = yield* keysUnder(prefix)
     for (let i = 0; i < keys.length; i += 500) yield* redis.send("UNLINK", ...keys.slice(i, i + 500))
   }).pipe(Effect.orDie)
+
+/** Deletes every key under `prefix` over a connection of its own (cleanup only). */
+export const deleteKeysNow = (prefix: string): Effect.Effect<void> =>
+  deleteKeys(prefix).pipe(Effect.provide(layerClient(makeConfig(url, { reservedConnections: 1 }))), Effect.ignoreCause)
+
+/** Deletes every key under `prefix` when the current scope closes (for tests that build their own backend). */
+export const deleteKeysOnExit = (prefix: string): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.addFinalizer(() => deleteKeysNow(prefix))
 
 /**
  * The prefix a `TestRedis.layer` build uses (and will clear), with the config that reaches it.

@@ -178,10 +178,34 @@ export const suite = (name: string, agentsLayer: Layer.Layer<Agents, unknown>, o
             yield* TestClock.adjust(1)
             assert.strictEqual((yield* agents.get(id)).status, "offline")
           } else {
-            yield* advance(degradedAfterMs)
-            assert.strictEqual((yield* agents.get(id)).status, "degraded")
-            yield* advance(offlineAfterMs - degradedAfterMs)
-            assert.strictEqual((yield* agents.get(id)).status, "offline")
+            // Real time (a store keeping its own clock): each read is bracketed by a probe's heartbeats, so the
+            // store's time at the read is known to an interval, and the status read must be one that interval
+            // allows. The walk goes on until degraded, then offline, were each read where the age allows nothing
+            // else; a slow machine that steps over the degraded window sends a heartbeat and walks again. No
+            // elapsed-time bound decides the outcome
+            const probe = agentId("age-probe")
+            yield* agents.register({ id: probe, pool: poolName("age-probe") })
+            const order: ReadonlyArray<AgentStatus> = ["online", "degraded", "offline"]
+            const thresholds = { degradedAfterMs, offlineAfterMs }
+            const read = Effect.gen(function* () {
+              const from = (yield* agents.heartbeat(probe)).lastHeartbeatAt
+              const agent = yield* agents.get(id)
+              const to = (yield* agents.heartbeat(probe)).lastHeartbeatAt
+              const first = agentStatusAt(agent.lastHeartbeatAt, from, thresholds)
+              const last = agentStatusAt(agent.lastHeartbeatAt, to, thresholds)
+              const can = order.slice(order.indexOf(first), order.indexOf(last) + 1)
+              assert.include(can, agent.status, `at ${from}..${to}, last heartbeat ${agent.lastHeartbeatAt}`)
+              return can.length === 1 ? agent.status : undefined
+            })
+            for (const target of ["degraded", "offline"] as const) {
+              while (true) {
+                const exact = yield* read
+                if (exact === target) break
+                // stepped over the degraded window (a stalled machine): back online, and again
+                if (target === "degraded" && exact === "offline") yield* agents.heartbeat(id)
+                yield* Effect.sleep(Math.min(50, degradedAfterMs / 4))
+              }
+            }
           }
           const back = yield* agents.heartbeat(id, 0.25)
           assert.strictEqual(back.status, "online")
