@@ -290,10 +290,14 @@ export const layerDrain = (
   Layer.effectDiscard(
     Effect.gen(function* () {
       let active = 0
-      server.on("request", (_request, response) => {
+      const track = (_request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
         active++
         response.once("close", () => active--)
-      })
+      }
+      server.on("request", track)
+      // A request sent with `Expect: 100-continue` (curl sends it for bodies over 1 KB) comes as "checkContinue"
+      // instead: Effect's server listens for it, so Node emits no "request" for it
+      server.on("checkContinue", track)
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
           yield* Effect.logInfo("Mandate server draining").pipe(Effect.annotateLogs({ in_flight: active }))

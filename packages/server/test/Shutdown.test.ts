@@ -64,9 +64,13 @@ const startServer = (shutdownGrace: string) =>
   })
 
 describe("graceful shutdown", () => {
-  it.live(
-    "SIGTERM: stops accepting, lets the in-flight request finish, exits 0",
-    () =>
+  it.live.each([
+    { name: "a plain request", expect: "" },
+    // Node hands such a request to a "checkContinue" listener instead of "request": the drain must count it too
+    { name: "a request sent with Expect: 100-continue", expect: "Expect: 100-continue\r\n" }
+  ])(
+    "SIGTERM: stops accepting, lets the in-flight request finish ($name), exits 0",
+    ({ expect }) =>
       Effect.gen(function* () {
         // A grace far longer than the test may run: the in-flight request is never cut, however slow the machine
         const { port, child, output, exited } = yield* startServer("1 hour")
@@ -89,7 +93,7 @@ describe("graceful shutdown", () => {
           () =>
             new Promise((resolve) =>
               inFlight.write(
-                "POST /task/start HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" +
+                `POST /task/start HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${expect}` +
                   `Authorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
                   `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 20)}`,
                 resolve
@@ -118,7 +122,8 @@ describe("graceful shutdown", () => {
         assert.notMatch(received, /HTTP\/1\.1 200 /, "answered before its body was sent")
         // The in-flight request completes
         inFlight.write(body.slice(20))
-        const reply = yield* Effect.promise(() => answered)
+        // (after an interim "100 Continue" when the request asked for one)
+        const reply = (yield* Effect.promise(() => answered)).replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, "")
         assert.match(reply, /^HTTP\/1\.1 200 /)
         assert.match(reply, /"task_id":"task_/)
 
