@@ -27,6 +27,17 @@ const pack = (pkg: string, into: string): string => {
   return Path.join(into, info!.filename)
 }
 
+/** The file paths an `exports` map points at (a null entry blocks a subpath and points at nothing). */
+const exportTargets = (manifest: { readonly exports: unknown }): ReadonlyArray<string> => {
+  const out: Array<string> = []
+  const walk = (value: unknown): void => {
+    if (typeof value === "string") out.push(value)
+    else if (value !== null && typeof value === "object") for (const v of Object.values(value)) walk(v)
+  }
+  walk(manifest.exports)
+  return out
+}
+
 describe("the packed packages", () => {
   it("install into an empty project, type-check and run a host app with plain Node", () => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "mandate-installed-"))
@@ -48,11 +59,22 @@ describe("the packed packages", () => {
           }
         })
       )
-      run("npm", ["install", "--no-audit", "--no-fund", "--ignore-scripts"], dir)
+      run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--ignore-scripts"], dir)
       // Nothing but the built files and the sources they map to: no tests, no build info
       const files = Fs.readdirSync(Path.join(dir, "node_modules/@mandate/core"))
       assert.includeMembers(files, ["dist", "package.json", "README.md", "LICENSE"])
       assert.isFalse(Fs.existsSync(Path.join(dir, "node_modules/@mandate/core/dist/.tsbuildinfo")))
+
+      // Every exports target is in the tarball: tsc alone would not notice a wrong "types" path, it falls back to
+      // the declarations next to "default"
+      for (const pkg of ["core", "adapters"]) {
+        const installed = Path.join(dir, "node_modules/@mandate", pkg)
+        for (const target of exportTargets(JSON.parse(Fs.readFileSync(Path.join(installed, "package.json"), "utf8")))) {
+          // a wildcard target names a directory that must hold the matching files
+          const file = target.includes("*") ? Path.dirname(target.slice(0, target.indexOf("*") + 1)) : target
+          assert.isTrue(Fs.existsSync(Path.join(installed, file)), `@mandate/${pkg}: ${target} is not in the tarball`)
+        }
+      }
 
       Fs.copyFileSync(Path.join(import.meta.dirname, "../src/main.ts"), Path.join(dir, "main.ts"))
       Fs.writeFileSync(
