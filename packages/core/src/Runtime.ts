@@ -560,24 +560,26 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
       yield* checkHandlers(accepted)
       const now = yield* Clock.currentTimeMillis
       const trace = yield* TaskTrace.capture
-      const task: Task = {
+      // Built field by field (a literal with a conditional spread in the middle is ~10× slower in V8), in the
+      // field order a task has always had
+      const task: { -readonly [K in keyof Task]?: Task[K] } = {
         id,
         kind: request.kind,
         params: accepted.params,
-        priority: request.priority ?? "normal",
-        ...(request.idempotencyKey === undefined ? {} : { idempotencyKey: request.idempotencyKey }),
-        requestedBy: principal,
-        state: "planning",
-        planId: accepted.id,
-        policyVersion: accepted.policyVersion,
-        reasons: [],
-        gated: Access.isGated(accepted),
-        ...(trace === undefined ? {} : { trace }),
-        createdAt: now,
-        updatedAt: now,
-        version: 0
+        priority: request.priority ?? "normal"
       }
-      return yield* launch(task, accepted, principal)
+      if (request.idempotencyKey !== undefined) task.idempotencyKey = request.idempotencyKey
+      task.requestedBy = principal
+      task.state = "planning"
+      task.planId = accepted.id
+      task.policyVersion = accepted.policyVersion
+      task.reasons = []
+      task.gated = Access.isGated(accepted)
+      if (trace !== undefined) task.trace = trace
+      task.createdAt = now
+      task.updatedAt = now
+      task.version = 0
+      return yield* launch(task as Task, accepted, principal)
     })
 
   const start = Effect.fn("Runtime.start")(function* (input: unknown, principalInput: Principal) {

@@ -97,6 +97,8 @@ const withTask = (record: TaskRecord, state: TaskState, now: number, reasons?: R
   task: { ...record.task, state, reasons: reasons ?? record.task.reasons, updatedAt: now }
 })
 
+const withoutError = ({ error: _, ...rest }: Step): Step => rest
+
 const stepOf = (record: TaskRecord, id: string): Step | undefined => record.steps.find((s) => s.id === id)
 const plannedOf = (plan: Plan, id: string): PlannedStep => plan.steps.find((s) => s.id === id)!
 
@@ -320,8 +322,9 @@ export const stepSucceeded = (
   worker?: string
 ): Transition => {
   const step = stepOf(record, stepId)!
-  const { error: _, ...rest } = step
-  const next = setStep(record, { ...rest, state: "succeeded", result, updatedAt: now })
+  // Object rest is slow in V8: taken only when there is an earlier attempt's error to drop
+  const succeeded = (s: Step): Step => ({ ...s, state: "succeeded", result, updatedAt: now })
+  const next = setStep(record, step.error === undefined ? succeeded(step) : succeeded(withoutError(step)))
   const payload = { result, ...(worker === undefined ? {} : { worker }) }
   return advance({ record: next, commands: [{ _tag: "Record", kind: "step.succeeded", stepId, payload }] }, plan, now)
 }
