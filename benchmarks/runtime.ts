@@ -27,6 +27,7 @@
  *   npm run bench:runtime
  *   npm run bench:runtime -- --tasks 5000 --one 200 --parked 1000 --pool 10 --only memory,postgres,redis
  *   npm run bench:runtime -- --only postgres --peers none      (Mandate alone)
+ *   npm run bench:runtime -- --parts [--tasks 3000]            (memory: where a task's CPU goes, part by part)
  *
  * Every schema and key prefix is the run's own and is dropped at the end.
  *
@@ -39,7 +40,7 @@ import { Command, END, interrupt, MemorySaver, START, StateGraph, StateSchema } 
 import { PostgresSaver } from "@langchain/langgraph-checkpoint-postgres"
 import * as Postgres from "@mandate/adapters/postgres"
 import * as Redis from "@mandate/adapters/redis"
-import { Mandate, Runtime } from "@mandate/core"
+import { AgentId, Ledger, Mandate, Planner, Queue, Runtime, UnitOfWork } from "@mandate/core"
 import { Effect, type Layer, ManagedRuntime, Stream } from "effect"
 import { Redis as IORedis } from "ioredis"
 import pg from "pg"
@@ -247,6 +248,97 @@ const mandateRedis = () =>
     )
   )
 
+// ---- where a task's CPU goes (`--parts`) -----------------------------------------------------------------------
+
+/**
+ * CPU µs per task of the whole seed task on memory (64 in flight) and of its parts measured alone, each as many
+ * times as one task does it: the start (plan, policy, opening unit, no workers), the plan alone, 12 ledger
+ * entries appended in 4 batches of 3 (a task's units), 3 jobs enqueued, claimed and completed, 4 empty units of
+ * work. The parts overlap (the start contains a plan and 5 entries): it is a budget to read, not a sum.
+ */
+const measureParts = async () => {
+  const cpuPerTask = async (count: number, f: () => Promise<void>) => {
+    const before = process.cpuUsage()
+    await f()
+    const used = process.cpuUsage(before)
+    return (used.user + used.system) / count
+  }
+  const whole = await mandateMemory()
+  await pooled(500, 64, (i) => whole.run(2_000_000 + i))
+  const task = await cpuPerTask(tasks, () => pooled(tasks, 64, (i) => whole.run(i)))
+  await whole.close()
+
+  const managed = ManagedRuntime.make(
+    Mandate.layerMemory({ ...mandateOptions, runtime: { ...mandateOptions.runtime, workers: false } })
+  )
+  const services = await managed.runPromise(
+    Effect.gen(function* () {
+      return {
+        runtime: yield* Runtime,
+        planner: yield* Planner,
+        ledger: yield* Ledger,
+        queue: yield* Queue,
+        uow: yield* UnitOfWork
+      }
+    })
+  )
+  const { runtime, planner, ledger, queue, uow } = services
+  const workerId = AgentId.make("worker_bench")
+  const part = async (run: (i: number) => Effect.Effect<unknown, unknown>) => {
+    const loop = (offset: number) =>
+      Effect.gen(function* () {
+        for (let i = 0; i < tasks; i++) yield* run(offset + i)
+      })
+    await managed.runPromise(loop(10_000_000))
+    return cpuPerTask(tasks, () => managed.runPromise(loop(0)))
+  }
+  const taskId = (await managed.runPromise(runtime.start(transfer(0), alice))).id
+  const payload = { attempt: 1, round: 0, worker: "worker_bench", result: { wallet: "B".repeat(60), balance: 1 } }
+  const rows: ReadonlyArray<readonly [string, number]> = [
+    ["whole task, 64 in flight (workers, events)", task],
+    ["start alone (plan, policy, opening unit)", await part((i) => runtime.start(transfer(i), alice))],
+    ["plan alone (planner + policy)", await part((i) => planner.plan({ ...transfer(i), principal: alice }))],
+    [
+      "12 ledger entries, 4 batches of 3",
+      await part(() =>
+        Effect.gen(function* () {
+          for (let u = 0; u < 4; u++) {
+            yield* ledger.appendBatch(
+              [0, 1, 2].map((k) => ({ kind: `step.part${k}`, taskId, stepId: "check_balance", payload }))
+            )
+          }
+        })
+      )
+    ],
+    [
+      "3 jobs enqueued, claimed, completed",
+      await part((i) =>
+        Effect.gen(function* () {
+          for (let s = 0; s < 3; s++) {
+            yield* queue.enqueueBatch([
+              { queue: "bench-parts", payload: { taskId, stepId: `s${s}`, round: 0 }, idempotencyKey: `${i}/${s}` }
+            ])
+            for (const job of yield* queue.claim({ workerId, queues: ["bench-parts"] })) {
+              yield* queue.complete(job.id, workerId, { ok: true })
+            }
+          }
+        })
+      )
+    ],
+    [
+      "4 empty units of work",
+      await part(() =>
+        Effect.gen(function* () {
+          for (let u = 0; u < 4; u++) yield* uow.run(Effect.void)
+        })
+      )
+    ]
+  ]
+  await managed.dispose()
+  console.log(`\nmemory: CPU µs per task, ${fmt(tasks)} tasks (parts measured alone, as often as one task does them)`)
+  for (const [label, us] of rows) console.log(`${label.padEnd(48)}${fmt(us).padStart(8)}`)
+}
+
 // ---- DBOS Transact -------------------------------------------------------------------------------------------
 
 const dbosSystem = async (): Promise<System> => {
@@ -424,6 +516,7 @@ const main = async () => {
         .map((n) => n.toFixed(1))
         .join(" ")} (the machine is shared: compare ratios within one run)`
   )
+  if (process.argv.includes("--parts")) return measureParts()
   const results: Record<string, Array<readonly [string, Figures | undefined]>> = {}
   const measureOne = async (make: () => Promise<System>) => {
     const system = await open(make)
