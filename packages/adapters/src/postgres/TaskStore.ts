@@ -47,6 +47,7 @@ import {
 } from "@mandate/core"
 import { Effect, Layer, Option, Schema, SchemaGetter } from "effect"
 import { SqlClient, SqlSchema } from "effect/sql"
+import { addFresh } from "./internal/freshTasks.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 // `version` is a bigint column (the model's versions are safe integers, which int4 would not hold)
@@ -190,6 +191,7 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
     for (let attempt = 0; attempt < 3; attempt++) {
       const inserted = yield* insertTask(record, text, planText).pipe(Effect.mapError(storeError("create")))
       if (inserted.length > 0) {
+        addFresh(sql, task.id)
         if (plan !== undefined && inserted[0]!.plan_stored === true) yield* rememberPlan(plan)
         return
       }
