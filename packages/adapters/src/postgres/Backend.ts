@@ -154,7 +154,9 @@ const keepingSavepoints = (client: PgClient.PgClient): PgClient.PgClient => {
 
 /**
  * The connection pool alone: `PgClient` and the abstract `SqlClient` over one pool. The statement timeout is
- * sent in each connection's startup packet, so it holds on every connection without an extra round trip.
+ * sent in each connection's startup packet, so it holds on every connection without an extra round trip. A
+ * nested transaction (a unit of work inside another) that succeeds leaves its savepoint for COMMIT to release,
+ * saving the `RELEASE SAVEPOINT` round trip; failing, it rolls back to it as usual.
  *
  * The pool keeps time with the real clock even when a `TestClock` is in context: its idle timers are
  * infrastructure, and a test that moves the clock by a year must not make the pool replay a year of timers.
