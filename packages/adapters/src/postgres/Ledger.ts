@@ -12,7 +12,9 @@
  *   found. The lock is held to the end of the transaction: a standalone append holds it for that one statement,
  *   one inside a unit of work (`UnitOfWork`) from its write to COMMIT, instead of from a head read three round
  *   trips earlier. An appender whose assumption was wrong runs again (see `withAppendLock`); inside a unit the
- *   failed statement already locked the row, so the second run is final. The chain and the tree never fork:
+ *   failed statement already locked the row, so the second run is final. Appenders of one process take turns
+ *   (inside units: until their transaction holds the row), so each assumes the head the previous one wrote
+ *   instead of all but one losing the race. The chain and the tree never fork:
  *   every write is checked against the committed head under the one lock, and the primary keys refuse to
  *   overwrite.
  * - Triggers make entries, nodes and checkpoints append-only in the database itself.
