@@ -12,7 +12,9 @@
  *   found. The lock is held to the end of the transaction: a standalone append holds it for that one statement,
  *   one inside a unit of work (`UnitOfWork`) from its write to COMMIT, instead of from a head read three round
  *   trips earlier. An appender whose assumption was wrong runs again (see `withAppendLock`); inside a unit the
- *   failed statement already locked the row, so the second run is final. The chain and the tree never fork:
+ *   failed statement already locked the row, so the second run is final. Appenders of one process take turns
+ *   (inside units: until their transaction holds the row), so each assumes the head the previous one wrote
+ *   instead of all but one losing the race. The chain and the tree never fork:
  *   every write is checked against the committed head under the one lock, and the primary keys refuse to
  *   overwrite.
  * - Triggers make entries, nodes and checkpoints append-only in the database itself.
@@ -44,6 +46,7 @@ import {
 import { LedgerTamper } from "@mandate/core/testing"
 import { type Cause, Context, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
+import { takeFresh } from "./internal/freshTasks.ts"
 import { findRollback, findSqlError, Rollback } from "./internal/transaction.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
@@ -263,6 +266,12 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
   // one lose the race (the database lock is held for one statement only, so a turn is one or two round trips).
   // Appenders inside a unit never wait here: one may hold the database lock while another waits for it
   const standalone = yield* Semaphore.make(1)
+  // Appenders inside units take turns too, until their transaction holds the head row: each then assumes the head
+  // the previous one wrote, where all but one of many concurrent units would otherwise assume the same head, lose
+  // the race and compute and send their entries twice. A unit that holds the row (its transaction called
+  // `ledger_append`, which locks it first) never waits here: the next in turn may be waiting for its COMMIT
+  const inUnit = yield* Semaphore.make(1)
+  const holdsHead = new WeakSet<object>()
 
   const withTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     Effect.mapError(effect, (error) => new Rollback<E | LedgerStoreError>(error)).pipe(
@@ -298,10 +307,11 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     })
     return Effect.flatMap(Effect.serviceOption(sql.transactionService), (enclosing) => {
       if (Option.isSome(enclosing)) {
-        return Effect.catchIf(run(undefined, false, true), isMoved, (error) => {
+        const optimistic = Effect.catchIf(run(undefined, false, true), isMoved, (error) => {
           const moved = movedOf(error)
           return moved.locked && moved.head !== undefined ? runLocked(moved.head) : lockAndRun
         })
+        return holdsHead.has(enclosing.value[0]) ? optimistic : inUnit.withPermits(1)(optimistic)
       }
       const attempt = (head: LedgerHead | undefined, n: number): Effect.Effect<A, E | LedgerStoreError, R> =>
         Effect.catchIf(run(head, false, true), isMoved, (error) =>
@@ -360,6 +370,9 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
           ${tasks.length === 0 ? null : JSON.stringify(tasks)}::text, ${JSON.stringify(rows)}::text,
           ${JSON.stringify(nodeRows)}::text)`.pipe(Effect.mapError(storeError("write")))
       if (result === undefined) return yield* failure("write", "ledger_append returned nothing")
+      // Whatever it answered, `ledger_append` locked the head row first: this transaction holds it to COMMIT
+      const transaction = yield* Effect.serviceOption(sql.transactionService)
+      if (Option.isSome(transaction)) holdsHead.add(transaction.value[0])
       const current =
         result.o_size === null ? undefined : toHead(BigInt(result.o_size as string | number | bigint), result.o_last)
       if (result.o_status === 0) {
@@ -381,9 +394,7 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
             !locked &&
             (given === undefined || given.size !== current?.size || given.lastHash !== current.lastHash)
       if (raced) {
-        return yield* storeError("write")(
-          new HeadMoved(current, Option.isSome(yield* Effect.serviceOption(sql.transactionService)))
-        )
+        return yield* storeError("write")(new HeadMoved(current, Option.isSome(transaction)))
       }
       return yield* failure(
         "write",
@@ -440,7 +451,8 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     ).pipe(Effect.map((rows) => rows.map(toEntry)))
 
   // The task's last entry (the same transaction sees the unit's own appends). Under the lock it is final; an
-  // optimistic appender may take the one this process last wrote, which `ledger_append` checks
+  // optimistic appender may take the one this process last wrote, or none for a task this process just created
+  // (the task store tells, see internal/freshTasks.ts), which `ledger_append` checks
   const readLastOfTask = (taskId: string) =>
     sql<{ readonly entry_hash: string }>`SELECT entry_hash FROM ${entriesTable}
         WHERE task_id = ${taskId} ORDER BY pos DESC LIMIT 1`.pipe(
@@ -454,6 +466,11 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
         if (remembered !== undefined) {
           mode.value.guessed = true
           return Effect.succeed(Option.some(remembered))
+        }
+        // A task this process just created has no entries yet (checked under the lock like any guess)
+        if (takeFresh(sql, taskId)) {
+          mode.value.guessed = true
+          return Effect.succeed(Option.none())
         }
       }
       return readLastOfTask(taskId)

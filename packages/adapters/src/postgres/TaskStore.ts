@@ -13,6 +13,11 @@
  * Listings walk an index newest first (`seq`), one row past the page to know whether another follows;
  * `countByState` sums the trigger-maintained `task_counts` rows, so neither grows with the table.
  *
+ * Plans never change once stored (a trigger refuses UPDATE), so each store keeps the plans it stored or read, by
+ * id, and `getPlan` (read at every step a worker runs) costs no round trip and no decode after the first. A plan
+ * enters that cache only once the transaction that wrote or read it has committed, so a unit that stored a plan
+ * and then rolled back leaves nothing behind; a plan whose id was already taken (nothing inserted) is not cached.
+ *
  * What is stored is first encoded with the core schemas (so a record that could not be read back, e.g. holding a
  * `NaN` timestamp, is refused with `TaskStoreError` and nothing is written), and every row read is decoded with
  * them: a row that does not decode, or whose columns disagree with its record, fails the call with
@@ -42,6 +47,7 @@ import {
 } from "@mandate/core"
 import { Effect, Layer, Option, Schema, SchemaGetter } from "effect"
 import { SqlClient, SqlSchema } from "effect/sql"
+import { addFresh } from "./internal/freshTasks.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 // `version` is a bigint column (the model's versions are safe integers, which int4 would not hold)
@@ -82,6 +88,9 @@ const finiteOnly = (_key: string, value: unknown) => {
 // injective, so equal columns still mean equal strings and the unique index still means one task per key.
 const textKey = (value: string): string => JSON.stringify(value).slice(1, -1)
 
+// Plans this process keeps (a miss costs one read)
+const planCacheSize = 10_000
+
 // Cursors are the `seq` of the last task on a page, in base 36 (as the memory store's positions are)
 const cursorOf = (seq: bigint): string => seq.toString(36)
 const parseCursor = (cursor: string): number | undefined => {
@@ -121,10 +130,21 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
       }
     })
 
+  // Immutable plans by id, least recently used first (see the module's documentation)
+  const planCache = new Map<PlanId, Plan.Plan>()
+  const rememberPlan = (plan: Plan.Plan) =>
+    sql.afterCommit(
+      Effect.sync(() => {
+        planCache.delete(plan.id)
+        planCache.set(plan.id, plan)
+        if (planCache.size > planCacheSize) planCache.delete(planCache.keys().next().value!)
+      })
+    )
+
   const storedPlan = (operation: string, plan: Plan.Plan) =>
     Effect.flatMap(Effect.mapError(encodePlan(plan), storeError(operation)), (encoded) => json(operation, encoded))
 
-  // One statement: the task, and its plan only if the task was inserted
+  // One statement: the task, and its plan only if the task was inserted (`plan_stored`: whether it was)
   const insertTask = (
     record: TaskRecord,
     text: { task: string; steps: string; approvals: string },
@@ -139,17 +159,18 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
               ${task.version}, ${text.task}::json, ${text.steps}::json, ${text.approvals}::json)`
     const columns = sql`(id, kind, state, requested_by, idempotency_key, version, task, steps, approvals)`
     return plan === undefined
-      ? sql<{ readonly id: string }>`INSERT INTO ${tasks} ${columns} VALUES ${values}
-          ON CONFLICT DO NOTHING RETURNING id`
-      : sql<{ readonly id: string }>`WITH inserted AS (
+      ? sql<{ readonly id: string; readonly plan_stored?: boolean }>`INSERT INTO ${tasks} ${columns}
+          VALUES ${values} ON CONFLICT DO NOTHING RETURNING id`
+      : sql<{ readonly id: string; readonly plan_stored?: boolean }>`WITH inserted AS (
             INSERT INTO ${tasks} ${columns} VALUES ${values}
             ON CONFLICT DO NOTHING RETURNING id
           ), plan AS (
             INSERT INTO ${plans} (id, task_id, plan)
             SELECT ${plan.id}, id, ${plan.text}::json FROM inserted
             ON CONFLICT (id) DO NOTHING
+            RETURNING id
           )
-          SELECT id FROM inserted`
+          SELECT id, EXISTS (SELECT 1 FROM plan) AS plan_stored FROM inserted`
   }
 
   // The task holding the id, or else the one holding the idempotency key (the id is reported first)
@@ -169,7 +190,11 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
     // A conflicting row can vanish between the insert and the read (deleted by an operator): then insert again
     for (let attempt = 0; attempt < 3; attempt++) {
       const inserted = yield* insertTask(record, text, planText).pipe(Effect.mapError(storeError("create")))
-      if (inserted.length > 0) return
+      if (inserted.length > 0) {
+        addFresh(sql, task.id)
+        if (plan !== undefined && inserted[0]!.plan_stored === true) yield* rememberPlan(plan)
+        return
+      }
       const conflict = yield* findConflict({
         id: task.id,
         requestedBy: textKey(task.requestedBy.id),
@@ -240,8 +265,10 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
 
   const putPlan = Effect.fn("TaskStore.putPlan")(function* (plan: Plan.Plan) {
     const text = yield* storedPlan("putPlan", plan)
-    yield* sql`INSERT INTO ${plans} (id, task_id, plan) VALUES (${plan.id}, ${plan.taskId ?? null}, ${text}::json)
-               ON CONFLICT (id) DO NOTHING`.pipe(Effect.mapError(storeError("putPlan")))
+    const inserted = yield* sql`INSERT INTO ${plans} (id, task_id, plan)
+        VALUES (${plan.id}, ${plan.taskId ?? null}, ${text}::json)
+        ON CONFLICT (id) DO NOTHING RETURNING id`.pipe(Effect.mapError(storeError("putPlan")))
+    if (inserted.length > 0) yield* rememberPlan(plan)
   })
 
   const findPlan = SqlSchema.findOneOption({
@@ -251,11 +278,14 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
   })
 
   const getPlan = Effect.fn("TaskStore.getPlan")(function* (planId: PlanId) {
+    const cached = planCache.get(planId)
+    if (cached !== undefined) return cached
     const found = yield* findPlan(planId).pipe(Effect.mapError(storeError("getPlan")))
     if (Option.isNone(found)) return yield* new PlanNotFound({ planId })
     if (found.value.plan.id !== planId) {
       return yield* storeError("getPlan")(new Error(`Row ${planId} holds plan ${found.value.plan.id}`))
     }
+    yield* rememberPlan(found.value.plan)
     return found.value.plan
   })
 

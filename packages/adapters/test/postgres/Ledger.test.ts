@@ -171,6 +171,36 @@ describePostgres("Ledger on Postgres", () => {
         })
     )
 
+    it.effect("many units of one process append at once, some twice, beside another process: one chain", () =>
+      Effect.gen(function* () {
+        const ledger = yield* Ledger
+        const other = yield* otherProcess
+        const uow = yield* UnitOfWork
+        // A unit that appended holds the head row to COMMIT; its second append must not wait behind the units
+        // that take turns for the row (they wait for that COMMIT): this would hang, not fail
+        const results = yield* Effect.forEach(
+          Array.from({ length: 24 }, (_, f) => f),
+          (f) => {
+            const task = newTask()
+            return f % 4 === 3
+              ? Effect.map(other.append(entry(task, 1)), (r) => [r])
+              : uow.run(
+                  f % 2 === 0
+                    ? Effect.all([ledger.append(entry(task, 1)), ledger.append(entry(task, 2))])
+                    : Effect.map(ledger.append(entry(task, 1)), (r) => [r])
+                )
+          },
+          { concurrency: "unbounded" }
+        )
+        const receipts = results.flat().sort((a, b) => a.seq - b.seq)
+        for (let i = 1; i < receipts.length; i++) {
+          assert.strictEqual(receipts[i]!.seq, receipts[i - 1]!.seq + 1)
+          assert.strictEqual(receipts[i]!.prevHash, receipts[i - 1]!.entryHash)
+        }
+        assert.isTrue((yield* other.verifyAll({ from: receipts[0]!.seq })).valid)
+      })
+    )
+
     it.effect("a unit that rolls back takes its entries with it; the next append continues the committed chain", () =>
       Effect.gen(function* () {
         const ledger = yield* Ledger

@@ -316,6 +316,29 @@ describePostgres("TaskStore on Postgres", () => {
       })
     )
 
+    it.effect("a plan is served from the row stored first, never from a later put that stored nothing", () =>
+      Effect.gen(function* () {
+        const store = yield* TaskStore
+        const other = yield* otherProcess
+        const plan = makePlan(makeRecord())
+        const rival = { ...plan, kind: `${plan.kind}-rival` }
+        yield* other.putPlan(rival)
+        // The id is taken: nothing is inserted, and this process must not remember its own version
+        yield* store.putPlan(plan)
+        assert.deepStrictEqual(yield* store.getPlan(plan.id), rival)
+        const record = makeRecord()
+        const taken = makePlan(record)
+        yield* other.putPlan({ ...taken, kind: `${taken.kind}-rival` })
+        yield* store.create(record, taken)
+        assert.strictEqual((yield* store.getPlan(taken.id)).kind, `${taken.kind}-rival`)
+        // A plan it stored itself is served again after a read, unchanged
+        const mine = makePlan(makeRecord())
+        yield* store.putPlan(mine)
+        assert.deepStrictEqual(yield* store.getPlan(mine.id), mine)
+        assert.deepStrictEqual(yield* other.getPlan(mine.id), mine)
+      })
+    )
+
     it.effect("a cursor it did not hand out yields an empty page", () =>
       Effect.gen(function* () {
         const store = yield* TaskStore

@@ -162,6 +162,47 @@ describePostgres("UnitOfWork on Postgres", () => {
         })
       )
 
+      it.effect("savepoints left to COMMIT: a failed unit after a committed sibling undoes only its own writes", () =>
+        Effect.gen(function* () {
+          const store = yield* PolicyStore
+          const uow = yield* UnitOfWork
+          // A nested unit that succeeded keeps its savepoint (released by COMMIT); the next sibling's savepoint has
+          // the same name, and its rollback must go back to it, not to the older one
+          const publish = (label: string) => Effect.map(store.publish(uniqueSet(label)), (p) => p.version)
+          const [first, second, third, deeper] = yield* uow.run(
+            Effect.gen(function* () {
+              const first = yield* uow.run(publish("first"))
+              let second: PolicyVersion | undefined
+              yield* Effect.flip(
+                uow.run(
+                  Effect.gen(function* () {
+                    second = yield* publish("second")
+                    return yield* Effect.fail(new Boom())
+                  })
+                )
+              )
+              const third = yield* uow.run(publish("third"))
+              let deeper: PolicyVersion | undefined
+              yield* uow.run(
+                Effect.flip(
+                  uow.run(
+                    Effect.gen(function* () {
+                      deeper = yield* publish("deeper")
+                      return yield* Effect.fail(new Boom())
+                    })
+                  )
+                )
+              )
+              return [first, second!, third, deeper!] as const
+            })
+          )
+          assert.strictEqual((yield* store.get(first)).version, first)
+          assert.strictEqual((yield* store.get(third)).version, third)
+          assert.strictEqual((yield* Effect.flip(store.get(second)))._tag, "UnknownPolicyVersion")
+          assert.strictEqual((yield* Effect.flip(store.get(deeper)))._tag, "UnknownPolicyVersion")
+        })
+      )
+
       it.effect("a COMMIT the database refuses is a UnitOfWorkError, and none of the unit's writes remain", () =>
         Effect.gen(function* () {
           const store = yield* PolicyStore
