@@ -103,19 +103,20 @@ const mandateDrainN = (name: string, count: number, concurrency = 10) =>
   mandate.runPromise(
     Effect.scoped(
       Effect.gen(function* () {
-        const done = yield* Deferred.make<void>()
-        let settled = 0
-        yield* Worker.run({
+        const handled = yield* Deferred.make<void>()
+        let started = 0
+        const worker = yield* Worker.run({
           queues: [name],
           concurrency,
           workerId: AgentId.make(`bench-${name}-${concurrency}-${run}`),
-          handler: () => Effect.void,
-          settle: () =>
+          handler: () =>
             Effect.sync(() => {
-              if (++settled === count) Deferred.doneUnsafe(done, Effect.void)
+              if (++started === count) Deferred.doneUnsafe(handled, Effect.void)
             })
         })
-        yield* Deferred.await(done)
+        yield* Deferred.await(handled)
+        // the worker's counter moves once the completion is written (as in bench:pg)
+        while ((yield* worker.stats).completed < count) yield* Effect.sleep(1)
       })
     )
   )

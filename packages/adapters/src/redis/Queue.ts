@@ -33,6 +33,7 @@ import {
   type AgentId,
   Backoff,
   type ClaimRequest,
+  type Completion,
   decodeClaimRequest,
   decodeExtendMs,
   decodeJobQuery,
@@ -411,7 +412,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // process claimed is not read back: the script confirms its attempts and claim time are still those of the claim
   // (only a new claim changes them; what else may change meanwhile, the lease and the state, completing
   // overwrites), and the completed job is the claimed copy with the fields the script wrote
-  const completeResolver = RequestResolver.make<CompleteCall>((entries) => {
+  // The entries of one completion script (concurrent `complete` calls, or a `completeMany`)
+  const completeMerged = (entries: ReadonlyArray<CompleteEntry>) => {
     const now = Math.max(...entries.map((entry) => entry.request.now))
     const quads: Array<string> = []
     const copies: Array<Job | undefined> = []
@@ -453,7 +455,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         else entry.completeUnsafe(Exit.fail(lost(jobId, workerId, reply as LostReply)))
       })
     })
-  }).pipe(RequestResolver.batchN(storeChunk))
+  }
+  const completeResolver = RequestResolver.make<CompleteCall>(completeMerged).pipe(RequestResolver.batchN(storeChunk))
 
   const complete = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
     const value = yield* prepareResult(result)
@@ -468,6 +471,46 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       completeResolver
     )
   })
+
+  // Many completions in one script per `storeChunk` (the worker's batched recording, with no request per job);
+  // inside a unit, one by one
+  const completeMany = (completions: ReadonlyArray<Completion>) =>
+    Effect.gen(function* () {
+      const exits: Array<Exit.Exit<Job, JobNotFound | LeaseLost | InvalidInput | QueueStoreError>> = new Array(
+        completions.length
+      )
+      if ((yield* unitOf(redis)) !== undefined) {
+        for (let i = 0; i < completions.length; i++) {
+          const c = completions[i]!
+          exits[i] = yield* Effect.exit(complete(c.jobId, c.workerId, c.result))
+        }
+        return exits
+      }
+      const now = yield* Clock.currentTimeMillis
+      const entries: Array<CompleteEntry> = []
+      for (let i = 0; i < completions.length; i++) {
+        const c = completions[i]!
+        let value: Schema.Json = null
+        if (c.result !== undefined && c.result !== null) {
+          const prepared = yield* Effect.exit(prepareResult(c.result))
+          if (Exit.isFailure(prepared)) {
+            exits[i] = Exit.failCause(prepared.cause)
+            continue
+          }
+          value = prepared.value
+        }
+        entries.push({
+          request: { jobId: c.jobId, workerId: c.workerId, value, result: JSON.stringify(value), now },
+          completeUnsafe: (exit) => {
+            exits[i] = exit
+          }
+        })
+      }
+      for (let from = 0; from < entries.length; from += storeChunk) {
+        yield* completeMerged(entries.slice(from, from + storeChunk))
+      }
+      return exits
+    })
 
   const release = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
     const now = yield* Clock.currentTimeMillis
@@ -846,6 +889,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     start,
     heartbeat,
     complete,
+    completeMany,
     fail,
     release,
     cancel,
@@ -908,6 +952,12 @@ interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | Qu
   readonly now: number
 }
 const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
+
+// What `completeMerged` takes: a `complete` request, or one completion of a `completeMany`
+interface CompleteEntry {
+  readonly request: Pick<CompleteCall, "jobId" | "workerId" | "value" | "result" | "now">
+  readonly completeUnsafe: (exit: Exit.Exit<Job, JobNotFound | LeaseLost | QueueStoreError>) => void
+}
 
 interface HeartbeatCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
   readonly _tag: "HeartbeatCall"
