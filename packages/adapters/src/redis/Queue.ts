@@ -122,6 +122,9 @@ const claimRequeueLimit = 100
 const sweepBatch = 500
 // Most jobs one enqueue script stores
 const storeChunk = 2_000
+// Merged single-enqueue script calls in flight at once, and the smallest half a batch from idle is split into
+const maxEnqueuesInFlight = 2
+const minSplitEnqueues = 8
 // Claimed jobs a layer remembers until they complete (see `claimed` in `makeQueue`)
 const claimCacheSize = 10_000
 
@@ -269,26 +272,53 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   }
 
-  // Concurrent single enqueues share one script call: Effect's request batching collects the calls made in the
-  // same scheduler turn (Redis has no transaction for them to belong to)
-  const enqueueResolver = RequestResolver.make<EnqueueCall>((entries) => {
-    const now = Math.max(...entries.map((entry) => entry.request.now))
-    return Effect.map(
-      Effect.exit(
-        store(
-          entries.map((entry) => entry.request.job),
-          now
-        )
-      ),
-      (stored) => {
-        for (let i = 0; i < entries.length; i++) {
-          entries[i]!.completeUnsafe(
-            Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause)
-          )
-        }
-      }
+  // Concurrent single enqueues share one script call, and at most two such calls are in flight: the calls made
+  // while both are out wait, and go together in the next one as soon as either answers. With one call in flight
+  // Node and Redis take turns (Node idle while Redis runs the script, and the other way round); with two, Node
+  // prepares and answers one batch while Redis runs the other. A batch that starts from idle is sent in two
+  // halves, one event-loop turn apart, so that Redis reads and answers them apart (two calls in one write would
+  // be answered together, and the turns would stay in step)
+  const waiting: Array<WaitingEnqueue> = []
+  let enqueuesInFlight = 0
+  let flushArmed = false
+  const runInLayer = Effect.runForkWith(yield* Effect.context<never>())
+  const armFlush = () => {
+    if (flushArmed) return
+    flushArmed = true
+    setImmediate(flushEnqueues)
+  }
+  const flushEnqueues = () => {
+    flushArmed = false
+    if (waiting.length === 0 || enqueuesInFlight >= maxEnqueuesInFlight) return
+    const take =
+      enqueuesInFlight === 0 && waiting.length >= 2 * minSplitEnqueues ? Math.ceil(waiting.length / 2) : waiting.length
+    const batch = waiting.splice(0, take)
+    if (waiting.length > 0) armFlush()
+    enqueuesInFlight++
+    let now = 0
+    const jobs: Array<Job> = new Array(batch.length)
+    for (let i = 0; i < batch.length; i++) {
+      const entry = batch[i]!
+      jobs[i] = entry.job
+      if (entry.now > now) now = entry.now
+    }
+    runInLayer(
+      Effect.onExit(store(jobs, now), (stored) =>
+        Effect.sync(() => {
+          enqueuesInFlight--
+          for (let i = 0; i < batch.length; i++) {
+            batch[i]!.resume(Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause))
+          }
+          if (waiting.length > 0) armFlush()
+        })
+      )
     )
-  }).pipe(RequestResolver.batchN(storeChunk))
+  }
+  const enqueueMerged = (job: Job, now: number) =>
+    Effect.callback<Job, QueueStoreError>((resume) => {
+      waiting.push({ job, now, resume })
+      armFlush()
+    })
 
   const enqueue = Effect.fnUntraced(function* (request: EnqueueRequest) {
     const now = yield* Clock.currentTimeMillis
@@ -296,7 +326,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     if (Result.isFailure(prepared)) return yield* prepared.failure
     const unit = yield* unitOf(redis)
     if (unit !== undefined) return (yield* enqueueInUnit(unit, [prepared.success], now))[0]!
-    return yield* Effect.request(EnqueueCall({ job: prepared.success, now }), enqueueResolver)
+    return yield* enqueueMerged(prepared.success, now)
   })
 
   const enqueueBatch = Effect.fnUntraced(function* (requests: ReadonlyArray<EnqueueRequest>) {
@@ -935,12 +965,12 @@ const lost = (jobId: JobId, workerId: AgentId, reply: readonly ["lost", string, 
   })
 }
 
-interface EnqueueCall extends Request.Request<Job, QueueStoreError> {
-  readonly _tag: "EnqueueCall"
+// A single enqueue waiting for the next merged script call
+interface WaitingEnqueue {
   readonly job: Job
   readonly now: number
+  readonly resume: (exit: Exit.Exit<Job, QueueStoreError>) => void
 }
-const EnqueueCall = Request.tagged<EnqueueCall>("EnqueueCall")
 
 interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
   readonly _tag: "CompleteCall"

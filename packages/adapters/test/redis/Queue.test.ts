@@ -308,6 +308,54 @@ describeRedis("Queue on Redis: large batches", () => {
   })
 })
 
+describeRedis("Queue on Redis: merged single enqueues", () => {
+  layer(TestRedis.layerWith((options) => layerQueue(options)))("pipelined", (it) => {
+    // Single enqueues are merged into script calls, two of them in flight at once: every caller still gets its own
+    // job, and a key given in two calls in flight at once still makes one job
+    it.effect("2,000 enqueues, 64 at a time, 1 in 4 keyed by one of 100 keys: one answer each, one job per key", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = `merged-${uid()}`
+        const n = 2_000
+        const jobs = yield* Effect.forEach(
+          Array.from({ length: n }, (_, i) => i),
+          (i) =>
+            queue.enqueue({
+              queue: q,
+              payload: { i },
+              ...(i % 4 === 0 ? { idempotencyKey: `key-${(i / 4) % 100}` } : {})
+            }),
+          { concurrency: 64 }
+        )
+        const byKey = new Map<string, string>()
+        jobs.forEach((job, i) => {
+          if (i % 4 !== 0) {
+            assert.deepStrictEqual(job.payload, { i })
+            return
+          }
+          const key = `key-${(i / 4) % 100}`
+          assert.strictEqual(job.idempotencyKey, key)
+          const seen = byKey.get(key)
+          if (seen === undefined) byKey.set(key, job.id)
+          else assert.strictEqual(job.id, seen, `one job for ${key}`)
+        })
+        const distinct = (n * 3) / 4 + 100
+        assert.strictEqual(new Set(jobs.map((job) => job.id)).size, distinct)
+        assert.strictEqual((yield* queue.stats(q)).byState.queued, distinct)
+        // the queue's list holds every job once
+        const listed = new Set<string>()
+        let cursor: string | undefined
+        do {
+          const page = yield* queue.list({ queue: q, limit: 1_000, ...(cursor === undefined ? {} : { cursor }) })
+          for (const job of page.jobs) listed.add(job.id)
+          cursor = page.nextCursor
+        } while (cursor !== undefined)
+        assert.strictEqual(listed.size, distinct)
+      })
+    )
+  })
+})
+
 describeRedis("Queue on Redis: completing claimed jobs", () => {
   // A job this process claimed is completed without reading it back (its claimed copy stands in while its attempts
   // are unchanged); what `complete` answers must be the job as stored either way
