@@ -210,21 +210,26 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const registered = new Set<string>()
 
   // A batch is stored by scripts of at most `storeChunk` jobs, so that none holds Redis for long (input was
-  // validated as a whole before: a bad request still stores nothing)
-  const store = (jobs: ReadonlyArray<Job>, now: number): Effect.Effect<Array<Job>, QueueStoreError> =>
+  // validated as a whole before: a bad request still stores nothing). `wake`: this process's idle workers on the
+  // queues are woken when the reply comes (the caller may wake them sooner, see `flushEnqueues`)
+  const store = (jobs: ReadonlyArray<Job>, now: number, wake = true): Effect.Effect<Array<Job>, QueueStoreError> =>
     jobs.length <= storeChunk
-      ? storeChunkOf(jobs, now)
+      ? storeChunkOf(jobs, now, wake)
       : Effect.map(
           Effect.forEach(
             Array.from({ length: Math.ceil(jobs.length / storeChunk) }, (_, i) =>
               jobs.slice(i * storeChunk, (i + 1) * storeChunk)
             ),
-            (chunk) => storeChunkOf(chunk, now)
+            (chunk) => storeChunkOf(chunk, now, wake)
           ),
           (chunks) => chunks.flat()
         )
 
-  const storeChunkOf = (jobs: ReadonlyArray<Job>, now: number): Effect.Effect<Array<Job>, QueueStoreError> => {
+  const storeChunkOf = (
+    jobs: ReadonlyArray<Job>,
+    now: number,
+    wake: boolean
+  ): Effect.Effect<Array<Job>, QueueStoreError> => {
     if (jobs.length === 0) return Effect.succeed([])
     const args: Array<string> = []
     const buckets: Array<string> = []
@@ -256,7 +261,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           if (reply[0] === 1) {
             const job = jobs[i]!
             // this process's idle workers on the queue are woken now, without the signal's trip through Redis
-            if (job.queue !== woken) {
+            if (wake && job.queue !== woken) {
               woken = job.queue
               signals.notify(k.signal(job.queue))
             }
@@ -277,12 +282,24 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // Node and Redis take turns (Node idle while Redis runs the script, and the other way round); with two, Node
   // prepares and answers one batch while Redis runs the other. A batch that starts from idle is sent in two
   // halves, one event-loop turn apart, so that Redis reads and answers them apart (two calls in one write would
-  // be answered together, and the turns would stay in step)
+  // be answered together, and the turns would stay in step). A flush runs once the current scheduler pass is done
+  // (a microtask: every caller resumed in that pass is in it); the second half of a split, a turn later.
+  //
+  // This process's idle workers on those queues are woken as soon as the script is written, not when it is
+  // answered: their claims go down the same connection behind it, and Redis runs commands of one connection in
+  // order, so a claim sees the jobs (one round trip from enqueue to claimed job, not two). Were the script not run
+  // first (reloaded after a NOSCRIPT), the claim finds nothing and the signal stream wakes them as for any
+  // other process's enqueue
   const waiting: Array<WaitingEnqueue> = []
   let enqueuesInFlight = 0
   let flushArmed = false
   const runInLayer = Effect.runForkWith(yield* Effect.context<never>())
   const armFlush = () => {
+    if (flushArmed) return
+    flushArmed = true
+    queueMicrotask(flushEnqueues)
+  }
+  const armFlushLater = () => {
     if (flushArmed) return
     flushArmed = true
     setImmediate(flushEnqueues)
@@ -293,7 +310,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const take =
       enqueuesInFlight === 0 && waiting.length >= 2 * minSplitEnqueues ? Math.ceil(waiting.length / 2) : waiting.length
     const batch = waiting.splice(0, take)
-    if (waiting.length > 0) armFlush()
+    if (waiting.length > 0) armFlushLater()
     enqueuesInFlight++
     let now = 0
     const jobs: Array<Job> = new Array(batch.length)
@@ -302,8 +319,9 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       jobs[i] = entry.job
       if (entry.now > now) now = entry.now
     }
+    const large = jobs.length > storeChunk
     runInLayer(
-      Effect.onExit(store(jobs, now), (stored) =>
+      Effect.onExit(store(jobs, now, large), (stored) =>
         Effect.sync(() => {
           enqueuesInFlight--
           for (let i = 0; i < batch.length; i++) {
@@ -313,6 +331,15 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         })
       )
     )
+    // the fiber ran until the script was written (or the first of a large batch's, whose reply wakes them)
+    if (!large) {
+      let woken: string | undefined
+      for (const job of jobs) {
+        if (job.queue === woken) continue
+        woken = job.queue
+        signals.notify(k.signal(job.queue))
+      }
+    }
   }
   const enqueueMerged = (job: Job, now: number) =>
     Effect.callback<Job, QueueStoreError>((resume) => {
