@@ -15,7 +15,9 @@
  * sync (NTP), as leases of tens of seconds tolerate.
  *
  * Single enqueues, completions and heartbeats made at the same moment (a producer's calls, a worker pool's finished
- * jobs, a worker renewing its leases) share one script call, through Effect's request batching. Per job, a script
+ * jobs, a worker renewing its leases) share one script call: completions and heartbeats through Effect's request
+ * batching, single enqueues through a pipeline of their own (two merged calls in flight, see `flushEnqueues`), and
+ * `completeMany` (what `Worker.run` records completions with) writes a whole flush in one call. Per job, a script
  * reads only the fields it needs and writes the job once; sorted sets and counters are updated once per call. A
  * layer remembers the jobs it claimed until they complete, so completing or extending one answers from that copy
  * (the script confirms the job's attempts and claim time are still those of the claim) instead of reading the whole
@@ -23,7 +25,8 @@
  *
  * Idle workers do not poll: every script that makes work claimable appends to the queue's signal stream, and
  * one fiber per layer blocks on those streams (`Wakeups.ts`); an enqueue made by this layer also wakes this
- * process's idle workers at once, without waiting for its signal's trip through Redis.
+ * process's idle workers at once, without waiting for its signal's trip through Redis (a single enqueue as soon as
+ * its script is written: their claim follows it on the same connection).
  *
  * The Lua scripts, and the decoding of the jobs they return, are in `queueScripts.ts`.
  *
