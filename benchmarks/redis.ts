@@ -5,7 +5,8 @@
  * - enqueue: 20,000 no-op jobs, one call per job with 50 calls in flight (`enqueue` / `queue.add`), and in batches
  *   of 1,000 (`enqueueBatch` / `queue.addBulk`);
  * - drain: those 20,000 jobs through a worker at concurrency 10 and 50 (`Worker.run` / BullMQ's `Worker`), timed
- *   from the worker's start to the last job recorded as completed in Redis;
+ *   from the worker's start to the last job recorded as completed in Redis (Mandate: the worker's `completed`
+ *   counter, which moves once the completion is written, as in `bench:pg`; BullMQ: its `completed` event);
  * - latency at light load: an idle worker (concurrency 10) and one job every 10 ms; the time from the enqueue call
  *   to the handler starting, p50/p95/p99.
  *
@@ -103,19 +104,20 @@ const mandateDrainN = (name: string, count: number, concurrency = 10) =>
   mandate.runPromise(
     Effect.scoped(
       Effect.gen(function* () {
-        const done = yield* Deferred.make<void>()
-        let settled = 0
-        yield* Worker.run({
+        const handled = yield* Deferred.make<void>()
+        let started = 0
+        const worker = yield* Worker.run({
           queues: [name],
           concurrency,
           workerId: AgentId.make(`bench-${name}-${concurrency}-${run}`),
-          handler: () => Effect.void,
-          settle: () =>
+          handler: () =>
             Effect.sync(() => {
-              if (++settled === count) Deferred.doneUnsafe(done, Effect.void)
+              if (++started === count) Deferred.doneUnsafe(handled, Effect.void)
             })
         })
-        yield* Deferred.await(done)
+        yield* Deferred.await(handled)
+        // the worker's counter moves once the completion is written (as in bench:pg)
+        while ((yield* worker.stats).completed < count) yield* Effect.sleep(1)
       })
     )
   )

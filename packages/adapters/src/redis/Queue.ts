@@ -15,7 +15,9 @@
  * sync (NTP), as leases of tens of seconds tolerate.
  *
  * Single enqueues, completions and heartbeats made at the same moment (a producer's calls, a worker pool's finished
- * jobs, a worker renewing its leases) share one script call, through Effect's request batching. Per job, a script
+ * jobs, a worker renewing its leases) share one script call: completions and heartbeats through Effect's request
+ * batching, single enqueues through a pipeline of their own (two merged calls in flight, see `flushEnqueues`), and
+ * `completeMany` (what `Worker.run` records completions with) writes a whole flush in one call. Per job, a script
  * reads only the fields it needs and writes the job once; sorted sets and counters are updated once per call. A
  * layer remembers the jobs it claimed until they complete, so completing or extending one answers from that copy
  * (the script confirms the job's attempts and claim time are still those of the claim) instead of reading the whole
@@ -23,7 +25,8 @@
  *
  * Idle workers do not poll: every script that makes work claimable appends to the queue's signal stream, and
  * one fiber per layer blocks on those streams (`Wakeups.ts`); an enqueue made by this layer also wakes this
- * process's idle workers at once, without waiting for its signal's trip through Redis.
+ * process's idle workers at once, without waiting for its signal's trip through Redis (a single enqueue as soon as
+ * its script is written: their claim follows it on the same connection).
  *
  * The Lua scripts, and the decoding of the jobs they return, are in `queueScripts.ts`.
  *
@@ -33,6 +36,7 @@ import {
   type AgentId,
   Backoff,
   type ClaimRequest,
+  type Completion,
   decodeClaimRequest,
   decodeExtendMs,
   decodeJobQuery,
@@ -121,6 +125,9 @@ const claimRequeueLimit = 100
 const sweepBatch = 500
 // Most jobs one enqueue script stores
 const storeChunk = 2_000
+// Merged single-enqueue script calls in flight at once, and the smallest half a batch from idle is split into
+const maxEnqueuesInFlight = 2
+const minSplitEnqueues = 8
 // Claimed jobs a layer remembers until they complete (see `claimed` in `makeQueue`)
 const claimCacheSize = 10_000
 
@@ -206,21 +213,26 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const registered = new Set<string>()
 
   // A batch is stored by scripts of at most `storeChunk` jobs, so that none holds Redis for long (input was
-  // validated as a whole before: a bad request still stores nothing)
-  const store = (jobs: ReadonlyArray<Job>, now: number): Effect.Effect<Array<Job>, QueueStoreError> =>
+  // validated as a whole before: a bad request still stores nothing). `wake`: this process's idle workers on the
+  // queues are woken when the reply comes (the caller may wake them sooner, see `flushEnqueues`)
+  const store = (jobs: ReadonlyArray<Job>, now: number, wake = true): Effect.Effect<Array<Job>, QueueStoreError> =>
     jobs.length <= storeChunk
-      ? storeChunkOf(jobs, now)
+      ? storeChunkOf(jobs, now, wake)
       : Effect.map(
           Effect.forEach(
             Array.from({ length: Math.ceil(jobs.length / storeChunk) }, (_, i) =>
               jobs.slice(i * storeChunk, (i + 1) * storeChunk)
             ),
-            (chunk) => storeChunkOf(chunk, now)
+            (chunk) => storeChunkOf(chunk, now, wake)
           ),
           (chunks) => chunks.flat()
         )
 
-  const storeChunkOf = (jobs: ReadonlyArray<Job>, now: number): Effect.Effect<Array<Job>, QueueStoreError> => {
+  const storeChunkOf = (
+    jobs: ReadonlyArray<Job>,
+    now: number,
+    wake: boolean
+  ): Effect.Effect<Array<Job>, QueueStoreError> => {
     if (jobs.length === 0) return Effect.succeed([])
     const args: Array<string> = []
     const buckets: Array<string> = []
@@ -252,7 +264,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           if (reply[0] === 1) {
             const job = jobs[i]!
             // this process's idle workers on the queue are woken now, without the signal's trip through Redis
-            if (job.queue !== woken) {
+            if (wake && job.queue !== woken) {
               woken = job.queue
               signals.notify(k.signal(job.queue))
             }
@@ -268,26 +280,75 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   }
 
-  // Concurrent single enqueues share one script call: Effect's request batching collects the calls made in the
-  // same scheduler turn (Redis has no transaction for them to belong to)
-  const enqueueResolver = RequestResolver.make<EnqueueCall>((entries) => {
-    const now = Math.max(...entries.map((entry) => entry.request.now))
-    return Effect.map(
-      Effect.exit(
-        store(
-          entries.map((entry) => entry.request.job),
-          now
-        )
-      ),
-      (stored) => {
-        for (let i = 0; i < entries.length; i++) {
-          entries[i]!.completeUnsafe(
-            Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause)
-          )
-        }
-      }
+  // Concurrent single enqueues share one script call, and at most two such calls are in flight: the calls made
+  // while both are out wait, and go together in the next one as soon as either answers. With one call in flight
+  // Node and Redis take turns (Node idle while Redis runs the script, and the other way round); with two, Node
+  // prepares and answers one batch while Redis runs the other. A batch that starts from idle is sent in two
+  // halves, one event-loop turn apart, so that Redis reads and answers them apart (two calls in one write would
+  // be answered together, and the turns would stay in step). A flush runs once the current scheduler pass is done
+  // (a microtask: every caller resumed in that pass is in it); the second half of a split, a turn later.
+  //
+  // This process's idle workers on those queues are woken as soon as the script is written, not when it is
+  // answered: their claims go down the same connection behind it, and Redis runs commands of one connection in
+  // order, so a claim sees the jobs (one round trip from enqueue to claimed job, not two). Were the script not run
+  // first (reloaded after a NOSCRIPT), the claim finds nothing and the signal stream wakes them as for any
+  // other process's enqueue
+  const waiting: Array<WaitingEnqueue> = []
+  let enqueuesInFlight = 0
+  let flushArmed = false
+  const runInLayer = Effect.runForkWith(yield* Effect.context<never>())
+  const armFlush = () => {
+    if (flushArmed) return
+    flushArmed = true
+    queueMicrotask(flushEnqueues)
+  }
+  const armFlushLater = () => {
+    if (flushArmed) return
+    flushArmed = true
+    setImmediate(flushEnqueues)
+  }
+  const flushEnqueues = () => {
+    flushArmed = false
+    if (waiting.length === 0 || enqueuesInFlight >= maxEnqueuesInFlight) return
+    const take =
+      enqueuesInFlight === 0 && waiting.length >= 2 * minSplitEnqueues ? Math.ceil(waiting.length / 2) : waiting.length
+    const batch = waiting.splice(0, take)
+    if (waiting.length > 0) armFlushLater()
+    enqueuesInFlight++
+    let now = 0
+    const jobs: Array<Job> = new Array(batch.length)
+    for (let i = 0; i < batch.length; i++) {
+      const entry = batch[i]!
+      jobs[i] = entry.job
+      if (entry.now > now) now = entry.now
+    }
+    const large = jobs.length > storeChunk
+    runInLayer(
+      Effect.onExit(store(jobs, now, large), (stored) =>
+        Effect.sync(() => {
+          enqueuesInFlight--
+          for (let i = 0; i < batch.length; i++) {
+            batch[i]!.resume(Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause))
+          }
+          if (waiting.length > 0) armFlush()
+        })
+      )
     )
-  }).pipe(RequestResolver.batchN(storeChunk))
+    // the fiber ran until the script was written (or the first of a large batch's, whose reply wakes them)
+    if (!large) {
+      let woken: string | undefined
+      for (const job of jobs) {
+        if (job.queue === woken) continue
+        woken = job.queue
+        signals.notify(k.signal(job.queue))
+      }
+    }
+  }
+  const enqueueMerged = (job: Job, now: number) =>
+    Effect.callback<Job, QueueStoreError>((resume) => {
+      waiting.push({ job, now, resume })
+      armFlush()
+    })
 
   const enqueue = Effect.fnUntraced(function* (request: EnqueueRequest) {
     const now = yield* Clock.currentTimeMillis
@@ -295,7 +356,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     if (Result.isFailure(prepared)) return yield* prepared.failure
     const unit = yield* unitOf(redis)
     if (unit !== undefined) return (yield* enqueueInUnit(unit, [prepared.success], now))[0]!
-    return yield* Effect.request(EnqueueCall({ job: prepared.success, now }), enqueueResolver)
+    return yield* enqueueMerged(prepared.success, now)
   })
 
   const enqueueBatch = Effect.fnUntraced(function* (requests: ReadonlyArray<EnqueueRequest>) {
@@ -411,7 +472,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // process claimed is not read back: the script confirms its attempts and claim time are still those of the claim
   // (only a new claim changes them; what else may change meanwhile, the lease and the state, completing
   // overwrites), and the completed job is the claimed copy with the fields the script wrote
-  const completeResolver = RequestResolver.make<CompleteCall>((entries) => {
+  // The entries of one completion script (concurrent `complete` calls, or a `completeMany`)
+  const completeMerged = (entries: ReadonlyArray<CompleteEntry>) => {
     const now = Math.max(...entries.map((entry) => entry.request.now))
     const quads: Array<string> = []
     const copies: Array<Job | undefined> = []
@@ -453,7 +515,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         else entry.completeUnsafe(Exit.fail(lost(jobId, workerId, reply as LostReply)))
       })
     })
-  }).pipe(RequestResolver.batchN(storeChunk))
+  }
+  const completeResolver = RequestResolver.make<CompleteCall>(completeMerged).pipe(RequestResolver.batchN(storeChunk))
 
   const complete = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId, result?: Schema.Json) {
     const value = yield* prepareResult(result)
@@ -468,6 +531,46 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       completeResolver
     )
   })
+
+  // Many completions in one script per `storeChunk` (the worker's batched recording, with no request per job);
+  // inside a unit, one by one
+  const completeMany = (completions: ReadonlyArray<Completion>) =>
+    Effect.gen(function* () {
+      const exits: Array<Exit.Exit<Job, JobNotFound | LeaseLost | InvalidInput | QueueStoreError>> = new Array(
+        completions.length
+      )
+      if ((yield* unitOf(redis)) !== undefined) {
+        for (let i = 0; i < completions.length; i++) {
+          const c = completions[i]!
+          exits[i] = yield* Effect.exit(complete(c.jobId, c.workerId, c.result))
+        }
+        return exits
+      }
+      const now = yield* Clock.currentTimeMillis
+      const entries: Array<CompleteEntry> = []
+      for (let i = 0; i < completions.length; i++) {
+        const c = completions[i]!
+        let value: Schema.Json = null
+        if (c.result !== undefined && c.result !== null) {
+          const prepared = yield* Effect.exit(prepareResult(c.result))
+          if (Exit.isFailure(prepared)) {
+            exits[i] = Exit.failCause(prepared.cause)
+            continue
+          }
+          value = prepared.value
+        }
+        entries.push({
+          request: { jobId: c.jobId, workerId: c.workerId, value, result: JSON.stringify(value), now },
+          completeUnsafe: (exit) => {
+            exits[i] = exit
+          }
+        })
+      }
+      for (let from = 0; from < entries.length; from += storeChunk) {
+        yield* completeMerged(entries.slice(from, from + storeChunk))
+      }
+      return exits
+    })
 
   const release = Effect.fnUntraced(function* (jobId: JobId, workerId: AgentId) {
     const now = yield* Clock.currentTimeMillis
@@ -846,6 +949,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     start,
     heartbeat,
     complete,
+    completeMany,
     fail,
     release,
     cancel,
@@ -891,12 +995,12 @@ const lost = (jobId: JobId, workerId: AgentId, reply: readonly ["lost", string, 
   })
 }
 
-interface EnqueueCall extends Request.Request<Job, QueueStoreError> {
-  readonly _tag: "EnqueueCall"
+// A single enqueue waiting for the next merged script call
+interface WaitingEnqueue {
   readonly job: Job
   readonly now: number
+  readonly resume: (exit: Exit.Exit<Job, QueueStoreError>) => void
 }
-const EnqueueCall = Request.tagged<EnqueueCall>("EnqueueCall")
 
 interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
   readonly _tag: "CompleteCall"
@@ -908,6 +1012,12 @@ interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | Qu
   readonly now: number
 }
 const CompleteCall = Request.tagged<CompleteCall>("CompleteCall")
+
+// What `completeMerged` takes: a `complete` request, or one completion of a `completeMany`
+interface CompleteEntry {
+  readonly request: Pick<CompleteCall, "jobId" | "workerId" | "value" | "result" | "now">
+  readonly completeUnsafe: (exit: Exit.Exit<Job, JobNotFound | LeaseLost | QueueStoreError>) => void
+}
 
 interface HeartbeatCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
   readonly _tag: "HeartbeatCall"

@@ -1,8 +1,8 @@
 import { assert, layer } from "@effect/vitest"
 import { layerQueue, makeQueue } from "@mandate/adapters/redis"
-import { AgentId, Queue, Worker } from "@mandate/core"
+import { AgentId, type Job, JobId, Queue, Worker } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/queue"
-import { Effect, Layer, Result } from "effect"
+import { Cause, Effect, Exit, Layer, Option, Result } from "effect"
 import { Redis } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import { describeRedis, keysUnder, TestRedis } from "../utils/TestRedis.ts"
@@ -308,6 +308,54 @@ describeRedis("Queue on Redis: large batches", () => {
   })
 })
 
+describeRedis("Queue on Redis: merged single enqueues", () => {
+  layer(TestRedis.layerWith((options) => layerQueue(options)))("pipelined", (it) => {
+    // Single enqueues are merged into script calls, two of them in flight at once: every caller still gets its own
+    // job, and a key given in two calls in flight at once still makes one job
+    it.effect("2,000 enqueues, 64 at a time, 1 in 4 keyed by one of 100 keys: one answer each, one job per key", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = `merged-${uid()}`
+        const n = 2_000
+        const jobs = yield* Effect.forEach(
+          Array.from({ length: n }, (_, i) => i),
+          (i) =>
+            queue.enqueue({
+              queue: q,
+              payload: { i },
+              ...(i % 4 === 0 ? { idempotencyKey: `key-${(i / 4) % 100}` } : {})
+            }),
+          { concurrency: 64 }
+        )
+        const byKey = new Map<string, string>()
+        jobs.forEach((job, i) => {
+          if (i % 4 !== 0) {
+            assert.deepStrictEqual(job.payload, { i })
+            return
+          }
+          const key = `key-${(i / 4) % 100}`
+          assert.strictEqual(job.idempotencyKey, key)
+          const seen = byKey.get(key)
+          if (seen === undefined) byKey.set(key, job.id)
+          else assert.strictEqual(job.id, seen, `one job for ${key}`)
+        })
+        const distinct = (n * 3) / 4 + 100
+        assert.strictEqual(new Set(jobs.map((job) => job.id)).size, distinct)
+        assert.strictEqual((yield* queue.stats(q)).byState.queued, distinct)
+        // the queue's list holds every job once
+        const listed = new Set<string>()
+        let cursor: string | undefined
+        do {
+          const page = yield* queue.list({ queue: q, limit: 1_000, ...(cursor === undefined ? {} : { cursor }) })
+          for (const job of page.jobs) listed.add(job.id)
+          cursor = page.nextCursor
+        } while (cursor !== undefined)
+        assert.strictEqual(listed.size, distinct)
+      })
+    )
+  })
+})
+
 describeRedis("Queue on Redis: completing claimed jobs", () => {
   // A job this process claimed is completed without reading it back (its claimed copy stands in while its attempts
   // are unchanged); what `complete` answers must be the job as stored either way
@@ -450,6 +498,70 @@ describeRedis("Queue on Redis: completing claimed jobs", () => {
         const requeued = yield* here.requeueExpired
         assert.deepStrictEqual(requeued, [])
         yield* here.complete(mine[1]!.id, w, null)
+      })
+    )
+
+    it.effect("completeMany: one exit per completion, in order, each as `complete` would answer it", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const here = yield* Queue
+        const otherConnection = yield* Layer.build(TestRedis.otherClient())
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(otherConnection))
+        const completeMany = here.completeMany
+        assert.isDefined(completeMany)
+        const q = `many-${uid()}`
+        const w = AgentId.make(`w-${uid()}`)
+        const other = AgentId.make(`other-${uid()}`)
+        yield* here.enqueueBatch(Array.from({ length: 6 }, (_, n) => ({ queue: q, payload: n })))
+        const mine = yield* here.claim({ workerId: w, queues: [q], max: 4 })
+        const [elsewhere] = yield* there.claim({ workerId: w, queues: [q] })
+        const [theirs] = yield* there.claim({ workerId: other, queues: [q] })
+        yield* TestClock.adjust(10)
+        const exits = yield* completeMany!([
+          { jobId: mine[0]!.id, workerId: w },
+          { jobId: mine[1]!.id, workerId: w, result: { ok: [1, "x"] } },
+          // not JSON: refused alone, the job stays leased
+          { jobId: mine[2]!.id, workerId: w, result: { bad: Number.NaN } },
+          // claimed by the other process: read back
+          { jobId: elsewhere!.id, workerId: w, result: "there" },
+          { jobId: theirs!.id, workerId: w },
+          { jobId: JobId.make("missing-job"), workerId: w },
+          // given twice: the second is refused
+          { jobId: mine[0]!.id, workerId: w }
+        ])
+        assert.strictEqual(exits.length, 7)
+        for (const i of [0, 1, 3]) {
+          const exit = exits[i]!
+          assert.isTrue(Exit.isSuccess(exit))
+          const job = (exit as Exit.Success<Job>).value
+          assert.strictEqual(job.state, "completed")
+          assert.deepStrictEqual(job, yield* here.get(job.id))
+        }
+        assert.deepStrictEqual((exits[1] as Exit.Success<Job>).value.result, { ok: [1, "x"] })
+        assert.strictEqual((exits[0] as Exit.Success<Job>).value.result, null)
+        const failure = (i: number) => {
+          const exit = exits[i]!
+          assert.isTrue(Exit.isFailure(exit))
+          const error = Cause.findErrorOption((exit as Exit.Failure<Job, { readonly _tag: string }>).cause)
+          assert.isTrue(Option.isSome(error))
+          return Option.getOrThrow(error) as { readonly _tag: string; readonly reason?: string }
+        }
+        assert.strictEqual(failure(2)._tag, "InvalidInput")
+        assert.strictEqual((yield* here.get(mine[2]!.id)).state, "claimed")
+        assert.strictEqual(failure(4)._tag, "LeaseLost")
+        assert.strictEqual(failure(4).reason, "held_by_other")
+        assert.strictEqual(failure(5)._tag, "JobNotFound")
+        assert.strictEqual(failure(6)._tag, "LeaseLost")
+        yield* here.complete(mine[2]!.id, w, null)
+        assert.deepStrictEqual((yield* here.stats(q)).byState, {
+          queued: 0,
+          claimed: 2,
+          running: 0,
+          completed: 4,
+          failed: 0,
+          dead_lettered: 0,
+          cancelled: 0
+        })
       })
     )
   })
