@@ -747,7 +747,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const claimed = yield* rows(
       "claim",
       sql`WITH picked AS (
-            SELECT id FROM ${jobs}
+            SELECT ctid FROM ${jobs}
             WHERE queue IN ${sql.in(c.queues)} AND state IN ('queued', 'failed') AND run_at <= ${now} AND ${pool}
             ORDER BY priority_rank, run_at, seq
             LIMIT ${c.max ?? 1}
@@ -756,7 +756,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           UPDATE ${jobs} j
           SET state = 'claimed', attempts = j.attempts + 1, lease_worker = ${c.workerId},
               lease_expires_at = ${now} + ${c.leaseMs ?? defaultLeaseMs}, claimed_at = ${now}, updated_at = ${now}
-          FROM picked WHERE j.id = picked.id
+          WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND j.state IN ('queued', 'failed')
           RETURNING ${jCols}`
     )
     for (const row of claimed) remember(row)
@@ -835,16 +835,18 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     input: ReadonlyArray<unknown>,
     record: string,
     set: Statement.Fragment,
-    extra: Statement.Fragment,
+    extra: (alias: string) => Statement.Fragment,
     returning: Statement.Fragment
   ) => {
-    const holds = sql`j.state IN ('claimed', 'running') AND j.lease_worker = r.worker AND j.lease_expires_at > ${now}
-                      ${extra}`
-    return sql`WITH r AS (SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})),
-                    l AS (SELECT j.id FROM ${jobs} j JOIN r ON j.id = r.id WHERE ${holds} ORDER BY j.id FOR UPDATE OF j)
+    const holdsOf = (r: string) =>
+      sql`j.state IN ('claimed', 'running') AND j.lease_worker = ${sql.literal(r)}.worker
+          AND j.lease_expires_at > ${now} ${extra(r)}`
+    return sql`WITH x AS (SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})),
+                    r AS (SELECT j.ctid AS tid, x.* FROM ${jobs} j JOIN x ON j.id = x.id
+                          WHERE ${holdsOf("x")} ORDER BY j.id FOR UPDATE OF j)
                UPDATE ${jobs} j SET ${set}
-               FROM r JOIN l ON l.id = r.id
-               WHERE j.id = l.id AND ${holds}
+               FROM r
+               WHERE j.ctid = r.tid AND ${holdsOf("r")}
                RETURNING ${returning}`
   }
 
@@ -875,7 +877,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
             input,
             "id text, worker text, extend float8",
             sql`lease_expires_at = ${now} + r.extend, updated_at = ${now}`,
-            sql.literal(""),
+            () => sql.literal(""),
             jCols
           )
         )
@@ -1029,7 +1031,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           "id text, worker text, result text",
           sql`state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
               updated_at = ${now}, finished_at = ${now}`,
-          sql.literal(""),
+          () => sql.literal(""),
           returning
         )
       },
@@ -1144,7 +1146,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
               finished_at = CASE WHEN r.delay_ms IS NULL THEN ${now} ELSE j.finished_at END,
               lease_worker = NULL, lease_expires_at = NULL, last_error = r.error::json,
               failures = j.failures + 1, updated_at = ${now}`,
-          sql`AND j.attempts = r.attempts`,
+          (alias) => sql`AND j.attempts = ${sql.literal(alias)}.attempts`,
           returning
         )
       },
