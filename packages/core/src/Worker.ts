@@ -339,9 +339,17 @@ const room = ({ settings, running, held, inFlight }: State): number =>
     3 * (settings.concurrency + settings.prefetch) - inFlight.size
   )
 
+// The claimer's condition to claim (see `claimer`)
+const wantsClaim = (state: State): boolean => room(state) > 0 && state.held.length <= state.settings.prefetch / 2
+
+// Wakes the dispatcher and the claimer only when they have work: called once or twice per job, an unconditional
+// wake-up resumed both fibers for nothing most of the time. Their conditions change only where this is called
+const wakeClaimer = (state: State) => {
+  if (wantsClaim(state)) state.roomMade.openUnsafe()
+}
 const wakeSlotsAndClaims = (state: State) => {
-  state.slotFreed.openUnsafe()
-  state.roomMade.openUnsafe()
+  if (state.held.length > 0 && state.running < state.settings.concurrency) state.slotFreed.openUnsafe()
+  wakeClaimer(state)
 }
 
 // Annotates log lines only: annotating every job's whole run would cost on the hot path
@@ -639,7 +647,7 @@ const claimer = (state: State, next: Effect.Effect<void>): Effect.Effect<never> 
     let errorMs = FIRST_IDLE_WAIT_MS
     while (true) {
       const free = room(state)
-      if (free <= 0 || state.held.length > settings.prefetch / 2) {
+      if (!wantsClaim(state)) {
         yield* state.roomMade.await
         state.roomMade.closeUnsafe()
         continue
@@ -671,11 +679,11 @@ const dispatcher = <R>(
         if (record.lost) {
           state.inFlight.delete(record.job.id)
           state.counters.lost++
-          state.roomMade.openUnsafe()
+          wakeClaimer(state)
           continue
         }
         state.running++
-        state.roomMade.openUnsafe()
+        wakeClaimer(state)
         record.fiber = yield* FiberSet.run(state.jobs, runJob(record))
       }
     })
