@@ -19,13 +19,16 @@
  *   the same statement concurrent `complete` calls share, without a request per job.
  * - `claim`: one statement, a CTE picking up to `max` ready jobs in claim order (`jobs_ready`) `FOR UPDATE SKIP
  *   LOCKED`, then the `UPDATE` leasing them: concurrent claimers never wait for, nor get, each other's jobs.
- *   `Worker.run` claims for its free slots and its local queue (`prefetch`) in one such statement.
+ *   The `UPDATE` reaches the picked rows by `ctid` (a TID scan; a locked row's `ctid` cannot change under the
+ *   statement): joined by id, the planner hashed the whole table for each claim, a cost growing with the finished
+ *   jobs kept. `Worker.run` claims for its free slots and its local queue (`prefetch`) in one such statement.
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
  *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). A merged write
  *   checks those conditions per job inside its one statement, so each job is written or refused on its own (a
  *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once. It
  *   locks its jobs in id order before changing them, as `requeueExpired` does, so merged writes over the same
- *   jobs (a heartbeat round, completions, a requeue) wait for each other and never deadlock.
+ *   jobs (a heartbeat round, completions, a requeue) wait for each other and never deadlock; its `UPDATE` then
+ *   reaches the locked rows by `ctid`, as a claim does.
  *   Merged completes and fails return only the columns they wrote, and build the job from the row its claim
  *   returned (`leasedRows`), so nothing is read back. `fail` decides the retry from the claimed row's attempt
  *   count and writes only if the job is still at that attempt; without a claimed row (another instance claimed
