@@ -21,9 +21,10 @@
  * - `settle(job, outcome)` runs after each complete/fail, in the same `UnitOfWork.run` when a `UnitOfWork`
  *   is in context (one transaction on Postgres), so the caller can advance its own state atomically with the
  *   job's. Without a `settle` the complete/fail runs alone, so a backend may merge the completions of many
- *   jobs into one write: when the queue has `completeMany` (Postgres), one recorder fiber writes every completion
- *   waiting in one call as soon as one waits (no timer), and a job's fiber ends with its handler; its lease is
- *   kept alive until the completion is written, and a stopping worker writes the waiting ones before it ends.
+ *   jobs into one write: when the queue has `completeMany` (Postgres), a recorder writes the completions waiting
+ *   (up to 500) in one call as soon as one waits (no timer), a second call in flight only once 100 more wait,
+ *   and a job's fiber ends with its handler; its lease is kept alive until the completion is written, and a
+ *   stopping worker writes the waiting ones before it ends.
  * - Closing the scope stops claiming, lets in-flight jobs finish for `shutdownGraceMs`, then interrupts the
  *   rest and releases their leases (the attempt is given back), so nothing waits for a lease to expire.
  * - With an `Agents` service in context the worker registers itself (its id, its pool or `default`, its queues
@@ -199,6 +200,9 @@ const SettingsDecode = decode(Settings)
 
 const MAX_ERROR_LENGTH = 4_000
 const FIRST_IDLE_WAIT_MS = 50
+// Most completions per `completeMany` (one Postgres statement); a second write starts only with this many waiting
+const RECORD_BATCH = 500
+const SECOND_WRITE_MIN = 100
 
 /**
  * Starts a worker in the current scope and returns once it runs; closing the scope stops it gracefully.
@@ -220,7 +224,9 @@ export const run = <E = never, R = never, RS = never>(
     const beats = yield* Effect.forkScoped(
       Effect.forever(Effect.andThen(Effect.sleep(settings.heartbeatIntervalMs), heartbeatRound(state)))
     )
-    const recording = yield* Effect.forkScoped(recorderLoop(state, recorder))
+    const recording = yield* Effect.forkScoped(
+      Effect.forEach([1, 2], () => recorderLoop(state, recorder), { concurrency: "unbounded", discard: true })
+    )
     const claims = yield* Effect.forkScoped(claimer(state, next))
     const dispatching = yield* Effect.forkScoped(dispatcher(state, runJob))
     // Registered last, so it runs first when the scope closes, while the heartbeat fiber still runs
@@ -307,6 +313,8 @@ interface State {
   /** Handled jobs whose completion the recorder writes in its next `completeMany` (see `makeRecorder`). */
   readonly completions: Array<{ readonly record: InFlight; readonly result: Schema.Json }>
   readonly completionsWaiting: Latch.Latch
+  /** `completeMany` calls in flight. */
+  writing: number
   readonly jobs: FiberSet.FiberSet<void, never>
 }
 
@@ -327,21 +335,30 @@ const makeState = (settings: Settings): Effect.Effect<State, never, Queue | Scop
       roomMade: Latch.makeUnsafe(false),
       completions: [],
       completionsWaiting: Latch.makeUnsafe(false),
+      writing: 0,
       jobs: yield* FiberSet.make<void, never>()
     }
   })
 
 // How many jobs the next claim may take: the free slots and the prefetch, less what is held already; and at most
-// twice the concurrency and prefetch still recording (one merged write in flight, the next one gathering)
+// twice the concurrency and prefetch still recording (merged writes in flight, the next one gathering)
 const room = ({ settings, running, held, inFlight }: State): number =>
   Math.min(
     settings.concurrency + settings.prefetch - running - held.length,
     3 * (settings.concurrency + settings.prefetch) - inFlight.size
   )
 
+// The claimer's condition to claim (see `claimer`)
+const wantsClaim = (state: State): boolean => room(state) > 0 && state.held.length <= state.settings.prefetch / 2
+
+// Wakes the dispatcher and the claimer only when they have work: called once or twice per job, an unconditional
+// wake-up resumed both fibers for nothing most of the time. Their conditions change only where this is called
+const wakeClaimer = (state: State) => {
+  if (wantsClaim(state)) state.roomMade.openUnsafe()
+}
 const wakeSlotsAndClaims = (state: State) => {
-  state.slotFreed.openUnsafe()
-  state.roomMade.openUnsafe()
+  if (state.held.length > 0 && state.running < state.settings.concurrency) state.slotFreed.openUnsafe()
+  wakeClaimer(state)
 }
 
 // Annotates log lines only: annotating every job's whole run would cost on the hot path
@@ -388,6 +405,8 @@ const outcomeOf = (exit: Exit.Exit<HandlerResult, unknown>, timeoutMs: number | 
 interface Recorder<RS> {
   /** Records how an attempt ended (or releases the job when the worker stops). */
   readonly afterAttempt: (record: InFlight, exit: Exit.Exit<HandlerResult, unknown>) => Effect.Effect<void, never, RS>
+  /** Writes the completions waiting in one `completeMany` (nothing without batching). */
+  readonly writeCompletions: Effect.Effect<void, never, RS>
   /** Writes the completions waiting, in `completeMany` calls, until none is left (none without batching). */
   readonly flushCompletions: Effect.Effect<void, never, RS>
 }
@@ -408,31 +427,44 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
   // the layer has it: no request per job, and the job's fiber ends with its handler. The recorder starts writing as
   // soon as a completion waits (no timer), so a job's completion waits at most for the write before it
   const completeMany = settle === undefined ? queue.completeMany : undefined
-  const flushCompletions: Effect.Effect<void, never, RS> =
-    completeMany === undefined
-      ? Effect.void
-      : Effect.gen(function* () {
-          while (state.completions.length > 0) {
-            const batch = state.completions.splice(0, 1_000)
-            const exits = yield* completeMany(
-              batch.map(({ record, result }) => ({ jobId: record.job.id, workerId, result }))
-            )
-            for (let i = 0; i < batch.length; i++) {
-              const { record, result } = batch[i]!
-              const exit = exits[i]
-              if (exit !== undefined && Exit.isSuccess(exit)) count(state, exit.value)
-              else {
-                yield* unrecorded(
-                  record.job,
-                  { _tag: "Completed", result },
-                  exit ?? Exit.die(new Error("completeMany returned fewer exits than completions"))
-                )
-              }
-              state.inFlight.delete(record.job.id)
-            }
-            wakeSlotsAndClaims(state)
-          }
-        })
+  // One `completeMany` of the completions waiting (at most `RECORD_BATCH`), counted in `writing` while it runs
+  const writeBatch = (
+    write: NonNullable<typeof completeMany>,
+    batch: ReadonlyArray<{ readonly record: InFlight; readonly result: Schema.Json }>
+  ): Effect.Effect<void, never, RS> =>
+    Effect.gen(function* () {
+      const exits = yield* write(batch.map(({ record, result }) => ({ jobId: record.job.id, workerId, result })))
+      for (let i = 0; i < batch.length; i++) {
+        const { record, result } = batch[i]!
+        const exit = exits[i]
+        if (exit !== undefined && Exit.isSuccess(exit)) count(state, exit.value)
+        else {
+          yield* unrecorded(
+            record.job,
+            { _tag: "Completed", result },
+            exit ?? Exit.die(new Error("completeMany returned fewer exits than completions"))
+          )
+        }
+        state.inFlight.delete(record.job.id)
+      }
+    })
+  const writeCompletions: Effect.Effect<void, never, RS> = Effect.suspend(() => {
+    if (completeMany === undefined || state.completions.length === 0) return Effect.void
+    const batch = state.completions.splice(0, RECORD_BATCH)
+    state.writing++
+    return Effect.ensuring(
+      writeBatch(completeMany, batch),
+      Effect.sync(() => {
+        state.writing--
+        wakeSlotsAndClaims(state)
+      })
+    )
+  })
+  const flushCompletions: Effect.Effect<void, never, RS> = Effect.whileLoop({
+    while: () => state.completions.length > 0,
+    body: () => writeCompletions,
+    step: () => {}
+  })
 
   // Writes the outcome and settles it as one unit; falls back to a plain retryable failure when the unit
   // fails (on a transactional backend the unit rolled back and the job is still ours).
@@ -518,21 +550,30 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
     )
   }
 
-  return { afterAttempt, flushCompletions }
+  return { afterAttempt, writeCompletions, flushCompletions }
 }
 
-// Writes waiting completions as they come, one `completeMany` at a time; each write is uninterruptible, so stopping
-// the recorder never drops a batch halfway
-const recorderLoop = <RS>(state: State, recorder: Recorder<RS>): Effect.Effect<never, never, RS> =>
-  Effect.forever(
+// Writes waiting completions as they come. One write at a time unless enough wait for a second one
+// (`SECOND_WRITE_MIN`): one write in flight kept the drain waiting on each round trip and commit, and two small
+// writes cost more than one. Each write is uninterruptible, so stopping a recorder never drops a batch halfway;
+// the last write to finish takes what the threshold left waiting
+const recorderLoop = <RS>(state: State, recorder: Recorder<RS>): Effect.Effect<never, never, RS> => {
+  const mayWrite = () =>
+    state.completions.length > 0 && (state.writing === 0 || state.completions.length >= SECOND_WRITE_MIN)
+  return Effect.forever(
     Effect.andThen(
       Effect.andThen(
         state.completionsWaiting.await,
         Effect.sync(() => state.completionsWaiting.closeUnsafe())
       ),
-      Effect.uninterruptible(recorder.flushCompletions)
+      Effect.whileLoop({
+        while: mayWrite,
+        body: () => Effect.uninterruptible(recorder.writeCompletions),
+        step: () => {}
+      })
     )
   )
+}
 
 // ---- running one job --------------------------------------------------------------------------------------
 
@@ -639,7 +680,7 @@ const claimer = (state: State, next: Effect.Effect<void>): Effect.Effect<never> 
     let errorMs = FIRST_IDLE_WAIT_MS
     while (true) {
       const free = room(state)
-      if (free <= 0 || state.held.length > settings.prefetch / 2) {
+      if (!wantsClaim(state)) {
         yield* state.roomMade.await
         state.roomMade.closeUnsafe()
         continue
@@ -671,11 +712,11 @@ const dispatcher = <R>(
         if (record.lost) {
           state.inFlight.delete(record.job.id)
           state.counters.lost++
-          state.roomMade.openUnsafe()
+          wakeClaimer(state)
           continue
         }
         state.running++
-        state.roomMade.openUnsafe()
+        wakeClaimer(state)
         record.fiber = yield* FiberSet.run(state.jobs, runJob(record))
       }
     })
@@ -752,7 +793,7 @@ const shutdown = <RS>(
     readonly claims: Fiber.Fiber<never>
     readonly dispatching: Fiber.Fiber<never>
     readonly beats: Fiber.Fiber<never>
-    readonly recording: Fiber.Fiber<never>
+    readonly recording: Fiber.Fiber<void>
   },
   flushCompletions: Effect.Effect<void, never, RS>
 ): Effect.Effect<void, never, RS> =>

@@ -19,13 +19,16 @@
  *   the same statement concurrent `complete` calls share, without a request per job.
  * - `claim`: one statement, a CTE picking up to `max` ready jobs in claim order (`jobs_ready`) `FOR UPDATE SKIP
  *   LOCKED`, then the `UPDATE` leasing them: concurrent claimers never wait for, nor get, each other's jobs.
- *   `Worker.run` claims for its free slots and its local queue (`prefetch`) in one such statement.
+ *   The `UPDATE` reaches the picked rows by `ctid` (a TID scan; a locked row's `ctid` cannot change under the
+ *   statement): joined by id, the planner hashed the whole table for each claim, a cost growing with the finished
+ *   jobs kept. `Worker.run` claims for its free slots and its local queue (`prefetch`) in one such statement.
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
  *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). A merged write
  *   checks those conditions per job inside its one statement, so each job is written or refused on its own (a
  *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once. It
  *   locks its jobs in id order before changing them, as `requeueExpired` does, so merged writes over the same
- *   jobs (a heartbeat round, completions, a requeue) wait for each other and never deadlock.
+ *   jobs (a heartbeat round, completions, a requeue) wait for each other and never deadlock; its `UPDATE` then
+ *   reaches the locked rows by `ctid`, as a claim does.
  *   Merged completes and fails return only the columns they wrote, and build the job from the row its claim
  *   returned (`leasedRows`), so nothing is read back. `fail` decides the retry from the claimed row's attempt
  *   count and writes only if the job is still at that attempt; without a claimed row (another instance claimed
@@ -747,7 +750,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const claimed = yield* rows(
       "claim",
       sql`WITH picked AS (
-            SELECT id FROM ${jobs}
+            SELECT ctid FROM ${jobs}
             WHERE queue IN ${sql.in(c.queues)} AND state IN ('queued', 'failed') AND run_at <= ${now} AND ${pool}
             ORDER BY priority_rank, run_at, seq
             LIMIT ${c.max ?? 1}
@@ -756,7 +759,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           UPDATE ${jobs} j
           SET state = 'claimed', attempts = j.attempts + 1, lease_worker = ${c.workerId},
               lease_expires_at = ${now} + ${c.leaseMs ?? defaultLeaseMs}, claimed_at = ${now}, updated_at = ${now}
-          FROM picked WHERE j.id = picked.id
+          WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND j.state IN ('queued', 'failed')
           RETURNING ${jCols}`
     )
     for (const row of claimed) remember(row)
@@ -835,16 +838,18 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     input: ReadonlyArray<unknown>,
     record: string,
     set: Statement.Fragment,
-    extra: Statement.Fragment,
+    extra: (alias: string) => Statement.Fragment,
     returning: Statement.Fragment
   ) => {
-    const holds = sql`j.state IN ('claimed', 'running') AND j.lease_worker = r.worker AND j.lease_expires_at > ${now}
-                      ${extra}`
-    return sql`WITH r AS (SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})),
-                    l AS (SELECT j.id FROM ${jobs} j JOIN r ON j.id = r.id WHERE ${holds} ORDER BY j.id FOR UPDATE OF j)
+    const holdsOf = (r: string) =>
+      sql`j.state IN ('claimed', 'running') AND j.lease_worker = ${sql.literal(r)}.worker
+          AND j.lease_expires_at > ${now} ${extra(r)}`
+    return sql`WITH x AS (SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})),
+                    r AS (SELECT j.ctid AS tid, x.* FROM ${jobs} j JOIN x ON j.id = x.id
+                          WHERE ${holdsOf("x")} ORDER BY j.id FOR UPDATE OF j)
                UPDATE ${jobs} j SET ${set}
-               FROM r JOIN l ON l.id = r.id
-               WHERE j.id = l.id AND ${holds}
+               FROM r
+               WHERE j.ctid = r.tid AND ${holdsOf("r")}
                RETURNING ${returning}`
   }
 
@@ -875,7 +880,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
             input,
             "id text, worker text, extend float8",
             sql`lease_expires_at = ${now} + r.extend, updated_at = ${now}`,
-            sql.literal(""),
+            () => sql.literal(""),
             jCols
           )
         )
@@ -1029,7 +1034,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           "id text, worker text, result text",
           sql`state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
               updated_at = ${now}, finished_at = ${now}`,
-          sql.literal(""),
+          () => sql.literal(""),
           returning
         )
       },
@@ -1144,7 +1149,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
               finished_at = CASE WHEN r.delay_ms IS NULL THEN ${now} ELSE j.finished_at END,
               lease_worker = NULL, lease_expires_at = NULL, last_error = r.error::json,
               failures = j.failures + 1, updated_at = ${now}`,
-          sql`AND j.attempts = r.attempts`,
+          (alias) => sql`AND j.attempts = ${sql.literal(alias)}.attempts`,
           returning
         )
       },
