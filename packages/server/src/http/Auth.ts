@@ -334,8 +334,13 @@ export const layerAuth = (rateLimit: RateLimitOptions): Layer.Layer<Auth, never,
       return Auth.of({
         bearer: (httpEffect, { credential, endpoint }) =>
           Effect.gen(function* () {
-            const principal = yield* authenticator.authenticate(Redacted.value(credential))
+            const token = Redacted.value(credential)
             const info = yield* Effect.serviceOption(RequestInfo)
+            const verified = Option.isSome(info) ? info.value.verified : undefined
+            const principal =
+              verified !== undefined && verified.token === token
+                ? verified.principal
+                : yield* authenticator.authenticate(token)
             if (Option.isSome(info)) info.value.principal = principal.id
             const roles = Context.get(endpoint.annotations, RequiredRoles)
             if (!Principal.hasRole(principal, "admin") && !roles.some((role) => principal.roles.includes(role))) {
