@@ -3,7 +3,9 @@
  * connections for 20 s each (set BENCH_SECONDS / BENCH_CONNECTIONS to change), on memory stores with an
  * auto-approval policy, so every started task also runs to completion in the background (check_balance →
  * policy_check → onchain_action on the in-process chain). The server runs in its own process (`npm start`'s
- * entry point), the load generator in this one.
+ * entry point), the load generator in this one; each route's line also gives the server process's CPU per
+ * request (user + system, from /proc, Linux only), which a shared machine's load does not change the way it
+ * changes req/s. BENCH_PORT picks the server's port (default: a free one).
  *
  *   npm run bench:http
  */
@@ -36,7 +38,7 @@ const freePort = () =>
 const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-bench-"))
 const policyFile = NodePath.join(dir, "auto-approval.json")
 NodeFs.writeFileSync(policyFile, JSON.stringify(autoApprove))
-const port = await freePort()
+const port = process.env.BENCH_PORT === undefined ? await freePort() : Number(process.env.BENCH_PORT)
 const base = `http://127.0.0.1:${port}`
 const root = NodePath.resolve(import.meta.dirname, "..")
 const server = ChildProcess.spawn(
@@ -79,21 +81,40 @@ const start = async () => {
   return ((await response.json()) as { task_id: string }).task_id
 }
 
-const load = (title: string, options: Partial<autocannon.Options>) =>
-  new Promise<autocannon.Result>((resolve, reject) => {
+// The server process's CPU time so far, in ms (utime + stime in clock ticks of 10 ms), where /proc has it
+const serverCpuMs = (): number | undefined => {
+  try {
+    const fields = NodeFs.readFileSync(`/proc/${server.pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return undefined
+  }
+}
+
+const load = (title: string, options: Partial<autocannon.Options>) => {
+  const cpuBefore = serverCpuMs()
+  return new Promise<autocannon.Result>((resolve, reject) => {
     autocannon({ url: base, connections: CONNECTIONS, duration: SECONDS, headers, ...options }, (error, result) =>
       error ? reject(error) : resolve(result)
     )
   }).then((result) => {
     const ok = result.requests.total - result.non2xx - result.errors
+    const cpuAfter = serverCpuMs()
+    const cpu =
+      cpuBefore === undefined || cpuAfter === undefined || result.requests.total === 0
+        ? ""
+        : `  server CPU ${((cpuAfter - cpuBefore) / result.requests.total).toFixed(2)} ms/req`
     console.log(
-      `${title.padEnd(24)} ${result.requests.average.toFixed(0).padStart(7)} req/s  p50 ${String(result.latency.p50).padStart(4)} ms  p99 ${String(result.latency.p99).padStart(4)} ms  (${ok} ok, ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts)`
+      `${title.padEnd(24)} ${result.requests.average.toFixed(0).padStart(7)} req/s  p50 ${String(result.latency.p50).padStart(4)} ms  p99 ${String(result.latency.p99).padStart(4)} ms${cpu}  (${ok} ok, ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts)`
     )
     return result
   })
+}
 
 console.log(
-  `bench:http — ${CONNECTIONS} connections, ${SECONDS} s per route, worker concurrency ${process.env.BENCH_WORKERS ?? "16"}, Node ${process.version}`
+  `bench:http — ${CONNECTIONS} connections, ${SECONDS} s per route, worker concurrency ${process.env.BENCH_WORKERS ?? "16"}, Node ${process.version}, load average ${NodeOs.loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ")}`
 )
 // Warm up (JIT, first tasks through the pipeline)
 for (let i = 0; i < 200; i++) await start()

@@ -179,3 +179,56 @@ layer(jwtServer, { excludeTestServices: true })("over HTTP", (it) => {
     })
   )
 })
+
+// The keys' authenticator, counting its calls
+let verifications = 0
+const countingAuthenticator = Layer.effect(
+  Authenticator,
+  Effect.gen(function* () {
+    const inner = yield* Authenticator
+    return Authenticator.of({
+      authenticate: (token) => {
+        verifications++
+        return inner.authenticate(token)
+      }
+    })
+  })
+).pipe(Layer.provide(Authenticator.layer({ apiKeys: TestServer.keys })))
+
+const countingServer = Server.layerApp({
+  console: false,
+  rateLimit: { limit: 1_000, window: Duration.minutes(1) }
+}).pipe(
+  Layer.provide(Layer.mergeAll(countingAuthenticator, TestServer.memoryServices())),
+  Layer.provideMerge(NodeHttpServer.layerTest)
+)
+
+layer(countingServer, { excludeTestServices: true })("one verification per request", (it) => {
+  it.effect("a body route's token is verified once (before its body is read), not again by the middleware", () =>
+    Effect.gen(function* () {
+      verifications = 0
+      const started = yield* TestServer.call("POST", "/task/start", {
+        token: TestServer.tokens.alice,
+        body: { task_type: "monitoring", parameters: { wallet: TestServer.walletA } }
+      })
+      assert.strictEqual(started.status, 200, started.text)
+      assert.strictEqual(verifications, 1)
+      verifications = 0
+      assert.strictEqual((yield* TestServer.call("GET", "/whoami", { token: TestServer.tokens.alice })).status, 200)
+      assert.strictEqual(verifications, 1)
+      // A bad token is refused by the first check, and a good one for the wrong role still gets 403
+      verifications = 0
+      const refused = yield* TestServer.call("POST", "/task/start", {
+        token: `${TestServer.tokens.alice}x`,
+        body: { task_type: "monitoring", parameters: { wallet: TestServer.walletA } }
+      })
+      assert.strictEqual(refused.status, 401, refused.text)
+      assert.strictEqual(verifications, 1)
+      const forbidden = yield* TestServer.call("POST", "/task/start", {
+        token: TestServer.tokens.carol,
+        body: { task_type: "monitoring", parameters: { wallet: TestServer.walletA } }
+      })
+      assert.strictEqual(forbidden.status, 403, forbidden.text)
+    })
+  )
+})

@@ -331,25 +331,43 @@ export const layerAuth = (rateLimit: RateLimitOptions): Layer.Layer<Auth, never,
             Effect.logWarning("rate limiter unavailable; request let through", e)
           )
         )
+      // Combinators rather than a generator: this runs on every authenticated request
+      const authorized = (
+        principal: Principal.Principal,
+        info: Option.Option<RequestInfo["Service"]>,
+        endpoint: { readonly method: string; readonly path: string; readonly annotations: Context.Context<never> }
+      ): Effect.Effect<void, Forbidden | TooManyRequests> => {
+        if (Option.isSome(info)) info.value.principal = principal.id
+        const roles = Context.get(endpoint.annotations, RequiredRoles)
+        if (!Principal.hasRole(principal, "admin") && !roles.some((role) => principal.roles.includes(role))) {
+          return Effect.fail(
+            new Forbidden({
+              message:
+                roles.length === 0
+                  ? `${endpoint.method} ${endpoint.path} is for admins only`
+                  : `${endpoint.method} ${endpoint.path} needs the role ${roles.join(" or ")}; ${principal.id} has ${principal.roles.join(", ") || "none"}`,
+              principal: principal.id
+            })
+          )
+        }
+        return consume(principal.id)
+      }
       return Auth.of({
         bearer: (httpEffect, { credential, endpoint }) =>
-          Effect.gen(function* () {
-            const principal = yield* authenticator.authenticate(Redacted.value(credential))
-            const info = yield* Effect.serviceOption(RequestInfo)
-            if (Option.isSome(info)) info.value.principal = principal.id
-            const roles = Context.get(endpoint.annotations, RequiredRoles)
-            if (!Principal.hasRole(principal, "admin") && !roles.some((role) => principal.roles.includes(role))) {
-              return yield* new Forbidden({
-                message:
-                  roles.length === 0
-                    ? `${endpoint.method} ${endpoint.path} is for admins only`
-                    : `${endpoint.method} ${endpoint.path} needs the role ${roles.join(" or ")}; ${principal.id} has ${principal.roles.join(", ") || "none"}`,
-                principal: principal.id
-              })
-            }
-            yield* consume(principal.id)
-            return yield* Effect.provideService(httpEffect, CurrentPrincipal, principal).pipe(
-              Effect.annotateLogs({ principal: principal.id })
+          Effect.flatMap(Effect.serviceOption(RequestInfo), (info) => {
+            const token = Redacted.value(credential)
+            const verified = Option.isSome(info) ? info.value.verified : undefined
+            const principal =
+              verified !== undefined && verified.token === token
+                ? Effect.succeed(verified.principal)
+                : authenticator.authenticate(token)
+            return Effect.flatMap(principal, (principal) =>
+              Effect.andThen(
+                authorized(principal, info, endpoint),
+                Effect.provideService(httpEffect, CurrentPrincipal, principal).pipe(
+                  Effect.annotateLogs({ principal: principal.id })
+                )
+              )
             )
           })
       })

@@ -9,7 +9,8 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Effect, type Layer, Option } from "effect"
+import type { Principal } from "@mandate/core"
+import { Cause, Clock, Context, Effect, type Layer, LogLevel, Option } from "effect"
 import { HttpIncomingMessage, HttpMethod, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import * as Metrics from "../Metrics.ts"
 import { Authenticator } from "./Auth.ts"
@@ -23,7 +24,16 @@ import * as JsonLimits from "./JsonLimits.ts"
  */
 export class RequestInfo extends Context.Service<
   RequestInfo,
-  { readonly requestId: string; route: string | undefined; principal: string | undefined }
+  {
+    readonly requestId: string
+    route: string | undefined
+    principal: string | undefined
+    /**
+     * The bearer token this request already proved, and whom it stands for: the `Auth` middleware does not verify
+     * the same token twice in one request (a body route's token is checked before its body is read).
+     */
+    verified: { readonly token: string; readonly principal: Principal.Principal } | undefined
+  }
 >()("@mandate/server/RequestInfo") {}
 
 /**
@@ -74,7 +84,7 @@ const handle = <E, R>(
 ) =>
   Effect.gen(function* () {
     const started = yield* Clock.currentTimeNanos
-    const info: RequestInfo["Service"] = { requestId, route: undefined, principal: undefined }
+    const info: RequestInfo["Service"] = { requestId, route: undefined, principal: undefined, verified: undefined }
     const declared = Number(request.headers["content-length"])
     const response: HttpServerResponse.HttpServerResponse =
       Number.isFinite(declared) && declared > options.maxBodyBytes
@@ -87,7 +97,7 @@ const handle = <E, R>(
             },
             requestId
           )
-        : yield* Effect.flatMap(guard(request, options), (refused) =>
+        : yield* Effect.flatMap(guard(request, options, info), (refused) =>
             refused !== undefined ? Effect.succeed(refused) : httpEffect
           ).pipe(
             Effect.provideService(RequestInfo, info),
@@ -131,18 +141,23 @@ const handle = <E, R>(
       "mandate.request.id": requestId,
       ...(info.principal === undefined ? {} : { "enduser.id": info.principal })
     })
-    yield* Effect.logInfo("request").pipe(
-      Effect.annotateLogs({
-        method: request.method,
-        path: pathOf(request.url),
-        route,
-        status: withId.status,
-        duration_ms: Math.round(seconds * 1e6) / 1e3,
-        ...(info.principal === undefined ? {} : { principal: info.principal })
-      })
-    )
+    // Built only when it is written: at `Warn` and above the access log costs nothing per request
+    if (yield* infoEnabled) {
+      yield* Effect.logInfo("request").pipe(
+        Effect.annotateLogs({
+          method: request.method,
+          path: pathOf(request.url),
+          route,
+          status: withId.status,
+          duration_ms: Math.round(seconds * 1e6) / 1e3,
+          ...(info.principal === undefined ? {} : { principal: info.principal })
+        })
+      )
+    }
     return withId
   })
+
+const infoEnabled = LogLevel.isEnabled("Info")
 
 const badRequest = (violation: JsonLimits.Violation) =>
   HttpServerResponse.jsonUnsafe(
@@ -157,7 +172,8 @@ const isJson = (contentType: string | undefined): boolean =>
 // on. The body is read once here; the request caches it, so the API's decoder reads the same bytes.
 const guard = (
   request: HttpServerRequest.HttpServerRequest,
-  options: Guarded
+  options: Guarded,
+  info: RequestInfo["Service"]
 ): Effect.Effect<HttpServerResponse.HttpServerResponse | undefined> => {
   const url = JsonLimits.scanUrl(request.url)
   if (url !== undefined) return Effect.succeed(badRequest(url))
@@ -165,11 +181,15 @@ const guard = (
     return Effect.undefined
   }
   // Every route that takes a body authenticates: a caller without a valid token gets 401 before the body is read
+  const token = bearerOf(request) ?? ""
   const authenticated =
     options.authenticator === undefined
       ? Effect.undefined
-      : options.authenticator.authenticate(bearerOf(request) ?? "").pipe(
-          Effect.as(undefined),
+      : options.authenticator.authenticate(token).pipe(
+          Effect.map((principal) => {
+            info.verified = { token, principal }
+            return undefined
+          }),
           Effect.catch((e) => Effect.succeed(unauthorized(e.message)))
         )
   const scanned = request.arrayBuffer.pipe(
