@@ -255,7 +255,11 @@ export const sha256Hex = (data: string | Uint8Array): string => {
  * @since 0.1.0
  */
 export const sha256 = (data: string | Uint8Array): Uint8Array =>
-  oneShot ? (oneShot("sha256", data, "buffer") as Buffer) : NodeCrypto.createHash("sha256").update(data).digest()
+  // Hex and back: a "buffer" digest gets a fresh ArrayBuffer from C++ (several times the cost of the hash on
+  // short inputs), while `Buffer.from` takes 32 bytes of Node's pool
+  oneShot
+    ? Buffer.from(oneShot("sha256", data, "hex") as string, "hex")
+    : NodeCrypto.createHash("sha256").update(data).digest()
 
 // Reused for concatenations: hashing is synchronous, so no other caller can observe it mid-use. Large enough for
 // an entry's canonical JSON (prevHash ‖ body), which the allocating path used to take for any body over ~300 chars

@@ -8,13 +8,12 @@
  * @since 0.1.0
  */
 import { Clock, Effect, Option } from "effect"
-import * as Canonical from "../Canonical.ts"
 import type { EntryHash } from "../Ids.ts"
 import type { AppendReceipt } from "../Ledger.ts"
 import { genesisHash, type LedgerEntry } from "../LedgerEntry.ts"
 import { type LedgerStore, LedgerStoreError } from "../LedgerStore.ts"
 import * as Merkle from "../Merkle.ts"
-import { hashEntryText } from "./entryHash.ts"
+import { hashEntryTextHex } from "./entryHash.ts"
 import type { Prepared } from "./ledgerInput.ts"
 import type { LedgerTree } from "./ledgerTree.ts"
 
@@ -48,7 +47,10 @@ export interface AppendContext {
 /** Appends prepared entries, consecutively, or none of them. */
 export type Appender = (prepared: ReadonlyArray<Prepared>) => Effect.Effect<Array<AppendReceipt>, LedgerStoreError>
 
+const isSha256Hex = (text: unknown): boolean => typeof text === "string" && /^[0-9a-fA-F]{64}$/.test(text)
+
 export const make = (ctx: AppendContext): Appender => {
+  const hashBytes = Buffer.alloc(32)
   const { store, tree } = ctx
   let cache: { size: number; lastHash: string; frontier: ReadonlyArray<Uint8Array> } = {
     size: 0,
@@ -82,8 +84,7 @@ export const make = (ctx: AppendContext): Appender => {
         const leaves: Array<Uint8Array> = []
         const receipts: Array<AppendReceipt> = []
         let prevHash: EntryHash = head.lastHash
-        let prevBytes = Canonical.fromHex(prevHash)
-        if (prevBytes === undefined || prevBytes.length !== 32) {
+        if (!isSha256Hex(prevHash)) {
           return yield* new LedgerStoreError({
             operation: "append",
             cause: new Error(`the last stored entry's hash is not a SHA-256 digest: ${String(prevHash)}`)
@@ -108,8 +109,7 @@ export const make = (ctx: AppendContext): Appender => {
           const p = prepared[i]!
           const seq = head.size + i
           const taskPrevHash = p.taskId === undefined ? undefined : taskLast.get(p.taskId)!
-          const hashBytes = hashEntryText(prevBytes, bodyText(p, seq, at, prevHash, taskPrevHash))
-          const entryHash = Canonical.toHex(hashBytes) as EntryHash
+          const entryHash = hashEntryTextHex(prevHash, bodyText(p, seq, at, prevHash, taskPrevHash)) as EntryHash
           // The stored entry, with the members in the order they always had
           const entry: Record<string, unknown> = { seq, kind: p.kind }
           if (p.taskId !== undefined) {
@@ -124,11 +124,12 @@ export const make = (ctx: AppendContext): Appender => {
           entry.prevHash = prevHash
           entry.entryHash = entryHash
           entries.push(entry as LedgerEntry)
+          // The leaf's data is the entry hash's bytes, decoded into a reused buffer (leafHash copies them)
+          hashBytes.write(entryHash, 0, "hex")
           leaves.push(Merkle.leafHash(hashBytes))
           receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
           if (p.taskId !== undefined) taskLast.set(p.taskId, entryHash)
           prevHash = entryHash
-          prevBytes = hashBytes
         }
         const appended = Merkle.append(head.size, frontier, leaves)
         yield* store.write(entries, appended.nodes)
