@@ -19,7 +19,8 @@ export interface Prepared {
   readonly stepId?: StepId | undefined
   readonly principal?: Principal | undefined
   readonly payloadHash: Sha256Hex
-  readonly payload?: Schema.Json | undefined
+  /** Whether the entry stores its payload (or only its hash). */
+  readonly storePayload: boolean
   /** The payload's canonical JSON, spliced into the entry body rather than encoded a second time. */
   readonly payloadText: string
   readonly principalText: string | undefined
@@ -92,7 +93,7 @@ export const prepareValid = (input: unknown): Prepared | undefined => {
     stepId: input.stepId,
     principal,
     payloadHash: Canonical.sha256Hex(text),
-    payload: input.storePayload === false ? undefined : fromCanonical<Schema.Json>(text),
+    storePayload: input.storePayload !== false,
     payloadText: text,
     principalText
   }
