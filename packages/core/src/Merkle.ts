@@ -315,11 +315,14 @@ export const append = (
   frontier: ReadonlyArray<Uint8Array>,
   leaves: ReadonlyArray<Uint8Array>
 ): Appended => {
-  const levels = subtreeNodes(0, size).map((id) => id.level)
-  if (levels.length !== frontier.length) {
-    throw new RangeError(`A tree of ${size} leaves has a frontier of ${levels.length} nodes, got ${frontier.length}`)
+  // The frontier has one subtree per binary digit 1 of `size` (arithmetic, not bitwise: sizes beyond 2^32)
+  let expected = 0
+  for (let rest = size; rest > 0; rest = Math.floor(rest / 2)) expected += rest % 2
+  if (expected !== frontier.length) {
+    throw new RangeError(`A tree of ${size} leaves has a frontier of ${expected} nodes, got ${frontier.length}`)
   }
-  const stack = frontier.map((hash, i) => ({ level: levels[i]!, hash }))
+  // The subtrees' hashes, highest first; their levels are implied by `size` and never needed here
+  const stack = frontier.slice()
   const nodes: Array<Node> = []
   for (let j = 0; j < leaves.length; j++) {
     let index = size + j
@@ -328,16 +331,14 @@ export const append = (
     nodes.push({ level, index, hash })
     // A right child (odd index) completes its parent; the left sibling is the frontier's last subtree
     while (index % 2 === 1) {
-      const left = stack.pop()!
-      hash = nodeHash(left.hash, hash)
+      hash = nodeHash(stack.pop()!, hash)
       index = (index - 1) / 2
       level++
       nodes.push({ level, index, hash })
     }
-    stack.push({ level, hash })
+    stack.push(hash)
   }
-  const next = stack.map((entry) => entry.hash)
-  return { nodes, frontier: next }
+  return { nodes, frontier: stack }
 }
 
 /**

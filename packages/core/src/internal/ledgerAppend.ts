@@ -116,11 +116,6 @@ export const make = (ctx: AppendContext): Appender => {
     frontier: []
   }
 
-  const frontierOf = (head: { readonly size: number; readonly lastHash: string }) =>
-    cache.size === head.size && cache.lastHash === head.lastHash
-      ? Effect.succeed(cache.frontier)
-      : tree.frontier(head.size)
-
   const lastOfTask = (taskId: string): Effect.Effect<Option.Option<EntryHash>, LedgerStoreError> =>
     store.lastOfTask !== undefined
       ? store.lastOfTask(taskId)
@@ -136,13 +131,15 @@ export const make = (ctx: AppendContext): Appender => {
     store.withAppendLock(
       Effect.gen(function* () {
         const head = yield* store.head
-        const frontier = yield* frontierOf(head)
+        // The head this process left: its frontier is known and its hash was checked when it was computed
+        const known = cache.size === head.size && cache.lastHash === head.lastHash
+        const frontier = known ? cache.frontier : yield* tree.frontier(head.size)
         const at = yield* Clock.currentTimeMillis
         const entries: Array<LedgerEntry> = []
         const leaves: Array<Uint8Array> = []
         const receipts: Array<AppendReceipt> = []
         let prevHash: EntryHash = head.lastHash
-        if (!isSha256Hex(prevHash)) {
+        if (!known && !isSha256Hex(prevHash)) {
           return yield* new LedgerStoreError({
             operation: "append",
             cause: new Error(`the last stored entry's hash is not a SHA-256 digest: ${String(prevHash)}`)
