@@ -59,8 +59,9 @@ export class EntryArena {
       this.hashes = grown
     }
     this.hashes.set(hashes.subarray(hashAt, hashAt + HASH_SIZE), HASH_SIZE * seq)
-    this.count = seq + 1
+    // Indexed before it counts: a rehash on the way places the entries before it, then it is placed once
     this.index(seq)
+    this.count = seq + 1
   }
 
   /** Takes back every entry from `mark.count` on (a rolled-back or overwritten write). */
