@@ -497,11 +497,10 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     keyId: keys.keyId,
     publicKeys: keys.trusted,
     // Appends are on every transition's path: untraced, a span would cost as much as the append
-    append: Effect.fnUntraced(function* (entry: EntryInput) {
-      const prepared = yield* prepare(entry, "$")
-      const [receipt] = yield* appendPrepared([prepared])
-      return receipt!
-    }),
+    append: (entry: EntryInput) =>
+      Effect.flatMap(prepare(entry, "$"), (prepared) =>
+        Effect.map(appendPrepared([prepared]), (receipts) => receipts[0]!)
+      ),
     appendBatch: Effect.fnUntraced(function* (entries: ReadonlyArray<EntryInput>) {
       const prepared = yield* prepareAll(entries)
       return prepared.length === 0 ? [] : yield* appendPrepared(prepared)

@@ -34,6 +34,7 @@
 import { Context, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { AnchorReceipt } from "./Anchor.ts"
 import type { EntryHash, TaskId } from "./Ids.ts"
+import { EntryArena } from "./internal/ledgerMemoryArena.ts"
 import { NodeArray } from "./internal/NodeArray.ts"
 import { Checkpoint, genesisHash, type LedgerEntry } from "./LedgerEntry.ts"
 import type * as Merkle from "./Merkle.ts"
@@ -61,6 +62,27 @@ export type CheckpointRecord = typeof CheckpointRecord.Type
 export interface LedgerHead {
   readonly size: number
   readonly lastHash: EntryHash
+}
+
+/**
+ * A batch of entries as the ledger hands it to `LedgerStore.writeEncoded`: entry `i` (seq `first + i`) is the
+ * UTF-8 canonical JSON of its body (the entry without `entryHash`: exactly the text its `entryHash` covers after
+ * `prevHash`) at `bytes[starts[i], ends[i])`, its entry hash the 32 bytes at `hashes[32 i, 32 i + 32)`. Parsing
+ * a body gives the entry's fields (`entryHash` aside) with their values; members are in canonical (sorted) order.
+ * The arrays are the ledger's scratch space: valid until the write's effect completes, so copy what you keep.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface EncodedEntries {
+  readonly first: number
+  readonly count: number
+  readonly bytes: Uint8Array
+  readonly starts: ReadonlyArray<number>
+  readonly ends: ReadonlyArray<number>
+  readonly hashes: Uint8Array
+  /** Each entry's `taskId`, `undefined` when it has none. */
+  readonly taskIds: ReadonlyArray<string | undefined>
 }
 
 /**
@@ -93,47 +115,124 @@ const deepFreeze = <A>(value: A): A => {
 const storeError = (operation: string, message: string) =>
   new LedgerStoreError({ operation, cause: new Error(message) })
 
+// An entry rebuilt from its stored canonical body, with the members in the order the ledger has always given
+// them (the body's own order is the sorted canonical one)
+const fromBody = (text: string, entryHash: string): LedgerEntry => {
+  const body = JSON.parse(text) as Record<string, unknown>
+  const entry: Record<string, unknown> = { seq: body.seq, kind: body.kind }
+  if ("taskId" in body) entry.taskId = body.taskId
+  if ("taskPrevHash" in body) entry.taskPrevHash = body.taskPrevHash
+  if ("stepId" in body) entry.stepId = body.stepId
+  if ("principal" in body) entry.principal = body.principal
+  entry.at = body.at
+  entry.payloadHash = body.payloadHash
+  if ("payload" in body) entry.payload = body.payload
+  entry.prevHash = body.prevHash
+  entry.entryHash = entryHash
+  return deepFreeze(entry as LedgerEntry)
+}
+
+const isLowerHex64 = (text: string): boolean => text.length === 64 && /^[0-9a-f]{64}$/.test(text)
+
 const makeMemory = Effect.gen(function* () {
   const lock = yield* Semaphore.make(1)
-  // Index = seq. A deleted entry (tampering) leaves a hole; an entry whose seq field was tampered with stays at
-  // its index, and the ledger notices that its seq field no longer matches its place. The indexes follow the
-  // stored fields, as a database's would.
-  const entries: Array<LedgerEntry | undefined> = []
-  const byHash = new Map<string, number>()
-  const byTask = new Map<string, Array<number>>()
+  // Slot = seq, `slots` of them. Entries the ledger wrote encoded live in `arena` (no object per entry); entries
+  // written as objects (`write`) or by tampering live in `objects`, which takes precedence (`undefined` there: a
+  // deleted entry, a hole). An entry whose seq field was tampered with stays in its slot, and the ledger notices
+  // that its seq field no longer matches its place. The indexes follow the stored fields, as a database's would.
+  const arena = new EntryArena()
+  const objects = new Map<number, LedgerEntry | undefined>()
+  let slots = 0
+  const objectsByHash = new Map<string, number>()
+  // By task: its id (one string shared by its entries) and its seqs in append order
+  const byTask = new Map<string, { readonly taskId: string; readonly seqs: Array<number> }>()
+  // The task of each encoded entry (the arena keeps bytes only), for the task index's checks
+  const taskOf: Array<string | undefined> = []
   const nodes = new NodeArray()
   const checkpoints: Array<CheckpointRecord> = [] // ascending size
   // The head record, as a database keeps it in a row of its own: only `write` (and tampering) moves it
   let head: LedgerHead = { size: 0, lastHash: genesisHash }
 
-  const index = (seq: number, entry: LedgerEntry): void => {
-    if (typeof entry.entryHash === "string") byHash.set(entry.entryHash, seq)
-    if (typeof entry.taskId === "string") {
-      const list = byTask.get(entry.taskId)
-      if (list === undefined) byTask.set(entry.taskId, [seq])
-      // Appends arrive in seq order (O(1)); only a tampered entry can be indexed out of order
-      else if (list[list.length - 1]! < seq) list.push(seq)
-      else if (!list.includes(seq)) list.push(seq)
+  const entryAt = (seq: number): LedgerEntry | undefined => {
+    if (objects.has(seq)) return objects.get(seq)
+    return seq < arena.count ? fromBody(arena.body(seq), arena.hashHex(seq)) : undefined
+  }
+
+  // The stored taskId of an entry, without rebuilding an encoded one
+  const taskIdAt = (seq: number): unknown =>
+    objects.has(seq) ? objects.get(seq)?.taskId : seq < arena.count ? taskOf[seq] : undefined
+
+  const indexTask = (seq: number, taskId: string): string => {
+    const known = byTask.get(taskId)
+    if (known === undefined) {
+      byTask.set(taskId, { taskId, seqs: [seq] })
+      return taskId
     }
+    const list = known.seqs
+    // Appends arrive in seq order (O(1)); only a tampered entry can be indexed out of order
+    if (list.length === 0 || list[list.length - 1]! < seq) list.push(seq)
+    else if (!list.includes(seq)) list.push(seq)
+    return known.taskId
+  }
+
+  const unindexTask = (seq: number, taskId: unknown): void => {
+    if (typeof taskId !== "string") return
+    const known = byTask.get(taskId)
+    if (known !== undefined && known.seqs[known.seqs.length - 1] === seq) known.seqs.pop()
+    if (known !== undefined && known.seqs.length === 0) byTask.delete(taskId)
+  }
+
+  const index = (seq: number, entry: LedgerEntry): void => {
+    if (typeof entry.entryHash === "string") objectsByHash.set(entry.entryHash, seq)
+    if (typeof entry.taskId === "string") indexTask(seq, entry.taskId)
   }
 
   const unindex = (seq: number, entry: LedgerEntry): void => {
-    if (byHash.get(entry.entryHash) === seq) byHash.delete(entry.entryHash)
-    if (typeof entry.taskId === "string") {
-      const list = byTask.get(entry.taskId)
-      if (list !== undefined && list[list.length - 1] === seq) list.pop()
-      if (list !== undefined && list.length === 0) byTask.delete(entry.taskId)
-    }
+    if (objectsByHash.get(entry.entryHash) === seq) objectsByHash.delete(entry.entryHash)
+    unindexTask(seq, entry.taskId)
+  }
+
+  // Drops every slot from `size` on (a write always lands at the head, which tampering may have moved back)
+  const truncate = (size: number): void => {
+    if (slots <= size) return
+    for (const seq of objects.keys()) if (seq >= size) objects.delete(seq)
+    if (arena.count > size) arena.truncate({ ...arena.mark(), count: size })
+    taskOf.length = Math.min(taskOf.length, size)
+    slots = size
   }
 
   // Appends keep a task's list in seq order: the last live entry is found from the end in O(1)
   const lastOfTask = (taskId: string): Option.Option<EntryHash> => {
-    const list = byTask.get(taskId) ?? []
+    const list = byTask.get(taskId)?.seqs ?? []
     for (let i = list.length - 1; i >= 0; i--) {
-      const entry = entries[list[i]!]
-      if (entry !== undefined && entry.taskId === taskId) return Option.some(entry.entryHash)
+      const seq = list[i]!
+      if (seq >= slots || taskIdAt(seq) !== taskId) continue
+      if (objects.has(seq)) {
+        const entry = objects.get(seq)
+        if (entry !== undefined) return Option.some(entry.entryHash)
+      } else return Option.some(arena.hashHex(seq) as EntryHash)
     }
     return Option.none()
+  }
+
+  // Validates a write's position and nodes before anything changes, so a refused write changes nothing
+  const refusal = (
+    first: number,
+    count: number,
+    seqOf: (i: number) => number,
+    written: ReadonlyArray<Merkle.Node>
+  ): LedgerStoreError | undefined => {
+    for (let i = 0; i < count; i++) {
+      if (seqOf(i) !== first + i) return storeError("write", `entry ${seqOf(i)} is not the next entry (${first + i})`)
+    }
+    const next = new Map<number, number>()
+    for (const node of written) {
+      const expected = next.get(node.level) ?? nodes.count(node.level)
+      if (node.index !== expected)
+        return storeError("write", `node (${node.level}, ${node.index}) is not the next node`)
+      next.set(node.level, expected + 1)
+    }
+    return undefined
   }
 
   const checkpointIndex = (size: number): number => {
@@ -154,33 +253,46 @@ const makeMemory = Effect.gen(function* () {
     write: (batch, written) =>
       Effect.suspend(() => {
         const size = head.size
-        // Validate everything first so a refused write changes nothing
-        for (let i = 0; i < batch.length; i++) {
-          if (batch[i]!.seq !== size + i) {
-            return Effect.fail(storeError("write", `entry ${batch[i]!.seq} is not the next entry (${size + i})`))
-          }
-        }
-        const next = new Map<number, number>()
-        for (const node of written) {
-          const expected = next.get(node.level) ?? nodes.count(node.level)
-          if (node.index !== expected) {
-            return Effect.fail(storeError("write", `node (${node.level}, ${node.index}) is not the next node`))
-          }
-          next.set(node.level, expected + 1)
-        }
+        const refused = refusal(size, batch.length, (i) => batch[i]!.seq, written)
+        if (refused !== undefined) return Effect.fail(refused)
         const before = head
-        entries.length = size
+        truncate(size)
         for (const entry of batch) {
-          entries.push(deepFreeze(entry))
+          objects.set(entry.seq, deepFreeze(entry))
           index(entry.seq, entry)
         }
+        slots = size + batch.length
         for (const node of written) nodes.push(node.level, node.index, node.hash)
         if (batch.length > 0) head = { size: size + batch.length, lastHash: batch[batch.length - 1]!.entryHash }
         // A unit of work that fails takes the entries and nodes back (the append lock is the unit's, so nothing
         // was appended after them)
         return UnitOfWork.onRollback(() => {
           for (let i = batch.length - 1; i >= 0; i--) unindex(batch[i]!.seq, batch[i]!)
-          entries.length = size
+          truncate(size)
+          for (let i = written.length - 1; i >= 0; i--) nodes.pop(written[i]!.level, written[i]!.index)
+          head = before
+        })
+      }),
+    writeEncoded: (batch, written) =>
+      Effect.suspend(() => {
+        const size = head.size
+        const refused = refusal(size, batch.count, (i) => batch.first + i, written)
+        if (refused !== undefined) return Effect.fail(refused)
+        const before = head
+        truncate(size)
+        const mark = arena.mark()
+        for (let i = 0; i < batch.count; i++) {
+          arena.push(size + i, batch.bytes, batch.starts[i]!, batch.ends[i]!, batch.hashes, 32 * i)
+          const taskId = batch.taskIds[i]
+          taskOf[size + i] = taskId === undefined ? undefined : indexTask(size + i, taskId)
+        }
+        slots = size + batch.count
+        for (const node of written) nodes.push(node.level, node.index, node.hash)
+        if (batch.count > 0) head = { size: slots, lastHash: arena.hashHex(slots - 1) as EntryHash }
+        return UnitOfWork.onRollback(() => {
+          for (let i = batch.count - 1; i >= 0; i--) unindexTask(size + i, batch.taskIds[i])
+          arena.truncate(mark)
+          truncate(size)
           for (let i = written.length - 1; i >= 0; i--) nodes.pop(written[i]!.level, written[i]!.index)
           head = before
         })
@@ -189,31 +301,35 @@ const makeMemory = Effect.gen(function* () {
     entries: (from, to) =>
       Effect.sync(() => {
         const out: Array<LedgerEntry> = []
-        const end = Math.min(to, entries.length)
+        const end = Math.min(to, slots)
         for (let seq = Math.max(0, from); seq < end; seq++) {
-          const entry = entries[seq]
+          const entry = entryAt(seq)
           if (entry !== undefined) out.push(entry)
         }
         return out
       }),
     findByHash: (entryHash) =>
       Effect.sync(() => {
-        const seq = byHash.get(entryHash)
-        const entry = seq === undefined ? undefined : entries[seq]
+        const seq = objectsByHash.get(entryHash)
+        const entry = seq === undefined || seq >= slots ? undefined : entryAt(seq)
         // Match on the stored field, as a database index would after tampering
-        return entry !== undefined && entry.entryHash === entryHash ? Option.some(entry) : Option.none()
+        if (entry !== undefined && entry.entryHash === entryHash) return Option.some(entry)
+        if (typeof entryHash !== "string" || !isLowerHex64(entryHash)) return Option.none()
+        const found = arena.find(Buffer.from(entryHash, "hex")).filter((seq) => seq < slots && !objects.has(seq))
+        return found.length === 0 ? Option.none() : Option.some(entryAt(found[found.length - 1]!)!)
       }),
     lastOfTask: (taskId) => Effect.sync(() => lastOfTask(taskId)),
     lastOfTasks: (taskIds) => Effect.sync(() => taskIds.map(lastOfTask)),
     findByTask: (taskId) =>
-      Effect.sync(() =>
-        (byTask.get(taskId) ?? [])
-          .flatMap((seq) => {
-            const entry = entries[seq]
-            return entry !== undefined && entry.taskId === taskId ? [entry] : []
-          })
-          .sort((a, b) => a.seq - b.seq)
-      ),
+      Effect.sync(() => {
+        const out: Array<LedgerEntry> = []
+        for (const seq of byTask.get(taskId)?.seqs ?? []) {
+          if (seq >= slots || taskIdAt(seq) !== taskId) continue
+          const entry = entryAt(seq)
+          if (entry !== undefined && entry.taskId === taskId) out.push(entry)
+        }
+        return out.sort((a, b) => a.seq - b.seq)
+      }),
     putCheckpoint: (checkpoint) =>
       Effect.sync(() => {
         const i = checkpointIndex(checkpoint.size)
@@ -240,11 +356,11 @@ const makeMemory = Effect.gen(function* () {
   const tamper = LedgerTamper.of({
     replaceEntry: (seq, fields) =>
       Effect.suspend(() => {
-        if (!Number.isInteger(seq) || seq < 0 || seq >= entries.length) {
+        if (!Number.isInteger(seq) || seq < 0 || seq >= slots) {
           return Effect.fail(storeError("replaceEntry", `no entry ${seq}`))
         }
         const entry = fields === undefined ? undefined : deepFreeze(structuredClone(fields) as LedgerEntry)
-        entries[seq] = entry
+        objects.set(seq, entry)
         if (entry !== undefined) index(seq, entry)
         return Effect.void
       }),
@@ -299,6 +415,16 @@ export class LedgerStore extends Context.Service<
      */
     readonly write: (
       entries: ReadonlyArray<LedgerEntry>,
+      nodes: ReadonlyArray<Merkle.Node>
+    ) => Effect.Effect<void, LedgerStoreError>
+    /**
+     * `write` for entries given encoded instead of as objects (optional): a store that keeps entries as their
+     * canonical text saves the ledger building, and itself keeping, an object per entry. Reads return the entries
+     * exactly as `write` would have stored the ledger's entry objects, members in the same order. Called inside
+     * `withAppendLock`; the ledger calls `write` on stores without it.
+     */
+    readonly writeEncoded?: (
+      entries: EncodedEntries,
       nodes: ReadonlyArray<Merkle.Node>
     ) => Effect.Effect<void, LedgerStoreError>
     /** The stored hashes of these nodes, in order; `undefined` for a node that is not stored. */

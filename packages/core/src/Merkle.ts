@@ -59,16 +59,22 @@ export const emptyRoot: Uint8Array = Canonical.sha256(new Uint8Array(0))
 export const leafHash = (data: Uint8Array): Uint8Array =>
   1 + data.length <= Sha256.maxShort ? Sha256.digestPrefixed(0x00, data) : Canonical.sha256Concat([LEAF_PREFIX, data])
 
+// 0x01 ‖ left ‖ right of two hashes, filled and hashed synchronously by `nodeHash`
+const nodeInput = Buffer.alloc(1 + 2 * HASH_SIZE, 0x01)
+
 /**
  * `SHA-256(0x01 ‖ left ‖ right)`: the hash of an interior node.
  *
  * @category hashing
  * @since 0.1.0
  */
-export const nodeHash = (left: Uint8Array, right: Uint8Array): Uint8Array =>
-  1 + left.length + right.length <= Sha256.maxShort
-    ? Sha256.digestPrefixed(0x01, left, right)
-    : Canonical.sha256Concat([NODE_PREFIX, left, right])
+export const nodeHash = (left: Uint8Array, right: Uint8Array): Uint8Array => {
+  // Two compression blocks: node:crypto (hex digest) beats JavaScript here, unlike for a one-block leaf
+  if (left.length !== HASH_SIZE || right.length !== HASH_SIZE) return Canonical.sha256Concat([NODE_PREFIX, left, right])
+  nodeInput.set(left, 1)
+  nodeInput.set(right, 1 + HASH_SIZE)
+  return Canonical.sha256(nodeInput)
+}
 
 /**
  * The address of a stored node: the root of the perfect subtree over leaves
@@ -309,11 +315,14 @@ export const append = (
   frontier: ReadonlyArray<Uint8Array>,
   leaves: ReadonlyArray<Uint8Array>
 ): Appended => {
-  const levels = subtreeNodes(0, size).map((id) => id.level)
-  if (levels.length !== frontier.length) {
-    throw new RangeError(`A tree of ${size} leaves has a frontier of ${levels.length} nodes, got ${frontier.length}`)
+  // The frontier has one subtree per binary digit 1 of `size` (arithmetic, not bitwise: sizes beyond 2^32)
+  let expected = 0
+  for (let rest = size; rest > 0; rest = Math.floor(rest / 2)) expected += rest % 2
+  if (expected !== frontier.length) {
+    throw new RangeError(`A tree of ${size} leaves has a frontier of ${expected} nodes, got ${frontier.length}`)
   }
-  const stack = frontier.map((hash, i) => ({ level: levels[i]!, hash }))
+  // The subtrees' hashes, highest first; their levels are implied by `size` and never needed here
+  const stack = frontier.slice()
   const nodes: Array<Node> = []
   for (let j = 0; j < leaves.length; j++) {
     let index = size + j
@@ -322,16 +331,14 @@ export const append = (
     nodes.push({ level, index, hash })
     // A right child (odd index) completes its parent; the left sibling is the frontier's last subtree
     while (index % 2 === 1) {
-      const left = stack.pop()!
-      hash = nodeHash(left.hash, hash)
+      hash = nodeHash(stack.pop()!, hash)
       index = (index - 1) / 2
       level++
       nodes.push({ level, index, hash })
     }
-    stack.push({ level, hash })
+    stack.push(hash)
   }
-  const next = stack.map((entry) => entry.hash)
-  return { nodes, frontier: next }
+  return { nodes, frontier: stack }
 }
 
 /**

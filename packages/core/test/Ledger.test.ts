@@ -103,6 +103,72 @@ const flakyAnchor = (failing: Ref.Ref<boolean>, publishes: Ref.Ref<number>) =>
     })
   )
 
+describe("LedgerStore.layerMemory: entries the ledger writes encoded, and entry objects", () => {
+  // The memory store keeps what the ledger appends as canonical text (`writeEncoded`) and what comes through
+  // `write` as objects: one store may hold both, interleaved, and every read gives each entry the same way
+  it.effect("a ledger writing encoded and one writing objects share a store; a rolled-back unit leaves nothing", () =>
+    Effect.gen(function* () {
+      const context = yield* Layer.build(LedgerStore.layerMemory)
+      const inner = Context.get(context, LedgerStore)
+      assert.isDefined(inner.writeEncoded)
+      const { writeEncoded: _, ...objectsOnly } = inner
+      const over = (store: LedgerStore["Service"]) =>
+        Effect.provide(
+          Ledger.use((ledger) => Effect.succeed(ledger)),
+          Ledger.layer().pipe(Layer.provide(Layer.succeed(LedgerStore, store)), Layer.provide(Anchor.layerNone))
+        )
+      const encoded = yield* over(inner)
+      const objects = yield* over(LedgerStore.of(objectsOnly))
+      const uow = yield* UnitOfWork
+      const withStore = { kind: "note.added", taskId: "task_2", stepId: "s", principal: { id: "p", roles: [] } }
+      const receipts = []
+      for (let round = 0; round < 3; round++) {
+        receipts.push(...(yield* encoded.appendBatch([entry(1), { ...withStore, payload: [round] }])))
+        receipts.push(yield* objects.append(entry(2)))
+        const failed = yield* Effect.exit(
+          uow.run(Effect.andThen(encoded.appendBatch([entry(98), entry(99)]), Effect.fail("no")))
+        )
+        assert.isTrue(failed._tag === "Failure")
+        receipts.push(...(yield* objects.appendBatch([entry(3), { ...withStore, payload: null, storePayload: false }])))
+      }
+      const all = yield* encoded.entries()
+      assert.deepStrictEqual(
+        all.map((e) => e.entryHash),
+        receipts.map((r) => r.entryHash)
+      )
+      for (const receipt of receipts) {
+        const viaEncoded = yield* encoded.get(receipt.entryHash)
+        const viaObjects = yield* objects.get(receipt.entryHash)
+        assert.deepStrictEqual(viaEncoded, viaObjects)
+        assert.deepStrictEqual(viaEncoded, all[receipt.seq])
+        assert.strictEqual(entryHashOf(viaEncoded), receipt.entryHash)
+        const payload: unknown = viaEncoded.payload
+        assert.isTrue(Object.isFrozen(viaEncoded))
+        assert.isTrue(typeof payload !== "object" || payload === null || Object.isFrozen(payload))
+      }
+      // The same members in the same order, whichever way an entry was written
+      const keys = (seq: number) => Object.keys(all[seq]!).join(",")
+      assert.strictEqual(keys(0), keys(2))
+      assert.strictEqual(
+        keys(1),
+        "seq,kind,taskId,taskPrevHash,stepId,principal,at,payloadHash,payload,prevHash,entryHash"
+      )
+      assert.strictEqual(keys(4), "seq,kind,taskId,taskPrevHash,stepId,principal,at,payloadHash,prevHash,entryHash")
+      for (const taskId of ["task_1", "task_2"]) {
+        const byTask = yield* encoded.byTask(taskId)
+        assert.deepStrictEqual(byTask, yield* objects.byTask(taskId))
+        assert.deepStrictEqual(
+          byTask.map((e) => e.seq),
+          all.filter((e) => e.taskId === taskId).map((e) => e.seq)
+        )
+      }
+      const report = yield* encoded.verifyAll()
+      assert.isTrue(report.valid, JSON.stringify(report.mismatch))
+      assert.strictEqual(report.entries, receipts.length)
+    }).pipe(Effect.provide(UnitOfWork.layerMemory))
+  )
+})
+
 describe("Ledger entry bodies", () => {
   // The append path writes an entry body's canonical JSON directly, member by member: it must be what
   // Canonical.encode makes of the stored entry, with and without each optional member

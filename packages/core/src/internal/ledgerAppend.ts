@@ -14,7 +14,7 @@ import type { AppendReceipt } from "../Ledger.ts"
 import { genesisHash, type LedgerEntry } from "../LedgerEntry.ts"
 import { type LedgerStore, LedgerStoreError } from "../LedgerStore.ts"
 import * as Merkle from "../Merkle.ts"
-import { hashEntryText } from "./entryHash.ts"
+import { writeEntryPreimage } from "./entryHash.ts"
 import type { Prepared } from "./ledgerInput.ts"
 import type { LedgerTree } from "./ledgerTree.ts"
 
@@ -28,13 +28,70 @@ import type { LedgerTree } from "./ledgerTree.ts"
  */
 const bodyText = (p: Prepared, seq: number, at: number, prevHash: string, taskPrevHash: string | undefined): string => {
   let text = `{"at":${String(at)},"kind":${JSON.stringify(p.kind)}`
-  if (p.payload !== undefined) text += `,"payload":${p.payloadText}`
+  if (p.storePayload) text += `,"payload":${p.payloadText}`
   text += `,"payloadHash":"${p.payloadHash}","prevHash":"${prevHash}"`
   if (p.principalText !== undefined) text += `,"principal":${p.principalText}`
   text += `,"seq":${String(seq)}`
   if (p.stepId !== undefined) text += `,"stepId":${JSON.stringify(p.stepId)}`
   if (p.taskId !== undefined) text += `,"taskId":${JSON.stringify(p.taskId)},"taskPrevHash":"${taskPrevHash}"`
   return `${text}}`
+}
+
+/** The stored entry object (for stores without `writeEncoded`), with the members in the order they always had. */
+const entryObject = (
+  p: Prepared,
+  seq: number,
+  at: number,
+  prevHash: EntryHash,
+  taskPrevHash: string | undefined,
+  entryHash: EntryHash
+): LedgerEntry => {
+  const entry: Record<string, unknown> = { seq, kind: p.kind }
+  if (p.taskId !== undefined) {
+    entry.taskId = p.taskId
+    entry.taskPrevHash = taskPrevHash
+  }
+  if (p.stepId !== undefined) entry.stepId = p.stepId
+  if (p.principal !== undefined) entry.principal = p.principal
+  entry.at = at
+  entry.payloadHash = p.payloadHash
+  // A copy parsed back from the canonical text: exactly what was hashed, out of reach of the caller's objects
+  if (p.storePayload) entry.payload = JSON.parse(p.payloadText)
+  entry.prevHash = prevHash
+  entry.entryHash = entryHash
+  return entry as LedgerEntry
+}
+
+/**
+ * The append path's scratch space, reused by every append of one ledger (appends are serialised by the store's
+ * lock, and the store copies what it keeps before the write completes).
+ */
+class BatchBuffers {
+  bytes: Buffer = Buffer.allocUnsafe(256 * 1024)
+  hashes: Buffer = Buffer.allocUnsafe(32 * 1024)
+  starts: Array<number> = []
+  ends: Array<number> = []
+  taskIds: Array<string | undefined> = []
+
+  reset(count: number) {
+    // A batch of huge payloads does not keep its buffer for the life of the ledger
+    if (this.bytes.length > 16 * 1024 * 1024) this.bytes = Buffer.allocUnsafe(256 * 1024)
+    if (this.hashes.length < 32 * count) this.hashes = Buffer.allocUnsafe(32 * count)
+    this.starts.length = count
+    this.ends.length = count
+    this.taskIds.length = count
+    return { hashes: this.hashes, starts: this.starts, ends: this.ends, taskIds: this.taskIds }
+  }
+
+  /** The bytes buffer, grown (keeping `[0, used)`) to hold `more` bytes past `used`. */
+  room(used: number, more: number): Buffer {
+    if (used + more > this.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * this.bytes.length, used + more))
+      this.bytes.copy(grown, 0, 0, used)
+      this.bytes = grown
+    }
+    return this.bytes
+  }
 }
 
 /** What the append path needs from the ledger. */
@@ -48,18 +105,16 @@ export interface AppendContext {
 /** Appends prepared entries, consecutively, or none of them. */
 export type Appender = (prepared: ReadonlyArray<Prepared>) => Effect.Effect<Array<AppendReceipt>, LedgerStoreError>
 
+const isSha256Hex = (text: unknown): boolean => typeof text === "string" && /^[0-9a-fA-F]{64}$/.test(text)
+
 export const make = (ctx: AppendContext): Appender => {
+  const buffers = new BatchBuffers()
   const { store, tree } = ctx
   let cache: { size: number; lastHash: string; frontier: ReadonlyArray<Uint8Array> } = {
     size: 0,
     lastHash: genesisHash,
     frontier: []
   }
-
-  const frontierOf = (head: { readonly size: number; readonly lastHash: string }) =>
-    cache.size === head.size && cache.lastHash === head.lastHash
-      ? Effect.succeed(cache.frontier)
-      : tree.frontier(head.size)
 
   const lastOfTask = (taskId: string): Effect.Effect<Option.Option<EntryHash>, LedgerStoreError> =>
     store.lastOfTask !== undefined
@@ -76,14 +131,15 @@ export const make = (ctx: AppendContext): Appender => {
     store.withAppendLock(
       Effect.gen(function* () {
         const head = yield* store.head
-        const frontier = yield* frontierOf(head)
+        // The head this process left: its frontier is known and its hash was checked when it was computed
+        const known = cache.size === head.size && cache.lastHash === head.lastHash
+        const frontier = known ? cache.frontier : yield* tree.frontier(head.size)
         const at = yield* Clock.currentTimeMillis
         const entries: Array<LedgerEntry> = []
         const leaves: Array<Uint8Array> = []
         const receipts: Array<AppendReceipt> = []
         let prevHash: EntryHash = head.lastHash
-        let prevBytes = Canonical.fromHex(prevHash)
-        if (prevBytes === undefined || prevBytes.length !== 32) {
+        if (!known && !isSha256Hex(prevHash)) {
           return yield* new LedgerStoreError({
             operation: "append",
             cause: new Error(`the last stored entry's hash is not a SHA-256 digest: ${String(prevHash)}`)
@@ -104,34 +160,40 @@ export const make = (ctx: AppendContext): Appender => {
             if (Option.isSome(last)) taskLast.set(tasks[i]!, last.value)
           }
         }
+        // Each entry is written as prevHash ‖ body into the batch buffer and hashed in place; the bodies stay
+        // there for a store that takes them encoded
+        const encoded = store.writeEncoded !== undefined
+        const batch = buffers.reset(prepared.length)
+        let offset = 0
         for (let i = 0; i < prepared.length; i++) {
           const p = prepared[i]!
           const seq = head.size + i
           const taskPrevHash = p.taskId === undefined ? undefined : taskLast.get(p.taskId)!
-          const hashBytes = hashEntryText(prevBytes, bodyText(p, seq, at, prevHash, taskPrevHash))
-          const entryHash = Canonical.toHex(hashBytes) as EntryHash
-          // The stored entry, with the members in the order they always had
-          const entry: Record<string, unknown> = { seq, kind: p.kind }
-          if (p.taskId !== undefined) {
-            entry.taskId = p.taskId
-            entry.taskPrevHash = taskPrevHash
-          }
-          if (p.stepId !== undefined) entry.stepId = p.stepId
-          if (p.principal !== undefined) entry.principal = p.principal
-          entry.at = at
-          entry.payloadHash = p.payloadHash
-          if (p.payload !== undefined) entry.payload = p.payload
-          entry.prevHash = prevHash
-          entry.entryHash = entryHash
-          entries.push(entry as LedgerEntry)
-          leaves.push(Merkle.leafHash(hashBytes))
+          const body = bodyText(p, seq, at, prevHash, taskPrevHash)
+          const bytes = buffers.room(offset, 32 + 3 * body.length)
+          const end = writeEntryPreimage(bytes, offset, prevHash, body)
+          const entryHash = Canonical.sha256Hex(bytes.subarray(offset, end)) as EntryHash
+          batch.starts[i] = offset + 32
+          batch.ends[i] = end
+          batch.taskIds[i] = p.taskId
+          offset = end
+          batch.hashes.write(entryHash, 32 * i, "hex")
+          // The leaf's data is the entry hash's bytes
+          leaves.push(Merkle.leafHash(batch.hashes.subarray(32 * i, 32 * i + 32)))
+          if (!encoded) entries.push(entryObject(p, seq, at, prevHash, taskPrevHash, entryHash))
           receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
           if (p.taskId !== undefined) taskLast.set(p.taskId, entryHash)
           prevHash = entryHash
-          prevBytes = hashBytes
         }
         const appended = Merkle.append(head.size, frontier, leaves)
-        yield* store.write(entries, appended.nodes)
+        if (store.writeEncoded !== undefined) {
+          yield* store.writeEncoded(
+            { first: head.size, count: prepared.length, bytes: buffers.bytes, ...batch },
+            appended.nodes
+          )
+        } else {
+          yield* store.write(entries, appended.nodes)
+        }
         const size = head.size + prepared.length
         cache = { size, lastHash: prevHash, frontier: appended.frontier }
         ctx.appended(size)

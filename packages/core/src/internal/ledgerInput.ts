@@ -7,9 +7,9 @@
  */
 import { Effect, Result, Schema, Struct } from "effect"
 import * as Canonical from "../Canonical.ts"
-import type { Sha256Hex, StepId, TaskId } from "../Ids.ts"
+import { type Sha256Hex, StepId, TaskId } from "../Ids.ts"
 import { decode, InvalidInput } from "../InvalidInput.ts"
-import { EntryInput, type EntryKind } from "../LedgerEntry.ts"
+import { EntryInput, EntryKind } from "../LedgerEntry.ts"
 import { Principal } from "../Principal.ts"
 
 /** An input ready to chain: valid, with its payload's hash and canonical text. */
@@ -19,7 +19,8 @@ export interface Prepared {
   readonly stepId?: StepId | undefined
   readonly principal?: Principal | undefined
   readonly payloadHash: Sha256Hex
-  readonly payload?: Schema.Json | undefined
+  /** Whether the entry stores its payload (or only its hash). */
+  readonly storePayload: boolean
   /** The payload's canonical JSON, spliced into the entry body rather than encoded a second time. */
   readonly payloadText: string
   readonly principalText: string | undefined
@@ -30,6 +31,38 @@ const decodeInput = decode(EntryInput)
 // accept exactly what `Schema.is(EntryInput)` accepts)
 const isEntryInputButPrincipal = Schema.is(EntryInput.mapFields(Struct.omit(["principal"])))
 const isPrincipal = Schema.is(Principal)
+
+// The same check, cheaper for the inputs the runtime makes: an object with its own `kind` and `payload`, and
+// ids and kinds that repeat, each distinct string checked by its schema once (bounded: cleared when full).
+// Anything else goes to the full schema check, so this never accepts what the schema refuses.
+const memoized = (is: (value: unknown) => boolean) => {
+  const known = new Map<string, boolean>()
+  return (value: string): boolean => {
+    let ok = known.get(value)
+    if (ok === undefined) {
+      ok = is(value)
+      if (known.size >= 4096) known.clear()
+      known.set(value, ok)
+    }
+    return ok
+  }
+}
+const isKind = memoized(Schema.is(EntryKind))
+const isTaskId = memoized(Schema.is(TaskId))
+const isStepId = memoized(Schema.is(StepId))
+
+const isCommonEntryInput = (input: unknown): boolean => {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return false
+  if (!Object.hasOwn(input, "kind") || !Object.hasOwn(input, "payload")) return false
+  const { kind, taskId, stepId, storePayload } = input as Record<string, unknown>
+  return (
+    typeof kind === "string" &&
+    isKind(kind) &&
+    (taskId === undefined || (typeof taskId === "string" && isTaskId(taskId))) &&
+    (stepId === undefined || (typeof stepId === "string" && isStepId(stepId))) &&
+    (storePayload === undefined || typeof storePayload === "boolean")
+  )
+}
 
 // Principals repeat (every entry of a task names the same one): each distinct canonical text is checked and
 // parsed once, and its frozen copy shared by the entries that name it. Bounded: cleared when full.
@@ -73,8 +106,9 @@ export const prepareValid = (input: unknown): Prepared | undefined => {
   } catch {
     return undefined
   }
-  if (!isEntryInputButPrincipal(input)) return undefined
-  const given = (input as EntryInput).principal
+  if (!isCommonEntryInput(input) && !isEntryInputButPrincipal(input)) return undefined
+  const valid = input as EntryInput
+  const given = valid.principal
   let principalText: string | undefined
   let principal: Principal | undefined
   if (given !== undefined) {
@@ -87,12 +121,12 @@ export const prepareValid = (input: unknown): Prepared | undefined => {
     if (principal === undefined) return undefined
   }
   return {
-    kind: input.kind,
-    taskId: input.taskId,
-    stepId: input.stepId,
+    kind: valid.kind as EntryKind,
+    taskId: valid.taskId as TaskId | undefined,
+    stepId: valid.stepId as StepId | undefined,
     principal,
     payloadHash: Canonical.sha256Hex(text),
-    payload: input.storePayload === false ? undefined : fromCanonical<Schema.Json>(text),
+    storePayload: valid.storePayload !== false,
     payloadText: text,
     principalText
   }

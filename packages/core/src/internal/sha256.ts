@@ -1,9 +1,9 @@
 /**
- * SHA-256 (FIPS 180-4) in JavaScript, for short inputs only: Merkle leaves (33 bytes) and interior nodes (65
- * bytes). node:crypto's one-shot `hash` costs about a microsecond and a half per call on this machine whatever
- * the length, almost all of it crossing into C++; one or two compression blocks in JavaScript cost less. Past
- * two blocks (`maxShort` bytes) node:crypto is faster and `Canonical.sha256` is the one to use. The output is
- * SHA-256, byte for byte (checked against node:crypto in `Merkle.test.ts`).
+ * SHA-256 (FIPS 180-4) in JavaScript, for short inputs only: Merkle leaves (33 bytes, one compression block).
+ * A node:crypto call costs about half a microsecond with a hex digest (and several times that with a "buffer"
+ * one, which allocates in C++); one block in JavaScript costs a little less, two blocks (an interior node, 65
+ * bytes) already more, so `Merkle.nodeHash` and everything longer go to node:crypto. The output is SHA-256, byte
+ * for byte (checked against node:crypto at every length 0..200 in `Merkle.test.ts`).
  *
  * @since 0.1.0
  */
@@ -111,24 +111,6 @@ export const digestPrefixed = (prefix: number, a: Uint8Array, b?: Uint8Array): B
   if (b !== undefined) {
     M.set(b, n)
     n += b.length
-  }
-  return digestScratch(n)
-}
-
-/** SHA-256 of `bytes` (`bytes.length <= maxShort`). */
-export const digest = (bytes: Uint8Array): Buffer => {
-  M.set(bytes, 0)
-  return digestScratch(bytes.length)
-}
-
-/** SHA-256 of a string's UTF-8 bytes when it is ASCII and at most `maxShort` long; `undefined` otherwise. */
-export const digestAscii = (text: string): Buffer | undefined => {
-  const n = text.length
-  if (n > maxShort) return undefined
-  for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i)
-    if (c > 0x7f) return undefined
-    M[i] = c
   }
   return digestScratch(n)
 }
