@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Schema, SchemaIssue } from "effect"
+import { Effect, Result, Schema, SchemaIssue } from "effect"
 
 /**
  * One problem with the input: where (a JSON path such as `$.rules[2].effect`) and what.
@@ -82,3 +82,19 @@ export const decode =
     Schema.decodeUnknownEffect(schema)(input, { errors: "all", onExcessProperty: "ignore" }).pipe(
       Effect.mapError((error) => fromSchemaError(error, root))
     )
+
+/**
+ * `decode` without a fiber, for schemas that need no services and run no effects (the runtime's own request and
+ * principal checks, on every start): the same issues and paths, as a `Result`.
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeResult = <S extends Schema.Decoder<unknown>>(schema: S, root = "$") => {
+  const run = Schema.decodeUnknownResult(schema as Schema.Decoder<S["Type"]>, {
+    errors: "all",
+    onExcessProperty: "ignore"
+  })
+  return (input: unknown): Result.Result<S["Type"], InvalidInput> =>
+    Result.mapError(run(input), (error) => fromSchemaError(error, root))
+}

@@ -200,6 +200,9 @@ const makePlan = Effect.fnUntraced(function* (
     dependsOn: Array<StepId>
     paramsHash: Sha256Hex
   }> = []
+  // Each step's canonical text as `Plan.hashOf` writes it, its params spliced in from the text already made for
+  // the params hash (not encoded a second time)
+  const stepTexts: Array<string> = []
   for (const spec of specs) {
     const idResult = Schema.decodeUnknownResult(StepId)(spec.id)
     if (Result.isFailure(idResult))
@@ -216,13 +219,15 @@ const makePlan = Effect.fnUntraced(function* (
       ),
       Effect.mapError((e) => (e instanceof InvalidInput ? e : InvalidInput.at(root, e.message)))
     )
+    const dependsOn = (spec.dependsOn ?? []).map((d) => StepId.make(d))
     steps.push({
       id: idResult.success,
       type: spec.type,
       params,
-      dependsOn: (spec.dependsOn ?? []).map((d) => StepId.make(d)),
+      dependsOn,
       paramsHash: Sha256Hex.make(Canonical.sha256Hex(canonical))
     })
+    stepTexts.push(Canonical.encodeWith({ id: idResult.success, type: spec.type, dependsOn }, { params: canonical }))
   }
   const ordered = PlanModule.topologicalOrder(steps)
   if (Result.isFailure(ordered)) return yield* ordered.failure
@@ -249,7 +254,15 @@ const makePlan = Effect.fnUntraced(function* (
   plan.params = content.params
   plan.steps = content.steps
   plan.policyVersion = content.policyVersion
-  plan.hash = Sha256Hex.make(PlanModule.hashOf(content))
+  // = PlanModule.hashOf(content), the steps spliced in as text (the Planner tests check the two agree)
+  plan.hash = Sha256Hex.make(
+    Canonical.sha256Hex(
+      Canonical.encodeWith(
+        { kind: content.kind, params: content.params, policyVersion },
+        { steps: `[${stepTexts.join(",")}]` }
+      )
+    )
+  )
   plan.createdAt = at
   return plan as PlanModule.Plan
 })

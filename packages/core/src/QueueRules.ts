@@ -288,7 +288,9 @@ const newJob = (
   now: number
 ): Job => {
   const runAt = request.runAt ?? (request.delayMs !== undefined ? now + request.delayMs : now)
-  const job: Job = {
+  // Built field by field (a literal with a conditional spread in the middle is ~10× slower in V8), in the
+  // field order a job has always had
+  const job: { -readonly [K in keyof Job]?: Job[K] } = {
     id: JobId.make(`job_${uuidv7(now)}`),
     queue: request.queue,
     payload,
@@ -296,14 +298,14 @@ const newJob = (
     state: "queued",
     runAt,
     attempts: 0,
-    maxAttempts: request.maxAttempts ?? defaultMaxAttempts,
-    ...(request.idempotencyKey !== undefined ? { idempotencyKey: request.idempotencyKey } : {}),
-    ...(request.pool !== undefined ? { pool: request.pool } : {}),
-    failures: 0,
-    createdAt: now,
-    updatedAt: now
+    maxAttempts: request.maxAttempts ?? defaultMaxAttempts
   }
-  return job
+  if (request.idempotencyKey !== undefined) job.idempotencyKey = request.idempotencyKey
+  if (request.pool !== undefined) job.pool = request.pool
+  job.failures = 0
+  job.createdAt = now
+  job.updatedAt = now
+  return job as Job
 }
 
 const ExtendMs = decode(LeaseMillis, "$.extendMs")

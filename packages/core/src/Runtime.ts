@@ -19,7 +19,7 @@ import { Cause, Clock, Context, Duration, Effect, Layer, Option, PubSub, Schema,
 import * as Access from "./Access.ts"
 import * as Canonical from "./Canonical.ts"
 import { type AgentId, type JobId, makeTaskId, type StepId, TaskId } from "./Ids.ts"
-import { decode, InvalidInput } from "./InvalidInput.ts"
+import { decode, decodeResult, InvalidInput } from "./InvalidInput.ts"
 import * as Deadlines from "./internal/deadlines.ts"
 import * as Reconcile from "./internal/reconcile.ts"
 import * as Remote from "./internal/remoteExecution.ts"
@@ -437,8 +437,13 @@ export type DecisionError =
 // ---------------------------------------------------------------------------------------------------------
 
 const decodeTaskId = decode(TaskId, "$.taskId")
-const decodePrincipal = decode(Principal, "$.principal")
-const decodeRequest = decode(TaskRequest)
+// Without a fiber: every start decodes both (the same checks, issues and paths as `decode`)
+const principalResult = decodeResult(Principal, "$.principal")
+const requestResult = decodeResult(TaskRequest)
+const decodePrincipal = (input: unknown): Effect.Effect<Principal, InvalidInput> =>
+  Effect.fromResult(principalResult(input))
+const decodeRequest = (input: unknown): Effect.Effect<TaskRequest, InvalidInput> =>
+  Effect.fromResult(requestResult(input))
 
 const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
   const store = yield* TaskStore

@@ -35,6 +35,8 @@ describe("Planner (templates)", () => {
       )
       assert.deepStrictEqual(plan.steps[0]!.params, { wallet: walletA, minimum: 250 })
       assert.match(plan.hash, /^[0-9a-f]{64}$/)
+      // the planner splices in the steps' canonical text: it must be the hash `Plan.hashOf` (what verifiers use) gives
+      assert.strictEqual(plan.hash, Plan.hashOf(plan))
       assert.match(plan.id, /^plan_/)
       assert.strictEqual(plan.policyVersion, (yield* (yield* Policy).active).version)
       // the same request plans to the same content hash

@@ -220,6 +220,42 @@ describe("Runtime: the seed workflow", () => {
     }).pipe(Effect.provide(memory()))
   )
 
+  it.live("a bad request or principal names every bad field, on start and plan alike", () =>
+    Effect.gen(function* () {
+      const runtime = yield* Runtime
+      const before = yield* TaskStore.use((s) => s.countByState)
+      const request = { kind: "Transfer Funds", params: { amount: Number.NaN }, priority: "urgent", idempotencyKey: "" }
+      const paths = ["$.kind", "$.params", "$.priority", "$.idempotencyKey"]
+      for (const attempt of [
+        Effect.asVoid(runtime.start(request, alice)),
+        Effect.asVoid(runtime.plan(request, alice))
+      ]) {
+        const bad = yield* Effect.flip(attempt)
+        assert.strictEqual(bad._tag, "InvalidInput")
+        if (bad._tag === "InvalidInput") {
+          assert.strictEqual(bad.path, "$.kind")
+          assert.deepStrictEqual(
+            bad.issues.map((i) => i.path),
+            paths
+          )
+        }
+      }
+      const hostile = { id: "alice smith", roles: ["submitter", "root"] } as unknown as Principal.Principal
+      const who = yield* Effect.flip(runtime.start(transfer(), hostile))
+      assert.strictEqual(who._tag, "InvalidInput")
+      if (who._tag === "InvalidInput") {
+        assert.deepStrictEqual(
+          who.issues.map((i) => i.path),
+          ["$.principal.id", "$.principal.roles[1]"]
+        )
+      }
+      const notAnObject = yield* Effect.flip(runtime.start("transfer_funds", alice))
+      assert.strictEqual(notAnObject._tag, "InvalidInput")
+      if (notAnObject._tag === "InvalidInput") assert.strictEqual(notAnObject.path, "$")
+      assert.deepStrictEqual(yield* TaskStore.use((s) => s.countByState), before)
+    }).pipe(Effect.provide(memory()))
+  )
+
   it.live("an idempotency key returns the same task, even under concurrent starts", () =>
     Effect.gen(function* () {
       const runtime = yield* Runtime
