@@ -105,7 +105,11 @@ let scavengeCount = 0
 new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) {
     gcTotalMs += entry.duration
-    if ((entry.detail as { kind?: number } | undefined)?.kind === constants.NODE_PERFORMANCE_GC_MINOR) scavengeCount++
+    if (
+      ((entry as { detail?: unknown }).detail as { kind?: number } | undefined)?.kind ===
+      constants.NODE_PERFORMANCE_GC_MINOR
+    )
+      scavengeCount++
   }
 }).observe({ entryTypes: ["gc"] })
 // A stopwatch over wall and this process's CPU time; `stop` is called where the measured work ends, which for a
