@@ -584,6 +584,35 @@ interface LeaseEntry<A> {
   readonly completeUnsafe: (exit: Exit.Exit<Job, LeaseError>) => void
 }
 
+// One completion of a `completeMany` as a merged write sees it: its own request, its exit written in place (one
+// object per job, rather than an entry, a request and a closure)
+class CompletionEntry implements LeaseEntry<CompleteInput>, CompleteInput {
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  readonly result: string
+  readonly #exits: Array<Exit.Exit<Job, LeaseError | InvalidInput>>
+  readonly #index: number
+  constructor(
+    jobId: JobId,
+    workerId: AgentId,
+    result: string,
+    exits: Array<Exit.Exit<Job, LeaseError | InvalidInput>>,
+    index: number
+  ) {
+    this.jobId = jobId
+    this.workerId = workerId
+    this.result = result
+    this.#exits = exits
+    this.#index = index
+  }
+  get request(): CompleteInput {
+    return this
+  }
+  completeUnsafe(exit: Exit.Exit<Job, LeaseError>): void {
+    this.#exits[this.#index] = exit
+  }
+}
+
 // Most claimed rows a layer remembers (see `leasedRows`)
 const MAX_LEASED_ROWS = 100_000
 
@@ -1149,15 +1178,13 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           }
           result = JSON.stringify(prepared.value)
         }
-        entries.push({
-          request: { jobId: c.jobId, workerId: c.workerId, result },
-          completeUnsafe: (exit) => {
-            exits[i] = exit
-          }
-        })
+        entries.push(new CompletionEntry(c.jobId, c.workerId, result, exits, i))
       }
-      for (let from = 0; from < entries.length; from += MAX_BATCH) {
-        yield* completeMerged(entries.slice(from, from + MAX_BATCH))
+      if (entries.length <= MAX_BATCH) yield* completeMerged(entries)
+      else {
+        for (let from = 0; from < entries.length; from += MAX_BATCH) {
+          yield* completeMerged(entries.slice(from, from + MAX_BATCH))
+        }
       }
       return exits
     })
