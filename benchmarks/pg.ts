@@ -42,6 +42,7 @@
  */
 import { EventEmitter } from "node:events"
 import { cpus, loadavg } from "node:os"
+import { constants, PerformanceObserver } from "node:perf_hooks"
 import * as Postgres from "@mandate/adapters/postgres"
 import { Mandate, Queue, Runtime, Worker } from "@mandate/core"
 import { Context, Deferred, Effect, Layer, ManagedRuntime } from "effect"
@@ -92,13 +93,39 @@ interface Measure {
   readonly count: number
   readonly wallMs: number
   readonly cpuMs: number
+  /** Garbage collection pauses in this process (all systems' clients share it) */
+  readonly gcMs: number
+  /** Scavenges (young-generation collections): with a fixed semi-space (`--min-semi-space-size` equal to
+   * `--max-semi-space-size`), a measure of the bytes allocated */
+  readonly scavenges: number
 }
+// Total GC pause time so far, from the `gc` performance entries
+let gcTotalMs = 0
+let scavengeCount = 0
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    gcTotalMs += entry.duration
+    if (
+      ((entry as { detail?: unknown }).detail as { kind?: number } | undefined)?.kind ===
+      constants.NODE_PERFORMANCE_GC_MINOR
+    )
+      scavengeCount++
+  }
+}).observe({ entryTypes: ["gc"] })
 // A stopwatch over wall and this process's CPU time; `stop` is called where the measured work ends, which for a
 // drain is before the worker is stopped
 const stopwatch = (count: number) => {
   const cpu = cpuMs()
+  const gc = gcTotalMs
+  const scavenges = scavengeCount
   const started = performance.now()
-  return (): Measure => ({ count, wallMs: performance.now() - started, cpuMs: cpuMs() - cpu })
+  return (): Measure => ({
+    count,
+    wallMs: performance.now() - started,
+    cpuMs: cpuMs() - cpu,
+    gcMs: gcTotalMs - gc,
+    scavenges: scavengeCount - scavenges
+  })
 }
 const measure = async (count: number, f: () => Promise<unknown>): Promise<Measure> => {
   const stop = stopwatch(count)
@@ -432,6 +459,8 @@ const throughputTable = (title: string, measures: ReadonlyArray<Measure>) =>
   table(title, [
     ["jobs/s", measures.map((m) => fmt(rate(m))), ratioUp(measures.map(rate))],
     ["jobs per CPU-second", measures.map((m) => fmt(cpuRate(m))), ratioUp(measures.map(cpuRate))],
+    ["GC µs per job", measures.map((m) => ((m.gcMs / m.count) * 1000).toFixed(1)), ""],
+    ["scavenges per 1,000 jobs", measures.map((m) => ((m.scavenges / m.count) * 1000).toFixed(2)), ""],
     ["wall ms (jobs)", measures.map((m) => `${fmt(m.wallMs)} (${fmt(m.count)})`), ""]
   ])
 

@@ -22,6 +22,9 @@
  *   The `UPDATE` reaches the picked rows by `ctid` (a TID scan; a locked row's `ctid` cannot change under the
  *   statement): joined by id, the planner hashed the whole table for each claim, a cost growing with the finished
  *   jobs kept. `Worker.run` claims for its free slots and its local queue (`prefetch`) in one such statement.
+ *   It returns the claimed rows in claim order and only the columns the claim did not set (those it set are the
+ *   same for every row), read straight into the jobs: the driver's row objects and the checks were a large part
+ *   of the drain's allocation.
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
  *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). A merged write
  *   checks those conditions per job inside its one statement, so each job is written or refused on its own (a
@@ -29,8 +32,8 @@
  *   locks its jobs in id order before changing them, as `requeueExpired` does, so merged writes over the same
  *   jobs (a heartbeat round, completions, a requeue) wait for each other and never deadlock; its `UPDATE` then
  *   reaches the locked rows by `ctid`, as a claim does.
- *   Merged completes and fails return only the columns they wrote, and build the job from the row its claim
- *   returned (`leasedRows`), so nothing is read back. `fail` decides the retry from the claimed row's attempt
+ *   Merged completes and fails return only the columns they wrote (a completion: id, attempt, claim and
+ *   update times), and build the job from the job its claim returned (`leasedRows`), so nothing is read back. `fail` decides the retry from the claimed row's attempt
  *   count and writes only if the job is still at that attempt; without a claimed row (another instance claimed
  *   it, or inside a unit) it reads the attempt count first.
  * - Crashes: merging adds no window in which a job can run twice. A handler's outcome is sent as soon as the
@@ -365,6 +368,60 @@ const toJob = (row: JobRow): Job => {
   return job
 }
 
+// What a claim returns per job: the columns a claim does not set. The state, lease, claimed and updated times it
+// sets are the same for every row (`claimed_at` carries the time); `seq` and `priority_rank` only order the rows,
+// which the statement does
+const CLAIMED_COLUMNS =
+  "id, queue, pool, priority, payload, run_at, attempts, max_attempts, failures, idempotency_key, last_error, " +
+  "result, (result IS NULL) AS no_result, created_at, claimed_at, finished_at"
+
+/**
+ * Reads one row a claim returned (`CLAIMED_COLUMNS`) straight into the claimed job, checking every column's type
+ * as `readJobRow` does. Throws on a value of the wrong type (see `readRows`).
+ *
+ * @internal
+ */
+export const readClaimedJob = (value: unknown, workerId: AgentId, leaseMs: number): Job => {
+  const row = record(value)
+  const payload = row.payload
+  if (payload === undefined) rowFail("payload", payload)
+  const result = row.result
+  const noResult = row.no_result
+  if (result === undefined) rowFail("result", result)
+  if (typeof noResult !== "boolean") rowFail("no_result", noResult)
+  const claimedAt = num(row, "claimed_at")
+  // Same field order as `toJob`: one object shape for every job
+  const job: Mutable<Job> = {
+    id: str(row, "id") as JobId,
+    queue: str(row, "queue") as typeof QueueName.Type,
+    payload: payload as Schema.Json,
+    priority: oneOf(row, "priority", PRIORITIES) as Task.Priority,
+    state: "claimed",
+    runAt: num(row, "run_at"),
+    attempts: int(row, "attempts"),
+    maxAttempts: int(row, "max_attempts"),
+    createdAt: num(row, "created_at"),
+    updatedAt: claimedAt,
+    failures: int(row, "failures")
+  }
+  const key = strOrNull(row, "idempotency_key")
+  if (key !== null) job.idempotencyKey = fromTextKey(key)
+  const pool = strOrNull(row, "pool")
+  if (pool !== null) job.pool = pool
+  job.lease = { workerId, expiresAt: claimedAt + leaseMs }
+  const lastError = strOrNull(row, "last_error")
+  if (lastError !== null) job.lastError = lastError
+  if (!noResult) job.result = result as Schema.Json
+  job.claimedAt = claimedAt
+  const finishedAt = numOrNull(row, "finished_at")
+  if (finishedAt !== null) job.finishedAt = finishedAt
+  return job
+}
+
+// Only jobs claimable now are announced: a delayed job or a retry is found by polling when it comes due
+const claimableNow = (state: JobState, runAt: number, updatedAt: number): boolean =>
+  (state === "queued" || state === "failed") && runAt <= updatedAt
+
 const InsertedRow = Schema.Struct({ id: Schema.String, run_at: Millis, created_at: Millis })
 const decodeInsertedRows = Schema.decodeUnknownEffect(Schema.Array(InsertedRow))
 
@@ -384,10 +441,6 @@ const insertedJob = (row: InsertRow, times: typeof InsertedRow.Type): Job => ({
   updatedAt: times.created_at,
   failures: 0
 })
-
-const rankOf = (row: JobRow) => Task.priorityRank(row.priority)
-const claimOrder = (a: JobRow, b: JobRow): number =>
-  rankOf(a) - rankOf(b) || a.run_at - b.run_at || (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)
 
 // Why a lease operation found nothing to change
 const RefusalRow = Schema.Struct({
@@ -454,30 +507,67 @@ interface FailCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueS
 }
 const FailCall = Request.tagged<FailCall>("FailCall")
 
-// What a merged complete or fail returns per job: the columns it wrote, and the two that say which claim it was
-const SettledRow = Schema.Struct({
-  id: JobId,
-  attempts: Schema.Int,
-  claimed_at: Schema.NullOr(Millis),
-  run_at: Millis,
-  failures: Schema.Int,
-  updated_at: Millis,
-  finished_at: Schema.NullOr(Millis)
-})
-type SettledRow = typeof SettledRow.Type
-const readSettledRow = (value: unknown): SettledRow => {
+// What a merged complete or fail returns per job: the columns it wrote, and the two that say which claim it was. A
+// completion changes neither `run_at` nor `failures`, and its `finished_at` is its `updated_at`: it returns less.
+const COMPLETED_COLUMNS = "j.id, j.attempts, j.claimed_at, j.updated_at"
+const FAILED_COLUMNS = "j.id, j.attempts, j.claimed_at, j.run_at, j.failures, j.updated_at, j.finished_at"
+// Checks the types of a row a merged complete (`completed`) or fail returned; `settledJob` then reads it unchecked
+const checkSettledRow = (value: unknown, completed: boolean): Record<string, unknown> => {
   const row = record(value)
-  return {
-    id: str(row, "id") as JobId,
-    attempts: int(row, "attempts"),
-    claimed_at: numOrNull(row, "claimed_at"),
-    run_at: num(row, "run_at"),
-    failures: int(row, "failures"),
-    updated_at: num(row, "updated_at"),
-    finished_at: numOrNull(row, "finished_at")
+  str(row, "id")
+  int(row, "attempts")
+  numOrNull(row, "claimed_at")
+  num(row, "updated_at")
+  if (!completed) {
+    num(row, "run_at")
+    int(row, "failures")
+    numOrNull(row, "finished_at")
   }
+  return row
 }
-const decodeSettledRows = readRows(readSettledRow)
+const checkCompletedRows = readRows((value) => checkSettledRow(value, true))
+const checkFailedRows = readRows((value) => checkSettledRow(value, false))
+
+// What a merged write changed over the claimed job: its new state, and the error or result it wrote (`result`
+// undefined: unchanged)
+interface Patch {
+  readonly state: JobState
+  readonly lastError?: string | undefined
+  readonly result?: Schema.Json | undefined
+}
+const COMPLETED_NULL: Patch = { state: "completed", result: null }
+
+// The job as a merged write left it (`row`, checked by `checkSettledRow`), built from its claimed job; undefined
+// when the row is not that claim's (another layer instance claimed the job since)
+const settledJob = (claimed: Job, row: Record<string, unknown>, patch: Patch): Job | undefined => {
+  if (row.attempts !== claimed.attempts || row.claimed_at !== (claimed.claimedAt ?? null)) return undefined
+  const completed = patch.state === "completed"
+  const updatedAt = row.updated_at as number
+  // Same field order as `toJob`: one object shape for every job
+  const job: Mutable<Job> = {
+    id: claimed.id,
+    queue: claimed.queue,
+    payload: claimed.payload,
+    priority: claimed.priority,
+    state: patch.state,
+    runAt: completed ? claimed.runAt : (row.run_at as number),
+    attempts: claimed.attempts,
+    maxAttempts: claimed.maxAttempts,
+    createdAt: claimed.createdAt,
+    updatedAt,
+    failures: completed ? (claimed.failures ?? 0) : (row.failures as number)
+  }
+  if (claimed.idempotencyKey !== undefined) job.idempotencyKey = claimed.idempotencyKey
+  if (claimed.pool !== undefined) job.pool = claimed.pool
+  const lastError = patch.lastError ?? claimed.lastError
+  if (lastError !== undefined) job.lastError = lastError
+  if (patch.result !== undefined) job.result = patch.result
+  else if (claimed.result !== undefined) job.result = claimed.result
+  if (claimed.claimedAt !== undefined) job.claimedAt = claimed.claimedAt
+  const finishedAt = completed ? updatedAt : (row.finished_at as number | null)
+  if (finishedAt !== null) job.finishedAt = finishedAt
+  return job
+}
 
 interface HeartbeatCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {
   readonly _tag: "HeartbeatCall"
@@ -492,6 +582,35 @@ type LeaseError = JobNotFound | LeaseLost | QueueStoreError
 interface LeaseEntry<A> {
   readonly request: A
   readonly completeUnsafe: (exit: Exit.Exit<Job, LeaseError>) => void
+}
+
+// One completion of a `completeMany` as a merged write sees it: its own request, its exit written in place (one
+// object per job, rather than an entry, a request and a closure)
+class CompletionEntry implements LeaseEntry<CompleteInput>, CompleteInput {
+  readonly jobId: JobId
+  readonly workerId: AgentId
+  readonly result: string
+  readonly #exits: Array<Exit.Exit<Job, LeaseError | InvalidInput>>
+  readonly #index: number
+  constructor(
+    jobId: JobId,
+    workerId: AgentId,
+    result: string,
+    exits: Array<Exit.Exit<Job, LeaseError | InvalidInput>>,
+    index: number
+  ) {
+    this.jobId = jobId
+    this.workerId = workerId
+    this.result = result
+    this.#exits = exits
+    this.#index = index
+  }
+  get request(): CompleteInput {
+    return this
+  }
+  completeUnsafe(exit: Exit.Exit<Job, LeaseError>): void {
+    this.#exits[this.#index] = exit
+  }
 }
 
 // Most claimed rows a layer remembers (see `leasedRows`)
@@ -536,6 +655,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       : Math.max(0, options.retainFinishedMs)
   const cols = sql.literal(columnList())
   const jCols = sql.literal(columnList("j"))
+  const claimedCols = sql.literal(CLAIMED_COLUMNS)
 
   const storeError = (operation: string) => (cause: unknown) => new QueueStoreError({ operation, cause })
   const rows = (operation: string, statement: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
@@ -546,45 +666,16 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // column back. Sound because while a lease is held only its holder's operations change the row, and those
   // change only lease and state columns; the statement returns `attempts` and `claimed_at`, and a row that does
   // not match its claim (another layer instance claimed it) is read again. Bounded: the oldest are forgotten.
-  const leasedRows = new Map<string, JobRow>()
-  const remember = (row: JobRow) => {
-    leasedRows.delete(row.id)
-    leasedRows.set(row.id, row)
+  const leasedRows = new Map<string, Job>()
+  const remember = (job: Job) => {
+    leasedRows.delete(job.id)
+    leasedRows.set(job.id, job)
     if (leasedRows.size > MAX_LEASED_ROWS) leasedRows.delete(leasedRows.keys().next().value!)
   }
-  const heldRow = (jobId: string, workerId: string): JobRow | undefined => {
-    const row = leasedRows.get(jobId)
-    return row !== undefined && row.lease_worker === workerId ? row : undefined
+  const heldRow = (jobId: string, workerId: string): Job | undefined => {
+    const job = leasedRows.get(jobId)
+    return job !== undefined && job.lease?.workerId === workerId ? job : undefined
   }
-  // The job as a merged write left it, from its claimed row; undefined when the row is not that claim's
-  const settledJob = (claimed: JobRow | undefined, settled: SettledRow, patch: Partial<JobRow>): Job | undefined =>
-    claimed === undefined || claimed.attempts !== settled.attempts || claimed.claimed_at !== settled.claimed_at
-      ? undefined
-      : // One object per job, the fields a merged write changed taken from `settled` and `patch`
-        toJob({
-          id: claimed.id,
-          seq: claimed.seq,
-          queue: claimed.queue,
-          pool: claimed.pool,
-          priority: claimed.priority,
-          state: patch.state ?? claimed.state,
-          payload: claimed.payload,
-          run_at: settled.run_at,
-          attempts: claimed.attempts,
-          max_attempts: claimed.max_attempts,
-          failures: settled.failures,
-          idempotency_key: claimed.idempotency_key,
-          lease_worker: null,
-          lease_expires_at: null,
-          last_error: patch.last_error !== undefined ? patch.last_error : claimed.last_error,
-          result: patch.result !== undefined ? patch.result : claimed.result,
-          no_result: patch.no_result ?? claimed.no_result,
-          created_at: claimed.created_at,
-          updated_at: settled.updated_at,
-          claimed_at: claimed.claimed_at,
-          finished_at: settled.finished_at
-        })
-
   // Calls made outside a unit of work in the same scheduler turn (many workers' completions, a producer's
   // enqueues) are merged into one statement by Effect's request batching: one round trip and one commit for the
   // lot instead of one each. Inside a unit a call runs alone on the unit's connection, part of its transaction.
@@ -613,11 +704,10 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const notifyWanted = Latch.makeUnsafe(false)
   const announce = (jobs: ReadonlyArray<Pick<JobRow, "queue" | "state" | "run_at" | "updated_at">>) => {
     const queues = new Set<string>()
-    // Only jobs claimable now: a delayed job or a retry is found by polling when it comes due
-    for (const job of jobs)
-      if ((job.state === "queued" || job.state === "failed") && job.run_at <= job.updated_at) {
-        queues.add(job.queue)
-      }
+    for (const job of jobs) if (claimableNow(job.state, job.run_at, job.updated_at)) queues.add(job.queue)
+    return announceQueues(queues)
+  }
+  const announceQueues = (queues: ReadonlySet<string>) => {
     if (queues.size === 0) return Effect.void
     return sql.afterCommit(
       Effect.sync(() => {
@@ -747,23 +837,26 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const claim = Effect.fn("Queue.claim")(function* (request: ClaimRequest) {
     const c = yield* decodeClaimRequest(request)
     const pool = c.pool === undefined ? sql`pool IS NULL` : sql`(pool IS NULL OR pool = ${c.pool})`
-    const claimed = yield* rows(
-      "claim",
-      sql`WITH picked AS (
+    const leaseMs = c.leaseMs ?? defaultLeaseMs
+    const claimed = yield* sql`WITH picked AS (
             SELECT ctid FROM ${jobs}
             WHERE queue IN ${sql.in(c.queues)} AND state IN ('queued', 'failed') AND run_at <= ${now} AND ${pool}
             ORDER BY priority_rank, run_at, seq
             LIMIT ${c.max ?? 1}
             FOR UPDATE SKIP LOCKED
+          ), claimed AS (
+            UPDATE ${jobs} j
+            SET state = 'claimed', attempts = j.attempts + 1, lease_worker = ${c.workerId},
+                lease_expires_at = ${now} + ${leaseMs}, claimed_at = ${now}, updated_at = ${now}
+            WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND j.state IN ('queued', 'failed')
+            RETURNING j.*
           )
-          UPDATE ${jobs} j
-          SET state = 'claimed', attempts = j.attempts + 1, lease_worker = ${c.workerId},
-              lease_expires_at = ${now} + ${c.leaseMs ?? defaultLeaseMs}, claimed_at = ${now}, updated_at = ${now}
-          WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND j.state IN ('queued', 'failed')
-          RETURNING ${jCols}`
+          SELECT ${claimedCols} FROM claimed ORDER BY priority_rank, run_at, seq`.pipe(
+      Effect.flatMap(readRows((value) => readClaimedJob(value, c.workerId, leaseMs))),
+      Effect.mapError(storeError("claim"))
     )
-    for (const row of claimed) remember(row)
-    return [...claimed].sort(claimOrder).map(toJob)
+    for (let i = 0; i < claimed.length; i++) remember(claimed[i]!)
+    return claimed
   })
 
   // ---- the lease holder's operations ----------------------------------------------------------------------
@@ -952,7 +1045,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       requests: ReadonlyArray<A>,
       returning: ReturnType<typeof sql.literal>
     ) => Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>,
-    patch: (request: A, settled: SettledRow) => Partial<JobRow>,
+    completed: boolean,
+    patch: (request: A) => Patch,
     alone: (request: A) => Effect.Effect<Job, LeaseError>
   ) =>
     Effect.gen(function* () {
@@ -963,19 +1057,20 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       const requests = batch.map((entry) => entry.request)
       const written = yield* Effect.exit(
         settledOnly
-          ? statement(
-              requests,
-              sql.literal("j.id, j.attempts, j.claimed_at, j.run_at, j.failures, j.updated_at, j.finished_at")
-            ).pipe(Effect.flatMap(decodeSettledRows), Effect.mapError(storeError(operation)))
+          ? statement(requests, sql.literal(completed ? COMPLETED_COLUMNS : FAILED_COLUMNS)).pipe(
+              Effect.flatMap(completed ? checkCompletedRows : checkFailedRows),
+              Effect.mapError(storeError(operation))
+            )
           : rows(operation, statement(requests, jCols))
       )
       if (Exit.isFailure(written)) {
         const failed = Exit.failCause(written.cause)
         for (const entry of batch) entry.completeUnsafe(failed)
       } else {
-        const byId = new Map<string, SettledRow | JobRow>(written.value.map((row) => [row.id, row]))
+        const byId = new Map<string, Record<string, unknown> | JobRow>()
+        for (const row of written.value) byId.set(row.id as string, row)
         const reread: Array<LeaseEntry<A>> = []
-        const announced: Array<Pick<JobRow, "queue" | "state" | "run_at" | "updated_at">> = []
+        const queues = new Set<string>()
         for (let i = 0; i < batch.length; i++) {
           const entry = batch[i]!
           const row = byId.get(entry.request.jobId)
@@ -985,16 +1080,16 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           }
           leasedRows.delete(entry.request.jobId)
           const job = settledOnly
-            ? settledJob(claimed[i], row as SettledRow, patch(entry.request, row as SettledRow))
+            ? settledJob(claimed[i]!, row as Record<string, unknown>, patch(entry.request))
             : toJob(row as JobRow)
           if (job === undefined) {
             reread.push(entry)
             continue
           }
-          announced.push({ queue: job.queue, state: job.state, run_at: job.runAt, updated_at: job.updatedAt })
+          if (claimableNow(job.state, job.runAt, job.updatedAt)) queues.add(job.queue)
           entry.completeUnsafe(Exit.succeed(job))
         }
-        yield* announce(announced)
+        yield* announceQueues(queues)
         // Written, but not the claim this layer remembered: read what was stored
         yield* Effect.forEach(
           reread,
@@ -1038,12 +1133,12 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           returning
         )
       },
-      // "null", the common result, without a parse per job
-      (request) => ({
-        state: "completed",
-        result: request.result === "null" ? null : (JSON.parse(request.result) as Schema.Json),
-        no_result: false
-      }),
+      true,
+      // "null", the common result, without a parse nor an object per job
+      (request) =>
+        request.result === "null"
+          ? COMPLETED_NULL
+          : { state: "completed", result: JSON.parse(request.result) as Schema.Json },
       (request) => completeOne(request.jobId, request.workerId, request.result)
     )
   const completeResolver = RequestResolver.make<CompleteCall>(completeMerged).pipe(RequestResolver.batchN(MAX_BATCH))
@@ -1083,15 +1178,13 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           }
           result = JSON.stringify(prepared.value)
         }
-        entries.push({
-          request: { jobId: c.jobId, workerId: c.workerId, result },
-          completeUnsafe: (exit) => {
-            exits[i] = exit
-          }
-        })
+        entries.push(new CompletionEntry(c.jobId, c.workerId, result, exits, i))
       }
-      for (let from = 0; from < entries.length; from += MAX_BATCH) {
-        yield* completeMerged(entries.slice(from, from + MAX_BATCH))
+      if (entries.length <= MAX_BATCH) yield* completeMerged(entries)
+      else {
+        for (let from = 0; from < entries.length; from += MAX_BATCH) {
+          yield* completeMerged(entries.slice(from, from + MAX_BATCH))
+        }
       }
       return exits
     })
@@ -1153,9 +1246,10 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           returning
         )
       },
+      false,
       (request) => ({
         state: request.delayMs === null ? "dead_lettered" : "failed",
-        last_error: JSON.parse(request.error) as string
+        lastError: JSON.parse(request.error) as string
       }),
       (request) => failOne(request.jobId, request.workerId, request.error, request.retryable, request.draw)
     )
@@ -1169,7 +1263,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     if (held === undefined || (yield* inUnit)) return yield* failOne(jobId, workerId, message, retryable, draw)
     // The claimed row's attempt count is the stored one while the lease is held (the write checks it)
     const decision = Backoff.decide(
-      { attempts: held.attempts, maxAttempts: held.max_attempts, retryable, now: 0, draw },
+      { attempts: held.attempts, maxAttempts: held.maxAttempts, retryable, now: 0, draw },
       backoff
     )
     return yield* Effect.request(
