@@ -2,7 +2,7 @@ import { assert, layer } from "@effect/vitest"
 import { layerQueue, makeQueue } from "@mandate/adapters/redis"
 import { AgentId, type Job, JobId, Queue, Worker } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/queue"
-import { Cause, Effect, Exit, Layer, Option, Result } from "effect"
+import { Cause, Effect, Exit, Layer, Logger, Option, Result } from "effect"
 import { Redis } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import { describeRedis, keysUnder, TestRedis } from "../utils/TestRedis.ts"
@@ -62,6 +62,17 @@ describeRedis("Queue on Redis: processes, faults, wake-ups, retention", () => {
           const total = 600
           const runs = new Map<string, number>()
           const completions = new Map<string, number>()
+          // Outcomes the worker could not record (a kill swallowed the reply or the write; a write retried after its
+          // reply was lost finds the job completed, a lost lease): only such a job may miss its settle, so they bound
+          // how many settles may be missing
+          let unrecorded = 0
+          const counter = Logger.make(({ message }) => {
+            const text = String(Array.isArray(message) ? message[0] : message)
+            if (text.startsWith("recording the outcome failed") || text.startsWith("lost the lease before recording")) {
+              unrecorded++
+            }
+          })
+          const loggers = yield* Effect.service(Logger.CurrentLoggers)
           yield* Worker.run({
             queues: [q],
             concurrency: 10,
@@ -73,7 +84,7 @@ describeRedis("Queue on Redis: processes, faults, wake-ups, retention", () => {
               Effect.sync(() => {
                 if (outcome._tag === "Completed") completions.set(job.id, (completions.get(job.id) ?? 0) + 1)
               })
-          })
+          }).pipe(Effect.provideService(Logger.CurrentLoggers, new Set([...loggers, counter])))
           for (let i = 0; i < total; i += 100) {
             yield* queue.enqueueBatch(Array.from({ length: 100 }, (_, k) => ({ queue: q, payload: { n: i + k } })))
           }
@@ -94,12 +105,13 @@ describeRedis("Queue on Redis: processes, faults, wake-ups, retention", () => {
           yield* waitForCompleted(total, "every job")
 
           // No job was recorded as completed twice. (A complete whose reply the kill swallowed is applied but never
-          // reported, so its job may miss a settle: the queue's state is the record, checked below.)
+          // reported, so its job may miss a settle: the queue's state is the record, checked below.) Each missing
+          // settle is an outcome the worker logged as unrecorded; how many a kill swallows grows with the load
           assert.isTrue(
             [...completions.values()].every((n) => n === 1),
             "a job completed twice"
           )
-          assert.isAtLeast(completions.size, total - 20)
+          assert.isAtLeast(completions.size, total - unrecorded)
           const { jobs } = yield* queue.list({ queue: q, limit: 1_000 }).pipe(Effect.retry({ times: 5 }))
           assert.strictEqual(jobs.length, total)
           for (const job of jobs) {
