@@ -21,7 +21,7 @@
  * - `settle(job, outcome)` runs after each complete/fail, in the same `UnitOfWork.run` when a `UnitOfWork`
  *   is in context (one transaction on Postgres), so the caller can advance its own state atomically with the
  *   job's. Without a `settle` the complete/fail runs alone, so a backend may merge the completions of many
- *   jobs into one write: when the queue has `completeMany` (Postgres), a recorder writes the completions waiting
+ *   jobs into one write: when the queue has `completeMany` (Postgres, Redis), a recorder writes the completions waiting
  *   (up to 500) in one call as soon as one waits (no timer), a second call in flight only once 100 more wait,
  *   and a job's fiber ends with its handler; its lease is kept alive until the completion is written, and a
  *   stopping worker writes the waiting ones before it ends.
