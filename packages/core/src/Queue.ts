@@ -269,9 +269,9 @@ export class Queue extends Context.Service<
       result?: Schema.Json
     ) => Effect.Effect<Job, JobNotFound | LeaseLost | InvalidInput | QueueStoreError>
     /**
-     * Optional: `complete` for many jobs at once, for a layer that writes them together (Postgres: one statement; Redis: one script).
-     * Each completion is checked and recorded or refused on its own, exactly as `complete` would; the exits come
-     * in the order of `completions`. `Worker.run` uses it, when the layer has it, for the completions it records
+     * Optional: `complete` for many jobs at once, for a layer that writes them together (Postgres: one
+     * statement; Redis: one script). Each completion is checked and recorded or refused on its own, exactly as
+     * `complete` would; the exits come in the order of `completions`. `Worker.run` uses it, when the layer has it, for the completions it records
      * without a `settle`. A wrapper that overrides `complete` must override or drop this too.
      */
     readonly completeMany?:
