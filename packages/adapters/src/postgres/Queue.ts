@@ -182,6 +182,8 @@ const nextJobId = (clockMs: number): string => {
   tail = `${tail}-${node}`
   return `job_${time.slice(0, 8)}-${time.slice(8)}-${HEX[0x70 | (counter >> 8)]}${HEX[counter & 0xff]}-${tail}`
 }
+// The last millisecond a UUIDv7 holds (48 bits)
+const MAX_ID_MS = 2 ** 48 - 1
 const JOB_CURSOR = /^job_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 // The database's clock in epoch ms; stable within a statement, so every use in one statement agrees
@@ -923,23 +925,40 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   })
 
-  // A merged lease-holder UPDATE over the JSON rows `input` (each with `id` and `worker`): it first locks the jobs
-  // it will change in id order, as `requeueExpired` does, so that two merged writes over the same jobs (a worker's
-  // heartbeat round and its completions) or a merged write and a requeue wait for each other instead of
-  // deadlocking; then changes each job still held by its caller with a live lease (and `extra`)
+  // A merged lease-holder UPDATE over the JSON rows `input` (each with `id` and `worker`): changes each job still
+  // held by its caller with a live lease (and `extra`). How it takes the rows' locks (`lock`):
+  // - "wait": first locks them in id order, as `requeueExpired` does, waiting for other writers (fails);
+  // - "skip": first locks the ones no one else holds, in one pass that never waits (heartbeats; a job skipped is
+  //   tried alone, a single-row statement that waits and says why);
+  // - "update": the UPDATE locks each row as it writes it (completions: no lock record nor second join per job).
+  // Deadlock-free: a statement that waits while holding locks either locks in id order or, for completions, holds
+  // only jobs its caller leases, which no heartbeat round, fail or claim of another caller waits for (heartbeats
+  // skip, claims skip, a job has one outcome); only a requeue racing a lease that expires mid-statement could wait
+  // on one of them, and Postgres breaks such a cycle by failing one statement (the jobs then go back after their
+  // leases, as after a crash)
   const mergedUpdate = (
     input: ReadonlyArray<unknown>,
     record: string,
     set: Statement.Fragment,
     extra: (alias: string) => Statement.Fragment,
-    returning: Statement.Fragment
+    returning: Statement.Fragment,
+    lock: "wait" | "skip" | "update"
   ) => {
     const holdsOf = (r: string) =>
       sql`j.state IN ('claimed', 'running') AND j.lease_worker = ${sql.literal(r)}.worker
           AND j.lease_expires_at > ${now} ${extra(r)}`
-    return sql`WITH x AS (SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})),
+    const rows = sql`SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})`
+    if (lock === "update") {
+      return sql`UPDATE ${jobs} j SET ${set}
+                 FROM (${rows}) r
+                 WHERE j.id = r.id AND ${holdsOf("r")}
+                 RETURNING ${returning}`
+    }
+    const locking =
+      lock === "wait" ? sql.literal("ORDER BY j.id FOR UPDATE OF j") : sql.literal("FOR UPDATE OF j SKIP LOCKED")
+    return sql`WITH x AS (${rows}),
                     r AS (SELECT j.ctid AS tid, x.* FROM ${jobs} j JOIN x ON j.id = x.id
-                          WHERE ${holdsOf("x")} ORDER BY j.id FOR UPDATE OF j)
+                          WHERE ${holdsOf("x")} ${locking})
                UPDATE ${jobs} j SET ${set}
                FROM r
                WHERE j.ctid = r.tid AND ${holdsOf("r")}
@@ -974,7 +993,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
             "id text, worker text, extend float8",
             sql`lease_expires_at = ${now} + r.extend, updated_at = ${now}`,
             () => sql.literal(""),
-            jCols
+            jCols,
+            "skip"
           )
         )
       )
@@ -1130,7 +1150,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           sql`state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
               updated_at = ${now}, finished_at = ${now}`,
           () => sql.literal(""),
-          returning
+          returning,
+          "update"
         )
       },
       true,
@@ -1243,7 +1264,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
               lease_worker = NULL, lease_expires_at = NULL, last_error = r.error::json,
               failures = j.failures + 1, updated_at = ${now}`,
           (alias) => sql`AND j.attempts = ${sql.literal(alias)}.attempts`,
-          returning
+          returning,
+          "wait"
         )
       },
       false,
@@ -1362,11 +1384,19 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     Effect.withSpan("Queue.requeueExpired")
   )
 
-  // Completed and cancelled jobs past their retention, a thousand rows per statement
-  const pruneBatch = sql<{ readonly id: string }>`DELETE FROM ${jobs} WHERE id IN (
-      SELECT id FROM ${jobs}
-      WHERE state IN ('completed', 'cancelled') AND finished_at <= ${now} - ${retainFinishedMs}
-      LIMIT 1000 FOR UPDATE SKIP LOCKED
+  // Completed and cancelled jobs past their retention, a thousand rows per statement. No index holds finished
+  // times (migration 0012): a job finished before the cutoff was made before it, and ids begin with the
+  // millisecond they were made (UUIDv7), so the walk stays in `jobs_pkey` below the cutoff's id prefix
+  const pruneBatch = sql<{ readonly id: string }>`WITH cutoff AS (
+      SELECT ${now} - ${retainFinishedMs} AS at,
+             lpad(to_hex(greatest(0, least(${now} - ${retainFinishedMs}, ${MAX_ID_MS}))::bigint), 12, '0') AS hex
+    )
+    DELETE FROM ${jobs} WHERE id IN (
+      SELECT j.id FROM ${jobs} j, cutoff
+      WHERE j.id < 'job_' || left(cutoff.hex, 8) || '-' || right(cutoff.hex, 4)
+        AND j.state IN ('completed', 'cancelled') AND j.finished_at <= cutoff.at
+      ORDER BY j.id
+      LIMIT 1000 FOR UPDATE OF j SKIP LOCKED
     ) RETURNING id`
   const prune: Effect.Effect<number, QueueStoreError> = Effect.gen(function* () {
     let total = 0
