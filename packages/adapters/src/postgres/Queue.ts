@@ -1,6 +1,6 @@
 /**
  * `Queue` on Postgres: jobs in `jobs` (migration 0003; 0008 and 0009 drop its listing indexes: `list` pages by the
- * primary key, job ids being made in creation order), claimed with
+ * primary key, job ids being made in creation order; 0012 its finished-time index), claimed with
  * `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`.
  *
  * Time is the database's: every statement reads `statement_timestamp()` (as epoch ms) for the times it writes and
@@ -28,10 +28,11 @@
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
  *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). A merged write
  *   checks those conditions per job inside its one statement, so each job is written or refused on its own (a
- *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once. It
- *   locks its jobs in id order before changing them, as `requeueExpired` does, so merged writes over the same
- *   jobs (a heartbeat round, completions, a requeue) wait for each other and never deadlock; its `UPDATE` then
- *   reaches the locked rows by `ctid`, as a claim does.
+ *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once.
+ *   Merged fails lock their jobs in id order first, as `requeueExpired` does; a heartbeat round first locks the
+ *   jobs no one else holds (`SKIP LOCKED`, the others tried alone); merged completions lock each row as their
+ *   `UPDATE` writes it, with no lock pass of its own (a lock record and a second join per job fewer: the
+ *   completion write is the drain's critical path). Why this does not deadlock is at `mergedUpdate`.
  *   Merged completes and fails return only the columns they wrote (a completion: id, attempt, claim and
  *   update times), and build the job from the job its claim returned (`leasedRows`), so nothing is read back. `fail` decides the retry from the claimed row's attempt
  *   count and writes only if the job is still at that attempt; without a claimed row (another instance claimed
@@ -43,7 +44,9 @@
  *   after a crash without merging; one that dies after it loses nothing. Jobs held in a worker's local queue and
  *   never started are run once their lease expires, never twice.
  * - `requeueExpired`: one statement; the layer also runs it every `requeueIntervalMs`, and deletes completed and
- *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope.
+ *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope. No index holds
+ *   finished times (migration 0012 dropped `jobs_finished`, an insertion on every completion): the prune walks
+ *   `jobs_pkey` up to the id prefix of its cutoff, ids starting with the millisecond the job was made.
  * - Wake-ups: a write that makes jobs claimable announces their queues after its commit: this process's
  *   subscribers are woken at once, and one fiber sends `NOTIFY` (channel `mandate_jobs_<schema>`, payload
  *   `<layer instance> <queue>`; a bare queue name works too) for every queue announced since its last round, so under load many commits share one notification.
@@ -944,9 +947,12 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     returning: Statement.Fragment,
     lock: "wait" | "skip" | "update"
   ) => {
+    // `lease_worker` is set exactly while a job is claimed or running (every write leaving those states clears
+    // it), so the state is not tested: that test matches `jobs_leases`' predicate, and the planner then joined the
+    // input to the whole of that index (every lease, and every completed job's entry not yet vacuumed) instead of
+    // looking the jobs up by id
     const holdsOf = (r: string) =>
-      sql`j.state IN ('claimed', 'running') AND j.lease_worker = ${sql.literal(r)}.worker
-          AND j.lease_expires_at > ${now} ${extra(r)}`
+      sql`j.lease_worker = ${sql.literal(r)}.worker AND j.lease_expires_at > ${now} ${extra(r)}`
     const rows = sql`SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})`
     if (lock === "update") {
       return sql`UPDATE ${jobs} j SET ${set}
