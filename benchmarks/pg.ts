@@ -132,16 +132,18 @@ const stopwatch = (count: number) => {
     scavenges: scavengeCount - scavenges
   })
 }
-// Postgres work per job: the CPU time (user + system, from /proc: the server must run on this host) of the
+// Postgres work per job: the CPU time (user + system, from /proc: the server must run on this host) of the client
 // backends whose last statement names the system's schema, read before and after a drain on a connection of its
-// own. Every drain statement of each system names its schema; a backend first used during the drain counts from 0
+// own. Every drain statement of each system names its schema; a backend first used during the drain counts from 0.
+// Autovacuum is not counted (a worker may span drains): keeping finished rows costs Mandate more of it
 const ticksPerMs = 0.1 // USER_HZ is 100 on Linux
 const backendTicks = async (schema: string): Promise<Map<number, number>> => {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {
     const { rows } = await client.query<{ pid: number }>(
-      "SELECT pid FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+      `SELECT pid FROM pg_stat_activity
+       WHERE backend_type = 'client backend' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()`,
       [schema]
     )
     const ticks = new Map<number, number>()
