@@ -1392,18 +1392,19 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // Completed and cancelled jobs past their retention, a thousand rows per statement. No index holds finished
   // times (migration 0012): a job finished before the cutoff was made before it, and ids begin with the
-  // millisecond they were made (UUIDv7), so the walk stays in `jobs_pkey` below the cutoff's id prefix
+  // millisecond they were made (UUIDv7), so the walk stays in `jobs_pkey` below the cutoff's id prefix. The
+  // DELETE reaches the locked rows by `ctid` (joined by id, the planner scanned the whole table)
   const pruneBatch = sql<{ readonly id: string }>`WITH cutoff AS (
       SELECT ${now} - ${retainFinishedMs} AS at,
              lpad(to_hex(greatest(0, least(${now} - ${retainFinishedMs}, ${MAX_ID_MS}))::bigint), 12, '0') AS hex
     )
-    DELETE FROM ${jobs} WHERE id IN (
-      SELECT j.id FROM ${jobs} j, cutoff
+    DELETE FROM ${jobs} WHERE ctid = ANY(ARRAY(
+      SELECT j.ctid FROM ${jobs} j, cutoff
       WHERE j.id < 'job_' || left(cutoff.hex, 8) || '-' || right(cutoff.hex, 4)
         AND j.state IN ('completed', 'cancelled') AND j.finished_at <= cutoff.at
       ORDER BY j.id
       LIMIT 1000 FOR UPDATE OF j SKIP LOCKED
-    ) RETURNING id`
+    )) RETURNING id`
   const prune: Effect.Effect<number, QueueStoreError> = Effect.gen(function* () {
     let total = 0
     while (true) {
