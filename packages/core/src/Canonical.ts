@@ -180,7 +180,57 @@ const write = (value: unknown, path: Array<PropertyKey>, limit: number): string 
  * @category encoding
  * @since 0.1.0
  */
-export const encode = (value: unknown, limit: number = maxDepth + wrapperDepth): string => write(value, [], limit)
+export const encode = (value: unknown, limit: number = maxDepth + wrapperDepth): string =>
+  noInheritedToJSON() && alreadyCanonical(value, limit) ? JSON.stringify(value) : write(value, [], limit)
+
+// JSON.stringify would call a toJSON that some code put on Object.prototype or Array.prototype; `write` would not
+const noInheritedToJSON = (): boolean =>
+  (Object.prototype as { toJSON?: unknown }).toJSON === undefined &&
+  (Array.prototype as { toJSON?: unknown }).toJSON === undefined
+
+/**
+ * Whether `JSON.stringify(value)` is already the canonical text: plain objects whose keys are in sorted order (the
+ * order JSON.stringify writes them in), plain dense arrays, strings, finite numbers, booleans and null, within
+ * `limit` levels. Strings, keys and numbers are then written exactly as `write` writes them (JSON.stringify's
+ * own conversions), so the two texts are equal; anything else goes to `write`, which sorts and refuses. The
+ * check allocates nothing and the native writer is several times faster than ours, which matters on the ledger's
+ * append path (every payload and principal). A getter is read twice (here and by JSON.stringify): values with
+ * impure getters have no stable canonical form anyway.
+ */
+const alreadyCanonical = (value: unknown, limit: number): boolean => {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true
+    case "number":
+      return Number.isFinite(value)
+    case "object": {
+      if (value === null) return true
+      if (limit <= 0) return false
+      if (Array.isArray(value)) {
+        // A subclass could define toJSON, which JSON.stringify would call
+        if (Object.getPrototypeOf(value) !== Array.prototype) return false
+        for (let i = 0; i < value.length; i++) {
+          // A hole reads as undefined and is refused
+          if (!alreadyCanonical(value[i], limit - 1)) return false
+        }
+        return true
+      }
+      if (!isPlainObject(value)) return false
+      // for-in visits own keys in Object.keys order (then inherited enumerable ones, which only make this stricter)
+      let previous: string | undefined
+      for (const key in value) {
+        if (previous !== undefined && !(previous < key)) return false
+        previous = key
+        // An own toJSON is a function and refused here; JSON.stringify would have called it
+        if (!alreadyCanonical((value as Record<string, unknown>)[key], limit - 1)) return false
+      }
+      return true
+    }
+    default:
+      return false
+  }
+}
 
 /**
  * The canonical JSON of a plain object some of whose members are already canonical JSON text: `encoded` maps
