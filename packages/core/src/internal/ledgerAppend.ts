@@ -14,7 +14,6 @@ import type { AppendReceipt } from "../Ledger.ts"
 import { genesisHash, type LedgerEntry } from "../LedgerEntry.ts"
 import { type LedgerStore, LedgerStoreError } from "../LedgerStore.ts"
 import * as Merkle from "../Merkle.ts"
-import { writeEntryPreimage } from "./entryHash.ts"
 import type { Prepared } from "./ledgerInput.ts"
 import type { LedgerTree } from "./ledgerTree.ts"
 
@@ -24,12 +23,17 @@ import type { LedgerTree } from "./ledgerTree.ts"
  * payload are spliced as the canonical text `prepare` made of them; the other members are strings (ids checked
  * by their schemas, hex hashes) and safe integers, whose canonical forms are `JSON.stringify` and `String`.
  * Member order (UTF-16 code units): at, kind, payload, payloadHash, prevHash, principal, seq, stepId, taskId,
- * taskPrevHash.
+ * taskPrevHash. Written in two parts, split where the `payloadHash` digits start, so the store learns where they
+ * are (the memory store keeps the hashes as raw bytes).
  */
-const bodyText = (p: Prepared, seq: number, at: number, prevHash: string, taskPrevHash: string | undefined): string => {
-  let text = `{"at":${String(at)},"kind":${JSON.stringify(p.kind)}`
-  if (p.storePayload) text += `,"payload":${p.payloadText}`
-  text += `,"payloadHash":"${p.payloadHash}","prevHash":"${prevHash}"`
+const bodyHead = (p: Prepared, at: number): string => {
+  const head = `{"at":${String(at)},"kind":${JSON.stringify(p.kind)}`
+  return p.storePayload ? `${head},"payload":${p.payloadText},"payloadHash":"` : `${head},"payloadHash":"`
+}
+
+/** The rest of the body, from the `payloadHash` digits on: see `bodyHead`. */
+const bodyRest = (p: Prepared, seq: number, prevHash: string, taskPrevHash: string | undefined): string => {
+  let text = `${p.payloadHash}","prevHash":"${prevHash}"`
   if (p.principalText !== undefined) text += `,"principal":${p.principalText}`
   text += `,"seq":${String(seq)}`
   if (p.stepId !== undefined) text += `,"stepId":${JSON.stringify(p.stepId)}`
@@ -71,6 +75,7 @@ class BatchBuffers {
   hashes: Buffer = Buffer.allocUnsafe(32 * 1024)
   starts: Array<number> = []
   ends: Array<number> = []
+  payloadHashAt: Array<number> = []
   taskIds: Array<string | undefined> = []
 
   reset(count: number) {
@@ -79,8 +84,15 @@ class BatchBuffers {
     if (this.hashes.length < 32 * count) this.hashes = Buffer.allocUnsafe(32 * count)
     this.starts.length = count
     this.ends.length = count
+    this.payloadHashAt.length = count
     this.taskIds.length = count
-    return { hashes: this.hashes, starts: this.starts, ends: this.ends, taskIds: this.taskIds }
+    return {
+      hashes: this.hashes,
+      starts: this.starts,
+      ends: this.ends,
+      payloadHashAt: this.payloadHashAt,
+      taskIds: this.taskIds
+    }
   }
 
   /** The bytes buffer, grown (keeping `[0, used)`) to hold `more` bytes past `used`. */
@@ -93,6 +105,14 @@ class BatchBuffers {
     return this.bytes
   }
 }
+
+const writePrevHash = (into: Buffer, offset: number, prevHash: string): void => {
+  if (into.write(prevHash, offset, "hex") !== 32) throw new RangeError(`Not a SHA-256 hex digest: ${prevHash}`)
+}
+
+// A view, not `Buffer#subarray`: a Buffer per call costs more than hashing a leaf
+const view = (bytes: Uint8Array, start: number, end: number): Uint8Array =>
+  new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start)
 
 /** What the append path needs from the ledger. */
 export interface AppendContext {
@@ -169,17 +189,23 @@ export const make = (ctx: AppendContext): Appender => {
           const p = prepared[i]!
           const seq = head.size + i
           const taskPrevHash = p.taskId === undefined ? undefined : taskLast.get(p.taskId)!
-          const body = bodyText(p, seq, at, prevHash, taskPrevHash)
-          const bytes = buffers.room(offset, 32 + 3 * body.length)
-          const end = writeEntryPreimage(bytes, offset, prevHash, body)
-          const entryHash = Canonical.sha256Hex(bytes.subarray(offset, end)) as EntryHash
+          const headText = bodyHead(p, at)
+          const rest = bodyRest(p, seq, prevHash, taskPrevHash)
+          const bytes = buffers.room(offset, 32 + 3 * (headText.length + rest.length))
+          // prevHash as 32 raw bytes: the previous entry's, already in the batch, or the head's
+          if (i === 0) writePrevHash(bytes, offset, prevHash)
+          else bytes.set(view(batch.hashes, 32 * (i - 1), 32 * i), offset)
+          const digits = offset + 32 + bytes.write(headText, offset + 32, "utf8")
+          const end = digits + bytes.write(rest, digits, "utf8")
+          const entryHash = Canonical.sha256Hex(view(bytes, offset, end)) as EntryHash
           batch.starts[i] = offset + 32
           batch.ends[i] = end
+          batch.payloadHashAt[i] = digits
           batch.taskIds[i] = p.taskId
           offset = end
           batch.hashes.write(entryHash, 32 * i, "hex")
           // The leaf's data is the entry hash's bytes
-          leaves.push(Merkle.leafHash(batch.hashes.subarray(32 * i, 32 * i + 32)))
+          leaves.push(Merkle.leafHash(view(batch.hashes, 32 * i, 32 * i + 32)))
           if (!encoded) entries.push(entryObject(p, seq, at, prevHash, taskPrevHash, entryHash))
           receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
           if (p.taskId !== undefined) taskLast.set(p.taskId, entryHash)
