@@ -135,6 +135,20 @@ describe("Canonical JSON (RFC 8785)", () => {
     }
     assert.strictEqual(Canonical.encode(getter), '{"a":1,"b":2}')
     assert.strictEqual(Canonical.encode({ "9": 1, "10": 2 }), '{"10":2,"9":1}')
+    assert.strictEqual(Canonical.encode({ b: [{ d: 1, c: 2 }], a1: 0, "1": 0 }), '{"1":0,"a1":0,"b":[{"c":2,"d":1}]}')
+    assert.strictEqual(
+      Canonical.encode(JSON.parse('{"b":1,"__proto__":{"y":2,"x":1}}')),
+      '{"__proto__":{"x":1,"y":2},"b":1}'
+    )
+    assert.strictEqual(
+      Canonical.encode({
+        z: 1,
+        get a() {
+          return [2]
+        }
+      }),
+      '{"a":[2],"z":1}'
+    )
     assert.strictEqual(
       Canonical.encode(Object.assign(Object.create(null), { a: "\ud800", b: -0 })),
       '{"a":"\\ud800","b":0}'
