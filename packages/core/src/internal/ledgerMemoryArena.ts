@@ -16,6 +16,9 @@
 
 const HASH_SIZE = 32
 const CHUNK_SIZE = 4 * 1024 * 1024
+const PAGE_BITS = 15
+const PAGE_ENTRIES = 1 << PAGE_BITS
+const PAGE_MASK = PAGE_ENTRIES - 1
 
 // The members lifted out of a body: `,"payloadHash":"<64>","prevHash":"<64>"` (one run, in canonical order the two
 // are adjacent) and, for an entry of a task, the last member `,"taskPrevHash":"<64>"`
@@ -38,8 +41,10 @@ export class EntryArena {
   private position = 0
   // Per entry: 2 · chunk + (1 if it has a taskPrevHash), start of its raw hashes, where the lifted run was in its
   // body (-1: the body is kept whole), end of its body
-  private locations: Int32Array = new Int32Array(4 * 1024)
-  private hashes: Buffer = Buffer.alloc(HASH_SIZE * 1024)
+  // Both in arrays of 32,768 entries, added as needed: nothing copied, no page touched twice (a doubling array
+  // would copy, and fault fresh pages for, everything it held at each growth). Untouched pages cost nothing.
+  private readonly locationPages: Array<Int32Array> = []
+  private readonly hashPages: Array<Buffer> = []
   private slots: Int32Array = new Int32Array(2048) // seq + 1 per used slot, 0 for free
   private used = 0
   count = 0
@@ -77,11 +82,16 @@ export class EntryArena {
       this.chunks.push(chunk)
       this.position = 0
     }
-    if (4 * seq + 4 > this.locations.length) this.locations = grow(this.locations, 4 * seq + 4)
+    const page = seq >>> PAGE_BITS
+    while (this.locationPages.length <= page) {
+      this.locationPages.push(new Int32Array(4 * PAGE_ENTRIES))
+      this.hashPages.push(Buffer.alloc(HASH_SIZE * PAGE_ENTRIES))
+    }
     const at = this.position
-    const locations = this.locations
-    locations[4 * seq] = 2 * (this.chunks.length - 1) + (lifted && task ? 1 : 0)
-    locations[4 * seq + 1] = at
+    const locations = this.locationPages[page]!
+    const l = 4 * (seq & PAGE_MASK)
+    locations[l] = 2 * (this.chunks.length - 1) + (lifted && task ? 1 : 0)
+    locations[l + 1] = at
     if (lifted) {
       // Raw hashes first, then the body without the lifted members
       hexToBytes(bytes, payloadHashAt, chunk, at)
@@ -92,22 +102,17 @@ export class EntryArena {
         out += HASH_SIZE
       }
       out = copy(bytes, start, run, chunk, out)
-      locations[4 * seq + 2] = out
+      locations[l + 2] = out
       out = copy(bytes, run + RUN_LENGTH, task ? end - 1 - TASK_RUN_LENGTH : end - 1, chunk, out)
       chunk[out++] = 0x7d // }
-      locations[4 * seq + 3] = out
+      locations[l + 3] = out
     } else {
       copy(bytes, start, end, chunk, at)
-      locations[4 * seq + 2] = -1
-      locations[4 * seq + 3] = at + length
+      locations[l + 2] = -1
+      locations[l + 3] = at + length
     }
     this.position += length
-    if (HASH_SIZE * (seq + 1) > this.hashes.length) {
-      const grown = Buffer.alloc(this.hashes.length * 2)
-      grown.set(this.hashes)
-      this.hashes = grown
-    }
-    copy(hashes, hashAt, hashAt + HASH_SIZE, this.hashes, HASH_SIZE * seq)
+    copy(hashes, hashAt, hashAt + HASH_SIZE, this.hashPages[page]!, HASH_SIZE * (seq & PAGE_MASK))
     // Indexed before it counts: a rehash on the way places the entries before it, then it is placed once
     this.index(seq)
     this.count = seq + 1
@@ -125,13 +130,14 @@ export class EntryArena {
 
   /** The entry's canonical JSON body: exactly the bytes it was given. */
   body(seq: number): string {
-    const locations = this.locations
-    const chunk = this.chunks[locations[4 * seq]! >> 1]!
-    const at = locations[4 * seq + 1]!
-    const cut = locations[4 * seq + 2]!
-    const end = locations[4 * seq + 3]!
+    const locations = this.locationPages[seq >>> PAGE_BITS]!
+    const l = 4 * (seq & PAGE_MASK)
+    const chunk = this.chunks[locations[l]! >> 1]!
+    const at = locations[l + 1]!
+    const cut = locations[l + 2]!
+    const end = locations[l + 3]!
     if (cut < 0) return chunk.toString("utf8", at, end)
-    const task = (locations[4 * seq]! & 1) === 1
+    const task = (locations[l]! & 1) === 1
     const bodyAt = at + (task ? 3 : 2) * HASH_SIZE
     const hex = (i: number) => chunk.toString("hex", at + i * HASH_SIZE, at + (i + 1) * HASH_SIZE)
     return (
@@ -143,7 +149,8 @@ export class EntryArena {
 
   /** The entry's hash, in hex. */
   hashHex(seq: number): string {
-    return this.hashes.toString("hex", HASH_SIZE * seq, HASH_SIZE * (seq + 1))
+    const at = HASH_SIZE * (seq & PAGE_MASK)
+    return this.hashPages[seq >>> PAGE_BITS]!.toString("hex", at, at + HASH_SIZE)
   }
 
   /** The entries (seq below `count`) whose hash is `hash` (32 bytes), lowest seq first. */
@@ -157,9 +164,14 @@ export class EntryArena {
     return found.sort((a, b) => a - b)
   }
 
+  private keyOfEntry(seq: number): number {
+    return keyOf(this.hashPages[seq >>> PAGE_BITS]!, HASH_SIZE * (seq & PAGE_MASK))
+  }
+
   private hashEquals(seq: number, hash: Uint8Array): boolean {
-    const at = HASH_SIZE * seq
-    for (let i = 0; i < HASH_SIZE; i++) if (this.hashes[at + i] !== hash[i]) return false
+    const at = HASH_SIZE * (seq & PAGE_MASK)
+    const hashes = this.hashPages[seq >>> PAGE_BITS]!
+    for (let i = 0; i < HASH_SIZE; i++) if (hashes[at + i] !== hash[i]) return false
     return true
   }
 
@@ -172,7 +184,7 @@ export class EntryArena {
 
   private place(seq: number): void {
     const mask = this.slots.length - 1
-    let slot = keyOf(this.hashes, HASH_SIZE * seq) & mask
+    let slot = this.keyOfEntry(seq) & mask
     while (this.slots[slot]! !== 0) slot = (slot + 1) & mask
     this.slots[slot] = seq + 1
   }
@@ -181,7 +193,7 @@ export class EntryArena {
   // every entry still indexed was placed before it
   private unindex(seq: number): void {
     const mask = this.slots.length - 1
-    for (let slot = keyOf(this.hashes, HASH_SIZE * seq) & mask; this.slots[slot]! !== 0; slot = (slot + 1) & mask) {
+    for (let slot = this.keyOfEntry(seq) & mask; this.slots[slot]! !== 0; slot = (slot + 1) & mask) {
       if (this.slots[slot] === seq + 1) {
         this.slots[slot] = 0
         this.used--
@@ -244,9 +256,3 @@ const hexToBytes = (from: Uint8Array, at: number, to: Uint8Array, out: number): 
 
 const keyOf = (bytes: Uint8Array, at: number): number =>
   (bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!
-
-const grow = (array: Int32Array, atLeast: number): Int32Array => {
-  const grown = new Int32Array(Math.max(atLeast, array.length * 2))
-  grown.set(array)
-  return grown
-}
