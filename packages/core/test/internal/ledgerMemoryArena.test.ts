@@ -5,7 +5,7 @@ import { EntryArena } from "../../src/internal/ledgerMemoryArena.ts"
 describe("internal/ledgerMemoryArena", () => {
   it("finds every entry by hash once, across rehashes; truncation takes entries out of the index and the bodies", () => {
     const arena = new EntryArena()
-    const n = 70_000 // more than two pages of 32,768 entries
+    const n = 40_000 // more than one page of 32,768 entries
     const hashes = NodeCrypto.randomBytes(32 * n)
     const bodies = Buffer.from(Array.from({ length: n }, (_, i) => `{"seq":${i}}`).join(""))
     const starts: Array<number> = []
