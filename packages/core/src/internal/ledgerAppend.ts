@@ -78,21 +78,21 @@ class BatchBuffers {
   payloadHashAt: Array<number> = []
   taskIds: Array<string | undefined> = []
 
-  reset(count: number) {
+  first = 0
+  count = 0
+
+  /** Ready for `count` entries from seq `first`; itself the `EncodedEntries` a store is handed (no copy per batch). */
+  reset(first: number, count: number): this {
     // A batch of huge payloads does not keep its buffer for the life of the ledger
     if (this.bytes.length > 16 * 1024 * 1024) this.bytes = Buffer.allocUnsafe(256 * 1024)
     if (this.hashes.length < 32 * count) this.hashes = Buffer.allocUnsafe(32 * count)
+    this.first = first
+    this.count = count
     this.starts.length = count
     this.ends.length = count
     this.payloadHashAt.length = count
     this.taskIds.length = count
-    return {
-      hashes: this.hashes,
-      starts: this.starts,
-      ends: this.ends,
-      payloadHashAt: this.payloadHashAt,
-      taskIds: this.taskIds
-    }
+    return this
   }
 
   /** The bytes buffer, grown (keeping `[0, used)`) to hold `more` bytes past `used`. */
@@ -147,83 +147,79 @@ export const make = (ctx: AppendContext): Appender => {
   ): Effect.Effect<ReadonlyArray<Option.Option<EntryHash>>, LedgerStoreError> =>
     store.lastOfTasks !== undefined ? store.lastOfTasks(taskIds) : Effect.forEach(taskIds, lastOfTask)
 
-  return (prepared) =>
-    store.withAppendLock(
-      Effect.gen(function* () {
-        const head = yield* store.head
-        // The head this process left: its frontier is known and its hash was checked when it was computed
-        const known = cache.size === head.size && cache.lastHash === head.lastHash
-        const frontier = known ? cache.frontier : yield* tree.frontier(head.size)
-        const at = yield* Clock.currentTimeMillis
-        const entries: Array<LedgerEntry> = []
-        const leaves: Array<Uint8Array> = []
-        const receipts: Array<AppendReceipt> = []
-        let prevHash: EntryHash = head.lastHash
-        if (!known && !isSha256Hex(prevHash)) {
-          return yield* new LedgerStoreError({
-            operation: "append",
-            cause: new Error(`the last stored entry's hash is not a SHA-256 digest: ${String(prevHash)}`)
-          })
-        }
-        // Each task's previous entry, for the per-task chain (taskPrevHash), read under the append lock
-        const taskLast = new Map<string, EntryHash>()
-        const tasks: Array<string> = []
-        for (const p of prepared) {
-          if (p.taskId === undefined || taskLast.has(p.taskId)) continue
-          taskLast.set(p.taskId, genesisHash)
-          tasks.push(p.taskId)
-        }
-        if (tasks.length > 0) {
-          const lasts = yield* lastOfTasks(tasks)
-          for (let i = 0; i < tasks.length; i++) {
-            const last = lasts[i]!
-            if (Option.isSome(last)) taskLast.set(tasks[i]!, last.value)
-          }
-        }
-        // Each entry is written as prevHash ‖ body into the batch buffer and hashed in place; the bodies stay
-        // there for a store that takes them encoded
-        const encoded = store.writeEncoded !== undefined
-        const batch = buffers.reset(prepared.length)
-        let offset = 0
-        for (let i = 0; i < prepared.length; i++) {
-          const p = prepared[i]!
-          const seq = head.size + i
-          const taskPrevHash = p.taskId === undefined ? undefined : taskLast.get(p.taskId)!
-          const headText = bodyHead(p, at)
-          const rest = bodyRest(p, seq, prevHash, taskPrevHash)
-          const bytes = buffers.room(offset, 32 + 3 * (headText.length + rest.length))
-          // prevHash as 32 raw bytes: the previous entry's, already in the batch, or the head's
-          if (i === 0) writePrevHash(bytes, offset, prevHash)
-          else bytes.set(view(batch.hashes, 32 * (i - 1), 32 * i), offset)
-          const digits = offset + 32 + bytes.write(headText, offset + 32, "utf8")
-          const end = digits + bytes.write(rest, digits, "utf8")
-          const entryHash = Canonical.sha256Hex(view(bytes, offset, end)) as EntryHash
-          batch.starts[i] = offset + 32
-          batch.ends[i] = end
-          batch.payloadHashAt[i] = digits
-          batch.taskIds[i] = p.taskId
-          offset = end
-          batch.hashes.write(entryHash, 32 * i, "hex")
-          // The leaf's data is the entry hash's bytes
-          leaves.push(Merkle.leafHash(view(batch.hashes, 32 * i, 32 * i + 32)))
-          if (!encoded) entries.push(entryObject(p, seq, at, prevHash, taskPrevHash, entryHash))
-          receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
-          if (p.taskId !== undefined) taskLast.set(p.taskId, entryHash)
-          prevHash = entryHash
-        }
-        const appended = Merkle.append(head.size, frontier, leaves)
-        if (store.writeEncoded !== undefined) {
-          yield* store.writeEncoded(
-            { first: head.size, count: prepared.length, bytes: buffers.bytes, ...batch },
-            appended.nodes
-          )
-        } else {
-          yield* store.write(entries, appended.nodes)
-        }
-        const size = head.size + prepared.length
-        cache = { size, lastHash: prevHash, frontier: appended.frontier }
-        ctx.appended(size)
-        return receipts
+  // Built once: a generator function per call is cheaper than an `Effect.gen` closure per call
+  const locked = Effect.fnUntraced(function* (prepared: ReadonlyArray<Prepared>) {
+    const head = yield* store.head
+    // The head this process left: its frontier is known and its hash was checked when it was computed
+    const known = cache.size === head.size && cache.lastHash === head.lastHash
+    const frontier = known ? cache.frontier : yield* tree.frontier(head.size)
+    const at = yield* Clock.currentTimeMillis
+    const entries: Array<LedgerEntry> = []
+    const leaves: Array<Uint8Array> = []
+    const receipts: Array<AppendReceipt> = []
+    let prevHash: EntryHash = head.lastHash
+    if (!known && !isSha256Hex(prevHash)) {
+      return yield* new LedgerStoreError({
+        operation: "append",
+        cause: new Error(`the last stored entry's hash is not a SHA-256 digest: ${String(prevHash)}`)
       })
-    )
+    }
+    // Each task's previous entry, for the per-task chain (taskPrevHash), read under the append lock
+    const taskLast = new Map<string, EntryHash>()
+    const tasks: Array<string> = []
+    for (const p of prepared) {
+      if (p.taskId === undefined || taskLast.has(p.taskId)) continue
+      taskLast.set(p.taskId, genesisHash)
+      tasks.push(p.taskId)
+    }
+    if (tasks.length > 0) {
+      const lasts = yield* lastOfTasks(tasks)
+      for (let i = 0; i < tasks.length; i++) {
+        const last = lasts[i]!
+        if (Option.isSome(last)) taskLast.set(tasks[i]!, last.value)
+      }
+    }
+    // Each entry is written as prevHash ‖ body into the batch buffer and hashed in place; the bodies stay
+    // there for a store that takes them encoded
+    const encoded = store.writeEncoded !== undefined
+    const batch = buffers.reset(head.size, prepared.length)
+    let offset = 0
+    for (let i = 0; i < prepared.length; i++) {
+      const p = prepared[i]!
+      const seq = head.size + i
+      const taskPrevHash = p.taskId === undefined ? undefined : taskLast.get(p.taskId)!
+      const headText = bodyHead(p, at)
+      const rest = bodyRest(p, seq, prevHash, taskPrevHash)
+      const bytes = buffers.room(offset, 32 + 3 * (headText.length + rest.length))
+      // prevHash as 32 raw bytes: the previous entry's, already in the batch, or the head's
+      if (i === 0) writePrevHash(bytes, offset, prevHash)
+      else bytes.set(view(batch.hashes, 32 * (i - 1), 32 * i), offset)
+      const digits = offset + 32 + bytes.write(headText, offset + 32, "utf8")
+      const end = digits + bytes.write(rest, digits, "utf8")
+      const entryHash = Canonical.sha256Hex(view(bytes, offset, end)) as EntryHash
+      batch.starts[i] = offset + 32
+      batch.ends[i] = end
+      batch.payloadHashAt[i] = digits
+      batch.taskIds[i] = p.taskId
+      offset = end
+      batch.hashes.write(entryHash, 32 * i, "hex")
+      // The leaf's data is the entry hash's bytes
+      leaves.push(Merkle.leafHash(view(batch.hashes, 32 * i, 32 * i + 32)))
+      if (!encoded) entries.push(entryObject(p, seq, at, prevHash, taskPrevHash, entryHash))
+      receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
+      if (p.taskId !== undefined) taskLast.set(p.taskId, entryHash)
+      prevHash = entryHash
+    }
+    const appended = Merkle.append(head.size, frontier, leaves)
+    if (store.writeEncoded !== undefined) {
+      yield* store.writeEncoded(batch, appended.nodes)
+    } else {
+      yield* store.write(entries, appended.nodes)
+    }
+    const size = head.size + prepared.length
+    cache = { size, lastHash: prevHash, frontier: appended.frontier }
+    ctx.appended(size)
+    return receipts
+  })
+  return (prepared) => store.withAppendLock(locked(prepared))
 }
