@@ -217,8 +217,8 @@ const inCanonicalOrder = (value: unknown, limit: number): unknown => {
       if (value === null) return value
       if (limit <= 0) return notPlain
       if (Array.isArray(value)) {
-        // A subclass could define toJSON, which JSON.stringify would call
-        if (Object.getPrototypeOf(value) !== Array.prototype) return notPlain
+        // A subclass, or the array itself, could define toJSON, which JSON.stringify would call
+        if (Object.getPrototypeOf(value) !== Array.prototype || Object.hasOwn(value, "toJSON")) return notPlain
         let copy: Array<unknown> | undefined
         for (let i = 0; i < value.length; i++) {
           const member: unknown = value[i]

@@ -160,6 +160,8 @@ describe("Canonical JSON (RFC 8785)", () => {
     }
     // Written as the array it is (as before), not as its toJSON
     assert.strictEqual(Canonical.encode(Listed.from([1])), "[1]")
+    // Likewise an array that carries its own toJSON
+    assert.strictEqual(Canonical.encode({ a: Object.assign([1, 2], { toJSON: () => "own" }) }), '{"a":[1,2]}')
     assert.throws(() => Canonical.encode({ a: 1, toJSON: () => "x" }), /function/)
     const holey: Array<number> = [1]
     holey[2] = 3
