@@ -39,8 +39,10 @@ const latencyJobs = arg("latency-jobs", 500)
 const rounds = arg("rounds", 1)
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const run = crypto.randomUUID().slice(0, 8)
-const mandatePrefix = `mandate_bench:${run}:`
-const bullPrefix = `bull_bench_${run}`
+// BENCH_PREFIX: a namespace of the caller's on a shared Redis
+const namespace = process.env.BENCH_PREFIX ?? ""
+const mandatePrefix = `${namespace}mandate_bench:${run}:`
+const bullPrefix = `${namespace}bull_bench_${run}`
 
 interface Measure {
   readonly label: string

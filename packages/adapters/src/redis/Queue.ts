@@ -208,6 +208,16 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // ---- enqueue ---------------------------------------------------------------------------------------------
 
+  // Opens this process's idle workers' latches on the queues of `jobs`
+  const notifyQueues = (jobs: ReadonlyArray<Job>) => {
+    let woken: string | undefined
+    for (const job of jobs) {
+      if (job.queue === woken) continue
+      woken = job.queue
+      signals.notify(k.signal(job.queue))
+    }
+  }
+
   // The (queue, pool) buckets this process has registered in the queue and pool sets: later enqueues skip the
   // two SADDs (the sets only grow, so a registration never goes stale while the keys exist)
   const registered = new Set<string>()
@@ -253,7 +263,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         JSON.stringify(job.payload)
       )
     }
-    return enqueueScript(k.sequence, prefix, now, jobs.length, args).pipe(
+    // Its signals carry this layer's origin: every path here wakes this process's idle workers itself (when the
+    // script is written or answered), so the wake-up reader skips them. Should the call fail after Redis ran it,
+    // they are woken here too: the job may be stored
+    return enqueueScript(k.sequence, prefix, now, jobs.length, args, signals.origin).pipe(
+      Effect.tapError(() => Effect.sync(() => notifyQueues(jobs))),
       Effect.mapError(storeError("enqueue")),
       Effect.flatMap((replies) => {
         for (const bucket of buckets) registered.add(bucket)
@@ -335,14 +349,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       )
     )
     // the fiber ran until the script was written (or the first of a large batch's, whose reply wakes them)
-    if (!large) {
-      let woken: string | undefined
-      for (const job of jobs) {
-        if (job.queue === woken) continue
-        woken = job.queue
-        signals.notify(k.signal(job.queue))
-      }
-    }
+    if (!large) notifyQueues(jobs)
   }
   const enqueueMerged = (job: Job, now: number) =>
     Effect.callback<Job, QueueStoreError>((resume) => {

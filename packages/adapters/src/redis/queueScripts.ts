@@ -157,7 +157,9 @@ local function sync_wait(q, id, claimedAt, runAt)
     redis.call('ZREM', k_waits(q), id)
   end
 end
-local function signal(q) redis.call('XADD', k_signal(q), 'MAXLEN', '~', '100', '*', 'w', '1') end
+-- a signal's 'w' names the layer that wrote it when that layer wakes its own workers itself ('1': nobody), so its
+-- wake-up reader can skip it (see Wakeups.ts)
+local function signal(q, origin) redis.call('XADD', k_signal(q), 'MAXLEN', '~', '100', '*', 'w', origin or '1') end
 -- a pending job into its bucket: ready when due, delayed otherwise
 local function schedule(q, pool, seq, priority, id, runAt)
   local m = member(seq, priority, id)
@@ -238,20 +240,24 @@ end
 `
 
 // ARGV: prefix, now, n, then per job: whether to register its bucket ("1"/"0"), id, queue, pool, priority, runAt,
-// maxAttempts, idempotency key and its field in the idempotency hash ("" for none), payload
+// maxAttempts, idempotency key and its field in the idempotency hash ("" for none), payload; then the origin of
+// the signals: the token of a layer that wakes its own idle workers itself, or "" (see Wakeups.ts)
 // Returns per job {1} when stored, {0, fields} when its idempotency key returned an existing job
 export const enqueueJobs = Redis.script(
-  (keySequence: string, prefix: string, now: number, n: number, jobs: ReadonlyArray<string>) => [
+  (keySequence: string, prefix: string, now: number, n: number, jobs: ReadonlyArray<string>, origin = "") => [
     keySequence,
     prefix,
     now,
     n,
-    ...jobs
+    ...jobs,
+    origin
   ],
   {
     numberOfKeys: 1,
     lua: expand(`${prelude}
 local n = tonumber(ARGV[3])
+local origin = ARGV[4 + n * 10]
+if origin == '' then origin = nil end
 local out = {}
 -- every queue that got a job is signalled, delayed ones included: a waiting worker then learns when it is due
 local touched = {}
@@ -322,7 +328,7 @@ for b, l in pairs(delayed) do zadd(k_delayed(b), l) end
 -- counters once per queue and priority, not per job
 for q, n in pairs(touched) do
   count(q, 'queued', n)
-  signal(q)
+  signal(q, origin)
 end
 for priority in pairs(RANKS) do
   for q in pairs(touched) do count(q, 'pending:' .. priority, added[q .. ' ' .. priority] or 0) end
