@@ -206,6 +206,14 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     return copy !== undefined && copy.lease?.workerId === workerId ? copy : undefined
   }
 
+  // When the latest claim of these queues and pool (in reply order) found nothing ready, when their first delayed
+  // job comes due (null: none). A worker's `wakeups` wait follows its empty claim and needs exactly that: taken
+  // from here, it costs no `nextDue` round trip. Valid until a signal, which opens the waiter's latch first; used
+  // once, and replaced or dropped by every claim of the same key
+  const lastEmptyClaim = new Map<string, number | null>()
+  // Empty claims answered so far (see `flushEnqueues`)
+  let emptyClaims = 0
+
   // ---- enqueue ---------------------------------------------------------------------------------------------
 
   // Opens this process's idle workers' latches on the queues of `jobs`
@@ -337,10 +345,15 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       if (entry.now > now) now = entry.now
     }
     const large = jobs.length > storeChunk
+    const emptyBefore = emptyClaims
     runInLayer(
       Effect.onExit(store(jobs, now, large), (stored) =>
         Effect.sync(() => {
           enqueuesInFlight--
+          // A claim answered empty while this script was out was run before it: normally sent before it, but
+          // after a NOSCRIPT reload the script runs after the claims that followed it. Those workers are woken
+          // again (the reader skips this layer's own signals)
+          if (!large && emptyClaims !== emptyBefore) notifyQueues(jobs)
           for (let i = 0; i < batch.length; i++) {
             batch[i]!.resume(Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause))
           }
@@ -377,6 +390,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // ---- claim -----------------------------------------------------------------------------------------------
 
+  const dueKey = (queues: ReadonlyArray<string>, pool: string) => `${pool}\u0000${[...new Set(queues)].join("\u0000")}`
+
   const claim = Effect.fnUntraced(function* (request: ClaimRequest) {
     const valid = yield* decodeClaimRequest(request)
     const now = yield* Clock.currentTimeMillis
@@ -392,8 +407,16 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       claimRequeueLimit,
       valid.queues
     ).pipe(Effect.mapError(storeError("claim")))
+    const waitKey = dueKey(valid.queues, valid.pool ?? "")
+    if (typeof replies[0] === "string") {
+      // nothing was ready: what the next `wakeups` wait would have read (see `lastEmptyClaim`)
+      lastEmptyClaim.set(waitKey, replies[0] === "" ? null : Number(replies[0]))
+      emptyClaims++
+      return []
+    }
+    lastEmptyClaim.delete(waitKey)
     const jobs: Array<Job> = []
-    for (const fields of replies) {
+    for (const fields of replies as ReadonlyArray<ReadonlyArray<string | number | null>>) {
       const job = claimedJob(fields, valid.workerId, now + leaseMs, now)
       if (Result.isFailure(job)) return yield* storeError("claim")(job.failure)
       rememberClaim(job.success)
@@ -744,6 +767,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     Effect.gen(function* () {
       const queues = [...new Set(request.queues)]
       const pool = request.pool ?? ""
+      const waitKey = dueKey(queues, pool)
       const latch = yield* signals.watch(queues.map(k.signal)).pipe(Effect.mapError(storeError("wakeups")))
       const signalled = Effect.andThen(
         latch.await,
@@ -756,9 +780,14 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         }
         // Delayed jobs come due without a signal: sleep until the first of them at most
         const now = yield* Clock.currentTimeMillis
-        const due = yield* dueScript(k.sequence, prefix, now, pool, queues).pipe(
-          Effect.catch(() => Effect.succeed(null))
-        )
+        const known = lastEmptyClaim.get(waitKey)
+        let due: string | number | null
+        if (known !== undefined) {
+          lastEmptyClaim.delete(waitKey)
+          due = known
+        } else {
+          due = yield* dueScript(k.sequence, prefix, now, pool, queues).pipe(Effect.catch(() => Effect.succeed(null)))
+        }
         if (due !== null && Number(due) <= now) return
         if (due === null) return yield* signalled
         return yield* Effect.raceFirst(signalled, Effect.sleep(Duration.millis(Number(due) - now)))

@@ -340,7 +340,8 @@ return out
 
 // ARGV: prefix, now, max, worker, lease expiry, pool ("" for none), requeue limit, queues…
 // Returns the claimed jobs, most urgent first, each as its `CLAIM_READ` fields with the id in place of the state
-// and the attempts counted (see `claimedJob`)
+// and the attempts counted (see `claimedJob`); when none was ready, {next due} instead: when the first delayed job
+// of these buckets comes due ('%.17g'), or '' when none waits (what `nextDue` would answer right after)
 export const claimJobs = Redis.script(
   (
     keySequence: string,
@@ -373,6 +374,15 @@ for _, b in ipairs(buckets) do
   end
 end
 local chosen = {}
+local function nothing_ready()
+  local next = nil
+  for _, b in ipairs(buckets) do
+    local top = redis.call('ZRANGE', k_delayed(b), 0, 0, 'WITHSCORES')
+    if top[2] and (not next or tonumber(top[2]) < next) then next = tonumber(top[2]) end
+  end
+  if next then return {string.format('%.17g', next)} end
+  return {''}
+end
 if #buckets == 1 then
   local popped = redis.call('ZPOPMIN', k_ready(buckets[1]), max)
   for i = 1, #popped, 2 do chosen[#chosen + 1] = popped[i] end
@@ -391,6 +401,7 @@ else
     chosen[#chosen + 1] = candidates[i][1]
   end
 end
+if #chosen == 0 then return nothing_ready() end
 local out = {}
 local moved = {}
 -- the leases and (per queue) the waits are added once per claim
@@ -435,7 +446,7 @@ end
 return out
 `)
   }
-).withReturnType<ReadonlyArray<ReadonlyArray<string | number | null>>>()
+).withReturnType<ReadonlyArray<ReadonlyArray<string | number | null>> | readonly [string]>()
 
 export type LostReply = readonly ["lost", string, string, string | null]
 
