@@ -525,16 +525,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         if (reply[0] === "ok") {
           const copy = copies[i]
           if (reply.length === 1 && copy !== undefined) {
-            const { lease: _, ...rest } = copy
-            entry.completeUnsafe(
-              Exit.succeed({
-                ...rest,
-                state: "completed",
-                result: entry.request.value,
-                updatedAt: now,
-                finishedAt: now
-              })
-            )
+            entry.completeUnsafe(Exit.succeed(completedCopy(copy, entry.request.value, now)))
             return
           }
           const job = reply.length === 1 ? Result.fail("no fields") : toJob(reply[1])
@@ -1019,6 +1010,31 @@ export const queueOperations = (): Readonly<Record<string, string>> => ({
   lease: leaseOperation.lua,
   admin: adminOperation.lua
 })
+
+// A claimed copy (see `claimedJob`) as completing it left it, built field by field: an object rest and spread per
+// job cost more than the rest of answering it
+const completedCopy = (copy: Job, result: Schema.Json, now: number): Job => {
+  const job: { -readonly [K in keyof Job]: Job[K] } = {
+    id: copy.id,
+    queue: copy.queue,
+    payload: copy.payload,
+    priority: copy.priority,
+    state: "completed",
+    runAt: copy.runAt,
+    attempts: copy.attempts,
+    maxAttempts: copy.maxAttempts,
+    createdAt: copy.createdAt,
+    updatedAt: now,
+    result,
+    finishedAt: now
+  }
+  if (copy.failures !== undefined) job.failures = copy.failures
+  if (copy.claimedAt !== undefined) job.claimedAt = copy.claimedAt
+  if (copy.idempotencyKey !== undefined) job.idempotencyKey = copy.idempotencyKey
+  if (copy.pool !== undefined) job.pool = copy.pool
+  if (copy.lastError !== undefined) job.lastError = copy.lastError
+  return job
+}
 
 const lost = (jobId: JobId, workerId: AgentId, reply: readonly ["lost", string, string, string | null]) => {
   const [, reason, state, holder] = reply

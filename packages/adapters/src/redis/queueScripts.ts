@@ -184,8 +184,8 @@ const F = Object.fromEntries([...FIELDS, "seq"].map((name, i) => [name, i + 1]))
   number
 >
 
-// What a claim reads of each job: the fields it does not set itself. It answers them with the job's id in place of
-// the state (it is `claimed` now) and the attempts counted
+// What a claim answers per job: the fields it does not set itself, with the job's id in place of the state (it is
+// `claimed` now) and the attempts counted
 const CLAIM_READ = [
   "queue",
   "payload",
@@ -200,7 +200,40 @@ const CLAIM_READ = [
   "createdAt",
   "failures"
 ] as const
-const C = Object.fromEntries(CLAIM_READ.map((name, i) => [name, i + 1])) as Record<(typeof CLAIM_READ)[number], number>
+// What a claim reads of each job: the rest of `CLAIM_READ` it knows from the bucket (queue, pool) and the member
+// (priority), and the state it replaces by the id
+const CLAIM_HMGET = [
+  "payload",
+  "state",
+  "runAt",
+  "attempts",
+  "maxAttempts",
+  "idempotencyKey",
+  "lastError",
+  "createdAt",
+  "failures"
+] as const
+const H = Object.fromEntries(CLAIM_HMGET.map((name, i) => [name, i + 1])) as Record<
+  (typeof CLAIM_HMGET)[number],
+  number
+>
+// The Lua expressions of a claimed job's reply, in `CLAIM_READ` order
+const claimReply = CLAIM_READ.map((field) => {
+  switch (field) {
+    case "queue":
+      return "q"
+    case "priority":
+      return "priority"
+    case "pool":
+      return "owner[2]"
+    case "state":
+      return "id"
+    case "attempts":
+      return "attempts"
+    default:
+      return `r[${H[field]}]`
+  }
+}).join(", ")
 
 // The scripts' macros (`k_name(…)`, `UPDATE(…)`) against the queue's key layout and the fields of a read
 const expand = (source: string): string =>
@@ -358,12 +391,20 @@ export const claimJobs = Redis.script(
     numberOfKeys: 1,
     lua: expand(`${prelude}${requeueFunction}
 local max, worker, expires, pool = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local PRIORITIES = {['0'] = 'critical', ['1'] = 'high', ['2'] = 'normal', ['3'] = 'low'}
 -- a crashed worker's jobs are claimable without waiting for the sweep
 if redis.call('ZRANGEBYSCORE', k_leases(), '-inf', now, 'LIMIT', 0, 1)[1] then requeue_expired(tonumber(ARGV[7])) end
-local buckets = {}
+-- each bucket's queue and pool: a job's are those of the bucket it is in, so a claim does not read them
+local buckets, owners = {}, {}
 for i = 8, #ARGV do
-  buckets[#buckets + 1] = bucket(ARGV[i], '')
-  if pool ~= '' then buckets[#buckets + 1] = bucket(ARGV[i], pool) end
+  local b = bucket(ARGV[i], '')
+  buckets[#buckets + 1] = b
+  owners[b] = {ARGV[i], ''}
+  if pool ~= '' then
+    b = bucket(ARGV[i], pool)
+    buckets[#buckets + 1] = b
+    owners[b] = {ARGV[i], pool}
+  end
 end
 -- due delayed jobs (and retries) join their bucket's ready set first
 for _, b in ipairs(buckets) do
@@ -373,7 +414,7 @@ for _, b in ipairs(buckets) do
     redis.call('ZADD', k_ready(b), tonumber(string.sub(due[i], 17, 17)) * SCALE + tonumber(due[i + 1]), due[i])
   end
 end
-local chosen = {}
+local chosen, from = {}, {}
 local function nothing_ready()
   local next = nil
   for _, b in ipairs(buckets) do
@@ -385,7 +426,10 @@ local function nothing_ready()
 end
 if #buckets == 1 then
   local popped = redis.call('ZPOPMIN', k_ready(buckets[1]), max)
-  for i = 1, #popped, 2 do chosen[#chosen + 1] = popped[i] end
+  for i = 1, #popped, 2 do
+    chosen[#chosen + 1] = popped[i]
+    from[#from + 1] = buckets[1]
+  end
 else
   local candidates = {}
   for _, b in ipairs(buckets) do
@@ -399,6 +443,7 @@ else
   for i = 1, math.min(max, #candidates) do
     redis.call('ZREM', k_ready(candidates[i][3]), candidates[i][1])
     chosen[#chosen + 1] = candidates[i][1]
+    from[#from + 1] = candidates[i][3]
   end
 end
 if #chosen == 0 then return nothing_ready() end
@@ -406,16 +451,19 @@ local out = {}
 local moved = {}
 -- the leases and (per queue) the waits are added once per claim
 local leases, waits = {}, {}
-for _, m in ipairs(chosen) do
+for n, m in ipairs(chosen) do
   local id = string.sub(m, 18)
-  -- the fields a claim does not set (a claimable job has no result, lease or finish time)
-  local j = redis.call('HMGET', k_job(id), ${CLAIM_READ.map((f) => `'${f}'`).join(", ")})
-  local q, priority, state, runAt = j[${C.queue}], j[${C.priority}], j[${C.state}], tonumber(j[${C.runAt}])
-  local attempts = tonumber(j[${C.attempts}]) + 1
+  local owner = owners[from[n]]
+  -- queue and pool from the bucket, priority from the member (its rank digit)
+  local q, priority = owner[1], PRIORITIES[string.sub(m, 17, 17)]
+  -- the other fields a claim does not set (a claimable job has no result, lease or finish time)
+  local r = redis.call('HMGET', k_job(id), ${CLAIM_HMGET.map((f) => `'${f}'`).join(", ")})
+  local state, runAt = r[${H.state}], tonumber(r[${H.runAt}])
+  local attempts = tonumber(r[${H.attempts}]) + 1
   redis.call('HSET', k_job(id), 'state', 'claimed', 'attempts', attempts, 'leaseWorker', worker, 'leaseExpires', expires,
     'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
-  j[${C.state}] = id
-  j[${C.attempts}] = attempts
+  -- the reply, in CLAIM_READ order: the id in place of the state (it is claimed now), the attempts counted
+  local j = {${claimReply}}
   leases[#leases + 1] = expires
   leases[#leases + 1] = id
   if now >= runAt then
