@@ -18,6 +18,8 @@
  * - `head` is the stored head record (size and last entry hash) that appends continue from, kept apart from the
  *   entries and moved by `write` with them: `verifyAll` checks one against the other, so an entry deleted from
  *   the end shows up (the head still counts it) instead of leaving a shorter ledger that looks whole.
+ * - `pending` (optional) stages entries without a position and lets one sequencer at a time integrate them
+ *   (`LedgerPending`); the ledger then runs its sequencer over the store and syncs before every read.
  * - Reads return what was written, field for field (absent optional fields stay absent): the ledger re-hashes
  *   them, so any difference shows up as tampering. Reads may return tampered rows; they must not repair them.
  *

@@ -17,6 +17,12 @@
  *   instead of all but one losing the race. The chain and the tree never fork:
  *   every write is checked against the committed head under the one lock, and the primary keys refuse to
  *   overwrite.
+ * - Pending entries (`LedgerStore.pending`, migration 0011): `Ledger.record` inserts a unit's entries into
+ *   `ledger_pending` in the unit's transaction, one statement, without the head lock; core's sequencer integrates
+ *   them. Its turn is a transaction-scoped advisory lock (`pg_try_advisory_xact_lock`): one sequencer at a time,
+ *   and when its session dies its transaction and turn end with it, so the next process's round takes over. A
+ *   turn deletes the oldest committed pending rows (staging order) and appends them in the same transaction,
+ *   so each entry is integrated exactly once: a crash before COMMIT leaves the rows pending.
  * - Triggers make entries, nodes and checkpoints append-only in the database itself.
  * - `head` is the `ledger_head` row (inside `withAppendLock`, the head the appender runs on), apart from the
  *   entries: the ledger checks one against the other.
