@@ -99,8 +99,13 @@ export const make = (
           : Effect.void
     )
 
+    // Woken (entries this process staged have committed): a turn at once; a poll looks before it takes one
     yield* Effect.timeoutOption(pending.staged, pollInterval).pipe(
-      Effect.andThen(drain),
+      Effect.flatMap((woken) =>
+        Option.isSome(woken)
+          ? drain
+          : Effect.flatMap(pending.backlog, (backlog) => (Option.isSome(backlog) ? drain : Effect.void))
+      ),
       Effect.catchCause((cause) =>
         Effect.logWarning("Ledger sequencer round failed; the entries stay pending for the next one", cause).pipe(
           Effect.annotateLogs({ service: "Ledger" }),
