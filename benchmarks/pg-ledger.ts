@@ -7,7 +7,12 @@
  * schema, each with 10 fibers appending single entries, then batches of 10; the figure is every entry written
  * over the time from the first child's start to the last one's end.
  *
- * Run: `npm run bench:pg-ledger [-- --processes N]` (DATABASE_URL or postgres://root@127.0.0.1:5432/test; a
+ * Then units of work, as the runtime's (`--unit-fibers M`, default 10, per process): each unit a transaction with 3
+ * entries of one task, appended under the head lock (`appendBatch`, held to COMMIT) or recorded for the sequencer
+ * (`record`: staged in `ledger_pending`, integrated in batches by one sequencer); the recorded figure runs until
+ * every entry is integrated (each child `sync`s at its end), and counts the sequencers' round trips too.
+ *
+ * Run: `npm run bench:pg-ledger [-- --processes N --unit-fibers M]` (DATABASE_URL or postgres://root@127.0.0.1:5432/test; a
  * throw-away schema).
  *
  * @since 0.1.0
@@ -15,7 +20,7 @@
 import { fork } from "node:child_process"
 import { Socket } from "node:net"
 import * as Postgres from "@mandate/adapters/postgres"
-import { Anchor, Ledger } from "@mandate/core"
+import { Anchor, Ledger, UnitOfWork } from "@mandate/core"
 import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { percentile } from "./support.ts"
@@ -27,6 +32,9 @@ const argValue = (name: string) => {
 }
 const child = argValue("--child")
 const processes = Number(argValue("--processes") ?? 3)
+const unitFibers = Number(argValue("--unit-fibers") ?? 10)
+// Only the units-of-work phases (children) and verifyAll
+const unitsOnly = process.argv.includes("--units-only")
 const schema = child ?? `mandate_bench_${crypto.randomUUID().replaceAll("-", "")}`
 const config = Postgres.makeConfig(url, { schema, poolSize: 10 })
 
@@ -76,8 +84,18 @@ const entry = (i: number) => ({
 // from 10 fibers; report when each phase started and ended
 const singles = 1_000
 const batches = 100
+const units = 600
+const unitEntries = (tag: string, u: number) =>
+  [0, 1, 2].map((k) => ({
+    kind: "step.succeeded",
+    taskId: `task_${tag}_${u % 200}`,
+    stepId: `step_${u}_${k}`,
+    payload: { u, k, amount: u * 10, memo: "benchmark" }
+  }))
 const childProgram = Effect.gen(function* () {
   const ledger = yield* Ledger
+  const uow = yield* UnitOfWork
+  const tag = String(process.pid)
   // ready; wait for the parent's go (every child is ready by then)
   yield* Effect.promise(
     () =>
@@ -89,7 +107,7 @@ const childProgram = Effect.gen(function* () {
   const t0 = Date.now()
   const w0 = pgWrites
   yield* Effect.forEach(
-    Array.from({ length: singles }, (_, i) => i),
+    Array.from({ length: unitsOnly ? 0 : singles }, (_, i) => i),
     (i) => ledger.append(entry(i)),
     {
       concurrency: 10,
@@ -99,20 +117,60 @@ const childProgram = Effect.gen(function* () {
   const t1 = Date.now()
   const w1 = pgWrites
   yield* Effect.forEach(
-    Array.from({ length: batches }, (_, b) => b),
+    Array.from({ length: unitsOnly ? 0 : batches }, (_, b) => b),
     (b) => ledger.appendBatch(Array.from({ length: 10 }, (_, i) => entry(b * 10 + i))),
     { concurrency: 10, discard: true }
   )
   const t2 = Date.now()
-  process.send?.({ t0, t1, t2, singleWrites: w1 - w0, batchWrites: pgWrites - w1 })
+  const w2 = pgWrites
+  const c2 = process.cpuUsage()
+  yield* Effect.forEach(
+    Array.from({ length: units }, (_, u) => u),
+    (u) => uow.run(ledger.appendBatch(unitEntries(`a${tag}`, u))),
+    { concurrency: unitFibers, discard: true }
+  )
+  const t3 = Date.now()
+  const w3 = pgWrites
+  const c3 = process.cpuUsage()
+  const appendCpu = process.cpuUsage(c2)
+  yield* Effect.forEach(
+    Array.from({ length: units }, (_, u) => u),
+    (u) => uow.run(ledger.record(unitEntries(`r${tag}`, u))),
+    { concurrency: unitFibers, discard: true }
+  )
+  const staged = Date.now()
+  yield* ledger.sync
+  const t4 = Date.now()
+  const cpu = process.cpuUsage(c3)
+  process.send?.({
+    t0,
+    t1,
+    t2,
+    t3,
+    t4,
+    staged,
+    singleWrites: w1 - w0,
+    batchWrites: w2 - w1,
+    appendUnitWrites: w3 - w2,
+    recordUnitWrites: pgWrites - w3,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    appendCpuMs: (appendCpu.user + appendCpu.system) / 1000
+  })
 })
 
 interface Phases {
   readonly t0: number
   readonly t1: number
   readonly t2: number
+  readonly t3: number
+  readonly t4: number
+  readonly staged: number
   readonly singleWrites: number
   readonly batchWrites: number
+  readonly appendUnitWrites: number
+  readonly recordUnitWrites: number
+  readonly cpuMs: number
+  readonly appendCpuMs: number
 }
 
 const manyProcesses = Effect.gen(function* () {
@@ -152,18 +210,35 @@ const manyProcesses = Effect.gen(function* () {
   const rate = (count: number, from: number, to: number) => String(Math.round(count / ((to - from) / 1000)))
   const singlesEnd = Math.max(...runs.map((r) => r.t1))
   const sum = (f: (r: Phases) => number) => runs.reduce((total, r) => total + f(r), 0)
+  if (!unitsOnly) {
+    console.log(
+      `${`append, ${processes} processes x 10 fibers`.padEnd(48)} ${rate(processes * singles, startAt, singlesEnd).padStart(7)} entries/s   ${(sum((r) => r.singleWrites) / (processes * singles)).toFixed(1)} round trips/append` +
+        (late > 0 ? `   (last child started ${late} ms late)` : "")
+    )
+    console.log(
+      `${`appendBatch of 10, ${processes} processes x 10 fibers`.padEnd(48)} ${rate(processes * batches * 10, singlesEnd, Math.max(...runs.map((r) => r.t2))).padStart(7)} entries/s   ${(sum((r) => r.batchWrites) / (processes * batches)).toFixed(1)} round trips/batch`
+    )
+  }
+  const batchesEnd = Math.max(...runs.map((r) => r.t2))
+  const appendUnitsEnd = Math.max(...runs.map((r) => r.t3))
   console.log(
-    `${`append, ${processes} processes x 10 fibers`.padEnd(48)} ${rate(processes * singles, startAt, singlesEnd).padStart(7)} entries/s   ${(sum((r) => r.singleWrites) / (processes * singles)).toFixed(1)} round trips/append` +
-      (late > 0 ? `   (last child started ${late} ms late)` : "")
+    `${`units of 3 appending, ${processes} proc x ${unitFibers} fibers`.padEnd(48)} ${rate(processes * units * 3, batchesEnd, appendUnitsEnd).padStart(7)} entries/s   ${(sum((r) => r.appendUnitWrites) / (processes * units)).toFixed(1)} round trips/unit   ${(sum((r) => r.appendCpuMs) / (processes * units)).toFixed(2)} ms Node CPU/unit`
   )
   console.log(
-    `${`appendBatch of 10, ${processes} processes x 10 fibers`.padEnd(48)} ${rate(processes * batches * 10, singlesEnd, Math.max(...runs.map((r) => r.t2))).padStart(7)} entries/s   ${(sum((r) => r.batchWrites) / (processes * batches)).toFixed(1)} round trips/batch`
+    `${`units of 3 recording, ${processes} proc x ${unitFibers} fibers`.padEnd(48)} ${rate(processes * units * 3, appendUnitsEnd, Math.max(...runs.map((r) => r.t4))).padStart(7)} entries/s   ${(sum((r) => r.recordUnitWrites) / (processes * units)).toFixed(1)} round trips/unit   ${(sum((r) => r.cpuMs) / (processes * units)).toFixed(2)} ms Node CPU/unit (sequencer included, to integrated)`
+  )
+  console.log(
+    `(recording: last unit committed after ${Math.max(...runs.map((r) => r.staged)) - appendUnitsEnd} ms, last entry integrated after ${Math.max(...runs.map((r) => r.t4)) - appendUnitsEnd} ms)`
   )
 })
 
 const program = Effect.gen(function* () {
   const ledger = yield* Ledger
   console.log(`Postgres ledger benchmark (${new Date().toISOString()}, Node ${process.version})`)
+  if (unitsOnly) {
+    yield* manyProcesses
+    return
+  }
   yield* measure("append, 1 fiber", 2_000, 1, (i) => ledger.append(entry(i)))
   yield* measure("append, 10 fibers (one lock)", 3_000, 10, (i) => ledger.append(entry(i)))
   yield* measure("appendBatch of 100 (per batch)", 150, 1, (b) =>
@@ -207,11 +282,14 @@ const childMain = Effect.scoped(
     const context = yield* Layer.build(
       Ledger.layer().pipe(Layer.provide(Anchor.layerNone), Layer.provide(Layer.succeedContext(backend)))
     )
-    yield* childProgram.pipe(Effect.provideService(Ledger, Context.get(context, Ledger)))
+    yield* childProgram.pipe(
+      Effect.provideService(Ledger, Context.get(context, Ledger)),
+      Effect.provideService(UnitOfWork, Context.get(backend, UnitOfWork))
+    )
   })
 )
 
-Effect.runPromise(child === undefined ? main : childMain).catch((error) => {
+Effect.runPromise<void, unknown>(child === undefined ? main : childMain).catch((error) => {
   console.error(error)
   process.exitCode = 1
 })

@@ -50,6 +50,7 @@ import * as Checkpoints from "./internal/ledgerCheckpoint.ts"
 import { isIndex } from "./internal/ledgerChecks.ts"
 import { prepare, prepareAll, prepareValid } from "./internal/ledgerInput.ts"
 import * as KeyLoading from "./internal/ledgerKeyLoading.ts"
+import * as Sequencer from "./internal/ledgerSequencer.ts"
 import * as LedgerTree from "./internal/ledgerTree.ts"
 import { verifyRange } from "./internal/ledgerVerify.ts"
 import * as VerifyEntry from "./internal/ledgerVerifyEntry.ts"
@@ -315,6 +316,15 @@ export class Ledger extends Context.Service<
     readonly appendBatch: (
       entries: ReadonlyArray<EntryInput>
     ) => Effect.Effect<ReadonlyArray<AppendReceipt>, InvalidInput | LedgerStoreError>
+    /**
+     * Records entries, in order, without waiting for their place in the log: what the runtime uses inside its units
+     * of work. On a store with pending entries (`LedgerStore.pending`: Postgres) they are staged in the caller's
+     * transaction, without the append lock, and the sequencer integrates them after it commits; on other stores
+     * they are appended as `appendBatch` does. Either way every read sees them once their unit has committed.
+     */
+    readonly record: (entries: ReadonlyArray<EntryInput>) => Effect.Effect<void, InvalidInput | LedgerStoreError>
+    /** Integrates every recorded entry committed before the call (reads do this first; nothing to do otherwise). */
+    readonly sync: Effect.Effect<void, LedgerStoreError>
     /** The number of entries. */
     readonly size: Effect.Effect<number, LedgerStoreError>
     /** The Merkle root (hex) over the first `size` entries (default: all). */
@@ -464,6 +474,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     triggers
   })
   const appendPrepared = Append.make({ store, tree, appended: anchoring.appended })
+  const sequencer = yield* Sequencer.make(store.pending, appendPrepared)
 
   const get = (entryHash: string) =>
     Effect.flatMap(store.findByHash(entryHash), (found) =>
@@ -492,7 +503,7 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     )
   })
 
-  return Ledger.of({
+  const ledger = Ledger.of({
     publicKey: keys.publicKey,
     keyId: keys.keyId,
     publicKeys: keys.trusted,
@@ -509,6 +520,8 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
       const prepared = yield* prepareAll(entries)
       return prepared.length === 0 ? [] : yield* appendPrepared(prepared)
     }),
+    record: (entries) => Effect.flatMap(prepareAll(entries), sequencer.record),
+    sync: sequencer.sync,
     size: Effect.map(store.head, (head) => head.size),
     root: Effect.fn("Ledger.root")(function* (size?: number) {
       const current = (yield* store.head).size
@@ -554,4 +567,5 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     verify: (entryHash) => verify(entryHash).pipe(Effect.withSpan("Ledger.verify")),
     verifyAll
   })
+  return store.pending === undefined ? ledger : Sequencer.withSync(ledger, sequencer.sync)
 })

@@ -18,6 +18,8 @@
  * - `head` is the stored head record (size and last entry hash) that appends continue from, kept apart from the
  *   entries and moved by `write` with them: `verifyAll` checks one against the other, so an entry deleted from
  *   the end shows up (the head still counts it) instead of leaving a shorter ledger that looks whole.
+ * - `pending` (optional) stages entries without a position and lets one sequencer at a time integrate them
+ *   (`LedgerPending`); the ledger then runs its sequencer over the store and syncs before every read.
  * - Reads return what was written, field for field (absent optional fields stay absent): the ledger re-hashes
  *   them, so any difference shows up as tampering. Reads may return tampered rows; they must not repair them.
  *
@@ -85,6 +87,57 @@ export interface EncodedEntries {
   readonly payloadHashAt: ReadonlyArray<number>
   /** Each entry's `taskId`, `undefined` when it has none. */
   readonly taskIds: ReadonlyArray<string | undefined>
+}
+
+/**
+ * An entry staged for the sequencer (`LedgerPending`): what a unit of work knows of it before it has a place in
+ * the log. `principal` and `payload` are canonical JSON text (`payloadHash` is the SHA-256 of `payload`'s);
+ * `payload` is kept even when `storePayload` is false, until the entry is integrated with its hash only.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface PendingEntry {
+  readonly kind: string
+  readonly taskId?: string | undefined
+  readonly stepId?: string | undefined
+  readonly principal?: string | undefined
+  readonly payload: string
+  readonly payloadHash: string
+  readonly storePayload: boolean
+}
+
+/**
+ * The pending-entries capability of a store (optional; see `LedgerStore.pending`): units of work stage entries
+ * without a position, and one sequencer at a time integrates them in staging order. The ledger computes every
+ * hash and node (`Ledger.record`, `Ledger.sync` and the sequencer loop); the store keeps the staged rows and
+ * elects the sequencer.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface LedgerPending {
+  /**
+   * Stores entries for the sequencer, in order, in the caller's transaction (joining an enclosing unit of work, so
+   * they commit or roll back with it): no head read, no lock. Entries staged by one call, and by calls committed
+   * one after the other, are integrated in that order.
+   */
+  readonly stage: (entries: ReadonlyArray<PendingEntry>) => Effect.Effect<void, LedgerStoreError>
+  /** Completes once entries staged in this process have committed since the previous call (a wake-up). */
+  readonly staged: Effect.Effect<void>
+  /**
+   * The sequencer's turn. In one transaction, unless another sequencer holds the turn (`Option.none()`; with
+   * `wait`, waits for it instead): takes up to `limit` of the oldest committed pending entries, in staging order,
+   * and runs `integrate` on them, which appends them (`withAppendLock`, `write`) in that same transaction; the
+   * entries stop being pending when it commits. A failure rolls everything back: the entries stay pending.
+   */
+  readonly integrate: <A, E, R>(
+    limit: number,
+    wait: boolean,
+    integrate: (entries: ReadonlyArray<PendingEntry>) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<Option.Option<A>, E | LedgerStoreError, R>
+  /** The staging marks of the oldest and newest committed pending entries (`Option.none()` when none). */
+  readonly backlog: Effect.Effect<Option.Option<{ readonly oldest: number; readonly newest: number }>, LedgerStoreError>
 }
 
 /**
@@ -463,6 +516,12 @@ export class LedgerStore extends Context.Service<
     readonly lastOfTasks?: (
       taskIds: ReadonlyArray<string>
     ) => Effect.Effect<ReadonlyArray<Option.Option<EntryHash>>, LedgerStoreError>
+    /**
+     * Pending entries (optional): a store that has them lets `Ledger.record` stage entries in a unit of work
+     * instead of appending them under the append lock; the ledger's sequencer integrates them. Without it,
+     * `record` appends.
+     */
+    readonly pending?: LedgerPending | undefined
     /** Stores a checkpoint unless one of the same size exists; returns the stored record either way. */
     readonly putCheckpoint: (checkpoint: Checkpoint) => Effect.Effect<CheckpointRecord, LedgerStoreError>
     /** Every stored checkpoint, by ascending size. */

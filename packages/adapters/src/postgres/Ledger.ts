@@ -17,6 +17,12 @@
  *   instead of all but one losing the race. The chain and the tree never fork:
  *   every write is checked against the committed head under the one lock, and the primary keys refuse to
  *   overwrite.
+ * - Pending entries (`LedgerStore.pending`, migration 0011): `Ledger.record` inserts a unit's entries into
+ *   `ledger_pending` in the unit's transaction, one statement, without the head lock; core's sequencer integrates
+ *   them. Its turn is a transaction-scoped advisory lock (`pg_try_advisory_xact_lock`): one sequencer at a time,
+ *   and when its session dies its transaction and turn end with it, so the next process's round takes over. A
+ *   turn deletes the oldest committed pending rows (staging order) and appends them in the same transaction,
+ *   so each entry is integrated exactly once: a crash before COMMIT leaves the rows pending.
  * - Triggers make entries, nodes and checkpoints append-only in the database itself.
  * - `head` is the `ledger_head` row (inside `withAppendLock`, the head the appender runs on), apart from the
  *   entries: the ledger checks one against the other.
@@ -39,12 +45,14 @@ import {
   type LedgerEntry,
   type LedgerHead,
   type LedgerOptions,
+  type LedgerPending,
   LedgerStore,
   LedgerStoreError,
-  type Merkle
+  type Merkle,
+  type PendingEntry
 } from "@mandate/core"
 import { LedgerTamper } from "@mandate/core/testing"
-import { type Cause, Context, Effect, Layer, Option, Schema, Semaphore } from "effect"
+import { type Cause, Context, Effect, Latch, Layer, Option, Schema, Semaphore } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { takeFresh } from "./internal/freshTasks.ts"
 import { findRollback, findSqlError, Rollback } from "./internal/transaction.ts"
@@ -82,6 +90,26 @@ const decodeCheckpointRows = Schema.decodeUnknownEffect(Schema.Array(CheckpointR
 
 const NodeRow = Schema.Struct({ ord: Schema.Int, hash: Schema.NullOr(Schema.String) })
 const decodeNodeRows = Schema.decodeUnknownEffect(Schema.Array(NodeRow))
+
+const PendingRow = Schema.Struct({
+  batch: Schema.BigInt,
+  ord: Schema.Int,
+  kind: Schema.String,
+  task_id: Schema.NullOr(Schema.String),
+  step_id: Schema.NullOr(Schema.String),
+  principal: Schema.NullOr(Schema.String),
+  payload: Schema.String,
+  payload_hash: Schema.String,
+  store_payload: Schema.Boolean
+})
+const decodePendingRows = Schema.decodeUnknownEffect(Schema.Array(PendingRow))
+
+const BacklogRow = Schema.Struct({ oldest: Schema.NullOr(Schema.BigInt), newest: Schema.NullOr(Schema.BigInt) })
+const decodeBacklogRows = Schema.decodeUnknownEffect(Schema.Array(BacklogRow))
+
+// The sequencer's turn: a transaction-scoped advisory lock ("MNSQ", hashtext(schema)), released when the
+// holder's transaction ends, also when its session dies, so another process takes over at its next round
+const sequencerLockClass = 0x4d4e5351
 
 const HeadRow = Schema.Struct({ size: Schema.BigInt, last_hash: Schema.NullOr(Schema.String) })
 const decodeHeadRows = Schema.decodeUnknownEffect(Schema.Array(HeadRow))
@@ -476,6 +504,143 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
       return readLastOfTask(taskId)
     })
 
+  // Several tasks' last entries in one query (the sequencer's batches name many tasks); remembered ones and
+  // tasks this process just created are guessed as `lastOfTask` does
+  const lastOfTasks = (taskIds: ReadonlyArray<string>) =>
+    Effect.gen(function* () {
+      const mode = yield* Effect.serviceOption(AppendMode)
+      const out: Array<Option.Option<LedgerEntry["entryHash"]>> = new Array(taskIds.length)
+      const unknown: Array<number> = []
+      for (let i = 0; i < taskIds.length; i++) {
+        const taskId = taskIds[i]!
+        if (Option.isSome(mode) && mode.value.guess) {
+          const remembered = taskLast.get(taskId)
+          if (remembered !== undefined) {
+            mode.value.guessed = true
+            out[i] = Option.some(remembered)
+            continue
+          }
+          if (takeFresh(sql, taskId)) {
+            mode.value.guessed = true
+            out[i] = Option.none()
+            continue
+          }
+        }
+        unknown.push(i)
+      }
+      if (unknown.length === 1) out[unknown[0]!] = yield* readLastOfTask(taskIds[unknown[0]!]!)
+      else if (unknown.length > 1) {
+        const rows = yield* sql<{ readonly ord: number; readonly entry_hash: string | null }>`
+            SELECT t.ord::int AS ord, (SELECT e.entry_hash FROM ${entriesTable} e WHERE e.task_id = t.task_id
+                                       ORDER BY e.pos DESC LIMIT 1) AS entry_hash
+            FROM json_array_elements_text(${JSON.stringify(unknown.map((i) => taskIds[i]))}::json)
+              WITH ORDINALITY AS t(task_id, ord)`.pipe(Effect.mapError(storeError("lastOfTasks")))
+        for (const i of unknown) out[i] = Option.none()
+        for (const row of rows) {
+          const i = unknown[Number(row.ord) - 1]!
+          out[i] = Option.fromNullishOr(row.entry_hash as LedgerEntry["entryHash"] | null)
+        }
+      }
+      return out
+    })
+
+  // ---- pending entries and the sequencer's turn (migration 0011) --------------------------------------------
+
+  const pendingTable = sql(`${schema}.ledger_pending`)
+  const pendingSequence = `${schema}.ledger_pending_batch`
+  const stagedHere = Latch.makeUnsafe(false)
+  const wakeSequencer = Effect.sync(() => void stagedHere.openUnsafe())
+
+  // One statement, in the caller's transaction: no head read, no lock. The batch number is taken once per call
+  const stage = (entries: ReadonlyArray<PendingEntry>) => {
+    if (entries.length === 0) return Effect.void
+    const rows = entries.map((e, ord) => ({
+      ord,
+      kind: e.kind,
+      task_id: e.taskId ?? null,
+      step_id: e.stepId ?? null,
+      principal: e.principal ?? null,
+      payload: e.payload,
+      payload_hash: e.payloadHash,
+      store_payload: e.storePayload
+    }))
+    return sql`INSERT INTO ${pendingTable}
+          (batch, ord, kind, task_id, step_id, principal, payload, payload_hash, store_payload)
+        SELECT b.batch, r.ord, r.kind, r.task_id, r.step_id, r.principal, r.payload, r.payload_hash, r.store_payload
+        FROM (SELECT nextval(${pendingSequence}::regclass) AS batch) b,
+          json_to_recordset(${JSON.stringify(rows)}::json) AS r(ord int, kind text, task_id text, step_id text,
+            principal text, payload text, payload_hash text, store_payload boolean)`.pipe(
+      Effect.andThen(sql.afterCommit(wakeSequencer)),
+      Effect.mapError(storeError("stage")),
+      Effect.withSpan("LedgerStore.stage")
+    )
+  }
+
+  const toPending = (row: typeof PendingRow.Type): PendingEntry => {
+    const entry: { -readonly [K in keyof PendingEntry]: PendingEntry[K] } = {
+      kind: row.kind,
+      payload: row.payload,
+      payloadHash: row.payload_hash,
+      storePayload: row.store_payload
+    }
+    if (row.task_id !== null) entry.taskId = row.task_id
+    if (row.step_id !== null) entry.stepId = row.step_id
+    if (row.principal !== null) entry.principal = row.principal
+    return entry
+  }
+
+  // The turn, then the oldest committed rows, deleted as they are taken: if the integration fails, the
+  // transaction's rollback puts them back
+  const integrate = <A, E, R>(
+    limit: number,
+    wait: boolean,
+    run: (entries: ReadonlyArray<PendingEntry>) => Effect.Effect<A, E, R>
+  ) =>
+    withTransaction(
+      Effect.gen(function* () {
+        const lockKey = sql`${sequencerLockClass}::int, hashtext(${schema})`
+        if (wait) {
+          yield* sql`SELECT pg_advisory_xact_lock(${lockKey})`.pipe(Effect.mapError(storeError("integrate")))
+        } else {
+          const [turn] = yield* sql<{
+            readonly ok: boolean
+          }>`SELECT pg_try_advisory_xact_lock(${lockKey}) AS ok`.pipe(Effect.mapError(storeError("integrate")))
+          if (turn?.ok !== true) return Option.none<A>()
+        }
+        const rows = yield* query(
+          "integrate",
+          sql`DELETE FROM ${pendingTable} WHERE (batch, ord) IN (
+                SELECT batch, ord FROM ${pendingTable} ORDER BY batch, ord LIMIT ${limit})
+              RETURNING batch, ord, kind, task_id, step_id, principal, payload, payload_hash, store_payload`,
+          decodePendingRows
+        )
+        const sorted = rows.slice().sort((a, b) => (a.batch === b.batch ? a.ord - b.ord : a.batch < b.batch ? -1 : 1))
+        return Option.some(yield* run(sorted.map(toPending)))
+      })
+    ).pipe(Effect.withSpan("LedgerStore.integrate"))
+
+  const backlog = query(
+    "backlog",
+    sql`SELECT min(batch) AS oldest, max(batch) AS newest FROM ${pendingTable}`,
+    decodeBacklogRows
+  ).pipe(
+    Effect.map(([row]) =>
+      row === undefined || row.oldest === null || row.newest === null
+        ? Option.none()
+        : Option.some({ oldest: Number(row.oldest), newest: Number(row.newest) })
+    )
+  )
+
+  const pending: LedgerPending = {
+    stage,
+    staged: Effect.andThen(
+      stagedHere.await,
+      Effect.sync(() => void stagedHere.closeUnsafe())
+    ),
+    integrate,
+    backlog
+  }
+
   const checkpointColumns = sql.literal(`c.size, c.root, c."timestamp", c.signature, c.key_id, a.receipt`)
   const checkpointFrom = sql`${checkpointsTable} c LEFT JOIN ${anchorsTable} a ON a.size = c.size`
 
@@ -532,6 +697,8 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
     findByHash,
     findByTask,
     lastOfTask,
+    lastOfTasks,
+    pending,
     putCheckpoint,
     checkpoints,
     latestCheckpoint,

@@ -182,7 +182,7 @@ export const make = (options: {
         record: (kind: string, payload: Schema.Json) =>
           ensureStarted.pipe(
             Effect.andThen(
-              ledger.append({ kind, taskId: record.task.id, stepId: planned.id, payload, storePayload: true })
+              ledger.record([{ kind, taskId: record.task.id, stepId: planned.id, payload, storePayload: true }])
             ),
             Effect.asVoid,
             Effect.mapError((e) =>

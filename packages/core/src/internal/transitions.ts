@@ -169,7 +169,7 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
       yield* store.save(record, expected)
       if (entries.length > 0) {
         yield* ledger
-          .appendBatch(entries)
+          .record(entries)
           .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
       }
       for (const c of cancels) {

@@ -382,6 +382,55 @@ export const suite = (
       )
     })
 
+    describe("recorded entries (Ledger.record)", () => {
+      it.effect(
+        "entries recorded in units are read back once each, in order, chained; a failed unit records none",
+        () =>
+          Effect.gen(function* () {
+            const ledger = yield* Ledger
+            const uow = yield* UnitOfWork
+            const tasks = [newTask(), newTask(), newTask()]
+            // Each task's units run one after the other (as the runtime's do), the tasks' units concurrently
+            yield* Effect.forEach(
+              tasks,
+              (task) =>
+                Effect.forEach([0, 3, 6], (i) => uow.run(ledger.record([0, 1, 2].map((k) => entryFor(task, i + k)))), {
+                  discard: true
+                }),
+              { concurrency: "unbounded", discard: true }
+            )
+            const failed = yield* Effect.exit(
+              uow.run(Effect.andThen(ledger.record([entryFor(tasks[0]!, 99)]), Effect.fail("no")))
+            )
+            assert.isTrue(failed._tag === "Failure")
+            // Outside a unit too, and nothing for an empty list
+            yield* ledger.record([entryFor(tasks[1]!, 9)])
+            yield* ledger.record([])
+            // Refused like appendBatch: by JSON path, nothing recorded
+            const refused = yield* Effect.flip(
+              ledger.record([entryFor(tasks[2]!, 9), { kind: "", payload: 1 } as never])
+            )
+            assert.strictEqual(refused._tag, "InvalidInput")
+            for (const [t, task] of tasks.entries()) {
+              const entries = yield* ledger.byTask(task)
+              assert.deepStrictEqual(
+                entries.map((e) => (e.payload as { i: number }).i),
+                t === 1 ? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] : [0, 1, 2, 3, 4, 5, 6, 7, 8]
+              )
+              entries.forEach((e, i) => {
+                assert.strictEqual(e.taskPrevHash, i === 0 ? genesisHash : entries[i - 1]!.entryHash, `${task} ${i}`)
+                assert.strictEqual(entryHashOf(e), e.entryHash)
+              })
+              // Each is integrated once, with its own place in the log and a proof
+              const proof = yield* ledger.inclusionProof(entries[0]!.entryHash)
+              assert.strictEqual(proof.leafIndex, entries[0]!.seq)
+            }
+            const report = yield* ledger.verifyAll()
+            assert.isTrue(report.valid, JSON.stringify(report.mismatch))
+          })
+      )
+    })
+
     describe("Merkle tree, proofs and checkpoints", () => {
       it.effect("root(size) of every past size is the RFC 9162 tree head over the stored entries", () =>
         Effect.gen(function* () {

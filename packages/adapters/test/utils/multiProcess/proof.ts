@@ -262,6 +262,13 @@ export const multiProcessProof = (backend: MultiProcessBackend): void =>
             assert.isAtLeast(kinds.filter((k) => k === "step.started").length, STEPS.length, task.id)
           }
 
+          // Every transition's entries are in the ledger once, whoever integrated them (each names its task, step,
+          // attempt or decision, so two equal ones would be one entry integrated twice). Handlers' own entries
+          // (`ctx.record`) may repeat: a step the killed worker ran is run again
+          const transitions = entries.filter((e) => /^(task|plan|policy|step|approval)\./.test(e.kind))
+          const distinct = new Set(transitions.map((e) => `${e.kind} ${e.taskId} ${e.stepId} ${e.payloadHash}`))
+          assert.strictEqual(distinct.size, transitions.length, "a transition's entry is in the ledger twice")
+
           // Sequence numbers have no gaps, and the whole ledger, written by four processes, verifies
           assert.deepStrictEqual(
             entries.map((e) => e.seq),
