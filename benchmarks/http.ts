@@ -5,7 +5,9 @@
  * policy_check → onchain_action on the in-process chain). The server runs in its own process (`npm start`'s
  * entry point), the load generator in this one; each route's line also gives the server process's CPU per
  * request (user + system, from /proc, Linux only), which a shared machine's load does not change the way it
- * changes req/s. BENCH_PORT picks the server's port (default: a free one).
+ * changes req/s. BENCH_PORT picks the server's port (default: a free one). BENCH_PROBE=1 preloads `http-probe.ts`
+ * into the server, which prints its event-loop delay and GC pauses per route; BENCH_SERVER_ARGS adds Node flags
+ * to the server (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`); BENCH_BUILT=1 runs the built server (`npm run build`).
  *
  *   npm run bench:http
  */
@@ -43,7 +45,16 @@ const base = `http://127.0.0.1:${port}`
 const root = NodePath.resolve(import.meta.dirname, "..")
 const server = ChildProcess.spawn(
   process.execPath,
-  ["--conditions=mandate-source", "--import", "tsx", "packages/server/src/main.ts"],
+  [
+    ...(process.env.BENCH_SERVER_ARGS ?? "").split(" ").filter((a) => a.length > 0),
+    "--import",
+    "tsx",
+    ...(process.env.BENCH_PROBE === "1" ? ["--import", "./benchmarks/http-probe.ts"] : []),
+    // BENCH_BUILT=1: the built server (`npm run build` first), as production runs it and with readable profiles
+    ...(process.env.BENCH_BUILT === "1"
+      ? ["packages/server/dist/main.js"]
+      : ["--conditions=mandate-source", "packages/server/src/main.ts"])
+  ],
   {
     cwd: root,
     env: {
@@ -93,6 +104,7 @@ const serverCpuMs = (): number | undefined => {
 
 const load = (title: string, options: Partial<autocannon.Options>) => {
   const cpuBefore = serverCpuMs()
+  if (process.env.BENCH_PROBE === "1") server.kill("SIGHUP")
   return new Promise<autocannon.Result>((resolve, reject) => {
     autocannon({ url: base, connections: CONNECTIONS, duration: SECONDS, headers, ...options }, (error, result) =>
       error ? reject(error) : resolve(result)
@@ -107,6 +119,8 @@ const load = (title: string, options: Partial<autocannon.Options>) => {
     console.log(
       `${title.padEnd(24)} ${result.requests.average.toFixed(0).padStart(7)} req/s  p50 ${String(result.latency.p50).padStart(4)} ms  p99 ${String(result.latency.p99).padStart(4)} ms${cpu}  (${ok} ok, ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts)`
     )
+    // The probe's line for this phase (printed by the server on its stderr), then it counts afresh
+    if (process.env.BENCH_PROBE === "1") server.kill("SIGUSR2")
     return result
   })
 }

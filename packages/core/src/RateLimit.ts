@@ -159,15 +159,27 @@ const toMillis = (duration: Duration.Duration): number => Math.max(0, Math.ceil(
  */
 export const makeRateLimit: Effect.Effect<RateLimit["Service"], never, RateLimiter.RateLimiterStore> = Effect.map(
   RateLimiter.make,
-  (limiter) =>
-    RateLimit.of({
+  (limiter) => {
+    // The store key of each subject seen lately: the same few subjects ask again and again, and hashing each
+    // time cost more than the count. Keyed by the exact subject; bounded, the oldest goes first.
+    const hashed = new Map<string, string>()
+    const subjectKey = (subject: string): string => {
+      let key = hashed.get(subject)
+      if (key === undefined) {
+        if (hashed.size >= subjectKeyCacheSize) hashed.delete(hashed.keys().next().value!)
+        key = sha256Hex(subject)
+        hashed.set(subject, key)
+      }
+      return key
+    }
+    return RateLimit.of({
       consume: (request) => {
         const invalid = validate(request)
         if (invalid !== undefined) return Effect.fail(invalid)
         const bucket = request.bucket ?? "api"
         return limiter
           .consume({
-            key: `${bucket}:${sha256Hex(request.subject)}`,
+            key: `${bucket}:${subjectKey(request.subject)}`,
             limit: request.limit,
             window: request.window,
             algorithm: request.algorithm ?? "token-bucket",
@@ -194,4 +206,7 @@ export const makeRateLimit: Effect.Effect<RateLimit["Service"], never, RateLimit
           )
       }
     })
+  }
 )
+
+const subjectKeyCacheSize = 10_000

@@ -83,6 +83,41 @@ describe("JWT", () => {
     }).pipe(Effect.provide(Authenticator.layer({ jwtSecret: Redacted.make(secret) })))
   )
 
+  it.effect(
+    "a verified token is remembered only until its exp: the second before it passes, at exp it is refused",
+    () =>
+      Effect.gen(function* () {
+        const token = yield* hs256({ sub: "erin", roles: ["auditor"] }, { exp: 60 })
+        assert.strictEqual((yield* authenticate(token)).id, "erin")
+        yield* TestClock.adjust("59999 millis")
+        assert.strictEqual((yield* authenticate(token)).id, "erin")
+        yield* TestClock.adjust("1 millis")
+        assert.match((yield* Effect.flip(authenticate(token))).message, /expired/)
+        // and stays refused (the entry is gone, not revived)
+        yield* TestClock.adjust("1 minute")
+        assert.match((yield* Effect.flip(authenticate(token))).message, /expired/)
+      }).pipe(Effect.provide(Authenticator.layer({ jwtSecret: Redacted.make(secret) })))
+  )
+
+  it.effect("a remembered token lends nothing to another: one altered byte, or another principal's token", () =>
+    Effect.gen(function* () {
+      const erin = yield* hs256({ sub: "erin", roles: ["auditor"] }, { exp: 600 })
+      const frank = yield* hs256({ sub: "frank", roles: ["submitter"] }, { exp: 600 })
+      assert.strictEqual((yield* authenticate(erin)).id, "erin")
+      // The same header and claims with one signature character changed
+      const at = erin.length - 10
+      const altered = `${erin.slice(0, at)}${erin[at] === "A" ? "B" : "A"}${erin.slice(at + 1)}`
+      assert.match((yield* Effect.flip(authenticate(altered))).message, /does not verify/)
+      // Claims swapped onto the cached token's signature
+      const [, body] = frank.split(".")
+      const [head, , signature] = erin.split(".")
+      assert.match((yield* Effect.flip(authenticate(`${head}.${body}.${signature}`))).message, /does not verify/)
+      const principal = yield* authenticate(frank)
+      assert.deepStrictEqual([principal.id, principal.roles], ["frank", ["submitter"]])
+      assert.strictEqual((yield* authenticate(erin)).id, "erin")
+    }).pipe(Effect.provide(Authenticator.layer({ jwtSecret: Redacted.make(secret) })))
+  )
+
   it.effect("refuses a wrong key, a missing sub, unknown roles, and a mismatched issuer or audience", () =>
     Effect.gen(function* () {
       const forged = yield* hs256({ sub: "erin", roles: ["admin"] }, { key: "another-secret-of-at-least-32-chars!!" })

@@ -8,7 +8,8 @@ import { Clock, Context, Duration, Effect, Layer, Stream } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { Api } from "../api/Api.ts"
 import { CurrentPrincipal } from "../api/Auth.ts"
-import type { TaskStarted } from "../api/Tasks.ts"
+import { TaskDetailWire, TaskStatusWire } from "../api/Models.ts"
+import { TaskStarted } from "../api/Tasks.ts"
 import { mapErrors } from "./Errors.ts"
 import * as Models from "./Models.ts"
 
@@ -58,6 +59,11 @@ export const started = (task: Task.Task): Models.Wire<typeof TaskStarted> => ({
   plan_id: task.planId ?? ""
 })
 
+// The routes polled most answer what the server built, as it is (`Models.respond`)
+const respondStarted = Models.respond(TaskStarted)
+const respondDetail = Models.respond(TaskDetailWire)
+const respondStatus = Models.respond(TaskStatusWire)
+
 /**
  * @category handlers
  * @since 0.1.0
@@ -81,18 +87,23 @@ export const TasksHandlers = HttpApiBuilder.group(Api, "tasks", (handlers) =>
             },
             principal
           )
-        ).pipe(Effect.map(started), mapErrors(requestNames))
+        ).pipe(
+          Effect.map((task) => respondStarted(started(task))),
+          mapErrors(requestNames)
+        )
       )
       .handle("get", ({ params }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => runtime.get(params.id, principal)).pipe(
-          Effect.map(Models.taskDetail),
+          Effect.map((view) => respondDetail(Models.taskDetail(view))),
           mapErrors()
         )
       )
       .handle("status", ({ params }) =>
         Effect.flatMap(CurrentPrincipal, (principal) => runtime.get(params.id, principal)).pipe(
           // A queued remote step whose pool has no live agent says so
-          Effect.flatMap((view) => Effect.map(remote.stalled(view), (stalled) => Models.taskStatus(view, stalled))),
+          Effect.flatMap((view) =>
+            Effect.map(remote.stalled(view), (stalled) => respondStatus(Models.taskStatus(view, stalled)))
+          ),
           mapErrors()
         )
       )

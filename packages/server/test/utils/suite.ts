@@ -4,8 +4,10 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { verifyEntryProof } from "@mandate/core"
-import { Effect, type Layer } from "effect"
+import { Effect, type Layer, Schema } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
+import { TaskDetailWire, TaskStatusWire } from "../../src/api/Models.ts"
+import { TaskStarted } from "../../src/api/Tasks.ts"
 import type * as Stores from "../../src/Stores.ts"
 import * as TestServer from "./TestServer.ts"
 
@@ -119,6 +121,29 @@ export const suite = <E>(name: string, services: Layer.Layer<Stores.Services | S
         })
         assert.strictEqual(consistency.status, 200, consistency.text)
         assert.strictEqual(consistency.body.new_size, first.body.size)
+      })
+    )
+
+    // Start, read and status answer the wire value the server built, serialised as is (`Models.respond`): it must
+    // be exactly what HttpApi's encoder would have made of it, at every stage of a task
+    it.effect("start, detail and status answer what their schemas encode, before and after approval", () =>
+      Effect.gen(function* () {
+        const same = <S extends Schema.Codec<unknown, unknown>>(schema: S, reply: TestServer.Reply) => {
+          assert.strictEqual(reply.status, 200, reply.text)
+          assert.match(reply.headers["content-type"] ?? "", /^application\/json/)
+          const encoded = Schema.encodeUnknownSync(schema)(Schema.decodeUnknownSync(schema)(reply.body))
+          assert.deepStrictEqual(reply.body, JSON.parse(JSON.stringify(encoded)))
+        }
+        const started = yield* call("POST", "/task/start", { token: tokens.alice, body: transfer(400) })
+        same(TaskStarted, started)
+        const taskId: string = started.body.task_id
+        same(TaskDetailWire, yield* call("GET", `/task/${taskId}`, { token: tokens.alice }))
+        same(TaskStatusWire, yield* call("GET", `/task/${taskId}/status`, { token: tokens.carol }))
+        yield* waitForStatus(taskId, (s) => s === "waiting_approval")
+        yield* call("POST", `/task/${taskId}/approve`, { token: tokens.bob, body: { approved: true } })
+        yield* waitForStatus(taskId, (s) => s === "completed")
+        same(TaskDetailWire, yield* call("GET", `/task/${taskId}`, { token: tokens.carol }))
+        same(TaskStatusWire, yield* call("GET", `/task/${taskId}/status`, { token: tokens.alice }))
       })
     )
 
