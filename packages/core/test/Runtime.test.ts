@@ -890,6 +890,62 @@ describe("Runtime: durability and scale", () => {
       }).pipe(Effect.scoped)
   )
 
+  it.live("a lost attempt is recorded as soon as its step is taken over, before the handler runs", () =>
+    Effect.gen(function* () {
+      // What the ledger shows of the step while the survivor's handler runs: recorded then, a second lost lease
+      // before the survivor settles could not erase whose the first one was (the job keeps the last holder only)
+      const seen: Array<Array<string>> = []
+      let ledger: Ledger["Service"] | undefined
+      const observer = handler({
+        type: "observer",
+        params: Note,
+        result: Schema.Struct({}),
+        run: (_params, ctx) =>
+          ledger!.byTask(ctx.task.id).pipe(
+            Effect.map((entries) => {
+              seen.push(
+                entries
+                  .filter((e) => e.kind.startsWith("step."))
+                  .map((e) => `${e.kind}:${(e.payload as { worker?: string }).worker}`)
+              )
+              return {}
+            }),
+            Effect.mapError((e) => StepError.transient(e.message))
+          )
+      })
+      const stores = yield* Layer.build(
+        memory({
+          runtime: { workers: false },
+          handlers: [observer],
+          templates: [single("observed_task", "observer")],
+          policy: policyWith({ id: "observer", effect: "allow", match: { action: "observer" } })
+        })
+      )
+      ledger = stores.mapUnsafe.get(Ledger.key) as Ledger["Service"]
+      const runtime = stores.mapUnsafe.get(Runtime.key) as Runtime["Service"]
+      const queue = stores.mapUnsafe.get(Queue.key) as Queue["Service"]
+      const task = yield* runtime.start({ kind: "observed_task", params: {} }, alice)
+      const victim = AgentId.make("victim.worker")
+      const [claimed] = yield* queue.claim({ workerId: victim, queues: ["mandate.steps"], max: 1, leaseMs: 1_000 })
+      assert.isDefined(claimed)
+      yield* Effect.sleep("1100 millis")
+      const workers = yield* Layer.build(
+        Runtime.layer({ ...fastRuntime, workerId: "survivor.worker", reconcileOnStart: false }).pipe(
+          Layer.provide(Layer.succeedContext(stores))
+        )
+      )
+      const survivor = workers.mapUnsafe.get(Runtime.key) as Runtime["Service"]
+      let view = yield* survivor.get(task.id)
+      while (view.task.state !== "completed") {
+        yield* Effect.sleep("5 millis")
+        view = yield* survivor.get(task.id)
+      }
+      assert.deepStrictEqual(seen, [
+        ["step.started:victim.worker", "step.failed:victim.worker", "step.started:survivor.worker"]
+      ])
+    }).pipe(Effect.scoped)
+  )
+
   it.live("each step.started entry names the worker that ran the attempt (the runtime's workerId)", () =>
     Effect.gen(function* () {
       const runtime = yield* Runtime

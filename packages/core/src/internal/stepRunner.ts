@@ -143,7 +143,8 @@ export const make = (options: {
   /**
    * Runs a step job's attempt. Its start is recorded with its outcome, in the settle unit (`Flow.attemptSettled`),
    * so a step is one unit of work, not two; it is recorded at once, in a unit of its own, only when the step shows
-   * another attempt running (a takeover) or when the handler records entries of its own (they follow the start).
+   * another attempt running (a takeover), when the queue counted attempts the task never heard of (lost ones), or
+   * when the handler records entries of its own (they follow the start).
    */
   const runStep = (job: Job, worker: string) =>
     Effect.gen(function* () {
@@ -153,8 +154,13 @@ export const make = (options: {
       let record = known !== undefined && isCurrent(known, ref) ? known : yield* transitions.mustGet(ref.taskId)
       if (!isCurrent(record, ref)) return { stale: true }
       let started = false
-      if (record.steps.find((s) => s.id === ref.stepId)!.state === "running") {
-        const after = yield* startNow(ref, job, worker, true)
+      const step = record.steps.find((s) => s.id === ref.stepId)!
+      // Shown running (a takeover), or with attempts the queue counted that the task never heard of (workers that
+      // died or lost their lease): recorded now, while the job's lastError still names the last lost lease's
+      // holder. Left to the settle unit, a second expiry in between would overwrite whose the first one was.
+      const lost = job.attempts > step.attempts + 1
+      if (step.state === "running" || lost) {
+        const after = yield* startNow(ref, job, worker, !lost)
         if (after === undefined) return { stale: true }
         record = after
         started = true
