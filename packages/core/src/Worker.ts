@@ -146,11 +146,26 @@ export interface RunOptions<E, R, RS> {
   readonly labels?: { readonly [key: string]: string } | undefined
   /**
    * Runs after each complete/fail, with the stored job, in the same unit of work; `workerId` is the lease holder
-   * that recorded the outcome.
+   * that recorded the outcome. A job it enqueued in that unit with `Queue.enqueueClaimed` for this worker
+   * (`workerId`, `leaseMs`) and passes to `runNext` is run next by the same slot once the unit has committed,
+   * without a claim (dropped if the unit fails).
    */
   readonly settle?:
-    | ((job: Job, outcome: Outcome, context: { readonly workerId: AgentId }) => Effect.Effect<void, unknown, RS>)
+    | ((job: Job, outcome: Outcome, context: SettleContext) => Effect.Effect<void, unknown, RS>)
     | undefined
+}
+
+/**
+ * What `settle` gets besides the job and its outcome.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface SettleContext {
+  readonly workerId: AgentId
+  readonly leaseMs: number
+  /** Runs `job` next in this slot: a job enqueued claimed for this worker (`Queue.enqueueClaimed`) in the unit. */
+  readonly runNext: (job: Job) => Effect.Effect<void>
 }
 
 /**
@@ -497,14 +512,48 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
         return Effect.void
       })
     }
-    return Effect.flatMap(
-      Effect.exit(unit(Effect.flatMap(write, (after) => Effect.as(settle(after, outcome, { workerId }), after)))),
-      (exit) => {
-        if (Exit.isFailure(exit)) return unrecorded(job, outcome, exit)
-        count(state, exit.value)
-        return Effect.void
-      }
-    )
+    let handed: Job | undefined
+    const context: SettleContext = {
+      workerId,
+      leaseMs: settings.leaseMs,
+      runNext: (next) =>
+        Effect.sync(() => {
+          handed = next
+        })
+    }
+    // A unit run again starts with nothing handed
+    const settled = Effect.suspend(() => {
+      handed = undefined
+      return Effect.flatMap(write, (after) => Effect.as(settle(after, outcome, context), after))
+    })
+    return Effect.flatMap(Effect.exit(unit(settled)), (exit) => {
+      if (Exit.isFailure(exit)) return unrecorded(job, outcome, exit)
+      count(state, exit.value)
+      return handed === undefined ? Effect.void : adopt(handed)
+    })
+  }
+
+  // A job the settle enqueued claimed for this worker (committed with it): held first, so the slot that settled
+  // runs it next. A stopping worker gives it back
+  const adopt = (job: Job): Effect.Effect<void> => {
+    if (job.lease?.workerId !== workerId || (job.state !== "claimed" && job.state !== "running")) return Effect.void
+    if (state.draining) {
+      return Effect.map(Effect.exit(queue.release(job.id, workerId)), (released) => {
+        if (Exit.isSuccess(released)) counters.released++
+      })
+    }
+    const record: InFlight = {
+      job,
+      slot: undefined,
+      lastBeat: job.claimedAt ?? 0,
+      lost: false,
+      handled: false,
+      recording: false
+    }
+    state.inFlight.set(job.id, record)
+    state.held.unshift(record)
+    counters.claimed++
+    return Effect.void
   }
 
   const unrecorded = (
