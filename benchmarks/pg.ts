@@ -32,8 +32,10 @@
  * anything is measured, and the systems take turns phase by phase, so a change in the machine's load hits all
  * alike.
  *
- * Figures are wall time and this process's CPU time (the Postgres server's CPU is not counted). Ratios are
- * Mandate / the best peer: above 1 for throughput and below 1 for latency mean Mandate is ahead of every peer.
+ * Figures are wall time and this process's CPU time; drains also report the CPU time of the Postgres backends that
+ * served each system (read from `/proc`, so only when the server runs on this host: the work per job in the
+ * database). Ratios are Mandate / the best peer: above 1 for throughput and below 1 for latency mean Mandate is ahead
+ * of every peer.
  *
  * Run: `npm run bench:pg` (options: `-- --jobs 20000 --latency-jobs 500 --tasks 500 --pool 20 --boss-jobs N`;
  * `--drains-only --rounds 3`: only the drains, Mandate against graphile-worker batched, three rounds in turn).
@@ -41,6 +43,7 @@
  * @since 0.1.0
  */
 import { EventEmitter } from "node:events"
+import { readFileSync } from "node:fs"
 import { cpus, loadavg } from "node:os"
 import { constants, PerformanceObserver } from "node:perf_hooks"
 import * as Postgres from "@mandate/adapters/postgres"
@@ -98,6 +101,8 @@ interface Measure {
   /** Scavenges (young-generation collections): with a fixed semi-space (`--min-semi-space-size` equal to
    * `--max-semi-space-size`), a measure of the bytes allocated */
   readonly scavenges: number
+  /** CPU time of the Postgres backends serving the system during the drain (NaN when unreadable) */
+  dbCpuMs?: number
 }
 // Total GC pause time so far, from the `gc` performance entries
 let gcTotalMs = 0
@@ -127,6 +132,43 @@ const stopwatch = (count: number) => {
     scavenges: scavengeCount - scavenges
   })
 }
+// Postgres work per job: the CPU time (user + system, from /proc: the server must run on this host) of the client
+// backends whose last statement names the system's schema, read before and after a drain on a connection of its
+// own. Every drain statement of each system names its schema; a backend first used during the drain counts from 0.
+// Autovacuum is not counted (a worker may span drains): keeping finished rows costs Mandate more of it
+const ticksPerMs = 0.1 // USER_HZ is 100 on Linux
+const backendTicks = async (schema: string): Promise<Map<number, number>> => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    const { rows } = await client.query<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity
+       WHERE backend_type = 'client backend' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()`,
+      [schema]
+    )
+    const ticks = new Map<number, number>()
+    for (const { pid } of rows) {
+      try {
+        const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+        ticks.set(pid, Number(fields[11]) + Number(fields[12]))
+      } catch {
+        ticks.set(pid, Number.NaN)
+      }
+    }
+    return ticks
+  } finally {
+    await client.end()
+  }
+}
+const withDbCpu = async (system: System, drain: () => Promise<Measure>): Promise<Measure> => {
+  const before = await backendTicks(system.schema)
+  const measured = await drain()
+  const after = await backendTicks(system.schema)
+  let ticks = after.size === 0 ? Number.NaN : 0
+  for (const [pid, t] of after) ticks += t - (before.get(pid) ?? 0)
+  measured.dbCpuMs = ticks / ticksPerMs
+  return measured
+}
 const measure = async (count: number, f: () => Promise<unknown>): Promise<Measure> => {
   const stop = stopwatch(count)
   await f()
@@ -141,6 +183,8 @@ type Payload = { readonly [key: string]: number }
 // A system under test: the same operations over each library's own API
 interface System {
   readonly name: string
+  /** The schema its statements name: how its Postgres backends are found */
+  readonly schema: string
   readonly enqueue: (queue: string, payload: Payload) => Promise<unknown>
   readonly enqueueBatch: (queue: string, payloads: ReadonlyArray<Payload>) => Promise<unknown>
   /** Drains `count` jobs of `queue` at `concurrency`; the measure stops when the last is recorded as completed. */
@@ -183,6 +227,7 @@ const withQueue = <A>(f: (queue: Queue["Service"]) => Effect.Effect<A, unknown>)
 
 const mandateSystem: System = {
   name: "Mandate (prefetch 500)",
+  schema: schemas.mandate,
   enqueue: (queue, payload) => withQueue((q) => q.enqueue({ queue, payload })),
   enqueueBatch: (queue, payloads) => withQueue((q) => q.enqueueBatch(payloads.map((payload) => ({ queue, payload })))),
   drain: (queue, count, concurrency) =>
@@ -293,6 +338,7 @@ const graphileSystem = (batched: boolean): System => {
   const utils = batched ? graphileUtils.batched : graphileUtils.default
   return {
     name: batched ? "graphile batched" : "graphile default",
+    schema: batched ? schemas.graphileBatched : schemas.graphile,
     enqueue: (task, payload) => utils.addJob(task, payload),
     enqueueBatch: (task, payloads) => utils.addJobs(payloads.map((payload) => ({ identifier: task, payload }))),
     drain: async (task, count, concurrency) => {
@@ -344,6 +390,7 @@ const bossPending = async (queue: string): Promise<number> => {
 
 const bossSystem: System = {
   name: "pg-boss",
+  schema: schemas.boss,
   enqueue: (queue, payload) => boss.send(queue, payload),
   enqueueBatch: (queue, payloads) =>
     boss.insert(
@@ -459,6 +506,15 @@ const throughputTable = (title: string, measures: ReadonlyArray<Measure>) =>
   table(title, [
     ["jobs/s", measures.map((m) => fmt(rate(m))), ratioUp(measures.map(rate))],
     ["jobs per CPU-second", measures.map((m) => fmt(cpuRate(m))), ratioUp(measures.map(cpuRate))],
+    ...(measures.some((m) => m.dbCpuMs !== undefined)
+      ? [
+          [
+            "Postgres CPU µs per job",
+            measures.map((m) => (m.dbCpuMs === undefined ? "" : ((m.dbCpuMs / m.count) * 1000).toFixed(0))),
+            ratioDown(measures.map((m) => (m.dbCpuMs ?? Number.NaN) / m.count))
+          ] as const
+        ]
+      : []),
     ["GC µs per job", measures.map((m) => ((m.gcMs / m.count) * 1000).toFixed(1)), ""],
     ["scavenges per 1,000 jobs", measures.map((m) => ((m.scavenges / m.count) * 1000).toFixed(2)), ""],
     ["wall ms (jobs)", measures.map((m) => `${fmt(m.wallMs)} (${fmt(m.count)})`), ""]
@@ -522,7 +578,9 @@ const main = async () => {
         for (const system of systems) {
           await fill(system, `drain-${concurrency}`)
           progress(`round ${round}: drain at concurrency ${concurrency}, ${system.name}`)
-          drains[concurrency]!.push(await system.drain(`drain-${concurrency}`, jobs, concurrency))
+          drains[concurrency]!.push(
+            await withDbCpu(system, () => system.drain(`drain-${concurrency}`, jobs, concurrency))
+          )
         }
       }
       console.log(`\nround ${round} of ${rounds}, load average ${loadavg()[0]!.toFixed(1)}`)
@@ -541,7 +599,7 @@ const main = async () => {
   }
   for (const system of systems) {
     progress(`drain at concurrency 10, ${system.name}`)
-    drain10.push(await system.drain("drain-10", drainCount(system), 10))
+    drain10.push(await withDbCpu(system, () => system.drain("drain-10", drainCount(system), 10)))
   }
   for (const system of systems) {
     progress(`enqueue, batches of 1,000, ${system.name}`)
@@ -558,7 +616,7 @@ const main = async () => {
   }
   for (const system of systems) {
     progress(`drain at concurrency 50, ${system.name}`)
-    drain50.push(await system.drain("drain-50", drainCount(system), 50))
+    drain50.push(await withDbCpu(system, () => system.drain("drain-50", drainCount(system), 50)))
   }
   const latencies: Array<Latency> = []
   for (const system of systems) {

@@ -14,7 +14,8 @@
  * fastest configuration its documentation gives (`bullConfigs`: finished jobs removed at once, no stalled-job
  * checker, no lock renewal); ratios are against the faster of the two in the same run: above 1 for throughput and
  * below 1 for latency mean Mandate is ahead. Each phase also reports CPU per job: this process's (which runs both
- * systems' client code) and the Redis server's (`INFO cpu`; any other client of that Redis adds to it).
+ * systems' client code) and the Redis server's (`INFO cpu`; any other client of that Redis adds to it), and the
+ * bytes per job into and out of Redis (`INFO stats`, likewise). `BENCH_PREFIX` puts every key under a namespace.
  *
  * Run: `npm run bench:redis` (options: `-- --jobs 20000 --latency-jobs 500 --rounds 1 --mandate-only`; with several
  * rounds each is reported, then each system's median per phase).
@@ -27,20 +28,17 @@ import { AgentId, Queue, Worker } from "@mandate/core"
 import { Queue as BullQueue, Worker as BullWorker, type Processor, type QueueOptions, type WorkerOptions } from "bullmq"
 import { Deferred, Effect, Layer, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
-import { cpuMs, type Latency, latencyOf, pooled, sleep } from "./support.ts"
+import { arg, cpuMs, type Latency, latencyOf, pooled, sleep } from "./support.ts"
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`)
-  const value = i >= 0 ? Number(process.argv[i + 1]) : Number.NaN
-  return Number.isFinite(value) && value > 0 ? value : fallback
-}
 const jobs = arg("jobs", 20_000)
 const latencyJobs = arg("latency-jobs", 500)
 const rounds = arg("rounds", 1)
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const run = crypto.randomUUID().slice(0, 8)
-const mandatePrefix = `mandate_bench:${run}:`
-const bullPrefix = `bull_bench_${run}`
+// BENCH_PREFIX: a namespace of the caller's on a shared Redis
+const namespace = process.env.BENCH_PREFIX ?? ""
+const mandatePrefix = `${namespace}mandate_bench:${run}:`
+const bullPrefix = `${namespace}bull_bench_${run}`
 
 interface Measure {
   readonly label: string
@@ -49,22 +47,42 @@ interface Measure {
   readonly cpuMs: number
   /** The Redis server's CPU time over the phase (every client's: other load on the same Redis shows here). */
   readonly redisCpuMs: number
+  /** Bytes the Redis server read and wrote over the phase (every client's, as for its CPU). */
+  readonly bytesIn: number
+  readonly bytesOut: number
 }
-// The Redis server's own CPU time so far (user + system of all its threads), in ms
+// The Redis server's own CPU time so far (user + system of all its threads), in ms, and its network bytes so far
 const probe = new Redis(url, { maxRetriesPerRequest: null })
-const redisCpuMs = async (): Promise<number> => {
-  const info = await probe.info("cpu")
+const redisCounters = async (): Promise<{
+  readonly cpuMs: number
+  readonly bytesIn: number
+  readonly bytesOut: number
+}> => {
+  const info = await probe.info()
   const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? Number.NaN)
-  return (field("used_cpu_user") + field("used_cpu_sys")) * 1000
+  return {
+    cpuMs: (field("used_cpu_user") + field("used_cpu_sys")) * 1000,
+    bytesIn: field("total_net_input_bytes"),
+    bytesOut: field("total_net_output_bytes")
+  }
 }
 const measure = async (label: string, count: number, f: () => Promise<void>): Promise<Measure> => {
-  const redisCpu = await redisCpuMs()
+  const before = await redisCounters()
   const cpu = cpuMs()
   const started = performance.now()
   await f()
   const wallMs = performance.now() - started
   const cpuSpent = cpuMs() - cpu
-  return { label, count, wallMs, cpuMs: cpuSpent, redisCpuMs: (await redisCpuMs()) - redisCpu }
+  const after = await redisCounters()
+  return {
+    label,
+    count,
+    wallMs,
+    cpuMs: cpuSpent,
+    redisCpuMs: after.cpuMs - before.cpuMs,
+    bytesIn: after.bytesIn - before.bytesIn,
+    bytesOut: after.bytesOut - before.bytesOut
+  }
 }
 
 // ---- Mandate ---------------------------------------------------------------------------------------------------
@@ -394,6 +412,12 @@ const report = (title: string, { rows, mandateLatency: mLatency, bullLatency: bL
   const cpu = (m: Measure) => `${perJobUs(m.cpuMs, m)} + ${perJobUs(m.redisCpuMs, m)}`
   for (const { mandate: m, bull } of rows) {
     console.log(`${m.label.padEnd(28)}${cpu(m).padStart(12)}${bull.map((b) => cpu(b).padStart(18)).join("")}`)
+  }
+  console.log("")
+  console.log("Bytes per job on the wire: into Redis / out of Redis (every client of that Redis)")
+  const bytes = (m: Measure) => `${Math.round(m.bytesIn / m.count)} / ${Math.round(m.bytesOut / m.count)}`
+  for (const { mandate: m, bull } of rows) {
+    console.log(`${m.label.padEnd(28)}${bytes(m).padStart(12)}${bull.map((b) => bytes(b).padStart(18)).join("")}`)
   }
   console.log("")
   console.log(`latency at light load (1 job / 10 ms, ${latencyJobs} jobs, enqueue call → handler start), ms:`)

@@ -180,7 +180,89 @@ const write = (value: unknown, path: Array<PropertyKey>, limit: number): string 
  * @category encoding
  * @since 0.1.0
  */
-export const encode = (value: unknown, limit: number = maxDepth + wrapperDepth): string => write(value, [], limit)
+export const encode = (value: unknown, limit: number = maxDepth + wrapperDepth): string => {
+  if (noInheritedToJSON()) {
+    const sorted = inCanonicalOrder(value, limit)
+    if (sorted !== notPlain) return JSON.stringify(sorted)
+  }
+  return write(value, [], limit)
+}
+
+// JSON.stringify would call a toJSON that some code put on Object.prototype or Array.prototype; `write` would not
+const noInheritedToJSON = (): boolean =>
+  (Object.prototype as { toJSON?: unknown }).toJSON === undefined &&
+  (Array.prototype as { toJSON?: unknown }).toJSON === undefined
+
+const notPlain: unique symbol = Symbol("notPlain")
+
+/**
+ * The value, or a copy of it whose objects have their keys inserted in sorted order, such that
+ * `JSON.stringify` of it is the canonical text; `notPlain` for anything `write` must handle (and may refuse).
+ * What JSON.stringify then writes: plain objects (keys in their insertion order, which is sorted), plain dense
+ * arrays, strings, finite numbers, booleans and null, within `limit` levels; strings, keys and numbers with the
+ * very conversions `write` uses. The native writer is several times faster than ours, which matters on the
+ * ledger's append path (every payload and principal). Only the objects out of order are copied. Left to `write`:
+ * an object out of order with a key that is an array index (an object lists those first, whatever the insertion
+ * order) or `__proto__` (assigning it would set the prototype). A getter is read here and again by
+ * JSON.stringify when its object is in order: values with impure getters have no stable canonical form anyway.
+ */
+const inCanonicalOrder = (value: unknown, limit: number): unknown => {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return value
+    case "number":
+      return Number.isFinite(value) ? value : notPlain
+    case "object": {
+      if (value === null) return value
+      if (limit <= 0) return notPlain
+      if (Array.isArray(value)) {
+        // A subclass, or the array itself, could define toJSON, which JSON.stringify would call
+        if (Object.getPrototypeOf(value) !== Array.prototype || Object.hasOwn(value, "toJSON")) return notPlain
+        let copy: Array<unknown> | undefined
+        for (let i = 0; i < value.length; i++) {
+          const member: unknown = value[i]
+          // A hole reads as undefined and is refused
+          const sorted = inCanonicalOrder(member, limit - 1)
+          if (sorted === notPlain) return notPlain
+          if (copy === undefined && sorted !== member) copy = value.slice(0, i)
+          if (copy !== undefined) copy.push(sorted)
+        }
+        return copy ?? value
+      }
+      if (!isPlainObject(value)) return notPlain
+      const object = value as Record<string, unknown>
+      // for-in visits own keys in Object.keys order (then inherited enumerable ones, which only make this stricter)
+      let previous: string | undefined
+      let inOrder = true
+      let changed = false
+      for (const key in object) {
+        if (previous !== undefined && !(previous < key)) inOrder = false
+        previous = key
+        const member = object[key]
+        // An own toJSON is a function and refused here; JSON.stringify would have called it
+        const sorted = inCanonicalOrder(member, limit - 1)
+        if (sorted === notPlain) return notPlain
+        if (sorted !== member) changed = true
+      }
+      if (inOrder && !changed) return value
+      // Default sort compares UTF-16 code units, as RFC 8785 §3.2.3 specifies
+      const keys = Object.keys(object).sort()
+      const copy: Record<string, unknown> = {}
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i]!
+        const first = key.charCodeAt(0)
+        if ((first >= 48 && first <= 57) || key === "__proto__") return notPlain
+        const sorted = inCanonicalOrder(object[key], limit - 1)
+        if (sorted === notPlain) return notPlain
+        copy[key] = sorted
+      }
+      return copy
+    }
+    default:
+      return notPlain
+  }
+}
 
 /**
  * The canonical JSON of a plain object some of whose members are already canonical JSON text: `encoded` maps

@@ -48,7 +48,7 @@ import * as Anchoring from "./internal/ledgerAnchoring.ts"
 import * as Append from "./internal/ledgerAppend.ts"
 import * as Checkpoints from "./internal/ledgerCheckpoint.ts"
 import { isIndex } from "./internal/ledgerChecks.ts"
-import { prepare, prepareAll } from "./internal/ledgerInput.ts"
+import { prepare, prepareAll, prepareValid } from "./internal/ledgerInput.ts"
 import * as KeyLoading from "./internal/ledgerKeyLoading.ts"
 import * as LedgerTree from "./internal/ledgerTree.ts"
 import { verifyRange } from "./internal/ledgerVerify.ts"
@@ -498,9 +498,13 @@ const make = Effect.fnUntraced(function* (options?: LedgerOptions) {
     publicKeys: keys.trusted,
     // Appends are on every transition's path: untraced, a span would cost as much as the append
     append: (entry: EntryInput) =>
-      Effect.flatMap(prepare(entry, "$"), (prepared) =>
-        Effect.map(appendPrepared([prepared]), (receipts) => receipts[0]!)
-      ),
+      Effect.suspend(() => {
+        // Valid input (the usual case) goes straight to the locked half; `prepare` explains a refusal
+        const prepared = prepareValid(entry)
+        return prepared === undefined
+          ? prepare(entry, "$").pipe(Effect.flatMap((p) => Effect.map(appendPrepared([p]), (r) => r[0]!)))
+          : Effect.map(appendPrepared([prepared]), (receipts) => receipts[0]!)
+      }),
     appendBatch: Effect.fnUntraced(function* (entries: ReadonlyArray<EntryInput>) {
       const prepared = yield* prepareAll(entries)
       return prepared.length === 0 ? [] : yield* appendPrepared(prepared)

@@ -81,6 +81,8 @@ export interface EncodedEntries {
   readonly starts: ReadonlyArray<number>
   readonly ends: ReadonlyArray<number>
   readonly hashes: Uint8Array
+  /** Where each body's `payloadHash` digits start in `bytes` (its `prevHash` digits follow 78 bytes later). */
+  readonly payloadHashAt: ReadonlyArray<number>
   /** Each entry's `taskId`, `undefined` when it has none. */
   readonly taskIds: ReadonlyArray<string | undefined>
 }
@@ -282,8 +284,19 @@ const makeMemory = Effect.gen(function* () {
         truncate(size)
         const mark = arena.mark()
         for (let i = 0; i < batch.count; i++) {
-          arena.push(size + i, batch.bytes, batch.starts[i]!, batch.ends[i]!, batch.hashes, 32 * i)
           const taskId = batch.taskIds[i]
+          // An entry of a task ends with its taskPrevHash member
+          const task = taskId !== undefined
+          arena.push(
+            size + i,
+            batch.bytes,
+            batch.starts[i]!,
+            batch.ends[i]!,
+            batch.hashes,
+            32 * i,
+            batch.payloadHashAt[i]!,
+            task
+          )
           taskOf[size + i] = taskId === undefined ? undefined : indexTask(size + i, taskId)
         }
         slots = size + batch.count

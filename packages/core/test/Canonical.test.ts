@@ -105,6 +105,76 @@ describe("Canonical JSON (RFC 8785)", () => {
     }
   )
 
+  // `encode` writes values whose keys are already in order with JSON.stringify and sorts the others itself: both
+  // ways must give the same text
+  it.prop("writes a value the same whatever order its keys were inserted in", [Schema.Json], ([value]) => {
+    const rebuild = (v: unknown, order: (keys: Array<string>) => Array<string>): unknown => {
+      if (Array.isArray(v)) return v.map((x) => rebuild(x, order))
+      if (v !== null && typeof v === "object") {
+        const out: Record<string, unknown> = {}
+        for (const key of order(Object.keys(v))) {
+          // defineProperty: an own "__proto__" member stays a member
+          const member = rebuild((v as Record<string, unknown>)[key], order)
+          Object.defineProperty(out, key, { value: member, enumerable: true, writable: true, configurable: true })
+        }
+        return out
+      }
+      return v
+    }
+    const sorted = Canonical.encode(rebuild(value, (keys) => keys.sort()))
+    assert.strictEqual(Canonical.encode(rebuild(value, (keys) => keys.sort().reverse())), sorted)
+    assert.strictEqual(Canonical.encode(value), sorted)
+  })
+
+  it("gives the sorted text for values JSON.stringify alone would write differently", () => {
+    const getter = {
+      a: 1,
+      get b() {
+        return 2
+      }
+    }
+    assert.strictEqual(Canonical.encode(getter), '{"a":1,"b":2}')
+    assert.strictEqual(Canonical.encode({ "9": 1, "10": 2 }), '{"10":2,"9":1}')
+    assert.strictEqual(Canonical.encode({ b: [{ d: 1, c: 2 }], a1: 0, "1": 0 }), '{"1":0,"a1":0,"b":[{"c":2,"d":1}]}')
+    assert.strictEqual(
+      Canonical.encode(JSON.parse('{"b":1,"__proto__":{"y":2,"x":1}}')),
+      '{"__proto__":{"x":1,"y":2},"b":1}'
+    )
+    assert.strictEqual(
+      Canonical.encode({
+        z: 1,
+        get a() {
+          return [2]
+        }
+      }),
+      '{"a":[2],"z":1}'
+    )
+    assert.strictEqual(
+      Canonical.encode(Object.assign(Object.create(null), { a: "\ud800", b: -0 })),
+      '{"a":"\\ud800","b":0}'
+    )
+    class Listed extends Array<number> {
+      toJSON() {
+        return "listed"
+      }
+    }
+    // Written as the array it is (as before), not as its toJSON
+    assert.strictEqual(Canonical.encode(Listed.from([1])), "[1]")
+    // Likewise an array that carries its own toJSON
+    assert.strictEqual(Canonical.encode({ a: Object.assign([1, 2], { toJSON: () => "own" }) }), '{"a":[1,2]}')
+    assert.throws(() => Canonical.encode({ a: 1, toJSON: () => "x" }), /function/)
+    const holey: Array<number> = [1]
+    holey[2] = 3
+    assert.throws(() => Canonical.encode(holey), /undefined/)
+    const proto = Object.prototype as { toJSON?: unknown }
+    proto.toJSON = () => "polluted"
+    try {
+      assert.strictEqual(Canonical.encode({ a: [1, { b: true }] }), '{"a":[1,{"b":true}]}')
+    } finally {
+      delete proto.toJSON
+    }
+  })
+
   it.prop("round-trips through JSON.parse", [Schema.Json], ([value]) => {
     const text = Canonical.encode(value)
     assert.strictEqual(Canonical.encode(JSON.parse(text)), text)

@@ -8,6 +8,7 @@ import {
   AnchorError,
   AnchorNotFound,
   type AnchorReceipt,
+  Canonical,
   entryHashOf,
   InvalidInput,
   Ledger,
@@ -192,6 +193,41 @@ describe("Ledger entry bodies", () => {
         assert.strictEqual(entryHashOf(entry), receipt.entryHash, `entry ${receipt.seq}`)
       }
       assert.isTrue((yield* ledger.verifyAll()).valid)
+    }).pipe(Effect.provide(Ledger.layerMemory().pipe(Layer.provide(Anchor.layerNone))))
+  )
+})
+
+describe("Ledger entry hashes are pinned", () => {
+  // Values computed by the ledger of 2026-12-07 (before the append path was rewritten for speed): the same
+  // inputs at the same time must give the same entry hashes and root, bit for bit
+  it.effect("the same inputs at the same time give the same entry hashes and Merkle root as before", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(1_765_100_000_000)
+      const ledger = yield* Ledger
+      const inputs = []
+      for (let i = 0; i < 24; i++) {
+        inputs.push({
+          kind: i % 5 === 0 ? "task.started" : "step.succeeded",
+          ...(i % 4 !== 3 ? { taskId: `task_${i % 3}` } : {}),
+          ...(i % 2 === 0 ? { stepId: `step-${i % 4}` } : {}),
+          ...(i % 3 !== 1 ? { principal: { id: `agent:${i % 2}`, roles: ["agent" as const] } } : {}),
+          ...(i % 7 === 6 ? { storePayload: false } : {}),
+          payload: {
+            z: [i, -0, 1e21, 0.1],
+            'é\u0000"': "ünï\ud83d\ude00",
+            a: { y: null, b: i % 2 === 0 },
+            to: "B".repeat(60)
+          }
+        })
+      }
+      const receipts = [...(yield* ledger.appendBatch(inputs.slice(0, 16)))]
+      for (const input of inputs.slice(16)) receipts.push(yield* ledger.append(input))
+      assert.strictEqual(receipts[0]!.entryHash, "6cbff1056029e63a69dad7491a5e961db5953c69a2e97b3a94eefca0aa45d898")
+      assert.strictEqual(
+        Canonical.sha256Hex(receipts.map((r) => r.entryHash).join(",")),
+        "4967197fc56eeff29a53210fb459f16a729c2ece163a0977dac2c07b501b73e6"
+      )
+      assert.strictEqual(yield* ledger.root(), "89c4ecdbc77eb148e83e79eab177fcfca23335802c52167c633fbcb4a961aae4")
     }).pipe(Effect.provide(Ledger.layerMemory().pipe(Layer.provide(Anchor.layerNone))))
   )
 })

@@ -34,6 +34,7 @@ import m0007 from "./migrations/0007_ledger_task_chain.ts"
 import m0008 from "./migrations/0008_jobs_lean.ts"
 import m0009 from "./migrations/0009_jobs_list_by_id.ts"
 import m0010 from "./migrations/0010_ledger_append.ts"
+import m0012 from "./migrations/0012_jobs_prune_by_id.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -52,7 +53,8 @@ export const migrations = {
   "0007_ledger_task_chain": m0007,
   "0008_jobs_lean": m0008,
   "0009_jobs_list_by_id": m0009,
-  "0010_ledger_append": m0010
+  "0010_ledger_append": m0010,
+  "0012_jobs_prune_by_id": m0012
 } as const
 
 /**

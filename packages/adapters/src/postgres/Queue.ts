@@ -1,6 +1,6 @@
 /**
  * `Queue` on Postgres: jobs in `jobs` (migration 0003; 0008 and 0009 drop its listing indexes: `list` pages by the
- * primary key, job ids being made in creation order), claimed with
+ * primary key, job ids being made in creation order; 0012 its finished-time index), claimed with
  * `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`.
  *
  * Time is the database's: every statement reads `statement_timestamp()` (as epoch ms) for the times it writes and
@@ -28,10 +28,11 @@
  * - The lease holder's operations are one `UPDATE` each, conditioned on holding a live lease; only when it
  *   changes nothing does a second read say why (`JobNotFound`, `LeaseLost` with its reason). A merged write
  *   checks those conditions per job inside its one statement, so each job is written or refused on its own (a
- *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once. It
- *   locks its jobs in id order before changing them, as `requeueExpired` does, so merged writes over the same
- *   jobs (a heartbeat round, completions, a requeue) wait for each other and never deadlock; its `UPDATE` then
- *   reaches the locked rows by `ctid`, as a claim does.
+ *   lost lease refuses that job only), and the statement's commit makes all the written ones durable at once.
+ *   Merged fails lock their jobs in id order first, as `requeueExpired` does; a heartbeat round first locks the
+ *   jobs no one else holds (`SKIP LOCKED`, the others tried alone); merged completions lock each row as their
+ *   `UPDATE` writes it, with no lock pass of its own (a lock record and a second join per job fewer: the
+ *   completion write is the drain's critical path). Why this does not deadlock is at `mergedUpdate`.
  *   Merged completes and fails return only the columns they wrote (a completion: id, attempt, claim and
  *   update times), and build the job from the job its claim returned (`leasedRows`), so nothing is read back. `fail` decides the retry from the claimed row's attempt
  *   count and writes only if the job is still at that attempt; without a claimed row (another instance claimed
@@ -43,7 +44,9 @@
  *   after a crash without merging; one that dies after it loses nothing. Jobs held in a worker's local queue and
  *   never started are run once their lease expires, never twice.
  * - `requeueExpired`: one statement; the layer also runs it every `requeueIntervalMs`, and deletes completed and
- *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope.
+ *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope. No index holds
+ *   finished times (migration 0012 dropped `jobs_finished`, an insertion on every completion): the prune walks
+ *   `jobs_pkey` up to the id prefix of its cutoff, ids starting with the millisecond the job was made.
  * - Wake-ups: a write that makes jobs claimable announces their queues after its commit: this process's
  *   subscribers are woken at once, and one fiber sends `NOTIFY` (channel `mandate_jobs_<schema>`, payload
  *   `<layer instance> <queue>`; a bare queue name works too) for every queue announced since its last round, so under load many commits share one notification.
@@ -182,6 +185,8 @@ const nextJobId = (clockMs: number): string => {
   tail = `${tail}-${node}`
   return `job_${time.slice(0, 8)}-${time.slice(8)}-${HEX[0x70 | (counter >> 8)]}${HEX[counter & 0xff]}-${tail}`
 }
+// The last millisecond a UUIDv7 holds (48 bits)
+const MAX_ID_MS = 2 ** 48 - 1
 const JOB_CURSOR = /^job_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 // The database's clock in epoch ms; stable within a statement, so every use in one statement agrees
@@ -997,23 +1002,43 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   })
 
-  // A merged lease-holder UPDATE over the JSON rows `input` (each with `id` and `worker`): it first locks the jobs
-  // it will change in id order, as `requeueExpired` does, so that two merged writes over the same jobs (a worker's
-  // heartbeat round and its completions) or a merged write and a requeue wait for each other instead of
-  // deadlocking; then changes each job still held by its caller with a live lease (and `extra`)
+  // A merged lease-holder UPDATE over the JSON rows `input` (each with `id` and `worker`): changes each job still
+  // held by its caller with a live lease (and `extra`). How it takes the rows' locks (`lock`):
+  // - "wait": first locks them in id order, as `requeueExpired` does, waiting for other writers (fails);
+  // - "skip": first locks the ones no one else holds, in one pass that never waits (heartbeats; a job skipped is
+  //   tried alone, a single-row statement that waits and says why);
+  // - "update": the UPDATE locks each row as it writes it (completions: no lock record nor second join per job).
+  // Deadlock-free: a statement that waits while holding locks either locks in id order or, for completions, holds
+  // only jobs its caller leases, which no heartbeat round, fail or claim of another caller waits for (heartbeats
+  // skip, claims skip, a job has one outcome); only a requeue racing a lease that expires mid-statement could wait
+  // on one of them, and Postgres breaks such a cycle by failing one statement (the jobs then go back after their
+  // leases, as after a crash)
   const mergedUpdate = (
     input: ReadonlyArray<unknown>,
     record: string,
     set: Statement.Fragment,
     extra: (alias: string) => Statement.Fragment,
-    returning: Statement.Fragment
+    returning: Statement.Fragment,
+    lock: "wait" | "skip" | "update"
   ) => {
+    // `lease_worker` is set exactly while a job is claimed or running (every write leaving those states clears
+    // it), so the state is not tested: that test matches `jobs_leases`' predicate, and the planner then joined the
+    // input to the whole of that index (every lease, and every completed job's entry not yet vacuumed) instead of
+    // looking the jobs up by id
     const holdsOf = (r: string) =>
-      sql`j.state IN ('claimed', 'running') AND j.lease_worker = ${sql.literal(r)}.worker
-          AND j.lease_expires_at > ${now} ${extra(r)}`
-    return sql`WITH x AS (SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})),
+      sql`j.lease_worker = ${sql.literal(r)}.worker AND j.lease_expires_at > ${now} ${extra(r)}`
+    const rows = sql`SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})`
+    if (lock === "update") {
+      return sql`UPDATE ${jobs} j SET ${set}
+                 FROM (${rows}) r
+                 WHERE j.id = r.id AND ${holdsOf("r")}
+                 RETURNING ${returning}`
+    }
+    const locking =
+      lock === "wait" ? sql.literal("ORDER BY j.id FOR UPDATE OF j") : sql.literal("FOR UPDATE OF j SKIP LOCKED")
+    return sql`WITH x AS (${rows}),
                     r AS (SELECT j.ctid AS tid, x.* FROM ${jobs} j JOIN x ON j.id = x.id
-                          WHERE ${holdsOf("x")} ORDER BY j.id FOR UPDATE OF j)
+                          WHERE ${holdsOf("x")} ${locking})
                UPDATE ${jobs} j SET ${set}
                FROM r
                WHERE j.ctid = r.tid AND ${holdsOf("r")}
@@ -1048,7 +1073,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
             "id text, worker text, extend float8",
             sql`lease_expires_at = ${now} + r.extend, updated_at = ${now}`,
             () => sql.literal(""),
-            jCols
+            jCols,
+            "skip"
           )
         )
       )
@@ -1204,7 +1230,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           sql`state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
               updated_at = ${now}, finished_at = ${now}`,
           () => sql.literal(""),
-          returning
+          returning,
+          "update"
         )
       },
       true,
@@ -1317,7 +1344,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
               lease_worker = NULL, lease_expires_at = NULL, last_error = r.error::json,
               failures = j.failures + 1, updated_at = ${now}`,
           (alias) => sql`AND j.attempts = ${sql.literal(alias)}.attempts`,
-          returning
+          returning,
+          "wait"
         )
       },
       false,
@@ -1436,12 +1464,21 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     Effect.withSpan("Queue.requeueExpired")
   )
 
-  // Completed and cancelled jobs past their retention, a thousand rows per statement
-  const pruneBatch = sql<{ readonly id: string }>`DELETE FROM ${jobs} WHERE id IN (
-      SELECT id FROM ${jobs}
-      WHERE state IN ('completed', 'cancelled') AND finished_at <= ${now} - ${retainFinishedMs}
-      LIMIT 1000 FOR UPDATE SKIP LOCKED
-    ) RETURNING id`
+  // Completed and cancelled jobs past their retention, a thousand rows per statement. No index holds finished
+  // times (migration 0012): a job finished before the cutoff was made before it, and ids begin with the
+  // millisecond they were made (UUIDv7), so the walk stays in `jobs_pkey` below the cutoff's id prefix. The
+  // DELETE reaches the locked rows by `ctid` (joined by id, the planner scanned the whole table)
+  const pruneBatch = sql<{ readonly id: string }>`WITH cutoff AS (
+      SELECT ${now} - ${retainFinishedMs} AS at,
+             lpad(to_hex(greatest(0, least(${now} - ${retainFinishedMs}, ${MAX_ID_MS}))::bigint), 12, '0') AS hex
+    )
+    DELETE FROM ${jobs} WHERE ctid = ANY(ARRAY(
+      SELECT j.ctid FROM ${jobs} j, cutoff
+      WHERE j.id < 'job_' || left(cutoff.hex, 8) || '-' || right(cutoff.hex, 4)
+        AND j.state IN ('completed', 'cancelled') AND j.finished_at <= cutoff.at
+      ORDER BY j.id
+      LIMIT 1000 FOR UPDATE OF j SKIP LOCKED
+    )) RETURNING id`
   const prune: Effect.Effect<number, QueueStoreError> = Effect.gen(function* () {
     let total = 0
     while (true) {

@@ -206,7 +206,25 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     return copy !== undefined && copy.lease?.workerId === workerId ? copy : undefined
   }
 
+  // When the latest claim of these queues and pool (in reply order) found nothing ready, when their first delayed
+  // job comes due (null: none). A worker's `wakeups` wait follows its empty claim and needs exactly that: taken
+  // from here, it costs no `nextDue` round trip. Valid until a signal, which opens the waiter's latch first; used
+  // once, and replaced or dropped by every claim of the same key
+  const lastEmptyClaim = new Map<string, number | null>()
+  // Empty claims answered so far (see `flushEnqueues`)
+  let emptyClaims = 0
+
   // ---- enqueue ---------------------------------------------------------------------------------------------
+
+  // Opens this process's idle workers' latches on the queues of `jobs`
+  const notifyQueues = (jobs: ReadonlyArray<Job>) => {
+    let woken: string | undefined
+    for (const job of jobs) {
+      if (job.queue === woken) continue
+      woken = job.queue
+      signals.notify(k.signal(job.queue))
+    }
+  }
 
   // The (queue, pool) buckets this process has registered in the queue and pool sets: later enqueues skip the
   // two SADDs (the sets only grow, so a registration never goes stale while the keys exist)
@@ -253,7 +271,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         JSON.stringify(job.payload)
       )
     }
-    return enqueueScript(k.sequence, prefix, now, jobs.length, args).pipe(
+    // Its signals carry this layer's origin: every path here wakes this process's idle workers itself (when the
+    // script is written or answered), so the wake-up reader skips them. Should the call fail after Redis ran it,
+    // they are woken here too: the job may be stored
+    return enqueueScript(k.sequence, prefix, now, jobs.length, args, signals.origin).pipe(
+      Effect.tapError(() => Effect.sync(() => notifyQueues(jobs))),
       Effect.mapError(storeError("enqueue")),
       Effect.flatMap((replies) => {
         for (const bucket of buckets) registered.add(bucket)
@@ -323,10 +345,15 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       if (entry.now > now) now = entry.now
     }
     const large = jobs.length > storeChunk
+    const emptyBefore = emptyClaims
     runInLayer(
       Effect.onExit(store(jobs, now, large), (stored) =>
         Effect.sync(() => {
           enqueuesInFlight--
+          // A claim answered empty while this script was out was run before it: normally sent before it, but
+          // after a NOSCRIPT reload the script runs after the claims that followed it. Those workers are woken
+          // again (the reader skips this layer's own signals)
+          if (!large && emptyClaims !== emptyBefore) notifyQueues(jobs)
           for (let i = 0; i < batch.length; i++) {
             batch[i]!.resume(Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause))
           }
@@ -335,14 +362,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       )
     )
     // the fiber ran until the script was written (or the first of a large batch's, whose reply wakes them)
-    if (!large) {
-      let woken: string | undefined
-      for (const job of jobs) {
-        if (job.queue === woken) continue
-        woken = job.queue
-        signals.notify(k.signal(job.queue))
-      }
-    }
+    if (!large) notifyQueues(jobs)
   }
   const enqueueMerged = (job: Job, now: number) =>
     Effect.callback<Job, QueueStoreError>((resume) => {
@@ -370,6 +390,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // ---- claim -----------------------------------------------------------------------------------------------
 
+  const dueKey = (queues: ReadonlyArray<string>, pool: string) => `${pool}\u0000${[...new Set(queues)].join("\u0000")}`
+
   const claim = Effect.fnUntraced(function* (request: ClaimRequest) {
     const valid = yield* decodeClaimRequest(request)
     const now = yield* Clock.currentTimeMillis
@@ -385,8 +407,16 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       claimRequeueLimit,
       valid.queues
     ).pipe(Effect.mapError(storeError("claim")))
+    const waitKey = dueKey(valid.queues, valid.pool ?? "")
+    if (typeof replies[0] === "string") {
+      // nothing was ready: what the next `wakeups` wait would have read (see `lastEmptyClaim`)
+      lastEmptyClaim.set(waitKey, replies[0] === "" ? null : Number(replies[0]))
+      emptyClaims++
+      return []
+    }
+    lastEmptyClaim.delete(waitKey)
     const jobs: Array<Job> = []
-    for (const fields of replies) {
+    for (const fields of replies as ReadonlyArray<ReadonlyArray<string | number | null>>) {
       const job = claimedJob(fields, valid.workerId, now + leaseMs, now)
       if (Result.isFailure(job)) return yield* storeError("claim")(job.failure)
       rememberClaim(job.success)
@@ -495,16 +525,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         if (reply[0] === "ok") {
           const copy = copies[i]
           if (reply.length === 1 && copy !== undefined) {
-            const { lease: _, ...rest } = copy
-            entry.completeUnsafe(
-              Exit.succeed({
-                ...rest,
-                state: "completed",
-                result: entry.request.value,
-                updatedAt: now,
-                finishedAt: now
-              })
-            )
+            entry.completeUnsafe(Exit.succeed(completedCopy(copy, entry.request.value, now)))
             return
           }
           const job = reply.length === 1 ? Result.fail("no fields") : toJob(reply[1])
@@ -737,6 +758,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     Effect.gen(function* () {
       const queues = [...new Set(request.queues)]
       const pool = request.pool ?? ""
+      const waitKey = dueKey(queues, pool)
       const latch = yield* signals.watch(queues.map(k.signal)).pipe(Effect.mapError(storeError("wakeups")))
       const signalled = Effect.andThen(
         latch.await,
@@ -749,9 +771,14 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         }
         // Delayed jobs come due without a signal: sleep until the first of them at most
         const now = yield* Clock.currentTimeMillis
-        const due = yield* dueScript(k.sequence, prefix, now, pool, queues).pipe(
-          Effect.catch(() => Effect.succeed(null))
-        )
+        const known = lastEmptyClaim.get(waitKey)
+        let due: string | number | null
+        if (known !== undefined) {
+          lastEmptyClaim.delete(waitKey)
+          due = known
+        } else {
+          due = yield* dueScript(k.sequence, prefix, now, pool, queues).pipe(Effect.catch(() => Effect.succeed(null)))
+        }
         if (due !== null && Number(due) <= now) return
         if (due === null) return yield* signalled
         return yield* Effect.raceFirst(signalled, Effect.sleep(Duration.millis(Number(due) - now)))
@@ -983,6 +1010,31 @@ export const queueOperations = (): Readonly<Record<string, string>> => ({
   lease: leaseOperation.lua,
   admin: adminOperation.lua
 })
+
+// A claimed copy (see `claimedJob`) as completing it left it, built field by field: an object rest and spread per
+// job cost more than the rest of answering it
+const completedCopy = (copy: Job, result: Schema.Json, now: number): Job => {
+  const job: { -readonly [K in keyof Job]: Job[K] } = {
+    id: copy.id,
+    queue: copy.queue,
+    payload: copy.payload,
+    priority: copy.priority,
+    state: "completed",
+    runAt: copy.runAt,
+    attempts: copy.attempts,
+    maxAttempts: copy.maxAttempts,
+    createdAt: copy.createdAt,
+    updatedAt: now,
+    result,
+    finishedAt: now
+  }
+  if (copy.failures !== undefined) job.failures = copy.failures
+  if (copy.claimedAt !== undefined) job.claimedAt = copy.claimedAt
+  if (copy.idempotencyKey !== undefined) job.idempotencyKey = copy.idempotencyKey
+  if (copy.pool !== undefined) job.pool = copy.pool
+  if (copy.lastError !== undefined) job.lastError = copy.lastError
+  return job
+}
 
 const lost = (jobId: JobId, workerId: AgentId, reply: readonly ["lost", string, string, string | null]) => {
   const [, reason, state, holder] = reply

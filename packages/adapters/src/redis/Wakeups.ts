@@ -25,6 +25,12 @@ export interface SignalReader {
    * signalled in Redis: a subscriber here need not wait for the signal's round trip through the reader.
    */
   readonly notify: (stream: string) => void
+  /**
+   * This reader's token: a script that signals with it as its entries' origin (`'w'`) is one whose writer
+   * `notify`s this process's subscribers itself, so the reader does not open their latches again for it (that
+   * second wake-up cost an idle worker an empty claim and a due-time read per job).
+   */
+  readonly origin: string
 }
 
 // The streams watched, the last entry seen in each, and whose latches to open
@@ -33,9 +39,19 @@ interface Watched {
   readonly latches: Set<Latch.Latch>
 }
 
-// The last entry of each stream an XREAD reply has entries for: RESP3 answers with a map of stream → entries,
-// RESP2 with [[stream, entries], …]
-const entriesOf = (reply: unknown): Array<readonly [string, string]> => {
+// An entry's origin (its 'w' field): RESP2 gives the fields as [field, value, …], RESP3 may give a map
+const originOf = (fields: unknown): unknown => {
+  if (Array.isArray(fields)) {
+    for (let i = 0; i + 1 < fields.length; i += 2) if (String(fields[i]) === "w") return fields[i + 1]
+    return undefined
+  }
+  if (fields instanceof Map) return fields.get("w")
+  return typeof fields === "object" && fields !== null ? (fields as Record<string, unknown>).w : undefined
+}
+
+// The last entry of each stream an XREAD reply has entries for, and whether any of them came from elsewhere than
+// `origin`: RESP3 answers with a map of stream → entries, RESP2 with [[stream, entries], …]
+const entriesOf = (reply: unknown, origin: string): Array<readonly [string, string, boolean]> => {
   const pairs: Array<readonly [unknown, unknown]> =
     reply === null || reply === undefined
       ? []
@@ -44,11 +60,19 @@ const entriesOf = (reply: unknown): Array<readonly [string, string]> => {
         : reply instanceof Map
           ? [...reply.entries()]
           : Object.entries(reply as Record<string, unknown>)
-  const out: Array<readonly [string, string]> = []
+  const out: Array<readonly [string, string, boolean]> = []
   for (const [stream, entries] of pairs) {
     if (!Array.isArray(entries) || entries.length === 0) continue
     const last = entries[entries.length - 1]
-    if (Array.isArray(last)) out.push([String(stream), String(last[0])])
+    if (!Array.isArray(last)) continue
+    let foreign = false
+    for (const entry of entries) {
+      if (!Array.isArray(entry) || String(originOf(entry[1])) !== origin) {
+        foreign = true
+        break
+      }
+    }
+    out.push([String(stream), String(last[0]), foreign])
   }
   return out
 }
@@ -64,6 +88,8 @@ export const makeSignalReader = (redis: Redis.Redis["Service"], scope: Scope.Sco
   const watched = new Map<string, Watched>()
   const watchersChanged = Latch.makeUnsafe(false)
   const realClock = Clock.Clock.defaultValue()
+  // Unique per reader (per layer), not secret: a signal with it was already delivered here by `notify`
+  const origin = crypto.randomUUID()
   let started = false
 
   const readLoop = Effect.gen(function* () {
@@ -96,11 +122,11 @@ export const makeSignalReader = (redis: Redis.Redis["Service"], scope: Scope.Sco
                 ...streams,
                 ...ids
               )
-              for (const [stream, lastId] of entriesOf(reply)) {
+              for (const [stream, lastId, foreign] of entriesOf(reply, origin)) {
                 const entry = watched.get(stream)
                 if (entry === undefined) continue
                 entry.lastId = lastId
-                for (const latch of entry.latches) latch.openUnsafe()
+                if (foreign) for (const latch of entry.latches) latch.openUnsafe()
               }
             }
           })
@@ -156,5 +182,5 @@ export const makeSignalReader = (redis: Redis.Redis["Service"], scope: Scope.Sco
     if (entry !== undefined) for (const latch of entry.latches) latch.openUnsafe()
   }
 
-  return { watch, notify }
+  return { watch, notify, origin }
 }

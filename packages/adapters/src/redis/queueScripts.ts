@@ -157,7 +157,9 @@ local function sync_wait(q, id, claimedAt, runAt)
     redis.call('ZREM', k_waits(q), id)
   end
 end
-local function signal(q) redis.call('XADD', k_signal(q), 'MAXLEN', '~', '100', '*', 'w', '1') end
+-- a signal's 'w' names the layer that wrote it when that layer wakes its own workers itself ('1': nobody), so its
+-- wake-up reader can skip it (see Wakeups.ts)
+local function signal(q, origin) redis.call('XADD', k_signal(q), 'MAXLEN', '~', '100', '*', 'w', origin or '1') end
 -- a pending job into its bucket: ready when due, delayed otherwise
 local function schedule(q, pool, seq, priority, id, runAt)
   local m = member(seq, priority, id)
@@ -182,8 +184,8 @@ const F = Object.fromEntries([...FIELDS, "seq"].map((name, i) => [name, i + 1]))
   number
 >
 
-// What a claim reads of each job: the fields it does not set itself. It answers them with the job's id in place of
-// the state (it is `claimed` now) and the attempts counted
+// What a claim answers per job: the fields it does not set itself, with the job's id in place of the state (it is
+// `claimed` now) and the attempts counted
 const CLAIM_READ = [
   "queue",
   "payload",
@@ -198,7 +200,40 @@ const CLAIM_READ = [
   "createdAt",
   "failures"
 ] as const
-const C = Object.fromEntries(CLAIM_READ.map((name, i) => [name, i + 1])) as Record<(typeof CLAIM_READ)[number], number>
+// What a claim reads of each job: the rest of `CLAIM_READ` it knows from the bucket (queue, pool) and the member
+// (priority), and the state it replaces by the id
+const CLAIM_HMGET = [
+  "payload",
+  "state",
+  "runAt",
+  "attempts",
+  "maxAttempts",
+  "idempotencyKey",
+  "lastError",
+  "createdAt",
+  "failures"
+] as const
+const H = Object.fromEntries(CLAIM_HMGET.map((name, i) => [name, i + 1])) as Record<
+  (typeof CLAIM_HMGET)[number],
+  number
+>
+// The Lua expressions of a claimed job's reply, in `CLAIM_READ` order
+const claimReply = CLAIM_READ.map((field) => {
+  switch (field) {
+    case "queue":
+      return "q"
+    case "priority":
+      return "priority"
+    case "pool":
+      return "owner[2]"
+    case "state":
+      return "id"
+    case "attempts":
+      return "attempts"
+    default:
+      return `r[${H[field]}]`
+  }
+}).join(", ")
 
 // The scripts' macros (`k_name(…)`, `UPDATE(…)`) against the queue's key layout and the fields of a read
 const expand = (source: string): string =>
@@ -238,20 +273,24 @@ end
 `
 
 // ARGV: prefix, now, n, then per job: whether to register its bucket ("1"/"0"), id, queue, pool, priority, runAt,
-// maxAttempts, idempotency key and its field in the idempotency hash ("" for none), payload
+// maxAttempts, idempotency key and its field in the idempotency hash ("" for none), payload; then the origin of
+// the signals: the token of a layer that wakes its own idle workers itself, or "" (see Wakeups.ts)
 // Returns per job {1} when stored, {0, fields} when its idempotency key returned an existing job
 export const enqueueJobs = Redis.script(
-  (keySequence: string, prefix: string, now: number, n: number, jobs: ReadonlyArray<string>) => [
+  (keySequence: string, prefix: string, now: number, n: number, jobs: ReadonlyArray<string>, origin = "") => [
     keySequence,
     prefix,
     now,
     n,
-    ...jobs
+    ...jobs,
+    origin
   ],
   {
     numberOfKeys: 1,
     lua: expand(`${prelude}
 local n = tonumber(ARGV[3])
+local origin = ARGV[4 + n * 10]
+if origin == '' then origin = nil end
 local out = {}
 -- every queue that got a job is signalled, delayed ones included: a waiting worker then learns when it is due
 local touched = {}
@@ -322,7 +361,7 @@ for b, l in pairs(delayed) do zadd(k_delayed(b), l) end
 -- counters once per queue and priority, not per job
 for q, n in pairs(touched) do
   count(q, 'queued', n)
-  signal(q)
+  signal(q, origin)
 end
 for priority in pairs(RANKS) do
   for q in pairs(touched) do count(q, 'pending:' .. priority, added[q .. ' ' .. priority] or 0) end
@@ -334,7 +373,8 @@ return out
 
 // ARGV: prefix, now, max, worker, lease expiry, pool ("" for none), requeue limit, queues…
 // Returns the claimed jobs, most urgent first, each as its `CLAIM_READ` fields with the id in place of the state
-// and the attempts counted (see `claimedJob`)
+// and the attempts counted (see `claimedJob`); when none was ready, {next due} instead: when the first delayed job
+// of these buckets comes due ('%.17g'), or '' when none waits (what `nextDue` would answer right after)
 export const claimJobs = Redis.script(
   (
     keySequence: string,
@@ -351,12 +391,20 @@ export const claimJobs = Redis.script(
     numberOfKeys: 1,
     lua: expand(`${prelude}${requeueFunction}
 local max, worker, expires, pool = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local PRIORITIES = {['0'] = 'critical', ['1'] = 'high', ['2'] = 'normal', ['3'] = 'low'}
 -- a crashed worker's jobs are claimable without waiting for the sweep
 if redis.call('ZRANGEBYSCORE', k_leases(), '-inf', now, 'LIMIT', 0, 1)[1] then requeue_expired(tonumber(ARGV[7])) end
-local buckets = {}
+-- each bucket's queue and pool: a job's are those of the bucket it is in, so a claim does not read them
+local buckets, owners = {}, {}
 for i = 8, #ARGV do
-  buckets[#buckets + 1] = bucket(ARGV[i], '')
-  if pool ~= '' then buckets[#buckets + 1] = bucket(ARGV[i], pool) end
+  local b = bucket(ARGV[i], '')
+  buckets[#buckets + 1] = b
+  owners[b] = {ARGV[i], ''}
+  if pool ~= '' then
+    b = bucket(ARGV[i], pool)
+    buckets[#buckets + 1] = b
+    owners[b] = {ARGV[i], pool}
+  end
 end
 -- due delayed jobs (and retries) join their bucket's ready set first
 for _, b in ipairs(buckets) do
@@ -366,10 +414,22 @@ for _, b in ipairs(buckets) do
     redis.call('ZADD', k_ready(b), tonumber(string.sub(due[i], 17, 17)) * SCALE + tonumber(due[i + 1]), due[i])
   end
 end
-local chosen = {}
+local chosen, from = {}, {}
+local function nothing_ready()
+  local next = nil
+  for _, b in ipairs(buckets) do
+    local top = redis.call('ZRANGE', k_delayed(b), 0, 0, 'WITHSCORES')
+    if top[2] and (not next or tonumber(top[2]) < next) then next = tonumber(top[2]) end
+  end
+  if next then return {string.format('%.17g', next)} end
+  return {''}
+end
 if #buckets == 1 then
   local popped = redis.call('ZPOPMIN', k_ready(buckets[1]), max)
-  for i = 1, #popped, 2 do chosen[#chosen + 1] = popped[i] end
+  for i = 1, #popped, 2 do
+    chosen[#chosen + 1] = popped[i]
+    from[#from + 1] = buckets[1]
+  end
 else
   local candidates = {}
   for _, b in ipairs(buckets) do
@@ -383,22 +443,27 @@ else
   for i = 1, math.min(max, #candidates) do
     redis.call('ZREM', k_ready(candidates[i][3]), candidates[i][1])
     chosen[#chosen + 1] = candidates[i][1]
+    from[#from + 1] = candidates[i][3]
   end
 end
+if #chosen == 0 then return nothing_ready() end
 local out = {}
 local moved = {}
 -- the leases and (per queue) the waits are added once per claim
 local leases, waits = {}, {}
-for _, m in ipairs(chosen) do
+for n, m in ipairs(chosen) do
   local id = string.sub(m, 18)
-  -- the fields a claim does not set (a claimable job has no result, lease or finish time)
-  local j = redis.call('HMGET', k_job(id), ${CLAIM_READ.map((f) => `'${f}'`).join(", ")})
-  local q, priority, state, runAt = j[${C.queue}], j[${C.priority}], j[${C.state}], tonumber(j[${C.runAt}])
-  local attempts = tonumber(j[${C.attempts}]) + 1
+  local owner = owners[from[n]]
+  -- queue and pool from the bucket, priority from the member (its rank digit)
+  local q, priority = owner[1], PRIORITIES[string.sub(m, 17, 17)]
+  -- the other fields a claim does not set (a claimable job has no result, lease or finish time)
+  local r = redis.call('HMGET', k_job(id), ${CLAIM_HMGET.map((f) => `'${f}'`).join(", ")})
+  local state, runAt = r[${H.state}], tonumber(r[${H.runAt}])
+  local attempts = tonumber(r[${H.attempts}]) + 1
   redis.call('HSET', k_job(id), 'state', 'claimed', 'attempts', attempts, 'leaseWorker', worker, 'leaseExpires', expires,
     'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
-  j[${C.state}] = id
-  j[${C.attempts}] = attempts
+  -- the reply, in CLAIM_READ order: the id in place of the state (it is claimed now), the attempts counted
+  local j = {${claimReply}}
   leases[#leases + 1] = expires
   leases[#leases + 1] = id
   if now >= runAt then
@@ -429,7 +494,7 @@ end
 return out
 `)
   }
-).withReturnType<ReadonlyArray<ReadonlyArray<string | number | null>>>()
+).withReturnType<ReadonlyArray<ReadonlyArray<string | number | null>> | readonly [string]>()
 
 export type LostReply = readonly ["lost", string, string, string | null]
 

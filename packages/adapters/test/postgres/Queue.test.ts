@@ -7,7 +7,7 @@ import { makeRecord } from "@mandate/core/conformance/taskStore"
 import { Context, Deferred, Effect, Fiber, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
-import { config, describePostgres, dropSchemaOnExit, TestPostgres } from "../utils/TestPostgres.ts"
+import { config, describePostgres, dropSchemaOnExit, freshSchema, TestPostgres } from "../utils/TestPostgres.ts"
 
 // The database keeps the time: real waits, short durations
 const backoff = { baseMs: 100, capMs: 5_000 }
@@ -492,6 +492,78 @@ describePostgres("Queue on Postgres", () => {
         // failing again (the lease is gone) is refused, also when merged
         const again = yield* Effect.flip(queue.fail(claimed[0]!.id, a, "again"))
         assert.strictEqual(again._tag, "LeaseLost")
+      })
+    )
+  })
+
+  layer(TestPostgres.otherClient(), { excludeTestServices: true, timeout: "60 seconds" })("upgrade", (it) => {
+    it.effect("jobs stored before migration 0012 are completed, drained and pruned after it", () =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const schema = freshSchema()
+        yield* dropSchemaOnExit(schema)
+        // The schema as it was before 0012: every earlier migration applied, `jobs_finished` in place
+        yield* Postgres.Migrations.run({ schema })
+        yield* sql`CREATE INDEX jobs_finished ON ${sql(`${schema}.jobs`)} (finished_at)
+                   WHERE state IN ('completed', 'cancelled')`
+        yield* sql`DELETE FROM ${sql(`${schema}.${Postgres.Migrations.migrationsTable}`)} WHERE migration_id = 12`
+        const q = queueName("upgrade")
+        const w = worker("w")
+        const before = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const old = yield* makeQueue({ schema, backoff, requeueIntervalMs, retainFinishedMs: Infinity })
+            const stored = yield* old.enqueueBatch([
+              { queue: q, payload: "done before", priority: "critical", idempotencyKey: "k1" },
+              { queue: q, payload: "held across", priority: "high", idempotencyKey: "k2" },
+              { queue: q, payload: "dead", priority: "normal", maxAttempts: 1 },
+              ...Array.from({ length: 20 }, (_, i) => ({ queue: q, payload: i, priority: "low" as const }))
+            ])
+            yield* old.claim({ workerId: w, queues: [q], max: 3 })
+            yield* old.complete(stored[0]!.id, w, { ok: 1 })
+            yield* old.fail(stored[2]!.id, w, "boom")
+            return stored
+          })
+        )
+        const exists = yield* sql<{
+          readonly found: boolean
+        }>`SELECT to_regclass(${`${schema}.jobs_finished`}) IS NOT NULL AS found`
+        assert.isTrue(exists[0]!.found)
+        assert.deepStrictEqual(yield* Postgres.Migrations.run({ schema }), [[12, "jobs_prune_by_id"]])
+        const gone = yield* sql<{
+          readonly found: boolean
+        }>`SELECT to_regclass(${`${schema}.jobs_finished`}) IS NOT NULL AS found`
+        assert.isFalse(gone[0]!.found)
+
+        const queue = yield* makeQueue({
+          schema,
+          backoff,
+          requeueIntervalMs,
+          retainFinishedMs: 300,
+          pruneIntervalMs: 100
+        })
+        // A lease taken before the upgrade is still its holder's: completed by a layer that never saw the claim
+        const [held] = yield* queue.completeMany!([{ jobId: before[1]!.id, workerId: w, result: "after" }])
+        assert.isTrue(held!._tag === "Success" && held!.value.state === "completed" && held!.value.result === "after")
+        // The rest drain
+        let drained = 0
+        while (drained < 20) {
+          const claimed = yield* queue.claim({ workerId: w, queues: [q], max: 7 })
+          assert.isAbove(claimed.length, 0)
+          const exits = yield* queue.completeMany!(claimed.map((job) => ({ jobId: job.id, workerId: w })))
+          for (const exit of exits) assert.isTrue(exit._tag === "Success" && exit.value.state === "completed")
+          drained += claimed.length
+        }
+        assert.strictEqual(drained, 20)
+        // Pruned after the retention, old rows and new alike; the dead letter stays, the keys are free again
+        const isGone = (id: Job["id"]) =>
+          Effect.map(Effect.result(queue.get(id)), (r) => r._tag === "Failure" && r.failure._tag === "JobNotFound")
+        for (let i = 0; i < 100 && !((yield* isGone(before[0]!.id)) && (yield* isGone(before[22]!.id))); i++) {
+          yield* Effect.sleep(50)
+        }
+        for (const job of [before[0]!, before[1]!, ...before.slice(3)]) assert.isTrue(yield* isGone(job.id))
+        assert.strictEqual((yield* queue.get(before[2]!.id)).state, "dead_lettered")
+        const again = yield* queue.enqueue({ queue: q, payload: "again", idempotencyKey: "k1" })
+        assert.notStrictEqual(again.id, before[0]!.id)
       })
     )
   })

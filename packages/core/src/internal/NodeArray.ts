@@ -1,7 +1,9 @@
 /**
  * The memory ledger's Merkle node store: every completed perfect subtree, addressed by `(level, index)` as
- * `Merkle` documents, packed per level into one growable byte array (32 bytes per node, node `i` at offset
- * `32 · i`). A million leaves take about two million nodes, 64 MB, with no per-node object.
+ * `Merkle` documents, packed per level into byte arrays of 32,768 nodes (1 MiB; 32 bytes per node). A level's
+ * first array grows by doubling up to that size, then the level adds arrays: nothing is copied again once a level
+ * is large, and no memory is touched twice (fresh pages are the dear part of keeping a node). A million leaves take
+ * about two million nodes, 64 MB, with no per-node object.
  *
  * Nodes are written once, in index order within each level (the order `Merkle.append` produces them), and
  * never change — except through `overwrite`, which exists so tests can tamper with a stored node.
@@ -10,10 +12,14 @@
  */
 
 const HASH_SIZE = 32
+const CHUNK_BITS = 15
+const CHUNK_NODES = 1 << CHUNK_BITS
+const CHUNK_MASK = CHUNK_NODES - 1
 
 /** @internal */
 export class NodeArray {
-  private readonly levels: Array<Uint8Array> = []
+  // Per level, its arrays: node `i` is in array `i >> CHUNK_BITS` at `32 · (i & CHUNK_MASK)`
+  private readonly levels: Array<Array<Uint8Array>> = []
   private readonly counts: Array<number> = []
 
   /** How many nodes level `level` holds (level 0: the number of leaves). */
@@ -27,8 +33,8 @@ export class NodeArray {
    */
   get(level: number, index: number): Uint8Array | undefined {
     if (index < 0 || index >= this.count(level) || !Number.isInteger(index)) return undefined
-    const offset = index * HASH_SIZE
-    return this.levels[level]!.slice(offset, offset + HASH_SIZE)
+    const offset = (index & CHUNK_MASK) * HASH_SIZE
+    return this.levels[level]![index >>> CHUNK_BITS]!.slice(offset, offset + HASH_SIZE)
   }
 
   /** Whether `push(level, index, …)` would be the next write at that level. */
@@ -41,19 +47,25 @@ export class NodeArray {
     if (!this.isNext(level, index) || hash.length !== HASH_SIZE) {
       throw new RangeError(`Node (${level}, ${index}) is not the next node of level ${level}`)
     }
-    let bytes = this.levels[level]
-    if (bytes === undefined) {
-      bytes = new Uint8Array(HASH_SIZE * 1024)
-      this.levels[level] = bytes
+    let chunks = this.levels[level]
+    if (chunks === undefined) {
+      chunks = [new Uint8Array(HASH_SIZE * 1024)]
+      this.levels[level] = chunks
       this.counts[level] = 0
-    } else if ((index + 1) * HASH_SIZE > bytes.length) {
-      // Doubling keeps appends amortised O(1)
-      const grown = new Uint8Array(bytes.length * 2)
+    }
+    const c = index >>> CHUNK_BITS
+    let bytes = chunks[c]
+    if (bytes === undefined) {
+      bytes = new Uint8Array(HASH_SIZE * CHUNK_NODES)
+      chunks[c] = bytes
+    } else if (((index & CHUNK_MASK) + 1) * HASH_SIZE > bytes.length) {
+      // The first array doubles (amortised O(1)) until it is full size
+      const grown = new Uint8Array(Math.min(bytes.length * 2, HASH_SIZE * CHUNK_NODES))
       grown.set(bytes)
       bytes = grown
-      this.levels[level] = bytes
+      chunks[c] = bytes
     }
-    bytes.set(hash, index * HASH_SIZE)
+    bytes.set(hash, (index & CHUNK_MASK) * HASH_SIZE)
     this.counts[level] = index + 1
   }
 
@@ -68,6 +80,6 @@ export class NodeArray {
     if (index < 0 || index >= this.count(level) || hash.length !== HASH_SIZE) {
       throw new RangeError(`Node (${level}, ${index}) does not exist`)
     }
-    this.levels[level]!.set(hash, index * HASH_SIZE)
+    this.levels[level]![index >>> CHUNK_BITS]!.set(hash, (index & CHUNK_MASK) * HASH_SIZE)
   }
 }

@@ -6,11 +6,27 @@
  * body, only when someone reads it. The body is exactly the text the entry hash covers, so what is read back is
  * what was hashed.
  *
+ * Fresh memory is the dearest part of keeping an entry (every new page is a fault: about as much CPU as the rest
+ * of the append on a loaded machine), so a body is kept smaller than its text: its three hex hashes (`payloadHash`,
+ * `prevHash`, a task's `taskPrevHash`, 64 digits each with their member names) are lifted out and kept as 32 raw
+ * bytes each, and put back, digit for digit, when the body is read.
+ *
  * @since 0.1.0
  */
 
 const HASH_SIZE = 32
 const CHUNK_SIZE = 4 * 1024 * 1024
+const PAGE_BITS = 15
+const PAGE_ENTRIES = 1 << PAGE_BITS
+const PAGE_MASK = PAGE_ENTRIES - 1
+
+// The members lifted out of a body: `,"payloadHash":"<64>","prevHash":"<64>"` (one run, in canonical order the two
+// are adjacent) and, for an entry of a task, the last member `,"taskPrevHash":"<64>"`
+const PAYLOAD_HASH_KEY = Buffer.from(',"payloadHash":"', "latin1")
+const PREV_HASH_KEY = Buffer.from('","prevHash":"', "latin1")
+const TASK_PREV_HASH_KEY = Buffer.from(',"taskPrevHash":"', "latin1")
+const RUN_LENGTH = PAYLOAD_HASH_KEY.length + 64 + PREV_HASH_KEY.length + 64 + 1
+const TASK_RUN_LENGTH = TASK_PREV_HASH_KEY.length + 64 + 1
 
 /** Where the bytes written since a `mark` end: `truncate` takes them back. */
 export interface ArenaMark {
@@ -23,9 +39,12 @@ export interface ArenaMark {
 export class EntryArena {
   private readonly chunks: Array<Buffer> = []
   private position = 0
-  // Per entry: chunk, start, end of its body
-  private locations: Int32Array = new Int32Array(3 * 1024)
-  private hashes: Buffer = Buffer.alloc(HASH_SIZE * 1024)
+  // Per entry: 2 · chunk + (1 if it has a taskPrevHash), start of its raw hashes, where the lifted run was in its
+  // body (-1: the body is kept whole), end of its body
+  // Both in arrays of 32,768 entries, added as needed: nothing copied, no page touched twice (a doubling array
+  // would copy, and fault fresh pages for, everything it held at each growth). Untouched pages cost nothing.
+  private readonly locationPages: Array<Int32Array> = []
+  private readonly hashPages: Array<Buffer> = []
   private slots: Int32Array = new Int32Array(2048) // seq + 1 per used slot, 0 for free
   private used = 0
   count = 0
@@ -36,29 +55,64 @@ export class EntryArena {
 
   /**
    * Stores entry `seq` (at least `count`): its body `bytes[start, end)` and its hash `hashes[hashAt, hashAt + 32)`.
-   * Entries skipped on the way (the store kept them as objects) get an empty body and a zero hash, never read.
+   * `payloadHashAt` is where the body's `payloadHash` digits start in `bytes` (-1: unknown, the body is kept
+   * whole), `task` whether the body ends with a `taskPrevHash` member. A body whose text is not as announced is
+   * kept whole. Entries skipped on the way (the store kept them as objects) get an empty body and a zero hash,
+   * never read.
    */
-  push(seq: number, bytes: Uint8Array, start: number, end: number, hashes: Uint8Array, hashAt: number): void {
+  push(
+    seq: number,
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    hashes: Uint8Array,
+    hashAt: number,
+    payloadHashAt = -1,
+    task = false
+  ): void {
     while (this.count < seq) this.push(this.count, bytes, start, start, zeroHash, 0)
-    const length = end - start
+    const run = payloadHashAt - PAYLOAD_HASH_KEY.length
+    const lifted = payloadHashAt >= 0 && liftable(bytes, start, end, run, task)
+    const length = lifted
+      ? end - start - RUN_LENGTH + 2 * HASH_SIZE + (task ? HASH_SIZE - TASK_RUN_LENGTH : 0)
+      : end - start
     let chunk = this.chunks[this.chunks.length - 1]
     if (chunk === undefined || this.position + length > chunk.length) {
       chunk = Buffer.allocUnsafe(Math.max(CHUNK_SIZE, length))
       this.chunks.push(chunk)
       this.position = 0
     }
-    chunk.set(bytes.subarray(start, end), this.position)
-    if (3 * seq + 3 > this.locations.length) this.locations = grow(this.locations, 3 * seq + 3)
-    this.locations[3 * seq] = this.chunks.length - 1
-    this.locations[3 * seq + 1] = this.position
-    this.locations[3 * seq + 2] = this.position + length
-    this.position += length
-    if (HASH_SIZE * (seq + 1) > this.hashes.length) {
-      const grown = Buffer.alloc(this.hashes.length * 2)
-      grown.set(this.hashes)
-      this.hashes = grown
+    const page = seq >>> PAGE_BITS
+    while (this.locationPages.length <= page) {
+      this.locationPages.push(new Int32Array(4 * PAGE_ENTRIES))
+      this.hashPages.push(Buffer.alloc(HASH_SIZE * PAGE_ENTRIES))
     }
-    this.hashes.set(hashes.subarray(hashAt, hashAt + HASH_SIZE), HASH_SIZE * seq)
+    const at = this.position
+    const locations = this.locationPages[page]!
+    const l = 4 * (seq & PAGE_MASK)
+    locations[l] = 2 * (this.chunks.length - 1) + (lifted && task ? 1 : 0)
+    locations[l + 1] = at
+    if (lifted) {
+      // Raw hashes first, then the body without the lifted members
+      hexToBytes(bytes, payloadHashAt, chunk, at)
+      hexToBytes(bytes, payloadHashAt + 64 + PREV_HASH_KEY.length, chunk, at + HASH_SIZE)
+      let out = at + 2 * HASH_SIZE
+      if (task) {
+        hexToBytes(bytes, end - 1 - 65, chunk, out)
+        out += HASH_SIZE
+      }
+      out = copy(bytes, start, run, chunk, out)
+      locations[l + 2] = out
+      out = copy(bytes, run + RUN_LENGTH, task ? end - 1 - TASK_RUN_LENGTH : end - 1, chunk, out)
+      chunk[out++] = 0x7d // }
+      locations[l + 3] = out
+    } else {
+      copy(bytes, start, end, chunk, at)
+      locations[l + 2] = -1
+      locations[l + 3] = at + length
+    }
+    this.position += length
+    copy(hashes, hashAt, hashAt + HASH_SIZE, this.hashPages[page]!, HASH_SIZE * (seq & PAGE_MASK))
     // Indexed before it counts: a rehash on the way places the entries before it, then it is placed once
     this.index(seq)
     this.count = seq + 1
@@ -74,15 +128,29 @@ export class EntryArena {
     }
   }
 
-  /** The entry's canonical JSON body. */
+  /** The entry's canonical JSON body: exactly the bytes it was given. */
   body(seq: number): string {
-    const at = 3 * seq
-    return this.chunks[this.locations[at]!]!.toString("utf8", this.locations[at + 1]!, this.locations[at + 2]!)
+    const locations = this.locationPages[seq >>> PAGE_BITS]!
+    const l = 4 * (seq & PAGE_MASK)
+    const chunk = this.chunks[locations[l]! >> 1]!
+    const at = locations[l + 1]!
+    const cut = locations[l + 2]!
+    const end = locations[l + 3]!
+    if (cut < 0) return chunk.toString("utf8", at, end)
+    const task = (locations[l]! & 1) === 1
+    const bodyAt = at + (task ? 3 : 2) * HASH_SIZE
+    const hex = (i: number) => chunk.toString("hex", at + i * HASH_SIZE, at + (i + 1) * HASH_SIZE)
+    return (
+      `${chunk.toString("utf8", bodyAt, cut)},"payloadHash":"${hex(0)}","prevHash":"${hex(1)}"` +
+      chunk.toString("utf8", cut, end - 1) +
+      (task ? `,"taskPrevHash":"${hex(2)}"}` : "}")
+    )
   }
 
   /** The entry's hash, in hex. */
   hashHex(seq: number): string {
-    return this.hashes.toString("hex", HASH_SIZE * seq, HASH_SIZE * (seq + 1))
+    const at = HASH_SIZE * (seq & PAGE_MASK)
+    return this.hashPages[seq >>> PAGE_BITS]!.toString("hex", at, at + HASH_SIZE)
   }
 
   /** The entries (seq below `count`) whose hash is `hash` (32 bytes), lowest seq first. */
@@ -96,9 +164,14 @@ export class EntryArena {
     return found.sort((a, b) => a - b)
   }
 
+  private keyOfEntry(seq: number): number {
+    return keyOf(this.hashPages[seq >>> PAGE_BITS]!, HASH_SIZE * (seq & PAGE_MASK))
+  }
+
   private hashEquals(seq: number, hash: Uint8Array): boolean {
-    const at = HASH_SIZE * seq
-    for (let i = 0; i < HASH_SIZE; i++) if (this.hashes[at + i] !== hash[i]) return false
+    const at = HASH_SIZE * (seq & PAGE_MASK)
+    const hashes = this.hashPages[seq >>> PAGE_BITS]!
+    for (let i = 0; i < HASH_SIZE; i++) if (hashes[at + i] !== hash[i]) return false
     return true
   }
 
@@ -111,7 +184,7 @@ export class EntryArena {
 
   private place(seq: number): void {
     const mask = this.slots.length - 1
-    let slot = keyOf(this.hashes, HASH_SIZE * seq) & mask
+    let slot = this.keyOfEntry(seq) & mask
     while (this.slots[slot]! !== 0) slot = (slot + 1) & mask
     this.slots[slot] = seq + 1
   }
@@ -120,7 +193,7 @@ export class EntryArena {
   // every entry still indexed was placed before it
   private unindex(seq: number): void {
     const mask = this.slots.length - 1
-    for (let slot = keyOf(this.hashes, HASH_SIZE * seq) & mask; this.slots[slot]! !== 0; slot = (slot + 1) & mask) {
+    for (let slot = this.keyOfEntry(seq) & mask; this.slots[slot]! !== 0; slot = (slot + 1) & mask) {
       if (this.slots[slot] === seq + 1) {
         this.slots[slot] = 0
         this.used--
@@ -138,11 +211,48 @@ export class EntryArena {
 
 const zeroHash = new Uint8Array(HASH_SIZE)
 
+const copy = (from: Uint8Array, start: number, end: number, to: Uint8Array, at: number): number => {
+  // A view, not `Buffer#subarray` (a Buffer per call costs more than copying a short body)
+  to.set(new Uint8Array(from.buffer, from.byteOffset + start, end - start), at)
+  return at + end - start
+}
+
+const matches = (bytes: Uint8Array, at: number, literal: Uint8Array): boolean => {
+  for (let i = 0; i < literal.length; i++) if (bytes[at + i] !== literal[i]) return false
+  return true
+}
+
+// Lowercase hex digit values; -1 for anything else (such a body is kept whole)
+const HEX = new Int8Array(256).fill(-1)
+for (let i = 0; i < 16; i++) HEX["0123456789abcdef".charCodeAt(i)] = i
+
+const isHex64 = (bytes: Uint8Array, at: number): boolean => {
+  for (let i = at; i < at + 64; i++) if (HEX[bytes[i]!]! < 0) return false
+  return true
+}
+
+// Whether the body has the lifted members where announced, with 64 lowercase digits each: then putting them back
+// gives its bytes exactly
+const liftable = (bytes: Uint8Array, start: number, end: number, run: number, task: boolean): boolean => {
+  const digits = run + PAYLOAD_HASH_KEY.length
+  const prev = digits + 64 + PREV_HASH_KEY.length
+  const taskRun = end - 1 - TASK_RUN_LENGTH
+  return (
+    run > start &&
+    prev + 65 <= (task ? taskRun : end - 1) &&
+    bytes[end - 1] === 0x7d &&
+    matches(bytes, run, PAYLOAD_HASH_KEY) &&
+    isHex64(bytes, digits) &&
+    matches(bytes, digits + 64, PREV_HASH_KEY) &&
+    isHex64(bytes, prev) &&
+    bytes[prev + 64] === 0x22 &&
+    (!task || (matches(bytes, taskRun, TASK_PREV_HASH_KEY) && isHex64(bytes, end - 66) && bytes[end - 2] === 0x22))
+  )
+}
+
+const hexToBytes = (from: Uint8Array, at: number, to: Uint8Array, out: number): void => {
+  for (let i = 0; i < HASH_SIZE; i++) to[out + i] = (HEX[from[at + 2 * i]!]! << 4) | HEX[from[at + 2 * i + 1]!]!
+}
+
 const keyOf = (bytes: Uint8Array, at: number): number =>
   (bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!
-
-const grow = (array: Int32Array, atLeast: number): Int32Array => {
-  const grown = new Int32Array(Math.max(atLeast, array.length * 2))
-  grown.set(array)
-  return grown
-}
