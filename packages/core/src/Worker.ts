@@ -22,8 +22,7 @@
  *   the worker's log`): its message and stack go to the log, since clients read a job's `lastError` back.
  * - `settle(job, outcome)` runs after each complete/fail, in the same `UnitOfWork.run` when a `UnitOfWork`
  *   is in context (one transaction on Postgres), so the caller can advance its own state atomically with the
- *   job's; a completion's unit runs in a fiber of its own (the job stays leased until it is done) while the
- *   slot takes its next job. Without a `settle` the complete/fail runs alone,
+ *   job's; the slot takes its next job once the unit is done. Without a `settle` the complete/fail runs alone,
  *   so a backend may merge the completions of many jobs into one write: when the queue has `completeMany`
  *   (Postgres, Redis), a recorder writes the completions waiting (up to 500) in one call as soon as one waits
  *   (no timer), a second call in flight only once 100 more wait, and the slot moves on when its handler ends;
@@ -148,8 +147,8 @@ export interface RunOptions<E, R, RS> {
   /**
    * Runs after each complete/fail, with the stored job, in the same unit of work; `workerId` is the lease holder
    * that recorded the outcome. A job it enqueued in that unit with `Queue.enqueueClaimed` for this worker
-   * (`workerId`, `leaseMs`) and passes to `runNext` is held first, run by the next free slot once the unit has
-   * committed, without a claim (dropped if the unit fails).
+   * (`workerId`, `leaseMs`) and passes to `runNext` is run next by the same slot once the unit has committed,
+   * without a claim (dropped if the unit fails).
    */
   readonly settle?:
     | ((job: Job, outcome: Outcome, context: SettleContext) => Effect.Effect<void, unknown, RS>)
@@ -165,7 +164,7 @@ export interface RunOptions<E, R, RS> {
 export interface SettleContext {
   readonly workerId: AgentId
   readonly leaseMs: number
-  /** Holds `job` first, for the next free slot: a job enqueued claimed for this worker (`Queue.enqueueClaimed`). */
+  /** Runs `job` next in this slot: a job enqueued claimed for this worker (`Queue.enqueueClaimed`) in the unit. */
   readonly runNext: (job: Job) => Effect.Effect<void>
 }
 
@@ -593,28 +592,7 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
   const afterAttempt = (record: InFlight, exit: Exit.Exit<HandlerResult, unknown>): Effect.Effect<void, never, RS> => {
     const job = record.job
     if (Exit.isSuccess(exit)) {
-      if (completeMany === undefined) {
-        if (settle === undefined) return finish(job, outcomeOf(exit, settings.timeoutMs))
-        // The settle unit runs in a fiber of its own, so the slot takes its next job meanwhile (a slot waiting on it
-        // doubled the CPU per approval with 1,000 approvals at once on memory).
-        // The job stays in flight, its lease kept alive, until the unit is done; a job it handed on is held first
-        record.recording = true
-        return Effect.asVoid(
-          FiberSet.run(
-            state.jobs,
-            Effect.uninterruptible(
-              Effect.ensuring(
-                finish(job, outcomeOf(exit, settings.timeoutMs)),
-                Effect.sync(() => {
-                  state.inFlight.delete(job.id)
-                  wakeSlots(state)
-                  wakeClaimer(state)
-                })
-              )
-            )
-          )
-        )
-      }
+      if (completeMany === undefined) return finish(job, outcomeOf(exit, settings.timeoutMs))
       record.recording = true
       state.completions.push({ record, result: exit.value === undefined ? null : exit.value })
       state.completionsWaiting.openUnsafe()
