@@ -35,6 +35,7 @@ import {
   computeQueueStats,
   decodeClaimRequest,
   decodeExtendMs,
+  decodeHandOff,
   decodeJobQuery,
   decodeStatsQueue,
   defaultLeaseMs,
@@ -55,6 +56,7 @@ export {
   computeQueueStats,
   decodeClaimRequest,
   decodeExtendMs,
+  decodeHandOff,
   decodeJobQuery,
   decodeStatsQueue,
   defaultLeaseMs,
@@ -94,6 +96,17 @@ export interface Completion {
   readonly workerId: AgentId
   /** JSON; default null. */
   readonly result?: Schema.Json | undefined
+}
+
+/**
+ * Who a job enqueued with `enqueueClaimed` is claimed for: the worker that will run it next, and its lease.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface HandOff {
+  readonly workerId: AgentId
+  readonly leaseMs: number
 }
 
 /**
@@ -279,6 +292,17 @@ export class Queue extends Context.Service<
           completions: ReadonlyArray<Completion>
         ) => Effect.Effect<ReadonlyArray<Exit.Exit<Job, JobNotFound | LeaseLost | InvalidInput | QueueStoreError>>>)
       | undefined
+    /**
+     * Optional: `enqueue`, with the job claimed at once by `handOff.workerId` (state `claimed`, its attempt counted,
+     * leased for `handOff.leaseMs`), so a worker that enqueues its own next job runs it without a claim. It is
+     * then a claimed job like any other: its lease must be kept alive, and once the lease expires the job is taken
+     * over. Enqueued as `enqueue` would (`queued`, the caller checks the state and lease holder) when a job of a
+     * higher priority waits ready in its queue (a hand-off never passes it), when it is delayed, or when its
+     * idempotency key returns a stored job. Like `enqueue`, it runs inside the caller's unit of work.
+     */
+    readonly enqueueClaimed?:
+      | ((request: EnqueueRequest, handOff: HandOff) => Effect.Effect<Job, InvalidInput | QueueStoreError>)
+      | undefined
     /** Returns the job as rescheduled (`failed`, with its retry `runAt`) or `dead_lettered`. */
     readonly fail: (
       jobId: JobId,
@@ -366,13 +390,21 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
     )
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), sweep)))
 
-    // Inside a unit of work, a unit that fails takes back the jobs it created (not those an idempotency key found)
+    // Inside a unit of work, a unit that fails takes back the jobs it created (not those an idempotency key found),
+    // and workers are woken once it has committed: a worker woken earlier would claim a job whose unit is still
+    // writing what the job reads
+    const wakeAfterCommit = (touched: ReadonlySet<string>) =>
+      touched.size === 0 ? Effect.void : UnitOfWork.afterCommitUnsafe(Effect.sync(() => store.signalAll(touched)))
     const enqueueUndoable = (jobs: ReadonlyArray<Job>, now: number) =>
       Effect.suspend(() => {
-        const out = store.enqueue(jobs, now)
+        const touched = new Set<string>()
+        const out = store.enqueue(jobs, now, touched)
         const created = out.flatMap((job, i) => (job === jobs[i] ? [job.id] : []))
         return Effect.as(
-          created.length === 0 ? Effect.void : UnitOfWork.onRollback(() => store.unenqueue(created)),
+          Effect.andThen(
+            created.length === 0 ? Effect.void : UnitOfWork.onRollback(() => store.unenqueue(created)),
+            wakeAfterCommit(touched)
+          ),
           out as ReadonlyArray<Job>
         )
       })
@@ -383,6 +415,18 @@ const makeMemory = (options?: QueueMemoryOptions): Effect.Effect<Queue["Service"
         const job = prepareJob(request, now)
         if (Result.isFailure(job)) return yield* job.failure
         return (yield* enqueueUndoable([job.success], now))[0]!
+      }),
+
+      enqueueClaimed: Effect.fnUntraced(function* (request: EnqueueRequest, handOff: HandOff) {
+        const lease = yield* decodeHandOff(handOff)
+        const now = yield* Clock.currentTimeMillis
+        const job = prepareJob(request, now)
+        if (Result.isFailure(job)) return yield* job.failure
+        const touched = new Set<string>()
+        const { job: out, created } = store.enqueueClaimed(job.success, lease.workerId, lease.leaseMs, now, touched)
+        if (created) yield* UnitOfWork.onRollback(() => store.unenqueue([out.id]))
+        yield* wakeAfterCommit(touched)
+        return out
       }),
 
       enqueueBatch: Effect.fnUntraced(function* (requests: ReadonlyArray<EnqueueRequest>) {

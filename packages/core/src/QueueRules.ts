@@ -312,6 +312,7 @@ const ExtendMs = decode(LeaseMillis, "$.extendMs")
 const StatsQueue = decode(QueueName, "$.queue")
 const ListQueryDecode = decode(JobQuery)
 const ClaimDecode = decode(ClaimRequest)
+const HandOffDecode = decode(Schema.Struct({ workerId: AgentId, leaseMs: LeaseMillis }))
 
 // ---- validation shared by layers ------------------------------------------------------------------------
 
@@ -343,6 +344,16 @@ export const prepareJobs = (
  * @since 0.1.0
  */
 export const decodeClaimRequest: (request: unknown) => Effect.Effect<ClaimRequest, InvalidInput> = ClaimDecode
+
+/**
+ * Decodes the worker and lease of `enqueueClaimed` (`InvalidInput` at `$.workerId`, `$.leaseMs`).
+ *
+ * @category decoding
+ * @since 0.1.0
+ */
+export const decodeHandOff: (
+  handOff: unknown
+) => Effect.Effect<{ readonly workerId: AgentId; readonly leaseMs: number }, InvalidInput> = HandOffDecode
 
 /**
  * Decodes a `list` query (`InvalidInput` at `$.limit`, `$.state`, …; the cursor's format is the layer's).

@@ -819,17 +819,28 @@ const make = Effect.fnUntraced(function* (options?: RuntimeOptions) {
         job.queue === deadlinesQueue
           ? runDeadline(job).pipe(inTaskTrace(job, "Runtime.deadline"))
           : runStep(job, workerId).pipe(inTaskTrace(job, "Runtime.step")),
-      settle: (job, outcome, { workerId }) =>
-        job.queue === deadlinesQueue
-          ? Effect.void
-          : settleStep(job, outcome, workerId).pipe(
-              inTaskTrace(job, "Runtime.settle"),
-              Effect.catchCause((cause) =>
-                Cause.hasInterruptsOnly(cause)
-                  ? Effect.failCause(cause)
-                  : Effect.logError("settling a step failed; its lease will expire and it will run again", cause)
-              )
-            )
+      settle: (job, outcome, { workerId, leaseMs, runNext }) => {
+        if (job.queue === deadlinesQueue) return Effect.void
+        // The next step of this task, if the settle enqueues one for this worker's queue, is claimed for this
+        // worker in the same unit and run next by the same slot: no wake-up, no claim
+        const handOff: Transitions.HandOffBox = {
+          workerId,
+          leaseMs,
+          queue: stepsQueue,
+          pool: options?.pool,
+          job: undefined
+        }
+        return settleStep(job, outcome, workerId).pipe(
+          Effect.provideService(Transitions.HandOff, handOff),
+          inTaskTrace(job, "Runtime.settle"),
+          Effect.andThen(Effect.suspend(() => (handOff.job === undefined ? Effect.void : runNext(handOff.job)))),
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause)
+              ? Effect.failCause(cause)
+              : Effect.logError("settling a step failed; its lease will expire and it will run again", cause)
+          )
+        )
+      }
     }).pipe(Effect.provide(context))
   }
 

@@ -133,6 +133,19 @@ export class UnitOfWork extends Context.Service<
     )
 
   /**
+   * Runs `effect` once the unit running in this fiber has committed (at once outside a unit), without the
+   * service: what `afterCommit` does, for in-process stores built without one. The memory queue wakes its
+   * workers this way, so none claims a job whose unit has not committed.
+   *
+   * @category constructors
+   * @since 0.1.0
+   */
+  static readonly afterCommitUnsafe = (effect: Effect.Effect<void>): Effect.Effect<void> =>
+    Effect.flatMap(Pending, (pending) =>
+      pending === undefined ? effect : Effect.sync(() => void pending.deferred.push(effect))
+    )
+
+  /**
    * A process-wide lock (re-entrant: a unit inside a unit joins it, as a savepoint would).
    *
    * @category layers

@@ -2,7 +2,9 @@
  * A worker: a scoped pool of fibers that claims jobs from a `Queue`, runs a handler on each, keeps the leases
  * alive, and completes or fails the jobs.
  *
- * - `concurrency` handlers run at once. A slot frees when its handler finishes, so the next job starts while the
+ * - `concurrency` slots, each one fiber for the worker's life, run one job at a time: a slot takes the next held
+ *   job, runs its handler, hands the outcome to the recorder and takes the next (no fiber per job). Without a
+ *   `settle` and with a batching queue, a slot frees when its handler finishes, so the next job starts while the
  *   last outcome is recorded (claims pause while about twice `concurrency + prefetch` jobs wait on their
  *   recording, so a backend merging writes has a batch in flight while the next one gathers).
  * - A local queue: one fiber claims jobs (at most `batchSize` per claim) for the free slots and up to `prefetch`
@@ -20,13 +22,15 @@
  *   the worker's log`): its message and stack go to the log, since clients read a job's `lastError` back.
  * - `settle(job, outcome)` runs after each complete/fail, in the same `UnitOfWork.run` when a `UnitOfWork`
  *   is in context (one transaction on Postgres), so the caller can advance its own state atomically with the
- *   job's. Without a `settle` the complete/fail runs alone, so a backend may merge the completions of many
- *   jobs into one write: when the queue has `completeMany` (Postgres, Redis), a recorder writes the completions waiting
- *   (up to 500) in one call as soon as one waits (no timer), a second call in flight only once 100 more wait,
- *   and a job's fiber ends with its handler; its lease is kept alive until the completion is written, and a
- *   stopping worker writes the waiting ones before it ends.
+ *   job's; the slot takes its next job once the unit is done. Without a `settle` the complete/fail runs alone,
+ *   so a backend may merge the completions of many jobs into one write: when the queue has `completeMany`
+ *   (Postgres, Redis), a recorder writes the completions waiting (up to 500) in one call as soon as one waits
+ *   (no timer), a second call in flight only once 100 more wait, and the slot moves on when its handler ends;
+ *   the job's lease is kept alive until the completion is written, and a stopping worker writes the waiting ones
+ *   before it ends.
  * - Closing the scope stops claiming, lets in-flight jobs finish for `shutdownGraceMs`, then interrupts the
- *   rest and releases their leases (the attempt is given back), so nothing waits for a lease to expire.
+ *   rest and releases their leases (the attempt is given back), so nothing waits for a lease to expire. A slot
+ *   whose handler was interrupted for a lost lease ends after recording it, and a new slot replaces it.
  * - With an `Agents` service in context the worker registers itself (its id, its pool or `default`, its queues
  *   as capabilities), reports its load (running handlers / concurrency) each heartbeat round and deregisters when it
  *   stops.
@@ -142,11 +146,26 @@ export interface RunOptions<E, R, RS> {
   readonly labels?: { readonly [key: string]: string } | undefined
   /**
    * Runs after each complete/fail, with the stored job, in the same unit of work; `workerId` is the lease holder
-   * that recorded the outcome.
+   * that recorded the outcome. A job it enqueued in that unit with `Queue.enqueueClaimed` for this worker
+   * (`workerId`, `leaseMs`) and passes to `runNext` is run next by the same slot once the unit has committed,
+   * without a claim (dropped if the unit fails).
    */
   readonly settle?:
-    | ((job: Job, outcome: Outcome, context: { readonly workerId: AgentId }) => Effect.Effect<void, unknown, RS>)
+    | ((job: Job, outcome: Outcome, context: SettleContext) => Effect.Effect<void, unknown, RS>)
     | undefined
+}
+
+/**
+ * What `settle` gets besides the job and its outcome.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface SettleContext {
+  readonly workerId: AgentId
+  readonly leaseMs: number
+  /** Runs `job` next in this slot: a job enqueued claimed for this worker (`Queue.enqueueClaimed`) in the unit. */
+  readonly runNext: (job: Job) => Effect.Effect<void>
 }
 
 /**
@@ -218,7 +237,7 @@ export const run = <E = never, R = never, RS = never>(
     const settings = yield* decodeSettings(options, yield* Clock.currentTimeMillis)
     const state = yield* makeState(settings)
     const recorder = makeRecorder(state, options.settle)
-    const runJob = makeJobRunner(state, options, recorder)
+    const startSlot = makeSlots(state, options, recorder)
     const next = yield* wakeupsOf(state)
     if (Option.isSome(state.agents)) yield* registerAgent(state.agents.value, settings, options)
     const beats = yield* Effect.forkScoped(
@@ -227,12 +246,10 @@ export const run = <E = never, R = never, RS = never>(
     const recording = yield* Effect.forkScoped(
       Effect.forEach([1, 2], () => recorderLoop(state, recorder), { concurrency: "unbounded", discard: true })
     )
+    for (let i = 0; i < settings.concurrency; i++) yield* startSlot
     const claims = yield* Effect.forkScoped(claimer(state, next))
-    const dispatching = yield* Effect.forkScoped(dispatcher(state, runJob))
     // Registered last, so it runs first when the scope closes, while the heartbeat fiber still runs
-    yield* Effect.addFinalizer(() =>
-      shutdown(state, { claims, dispatching, beats, recording }, recorder.flushCompletions)
-    )
+    yield* Effect.addFinalizer(() => shutdown(state, { claims, beats, recording }, recorder.flushCompletions))
     return {
       workerId: settings.workerId,
       stats: Effect.sync(() => ({ inFlight: state.inFlight.size, running: state.running, ...state.counters }))
@@ -275,12 +292,22 @@ const decodeSettings = <E, R, RS>(
 
 interface InFlight {
   readonly job: Job
-  fiber: Fiber.Fiber<void> | undefined
+  /** The slot running it, once started. */
+  slot: Slot | undefined
   lastBeat: number
   lost: boolean
   handled: boolean
   /** Its completion waits in `completions`: it stays in flight (leased) once its fiber is done. */
   recording: boolean
+}
+
+// One of the `concurrency` fibers that run jobs: it loops taking the next held job, running its handler and
+// handing the outcome on. `current` is the job it runs (its handler, then its recording)
+interface Slot {
+  current: InFlight | undefined
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
+  /** Opened by whoever gives work to this slot while it waits in `idle`, or stops it. */
+  readonly wake: Latch.Latch
 }
 
 // What the worker's parts share. Claimed jobs stay in `inFlight` until their outcome is recorded (their leases
@@ -297,6 +324,11 @@ interface State {
   readonly inFlight: Map<JobId, InFlight>
   readonly held: Array<InFlight>
   running: number
+  /** Slots waiting for a held job (a stack: the last to wait is woken first). */
+  readonly idle: Array<Slot>
+  /** Claiming stopped: a slot with nothing held ends. */
+  draining: boolean
+  /** The grace period is over: handlers are interrupted and their jobs released. */
   stopping: boolean
   readonly counters: {
     claimed: number
@@ -306,9 +338,7 @@ interface State {
     lost: number
     released: number
   }
-  /** Opened when a handler or a recording finishes or a claim brought jobs: the dispatcher starts held jobs. */
-  readonly slotFreed: Latch.Latch
-  /** Opened likewise: the claimer claims when there is room. */
+  /** Opened when a handler or a recording finishes or a claim brought jobs: the claimer claims when there is room. */
   readonly roomMade: Latch.Latch
   /** Handled jobs whose completion the recorder writes in its next `completeMany` (see `makeRecorder`). */
   readonly completions: Array<{ readonly record: InFlight; readonly result: Schema.Json }>
@@ -329,9 +359,10 @@ const makeState = (settings: Settings): Effect.Effect<State, never, Queue | Scop
       inFlight: new Map(),
       held: [],
       running: 0,
+      idle: [],
+      draining: false,
       stopping: false,
       counters: { claimed: 0, completed: 0, retried: 0, deadLettered: 0, lost: 0, released: 0 },
-      slotFreed: Latch.makeUnsafe(false),
       roomMade: Latch.makeUnsafe(false),
       completions: [],
       completionsWaiting: Latch.makeUnsafe(false),
@@ -351,14 +382,14 @@ const room = ({ settings, running, held, inFlight }: State): number =>
 // The claimer's condition to claim (see `claimer`)
 const wantsClaim = (state: State): boolean => room(state) > 0 && state.held.length <= state.settings.prefetch / 2
 
-// Wakes the dispatcher and the claimer only when they have work: called once or twice per job, an unconditional
-// wake-up resumed both fibers for nothing most of the time. Their conditions change only where this is called
+// Wakes the claimer only when it has work: called once or twice per job, an unconditional wake-up resumed it for
+// nothing most of the time. Its condition changes only where this is called
 const wakeClaimer = (state: State) => {
   if (wantsClaim(state)) state.roomMade.openUnsafe()
 }
-const wakeSlotsAndClaims = (state: State) => {
-  if (state.held.length > 0 && state.running < state.settings.concurrency) state.slotFreed.openUnsafe()
-  wakeClaimer(state)
+// One idle slot per held job (a busy slot takes the next held job itself when it is done)
+const wakeSlots = (state: State) => {
+  for (let n = Math.min(state.held.length, state.idle.length); n > 0; n--) state.idle.pop()!.wake.openUnsafe()
 }
 
 // Annotates log lines only: annotating every job's whole run would cost on the hot path
@@ -456,7 +487,7 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
       writeBatch(completeMany, batch),
       Effect.sync(() => {
         state.writing--
-        wakeSlotsAndClaims(state)
+        wakeClaimer(state)
       })
     )
   })
@@ -474,18 +505,55 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
         ? queue.complete(job.id, workerId, outcome.result)
         : queue.fail(job.id, workerId, outcome.error, { retryable: outcome.retryable })
     // Without a settle the write is one statement, atomic alone: a unit would only add BEGIN and COMMIT
-    return Effect.flatMap(
-      Effect.exit(
-        settle === undefined
-          ? write
-          : unit(Effect.flatMap(write, (after) => Effect.as(settle(after, outcome, { workerId }), after)))
-      ),
-      (exit) => {
+    if (settle === undefined) {
+      return Effect.flatMap(Effect.exit(write), (exit) => {
         if (Exit.isFailure(exit)) return unrecorded(job, outcome, exit)
         count(state, exit.value)
         return Effect.void
-      }
-    )
+      })
+    }
+    let handed: Job | undefined
+    const context: SettleContext = {
+      workerId,
+      leaseMs: settings.leaseMs,
+      runNext: (next) =>
+        Effect.sync(() => {
+          handed = next
+        })
+    }
+    // A unit run again starts with nothing handed
+    const settled = Effect.suspend(() => {
+      handed = undefined
+      return Effect.flatMap(write, (after) => Effect.as(settle(after, outcome, context), after))
+    })
+    return Effect.flatMap(Effect.exit(unit(settled)), (exit) => {
+      if (Exit.isFailure(exit)) return unrecorded(job, outcome, exit)
+      count(state, exit.value)
+      return handed === undefined ? Effect.void : adopt(handed)
+    })
+  }
+
+  // A job the settle enqueued claimed for this worker (committed with it): held first, so the slot that settled
+  // runs it next. A stopping worker gives it back
+  const adopt = (job: Job): Effect.Effect<void> => {
+    if (job.lease?.workerId !== workerId || (job.state !== "claimed" && job.state !== "running")) return Effect.void
+    if (state.draining) {
+      return Effect.map(Effect.exit(queue.release(job.id, workerId)), (released) => {
+        if (Exit.isSuccess(released)) counters.released++
+      })
+    }
+    const record: InFlight = {
+      job,
+      slot: undefined,
+      lastBeat: job.claimedAt ?? 0,
+      lost: false,
+      handled: false,
+      recording: false
+    }
+    state.inFlight.set(job.id, record)
+    state.held.unshift(record)
+    counters.claimed++
+    return Effect.void
   }
 
   const unrecorded = (
@@ -575,20 +643,21 @@ const recorderLoop = <RS>(state: State, recorder: Recorder<RS>): Effect.Effect<n
   )
 }
 
-// ---- running one job --------------------------------------------------------------------------------------
+// ---- the slots --------------------------------------------------------------------------------------------
 
-const makeJobRunner = <E, R, RS>(
+// Builds the effect that starts one slot. A slot is a fiber that lives as long as the worker: it takes the next
+// held job (dropping those whose lease was lost), runs its handler, hands the outcome to the recorder, and takes
+// the next, waiting in `idle` when nothing is held. Everything but the handler and the idle wait is
+// uninterruptible, so an interrupt meant for a job (its lease was lost, the worker stops) stops only the handler;
+// a slot interrupted that way ends once that job's outcome is recorded and, unless the worker stops, a new slot
+// takes its place. Per slot, not per job: the effects below are built once and read the job from `slot.current`
+const makeSlots = <E, R, RS>(
   state: State,
   options: RunOptions<E, R, RS>,
   recorder: Recorder<RS>
-): ((record: InFlight) => Effect.Effect<void, never, R | RS>) => {
+): Effect.Effect<void, never, R | RS> => {
   const { queue, settings, counters } = state
   const workerId = settings.workerId
-
-  const attempt = (job: Job): Effect.Effect<HandlerResult, unknown, R> => {
-    const handled = Effect.suspend(() => options.handler(job, { workerId, attempt: job.attempts }))
-    return settings.timeoutMs === undefined ? handled : Effect.timeout(handled, settings.timeoutMs)
-  }
 
   const started = (record: InFlight): Effect.Effect<boolean> =>
     Effect.flatMap(Effect.exit(queue.start(record.job.id, workerId)), (exit) => {
@@ -605,26 +674,95 @@ const makeJobRunner = <E, R, RS>(
     if (record.handled) return
     record.handled = true
     state.running--
-    wakeSlotsAndClaims(state)
+    wakeClaimer(state)
   }
 
-  return (record) => {
-    // Only the handler is interruptible: once it is done, the outcome is recorded even while stopping
-    const run = Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(Effect.exit(restore(attempt(record.job))), (exit) => {
+  // The job's outcome is recorded (or waits in `completions`, leased until written)
+  const done = (slot: Slot) => {
+    const record = slot.current!
+    slot.current = undefined
+    handled(record)
+    if (!record.recording) state.inFlight.delete(record.job.id)
+    wakeClaimer(state)
+  }
+
+  const slotLoop = (slot: Slot): Effect.Effect<void, never, R | RS> =>
+    Effect.uninterruptibleMask((restore) => {
+      const attempt: Effect.Effect<HandlerResult, unknown, R> = Effect.suspend(() => {
+        const job = slot.current!.job
+        return options.handler(job, { workerId, attempt: job.attempts })
+      })
+      const timed = settings.timeoutMs === undefined ? attempt : Effect.timeout(attempt, settings.timeoutMs)
+      const recordOutcome = (exit: Exit.Exit<HandlerResult, unknown>) => {
+        const record = slot.current!
         handled(record)
         return recorder.afterAttempt(record, exit)
+      }
+      const runHandler = Effect.flatMap(Effect.exit(restore(timed)), recordOutcome)
+      const runCurrent: Effect.Effect<void, never, R | RS> = options.markRunning
+        ? Effect.flatMap(
+            Effect.suspend(() => started(slot.current!)),
+            (ok) => (ok ? runHandler : Effect.void)
+          )
+        : runHandler
+      const finished = Effect.sync(() => done(slot))
+      const runJob = Effect.andThen(Effect.ensuring(runCurrent, finished), restore(Effect.void))
+      const idle = Effect.suspend(() => {
+        slot.wake.closeUnsafe()
+        state.idle.push(slot)
+        return restore(slot.wake.await)
       })
-    )
-    return Effect.ensuring(
-      options.markRunning ? Effect.flatMap(started(record), (ok) => (ok ? run : Effect.void)) : run,
-      Effect.sync(() => {
-        handled(record)
-        if (!record.recording) state.inFlight.delete(record.job.id)
-        wakeSlotsAndClaims(state)
+      // `true` while the slot goes on. `restore(Effect.void)` after a job ends the slot there when an interrupt
+      // came while it recorded, so the interrupt never reaches the next job's handler
+      const step: Effect.Effect<boolean, never, R | RS> = Effect.suspend(() => {
+        const record = takeHeld(state)
+        if (record !== undefined) {
+          slot.current = record
+          record.slot = slot
+          state.running++
+          wakeClaimer(state)
+          return Effect.as(runJob, true)
+        }
+        return state.draining ? Effect.succeed(false) : Effect.as(idle, true)
       })
+      let going = true
+      return Effect.whileLoop({
+        while: () => going,
+        body: () => step,
+        step: (more) => {
+          going = more
+        }
+      })
+    })
+
+  const startSlot: Effect.Effect<void, never, R | RS> = Effect.suspend(() => {
+    const slot: Slot = { current: undefined, fiber: undefined, wake: Latch.makeUnsafe(false) }
+    return Effect.asVoid(
+      FiberSet.run(
+        state.jobs,
+        Effect.withFiber((fiber) => {
+          slot.fiber = fiber
+          return slotLoop(slot).pipe(
+            // An interrupt meant for one job ended this slot: another takes its place while the worker runs
+            Effect.onExit((exit) => (Exit.isFailure(exit) && !state.draining ? startSlot : Effect.void))
+          )
+        })
+      )
     )
+  })
+  return startSlot
+}
+
+// The next held job to start, in claim order; held jobs whose lease was lost are dropped unstarted
+const takeHeld = (state: State): InFlight | undefined => {
+  while (state.held.length > 0) {
+    const record = state.held.shift()!
+    if (!record.lost) return record
+    state.inFlight.delete(record.job.id)
+    state.counters.lost++
+    wakeClaimer(state)
   }
+  return undefined
 }
 
 // ---- claiming and dispatching -----------------------------------------------------------------------------
@@ -645,7 +783,7 @@ const claimBatch = (state: State, max: number): Effect.Effect<number> =>
       for (const job of claimed.value) {
         const record: InFlight = {
           job,
-          fiber: undefined,
+          slot: undefined,
           lastBeat: job.claimedAt ?? 0,
           lost: false,
           handled: false,
@@ -655,7 +793,7 @@ const claimBatch = (state: State, max: number): Effect.Effect<number> =>
         state.held.push(record)
         state.counters.claimed++
       }
-      if (claimed.value.length > 0) state.slotFreed.openUnsafe()
+      if (claimed.value.length > 0) wakeSlots(state)
       return claimed.value.length
     })
   )
@@ -699,39 +837,6 @@ const claimer = (state: State, next: Effect.Effect<void>): Effect.Effect<never> 
     }
   })
 
-// Starts held jobs in free slots, in claim order, each in its own fiber; a held job whose lease was lost is
-// dropped unstarted. Then waits for a slot to free or a claim to bring jobs
-const dispatcher = <R>(
-  state: State,
-  runJob: (record: InFlight) => Effect.Effect<void, never, R>
-): Effect.Effect<never, never, R> => {
-  const dispatch = Effect.uninterruptible(
-    Effect.gen(function* () {
-      while (state.running < state.settings.concurrency && state.held.length > 0) {
-        const record = state.held.shift()!
-        if (record.lost) {
-          state.inFlight.delete(record.job.id)
-          state.counters.lost++
-          wakeClaimer(state)
-          continue
-        }
-        state.running++
-        wakeClaimer(state)
-        record.fiber = yield* FiberSet.run(state.jobs, runJob(record))
-      }
-    })
-  )
-  return Effect.forever(
-    Effect.andThen(
-      dispatch,
-      Effect.andThen(
-        state.slotFreed.await,
-        Effect.sync(() => state.slotFreed.closeUnsafe())
-      )
-    )
-  )
-}
-
 // ---- heartbeats and the agent registry --------------------------------------------------------------------
 
 // Every due lease at once (a backend may merge them into one write); a refused one interrupts its handler. Then
@@ -756,8 +861,9 @@ const heartbeatRound = (state: State): Effect.Effect<void> =>
           const e = Option.isSome(error) ? error.value : undefined
           if (isTagged(e, "LeaseLost") || isTagged(e, "JobNotFound")) {
             record.lost = true
-            const fiber = record.fiber
-            if (fiber) yield* Effect.forkIn(Fiber.interrupt(fiber), state.scope)
+            // Only while its handler runs in its slot: the slot may have moved on to another job since
+            const slot = record.slot
+            if (slot !== undefined && slot.current === record && !record.handled) slot.fiber?.interruptUnsafe()
           } else {
             yield* Effect.logWarning(`heartbeat failed: ${Cause.pretty(beat.cause)}`).pipe(annotate(state, record.job))
           }
@@ -791,7 +897,6 @@ const shutdown = <RS>(
   state: State,
   fibers: {
     readonly claims: Fiber.Fiber<never>
-    readonly dispatching: Fiber.Fiber<never>
     readonly beats: Fiber.Fiber<never>
     readonly recording: Fiber.Fiber<void>
   },
@@ -800,8 +905,10 @@ const shutdown = <RS>(
   Effect.gen(function* () {
     const { queue, settings } = state
     yield* Fiber.interrupt(fibers.claims)
-    yield* Fiber.interrupt(fibers.dispatching)
-    // Held jobs never started: give them back at once (their attempt too)
+    // Idle slots end; busy ones end after their job. Held jobs never started: give them back at once (their
+    // attempt too)
+    state.draining = true
+    for (const slot of state.idle.splice(0)) slot.wake.openUnsafe()
     yield* Effect.forEach(
       state.held.splice(0),
       (record) =>

@@ -539,6 +539,46 @@ describe("Worker.run", () => {
     }).pipe(Effect.provide(Layer.mergeAll(Queue.layerMemory(), UnitOfWork.layerMemory)))
   )
 
+  it.effect("runs next, in the same slot and without a claim, a job its settle enqueued claimed for it", () => {
+    return Effect.gen(function* () {
+      const queue = yield* Queue
+      const ran: Array<unknown> = []
+      const first = yield* queue.enqueue({ queue: "q", payload: 0 })
+      const { handle } = yield* start({
+        queues: ["q"],
+        leaseMs: 3_000,
+        pollIntervalMs: 3_600_000,
+        handler: (job) => Effect.sync(() => ran.push(job.payload)),
+        // Each job's settle hands the worker the next one, until 3
+        settle: (job, _outcome, { workerId, leaseMs, runNext }) =>
+          (job.payload as number) >= 3
+            ? Effect.void
+            : Effect.flatMap(
+                Effect.orDie(
+                  queue.enqueueClaimed!({ queue: "q", payload: (job.payload as number) + 1 }, { workerId, leaseMs })
+                ),
+                runNext
+              )
+      })
+      yield* drive(
+        Effect.sync(() => ran.length === 4),
+        10
+      )
+      assert.deepStrictEqual(ran, [0, 1, 2, 3])
+      const done = (yield* queue.list({ queue: "q" })).jobs
+      assert.strictEqual(done.length, 4)
+      for (const job of done) {
+        assert.strictEqual(job.state, "completed")
+        assert.strictEqual(job.attempts, 1)
+      }
+      assert.strictEqual(done[0]!.id, first.id)
+      // A claim brought the first job; the handed ones were held at once (a job claimed again would show 2
+      // attempts: they are leased to this worker from the start, so no claim can return them before their lease
+      // expires)
+      assert.strictEqual((yield* handle.stats).claimed, 4)
+    }).pipe(Effect.provide(Layer.mergeAll(Queue.layerMemory(), UnitOfWork.layerMemory)))
+  })
+
   it.effect("runs a unit again when the backend could not commit it and says a retry may succeed", () => {
     let calls = 0
     const flaky = Layer.succeed(

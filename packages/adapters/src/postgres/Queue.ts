@@ -429,6 +429,8 @@ const claimableNow = (state: JobState, runAt: number, updatedAt: number): boolea
 
 const InsertedRow = Schema.Struct({ id: Schema.String, run_at: Millis, created_at: Millis })
 const decodeInsertedRows = Schema.decodeUnknownEffect(Schema.Array(InsertedRow))
+const HandedRow = Schema.Struct({ ...InsertedRow.fields, state: Schema.Literals(["queued", "claimed"]) })
+const decodeHandedRows = Schema.decodeUnknownEffect(Schema.Array(HandedRow))
 
 // The job an INSERT stored, from what it was sent and the times it returned (what `toJob` would read back)
 const insertedJob = (row: InsertRow, times: typeof InsertedRow.Type): Job => ({
@@ -835,6 +837,78 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const valid = validateEnqueueBatch(requests)
     if (Result.isFailure(valid)) return yield* valid.failure
     return yield* store(valid.success)
+  })
+
+  // ---- hand-off: enqueued claimed -------------------------------------------------------------------------
+
+  // One INSERT: the job goes in claimed by the worker (attempt counted, leased) unless a job of a higher
+  // priority waits ready where that worker claims from, in which case it goes in queued as `enqueue` would put it
+  const insertClaimed = (row: InsertRow, handOff: { readonly workerId: string; readonly leaseMs: number }) => {
+    const pool = row.pool === null ? sql`pool IS NULL` : sql`(pool IS NULL OR pool = ${row.pool})`
+    return sql`WITH waiting AS (
+            SELECT EXISTS (
+              SELECT 1 FROM ${jobs}
+              WHERE queue = ${row.queue} AND state IN ('queued', 'failed') AND run_at <= ${now} AND ${pool}
+                AND priority_rank < ${row.priority_rank}
+            ) AS higher
+          )
+          INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
+                               max_attempts, failures, idempotency_key, created_at, updated_at, lease_worker,
+                               lease_expires_at, claimed_at)
+          SELECT ${row.id}, ${row.queue}, ${row.pool}, ${row.priority}, ${row.priority_rank},
+                 CASE WHEN w.higher THEN 'queued' ELSE 'claimed' END, ${row.payload}::json, ${now},
+                 CASE WHEN w.higher THEN 0 ELSE 1 END, ${row.max_attempts}, 0, ${row.idempotency_key}, ${now},
+                 ${now}, CASE WHEN w.higher THEN NULL ELSE ${handOff.workerId} END,
+                 CASE WHEN w.higher THEN NULL ELSE ${now} + ${handOff.leaseMs} END,
+                 CASE WHEN w.higher THEN NULL ELSE ${now} END
+          FROM waiting w
+          ON CONFLICT DO NOTHING
+          RETURNING id, state, run_at, created_at`.pipe(
+      Effect.flatMap(decodeHandedRows),
+      Effect.mapError(storeError("enqueue"))
+    )
+  }
+
+  const enqueueClaimed = Effect.fnUntraced(function* (
+    request: EnqueueRequest,
+    handOff: { readonly workerId: AgentId; readonly leaseMs: number }
+  ) {
+    const lease = yield* QueueRules.decodeHandOff(handOff)
+    const valid = validateEnqueue(request)
+    if (Result.isFailure(valid)) return yield* valid.failure
+    const r = valid.success
+    // A delayed job is not claimable now: enqueued as usual
+    if (r.runAt !== undefined || r.delayMs !== undefined) return (yield* store([r]))[0]!
+    const row: InsertRow = {
+      ord: 0,
+      id: nextJobId(yield* Clock.currentTimeMillis),
+      queue: r.queue,
+      pool: r.pool ?? null,
+      priority: r.priority ?? "normal",
+      priority_rank: Task.priorityRank(r.priority ?? "normal"),
+      payload: JSON.stringify(r.payload),
+      run_at: null,
+      delay_ms: null,
+      max_attempts: r.maxAttempts ?? defaultMaxAttempts,
+      idempotency_key: r.idempotencyKey === undefined ? null : textKey(r.idempotencyKey)
+    }
+    const [inserted] = yield* insertClaimed(row, lease)
+    // The idempotency key was taken: the stored job, as `enqueue` returns it
+    if (inserted === undefined) return (yield* store([r]))[0]!
+    const job = insertedJob(row, inserted)
+    if (inserted.state !== "claimed") {
+      yield* announce([{ queue: row.queue, state: "queued", run_at: inserted.run_at, updated_at: inserted.created_at }])
+      return job
+    }
+    const claimed: Job = {
+      ...job,
+      state: "claimed",
+      attempts: 1,
+      lease: { workerId: lease.workerId, expiresAt: inserted.created_at + lease.leaseMs },
+      claimedAt: inserted.created_at
+    }
+    remember(claimed)
+    return claimed
   })
 
   // ---- claim ----------------------------------------------------------------------------------------------
@@ -1593,6 +1667,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   return Queue.of({
     enqueue,
     enqueueBatch,
+    enqueueClaimed,
     claim,
     start,
     heartbeat,

@@ -150,42 +150,99 @@ export class MemoryQueueStore {
 
   // ---- enqueue -------------------------------------------------------------------------------------------
 
-  /** Adds jobs (all of them: callers validated first); a known idempotency key returns the stored job. */
-  enqueue(jobs: ReadonlyArray<Job>, now: number): Array<Job> {
+  /**
+   * Adds jobs (all of them: callers validated first); a known idempotency key returns the stored job. Their
+   * queues' watchers are woken, or added to `touched` for the caller to wake (`signalAll`) when it chooses.
+   */
+  enqueue(jobs: ReadonlyArray<Job>, now: number, touched?: Set<string>): Array<Job> {
     const out: Array<Job> = []
-    const touched = new Set<string>()
+    const wake = touched === undefined
+    touched ??= new Set<string>()
     for (const job of jobs) {
-      const idempotencyKey = job.idempotencyKey
-      const key = idempotencyKey === undefined ? undefined : `${job.queue}\u0000${idempotencyKey}`
-      const existing = key === undefined ? undefined : this.byKey.get(key)
+      const existing = this.byKeyOf(job)
       if (existing) {
         out.push(existing.job)
         continue
       }
-      const bucket = this.bucket(job.queue, job.pool)
-      const entry: Entry = {
-        job: freeze(job),
-        seq: ++this.seq,
-        epoch: 0,
-        rank: priorityRank(job.priority),
-        bucket,
-        removed: false
-      }
-      this.byId.set(job.id, entry)
-      if (key !== undefined) this.byKey.set(key, entry)
-      this.all.push(entry)
-      let list = this.byQueue.get(job.queue)
-      if (!list) {
-        list = []
-        this.byQueue.set(job.queue, list)
-      }
-      list.push(entry)
+      const entry = this.add(job)
       this.schedule(entry, now)
       touched.add(job.queue)
       out.push(entry.job)
     }
-    for (const queue of touched) this.signal(queue)
+    if (wake) for (const queue of touched) this.signal(queue)
     return out
+  }
+
+  /** Wakes the watchers of these queues. */
+  signalAll(queues: Iterable<string>): void {
+    for (const queue of queues) this.signal(queue)
+  }
+
+  /**
+   * Adds a job claimed at once by `workerId` (a hand-off), unless it is delayed or a job of a higher priority
+   * waits ready where it would be claimed from: then it is enqueued as usual. A known idempotency key returns
+   * the stored job. `created` says whether a job was added (so a rolled-back unit can take it back).
+   */
+  enqueueClaimed(
+    job: Job,
+    workerId: AgentId,
+    leaseMs: number,
+    now: number,
+    touched: Set<string>
+  ): { readonly job: Job; readonly created: boolean } {
+    const existing = this.byKeyOf(job)
+    if (existing) return { job: existing.job, created: false }
+    const rank = priorityRank(job.priority)
+    let passes = job.runAt > now
+    for (const bucket of this.candidates([job.queue], job.pool)) {
+      if (passes) break
+      this.promote(bucket, now)
+      const top = this.readyTop(bucket)
+      if (top !== undefined && top.rank < rank) passes = true
+    }
+    if (passes) return { job: this.enqueue([job], now, touched)[0]!, created: true }
+    const entry = this.add(job)
+    const expiresAt = now + leaseMs
+    this.set(
+      entry,
+      update(entry.job, {
+        state: "claimed",
+        attempts: entry.job.attempts + 1,
+        lease: { workerId, expiresAt },
+        claimedAt: now,
+        updatedAt: now
+      })
+    )
+    this.leases.push({ entry, epoch: entry.epoch, at: expiresAt, seq: entry.seq })
+    return { job: entry.job, created: true }
+  }
+
+  private byKeyOf(job: Job): Entry | undefined {
+    const idempotencyKey = job.idempotencyKey
+    return idempotencyKey === undefined ? undefined : this.byKey.get(`${job.queue}\u0000${idempotencyKey}`)
+  }
+
+  // Indexes a new job (not scheduled: the caller makes it ready, delayed or claimed)
+  private add(job: Job): Entry {
+    const entry: Entry = {
+      job: freeze(job),
+      seq: ++this.seq,
+      epoch: 0,
+      rank: priorityRank(job.priority),
+      bucket: this.bucket(job.queue, job.pool),
+      removed: false
+    }
+    this.byId.set(job.id, entry)
+    const idempotencyKey = job.idempotencyKey
+    if (idempotencyKey !== undefined) this.byKey.set(`${job.queue}\u0000${idempotencyKey}`, entry)
+    this.all.push(entry)
+    let list = this.byQueue.get(job.queue)
+    if (!list) {
+      list = []
+      this.byQueue.set(job.queue, list)
+    }
+    list.push(entry)
+    return entry
   }
 
   /**

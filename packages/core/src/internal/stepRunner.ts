@@ -152,7 +152,12 @@ export const make = (options: {
       // The record as this process last wrote it spares a read; a job found stale is only trusted on a fresh read
       const known = transitions.recent(ref.taskId)
       let record = known !== undefined && isCurrent(known, ref) ? known : yield* transitions.mustGet(ref.taskId)
-      if (!isCurrent(record, ref)) return { stale: true }
+      if (!isCurrent(record, ref)) {
+        // The memory queue shows a job as soon as it is enqueued, before the unit enqueuing it has committed: a
+        // read in a unit of its own waits for that one (on a database it is a fresh read). Stale only then
+        record = yield* transact(ref.taskId, () => Effect.succeed(undefined))
+        if (!isCurrent(record, ref)) return { stale: true }
+      }
       let started = false
       const step = record.steps.find((s) => s.id === ref.stepId)!
       // Shown running (a takeover), or with attempts the queue counted that the task never heard of (workers that

@@ -5,15 +5,16 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, PubSub, Result } from "effect"
-import type { TaskId } from "../Ids.ts"
+import { Clock, Context, Effect, PubSub, Result } from "effect"
+import type { AgentId, TaskId } from "../Ids.ts"
+import type { Job } from "../Job.ts"
 import type { EntryInput, Ledger } from "../Ledger.ts"
 import type { Plan } from "../Plan.ts"
 import type { EnqueueRequest, Queue } from "../Queue.ts"
 import type { OutboxStage, TaskEvent, TaskView } from "../Runtime.ts"
 import { type TaskNotFound, type TaskRecord, type TaskStore, TaskStoreError, VersionConflict } from "../TaskStore.ts"
 import * as TaskTrace from "../TaskTrace.ts"
-import type { UnitOfWork, UnitOfWorkError } from "../UnitOfWork.ts"
+import { UnitOfWork, type UnitOfWorkError } from "../UnitOfWork.ts"
 import type * as Flow from "./taskFlow.ts"
 
 /**
@@ -43,6 +44,32 @@ export interface TransitionsOptions {
  * @since 0.1.0
  */
 export type PendingEvent = Omit<TaskEvent, "seq">
+
+/**
+ * Set by the worker's settle around a step's settle unit: the first step job that unit enqueues on the worker's
+ * own queue (and pool) is enqueued claimed for that worker (`Queue.enqueueClaimed`), and `job` is set when it was,
+ * so the worker runs it next without a claim.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface HandOffBox {
+  readonly workerId: AgentId
+  readonly leaseMs: number
+  readonly queue: string
+  readonly pool: string | undefined
+  job: Job | undefined
+}
+
+/**
+ * The hand-off of the settle unit running in this fiber, if any.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const HandOff = Context.Reference<HandOffBox | undefined>("@mandate/core/internal/transitions/HandOff", {
+  defaultValue: () => undefined
+})
 
 type Writable<T> = { -readonly [K in keyof T]: T[K] }
 type Building<T> = { -readonly [K in keyof T]?: T[K] }
@@ -98,6 +125,31 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
 
   // ---- applying a transition ------------------------------------------------------------------------------
 
+  // A settle unit's first job for the worker's own queue is handed to it, claimed (see `HandOff`); the others,
+  // and every job outside a settle, are enqueued as one batch. A unit that fails hands nothing
+  const enqueueSteps = (requests: ReadonlyArray<EnqueueRequest>) =>
+    Effect.flatMap(HandOff, (box) => {
+      const enqueueClaimed = queue.enqueueClaimed
+      const i =
+        box === undefined || box.job !== undefined || enqueueClaimed === undefined
+          ? -1
+          : requests.findIndex((r) => r.queue === box.queue && r.pool === box.pool && r.runAt === undefined)
+      if (i < 0) return queue.enqueueBatch(requests)
+      const handOff = box!
+      return Effect.gen(function* () {
+        const handed = yield* enqueueClaimed!(requests[i]!, handOff)
+        const rest = requests.length === 1 ? [] : yield* queue.enqueueBatch(requests.filter((_, j) => j !== i))
+        if (handed.state === "claimed" && handed.lease?.workerId === handOff.workerId) {
+          handOff.job = handed
+          // A unit that fails later (a lost compare-and-set, retried) took the job back: nothing is handed
+          yield* UnitOfWork.onRollback(() => {
+            if (handOff.job === handed) handOff.job = undefined
+          })
+        }
+        return [...rest.slice(0, i), handed, ...rest.slice(i)]
+      })
+    })
+
   /** Writes a transition: jobs first (their ids go into the record), then the record (CAS), ledger, cancels. */
   const apply = (before: TaskRecord, transition: Flow.Transition, now: number, created = false) =>
     Effect.gen(function* () {
@@ -132,19 +184,18 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
       }
       let steps = decided.steps
       if (enqueues.length > 0) {
-        const jobs = yield* queue.enqueueBatch(
-          enqueues.map((c) => {
-            const request: Writable<EnqueueRequest> = {
-              queue: queueOfType.get(c.planned.type) ?? stepsQueue,
-              payload: jobPayload(taskId, c.step.id, c.step.round, trace),
-              priority: decided.task.priority,
-              maxAttempts,
-              idempotencyKey: `${taskId}/${c.step.id}/${c.step.round}`
-            }
-            if (options.pool !== undefined && !queueOfType.has(c.planned.type)) request.pool = options.pool
-            return request
-          })
-        )
+        const requests = enqueues.map((c) => {
+          const request: Writable<EnqueueRequest> = {
+            queue: queueOfType.get(c.planned.type) ?? stepsQueue,
+            payload: jobPayload(taskId, c.step.id, c.step.round, trace),
+            priority: decided.task.priority,
+            maxAttempts,
+            idempotencyKey: `${taskId}/${c.step.id}/${c.step.round}`
+          }
+          if (options.pool !== undefined && !queueOfType.has(c.planned.type)) request.pool = options.pool
+          return request
+        })
+        const jobs = yield* enqueueSteps(requests)
         const jobIds = new Map(enqueues.map((c, i) => [c.step.id as string, jobs[i]!.id]))
         steps = steps.map((s) => {
           const jobId = jobIds.get(s.id)

@@ -548,6 +548,104 @@ export const suite = (name: string, queueLayer: Layer.Layer<Queue, unknown>, opt
       )
     })
 
+    // `enqueueClaimed` is optional: a layer without it enqueues through `enqueue` and is not checked here
+    describe("hand-off (enqueueClaimed)", () => {
+      it.effect("enqueues a job claimed by the worker: leased to it, hidden from claims, completed by it", () =>
+        Effect.gen(function* () {
+          const queue = yield* Queue
+          if (queue.enqueueClaimed === undefined) return
+          const q = queueName("handoff")
+          const w = worker("w")
+          const job = yield* queue.enqueueClaimed({ queue: q, payload: { n: 1 } }, { workerId: w, leaseMs })
+          assert.strictEqual(job.state, "claimed")
+          assert.strictEqual(job.attempts, 1)
+          assert.strictEqual(job.lease?.workerId, w)
+          assert.deepStrictEqual(job.payload, { n: 1 })
+          const stored = yield* queue.get(job.id)
+          assert.strictEqual(stored.state, "claimed")
+          assert.strictEqual(stored.lease?.workerId, w)
+          assert.strictEqual(stored.attempts, 1)
+          assert.deepStrictEqual(yield* queue.claim({ workerId: worker("other"), queues: [q] }), [])
+          yield* queue.heartbeat(job.id, w, leaseMs)
+          assert.strictEqual((yield* queue.complete(job.id, w, "done")).state, "completed")
+        })
+      )
+
+      it.effect("a handed job whose worker died is taken over once its lease expires", () =>
+        Effect.gen(function* () {
+          const queue = yield* Queue
+          if (queue.enqueueClaimed === undefined) return
+          const q = queueName("handoff-expiry")
+          const w1 = worker("w1")
+          const w2 = worker("w2")
+          const job = yield* queue.enqueueClaimed({ queue: q, payload: {} }, { workerId: w1, leaseMs })
+          assert.deepStrictEqual(yield* queue.claim({ workerId: w2, queues: [q] }), [])
+          yield* advance(leaseMs)
+          yield* queue.requeueExpired
+          const [again] = yield* queue.claim({ workerId: w2, queues: [q], leaseMs })
+          assert.strictEqual(again?.id, job.id)
+          assert.strictEqual(again?.attempts, 2)
+          assert.strictEqual((yield* Effect.flip(queue.complete(job.id, w1, "late")))._tag, "LeaseLost")
+          assert.strictEqual((yield* queue.complete(job.id, w2, "on time")).result, "on time")
+        })
+      )
+
+      it.effect("never passes a waiting job of a higher priority: then it is enqueued as usual", () =>
+        Effect.gen(function* () {
+          const queue = yield* Queue
+          if (queue.enqueueClaimed === undefined) return
+          const q = queueName("handoff-priority")
+          const w = worker("w")
+          const urgent = yield* queue.enqueue({ queue: q, payload: "urgent", priority: "high" })
+          const handed = yield* queue.enqueueClaimed({ queue: q, payload: "next" }, { workerId: w, leaseMs })
+          assert.strictEqual(handed.state, "queued")
+          assert.isUndefined(handed.lease)
+          assert.strictEqual(handed.attempts, 0)
+          assert.deepStrictEqual(ids(yield* queue.claim({ workerId: w, queues: [q], max: 2 })), [urgent.id, handed.id])
+          // A waiting job of the same priority does not stop a hand-off (the handed job is the task's next step)
+          yield* queue.enqueue({ queue: q, payload: "peer" })
+          const same = yield* queue.enqueueClaimed({ queue: q, payload: "same" }, { workerId: w, leaseMs })
+          assert.strictEqual(same.state, "claimed")
+        })
+      )
+
+      it.effect("returns the stored job for a known idempotency key, and enqueues a delayed job as usual", () =>
+        Effect.gen(function* () {
+          const queue = yield* Queue
+          if (queue.enqueueClaimed === undefined) return
+          const q = queueName("handoff-key")
+          const w = worker("w")
+          const first = yield* queue.enqueue({ queue: q, payload: 1, idempotencyKey: "k" })
+          const again = yield* queue.enqueueClaimed(
+            { queue: q, payload: 2, idempotencyKey: "k" },
+            { workerId: w, leaseMs }
+          )
+          assert.strictEqual(again.id, first.id)
+          assert.strictEqual(again.state, "queued")
+          const delayed = yield* queue.enqueueClaimed({ queue: q, payload: 3, delayMs }, { workerId: w, leaseMs })
+          assert.strictEqual(delayed.state, "queued")
+          assert.isUndefined(delayed.lease)
+        })
+      )
+
+      it.effect("refuses a bad lease or request with the field's path", () =>
+        Effect.gen(function* () {
+          const queue = yield* Queue
+          if (queue.enqueueClaimed === undefined) return
+          const q = queueName("handoff-bad")
+          const w = worker("w")
+          const lease = yield* Effect.flip(queue.enqueueClaimed({ queue: q, payload: 1 }, { workerId: w, leaseMs: 0 }))
+          assert.strictEqual(lease._tag, "InvalidInput")
+          if (lease._tag === "InvalidInput") assert.strictEqual(lease.path, "$.leaseMs")
+          const request = yield* Effect.flip(
+            queue.enqueueClaimed(bad({ queue: "", payload: 1 }), { workerId: w, leaseMs })
+          )
+          assert.strictEqual(request._tag, "InvalidInput")
+          assert.deepStrictEqual(yield* queue.claim({ workerId: w, queues: [q] }), [])
+        })
+      )
+    })
+
     describe("failures", () => {
       it.effect("retries with growing backoff, then dead-letters after maxAttempts", () =>
         Effect.gen(function* () {
