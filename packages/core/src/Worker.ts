@@ -301,6 +301,16 @@ interface InFlight {
   recording: boolean
 }
 
+// A job this worker holds (claimed, or handed to it by a settle), not started yet
+const heldRecord = (job: Job): InFlight => ({
+  job,
+  slot: undefined,
+  lastBeat: job.claimedAt ?? 0,
+  lost: false,
+  handled: false,
+  recording: false
+})
+
 // One of the `concurrency` fibers that run jobs: it loops taking the next held job, running its handler and
 // handing the outcome on. `current` is the job it runs (its handler, then its recording)
 interface Slot {
@@ -542,14 +552,7 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
         if (Exit.isSuccess(released)) counters.released++
       })
     }
-    const record: InFlight = {
-      job,
-      slot: undefined,
-      lastBeat: job.claimedAt ?? 0,
-      lost: false,
-      handled: false,
-      recording: false
-    }
+    const record = heldRecord(job)
     state.inFlight.set(job.id, record)
     state.held.unshift(record)
     counters.claimed++
@@ -781,14 +784,7 @@ const claimBatch = (state: State, max: number): Effect.Effect<number> =>
         return -1
       }
       for (const job of claimed.value) {
-        const record: InFlight = {
-          job,
-          slot: undefined,
-          lastBeat: job.claimedAt ?? 0,
-          lost: false,
-          handled: false,
-          recording: false
-        }
+        const record = heldRecord(job)
         state.inFlight.set(job.id, record)
         state.held.push(record)
         state.counters.claimed++

@@ -277,6 +277,33 @@ describe("Runtime: the seed workflow", () => {
 
 // ---- failures and retries -------------------------------------------------------------------------------------
 
+/**
+ * Starts a task on `stores` (built without workers); a worker claims its first step and dies (no unit of its
+ * commits, its lease expires); then a runtime with workers ("survivor.worker") runs the task to completion.
+ */
+const takenOverAfterVictim = (stores: Context.Context<any>, request: Parameters<Runtime["Service"]["start"]>[0]) =>
+  Effect.gen(function* () {
+    const runtime = stores.mapUnsafe.get(Runtime.key) as Runtime["Service"]
+    const queue = stores.mapUnsafe.get(Queue.key) as Queue["Service"]
+    const task = yield* runtime.start(request, alice)
+    const victim = AgentId.make("victim.worker")
+    const [claimed] = yield* queue.claim({ workerId: victim, queues: ["mandate.steps"], max: 1, leaseMs: 1_000 })
+    assert.isDefined(claimed)
+    yield* Effect.sleep("1100 millis")
+    const workers = yield* Layer.build(
+      Runtime.layer({ ...fastRuntime, workerId: "survivor.worker", reconcileOnStart: false }).pipe(
+        Layer.provide(Layer.succeedContext(stores))
+      )
+    )
+    const survivor = workers.mapUnsafe.get(Runtime.key) as Runtime["Service"]
+    let view = yield* survivor.get(task.id)
+    while (view.task.state !== "completed") {
+      yield* Effect.sleep("5 millis")
+      view = yield* survivor.get(task.id)
+    }
+    return { task, view }
+  })
+
 const counter = <P>(
   type: string,
   failures: number,
@@ -844,25 +871,7 @@ describe("Runtime: durability and scale", () => {
     () =>
       Effect.gen(function* () {
         const stores = yield* Layer.build(memory({ runtime: { workers: false } }))
-        const runtime = stores.mapUnsafe.get(Runtime.key) as Runtime["Service"]
-        const queue = stores.mapUnsafe.get(Queue.key) as Queue["Service"]
-        const task = yield* runtime.start(monitoring, alice)
-        // A worker claims the first step and dies: no unit of its ever commits, its lease expires
-        const victim = AgentId.make("victim.worker")
-        const [claimed] = yield* queue.claim({ workerId: victim, queues: ["mandate.steps"], max: 1, leaseMs: 1_000 })
-        assert.isDefined(claimed)
-        yield* Effect.sleep("1100 millis")
-        const workers = yield* Layer.build(
-          Runtime.layer({ ...fastRuntime, workerId: "survivor.worker", reconcileOnStart: false }).pipe(
-            Layer.provide(Layer.succeedContext(stores))
-          )
-        )
-        const survivor = workers.mapUnsafe.get(Runtime.key) as Runtime["Service"]
-        let view = yield* survivor.get(task.id)
-        while (view.task.state !== "completed") {
-          yield* Effect.sleep("5 millis")
-          view = yield* survivor.get(task.id)
-        }
+        const { task, view } = yield* takenOverAfterVictim(stores, monitoring)
         const entries = (yield* Ledger.use((l) => l.byTask(task.id)).pipe(Effect.provideContext(stores))).filter(
           (e) => e.stepId === "check_balance" && e.kind.startsWith("step.")
         )
@@ -922,24 +931,7 @@ describe("Runtime: durability and scale", () => {
         })
       )
       ledger = stores.mapUnsafe.get(Ledger.key) as Ledger["Service"]
-      const runtime = stores.mapUnsafe.get(Runtime.key) as Runtime["Service"]
-      const queue = stores.mapUnsafe.get(Queue.key) as Queue["Service"]
-      const task = yield* runtime.start({ kind: "observed_task", params: {} }, alice)
-      const victim = AgentId.make("victim.worker")
-      const [claimed] = yield* queue.claim({ workerId: victim, queues: ["mandate.steps"], max: 1, leaseMs: 1_000 })
-      assert.isDefined(claimed)
-      yield* Effect.sleep("1100 millis")
-      const workers = yield* Layer.build(
-        Runtime.layer({ ...fastRuntime, workerId: "survivor.worker", reconcileOnStart: false }).pipe(
-          Layer.provide(Layer.succeedContext(stores))
-        )
-      )
-      const survivor = workers.mapUnsafe.get(Runtime.key) as Runtime["Service"]
-      let view = yield* survivor.get(task.id)
-      while (view.task.state !== "completed") {
-        yield* Effect.sleep("5 millis")
-        view = yield* survivor.get(task.id)
-      }
+      yield* takenOverAfterVictim(stores, { kind: "observed_task", params: {} })
       assert.deepStrictEqual(seen, [
         ["step.started:victim.worker", "step.failed:victim.worker", "step.started:survivor.worker"]
       ])

@@ -202,6 +202,12 @@ export class MemoryQueueStore {
     }
     if (passes) return { job: this.enqueue([job], now, touched)[0]!, created: true }
     const entry = this.add(job)
+    this.lease(entry, workerId, leaseMs, now)
+    return { job: entry.job, created: true }
+  }
+
+  // Claimed by `workerId` now: its attempt counted, leased until `now + leaseMs`
+  private lease(entry: Entry, workerId: AgentId, leaseMs: number, now: number): void {
     const expiresAt = now + leaseMs
     this.set(
       entry,
@@ -214,7 +220,6 @@ export class MemoryQueueStore {
       })
     )
     this.leases.push({ entry, epoch: entry.epoch, at: expiresAt, seq: entry.seq })
-    return { job: entry.job, created: true }
   }
 
   private byKeyOf(job: Job): Entry | undefined {
@@ -292,18 +297,7 @@ export class MemoryQueueStore {
       if (!best || !bestItem) break
       best.ready.pop()
       const entry = bestItem.entry
-      const expiresAt = now + leaseMs
-      this.set(
-        entry,
-        update(entry.job, {
-          state: "claimed",
-          attempts: entry.job.attempts + 1,
-          lease: { workerId, expiresAt },
-          claimedAt: now,
-          updatedAt: now
-        })
-      )
-      this.leases.push({ entry, epoch: entry.epoch, at: expiresAt, seq: entry.seq })
+      this.lease(entry, workerId, leaseMs, now)
       out.push(entry.job)
     }
     return out
