@@ -456,13 +456,17 @@ const makeRecorder = <RS>(state: State, settle: RunOptions<unknown, unknown, RS>
   const { queue, settings, counters, unitOfWork } = state
   const workerId = settings.workerId
 
-  const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> =>
-    Option.isSome(unitOfWork)
-      ? // A unit the backend could not commit changed nothing; try it again when the backend says it may succeed
-        unitOfWork.value
-          .run(effect)
-          .pipe(Effect.retry({ times: 2, while: (e) => isTagged(e, "UnitOfWorkError") && isRetryable(e) }))
-      : effect
+  // A unit the backend could not commit changed nothing; try it again (twice at most) when the backend says it may
+  // succeed. By hand rather than with `Effect.retry`, whose schedule costs more than a step's unit on memory
+  const unit = <A, X, RX>(effect: Effect.Effect<A, X, RX>): Effect.Effect<A, X | UnitOfWorkError, RX> => {
+    if (Option.isNone(unitOfWork)) return effect
+    const run = unitOfWork.value.run
+    const attempt = (retries: number): Effect.Effect<A, X | UnitOfWorkError, RX> =>
+      Effect.catch(run(effect), (e) =>
+        retries < 2 && isTagged(e, "UnitOfWorkError") && isRetryable(e) ? attempt(retries + 1) : Effect.fail(e)
+      )
+    return attempt(0)
+  }
 
   // Without a settle, completions go to the recorder, which writes all that are waiting in one `completeMany` when
   // the layer has it: no request per job, and the job's fiber ends with its handler. The recorder starts writing as

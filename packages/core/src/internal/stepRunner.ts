@@ -147,42 +147,70 @@ export const make = (options: {
    * when the handler records entries of its own (they follow the start).
    */
   const runStep = (job: Job, worker: string) =>
-    Effect.gen(function* () {
-      const ref = yield* decodeStepJob(job.payload).pipe(Effect.mapError((e) => Worker.JobFailure.permanent(e.message)))
-      // The record as this process last wrote it spares a read; a job found stale is only trusted on a fresh read
-      const known = transitions.recent(ref.taskId)
-      let record = known !== undefined && isCurrent(known, ref) ? known : yield* transitions.mustGet(ref.taskId)
-      if (!isCurrent(record, ref)) {
-        // The memory queue shows a job as soon as it is enqueued, before the unit enqueuing it has committed: a
-        // read in a unit of its own waits for that one (on a database it is a fresh read). Stale only then
-        record = yield* transact(ref.taskId, () => Effect.succeed(undefined))
-        if (!isCurrent(record, ref)) return { stale: true }
-      }
-      let started = false
-      const step = record.steps.find((s) => s.id === ref.stepId)!
-      // Shown running (a takeover), or with attempts the queue counted that the task never heard of (workers that
-      // died or lost their lease): recorded now, while the job's lastError still names the last lost lease's
-      // holder. Left to the settle unit, a second expiry in between would overwrite whose the first one was.
-      const lost = job.attempts > step.attempts + 1
-      if (step.state === "running" || lost) {
-        const after = yield* startNow(ref, job, worker, !lost)
-        if (after === undefined) return { stale: true }
-        record = after
-        started = true
-      }
-      const ensureStarted = Effect.suspend(() =>
-        started
-          ? Effect.void
-          : Effect.map(startNow(ref, job, worker, false), () => {
-              started = true
+    decodeStepJob(job.payload).pipe(
+      Effect.mapError((e) => Worker.JobFailure.permanent(e.message)),
+      Effect.flatMap((ref) => Effect.flatMap(currentRecord(ref), (record) => startIfDue(ref, job, worker, record))),
+      Effect.flatMap((found) => (found.stale ? Effect.succeed(staleResult) : attempt(found, job, worker))),
+      Effect.mapError((e) =>
+        e instanceof StepError
+          ? new Worker.JobFailure({
+              message: e.message,
+              retryable: e.retryable,
+              ...(e.details === undefined ? {} : { details: e.details })
             })
+          : e
       )
-      const plan = yield* planOf(record)
+    )
+
+  const staleResult = { stale: true } as const
+
+  // The record as this process last wrote it spares a read; a job found stale is only trusted on a fresh read
+  const currentRecord = (ref: StepJobRef) => {
+    const known = transitions.recent(ref.taskId)
+    if (known !== undefined && isCurrent(known, ref)) return Effect.succeed(known)
+    return Effect.flatMap(transitions.mustGet(ref.taskId), (record) =>
+      isCurrent(record, ref)
+        ? Effect.succeed(record)
+        : // The memory queue shows a job as soon as it is enqueued, before the unit enqueuing it has committed: a
+          // read in a unit of its own waits for that one (on a database it is a fresh read). Stale only then
+          transact(ref.taskId, () => Effect.succeed(undefined))
+    )
+  }
+
+  type Found =
+    | { readonly stale: true }
+    | { readonly stale: false; readonly ref: StepJobRef; readonly record: TaskRecord; readonly started: boolean }
+
+  // Shown running (a takeover), or with attempts the queue counted that the task never heard of (workers that
+  // died or lost their lease): recorded now, while the job's lastError still names the last lost lease's
+  // holder. Left to the settle unit, a second expiry in between would overwrite whose the first one was.
+  const startIfDue = (ref: StepJobRef, job: Job, worker: string, record: TaskRecord) => {
+    if (!isCurrent(record, ref)) return Effect.succeed<Found>(staleResult)
+    const step = record.steps.find((s) => s.id === ref.stepId)!
+    const lost = job.attempts > step.attempts + 1
+    if (step.state !== "running" && !lost) return Effect.succeed<Found>({ stale: false, ref, record, started: false })
+    return Effect.map(
+      startNow(ref, job, worker, !lost),
+      (after): Found => (after === undefined ? staleResult : { stale: false, ref, record: after, started: true })
+    )
+  }
+
+  const attempt = (found: Extract<Found, { stale: false }>, job: Job, worker: string) => {
+    const { ref, record } = found
+    let started = found.started
+    const ensureStarted = Effect.suspend(() =>
+      started
+        ? Effect.void
+        : Effect.map(startNow(ref, job, worker, false), () => {
+            started = true
+          })
+    )
+    return Effect.flatMap(planOf(record), (plan) => {
       const planned = plan.steps.find((s) => s.id === ref.stepId)!
       const handler = handlers.get(planned.type)
-      if (Option.isNone(handler)) return yield* StepError.permanent(`no handler for step type ${planned.type}`)
+      if (Option.isNone(handler)) return Effect.fail(StepError.permanent(`no handler for step type ${planned.type}`))
       const h = handler.value
-      const params = yield* Schema.decodeUnknownEffect(h.params)(planned.params).pipe(
+      const params = Schema.decodeUnknownEffect(h.params)(planned.params).pipe(
         Effect.mapError((e) => StepError.permanent(`params do not match the ${planned.type} handler: ${e.message}`))
       )
       const ctx = {
@@ -201,8 +229,7 @@ export const make = (options: {
             )
           )
       }
-      const run = h.run(params, ctx)
-      const timed =
+      const timed = <A, E, R>(run: Effect.Effect<A, E, R>): Effect.Effect<A, E | StepError, R> =>
         h.timeout === undefined
           ? run
           : run.pipe(
@@ -216,30 +243,33 @@ export const make = (options: {
                   )
               })
             )
-      const result = yield* timed.pipe(
-        Effect.annotateLogs({ taskId: record.task.id, stepId: planned.id, attempt: job.attempts }),
-        Effect.withLogSpan(`step.${planned.type}`),
-        // Stopped mid-run (a shutdown, a lost lease): the attempt ran, so its start is recorded before the job goes
-        Effect.onInterrupt(() => Effect.ignore(ensureStarted))
+      const result = Effect.flatMap(params, (decoded) =>
+        timed(h.run(decoded, ctx)).pipe(
+          Effect.annotateLogs({ taskId: record.task.id, stepId: planned.id, attempt: job.attempts }),
+          Effect.withLogSpan(`step.${planned.type}`),
+          // Stopped mid-run (a shutdown, a lost lease): the attempt ran, so its start is recorded before the job goes
+          Effect.onInterrupt(() => Effect.ignore(ensureStarted))
+        )
       )
-      const encoded = (yield* Schema.encodeEffect(h.result)(result).pipe(
-        Effect.mapError((e) => StepError.permanent(`result does not match the ${planned.type} handler: ${e.message}`))
-      )) as Schema.Json
-      // The same check `settle` makes: a result it would refuse fails the attempt here, before the job completes
-      const checked = yield* checkResult(h, planned.type, encoded).pipe(Effect.mapError(StepError.permanent))
-      if (typeof checked === "object" && checked !== null) checkedResults.add(checked)
-      return checked
-    }).pipe(
-      Effect.mapError((e) =>
-        e instanceof StepError
-          ? new Worker.JobFailure({
-              message: e.message,
-              retryable: e.retryable,
-              ...(e.details === undefined ? {} : { details: e.details })
-            })
-          : e
+      return result.pipe(
+        Effect.flatMap((value) =>
+          Schema.encodeEffect(h.result)(value).pipe(
+            Effect.mapError((e) =>
+              StepError.permanent(`result does not match the ${planned.type} handler: ${e.message}`)
+            )
+          )
+        ),
+        // The same check `settle` makes: a result it would refuse fails the attempt here, before the job completes
+        Effect.flatMap((encoded) =>
+          checkResult(h, planned.type, encoded as Schema.Json).pipe(Effect.mapError(StepError.permanent))
+        ),
+        Effect.map((checked) => {
+          if (typeof checked === "object" && checked !== null) checkedResults.add(checked)
+          return checked
+        })
       )
-    )
+    })
+  }
 
   /** A result decoded against the handler's result schema: the JSON to record, or why it is refused. */
   const checkOutcome = (plan: Plan, stepId: StepId, outcome: Worker.Outcome): Effect.Effect<Checked> => {
@@ -297,9 +327,8 @@ export const make = (options: {
     )
 
   const settleStep = (job: Job, outcome: Worker.Outcome, worker: string, principal?: Principal) =>
-    Effect.gen(function* () {
-      const ref = yield* decodeStepJob(job.payload)
-      yield* transact(ref.taskId, (r, plan, now) => {
+    Effect.flatMap(decodeStepJob(job.payload), (ref) =>
+      transact(ref.taskId, (r, plan, now) => {
         if (!isCurrent(r, ref)) return Effect.succeed(undefined)
         const stepId = ref.stepId as StepId
         if (outcome._tag === "Completed" && (outcome.result as { stale?: boolean } | null)?.stale === true) {
@@ -325,7 +354,7 @@ export const make = (options: {
           )
         )
       })
-    })
+    )
 
   return { runStep, settleOutcome, settleStep }
 }

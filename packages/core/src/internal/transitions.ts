@@ -11,7 +11,7 @@ import type { Job } from "../Job.ts"
 import type { EntryInput, Ledger } from "../Ledger.ts"
 import type { Plan } from "../Plan.ts"
 import type { EnqueueRequest, Queue } from "../Queue.ts"
-import type { OutboxStage, TaskEvent, TaskView } from "../Runtime.ts"
+import type { OutboxStage, StoreError, TaskEvent, TaskView } from "../Runtime.ts"
 import { type TaskNotFound, type TaskRecord, type TaskStore, TaskStoreError, VersionConflict } from "../TaskStore.ts"
 import * as TaskTrace from "../TaskTrace.ts"
 import { UnitOfWork, type UnitOfWorkError } from "../UnitOfWork.ts"
@@ -126,7 +126,8 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
   // ---- applying a transition ------------------------------------------------------------------------------
 
   // A settle unit's first job for the worker's own queue is handed to it, claimed (see `HandOff`); the others,
-  // and every job outside a settle, are enqueued as one batch. A unit that fails hands nothing
+  // and every job outside a settle, are enqueued as one batch. A unit that fails hands nothing. (The paths below
+  // run on every step: flatMap chains, not generators, which cost several times more per call.)
   const enqueueSteps = (requests: ReadonlyArray<EnqueueRequest>) =>
     Effect.flatMap(HandOff, (box) => {
       const enqueueClaimed = queue.enqueueClaimed
@@ -136,118 +137,171 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
           : requests.findIndex((r) => r.queue === box.queue && r.pool === box.pool && r.runAt === undefined)
       if (i < 0) return queue.enqueueBatch(requests)
       const handOff = box!
-      return Effect.gen(function* () {
-        const handed = yield* enqueueClaimed!(requests[i]!, handOff)
-        const rest = requests.length === 1 ? [] : yield* queue.enqueueBatch(requests.filter((_, j) => j !== i))
-        if (handed.state === "claimed" && handed.lease?.workerId === handOff.workerId) {
+      return Effect.flatMap(enqueueClaimed!(requests[i]!, handOff), (handed) => {
+        const rest: Effect.Effect<
+          ReadonlyArray<Job>,
+          Effect.Error<ReturnType<typeof queue.enqueueBatch>>
+        > = requests.length === 1 ? Effect.succeed([]) : queue.enqueueBatch(requests.filter((_, j) => j !== i))
+        return Effect.flatMap(rest, (others) => {
+          const jobs = [...others.slice(0, i), handed, ...others.slice(i)]
+          if (handed.state !== "claimed" || handed.lease?.workerId !== handOff.workerId) return Effect.succeed(jobs)
           handOff.job = handed
           // A unit that fails later (a lost compare-and-set, retried) took the job back: nothing is handed
-          yield* UnitOfWork.onRollback(() => {
-            if (handOff.job === handed) handOff.job = undefined
-          })
-        }
-        return [...rest.slice(0, i), handed, ...rest.slice(i)]
+          return Effect.as(
+            UnitOfWork.onRollback(() => {
+              if (handOff.job === handed) handOff.job = undefined
+            }),
+            jobs
+          )
+        })
       })
     })
 
+  // A step job's idempotency key and payload for each `Enqueue`, in order
+  const stepRequests = (
+    decided: TaskRecord,
+    enqueues: ReadonlyArray<Extract<Flow.Command, { _tag: "Enqueue" }>>
+  ): Array<EnqueueRequest> => {
+    const taskId = decided.task.id
+    const trace = decided.task.trace
+    return enqueues.map((c) => {
+      const request: Writable<EnqueueRequest> = {
+        queue: queueOfType.get(c.planned.type) ?? stepsQueue,
+        payload: jobPayload(taskId, c.step.id, c.step.round, trace),
+        priority: decided.task.priority,
+        maxAttempts,
+        idempotencyKey: `${taskId}/${c.step.id}/${c.step.round}`
+      }
+      if (options.pool !== undefined && !queueOfType.has(c.planned.type)) request.pool = options.pool
+      return request
+    })
+  }
+
+  // The decided steps with the ids of the jobs just enqueued for them
+  const withJobIds = (
+    steps: TaskRecord["steps"],
+    enqueues: ReadonlyArray<Extract<Flow.Command, { _tag: "Enqueue" }>>,
+    jobs: ReadonlyArray<Job>
+  ): TaskRecord["steps"] => {
+    const jobIds = new Map(enqueues.map((c, i) => [c.step.id as string, jobs[i]!.id]))
+    return steps.map((s) => {
+      const jobId = jobIds.get(s.id)
+      return jobId === undefined ? s : { ...s, jobId }
+    })
+  }
+
+  // The transition's events, field by field, in the order an event has always had
+  const eventsOf = (transition: Flow.Transition, record: TaskRecord, now: number): Array<PendingEvent> => {
+    const events: Array<PendingEvent> = []
+    const { id: taskId, state, version } = record.task
+    for (const c of transition.commands) {
+      if (c._tag !== "Record" && c._tag !== "Notify") continue
+      const data = c._tag === "Record" ? c.payload : c.data
+      const event: Building<PendingEvent> = { taskId, kind: c.kind }
+      if (c.stepId !== undefined) event.stepId = c.stepId
+      event.state = state
+      event.version = version
+      event.at = now
+      if (data !== undefined) event.data = data
+      events.push(event as PendingEvent)
+    }
+    return events
+  }
+
+  const cancelJob = (jobId: Extract<Flow.Command, { _tag: "CancelJob" }>["jobId"]) =>
+    // A job that already finished or vanished needs no cancelling
+    queue.cancel(jobId).pipe(Effect.catchTag(["JobNotFound", "IllegalTransition"], () => Effect.void))
+
+  // What writing a transition may fail with: its stores' errors
+  type ApplyError =
+    | TaskNotFound
+    | VersionConflict
+    | StoreError
+    | Effect.Error<ReturnType<Ledger["Service"]["record"]>>
+    | Effect.Error<ReturnType<Queue["Service"]["enqueueBatch"]>>
+    | Effect.Error<ReturnType<typeof cancelJob>>
+
+  const stageAll = (events: ReadonlyArray<PendingEvent>): Effect.Effect<void, StoreError> => {
+    if (events.length === 0 || outboxes.size === 0) return Effect.void
+    return Effect.forEach([...outboxes], (outbox) => outbox.stage(events), { discard: true })
+  }
+
   /** Writes a transition: jobs first (their ids go into the record), then the record (CAS), ledger, cancels. */
-  const apply = (before: TaskRecord, transition: Flow.Transition, now: number, created = false) =>
-    Effect.gen(function* () {
-      const decided = transition.record
-      const taskId = decided.task.id
-      const trace = decided.task.trace
-      // One pass over the commands (a transition is applied on every step: this path is hot)
-      const enqueues: Array<Extract<Flow.Command, { _tag: "Enqueue" }>> = []
-      const deadlines: Array<Extract<Flow.Command, { _tag: "ScheduleDeadline" }>> = []
-      const cancels: Array<Extract<Flow.Command, { _tag: "CancelJob" }>> = []
-      const entries: Array<EntryInput> = []
-      for (const c of transition.commands) {
-        switch (c._tag) {
-          case "Enqueue":
-            enqueues.push(c)
-            break
-          case "ScheduleDeadline":
-            deadlines.push(c)
-            break
-          case "CancelJob":
-            cancels.push(c)
-            break
-          case "Record": {
-            // Built field by field: a literal with a conditional spread in the middle costs ~10× more in V8
-            const entry: Writable<EntryInput> = { kind: c.kind, taskId, payload: c.payload, storePayload: true }
-            if (c.stepId !== undefined) entry.stepId = c.stepId
-            if (c.principal !== undefined) entry.principal = c.principal
-            entries.push(entry)
-            break
-          }
+  const apply = (before: TaskRecord, transition: Flow.Transition, now: number, created = false) => {
+    const decided = transition.record
+    const taskId = decided.task.id
+    // One pass over the commands (a transition is applied on every step: this path is hot)
+    const enqueues: Array<Extract<Flow.Command, { _tag: "Enqueue" }>> = []
+    const deadlines: Array<Extract<Flow.Command, { _tag: "ScheduleDeadline" }>> = []
+    const cancels: Array<Extract<Flow.Command, { _tag: "CancelJob" }>> = []
+    const entries: Array<EntryInput> = []
+    for (const c of transition.commands) {
+      switch (c._tag) {
+        case "Enqueue":
+          enqueues.push(c)
+          break
+        case "ScheduleDeadline":
+          deadlines.push(c)
+          break
+        case "CancelJob":
+          cancels.push(c)
+          break
+        case "Record": {
+          // Built field by field: a literal with a conditional spread in the middle costs ~10× more in V8
+          const entry: Writable<EntryInput> = { kind: c.kind, taskId, payload: c.payload, storePayload: true }
+          if (c.stepId !== undefined) entry.stepId = c.stepId
+          if (c.principal !== undefined) entry.principal = c.principal
+          entries.push(entry)
+          break
         }
       }
-      let steps = decided.steps
-      if (enqueues.length > 0) {
-        const requests = enqueues.map((c) => {
-          const request: Writable<EnqueueRequest> = {
-            queue: queueOfType.get(c.planned.type) ?? stepsQueue,
-            payload: jobPayload(taskId, c.step.id, c.step.round, trace),
-            priority: decided.task.priority,
-            maxAttempts,
-            idempotencyKey: `${taskId}/${c.step.id}/${c.step.round}`
-          }
-          if (options.pool !== undefined && !queueOfType.has(c.planned.type)) request.pool = options.pool
-          return request
-        })
-        const jobs = yield* enqueueSteps(requests)
-        const jobIds = new Map(enqueues.map((c, i) => [c.step.id as string, jobs[i]!.id]))
-        steps = steps.map((s) => {
-          const jobId = jobIds.get(s.id)
-          return jobId === undefined ? s : { ...s, jobId }
-        })
-      }
-      if (deadlines.length > 0) {
-        yield* queue.enqueueBatch(
-          deadlines.map((c) => ({
-            queue: deadlinesQueue,
-            payload: jobPayload(taskId, c.stepId, c.round, trace),
-            priority: "high" as const,
-            runAt: c.at,
-            maxAttempts: 20,
-            idempotencyKey: `${taskId}/${c.stepId}/${c.round}/deadline`
-          }))
+    }
+    const trace = decided.task.trace
+    const steps =
+      enqueues.length === 0
+        ? Effect.succeed(decided.steps)
+        : Effect.map(enqueueSteps(stepRequests(decided, enqueues)), (jobs) => withJobIds(decided.steps, enqueues, jobs))
+    const scheduled = (
+      value: TaskRecord["steps"]
+    ): Effect.Effect<TaskRecord["steps"], Effect.Error<ReturnType<typeof queue.enqueueBatch>>> =>
+      deadlines.length === 0
+        ? Effect.succeed(value)
+        : Effect.as(
+            queue.enqueueBatch(
+              deadlines.map((c) => ({
+                queue: deadlinesQueue,
+                payload: jobPayload(taskId, c.stepId, c.round, trace),
+                priority: "high" as const,
+                runAt: c.at,
+                maxAttempts: 20,
+                idempotencyKey: `${taskId}/${c.stepId}/${c.round}/deadline`
+              }))
+            ),
+            value
+          )
+    // A created record was stored as version 0 before its jobs existed; this write adds their ids
+    const expected = created ? 0 : before.task.version
+    const written = Effect.flatMap(Effect.flatMap(steps, scheduled), (finalSteps) => {
+      const record: TaskRecord = { ...decided, steps: finalSteps, task: { ...decided.task, version: expected + 1 } }
+      let write: Effect.Effect<TaskRecord, ApplyError> = Effect.as(store.save(record, expected), record)
+      if (entries.length > 0) {
+        write = Effect.tap(
+          write,
+          ledger
+            .record(entries)
+            .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
         )
       }
-      // A created record was stored as version 0 before its jobs existed; this write adds their ids
-      const expected = created ? 0 : before.task.version
-      const record: TaskRecord = { ...decided, steps, task: { ...decided.task, version: expected + 1 } }
-      yield* store.save(record, expected)
-      if (entries.length > 0) {
-        yield* ledger
-          .record(entries)
-          .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
-      }
-      for (const c of cancels) {
-        // A job that already finished or vanished needs no cancelling
-        yield* queue.cancel(c.jobId).pipe(Effect.catchTag(["JobNotFound", "IllegalTransition"], () => Effect.void))
-      }
-      const events: Array<PendingEvent> = []
-      const { state, version } = record.task
-      for (const c of transition.commands) {
-        if (c._tag !== "Record" && c._tag !== "Notify") continue
-        const data = c._tag === "Record" ? c.payload : c.data
-        // Field by field, in the order the event has always had
-        const event: Building<PendingEvent> = { taskId, kind: c.kind }
-        if (c.stepId !== undefined) event.stepId = c.stepId
-        event.state = state
-        event.version = version
-        event.at = now
-        if (data !== undefined) event.data = data
-        events.push(event as PendingEvent)
-      }
-      if (events.length > 0) for (const outbox of outboxes) yield* outbox.stage(events)
-      return { record, events }
-    }).pipe(
-      transition.record.task.state === "completed" && before.task.state !== "completed"
-        ? TaskTrace.span("Runtime.complete", { attributes: { "mandate.task.id": transition.record.task.id } })
-        : (self) => self
-    )
+      for (const c of cancels) write = Effect.tap(write, cancelJob(c.jobId))
+      return Effect.flatMap(write, (record) => {
+        const events = eventsOf(transition, record, now)
+        return Effect.as(stageAll(events), { record, events })
+      })
+    })
+    return transition.record.task.state === "completed" && before.task.state !== "completed"
+      ? written.pipe(TaskTrace.span("Runtime.complete", { attributes: { "mandate.task.id": taskId } }))
+      : written
+  }
 
   const publish = (events: ReadonlyArray<PendingEvent>) =>
     events.length === 0
@@ -286,27 +340,39 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
   > =>
     uow
       .run(
-        Effect.gen(function* () {
+        Effect.suspend(() => {
           const known = committed.get(taskId)
-          let record = known ?? (yield* store.get(taskId))
-          const plan = yield* planOf(record)
-          const now = yield* Clock.currentTimeMillis
-          let transition: Flow.Transition | undefined
-          // Decided on the record this runtime last wrote: a change is checked by the write (compare-and-set),
-          // but doing nothing, or refusing, is only trusted on a fresh read (another process may have moved on)
-          const first = known === undefined ? undefined : yield* Effect.result(decide(record, plan, now))
-          if (first !== undefined && Result.isSuccess(first) && first.success !== undefined) {
-            transition = first.success
-          } else {
-            if (known !== undefined) record = yield* store.get(taskId)
-            transition = yield* decide(record, plan, now)
-          }
-          if (transition === undefined) return { record, events: [] as ReadonlyArray<PendingEvent> }
-          const applied = yield* apply(record, transition, now)
-          // Published once the outermost unit has committed (the worker's settle runs inside its own unit), so a
-          // subscriber can read everything an event tells of; a unit that fails publishes nothing
-          yield* uow.afterCommit(Effect.andThen(remember(applied.record), publish(applied.events)))
-          return applied
+          // Decided on a fresh read, then applied; an undecided task is returned as read
+          const onFresh = (record: TaskRecord, plan: Plan, now: number) =>
+            Effect.flatMap(decide(record, plan, now), (transition) => applied(record, plan, transition, now))
+          const applied = (
+            record: TaskRecord,
+            _plan: Plan,
+            transition: Flow.Transition | undefined,
+            now: number
+          ): Effect.Effect<{ readonly record: TaskRecord }, Effect.Error<ReturnType<typeof apply>>> =>
+            transition === undefined
+              ? Effect.succeed({ record })
+              : Effect.tap(apply(record, transition, now), (done) =>
+                  // Published once the outermost unit has committed (the worker's settle runs inside its own
+                  // unit), so a subscriber can read everything an event tells of; a unit that fails publishes nothing
+                  uow.afterCommit(Effect.andThen(remember(done.record), publish(done.events)))
+                )
+          const decided = (record: TaskRecord) =>
+            Effect.flatMap(planOf(record), (plan) =>
+              Effect.flatMap(Clock.currentTimeMillis, (now) => {
+                if (known === undefined) return onFresh(record, plan, now)
+                // Decided on the record this runtime last wrote: a change is checked by the write (compare-and-
+                // set), but doing nothing, or refusing, is only trusted on a fresh read (another process may have
+                // moved on)
+                return Effect.flatMap(Effect.result(decide(record, plan, now)), (first) =>
+                  Result.isSuccess(first) && first.success !== undefined
+                    ? applied(record, plan, first.success, now)
+                    : Effect.flatMap(store.get(taskId), (fresh) => onFresh(fresh, plan, now))
+                )
+              })
+            )
+          return known === undefined ? Effect.flatMap(store.get(taskId), decided) : decided(known)
         })
       )
       .pipe(
