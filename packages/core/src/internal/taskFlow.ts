@@ -10,7 +10,7 @@ import type { Approval } from "../Approval.ts"
 import type { JobId, StepId } from "../Ids.ts"
 import { denials, type Plan, type PlannedStep } from "../Plan.ts"
 import { hasRole, type Principal, system } from "../Principal.ts"
-import type { Step, StepErrorInfo, StepState } from "../Step.ts"
+import type { Step, StepErrorInfo } from "../Step.ts"
 import { IllegalTransition, type Task, type TaskState } from "../Task.ts"
 import type { TaskRecord } from "../TaskStore.ts"
 
@@ -132,11 +132,14 @@ export const validApprovals = (record: TaskRecord, plan: Plan, step: Step): Read
 export const requiredApprovals = (planned: PlannedStep): number => planned.decision.approvals?.required ?? 1
 
 const settledState = (record: TaskRecord): TaskState => {
-  const states = new Set<StepState>(record.steps.map((s) => s.state))
-  if (record.steps.every((s) => s.state === "succeeded" || s.state === "skipped")) return "completed"
-  if (states.has("queued") || states.has("running")) return "running"
-  if (states.has("waiting_approval")) return "waiting_approval"
-  return "running"
+  let done = true
+  let waiting = false
+  for (const { state } of record.steps) {
+    if (state === "queued" || state === "running") return "running"
+    if (state !== "succeeded" && state !== "skipped") done = false
+    if (state === "waiting_approval") waiting = true
+  }
+  return done ? "completed" : waiting ? "waiting_approval" : "running"
 }
 
 /**
@@ -146,11 +149,15 @@ const settledState = (record: TaskRecord): TaskState => {
  * @category flow
  * @since 0.1.0
  */
-export const advance = (input: Transition, plan: Plan, now: number): Transition => {
-  let record = input.record
-  const commands = [...input.commands]
+export const advance = (input: Transition, plan: Plan, now: number): Transition =>
+  advanceOwned(input.record, [...input.commands], plan, now)
+
+// `advance` onto a command list of the caller's own, appended to in place (no copy)
+const advanceOwned = (input: TaskRecord, commands: Array<Command>, plan: Plan, now: number): Transition => {
+  let record = input
   if (record.task.state !== "running" && record.task.state !== "waiting_approval") return { record, commands }
-  const done = new Set(record.steps.filter((s) => s.state === "succeeded").map((s) => s.id as string))
+  const done = new Set<string>()
+  for (const s of record.steps) if (s.state === "succeeded") done.add(s.id)
   for (const planned of plan.steps) {
     const step = stepOf(record, planned.id)!
     if (step.state !== "pending" || !planned.dependsOn.every((d) => done.has(d))) continue
@@ -283,17 +290,14 @@ export const attemptSettled = (
       }
     )
   }
-  commands.push({
-    _tag: "Record",
-    kind: "step.started",
-    stepId,
-    payload: {
-      attempt: job.attempts,
-      round: step.round,
-      worker,
-      ...(job.claimedAt === undefined ? {} : { claimedAt: job.claimedAt })
-    }
-  })
+  // Built field by field (a literal with a conditional spread is ~10× slower in V8), in the order it has always had
+  const payload: { attempt: number; round: number; worker: string; claimedAt?: number } = {
+    attempt: job.attempts,
+    round: step.round,
+    worker
+  }
+  if (job.claimedAt !== undefined) payload.claimedAt = job.claimedAt
+  commands.push({ _tag: "Record", kind: "step.started", stepId, payload })
   const started = setStep(record, {
     ...step,
     state: "running",
@@ -302,7 +306,8 @@ export const attemptSettled = (
     worker
   })
   const settled = settle(started)
-  return { record: settled.record, commands: [...commands, ...settled.commands] }
+  for (const c of settled.commands) commands.push(c)
+  return { record: settled.record, commands }
 }
 
 /**
@@ -325,8 +330,9 @@ export const stepSucceeded = (
   // Object rest is slow in V8: taken only when there is an earlier attempt's error to drop
   const succeeded = (s: Step): Step => ({ ...s, state: "succeeded", result, updatedAt: now })
   const next = setStep(record, step.error === undefined ? succeeded(step) : succeeded(withoutError(step)))
-  const payload = { result, ...(worker === undefined ? {} : { worker }) }
-  return advance({ record: next, commands: [{ _tag: "Record", kind: "step.succeeded", stepId, payload }] }, plan, now)
+  const payload: { result: Schema.Json; worker?: string } = { result }
+  if (worker !== undefined) payload.worker = worker
+  return advanceOwned(next, [{ _tag: "Record", kind: "step.succeeded", stepId, payload }], plan, now)
 }
 
 /**
