@@ -23,6 +23,9 @@
  * (the script confirms the job's attempts and claim time are still those of the claim) instead of reading the whole
  * job back.
  *
+ * `enqueueClaimed` (a worker's next step handed to it as it settles the previous one) is one script that stores
+ * the job claimed by that worker, or ready when a job of a higher priority waits where it would be claimed from.
+ *
  * Idle workers do not poll: every script that makes work claimable appends to the queue's signal stream, and
  * one fiber per layer blocks on those streams (`Wakeups.ts`); an enqueue made by this layer also wakes this
  * process's idle workers at once, without waiting for its signal's trip through Redis (a single enqueue as soon as
