@@ -18,7 +18,7 @@
  * bytes per job into and out of Redis (`INFO stats`, likewise). `BENCH_PREFIX` puts every key under a namespace.
  *
  * Run: `npm run bench:redis` (options: `-- --jobs 20000 --latency-jobs 500 --rounds 1 --warm-up 20000
- * --mandate-only`; with several rounds each is reported, then each system's median per phase).
+ * --prefetch 90 --mandate-only`; with several rounds each is reported, then each system's median per phase).
  *
  * @since 0.1.0
  */
@@ -34,6 +34,8 @@ const jobs = arg("jobs", 20_000)
 const latencyJobs = arg("latency-jobs", 500)
 const rounds = arg("rounds", 1)
 const warm = arg("warm-up", 20_000)
+// `--prefetch n`: Mandate's `Worker` prefetch in the drains (default: the `Worker`'s, = concurrency)
+const prefetch = process.argv.includes("--prefetch") ? arg("prefetch", 0) : undefined
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const run = crypto.randomUUID().slice(0, 8)
 // BENCH_PREFIX: a namespace of the caller's on a shared Redis
@@ -131,6 +133,7 @@ const mandateDrainN = (name: string, count: number, concurrency = 10) =>
         const worker = yield* Worker.run({
           queues: [name],
           concurrency,
+          ...(prefetch === undefined ? {} : { prefetch }),
           workerId: AgentId.make(`bench-${name}-${concurrency}-${run}`),
           handler: () =>
             Effect.sync(() => {
@@ -305,6 +308,7 @@ const main = async () => {
       .map((n) => n.toFixed(1))
       .join(" ")}`
   )
+  if (prefetch !== undefined) console.log(`Mandate's Worker: prefetch ${prefetch} (not its default)`)
 
   // Warm-up (not reported): scripts loaded, code paths compiled and optimized, connections open, for each
   // system alike: every throughput phase once with `--warm-up` jobs (default 20,000; V8 was still optimizing
