@@ -32,7 +32,7 @@ const busyDelay = Duration.millis(2)
 // How long a woken loop lets more units commit before it takes its turn: a turn costs four statements whatever
 // its size, so at one unit at a time it integrates a few units' entries per turn instead of one (nothing waits on
 // it: reads integrate what was committed before them themselves, see `sync`)
-const gatherDelay = Duration.millis(10)
+const gatherDelay = Duration.millis(25)
 
 /** A prepared entry as the store stages it. */
 export const toPending = (p: Prepared): PendingEntry => ({
