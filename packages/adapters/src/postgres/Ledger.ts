@@ -565,7 +565,7 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
       return Effect.andThen(flushStaged(sql), insertPending(sql, schema, entries)).pipe(
         Effect.andThen(sql.afterCommit(wakeSequencer))
       )
-    }).pipe(Effect.mapError(storeError("stage")), Effect.withSpan("LedgerStore.stage"))
+    }).pipe(Effect.mapError(storeError("stage")))
   }
 
   const toPending = (row: typeof PendingRow.Type): PendingEntry => {
