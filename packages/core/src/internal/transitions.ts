@@ -217,12 +217,14 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
       // A created record was stored as version 0 before its jobs existed; this write adds their ids
       const expected = created ? 0 : before.task.version
       const record: TaskRecord = { ...decided, steps, task: { ...decided.task, version: expected + 1 } }
-      yield* store.save(record, expected)
+      // The entries before the record: a store that holds a unit's staged entries writes them with the record's
+      // compare-and-set, in one statement (Postgres); both commit or roll back with the unit either way
       if (entries.length > 0) {
         yield* ledger
           .record(entries)
           .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
       }
+      yield* store.save(record, expected)
       for (const c of cancels) {
         // A job that already finished or vanished needs no cancelling
         yield* queue.cancel(c.jobId).pipe(Effect.catchTag(["JobNotFound", "IllegalTransition"], () => Effect.void))
