@@ -17,8 +17,8 @@
  * systems' client code) and the Redis server's (`INFO cpu`; any other client of that Redis adds to it), and the
  * bytes per job into and out of Redis (`INFO stats`, likewise). `BENCH_PREFIX` puts every key under a namespace.
  *
- * Run: `npm run bench:redis` (options: `-- --jobs 20000 --latency-jobs 500 --rounds 1 --mandate-only`; with several
- * rounds each is reported, then each system's median per phase).
+ * Run: `npm run bench:redis` (options: `-- --jobs 20000 --latency-jobs 500 --rounds 1 --warm-up 20000
+ * --prefetch 90 --mandate-only`; with several rounds each is reported, then each system's median per phase).
  *
  * @since 0.1.0
  */
@@ -33,6 +33,9 @@ import { arg, cpuMs, type Latency, latencyOf, pooled, sleep } from "./support.ts
 const jobs = arg("jobs", 20_000)
 const latencyJobs = arg("latency-jobs", 500)
 const rounds = arg("rounds", 1)
+const warm = arg("warm-up", 20_000)
+// `--prefetch n`: Mandate's `Worker` prefetch in the drains (default: the `Worker`'s, = concurrency)
+const prefetch = process.argv.includes("--prefetch") ? arg("prefetch", 0) : undefined
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const run = crypto.randomUUID().slice(0, 8)
 // BENCH_PREFIX: a namespace of the caller's on a shared Redis
@@ -95,25 +98,28 @@ const mandate = ManagedRuntime.make(
 const withQueue = <A>(f: (queue: Queue["Service"]) => Effect.Effect<A, unknown>) => mandate.runPromise(Queue.use(f))
 
 const mandateEnqueueSingle = (name: string) =>
-  measure("enqueue, one call per job", jobs, () =>
-    withQueue((queue) =>
-      Effect.forEach(
-        Array.from({ length: jobs }, (_, i) => i),
-        (i) => queue.enqueue({ queue: name, payload: { i } }),
-        { concurrency: 50, discard: true }
-      )
+  measure("enqueue, one call per job", jobs, () => mandateEnqueueSingleN(name, jobs))
+
+const mandateEnqueueSingleN = (name: string, count: number) =>
+  withQueue((queue) =>
+    Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      (i) => queue.enqueue({ queue: name, payload: { i } }),
+      { concurrency: 50, discard: true }
     )
   )
 
 const mandateEnqueueBatches = (name: string) =>
-  measure("enqueue, batches of 1,000", jobs, async () => {
-    for (let i = 0; i < jobs; i += 1_000) {
-      const size = Math.min(1_000, jobs - i)
-      await withQueue((queue) =>
-        queue.enqueueBatch(Array.from({ length: size }, (_, k) => ({ queue: name, payload: { i: i + k } })))
-      )
-    }
-  })
+  measure("enqueue, batches of 1,000", jobs, () => mandateEnqueueBatchesN(name, jobs))
+
+const mandateEnqueueBatchesN = async (name: string, count: number) => {
+  for (let i = 0; i < count; i += 1_000) {
+    const size = Math.min(1_000, count - i)
+    await withQueue((queue) =>
+      queue.enqueueBatch(Array.from({ length: size }, (_, k) => ({ queue: name, payload: { i: i + k } })))
+    )
+  }
+}
 
 const mandateDrain = (name: string, concurrency: number) =>
   measure(`drain at concurrency ${concurrency}`, jobs, () => mandateDrainN(name, jobs, concurrency))
@@ -127,6 +133,7 @@ const mandateDrainN = (name: string, count: number, concurrency = 10) =>
         const worker = yield* Worker.run({
           queues: [name],
           concurrency,
+          ...(prefetch === undefined ? {} : { prefetch }),
           workerId: AgentId.make(`bench-${name}-${concurrency}-${run}`),
           handler: () =>
             Effect.sync(() => {
@@ -219,14 +226,15 @@ const bullEnqueueSingle = (config: BullConfig, name: string) => {
   return measure("enqueue, one call per job", jobs, () => pooled(jobs, 50, (i) => queue.add("job", { i })))
 }
 
-const bullEnqueueBatches = (config: BullConfig, name: string) => {
+const bullEnqueueBatches = (config: BullConfig, name: string) =>
+  measure("enqueue, batches of 1,000", jobs, () => bullEnqueueBatchesN(config, name, jobs))
+
+const bullEnqueueBatchesN = async (config: BullConfig, name: string, count: number) => {
   const queue = bullQueue(config, name)
-  return measure("enqueue, batches of 1,000", jobs, async () => {
-    for (let i = 0; i < jobs; i += 1_000) {
-      const size = Math.min(1_000, jobs - i)
-      await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: "job", data: { i: i + k } })))
-    }
-  })
+  for (let i = 0; i < count; i += 1_000) {
+    const size = Math.min(1_000, count - i)
+    await queue.addBulk(Array.from({ length: size }, (_, k) => ({ name: "job", data: { i: i + k } })))
+  }
 }
 
 const bullDrain = (config: BullConfig, name: string, concurrency: number) =>
@@ -300,21 +308,22 @@ const main = async () => {
       .map((n) => n.toFixed(1))
       .join(" ")}`
   )
+  if (prefetch !== undefined) console.log(`Mandate's Worker: prefetch ${prefetch} (not its default)`)
 
-  // Warm-up (not reported): scripts loaded, code paths compiled, connections open, for both
-  const warm = Math.min(2_000, jobs)
-  await withQueue((queue) =>
-    Effect.forEach(
-      Array.from({ length: warm }, (_, i) => i),
-      (i) => queue.enqueue({ queue: "warm-up", payload: { i } }),
-      { concurrency: 50, discard: true }
-    )
-  )
-  await mandateDrainN("warm-up", warm)
+  // Warm-up (not reported): scripts loaded, code paths compiled and optimized, connections open, for each
+  // system alike: every throughput phase once with `--warm-up` jobs (default 20,000; V8 was still optimizing
+  // Mandate's enqueue path after 2,000, which cost the first system measured up to 2× client CPU per job)
+  console.log(`warming up: ${fmt(warm)} jobs through every throughput phase, each system`)
+  await mandateEnqueueSingleN("warm-up", warm)
+  await mandateDrainN("warm-up", warm, 10)
+  await mandateEnqueueBatchesN("warm-up", warm)
+  await mandateDrainN("warm-up", warm, 50)
   for (const config of bullConfigs) {
     const warmBull = bullQueue(config, "warm-up")
     await pooled(warm, 50, (i) => warmBull.add("job", { i }))
-    await bullDrainN(config, "warm-up", warm)
+    await bullDrainN(config, "warm-up", warm, 10)
+    await bullEnqueueBatchesN(config, "warm-up", warm)
+    await bullDrainN(config, "warm-up", warm, 50)
   }
 
   const results: Array<Round> = []

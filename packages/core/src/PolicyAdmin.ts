@@ -4,10 +4,9 @@
  * version (the SHA-256 of its canonical JSON): `policy.published`, `policy.activated`. A configured policy adopted
  * at start (`adoptConfigured`) writes the same `policy.activated` entry through the same function.
  *
- * A change and its entry are one `UnitOfWork`: on memory and Postgres either both are written or neither (a
- * failed append leaves no published or activated version). The Redis `PolicyStore` does not enlist in a unit
- * (each of its writes is one script of its own), so there a failed append after the store's write leaves the
- * change without its entry. `activations` lists every activation from the `policy.activated` entries.
+ * A change and its entry are one `UnitOfWork`: either both are written or neither (a failed append leaves no
+ * published or activated version), on every store that enlists in the unit (memory, Postgres and Redis do).
+ * `activations` lists every activation from the `policy.activated` entries.
  *
  * Tasks stay pinned to the version they were planned under: their plans hold every decision with its version,
  * and approvals bind to it, so activating another version changes only tasks planned afterwards.
@@ -341,8 +340,7 @@ export class PolicyAdmin extends Context.Service<
 /**
  * Activates a published version and records the change: the one path for an admin's activation and a configured
  * policy adopted at start. Nothing is written when the version already is active. The pointer and its
- * `policy.activated` entry are one unit of work: when the entry cannot be appended, the version is not active
- * (on stores that enlist in the unit: memory and Postgres, not Redis; see the module comment).
+ * `policy.activated` entry are one unit of work: when the entry cannot be appended, the version is not active.
  *
  * @category constructors
  * @since 0.1.0

@@ -25,9 +25,10 @@ import type {
   UnitOfWork,
   WebhookStore
 } from "@mandate/core"
-import { Clock, Config, Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Clock, Config, Duration, Effect, Layer, Redacted, Schema, Stream } from "effect"
 import { type Migrator, SqlClient, SqlError } from "effect/sql"
 import { type AgentsOptions, layerAgents } from "./Agents.ts"
+import { type Deferred, deferredKey, deferredOf } from "./internal/transaction.ts"
 import { layerLedgerStore } from "./Ledger.ts"
 import * as Migrations from "./Migrations.ts"
 import { defaultSchema, SchemaName } from "./Options.ts"
@@ -113,11 +114,14 @@ const statementTimeoutSetting = (timeout: Duration.Duration): string => {
   return Number.isFinite(millis) && millis > 0 ? String(Math.max(1, Math.round(millis))) : "0"
 }
 
-// Transactions as `PgClient` runs them, except that a savepoint is released with its transaction: a nested
-// transaction that succeeded leaves its savepoint in place (Postgres releases it at COMMIT, and a later
-// `ROLLBACK TO` or `SAVEPOINT` of the same name refers to the newest) instead of spending a round trip on
-// `RELEASE SAVEPOINT`. A worker's unit nests the transition that settles its step, so this is one round trip per
-// step. Everything else (after-commit callbacks, the nested-transaction semaphore, spans) is `effect/sql`'s own.
+// Transactions as `PgClient` runs them, with two round trips saved:
+// - a savepoint is released with its transaction: a nested transaction that succeeded leaves its savepoint in
+//   place (Postgres releases it at COMMIT, and a later `ROLLBACK TO` or `SAVEPOINT` of the same name refers to the
+//   newest) instead of spending a round trip on `RELEASE SAVEPOINT`;
+// - BEGIN and SAVEPOINT are sent just before the first statement that needs them, so a transaction that ran
+//   nothing sends neither BEGIN nor COMMIT, and a unit whose whole work is one statement may run it alone
+//   (`runAlone`: atomic by itself, no BEGIN, no COMMIT).
+// Everything else (after-commit callbacks, the nested-transaction semaphore, spans) is `effect/sql`'s own.
 const committedRolledBack = new SqlError.SqlError({
   reason: new SqlError.UnknownError({
     cause: new Error("COMMIT rolled back an aborted transaction"),
@@ -125,25 +129,106 @@ const committedRolledBack = new SqlError.SqlError({
     operation: "commit"
   })
 })
+const statementAfterAlone = new SqlError.SqlError({
+  reason: new SqlError.UnknownError({
+    cause: new Error("A statement followed the one a unit ran alone"),
+    message: "PgClient: a statement followed the one a unit ran alone, outside its transaction",
+    operation: "execute"
+  })
+})
+
+type Connection = SqlClient.TransactionConnection.Service[0]
+
 const keepingSavepoints = (client: PgClient.PgClient): PgClient.PgClient => {
-  const control = (conn: Parameters<typeof begin>[0], statement: string) =>
-    Effect.asVoid(conn.execute(statement, [], undefined))
-  const begin = (conn: SqlClient.TransactionConnection.Service[0], statement: string | undefined) =>
-    statement === undefined ? control(conn, "BEGIN") : Effect.asVoid(conn.executeUnprepared(statement, [], undefined))
+  const control = (conn: Connection, statement: string) => Effect.asVoid(conn.execute(statement, [], undefined))
+  // What the transaction owes before `inner` runs a statement
+  const settle = (inner: Connection, deferred: Deferred): Effect.Effect<void, SqlError.SqlError> =>
+    Effect.suspend(() => {
+      if (deferred.alone === "done") return Effect.fail(statementAfterAlone)
+      if (deferred.begin !== undefined && deferred.alone === "next" && deferred.savepoints.length === 0) {
+        deferred.begin = undefined
+        deferred.alone = "done"
+        return Effect.void
+      }
+      deferred.alone = "no"
+      const owed: Array<Effect.Effect<void, SqlError.SqlError>> = []
+      if (deferred.begin !== undefined) {
+        const statement = deferred.begin
+        owed.push(
+          deferred.beginCustom
+            ? Effect.asVoid(inner.executeUnprepared(statement, [], undefined))
+            : control(inner, statement)
+        )
+        deferred.begin = undefined
+      }
+      for (const id of deferred.savepoints) owed.push(control(inner, `SAVEPOINT effect_sql_${id}`))
+      deferred.savepoints = []
+      return owed.length === 0 ? Effect.void : owed.length === 1 ? owed[0]! : Effect.all(owed, { discard: true })
+    })
+  // The reserved connection, sending what is owed before each statement
+  const deferring = (inner: Connection): Connection => {
+    const deferred: Deferred = { begin: undefined, beginCustom: false, savepoints: [], alone: "no" }
+    const before = settle(inner, deferred)
+    const conn: Connection = {
+      execute: (sql, params, transformRows) => Effect.andThen(before, inner.execute(sql, params, transformRows)),
+      executeRaw: (sql, params) => Effect.andThen(before, inner.executeRaw(sql, params)),
+      executeStream: (sql, params, transformRows) =>
+        Stream.unwrap(Effect.as(before, inner.executeStream(sql, params, transformRows))),
+      executeValues: (sql, params) => Effect.andThen(before, inner.executeValues(sql, params)),
+      executeValuesUnprepared: (sql, params) => Effect.andThen(before, inner.executeValuesUnprepared(sql, params)),
+      executeUnprepared: (sql, params, transformRows) =>
+        Effect.andThen(before, inner.executeUnprepared(sql, params, transformRows))
+    }
+    return Object.assign(Object.create(inner as object) as Connection, conn, { [deferredKey]: deferred, inner })
+  }
+  const innerOf = (conn: Connection) => (conn as unknown as { readonly inner: Connection }).inner
   const withTransaction = SqlClient.makeWithTransaction({
     transactionService: client.transactionService,
     spanAttributes: [["db.system.name", "postgresql"]],
-    acquireConnection: (restore) => restore(client.reserve),
-    begin,
-    savepoint: (conn, id) => control(conn, `SAVEPOINT effect_sql_${id}`),
-    commit: (conn) =>
-      Effect.flatMap(conn.executeRaw("COMMIT", []), (result) =>
+    acquireConnection: (restore) => Effect.map(restore(client.reserve), deferring),
+    begin: (conn, statement) =>
+      Effect.sync(() => {
+        const deferred = deferredOf(conn)!
+        deferred.begin = statement ?? "BEGIN"
+        deferred.beginCustom = statement !== undefined
+        deferred.savepoints = []
+        deferred.alone = "no"
+      }),
+    savepoint: (conn, id) =>
+      Effect.sync(() => {
+        deferredOf(conn)!.savepoints.push(id)
+      }),
+    commit: (conn) => {
+      const deferred = deferredOf(conn)!
+      // Nothing was sent (or one statement ran alone): nothing to commit
+      if (deferred.begin !== undefined || deferred.alone === "done") {
+        deferred.begin = undefined
+        deferred.alone = "no"
+        return Effect.void
+      }
+      return Effect.flatMap(innerOf(conn).executeRaw("COMMIT", []), (result) =>
         (result as { readonly command?: string } | undefined)?.command === "ROLLBACK"
           ? Effect.fail(committedRolledBack)
           : Effect.void
-      ),
-    rollback: (conn) => control(conn, "ROLLBACK"),
-    rollbackSavepoint: (conn, id) => control(conn, `ROLLBACK TO SAVEPOINT effect_sql_${id}`)
+      )
+    },
+    rollback: (conn) => {
+      const deferred = deferredOf(conn)!
+      if (deferred.begin !== undefined || deferred.alone === "done") {
+        deferred.begin = undefined
+        deferred.alone = "no"
+        return Effect.void
+      }
+      return control(innerOf(conn), "ROLLBACK")
+    },
+    rollbackSavepoint: (conn, id) => {
+      const deferred = deferredOf(conn)!
+      const neverSent = deferred.savepoints.includes(id)
+      // Savepoints taken inside this one and not sent yet go with it
+      deferred.savepoints = deferred.savepoints.filter((taken) => taken < id)
+      // A savepoint never sent has nothing to roll back: nothing ran after it
+      return neverSent ? Effect.void : control(innerOf(conn), `ROLLBACK TO SAVEPOINT effect_sql_${id}`)
+    }
   })
   // The client is the `sql` template function with its methods as own properties: a new function with the same
   // properties and this `withTransaction`

@@ -55,6 +55,7 @@ import { LedgerTamper } from "@mandate/core/testing"
 import { type Cause, Context, Effect, Latch, Layer, Option, Schema, Semaphore } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { takeFresh } from "./internal/freshTasks.ts"
+import { CurrentStaged, flushStaged, insertPending } from "./internal/stagedEntries.ts"
 import { findRollback, findSqlError, Rollback } from "./internal/transaction.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
@@ -547,33 +548,24 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
   // ---- pending entries and the sequencer's turn (migration 0011) --------------------------------------------
 
   const pendingTable = sql(`${schema}.ledger_pending`)
-  const pendingSequence = `${schema}.ledger_pending_batch`
   const stagedHere = Latch.makeUnsafe(false)
   const wakeSequencer = Effect.sync(() => void stagedHere.openUnsafe())
 
-  // One statement, in the caller's transaction: no head read, no lock. The batch number is taken once per call
+  // One statement, in the caller's transaction: no head read, no lock. The batch number is taken once per call.
+  // Inside a Postgres unit of work the entries are held instead, for the unit's next task write to insert in its
+  // own statement, or for the unit's end (see `internal/stagedEntries.ts`)
   const stage = (entries: ReadonlyArray<PendingEntry>) => {
     if (entries.length === 0) return Effect.void
-    const rows = entries.map((e, ord) => ({
-      ord,
-      kind: e.kind,
-      task_id: e.taskId ?? null,
-      step_id: e.stepId ?? null,
-      principal: e.principal ?? null,
-      payload: e.payload,
-      payload_hash: e.payloadHash,
-      store_payload: e.storePayload
-    }))
-    return sql`INSERT INTO ${pendingTable}
-          (batch, ord, kind, task_id, step_id, principal, payload, payload_hash, store_payload)
-        SELECT b.batch, r.ord, r.kind, r.task_id, r.step_id, r.principal, r.payload, r.payload_hash, r.store_payload
-        FROM (SELECT nextval(${pendingSequence}::regclass) AS batch) b,
-          json_to_recordset(${JSON.stringify(rows)}::json) AS r(ord int, kind text, task_id text, step_id text,
-            principal text, payload text, payload_hash text, store_payload boolean)`.pipe(
-      Effect.andThen(sql.afterCommit(wakeSequencer)),
-      Effect.mapError(storeError("stage")),
-      Effect.withSpan("LedgerStore.stage")
-    )
+    return Effect.flatMap(Effect.service(CurrentStaged), (held) => {
+      if (held !== undefined && (held.schema === undefined || held.schema === schema)) {
+        held.schema = schema
+        for (const e of entries) held.entries.push(e)
+        return sql.afterCommit(wakeSequencer)
+      }
+      return Effect.andThen(flushStaged(sql), insertPending(sql, schema, entries)).pipe(
+        Effect.andThen(sql.afterCommit(wakeSequencer))
+      )
+    }).pipe(Effect.mapError(storeError("stage")))
   }
 
   const toPending = (row: typeof PendingRow.Type): PendingEntry => {
@@ -590,7 +582,11 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
   }
 
   // The turn, then the oldest committed rows, deleted as they are taken: if the integration fails, the
-  // transaction's rollback puts them back
+  // transaction's rollback puts them back. Without waiting, the turn and the rows are one statement: the lock is
+  // a one-time filter evaluated before the scan, and rows another sequencer deleted after this statement's
+  // snapshot are skipped by the DELETE's recheck (each is taken once), so a turn costs BEGIN, this, the append
+  // and COMMIT. Rows committed after the snapshot wait for the next round (a wake-up or a poll brings it)
+  const takeColumns = sql.literal("batch, ord, kind, task_id, step_id, principal, payload, payload_hash, store_payload")
   const integrate = <A, E, R>(
     limit: number,
     wait: boolean,
@@ -598,36 +594,46 @@ export const makeLedgerStore = Effect.fnUntraced(function* (options?: PostgresOp
   ) =>
     withTransaction(
       Effect.gen(function* () {
+        yield* flushStaged(sql).pipe(Effect.mapError(storeError("integrate")))
         const lockKey = sql`${sequencerLockClass}::int, hashtext(${schema})`
+        let rows: ReadonlyArray<typeof PendingRow.Type>
         if (wait) {
           yield* sql`SELECT pg_advisory_xact_lock(${lockKey})`.pipe(Effect.mapError(storeError("integrate")))
+          rows = yield* query(
+            "integrate",
+            sql`DELETE FROM ${pendingTable} WHERE (batch, ord) IN (
+                  SELECT batch, ord FROM ${pendingTable} ORDER BY batch, ord LIMIT ${limit})
+                RETURNING ${takeColumns}`,
+            decodePendingRows
+          )
         } else {
-          const [turn] = yield* sql<{
-            readonly ok: boolean
-          }>`SELECT pg_try_advisory_xact_lock(${lockKey}) AS ok`.pipe(Effect.mapError(storeError("integrate")))
-          if (turn?.ok !== true) return Option.none<A>()
+          const taken = yield* sql<{ readonly ok: boolean; readonly batch: unknown }>`
+              WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(${lockKey}) AS ok),
+              taken AS (
+                DELETE FROM ${pendingTable} WHERE (SELECT ok FROM turn) AND (batch, ord) IN (
+                  SELECT batch, ord FROM ${pendingTable} ORDER BY batch, ord LIMIT ${limit})
+                RETURNING ${takeColumns})
+              SELECT turn.ok, taken.* FROM turn LEFT JOIN taken ON true`.pipe(Effect.mapError(storeError("integrate")))
+          if (taken[0]?.ok !== true) return Option.none<A>()
+          rows = taken[0].batch === null ? [] : yield* query("integrate", Effect.succeed(taken), decodePendingRows)
         }
-        const rows = yield* query(
-          "integrate",
-          sql`DELETE FROM ${pendingTable} WHERE (batch, ord) IN (
-                SELECT batch, ord FROM ${pendingTable} ORDER BY batch, ord LIMIT ${limit})
-              RETURNING batch, ord, kind, task_id, step_id, principal, payload, payload_hash, store_payload`,
-          decodePendingRows
-        )
         const sorted = rows.slice().sort((a, b) => (a.batch === b.batch ? a.ord - b.ord : a.batch < b.batch ? -1 : 1))
         return Option.some(yield* run(sorted.map(toPending)))
       })
     ).pipe(Effect.withSpan("LedgerStore.integrate"))
 
-  const backlog = query(
-    "backlog",
-    sql`SELECT min(batch) AS oldest, max(batch) AS newest FROM ${pendingTable}`,
-    decodeBacklogRows
-  ).pipe(
-    Effect.map(([row]) =>
-      row === undefined || row.oldest === null || row.newest === null
-        ? Option.none()
-        : Option.some({ oldest: Number(row.oldest), newest: Number(row.newest) })
+  const backlog = Effect.andThen(
+    flushStaged(sql).pipe(Effect.mapError(storeError("backlog"))),
+    query(
+      "backlog",
+      sql`SELECT min(batch) AS oldest, max(batch) AS newest FROM ${pendingTable}`,
+      decodeBacklogRows
+    ).pipe(
+      Effect.map(([row]) =>
+        row === undefined || row.oldest === null || row.newest === null
+          ? Option.none()
+          : Option.some({ oldest: Number(row.oldest), newest: Number(row.newest) })
+      )
     )
   )
 

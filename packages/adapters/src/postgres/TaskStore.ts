@@ -48,6 +48,7 @@ import {
 import { Effect, Layer, Option, Schema, SchemaGetter } from "effect"
 import { SqlClient, SqlSchema } from "effect/sql"
 import { addFresh } from "./internal/freshTasks.ts"
+import { CurrentStaged, insertPending } from "./internal/stagedEntries.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 // `version` is a bigint column (the model's versions are safe integers, which int4 would not hold)
@@ -234,12 +235,30 @@ export const makeTaskStore = Effect.fnUntraced(function* (options?: PostgresOpti
   const save = Effect.fn("TaskStore.save")(function* (record: TaskRecord, expectedVersion: number) {
     const { task } = record
     const text = yield* stored("save", record)
-    const updated = yield* sql`UPDATE ${tasks}
+    const update = sql`UPDATE ${tasks}
         SET kind = ${task.kind}, state = ${task.state}, version = ${task.version},
             task = ${text.task}::json, steps = ${text.steps}::json, approvals = ${text.approvals}::json
         WHERE id = ${task.id} AND version = ${expectedVersion}
-        RETURNING version`.pipe(Effect.mapError(storeError("save")))
-    if (updated.length > 0) return
+        RETURNING version`
+    // The ledger entries the unit staged so far go in the same statement, inserted only if the update took (see
+    // `internal/stagedEntries.ts`); on a lost compare-and-set they stay held
+    const held = yield* CurrentStaged
+    const staged = held !== undefined && held.entries.length > 0 && held.schema !== undefined ? held : undefined
+    const taking = staged?.entries.length ?? 0
+    const updated = yield* (
+      staged === undefined
+        ? update
+        : sql`WITH updated AS (${update}), staged AS (${insertPending(
+            sql,
+            staged.schema!,
+            staged.entries,
+            sql`WHERE EXISTS (SELECT 1 FROM updated)`
+          )}) SELECT version FROM updated`
+    ).pipe(Effect.mapError(storeError("save")))
+    if (updated.length > 0) {
+      staged?.entries.splice(0, taking)
+      return
+    }
     // A new statement, so a new snapshot: it sees the version the winning writer committed
     const current = yield* findVersion(task.id).pipe(Effect.mapError(storeError("save")))
     if (Option.isNone(current)) return yield* new TaskNotFound({ taskId: task.id })

@@ -12,7 +12,8 @@
 import { UnitOfWork, UnitOfWorkError } from "@mandate/core"
 import { type Cause, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
-import { findRollback, findSqlError, Rollback } from "./internal/transaction.ts"
+import { CurrentStaged, emptyStaged, flushStaged } from "./internal/stagedEntries.ts"
+import { findRollback, findSqlError, Rollback, runAlone } from "./internal/transaction.ts"
 
 /**
  * Builds the unit of work over the `SqlClient` in context.
@@ -24,7 +25,32 @@ export const makeUnitOfWork: Effect.Effect<UnitOfWork["Service"], never, SqlClie
   SqlClient.SqlClient,
   (sql) =>
     UnitOfWork.make(<A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      sql.withTransaction(Effect.mapError(effect, (error) => new Rollback(error))).pipe(
+      Effect.flatMap(Effect.service(CurrentStaged), (parent) =>
+        // The unit holds the ledger entries it stages (see `internal/stagedEntries.ts`). An outermost unit writes
+        // what no task write took as its last statement (alone, without BEGIN and COMMIT, when it is the only
+        // one); an inner unit hands what it holds to its parent when it succeeds and drops it when it fails. What
+        // the parent held is written before the inner unit starts, so entries reach the table in recording order
+        Effect.andThen(
+          parent !== undefined && parent.entries.length > 0 ? flushStaged(sql) : Effect.void,
+          sql.withTransaction(
+            Effect.suspend(() => {
+              const held = emptyStaged()
+              const end =
+                parent === undefined
+                  ? runAlone(sql, flushStaged(sql))
+                  : Effect.sync(() => {
+                      if (held.entries.length === 0) return
+                      parent.schema = held.schema
+                      for (const e of held.entries) parent.entries.push(e)
+                    })
+              return Effect.mapError(effect, (error) => new Rollback(error)).pipe(
+                Effect.tap(end),
+                Effect.provideService(CurrentStaged, held)
+              )
+            })
+          )
+        )
+      ).pipe(
         Effect.catchCause((cause): Effect.Effect<never, E | UnitOfWorkError> => {
           const own = findRollback<E>(cause)
           if (own !== undefined) return Effect.fail(own.error)

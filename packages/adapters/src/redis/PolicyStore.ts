@@ -7,7 +7,10 @@
  * once (a second publish of the same rules returns the first one, publish time included), `activate` moves the
  * pointer only to a version that exists, and reads the set it points to in the same step. Stored sets are decoded
  * with Schema: one that does not decode fails the call with `PolicyStoreError` instead of handing out a malformed
- * set. Policy writes are not part of a `UnitOfWork`: each is atomic alone.
+ * set. In a `UnitOfWork` on the same Redis, `publish` and `activate` are gathered into the unit (guarded on the
+ * version's stored set and the active pointer they read) and commit with it, so a policy change and its ledger
+ * entry are written together or not at all; `get` and `active` in a unit see its own writes, `list` sees Redis as
+ * committed. Outside a unit each write is one script, atomic alone.
  *
  * @since 0.1.0
  */
@@ -24,6 +27,7 @@ import {
 import { Clock, Effect, Layer, Schema } from "effect"
 import { Redis } from "effect/persistence"
 import { makeKeys, type RedisOptions, resolvePrefix } from "./Keys.ts"
+import { operation as gathered, guard, type UnitState, unitOf, valueOfKey } from "./Unit.ts"
 
 /**
  * Options of the Redis policy store.
@@ -69,10 +73,44 @@ export const makePolicyStore = Effect.fnUntraced(function* (options?: PolicyStor
       } satisfies StoredPolicySet
     })
 
+  // In a unit: a version's stored set as the unit sees it (its own publish, or Redis, guarded on what was read)
+  const setIn = (unit: UnitState, version: string, operation: string) =>
+    Effect.gen(function* () {
+      const own = unit.policySets.get(version)
+      if (own !== undefined) return own
+      const json = yield* redis
+        .send<string | null>("HGET", k.sets, version)
+        .pipe(Effect.mapError(storeError(operation)))
+      guard(unit, k.sets, version, json)
+      return json
+    })
+
+  // In a unit: the active version as the unit sees it, guarded so that an activation another writer commits
+  // first makes the unit run again (the `policy.activated` entry names the version it replaced)
+  const activeIn = (unit: UnitState, operation: string) =>
+    Effect.gen(function* () {
+      if (unit.activePolicy !== undefined) return unit.activePolicy
+      const version = yield* redis.send<string | null>("GET", k.active).pipe(Effect.mapError(storeError(operation)))
+      guard(unit, k.active, valueOfKey, version)
+      return version
+    })
+
   const publishAt = (set: PolicySet.PolicySet, publishedAt: number, operation: string) =>
     Effect.gen(function* () {
       const version = PolicySet.version(set)
       const json = yield* encodeStored({ set, publishedAt }).pipe(Effect.mapError(storeError(operation)))
+      const unit = yield* unitOf(redis)
+      if (unit !== undefined) {
+        let stored = yield* setIn(unit, version, operation)
+        if (stored === null) {
+          unit.operations.push(
+            gathered("policy.publish", publishSet, k.sets, k.order, k.sequence, k.active, version, json)
+          )
+          unit.policySets.set(version, json)
+          stored = json
+        }
+        return yield* toStored(version, stored, yield* activeIn(unit, operation), operation)
+      }
       const [stored, active] = yield* publishScript(k.sets, k.order, k.sequence, k.active, version, json).pipe(
         Effect.mapError(storeError(operation))
       )
@@ -86,6 +124,14 @@ export const makePolicyStore = Effect.fnUntraced(function* (options?: PolicyStor
 
   const activate = (version: PolicyVersion) =>
     Effect.gen(function* () {
+      const unit = yield* unitOf(redis)
+      if (unit !== undefined) {
+        const json = yield* setIn(unit, version, "activate")
+        if (json === null) return yield* new UnknownPolicyVersion({ version })
+        unit.operations.push(gathered("policy.activate", activateSet, k.sets, k.active, version))
+        unit.activePolicy = version
+        return yield* toStored(version, json, version, "activate")
+      }
       const stored = yield* activateScript(k.sets, k.active, version).pipe(Effect.mapError(storeError("activate")))
       if (stored === null) return yield* new UnknownPolicyVersion({ version })
       return yield* toStored(version, stored, version, "activate")
@@ -93,20 +139,30 @@ export const makePolicyStore = Effect.fnUntraced(function* (options?: PolicyStor
 
   const get = (version: PolicyVersion) =>
     Effect.gen(function* () {
-      const [json, active] = yield* Effect.all([
-        redis.send<string | null>("HGET", k.sets, version),
-        redis.send<string | null>("GET", k.active)
-      ]).pipe(Effect.mapError(storeError("get")))
+      const unit = yield* unitOf(redis)
+      const [json, active] =
+        unit !== undefined
+          ? [yield* setIn(unit, version, "get"), yield* activeIn(unit, "get")]
+          : yield* Effect.all([
+              redis.send<string | null>("HGET", k.sets, version),
+              redis.send<string | null>("GET", k.active)
+            ]).pipe(Effect.mapError(storeError("get")))
       if (json === null) return yield* new UnknownPolicyVersion({ version })
       return yield* toStored(version, json, active, "get")
     }).pipe(Effect.withSpan("PolicyStore.get"))
 
   const active = Effect.gen(function* () {
-    const version = yield* redis.send<string | null>("GET", k.active).pipe(Effect.mapError(storeError("active")))
+    const unit = yield* unitOf(redis)
+    const version =
+      unit !== undefined
+        ? yield* activeIn(unit, "active")
+        : yield* redis.send<string | null>("GET", k.active).pipe(Effect.mapError(storeError("active")))
     const json =
       version === null
         ? null
-        : yield* redis.send<string | null>("HGET", k.sets, version).pipe(Effect.mapError(storeError("active")))
+        : unit !== undefined
+          ? yield* setIn(unit, version, "active")
+          : yield* redis.send<string | null>("HGET", k.sets, version).pipe(Effect.mapError(storeError("active")))
     if (version === null || json === null) {
       return yield* storeError("active")(new Error("no policy set is active"))
     }
@@ -213,3 +269,14 @@ return 1
 `
   }
 ).withReturnType<number>()
+
+/**
+ * The policy store's writes a Redis unit of work gathers (name → Lua), for the unit's commit script.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const policyStoreOperations: Readonly<Record<string, string>> = {
+  "policy.publish": publishSet.lua,
+  "policy.activate": activateSet.lua
+}

@@ -23,6 +23,9 @@
  * (the script confirms the job's attempts and claim time are still those of the claim) instead of reading the whole
  * job back.
  *
+ * `enqueueClaimed` (a worker's next step handed to it as it settles the previous one) is one script that stores
+ * the job claimed by that worker, or ready when a job of a higher priority waits where it would be claimed from.
+ *
  * Idle workers do not poll: every script that makes work claimable appends to the queue's signal stream, and
  * one fiber per layer blocks on those streams (`Wakeups.ts`); an enqueue made by this layer also wakes this
  * process's idle workers at once, without waiting for its signal's trip through Redis (a single enqueue as soon as
@@ -39,12 +42,14 @@ import {
   type Completion,
   decodeClaimRequest,
   decodeExtendMs,
+  decodeHandOff,
   decodeJobQuery,
   decodeStatsQueue,
   defaultLeaseMs,
   defaultListLimit,
   type EnqueueRequest,
   type FailOptions,
+  type HandOff,
   IllegalTransition,
   InvalidInput,
   type Job,
@@ -82,6 +87,7 @@ import {
   claimedJob,
   claimJobs,
   completeJobs,
+  enqueueClaimedJob,
   enqueueJobs,
   FIELDS,
   type Fields,
@@ -125,6 +131,8 @@ const claimRequeueLimit = 100
 const sweepBatch = 500
 // Most jobs one enqueue script stores
 const storeChunk = 2_000
+// The priorities, most urgent first
+const PRIORITIES = ["critical", "high", "normal", "low"] as const
 // Merged single-enqueue script calls in flight at once, and the smallest half a batch from idle is split into
 const maxEnqueuesInFlight = 2
 const minSplitEnqueues = 8
@@ -151,6 +159,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       : undefined
 
   const enqueueScript = redis.eval(enqueueJobs)
+  const enqueueClaimedScript = redis.eval(enqueueClaimedJob)
   const claimScript = redis.eval(claimJobs)
   const leaseScript = redis.eval(leaseOperation)
   const completeScript = redis.eval(completeJobs)
@@ -387,6 +396,118 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     if (unit !== undefined) return yield* enqueueInUnit(unit, prepared.success, now)
     return yield* store(prepared.success, now)
   })
+
+  // ---- hand-off (enqueueClaimed) ---------------------------------------------------------------------------
+
+  // A job handed to `workerId` as the hand-off script stored it: claimed, its first attempt, leased
+  const handedJob = (job: Job, workerId: AgentId, leaseMs: number, now: number): Job => ({
+    ...job,
+    state: "claimed",
+    attempts: 1,
+    lease: { workerId, expiresAt: now + leaseMs },
+    claimedAt: now,
+    updatedAt: now
+  })
+  const handOffArgs = (job: Job, field: string): Array<string> => [
+    job.id,
+    job.queue,
+    job.pool ?? "",
+    job.priority,
+    String(job.runAt),
+    String(job.maxAttempts),
+    job.idempotencyKey ?? "",
+    field,
+    JSON.stringify(job.payload)
+  ]
+  const idempotencyFieldOf = (job: Job) =>
+    job.idempotencyKey === undefined ? "" : JSON.stringify([job.queue, job.idempotencyKey])
+
+  // One script: the job stored claimed by the worker, or ready when a job of a higher priority waits where the
+  // worker claims from, or the stored job of its idempotency key (see `enqueueClaimedJob`)
+  const enqueueClaimed = Effect.fnUntraced(function* (request: EnqueueRequest, handOff: HandOff) {
+    const lease = yield* decodeHandOff(handOff)
+    const now = yield* Clock.currentTimeMillis
+    const prepared = prepareJob(request, now)
+    if (Result.isFailure(prepared)) return yield* prepared.failure
+    const job = prepared.success
+    const unit = yield* unitOf(redis)
+    // A delayed job is not claimable now: enqueued as usual
+    if (job.runAt > now) return (yield* unit !== undefined ? enqueueInUnit(unit, [job], now) : store([job], now))[0]!
+    if (unit !== undefined) return yield* handOffInUnit(unit, job, lease, now)
+    const bucket = k.bucket(job.queue, job.pool)
+    const reply = yield* enqueueClaimedScript(
+      k.sequence,
+      prefix,
+      now,
+      true,
+      !registered.has(bucket),
+      handOffArgs(job, idempotencyFieldOf(job)),
+      lease.workerId,
+      now + lease.leaseMs,
+      signals.origin
+    ).pipe(Effect.mapError(storeError("enqueue")))
+    registered.add(bucket)
+    if (reply[0] === 0) return yield* jobOf(reply[1], "enqueue")
+    if (reply[0] === 2) {
+      // enqueued ready: this process's idle workers are woken here (its signal carries this layer's origin)
+      signals.notify(k.signal(job.queue))
+      return job
+    }
+    const handed = handedJob(job, lease.workerId, lease.leaseMs, now)
+    rememberClaim(handed)
+    return handed
+  })
+
+  // In a unit the checks are reads now, and guards at commit: the idempotency key still free, and the queue's
+  // pending counters of the higher priorities unchanged. Those count every pending job of the queue (delayed ones
+  // and other pools' too), so the hand-off is made only when none is pending at all, and otherwise the job is
+  // enqueued as usual: never passing a waiting job of a higher priority, sometimes not handing one it could have
+  const handOffInUnit = (
+    unit: UnitState,
+    job: Job,
+    lease: { readonly workerId: AgentId; readonly leaseMs: number },
+    now: number
+  ) =>
+    Effect.gen(function* () {
+      const field = idempotencyFieldOf(job)
+      const higher = PRIORITIES.slice(0, PRIORITIES.indexOf(job.priority)).map((p) => `pending:${p}`)
+      const [taken, pending] = yield* Effect.all(
+        [
+          field === "" || unit.claimed.has(`${k.idempotency}\u0000${field}`)
+            ? Effect.succeed(field === "" ? null : "unit")
+            : redis.send<string | null>("HGET", k.idempotency, field),
+          higher.length === 0
+            ? Effect.succeed([] as ReadonlyArray<string | null>)
+            : redis.send<ReadonlyArray<string | null>>("HMGET", k.counts(job.queue), ...higher)
+        ],
+        { concurrency: "unbounded" }
+      ).pipe(Effect.mapError(storeError("enqueue")))
+      // a taken key, or a job of a higher priority pending: as `enqueue` in the unit does
+      if (taken !== null || pending.some((n) => n !== null && Number(n) > 0)) {
+        return (yield* enqueueInUnit(unit, [job], now))[0]!
+      }
+      if (field !== "") guard(unit, k.idempotency, field, null)
+      for (let i = 0; i < higher.length; i++) guard(unit, k.counts(job.queue), higher[i]!, pending[i] ?? null)
+      const handed = handedJob(job, lease.workerId, lease.leaseMs, now)
+      if (field !== "") unit.claimed.set(`${k.idempotency}\u0000${field}`, handed)
+      unit.operations.push(
+        operation(
+          "enqueueClaimed",
+          enqueueClaimedJob,
+          k.sequence,
+          prefix,
+          now,
+          false,
+          true,
+          handOffArgs(job, field),
+          lease.workerId,
+          now + lease.leaseMs,
+          ""
+        )
+      )
+      rememberClaim(handed)
+      return handed
+    })
 
   // ---- claim -----------------------------------------------------------------------------------------------
 
@@ -971,6 +1092,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   return Queue.of({
     enqueue,
+    enqueueClaimed,
     enqueueBatch,
     claim,
     start,
@@ -1006,6 +1128,7 @@ export const layerQueue = (options?: QueueOptions): Layer.Layer<Queue, InvalidIn
  */
 export const queueOperations = (): Readonly<Record<string, string>> => ({
   enqueue: enqueueJobs.lua,
+  enqueueClaimed: enqueueClaimedJob.lua,
   complete: completeJobs.lua,
   lease: leaseOperation.lua,
   admin: adminOperation.lua

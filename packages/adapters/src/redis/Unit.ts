@@ -33,7 +33,8 @@ export interface Operation {
 }
 
 /**
- * What an operation relied on: field `field` of hash `key` holds `expected` (`null`: the field is absent).
+ * What an operation relied on: field `field` of hash `key` holds `expected` (`null`: the field is absent). A guard
+ * with the field `valueOfKey` is on the string value of `key` itself (the policy store's active pointer).
  *
  * @category models
  * @since 0.1.0
@@ -43,6 +44,14 @@ export interface Guard {
   readonly field: string
   readonly expected: string | null
 }
+
+/**
+ * The field of a guard on a string key's own value rather than on a hash field (no hash field is empty).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const valueOfKey = ""
 
 /**
  * The ledger as the unit left it: its head and the nodes it wrote (the ledger reads them for its next append).
@@ -74,6 +83,9 @@ export interface UnitState {
   /** Idempotency fields the unit took (jobs' and tasks'), with what they lead to. */
   claimed: Map<string, Job | string>
   ledger: LedgerOverlay | undefined
+  /** Policy sets published in the unit (version → stored JSON), and the version it activated, if any. */
+  policySets: Map<string, string>
+  activePolicy: string | undefined
   /** Whether the unit holds this process's ledger lock (released when the unit ends). */
   ledgerLocked: boolean
 }
@@ -102,6 +114,8 @@ export const makeState = (redis: Redis.Redis["Service"]): UnitState => ({
   plans: new Map(),
   claimed: new Map(),
   ledger: undefined,
+  policySets: new Map(),
+  activePolicy: undefined,
   ledgerLocked: false
 })
 
@@ -153,6 +167,8 @@ export const savepoint = (unit: UnitState): (() => void) => {
   const tasks = new Map(unit.tasks)
   const plans = new Map(unit.plans)
   const claimed = new Map(unit.claimed)
+  const policySets = new Map(unit.policySets)
+  const activePolicy = unit.activePolicy
   const ledger =
     unit.ledger === undefined
       ? undefined
@@ -164,6 +180,8 @@ export const savepoint = (unit: UnitState): (() => void) => {
     unit.plans = plans
     unit.claimed = claimed
     unit.ledger = ledger
+    unit.policySets = policySets
+    unit.activePolicy = activePolicy
   }
 }
 
@@ -184,7 +202,7 @@ export class CommitConflict {
 }
 
 // The commit script over a set of named operation scripts. ARGV: guard count, then key, field, mode ("=" or
-// "absent"), value per guard; operation count, then name, key count, argument count, keys…, arguments… per
+// "absent"; on a string key's value: "value=" or "valueabsent"), value per guard; operation count, then name, key count, argument count, keys…, arguments… per
 // operation. Returns {'conflict', key, field} or {'committed', reply per operation}
 const commitLua = (operations: Readonly<Record<string, string>>): string => {
   const functions = Object.entries(operations)
@@ -197,8 +215,9 @@ local a = 1
 local guards = tonumber(ARGV[a]); a = a + 1
 for i = 1, guards do
   local key, field, mode, value = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]; a = a + 4
-  local found = redis.call('HGET', key, field)
-  if mode == 'absent' then
+  local found
+  if mode == 'value=' or mode == 'valueabsent' then found = redis.call('GET', key) else found = redis.call('HGET', key, field) end
+  if mode == 'absent' or mode == 'valueabsent' then
     if found then return {'conflict', key, field} end
   elseif found ~= value then return {'conflict', key, field} end
 end
@@ -248,7 +267,8 @@ export const makeCommitter = (
         if (unit.operations.length === 0) return Effect.succeed([])
         const args: Array<string> = [unit.operations[0]!.keys[0] ?? "", String(unit.guards.size)]
         for (const g of unit.guards.values()) {
-          args.push(g.key, g.field, g.expected === null ? "absent" : "=", g.expected ?? "")
+          const mode = g.field === valueOfKey ? "value" : ""
+          args.push(g.key, g.field, g.expected === null ? `${mode}absent` : `${mode}=`, g.expected ?? "")
         }
         args.push(String(unit.operations.length))
         for (const op of unit.operations) {

@@ -1,6 +1,7 @@
 /**
  * `UnitOfWork` on Redis: a unit's writes through the Redis stores (the task's compare-and-set, the jobs it
- * enqueues, completes, fails or cancels, its ledger entries, plans) take effect together or not at all.
+ * enqueues, completes, fails or cancels, its ledger entries, plans, policy sets published or activated) take effect
+ * together or not at all.
  *
  * While a unit runs, the stores on the same `Redis` gather their writes instead of making them, each checked at
  * once against what Redis holds (a stale version fails the unit with `VersionConflict` right there) and guarded on
@@ -11,11 +12,11 @@
  * it, and its failure drops only what it gathered (a savepoint). Effects deferred with `afterCommit` run after the
  * commit script returned.
  *
- * Inside a unit, reads see the unit's own task records, plans and ledger head; queue reads (`get`, `list`) see
- * Redis as committed. Gathered writes are the task store's `create`, `save` and `putPlan`, the queue's `enqueue`,
- * `enqueueBatch`, `complete`, `fail` and `cancel`, and ledger appends; the other queue writes (`claim`, `start`,
- * `heartbeat`, `release`, `retryDeadLettered`), the agent registry, checkpoints, anchor receipts and policy sets
- * write at once, each atomic alone. Stores on another backend, or on another Redis, write at once as usual.
+ * Inside a unit, reads see the unit's own task records, plans, ledger head and policy sets (`get`, `active`); queue
+ * reads (`get`, `list`) and the policy list see Redis as committed. Gathered writes are the task store's `create`,
+ * `save` and `putPlan`, the queue's `enqueue`, `enqueueBatch`, `complete`, `fail` and `cancel`, ledger appends, and
+ * the policy store's `publish` and `activate`; the other queue writes (`claim`, `start`, `heartbeat`, `release`,
+ * `retryDeadLettered`), the agent registry, checkpoints and anchor receipts write at once, each atomic alone. Stores on another backend, or on another Redis, write at once as usual.
  *
  * @since 0.1.0
  */
@@ -23,6 +24,7 @@ import { UnitOfWork, UnitOfWorkError } from "@mandate/core"
 import { Effect, Layer } from "effect"
 import { Redis } from "effect/persistence"
 import { ledgerOperations } from "./Ledger.ts"
+import { policyStoreOperations } from "./PolicyStore.ts"
 import { queueOperations } from "./Queue.ts"
 import { taskStoreOperations } from "./TaskStore.ts"
 import { CommitConflict, makeCommitter, runUnit, savepoint, unitOf } from "./Unit.ts"
@@ -42,7 +44,12 @@ const isConflict = (error: unknown): boolean =>
 export const makeUnitOfWork: Effect.Effect<UnitOfWork["Service"], never, Redis.Redis> = Effect.map(
   Redis.Redis,
   (redis) => {
-    const committer = makeCommitter(redis, { ...taskStoreOperations, ...queueOperations(), ...ledgerOperations })
+    const committer = makeCommitter(redis, {
+      ...taskStoreOperations,
+      ...queueOperations(),
+      ...ledgerOperations,
+      ...policyStoreOperations
+    })
     const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | UnitOfWorkError, R> =>
       Effect.flatMap(unitOf(redis), (unit) => {
         if (unit !== undefined) {

@@ -371,6 +371,104 @@ return out
   }
 ).withReturnType<ReadonlyArray<readonly [1] | readonly [0, Fields]>>()
 
+// Due delayed jobs (and retries) of the script's \`buckets\` join their bucket's ready set, as a claim sees them
+const promoteDue = `-- due delayed jobs (and retries) join their bucket's ready set first
+for _, b in ipairs(buckets) do
+  local due = redis.call('ZRANGEBYSCORE', k_delayed(b), '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+  for i = 1, #due, 2 do
+    redis.call('ZREM', k_delayed(b), due[i])
+    redis.call('ZADD', k_ready(b), tonumber(string.sub(due[i], 17, 17)) * SCALE + tonumber(due[i + 1]), due[i])
+  end
+end`
+
+// ARGV: prefix, now, whether to check ("1": the idempotency key and the waiting jobs are checked here; "0": a unit
+// checked them and guards what it read), whether to register the job's bucket ("1"/"0"), id, queue, pool,
+// priority, runAt (not after now), maxAttempts, idempotency key and its field ("" for none), payload, worker,
+// lease expiry, origin of the signal (see `enqueueJobs`). A hand-off (`Queue.enqueueClaimed`): the job is stored
+// claimed by the worker (attempt 1, leased), unless a job of a higher priority waits ready where the worker would
+// claim it from (due delayed jobs count: they are promoted first, as a claim would): then it is enqueued ready, as
+// `enqueueJobs` would. Returns {1} when handed, {2} when enqueued ready, {0, fields} when the idempotency key
+// returned an existing job
+export const enqueueClaimedJob = Redis.script(
+  (
+    keySequence: string,
+    prefix: string,
+    now: number,
+    check: boolean,
+    register: boolean,
+    job: ReadonlyArray<string>,
+    workerId: string,
+    expiresAt: number,
+    origin = ""
+  ) => [keySequence, prefix, now, check ? "1" : "0", register ? "1" : "0", ...job, workerId, expiresAt, origin],
+  {
+    numberOfKeys: 1,
+    lua: expand(`${prelude}
+local check, register = ARGV[3] == '1', ARGV[4] == '1'
+local id, q, pool, priority, runAt, maxAttempts, idemKey, idem, payload = ARGV[5], ARGV[6], ARGV[7], ARGV[8],
+  ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local worker, expires, origin = ARGV[14], ARGV[15], ARGV[16]
+if origin == '' then origin = nil end
+local rank = RANKS[priority]
+local passes = false
+if check then
+  if idem ~= '' then
+    local existing = redis.call('HGET', k_idempotency(), idem)
+    if existing then return {0, read(existing)} end
+  end
+  local buckets = {bucket(q, '')}
+  if pool ~= '' then buckets[2] = bucket(q, pool) end
+  ${promoteDue}
+  for _, b in ipairs(buckets) do
+    local top = redis.call('ZRANGE', k_ready(b), 0, 0)[1]
+    if top and tonumber(string.sub(top, 17, 17)) < rank then passes = true end
+  end
+end
+local seq = tonumber(redis.call('GET', k_sequence()) or '0') + 1
+redis.call('SET', k_sequence(), seq)
+local fields = {'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'runAt', runAt, 'maxAttempts',
+  maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2], 'failures', 0, 'seq', seq, 'pool', pool}
+local function set(field, value)
+  fields[#fields + 1] = field
+  fields[#fields + 1] = value
+end
+if idem ~= '' then
+  set('idempotencyKey', idemKey)
+  set('idempotencyField', idem)
+  redis.call('HSET', k_idempotency(), idem, id)
+end
+if passes then
+  set('state', 'queued')
+  set('attempts', 0)
+  set('leaseWorker', '')
+  redis.call('HSET', k_job(id), unpack(fields))
+  redis.call('ZADD', k_ready(bucket(q, pool)), rank * SCALE + tonumber(runAt), member(seq, priority, id))
+  count(q, 'queued', 1)
+  count(q, 'pending:' .. priority, 1)
+  signal(q, origin)
+else
+  set('state', 'claimed')
+  set('attempts', 1)
+  set('leaseWorker', worker)
+  set('leaseExpires', expires)
+  set('claimedAt', ARGV[2])
+  redis.call('HSET', k_job(id), unpack(fields))
+  redis.call('ZADD', k_leases(), expires, id)
+  redis.call('ZADD', k_waits(q), now - tonumber(runAt), id)
+  count(q, 'claimed', 1)
+end
+redis.call('ZADD', k_all(), seq, id)
+redis.call('ZADD', k_list(q), seq, id)
+if register then
+  redis.call('SADD', k_queues(), q)
+  redis.call('SADD', k_pools(q), pool)
+end
+if passes then return {2} end
+return {1}
+`)
+  }
+).withReturnType<readonly [1] | readonly [2] | readonly [0, Fields]>()
+
 // ARGV: prefix, now, max, worker, lease expiry, pool ("" for none), requeue limit, queues…
 // Returns the claimed jobs, most urgent first, each as its `CLAIM_READ` fields with the id in place of the state
 // and the attempts counted (see `claimedJob`); when none was ready, {next due} instead: when the first delayed job
@@ -406,14 +504,7 @@ for i = 8, #ARGV do
     owners[b] = {ARGV[i], pool}
   end
 end
--- due delayed jobs (and retries) join their bucket's ready set first
-for _, b in ipairs(buckets) do
-  local due = redis.call('ZRANGEBYSCORE', k_delayed(b), '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
-  for i = 1, #due, 2 do
-    redis.call('ZREM', k_delayed(b), due[i])
-    redis.call('ZADD', k_ready(b), tonumber(string.sub(due[i], 17, 17)) * SCALE + tonumber(due[i + 1]), due[i])
-  end
-end
+${promoteDue}
 local chosen, from = {}, {}
 local function nothing_ready()
   local next = nil

@@ -153,6 +153,37 @@ describePostgres("Ledger sequencer on Postgres", () => {
         assert.strictEqual(verified.proof.leafIndex, first!.seq)
       })
     )
+    it.effect("a unit's entries commit with it in recording order, an inner unit's only if it succeeds", () =>
+      Effect.gen(function* () {
+        const { schema } = yield* TestPostgres
+        const ledger = yield* Ledger
+        const uow = yield* UnitOfWork
+        const task = newTask()
+        yield* uow.run(
+          Effect.gen(function* () {
+            yield* ledger.record([entry(task, 0)])
+            // An inner unit that fails drops its own entries only; one that succeeds keeps them, in order
+            yield* Effect.exit(uow.run(Effect.andThen(ledger.record([entry(task, 99)]), Effect.fail("no"))))
+            yield* uow.run(ledger.record([entry(task, 1), entry(task, 2)]))
+            yield* ledger.record([entry(task, 3)])
+            // A read inside the unit sees what the unit recorded so far
+            assertTrail(yield* ledger.byTask(task), 4, `${task} inside`)
+            yield* ledger.record([entry(task, 4)])
+          })
+        )
+        assertTrail(yield* ledger.byTask(task), 5, task)
+        assert.strictEqual(yield* pendingOf(schema, task), 0)
+        // A unit that records nothing commits nothing, and a unit that fails after recording leaves nothing
+        yield* uow.run(Effect.void)
+        const other = newTask()
+        assert.isTrue(
+          Exit.isFailure(
+            yield* Effect.exit(uow.run(Effect.andThen(ledger.record([entry(other, 0)]), Effect.fail("no"))))
+          )
+        )
+        assert.deepStrictEqual(yield* ledger.byTask(other), [])
+      })
+    )
   })
 
   // Each on a schema of its own: nothing else may integrate while the test looks at what is pending

@@ -1,8 +1,14 @@
 import { assert, layer } from "@effect/vitest"
-import { layerPolicyStore, makePolicyStore } from "@mandate/adapters/redis"
-import { PolicySet, Seed } from "@mandate/core"
+import {
+  layerLedgerStore,
+  layerPolicyStore,
+  layerTaskStore,
+  layerUnitOfWork,
+  makePolicyStore
+} from "@mandate/adapters/redis"
+import { Anchor, Ledger, LedgerStoreError, PolicyAdmin, PolicySet, PolicyStore, Principal, Seed } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/policyStore"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { Redis } from "effect/persistence"
 import { describeRedis, TestRedis } from "../utils/TestRedis.ts"
 
@@ -63,6 +69,87 @@ describeRedis("PolicyStore on Redis", () => {
         yield* redis.send("HSET", `${prefix}policy:sets`, stored.version, JSON.stringify({ set: { rules: 1 } }))
         const error = yield* Effect.flip(store.get(stored.version))
         assert.strictEqual(error._tag, "PolicyStoreError")
+      })
+    )
+  })
+
+  // A ledger whose append fails after its entry was gathered, while `refuse.on` is set
+  const refuse = { on: false }
+  const failingLedger = Layer.effect(
+    Ledger,
+    Effect.map(Effect.service(Ledger), (ledger) =>
+      Ledger.of({
+        ...ledger,
+        append: (entry) =>
+          Effect.flatMap(ledger.append(entry), (receipt) =>
+            refuse.on
+              ? Effect.fail(new LedgerStoreError({ operation: "append", cause: "refused" }))
+              : Effect.succeed(receipt)
+          )
+      })
+    )
+  )
+  const adminLayer = TestRedis.layerWith((options) =>
+    PolicyAdmin.layer.pipe(
+      Layer.provideMerge(
+        Layer.mergeAll(
+          layerPolicyStore(options),
+          failingLedger.pipe(
+            Layer.provide(Ledger.layer()),
+            Layer.provide(Layer.mergeAll(layerLedgerStore(options), Anchor.layerNone))
+          ),
+          layerTaskStore(options),
+          layerUnitOfWork
+        )
+      )
+    )
+  )
+  layer(adminLayer)("policy administration in one unit of work", (it) => {
+    const root = Principal.make("root", ["admin"])
+
+    it.effect("a failing ledger append leaves neither the change nor its entry behind", () =>
+      Effect.gen(function* () {
+        const admin = yield* PolicyAdmin
+        const store = yield* PolicyStore
+        const ledger = yield* Ledger
+        const published = yield* admin.propose({ name: "redis-unit", rules: [] }, root)
+        const seed = PolicySet.version(Seed.defaultPolicySet)
+        const size = yield* ledger.size
+        refuse.on = true
+        const failed = yield* Effect.flip(admin.activate(published.version, root))
+        const other: PolicySet.PolicySet = { name: "redis-unit-other", rules: [] }
+        const failedPublish = yield* Effect.flip(admin.propose(other, root))
+        refuse.on = false
+        assert.strictEqual(failed._tag, "LedgerStoreError")
+        assert.strictEqual(failedPublish._tag, "LedgerStoreError")
+        assert.strictEqual((yield* store.active).version, seed)
+        assert.strictEqual((yield* Effect.flip(store.get(PolicySet.version(other))))._tag, "UnknownPolicyVersion")
+        assert.isFalse((yield* store.list).some((s) => s.set.name === other.name))
+        assert.strictEqual(yield* ledger.size, size)
+        assert.isTrue((yield* ledger.verifyAll()).valid)
+        assert.strictEqual((yield* admin.activate(published.version, root)).previous, seed)
+        assert.strictEqual((yield* store.active).version, published.version)
+        assert.strictEqual(yield* ledger.size, size + 1)
+      })
+    )
+
+    it.effect("concurrent activations: each entry names the version it really replaced", () =>
+      Effect.gen(function* () {
+        const admin = yield* PolicyAdmin
+        const store = yield* PolicyStore
+        const sets = Array.from({ length: 6 }, (_, i): PolicySet.PolicySet => ({ name: `race-${i}`, rules: [] }))
+        const versions = yield* Effect.forEach(sets, (set) =>
+          Effect.map(admin.propose(set, root), (proposed) => proposed.version)
+        )
+        const before = (yield* store.active).version
+        yield* Effect.forEach(versions, (version) => admin.activate(version, root), { concurrency: "unbounded" })
+        const activations = (yield* admin.activations(root)).slice(-versions.length)
+        // Without the guard on the active pointer two activations can both name the same previous version
+        assert.strictEqual(activations[0]!.previous, before)
+        for (let i = 1; i < activations.length; i++) {
+          assert.strictEqual(activations[i]!.previous, activations[i - 1]!.version)
+        }
+        assert.strictEqual((yield* store.active).version, activations.at(-1)!.version)
       })
     )
   })

@@ -51,6 +51,72 @@ describeRedis("UnitOfWork on Redis", () => {
       )
 
       it.effect(
+        "a hand-off in a unit: claimed at commit, nothing from a failed unit, queued behind a higher priority",
+        () =>
+          Effect.gen(function* () {
+            const uow = yield* UnitOfWork
+            const store = yield* TaskStore
+            const queue = yield* Queue
+            const enqueueClaimed = queue.enqueueClaimed!
+            const record = makeRecord()
+            yield* store.create(record, makePlan(record))
+            const name = `handoff-${record.task.id}`
+            const worker = AgentId.make("worker-1")
+            const handOff = { workerId: worker, leaseMs: 30_000 }
+
+            // committed with the unit, as handed back: leased to the worker, hidden from other claims
+            const handed = yield* uow.run(enqueueClaimed({ queue: name, payload: 1 }, handOff))
+            assert.strictEqual(handed.state, "claimed")
+            assert.strictEqual(handed.lease?.workerId, worker)
+            assert.deepStrictEqual(yield* queue.get(handed.id), handed)
+            assert.deepStrictEqual(yield* queue.claim({ queues: [name], workerId: AgentId.make("worker-2") }), [])
+            assert.strictEqual((yield* queue.complete(handed.id, worker, "done")).state, "completed")
+
+            // a unit that loses its compare-and-set hands nothing
+            const conflict = yield* Effect.flip(
+              uow.run(
+                Effect.gen(function* () {
+                  yield* enqueueClaimed({ queue: name, payload: 2 }, handOff)
+                  yield* store.save({ ...record, task: { ...record.task, version: 1 } }, 5)
+                })
+              )
+            )
+            assert.strictEqual(conflict._tag, "VersionConflict")
+            assert.deepStrictEqual(
+              (yield* queue.list({ queue: name })).jobs.map((job) => job.id),
+              [handed.id]
+            )
+
+            // a job of a higher priority enqueued by another client between the unit's check and its commit: the
+            // unit runs again, and then enqueues the job as usual, behind it
+            const checked = yield* Deferred.make<void>()
+            const release = yield* Deferred.make<void>()
+            const unit = yield* Effect.forkChild(
+              uow.run(
+                Effect.gen(function* () {
+                  const job = yield* enqueueClaimed({ queue: name, payload: 3 }, handOff)
+                  yield* Deferred.succeed(checked, undefined)
+                  yield* Deferred.await(release)
+                  return job
+                })
+              )
+            )
+            yield* Deferred.await(checked)
+            const urgent = yield* queue.enqueue({ queue: name, payload: "urgent", priority: "high" })
+            yield* Deferred.succeed(release, undefined)
+            const queued = yield* Fiber.join(unit)
+            assert.strictEqual(queued.state, "queued")
+            assert.isUndefined(queued.lease)
+            assert.deepStrictEqual(yield* queue.get(queued.id), queued)
+            const claimed = yield* queue.claim({ queues: [name], workerId: worker, max: 2 })
+            assert.deepStrictEqual(
+              claimed.map((job) => job.id),
+              [urgent.id, queued.id]
+            )
+          })
+      )
+
+      it.effect(
         "a job settled in a unit: the result handed back is the job as stored, and a failed unit settles nothing",
         () =>
           Effect.gen(function* () {

@@ -283,13 +283,15 @@ export const make = Effect.fnUntraced(function* (options: TransitionsOptions) {
     const expected = created ? 0 : before.task.version
     const written = Effect.flatMap(Effect.flatMap(steps, scheduled), (finalSteps) => {
       const record: TaskRecord = { ...decided, steps: finalSteps, task: { ...decided.task, version: expected + 1 } }
+      // The entries before the record: a store that holds a unit's staged entries writes them with the record's
+      // compare-and-set, in one statement (Postgres); both commit or roll back with the unit either way
       let write: Effect.Effect<TaskRecord, ApplyError> = Effect.as(store.save(record, expected), record)
       if (entries.length > 0) {
-        write = Effect.tap(
-          write,
+        write = Effect.andThen(
           ledger
             .record(entries)
-            .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } }))
+            .pipe(TaskTrace.span("Ledger.append", { attributes: { "mandate.ledger.entries": entries.length } })),
+          write
         )
       }
       for (const c of cancels) write = Effect.tap(write, cancelJob(c.jobId))

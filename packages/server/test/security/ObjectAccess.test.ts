@@ -105,7 +105,9 @@ const objectAccess = <E>(name: string, services: Layer.Layer<Stores.Services | S
           const none = yield* call("GET", `/task/${missing}${suffix}`, { token: tokens.dave })
           assert.strictEqual(hidden.status, 404, hidden.text)
           assert.deepStrictEqual(anonymised(hidden, taskId), anonymised(none, missing))
-          assert.isFalse(hidden.text.includes(walletA) || hidden.text.includes("2345"))
+          // Without the id itself: a random task id can hold the digits 2345
+          const withoutId = hidden.text.split(taskId).join("")
+          assert.isFalse(withoutId.includes(walletA) || withoutId.includes("2345"))
         }
         for (const path of [`/audit/${taskId}`, `/audit/${taskId}/evidence`, `/plan/${planId}`]) {
           assert.strictEqual((yield* call("GET", path, { token: tokens.dave })).status, 404, path)

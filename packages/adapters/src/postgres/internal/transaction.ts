@@ -3,8 +3,8 @@
  *
  * @internal
  */
-import { Cause } from "effect"
-import { SqlError } from "effect/sql"
+import { Cause, Effect } from "effect"
+import { type SqlClient, SqlError } from "effect/sql"
 
 /**
  * Carries the unit's own failure through withTransaction (which rolls back on it), so that it can be told apart
@@ -42,3 +42,45 @@ export const findRollback = <E>(cause: Cause.Cause<unknown>): Rollback<E> | unde
  */
 export const findSqlError = (cause: Cause.Cause<unknown>): SqlError.SqlError | undefined =>
   valuesOf(cause).find(SqlError.isSqlError)
+
+/**
+ * The control statements a transaction owes the database before its next statement (see `Backend.ts`).
+ *
+ * @internal
+ */
+export interface Deferred {
+  // BEGIN (or the custom statement) not sent yet; `undefined` once sent
+  begin: string | undefined
+  beginCustom: boolean
+  // savepoints taken but not sent yet, oldest first
+  savepoints: Array<number>
+  // the next statement may run alone (see `runAlone`); set when it did, so COMMIT is skipped
+  alone: "no" | "next" | "done"
+}
+/** @internal */
+export const deferredKey: unique symbol = Symbol.for("@mandate/adapters/postgres/DeferredTransaction")
+
+/** @internal */
+export const deferredOf = (conn: unknown): Deferred | undefined =>
+  (conn as unknown as { readonly [deferredKey]?: Deferred })[deferredKey]
+
+/**
+ * Inside a Postgres transaction that has sent nothing yet (no BEGIN, no statement), runs `effect`'s one statement
+ * without BEGIN: a single statement is atomic alone, and the transaction then skips COMMIT. Only for the last
+ * statement of an outermost unit (a statement after it fails). Elsewhere runs `effect` as it is.
+ *
+ * @internal
+ */
+export const runAlone = <A, E, R>(sql: SqlClient.SqlClient, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.serviceOption(sql.transactionService), (current) => {
+    if (current._tag === "None" || current.value[1] !== 0) return effect
+    const deferred = deferredOf(current.value[0])
+    if (deferred === undefined || deferred.begin === undefined || deferred.alone !== "no") return effect
+    deferred.alone = "next"
+    return Effect.ensuring(
+      effect,
+      Effect.sync(() => {
+        if (deferred.alone === "next") deferred.alone = "no"
+      })
+    )
+  })
