@@ -1,7 +1,7 @@
 /**
  * `Queue` on Postgres: jobs in `jobs` (migration 0003; 0008 and 0009 drop its listing indexes: `list` pages by the
- * primary key, job ids being made in creation order; 0012 its finished-time index), claimed with
- * `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`.
+ * primary key, job ids being made in creation order; 0012 its finished-time index; 0013 makes its text keys
+ * compare bytewise), claimed with `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`.
  *
  * Time is the database's: every statement reads `statement_timestamp()` (as epoch ms) for the times it writes and
  * the leases it checks, so workers on hosts with skewed clocks still agree on who holds a job. The rules are
@@ -620,9 +620,6 @@ class CompletionEntry implements LeaseEntry<CompleteInput>, CompleteInput {
   }
 }
 
-// Separates the values of a merged completion's parameters (see `separatedRows`)
-const UNIT_SEPARATOR = "\u001f"
-
 // Most claimed rows a layer remembers (see `leasedRows`)
 const MAX_LEASED_ROWS = 100_000
 
@@ -1017,7 +1014,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // on one of them, and Postgres breaks such a cycle by failing one statement (the jobs then go back after their
   // leases, as after a crash)
   const mergedUpdate = (
-    rows: Statement.Fragment,
+    input: ReadonlyArray<unknown>,
+    record: string,
     set: Statement.Fragment,
     extra: (alias: string) => Statement.Fragment,
     returning: Statement.Fragment,
@@ -1029,6 +1027,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     // looking the jobs up by id
     const holdsOf = (r: string) =>
       sql`j.lease_worker = ${sql.literal(r)}.worker AND j.lease_expires_at > ${now} ${extra(r)}`
+    const rows = sql`SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})`
     if (lock === "update") {
       return sql`UPDATE ${jobs} j SET ${set}
                  FROM (${rows}) r
@@ -1044,33 +1043,6 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
                FROM r
                WHERE j.ctid = r.tid AND ${holdsOf("r")}
                RETURNING ${returning}`
-  }
-
-  // A merged write's input rows, from JSON objects
-  const jsonRows = (input: ReadonlyArray<unknown>, record: string) =>
-    sql`SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})`
-
-  // A merged completion's input rows (id, worker, result text) as three parameters, each a list of its values
-  // joined by U+001F, which no id (core's id pattern) nor `JSON.stringify`'s output (control characters escaped)
-  // holds: split by `string_to_array`, they cost Postgres about a third of what `json_to_recordset` does (a JSON
-  // parse and a hash table per object). Undefined when an id does hold it (a caller past the type): then JSON
-  const separatedRows = (requests: ReadonlyArray<CompleteInput>) => {
-    let ids = ""
-    let workers = ""
-    let results = ""
-    for (let i = 0; i < requests.length; i++) {
-      const r = requests[i]!
-      if (r.jobId.includes(UNIT_SEPARATOR) || r.workerId.includes(UNIT_SEPARATOR)) return undefined
-      const sep = i === 0 ? "" : UNIT_SEPARATOR
-      ids += sep + r.jobId
-      workers += sep + r.workerId
-      results += sep + r.result
-    }
-    return sql`SELECT * FROM ROWS FROM (
-                 unnest(string_to_array(${ids}::text, ${UNIT_SEPARATOR}::text)),
-                 unnest(string_to_array(${workers}::text, ${UNIT_SEPARATOR}::text)),
-                 unnest(string_to_array(${results}::text, ${UNIT_SEPARATOR}::text))
-               ) AS x(id, worker, result)`
   }
 
   const heartbeatOne = (jobId: JobId, workerId: AgentId, extend: number) =>
@@ -1097,7 +1069,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         rows(
           "heartbeat",
           mergedUpdate(
-            jsonRows(input, "id text, worker text, extend float8"),
+            input,
+            "id text, worker text, extend float8",
             sql`lease_expires_at = ${now} + r.extend, updated_at = ${now}`,
             () => sql.literal(""),
             jCols,
@@ -1246,14 +1219,14 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       "complete",
       entries,
       (requests, returning) => {
-        const rows =
-          separatedRows(requests) ??
-          jsonRows(
-            requests.map((request) => ({ id: request.jobId, worker: request.workerId, result: request.result })),
-            "id text, worker text, result text"
-          )
+        const input = requests.map((request) => ({
+          id: request.jobId,
+          worker: request.workerId,
+          result: request.result
+        }))
         return mergedUpdate(
-          rows,
+          input,
+          "id text, worker text, result text",
           sql`state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
               updated_at = ${now}, finished_at = ${now}`,
           () => sql.literal(""),
@@ -1363,7 +1336,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           delay_ms: request.delayMs
         }))
         return mergedUpdate(
-          jsonRows(input, "id text, worker text, error text, attempts int, delay_ms float8"),
+          input,
+          "id text, worker text, error text, attempts int, delay_ms float8",
           sql`state = CASE WHEN r.delay_ms IS NULL THEN 'dead_lettered' ELSE 'failed' END,
               run_at = CASE WHEN r.delay_ms IS NULL THEN j.run_at ELSE ${now} + r.delay_ms END,
               finished_at = CASE WHEN r.delay_ms IS NULL THEN ${now} ELSE j.finished_at END,

@@ -4,7 +4,7 @@ import { channelOf, layerQueue, layerTaskStore, layerUnitOfWork, makeQueue } fro
 import { AgentId, type Job, Queue, TaskStore, UnitOfWork } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/queue"
 import { makeRecord } from "@mandate/core/conformance/taskStore"
-import { Context, Deferred, Effect, Exit, Fiber, Layer } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import { config, describePostgres, dropSchemaOnExit, freshSchema, TestPostgres } from "../utils/TestPostgres.ts"
@@ -462,43 +462,6 @@ describePostgres("Queue on Postgres", () => {
         const refused = yield* Effect.flip(Effect.suspend(() => beats[3]!))
         assert.strictEqual(refused._tag, "LeaseLost")
         if (refused._tag === "LeaseLost") assert.strictEqual(refused.reason, "held_by_other")
-      })
-    )
-
-    it.effect("merged completions keep each result with its job, whatever the results and ids hold", () =>
-      Effect.gen(function* () {
-        const queue = yield* Queue
-        const q = queueName("merged-results")
-        const a = worker("a")
-        yield* queue.enqueueBatch(Array.from({ length: 4 }, (_, i) => ({ queue: q, payload: { i } })))
-        const claimed = yield* queue.claim({ workerId: a, queues: [q], max: 4 })
-        assert.strictEqual(claimed.length, 4)
-        // Results holding the separator the merged write joins values with, commas, quotes and nulls
-        const results = [{ text: "a\u001fb,c" }, null, "x\u001f\u001f", ["\u001f", { k: '",' }]]
-        const check = (exits: ReadonlyArray<Exit.Exit<Job, unknown>>, from: number) =>
-          Effect.forEach(exits, (exit, i) =>
-            Effect.gen(function* () {
-              const stored = yield* queue.get(claimed[from + i]!.id)
-              assert.strictEqual(stored.state, "completed")
-              assert.deepStrictEqual(stored.result, results[from + i])
-              assert.deepStrictEqual(exit, Exit.succeed(stored))
-            })
-          )
-        // An id holding the separator (a caller past the type) must not shift the other values onto the jobs it
-        // names: it fails, and those jobs stay leased
-        const forged = `${claimed[3]!.id}\u001f${claimed[2]!.id}` as Job["id"]
-        const first = yield* queue.completeMany!([
-          { jobId: claimed[0]!.id, workerId: a, result: results[0] },
-          { jobId: claimed[1]!.id, workerId: a, result: results[1] },
-          { jobId: forged, workerId: a, result: "forged" }
-        ])
-        yield* check(first.slice(0, 2), 0)
-        assert.isTrue(Exit.isFailure(first[2]!))
-        for (const job of claimed.slice(2)) assert.strictEqual((yield* queue.get(job.id)).state, "claimed")
-        const second = yield* queue.completeMany!(
-          claimed.slice(2).map((job, i) => ({ jobId: job.id, workerId: a, result: results[2 + i] }))
-        )
-        yield* check(second, 2)
       })
     )
 
