@@ -189,8 +189,11 @@ const nextJobId = (clockMs: number): string => {
 const MAX_ID_MS = 2 ** 48 - 1
 const JOB_CURSOR = /^job_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
-// The database's clock in epoch ms; stable within a statement, so every use in one statement agrees
-const NOW = "floor(extract(epoch FROM statement_timestamp()) * 1000)::float8"
+// The database's clock in epoch ms; stable within a statement, so every use in one statement agrees. A scalar
+// subquery, so that each use is an init plan computed once per statement: as a bare expression it was computed
+// again for every row a statement scanned or wrote (numeric arithmetic and a text round trip to float8 each time,
+// 2-3 % of the Postgres CPU of a drain)
+const NOW = "(SELECT floor(extract(epoch FROM statement_timestamp()) * 1000)::float8)"
 
 // Idempotency keys as stored: the body of their JSON literal (text cannot hold NUL or a lone surrogate), and back
 const textKey = (value: string): string => JSON.stringify(value).slice(1, -1)
