@@ -103,6 +103,9 @@ interface Measure {
   readonly scavenges: number
   /** CPU time of the Postgres backends serving the system during the drain (NaN when unreadable) */
   dbCpuMs?: number
+  /** Of it, the backends not found before the drain (counted from their start: connection set-up, first plans) */
+  dbNewBackends?: number
+  dbNewCpuMs?: number
 }
 // Total GC pause time so far, from the `gc` performance entries
 let gcTotalMs = 0
@@ -134,17 +137,21 @@ const stopwatch = (count: number) => {
 }
 // Postgres work per job: the CPU time (user + system, from /proc: the server must run on this host) of the client
 // backends whose last statement names the system's schema, read before and after a drain on a connection of its
-// own. Every drain statement of each system names its schema; a backend first used during the drain counts from 0.
+// own. Every drain statement of each system names its schema; a backend started during the drain counts from 0.
 // Autovacuum is not counted (a worker may span drains): keeping finished rows costs Mandate more of it
 const ticksPerMs = 0.1 // USER_HZ is 100 on Linux
-const backendTicks = async (schema: string): Promise<Map<number, number>> => {
+// Before a drain every client backend is read (`schema` undefined), whatever its last statement: a backend of the
+// system that last ran something else was otherwise counted from its start after the drain, its earlier phases
+// included (seen: Mandate's three drain backends counted from the warm-up, the whole Postgres figure at 10)
+const backendTicks = async (schema: string | undefined): Promise<Map<number, number>> => {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {
     const { rows } = await client.query<{ pid: number }>(
       `SELECT pid FROM pg_stat_activity
-       WHERE backend_type = 'client backend' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()`,
-      [schema]
+       WHERE backend_type = 'client backend' AND ($1::text IS NULL OR query LIKE '%' || $1 || '%')
+         AND pid <> pg_backend_pid()`,
+      [schema ?? null]
     )
     const ticks = new Map<number, number>()
     for (const { pid } of rows) {
@@ -161,12 +168,22 @@ const backendTicks = async (schema: string): Promise<Map<number, number>> => {
   }
 }
 const withDbCpu = async (system: System, drain: () => Promise<Measure>): Promise<Measure> => {
-  const before = await backendTicks(system.schema)
+  const before = await backendTicks(undefined)
   const measured = await drain()
   const after = await backendTicks(system.schema)
   let ticks = after.size === 0 ? Number.NaN : 0
-  for (const [pid, t] of after) ticks += t - (before.get(pid) ?? 0)
+  let fresh = 0
+  let freshTicks = 0
+  for (const [pid, t] of after) {
+    ticks += t - (before.get(pid) ?? 0)
+    if (!before.has(pid)) {
+      fresh++
+      freshTicks += t
+    }
+  }
   measured.dbCpuMs = ticks / ticksPerMs
+  measured.dbNewBackends = fresh
+  measured.dbNewCpuMs = freshTicks / ticksPerMs
   return measured
 }
 const measure = async (count: number, f: () => Promise<unknown>): Promise<Measure> => {
@@ -512,6 +529,13 @@ const throughputTable = (title: string, measures: ReadonlyArray<Measure>) =>
             "Postgres CPU µs per job",
             measures.map((m) => (m.dbCpuMs === undefined ? "" : ((m.dbCpuMs / m.count) * 1000).toFixed(0))),
             ratioDown(measures.map((m) => (m.dbCpuMs ?? Number.NaN) / m.count))
+          ] as const,
+          [
+            "  of it, new backends (n)",
+            measures.map((m) =>
+              m.dbNewCpuMs === undefined ? "" : `${((m.dbNewCpuMs / m.count) * 1000).toFixed(0)} (${m.dbNewBackends})`
+            ),
+            ""
           ] as const
         ]
       : []),

@@ -36,6 +36,7 @@ import m0009 from "./migrations/0009_jobs_list_by_id.ts"
 import m0010 from "./migrations/0010_ledger_append.ts"
 import m0011 from "./migrations/0011_ledger_pending.ts"
 import m0012 from "./migrations/0012_jobs_prune_by_id.ts"
+import m0013 from "./migrations/0013_jobs_bytewise_keys.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -56,7 +57,8 @@ export const migrations = {
   "0009_jobs_list_by_id": m0009,
   "0010_ledger_append": m0010,
   "0011_ledger_pending": m0011,
-  "0012_jobs_prune_by_id": m0012
+  "0012_jobs_prune_by_id": m0012,
+  "0013_jobs_bytewise_keys": m0013
 } as const
 
 /**

@@ -502,11 +502,16 @@ describePostgres("Queue on Postgres", () => {
         const sql = yield* SqlClient.SqlClient
         const schema = freshSchema()
         yield* dropSchemaOnExit(schema)
-        // The schema as it was before 0012: every earlier migration applied, `jobs_finished` in place
+        // The schema as it was before 0012: every earlier migration applied, `jobs_finished` in place, the text
+        // keys under the database's collation (before 0013)
         yield* Postgres.Migrations.run({ schema })
+        yield* sql`ALTER TABLE ${sql(`${schema}.jobs`)}
+                     ALTER COLUMN id TYPE text COLLATE "default",
+                     ALTER COLUMN queue TYPE text COLLATE "default",
+                     ALTER COLUMN idempotency_key TYPE text COLLATE "default"`
         yield* sql`CREATE INDEX jobs_finished ON ${sql(`${schema}.jobs`)} (finished_at)
                    WHERE state IN ('completed', 'cancelled')`
-        yield* sql`DELETE FROM ${sql(`${schema}.${Postgres.Migrations.migrationsTable}`)} WHERE migration_id = 12`
+        yield* sql`DELETE FROM ${sql(`${schema}.${Postgres.Migrations.migrationsTable}`)} WHERE migration_id >= 12`
         const q = queueName("upgrade")
         const w = worker("w")
         const before = yield* Effect.scoped(
@@ -528,7 +533,18 @@ describePostgres("Queue on Postgres", () => {
           readonly found: boolean
         }>`SELECT to_regclass(${`${schema}.jobs_finished`}) IS NOT NULL AS found`
         assert.isTrue(exists[0]!.found)
-        assert.deepStrictEqual(yield* Postgres.Migrations.run({ schema }), [[12, "jobs_prune_by_id"]])
+        assert.deepStrictEqual(yield* Postgres.Migrations.run({ schema }), [
+          [12, "jobs_prune_by_id"],
+          [13, "jobs_bytewise_keys"]
+        ])
+        const collations = yield* sql<{ readonly collation: string | null }>`
+          SELECT collation_name AS collation FROM information_schema.columns
+          WHERE table_schema = ${schema} AND table_name = 'jobs'
+            AND column_name IN ('id', 'queue', 'idempotency_key')`
+        assert.deepStrictEqual(
+          collations.map((c) => c.collation),
+          ["C", "C", "C"]
+        )
         const gone = yield* sql<{
           readonly found: boolean
         }>`SELECT to_regclass(${`${schema}.jobs_finished`}) IS NOT NULL AS found`
