@@ -8,8 +8,12 @@
  * changes req/s. BENCH_PORT picks the server's port (default: a free one). BENCH_PROBE=1 preloads `http-probe.ts`
  * into the server, which prints its event-loop delay and GC pauses per route; BENCH_SERVER_ARGS adds Node flags
  * to the server (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`); BENCH_BUILT=1 runs the built server (`npm run build`).
+ * BENCH_STORE=postgres runs the server on Postgres (`DATABASE_URL`, default postgres://root@127.0.0.1:5432/test) in
+ * the schema BENCH_PG_SCHEMA (default `bench_http`), dropped before and after the run (Postgres's own CPU is not
+ * counted in the server's).
  *
  *   npm run bench:http
+ *   BENCH_STORE=postgres npm run bench:http
  */
 import * as ChildProcess from "node:child_process"
 import * as NodeFs from "node:fs"
@@ -17,6 +21,7 @@ import * as Net from "node:net"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import autocannon from "autocannon"
+import pg from "pg"
 import { autoApprove } from "./support.ts"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20)
@@ -36,6 +41,18 @@ const freePort = () =>
       server.close(() => resolve(port))
     })
   })
+
+const STORE = process.env.BENCH_STORE ?? "memory"
+if (STORE !== "memory" && STORE !== "postgres") throw new Error(`BENCH_STORE: memory or postgres, not ${STORE}`)
+const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://root@127.0.0.1:5432/test"
+const PG_SCHEMA = process.env.BENCH_PG_SCHEMA ?? "bench_http"
+const dropSchema = async () => {
+  const client = new pg.Client({ connectionString: DATABASE_URL })
+  await client.connect()
+  await client.query(`DROP SCHEMA IF EXISTS "${PG_SCHEMA}" CASCADE`)
+  await client.end()
+}
+if (STORE === "postgres") await dropSchema()
 
 const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "mandate-bench-"))
 const policyFile = NodePath.join(dir, "auto-approval.json")
@@ -60,6 +77,14 @@ const server = ChildProcess.spawn(
     env: {
       ...process.env,
       PORT: String(port),
+      ...(STORE === "postgres"
+        ? {
+            MANDATE_STORE: "postgres",
+            DATABASE_URL,
+            MANDATE_PG_SCHEMA: PG_SCHEMA,
+            MANDATE_DATA_DIR: NodePath.join(dir, "data")
+          }
+        : {}),
       MANDATE_API_KEYS: `${token}:submitter+auditor`,
       MANDATE_POLICY_FILE: policyFile,
       MANDATE_ANCHOR: "memory",
@@ -126,7 +151,7 @@ const load = (title: string, options: Partial<autocannon.Options>) => {
 }
 
 console.log(
-  `bench:http — ${CONNECTIONS} connections, ${SECONDS} s per route, worker concurrency ${process.env.BENCH_WORKERS ?? "16"}, Node ${process.version}, load average ${NodeOs.loadavg()
+  `bench:http — ${STORE}, ${CONNECTIONS} connections, ${SECONDS} s per route, worker concurrency ${process.env.BENCH_WORKERS ?? "16"}, Node ${process.version}, load average ${NodeOs.loadavg()
     .map((l) => l.toFixed(2))
     .join(" ")}`
 )
@@ -155,3 +180,4 @@ console.log(`tasks completed in the background: ${completed ?? "?"} (still runni
 server.kill("SIGTERM")
 await new Promise((r) => server.once("exit", r))
 NodeFs.rmSync(dir, { recursive: true })
+if (STORE === "postgres") await dropSchema()

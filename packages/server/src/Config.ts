@@ -26,6 +26,7 @@
  * | `MANDATE_MAX_JSON_VALUES` | `100000` | most values (objects, arrays, strings, numbers, literals) in a JSON body |
  * | `MANDATE_JWT_MAX_LIFETIME` | `1 day` | longest a JWT may live (`exp` is required; `exp − iat`, or `exp − now` without `iat`) |
  * | `MANDATE_WORKER_CONCURRENCY` | `16` | steps run at once in this process (`0`: no workers) |
+ * | `MANDATE_WORKER_YIELD_OPS` | `64` | the runtime's own fibers (workers) give the event loop back every this many Effect operations (Effect's default: 2048), so requests are not queued behind them |
  * | `MANDATE_REMOTE_STEPS` | | step types run by remote agents, `type:pool,…` (e.g. `onchain_action:signers`) |
  * | `MANDATE_POOL_PRINCIPALS` | | who may serve each remote pool, `pool:principal+principal,…` (none named: admins only) |
  * | `MANDATE_SHUTDOWN_GRACE` | `10 seconds` | how long shutdown waits for requests and steps (event streams end at once) |
@@ -88,6 +89,7 @@ export interface ServerConfig {
   readonly maxJsonValues: number
   readonly jwtMaxLifetime: Duration.Duration
   readonly workerConcurrency: number
+  readonly workerYieldOps: number
   readonly remoteSteps: { readonly [type: string]: string }
   readonly poolPrincipals: { readonly [pool: string]: ReadonlyArray<string> }
   readonly shutdownGrace: Duration.Duration
@@ -249,6 +251,7 @@ export const ServerConfig: Config.Config<ServerConfig> = Config.all({
     Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000 })),
     "MANDATE_WORKER_CONCURRENCY"
   ).pipe(Config.withDefault(16)),
+  workerYieldOps: positiveInt("MANDATE_WORKER_YIELD_OPS", 64, 2048),
   remoteSteps: Config.schema(RemoteSteps, "MANDATE_REMOTE_STEPS").pipe(
     Config.withDefault({} as { readonly [type: string]: string })
   ),
