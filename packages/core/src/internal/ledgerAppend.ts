@@ -12,10 +12,11 @@ import * as Canonical from "../Canonical.ts"
 import type { EntryHash } from "../Ids.ts"
 import type { AppendReceipt } from "../Ledger.ts"
 import { genesisHash, type LedgerEntry } from "../LedgerEntry.ts"
-import { type LedgerStore, LedgerStoreError } from "../LedgerStore.ts"
-import * as Merkle from "../Merkle.ts"
+import { type LedgerStore, LedgerStoreError, type PackedNodes } from "../LedgerStore.ts"
+import type * as Merkle from "../Merkle.ts"
 import type { Prepared } from "./ledgerInput.ts"
 import type { LedgerTree } from "./ledgerTree.ts"
+import { digestHashesInto } from "./sha256.ts"
 
 /**
  * The canonical JSON (RFC 8785) of an entry body, written straight in sorted member order: exactly
@@ -106,6 +107,113 @@ class BatchBuffers {
   }
 }
 
+/**
+ * The Merkle nodes a batch completes, packed (the `PackedNodes` a store is handed), and the tree's frontier as a
+ * stack of 32-byte hashes: what `Merkle.append` computes, byte for byte, with no object or Buffer per node. Leaves
+ * are hashed in JavaScript (one compression block: cheaper than a node:crypto call), interior nodes by node:crypto
+ * (two blocks: the other way round).
+ */
+class NodeBuffers implements PackedNodes {
+  hashes: Buffer = Buffer.allocUnsafe(64 * 1024)
+  levels: Array<number> = []
+  indexes: Array<number> = []
+  count = 0
+  /** The frontier, highest subtree first; `depth` of them. Copied from `committed` when a batch starts. */
+  stack: Buffer = Buffer.allocUnsafe(64 * HASH)
+  depth = 0
+  /** The frontier the last successful write left (valid while the ledger's cached head matches). */
+  committed: Buffer = Buffer.allocUnsafe(64 * HASH)
+  committedDepth = 0
+
+  /** Ready for a batch of `leaves` leaves over the frontier in `stack`. */
+  reset(leaves: number): void {
+    // A batch completes at most one interior node per leaf
+    if (this.hashes.length < 2 * HASH * leaves) this.hashes = Buffer.allocUnsafe(2 * HASH * leaves)
+    this.count = 0
+    this.levels.length = 0
+    this.indexes.length = 0
+  }
+
+  /**
+   * The frontier from the store's nodes (the hashes of `Merkle.subtreeNodes(0, size)`); `false` when a stored
+   * node is not a SHA-256 digest (a tampered store: the append refuses to build on it).
+   */
+  load(size: number, frontier: ReadonlyArray<Uint8Array>): boolean {
+    let expected = 0
+    for (let rest = size; rest > 0; rest = Math.floor(rest / 2)) expected += rest % 2
+    if (expected !== frontier.length) {
+      throw new RangeError(`A tree of ${size} leaves has a frontier of ${expected} nodes, got ${frontier.length}`)
+    }
+    for (let i = 0; i < frontier.length; i++) {
+      const hash = frontier[i]!
+      if (hash.length !== HASH) return false
+      this.stack.set(hash, HASH * i)
+    }
+    this.depth = frontier.length
+    return true
+  }
+
+  /** Continues from the committed frontier. */
+  resume(): void {
+    this.committed.copy(this.stack, 0, 0, HASH * this.committedDepth)
+    this.depth = this.committedDepth
+  }
+
+  /** Keeps the batch's frontier as the committed one (after its write succeeded). */
+  commit(): void {
+    const kept = this.committed
+    this.committed = this.stack
+    this.committedDepth = this.depth
+    this.stack = kept
+  }
+
+  /** Appends leaf `index`, the leaf hash of `entryHashes[at, at + 32)`, and the interior nodes it completes. */
+  append(index: number, entryHashes: Uint8Array, at: number): void {
+    const hashes = this.hashes
+    let k = this.count
+    let out = HASH * k
+    digestHashesInto(0x00, entryHashes, at, undefined, 0, hashes, out)
+    this.levels.push(0)
+    this.indexes.push(index)
+    let level = 0
+    // A right child (odd index) completes its parent; the left sibling is the frontier's last subtree
+    while (index % 2 === 1) {
+      this.depth--
+      const left = HASH * this.depth
+      const stack = this.stack
+      nodeInput[0] = 0x01
+      for (let i = 0; i < HASH; i++) nodeInput[1 + i] = stack[left + i]!
+      for (let i = 0; i < HASH; i++) nodeInput[1 + HASH + i] = hashes[out + i]!
+      k++
+      out = HASH * k
+      hashes.write(Canonical.sha256Hex(nodeInput), out, "hex")
+      index = (index - 1) / 2
+      level++
+      this.levels.push(level)
+      this.indexes.push(index)
+    }
+    this.count = k + 1
+    const top = HASH * this.depth
+    for (let i = 0; i < HASH; i++) this.stack[top + i] = hashes[out + i]!
+    this.depth++
+  }
+
+  /** The nodes as objects (each hash its own copy), for a store without `writePacked`. */
+  objects(): Array<Merkle.Node> {
+    const nodes: Array<Merkle.Node> = []
+    for (let i = 0; i < this.count; i++) {
+      const hash = Buffer.allocUnsafe(HASH)
+      this.hashes.copy(hash, 0, HASH * i, HASH * i + HASH)
+      nodes.push({ level: this.levels[i]!, index: this.indexes[i]!, hash })
+    }
+    return nodes
+  }
+}
+
+const HASH = 32
+// 0x01 ‖ left ‖ right, filled and hashed synchronously
+const nodeInput = Buffer.alloc(1 + 2 * HASH, 0x01)
+
 const writePrevHash = (into: Buffer, offset: number, prevHash: string): void => {
   if (into.write(prevHash, offset, "hex") !== 32) throw new RangeError(`Not a SHA-256 hex digest: ${prevHash}`)
 }
@@ -129,12 +237,10 @@ const isSha256Hex = (text: unknown): boolean => typeof text === "string" && /^[0
 
 export const make = (ctx: AppendContext): Appender => {
   const buffers = new BatchBuffers()
+  const tree_ = new NodeBuffers()
   const { store, tree } = ctx
-  let cache: { size: number; lastHash: string; frontier: ReadonlyArray<Uint8Array> } = {
-    size: 0,
-    lastHash: genesisHash,
-    frontier: []
-  }
+  // The head the last successful write left; `tree_.committed` holds its frontier
+  let cache: { size: number; lastHash: string } = { size: 0, lastHash: genesisHash }
 
   const lastOfTask = (taskId: string): Effect.Effect<Option.Option<EntryHash>, LedgerStoreError> =>
     store.lastOfTask !== undefined
@@ -152,10 +258,15 @@ export const make = (ctx: AppendContext): Appender => {
     const head = yield* store.head
     // The head this process left: its frontier is known and its hash was checked when it was computed
     const known = cache.size === head.size && cache.lastHash === head.lastHash
-    const frontier = known ? cache.frontier : yield* tree.frontier(head.size)
+    if (known) tree_.resume()
+    else if (!tree_.load(head.size, yield* tree.frontier(head.size))) {
+      return yield* new LedgerStoreError({
+        operation: "append",
+        cause: new Error("a stored Merkle frontier node is not a SHA-256 digest")
+      })
+    }
     const at = yield* Clock.currentTimeMillis
     const entries: Array<LedgerEntry> = []
-    const leaves: Array<Uint8Array> = []
     const receipts: Array<AppendReceipt> = []
     let prevHash: EntryHash = head.lastHash
     if (!known && !isSha256Hex(prevHash)) {
@@ -181,8 +292,9 @@ export const make = (ctx: AppendContext): Appender => {
     }
     // Each entry is written as prevHash ‖ body into the batch buffer and hashed in place; the bodies stay
     // there for a store that takes them encoded
-    const encoded = store.writeEncoded !== undefined
+    const encoded = store.writePacked !== undefined || store.writeEncoded !== undefined
     const batch = buffers.reset(head.size, prepared.length)
+    tree_.reset(prepared.length)
     let offset = 0
     for (let i = 0; i < prepared.length; i++) {
       const p = prepared[i]!
@@ -193,7 +305,7 @@ export const make = (ctx: AppendContext): Appender => {
       const bytes = buffers.room(offset, 32 + 3 * (headText.length + rest.length))
       // prevHash as 32 raw bytes: the previous entry's, already in the batch, or the head's
       if (i === 0) writePrevHash(bytes, offset, prevHash)
-      else bytes.set(view(batch.hashes, 32 * (i - 1), 32 * i), offset)
+      else batch.hashes.copy(bytes, offset, 32 * (i - 1), 32 * i)
       const digits = offset + 32 + bytes.write(headText, offset + 32, "utf8")
       const end = digits + bytes.write(rest, digits, "utf8")
       const entryHash = Canonical.sha256Hex(view(bytes, offset, end)) as EntryHash
@@ -204,20 +316,22 @@ export const make = (ctx: AppendContext): Appender => {
       offset = end
       batch.hashes.write(entryHash, 32 * i, "hex")
       // The leaf's data is the entry hash's bytes
-      leaves.push(Merkle.leafHash(view(batch.hashes, 32 * i, 32 * i + 32)))
+      tree_.append(seq, batch.hashes, 32 * i)
       if (!encoded) entries.push(entryObject(p, seq, at, prevHash, taskPrevHash, entryHash))
       receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
       if (p.taskId !== undefined) taskLast.set(p.taskId, entryHash)
       prevHash = entryHash
     }
-    const appended = Merkle.append(head.size, frontier, leaves)
-    if (store.writeEncoded !== undefined) {
-      yield* store.writeEncoded(batch, appended.nodes)
+    if (store.writePacked !== undefined) {
+      yield* store.writePacked(batch, tree_)
+    } else if (store.writeEncoded !== undefined) {
+      yield* store.writeEncoded(batch, tree_.objects())
     } else {
-      yield* store.write(entries, appended.nodes)
+      yield* store.write(entries, tree_.objects())
     }
     const size = head.size + prepared.length
-    cache = { size, lastHash: prevHash, frontier: appended.frontier }
+    tree_.commit()
+    cache = { size, lastHash: prevHash }
     ctx.appended(size)
     return receipts
   })
