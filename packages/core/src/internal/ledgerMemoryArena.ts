@@ -1,7 +1,8 @@
 /**
  * How the memory ledger store keeps entries the ledger hands it encoded (`LedgerStore.writeEncoded`): each
  * entry's canonical JSON body as UTF-8 bytes in large shared chunks, its entry hash as 32 bytes in one growable
- * array, and an index by hash in a typed open-addressing table. No JavaScript object is kept per entry, so a
+ * array, and an index by hash in a typed open-addressing table (brought up to date by the first lookup after
+ * appends, not by each append). No JavaScript object is kept per entry, so a
  * million entries cost the garbage collector nothing to move or mark; an entry object is rebuilt, by parsing its
  * body, only when someone reads it. The body is exactly the text the entry hash covers, so what is read back is
  * what was hashed.
@@ -47,6 +48,9 @@ export class EntryArena {
   private readonly hashPages: Array<Buffer> = []
   private slots: Int32Array = new Int32Array(2048) // seq + 1 per used slot, 0 for free
   private used = 0
+  // Entries below it are in `slots`: appends leave indexing to the next lookup by hash (off the append path, and
+  // a random write into a table of megabytes was a cache miss per append)
+  private indexed = 0
   count = 0
 
   mark(): ArenaMark {
@@ -114,14 +118,14 @@ export class EntryArena {
     locations[l + 1] = at
     this.position += length
     copy(hashes, hashAt, hashAt + HASH_SIZE, this.hashPages[page]!, HASH_SIZE * (seq & PAGE_MASK))
-    // Indexed before it counts: a rehash on the way places the entries before it, then it is placed once
-    this.index(seq)
+    // Not indexed yet: the first lookup by hash indexes every entry appended since the last one
     this.count = seq + 1
   }
 
   /** Takes back every entry from `mark.count` on (a rolled-back or overwritten write). */
   truncate(mark: ArenaMark): void {
-    for (let seq = this.count - 1; seq >= mark.count; seq--) this.unindex(seq)
+    for (let seq = this.indexed - 1; seq >= mark.count; seq--) this.unindex(seq)
+    this.indexed = Math.min(this.indexed, mark.count)
     this.count = Math.min(this.count, mark.count)
     if (mark.chunks <= this.chunks.length) {
       this.chunks.length = mark.chunks
@@ -156,6 +160,8 @@ export class EntryArena {
 
   /** The entries (seq below `count`) whose hash is `hash` (32 bytes), lowest seq first. */
   find(hash: Uint8Array): Array<number> {
+    // Indexed in seq order, each entry once (a rehash on the way places the entries before it)
+    for (; this.indexed < this.count; this.indexed++) this.index(this.indexed)
     const found: Array<number> = []
     const mask = this.slots.length - 1
     for (let slot = keyOf(hash, 0) & mask; this.slots[slot]! !== 0; slot = (slot + 1) & mask) {
@@ -205,8 +211,8 @@ export class EntryArena {
 
   private rehash(): void {
     this.slots = new Int32Array(this.slots.length * 2)
-    for (let seq = 0; seq < this.count; seq++) this.place(seq)
-    this.used = this.count
+    for (let seq = 0; seq < this.indexed; seq++) this.place(seq)
+    this.used = this.indexed
   }
 }
 
