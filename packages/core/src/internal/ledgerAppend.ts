@@ -18,6 +18,19 @@ import type { Prepared } from "./ledgerInput.ts"
 import type { LedgerTree } from "./ledgerTree.ts"
 import { digestHashesInto } from "./sha256.ts"
 
+// Kinds, step ids and task ids repeat from entry to entry (a task's every entry names it): each distinct one is
+// quoted by JSON.stringify once, a lookup costing a fraction of it. Bounded: cleared when full.
+const quotedKept = new Map<string, string>()
+const quoted = (text: string): string => {
+  let json = quotedKept.get(text)
+  if (json === undefined) {
+    json = JSON.stringify(text)
+    if (quotedKept.size >= 4096) quotedKept.clear()
+    quotedKept.set(text, json)
+  }
+  return json
+}
+
 /**
  * The canonical JSON (RFC 8785) of an entry body, written straight in sorted member order: exactly
  * `Canonical.encode(entry without entryHash)`, without sorting keys or walking values per entry. The principal and
@@ -28,7 +41,7 @@ import { digestHashesInto } from "./sha256.ts"
  * are (the memory store keeps the hashes as raw bytes).
  */
 const bodyHead = (p: Prepared, at: number): string => {
-  const head = `{"at":${String(at)},"kind":${JSON.stringify(p.kind)}`
+  const head = `{"at":${String(at)},"kind":${quoted(p.kind)}`
   return p.storePayload ? `${head},"payload":${p.payloadText},"payloadHash":"` : `${head},"payloadHash":"`
 }
 
@@ -37,8 +50,8 @@ const bodyRest = (p: Prepared, seq: number, prevHash: string, taskPrevHash: stri
   let text = `${p.payloadHash}","prevHash":"${prevHash}"`
   if (p.principalText !== undefined) text += `,"principal":${p.principalText}`
   text += `,"seq":${String(seq)}`
-  if (p.stepId !== undefined) text += `,"stepId":${JSON.stringify(p.stepId)}`
-  if (p.taskId !== undefined) text += `,"taskId":${JSON.stringify(p.taskId)},"taskPrevHash":"${taskPrevHash}"`
+  if (p.stepId !== undefined) text += `,"stepId":${quoted(p.stepId)}`
+  if (p.taskId !== undefined) text += `,"taskId":${quoted(p.taskId)},"taskPrevHash":"${taskPrevHash}"`
   return `${text}}`
 }
 
