@@ -81,8 +81,8 @@ const entryObject = (
 }
 
 /**
- * The append path's scratch space, reused by every append of one ledger (appends are serialised by the store's
- * lock, and the store copies what it keeps before the write completes).
+ * The append path's scratch space for entry bodies, reused by the appends of one ledger that do not overlap (see
+ * `make`; the store copies what it keeps before the write completes).
  */
 class BatchBuffers {
   bytes: Buffer = Buffer.allocUnsafe(256 * 1024)
@@ -131,53 +131,28 @@ class NodeBuffers implements PackedNodes {
   levels: Array<number> = []
   indexes: Array<number> = []
   count = 0
-  /** The frontier, highest subtree first; `depth` of them. Copied from `committed` when a batch starts. */
+  /** The frontier during a batch, highest subtree first; `depth` of them. */
   stack: Buffer = Buffer.allocUnsafe(64 * HASH)
   depth = 0
-  /** The frontier the last successful write left (valid while the ledger's cached head matches). */
-  committed: Buffer = Buffer.allocUnsafe(64 * HASH)
-  committedDepth = 0
 
-  /** Ready for a batch of `leaves` leaves over the frontier in `stack`. */
-  reset(leaves: number): void {
+  /**
+   * Ready for a batch of `leaves` leaves over `frontier`. From here to `frontier()` the caller runs synchronously:
+   * appenders of one ledger may run concurrently on a store whose lock is optimistic (Postgres), so nothing here
+   * outlives a synchronous stretch, and the frontier a write leaves is a snapshot of its own.
+   */
+  reset(leaves: number, frontier: Frontier): void {
     // A batch completes at most one interior node per leaf
     if (this.hashes.length < 2 * HASH * leaves) this.hashes = Buffer.allocUnsafe(2 * HASH * leaves)
     this.count = 0
     this.levels.length = 0
     this.indexes.length = 0
+    this.stack.set(frontier.hashes.subarray(0, HASH * frontier.depth))
+    this.depth = frontier.depth
   }
 
-  /**
-   * The frontier from the store's nodes (the hashes of `Merkle.subtreeNodes(0, size)`); `false` when a stored
-   * node is not a SHA-256 digest (a tampered store: the append refuses to build on it).
-   */
-  load(size: number, frontier: ReadonlyArray<Uint8Array>): boolean {
-    let expected = 0
-    for (let rest = size; rest > 0; rest = Math.floor(rest / 2)) expected += rest % 2
-    if (expected !== frontier.length) {
-      throw new RangeError(`A tree of ${size} leaves has a frontier of ${expected} nodes, got ${frontier.length}`)
-    }
-    for (let i = 0; i < frontier.length; i++) {
-      const hash = frontier[i]!
-      if (hash.length !== HASH) return false
-      this.stack.set(hash, HASH * i)
-    }
-    this.depth = frontier.length
-    return true
-  }
-
-  /** Continues from the committed frontier. */
-  resume(): void {
-    this.committed.copy(this.stack, 0, 0, HASH * this.committedDepth)
-    this.depth = this.committedDepth
-  }
-
-  /** Keeps the batch's frontier as the committed one (after its write succeeded). */
-  commit(): void {
-    const kept = this.committed
-    this.committed = this.stack
-    this.committedDepth = this.depth
-    this.stack = kept
+  /** The frontier now, as a snapshot (the batch's last leaf appended). */
+  frontier(): Frontier {
+    return { hashes: Buffer.from(this.stack.subarray(0, HASH * this.depth)), depth: this.depth }
   }
 
   /** Appends leaf `index`, the leaf hash of `entryHashes[at, at + 32)`, and the interior nodes it completes. */
@@ -224,6 +199,34 @@ class NodeBuffers implements PackedNodes {
 }
 
 const HASH = 32
+
+/** A tree's frontier: the hashes of `Merkle.subtreeNodes(0, size)`, highest subtree first, packed. Never changed. */
+interface Frontier {
+  readonly hashes: Uint8Array
+  readonly depth: number
+}
+
+/** The frontier from the store's nodes; `undefined` when a node is not a SHA-256 digest (a tampered store). */
+const packFrontier = (size: number, nodes: ReadonlyArray<Uint8Array>): Frontier | undefined => {
+  let expected = 0
+  for (let rest = size; rest > 0; rest = Math.floor(rest / 2)) expected += rest % 2
+  if (expected !== nodes.length) {
+    throw new RangeError(`A tree of ${size} leaves has a frontier of ${expected} nodes, got ${nodes.length}`)
+  }
+  const hashes = new Uint8Array(HASH * nodes.length)
+  for (let i = 0; i < nodes.length; i++) {
+    if (nodes[i]!.length !== HASH) return undefined
+    hashes.set(nodes[i]!, HASH * i)
+  }
+  return { hashes, depth: nodes.length }
+}
+
+/** The append path's scratch space (see `BatchBuffers`, `NodeBuffers`). */
+interface Scratch {
+  readonly batch: BatchBuffers
+  readonly nodes: NodeBuffers
+}
+
 // 0x01 ‖ left ‖ right, filled and hashed synchronously
 const nodeInput = Buffer.alloc(1 + 2 * HASH, 0x01)
 
@@ -249,11 +252,17 @@ export type Appender = (prepared: ReadonlyArray<Prepared>) => Effect.Effect<Arra
 const isSha256Hex = (text: unknown): boolean => typeof text === "string" && /^[0-9a-fA-F]{64}$/.test(text)
 
 export const make = (ctx: AppendContext): Appender => {
-  const buffers = new BatchBuffers()
-  const tree_ = new NodeBuffers()
+  // One set of scratch buffers, reused while appends of this ledger come one after another (the memory store's
+  // lock); an append that starts while another is between its hashing and the end of its write (a store whose lock
+  // is optimistic) gets its own
+  let spare: Scratch | undefined = { batch: new BatchBuffers(), nodes: new NodeBuffers() }
   const { store, tree } = ctx
-  // The head the last successful write left; `tree_.committed` holds its frontier
-  let cache: { size: number; lastHash: string } = { size: 0, lastHash: genesisHash }
+  // The head the last successful write of this process left, and its tree's frontier
+  let cache: { size: number; lastHash: string; frontier: Frontier } = {
+    size: 0,
+    lastHash: genesisHash,
+    frontier: { hashes: new Uint8Array(0), depth: 0 }
+  }
 
   const lastOfTask = (taskId: string): Effect.Effect<Option.Option<EntryHash>, LedgerStoreError> =>
     store.lastOfTask !== undefined
@@ -271,8 +280,8 @@ export const make = (ctx: AppendContext): Appender => {
     const head = yield* store.head
     // The head this process left: its frontier is known and its hash was checked when it was computed
     const known = cache.size === head.size && cache.lastHash === head.lastHash
-    if (known) tree_.resume()
-    else if (!tree_.load(head.size, yield* tree.frontier(head.size))) {
+    const frontier = known ? cache.frontier : packFrontier(head.size, yield* tree.frontier(head.size))
+    if (frontier === undefined) {
       return yield* new LedgerStoreError({
         operation: "append",
         cause: new Error("a stored Merkle frontier node is not a SHA-256 digest")
@@ -306,8 +315,13 @@ export const make = (ctx: AppendContext): Appender => {
     // Each entry is written as prevHash ‖ body into the batch buffer and hashed in place; the bodies stay
     // there for a store that takes them encoded
     const encoded = store.writePacked !== undefined || store.writeEncoded !== undefined
+    // From here to the write, synchronous: the scratch buffers are this append's alone
+    const scratch = spare ?? { batch: new BatchBuffers(), nodes: new NodeBuffers() }
+    spare = undefined
+    const buffers = scratch.batch
+    const nodes = scratch.nodes
     const batch = buffers.reset(head.size, prepared.length)
-    tree_.reset(prepared.length)
+    nodes.reset(prepared.length, frontier)
     let offset = 0
     for (let i = 0; i < prepared.length; i++) {
       const p = prepared[i]!
@@ -329,22 +343,23 @@ export const make = (ctx: AppendContext): Appender => {
       offset = end
       batch.hashes.write(entryHash, 32 * i, "hex")
       // The leaf's data is the entry hash's bytes
-      tree_.append(seq, batch.hashes, 32 * i)
+      nodes.append(seq, batch.hashes, 32 * i)
       if (!encoded) entries.push(entryObject(p, seq, at, prevHash, taskPrevHash, entryHash))
       receipts.push({ seq, entryHash, prevHash, leafIndex: seq })
       if (p.taskId !== undefined) taskLast.set(p.taskId, entryHash)
       prevHash = entryHash
     }
+    const after = nodes.frontier()
     if (store.writePacked !== undefined) {
-      yield* store.writePacked(batch, tree_)
+      yield* store.writePacked(batch, nodes)
     } else if (store.writeEncoded !== undefined) {
-      yield* store.writeEncoded(batch, tree_.objects())
+      yield* store.writeEncoded(batch, nodes.objects())
     } else {
-      yield* store.write(entries, tree_.objects())
+      yield* store.write(entries, nodes.objects())
     }
+    spare = scratch
     const size = head.size + prepared.length
-    tree_.commit()
-    cache = { size, lastHash: prevHash }
+    cache = { size, lastHash: prevHash, frontier: after }
     ctx.appended(size)
     return receipts
   })
