@@ -12,7 +12,7 @@ import * as Canonical from "../Canonical.ts"
 import type { EntryHash } from "../Ids.ts"
 import type { AppendReceipt } from "../Ledger.ts"
 import { genesisHash, type LedgerEntry } from "../LedgerEntry.ts"
-import { type LedgerStore, LedgerStoreError, type PackedNodes } from "../LedgerStore.ts"
+import { type LedgerHead, type LedgerStore, LedgerStoreError, type PackedNodes } from "../LedgerStore.ts"
 import type * as Merkle from "../Merkle.ts"
 import type { Prepared } from "./ledgerInput.ts"
 import type { LedgerTree } from "./ledgerTree.ts"
@@ -275,43 +275,66 @@ export const make = (ctx: AppendContext): Appender => {
   ): Effect.Effect<ReadonlyArray<Option.Option<EntryHash>>, LedgerStoreError> =>
     store.lastOfTasks !== undefined ? store.lastOfTasks(taskIds) : Effect.forEach(taskIds, lastOfTask)
 
-  // Built once: a generator function per call is cheaper than an `Effect.gen` closure per call
-  const locked = Effect.fnUntraced(function* (prepared: ReadonlyArray<Prepared>) {
-    const head = yield* store.head
-    // The head this process left: its frontier is known and its hash was checked when it was computed
-    const known = cache.size === head.size && cache.lastHash === head.lastHash
-    const frontier = known ? cache.frontier : packFrontier(head.size, yield* tree.frontier(head.size))
-    if (frontier === undefined) {
-      return yield* new LedgerStoreError({
-        operation: "append",
-        cause: new Error("a stored Merkle frontier node is not a SHA-256 digest")
-      })
-    }
-    const at = yield* Clock.currentTimeMillis
+  // A chain of `flatMap`s, not a generator: what an append call costs counts as much as what an entry costs (the
+  // runtime records a transition's few entries per call)
+  const locked = (prepared: ReadonlyArray<Prepared>): Effect.Effect<Array<AppendReceipt>, LedgerStoreError> =>
+    Effect.flatMap(store.head, (head) => {
+      // The head this process left: its frontier is known and its hash was checked when it was computed
+      const known = cache.size === head.size && cache.lastHash === head.lastHash
+      return Effect.flatMap(
+        known
+          ? Effect.succeed(cache.frontier)
+          : Effect.map(tree.frontier(head.size), (stored) => packFrontier(head.size, stored)),
+        (frontier) => {
+          if (frontier === undefined) {
+            return Effect.fail(
+              new LedgerStoreError({
+                operation: "append",
+                cause: new Error("a stored Merkle frontier node is not a SHA-256 digest")
+              })
+            )
+          }
+          return Effect.flatMap(Clock.currentTimeMillis, (at) => {
+            if (!known && !isSha256Hex(head.lastHash)) {
+              return Effect.fail(
+                new LedgerStoreError({
+                  operation: "append",
+                  cause: new Error(`the last stored entry's hash is not a SHA-256 digest: ${String(head.lastHash)}`)
+                })
+              )
+            }
+            // Each task's previous entry, for the per-task chain (taskPrevHash), read under the append lock
+            const taskLast = new Map<string, EntryHash>()
+            const tasks: Array<string> = []
+            for (const p of prepared) {
+              if (p.taskId === undefined || taskLast.has(p.taskId)) continue
+              taskLast.set(p.taskId, genesisHash)
+              tasks.push(p.taskId)
+            }
+            if (tasks.length === 0) return chain(prepared, head, frontier, at, taskLast)
+            return Effect.flatMap(lastOfTasks(tasks), (lasts) => {
+              for (let i = 0; i < tasks.length; i++) {
+                const last = lasts[i]!
+                if (Option.isSome(last)) taskLast.set(tasks[i]!, last.value)
+              }
+              return chain(prepared, head, frontier, at, taskLast)
+            })
+          })
+        }
+      )
+    })
+
+  // Chains and hashes the entries, builds the nodes, and writes them
+  const chain = (
+    prepared: ReadonlyArray<Prepared>,
+    head: LedgerHead,
+    frontier: Frontier,
+    at: number,
+    taskLast: Map<string, EntryHash>
+  ): Effect.Effect<Array<AppendReceipt>, LedgerStoreError> => {
     const entries: Array<LedgerEntry> = []
     const receipts: Array<AppendReceipt> = []
     let prevHash: EntryHash = head.lastHash
-    if (!known && !isSha256Hex(prevHash)) {
-      return yield* new LedgerStoreError({
-        operation: "append",
-        cause: new Error(`the last stored entry's hash is not a SHA-256 digest: ${String(prevHash)}`)
-      })
-    }
-    // Each task's previous entry, for the per-task chain (taskPrevHash), read under the append lock
-    const taskLast = new Map<string, EntryHash>()
-    const tasks: Array<string> = []
-    for (const p of prepared) {
-      if (p.taskId === undefined || taskLast.has(p.taskId)) continue
-      taskLast.set(p.taskId, genesisHash)
-      tasks.push(p.taskId)
-    }
-    if (tasks.length > 0) {
-      const lasts = yield* lastOfTasks(tasks)
-      for (let i = 0; i < tasks.length; i++) {
-        const last = lasts[i]!
-        if (Option.isSome(last)) taskLast.set(tasks[i]!, last.value)
-      }
-    }
     // Each entry is written as prevHash ‖ body into the batch buffer and hashed in place; the bodies stay
     // there for a store that takes them encoded
     const encoded = store.writePacked !== undefined || store.writeEncoded !== undefined
@@ -350,18 +373,20 @@ export const make = (ctx: AppendContext): Appender => {
       prevHash = entryHash
     }
     const after = nodes.frontier()
-    if (store.writePacked !== undefined) {
-      yield* store.writePacked(batch, nodes)
-    } else if (store.writeEncoded !== undefined) {
-      yield* store.writeEncoded(batch, nodes.objects())
-    } else {
-      yield* store.write(entries, nodes.objects())
-    }
-    spare = scratch
-    const size = head.size + prepared.length
-    cache = { size, lastHash: prevHash, frontier: after }
-    ctx.appended(size)
-    return receipts
-  })
+    const lastHash = prevHash
+    const written =
+      store.writePacked !== undefined
+        ? store.writePacked(batch, nodes)
+        : store.writeEncoded !== undefined
+          ? store.writeEncoded(batch, nodes.objects())
+          : store.write(entries, nodes.objects())
+    return Effect.map(written, () => {
+      spare = scratch
+      const size = head.size + prepared.length
+      cache = { size, lastHash, frontier: after }
+      ctx.appended(size)
+      return receipts
+    })
+  }
   return (prepared) => store.withAppendLock(locked(prepared))
 }
