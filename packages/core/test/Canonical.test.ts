@@ -31,6 +31,34 @@ describe("Canonical JSON (RFC 8785)", () => {
     for (const [n, text] of numbers) assert.strictEqual(Canonical.encode(n), text)
   })
 
+  it("orders any number of keys by UTF-16 code units, in any insertion order (short and long key lists)", () => {
+    // Few keys are sorted by insertion, many by Array#sort: both orders must be the code-unit order
+    const alphabet = ["a", "b", "B", "_", "\u00f6", "\u20ac", "\ud83d\ude00", "\ufb33", "\r", "aa", "ab", "a\u0000"]
+    let seed = 7
+    const next = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      return seed >>> 8
+    }
+    for (let n = 0; n <= 40; n++) {
+      const keys = new Set<string>()
+      while (keys.size < n) keys.add(alphabet[next() % alphabet.length]! + alphabet[next() % alphabet.length]!)
+      const shuffled = [...keys].sort(() => (next() % 2 === 0 ? -1 : 1))
+      const value: Record<string, unknown> = {}
+      const inner = shuffled[0] ?? "x"
+      for (const key of shuffled) value[key] = { [inner]: key, a: [n] }
+      // Each member has two keys too, in order only when `inner` sorts after "a"
+      const member = (key: string) =>
+        inner < "a"
+          ? `{${JSON.stringify(inner)}:${JSON.stringify(key)},"a":[${n}]}`
+          : `{"a":[${n}],${JSON.stringify(inner)}:${JSON.stringify(key)}}`
+      const expected = `{${[...keys]
+        .sort()
+        .map((key) => `${JSON.stringify(key)}:${member(key)}`)
+        .join(",")}}`
+      assert.strictEqual(Canonical.encode(value), expected, `${n} keys`)
+    }
+  })
+
   it("orders keys by UTF-16 code units (RFC 8785 §3.2.3 example)", () => {
     const input = {
       "\u20ac": "Euro Sign",

@@ -105,14 +105,17 @@ const flakyAnchor = (failing: Ref.Ref<boolean>, publishes: Ref.Ref<number>) =>
   )
 
 describe("LedgerStore.layerMemory: entries the ledger writes encoded, and entry objects", () => {
-  // The memory store keeps what the ledger appends as canonical text (`writeEncoded`) and what comes through
-  // `write` as objects: one store may hold both, interleaved, and every read gives each entry the same way
-  it.effect("a ledger writing encoded and one writing objects share a store; a rolled-back unit leaves nothing", () =>
+  // The memory store keeps what the ledger appends as canonical text (`writePacked`, or `writeEncoded` with node
+  // objects) and what comes through `write` as objects: one store may hold all three, interleaved, and every read
+  // gives each entry the same way
+  it.effect("ledgers writing packed, encoded and objects share a store; a rolled-back unit leaves nothing", () =>
     Effect.gen(function* () {
       const context = yield* Layer.build(LedgerStore.layerMemory)
       const inner = Context.get(context, LedgerStore)
       assert.isDefined(inner.writeEncoded)
-      const { writeEncoded: _, ...objectsOnly } = inner
+      assert.isDefined(inner.writePacked)
+      const { writeEncoded: _, writePacked: __, ...objectsOnly } = inner
+      const { writePacked: ___, ...encodedOnly } = inner
       const over = (store: LedgerStore["Service"]) =>
         Effect.provide(
           Ledger.use((ledger) => Effect.succeed(ledger)),
@@ -120,6 +123,7 @@ describe("LedgerStore.layerMemory: entries the ledger writes encoded, and entry 
         )
       const encoded = yield* over(inner)
       const objects = yield* over(LedgerStore.of(objectsOnly))
+      const unpacked = yield* over(LedgerStore.of(encodedOnly))
       const uow = yield* UnitOfWork
       const withStore = { kind: "note.added", taskId: "task_2", stepId: "s", principal: { id: "p", roles: [] } }
       const receipts = []
@@ -131,6 +135,11 @@ describe("LedgerStore.layerMemory: entries the ledger writes encoded, and entry 
         )
         assert.isTrue(failed._tag === "Failure")
         receipts.push(...(yield* objects.appendBatch([entry(3), { ...withStore, payload: null, storePayload: false }])))
+        receipts.push(...(yield* unpacked.appendBatch([entry(4), { ...withStore, payload: { round } }])))
+        const failedUnpacked = yield* Effect.exit(
+          uow.run(Effect.andThen(unpacked.appendBatch([entry(97), entry(96)]), Effect.fail("no")))
+        )
+        assert.isTrue(failedUnpacked._tag === "Failure")
       }
       const all = yield* encoded.entries()
       assert.deepStrictEqual(
@@ -141,6 +150,7 @@ describe("LedgerStore.layerMemory: entries the ledger writes encoded, and entry 
         const viaEncoded = yield* encoded.get(receipt.entryHash)
         const viaObjects = yield* objects.get(receipt.entryHash)
         assert.deepStrictEqual(viaEncoded, viaObjects)
+        assert.deepStrictEqual(viaEncoded, yield* unpacked.get(receipt.entryHash))
         assert.deepStrictEqual(viaEncoded, all[receipt.seq])
         assert.strictEqual(entryHashOf(viaEncoded), receipt.entryHash)
         const payload: unknown = viaEncoded.payload

@@ -44,7 +44,13 @@ export class NodeArray {
 
   /** Writes the next node of a level (`index` must equal `count(level)`). */
   push(level: number, index: number, hash: Uint8Array): void {
-    if (!this.isNext(level, index) || hash.length !== HASH_SIZE) {
+    if (hash.length !== HASH_SIZE) throw new RangeError(`Node (${level}, ${index}) is not ${HASH_SIZE} bytes`)
+    this.pushFrom(level, index, hash, 0)
+  }
+
+  /** `push` of the hash at `from[at, at + 32)`: copied byte by byte, no view made per node. */
+  pushFrom(level: number, index: number, from: Uint8Array, at: number): void {
+    if (!this.isNext(level, index) || at < 0 || at + HASH_SIZE > from.length) {
       throw new RangeError(`Node (${level}, ${index}) is not the next node of level ${level}`)
     }
     let chunks = this.levels[level]
@@ -65,7 +71,8 @@ export class NodeArray {
       bytes = grown
       chunks[c] = bytes
     }
-    bytes.set(hash, (index & CHUNK_MASK) * HASH_SIZE)
+    const to = (index & CHUNK_MASK) * HASH_SIZE
+    for (let i = 0; i < HASH_SIZE; i++) bytes[to + i] = from[at + i]!
     this.counts[level] = index + 1
   }
 

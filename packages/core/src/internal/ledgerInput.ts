@@ -165,8 +165,10 @@ export const prepare = (input: unknown, root: string): Effect.Effect<Prepared, I
 
 /** A batch, all prepared, or refused with the issues of every bad entry (`$[i]...`), not just the first. */
 export const prepareAll = (inputs: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<Prepared>, InvalidInput> =>
-  Effect.gen(function* () {
-    if (!Array.isArray(inputs)) return yield* InvalidInput.at("$", "Expected an array of entries")
+  // Valid input (the usual case) is prepared synchronously: no generator per call (the runtime records a
+  // transition's few entries per call, so what a call costs counts as much as what an entry costs)
+  Effect.suspend(() => {
+    if (!Array.isArray(inputs)) return Effect.fail(InvalidInput.at("$", "Expected an array of entries"))
     const prepared: Array<Prepared> = []
     const refused: Array<number> = []
     for (let i = 0; i < inputs.length; i++) {
@@ -174,7 +176,11 @@ export const prepareAll = (inputs: ReadonlyArray<unknown>): Effect.Effect<Readon
       if (p === undefined) refused.push(i)
       else prepared.push(p)
     }
-    if (refused.length === 0) return prepared
+    return refused.length === 0 ? Effect.succeed(prepared) : refuse(inputs, refused)
+  })
+
+const refuse = (inputs: ReadonlyArray<unknown>, refused: ReadonlyArray<number>): Effect.Effect<never, InvalidInput> =>
+  Effect.gen(function* () {
     const issues: Array<InvalidInput["issues"][number]> = []
     for (const i of refused) {
       const result = yield* Effect.result(explain(inputs[i], `$[${i}]`))

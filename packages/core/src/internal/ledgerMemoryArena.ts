@@ -1,7 +1,8 @@
 /**
  * How the memory ledger store keeps entries the ledger hands it encoded (`LedgerStore.writeEncoded`): each
  * entry's canonical JSON body as UTF-8 bytes in large shared chunks, its entry hash as 32 bytes in one growable
- * array, and an index by hash in a typed open-addressing table. No JavaScript object is kept per entry, so a
+ * array, and an index by hash in a typed open-addressing table (brought up to date by the first lookup after
+ * appends, not by each append). No JavaScript object is kept per entry, so a
  * million entries cost the garbage collector nothing to move or mark; an entry object is rebuilt, by parsing its
  * body, only when someone reads it. The body is exactly the text the entry hash covers, so what is read back is
  * what was hashed.
@@ -47,6 +48,9 @@ export class EntryArena {
   private readonly hashPages: Array<Buffer> = []
   private slots: Int32Array = new Int32Array(2048) // seq + 1 per used slot, 0 for free
   private used = 0
+  // Entries below it are in `slots`: appends leave indexing to the next lookup by hash (off the append path, and
+  // a random write into a table of megabytes was a cache miss per append)
+  private indexed = 0
   count = 0
 
   mark(): ArenaMark {
@@ -72,13 +76,11 @@ export class EntryArena {
   ): void {
     while (this.count < seq) this.push(this.count, bytes, start, start, zeroHash, 0)
     const run = payloadHashAt - PAYLOAD_HASH_KEY.length
-    const lifted = payloadHashAt >= 0 && liftable(bytes, start, end, run, task)
-    const length = lifted
-      ? end - start - RUN_LENGTH + 2 * HASH_SIZE + (task ? HASH_SIZE - TASK_RUN_LENGTH : 0)
-      : end - start
+    const whole = end - start
     let chunk = this.chunks[this.chunks.length - 1]
-    if (chunk === undefined || this.position + length > chunk.length) {
-      chunk = Buffer.allocUnsafe(Math.max(CHUNK_SIZE, length))
+    // Room for the whole body: a lifted one is shorter, and one whose digits turn out not to be hex is kept whole
+    if (chunk === undefined || this.position + whole > chunk.length) {
+      chunk = Buffer.allocUnsafe(Math.max(CHUNK_SIZE, whole))
       this.chunks.push(chunk)
       this.position = 0
     }
@@ -90,37 +92,40 @@ export class EntryArena {
     const at = this.position
     const locations = this.locationPages[page]!
     const l = 4 * (seq & PAGE_MASK)
-    locations[l] = 2 * (this.chunks.length - 1) + (lifted && task ? 1 : 0)
-    locations[l + 1] = at
+    // Raw hashes first (decoded and checked in one pass), then the body without the lifted members
+    const lifted =
+      payloadHashAt >= 0 &&
+      liftable(bytes, start, end, run, task) &&
+      hexInto(bytes, payloadHashAt, chunk, at) &&
+      hexInto(bytes, payloadHashAt + 64 + PREV_HASH_KEY.length, chunk, at + HASH_SIZE) &&
+      (!task || hexInto(bytes, end - 1 - 65, chunk, at + 2 * HASH_SIZE))
+    let length: number
     if (lifted) {
-      // Raw hashes first, then the body without the lifted members
-      hexToBytes(bytes, payloadHashAt, chunk, at)
-      hexToBytes(bytes, payloadHashAt + 64 + PREV_HASH_KEY.length, chunk, at + HASH_SIZE)
-      let out = at + 2 * HASH_SIZE
-      if (task) {
-        hexToBytes(bytes, end - 1 - 65, chunk, out)
-        out += HASH_SIZE
-      }
+      let out = at + (task ? 3 : 2) * HASH_SIZE
       out = copy(bytes, start, run, chunk, out)
       locations[l + 2] = out
       out = copy(bytes, run + RUN_LENGTH, task ? end - 1 - TASK_RUN_LENGTH : end - 1, chunk, out)
       chunk[out++] = 0x7d // }
       locations[l + 3] = out
+      length = out - at
     } else {
       copy(bytes, start, end, chunk, at)
       locations[l + 2] = -1
-      locations[l + 3] = at + length
+      locations[l + 3] = at + whole
+      length = whole
     }
+    locations[l] = 2 * (this.chunks.length - 1) + (lifted && task ? 1 : 0)
+    locations[l + 1] = at
     this.position += length
     copy(hashes, hashAt, hashAt + HASH_SIZE, this.hashPages[page]!, HASH_SIZE * (seq & PAGE_MASK))
-    // Indexed before it counts: a rehash on the way places the entries before it, then it is placed once
-    this.index(seq)
+    // Not indexed yet: the first lookup by hash indexes every entry appended since the last one
     this.count = seq + 1
   }
 
   /** Takes back every entry from `mark.count` on (a rolled-back or overwritten write). */
   truncate(mark: ArenaMark): void {
-    for (let seq = this.count - 1; seq >= mark.count; seq--) this.unindex(seq)
+    for (let seq = this.indexed - 1; seq >= mark.count; seq--) this.unindex(seq)
+    this.indexed = Math.min(this.indexed, mark.count)
     this.count = Math.min(this.count, mark.count)
     if (mark.chunks <= this.chunks.length) {
       this.chunks.length = mark.chunks
@@ -155,6 +160,8 @@ export class EntryArena {
 
   /** The entries (seq below `count`) whose hash is `hash` (32 bytes), lowest seq first. */
   find(hash: Uint8Array): Array<number> {
+    // Indexed in seq order, each entry once (a rehash on the way places the entries before it)
+    for (; this.indexed < this.count; this.indexed++) this.index(this.indexed)
     const found: Array<number> = []
     const mask = this.slots.length - 1
     for (let slot = keyOf(hash, 0) & mask; this.slots[slot]! !== 0; slot = (slot + 1) & mask) {
@@ -204,8 +211,8 @@ export class EntryArena {
 
   private rehash(): void {
     this.slots = new Int32Array(this.slots.length * 2)
-    for (let seq = 0; seq < this.count; seq++) this.place(seq)
-    this.used = this.count
+    for (let seq = 0; seq < this.indexed; seq++) this.place(seq)
+    this.used = this.indexed
   }
 }
 
@@ -222,17 +229,16 @@ const matches = (bytes: Uint8Array, at: number, literal: Uint8Array): boolean =>
   return true
 }
 
-// Lowercase hex digit values; -1 for anything else (such a body is kept whole)
-const HEX = new Int8Array(256).fill(-1)
-for (let i = 0; i < 16; i++) HEX["0123456789abcdef".charCodeAt(i)] = i
-
-const isHex64 = (bytes: Uint8Array, at: number): boolean => {
-  for (let i = at; i < at + 64; i++) if (HEX[bytes[i]!]! < 0) return false
-  return true
+// Pairs of lowercase hex digits (first << 8 | second) to their byte; -1 for anything else (such a body is kept whole)
+const HEX_PAIRS = new Int16Array(1 << 16).fill(-1)
+for (let hi = 0; hi < 16; hi++) {
+  for (let lo = 0; lo < 16; lo++) {
+    HEX_PAIRS[("0123456789abcdef".charCodeAt(hi) << 8) | "0123456789abcdef".charCodeAt(lo)] = (hi << 4) | lo
+  }
 }
 
-// Whether the body has the lifted members where announced, with 64 lowercase digits each: then putting them back
-// gives its bytes exactly
+// Whether the body has the lifted members where announced (their digits are checked as they are decoded, by
+// `hexInto`): then putting them back gives its bytes exactly
 const liftable = (bytes: Uint8Array, start: number, end: number, run: number, task: boolean): boolean => {
   const digits = run + PAYLOAD_HASH_KEY.length
   const prev = digits + 64 + PREV_HASH_KEY.length
@@ -242,16 +248,24 @@ const liftable = (bytes: Uint8Array, start: number, end: number, run: number, ta
     prev + 65 <= (task ? taskRun : end - 1) &&
     bytes[end - 1] === 0x7d &&
     matches(bytes, run, PAYLOAD_HASH_KEY) &&
-    isHex64(bytes, digits) &&
     matches(bytes, digits + 64, PREV_HASH_KEY) &&
-    isHex64(bytes, prev) &&
     bytes[prev + 64] === 0x22 &&
-    (!task || (matches(bytes, taskRun, TASK_PREV_HASH_KEY) && isHex64(bytes, end - 66) && bytes[end - 2] === 0x22))
+    (!task || (matches(bytes, taskRun, TASK_PREV_HASH_KEY) && bytes[end - 2] === 0x22))
   )
 }
 
-const hexToBytes = (from: Uint8Array, at: number, to: Uint8Array, out: number): void => {
-  for (let i = 0; i < HASH_SIZE; i++) to[out + i] = (HEX[from[at + 2 * i]!]! << 4) | HEX[from[at + 2 * i + 1]!]!
+/**
+ * Decodes the 64 lowercase hex digits at `from[at]` into `to[out, out + 32)`, a table lookup per pair of digits;
+ * `false` (with `to` partly written) when they are not such digits.
+ */
+const hexInto = (from: Uint8Array, at: number, to: Uint8Array, out: number): boolean => {
+  let bad = 0
+  for (let i = 0; i < HASH_SIZE; i++) {
+    const value = HEX_PAIRS[(from[at + 2 * i]! << 8) | from[at + 2 * i + 1]!]!
+    bad |= value
+    to[out + i] = value
+  }
+  return bad >= 0
 }
 
 const keyOf = (bytes: Uint8Array, at: number): number =>

@@ -71,8 +71,8 @@ const compress = (p: number): void => {
   H[7] = (H[7]! + h) | 0
 }
 
-/** SHA-256 of the first `n` bytes (`n <= maxShort`) of the scratch message, which it pads in place. */
-const digestScratch = (n: number): Buffer => {
+/** SHA-256 of the first `n` bytes (`n <= maxShort`) of the scratch message, which it pads in place, into `out[at, at + 32)`. */
+const digestScratchInto = (n: number, out: Uint8Array, at: number): void => {
   const blocks = n + 9 <= 64 ? 1 : 2
   const end = blocks * 64
   M[n] = 0x80
@@ -92,15 +92,43 @@ const digestScratch = (n: number): Buffer => {
   H[7] = 0x5be0cd19
   compress(0)
   if (blocks === 2) compress(64)
-  const out = Buffer.allocUnsafe(32)
   for (let i = 0; i < 8; i++) {
     const v = H[i]!
-    out[4 * i] = v >>> 24
-    out[4 * i + 1] = v >>> 16
-    out[4 * i + 2] = v >>> 8
-    out[4 * i + 3] = v
+    out[at + 4 * i] = v >>> 24
+    out[at + 4 * i + 1] = v >>> 16
+    out[at + 4 * i + 2] = v >>> 8
+    out[at + 4 * i + 3] = v
   }
+}
+
+const digestScratch = (n: number): Buffer => {
+  const out = Buffer.allocUnsafe(32)
+  digestScratchInto(n, out, 0)
   return out
+}
+
+/**
+ * SHA-256 of `prefix ‖ a[aAt, aAt + 32)` (a Merkle leaf over a 32-byte hash), or of `prefix ‖ a[aAt, aAt + 32) ‖
+ * b[bAt, bAt + 32)` when `b` is given (a Merkle node), written to `out[outAt, outAt + 32)`: no view, no
+ * allocation (the ledger's append path hashes packed arrays of hashes). `out` may overlap the inputs.
+ */
+export const digestHashesInto = (
+  prefix: number,
+  a: Uint8Array,
+  aAt: number,
+  b: Uint8Array | undefined,
+  bAt: number,
+  out: Uint8Array,
+  outAt: number
+): void => {
+  M[0] = prefix
+  for (let i = 0; i < 32; i++) M[1 + i] = a[aAt + i]!
+  if (b === undefined) {
+    digestScratchInto(33, out, outAt)
+  } else {
+    for (let i = 0; i < 32; i++) M[33 + i] = b[bAt + i]!
+    digestScratchInto(65, out, outAt)
+  }
 }
 
 /** SHA-256 of `prefix ‖ a ‖ b` (`b` optional); the caller checks `1 + a.length + b.length <= maxShort`. */

@@ -35,6 +35,23 @@ describe("internal/ledgerMemoryArena", () => {
     assert.strictEqual(arena.count, n + 4)
     assert.strictEqual(arena.body(n + 1), "")
     assert.deepStrictEqual(arena.find(new Uint8Array(32)).length, 3)
+    // Appends are indexed by the next lookup: entries taken back before it (all of them, or past the indexed ones)
+    // leave nothing in the index, and what replaces them is found
+    const base = arena.count
+    const taken = NodeCrypto.randomBytes(32 * 20)
+    const kept = NodeCrypto.randomBytes(32 * 20)
+    const pushFrom = (from: Buffer, k: number) => arena.push(base + k, bodies, 0, end(0), from, 32 * k)
+    for (let k = 0; k < 10; k++) pushFrom(taken, k)
+    arena.truncate({ ...arena.mark(), count: base })
+    for (let k = 0; k < 5; k++) pushFrom(kept, k)
+    assert.deepStrictEqual(arena.find(kept.subarray(0, 32)), [base])
+    for (let k = 5; k < 20; k++) pushFrom(taken, k)
+    arena.truncate({ ...arena.mark(), count: base + 3 })
+    for (let k = 3; k < 20; k++) pushFrom(kept, k)
+    for (let k = 0; k < 20; k++) {
+      assert.deepStrictEqual(arena.find(taken.subarray(32 * k, 32 * k + 32)), [], `taken ${k}`)
+      assert.deepStrictEqual(arena.find(kept.subarray(32 * k, 32 * k + 32)), [base + k], `kept ${k}`)
+    }
   })
 
   it("keeps a body's hash members as raw bytes and gives back its exact text; a body not as announced stays whole", () => {
