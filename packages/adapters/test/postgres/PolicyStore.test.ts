@@ -6,10 +6,11 @@ import {
   layerUnitOfWork,
   makePolicyStore
 } from "@mandate/adapters/postgres"
-import { Anchor, Ledger, LedgerStoreError, PolicyAdmin, PolicySet, PolicyStore, Principal, Seed } from "@mandate/core"
+import { PolicySet, PolicyStore, Seed } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/policyStore"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
+import { adminOver, failedEntryLeavesNoChange } from "../utils/policyAdminUnit.ts"
 import { describePostgres, TestPostgres } from "../utils/TestPostgres.ts"
 
 const custom: PolicySet.PolicySet = {
@@ -134,58 +135,15 @@ describePostgres("PolicyStore on Postgres", () => {
     )
   })
 
-  // A ledger whose append fails after its entry was written, while `refuse.on` is set
-  const refuse = { on: false }
-  const failingLedger = Layer.effect(
-    Ledger,
-    Effect.map(Effect.service(Ledger), (ledger) =>
-      Ledger.of({
-        ...ledger,
-        append: (entry) =>
-          Effect.flatMap(ledger.append(entry), (receipt) =>
-            refuse.on
-              ? Effect.fail(new LedgerStoreError({ operation: "append", cause: "refused" }))
-              : Effect.succeed(receipt)
-          )
-      })
-    )
-  )
   const adminLayer = TestPostgres.layerWith((options) =>
-    PolicyAdmin.layer.pipe(
-      Layer.provideMerge(
-        Layer.mergeAll(
-          layerPolicyStore(options),
-          failingLedger.pipe(
-            Layer.provide(Ledger.layer()),
-            Layer.provide(Layer.mergeAll(layerLedgerStore(options), Anchor.layerNone))
-          ),
-          layerTaskStore(options),
-          layerUnitOfWork
-        )
-      )
-    )
+    adminOver({
+      policyStore: layerPolicyStore(options),
+      ledgerStore: layerLedgerStore(options),
+      taskStore: layerTaskStore(options),
+      unitOfWork: layerUnitOfWork
+    })
   )
   layer(adminLayer)("policy administration in one transaction", (it) => {
-    it.effect("a failing ledger append leaves neither the activation nor its entry behind", () =>
-      Effect.gen(function* () {
-        const admin = yield* PolicyAdmin
-        const store = yield* PolicyStore
-        const ledger = yield* Ledger
-        const root = Principal.make("root", ["admin"])
-        const published = yield* admin.propose({ name: "pg-unit", rules: [] }, root)
-        const seed = PolicySet.version(Seed.defaultPolicySet)
-        const size = yield* ledger.size
-        refuse.on = true
-        const failed = yield* Effect.flip(admin.activate(published.version, root))
-        refuse.on = false
-        assert.strictEqual(failed._tag, "LedgerStoreError")
-        assert.strictEqual((yield* store.active).version, seed)
-        assert.strictEqual(yield* ledger.size, size)
-        assert.isTrue((yield* ledger.verifyAll()).valid)
-        assert.strictEqual((yield* admin.activate(published.version, root)).previous, seed)
-        assert.strictEqual(yield* ledger.size, size + 1)
-        assert.strictEqual((yield* admin.activations(root)).at(-1)?.version, published.version)
-      })
-    )
+    it.effect("a failing ledger append leaves neither the change nor its entry behind", () => failedEntryLeavesNoChange)
   })
 })

@@ -6,10 +6,11 @@ import {
   layerUnitOfWork,
   makePolicyStore
 } from "@mandate/adapters/redis"
-import { Anchor, Ledger, LedgerStoreError, PolicyAdmin, PolicySet, PolicyStore, Principal, Seed } from "@mandate/core"
+import { PolicyAdmin, PolicySet, PolicyStore, Principal, Seed } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/policyStore"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { Redis } from "effect/persistence"
+import { adminOver, failedEntryLeavesNoChange } from "../utils/policyAdminUnit.ts"
 import { describeRedis, TestRedis } from "../utils/TestRedis.ts"
 
 const custom: PolicySet.PolicySet = {
@@ -73,65 +74,18 @@ describeRedis("PolicyStore on Redis", () => {
     )
   })
 
-  // A ledger whose append fails after its entry was gathered, while `refuse.on` is set
-  const refuse = { on: false }
-  const failingLedger = Layer.effect(
-    Ledger,
-    Effect.map(Effect.service(Ledger), (ledger) =>
-      Ledger.of({
-        ...ledger,
-        append: (entry) =>
-          Effect.flatMap(ledger.append(entry), (receipt) =>
-            refuse.on
-              ? Effect.fail(new LedgerStoreError({ operation: "append", cause: "refused" }))
-              : Effect.succeed(receipt)
-          )
-      })
-    )
-  )
   const adminLayer = TestRedis.layerWith((options) =>
-    PolicyAdmin.layer.pipe(
-      Layer.provideMerge(
-        Layer.mergeAll(
-          layerPolicyStore(options),
-          failingLedger.pipe(
-            Layer.provide(Ledger.layer()),
-            Layer.provide(Layer.mergeAll(layerLedgerStore(options), Anchor.layerNone))
-          ),
-          layerTaskStore(options),
-          layerUnitOfWork
-        )
-      )
-    )
+    adminOver({
+      policyStore: layerPolicyStore(options),
+      ledgerStore: layerLedgerStore(options),
+      taskStore: layerTaskStore(options),
+      unitOfWork: layerUnitOfWork
+    })
   )
   layer(adminLayer)("policy administration in one unit of work", (it) => {
     const root = Principal.make("root", ["admin"])
 
-    it.effect("a failing ledger append leaves neither the change nor its entry behind", () =>
-      Effect.gen(function* () {
-        const admin = yield* PolicyAdmin
-        const store = yield* PolicyStore
-        const ledger = yield* Ledger
-        const published = yield* admin.propose({ name: "redis-unit", rules: [] }, root)
-        const seed = PolicySet.version(Seed.defaultPolicySet)
-        const size = yield* ledger.size
-        refuse.on = true
-        const failed = yield* Effect.flip(admin.activate(published.version, root))
-        const other: PolicySet.PolicySet = { name: "redis-unit-other", rules: [] }
-        const failedPublish = yield* Effect.flip(admin.propose(other, root))
-        refuse.on = false
-        assert.strictEqual(failed._tag, "LedgerStoreError")
-        assert.strictEqual(failedPublish._tag, "LedgerStoreError")
-        assert.strictEqual((yield* store.active).version, seed)
-        assert.strictEqual((yield* Effect.flip(store.get(PolicySet.version(other))))._tag, "UnknownPolicyVersion")
-        assert.isFalse((yield* store.list).some((s) => s.set.name === other.name))
-        assert.strictEqual(yield* ledger.size, size)
-        assert.isTrue((yield* ledger.verifyAll()).valid)
-        assert.strictEqual((yield* admin.activate(published.version, root)).previous, seed)
-        assert.strictEqual((yield* store.active).version, published.version)
-        assert.strictEqual(yield* ledger.size, size + 1)
-      })
-    )
+    it.effect("a failing ledger append leaves neither the change nor its entry behind", () => failedEntryLeavesNoChange)
 
     it.effect("concurrent activations: each entry names the version it really replaced", () =>
       Effect.gen(function* () {
