@@ -408,7 +408,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     claimedAt: now,
     updatedAt: now
   })
-  const handOffArgs = (job: Job, field: string): Array<string> => [
+  const jobArgs = (job: Job, field: string): Array<string> => [
     job.id,
     job.queue,
     job.pool ?? "",
@@ -441,7 +441,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       now,
       true,
       !registered.has(bucket),
-      handOffArgs(job, idempotencyFieldOf(job)),
+      jobArgs(job, idempotencyFieldOf(job)),
       lease.workerId,
       now + lease.leaseMs,
       signals.origin
@@ -499,7 +499,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           now,
           false,
           true,
-          handOffArgs(job, field),
+          jobArgs(job, field),
           lease.workerId,
           now + lease.leaseMs,
           ""
@@ -996,18 +996,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           unit.claimed.set(`${k.idempotency}\u0000${field}`, job)
         }
         added++
-        args.push(
-          "1",
-          job.id,
-          job.queue,
-          job.pool ?? "",
-          job.priority,
-          String(job.runAt),
-          String(job.maxAttempts),
-          job.idempotencyKey ?? "",
-          field,
-          JSON.stringify(job.payload)
-        )
+        args.push("1", ...jobArgs(job, field))
         out.push(job)
       }
       if (added > 0) unit.operations.push(operation("enqueue", enqueueJobs, k.sequence, prefix, now, added, args))
