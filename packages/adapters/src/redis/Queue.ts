@@ -224,6 +224,20 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   let emptyClaims = 0
 
   // ---- enqueue ---------------------------------------------------------------------------------------------
+  // A job's fields as the enqueue and hand-off scripts take them (`field`: its idempotency field)
+  const jobArgs = (job: Job, field: string): Array<string> => [
+    job.id,
+    job.queue,
+    job.pool ?? "",
+    job.priority,
+    String(job.runAt),
+    String(job.maxAttempts),
+    job.idempotencyKey ?? "",
+    field,
+    JSON.stringify(job.payload)
+  ]
+  const idempotencyFieldOf = (job: Job) =>
+    job.idempotencyKey === undefined ? "" : JSON.stringify([job.queue, job.idempotencyKey])
 
   // Opens this process's idle workers' latches on the queues of `jobs`
   const notifyQueues = (jobs: ReadonlyArray<Job>) => {
@@ -267,18 +281,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       const bucket = k.bucket(job.queue, job.pool)
       const known = registered.has(bucket)
       if (!known) buckets.push(bucket)
-      args.push(
-        known ? "0" : "1",
-        job.id,
-        job.queue,
-        job.pool ?? "",
-        job.priority,
-        String(job.runAt),
-        String(job.maxAttempts),
-        job.idempotencyKey ?? "",
-        job.idempotencyKey === undefined ? "" : JSON.stringify([job.queue, job.idempotencyKey]),
-        JSON.stringify(job.payload)
-      )
+      args.push(known ? "0" : "1", ...jobArgs(job, idempotencyFieldOf(job)))
     }
     // Its signals carry this layer's origin: every path here wakes this process's idle workers itself (when the
     // script is written or answered), so the wake-up reader skips them. Should the call fail after Redis ran it,
@@ -408,19 +411,6 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     claimedAt: now,
     updatedAt: now
   })
-  const jobArgs = (job: Job, field: string): Array<string> => [
-    job.id,
-    job.queue,
-    job.pool ?? "",
-    job.priority,
-    String(job.runAt),
-    String(job.maxAttempts),
-    job.idempotencyKey ?? "",
-    field,
-    JSON.stringify(job.payload)
-  ]
-  const idempotencyFieldOf = (job: Job) =>
-    job.idempotencyKey === undefined ? "" : JSON.stringify([job.queue, job.idempotencyKey])
 
   // One script: the job stored claimed by the worker, or ready when a job of a higher priority waits where the
   // worker claims from, or the stored job of its idempotency key (see `enqueueClaimedJob`)
