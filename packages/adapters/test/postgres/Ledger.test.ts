@@ -1,17 +1,12 @@
-import * as NodeCrypto from "node:crypto"
 import { assert, layer } from "@effect/vitest"
 import * as Postgres from "@mandate/adapters/postgres"
-import { layerLedger, layerLedgerStoreWithTamper, layerUnitOfWork, makeLedgerStore } from "@mandate/adapters/postgres"
+import { layerLedgerStoreWithTamper, layerUnitOfWork, makeLedgerStore } from "@mandate/adapters/postgres"
 import { Anchor, type EntryInput, Ledger, LedgerStore, UnitOfWork } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/ledger"
 import { Context, Deferred, Effect, Fiber, Layer } from "effect"
 import { SqlClient } from "effect/sql"
+import * as PostgresLedger from "../utils/postgresLedger.ts"
 import { config, describePostgres, dropSchemaOnExit, TestPostgres } from "../utils/TestPostgres.ts"
-
-// A persistent signing key, shared by every process of a deployment
-const signingKey = NodeCrypto.generateKeyPairSync("ed25519")
-  .privateKey.export({ type: "pkcs8", format: "pem" })
-  .toString()
 
 const entry = (taskId: string, i: number): EntryInput => ({
   kind: "step.succeeded",
@@ -44,27 +39,11 @@ describePostgres("Ledger on Postgres", () => {
     )
   )
 
-  layer(
-    TestPostgres.layerWith((options) =>
-      Layer.mergeAll(layerLedger({ ...options, signingKey }), layerUnitOfWork).pipe(
-        Layer.provideMerge(layerLedgerStoreWithTamper(options)),
-        Layer.provide(Anchor.layerMemory)
-      )
-    ),
-    { timeout: "120 seconds" }
-  )("stored data", (it) => {
+  layer(PostgresLedger.layer, { timeout: "120 seconds" })("stored data", (it) => {
     // Another process: its own pool, its own ledger instance, the same schema and key
-    const otherProcess = Effect.gen(function* () {
-      const { schema } = yield* TestPostgres
-      const client = yield* Layer.build(TestPostgres.otherClient())
-      const context = yield* Layer.build(
-        layerLedger({ schema, signingKey }).pipe(
-          Layer.provide(Anchor.layerMemory),
-          Layer.provide(Layer.succeedContext(client))
-        )
-      )
-      return Context.get(context, Ledger)
-    })
+    const otherProcess = Effect.flatMap(TestPostgres, ({ schema }) =>
+      Effect.map(PostgresLedger.otherProcess(schema), (other) => other.ledger)
+    )
 
     it.effect("the database refuses to change or delete entries, nodes and checkpoints", () =>
       Effect.gen(function* () {
@@ -293,7 +272,7 @@ describePostgres("Ledger on Postgres", () => {
         yield* dropSchemaOnExit(cfg.schema)
         const backend = yield* Layer.build(Postgres.layer(cfg))
         const context = yield* Layer.build(
-          Ledger.layer({ signingKey }).pipe(
+          Ledger.layer({ signingKey: PostgresLedger.signingKey }).pipe(
             Layer.provide(Anchor.layerMemory),
             Layer.provide(Layer.succeedContext(backend))
           )

@@ -1,12 +1,5 @@
-import * as NodeCrypto from "node:crypto"
 import { assert, layer } from "@effect/vitest"
-import {
-  layerLedger,
-  layerLedgerStoreWithTamper,
-  layerUnitOfWork,
-  Migrations,
-  makeLedgerStore
-} from "@mandate/adapters/postgres"
+import { layerLedger, Migrations, makeLedgerStore } from "@mandate/adapters/postgres"
 import {
   Anchor,
   Canonical,
@@ -20,12 +13,8 @@ import {
 } from "@mandate/core"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
+import * as PostgresLedger from "../utils/postgresLedger.ts"
 import { describePostgres, dropSchemaOnExit, freshSchema, TestPostgres } from "../utils/TestPostgres.ts"
-
-// A persistent signing key, shared by every process of a deployment
-const signingKey = NodeCrypto.generateKeyPairSync("ed25519")
-  .privateKey.export({ type: "pkcs8", format: "pem" })
-  .toString()
 
 const newTask = () => `task_${crypto.randomUUID()}`
 const entry = (taskId: string, i: number): EntryInput => ({
@@ -63,27 +52,8 @@ const assertTrail = (entries: ReadonlyArray<LedgerEntry>, count: number, label: 
 }
 
 describePostgres("Ledger sequencer on Postgres", () => {
-  layer(
-    TestPostgres.layerWith((options) =>
-      Layer.mergeAll(layerLedger({ ...options, signingKey }), layerUnitOfWork).pipe(
-        Layer.provideMerge(layerLedgerStoreWithTamper(options)),
-        Layer.provide(Anchor.layerMemory)
-      )
-    ),
-    { timeout: "120 seconds" }
-  )("recorded entries", (it) => {
-    // Another process on the same schema: its own pool, ledger (and sequencer loop) and unit of work
-    const otherProcess = (schema: string) =>
-      Effect.gen(function* () {
-        const client = yield* Layer.build(TestPostgres.otherClient())
-        const context = yield* Layer.build(
-          Layer.mergeAll(layerLedger({ schema, signingKey }), layerUnitOfWork).pipe(
-            Layer.provide(Anchor.layerMemory),
-            Layer.provide(Layer.succeedContext(client))
-          )
-        )
-        return { ledger: Context.get(context, Ledger), uow: Context.get(context, UnitOfWork) }
-      })
+  layer(PostgresLedger.layer, { timeout: "120 seconds" })("recorded entries", (it) => {
+    const otherProcess = PostgresLedger.otherProcess
 
     const pendingOf = (schema: string, taskId?: string) =>
       Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -207,7 +177,7 @@ describePostgres("Ledger sequencer on Postgres", () => {
     const ledgerProcess = Effect.gen(function* () {
       const client = yield* Layer.build(TestPostgres.otherClient())
       const context = yield* Layer.build(
-        layerLedger({ schema, signingKey }).pipe(
+        layerLedger({ schema, signingKey: PostgresLedger.signingKey }).pipe(
           Layer.provide(Anchor.layerMemory),
           Layer.provide(Layer.succeedContext(client))
         )
