@@ -39,8 +39,8 @@ import { type PostgresOptions, resolveSchema } from "./Options.ts"
  */
 export interface AgentsOptions extends PostgresOptions, AgentsMemoryOptions {}
 
-// The database's clock in epoch ms
-const NOW = "floor(extract(epoch FROM statement_timestamp()) * 1000)::float8"
+// The database's clock in epoch ms, as an init plan: computed once per statement, not once per row
+const NOW = "(SELECT floor(extract(epoch FROM statement_timestamp()) * 1000)::float8)"
 
 const AgentRow = Schema.Struct({
   id: AgentId,
