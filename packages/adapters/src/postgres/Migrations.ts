@@ -37,6 +37,7 @@ import m0010 from "./migrations/0010_ledger_append.ts"
 import m0011 from "./migrations/0011_ledger_pending.ts"
 import m0012 from "./migrations/0012_jobs_prune_by_id.ts"
 import m0013 from "./migrations/0013_jobs_bytewise_keys.ts"
+import m0014 from "./migrations/0014_jobs_finished_table.ts"
 import { type PostgresOptions, resolveSchema } from "./Options.ts"
 
 /**
@@ -58,7 +59,8 @@ export const migrations = {
   "0010_ledger_append": m0010,
   "0011_ledger_pending": m0011,
   "0012_jobs_prune_by_id": m0012,
-  "0013_jobs_bytewise_keys": m0013
+  "0013_jobs_bytewise_keys": m0013,
+  "0014_jobs_finished_table": m0014
 } as const
 
 /**

@@ -1,7 +1,13 @@
 /**
  * `Queue` on Postgres: jobs in `jobs` (migration 0003; 0008 and 0009 drop its listing indexes: `list` pages by the
  * primary key, job ids being made in creation order; 0012 its finished-time index; 0013 makes its text keys
- * compare bytewise), claimed with `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`.
+ * compare bytewise), claimed with `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`. Since 0014
+ * finished jobs leave it: a completion or cancel deletes the row from `jobs` and inserts it into `jobs_done` in one
+ * statement (`moveToDone`); idempotency keys live in `job_keys`, one unique index for a key's whole life (written
+ * by the enqueue taking it, deleted by the prune deleting its job), so a key stays taken while its job moves. No
+ * index of `jobs` reads a column a claim, start, heartbeat or release writes (`jobs_ready` is partial on
+ * `finished_at IS NULL`, `jobs_leases` is gone) and `jobs` keeps half of each page free: those writes are HOT
+ * (no index entry). `get`, `list` and `stats` read both tables.
  *
  * Time is the database's: every statement reads `statement_timestamp()` (as epoch ms) for the times it writes and
  * the leases it checks, so workers on hosts with skewed clocks still agree on who holds a job. The rules are
@@ -43,10 +49,11 @@
  *   loses the whole statement (one transaction), so each of its jobs is run again once its lease expires, as
  *   after a crash without merging; one that dies after it loses nothing. Jobs held in a worker's local queue and
  *   never started are run once their lease expires, never twice.
- * - `requeueExpired`: one statement; the layer also runs it every `requeueIntervalMs`, and deletes completed and
+ * - `requeueExpired`: one statement, a sequential scan of `jobs` (live jobs and dead letters only; no lease index,
+ *   so that claims stay HOT); the layer also runs it every `requeueIntervalMs`, and deletes completed and
  *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope. No index holds
  *   finished times (migration 0012 dropped `jobs_finished`, an insertion on every completion): the prune walks
- *   `jobs_pkey` up to the id prefix of its cutoff, ids starting with the millisecond the job was made.
+ *   `jobs_done_pkey` up to the id prefix of its cutoff, ids starting with the millisecond the job was made.
  * - Wake-ups: a write that makes jobs claimable announces their queues after its commit: this process's
  *   subscribers are woken at once, and one fiber sends `NOTIFY` (channel `mandate_jobs_<schema>`, payload
  *   `<layer instance> <queue>`; a bare queue name works too) for every queue announced since its last round, so under load many commits share one notification.
@@ -654,6 +661,27 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const schema = yield* resolveSchema(options)
   const layerScope = yield* Effect.scope
   const jobs = sql(`${schema}.jobs`)
+  // Completed and cancelled jobs (migration 0014): same columns, never updated; and the idempotency keys of all
+  const done = sql(`${schema}.jobs_done`)
+  const keys = sql(`${schema}.job_keys`)
+  // Every job, live or finished: what reads by id, `list` and `stats` see. A job is in exactly one of the two in
+  // any snapshot (it moves in one statement), and the planner reads each table by its own index
+  const allJobs = sql`(SELECT * FROM ${jobs} UNION ALL SELECT * FROM ${done})`
+  // Finishes the jobs `deleted` (a `DELETE FROM jobs … RETURNING` of every column, and `new_result` for a
+  // completion) in one statement: inserted into `jobs_done` as `state`, lease cleared, updated and finished now.
+  // The delete writes no row version nor index entry in `jobs`; the insertion's key lands at the right end of
+  // `jobs_done_pkey`
+  const moveToDone = (deleted: Statement.Fragment, state: "completed" | "cancelled", returning: Statement.Fragment) =>
+    sql`WITH d AS (${deleted})
+        INSERT INTO ${done} AS j (id, seq, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
+                                  max_attempts, failures, idempotency_key, lease_worker, lease_expires_at,
+                                  last_error, result, created_at, updated_at, claimed_at, finished_at)
+        SELECT id, seq, queue, pool, priority, priority_rank, ${state}, payload, run_at, attempts, max_attempts,
+               failures, idempotency_key, NULL, NULL, last_error,
+               ${state === "completed" ? sql.literal("new_result::json") : sql.literal("result")}, created_at,
+               ${now}, claimed_at, ${now}
+        FROM d
+        RETURNING ${returning}`
   const channel = channelOf(schema)
   const now = sql.literal(NOW)
   const backoff = Backoff.settings(options?.backoff)
@@ -740,28 +768,40 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // ---- enqueue --------------------------------------------------------------------------------------------
 
-  const insertBatch = (input: ReadonlyArray<InsertRow>) =>
-    sql`INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
+  // A job holding an idempotency key is inserted only if its key row was (`job_keys`, the one unique index a
+  // key lives in until its job is pruned), in the same statement; jobs without a key skip that table
+  const insertBatch = (input: ReadonlyArray<InsertRow>) => {
+    const rows = sql`SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(
+              ord int, id text, queue text, pool text, priority text, priority_rank smallint, payload text,
+              run_at float8, delay_ms float8, max_attempts int, idempotency_key text)`
+    const keyed = input.some((row) => row.idempotency_key !== null)
+    const insert = (from: Statement.Fragment) =>
+      sql`INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
                                  max_attempts, failures, idempotency_key, created_at, updated_at)
             SELECT r.id, r.queue, r.pool, r.priority, r.priority_rank, 'queued', r.payload::json,
                    coalesce(r.run_at, ${now} + coalesce(r.delay_ms, 0)), 0, r.max_attempts, 0, r.idempotency_key,
                    ${now}, ${now}
-            FROM json_to_recordset(${JSON.stringify(input)}::json) AS r(
-              ord int, id text, queue text, pool text, priority text, priority_rank smallint, payload text,
-              run_at float8, delay_ms float8, max_attempts int, idempotency_key text)
+            FROM ${from}
             ORDER BY r.ord
             ON CONFLICT DO NOTHING
-            RETURNING id, run_at, created_at`.pipe(
-      Effect.flatMap(decodeInsertedRows),
-      Effect.mapError(storeError("enqueue"))
-    )
+            RETURNING id, run_at, created_at`
+    const statement = keyed
+      ? sql`WITH r AS (${rows}),
+                 k AS (INSERT INTO ${keys} (queue, idempotency_key, id)
+                       SELECT queue, idempotency_key, id FROM r WHERE idempotency_key IS NOT NULL ORDER BY ord
+                       ON CONFLICT DO NOTHING
+                       RETURNING id)
+            ${insert(sql`r WHERE r.idempotency_key IS NULL OR r.id IN (SELECT id FROM k)`)}`
+      : insert(sql`(${rows}) r`)
+    return statement.pipe(Effect.flatMap(decodeInsertedRows), Effect.mapError(storeError("enqueue")))
+  }
 
-  const findByKeys = (keys: ReadonlyArray<{ readonly queue: string; readonly key: string }>) =>
+  const findByKeys = (wanted: ReadonlyArray<{ readonly queue: string; readonly key: string }>) =>
     rows(
       "enqueue",
-      sql`SELECT ${jCols} FROM ${jobs} j
-          JOIN json_to_recordset(${JSON.stringify(keys)}::json) AS k(queue text, key text)
-            ON j.queue = k.queue AND j.idempotency_key = k.key`
+      sql`SELECT ${jCols} FROM json_to_recordset(${JSON.stringify(wanted)}::json) AS x(queue text, key text)
+          JOIN ${keys} k ON k.queue = x.queue AND k.idempotency_key = x.key
+          JOIN ${allJobs} j ON j.id = k.id`
     )
 
   const store = Effect.fnUntraced(function* (requests: ReadonlyArray<EnqueueRequest>) {
@@ -848,13 +888,22 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // priority waits ready where that worker claims from, in which case it goes in queued as `enqueue` would put it
   const insertClaimed = (row: InsertRow, handOff: { readonly workerId: string; readonly leaseMs: number }) => {
     const pool = row.pool === null ? sql`pool IS NULL` : sql`(pool IS NULL OR pool = ${row.pool})`
+    // With a key, the job goes in only if its key row did (see `insertBatch`)
+    const key =
+      row.idempotency_key === null
+        ? sql.literal("")
+        : sql`, k AS (INSERT INTO ${keys} (queue, idempotency_key, id)
+                      VALUES (${row.queue}, ${row.idempotency_key}, ${row.id})
+                      ON CONFLICT DO NOTHING RETURNING id)`
+    const keyTaken = row.idempotency_key === null ? sql.literal("") : sql`WHERE EXISTS (SELECT 1 FROM k)`
     return sql`WITH waiting AS (
             SELECT EXISTS (
               SELECT 1 FROM ${jobs}
-              WHERE queue = ${row.queue} AND state IN ('queued', 'failed') AND run_at <= ${now} AND ${pool}
+              WHERE queue = ${row.queue} AND finished_at IS NULL AND state IN ('queued', 'failed')
+                AND run_at <= ${now} AND ${pool}
                 AND priority_rank < ${row.priority_rank}
             ) AS higher
-          )
+          )${key}
           INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
                                max_attempts, failures, idempotency_key, created_at, updated_at, lease_worker,
                                lease_expires_at, claimed_at)
@@ -864,7 +913,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
                  ${now}, CASE WHEN w.higher THEN NULL ELSE ${handOff.workerId} END,
                  CASE WHEN w.higher THEN NULL ELSE ${now} + ${handOff.leaseMs} END,
                  CASE WHEN w.higher THEN NULL ELSE ${now} END
-          FROM waiting w
+          FROM waiting w ${keyTaken}
           ON CONFLICT DO NOTHING
           RETURNING id, state, run_at, created_at`.pipe(
       Effect.flatMap(decodeHandedRows),
@@ -922,7 +971,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     const leaseMs = c.leaseMs ?? defaultLeaseMs
     const claimed = yield* sql`WITH picked AS (
             SELECT ctid FROM ${jobs}
-            WHERE queue IN ${sql.in(c.queues)} AND state IN ('queued', 'failed') AND run_at <= ${now} AND ${pool}
+            WHERE queue IN ${sql.in(c.queues)} AND finished_at IS NULL AND state IN ('queued', 'failed')
+              AND run_at <= ${now} AND ${pool}
             ORDER BY priority_rank, run_at, seq
             LIMIT ${c.max ?? 1}
             FOR UPDATE SKIP LOCKED
@@ -947,7 +997,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     Request: JobId,
     Result: RefusalRow,
     execute: (id) =>
-      sql`SELECT state, lease_worker, lease_expires_at <= ${now} AS expired FROM ${jobs} WHERE id = ${id}`
+      sql`SELECT state, lease_worker, lease_expires_at <= ${now} AS expired FROM ${allJobs} j WHERE id = ${id}`
   })
 
   // Why `workerId` could not act on the job, read after the conditional UPDATE changed nothing
@@ -1005,12 +1055,18 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     )
   })
 
+  // Whether `j` is held by the caller of input row `r` with a live lease. `lease_worker` is set exactly while a
+  // job is claimed or running (every write leaving those states clears it), so the state is not tested (when a
+  // lease index existed, that test matched its predicate and the planner joined the input to the whole index
+  // instead of looking the jobs up by id)
+  const holds = (r: string) => sql`j.lease_worker = ${sql.literal(r)}.worker AND j.lease_expires_at > ${now}`
+
   // A merged lease-holder UPDATE over the JSON rows `input` (each with `id` and `worker`): changes each job still
   // held by its caller with a live lease (and `extra`). How it takes the rows' locks (`lock`):
   // - "wait": first locks them in id order, as `requeueExpired` does, waiting for other writers (fails);
   // - "skip": first locks the ones no one else holds, in one pass that never waits (heartbeats; a job skipped is
   //   tried alone, a single-row statement that waits and says why);
-  // - "update": the UPDATE locks each row as it writes it (completions: no lock record nor second join per job).
+  // Completions (`moveToDone`) lock each row as their DELETE reaches it (no lock record nor second join per job).
   // Deadlock-free: a statement that waits while holding locks either locks in id order or, for completions, holds
   // only jobs its caller leases, which no heartbeat round, fail or claim of another caller waits for (heartbeats
   // skip, claims skip, a job has one outcome); only a requeue racing a lease that expires mid-statement could wait
@@ -1022,21 +1078,10 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     set: Statement.Fragment,
     extra: (alias: string) => Statement.Fragment,
     returning: Statement.Fragment,
-    lock: "wait" | "skip" | "update"
+    lock: "wait" | "skip"
   ) => {
-    // `lease_worker` is set exactly while a job is claimed or running (every write leaving those states clears
-    // it), so the state is not tested: that test matches `jobs_leases`' predicate, and the planner then joined the
-    // input to the whole of that index (every lease, and every completed job's entry not yet vacuumed) instead of
-    // looking the jobs up by id
-    const holdsOf = (r: string) =>
-      sql`j.lease_worker = ${sql.literal(r)}.worker AND j.lease_expires_at > ${now} ${extra(r)}`
+    const holdsOf = (r: string) => sql`${holds(r)} ${extra(r)}`
     const rows = sql`SELECT * FROM json_to_recordset(${JSON.stringify(input)}::json) AS x(${sql.literal(record)})`
-    if (lock === "update") {
-      return sql`UPDATE ${jobs} j SET ${set}
-                 FROM (${rows}) r
-                 WHERE j.id = r.id AND ${holdsOf("r")}
-                 RETURNING ${returning}`
-    }
     const locking =
       lock === "wait" ? sql.literal("ORDER BY j.id FOR UPDATE OF j") : sql.literal("FOR UPDATE OF j SKIP LOCKED")
     return sql`WITH x AS (${rows}),
@@ -1115,11 +1160,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       "complete",
       jobId,
       workerId,
-      sql`UPDATE ${jobs}
-          SET state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = ${result}::json,
-              updated_at = ${now}, finished_at = ${now}
-          WHERE ${holding(jobId, workerId)}
-          RETURNING ${cols}`
+      moveToDone(
+        sql`DELETE FROM ${jobs} WHERE ${holding(jobId, workerId)} RETURNING *, ${result}::text AS new_result`,
+        "completed",
+        jCols
+      )
     )
 
   // Splits merged calls: the first call per job goes into the statement, a repeat is run alone (it says why)
@@ -1222,19 +1267,40 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       "complete",
       entries,
       (requests, returning) => {
+        // Each row locked as the DELETE reaches it, found by id; why this cannot deadlock is at `mergedUpdate`.
+        // The common batch (one worker's jobs, no results: what `Worker.run` records for handlers returning
+        // nothing) sends the ids as one array, not a JSON object per job: parsing the JSON was most of what
+        // Postgres spent on a completion besides the writes
+        const worker = requests[0]!.workerId
+        let plain = true
+        for (const r of requests) {
+          if (r.workerId !== worker || r.result !== "null" || !JOB_CURSOR.test(r.jobId)) {
+            plain = false
+            break
+          }
+        }
+        if (plain) {
+          return moveToDone(
+            sql`DELETE FROM ${jobs} j
+                WHERE j.id = ANY(${`{${requests.map((r) => r.jobId).join(",")}}`}::text[])
+                  AND j.lease_worker = ${worker} AND j.lease_expires_at > ${now}
+                RETURNING j.*, 'null' AS new_result`,
+            "completed",
+            returning
+          )
+        }
         const input = requests.map((request) => ({
           id: request.jobId,
           worker: request.workerId,
           result: request.result
         }))
-        return mergedUpdate(
-          input,
-          "id text, worker text, result text",
-          sql`state = 'completed', lease_worker = NULL, lease_expires_at = NULL, result = r.result::json,
-              updated_at = ${now}, finished_at = ${now}`,
-          () => sql.literal(""),
-          returning,
-          "update"
+        return moveToDone(
+          sql`DELETE FROM ${jobs} j
+              USING json_to_recordset(${JSON.stringify(input)}::json) AS r(id text, worker text, result text)
+              WHERE j.id = r.id AND ${holds("r")}
+              RETURNING j.*, r.result AS new_result`,
+          "completed",
+          returning
         )
       },
       true,
@@ -1401,18 +1467,19 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // ---- administration -------------------------------------------------------------------------------------
 
   const findJob = (operation: string, jobId: JobId) =>
-    Effect.map(rows(operation, sql`SELECT ${cols} FROM ${jobs} WHERE id = ${jobId}`), (found) =>
+    Effect.map(rows(operation, sql`SELECT ${cols} FROM ${allJobs} j WHERE id = ${jobId}`), (found) =>
       found[0] === undefined ? Option.none<JobRow>() : Option.some(found[0])
     )
 
   const cancel = Effect.fn("Queue.cancel")(function* (jobId: JobId) {
     const [row] = yield* rows(
       "cancel",
-      sql`UPDATE ${jobs}
-          SET state = 'cancelled', lease_worker = NULL, lease_expires_at = NULL, updated_at = ${now},
-              finished_at = ${now}
-          WHERE id = ${jobId} AND state IN ('queued', 'claimed', 'running', 'failed')
-          RETURNING ${cols}`
+      moveToDone(
+        sql`DELETE FROM ${jobs} WHERE id = ${jobId} AND state IN ('queued', 'claimed', 'running', 'failed')
+            RETURNING *`,
+        "cancelled",
+        jCols
+      )
     )
     if (row !== undefined) return toJob(row)
     const current = yield* findJob("cancel", jobId)
@@ -1474,14 +1541,18 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const pruneBatch = sql<{ readonly id: string }>`WITH cutoff AS (
       SELECT ${now} - ${retainFinishedMs} AS at,
              lpad(to_hex(greatest(0, least(${now} - ${retainFinishedMs}, ${MAX_ID_MS}))::bigint), 12, '0') AS hex
+    ), pruned AS (
+      DELETE FROM ${done} WHERE ctid = ANY(ARRAY(
+        SELECT j.ctid FROM ${done} j, cutoff
+        WHERE j.id < 'job_' || left(cutoff.hex, 8) || '-' || right(cutoff.hex, 4) AND j.finished_at <= cutoff.at
+        ORDER BY j.id
+        LIMIT 1000 FOR UPDATE OF j SKIP LOCKED
+      )) RETURNING id, queue, idempotency_key
+    ), freed AS (
+      DELETE FROM ${keys} k USING pruned p
+      WHERE k.queue = p.queue AND k.idempotency_key = p.idempotency_key AND k.id = p.id
     )
-    DELETE FROM ${jobs} WHERE ctid = ANY(ARRAY(
-      SELECT j.ctid FROM ${jobs} j, cutoff
-      WHERE j.id < 'job_' || left(cutoff.hex, 8) || '-' || right(cutoff.hex, 4)
-        AND j.state IN ('completed', 'cancelled') AND j.finished_at <= cutoff.at
-      ORDER BY j.id
-      LIMIT 1000 FOR UPDATE OF j SKIP LOCKED
-    )) RETURNING id`
+    SELECT id FROM pruned`
   const prune: Effect.Effect<number, QueueStoreError> = Effect.gen(function* () {
     let total = 0
     while (true) {
@@ -1512,7 +1583,10 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       ...(q.pool === undefined ? [] : [sql`pool = ${q.pool}`]),
       ...(q.cursor === undefined ? [] : [sql`id > ${q.cursor}`])
     ])
-    const found = yield* rows("list", sql`SELECT ${cols} FROM ${jobs} WHERE ${where} ORDER BY id LIMIT ${limit + 1}`)
+    const found = yield* rows(
+      "list",
+      sql`SELECT ${cols} FROM ${allJobs} j WHERE ${where} ORDER BY id LIMIT ${limit + 1}`
+    )
     const page = found.slice(0, limit)
     const out = page.map(toJob)
     return found.length > limit ? { jobs: out, nextCursor: page[page.length - 1]!.id } : { jobs: out }
@@ -1545,7 +1619,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
                 FILTER (WHERE claimed_at >= run_at) AS wait_p95,
               coalesce(sum(failures), 0)::float8 AS failures,
               ${now} AS now
-            FROM ${jobs}
+            FROM ${allJobs} j
             WHERE ${name === undefined ? sql.literal("true") : sql`queue = ${name}`}`
     })(undefined).pipe(Effect.mapError(storeError("stats")))
     const r = row!

@@ -319,6 +319,38 @@ describePostgres("Queue on Postgres", () => {
       excludeTestServices: true
     }
   )("stored data", (it) => {
+    it.effect("an idempotency key stays taken while its job moves to the finished jobs, under racing enqueues", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const { schema } = yield* TestPostgres
+        const sql = yield* SqlClient.SqlClient
+        const q = queueName("key-race")
+        const w = worker("w")
+        for (let i = 0; i < 10; i++) {
+          const key = `k${i}`
+          const first = yield* queue.enqueue({ queue: q, payload: i, idempotencyKey: key })
+          yield* queue.claim({ workerId: w, queues: [q] })
+          // The completion moves the job out of `jobs` while other enqueues of its key run
+          const [completed, ...again] = yield* Effect.all(
+            [
+              queue.complete(first.id, w, i),
+              ...Array.from({ length: 6 }, () => queue.enqueueBatch([{ queue: q, payload: -1, idempotencyKey: key }]))
+            ],
+            { concurrency: "unbounded" }
+          )
+          assert.strictEqual((completed as Job).state, "completed")
+          for (const batch of again) assert.strictEqual((batch as ReadonlyArray<Job>)[0]!.id, first.id)
+        }
+        // Finished jobs live in `jobs_done`, not in the table claims read
+        const [counts] = yield* sql<{ readonly live: number; readonly done: number }>`
+          SELECT (SELECT count(*)::int FROM ${sql(`${schema}.jobs`)} WHERE queue = ${q}) AS live,
+                 (SELECT count(*)::int FROM ${sql(`${schema}.jobs_done`)} WHERE queue = ${q}) AS done`
+        assert.deepStrictEqual(counts, { live: 0, done: 10 })
+        assert.strictEqual((yield* queue.list({ queue: q })).jobs.length, 10)
+        assert.strictEqual((yield* queue.stats(q)).byState.completed, 10)
+      })
+    )
+
     it.effect("a row that does not decode fails the call with QueueStoreError, not a defect", () =>
       Effect.gen(function* () {
         const queue = yield* Queue
@@ -497,13 +529,13 @@ describePostgres("Queue on Postgres", () => {
   })
 
   layer(TestPostgres.otherClient(), { excludeTestServices: true, timeout: "60 seconds" })("upgrade", (it) => {
-    it.effect("jobs stored before migration 0012 are completed, drained and pruned after it", () =>
+    it.effect("jobs stored before migrations 0012-0014 are completed, drained and pruned after them", () =>
       Effect.gen(function* () {
         const sql = yield* SqlClient.SqlClient
         const schema = freshSchema()
         yield* dropSchemaOnExit(schema)
         // The schema as it was before 0012: every earlier migration applied, `jobs_finished` in place, the text
-        // keys under the database's collation (before 0013)
+        // keys under the database's collation (before 0013), finished jobs and keys in `jobs` (before 0014)
         yield* Postgres.Migrations.run({ schema })
         yield* sql`ALTER TABLE ${sql(`${schema}.jobs`)}
                      ALTER COLUMN id TYPE text COLLATE "default",
@@ -516,6 +548,14 @@ describePostgres("Queue on Postgres", () => {
         const w = worker("w")
         const before = yield* Effect.scoped(
           Effect.gen(function* () {
+            // Jobs as the layer before 0014 wrote them: finished rows and keys in `jobs`
+            const j = sql(`${schema}.jobs`)
+            const oldJob = (id: string, key: string | null, state: string) =>
+              sql`INSERT INTO ${j} (id, queue, priority, priority_rank, state, payload, run_at, attempts, max_attempts,
+                                    failures, idempotency_key, result, created_at, updated_at, finished_at)
+                  VALUES (${id}, ${q}, 'normal', 2, ${state}, '"old"', 1, 1, 3, 0, ${key}, '{"old":true}', 1, 2, 2)`
+            yield* oldJob("job_00000000-0001-7000-8000-000000000001", "k-old", "completed")
+            yield* oldJob("job_00000000-0002-7000-8000-000000000002", null, "cancelled")
             const old = yield* makeQueue({ schema, backoff, requeueIntervalMs, retainFinishedMs: Infinity })
             const stored = yield* old.enqueueBatch([
               { queue: q, payload: "done before", priority: "critical", idempotencyKey: "k1" },
@@ -529,14 +569,33 @@ describePostgres("Queue on Postgres", () => {
             return stored
           })
         )
+        // Before 0014 finished jobs stayed in `jobs` and keys were unique there: the rows this layer wrote go back
+        yield* sql`INSERT INTO ${sql(`${schema}.jobs`)} OVERRIDING SYSTEM VALUE
+                   SELECT * FROM ${sql(`${schema}.jobs_done`)}`
+        yield* sql`DROP TABLE ${sql(`${schema}.jobs_done`)}, ${sql(`${schema}.job_keys`)}`
+        yield* sql`CREATE UNIQUE INDEX jobs_idempotency ON ${sql(`${schema}.jobs`)} (queue, idempotency_key)
+                   WHERE idempotency_key IS NOT NULL`
+        yield* sql`CREATE INDEX jobs_leases ON ${sql(`${schema}.jobs`)} (lease_expires_at)
+                   WHERE state IN ('claimed', 'running')`
+        yield* sql`DROP INDEX ${sql(`${schema}.jobs_ready`)}`
+        yield* sql`CREATE INDEX jobs_ready ON ${sql(`${schema}.jobs`)} (queue, priority_rank, run_at, seq)
+                   WHERE state IN ('queued', 'failed')`
+        yield* sql`ALTER TABLE ${sql(`${schema}.jobs`)} SET (fillfactor = 80)`
         const exists = yield* sql<{
           readonly found: boolean
         }>`SELECT to_regclass(${`${schema}.jobs_finished`}) IS NOT NULL AS found`
         assert.isTrue(exists[0]!.found)
         assert.deepStrictEqual(yield* Postgres.Migrations.run({ schema }), [
           [12, "jobs_prune_by_id"],
-          [13, "jobs_bytewise_keys"]
+          [13, "jobs_bytewise_keys"],
+          [14, "jobs_finished_table"]
         ])
+        // Finished rows moved out of `jobs`, keys into `job_keys`
+        const tables = yield* sql<{ readonly live: number; readonly done: number; readonly keys: number }>`
+          SELECT (SELECT count(*)::int FROM ${sql(`${schema}.jobs`)}) AS live,
+                 (SELECT count(*)::int FROM ${sql(`${schema}.jobs_done`)}) AS done,
+                 (SELECT count(*)::int FROM ${sql(`${schema}.job_keys`)}) AS keys`
+        assert.deepStrictEqual(tables[0], { live: 22, done: 3, keys: 3 })
         const collations = yield* sql<{ readonly collation: string | null }>`
           SELECT collation_name AS collation FROM information_schema.columns
           WHERE table_schema = ${schema} AND table_name = 'jobs'
@@ -550,6 +609,25 @@ describePostgres("Queue on Postgres", () => {
         }>`SELECT to_regclass(${`${schema}.jobs_finished`}) IS NOT NULL AS found`
         assert.isFalse(gone[0]!.found)
 
+        // Finished before the upgrade: read as they were, their keys still taken (a layer keeping them, before
+        // the one below prunes them)
+        const reader = yield* makeQueue({ schema, backoff, requeueIntervalMs, retainFinishedMs: Infinity })
+        const finishedBefore = yield* reader.get(before[0]!.id)
+        assert.deepStrictEqual(
+          [finishedBefore.state, finishedBefore.result, finishedBefore.idempotencyKey],
+          ["completed", { ok: 1 }, "k1"]
+        )
+        const oldKeyed = yield* reader.enqueue({ queue: q, payload: "dup", idempotencyKey: "k-old" })
+        assert.deepStrictEqual(
+          [oldKeyed.id, oldKeyed.state, oldKeyed.result],
+          ["job_00000000-0001-7000-8000-000000000001", "completed", { old: true }]
+        )
+        assert.strictEqual(
+          (yield* reader.enqueue({ queue: q, payload: "dup", idempotencyKey: "k1" })).id,
+          before[0]!.id
+        )
+        const cancelledBefore = yield* reader.get("job_00000000-0002-7000-8000-000000000002" as Job["id"])
+        assert.strictEqual(cancelledBefore.state, "cancelled")
         const queue = yield* makeQueue({
           schema,
           backoff,
