@@ -47,6 +47,7 @@ export const defaultListLimit = 100
  * @since 0.1.0
  */
 export const DAY_MS = 86_400_000
+const MINUTE_MS = 60_000
 
 const Millis = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
 const LeaseMillis = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: DAY_MS }))
@@ -177,6 +178,19 @@ export const computeQueueStats = (jobs: Iterable<Job>, now: number): QueueStats 
  */
 export const clampInterval = (ms: number | undefined, fallback: number): number =>
   ms !== undefined && Number.isFinite(ms) ? Math.min(DAY_MS, Math.max(1, Math.floor(ms))) : fallback
+
+/**
+ * The pause before a layer's next background sweep of expired leases: its interval, or 50 times the last sweep's
+ * duration when that is longer (at most a minute), so that a sweep that scans a large backlog takes at most about
+ * 2 % of one connection's time. An expired lease then waits at most that pause, beyond its expiry, to be taken back.
+ *
+ * @category computations
+ * @since 0.1.0
+ */
+export const sweepPauseMs = (intervalMs: number, lastSweepMs: number): number =>
+  Number.isFinite(lastSweepMs)
+    ? Math.max(intervalMs, Math.min(MINUTE_MS, Math.ceil(50 * Math.max(0, lastSweepMs))))
+    : intervalMs
 
 // The payload is checked by Canonical rather than Schema.Json: it names the offending value's own path
 // ($.payload.amount, not just $.payload) and also refuses class instances, so what is stored hashes and

@@ -50,7 +50,8 @@
  *   after a crash without merging; one that dies after it loses nothing. Jobs held in a worker's local queue and
  *   never started are run once their lease expires, never twice.
  * - `requeueExpired`: one statement, a sequential scan of `jobs` (live jobs and dead letters only; no lease index,
- *   so that claims stay HOT); the layer also runs it every `requeueIntervalMs`, and deletes completed and
+ *   so that claims stay HOT); the layer also runs it every `requeueIntervalMs` (longer after a long sweep: at most
+ *   ~2 % of a connection's time, see `QueueRules.sweepPauseMs`), and deletes completed and
  *   cancelled jobs `retainFinishedMs` after they finished (dead letters stay), in the layer's scope. No index holds
  *   finished times (migration 0012 dropped `jobs_finished`, an insertion on every completion): the prune walks
  *   `jobs_done_pkey` up to the id prefix of its cutoff, ids starting with the millisecond the job was made.
@@ -100,6 +101,7 @@ import {
 } from "@mandate/core"
 import {
   Clock,
+  Duration,
   Effect,
   Queue as EffectQueue,
   Exit,
@@ -1734,9 +1736,14 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         Effect.catchDefect((defect) => Effect.logError(`Queue ${what} died: ${String(defect)}`))
       )
   yield* Effect.forkScoped(Effect.forever(logged("notify")(notifyRound)))
-  yield* Effect.forkScoped(
-    Effect.forever(Effect.andThen(Effect.sleep(requeueIntervalMs), logged("requeue")(requeueExpired)))
-  )
+  // The sweep scans `jobs` (no lease index, so that claims stay HOT): its pause grows with its duration, so that a
+  // large backlog does not turn it into a standing load (`QueueRules.sweepPauseMs`)
+  const sweepAfter = (pauseMs: number): Effect.Effect<never> =>
+    Effect.sleep(pauseMs).pipe(
+      Effect.andThen(Effect.timed(logged("requeue")(requeueExpired))),
+      Effect.flatMap(([took]) => sweepAfter(QueueRules.sweepPauseMs(requeueIntervalMs, Duration.toMillis(took))))
+    )
+  yield* Effect.forkScoped(sweepAfter(requeueIntervalMs))
   if (Number.isFinite(retainFinishedMs)) {
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(pruneIntervalMs), logged("prune")(prune))))
   }
