@@ -133,9 +133,10 @@ const sweepBatch = 500
 const storeChunk = 2_000
 // The priorities, most urgent first
 const PRIORITIES = ["critical", "high", "normal", "low"] as const
-// Merged single-enqueue script calls in flight at once, and the smallest half a batch from idle is split into
+// Merged single-enqueue script calls in flight at once, and the smallest slice of an answered call's callers
+// resumed in one event-loop turn (see `flushEnqueues`)
 const maxEnqueuesInFlight = 2
-const minSplitEnqueues = 8
+const minSliceEnqueues = 8
 // Claimed jobs a layer remembers until they complete (see `claimed` in `makeQueue`)
 const claimCacheSize = 10_000
 
@@ -295,7 +296,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         let woken: string | undefined
         for (let i = 0; i < jobs.length; i++) {
           const reply = replies[i]!
-          if (reply[0] === 1) {
+          if (reply === 1) {
             const job = jobs[i]!
             // this process's idle workers on the queue are woken now, without the signal's trip through Redis
             if (wake && job.queue !== woken) {
@@ -305,7 +306,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
             out.push(job)
             continue
           }
-          const existing = toJob(reply[1] as Fields)
+          const existing = toJob(reply)
           if (Result.isFailure(existing)) return Effect.fail(storeError("enqueue")(existing.failure))
           out.push(existing.success)
         }
@@ -317,10 +318,17 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // Concurrent single enqueues share one script call, and at most two such calls are in flight: the calls made
   // while both are out wait, and go together in the next one as soon as either answers. With one call in flight
   // Node and Redis take turns (Node idle while Redis runs the script, and the other way round); with two, Node
-  // prepares and answers one batch while Redis runs the other. A batch that starts from idle is sent in two
-  // halves, one event-loop turn apart, so that Redis reads and answers them apart (two calls in one write would
-  // be answered together, and the turns would stay in step). A flush runs once the current scheduler pass is done
-  // (a microtask: every caller resumed in that pass is in it); the second half of a split, a turn later.
+  // answers one call's callers and prepares their next jobs while Redis runs the other call.
+  //
+  // That overlap needs the two calls written to Redis apart, and answered apart. node-redis writes whatever was
+  // sent during an event-loop turn at the end of it (a `setImmediate`), and Redis answers together what it read
+  // together; so once two calls are answered in one read, their callers, resumed together, would send their next
+  // jobs in one write, and the two calls would stay in step for good (measured: every cycle one write of both
+  // calls, then one read of both answers, and Node and Redis never working at once). So an answered call's
+  // callers are resumed a slice per event-loop turn, each slice at most half of the jobs this layer has out
+  // (in flight, answered, waiting), the next slice only once the write of the first slice's call is scheduled:
+  // that call is written while the next slice's callers run, and Redis runs it meanwhile. A flush runs once the
+  // current pass is done (a microtask: every caller resumed in that pass is in it).
   //
   // This process's idle workers on those queues are woken as soon as the script is written, not when it is
   // answered: their claims go down the same connection behind it, and Redis runs commands of one connection in
@@ -329,26 +337,24 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // other process's enqueue
   const waiting: Array<WaitingEnqueue> = []
   let enqueuesInFlight = 0
+  // jobs of the calls in flight, and of the answered calls whose callers are not all resumed yet
+  let jobsInFlight = 0
+  let answeredJobs = 0
+  const answered: Array<AnsweredEnqueues> = []
   let flushArmed = false
+  let resumeArmed = false
   const runInLayer = Effect.runForkWith(yield* Effect.context<never>())
   const armFlush = () => {
     if (flushArmed) return
     flushArmed = true
     queueMicrotask(flushEnqueues)
   }
-  const armFlushLater = () => {
-    if (flushArmed) return
-    flushArmed = true
-    setImmediate(flushEnqueues)
-  }
   const flushEnqueues = () => {
     flushArmed = false
     if (waiting.length === 0 || enqueuesInFlight >= maxEnqueuesInFlight) return
-    const take =
-      enqueuesInFlight === 0 && waiting.length >= 2 * minSplitEnqueues ? Math.ceil(waiting.length / 2) : waiting.length
-    const batch = waiting.splice(0, take)
-    if (waiting.length > 0) armFlushLater()
+    const batch = waiting.splice(0, waiting.length)
     enqueuesInFlight++
+    jobsInFlight += batch.length
     let now = 0
     const jobs: Array<Job> = new Array(batch.length)
     for (let i = 0; i < batch.length; i++) {
@@ -362,19 +368,42 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       Effect.onExit(store(jobs, now, large), (stored) =>
         Effect.sync(() => {
           enqueuesInFlight--
+          jobsInFlight -= batch.length
           // A claim answered empty while this script was out was run before it: normally sent before it, but
           // after a NOSCRIPT reload the script runs after the claims that followed it. Those workers are woken
           // again (the reader skips this layer's own signals)
           if (!large && emptyClaims !== emptyBefore) notifyQueues(jobs)
-          for (let i = 0; i < batch.length; i++) {
-            batch[i]!.resume(Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause))
-          }
+          answered.push({ batch, stored, from: 0 })
+          answeredJobs += batch.length
+          if (!resumeArmed) resumeEnqueues()
           if (waiting.length > 0) armFlush()
         })
       )
     )
     // the fiber ran until the script was written (or the first of a large batch's, whose reply wakes them)
     if (!large) notifyQueues(jobs)
+  }
+  // Resumes the next slice of answered callers, and arms the one after for the next turn: a microtask queued now
+  // runs after the flush those callers armed, so its `setImmediate` comes after node-redis' write of their call
+  const resumeEnqueues = () => {
+    resumeArmed = false
+    const next = answered[0]
+    if (next === undefined) return
+    const slice = Math.max(minSliceEnqueues, Math.ceil((jobsInFlight + answeredJobs + waiting.length) / 2))
+    const from = next.from
+    const to = Math.min(next.batch.length, from + slice)
+    if (to === next.batch.length) answered.shift()
+    else next.from = to
+    answeredJobs -= to - from
+    const stored = next.stored
+    for (let i = from; i < to; i++) {
+      next.batch[i]!.resume(Exit.isSuccess(stored) ? Exit.succeed(stored.value[i]!) : Exit.failCause(stored.cause))
+    }
+    resumeArmed = true
+    queueMicrotask(armResume)
+  }
+  const armResume = () => {
+    setImmediate(resumeEnqueues)
   }
   const enqueueMerged = (job: Job, now: number) =>
     Effect.callback<Job, QueueStoreError>((resume) => {
@@ -1154,6 +1183,13 @@ interface WaitingEnqueue {
   readonly job: Job
   readonly now: number
   readonly resume: (exit: Exit.Exit<Job, QueueStoreError>) => void
+}
+
+// A merged call answered, its callers resumed from `from` on
+interface AnsweredEnqueues {
+  readonly batch: ReadonlyArray<WaitingEnqueue>
+  readonly stored: Exit.Exit<Array<Job>, QueueStoreError>
+  from: number
 }
 
 interface CompleteCall extends Request.Request<Job, JobNotFound | LeaseLost | QueueStoreError> {

@@ -275,7 +275,8 @@ end
 // ARGV: prefix, now, n, then per job: whether to register its bucket ("1"/"0"), id, queue, pool, priority, runAt,
 // maxAttempts, idempotency key and its field in the idempotency hash ("" for none), payload; then the origin of
 // the signals: the token of a layer that wakes its own idle workers itself, or "" (see Wakeups.ts)
-// Returns per job {1} when stored, {0, fields} when its idempotency key returned an existing job
+// Returns per job 1 when stored, or the fields of the existing job its idempotency key returned (a flat reply: no
+// table per job to build and encode)
 export const enqueueJobs = Redis.script(
   (keySequence: string, prefix: string, now: number, n: number, jobs: ReadonlyArray<string>, origin = "") => [
     keySequence,
@@ -308,6 +309,10 @@ local function push(t, key, score, m)
   l[#l + 1] = score
   l[#l + 1] = m
 end
+-- what the previous job's queue, pool and priority gave (a merged call's jobs mostly share them): no string is
+-- built per job for its bucket and counter keys
+local lastQ, lastPool, lastPriority, key, countKey, list, rank
+local nAll = 0
 for i = 0, n - 1 do
   local a = 4 + i * 10
   local register, id, q, pool, priority, runAt, maxAttempts, idemKey, idem, payload = ARGV[a], ARGV[a + 1],
@@ -315,7 +320,7 @@ for i = 0, n - 1 do
   local existing = false
   if idem ~= '' then existing = redis.call('HGET', k_idempotency(), idem) end
   if existing then
-    out[#out + 1] = {0, read(existing)}
+    out[i + 1] = read(existing)
   else
     seq = seq + 1
     if idem ~= '' then
@@ -328,24 +333,43 @@ for i = 0, n - 1 do
         'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
         'failures', 0, 'seq', seq, 'pool', pool, 'leaseWorker', '')
     end
-    all[#all + 1] = seq
-    all[#all + 1] = id
-    push(lists, q, seq, id)
-    local key = q .. '/' .. pool
-    if register == '1' and not added[key] then
+    all[nAll + 1] = seq
+    all[nAll + 2] = id
+    nAll = nAll + 2
+    if q ~= lastQ or pool ~= lastPool or priority ~= lastPriority then
+      if q ~= lastQ then
+        list = lists[q]
+        if not list then
+          list = {}
+          lists[q] = list
+        end
+      end
+      lastQ, lastPool, lastPriority = q, pool, priority
+      key = q .. '/' .. pool
+      countKey = q .. ' ' .. priority
+      rank = RANKS[priority]
+      if register == '1' and not added[key] then
+        added[key] = true
+        redis.call('SADD', k_queues(), q)
+        redis.call('SADD', k_pools(q), pool)
+      end
+    elseif register == '1' and not added[key] then
       added[key] = true
       redis.call('SADD', k_queues(), q)
       redis.call('SADD', k_pools(q), pool)
     end
-    added[q .. ' ' .. priority] = (added[q .. ' ' .. priority] or 0) + 1
-    local m = member(seq, priority, id)
-    if tonumber(runAt) <= now then
-      push(ready, key, RANKS[priority] * SCALE + tonumber(runAt), m)
+    list[#list + 1] = seq
+    list[#list + 1] = id
+    added[countKey] = (added[countKey] or 0) + 1
+    local m = string.format('%016d', seq) .. rank .. id
+    local at = tonumber(runAt)
+    if at <= now then
+      push(ready, key, rank * SCALE + at, m)
     else
       push(delayed, key, runAt, m)
     end
     touched[q] = (touched[q] or 0) + 1
-    out[#out + 1] = {1}
+    out[i + 1] = 1
   end
 end
 local function zadd(key, l)
@@ -369,7 +393,7 @@ end
 return out
 `)
   }
-).withReturnType<ReadonlyArray<readonly [1] | readonly [0, Fields]>>()
+).withReturnType<ReadonlyArray<1 | Fields>>()
 
 // Due delayed jobs (and retries) of the script's \`buckets\` join their bucket's ready set, as a claim sees them
 const promoteDue = `-- due delayed jobs (and retries) join their bucket's ready set first

@@ -1,5 +1,5 @@
 import { assert, layer } from "@effect/vitest"
-import { layerQueue, makeQueue } from "@mandate/adapters/redis"
+import { layerQueue, makeQueue, queueOperations } from "@mandate/adapters/redis"
 import { AgentId, type Job, JobId, Queue, Worker } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/queue"
 import { Cause, Effect, Exit, Layer, Logger, Option, Result } from "effect"
@@ -363,6 +363,60 @@ describeRedis("Queue on Redis: merged single enqueues", () => {
           cursor = page.nextCursor
         } while (cursor !== undefined)
         assert.strictEqual(listed.size, distinct)
+      })
+    )
+  })
+})
+
+describeRedis("Queue on Redis: merged single enqueues, written apart", () => {
+  // node-redis writes the commands sent during an event-loop turn in one write, at the end of the turn (a
+  // setImmediate). Two merged enqueue calls in one write are read and answered together by Redis, and their callers,
+  // resumed together, would send the next two in one write again: Node and Redis would take turns for good instead
+  // of working at once. The Redis service below counts the enqueue calls each such write would carry
+  layer(TestRedis.layer)("pipelined", (it) => {
+    it.effect("2,000 enqueues, 50 at a time: no write carries two enqueue calls", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const redis = yield* Redis.Redis
+        const enqueueLua = queueOperations().enqueue
+        const writes: Array<number> = []
+        let unwritten = 0
+        const counting = Redis.Redis.of({
+          ...redis,
+          eval: (script) => {
+            const run = redis.eval(script)
+            if (script.lua !== enqueueLua) return run
+            return (...params) =>
+              Effect.suspend(() => {
+                // as node-redis schedules its write when a command is sent
+                if (unwritten++ === 0) {
+                  setImmediate(() => {
+                    writes.push(unwritten)
+                    unwritten = 0
+                  })
+                }
+                return run(...params)
+              })
+          }
+        })
+        const queue = yield* makeQueue({ prefix }).pipe(Effect.provideService(Redis.Redis, counting))
+        const q = `apart-${uid()}`
+        const jobs = yield* Effect.forEach(
+          Array.from({ length: 2_000 }, (_, i) => i),
+          (i) => queue.enqueue({ queue: q, payload: { i } }),
+          { concurrency: 50 }
+        )
+        assert.deepStrictEqual(
+          jobs.map((job) => job.payload),
+          Array.from({ length: 2_000 }, (_, i) => ({ i }))
+        )
+        assert.strictEqual((yield* queue.stats(q)).byState.queued, 2_000)
+        assert.deepStrictEqual(
+          writes.filter((calls) => calls > 1),
+          []
+        )
+        // and they were not merged into fewer calls to get there
+        assert.isAbove(writes.length, 2_000 / 50)
       })
     )
   })
