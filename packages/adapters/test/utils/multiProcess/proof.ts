@@ -168,10 +168,19 @@ export const multiProcessProof = (backend: MultiProcessBackend): void =>
           // step before most second ones), so minutes without a task changing state mean a slow machine, not a stuck run
           let completedAtKill = -1
           let polls = 0
+          // ... and while the victim holds a step's lease, so that there is always a takeover to check: tasks run
+          // in bursts, and a worker can be between jobs at the moment the count passes
+          const victimHoldsLease = Effect.gen(function* () {
+            for (const state of ["claimed", "running"] as const) {
+              const page = yield* queue.list({ queue: "mandate.steps", state, limit: 1_000 })
+              if (page.jobs.some((job) => job.lease?.workerId === victim.id)) return true
+            }
+            return false
+          })
           const counts = yield* Effect.gen(function* () {
             while (true) {
               const counts = yield* store.countByState
-              if (completedAtKill < 0 && counts.completed >= KILL_AT) {
+              if (completedAtKill < 0 && counts.completed >= KILL_AT && (yield* victimHoldsLease)) {
                 completedAtKill = counts.completed
                 victim.child.kill("SIGKILL")
               }
