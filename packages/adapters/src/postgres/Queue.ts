@@ -3,7 +3,7 @@
  * primary key, job ids being made in creation order; 0012 its finished-time index; 0013 makes its text keys
  * compare bytewise), claimed with `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN`/`NOTIFY`. Since 0014
  * finished jobs leave it: a completion or cancel deletes the row from `jobs` and inserts it into `jobs_done` in one
- * statement (`moveToDone`); idempotency keys live in `job_keys`, one unique index for a key's whole life (written
+ * statement (`moveFinished`); idempotency keys live in `job_keys`, one unique index for a key's whole life (written
  * by the enqueue taking it, deleted by the prune deleting its job), so a key stays taken while its job moves. No
  * index of `jobs` reads a column a claim, start, heartbeat or release writes (`jobs_ready` is partial on
  * `finished_at IS NULL`, `jobs_leases` is gone) and `jobs` keeps half of each page free: those writes are HOT
@@ -673,7 +673,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // completion) in one statement: inserted into `jobs_done` as `state`, lease cleared, updated and finished now.
   // The delete writes no row version nor index entry in `jobs`; the insertion's key lands at the right end of
   // `jobs_done_pkey`
-  const moveToDone = (deleted: Statement.Fragment, state: "completed" | "cancelled", returning: Statement.Fragment) =>
+  const moveFinished = (deleted: Statement.Fragment, state: "completed" | "cancelled", returning: Statement.Fragment) =>
     sql`WITH d AS (${deleted})
         INSERT INTO ${done} AS j (id, seq, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
                                   max_attempts, failures, idempotency_key, lease_worker, lease_expires_at,
@@ -1068,7 +1068,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // - "wait": first locks them in id order, as `requeueExpired` does, waiting for other writers (fails);
   // - "skip": first locks the ones no one else holds, in one pass that never waits (heartbeats; a job skipped is
   //   tried alone, a single-row statement that waits and says why);
-  // Completions (`moveToDone`) lock each row as their DELETE reaches it (no lock record nor second join per job).
+  // Completions (`moveFinished`) lock each row as their DELETE reaches it (no lock record nor second join per job).
   // Deadlock-free: a statement that waits while holding locks either locks in id order or, for completions, holds
   // only jobs its caller leases, which no heartbeat round, fail or claim of another caller waits for (heartbeats
   // skip, claims skip, a job has one outcome); only a requeue racing a lease that expires mid-statement could wait
@@ -1162,7 +1162,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       "complete",
       jobId,
       workerId,
-      moveToDone(
+      moveFinished(
         sql`DELETE FROM ${jobs} WHERE ${holding(jobId, workerId)} RETURNING *, ${result}::text AS new_result`,
         "completed",
         jCols
@@ -1282,7 +1282,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           }
         }
         if (plain) {
-          return moveToDone(
+          return moveFinished(
             sql`DELETE FROM ${jobs} j
                 WHERE j.id = ANY(${`{${requests.map((r) => r.jobId).join(",")}}`}::text[])
                   AND j.lease_worker = ${worker} AND j.lease_expires_at > ${now}
@@ -1296,7 +1296,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
           worker: request.workerId,
           result: request.result
         }))
-        return moveToDone(
+        return moveFinished(
           sql`DELETE FROM ${jobs} j
               USING json_to_recordset(${JSON.stringify(input)}::json) AS r(id text, worker text, result text)
               WHERE j.id = r.id AND ${holds("r")}
@@ -1476,7 +1476,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const cancel = Effect.fn("Queue.cancel")(function* (jobId: JobId) {
     const [row] = yield* rows(
       "cancel",
-      moveToDone(
+      moveFinished(
         sql`DELETE FROM ${jobs} WHERE id = ${jobId} AND state IN ('queued', 'claimed', 'running', 'failed')
             RETURNING *`,
         "cancelled",
