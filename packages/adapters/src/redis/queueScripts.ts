@@ -134,9 +134,11 @@ local P = ARGV[1]
 local now = tonumber(ARGV[2])
 local SCALE = 4398046511104
 local RANKS = {critical = 0, high = 1, normal = 2, low = 3}
+-- the rank as a member's digit: a number concatenated to a string is formatted ('%.14g') each time
+local DIGITS = {critical = '0', high = '1', normal = '2', low = '3'}
 local function read(id) return redis.call('HMGET', k_job(id), ${[...FIELDS, "seq"].map((f) => `'${f}'`).join(", ")}) end
 local function bucket(q, pool) return q .. '/' .. pool end
-local function member(seq, priority, id) return string.format('%016d', tonumber(seq)) .. RANKS[priority] .. id end
+local function member(seq, priority, id) return string.format('%016d', tonumber(seq)) .. DIGITS[priority] .. id end
 local function count(q, field, by)
   if by ~= 0 then redis.call('HINCRBY', k_counts(q), field, by) end
 end
@@ -311,7 +313,7 @@ local function push(t, key, score, m)
 end
 -- what the previous job's queue, pool and priority gave (a merged call's jobs mostly share them): no string is
 -- built per job for its bucket and counter keys
-local lastQ, lastPool, lastPriority, key, countKey, list, rank
+local lastQ, lastPool, lastPriority, key, countKey, list, rank, digit
 local nAll = 0
 for i = 0, n - 1 do
   local a = 4 + i * 10
@@ -323,17 +325,31 @@ for i = 0, n - 1 do
     out[i + 1] = read(existing)
   else
     seq = seq + 1
+    -- the sequence as text once: a Lua number given to redis.call is formatted ('%.17g') at every use
+    local s = string.format('%d', seq)
+    -- no lease yet and the pool-less bucket: 'leaseWorker' and 'pool' are absent, which every reader takes as ''
+    -- (jobs written before kept both as ''); numbers that do not vary are written as text
     if idem ~= '' then
-      redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
-        'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
-        'failures', 0, 'seq', seq, 'pool', pool, 'leaseWorker', '', 'idempotencyKey', idemKey, 'idempotencyField', idem)
+      if pool ~= '' then
+        redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state',
+          'queued', 'runAt', runAt, 'attempts', '0', 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt',
+          ARGV[2], 'failures', '0', 'seq', s, 'pool', pool, 'idempotencyKey', idemKey, 'idempotencyField', idem)
+      else
+        redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state',
+          'queued', 'runAt', runAt, 'attempts', '0', 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt',
+          ARGV[2], 'failures', '0', 'seq', s, 'idempotencyKey', idemKey, 'idempotencyField', idem)
+      end
       redis.call('HSET', k_idempotency(), idem, id)
+    elseif pool ~= '' then
+      redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
+        'runAt', runAt, 'attempts', '0', 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
+        'failures', '0', 'seq', s, 'pool', pool)
     else
       redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
-        'runAt', runAt, 'attempts', 0, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
-        'failures', 0, 'seq', seq, 'pool', pool, 'leaseWorker', '')
+        'runAt', runAt, 'attempts', '0', 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
+        'failures', '0', 'seq', s)
     end
-    all[nAll + 1] = seq
+    all[nAll + 1] = s
     all[nAll + 2] = id
     nAll = nAll + 2
     if q ~= lastQ or pool ~= lastPool or priority ~= lastPriority then
@@ -348,6 +364,7 @@ for i = 0, n - 1 do
       key = q .. '/' .. pool
       countKey = q .. ' ' .. priority
       rank = RANKS[priority]
+      digit = DIGITS[priority]
       if register == '1' and not added[key] then
         added[key] = true
         redis.call('SADD', k_queues(), q)
@@ -358,10 +375,10 @@ for i = 0, n - 1 do
       redis.call('SADD', k_queues(), q)
       redis.call('SADD', k_pools(q), pool)
     end
-    list[#list + 1] = seq
+    list[#list + 1] = s
     list[#list + 1] = id
     added[countKey] = (added[countKey] or 0) + 1
-    local m = string.format('%016d', seq) .. rank .. id
+    local m = string.format('%016d', seq) .. digit .. id
     local at = tonumber(runAt)
     if at <= now then
       push(ready, key, rank * SCALE + at, m)
@@ -448,14 +465,16 @@ if check then
     if top and tonumber(string.sub(top, 17, 17)) < rank then passes = true end
   end
 end
-local seq = tonumber(redis.call('GET', k_sequence()) or '0') + 1
+-- numbers as text (see enqueueJobs); 'pool' absent for the pool-less bucket, 'leaseWorker' until leased
+local seq = string.format('%d', tonumber(redis.call('GET', k_sequence()) or '0') + 1)
 redis.call('SET', k_sequence(), seq)
 local fields = {'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'runAt', runAt, 'maxAttempts',
-  maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2], 'failures', 0, 'seq', seq, 'pool', pool}
+  maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2], 'failures', '0', 'seq', seq}
 local function set(field, value)
   fields[#fields + 1] = field
   fields[#fields + 1] = value
 end
+if pool ~= '' then set('pool', pool) end
 if idem ~= '' then
   set('idempotencyKey', idemKey)
   set('idempotencyField', idem)
@@ -463,8 +482,7 @@ if idem ~= '' then
 end
 if passes then
   set('state', 'queued')
-  set('attempts', 0)
-  set('leaseWorker', '')
+  set('attempts', '0')
   redis.call('HSET', k_job(id), unpack(fields))
   redis.call('ZADD', k_ready(bucket(q, pool)), rank * SCALE + tonumber(runAt), member(seq, priority, id))
   count(q, 'queued', 1)
@@ -472,7 +490,7 @@ if passes then
   signal(q, origin)
 else
   set('state', 'claimed')
-  set('attempts', 1)
+  set('attempts', '1')
   set('leaseWorker', worker)
   set('leaseExpires', expires)
   set('claimedAt', ARGV[2])
@@ -572,10 +590,12 @@ for n, m in ipairs(chosen) do
   -- queue and pool from the bucket, priority from the member (its rank digit)
   local q, priority = owner[1], PRIORITIES[string.sub(m, 17, 17)]
   -- the other fields a claim does not set (a claimable job has no result, lease or finish time)
-  local r = redis.call('HMGET', k_job(id), ${CLAIM_HMGET.map((f) => `'${f}'`).join(", ")})
+  local key = k_job(id)
+  local r = redis.call('HMGET', key, ${CLAIM_HMGET.map((f) => `'${f}'`).join(", ")})
   local state, runAt = r[${H.state}], tonumber(r[${H.runAt}])
-  local attempts = tonumber(r[${H.attempts}]) + 1
-  redis.call('HSET', k_job(id), 'state', 'claimed', 'attempts', attempts, 'leaseWorker', worker, 'leaseExpires', expires,
+  -- a first attempt as text: a Lua number given to redis.call is formatted ('%.17g')
+  local attempts = r[${H.attempts}] == '0' and '1' or tonumber(r[${H.attempts}]) + 1
+  redis.call('HSET', key, 'state', 'claimed', 'attempts', attempts, 'leaseWorker', worker, 'leaseExpires', expires,
     'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
   -- the reply, in CLAIM_READ order: the id in place of the state (it is claimed now), the attempts counted
   local j = {${claimReply}}
@@ -593,18 +613,31 @@ for n, m in ipairs(chosen) do
     -- a runAt ahead of this clock (another host's): no wait to count (see sync_wait)
     redis.call('ZREM', k_waits(q), id)
   end
-  local key = q .. ' ' .. state .. ' ' .. priority
-  moved[key] = moved[key] or {q, state, priority, 0}
-  moved[key][4] = moved[key][4] + 1
+  -- counted per (queue, state, priority) in nested tables: no key string built per job
+  local byQ = moved[q]
+  if not byQ then
+    byQ = {}
+    moved[q] = byQ
+  end
+  local byState = byQ[state]
+  if not byState then
+    byState = {}
+    byQ[state] = byState
+  end
+  byState[priority] = (byState[priority] or 0) + 1
   out[#out + 1] = j
 end
 if #leases > 0 then redis.call('ZADD', k_leases(), unpack(leases)) end
 for q, w in pairs(waits) do redis.call('ZADD', k_waits(q), unpack(w)) end
 -- counters once per (queue, state, priority) claimed from
-for _, m in pairs(moved) do
-  count(m[1], m[2], -m[4])
-  count(m[1], 'claimed', m[4])
-  count(m[1], 'pending:' .. m[3], -m[4])
+for q, byQ in pairs(moved) do
+  for state, byState in pairs(byQ) do
+    for priority, n in pairs(byState) do
+      count(q, state, -n)
+      count(q, 'claimed', n)
+      count(q, 'pending:' .. priority, -n)
+    end
+  end
 end
 return out
 `)
@@ -702,7 +735,8 @@ local done, finished = {}, {}
 local moved = {}
 for i = 3, #ARGV, 4 do
   local id, worker, seen = ARGV[i], ARGV[i + 1], ARGV[i + 3]
-  local s = redis.call('HMGET', k_job(id), 'state', 'leaseWorker', 'leaseExpires', 'queue', 'attempts', 'claimedAt')
+  local key = k_job(id)
+  local s = redis.call('HMGET', key, 'state', 'leaseWorker', 'leaseExpires', 'queue', 'attempts', 'claimedAt')
   local state, holder = s[1], s[2]
   if not state then
     out[#out + 1] = {'missing'}
@@ -713,22 +747,29 @@ for i = 3, #ARGV, 4 do
   elseif tonumber(s[3]) <= now then
     out[#out + 1] = {'lost', 'expired', state, holder}
   else
-    redis.call('HSET', k_job(id), 'state', 'completed', 'result', ARGV[i + 2], 'leaseWorker', '', 'leaseExpires', '',
+    redis.call('HSET', key, 'state', 'completed', 'result', ARGV[i + 2], 'leaseWorker', '', 'leaseExpires', '',
       'updatedAt', ARGV[2], 'finishedAt', ARGV[2])
     done[#done + 1] = id
-    finished[#finished + 1] = now
+    -- the time as the caller's text: a Lua number given to redis.call is formatted ('%.17g')
+    finished[#finished + 1] = ARGV[2]
     finished[#finished + 1] = id
-    local key = s[4] .. ' ' .. state
-    moved[key] = moved[key] or {s[4], state, 0}
-    moved[key][3] = moved[key][3] + 1
+    -- counted per (queue, state) in nested tables: no key string built per job
+    local byQ = moved[s[4]]
+    if not byQ then
+      byQ = {}
+      moved[s[4]] = byQ
+    end
+    byQ[state] = (byQ[state] or 0) + 1
     if seen ~= '' and s[5] .. ':' .. s[6] == seen then out[#out + 1] = {'ok'} else out[#out + 1] = {'ok', read(id)} end
   end
 end
 for i = 1, #done, 1000 do redis.call('ZREM', k_leases(), unpack(done, i, math.min(#done, i + 999))) end
 for i = 1, #finished, 2000 do redis.call('ZADD', k_finished(), unpack(finished, i, math.min(#finished, i + 1999))) end
-for _, m in pairs(moved) do
-  count(m[1], m[2], -m[3])
-  count(m[1], 'completed', m[3])
+for q, byQ in pairs(moved) do
+  for state, n in pairs(byQ) do
+    count(q, state, -n)
+    count(q, 'completed', n)
+  end
 end
 return out
 `)
