@@ -164,7 +164,10 @@ export const queueKeyFamilies = {
 export const queueSingleKeys = {
   /** Counter handing out job sequence numbers (creation order, ready-set ties, list cursors). */
   sequence: "jobs:seq",
-  /** Sorted set of every job id by sequence. */
+  /**
+   * Sorted set of every job id by sequence: written by earlier layouts only, now only cleared by pruning (a listing
+   * across queues merges the queues' `list` indexes, which hold every job too).
+   */
   all: "jobs:all",
   /** Sorted set of leased job ids, scored by lease expiry. */
   leases: "jobs:leases",

@@ -823,7 +823,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       return yield* InvalidInput.at("$.cursor", "Expected a cursor returned by this queue's list")
     }
     const limit = q.limit ?? defaultListLimit
-    const index = q.queue === undefined ? k.all : k.list(q.queue)
+    // across queues: every queue's index, merged (see `listJobs`)
+    const index = q.queue === undefined ? k.queues : k.list(q.queue)
     let bound = q.cursor === undefined ? "-inf" : `(${q.cursor}`
     // limit + 1 matches: the extra one only says whether another page exists
     const found: Array<{ readonly seq: string; readonly fields: Fields }> = []
@@ -835,7 +836,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         limit + 1 - found.length,
         q.state ?? "",
         q.pool ?? "",
-        listBudget
+        listBudget,
+        q.queue === undefined
       ).pipe(Effect.mapError(storeError("list")))
       for (const [seq, fields] of entries) found.push({ seq, fields })
       if (exhausted === 1 || found.length > limit) break

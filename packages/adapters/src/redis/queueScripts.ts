@@ -301,7 +301,7 @@ local added = {}
 -- the sequence is read once and written back once; the sorted sets get one ZADD per key, not per job
 local seq = tonumber(redis.call('GET', k_sequence()) or '0')
 local first = seq
-local all, lists, ready, delayed = {}, {}, {}, {}
+local lists, ready, delayed = {}, {}, {}
 local function push(t, key, score, m)
   local l = t[key]
   if not l then
@@ -314,7 +314,6 @@ end
 -- what the previous job's queue, pool and priority gave (a merged call's jobs mostly share them): no string is
 -- built per job for its bucket and counter keys
 local lastQ, lastPool, lastPriority, key, countKey, list, rank, digit
-local nAll = 0
 for i = 0, n - 1 do
   local a = 4 + i * 10
   local register, id, q, pool, priority, runAt, maxAttempts, idemKey, idem, payload = ARGV[a], ARGV[a + 1],
@@ -349,9 +348,6 @@ for i = 0, n - 1 do
         'runAt', runAt, 'attempts', '0', 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
         'failures', '0', 'seq', s)
     end
-    all[nAll + 1] = s
-    all[nAll + 2] = id
-    nAll = nAll + 2
     if q ~= lastQ or pool ~= lastPool or priority ~= lastPriority then
       if q ~= lastQ then
         list = lists[q]
@@ -392,10 +388,7 @@ end
 local function zadd(key, l)
   for i = 1, #l, 2000 do redis.call('ZADD', key, unpack(l, i, math.min(#l, i + 1999))) end
 end
-if seq > first then
-  redis.call('SET', k_sequence(), seq)
-  zadd(k_all(), all)
-end
+if seq > first then redis.call('SET', k_sequence(), seq) end
 for q, l in pairs(lists) do zadd(k_list(q), l) end
 for b, l in pairs(ready) do zadd(k_ready(b), l) end
 for b, l in pairs(delayed) do zadd(k_delayed(b), l) end
@@ -499,7 +492,6 @@ else
   redis.call('ZADD', k_waits(q), now - tonumber(runAt), id)
   count(q, 'claimed', 1)
 end
-redis.call('ZADD', k_all(), seq, id)
 redis.call('ZADD', k_list(q), seq, id)
 if register then
   redis.call('SADD', k_queues(), q)
@@ -862,27 +854,51 @@ return requeue_expired(tonumber(ARGV[3]))
   }
 ).withReturnType<ReadonlyArray<Fields>>()
 
-// KEYS[1]: the index (all jobs, or one queue's). ARGV: prefix, lower bound ("-inf" or "(seq"), wanted, state, pool,
-// budget. Returns {exhausted (0|1), resume seq, {{seq, fields}, …}}, oldest first
+// KEYS[1]: one queue's index, or (across queues) the set of queue names: every queue's index is then read and
+// merged by sequence (no index of every job is kept: it cost each enqueue a sorted-set insert; an index of every
+// job left by an earlier layout, `jobs:all`, is not read). ARGV: prefix, lower bound ("-inf" or "(seq"), wanted,
+// state, pool, budget, "1" across queues. Returns {exhausted (0|1), resume seq, {{seq, fields}, …}}, oldest first
 export const listJobs = Redis.script(
-  (keyIndex: string, prefix: string, bound: string, wanted: number, state: string, pool: string, budget: number) => [
-    keyIndex,
-    prefix,
-    0,
-    bound,
-    wanted,
-    state,
-    pool,
-    budget
-  ],
+  (
+    keyIndex: string,
+    prefix: string,
+    bound: string,
+    wanted: number,
+    state: string,
+    pool: string,
+    budget: number,
+    across: boolean
+  ) => [keyIndex, prefix, 0, bound, wanted, state, pool, budget, across ? "1" : "0"],
   {
     numberOfKeys: 1,
     lua: expand(`${prelude}
 local bound, wanted, state, pool, budget = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
+local sources = {KEYS[1]}
+if ARGV[8] == '1' then
+  sources = {}
+  for _, q in ipairs(redis.call('SMEMBERS', KEYS[1])) do sources[#sources + 1] = k_list(q) end
+end
+-- the first n entries above the bound, {id, seq, …}: of the one index, or the first n of every index merged (the
+-- n smallest overall are among them)
+local function page(from, n)
+  if #sources == 1 then return redis.call('ZRANGE', sources[1], from, '+inf', 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES') end
+  local merged = {}
+  for _, key in ipairs(sources) do
+    local r = redis.call('ZRANGE', key, from, '+inf', 'BYSCORE', 'LIMIT', 0, n, 'WITHSCORES')
+    for i = 1, #r, 2 do merged[#merged + 1] = {r[i], r[i + 1], tonumber(r[i + 1])} end
+  end
+  table.sort(merged, function(x, y) return x[3] < y[3] end)
+  local out = {}
+  for i = 1, math.min(n, #merged) do
+    out[#out + 1] = merged[i][1]
+    out[#out + 1] = merged[i][2]
+  end
+  return out
+end
 local found, scanned, last = {}, 0, ''
 local batch = math.min(budget, math.max(wanted, 50))
 while scanned < budget do
-  local range = redis.call('ZRANGE', KEYS[1], bound, '+inf', 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
+  local range = page(bound, batch)
   for i = 1, #range, 2 do
     local id, seq = range[i], range[i + 1]
     scanned = scanned + 1
@@ -1009,6 +1025,7 @@ for _, id in ipairs(ids) do
     count(q, state, -1)
     count(q, 'failures', -tonumber(j[${F.failures}] or 0))
     redis.call('ZREM', k_waits(q), id)
+    -- the index of every job kept by earlier layouts
     redis.call('ZREM', k_all(), id)
     redis.call('ZREM', k_list(q), id)
     local field = redis.call('HGET', k_job(id), 'idempotencyField')

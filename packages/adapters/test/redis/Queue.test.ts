@@ -632,3 +632,105 @@ describeRedis("Queue on Redis: completing claimed jobs", () => {
     )
   })
 })
+
+describeRedis("Queue on Redis: listings across queues, and stores written by earlier layouts", () => {
+  // Each build has a prefix of its own: a listing across queues sees exactly this test's jobs
+  layer(TestRedis.layerWith((options) => layerQueue(options)))("across queues", (it) => {
+    // No index of every job is kept: a listing without a queue merges the queues' indexes by creation order
+    it.effect("a listing without a queue pages through every queue's jobs, oldest first, each once, filtered", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const names = [`a-${uid()}`, `b-${uid()}`, `c-${uid()}`]
+        const made: Array<Job> = []
+        for (let i = 0; i < 60; i++) {
+          const q = names[(i * 7) % 3]!
+          made.push(
+            i % 4 === 0
+              ? (yield* queue.enqueueBatch([{ queue: q, payload: i, ...(i % 8 === 0 ? { pool: "gpu" } : {}) }]))[0]!
+              : yield* queue.enqueue({ queue: q, payload: i, priority: i % 5 === 0 ? "high" : "normal" })
+          )
+        }
+        const seen: Array<JobId> = []
+        let cursor: string | undefined
+        do {
+          const page = yield* queue.list({ limit: 7, ...(cursor ? { cursor } : {}) })
+          seen.push(...page.jobs.map((j) => j.id))
+          cursor = page.nextCursor
+        } while (cursor !== undefined)
+        assert.deepStrictEqual(
+          seen,
+          made.map((j) => j.id)
+        )
+        const claimed = yield* queue.claim({ workerId: AgentId.make(`w-${uid()}`), queues: [names[1]!], max: 5 })
+        assert.deepStrictEqual(
+          (yield* queue.list({ state: "claimed", limit: 100 })).jobs.map((j) => j.id).sort(),
+          claimed.map((j) => j.id).sort()
+        )
+        assert.deepStrictEqual(
+          (yield* queue.list({ pool: "gpu", limit: 100 })).jobs.map((j) => j.id),
+          made.filter((j) => j.pool === "gpu").map((j) => j.id)
+        )
+        assert.deepStrictEqual(
+          (yield* queue.list({ queue: names[2]!, limit: 100 })).jobs.map((j) => j.id),
+          made.filter((j) => j.queue === names[2]).map((j) => j.id)
+        )
+      })
+    )
+  })
+
+  layer(TestRedis.layerWith((options) => layerQueue(options)))("earlier layouts", (it) => {
+    // Jobs written before: an index of every job (`jobs:all`), and a new job's hash with 'leaseWorker' and 'pool'
+    // stored as empty strings and its numbers as Lua formatted them. They read, list, claim, complete, count and
+    // prune as jobs written now do
+    it.effect("jobs stored by the previous layout read, list, claim and complete as before", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const queue = yield* Queue
+        const redis = yield* Redis.Redis
+        const q = `old-${uid()}`
+        const w = AgentId.make(`w-${uid()}`)
+        const jobs = yield* queue.enqueueBatch([
+          { queue: q, payload: 1 },
+          { queue: q, payload: 2, idempotencyKey: "k" },
+          { queue: q, payload: 3, priority: "high" }
+        ])
+        for (const job of jobs) {
+          const seq = yield* redis.send<string>("HGET", `${prefix}job:${job.id}`, "seq")
+          yield* redis.send("HSET", `${prefix}job:${job.id}`, "leaseWorker", "", "pool", "")
+          yield* redis.send("ZADD", `${prefix}jobs:all`, seq, job.id)
+        }
+        for (const job of jobs) assert.deepStrictEqual(yield* queue.get(job.id), job)
+        assert.deepStrictEqual(
+          (yield* queue.list({ limit: 2 })).jobs.map((j) => j.id),
+          [jobs[0]!.id, jobs[1]!.id]
+        )
+        const claimed = yield* queue.claim({ workerId: w, queues: [q], max: 3 })
+        assert.deepStrictEqual(
+          claimed.map((j) => j.payload),
+          [3, 1, 2]
+        )
+        for (const job of claimed) {
+          assert.strictEqual(job.attempts, 1)
+          assert.strictEqual(job.failures, 0)
+          assert.isUndefined(job.pool)
+        }
+        const done = yield* queue.complete(jobs[0]!.id, w, "ok")
+        assert.strictEqual(done.state, "completed")
+        assert.isUndefined(done.lease)
+        yield* queue.fail(jobs[1]!.id, w, "boom")
+        assert.strictEqual((yield* queue.get(jobs[1]!.id)).failures, 1)
+        assert.deepStrictEqual((yield* queue.stats(q)).byState, {
+          queued: 0,
+          claimed: 1,
+          running: 0,
+          completed: 1,
+          failed: 1,
+          dead_lettered: 0,
+          cancelled: 0
+        })
+        const again = yield* queue.enqueue({ queue: q, payload: 4, idempotencyKey: "k" })
+        assert.strictEqual(again.id, jobs[1]!.id)
+      })
+    )
+  })
+})
