@@ -84,6 +84,7 @@ import { Redis } from "effect/persistence"
 import { type Keys, makeKeys, type RedisOptions, resolvePrefix } from "./Keys.ts"
 import {
   adminOperation,
+  CLAIM_WIDTH,
   claimedJob,
   claimJobs,
   completeJobs,
@@ -556,8 +557,13 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     }
     lastEmptyClaim.delete(waitKey)
     const jobs: Array<Job> = []
-    for (const fields of replies as ReadonlyArray<ReadonlyArray<string | number | null>>) {
-      const job = claimedJob(fields, valid.workerId, now + leaseMs, now)
+    // how many, then each job's values (see `claimJobs`)
+    const count = Number(replies[0])
+    if (!Number.isSafeInteger(count) || replies.length !== 1 + count * CLAIM_WIDTH) {
+      return yield* storeError("claim")(`Unexpected claim reply of ${replies.length} values for ${replies[0]} jobs`)
+    }
+    for (let i = 0; i < count; i++) {
+      const job = claimedJob(replies, 1 + i * CLAIM_WIDTH, valid.workerId, now + leaseMs, now)
       if (Result.isFailure(job)) return yield* storeError("claim")(job.failure)
       rememberClaim(job.success)
       jobs.push(job.success)
@@ -662,13 +668,16 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       entries.forEach((entry, i) => {
         const { jobId, workerId } = entry.request
         const reply = replies.value[i]!
-        if (reply[0] === "ok") {
+        // 1: completed, and the job is the caller's copy (see `completeJobs`)
+        if (reply === 1) {
           const copy = copies[i]
-          if (reply.length === 1 && copy !== undefined) {
-            entry.completeUnsafe(Exit.succeed(completedCopy(copy, entry.request.value, now)))
-            return
-          }
-          const job = reply.length === 1 ? Result.fail("no fields") : toJob(reply[1])
+          entry.completeUnsafe(
+            copy !== undefined
+              ? Exit.succeed(completedCopy(copy, entry.request.value, now))
+              : Exit.fail(storeError("complete")("a completion answered from a copy it was not given"))
+          )
+        } else if (reply[0] === "ok") {
+          const job = toJob(reply[1])
           entry.completeUnsafe(
             Result.isSuccess(job) ? Exit.succeed(job.success) : Exit.fail(storeError("complete")(job.failure))
           )

@@ -97,32 +97,34 @@ export const toJob = (f: Fields): Result.Result<Job, unknown> => {
   }
 }
 
-// A claimed job from a claim's reply (see `claimJobs`) and what the claim set: the lease and the claim time
+// A claimed job from a claim's reply (see `claimJobs`: its values from `at` on) and what the claim set: the lease
+// and the claim time
 export const claimedJob = (
-  f: ReadonlyArray<string | number | null>,
+  reply: ReadonlyArray<string | number | null>,
+  at: number,
   workerId: AgentId,
   expiresAt: number,
   now: number
 ): Result.Result<Job, unknown> => {
   try {
     const job: Mutable<Job> = {
-      id: text(f[3], "id") as JobId,
-      queue: text(f[0], "queue"),
-      payload: json(f[1], "payload"),
-      priority: oneOf(f[2], "priority", PRIORITIES) as Job["priority"],
+      id: text(reply[at + 3], "id") as JobId,
+      queue: text(reply[at], "queue"),
+      payload: json(reply[at + 1], "payload"),
+      priority: oneOf(reply[at + 2], "priority", PRIORITIES) as Job["priority"],
       state: "claimed",
-      runAt: num(f[4], "runAt"),
-      attempts: int(f[5], "attempts"),
-      maxAttempts: int(f[6], "maxAttempts"),
+      runAt: num(reply[at + 4], "runAt"),
+      attempts: int(reply[at + 5], "attempts"),
+      maxAttempts: int(reply[at + 6], "maxAttempts"),
       lease: { workerId, expiresAt },
-      createdAt: num(f[10], "createdAt"),
+      createdAt: num(reply[at + 10], "createdAt"),
       updatedAt: now,
       claimedAt: now,
-      failures: f[11] === null ? 0 : int(f[11], "failures")
+      failures: reply[at + 11] === null ? 0 : int(reply[at + 11], "failures")
     }
-    if (f[7] !== null) job.idempotencyKey = text(f[7], "idempotencyKey")
-    if (f[8] !== null && f[8] !== "") job.pool = text(f[8], "pool")
-    if (f[9] !== null) job.lastError = text(f[9], "lastError")
+    if (reply[at + 7] !== null) job.idempotencyKey = text(reply[at + 7], "idempotencyKey")
+    if (reply[at + 8] !== null && reply[at + 8] !== "") job.pool = text(reply[at + 8], "pool")
+    if (reply[at + 9] !== null) job.lastError = text(reply[at + 9], "lastError")
     return Result.succeed(job)
   } catch (cause) {
     return Result.fail(cause)
@@ -220,7 +222,7 @@ const H = Object.fromEntries(CLAIM_HMGET.map((name, i) => [name, i + 1])) as Rec
   number
 >
 // The Lua expressions of a claimed job's reply, in `CLAIM_READ` order
-const claimReply = CLAIM_READ.map((field) => {
+const claimReplyValues = CLAIM_READ.map((field) => {
   switch (field) {
     case "queue":
       return "q"
@@ -235,7 +237,9 @@ const claimReply = CLAIM_READ.map((field) => {
     default:
       return `r[${H[field]}]`
   }
-}).join(", ")
+})
+// How many values a claim answers per job
+export const CLAIM_WIDTH = CLAIM_READ.length
 
 // The scripts' macros (`k_name(…)`, `UPDATE(…)`) against the queue's key layout and the fields of a read
 const expand = (source: string): string =>
@@ -504,8 +508,8 @@ return {1}
 ).withReturnType<readonly [1] | readonly [2] | readonly [0, Fields]>()
 
 // ARGV: prefix, now, max, worker, lease expiry, pool ("" for none), requeue limit, queues…
-// Returns the claimed jobs, most urgent first, each as its `CLAIM_READ` fields with the id in place of the state
-// and the attempts counted (see `claimedJob`); when none was ready, {next due} instead: when the first delayed job
+// Returns how many jobs it claimed, then each job's `CLAIM_READ` fields (flat, most urgent first) with the id in
+// place of the state and the attempts counted (see `claimedJob`); when none was ready, {next due} instead: when the first delayed job
 // of these buckets comes due ('%.17g'), or '' when none waits (what `nextDue` would answer right after)
 export const claimJobs = Redis.script(
   (
@@ -572,7 +576,8 @@ else
   end
 end
 if #chosen == 0 then return nothing_ready() end
-local out = {}
+local out = {0}
+local o = 1
 local moved = {}
 -- the leases and (per queue) the waits are added once per claim
 local leases, waits = {}, {}
@@ -589,8 +594,10 @@ for n, m in ipairs(chosen) do
   local attempts = r[${H.attempts}] == '0' and '1' or tonumber(r[${H.attempts}]) + 1
   redis.call('HSET', key, 'state', 'claimed', 'attempts', attempts, 'leaseWorker', worker, 'leaseExpires', expires,
     'claimedAt', ARGV[2], 'updatedAt', ARGV[2])
-  -- the reply, in CLAIM_READ order: the id in place of the state (it is claimed now), the attempts counted
-  local j = {${claimReply}}
+  -- the reply, in CLAIM_READ order: the id in place of the state (it is claimed now), the attempts counted; one
+  -- flat list for every job (a table per job cost its conversion to a reply, per job)
+  ${CLAIM_READ.map((_, i) => `out[o + ${i + 1}] = ${claimReplyValues[i]}`).join("\n  ")}
+  o = o + ${CLAIM_READ.length}
   leases[#leases + 1] = expires
   leases[#leases + 1] = id
   if now >= runAt then
@@ -617,8 +624,8 @@ for n, m in ipairs(chosen) do
     byQ[state] = byState
   end
   byState[priority] = (byState[priority] or 0) + 1
-  out[#out + 1] = j
 end
+out[1] = #chosen
 if #leases > 0 then redis.call('ZADD', k_leases(), unpack(leases)) end
 for q, w in pairs(waits) do redis.call('ZADD', k_waits(q), unpack(w)) end
 -- counters once per (queue, state, priority) claimed from
@@ -634,7 +641,7 @@ end
 return out
 `)
   }
-).withReturnType<ReadonlyArray<ReadonlyArray<string | number | null>> | readonly [string]>()
+).withReturnType<readonly [number, ...ReadonlyArray<string | number | null>] | readonly [string]>()
 
 export type LostReply = readonly ["lost", string, string, string | null]
 
@@ -714,7 +721,7 @@ return lease_op(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 
 // KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, result JSON, "attempts:claimedAt" of the caller's claimed
 // copy or "") per job. Completes each in order (a job given twice is completed once; the second gets its refusal)
-// and returns one reply per job: a lease reply, except {'ok'} without fields when the job still shows the caller's
+// and returns one reply per job: a lease reply, except 1 when the job still shows the caller's
 // attempts and claim time (its copy from the claim is then the job, with what completing changed). A job costs one short read and one write; the
 // leases, the finished index and the counters are updated once per call
 export const completeJobs = Redis.script(
@@ -752,7 +759,8 @@ for i = 3, #ARGV, 4 do
       moved[s[4]] = byQ
     end
     byQ[state] = (byQ[state] or 0) + 1
-    if seen ~= '' and s[5] .. ':' .. s[6] == seen then out[#out + 1] = {'ok'} else out[#out + 1] = {'ok', read(id)} end
+    -- 1, not a table: a table per job cost its conversion to a reply, per job
+    if seen ~= '' and s[5] .. ':' .. s[6] == seen then out[#out + 1] = 1 else out[#out + 1] = {'ok', read(id)} end
   end
 end
 for i = 1, #done, 1000 do redis.call('ZREM', k_leases(), unpack(done, i, math.min(#done, i + 999))) end
@@ -766,7 +774,7 @@ end
 return out
 `)
   }
-).withReturnType<ReadonlyArray<LeaseReply | readonly ["ok"]>>()
+).withReturnType<ReadonlyArray<LeaseReply | 1>>()
 
 // KEYS[1]: the leases. ARGV: prefix, now, then (id, worker, new lease expiry, "attempts:claimedAt" of the caller's
 // claimed copy or "") per job. Extends each lease still held; returns per job a lease reply, or {'copy', state} when
