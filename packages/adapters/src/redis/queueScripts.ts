@@ -138,6 +138,13 @@ local SCALE = 4398046511104
 local RANKS = {critical = 0, high = 1, normal = 2, low = 3}
 -- the rank as a member's digit: a number concatenated to a string is formatted ('%.14g') each time
 local DIGITS = {critical = '0', high = '1', normal = '2', low = '3'}
+-- a computed score as text for redis.call, which formats a Lua number with '%.17g' (a float formatting, several times
+-- the cost of the command's own work on it): an integer by '%d', which gives the same text; anything else as is
+local floor = math.floor
+local function int_text(x)
+  if x == floor(x) and x > -1e15 and x < 1e15 then return string.format('%d', x) end
+  return x
+end
 local function read(id) return redis.call('HMGET', k_job(id), ${[...FIELDS, "seq"].map((f) => `'${f}'`).join(", ")}) end
 local function bucket(q, pool) return q .. '/' .. pool end
 local function member(seq, priority, id) return string.format('%016d', tonumber(seq)) .. DIGITS[priority] .. id end
@@ -169,7 +176,7 @@ local function schedule(q, pool, seq, priority, id, runAt)
   local m = member(seq, priority, id)
   local b = bucket(q, pool)
   if tonumber(runAt) <= now then
-    redis.call('ZADD', k_ready(b), RANKS[priority] * SCALE + tonumber(runAt), m)
+    redis.call('ZADD', k_ready(b), int_text(RANKS[priority] * SCALE + tonumber(runAt)), m)
   else
     redis.call('ZADD', k_delayed(b), runAt, m)
   end
@@ -249,7 +256,7 @@ const expand = (source: string): string =>
 const requeueFunction = `
 local function requeue_expired(limit)
   local out = {}
-  local ids = redis.call('ZRANGEBYSCORE', k_leases(), '-inf', now, 'LIMIT', 0, limit)
+  local ids = redis.call('ZRANGEBYSCORE', k_leases(), '-inf', ARGV[2], 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     redis.call('ZREM', k_leases(), id)
     local j = read(id)
@@ -331,25 +338,26 @@ for i = 0, n - 1 do
     -- the sequence as text once: a Lua number given to redis.call is formatted ('%.17g') at every use
     local s = string.format('%d', seq)
     -- no lease yet and the pool-less bucket: 'leaseWorker' and 'pool' are absent, which every reader takes as ''
-    -- (jobs written before kept both as ''); numbers that do not vary are written as text
+    -- (jobs written before kept both as ''); numbers that do not vary are written as text. State and attempts come
+    -- first: a hash this small is one list, which every field lookup scans from its head
     if idem ~= '' then
       if pool ~= '' then
-        redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state',
-          'queued', 'runAt', runAt, 'attempts', '0', 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt',
+        redis.call('HSET', k_job(id), 'state', 'queued', 'attempts', '0', 'id', id, 'queue', q, 'payload', payload,
+          'priority', priority, 'runAt', runAt, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt',
           ARGV[2], 'failures', '0', 'seq', s, 'pool', pool, 'idempotencyKey', idemKey, 'idempotencyField', idem)
       else
-        redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state',
-          'queued', 'runAt', runAt, 'attempts', '0', 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt',
+        redis.call('HSET', k_job(id), 'state', 'queued', 'attempts', '0', 'id', id, 'queue', q, 'payload', payload,
+          'priority', priority, 'runAt', runAt, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt',
           ARGV[2], 'failures', '0', 'seq', s, 'idempotencyKey', idemKey, 'idempotencyField', idem)
       end
       redis.call('HSET', k_idempotency(), idem, id)
     elseif pool ~= '' then
-      redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
-        'runAt', runAt, 'attempts', '0', 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
+      redis.call('HSET', k_job(id), 'state', 'queued', 'attempts', '0', 'id', id, 'queue', q, 'payload', payload,
+        'priority', priority, 'runAt', runAt, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
         'failures', '0', 'seq', s, 'pool', pool)
     else
-      redis.call('HSET', k_job(id), 'id', id, 'queue', q, 'payload', payload, 'priority', priority, 'state', 'queued',
-        'runAt', runAt, 'attempts', '0', 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
+      redis.call('HSET', k_job(id), 'state', 'queued', 'attempts', '0', 'id', id, 'queue', q, 'payload', payload,
+        'priority', priority, 'runAt', runAt, 'maxAttempts', maxAttempts, 'createdAt', ARGV[2], 'updatedAt', ARGV[2],
         'failures', '0', 'seq', s)
     end
     if q ~= lastQ or pool ~= lastPool or priority ~= lastPriority then
@@ -381,7 +389,7 @@ for i = 0, n - 1 do
     local m = string.format('%016d', seq) .. digit .. id
     local at = tonumber(runAt)
     if at <= now then
-      push(ready, key, rank * SCALE + at, m)
+      push(ready, key, int_text(rank * SCALE + at), m)
     else
       push(delayed, key, runAt, m)
     end
@@ -412,10 +420,10 @@ return out
 // Due delayed jobs (and retries) of the script's \`buckets\` join their bucket's ready set, as a claim sees them
 const promoteDue = `-- due delayed jobs (and retries) join their bucket's ready set first
 for _, b in ipairs(buckets) do
-  local due = redis.call('ZRANGEBYSCORE', k_delayed(b), '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+  local due = redis.call('ZRANGEBYSCORE', k_delayed(b), '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, 1000)
   for i = 1, #due, 2 do
     redis.call('ZREM', k_delayed(b), due[i])
-    redis.call('ZADD', k_ready(b), tonumber(string.sub(due[i], 17, 17)) * SCALE + tonumber(due[i + 1]), due[i])
+    redis.call('ZADD', k_ready(b), int_text(tonumber(string.sub(due[i], 17, 17)) * SCALE + tonumber(due[i + 1])), due[i])
   end
 end`
 
@@ -481,7 +489,7 @@ if passes then
   set('state', 'queued')
   set('attempts', '0')
   redis.call('HSET', k_job(id), unpack(fields))
-  redis.call('ZADD', k_ready(bucket(q, pool)), rank * SCALE + tonumber(runAt), member(seq, priority, id))
+  redis.call('ZADD', k_ready(bucket(q, pool)), int_text(rank * SCALE + tonumber(runAt)), member(seq, priority, id))
   count(q, 'queued', 1)
   count(q, 'pending:' .. priority, 1)
   signal(q, origin)
@@ -493,7 +501,7 @@ else
   set('claimedAt', ARGV[2])
   redis.call('HSET', k_job(id), unpack(fields))
   redis.call('ZADD', k_leases(), expires, id)
-  redis.call('ZADD', k_waits(q), now - tonumber(runAt), id)
+  redis.call('ZADD', k_waits(q), int_text(now - tonumber(runAt)), id)
   count(q, 'claimed', 1)
 end
 redis.call('ZADD', k_list(q), seq, id)
@@ -529,7 +537,7 @@ export const claimJobs = Redis.script(
 local max, worker, expires, pool = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local PRIORITIES = {['0'] = 'critical', ['1'] = 'high', ['2'] = 'normal', ['3'] = 'low'}
 -- a crashed worker's jobs are claimable without waiting for the sweep
-if redis.call('ZRANGEBYSCORE', k_leases(), '-inf', now, 'LIMIT', 0, 1)[1] then requeue_expired(tonumber(ARGV[7])) end
+if redis.call('ZRANGEBYSCORE', k_leases(), '-inf', ARGV[2], 'LIMIT', 0, 1)[1] then requeue_expired(tonumber(ARGV[7])) end
 -- each bucket's queue and pool: a job's are those of the bucket it is in, so a claim does not read them
 local buckets, owners = {}, {}
 for i = 8, #ARGV do
@@ -554,10 +562,12 @@ local function nothing_ready()
   return {''}
 end
 if #buckets == 1 then
-  local popped = redis.call('ZPOPMIN', k_ready(buckets[1]), max)
-  for i = 1, #popped, 2 do
-    chosen[#chosen + 1] = popped[i]
-    from[#from + 1] = buckets[1]
+  -- ZPOPMIN's order, without its scores (Redis formats each as a float, per job)
+  local popped = max > 0 and redis.call('ZRANGE', k_ready(buckets[1]), 0, max - 1) or {}
+  if popped[1] then redis.call('ZREMRANGEBYRANK', k_ready(buckets[1]), 0, #popped - 1) end
+  for i = 1, #popped do
+    chosen[i] = popped[i]
+    from[i] = buckets[1]
   end
 else
   local candidates = {}
@@ -606,7 +616,7 @@ for n, m in ipairs(chosen) do
       w = {}
       waits[q] = w
     end
-    w[#w + 1] = now - runAt
+    w[#w + 1] = int_text(now - runAt)
     w[#w + 1] = id
   else
     -- a runAt ahead of this clock (another host's): no wait to count (see sync_wait)

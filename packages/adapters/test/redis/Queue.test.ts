@@ -678,6 +678,30 @@ describeRedis("Queue on Redis: listings across queues, and stores written by ear
     )
   })
 
+  layer(
+    TestRedis.layerWith((options) => layerQueue(options)),
+    { excludeTestServices: true }
+  )("scores", (it) => {
+    // The scripts write whole-number scores as text themselves ('%d'); a fraction must still reach Redis exactly
+    it.effect("a wait and a ready score with a fraction of a millisecond are stored exactly", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const q = `frac-${uid()}`
+        const w = AgentId.make(`w-${uid()}`)
+        const runAt = Date.now() - 1_000.25
+        const early = yield* queue.enqueue({ queue: q, payload: 1, runAt: runAt + 0.5 })
+        const late = yield* queue.enqueue({ queue: q, payload: 2, runAt })
+        const [first, second] = yield* queue.claim({ workerId: w, queues: [q], max: 2 })
+        // ready order is by runAt: the later-enqueued job is a quarter of a millisecond earlier
+        assert.deepStrictEqual([first!.id, second!.id], [late.id, early.id])
+        const stats = yield* queue.stats(q)
+        // nearest rank of two waits: p50 the shorter (the early job's), p95 the longer
+        assert.strictEqual(stats.waitP50Ms, second!.claimedAt! - (runAt + 0.5))
+        assert.strictEqual(stats.waitP95Ms, first!.claimedAt! - runAt)
+      })
+    )
+  })
+
   layer(TestRedis.layerWith((options) => layerQueue(options)))("earlier layouts", (it) => {
     // Jobs written before: an index of every job (`jobs:all`), and a new job's hash with 'leaseWorker' and 'pool'
     // stored as empty strings and its numbers as Lua formatted them. They read, list, claim, complete, count and
