@@ -2,7 +2,7 @@
  * `Queue` on Redis: every state change that must be atomic is one Lua script, loaded once and run by SHA.
  *
  * Layout (see `Keys.queueKeyFamilies`): each job is a hash of its fields. A (queue, pool) bucket has a ready
- * sorted set scored by priority rank · 2^42 + runAt, so `ZPOPMIN` takes the most urgent, oldest job (members
+ * sorted set scored by priority rank · 2^42 + runAt, so its lowest rank is the most urgent, oldest job (members
  * start with the zero-padded creation sequence, so equal scores keep enqueue order), and a delayed sorted set
  * scored by runAt, whose due members a claim promotes first. Leases are members of one sorted set scored by their
  * expiry: a claim, the periodic sweep and `requeueExpired` take the expired ones back. Counters per queue and sorted
