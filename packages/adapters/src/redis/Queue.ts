@@ -345,11 +345,16 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   let flushArmed = false
   let resumeArmed = false
   const runInLayer = Effect.runForkWith(yield* Effect.context<never>())
-  // A lone call sent at once is out (see `enqueueMerged`): calls made meanwhile wait for its answer, as Nagle's
-  // algorithm holds small segments until the outstanding one is acknowledged. Sent as a second call at once, they
-  // would join its write when made in the same turn, or the next write with the answered callers' next call
+  // A lone call sent at once (see `enqueueMerged`) is written at the end of its turn: calls made in that turn wait
+  // for its answer, as Nagle's algorithm holds small segments until the outstanding one is acknowledged. Flushed
+  // as a second call, they would join its write, or, flushed after it, the next write with the answered caller's
+  // next call. A call made in a later turn is flushed as before, and takes them along
   let loneOut = false
+  let loneTurn = false
   let sendingLone = false
+  const loneTurnOver = () => {
+    loneTurn = false
+  }
   const armFlush = () => {
     if (flushArmed) return
     flushArmed = true
@@ -359,10 +364,13 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     sendingLone = true
     flushEnqueues()
     sendingLone = false
+    loneTurn = true
+    // after node-redis' write of the call, which it scheduled as the call was sent
+    setImmediate(loneTurnOver)
   }
   const flushEnqueues = () => {
     flushArmed = false
-    if (waiting.length === 0 || enqueuesInFlight >= maxEnqueuesInFlight || loneOut) return
+    if (waiting.length === 0 || enqueuesInFlight >= maxEnqueuesInFlight || (loneOut && loneTurn)) return
     const lone = sendingLone
     loneOut = lone
     const batch = waiting.splice(0, waiting.length)
