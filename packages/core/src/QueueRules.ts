@@ -415,7 +415,59 @@ export const prepareJobs = (
  * @category decoding
  * @since 0.1.0
  */
-export const decodeClaimRequest: (request: unknown) => Effect.Effect<ClaimRequest, InvalidInput> = ClaimDecode
+export const decodeClaimRequest = (request: unknown): Effect.Effect<ClaimRequest, InvalidInput> => {
+  const quick = quickClaim(request)
+  return quick !== undefined ? Effect.succeed(quick) : ClaimDecode(request)
+}
+
+// The usual claim (a worker's, every few jobs, and on the path from an enqueue to its job's start at light load)
+// checked by hand as `quickFields` checks an enqueue: a plain object whose every field passes is one the Schema
+// decode accepts, built as it builds it (its Effect pipeline cost more than the rest of a Redis claim's client
+// side); anything else, or in doubt, goes to the decode, which names every issue
+const isAgentId = Schema.is(AgentId)
+// Worker ids seen valid (a worker claims under one id), bounded
+const validAgents = new Set<string>()
+const validAgent = (id: unknown): boolean => {
+  if (typeof id !== "string") return false
+  if (validAgents.has(id)) return true
+  if (!isAgentId(id)) return false
+  if (validAgents.size < 1_024) validAgents.add(id)
+  return true
+}
+const quickClaim = (input: unknown): ClaimRequest | undefined => {
+  if (typeof input !== "object" || input === null) return undefined
+  const proto = Object.getPrototypeOf(input)
+  if (proto !== Object.prototype && proto !== null) return undefined
+  const r = input as Record<string, unknown>
+  // each field, and each queue name, read once: a getter cannot hand the check one value and the claim another
+  const { workerId, queues, pool, max, leaseMs } = r
+  if (!validAgent(workerId) || !Array.isArray(queues)) return undefined
+  const n = queues.length
+  if (n === 0 || n > 64 || Object.getPrototypeOf(queues) !== Array.prototype) return undefined
+  const names: Array<string> = new Array(n)
+  for (let i = 0; i < n; i++) {
+    const name = queues[i]
+    if (!validName(name)) return undefined
+    names[i] = name as string
+  }
+  const out: { -readonly [K in keyof ClaimRequest]?: ClaimRequest[K] } = {
+    workerId: workerId as AgentId,
+    queues: names as unknown as ClaimRequest["queues"]
+  }
+  if (pool !== undefined) {
+    if (!validName(pool)) return undefined
+    out.pool = pool as string
+  } else if ("pool" in r) return undefined
+  if (max !== undefined) {
+    if (!Number.isSafeInteger(max) || (max as number) < 1 || (max as number) > 1_000) return undefined
+    out.max = max as number
+  } else if ("max" in r) return undefined
+  if (leaseMs !== undefined) {
+    if (!Number.isSafeInteger(leaseMs) || (leaseMs as number) < 1 || (leaseMs as number) > DAY_MS) return undefined
+    out.leaseMs = leaseMs as number
+  } else if ("leaseMs" in r) return undefined
+  return out as ClaimRequest
+}
 
 /**
  * Decodes the worker and lease of `enqueueClaimed` (`InvalidInput` at `$.workerId`, `$.leaseMs`).

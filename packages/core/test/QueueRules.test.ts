@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { EnqueueRequest, QueueRules } from "@mandate/core"
-import { Result, Schema } from "effect"
+import { ClaimRequest, decodeClaimRequest, EnqueueRequest, QueueRules } from "@mandate/core"
+import { Effect, Exit, Result, Schema } from "effect"
 
 // `validateEnqueue` checks the usual request by hand and leaves the rest to the Schema decode: whatever path a
 // request takes, the verdict and the request built must be the Schema's
@@ -93,6 +93,76 @@ describe("QueueRules.validateEnqueue, hostile objects", () => {
     const result = QueueRules.validateEnqueue(shifty)
     assert.isTrue(Result.isSuccess(result))
     if (Result.isSuccess(result)) assert.strictEqual(result.success.queue, "fine")
+    assert.strictEqual(reads, 1)
+  })
+})
+
+// `decodeClaimRequest` checks the usual claim by hand too: the same verdict and claim as the Schema decode
+describe("decodeClaimRequest", () => {
+  const decode = Schema.decodeUnknownResult(ClaimRequest)
+  class Claim {
+    readonly workerId = "w"
+    readonly queues = ["q"]
+  }
+  const bare = Object.create(null) as Record<string, unknown>
+  bare.workerId = "w-1"
+  bare.queues = ["a", "b"]
+  class Queues extends Array<string> {}
+  const sparse: Array<string> = []
+  sparse[1] = "q"
+  const cases: ReadonlyArray<unknown> = [
+    { workerId: "w", queues: ["q"] },
+    { workerId: "worker_01.a:b@c-d", queues: ["a", "b.c"], pool: "gpu", max: 20, leaseMs: 30_000, extra: 1 },
+    { queues: ["q"], leaseMs: 86_400_000, max: 1_000, workerId: "w" },
+    { workerId: "w", queues: ["q"], max: 1, leaseMs: 1 },
+    { workerId: "w".repeat(128), queues: Array.from({ length: 64 }, (_, i) => `q${i}`) },
+    { workerId: "w".repeat(129), queues: ["q"] },
+    { workerId: "w", queues: Array.from({ length: 65 }, (_, i) => `q${i}`) },
+    { workerId: "-w", queues: ["q"] },
+    { workerId: "w w", queues: ["q"] },
+    { workerId: 1, queues: ["q"] },
+    { workerId: "w", queues: [] },
+    { workerId: "w", queues: "q" },
+    { workerId: "w", queues: ["q", "bad name"] },
+    { workerId: "w", queues: ["q", 1] },
+    { workerId: "w", queues: sparse },
+    { workerId: "w", queues: Queues.from(["q"]) },
+    { workerId: "w", queues: ["q"], pool: undefined },
+    { workerId: "w", queues: ["q"], pool: "bad pool" },
+    { workerId: "w", queues: ["q"], max: 0 },
+    { workerId: "w", queues: ["q"], max: 1_001 },
+    { workerId: "w", queues: ["q"], max: 2.5 },
+    { workerId: "w", queues: ["q"], max: "5" },
+    { workerId: "w", queues: ["q"], max: undefined },
+    { workerId: "w", queues: ["q"], leaseMs: 0 },
+    { workerId: "w", queues: ["q"], leaseMs: 86_400_001 },
+    { workerId: "w", queues: ["q"], leaseMs: Number.NaN },
+    { workerId: "w", queues: ["q"], leaseMs: -0 },
+    new Claim(),
+    bare,
+    null,
+    "w",
+    [{ workerId: "w", queues: ["q"] }]
+  ]
+  it("agrees with the Schema decode on every claim", () => {
+    for (const input of cases) {
+      const ours = Effect.runSyncExit(decodeClaimRequest(input))
+      const schema = decode(input, { errors: "all", onExcessProperty: "ignore" })
+      const label = JSON.stringify(input) ?? String(input)
+      assert.strictEqual(Exit.isSuccess(ours), Result.isSuccess(schema), label)
+      if (Exit.isSuccess(ours) && Result.isSuccess(schema)) {
+        assert.deepStrictEqual(ours.value, schema.success, label)
+        assert.deepStrictEqual(Object.keys(ours.value), Object.keys(schema.success), label)
+      }
+    }
+  })
+  it("reads each queue name once: a getter cannot pass the check with one name and claim another", () => {
+    let reads = 0
+    const queues = ["q"]
+    Object.defineProperty(queues, 0, { get: () => (reads++ === 0 ? "fine" : "not a queue name!") })
+    const result = Effect.runSyncExit(decodeClaimRequest({ workerId: "w", queues }))
+    assert.isTrue(Exit.isSuccess(result))
+    if (Exit.isSuccess(result)) assert.deepStrictEqual(result.value.queues, ["fine"])
     assert.strictEqual(reads, 1)
   })
 })

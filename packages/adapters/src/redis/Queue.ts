@@ -329,7 +329,8 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // callers are resumed a slice per event-loop turn, each slice at most half of the jobs this layer has out
   // (in flight, answered, waiting), the next slice only once the write of the first slice's call is scheduled:
   // that call is written while the next slice's callers run, and Redis runs it meanwhile. A flush runs once the
-  // current pass is done (a microtask: every caller resumed in that pass is in it).
+  // current pass is done (a microtask: every caller resumed in that pass is in it), or at once for a lone call
+  // made while nothing is out (see `enqueueMerged`).
   //
   // This process's idle workers on those queues are woken as soon as the script is written, not when it is
   // answered: their claims go down the same connection behind it, and Redis runs commands of one connection in
@@ -345,14 +346,34 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   let flushArmed = false
   let resumeArmed = false
   const runInLayer = Effect.runForkWith(yield* Effect.context<never>())
+  // A lone call sent at once (see `enqueueMerged`) is written at the end of its turn: calls made in that turn wait
+  // for its answer, as Nagle's algorithm holds small segments until the outstanding one is acknowledged. Flushed
+  // as a second call, they would join its write, or, flushed after it, the next write with the answered caller's
+  // next call. A call made in a later turn is flushed as before, and takes them along
+  let loneOut = false
+  let loneTurn = false
+  let sendingLone = false
+  const loneTurnOver = () => {
+    loneTurn = false
+  }
   const armFlush = () => {
     if (flushArmed) return
     flushArmed = true
     queueMicrotask(flushEnqueues)
   }
+  const sendLone = () => {
+    sendingLone = true
+    flushEnqueues()
+    sendingLone = false
+    loneTurn = true
+    // after node-redis' write of the call, which it scheduled as the call was sent
+    setImmediate(loneTurnOver)
+  }
   const flushEnqueues = () => {
     flushArmed = false
-    if (waiting.length === 0 || enqueuesInFlight >= maxEnqueuesInFlight) return
+    if (waiting.length === 0 || enqueuesInFlight >= maxEnqueuesInFlight || (loneOut && loneTurn)) return
+    const lone = sendingLone
+    loneOut = lone
     const batch = waiting.splice(0, waiting.length)
     enqueuesInFlight++
     jobsInFlight += batch.length
@@ -370,6 +391,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
         Effect.sync(() => {
           enqueuesInFlight--
           jobsInFlight -= batch.length
+          if (lone) loneOut = false
           // A claim answered empty while this script was out was run before it: normally sent before it, but
           // after a NOSCRIPT reload the script runs after the claims that followed it. Those workers are woken
           // again (the reader skips this layer's own signals)
@@ -409,7 +431,11 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   const enqueueMerged = (job: Job, now: number) =>
     Effect.callback<Job, QueueStoreError>((resume) => {
       waiting.push({ job, now, resume })
-      armFlush()
+      // A lone call, with nothing out (no call in flight, no answered callers left to resume), is sent at once,
+      // as TCP_NODELAY sends a lone segment: a caller at light load waits for no other turn. Calls made while
+      // others are out still merge, a pass at a time
+      if (waiting.length === 1 && enqueuesInFlight === 0 && answered.length === 0 && !flushArmed) sendLone()
+      else armFlush()
     })
 
   const enqueue = Effect.fnUntraced(function* (request: EnqueueRequest) {

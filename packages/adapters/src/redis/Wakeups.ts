@@ -122,6 +122,10 @@ export const makeSignalReader = (redis: Redis.Redis["Service"], scope: Scope.Sco
                 ...streams,
                 ...ids
               )
+              // A signal of this process' own enqueue is answered together with that enqueue, and the claim of
+              // the worker it woke, on the layer's connection: yield, so that their answers are read first and the
+              // job starts before this fiber handles the signal (the next XREAD waits a turn, nothing is lost)
+              yield* Effect.yieldNow
               for (const [stream, lastId, foreign] of entriesOf(reply, origin)) {
                 const entry = watched.get(stream)
                 if (entry === undefined) continue

@@ -2,7 +2,7 @@ import { assert, layer } from "@effect/vitest"
 import { layerQueue, makeQueue, queueOperations } from "@mandate/adapters/redis"
 import { AgentId, type Job, JobId, Queue, Worker } from "@mandate/core"
 import { suite } from "@mandate/core/conformance/queue"
-import { Cause, Effect, Exit, Layer, Logger, Option, Result } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Result } from "effect"
 import { Redis } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import { describeRedis, keysUnder, TestRedis } from "../utils/TestRedis.ts"
@@ -417,6 +417,134 @@ describeRedis("Queue on Redis: merged single enqueues, written apart", () => {
         )
         // and they were not merged into fewer calls to get there
         assert.isAbove(writes.length, 2_000 / 50)
+      })
+    )
+  })
+})
+
+describeRedis("Queue on Redis: light load", () => {
+  // At light load a job's latency is the client work before its enqueue and its claim are written, and what is
+  // handled before their answers: no turn of the event loop spent waiting, nothing handled ahead that can wait
+  layer(TestRedis.layer)("one job at a time", (it) => {
+    it.effect("a lone enqueue is sent at once; calls made in its turn wait for its answer, merged into one", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const redis = yield* Redis.Redis
+        const enqueueLua = queueOperations().enqueue
+        // jobs per enqueue call sent, in order
+        const calls: Array<number> = []
+        const counting = Redis.Redis.of({
+          ...redis,
+          eval: (script) => {
+            const run = redis.eval(script)
+            if (script.lua !== enqueueLua) return run
+            return (...params) =>
+              Effect.suspend(() => {
+                calls.push(Number(params[3]))
+                return run(...params)
+              })
+          }
+        })
+        const queue = yield* makeQueue({ prefix }).pipe(Effect.provideService(Redis.Redis, counting))
+        const q = `lone-${uid()}`
+        const fork = Effect.runForkWith(yield* Effect.context<never>())
+        // sent before the caller's fiber gave the event loop back (no microtask, no turn waited for)
+        const first = fork(queue.enqueue({ queue: q, payload: 0 }))
+        assert.deepStrictEqual(calls, [1])
+        // in the same turn, nine more calls: not written with it, but merged into one call once it is answered
+        const more = Array.from({ length: 9 }, (_, i) => fork(queue.enqueue({ queue: q, payload: i + 1 })))
+        assert.deepStrictEqual(calls, [1])
+        const jobs = yield* Fiber.joinAll([first, ...more])
+        assert.deepStrictEqual(
+          jobs.map((job) => job.payload),
+          Array.from({ length: 10 }, (_, i) => i)
+        )
+        assert.deepStrictEqual(calls, [1, 9])
+        // nothing out again: the next lone call is sent at once too
+        const last = fork(queue.enqueue({ queue: q, payload: 10 }))
+        assert.deepStrictEqual(calls, [1, 9, 1])
+        yield* Fiber.join(last)
+        assert.strictEqual((yield* queue.stats(q)).byState.queued, 11)
+      })
+    )
+
+    it.effect("a call made a turn after a lone one, while that one is out, is sent at once", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const redis = yield* Redis.Redis
+        const enqueueLua = queueOperations().enqueue
+        const calls: Array<number> = []
+        const gate = yield* Deferred.make<void>()
+        const gated = Redis.Redis.of({
+          ...redis,
+          eval: (script) => {
+            const run = redis.eval(script)
+            if (script.lua !== enqueueLua) return run
+            return (...params) =>
+              Effect.suspend(() => {
+                calls.push(Number(params[3]))
+                // the first call stays out (unanswered) until the gate opens
+                return calls.length === 1 ? Effect.andThen(Deferred.await(gate), run(...params)) : run(...params)
+              })
+          }
+        })
+        const queue = yield* makeQueue({ prefix }).pipe(Effect.provideService(Redis.Redis, gated))
+        const q = `later-${uid()}`
+        const fork = Effect.runForkWith(yield* Effect.context<never>())
+        const first = fork(queue.enqueue({ queue: q, payload: 0 }))
+        assert.deepStrictEqual(calls, [1])
+        yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+        const second = fork(queue.enqueue({ queue: q, payload: 1 }))
+        // its flush (a microtask) has run: sent as a second call, without waiting for the first's answer
+        yield* Effect.promise(() => Promise.resolve())
+        assert.deepStrictEqual(calls, [1, 1])
+        yield* Deferred.succeed(gate, undefined)
+        const jobs = yield* Fiber.joinAll([first, second])
+        assert.deepStrictEqual(
+          jobs.map((job) => job.payload),
+          [0, 1]
+        )
+      })
+    )
+
+    it.effect("a signal is handled in the turn after its answer, not ahead of the answers read with it", () =>
+      Effect.gen(function* () {
+        const { prefix } = yield* TestRedis
+        const redis = yield* Redis.Redis
+        // set a turn after the wake-up reader got an answer carrying entries
+        let turnAfterAnswer = false
+        const watching = Redis.Redis.of({
+          ...redis,
+          reserve: Effect.map(redis.reserve, (connection) => ({
+            ...connection,
+            send: <A>(command: string, ...args: ReadonlyArray<string>) =>
+              command !== "XREAD"
+                ? connection.send<A>(command, ...args)
+                : Effect.tap(connection.send<A>(command, ...args), (reply) =>
+                    Effect.sync(() => {
+                      if (reply !== null && reply !== undefined) setImmediate(() => (turnAfterAnswer = true))
+                    })
+                  )
+          }))
+        })
+        const here = yield* makeQueue({ prefix }).pipe(Effect.provideService(Redis.Redis, watching))
+        const there = yield* makeQueue({ prefix }).pipe(Effect.provide(yield* Layer.build(TestRedis.otherClient())))
+        const q = `signal-${uid()}`
+        const wait = yield* here.wakeups({ queues: [q] })
+        // an empty claim first: the wait then needs no due-time read, and parks on its latch at once
+        assert.deepStrictEqual(yield* here.claim({ workerId: AgentId.make(`w-${uid()}`), queues: [q] }), [])
+        const woken = yield* Effect.forkChild(
+          Effect.andThen(
+            wait,
+            Effect.sync(() => turnAfterAnswer)
+          ),
+          {
+            startImmediately: true
+          }
+        )
+        // another process's enqueue: its signal reaches this layer through the reader only
+        yield* there.enqueue({ queue: q, payload: 1 })
+        assert.isTrue(yield* Fiber.join(woken))
       })
     )
   })
