@@ -9,7 +9,11 @@
  *   recording, so a backend merging writes has a batch in flight while the next one gathers).
  * - A local queue: one fiber claims jobs (at most `batchSize` per claim) for the free slots and up to `prefetch`
  *   more, held claimed in this process; a slot that frees starts the next held job without a round trip, while
- *   the next claim is already under way. Held jobs keep their leases alive like running ones and are released
+ *   the next claim is already under way (it claims once the held jobs are down to half the prefetch). Without a
+ *   `prefetch` option the prefetch adapts: the worker holds what its slots start in about two claim round trips,
+ *   from moving averages (on `Clock`) of its claims' round trip and of its slots' time per job, between
+ *   `concurrency` and 50 × `concurrency` (at most 500). Short jobs then come in large claims (few round trips per
+ *   job); long ones keep a local queue of one job per slot, leaving the rest to other workers. Held jobs keep their leases alive like running ones and are released
  *   (their attempt given back) when the worker stops; a held job whose lease is lost is dropped unstarted. When a
  *   claim comes back empty the claimer waits for the queue's `wakeups` or a poll interval that doubles up to
  *   `pollIntervalMs`, so idle workers do not spin.
@@ -118,12 +122,15 @@ export interface RunOptions<E, R, RS> {
   readonly handler: (job: Job, context: HandlerContext) => Effect.Effect<HandlerResult, E, R>
   /** Jobs run at once (default 1). */
   readonly concurrency?: number | undefined
-  /** Most jobs per claim (default: `concurrency` + `prefetch`, at most 1,000). */
+  /** Most jobs per claim (default: `concurrency` + `prefetch`, at most 1,000, following an adaptive prefetch). */
   readonly batchSize?: number | undefined
   /**
    * Claimed jobs held in this process beyond the running ones, so a freed slot starts the next one at once
-   * (default: `concurrency`; 0 claims only for free slots). Held jobs are leased to this worker: other workers
-   * cannot take them, and a job enqueued later with a higher priority waits behind them.
+   * (0 claims only for free slots). Held jobs are leased to this worker: other workers cannot take them, and a
+   * job enqueued later with a higher priority waits behind them. Default: adaptive — `concurrency` until a claim
+   * and a job are timed, then what the slots start in about two claim round trips (`concurrency` ×
+   * 2 × claim round trip / time per job), between `concurrency` and 50 × `concurrency`, at most 500; set it for
+   * a fixed local queue.
    */
   readonly prefetch?: number | undefined
   /** The lease holder's id (default: a generated `worker_…` id). */

@@ -14,16 +14,17 @@ describe("internal/prefetch", () => {
     assert.strictEqual(prefetchOf({ concurrency: 4, claimLatencyMs: 3, runTimeMs: 1 }), 24)
   })
 
-  it("never holds fewer jobs than slots (long jobs), nor more than ten per slot or 1,000 (short ones)", () => {
+  it("never holds fewer jobs than slots (long jobs), nor more than fifty per slot or 500 (short ones)", () => {
     assert.strictEqual(prefetchOf({ concurrency: 10, claimLatencyMs: 2, runTimeMs: 1_000 }), 10)
-    assert.strictEqual(prefetchOf({ concurrency: 10, claimLatencyMs: 2, runTimeMs: 0.01 }), 100)
-    assert.strictEqual(prefetchOf({ concurrency: 500, claimLatencyMs: 2, runTimeMs: 0.01 }), MAX_HELD)
+    assert.strictEqual(prefetchOf({ concurrency: 4, claimLatencyMs: 2, runTimeMs: 0.01 }), 200)
+    assert.strictEqual(prefetchOf({ concurrency: 10, claimLatencyMs: 2, runTimeMs: 0.01 }), MAX_HELD)
+    assert.strictEqual(prefetchOf({ concurrency: 50, claimLatencyMs: 2, runTimeMs: 0.01 }), MAX_HELD)
     // more slots than the cap: one held job per slot still
     assert.strictEqual(prefetchOf({ concurrency: 2_000, claimLatencyMs: 2, runTimeMs: 0.01 }), 2_000)
   })
 
   it("treats run times under the clock's resolution as the shortest, and instant claims as needing no more", () => {
-    assert.strictEqual(prefetchOf({ concurrency: 10, claimLatencyMs: 0.5, runTimeMs: 0 }), 100)
+    assert.strictEqual(prefetchOf({ concurrency: 2, claimLatencyMs: 0.5, runTimeMs: 0 }), 100)
     assert.strictEqual(prefetchOf({ concurrency: 10, claimLatencyMs: 0, runTimeMs: 0 }), 10)
     assert.strictEqual(prefetchOf({ concurrency: 10, claimLatencyMs: 0, runTimeMs: 5 }), 10)
   })
