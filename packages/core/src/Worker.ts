@@ -9,7 +9,11 @@
  *   recording, so a backend merging writes has a batch in flight while the next one gathers).
  * - A local queue: one fiber claims jobs (at most `batchSize` per claim) for the free slots and up to `prefetch`
  *   more, held claimed in this process; a slot that frees starts the next held job without a round trip, while
- *   the next claim is already under way. Held jobs keep their leases alive like running ones and are released
+ *   the next claim is already under way (it claims once the held jobs are down to half the prefetch). Without a
+ *   `prefetch` option the prefetch adapts: the worker holds what its slots start in about two claim round trips,
+ *   from moving averages (on `Clock`) of its claims' round trip and of its slots' time per job, between
+ *   `concurrency` and 50 × `concurrency` (at most 500). Short jobs then come in large claims (few round trips per
+ *   job); long ones keep a local queue of one job per slot, leaving the rest to other workers. Held jobs keep their leases alive like running ones and are released
  *   (their attempt given back) when the worker stops; a held job whose lease is lost is dropped unstarted. When a
  *   claim comes back empty the claimer waits for the queue's `wakeups` or a poll interval that doubles up to
  *   `pollIntervalMs`, so idle workers do not spin.
@@ -41,6 +45,7 @@ import { Cause, Clock, Effect, Exit, Fiber, FiberSet, Latch, Option, Schema, typ
 import { Agents } from "./Agents.ts"
 import { AgentId, type JobId, uuidv7 } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
+import { ewma, prefetchOf } from "./internal/prefetch.ts"
 import { type Job, PoolName, QueueName } from "./Job.ts"
 import { Queue } from "./Queue.ts"
 import { DAY_MS } from "./QueueRules.ts"
@@ -117,12 +122,15 @@ export interface RunOptions<E, R, RS> {
   readonly handler: (job: Job, context: HandlerContext) => Effect.Effect<HandlerResult, E, R>
   /** Jobs run at once (default 1). */
   readonly concurrency?: number | undefined
-  /** Most jobs per claim (default: `concurrency` + `prefetch`, at most 1,000). */
+  /** Most jobs per claim (default: `concurrency` + `prefetch`, at most 1,000, following an adaptive prefetch). */
   readonly batchSize?: number | undefined
   /**
    * Claimed jobs held in this process beyond the running ones, so a freed slot starts the next one at once
-   * (default: `concurrency`; 0 claims only for free slots). Held jobs are leased to this worker: other workers
-   * cannot take them, and a job enqueued later with a higher priority waits behind them.
+   * (0 claims only for free slots). Held jobs are leased to this worker: other workers cannot take them, and a
+   * job enqueued later with a higher priority waits behind them. Default: adaptive — `concurrency` until a claim
+   * and a job are timed, then what the slots start in about two claim round trips (`concurrency` ×
+   * 2 × claim round trip / time per job), between `concurrency` and 50 × `concurrency`, at most 500; set it for
+   * a fixed local queue.
    */
   readonly prefetch?: number | undefined
   /** The lease holder's id (default: a generated `worker_…` id). */
@@ -235,7 +243,10 @@ export const run = <E = never, R = never, RS = never>(
 ): Effect.Effect<WorkerHandle, InvalidInput, Queue | Scope.Scope | R | RS> =>
   Effect.gen(function* () {
     const settings = yield* decodeSettings(options, yield* Clock.currentTimeMillis)
-    const state = yield* makeState(settings)
+    const state = yield* makeState(settings, {
+      adaptive: options.prefetch === undefined,
+      fixedBatch: options.batchSize !== undefined
+    })
     const recorder = makeRecorder(state, options.settle)
     const startSlot = makeSlots(state, options, recorder)
     const next = yield* wakeupsOf(state)
@@ -312,9 +323,10 @@ const heldRecord = (job: Job): InFlight => ({
 })
 
 // One of the `concurrency` fibers that run jobs: it loops taking the next held job, running its handler and
-// handing the outcome on. `current` is the job it runs (its handler, then its recording)
+// handing the outcome on. `current` is the job it runs (its handler, then its recording), taken at `takenAt`
 interface Slot {
   current: InFlight | undefined
+  takenAt: number
   fiber: Fiber.Fiber<unknown, unknown> | undefined
   /** Opened by whoever gives work to this slot while it waits in `idle`, or stops it. */
   readonly wake: Latch.Latch
@@ -327,6 +339,17 @@ interface Slot {
 // `room`)
 interface State {
   readonly settings: Settings
+  readonly clock: Clock.Clock
+  /** Held jobs wanted beyond the running ones: `settings.prefetch`, or measured (see `adapt`). */
+  prefetch: number
+  /** Most jobs per claim: `settings.batchSize`, or `concurrency + prefetch` as it changes. */
+  batchSize: number
+  /** No `prefetch` option: `prefetch` follows the measured claim round trip and time per job. */
+  readonly adaptive: boolean
+  readonly fixedBatch: boolean
+  /** Moving averages, in ms, of a claim's round trip and of a slot's time per job. */
+  claimLatencyMs: number | undefined
+  runTimeMs: number | undefined
   readonly queue: Queue["Service"]
   readonly unitOfWork: Option.Option<UnitOfWork["Service"]>
   readonly agents: Option.Option<Agents["Service"]>
@@ -358,10 +381,20 @@ interface State {
   readonly jobs: FiberSet.FiberSet<void, never>
 }
 
-const makeState = (settings: Settings): Effect.Effect<State, never, Queue | Scope.Scope> =>
+const makeState = (
+  settings: Settings,
+  { adaptive, fixedBatch }: { readonly adaptive: boolean; readonly fixedBatch: boolean }
+): Effect.Effect<State, never, Queue | Scope.Scope> =>
   Effect.gen(function* () {
     return {
       settings,
+      clock: yield* Clock.Clock,
+      prefetch: settings.prefetch,
+      batchSize: settings.batchSize,
+      adaptive,
+      fixedBatch,
+      claimLatencyMs: undefined,
+      runTimeMs: undefined,
       queue: yield* Queue,
       unitOfWork: yield* Effect.serviceOption(UnitOfWork),
       agents: yield* Effect.serviceOption(Agents),
@@ -383,14 +416,30 @@ const makeState = (settings: Settings): Effect.Effect<State, never, Queue | Scop
 
 // How many jobs the next claim may take: the free slots and the prefetch, less what is held already; and at most
 // twice the concurrency and prefetch still recording (merged writes in flight, the next one gathering)
-const room = ({ settings, running, held, inFlight }: State): number =>
+const room = ({ settings, prefetch, running, held, inFlight }: State): number =>
   Math.min(
-    settings.concurrency + settings.prefetch - running - held.length,
-    3 * (settings.concurrency + settings.prefetch) - inFlight.size
+    settings.concurrency + prefetch - running - held.length,
+    3 * (settings.concurrency + prefetch) - inFlight.size
   )
 
 // The claimer's condition to claim (see `claimer`)
-const wantsClaim = (state: State): boolean => room(state) > 0 && state.held.length <= state.settings.prefetch / 2
+const wantsClaim = (state: State): boolean => room(state) > 0 && state.held.length <= state.prefetch / 2
+
+// Weights of a new sample in the moving averages: per claim, and per job (many more samples)
+const CLAIM_ALPHA = 0.2
+const RUN_ALPHA = 0.05
+
+// Without a `prefetch` option, the prefetch follows what was measured (`prefetchOf`), and so does the default
+// batch size. Held jobs beyond a lowered prefetch are not given back: the claimer waits until they are started
+const adapt = (state: State) => {
+  if (!state.adaptive) return
+  state.prefetch = prefetchOf({
+    concurrency: state.settings.concurrency,
+    claimLatencyMs: state.claimLatencyMs,
+    runTimeMs: state.runTimeMs
+  })
+  if (!state.fixedBatch) state.batchSize = Math.min(1_000, state.settings.concurrency + state.prefetch)
+}
 
 // Wakes the claimer only when it has work: called once or twice per job, an unconditional wake-up resumed it for
 // nothing most of the time. Its condition changes only where this is called
@@ -684,10 +733,14 @@ const makeSlots = <E, R, RS>(
     wakeClaimer(state)
   }
 
-  // The job's outcome is recorded (or waits in `completions`, leased until written)
+  // The job's outcome is recorded (or waits in `completions`, leased until written): the slot takes the next one
   const done = (slot: Slot) => {
     const record = slot.current!
     slot.current = undefined
+    if (state.adaptive) {
+      state.runTimeMs = ewma(state.runTimeMs, state.clock.currentTimeMillisUnsafe() - slot.takenAt, RUN_ALPHA)
+      adapt(state)
+    }
     handled(record)
     if (!record.recording) state.inFlight.delete(record.job.id)
     wakeClaimer(state)
@@ -725,6 +778,7 @@ const makeSlots = <E, R, RS>(
         const record = takeHeld(state)
         if (record !== undefined) {
           slot.current = record
+          if (state.adaptive) slot.takenAt = state.clock.currentTimeMillisUnsafe()
           record.slot = slot
           state.running++
           wakeClaimer(state)
@@ -743,7 +797,7 @@ const makeSlots = <E, R, RS>(
     })
 
   const startSlot: Effect.Effect<void, never, R | RS> = Effect.suspend(() => {
-    const slot: Slot = { current: undefined, fiber: undefined, wake: Latch.makeUnsafe(false) }
+    const slot: Slot = { current: undefined, takenAt: 0, fiber: undefined, wake: Latch.makeUnsafe(false) }
     return Effect.asVoid(
       FiberSet.run(
         state.jobs,
@@ -780,12 +834,17 @@ const claimBatch = (state: State, max: number): Effect.Effect<number> =>
   Effect.uninterruptible(
     Effect.gen(function* () {
       const { workerId, queues, pool, leaseMs } = state.settings
+      const sentAt = state.clock.currentTimeMillisUnsafe()
       const claimed = yield* Effect.exit(
         state.queue.claim({ workerId, queues, max, leaseMs, ...(pool ? { pool } : {}) })
       )
       if (Exit.isFailure(claimed)) {
         yield* Effect.logWarning(`claim failed: ${Cause.pretty(claimed.cause)}`)
         return -1
+      }
+      if (state.adaptive) {
+        state.claimLatencyMs = ewma(state.claimLatencyMs, state.clock.currentTimeMillisUnsafe() - sentAt, CLAIM_ALPHA)
+        adapt(state)
       }
       for (const job of claimed.value) {
         const record = heldRecord(job)
@@ -823,7 +882,7 @@ const claimer = (state: State, next: Effect.Effect<void>): Effect.Effect<never> 
         state.roomMade.closeUnsafe()
         continue
       }
-      const claimed = yield* claimBatch(state, Math.min(free, settings.batchSize))
+      const claimed = yield* claimBatch(state, Math.min(free, state.batchSize))
       if (claimed > 0) {
         idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
         errorMs = FIRST_IDLE_WAIT_MS

@@ -61,6 +61,26 @@ const countingQueue = (log: { claims: number; maxes: Array<number> }) =>
     })
   ).pipe(Layer.provide(Queue.layerMemory()))
 
+/** A Queue whose claims take 5 ms (a round trip), counting them with their `max` and the jobs they returned. */
+const slowClaimQueue = (log: { claims: number; maxes: Array<number>; sizes: Array<number> }) =>
+  Layer.effect(
+    Queue,
+    Effect.gen(function* () {
+      const queue = yield* Queue
+      return Queue.of({
+        ...queue,
+        claim: (request: ClaimRequest) => {
+          log.claims++
+          log.maxes.push(request.max ?? 1)
+          return Effect.andThen(
+            Effect.sleep(5),
+            Effect.tap(queue.claim(request), (jobs) => Effect.sync(() => log.sizes.push(jobs.length)))
+          )
+        }
+      })
+    })
+  ).pipe(Layer.provide(Queue.layerMemory()))
+
 /** A Queue with `completeMany` (each completion through `complete`), remembering each call's size. */
 const batchingQueue = (sizes: Array<number>) =>
   Layer.effect(
@@ -192,6 +212,69 @@ describe("Worker.run", () => {
       assert.deepStrictEqual(order, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "held jobs start in claim order")
     }).pipe(Effect.provide(Queue.layerMemory()))
   )
+
+  it.effect("without a prefetch option, claims in large batches when jobs are short next to a claim", () => {
+    const log = { claims: 0, maxes: [] as Array<number>, sizes: [] as Array<number> }
+    return Effect.gen(function* () {
+      const queue = yield* Queue
+      const jobs = yield* queue.enqueueBatch(Array.from({ length: 400 }, (_, i) => ({ queue: "q", payload: i })))
+      // a claim takes 5 ms, a job 1 ms: 4 slots start 40 jobs in two claims' time
+      const { handle } = yield* start({ queues: ["q"], concurrency: 4, handler: () => Effect.sleep(1) })
+      yield* drive(allIn(jobs, "completed"), 1, 5_000)
+      assert.strictEqual((yield* handle.stats).completed, 400)
+      // the first claims take 8 (4 slots + 4 held), until a job and a claim are measured; then up to 44
+      assert.strictEqual(log.maxes[0], 8)
+      assert.isTrue(
+        log.sizes.some((n) => n >= 20),
+        `claim sizes ${log.sizes.join(",")}`
+      )
+      assert.isTrue(log.claims < 400 / 8, `${log.claims} claims`)
+    }).pipe(Effect.provide(slowClaimQueue(log)))
+  })
+
+  it.effect("without a prefetch option, holds no more than a job per slot when jobs are long", () => {
+    const log = { claims: 0, maxes: [] as Array<number>, sizes: [] as Array<number> }
+    return Effect.gen(function* () {
+      const queue = yield* Queue
+      const jobs = yield* queue.enqueueBatch(Array.from({ length: 40 }, (_, i) => ({ queue: "q", payload: i })))
+      const first = yield* start({
+        queues: ["q"],
+        concurrency: 2,
+        shutdownGraceMs: 0,
+        handler: () => Effect.sleep(10_000)
+      })
+      let peak = 0
+      for (let i = 0; i < 100; i++) {
+        yield* yields()
+        peak = Math.max(peak, (yield* first.handle.stats).inFlight)
+        yield* TestClock.adjust(500)
+      }
+      assert.isTrue((yield* first.handle.stats).completed >= 8, "jobs were measured")
+      assert.strictEqual(peak, 4, "2 running, 2 held")
+      // another worker gets the rest
+      const second = yield* start({
+        queues: ["q"],
+        concurrency: 2,
+        shutdownGraceMs: 0,
+        handler: () => Effect.sleep(10_000)
+      })
+      yield* drive(
+        Effect.map(second.handle.stats, (s) => s.running === 2),
+        1,
+        10
+      )
+      assert.isTrue((yield* first.handle.stats).inFlight <= 4)
+      // a claim may be under way (uninterruptible): the clock moves until both have stopped
+      const stopping = yield* Effect.forkChild(Effect.andThen(first.stop, second.stop))
+      for (let i = 0; i < 10; i++) {
+        yield* yields()
+        yield* TestClock.adjust(5)
+      }
+      yield* Fiber.join(stopping)
+      const states = yield* Effect.forEach(jobs, (j) => stateOf(j.id))
+      assert.isFalse(states.includes("claimed"), "held and running jobs given back")
+    }).pipe(Effect.provide(slowClaimQueue(log)))
+  })
 
   it.effect("drops a held job whose lease was lost without starting it", () =>
     Effect.gen(function* () {
