@@ -13,7 +13,9 @@
  *   `prefetch` option the prefetch adapts: the worker holds what its slots start in about two claim round trips,
  *   from moving averages (on `Clock`) of its claims' round trip and of its slots' time per job, between
  *   `concurrency` and 50 × `concurrency` (at most 500). Short jobs then come in large claims (few round trips per
- *   job); long ones keep a local queue of one job per slot, leaving the rest to other workers. Held jobs keep their leases alive like running ones and are released
+ *   job); long ones keep a local queue of one job per slot, leaving the rest to other workers, and when held jobs
+ *   are more than twice a lowered prefetch (short jobs, then long ones) the excess is given back at once (released,
+ *   the attempt with it). Held jobs keep their leases alive like running ones and are released
  *   (their attempt given back) when the worker stops; a held job whose lease is lost is dropped unstarted. When a
  *   claim comes back empty the claimer waits for the queue's `wakeups` or a poll interval that doubles up to
  *   `pollIntervalMs`, so idle workers do not spin.
@@ -430,7 +432,8 @@ const CLAIM_ALPHA = 0.2
 const RUN_ALPHA = 0.05
 
 // Without a `prefetch` option, the prefetch follows what was measured (`prefetchOf`), and so does the default
-// batch size. Held jobs beyond a lowered prefetch are not given back: the claimer waits until they are started
+// batch size. Held jobs beyond a lowered prefetch wait to be started, unless they are more than twice it (see
+// `excessHeld`)
 const adapt = (state: State) => {
   if (!state.adaptive) return
   state.prefetch = prefetchOf({
@@ -441,10 +444,16 @@ const adapt = (state: State) => {
   if (!state.fixedBatch) state.batchSize = Math.min(1_000, state.settings.concurrency + state.prefetch)
 }
 
+// Held jobs to give back: with an adaptive prefetch, those beyond it once more than twice it are held (short
+// jobs, then long ones: hundreds claimed for short jobs would wait for slots busy with long ones while other
+// workers could run them). The factor keeps a drain's moving estimate from giving back and claiming again
+const excessHeld = (state: State): number =>
+  state.adaptive && state.held.length > 2 * state.prefetch ? state.held.length - state.prefetch : 0
+
 // Wakes the claimer only when it has work: called once or twice per job, an unconditional wake-up resumed it for
 // nothing most of the time. Its condition changes only where this is called
 const wakeClaimer = (state: State) => {
-  if (wantsClaim(state)) state.roomMade.openUnsafe()
+  if (wantsClaim(state) || excessHeld(state) > 0) state.roomMade.openUnsafe()
 }
 // One idle slot per held job (a busy slot takes the next held job itself when it is done)
 const wakeSlots = (state: State) => {
@@ -857,6 +866,18 @@ const claimBatch = (state: State, max: number): Effect.Effect<number> =>
     })
   )
 
+// Releases held jobs, never started (their attempt given back), so other workers can claim them
+const giveBack = (state: State, records: ReadonlyArray<InFlight>): Effect.Effect<void> =>
+  Effect.forEach(
+    records,
+    (record) =>
+      Effect.map(Effect.exit(state.queue.release(record.job.id, state.settings.workerId)), (released) => {
+        state.inFlight.delete(record.job.id)
+        if (Exit.isSuccess(released)) state.counters.released++
+      }),
+    { concurrency: 64, discard: true }
+  )
+
 // The queue's wake-ups for this worker; polling only when the queue cannot give them
 const wakeupsOf = (state: State): Effect.Effect<Effect.Effect<void>, never, Scope.Scope> =>
   state.queue
@@ -876,6 +897,11 @@ const claimer = (state: State, next: Effect.Effect<void>): Effect.Effect<never> 
     let idleMs = Math.min(FIRST_IDLE_WAIT_MS, settings.pollIntervalMs)
     let errorMs = FIRST_IDLE_WAIT_MS
     while (true) {
+      if (excessHeld(state) > 0) {
+        // Uninterruptible like a claim: a job taken out of `held` is always released
+        yield* Effect.uninterruptible(giveBack(state, state.held.splice(state.held.length - excessHeld(state))))
+        continue
+      }
       const free = room(state)
       if (!wantsClaim(state)) {
         yield* state.roomMade.await
@@ -962,21 +988,13 @@ const shutdown = <RS>(
   flushCompletions: Effect.Effect<void, never, RS>
 ): Effect.Effect<void, never, RS> =>
   Effect.gen(function* () {
-    const { queue, settings } = state
+    const { settings } = state
     yield* Fiber.interrupt(fibers.claims)
     // Idle slots end; busy ones end after their job. Held jobs never started: give them back at once (their
     // attempt too)
     state.draining = true
     for (const slot of state.idle.splice(0)) slot.wake.openUnsafe()
-    yield* Effect.forEach(
-      state.held.splice(0),
-      (record) =>
-        Effect.map(Effect.exit(queue.release(record.job.id, settings.workerId)), (released) => {
-          state.inFlight.delete(record.job.id)
-          if (Exit.isSuccess(released)) state.counters.released++
-        }),
-      { concurrency: 64, discard: true }
-    )
+    yield* giveBack(state, state.held.splice(0))
     if (settings.shutdownGraceMs > 0) {
       yield* FiberSet.awaitEmpty(state.jobs).pipe(Effect.timeoutOption(settings.shutdownGraceMs))
     }

@@ -276,6 +276,61 @@ describe("Worker.run", () => {
     }).pipe(Effect.provide(slowClaimQueue(log)))
   })
 
+  it.effect("without a prefetch option, gives back what it held for short jobs once jobs turn long", () => {
+    const log = { claims: 0, maxes: [] as Array<number>, sizes: [] as Array<number> }
+    return Effect.gen(function* () {
+      const queue = yield* Queue
+      // 150 instant jobs first, then 250 long ones (10 s), with claims of 5 ms: the prefetch grows to its most
+      // (100 held at concurrency 2) on the short ones, so the long ones are claimed by the dozen
+      const jobs = yield* queue.enqueueBatch(Array.from({ length: 400 }, (_, i) => ({ queue: "q", payload: i })))
+      const first = yield* start({
+        queues: ["q"],
+        concurrency: 2,
+        shutdownGraceMs: 0,
+        handler: (job) => ((job.payload as number) < 150 ? Effect.void : Effect.sleep(10_000))
+      })
+      let peak = 0
+      yield* drive(
+        Effect.map(first.handle.stats, (s) => {
+          peak = Math.max(peak, s.inFlight)
+          return s.completed >= 152
+        }),
+        5,
+        10_000
+      )
+      assert.isAbove(peak, 50, "long jobs were held by the dozen")
+      // Once a long job was timed, the prefetch is 2 again: what is held beyond it went back, attempts and all
+      yield* drive(
+        Effect.map(first.handle.stats, (s) => s.inFlight <= 2 + 2 + 2),
+        1
+      )
+      assert.isAbove((yield* first.handle.stats).released, 50)
+      const ready = yield* queue.list({ queue: "q", state: "queued", limit: 1_000 })
+      assert.isAbove(ready.jobs.length, 50)
+      assert.isTrue(ready.jobs.every((j) => j.attempts === 0))
+      // another worker gets them at once
+      const second = yield* start({
+        queues: ["q"],
+        concurrency: 2,
+        shutdownGraceMs: 0,
+        handler: () => Effect.sleep(10_000)
+      })
+      yield* drive(
+        Effect.map(second.handle.stats, (s) => s.running === 2),
+        1,
+        10
+      )
+      const stopping = yield* Effect.forkChild(Effect.andThen(first.stop, second.stop))
+      for (let i = 0; i < 10; i++) {
+        yield* yields()
+        yield* TestClock.adjust(5)
+      }
+      yield* Fiber.join(stopping)
+      const states = yield* Effect.forEach(jobs, (j) => stateOf(j.id))
+      assert.isFalse(states.includes("claimed"), "held and running jobs given back")
+    }).pipe(Effect.provide(slowClaimQueue(log)))
+  })
+
   it.effect("drops a held job whose lease was lost without starting it", () =>
     Effect.gen(function* () {
       const queue = yield* Queue
