@@ -14,8 +14,8 @@
  *   from moving averages (on `Clock`) of its claims' round trip and of its slots' time per job, between
  *   `concurrency` and 50 × `concurrency` (at most 500). Short jobs then come in large claims (few round trips per
  *   job); long ones keep a local queue of one job per slot, leaving the rest to other workers, and when held jobs
- *   are more than twice a lowered prefetch (short jobs, then long ones) the excess is given back at once (released,
- *   the attempt with it). Held jobs keep their leases alive like running ones and are released
+ *   are more than twice a lowered prefetch and would wait over a second to start (short jobs, then long ones) the
+ *   excess is given back at once (released, the attempt with it). Held jobs keep their leases alive like running ones and are released
  *   (their attempt given back) when the worker stops; a held job whose lease is lost is dropped unstarted. When a
  *   claim comes back empty the claimer waits for the queue's `wakeups` or a poll interval that doubles up to
  *   `pollIntervalMs`, so idle workers do not spin.
@@ -47,7 +47,7 @@ import { Cause, Clock, Effect, Exit, Fiber, FiberSet, Latch, Option, Schema, typ
 import { Agents } from "./Agents.ts"
 import { AgentId, type JobId, uuidv7 } from "./Ids.ts"
 import { decode, InvalidInput } from "./InvalidInput.ts"
-import { ewma, prefetchOf } from "./internal/prefetch.ts"
+import { ewma, excessOf, prefetchOf } from "./internal/prefetch.ts"
 import { type Job, PoolName, QueueName } from "./Job.ts"
 import { Queue } from "./Queue.ts"
 import { DAY_MS } from "./QueueRules.ts"
@@ -432,8 +432,7 @@ const CLAIM_ALPHA = 0.2
 const RUN_ALPHA = 0.05
 
 // Without a `prefetch` option, the prefetch follows what was measured (`prefetchOf`), and so does the default
-// batch size. Held jobs beyond a lowered prefetch wait to be started, unless they are more than twice it (see
-// `excessHeld`)
+// batch size. Held jobs beyond a lowered prefetch wait to be started, unless they would wait long (`excessOf`)
 const adapt = (state: State) => {
   if (!state.adaptive) return
   state.prefetch = prefetchOf({
@@ -444,11 +443,15 @@ const adapt = (state: State) => {
   if (!state.fixedBatch) state.batchSize = Math.min(1_000, state.settings.concurrency + state.prefetch)
 }
 
-// Held jobs to give back: with an adaptive prefetch, those beyond it once more than twice it are held (short
-// jobs, then long ones: hundreds claimed for short jobs would wait for slots busy with long ones while other
-// workers could run them). The factor keeps a drain's moving estimate from giving back and claiming again
+// Held jobs to give back, with an adaptive prefetch (`excessOf`)
 const excessHeld = (state: State): number =>
-  state.adaptive && state.held.length > 2 * state.prefetch ? state.held.length - state.prefetch : 0
+  state.adaptive
+    ? excessOf(state.held.length, state.prefetch, {
+        concurrency: state.settings.concurrency,
+        claimLatencyMs: state.claimLatencyMs,
+        runTimeMs: state.runTimeMs
+      })
+    : 0
 
 // Wakes the claimer only when it has work: called once or twice per job, an unconditional wake-up resumed it for
 // nothing most of the time. Its condition changes only where this is called

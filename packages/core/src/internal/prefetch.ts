@@ -49,6 +49,23 @@ export const prefetchOf = ({ concurrency, claimLatencyMs, runTimeMs }: Measured)
   return Math.min(max, Math.max(concurrency, wanted))
 }
 
+/** A held job expected to start within this many ms is kept, whatever the prefetch (see `excessOf`). */
+export const KEEP_WITHIN_MS = 1_000
+
+/**
+ * Held jobs to give back: those beyond the prefetch, once they are more than twice it and the last of them would
+ * start more than `KEEP_WITHIN_MS` from now at the measured time per job (short jobs, then long ones: hundreds
+ * claimed for short jobs would wait behind slots busy with long ones while other workers could run them). The
+ * factor and the floor keep one slow job in a drain (a pause) from giving back what starts soon anyway.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const excessOf = (held: number, prefetch: number, { concurrency, runTimeMs }: Measured): number =>
+  held > 2 * prefetch && runTimeMs !== undefined && (held / concurrency) * runTimeMs > KEEP_WITHIN_MS
+    ? held - prefetch
+    : 0
+
 /**
  * An exponentially weighted moving average: `sample` given the weight `alpha`, the first sample taken as is.
  *

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ewma, MAX_HELD, prefetchOf } from "../../src/internal/prefetch.ts"
+import { ewma, excessOf, MAX_HELD, prefetchOf } from "../../src/internal/prefetch.ts"
 
 describe("internal/prefetch", () => {
   it("holds one job per slot until both times are measured", () => {
@@ -33,5 +33,17 @@ describe("internal/prefetch", () => {
     assert.strictEqual(ewma(undefined, 7, 0.2), 7)
     assert.strictEqual(ewma(10, 20, 0.2), 12)
     assert.strictEqual(ewma(10, 10, 0.5), 10)
+  })
+
+  it("gives back held jobs beyond the prefetch only when more than twice it and slow to start", () => {
+    const long = { concurrency: 2, claimLatencyMs: 5, runTimeMs: 500 }
+    // 100 held for 2 slots at 500 ms a job: the last would start in 25 s; keep the prefetch's 2
+    assert.strictEqual(excessOf(100, 2, long), 98)
+    // no more than twice the prefetch: kept
+    assert.strictEqual(excessOf(4, 2, long), 0)
+    // a pause in a drain: 400 held for 10 slots at 2.5 ms a job start within 100 ms, kept
+    assert.strictEqual(excessOf(400, 10, { concurrency: 10, claimLatencyMs: 2, runTimeMs: 2.5 }), 0)
+    // nothing measured yet: kept
+    assert.strictEqual(excessOf(100, 2, { concurrency: 2, claimLatencyMs: undefined, runTimeMs: undefined }), 0)
   })
 })
