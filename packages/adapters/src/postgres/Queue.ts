@@ -441,26 +441,37 @@ const claimableNow = (state: JobState, runAt: number, updatedAt: number): boolea
   (state === "queued" || state === "failed") && runAt <= updatedAt
 
 const InsertedRow = Schema.Struct({ id: Schema.String, run_at: Millis, created_at: Millis })
-const decodeInsertedRows = Schema.decodeUnknownEffect(Schema.Array(InsertedRow))
+// What an INSERT returns per job, checked column by column as `readJobRow` does (a Schema decode per job cost a
+// batch more than building its jobs)
+type InsertedTimes = typeof InsertedRow.Type
+const readInsertedRow = (value: unknown): InsertedTimes => {
+  const row = record(value)
+  return { id: str(row, "id"), run_at: num(row, "run_at"), created_at: num(row, "created_at") }
+}
+const decodeInsertedRows = readRows(readInsertedRow)
 const HandedRow = Schema.Struct({ ...InsertedRow.fields, state: Schema.Literals(["queued", "claimed"]) })
 const decodeHandedRows = Schema.decodeUnknownEffect(Schema.Array(HandedRow))
 
-// The job an INSERT stored, from what it was sent and the times it returned (what `toJob` would read back)
-const insertedJob = (row: InsertRow, times: typeof InsertedRow.Type): Job => ({
-  id: row.id as JobId,
-  queue: row.queue,
-  payload: row.value,
-  priority: row.priority as Task.Priority,
-  state: "queued",
-  runAt: times.run_at,
-  attempts: 0,
-  maxAttempts: row.max_attempts,
-  ...(row.idempotency_key === null ? {} : { idempotencyKey: fromTextKey(row.idempotency_key) }),
-  ...(row.pool === null ? {} : { pool: row.pool }),
-  createdAt: times.created_at,
-  updatedAt: times.created_at,
-  failures: 0
-})
+// The job an INSERT stored, from what it was sent and the times it returned (what `toJob` would read back, in
+// its field order)
+const insertedJob = (row: InsertRow, times: InsertedTimes): Job => {
+  const job: Mutable<Job> = {
+    id: row.id as JobId,
+    queue: row.queue,
+    payload: row.payload,
+    priority: row.priority as Task.Priority,
+    state: "queued",
+    runAt: times.run_at,
+    attempts: 0,
+    maxAttempts: row.max_attempts,
+    createdAt: times.created_at,
+    updatedAt: times.created_at,
+    failures: 0
+  }
+  if (row.idempotency_key !== null) job.idempotencyKey = fromTextKey(row.idempotency_key)
+  if (row.pool !== null) job.pool = row.pool
+  return job
+}
 
 // Why a lease operation found nothing to change
 const RefusalRow = Schema.Struct({
@@ -643,10 +654,8 @@ interface InsertRow {
   readonly pool: string | null
   readonly priority: string
   readonly priority_rank: number
-  /** The validated request's payload (a private frozen copy): what the inserted job carries */
-  readonly value: Schema.Json
-  /** Its JSON text, sent as text and cast to `json` by Postgres */
-  readonly payload: string
+  /** The validated request's payload (a private frozen copy): what the inserted job carries, sent as JSON text */
+  readonly payload: Schema.Json
   readonly run_at: number | null
   readonly delay_ms: number | null
   readonly max_attempts: number
@@ -655,7 +664,7 @@ interface InsertRow {
 
 // Postgres array literals: each element quoted, `"` and `\` escaped, SQL NULL bare. Array input costs Postgres a
 // small fraction of what `json_to_recordset` did (a hash table built per JSON object: ~5 µs of the ~15 µs a job
-// cost the insert)
+// cost the insert). Job ids need no quotes (`job_` and hex)
 const ARRAY_ESCAPE = /["\\]/g
 const textArray = (values: ReadonlyArray<string | null>): string => {
   let out = "{"
@@ -802,11 +811,14 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
   // `jobs`: ids are fresh, and keys conflict in `job_keys` only (a speculative insertion cost each row an arbiter
   // probe of `jobs_pkey` and a WAL record more)
   const insertBatch = (input: ReadonlyArray<InsertRow>) => {
-    const unnested: Array<Statement.Fragment> = [
-      sql`${textArray(input.map((row) => row.id))}::text[]`,
-      sql`${textArray(input.map((row) => row.payload))}::text[]`
+    // Payloads as one JSON array (one `JSON.stringify`, nothing to escape), each element read back as `json`
+    // text: `json_array_elements` keeps an element's escapes as they are (a lone surrogate, a NUL), as `json` does
+    const payloads = JSON.stringify(input.map((row) => row.payload))
+    const sources: Array<Statement.Fragment> = [
+      sql`json_array_elements(${payloads}::json)`,
+      sql`unnest(${`{${input.map((row) => row.id).join(",")}}`}::text[])`
     ]
-    const names = ["id", "payload"]
+    const names = ["payload", "id"]
     const column = <A extends string | number | null>(
       name: string,
       type: string,
@@ -815,7 +827,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     ): Statement.Fragment => {
       const first = values[0]!
       if (values.every((value) => value === first)) return sql`${first}::${sql.literal(type)} AS ${sql.literal(name)}`
-      unnested.push(sql`${array(values)}::${sql.literal(type)}[]`)
+      sources.push(sql`unnest(${array(values)}::${sql.literal(type)}[])`)
       names.push(name)
       return sql.literal(`u.${name}`)
     }
@@ -870,12 +882,12 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       )
     ]
     const rows = sql`SELECT u.ord, u.id, u.payload, ${sql.csv(fields)}
-                     FROM unnest(${sql.csv(unnested)}) WITH ORDINALITY AS u(${sql.literal(names.join(", "))}, ord)`
+                     FROM ROWS FROM (${sql.csv(sources)}) WITH ORDINALITY AS u(${sql.literal(names.join(", "))}, ord)`
     const keyed = input.some((row) => row.idempotency_key !== null)
     const insert = (from: Statement.Fragment) =>
       sql`INSERT INTO ${jobs} (id, queue, pool, priority, priority_rank, state, payload, run_at, attempts,
                                  max_attempts, failures, idempotency_key, created_at, updated_at)
-            SELECT r.id, r.queue, r.pool, r.priority, r.priority_rank, 'queued', r.payload::json,
+            SELECT r.id, r.queue, r.pool, r.priority, r.priority_rank, 'queued', r.payload,
                    coalesce(r.run_at, ${now} + coalesce(r.delay_ms, 0)), 0, r.max_attempts, 0, r.idempotency_key,
                    ${now}, ${now}
             FROM ${from}
@@ -909,8 +921,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       pool: r.pool ?? null,
       priority: r.priority ?? "normal",
       priority_rank: Task.priorityRank(r.priority ?? "normal"),
-      value: r.payload,
-      payload: JSON.stringify(r.payload),
+      payload: r.payload,
       run_at: r.runAt ?? null,
       delay_ms: r.delayMs ?? null,
       max_attempts: r.maxAttempts ?? defaultMaxAttempts,
@@ -918,8 +929,21 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
     }))
     // A job holding a key can be pruned between the insert and the read: then insert again
     for (let attempt = 0; attempt < 3; attempt++) {
+      const returned = yield* insertBatch(input)
+      // Every job inserted, returned in the order sent (the common batch): no lookups
+      if (returned.length === input.length && returned.every((row, i) => row.id === input[i]!.id)) {
+        const out: Array<Job> = new Array(input.length)
+        const queues = new Set<string>()
+        for (let i = 0; i < input.length; i++) {
+          const job = insertedJob(input[i]!, returned[i]!)
+          if (claimableNow("queued", job.runAt, job.createdAt)) queues.add(job.queue)
+          out[i] = job
+        }
+        yield* announceQueues(queues)
+        return out
+      }
       const inserted = new Map<string, Job>()
-      const stored = new Map((yield* insertBatch(input)).map((row) => [row.id, row]))
+      const stored = new Map(returned.map((row) => [row.id, row]))
       const fresh: Array<Pick<JobRow, "queue" | "state" | "run_at" | "updated_at">> = []
       // An inserted job is what was sent plus the times the database chose: built here, not read back
       for (const row of input) {
@@ -1004,7 +1028,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
                                max_attempts, failures, idempotency_key, created_at, updated_at, lease_worker,
                                lease_expires_at, claimed_at)
           SELECT ${row.id}, ${row.queue}, ${row.pool}, ${row.priority}, ${row.priority_rank},
-                 CASE WHEN w.higher THEN 'queued' ELSE 'claimed' END, ${row.payload}::json, ${now},
+                 CASE WHEN w.higher THEN 'queued' ELSE 'claimed' END, ${JSON.stringify(row.payload)}::json, ${now},
                  CASE WHEN w.higher THEN 0 ELSE 1 END, ${row.max_attempts}, 0, ${row.idempotency_key}, ${now},
                  ${now}, CASE WHEN w.higher THEN NULL ELSE ${handOff.workerId} END,
                  CASE WHEN w.higher THEN NULL ELSE ${now} + ${handOff.leaseMs} END,
@@ -1033,8 +1057,7 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       pool: r.pool ?? null,
       priority: r.priority ?? "normal",
       priority_rank: Task.priorityRank(r.priority ?? "normal"),
-      value: r.payload,
-      payload: JSON.stringify(r.payload),
+      payload: r.payload,
       run_at: null,
       delay_ms: null,
       max_attempts: r.maxAttempts ?? defaultMaxAttempts,
