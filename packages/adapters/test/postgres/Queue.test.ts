@@ -420,7 +420,7 @@ describePostgres("Queue on Postgres", () => {
         const queue = yield* Queue
         const a = queueName("mixed-a")
         const b = queueName("mixed-b")
-        const odd = ['"', "\\", "{}", "a,b", "NULL", " x ", "\\\"{,}", "é\u0000\ud800"]
+        const odd = ['"', "\\", "{}", "a,b", "NULL", " x ", '\\"{,}', "é\u0000\ud800"]
         const at = Date.now() + 60_000
         const requests = [
           { queue: a, payload: { s: odd[0]!, n: null } },
