@@ -15,10 +15,11 @@
  * `Backoff.decide` (this layer draws the random number, computes the delay in core and stores it), priorities are
  * ranked by `Task.priorityRank`. This module only stores and locks.
  *
- * - `enqueue`/`enqueueBatch`: one `INSERT … SELECT FROM unnest(…)` for the whole batch (a Postgres array per
- *   column that varies; keys taken in `job_keys` by the same statement); a second read returns the jobs already
- *   holding an idempotency key. Neither opens a transaction,
- *   so inside `UnitOfWork.run` they join the unit's; workers are told once it commits, never if it rolls back.
+ * - `enqueue`/`enqueueBatch`: one `INSERT` for the whole batch, reading the payloads as one JSON array and each
+ *   other column that varies as a Postgres array (`ROWS FROM (json_array_elements(…), unnest(…), …)`); keys are
+ *   taken in `job_keys` by the same statement, and a second read returns the jobs already holding one. Neither
+ *   opens a transaction, so inside `UnitOfWork.run` they join the unit's; workers are told once it commits, never
+ *   if it rolls back.
  * - Single enqueues, completions, failures and heartbeats made outside a unit of work at the same moment are
  *   merged into one statement each (Effect's request batching): many workers finishing together cost one round
  *   trip and one commit. No timer delays a write to gather more: a flush is what one scheduler turn produced.
@@ -806,8 +807,9 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
 
   // A job holding an idempotency key is inserted only if its key row was (`job_keys`, the one unique index a
   // key lives in until its job is pruned), in the same statement; jobs without a key skip that table. The rows
-  // come as Postgres arrays, one per column, unnested in order; a column holding one value for the whole batch
-  // (the common batch: one queue and priority, no delay, no key) is one parameter instead. No `ON CONFLICT` on
+  // come as columns read side by side in order: the payloads as one JSON array, each other column as a Postgres
+  // array, or as one parameter when it holds one value for the whole batch (the common batch: one queue and
+  // priority, no delay, no key). No `ON CONFLICT` on
   // `jobs`: ids are fresh, and keys conflict in `job_keys` only (a speculative insertion cost each row an arbiter
   // probe of `jobs_pkey` and a WAL record more)
   const insertBatch = (input: ReadonlyArray<InsertRow>) => {
@@ -819,67 +821,32 @@ export const makeQueue = Effect.fnUntraced(function* (options?: QueueOptions) {
       sql`unnest(${`{${input.map((row) => row.id).join(",")}}`}::text[])`
     ]
     const names = ["payload", "id"]
+    // A column's one value as a parameter, or its values as one more array to unnest
     const column = <A extends string | number | null>(
       name: string,
       type: string,
-      values: ReadonlyArray<A>,
+      get: (row: InsertRow) => A,
       array: (values: ReadonlyArray<A>) => string
     ): Statement.Fragment => {
-      const first = values[0]!
-      if (values.every((value) => value === first)) return sql`${first}::${sql.literal(type)} AS ${sql.literal(name)}`
-      sources.push(sql`unnest(${array(values)}::${sql.literal(type)}[])`)
-      names.push(name)
-      return sql.literal(`u.${name}`)
+      const first = get(input[0]!)
+      for (const row of input) {
+        if (get(row) !== first) {
+          sources.push(sql`unnest(${array(input.map(get))}::${sql.literal(type)}[])`)
+          names.push(name)
+          return sql.literal(`u.${name}`)
+        }
+      }
+      return sql`${first}::${sql.literal(type)} AS ${sql.literal(name)}`
     }
     const fields = [
-      column(
-        "queue",
-        "text",
-        input.map((row) => row.queue),
-        textArray
-      ),
-      column(
-        "pool",
-        "text",
-        input.map((row) => row.pool),
-        textArray
-      ),
-      column(
-        "priority",
-        "text",
-        input.map((row) => row.priority),
-        textArray
-      ),
-      column(
-        "priority_rank",
-        "smallint",
-        input.map((row) => row.priority_rank),
-        numberArray
-      ),
-      column(
-        "run_at",
-        "float8",
-        input.map((row) => row.run_at),
-        numberArray
-      ),
-      column(
-        "delay_ms",
-        "float8",
-        input.map((row) => row.delay_ms),
-        numberArray
-      ),
-      column(
-        "max_attempts",
-        "int",
-        input.map((row) => row.max_attempts),
-        numberArray
-      ),
-      column(
-        "idempotency_key",
-        "text",
-        input.map((row) => row.idempotency_key),
-        textArray
-      )
+      column("queue", "text", (row) => row.queue, textArray),
+      column("pool", "text", (row) => row.pool, textArray),
+      column("priority", "text", (row) => row.priority, textArray),
+      column("priority_rank", "smallint", (row) => row.priority_rank, numberArray),
+      column("run_at", "float8", (row) => row.run_at, numberArray),
+      column("delay_ms", "float8", (row) => row.delay_ms, numberArray),
+      column("max_attempts", "int", (row) => row.max_attempts, numberArray),
+      column("idempotency_key", "text", (row) => row.idempotency_key, textArray)
     ]
     const rows = sql`SELECT u.ord, u.id, u.payload, ${sql.csv(fields)}
                      FROM ROWS FROM (${sql.csv(sources)}) WITH ORDINALITY AS u(${sql.literal(names.join(", "))}, ord)`
