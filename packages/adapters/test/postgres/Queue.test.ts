@@ -412,6 +412,48 @@ describePostgres("Queue on Postgres", () => {
         assert.deepStrictEqual(yield* queue.get(job.id), done)
       })
     )
+
+    // A batch goes in as Postgres arrays, one per column that varies (a column with one value is one parameter):
+    // every column varies here, with values the array syntax quotes or escapes
+    it.effect("a batch whose jobs differ in every column stores each as sent, whatever its strings hold", () =>
+      Effect.gen(function* () {
+        const queue = yield* Queue
+        const a = queueName("mixed-a")
+        const b = queueName("mixed-b")
+        const odd = ['"', "\\", "{}", "a,b", "NULL", " x ", '\\"{,}', "é\u0000\ud800"]
+        const at = Date.now() + 60_000
+        const requests = [
+          { queue: a, payload: { s: odd[0]!, n: null } },
+          { queue: b, payload: odd[1]!, pool: "gpu", priority: "high" as const, idempotencyKey: odd[2]! },
+          { queue: a, payload: [odd[2]!, odd[3]!], delayMs: 60_000, maxAttempts: 7, idempotencyKey: odd[4]! },
+          { queue: b, payload: "NULL", runAt: at, priority: "low" as const, idempotencyKey: odd[5]! },
+          { queue: a, payload: { [odd[6]!]: odd[7]! }, pool: "cpu", idempotencyKey: odd[6]! },
+          { queue: b, payload: null, priority: "critical" as const, idempotencyKey: odd[7]! },
+          { queue: a, payload: 1.5, idempotencyKey: odd[3]! }
+        ]
+        const jobs = yield* queue.enqueueBatch(requests)
+        assert.strictEqual(new Set(jobs.map((job) => job.id)).size, requests.length)
+        for (let i = 0; i < requests.length; i++) {
+          const r = requests[i]!
+          const job = jobs[i]!
+          assert.deepStrictEqual(
+            [job.queue, job.payload, job.pool, job.priority, job.maxAttempts, job.idempotencyKey],
+            [r.queue, r.payload, r.pool, r.priority ?? "normal", r.maxAttempts ?? 5, r.idempotencyKey]
+          )
+          if (r.runAt !== undefined) assert.strictEqual(job.runAt, r.runAt)
+          else if (r.delayMs !== undefined) assert.strictEqual(job.runAt, job.createdAt + r.delayMs)
+          else assert.strictEqual(job.runAt, job.createdAt)
+          assert.deepStrictEqual(yield* queue.get(job.id), job)
+        }
+        // The keys are taken as sent: enqueued again, each returns its job
+        const again = yield* queue.enqueueBatch(requests.map((r) => ({ ...r, payload: "again" })))
+        assert.deepStrictEqual(
+          again.map((job) => job.id),
+          requests.map((r, i) => (r.idempotencyKey === undefined ? again[i]!.id : jobs[i]!.id))
+        )
+        assert.notStrictEqual(again[0]!.id, jobs[0]!.id)
+      })
+    )
   })
 
   layer(
