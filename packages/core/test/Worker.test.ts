@@ -44,6 +44,39 @@ const allIn = (jobs: ReadonlyArray<Job>, state: Job["state"]) =>
     (states) => states.every((s) => s === state)
   )
 
+/**
+ * A second worker (2 slots, long jobs) starts two of what `first` left at once; `check` runs while both work;
+ * then both stop and nothing stays claimed (a claim may be under way, uninterruptible: the clock moves until both
+ * have stopped).
+ */
+const secondWorkerGetsTheRest = (
+  first: { readonly stop: Effect.Effect<void> },
+  jobs: ReadonlyArray<Job>,
+  check: Effect.Effect<void> = Effect.void
+) =>
+  Effect.gen(function* () {
+    const second = yield* start({
+      queues: ["q"],
+      concurrency: 2,
+      shutdownGraceMs: 0,
+      handler: () => Effect.sleep(10_000)
+    })
+    yield* drive(
+      Effect.map(second.handle.stats, (s) => s.running === 2),
+      1,
+      10
+    )
+    yield* check
+    const stopping = yield* Effect.forkChild(Effect.andThen(first.stop, second.stop))
+    for (let i = 0; i < 10; i++) {
+      yield* yields()
+      yield* TestClock.adjust(5)
+    }
+    yield* Fiber.join(stopping)
+    const states = yield* Effect.forEach(jobs, (j) => stateOf(j.id))
+    assert.isFalse(states.includes("claimed"), "held and running jobs given back")
+  })
+
 /** A Queue that counts claims and remembers their size. */
 const countingQueue = (log: { claims: number; maxes: Array<number> }) =>
   Layer.effect(
@@ -251,28 +284,11 @@ describe("Worker.run", () => {
       }
       assert.isTrue((yield* first.handle.stats).completed >= 8, "jobs were measured")
       assert.strictEqual(peak, 4, "2 running, 2 held")
-      // another worker gets the rest
-      const second = yield* start({
-        queues: ["q"],
-        concurrency: 2,
-        shutdownGraceMs: 0,
-        handler: () => Effect.sleep(10_000)
-      })
-      yield* drive(
-        Effect.map(second.handle.stats, (s) => s.running === 2),
-        1,
-        10
+      yield* secondWorkerGetsTheRest(
+        first,
+        jobs,
+        Effect.map(first.handle.stats, (stats) => assert.isTrue(stats.inFlight <= 4))
       )
-      assert.isTrue((yield* first.handle.stats).inFlight <= 4)
-      // a claim may be under way (uninterruptible): the clock moves until both have stopped
-      const stopping = yield* Effect.forkChild(Effect.andThen(first.stop, second.stop))
-      for (let i = 0; i < 10; i++) {
-        yield* yields()
-        yield* TestClock.adjust(5)
-      }
-      yield* Fiber.join(stopping)
-      const states = yield* Effect.forEach(jobs, (j) => stateOf(j.id))
-      assert.isFalse(states.includes("claimed"), "held and running jobs given back")
     }).pipe(Effect.provide(slowClaimQueue(log)))
   })
 
@@ -308,26 +324,7 @@ describe("Worker.run", () => {
       const ready = yield* queue.list({ queue: "q", state: "queued", limit: 1_000 })
       assert.isAbove(ready.jobs.length, 50)
       assert.isTrue(ready.jobs.every((j) => j.attempts === 0))
-      // another worker gets them at once
-      const second = yield* start({
-        queues: ["q"],
-        concurrency: 2,
-        shutdownGraceMs: 0,
-        handler: () => Effect.sleep(10_000)
-      })
-      yield* drive(
-        Effect.map(second.handle.stats, (s) => s.running === 2),
-        1,
-        10
-      )
-      const stopping = yield* Effect.forkChild(Effect.andThen(first.stop, second.stop))
-      for (let i = 0; i < 10; i++) {
-        yield* yields()
-        yield* TestClock.adjust(5)
-      }
-      yield* Fiber.join(stopping)
-      const states = yield* Effect.forEach(jobs, (j) => stateOf(j.id))
-      assert.isFalse(states.includes("claimed"), "held and running jobs given back")
+      yield* secondWorkerGetsTheRest(first, jobs)
     }).pipe(Effect.provide(slowClaimQueue(log)))
   })
 
