@@ -6,9 +6,8 @@
  * session may add to the code it traces (none are left in the sources). Then the client's CPU and Redis'
  * (`INFO commandstats`, reset after the warm-up) per job.
  *
- * Run: `REDIS_URL=redis://127.0.0.1:6379 node --conditions=mandate-source --import tsx
- * benchmarks/redis-light-trace.ts` (env: N jobs, default 500; INTERVAL ms, default 10; WARM jobs drained first,
- * default 20,000; SHOW k prints every k-th job's events).
+ * Run: `npm run bench:redis-light-trace` (env: REDIS_URL, default redis://127.0.0.1:6379; N jobs, default 500;
+ * INTERVAL ms, default 10; WARM jobs drained first, default 20,000; SHOW k prints every k-th job's events).
  *
  * @since 0.1.0
  */
@@ -20,10 +19,10 @@ import { Queue, Worker } from "@mandate/core"
 import { Deferred, Effect, Layer, ManagedRuntime } from "effect"
 import { claimJobs, enqueueJobs, nextDue } from "../packages/adapters/src/redis/queueScripts.ts"
 
-const url = process.env.REDIS_URL ?? "redis://127.0.0.1:18379"
+const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const port = Number(new URL(url).port)
 const n = Number(process.env.N ?? 500)
-const prefix = `${process.env.BENCH_PREFIX ?? "h3:"}trace:${crypto.randomUUID().slice(0, 8)}:`
+const prefix = `${process.env.BENCH_PREFIX ?? "bench:"}trace:${crypto.randomUUID().slice(0, 8)}:`
 
 const sha = (lua: string) => createHash("sha1").update(lua).digest("hex")
 const names = new Map([
@@ -132,6 +131,15 @@ const main = Effect.gen(function* () {
       .filter((l) => /cmdstat_(evalsha|xread|eval)\b/.test(l))
       .join("\n")
   )
+  // the probe's keys go with it
+  let cursor = "0"
+  do {
+    const [next, keys] = (yield* Effect.promise(() =>
+      node.client.sendCommand(["SCAN", cursor, "MATCH", `${prefix}*`, "COUNT", "1000"])
+    )) as unknown as [string, Array<string>]
+    if (keys.length > 0) yield* Effect.promise(() => node.client.sendCommand(["UNLINK", ...keys]))
+    cursor = next
+  } while (cursor !== "0")
   return { samples, t0s }
 }).pipe(Effect.scoped)
 
