@@ -368,6 +368,25 @@ describeRedis("Queue on Redis: merged single enqueues", () => {
   })
 })
 
+/**
+ * The Redis service with each call of the queue's enqueue script handed to `around` as it is sent (its params, and
+ * the call to run), to count or hold it; every other script as is.
+ */
+const aroundEnqueues = (
+  redis: Redis.Redis["Service"],
+  around: <A, E>(params: ReadonlyArray<unknown>, run: Effect.Effect<A, E>) => Effect.Effect<A, E>
+): Redis.Redis["Service"] => {
+  const enqueueLua = queueOperations().enqueue
+  return Redis.Redis.of({
+    ...redis,
+    eval: (script) => {
+      const run = redis.eval(script)
+      if (script.lua !== enqueueLua) return run
+      return (...params) => Effect.suspend(() => around(params, run(...params)))
+    }
+  })
+}
+
 describeRedis("Queue on Redis: merged single enqueues, written apart", () => {
   // node-redis writes the commands sent during an event-loop turn in one write, at the end of the turn (a
   // setImmediate). Two merged enqueue calls in one write are read and answered together by Redis, and their callers,
@@ -377,27 +396,17 @@ describeRedis("Queue on Redis: merged single enqueues, written apart", () => {
     it.effect("2,000 enqueues, 50 at a time: no write carries two enqueue calls", () =>
       Effect.gen(function* () {
         const { prefix } = yield* TestRedis
-        const redis = yield* Redis.Redis
-        const enqueueLua = queueOperations().enqueue
         const writes: Array<number> = []
         let unwritten = 0
-        const counting = Redis.Redis.of({
-          ...redis,
-          eval: (script) => {
-            const run = redis.eval(script)
-            if (script.lua !== enqueueLua) return run
-            return (...params) =>
-              Effect.suspend(() => {
-                // as node-redis schedules its write when a command is sent
-                if (unwritten++ === 0) {
-                  setImmediate(() => {
-                    writes.push(unwritten)
-                    unwritten = 0
-                  })
-                }
-                return run(...params)
-              })
+        const counting = aroundEnqueues(yield* Redis.Redis, (_, run) => {
+          // as node-redis schedules its write when a command is sent
+          if (unwritten++ === 0) {
+            setImmediate(() => {
+              writes.push(unwritten)
+              unwritten = 0
+            })
           }
+          return run
         })
         const queue = yield* makeQueue({ prefix }).pipe(Effect.provideService(Redis.Redis, counting))
         const q = `apart-${uid()}`
@@ -429,21 +438,11 @@ describeRedis("Queue on Redis: light load", () => {
     it.effect("a lone enqueue is sent at once; calls made in its turn wait for its answer, merged into one", () =>
       Effect.gen(function* () {
         const { prefix } = yield* TestRedis
-        const redis = yield* Redis.Redis
-        const enqueueLua = queueOperations().enqueue
         // jobs per enqueue call sent, in order
         const calls: Array<number> = []
-        const counting = Redis.Redis.of({
-          ...redis,
-          eval: (script) => {
-            const run = redis.eval(script)
-            if (script.lua !== enqueueLua) return run
-            return (...params) =>
-              Effect.suspend(() => {
-                calls.push(Number(params[3]))
-                return run(...params)
-              })
-          }
+        const counting = aroundEnqueues(yield* Redis.Redis, (params, run) => {
+          calls.push(Number(params[3]))
+          return run
         })
         const queue = yield* makeQueue({ prefix }).pipe(Effect.provideService(Redis.Redis, counting))
         const q = `lone-${uid()}`
@@ -471,22 +470,12 @@ describeRedis("Queue on Redis: light load", () => {
     it.effect("a call made a turn after a lone one, while that one is out, is sent at once", () =>
       Effect.gen(function* () {
         const { prefix } = yield* TestRedis
-        const redis = yield* Redis.Redis
-        const enqueueLua = queueOperations().enqueue
         const calls: Array<number> = []
         const gate = yield* Deferred.make<void>()
-        const gated = Redis.Redis.of({
-          ...redis,
-          eval: (script) => {
-            const run = redis.eval(script)
-            if (script.lua !== enqueueLua) return run
-            return (...params) =>
-              Effect.suspend(() => {
-                calls.push(Number(params[3]))
-                // the first call stays out (unanswered) until the gate opens
-                return calls.length === 1 ? Effect.andThen(Deferred.await(gate), run(...params)) : run(...params)
-              })
-          }
+        const gated = aroundEnqueues(yield* Redis.Redis, (params, run) => {
+          calls.push(Number(params[3]))
+          // the first call stays out (unanswered) until the gate opens
+          return calls.length === 1 ? Effect.andThen(Deferred.await(gate), run) : run
         })
         const queue = yield* makeQueue({ prefix }).pipe(Effect.provideService(Redis.Redis, gated))
         const q = `later-${uid()}`
